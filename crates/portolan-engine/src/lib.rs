@@ -1,0 +1,1 @@
+//! Portolan's scanning engine: what to scan (targets, ports, services table), and how.
