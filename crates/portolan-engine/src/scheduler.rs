@@ -1,0 +1,741 @@
+//! The sans-I/O core of a probe-per-port scan: which probe goes next, when, and what a
+//! probe's outcome means. It never reads a clock or touches a socket: the driver passes
+//! `now` in and reports outcomes, so the whole policy runs under test on a fake clock.
+//!
+//! Policy, after Nmap's (nmap-formats.md §3):
+//! - a congestion window of probes in flight: slow start (+1 per reply) up to `ssthresh`,
+//!   then +1/cwnd; halved when a retransmitted probe is answered (its first try was lost),
+//!   at most once per timeout period;
+//! - a ceiling from `--max-parallelism` and from the file-descriptor limit; `--min-parallelism`
+//!   as a floor; `--min-rate` lets the window be exceeded while sending is behind the rate;
+//!   `--max-rate` paces launches; `--scan-delay` spaces probes to one host;
+//! - a probe that times out is retried only as deep as answers showed necessary (one retry at
+//!   first; deeper once a retry got an answer), never beyond `--max-retries`;
+//! - `--host-timeout` abandons a host.
+
+use crate::timing::{RttEstimator, Timing};
+use portolan_model::PortState;
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// One connection attempt to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Index of the host in the scheduler (stable for the host's life).
+    pub host: usize,
+    pub ip: IpAddr,
+    pub port: u16,
+    /// Index of the port in the host's port list.
+    pub idx: u32,
+    /// 0 for the first try, 1 for the first retransmission, ...
+    pub try_no: u8,
+    /// How long the driver waits for an answer.
+    pub timeout: Duration,
+}
+
+/// What became of a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handshake completed: open (`syn-ack`).
+    Connected,
+    /// Refused: closed (`conn-refused`).
+    Refused,
+    /// No answer within the timeout.
+    Timeout,
+    /// An ICMP error reported by the kernel: filtered, with this reason.
+    Unreachable(&'static str),
+    /// A local resource ran out (file descriptors, ephemeral ports): try again later,
+    /// and lower the ceiling.
+    LocalResource,
+}
+
+/// What the driver should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Send(Probe),
+    /// Nothing may be sent before this instant (pacing); wake then or on an outcome.
+    WaitUntil(Instant),
+    /// Nothing to send until an outstanding probe finishes.
+    WaitForOutcome,
+    /// Every host is done.
+    Done,
+}
+
+/// A finished host.
+#[derive(Debug, Clone)]
+pub struct HostDone {
+    pub ip: IpAddr,
+    /// The caller's tag, handed back untouched.
+    pub tag: usize,
+    /// (port, state, reason), in the order the ports were given.
+    pub ports: Vec<(u16, PortState, &'static str)>,
+    pub rtt: RttEstimator,
+    pub started: Instant,
+    pub finished: Instant,
+    pub timed_out: bool,
+    pub replies: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Pending,
+    Done(PortState, &'static str),
+}
+
+#[derive(Debug)]
+struct HostState {
+    ip: IpAddr,
+    tag: usize,
+    ports: Vec<u16>,
+    slots: Vec<Slot>,
+    next_fresh: usize,
+    retries: VecDeque<(u32, u8)>,
+    outstanding: usize,
+    remaining: usize,
+    rtt: RttEstimator,
+    /// Deepest try that got an answer.
+    max_answered_try: Option<u8>,
+    last_send: Option<Instant>,
+    started: Instant,
+    timed_out: bool,
+    replies: u64,
+}
+
+impl HostState {
+    fn has_work(&self) -> bool {
+        !self.timed_out && (!self.retries.is_empty() || self.next_fresh < self.ports.len())
+    }
+    fn is_finished(&self) -> bool {
+        self.outstanding == 0 && (self.remaining == 0 || self.timed_out)
+    }
+    /// How many retransmissions answers have shown to be worth making.
+    fn allowed_retries(&self, max: u32) -> u32 {
+        let shown = self.max_answered_try.map(|t| t as u32 + 1).unwrap_or(1);
+        shown.max(1).min(max)
+    }
+}
+
+/// Scheduling state for a group of hosts scanned together.
+#[derive(Debug)]
+pub struct Scheduler {
+    timing: Timing,
+    hosts: Vec<Option<HostState>>,
+    active: Vec<usize>,
+    cursor: usize,
+    cwnd: f64,
+    ssthresh: f64,
+    ceiling: usize,
+    floor: usize,
+    in_flight: usize,
+    last_cut: Option<Instant>,
+    first_send: Option<Instant>,
+    last_send: Option<Instant>,
+    sent: u64,
+    done: VecDeque<HostDone>,
+    /// Totals for the completeness report.
+    pub stats: Stats,
+}
+
+/// Counters a scan reports about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub probes_sent: u64,
+    pub retransmissions: u64,
+    pub answered: u64,
+    pub timeouts: u64,
+    pub drops_detected: u64,
+    pub ports_total: u64,
+    pub ports_done: u64,
+}
+
+impl Scheduler {
+    /// `fd_ceiling`: the most probes that may be in flight for local reasons (descriptors).
+    pub fn new(timing: Timing, fd_ceiling: usize) -> Self {
+        let par_ceiling = timing
+            .max_parallelism
+            .map(|m| m as usize)
+            .unwrap_or(usize::MAX);
+        let ceiling = fd_ceiling.min(par_ceiling).max(1);
+        let floor = timing
+            .min_parallelism
+            .map(|m| m as usize)
+            .unwrap_or(1)
+            .clamp(1, ceiling);
+        let initial = match timing.template as u8 {
+            0..=2 => 1.0,
+            3 => 10.0,
+            _ => 32.0,
+        };
+        Scheduler {
+            cwnd: f64::max(initial, floor as f64).min(ceiling as f64),
+            ssthresh: 75.0_f64.max(ceiling as f64 / 4.0),
+            ceiling,
+            floor,
+            timing,
+            hosts: Vec::new(),
+            active: Vec::new(),
+            cursor: 0,
+            in_flight: 0,
+            last_cut: None,
+            first_send: None,
+            last_send: None,
+            sent: 0,
+            done: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Adds a host with its ports (in the order to probe them). Returns its index.
+    pub fn add_host(&mut self, ip: IpAddr, tag: usize, ports: Vec<u16>, now: Instant) -> usize {
+        let n = ports.len();
+        let idx = self.hosts.len();
+        self.stats.ports_total += n as u64;
+        self.hosts.push(Some(HostState {
+            ip,
+            tag,
+            slots: vec![Slot::Pending; n],
+            ports,
+            next_fresh: 0,
+            retries: VecDeque::new(),
+            outstanding: 0,
+            remaining: n,
+            rtt: RttEstimator::new(&self.timing),
+            max_answered_try: None,
+            last_send: None,
+            started: now,
+            timed_out: false,
+            replies: 0,
+        }));
+        self.active.push(idx);
+        self.finish_if_done(idx, now);
+        idx
+    }
+
+    /// Hosts still being scanned.
+    pub fn active_hosts(&self) -> usize {
+        self.active.len()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    pub fn window(&self) -> f64 {
+        self.cwnd
+    }
+
+    /// Finished hosts, in the order they finished.
+    pub fn take_done(&mut self) -> Option<HostDone> {
+        self.done.pop_front()
+    }
+
+    /// The next thing to do at `now`.
+    pub fn next(&mut self, now: Instant) -> Next {
+        self.expire_hosts(now);
+        if self.active.is_empty() {
+            return if self.in_flight == 0 {
+                Next::Done
+            } else {
+                Next::WaitForOutcome
+            };
+        }
+        if self.in_flight >= self.ceiling {
+            return Next::WaitForOutcome;
+        }
+        let window = self.cwnd.floor().max(self.floor as f64) as usize;
+        if self.in_flight >= window && !self.behind_min_rate(now) {
+            return Next::WaitForOutcome;
+        }
+        if let (Some(rate), Some(last)) = (self.timing.max_rate, self.last_send) {
+            if rate > 0.0 {
+                let at = last + Duration::from_secs_f64(1.0 / rate);
+                if at > now {
+                    return Next::WaitUntil(at);
+                }
+            }
+        }
+        // Round-robin over active hosts that have work and whose scan delay allows a probe.
+        let mut earliest: Option<Instant> = None;
+        for step in 0..self.active.len() {
+            let slot = (self.cursor + step) % self.active.len();
+            let hidx = self.active[slot];
+            let Some(h) = self.hosts[hidx].as_mut() else {
+                continue;
+            };
+            if !h.has_work() {
+                continue;
+            }
+            if let Some(last) = h.last_send {
+                let at = last + self.timing.scan_delay;
+                if !self.timing.scan_delay.is_zero() && at > now {
+                    earliest = Some(earliest.map_or(at, |e: Instant| e.min(at)));
+                    continue;
+                }
+            }
+            let (idx, try_no) = match h.retries.pop_front() {
+                Some(r) => r,
+                None => {
+                    let i = h.next_fresh as u32;
+                    h.next_fresh += 1;
+                    (i, 0)
+                }
+            };
+            h.outstanding += 1;
+            h.last_send = Some(now);
+            let probe = Probe {
+                host: hidx,
+                ip: h.ip,
+                port: h.ports[idx as usize],
+                idx,
+                try_no,
+                timeout: h.rtt.timeout(),
+            };
+            self.cursor = (slot + 1) % self.active.len();
+            self.in_flight += 1;
+            self.sent += 1;
+            self.first_send.get_or_insert(now);
+            self.last_send = Some(now);
+            self.stats.probes_sent += 1;
+            if try_no > 0 {
+                self.stats.retransmissions += 1;
+            }
+            return Next::Send(probe);
+        }
+        match earliest {
+            Some(at) => Next::WaitUntil(at),
+            None => Next::WaitForOutcome,
+        }
+    }
+
+    fn behind_min_rate(&self, now: Instant) -> bool {
+        match (self.timing.min_rate, self.first_send) {
+            (Some(rate), Some(first)) if rate > 0.0 => {
+                let expected = now.duration_since(first).as_secs_f64() * rate;
+                (self.sent as f64) < expected
+            }
+            (Some(rate), None) => rate > 0.0,
+            _ => false,
+        }
+    }
+
+    /// Digests a probe's outcome, observed at `now` after `rtt`.
+    pub fn on_outcome(&mut self, probe: Probe, outcome: Outcome, rtt: Duration, now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let max_retries = self.timing.max_retries;
+        let Some(h) = self.hosts.get_mut(probe.host).and_then(|h| h.as_mut()) else {
+            return;
+        };
+        h.outstanding = h.outstanding.saturating_sub(1);
+        let answered = match outcome {
+            Outcome::Connected => Some((PortState::Open, "syn-ack")),
+            Outcome::Refused => Some((PortState::Closed, "conn-refused")),
+            Outcome::Unreachable(reason) => Some((PortState::Filtered, reason)),
+            Outcome::Timeout => None,
+            Outcome::LocalResource => {
+                // Not the network's doing: retry at the same depth, with fewer in flight.
+                h.retries.push_front((probe.idx, probe.try_no));
+                self.ceiling = (self.in_flight.max(self.floor)).max(1);
+                self.cwnd = self.cwnd.min(self.ceiling as f64);
+                return;
+            }
+        };
+        match answered {
+            Some((state, reason)) => {
+                self.stats.answered += 1;
+                h.replies += 1;
+                h.rtt.sample(rtt);
+                h.max_answered_try = Some(
+                    h.max_answered_try
+                        .map_or(probe.try_no, |t| t.max(probe.try_no)),
+                );
+                if let Some(slot) = h.slots.get_mut(probe.idx as usize) {
+                    if *slot == Slot::Pending {
+                        *slot = Slot::Done(state, reason);
+                        h.remaining -= 1;
+                        self.stats.ports_done += 1;
+                    }
+                }
+                let timeout = h.rtt.timeout();
+                if probe.try_no > 0 {
+                    // The first try went unanswered but a later one was answered: a drop.
+                    self.stats.drops_detected += 1;
+                    let recent = self
+                        .last_cut
+                        .is_some_and(|t| now.duration_since(t) < timeout);
+                    if !recent {
+                        self.ssthresh = (self.cwnd / 2.0).max(2.0);
+                        self.cwnd = self.ssthresh.max(self.floor as f64);
+                        self.last_cut = Some(now);
+                    }
+                } else if self.cwnd < self.ssthresh {
+                    self.cwnd += 1.0;
+                } else {
+                    self.cwnd += 1.0 / self.cwnd;
+                }
+                self.cwnd = self.cwnd.min(self.ceiling as f64);
+            }
+            None => {
+                self.stats.timeouts += 1;
+                if (probe.try_no as u32) < h.allowed_retries(max_retries) {
+                    h.retries.push_back((probe.idx, probe.try_no + 1));
+                } else if let Some(slot) = h.slots.get_mut(probe.idx as usize) {
+                    if *slot == Slot::Pending {
+                        *slot = Slot::Done(PortState::Filtered, "no-response");
+                        h.remaining -= 1;
+                        self.stats.ports_done += 1;
+                    }
+                }
+            }
+        }
+        self.finish_if_done(probe.host, now);
+    }
+
+    fn expire_hosts(&mut self, now: Instant) {
+        let Some(limit) = self.timing.host_timeout else {
+            return;
+        };
+        let mut expired = Vec::new();
+        for &i in &self.active {
+            if let Some(h) = self.hosts[i].as_mut() {
+                if !h.timed_out && now.duration_since(h.started) >= limit {
+                    h.timed_out = true;
+                    h.retries.clear();
+                    expired.push(i);
+                }
+            }
+        }
+        for i in expired {
+            self.finish_if_done(i, now);
+        }
+    }
+
+    fn finish_if_done(&mut self, hidx: usize, now: Instant) {
+        let finished = self
+            .hosts
+            .get(hidx)
+            .and_then(|h| h.as_ref())
+            .is_some_and(|h| h.is_finished());
+        if !finished {
+            return;
+        }
+        let Some(h) = self.hosts.get_mut(hidx).and_then(|h| h.take()) else {
+            return;
+        };
+        self.active.retain(|&i| i != hidx);
+        if self.cursor >= self.active.len() {
+            self.cursor = 0;
+        }
+        let ports = h
+            .ports
+            .iter()
+            .zip(h.slots.iter())
+            .filter_map(|(&p, s)| match s {
+                Slot::Done(state, reason) => Some((p, *state, *reason)),
+                Slot::Pending => None,
+            })
+            .collect();
+        self.done.push_back(HostDone {
+            ip: h.ip,
+            tag: h.tag,
+            ports,
+            rtt: h.rtt,
+            started: h.started,
+            finished: now,
+            timed_out: h.timed_out,
+            replies: h.replies,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timing::Template;
+    use std::collections::HashMap;
+
+    /// A simulated host: per-port behaviour, plus a loss pattern for first tries.
+    #[derive(Clone)]
+    struct SimHost {
+        open: Vec<u16>,
+        dropped: Vec<u16>,
+        /// Lose the first try of every n-th probe (0 = never).
+        lose_first_every: u64,
+    }
+
+    /// Runs a scheduler to completion against simulated hosts on a fake clock.
+    /// Each probe is answered after `rtt`, or times out after its timeout.
+    fn simulate(
+        timing: Timing,
+        hosts: Vec<SimHost>,
+        ports: Vec<u16>,
+        rtt: Duration,
+    ) -> (Vec<HostDone>, Stats, Duration) {
+        let start = Instant::now();
+        let mut now = start;
+        let mut s = Scheduler::new(timing, 10_000);
+        for (i, _) in hosts.iter().enumerate() {
+            let ip: IpAddr = format!("198.18.0.{}", 10 + i).parse().unwrap();
+            s.add_host(ip, i, ports.clone(), now);
+        }
+        // (completion time, probe, outcome, rtt)
+        let mut pending: Vec<(Instant, Probe, Outcome, Duration)> = Vec::new();
+        let mut done = Vec::new();
+        let mut counter = 0u64;
+        for _ in 0..10_000_000 {
+            match s.next(now) {
+                Next::Send(p) => {
+                    counter += 1;
+                    let h = &hosts[p.host];
+                    let lost = h.lose_first_every > 0
+                        && p.try_no == 0
+                        && counter % h.lose_first_every == 0;
+                    let (outcome, took) = if h.dropped.contains(&p.port) || lost {
+                        (Outcome::Timeout, p.timeout)
+                    } else if h.open.contains(&p.port) {
+                        (Outcome::Connected, rtt)
+                    } else {
+                        (Outcome::Refused, rtt)
+                    };
+                    pending.push((now + took, p, outcome, took));
+                }
+                Next::Done => break,
+                other => {
+                    pending.sort_by_key(|e| std::cmp::Reverse(e.0));
+                    let next_outcome = pending.last().map(|e| e.0);
+                    let wake = match other {
+                        Next::WaitUntil(t) => Some(next_outcome.map_or(t, |o| o.min(t))),
+                        _ => next_outcome,
+                    };
+                    let wake = wake.expect("scheduler waits for nothing");
+                    now = now.max(wake);
+                    while pending.last().is_some_and(|e| e.0 <= now) {
+                        let (_, p, o, took) = pending.pop().unwrap();
+                        s.on_outcome(p, o, took, now);
+                    }
+                }
+            }
+            while let Some(d) = s.take_done() {
+                done.push(d);
+            }
+        }
+        while let Some(d) = s.take_done() {
+            done.push(d);
+        }
+        (done, s.stats, now - start)
+    }
+
+    fn states(d: &HostDone) -> HashMap<u16, PortState> {
+        d.ports.iter().map(|&(p, s, _)| (p, s)).collect()
+    }
+
+    #[test]
+    fn clean_host_every_port_classified() {
+        let ports: Vec<u16> = (1..=1000).collect();
+        let host = SimHost {
+            open: vec![22, 80],
+            dropped: vec![],
+            lose_first_every: 0,
+        };
+        let (done, stats, _) = simulate(
+            Template::Aggressive.timing(),
+            vec![host],
+            ports,
+            Duration::from_micros(200),
+        );
+        assert_eq!(done.len(), 1);
+        let st = states(&done[0]);
+        assert_eq!(st.len(), 1000);
+        assert_eq!(st[&22], PortState::Open);
+        assert_eq!(st[&80], PortState::Open);
+        assert_eq!(
+            st.values().filter(|s| **s == PortState::Closed).count(),
+            998
+        );
+        assert_eq!(stats.retransmissions, 0);
+        assert_eq!(stats.probes_sent, 1000);
+    }
+
+    #[test]
+    fn dropped_ports_are_filtered_after_one_retry() {
+        let ports: Vec<u16> = (1..=100).collect();
+        let host = SimHost {
+            open: vec![80],
+            dropped: vec![135, 139, 45],
+            lose_first_every: 0,
+        };
+        let (done, stats, _) = simulate(
+            Template::Aggressive.timing(),
+            vec![host],
+            ports,
+            Duration::from_millis(1),
+        );
+        let st = states(&done[0]);
+        assert_eq!(st[&45], PortState::Filtered);
+        assert_eq!(st[&80], PortState::Open);
+        let d = &done[0];
+        assert!(d
+            .ports
+            .iter()
+            .any(|&(p, _, r)| p == 45 && r == "no-response"));
+        // Nothing answered a retry, so each silent port gets exactly one retransmission.
+        assert_eq!(stats.retransmissions, 1);
+    }
+
+    #[test]
+    fn lost_first_tries_are_recovered_and_cut_the_window() {
+        let ports: Vec<u16> = (1..=2000).collect();
+        let host = SimHost {
+            open: (1..=2000).step_by(100).collect(),
+            dropped: vec![],
+            lose_first_every: 30,
+        };
+        let (done, stats, _) = simulate(
+            Template::Aggressive.timing(),
+            vec![host],
+            ports,
+            Duration::from_millis(1),
+        );
+        let st = states(&done[0]);
+        assert_eq!(st.len(), 2000);
+        // Every open port is found despite the loss.
+        for p in (1..=2000).step_by(100) {
+            assert_eq!(st[&(p as u16)], PortState::Open, "port {p}");
+        }
+        assert!(st.values().all(|s| *s != PortState::Filtered));
+        assert!(stats.drops_detected > 0);
+    }
+
+    #[test]
+    fn retries_never_exceed_max_retries() {
+        let mut t = Template::Normal.timing();
+        t.max_retries = 0;
+        let host = SimHost {
+            open: vec![],
+            dropped: vec![1, 2, 3],
+            lose_first_every: 0,
+        };
+        let (_, stats, _) = simulate(t, vec![host], vec![1, 2, 3, 4], Duration::from_millis(1));
+        assert_eq!(stats.retransmissions, 0);
+        assert_eq!(stats.probes_sent, 4);
+    }
+
+    #[test]
+    fn max_parallelism_one_sends_serially() {
+        let mut t = Template::Aggressive.timing();
+        t.max_parallelism = Some(1);
+        let start = Instant::now();
+        let mut s = Scheduler::new(t, 1000);
+        s.add_host("198.18.0.10".parse().unwrap(), 0, vec![1, 2, 3], start);
+        let p = match s.next(start) {
+            Next::Send(p) => p,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(s.next(start), Next::WaitForOutcome);
+        s.on_outcome(p, Outcome::Refused, Duration::from_millis(1), start);
+        assert!(matches!(s.next(start), Next::Send(_)));
+    }
+
+    #[test]
+    fn max_rate_paces_launches() {
+        let mut t = Template::Aggressive.timing();
+        t.max_rate = Some(100.0);
+        let ports: Vec<u16> = (1..=200).collect();
+        let host = SimHost {
+            open: vec![],
+            dropped: vec![],
+            lose_first_every: 0,
+        };
+        let (_, _, took) = simulate(t, vec![host], ports, Duration::from_micros(100));
+        // 200 probes at 100/s need at least 199 intervals of 10 ms.
+        assert!(took >= Duration::from_millis(1990), "took {took:?}");
+    }
+
+    #[test]
+    fn scan_delay_spaces_probes_to_a_host() {
+        let mut t = Template::Aggressive.timing();
+        t.scan_delay = Duration::from_millis(50);
+        let host = SimHost {
+            open: vec![],
+            dropped: vec![],
+            lose_first_every: 0,
+        };
+        let (_, _, took) = simulate(
+            t,
+            vec![host],
+            (1..=11).collect(),
+            Duration::from_micros(100),
+        );
+        assert!(took >= Duration::from_millis(500), "took {took:?}");
+    }
+
+    #[test]
+    fn host_timeout_abandons_the_host() {
+        let mut t = Template::Normal.timing();
+        t.host_timeout = Some(Duration::from_secs(2));
+        t.max_parallelism = Some(1);
+        let host = SimHost {
+            open: vec![],
+            dropped: (1..=100).collect(),
+            lose_first_every: 0,
+        };
+        let (done, _, took) =
+            simulate(t, vec![host], (1..=100).collect(), Duration::from_millis(1));
+        assert!(done[0].timed_out);
+        assert!(done[0].ports.len() < 100);
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+    }
+
+    #[test]
+    fn local_resource_errors_lower_the_ceiling_and_retry() {
+        let t = Template::Aggressive.timing();
+        let now = Instant::now();
+        let mut s = Scheduler::new(t, 1000);
+        s.add_host("198.18.0.10".parse().unwrap(), 0, vec![1, 2], now);
+        let a = match s.next(now) {
+            Next::Send(p) => p,
+            o => panic!("{o:?}"),
+        };
+        let b = match s.next(now) {
+            Next::Send(p) => p,
+            o => panic!("{o:?}"),
+        };
+        s.on_outcome(a, Outcome::LocalResource, Duration::ZERO, now);
+        // The ceiling drops to what is in flight (b): nothing more until b is settled.
+        assert_eq!(s.next(now), Next::WaitForOutcome);
+        s.on_outcome(b, Outcome::Refused, Duration::from_millis(1), now);
+        // The same port comes back at the same depth.
+        let again = match s.next(now) {
+            Next::Send(p) => p,
+            o => panic!("{o:?}"),
+        };
+        assert_eq!((again.port, again.try_no), (a.port, 0));
+        s.on_outcome(again, Outcome::Connected, Duration::from_millis(1), now);
+        assert_eq!(s.next(now), Next::Done);
+        let d = s.take_done().unwrap();
+        assert_eq!(d.ports.len(), 2);
+        assert_eq!(s.stats.retransmissions, 0);
+    }
+
+    #[test]
+    fn many_hosts_all_finish() {
+        let hosts: Vec<SimHost> = (0..20)
+            .map(|i| SimHost {
+                open: vec![i as u16 + 1],
+                dropped: vec![],
+                lose_first_every: 0,
+            })
+            .collect();
+        let (done, _, _) = simulate(
+            Template::Aggressive.timing(),
+            hosts,
+            (1..=50).collect(),
+            Duration::from_millis(2),
+        );
+        assert_eq!(done.len(), 20);
+        for d in &done {
+            let st = states(d);
+            assert_eq!(st[&(d.tag as u16 + 1)], PortState::Open);
+        }
+    }
+}
