@@ -1,1 +1,6 @@
+mod args;
+mod flags;
+mod outname;
+mod progress;
+
 fn main() {}

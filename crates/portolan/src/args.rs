@@ -1,0 +1,588 @@
+//! Parsing Nmap's command line into [`Options`], with no side effects: nothing is read,
+//! resolved or opened here. getopt_long_only's rules apply: a word with one dash is first
+//! tried as a long option (exact name, else unique prefix), then as short options.
+
+use crate::flags::{lookup_long, lookup_short, Arg, FlagDef, LookupError};
+use portolan_engine::timing::{parse_time, Template, TimingError};
+use std::time::Duration;
+
+/// What went wrong on the command line. Each is reported with exit code 2.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    #[error("unrecognized option '{0}' (see --help)")]
+    Unknown(String),
+    #[error("option '{0}' is ambiguous; possibilities: {1}")]
+    Ambiguous(String, String),
+    #[error("option '{0}' requires an argument")]
+    MissingValue(String),
+    #[error("option '{0}' doesn't allow an argument")]
+    UnexpectedValue(String),
+    #[error("not supported yet: {0}")]
+    NotSupported(String),
+    #[error("invalid value for {flag}: {msg}")]
+    Invalid { flag: String, msg: String },
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Normal,
+    Xml,
+    Grepable,
+    Json,
+}
+
+/// Scan type chosen with -s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanKind {
+    /// -sT (and the default: the only port scan implemented so far).
+    Connect,
+    /// -sn: host discovery only.
+    PingOnly,
+    /// -sL: list targets, send nothing.
+    List,
+}
+
+/// DNS resolution policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dns {
+    /// Reverse-resolve hosts found up (Nmap's default).
+    Default,
+    /// -n
+    Never,
+    /// -R
+    Always,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub targets: Vec<String>,
+    pub input_file: Option<String>,
+    pub excludes: Vec<String>,
+    pub exclude_file: Option<String>,
+    pub ipv6: bool,
+    pub scan: Option<ScanKind>,
+    pub no_ping: bool,
+    /// `-PS` ports for the connect ping (`None`: Nmap's default 80,443).
+    pub ping_ports: Option<String>,
+    pub dns: Dns,
+    pub ports: Option<String>,
+    pub exclude_ports: Option<String>,
+    pub fast: bool,
+    pub top_ports: Option<u32>,
+    pub port_ratio: Option<f64>,
+    pub sequential_ports: bool,
+    pub template: Template,
+    pub min_hostgroup: Option<u32>,
+    pub max_hostgroup: Option<u32>,
+    pub min_parallelism: Option<u32>,
+    pub max_parallelism: Option<u32>,
+    pub min_rtt_timeout: Option<Duration>,
+    pub max_rtt_timeout: Option<Duration>,
+    pub initial_rtt_timeout: Option<Duration>,
+    pub max_retries: Option<u32>,
+    pub host_timeout: Option<Duration>,
+    pub scan_delay: Option<Duration>,
+    pub max_scan_delay: Option<Duration>,
+    pub min_rate: Option<f64>,
+    pub max_rate: Option<f64>,
+    pub outputs: Vec<(Format, String)>,
+    pub append_output: bool,
+    pub verbose: u8,
+    pub debug: u8,
+    pub reason: bool,
+    pub open_only: bool,
+    pub stats_every: Option<Duration>,
+    pub stylesheet: Option<String>,
+    pub no_stylesheet: bool,
+    pub datadir: Option<String>,
+    pub randomize_hosts: bool,
+    pub resolve_all: bool,
+    pub show_help: bool,
+    pub show_version: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            targets: Vec::new(),
+            input_file: None,
+            excludes: Vec::new(),
+            exclude_file: None,
+            ipv6: false,
+            scan: None,
+            no_ping: false,
+            ping_ports: None,
+            dns: Dns::Default,
+            ports: None,
+            exclude_ports: None,
+            fast: false,
+            top_ports: None,
+            port_ratio: None,
+            sequential_ports: false,
+            template: Template::Normal,
+            min_hostgroup: None,
+            max_hostgroup: None,
+            min_parallelism: None,
+            max_parallelism: None,
+            min_rtt_timeout: None,
+            max_rtt_timeout: None,
+            initial_rtt_timeout: None,
+            max_retries: None,
+            host_timeout: None,
+            scan_delay: None,
+            max_scan_delay: None,
+            min_rate: None,
+            max_rate: None,
+            outputs: Vec::new(),
+            append_output: false,
+            verbose: 0,
+            debug: 0,
+            reason: false,
+            open_only: false,
+            stats_every: None,
+            stylesheet: None,
+            no_stylesheet: false,
+            datadir: None,
+            randomize_hosts: false,
+            resolve_all: false,
+            show_help: false,
+            show_version: false,
+        }
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse<I, S>(args: I) -> Result<Options, ArgError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let args: Vec<String> = args.into_iter().map(Into::into).collect();
+    let mut o = Options::default();
+    let mut i = 0;
+    while i < args.len() {
+        let word = &args[i];
+        i += 1;
+        if word == "--" {
+            o.targets.extend(args[i..].iter().cloned());
+            break;
+        }
+        if !word.starts_with('-') || word == "-" {
+            o.targets.push(word.clone());
+            continue;
+        }
+        let double = word.starts_with("--");
+        let body = if double { &word[2..] } else { &word[1..] };
+        let (name, attached) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        // Long options: always for "--", and for "-word" when longer than one letter.
+        if double || name.chars().count() > 1 {
+            match lookup_long(name) {
+                Ok(def) => {
+                    let value = match def.arg {
+                        Arg::None => {
+                            if attached.is_some() {
+                                return Err(ArgError::UnexpectedValue(word.clone()));
+                            }
+                            None
+                        }
+                        Arg::Optional => attached,
+                        Arg::Required => match attached {
+                            Some(v) => Some(v),
+                            None => {
+                                let v = args
+                                    .get(i)
+                                    .cloned()
+                                    .ok_or_else(|| ArgError::MissingValue(word.clone()))?;
+                                i += 1;
+                                Some(v)
+                            }
+                        },
+                    };
+                    apply(&mut o, def, &format!("{}{}", dash(def), def.name), value)?;
+                    continue;
+                }
+                Err(LookupError::Ambiguous(list)) => {
+                    return Err(ArgError::Ambiguous(word.clone(), list))
+                }
+                Err(LookupError::Unknown) if double => return Err(ArgError::Unknown(word.clone())),
+                Err(LookupError::Unknown) => {}
+            }
+        }
+        // Short options, possibly bundled (-nv) or with an attached value (-p22, -T4).
+        let chars: Vec<char> = body.chars().collect();
+        let mut k = 0;
+        while k < chars.len() {
+            let c = chars[k];
+            let def = lookup_short(c).ok_or_else(|| ArgError::Unknown(format!("-{c}")))?;
+            let rest: String = chars[k + 1..].iter().collect();
+            match def.arg {
+                Arg::None => {
+                    apply(&mut o, def, &format!("-{c}"), None)?;
+                    k += 1;
+                }
+                Arg::Optional => {
+                    let v = if rest.is_empty() { None } else { Some(rest) };
+                    apply(&mut o, def, &format!("-{c}"), v)?;
+                    break;
+                }
+                Arg::Required => {
+                    let v = if !rest.is_empty() {
+                        rest
+                    } else {
+                        let v = args
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| ArgError::MissingValue(format!("-{c}")))?;
+                        i += 1;
+                        v
+                    };
+                    apply(&mut o, def, &format!("-{c}"), Some(v))?;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(o)
+}
+
+fn dash(def: &FlagDef) -> &'static str {
+    if def.name.len() == 1
+        || matches!(
+            def.name,
+            "iL" | "iR"
+                | "sI"
+                | "oN"
+                | "oX"
+                | "oG"
+                | "oM"
+                | "oJ"
+                | "oA"
+                | "oS"
+                | "oH"
+                | "vv"
+                | "ff"
+        )
+    {
+        "-"
+    } else {
+        "--"
+    }
+}
+
+fn invalid(flag: &str, msg: impl Into<String>) -> ArgError {
+    ArgError::Invalid {
+        flag: flag.to_string(),
+        msg: msg.into(),
+    }
+}
+
+fn time(flag: &str, v: &str) -> Result<Duration, ArgError> {
+    parse_time(v).map_err(|e: TimingError| invalid(flag, e.to_string()))
+}
+
+fn uint(flag: &str, v: &str, min: u64, max: u64) -> Result<u64, ArgError> {
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            flag,
+            format!("{v:?} is not a whole number from {min} to {max}"),
+        )),
+    }
+}
+
+fn rate(flag: &str, v: &str) -> Result<f64, ArgError> {
+    match v.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(invalid(flag, format!("{v:?} is not a positive number"))),
+    }
+}
+
+/// Counts a level given as `-vv`/`-v3`: repeated letters add, a number sets.
+fn level(flag: &str, letter: char, current: u8, v: Option<&str>) -> Result<u8, ArgError> {
+    match v {
+        None => Ok(current.saturating_add(1)),
+        Some(s) if !s.is_empty() && s.chars().all(|c| c == letter) => {
+            Ok(current.saturating_add(1 + s.len() as u8))
+        }
+        Some(s) => Ok(uint(flag, s, 0, 10)? as u8),
+    }
+}
+
+fn apply(o: &mut Options, def: &FlagDef, shown: &str, v: Option<String>) -> Result<(), ArgError> {
+    let val = v.as_deref().unwrap_or("");
+    // Flags with sub-letters decide support on their value (-sT vs -sS, -Pn vs -PE).
+    match def.name {
+        "s" => {
+            if val.is_empty() {
+                return Err(ArgError::MissingValue("-s".into()));
+            }
+            for c in val.chars() {
+                match c {
+                    'T' => set_scan(o, ScanKind::Connect, shown)?,
+                    'n' | 'P' => set_scan(o, ScanKind::PingOnly, shown)?,
+                    'L' => set_scan(o, ScanKind::List, shown)?,
+                    'S' | 'A' | 'W' | 'M' | 'U' | 'N' | 'F' | 'X' | 'Y' | 'Z' | 'O' | 'V' | 'C'
+                    | 'R' | 'I' => return Err(ArgError::NotSupported(format!("-s{c}"))),
+                    _ => return Err(invalid("-s", format!("unknown scan type -s{c}"))),
+                }
+            }
+            return Ok(());
+        }
+        "P" => {
+            let mut chars = val.chars();
+            match chars.next() {
+                Some('n') if val == "n" => o.no_ping = true,
+                Some('0') if val == "0" => o.no_ping = true,
+                Some('N') if val == "N" => o.no_ping = true,
+                Some('S') => {
+                    let ports: String = chars.collect();
+                    o.ping_ports = Some(if ports.is_empty() { "80".into() } else { ports });
+                }
+                Some(c @ ('A' | 'U' | 'Y' | 'E' | 'P' | 'M' | 'O' | 'R' | 'B' | 'T' | 'I')) => {
+                    return Err(ArgError::NotSupported(format!("-P{c}")))
+                }
+                _ => return Err(invalid("-P", format!("unknown ping type -P{val}"))),
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    if !def.supported {
+        return Err(ArgError::NotSupported(shown.to_string()));
+    }
+    match def.name {
+        "iL" => o.input_file = Some(val.into()),
+        "exclude" => o
+            .excludes
+            .extend(val.split(',').filter(|s| !s.is_empty()).map(str::to_string)),
+        "excludefile" => o.exclude_file = Some(val.into()),
+        "n" => o.dns = Dns::Never,
+        "R" => o.dns = Dns::Always,
+        "system-dns" | "disable-arp-ping" | "noninteractive" | "log-errors" | "release-memory"
+        | "unprivileged" | "4" => {}
+        "p" => o.ports = Some(val.into()),
+        "exclude-ports" => o.exclude_ports = Some(val.into()),
+        "F" => o.fast = true,
+        "r" => o.sequential_ports = true,
+        "top-ports" => o.top_ports = Some(uint(shown, val, 1, 65536)? as u32),
+        "port-ratio" => match val.parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => o.port_ratio = Some(r),
+            _ => {
+                return Err(invalid(
+                    shown,
+                    format!("{val:?} is not a decimal from 0 to 1"),
+                ))
+            }
+        },
+        "T" => {
+            o.template = Template::parse(val).map_err(|e| invalid("-T", e.to_string()))?;
+        }
+        "min-hostgroup" => o.min_hostgroup = Some(uint(shown, val, 1, 1 << 20)? as u32),
+        "max-hostgroup" => o.max_hostgroup = Some(uint(shown, val, 1, 1 << 20)? as u32),
+        "min-parallelism" => o.min_parallelism = Some(uint(shown, val, 1, 1 << 20)? as u32),
+        "max-parallelism" | "M" => o.max_parallelism = Some(uint(shown, val, 1, 1 << 20)? as u32),
+        "min-rtt-timeout" => o.min_rtt_timeout = Some(time(shown, val)?),
+        "max-rtt-timeout" => o.max_rtt_timeout = Some(time(shown, val)?),
+        "initial-rtt-timeout" => o.initial_rtt_timeout = Some(time(shown, val)?),
+        "max-retries" => o.max_retries = Some(uint(shown, val, 0, 50)? as u32),
+        "host-timeout" => o.host_timeout = Some(time(shown, val)?),
+        "scan-delay" => o.scan_delay = Some(time(shown, val)?),
+        "max-scan-delay" => o.max_scan_delay = Some(time(shown, val)?),
+        "min-rate" => o.min_rate = Some(rate(shown, val)?),
+        "max-rate" => o.max_rate = Some(rate(shown, val)?),
+        "oN" => o.outputs.push((Format::Normal, val.into())),
+        "oX" => o.outputs.push((Format::Xml, val.into())),
+        "oG" | "oM" => o.outputs.push((Format::Grepable, val.into())),
+        "oJ" => o.outputs.push((Format::Json, val.into())),
+        "oA" => {
+            if val == "-" {
+                return Err(invalid("-oA", "cannot write all three formats to stdout"));
+            }
+            o.outputs.push((Format::Normal, format!("{val}.nmap")));
+            o.outputs.push((Format::Xml, format!("{val}.xml")));
+            o.outputs.push((Format::Grepable, format!("{val}.gnmap")));
+        }
+        "v" => o.verbose = level(shown, 'v', o.verbose, v.as_deref())?,
+        "vv" => o.verbose = o.verbose.saturating_add(2),
+        "verbose" => o.verbose = o.verbose.saturating_add(1),
+        "d" | "debug" => o.debug = level(shown, 'd', o.debug, v.as_deref())?,
+        "reason" => o.reason = true,
+        "open" => o.open_only = true,
+        "append-output" => o.append_output = true,
+        "stats-every" => o.stats_every = Some(time(shown, val)?),
+        "stylesheet" => o.stylesheet = Some(val.into()),
+        "webxml" => o.stylesheet = Some("https://svn.nmap.org/nmap/docs/nmap.xsl".into()),
+        "no-stylesheet" => o.no_stylesheet = true,
+        "6" => o.ipv6 = true,
+        "datadir" => o.datadir = Some(val.into()),
+        "randomize-hosts" => o.randomize_hosts = true,
+        "resolve-all" => o.resolve_all = true,
+        "V" | "version" => o.show_version = true,
+        "h" | "help" => o.show_help = true,
+        other => return Err(ArgError::NotSupported(format!("{}{other}", dash(def)))),
+    }
+    Ok(())
+}
+
+fn set_scan(o: &mut Options, kind: ScanKind, shown: &str) -> Result<(), ArgError> {
+    match o.scan {
+        Some(prev) if prev != kind => Err(invalid(
+            shown,
+            "only one of -sT, -sn and -sL can be used at a time",
+        )),
+        _ => {
+            o.scan = Some(kind);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Options, ArgError> {
+        parse(s.split_whitespace())
+    }
+
+    #[test]
+    fn typical_nmap_command() {
+        let o = p("-sT -T4 -p- -oX baseline.xml 198.18.0.0/24").unwrap();
+        assert_eq!(o.scan, Some(ScanKind::Connect));
+        assert_eq!(o.template, Template::Aggressive);
+        assert_eq!(o.ports.as_deref(), Some("-"));
+        assert_eq!(o.outputs, vec![(Format::Xml, "baseline.xml".into())]);
+        assert_eq!(o.targets, vec!["198.18.0.0/24"]);
+    }
+
+    #[test]
+    fn attached_and_separate_values() {
+        assert_eq!(p("-p22").unwrap().ports.as_deref(), Some("22"));
+        assert_eq!(p("-p 22,80").unwrap().ports.as_deref(), Some("22,80"));
+        assert_eq!(p("--max-retries=3").unwrap().max_retries, Some(3));
+        assert_eq!(p("--max-retries 3").unwrap().max_retries, Some(3));
+        assert_eq!(p("-T 4").unwrap().template, Template::Aggressive);
+        assert_eq!(p("-Taggressive").unwrap().template, Template::Aggressive);
+        assert_eq!(p("-T insane").unwrap().template, Template::Insane);
+    }
+
+    #[test]
+    fn single_dash_long_options_as_nmap() {
+        let o =
+            p("-exclude 198.18.0.5,198.18.0.6 -excludefile ex.txt -iL - -open -reason").unwrap();
+        assert_eq!(o.excludes, vec!["198.18.0.5", "198.18.0.6"]);
+        assert_eq!(o.exclude_file.as_deref(), Some("ex.txt"));
+        assert_eq!(o.input_file.as_deref(), Some("-"));
+        assert!(o.open_only && o.reason);
+        assert_eq!(p("--max-ret 2").unwrap().max_retries, Some(2));
+    }
+
+    #[test]
+    fn bundled_short_flags() {
+        let o = p("-nrv -6 -F").unwrap();
+        assert!(
+            p("-nvr").is_err(),
+            "-v takes the rest of the word as its level"
+        );
+        assert_eq!(o.dns, Dns::Never);
+        assert_eq!(o.verbose, 1);
+        assert!(o.sequential_ports && o.ipv6 && o.fast);
+    }
+
+    #[test]
+    fn verbosity_and_debug_levels() {
+        assert_eq!(p("-v").unwrap().verbose, 1);
+        assert_eq!(p("-vv").unwrap().verbose, 2);
+        assert_eq!(p("-vvv").unwrap().verbose, 3);
+        assert_eq!(p("-v3").unwrap().verbose, 3);
+        assert_eq!(p("-v -v").unwrap().verbose, 2);
+        assert_eq!(p("-d").unwrap().debug, 1);
+        assert_eq!(p("-dd").unwrap().debug, 2);
+        assert_eq!(p("-d4").unwrap().debug, 4);
+    }
+
+    #[test]
+    fn outputs_and_oa() {
+        let o = p("-oA base -oJ out.json -oN - -oG g --append-output").unwrap();
+        assert_eq!(
+            o.outputs,
+            vec![
+                (Format::Normal, "base.nmap".into()),
+                (Format::Xml, "base.xml".into()),
+                (Format::Grepable, "base.gnmap".into()),
+                (Format::Json, "out.json".into()),
+                (Format::Normal, "-".into()),
+                (Format::Grepable, "g".into()),
+            ]
+        );
+        assert!(o.append_output);
+        assert!(p("-oA -").is_err());
+    }
+
+    #[test]
+    fn ping_and_scan_types() {
+        assert!(p("-Pn").unwrap().no_ping);
+        assert_eq!(p("-PS22,80").unwrap().ping_ports.as_deref(), Some("22,80"));
+        assert_eq!(p("-PS").unwrap().ping_ports.as_deref(), Some("80"));
+        assert_eq!(p("-sn").unwrap().scan, Some(ScanKind::PingOnly));
+        assert_eq!(p("-sL").unwrap().scan, Some(ScanKind::List));
+        assert!(p("-sT -sn").is_err());
+    }
+
+    #[test]
+    fn timing_values() {
+        let o = p("--host-timeout 5m --scan-delay 500ms --max-rtt-timeout 2s --min-rate 100 --max-rate 1000.5").unwrap();
+        assert_eq!(o.host_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(o.scan_delay, Some(Duration::from_millis(500)));
+        assert_eq!(o.max_rtt_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(o.min_rate, Some(100.0));
+        assert_eq!(o.max_rate, Some(1000.5));
+    }
+
+    #[test]
+    fn unsupported_flags_are_refused_by_name() {
+        for (cmd, name) in [
+            ("-sS", "-sS"),
+            ("-sU", "-sU"),
+            ("-sV", "-sV"),
+            ("-O", "-O"),
+            ("-A", "-A"),
+            ("-PE", "-PE"),
+            ("--script vuln", "--script"),
+            ("-sC", "-sC"),
+            ("--traceroute", "--traceroute"),
+            ("-D 198.18.0.9", "-D"),
+        ] {
+            assert_eq!(p(cmd), Err(ArgError::NotSupported(name.into())), "{cmd}");
+        }
+        assert_eq!(
+            ArgError::NotSupported("-sS".into()).to_string(),
+            "not supported yet: -sS"
+        );
+    }
+
+    #[test]
+    fn unknown_and_malformed() {
+        assert_eq!(p("--bogus"), Err(ArgError::Unknown("--bogus".into())));
+        assert!(matches!(p("-j"), Err(ArgError::Unknown(_))));
+        assert!(matches!(p("-p"), Err(ArgError::MissingValue(_))));
+        assert!(matches!(p("--open=1"), Err(ArgError::UnexpectedValue(_))));
+        let e = p("-T9").unwrap_err().to_string();
+        assert!(e.contains("0 (paranoid) to 5 (insane)"), "{e}");
+        assert!(p("--max-retries -1").is_err());
+        assert!(p("--min-rate 0").is_err());
+        assert!(p("--host-timeout 5x").is_err());
+        assert!(p("--top-ports 0").is_err());
+        assert!(p("--port-ratio 2").is_err());
+    }
+
+    #[test]
+    fn double_dash_ends_options() {
+        let o = p("-p 80 -- -weird-name 198.18.0.1").unwrap();
+        assert_eq!(o.targets, vec!["-weird-name", "198.18.0.1"]);
+    }
+}
