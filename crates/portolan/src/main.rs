@@ -1,6 +1,68 @@
+//! `portolan`: Nmap's command line in front of Portolan's engine.
+//!
+//! Flow: parse the words (no side effects) → resolve them into a [`plan::Plan`] (targets,
+//! ports, outputs opened: every error reported before a packet leaves) → run the scan,
+//! pushing each finished host to every output → close outputs validly, even on Ctrl-C.
+
 mod args;
 mod flags;
 mod outname;
+mod plan;
 mod progress;
+mod run;
 
-fn main() {}
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    let opts = match args::parse(argv.iter().skip(1).cloned()) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("portolan: {e}");
+            eprintln!("QUITTING!");
+            return ExitCode::from(2);
+        }
+    };
+    if opts.show_help || argv.len() == 1 {
+        print!("{}", flags::help_text());
+        return ExitCode::SUCCESS;
+    }
+    if opts.show_version {
+        println!(
+            "Portolan version {} ( a network mapper with Nmap's command line )",
+            env!("CARGO_PKG_VERSION")
+        );
+        println!(
+            "Platform: {}-{}",
+            std::env::consts::ARCH,
+            std::env::consts::OS
+        );
+        return ExitCode::SUCCESS;
+    }
+    let plan = match plan::Plan::resolve(opts, &argv) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("portolan: {e:#}");
+            eprintln!("QUITTING!");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portolan: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run::run(plan)) {
+        Ok(run::Ended::Completed) => ExitCode::SUCCESS,
+        Ok(run::Ended::Interrupted) => ExitCode::from(130),
+        Err(e) => {
+            eprintln!("portolan: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

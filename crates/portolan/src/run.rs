@@ -1,0 +1,284 @@
+//! Running a resolved plan: discovery, port scan, reverse DNS, and streaming each finished
+//! host into every output. Ctrl-C stops the scan and still closes every output validly.
+
+use crate::args::{Dns, ScanKind};
+use crate::plan::Plan;
+use crate::progress;
+use anyhow::Result;
+use portolan_engine::connect::{ConnectScan, Progress};
+use portolan_engine::discovery::{ping_hosts, PingResult};
+use portolan_engine::dns::reverse_lookup_many;
+use portolan_engine::scheduler::HostDone;
+use portolan_model::{
+    Host, HostState, HostStatus, Hostname, HostnameType, Port, Protocol, RunExit, RunStats,
+    ScanRun, Service, Sink, Times,
+};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+
+pub enum Ended {
+    Completed,
+    Interrupted,
+}
+
+/// Hosts handled per round of discovery and port scanning: bounds memory for huge ranges.
+const BATCH: usize = 4096;
+/// How long a reverse lookup may take before the host is reported without a name.
+const RDNS_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Nmap reports collapsed states once more than this many ports share them.
+const COLLAPSE_THRESHOLD: usize = 25;
+
+fn epoch(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub async fn run(mut plan: Plan) -> Result<Ended> {
+    let started = Instant::now();
+    let mut run = ScanRun::new(plan.args_line.clone(), plan.start.timestamp());
+    run.verbose = plan.out_opts.verbose;
+    run.debugging = plan.out_opts.debugging;
+    if plan.scan == ScanKind::Connect {
+        run.scaninfo.push(plan.scaninfo());
+    }
+    let mut sink = plan.take_sink();
+    sink.begin(&run)?;
+
+    let cancel = CancellationToken::new();
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("caught SIGINT signal, cleaning up");
+                cancel.cancel();
+            }
+        });
+    }
+
+    let mut up = 0u32;
+    let mut total = 0u32;
+    let mut targets = plan.targets();
+    loop {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let batch: Vec<(IpAddr, Option<String>)> = targets.by_ref().take(BATCH).collect();
+        if batch.is_empty() {
+            break;
+        }
+        total += batch.len() as u32;
+        let ips: Vec<IpAddr> = batch.iter().map(|(ip, _)| *ip).collect();
+
+        // Host discovery.
+        let pings: Vec<PingResult> = if plan.scan == ScanKind::List {
+            ips.iter()
+                .map(|_| PingResult {
+                    status: HostStatus {
+                        state: HostState::Unknown,
+                        reason: String::new(),
+                        reason_ttl: 0,
+                    },
+                    rtt: None,
+                })
+                .collect()
+        } else if plan.no_ping {
+            ips.iter()
+                .map(|_| PingResult {
+                    status: HostStatus::up("user-set"),
+                    rtt: None,
+                })
+                .collect()
+        } else {
+            ping_hosts(&ips, &plan.ping_ports, &plan.timing, 256, cancel.clone()).await
+        };
+        if cancel.is_cancelled() {
+            break;
+        }
+
+        // Reverse DNS: hosts found up, or every host with -R (and -sL, as Nmap does).
+        let want_name: Vec<usize> = (0..ips.len())
+            .filter(|&i| match plan.dns {
+                Dns::Never => false,
+                Dns::Always => true,
+                Dns::Default => {
+                    plan.scan == ScanKind::List || pings[i].status.state == HostState::Up
+                }
+            })
+            .collect();
+        let names = reverse_lookup_many(
+            &want_name.iter().map(|&i| ips[i]).collect::<Vec<_>>(),
+            RDNS_DEADLINE,
+        )
+        .await;
+        let mut ptr: HashMap<usize, String> = HashMap::new();
+        for (k, name) in want_name.into_iter().zip(names) {
+            if let Some(n) = name {
+                ptr.insert(k, n);
+            }
+        }
+
+        let make_host = |i: usize, status: HostStatus| -> Host {
+            let (ip, user_name) = &batch[i];
+            let mut h = Host::new(*ip, status);
+            if let Some(n) = user_name {
+                h.hostnames.push(Hostname {
+                    name: n.clone(),
+                    kind: HostnameType::User,
+                });
+            }
+            if let Some(n) = ptr.get(&i) {
+                h.hostnames.push(Hostname {
+                    name: n.clone(),
+                    kind: HostnameType::Ptr,
+                });
+            }
+            h
+        };
+
+        let up_idx: Vec<usize> = (0..ips.len())
+            .filter(|&i| pings[i].status.state == HostState::Up)
+            .collect();
+        up += up_idx.len() as u32;
+
+        // Hosts that will not be port scanned are reported now.
+        for i in 0..ips.len() {
+            let state = pings[i].status.state;
+            let report = match plan.scan {
+                ScanKind::List => true,
+                ScanKind::PingOnly => state == HostState::Up || plan.out_opts.verbose > 0,
+                ScanKind::Connect => state != HostState::Up && plan.out_opts.verbose > 0,
+            };
+            if report {
+                let mut h = make_host(i, pings[i].status.clone());
+                h.times = pings[i].rtt.map(times_from_rtt);
+                let now = epoch(SystemTime::now());
+                h.starttime = Some(now);
+                h.endtime = Some(now);
+                sink.host(&run, &h)?;
+            }
+        }
+
+        if plan.scan != ScanKind::Connect || up_idx.is_empty() {
+            continue;
+        }
+
+        // Port scan of the hosts that are up.
+        let progress_state = Arc::new(Progress::default());
+        let stop_progress = CancellationToken::new();
+        let reporter = progress::spawn(
+            progress_state.clone(),
+            plan.stats_every,
+            "Connect Scan",
+            stop_progress.clone(),
+        );
+        let scan = ConnectScan {
+            timing: plan.timing.clone(),
+            ports: plan.port_order(),
+            host_group: plan.host_group,
+        };
+        let wall_start = SystemTime::now();
+        let mut write_error: Option<anyhow::Error> = None;
+        let summary = scan
+            .run(
+                up_idx.iter().map(|&i| (i, ips[i])),
+                progress_state,
+                cancel.clone(),
+                |done: HostDone| {
+                    if write_error.is_some() {
+                        return;
+                    }
+                    let i = done.tag;
+                    let mut h = make_host(i, pings[i].status.clone());
+                    fill_host(&mut h, &done, &plan, wall_start);
+                    if done.timed_out {
+                        eprintln!("Skipping host {} due to host timeout", done.ip);
+                    }
+                    if let Err(e) = sink.host(&run, &h) {
+                        write_error = Some(e.into());
+                    }
+                },
+            )
+            .await;
+        stop_progress.cancel();
+        let _ = reporter.await;
+        if let Some(e) = write_error {
+            return Err(e);
+        }
+        if plan.out_opts.debugging > 0 {
+            let s = summary.stats;
+            eprintln!(
+                "Completeness: {} probes sent, {} retransmissions, {} answered, {} timed out, {} drops detected",
+                s.probes_sent, s.retransmissions, s.answered, s.timeouts, s.drops_detected
+            );
+        }
+    }
+
+    let interrupted = cancel.is_cancelled();
+    let elapsed = started.elapsed().as_secs_f64();
+    run.runstats = Some(RunStats {
+        finished: epoch(SystemTime::now()),
+        elapsed,
+        exit: if interrupted {
+            RunExit::Error
+        } else {
+            RunExit::Success
+        },
+        errormsg: interrupted.then(|| "Interrupted by the user (SIGINT)".to_string()),
+        hosts_up: up,
+        hosts_down: total - up.min(total),
+        hosts_total: total,
+    });
+    if total == 0 && !interrupted {
+        eprintln!("WARNING: No targets were specified, so 0 hosts scanned.");
+    }
+    sink.end(&run)?;
+    Ok(if interrupted {
+        Ended::Interrupted
+    } else {
+        Ended::Completed
+    })
+}
+
+fn times_from_rtt(rtt: Duration) -> Times {
+    let us = rtt.as_micros() as i64;
+    Times {
+        srtt: us,
+        rttvar: us.max(5000),
+        to: (us + 4 * us.max(5000)).max(100_000),
+    }
+}
+
+/// Turns the engine's view of a finished host into the model's.
+fn fill_host(h: &mut Host, done: &HostDone, plan: &Plan, wall_start: SystemTime) {
+    h.starttime = Some(epoch(wall_start));
+    h.endtime = Some(epoch(SystemTime::now()));
+    let mut ports: Vec<Port> = done
+        .ports
+        .iter()
+        .map(|&(p, state, reason)| {
+            let mut port = Port::new(Protocol::Tcp, p, state, reason);
+            port.service = Some(Service::from_table(
+                plan.services
+                    .lookup(p, Protocol::Tcp)
+                    .unwrap_or("unknown")
+                    .to_string(),
+            ));
+            port
+        })
+        .collect();
+    ports.sort_by_key(|p| p.portid);
+    h.ports = ports;
+    if let Some(srtt) = done.rtt.srtt() {
+        h.times = Some(Times {
+            srtt: srtt.as_micros() as i64,
+            rttvar: done.rtt.rttvar().as_micros() as i64,
+            to: done.rtt.timeout().as_micros() as i64,
+        });
+    }
+    h.collapse_ports(COLLAPSE_THRESHOLD, plan.out_opts.open_only);
+}

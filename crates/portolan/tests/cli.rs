@@ -1,0 +1,165 @@
+//! The binary's behaviour on bad input and on a loopback scan. No privileges, and no
+//! packet to anything but 127.0.0.1.
+
+use portolan_model::xml_reader::read_xml_file;
+use portolan_model::PortState;
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portolan");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run portolan")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Refused with exit 2 and a message naming `needle`; nothing scanned.
+fn refused(args: &[&str], needle: &str) {
+    let o = run(args);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains(needle),
+        "{args:?}: {:?} lacks {needle:?}",
+        stderr(&o)
+    );
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("scan report"),
+        "{args:?} scanned anyway"
+    );
+}
+
+#[test]
+fn malformed_targets_name_the_bad_token() {
+    refused(&["-p", "80", "127.0.0.1", "10.0.0.300"], "10.0.0.300");
+    refused(&["-p", "80", "198.18.0.0/33"], "198.18.0.0/33");
+    refused(&["-p", "80", "198.18.0.5-3"], "198.18.0.5-3");
+    refused(&["-p", "80", "fd00::/120"], "-6");
+}
+
+#[test]
+fn malformed_ports_and_values_give_the_valid_range() {
+    refused(&["-p", "70000", "127.0.0.1"], "70000");
+    refused(&["-p", "70000", "127.0.0.1"], "0-65535");
+    refused(&["-T9", "127.0.0.1"], "0 (paranoid) to 5 (insane)");
+    refused(&["-p", "nosuchservice", "127.0.0.1"], "nosuchservice");
+    refused(&["--max-retries", "x", "127.0.0.1"], "--max-retries");
+    refused(&["--host-timeout", "5y", "127.0.0.1"], "5y");
+}
+
+#[test]
+fn unsupported_and_unknown_flags_are_refused() {
+    refused(&["-sS", "127.0.0.1"], "not supported yet: -sS");
+    refused(&["-sV", "127.0.0.1"], "not supported yet: -sV");
+    refused(&["-O", "127.0.0.1"], "not supported yet: -O");
+    refused(
+        &["--script", "vuln", "127.0.0.1"],
+        "not supported yet: --script",
+    );
+    refused(
+        &["--frobnicate", "127.0.0.1"],
+        "unrecognized option '--frobnicate'",
+    );
+}
+
+#[test]
+fn missing_input_file_and_unwritable_output_are_reported_first() {
+    refused(
+        &["-p", "80", "-iL", "/nonexistent/targets.txt"],
+        "/nonexistent/targets.txt",
+    );
+    refused(
+        &["-p", "80", "-oX", "/nonexistent/dir/out.xml", "127.0.0.1"],
+        "/nonexistent/dir/out.xml",
+    );
+    refused(
+        &[
+            "-p",
+            "80",
+            "--excludefile",
+            "/nonexistent/ex.txt",
+            "127.0.0.1",
+        ],
+        "/nonexistent/ex.txt",
+    );
+}
+
+#[test]
+fn help_and_version() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let h = String::from_utf8_lossy(&o.stdout);
+    assert!(h.contains("--max-retries") && h.contains("-oJ") && h.contains("[not supported yet]"));
+    let o = run(&["--version"]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("Portolan version"));
+}
+
+#[test]
+fn loopback_scan_finds_a_listener_in_every_output() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("scan-%Y").to_string_lossy().into_owned();
+    let ports = format!("{port},1-100");
+    let o = run(&[
+        "-sT",
+        "-Pn",
+        "-n",
+        "-p",
+        &ports,
+        "-oA",
+        &base,
+        "-oJ",
+        &format!("{base}.json"),
+        "127.0.0.1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let year = chrono::Local::now().format("%Y").to_string();
+    let expanded = dir.path().join(format!("scan-{year}"));
+    let xml = format!("{}.xml", expanded.display());
+    let run = read_xml_file(&xml).expect("XML written under the expanded name");
+    let host = &run.hosts[0];
+    let p = host
+        .ports
+        .iter()
+        .find(|p| p.portid == port)
+        .expect("listener reported");
+    assert_eq!(p.state, PortState::Open);
+    assert_eq!(p.reason, "syn-ack");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains(&format!("{port}/tcp")), "{stdout}");
+    for ext in ["nmap", "gnmap", "json"] {
+        let text = std::fs::read_to_string(format!("{}.{ext}", expanded.display())).unwrap();
+        assert!(text.contains(&port.to_string()), "{ext} lacks the port");
+    }
+}
+
+#[test]
+fn open_hides_closed_ports_and_xml_to_stdout_is_alone() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ports = format!("{port},1-30");
+    let o = run(&["-Pn", "-n", "--open", "-p", &ports, "-oX", "-", "127.0.0.1"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("<?xml"), "stdout must hold only XML: {out}");
+    assert!(out.contains(&format!("portid=\"{port}\"")));
+    assert!(
+        !out.contains("state=\"closed\" reason"),
+        "closed ports listed with --open"
+    );
+}
+
+#[test]
+fn no_targets_warns_and_succeeds() {
+    let o = run(&["-p", "80"]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("No targets were specified"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 IP addresses (0 hosts up)"));
+}
