@@ -1,7 +1,11 @@
 //! Portolan's scanning engine: what to scan (targets, ports, services table), and how.
 pub mod connect;
+pub mod datadir;
 pub mod discovery;
 pub mod dns;
+pub mod ports;
 pub mod scheduler;
+pub mod services;
 pub mod sys;
+pub mod targets;
 pub mod timing;
