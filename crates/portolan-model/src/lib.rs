@@ -2,10 +2,25 @@
 //!
 //! - [`model`]: `ScanRun` → `Host` → `Port` → `Service`, shaped like Nmap's XML.
 //! - [`sink`]: the push interface every output implements.
-//! - writers: [`normal`], [`xml`], [`grepable`], [`json`]; reader: [`xml_reader`].
+//! - writers: [`normal`] (stdout and -oN), [`xml`] (-oX), [`grepable`] (-oG), [`json`] (-oJ);
+//!   readers: [`xml_reader`] (Nmap's XML and ours) and [`json::read`].
 
+pub mod grepable;
+pub mod json;
 pub mod model;
+pub mod normal;
 pub mod sink;
+pub mod xml;
+pub mod xml_reader;
 
+mod escape;
+mod text;
+mod timefmt;
+
+pub use grepable::GrepableWriter;
+pub use json::JsonWriter;
 pub use model::*;
+pub use normal::NormalWriter;
 pub use sink::{OutputError, OutputOptions, Sink, Tee};
+pub use xml::XmlWriter;
+pub use xml_reader::{read_xml, read_xml_file, ReadError};

@@ -234,9 +234,7 @@ impl Host {
         }
         let collapsed: Vec<PortState> = counts
             .iter()
-            .filter(|(s, n)| {
-                *s != PortState::Open && (*n > threshold || (only_open && *s != PortState::Open))
-            })
+            .filter(|(s, n)| *s != PortState::Open && (*n > threshold || only_open))
             .map(|(s, _)| *s)
             .collect();
         if collapsed.is_empty() {
@@ -247,7 +245,7 @@ impl Host {
             .into_iter()
             .filter(|(s, _)| collapsed.contains(s))
             .collect();
-        order.sort_by(|a, b| b.1.cmp(&a.1));
+        order.sort_by_key(|o| std::cmp::Reverse(o.1));
         for (state, count) in order {
             let mut reasons: Vec<ExtraReason> = Vec::new();
             for p in self.ports.iter().filter(|p| p.state == state) {
@@ -267,7 +265,7 @@ impl Host {
                     }),
                 }
             }
-            reasons.sort_by(|a, b| b.count.cmp(&a.count));
+            reasons.sort_by_key(|r| std::cmp::Reverse(r.count));
             self.extraports.push(ExtraPorts {
                 state,
                 count: count as u32,

@@ -389,7 +389,7 @@ fn build_sink(outputs: Vec<Output>, opts: &OutputOptions, o: &Options) -> Result
         Some(
             o.stylesheet
                 .clone()
-                .unwrap_or_else(|| "file:///usr/share/nmap/nmap.xsl".to_string()),
+                .unwrap_or_else(|| portolan_model::xml::DEFAULT_STYLESHEET.to_string()),
         )
     };
     for out in outputs {
@@ -405,8 +405,8 @@ fn build_sink(outputs: Vec<Output>, opts: &OutputOptions, o: &Options) -> Result
                 is_file,
             )),
             Format::Xml => {
-                let x = portolan_model::xml::XmlWriter::new(w, opts.clone());
-                let _ = &stylesheet; // STYLESHEET-PENDING
+                let x = portolan_model::xml::XmlWriter::new(w, opts.clone())
+                    .with_stylesheet(stylesheet.clone());
                 Box::new(x)
             }
             Format::Grepable => Box::new(portolan_model::grepable::GrepableWriter::new(
