@@ -79,20 +79,23 @@ else
     log "all Debian packages present"
 fi
 
-# python-libnmap (used by Python-side comparison tests).
-if ! python3 -c 'import libnmap' >/dev/null 2>&1; then
-    log "installing python-libnmap from PyPI"
+# Python packages the output tests use: python-libnmap (a real Nmap-XML client) and
+# jsonschema (validates our JSON output against docs/portolan.schema.json).
+for mod_pkg in libnmap:python-libnmap jsonschema:jsonschema; do
+    mod="${mod_pkg%%:*}"; pkg="${mod_pkg#*:}"
+    if python3 -c "import $mod" >/dev/null 2>&1; then
+        log "$pkg present"
+        continue
+    fi
+    log "installing $pkg from PyPI"
     if ! python3 -m pip --version >/dev/null 2>&1; then
-        export DEBIAN_FRONTEND=noninteractive
         apt_update_once
         apt-get install -y --no-install-recommends python3-pip
     fi
     # Debian's system python refuses plain pip installs (PEP 668).
-    python3 -m pip install --quiet python-libnmap \
-        || python3 -m pip install --quiet --break-system-packages python-libnmap
-    python3 -c 'import libnmap' || { log "python-libnmap still not importable"; exit 1; }
-else
-    log "python-libnmap present"
-fi
+    python3 -m pip install --quiet "$pkg" \
+        || python3 -m pip install --quiet --break-system-packages "$pkg"
+    python3 -c "import $mod" || { log "$pkg still not importable"; exit 1; }
+done
 
 log "done"

@@ -489,7 +489,7 @@ mod tests {
                     let h = &hosts[p.host];
                     let lost = h.lose_first_every > 0
                         && p.try_no == 0
-                        && counter % h.lose_first_every == 0;
+                        && counter.is_multiple_of(h.lose_first_every);
                     let (outcome, took) = if h.dropped.contains(&p.port) || lost {
                         (Outcome::Timeout, p.timeout)
                     } else if h.open.contains(&p.port) {

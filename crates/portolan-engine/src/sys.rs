@@ -24,7 +24,7 @@ pub fn raise_nofile_limit() -> u64 {
             }
         }
     }
-    rl.rlim_cur as u64
+    rl.rlim_cur
 }
 
 /// Whether this process may open raw sockets (root or CAP_NET_RAW).

@@ -458,10 +458,12 @@ mod tests {
 
     #[test]
     fn timing_overrides_and_conflicts() {
-        let mut o = Options::default();
-        o.template = portolan_engine::timing::Template::Aggressive;
-        o.max_retries = Some(2);
-        o.max_rtt_timeout = Some(Duration::from_millis(300));
+        let mut o = Options {
+            template: portolan_engine::timing::Template::Aggressive,
+            max_retries: Some(2),
+            max_rtt_timeout: Some(Duration::from_millis(300)),
+            ..Options::default()
+        };
         let t = timing_from(&o).unwrap();
         assert_eq!(t.max_retries, 2);
         assert_eq!(t.initial_rtt_timeout, Duration::from_millis(300));
@@ -473,15 +475,19 @@ mod tests {
     #[test]
     fn port_choice_follows_nmaps_rules() {
         let services = ServiceTable::builtin();
-        let mut o = Options::default();
-        o.ports = Some("22,80,U:53".into());
+        let mut o = Options {
+            ports: Some("22,80,U:53".into()),
+            ..Options::default()
+        };
         assert_eq!(choose_ports(&o, &services).unwrap(), vec![22, 80]);
         o.exclude_ports = Some("80".into());
         assert_eq!(choose_ports(&o, &services).unwrap(), vec![22]);
         o.exclude_ports = Some("22,80".into());
         assert!(choose_ports(&o, &services).is_err());
-        let mut o = Options::default();
-        o.fast = true;
+        let mut o = Options {
+            fast: true,
+            ..Options::default()
+        };
         assert_eq!(choose_ports(&o, &services).unwrap().len(), 100);
         o.fast = false;
         assert_eq!(choose_ports(&o, &services).unwrap().len(), 1000);

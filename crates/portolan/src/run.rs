@@ -146,16 +146,16 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
         up += up_idx.len() as u32;
 
         // Hosts that will not be port scanned are reported now.
-        for i in 0..ips.len() {
-            let state = pings[i].status.state;
+        for (i, ping) in pings.iter().enumerate() {
+            let state = ping.status.state;
             let report = match plan.scan {
                 ScanKind::List => true,
                 ScanKind::PingOnly => state == HostState::Up || plan.out_opts.verbose > 0,
                 ScanKind::Connect => state != HostState::Up && plan.out_opts.verbose > 0,
             };
             if report {
-                let mut h = make_host(i, pings[i].status.clone());
-                h.times = pings[i].rtt.map(times_from_rtt);
+                let mut h = make_host(i, ping.status.clone());
+                h.times = ping.rtt.map(times_from_rtt);
                 let now = epoch(SystemTime::now());
                 h.starttime = Some(now);
                 h.endtime = Some(now);

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit tests, output tests against Nmap's own
+# tools (xmllint + nmap.dtd, ndiff, python-libnmap) and the lab tests (real services in
+# network namespaces, compared with ground truth and with Nmap).
+#
+# As root it installs whatever is missing (scripts/install-lab-deps.sh) and requires the
+# lab tests to run. Without root it runs everything that needs no privileges; the lab
+# test then says "skipped".
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ "$(id -u)" -eq 0 ]; then
+    bash scripts/install-lab-deps.sh
+    export PORTOLAN_LAB=required
+else
+    echo "[test] not root: lab tests will be skipped (run as root for the full suite)" >&2
+fi
+
+echo "[test] cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "[test] cargo clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "[test] cargo test" >&2
+log=$(mktemp)
+cargo test --workspace --locked -- --nocapture 2>&1 | tee "$log"
+passed=$(grep -oE '^test result: ok\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+rm -f "$log"
+echo "test: $passed passed, 0 failed"
