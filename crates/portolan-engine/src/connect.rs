@@ -5,6 +5,7 @@
 use crate::scheduler::{HostDone, Next, Outcome, Probe, Scheduler, Stats};
 use crate::sys;
 use crate::timing::Timing;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,90 +52,253 @@ pub struct ConnectScan {
     pub ports: Vec<u16>,
     /// Hosts scanned at once.
     pub host_group: usize,
+    /// Threads to spread the probes over (see [`ConnectScan::default_shards`]).
+    pub shards: usize,
 }
 
 impl ConnectScan {
+    /// One shard per core. Each connect costs kernel work in the caller's context (the SYN
+    /// and its answer are processed there), so a connect scan is bound by syscalls:
+    /// spreading them over the cores is what makes it fast.
+    pub fn default_shards() -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8)
+    }
+
     /// Scans `targets`, calling `on_host` for each finished host. Stops launching probes
     /// when `cancel` fires and returns with `interrupted` set.
-    pub async fn run<I, F>(
+    ///
+    /// With several shards, each thread runs its own single-threaded runtime over every
+    /// host and a share of the ports, so no wake-up crosses threads; a host is reported
+    /// once all shards have finished it.
+    pub async fn run<F>(
         &self,
-        targets: I,
+        targets: Vec<(usize, IpAddr)>,
         progress: Arc<Progress>,
         cancel: CancellationToken,
         mut on_host: F,
     ) -> ScanSummary
     where
-        I: IntoIterator<Item = (usize, IpAddr)>,
         F: FnMut(HostDone),
     {
         let limit = sys::raise_nofile_limit();
-        let fd_ceiling = limit.saturating_sub(FD_RESERVE).max(1) as usize;
-        let mut sched = Scheduler::new(self.timing.clone(), fd_ceiling.min(DEFAULT_CEILING));
-        let mut targets = targets.into_iter();
-        let mut exhausted = false;
-        let mut tasks: JoinSet<(Probe, Outcome, Duration)> = JoinSet::new();
-        let mut interrupted = false;
-        let group = self.host_group.max(1);
-        loop {
-            while !exhausted && sched.active_hosts() < group {
-                match targets.next() {
-                    Some((tag, ip)) => {
-                        progress
-                            .ports_total
-                            .fetch_add(self.ports.len() as u64, Ordering::Relaxed);
-                        sched.add_host(ip, tag, self.ports.clone(), Instant::now());
-                    }
-                    None => exhausted = true,
-                }
-            }
-            while let Some(res) = tasks.try_join_next() {
-                settle(&mut sched, res, &progress);
-            }
-            while let Some(d) = sched.take_done() {
-                progress.hosts_done.fetch_add(1, Ordering::Relaxed);
-                on_host(d);
-            }
-            if cancel.is_cancelled() {
-                interrupted = true;
-                break;
-            }
-            match sched.next(Instant::now()) {
-                Next::Send(p) => {
-                    tasks.spawn(async move {
-                        let started = Instant::now();
-                        let outcome = connect_once(p.ip, p.port, p.timeout).await;
-                        (p, outcome, started.elapsed())
-                    });
-                }
-                Next::Done => {
-                    if exhausted {
-                        break;
-                    }
-                }
-                Next::WaitUntil(at) => {
-                    tokio::select! {
-                        Some(res) = tasks.join_next() => settle(&mut sched, res, &progress),
-                        _ = tokio::time::sleep_until(at.into()) => {}
-                        _ = cancel.cancelled() => {}
-                    }
-                }
-                Next::WaitForOutcome => {
-                    tokio::select! {
-                        res = tasks.join_next() => match res {
-                            Some(res) => settle(&mut sched, res, &progress),
-                            // Nothing in flight and nothing to send: only a paced host remains.
-                            None => tokio::time::sleep(Duration::from_millis(1)).await,
+        let fd_ceiling = (limit.saturating_sub(FD_RESERVE).max(1) as usize).min(DEFAULT_CEILING);
+        let t = &self.timing;
+        // Limits that bind the scan as a whole (serial probing, pacing) are kept exact
+        // by one shard; rates are split evenly.
+        let serial = t.max_parallelism.is_some() || !t.scan_delay.is_zero();
+        let shards = if serial {
+            1
+        } else {
+            self.shards.clamp(1, self.ports.len().max(1))
+        };
+        if shards == 1 {
+            return run_shard(
+                t.clone(),
+                self.ports.clone(),
+                self.host_group,
+                fd_ceiling,
+                targets,
+                progress.clone(),
+                cancel,
+                |d| {
+                    progress.hosts_done.fetch_add(1, Ordering::Relaxed);
+                    on_host(d)
+                },
+            )
+            .await;
+        }
+        let mut timing = t.clone();
+        timing.max_rate = t.max_rate.map(|r| r / shards as f64);
+        timing.min_rate = t.min_rate.map(|r| r / shards as f64);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<HostDone>();
+        let mut threads = Vec::new();
+        let threads_cancel = cancel.clone();
+        for s in 0..shards {
+            let ports: Vec<u16> = self.ports.iter().skip(s).step_by(shards).copied().collect();
+            let (timing, targets, progress, cancel, tx) = (
+                timing.clone(),
+                targets.clone(),
+                progress.clone(),
+                cancel.clone(),
+                tx.clone(),
+            );
+            let group = self.host_group;
+            let per_shard_fds = (fd_ceiling / shards).max(1);
+            let spawned = std::thread::Builder::new()
+                .name(format!("portolan-shard-{s}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(_) => {
+                            // Without this shard no host can finish: stop the others.
+                            cancel.cancel();
+                            return ScanSummary {
+                                stats: Stats::default(),
+                                interrupted: true,
+                            };
+                        }
+                    };
+                    rt.block_on(run_shard(
+                        timing,
+                        ports,
+                        group,
+                        per_shard_fds,
+                        targets,
+                        progress,
+                        cancel,
+                        |d| {
+                            let _ = tx.send(d);
                         },
-                        _ = cancel.cancelled() => {}
-                    }
+                    ))
+                });
+            match spawned {
+                Ok(h) => threads.push(h),
+                Err(_) => threads_cancel.cancel(),
+            }
+        }
+        drop(tx);
+        let expected = threads.len();
+        let mut partial: HashMap<usize, (usize, HostDone)> = HashMap::new();
+        while let Some(d) = rx.recv().await {
+            let tag = d.tag;
+            let entry = match partial.remove(&tag) {
+                None => (1, d),
+                Some((n, mut acc)) => {
+                    merge(&mut acc, d);
+                    (n + 1, acc)
+                }
+            };
+            if entry.0 == expected {
+                progress.hosts_done.fetch_add(1, Ordering::Relaxed);
+                on_host(entry.1);
+            } else {
+                partial.insert(tag, entry);
+            }
+        }
+        let mut summary = ScanSummary {
+            stats: Stats::default(),
+            interrupted: cancel.is_cancelled() || expected < shards,
+        };
+        for h in threads {
+            if let Ok(s) = h.join() {
+                add_stats(&mut summary.stats, &s.stats);
+                summary.interrupted |= s.interrupted;
+            } else {
+                summary.interrupted = true;
+            }
+        }
+        summary
+    }
+}
+
+/// Folds one shard's view of a host into another's.
+fn merge(acc: &mut HostDone, d: HostDone) {
+    acc.ports.extend(d.ports);
+    if acc.rtt.srtt().is_none() || d.replies > acc.replies {
+        acc.rtt = d.rtt;
+    }
+    acc.started = acc.started.min(d.started);
+    acc.finished = acc.finished.max(d.finished);
+    acc.timed_out |= d.timed_out;
+    acc.replies += d.replies;
+}
+
+fn add_stats(a: &mut Stats, b: &Stats) {
+    a.probes_sent += b.probes_sent;
+    a.retransmissions += b.retransmissions;
+    a.answered += b.answered;
+    a.timeouts += b.timeouts;
+    a.drops_detected += b.drops_detected;
+    a.ports_total += b.ports_total;
+    a.ports_done += b.ports_done;
+    a.local_errors += b.local_errors;
+}
+
+/// One shard: a scheduler and its probes, driven on the current runtime.
+#[allow(clippy::too_many_arguments)]
+async fn run_shard<F>(
+    timing: Timing,
+    ports: Vec<u16>,
+    host_group: usize,
+    fd_ceiling: usize,
+    targets: Vec<(usize, IpAddr)>,
+    progress: Arc<Progress>,
+    cancel: CancellationToken,
+    mut on_host: F,
+) -> ScanSummary
+where
+    F: FnMut(HostDone),
+{
+    let mut sched = Scheduler::new(timing, fd_ceiling);
+    let mut targets = targets.into_iter();
+    let mut exhausted = false;
+    let mut tasks: JoinSet<(Probe, Outcome, Duration)> = JoinSet::new();
+    let mut interrupted = false;
+    let group = host_group.max(1);
+    loop {
+        while !exhausted && sched.active_hosts() < group {
+            match targets.next() {
+                Some((tag, ip)) => {
+                    progress
+                        .ports_total
+                        .fetch_add(ports.len() as u64, Ordering::Relaxed);
+                    sched.add_host(ip, tag, ports.clone(), Instant::now());
+                }
+                None => exhausted = true,
+            }
+        }
+        while let Some(res) = tasks.try_join_next() {
+            settle(&mut sched, res, &progress);
+        }
+        while let Some(d) = sched.take_done() {
+            on_host(d);
+        }
+        if cancel.is_cancelled() {
+            interrupted = true;
+            break;
+        }
+        match sched.next(Instant::now()) {
+            Next::Send(p) => {
+                tasks.spawn(async move {
+                    let started = Instant::now();
+                    let outcome = connect_once(p.ip, p.port, p.timeout).await;
+                    (p, outcome, started.elapsed())
+                });
+            }
+            Next::Done => {
+                if exhausted {
+                    break;
+                }
+            }
+            Next::WaitUntil(at) => {
+                tokio::select! {
+                    Some(res) = tasks.join_next() => settle(&mut sched, res, &progress),
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = cancel.cancelled() => {}
+                }
+            }
+            Next::WaitForOutcome => {
+                tokio::select! {
+                    res = tasks.join_next() => match res {
+                        Some(res) => settle(&mut sched, res, &progress),
+                        // Nothing in flight and nothing to send: only a paced host remains.
+                        None => tokio::time::sleep(Duration::from_millis(1)).await,
+                    },
+                    _ = cancel.cancelled() => {}
                 }
             }
         }
-        tasks.abort_all();
-        ScanSummary {
-            stats: sched.stats,
-            interrupted,
-        }
+    }
+    tasks.abort_all();
+    ScanSummary {
+        stats: sched.stats,
+        interrupted,
     }
 }
 
@@ -211,6 +375,7 @@ mod tests {
             timing: Template::Aggressive.timing(),
             ports: vec![open, closed],
             host_group: 4,
+            shards: 2,
         };
         let progress = Arc::new(Progress::default());
         let mut hosts = Vec::new();
@@ -236,6 +401,7 @@ mod tests {
             timing: Template::Aggressive.timing(),
             ports: (1..=1000).collect(),
             host_group: 1,
+            shards: 1,
         };
         let cancel = CancellationToken::new();
         cancel.cancel();

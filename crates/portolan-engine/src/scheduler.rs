@@ -126,6 +126,8 @@ pub struct Scheduler {
     cwnd: f64,
     ssthresh: f64,
     ceiling: usize,
+    /// The ceiling before any local resource error lowered it; recovered towards slowly.
+    max_ceiling: usize,
     floor: usize,
     in_flight: usize,
     last_cut: Option<Instant>,
@@ -147,7 +149,12 @@ pub struct Stats {
     pub drops_detected: u64,
     pub ports_total: u64,
     pub ports_done: u64,
+    /// Probes that could not be sent for local reasons (descriptors, ephemeral ports).
+    pub local_errors: u64,
 }
+
+/// The ceiling never drops below this after local errors (unless asked for fewer).
+const MIN_CEILING: usize = 4;
 
 impl Scheduler {
     /// `fd_ceiling`: the most probes that may be in flight for local reasons (descriptors).
@@ -171,6 +178,7 @@ impl Scheduler {
             cwnd: f64::max(initial, floor as f64).min(ceiling as f64),
             ssthresh: 75.0_f64.max(ceiling as f64 / 4.0),
             ceiling,
+            max_ceiling: ceiling,
             floor,
             timing,
             hosts: Vec::new(),
@@ -334,8 +342,14 @@ impl Scheduler {
             Outcome::Timeout => None,
             Outcome::LocalResource => {
                 // Not the network's doing: retry at the same depth, with fewer in flight.
+                // The ceiling drops to what is in flight (a few at least) and climbs back
+                // one probe per answer, so a passing shortage does not slow the rest.
                 h.retries.push_front((probe.idx, probe.try_no));
-                self.ceiling = (self.in_flight.max(self.floor)).max(1);
+                self.stats.local_errors += 1;
+                self.ceiling = self
+                    .in_flight
+                    .max(self.floor)
+                    .max(MIN_CEILING.min(self.max_ceiling));
                 self.cwnd = self.cwnd.min(self.ceiling as f64);
                 return;
             }
@@ -343,6 +357,9 @@ impl Scheduler {
         match answered {
             Some((state, reason)) => {
                 self.stats.answered += 1;
+                if self.ceiling < self.max_ceiling {
+                    self.ceiling += 1;
+                }
                 h.replies += 1;
                 h.rtt.sample(rtt);
                 h.max_answered_try = Some(
@@ -701,8 +718,7 @@ mod tests {
             o => panic!("{o:?}"),
         };
         s.on_outcome(a, Outcome::LocalResource, Duration::ZERO, now);
-        // The ceiling drops to what is in flight (b): nothing more until b is settled.
-        assert_eq!(s.next(now), Next::WaitForOutcome);
+        assert_eq!(s.stats.local_errors, 1);
         s.on_outcome(b, Outcome::Refused, Duration::from_millis(1), now);
         // The same port comes back at the same depth.
         let again = match s.next(now) {

@@ -180,12 +180,13 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
             timing: plan.timing.clone(),
             ports: plan.port_order(),
             host_group: plan.host_group,
+            shards: ConnectScan::default_shards(),
         };
         let wall_start = SystemTime::now();
         let mut write_error: Option<anyhow::Error> = None;
         let summary = scan
             .run(
-                up_idx.iter().map(|&i| (i, ips[i])),
+                up_idx.iter().map(|&i| (i, ips[i])).collect(),
                 progress_state,
                 cancel.clone(),
                 |done: HostDone| {
@@ -212,8 +213,8 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
         if plan.out_opts.debugging > 0 {
             let s = summary.stats;
             eprintln!(
-                "Completeness: {} probes sent, {} retransmissions, {} answered, {} timed out, {} drops detected",
-                s.probes_sent, s.retransmissions, s.answered, s.timeouts, s.drops_detected
+                "Completeness: {} probes sent, {} retransmissions, {} answered, {} timed out, {} drops detected, {} local errors",
+                s.probes_sent, s.retransmissions, s.answered, s.timeouts, s.drops_detected, s.local_errors
             );
         }
     }
