@@ -132,7 +132,10 @@ pub struct Scheduler {
     in_flight: usize,
     last_cut: Option<Instant>,
     first_send: Option<Instant>,
-    last_send: Option<Instant>,
+    /// `--max-rate` as a token bucket: the average is exact even when the timer wakes
+    /// late, and at most [`RATE_BURST`] worth of probes go out back to back.
+    rate_tokens: f64,
+    rate_refilled: Option<Instant>,
     sent: u64,
     done: VecDeque<HostDone>,
     /// Totals for the completeness report.
@@ -152,6 +155,9 @@ pub struct Stats {
     /// Probes that could not be sent for local reasons (descriptors, ephemeral ports).
     pub local_errors: u64,
 }
+
+/// How much sending `--max-rate` lets happen at once after a late wake-up.
+const RATE_BURST: Duration = Duration::from_millis(10);
 
 /// The ceiling never drops below this after local errors (unless asked for fewer).
 const MIN_CEILING: usize = 4;
@@ -187,7 +193,8 @@ impl Scheduler {
             in_flight: 0,
             last_cut: None,
             first_send: None,
-            last_send: None,
+            rate_tokens: 1.0,
+            rate_refilled: None,
             sent: 0,
             done: VecDeque::new(),
             stats: Stats::default(),
@@ -255,12 +262,16 @@ impl Scheduler {
         if self.in_flight >= window && !self.behind_min_rate(now) {
             return Next::WaitForOutcome;
         }
-        if let (Some(rate), Some(last)) = (self.timing.max_rate, self.last_send) {
-            if rate > 0.0 {
-                let at = last + Duration::from_secs_f64(1.0 / rate);
-                if at > now {
-                    return Next::WaitUntil(at);
-                }
+        if let Some(rate) = self.timing.max_rate.filter(|r| *r > 0.0) {
+            let burst = (rate * RATE_BURST.as_secs_f64()).max(1.0);
+            if let Some(t) = self.rate_refilled {
+                let credit = now.saturating_duration_since(t).as_secs_f64() * rate;
+                self.rate_tokens = (self.rate_tokens + credit).min(burst);
+            }
+            self.rate_refilled = Some(now);
+            if self.rate_tokens < 1.0 {
+                let wait = (1.0 - self.rate_tokens) / rate;
+                return Next::WaitUntil(now + Duration::from_secs_f64(wait));
             }
         }
         // Round-robin over active hosts that have work and whose scan delay allows a probe.
@@ -303,7 +314,9 @@ impl Scheduler {
             self.in_flight += 1;
             self.sent += 1;
             self.first_send.get_or_insert(now);
-            self.last_send = Some(now);
+            if self.timing.max_rate.is_some() {
+                self.rate_tokens -= 1.0;
+            }
             self.stats.probes_sent += 1;
             if try_no > 0 {
                 self.stats.retransmissions += 1;
@@ -666,6 +679,35 @@ mod tests {
         let (_, _, took) = simulate(t, vec![host], ports, Duration::from_micros(100));
         // 200 probes at 100/s need at least 199 intervals of 10 ms.
         assert!(took >= Duration::from_millis(1990), "took {took:?}");
+    }
+
+    /// Regression: pacing from the last send let a 1 ms timer turn 750/s into ~500/s,
+    /// so an interrupted lab scan had finished no host when it should have.
+    #[test]
+    fn max_rate_average_holds_when_the_timer_wakes_late() {
+        let mut t = Template::Aggressive.timing();
+        t.max_rate = Some(750.0);
+        let start = Instant::now();
+        let mut now = start;
+        let mut s = Scheduler::new(t, 10_000);
+        s.add_host("198.18.0.10".parse().unwrap(), 0, (1..=1500).collect(), now);
+        let mut sent = 0;
+        while sent < 1500 {
+            match s.next(now) {
+                Next::Send(p) => {
+                    sent += 1;
+                    s.on_outcome(p, Outcome::Refused, Duration::from_micros(50), now);
+                }
+                // Every wake-up comes a millisecond late.
+                Next::WaitUntil(at) => now = at.max(now) + Duration::from_millis(1),
+                other => panic!("{other:?}"),
+            }
+        }
+        let took = now - start;
+        assert!(
+            took >= Duration::from_millis(1950) && took <= Duration::from_millis(2100),
+            "1500 probes at 750/s took {took:?}"
+        );
     }
 
     #[test]
