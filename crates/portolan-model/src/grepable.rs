@@ -75,7 +75,12 @@ impl<W: Write> GrepableWriter<W> {
                 }
                 return s;
             }
-            HostState::Unknown | HostState::Skipped => return s,
+            // A list scan (-sL): the target, not probed.
+            HostState::Unknown => {
+                let _ = writeln!(s, "{who}\tStatus: Unknown");
+                return s;
+            }
+            HostState::Skipped => return s,
         }
         let _ = writeln!(s, "{who}\tStatus: Up");
         if host.ports.is_empty() && host.extraports.is_empty() {

@@ -88,7 +88,16 @@ impl<W: Write> NormalWriter<W> {
                 }
                 return s;
             }
-            HostState::Unknown | HostState::Skipped => return s,
+            // A list scan (-sL) names each target without probing it.
+            HostState::Unknown => {
+                let _ = writeln!(
+                    s,
+                    "{name} scan report for {}",
+                    escape::text(&text::name_ip(host))
+                );
+                return s;
+            }
+            HostState::Skipped => return s,
         }
 
         let _ = writeln!(

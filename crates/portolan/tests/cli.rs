@@ -163,3 +163,27 @@ fn no_targets_warns_and_succeeds() {
     assert!(stderr(&o).contains("No targets were specified"));
     assert!(String::from_utf8_lossy(&o.stdout).contains("0 IP addresses (0 hosts up)"));
 }
+
+/// Regression: -sL listed no target in normal or grepable output (hosts in state
+/// "unknown" were dropped); Nmap names each one.
+#[test]
+fn list_scan_names_every_target_and_sends_nothing() {
+    let o = run(&["-sL", "-n", "127.0.0.0/31"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("Portolan scan report for 127.0.0.0\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Portolan scan report for 127.0.0.1\n"),
+        "{out}"
+    );
+    assert!(out.contains("2 IP addresses (0 hosts up)"), "{out}");
+    let o = run(&["-sL", "-n", "127.0.0.0/31", "-oG", "-"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("Host: 127.0.0.1 ()\tStatus: Unknown\n"),
+        "{out}"
+    );
+}
