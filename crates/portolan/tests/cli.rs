@@ -187,3 +187,27 @@ fn list_scan_names_every_target_and_sends_nothing() {
         "{out}"
     );
 }
+
+/// With only 100 descriptors allowed (hard limit), the scan sizes its concurrency to
+/// them instead of failing with "too many open files".
+#[test]
+fn low_descriptor_limit_still_scans_everything() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!("ulimit -n 100 && exec {BIN} -Pn -n -p {port},1-3000 -oX - 127.0.0.1");
+    let o = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!("portid=\"{port}\"><state state=\"open\"")),
+        "{out}"
+    );
+    assert!(!stderr(&o).to_lowercase().contains("too many open files"));
+    let closed: u32 = out
+        .split("<extraports state=\"closed\" count=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(closed >= 2900, "closed ports counted: {closed}");
+}
