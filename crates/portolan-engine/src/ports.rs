@@ -267,26 +267,7 @@ impl PortSet {
 
 /// Formats ports as Nmap's scaninfo `services` attribute: `21-23,25,80`.
 pub fn format_port_ranges(ports: &[u16]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < ports.len() {
-        let start = ports[i];
-        let mut end = start;
-        while i + 1 < ports.len() && u32::from(ports[i + 1]) == u32::from(end) + 1 {
-            i += 1;
-            end = ports[i];
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if start == end {
-            out.push_str(&start.to_string());
-        } else {
-            out.push_str(&format!("{start}-{end}"));
-        }
-        i += 1;
-    }
-    out
+    portolan_model::compact_port_list(ports)
 }
 
 /// Parses a port specification (see the module docs). Unprefixed elements apply to each

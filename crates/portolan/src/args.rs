@@ -2,7 +2,7 @@
 //! resolved or opened here. getopt_long_only's rules apply: a word with one dash is first
 //! tried as a long option (exact name, else unique prefix), then as short options.
 
-use crate::flags::{lookup_long, lookup_short, Arg, FlagDef, LookupError};
+use crate::flags::{dash, lookup_long, lookup_short, Arg, FlagDef, LookupError};
 use portolan_engine::timing::{parse_time, Template, TimingError};
 use std::time::Duration;
 
@@ -247,30 +247,6 @@ where
         }
     }
     Ok(o)
-}
-
-fn dash(def: &FlagDef) -> &'static str {
-    if def.name.len() == 1
-        || matches!(
-            def.name,
-            "iL" | "iR"
-                | "sI"
-                | "oN"
-                | "oX"
-                | "oG"
-                | "oM"
-                | "oJ"
-                | "oA"
-                | "oS"
-                | "oH"
-                | "vv"
-                | "ff"
-        )
-    {
-        "-"
-    } else {
-        "--"
-    }
 }
 
 fn invalid(flag: &str, msg: impl Into<String>) -> ArgError {

@@ -248,6 +248,32 @@ pub fn lookup_short(c: char) -> Option<&'static FlagDef> {
         .find(|d| d.name.len() == 1 && d.name.starts_with(c))
 }
 
+/// How the flag is written: one dash for letters and for Nmap's two-letter output and
+/// input options (`-oX`, `-iL`), two for long options.
+pub fn dash(def: &FlagDef) -> &'static str {
+    if def.name.len() == 1
+        || matches!(
+            def.name,
+            "iL" | "iR"
+                | "sI"
+                | "oN"
+                | "oX"
+                | "oG"
+                | "oM"
+                | "oJ"
+                | "oA"
+                | "oS"
+                | "oH"
+                | "vv"
+                | "ff"
+        )
+    {
+        "-"
+    } else {
+        "--"
+    }
+}
+
 /// The help page, generated from the table.
 pub fn help_text() -> String {
     let mut out = format!(
@@ -263,26 +289,7 @@ pub fn help_text() -> String {
         out.push_str(s.title());
         out.push_str(":\n");
         for d in FLAGS.iter().filter(|d| d.section == s) {
-            let dashes = if d.name.len() == 1 { "-" } else { "--" };
-            let dashes = if matches!(
-                d.name,
-                "iL" | "iR"
-                    | "sI"
-                    | "oN"
-                    | "oX"
-                    | "oG"
-                    | "oM"
-                    | "oJ"
-                    | "oA"
-                    | "oS"
-                    | "oH"
-                    | "vv"
-                    | "ff"
-            ) {
-                "-"
-            } else {
-                dashes
-            };
+            let dashes = dash(d);
             let sep = match (d.arg, d.name.len()) {
                 (Arg::Required, 1) => "",
                 (Arg::Required, _) => " ",
