@@ -4,6 +4,7 @@ pub mod datadir;
 pub mod discovery;
 pub mod dns;
 pub mod ports;
+pub mod report;
 pub mod scheduler;
 pub mod services;
 pub mod sys;

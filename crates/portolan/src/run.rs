@@ -8,10 +8,10 @@ use anyhow::Result;
 use portolan_engine::connect::{ConnectScan, Progress};
 use portolan_engine::discovery::{ping_hosts, PingResult};
 use portolan_engine::dns::reverse_lookup_many;
+use portolan_engine::report;
 use portolan_engine::scheduler::HostDone;
 use portolan_model::{
-    Host, HostState, HostStatus, Hostname, HostnameType, Port, Protocol, RunExit, RunStats,
-    ScanRun, Service, Sink, Times,
+    Host, HostState, HostStatus, Hostname, HostnameType, RunExit, RunStats, ScanRun, Sink,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -155,7 +155,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
             };
             if report {
                 let mut h = make_host(i, ping.status.clone());
-                h.times = ping.rtt.map(times_from_rtt);
+                h.times = ping.rtt.map(report::times_from_rtt);
                 let now = epoch(SystemTime::now());
                 h.starttime = Some(now);
                 h.endtime = Some(now);
@@ -245,41 +245,10 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
     })
 }
 
-fn times_from_rtt(rtt: Duration) -> Times {
-    let us = rtt.as_micros() as i64;
-    Times {
-        srtt: us,
-        rttvar: us.max(5000),
-        to: (us + 4 * us.max(5000)).max(100_000),
-    }
-}
-
-/// Turns the engine's view of a finished host into the model's.
+/// Turns the engine's view of a finished host into the model's, shaped for output.
 fn fill_host(h: &mut Host, done: &HostDone, plan: &Plan, wall_start: SystemTime) {
     h.starttime = Some(epoch(wall_start));
     h.endtime = Some(epoch(SystemTime::now()));
-    let mut ports: Vec<Port> = done
-        .ports
-        .iter()
-        .map(|&(p, state, reason)| {
-            let mut port = Port::new(Protocol::Tcp, p, state, reason);
-            port.service = Some(Service::from_table(
-                plan.services
-                    .lookup(p, Protocol::Tcp)
-                    .unwrap_or("unknown")
-                    .to_string(),
-            ));
-            port
-        })
-        .collect();
-    ports.sort_by_key(|p| p.portid);
-    h.ports = ports;
-    if let Some(srtt) = done.rtt.srtt() {
-        h.times = Some(Times {
-            srtt: srtt.as_micros() as i64,
-            rttvar: done.rtt.rttvar().as_micros() as i64,
-            to: done.rtt.timeout().as_micros() as i64,
-        });
-    }
+    report::fill_tcp_ports(h, done, &plan.services);
     h.collapse_ports(COLLAPSE_THRESHOLD, plan.out_opts.open_only);
 }
