@@ -156,6 +156,10 @@ pub struct Stats {
     pub local_errors: u64,
 }
 
+/// The shortest wait pacing asks for: a deficit of a hair under one token must not round
+/// to a zero wait, which would spin without the clock moving.
+const MIN_WAIT: Duration = Duration::from_micros(1);
+
 /// How much sending `--max-rate` lets happen at once after a late wake-up.
 const RATE_BURST: Duration = Duration::from_millis(10);
 
@@ -271,7 +275,7 @@ impl Scheduler {
             self.rate_refilled = Some(now);
             if self.rate_tokens < 1.0 {
                 let wait = (1.0 - self.rate_tokens) / rate;
-                return Next::WaitUntil(now + Duration::from_secs_f64(wait));
+                return Next::WaitUntil(now + Duration::from_secs_f64(wait).max(MIN_WAIT));
             }
         }
         // Round-robin over active hosts that have work and whose scan delay allows a probe.
