@@ -10,6 +10,7 @@ pub mod report;
 pub mod scheduler;
 pub mod services;
 pub mod syn;
+pub mod syn_driver;
 pub mod sys;
 pub mod targets;
 pub mod timing;

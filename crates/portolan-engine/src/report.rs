@@ -4,26 +4,42 @@
 use crate::scheduler::HostDone;
 use crate::services::ServiceTable;
 use crate::timing::RttEstimator;
-use portolan_model::{Host, Port, Protocol, Service, Times};
+use portolan_model::{Host, Port, PortState, Protocol, Service, Times};
 use std::time::Duration;
 
 /// Fills `host` (already carrying its address, names and status) with a finished TCP scan:
 /// every port in ascending order, named from `services` as Nmap does without -sV
 /// (`unknown` when the table has no name), and the host's timing.
 pub fn fill_tcp_ports(host: &mut Host, done: &HostDone, services: &ServiceTable) {
-    let mut ports: Vec<Port> = done
+    let ports: Vec<(u16, PortState, &str, u8)> = done
         .ports
         .iter()
-        .map(|&(p, state, reason)| {
-            let mut port = Port::new(Protocol::Tcp, p, state, reason);
-            let name = services.lookup(p, Protocol::Tcp).unwrap_or("unknown");
+        .map(|&(p, state, reason)| (p, state, reason, 0))
+        .collect();
+    fill_ports(host, Protocol::Tcp, &ports, services, &done.rtt);
+}
+
+/// The same from any scan: (port, state, reason, reply TTL) per port.
+pub fn fill_ports(
+    host: &mut Host,
+    proto: Protocol,
+    results: &[(u16, PortState, &str, u8)],
+    services: &ServiceTable,
+    rtt: &RttEstimator,
+) {
+    let mut ports: Vec<Port> = results
+        .iter()
+        .map(|&(p, state, reason, ttl)| {
+            let mut port = Port::new(proto, p, state, reason);
+            port.reason_ttl = ttl;
+            let name = services.lookup(p, proto).unwrap_or("unknown");
             port.service = Some(Service::from_table(name));
             port
         })
         .collect();
     ports.sort_by_key(|p| p.portid);
     host.ports = ports;
-    if let Some(t) = times_from_estimator(&done.rtt) {
+    if let Some(t) = times_from_estimator(rtt) {
         host.times = Some(t);
     }
 }
@@ -52,7 +68,7 @@ pub fn times_from_rtt(rtt: Duration) -> Times {
 mod tests {
     use super::*;
     use crate::timing::Template;
-    use portolan_model::{HostStatus, PortState};
+    use portolan_model::HostStatus;
     use std::time::Instant;
 
     #[test]

@@ -324,9 +324,20 @@ impl SynScan {
         self.current_epoch = Some((e, now));
     }
 
+    /// How long after an epoch its answers are in, for judging loss: the measured round
+    /// trip with room for jitter, not the retransmission timeout, whose floor (100 ms)
+    /// exists to avoid needless retries and would make the rate climb slowly on a LAN.
+    fn settle_time(&self) -> Duration {
+        let measured = self
+            .rtt
+            .srtt()
+            .map(|s| (s + self.rtt.rttvar() * 4) * 2 + Duration::from_millis(1));
+        EPOCH + measured.map_or(self.rtt.timeout(), |m| m.min(self.rtt.timeout()))
+    }
+
     /// Looks at epochs old enough for their answers to be in, and adjusts the rate.
     fn review_epochs(&mut self, now: Instant) {
-        let settle = EPOCH + self.rtt.timeout();
+        let settle = self.settle_time();
         for i in 0..EPOCHS {
             if self.epochs[i]
                 .start
@@ -366,7 +377,7 @@ impl SynScan {
             // loss was seen at, once per settle period.
             let recent = self
                 .last_cut
-                .is_some_and(|t| now.saturating_duration_since(t) < self.rtt.timeout());
+                .is_some_and(|t| now.saturating_duration_since(t) < self.settle_time());
             if !recent {
                 self.rate = (self.rate.min(sample.rate) / 2.0).max(self.floor_rate);
                 self.last_cut = Some(now);

@@ -35,8 +35,10 @@ pub enum Format {
 /// Scan type chosen with -s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanKind {
-    /// -sT (and the default: the only port scan implemented so far).
+    /// -sT, and the default without raw-socket privileges (as Nmap).
     Connect,
+    /// -sS, and the default with them.
+    Syn,
     /// -sn: host discovery only.
     PingOnly,
     /// -sL: list targets, send nothing.
@@ -299,10 +301,11 @@ fn apply(o: &mut Options, def: &FlagDef, shown: &str, v: Option<String>) -> Resu
             for c in val.chars() {
                 match c {
                     'T' => set_scan(o, ScanKind::Connect, shown)?,
+                    'S' => set_scan(o, ScanKind::Syn, shown)?,
                     'n' | 'P' => set_scan(o, ScanKind::PingOnly, shown)?,
                     'L' => set_scan(o, ScanKind::List, shown)?,
-                    'S' | 'A' | 'W' | 'M' | 'U' | 'N' | 'F' | 'X' | 'Y' | 'Z' | 'O' | 'V' | 'C'
-                    | 'R' | 'I' => return Err(ArgError::NotSupported(format!("-s{c}"))),
+                    'A' | 'W' | 'M' | 'U' | 'N' | 'F' | 'X' | 'Y' | 'Z' | 'O' | 'V' | 'C' | 'R'
+                    | 'I' => return Err(ArgError::NotSupported(format!("-s{c}"))),
                     _ => return Err(invalid("-s", format!("unknown scan type -s{c}"))),
                 }
             }
@@ -408,7 +411,7 @@ fn set_scan(o: &mut Options, kind: ScanKind, shown: &str) -> Result<(), ArgError
     match o.scan {
         Some(prev) if prev != kind => Err(invalid(
             shown,
-            "only one of -sT, -sn and -sL can be used at a time",
+            "only one of -sS, -sT, -sn and -sL can be used at a time",
         )),
         _ => {
             o.scan = Some(kind);
@@ -507,6 +510,8 @@ mod tests {
         assert_eq!(p("-sn").unwrap().scan, Some(ScanKind::PingOnly));
         assert_eq!(p("-sL").unwrap().scan, Some(ScanKind::List));
         assert!(p("-sT -sn").is_err());
+        assert_eq!(p("-sS").unwrap().scan, Some(ScanKind::Syn));
+        assert!(p("-sS -sT").is_err());
     }
 
     #[test]
@@ -522,7 +527,6 @@ mod tests {
     #[test]
     fn unsupported_flags_are_refused_by_name() {
         for (cmd, name) in [
-            ("-sS", "-sS"),
             ("-sU", "-sU"),
             ("-sV", "-sV"),
             ("-O", "-O"),

@@ -95,7 +95,7 @@ pub const FLAGS: &[FlagDef] = &[
     f("disable-arp-ping", N, "", Discovery, true, "No ARP or ND ping (none is done by connect scans)"),
     f("discovery-ignore-rst", N, "", Discovery, false, "Ignore RST replies in discovery"),
     // Scan techniques
-    f("s", R, "<T|n|L>", Technique, true, "-sT: TCP connect scan; -sn: ping scan, no port scan; -sL: list targets (other -s types: not supported yet)"),
+    f("s", R, "<S|T|n|L>", Technique, true, "-sS: TCP SYN scan (root or CAP_NET_RAW, IPv4); -sT: TCP connect scan; -sn: ping scan, no port scan; -sL: list targets (other -s types: not supported yet)"),
     f("sI", R, "<zombie host[:probeport]>", Technique, false, "Idle scan"),
     f("scanflags", R, "<flags>", Technique, false, "Customize TCP scan flags"),
     f("b", R, "<FTP relay host>", Technique, false, "FTP bounce scan"),

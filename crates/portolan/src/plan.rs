@@ -48,7 +48,21 @@ pub struct Plan {
 impl Plan {
     pub fn resolve(o: Options, argv: &[String]) -> Result<Plan> {
         let start = Local::now();
-        let scan = o.scan.unwrap_or(ScanKind::Connect);
+        // As Nmap: a SYN scan by default when raw sockets are allowed, else connect.
+        let raw_ok = portolan_engine::raw::can_use_raw();
+        let scan = match o.scan {
+            Some(k) => k,
+            None if raw_ok.is_ok() && !o.ipv6 => ScanKind::Syn,
+            None => ScanKind::Connect,
+        };
+        if scan == ScanKind::Syn {
+            if o.ipv6 {
+                bail!("not supported yet: -sS with -6 (use -sT for IPv6 for now)");
+            }
+            if let Err(e) = raw_ok {
+                bail!("-sS: {e}");
+            }
+        }
 
         let datadir = o.datadir.as_deref().map(Path::new);
         let (services, source) = load_services(datadir, false);
@@ -63,7 +77,7 @@ impl Plan {
             _ => {}
         }
 
-        let ports = if scan == ScanKind::Connect {
+        let ports = if matches!(scan, ScanKind::Connect | ScanKind::Syn) {
             choose_ports(&o, &services)?
         } else {
             Vec::new()
@@ -181,14 +195,23 @@ impl Plan {
         self.sink.take().unwrap_or_default()
     }
 
-    /// The scaninfo element of a connect scan.
+    /// The scaninfo element of a port scan.
     pub fn scaninfo(&self) -> ScanInfo {
         ScanInfo {
-            scan_type: ScanType::Connect,
+            scan_type: if self.scan == ScanKind::Syn {
+                ScanType::Syn
+            } else {
+                ScanType::Connect
+            },
             protocol: Protocol::Tcp,
             numservices: self.ports.len() as u32,
             services: compact_port_list(&self.ports),
         }
+    }
+
+    /// The seed of this scan's probe order.
+    pub fn seed(&self) -> u64 {
+        seed()
     }
 
     /// Ports in the order to probe them: shuffled (as Nmap does) unless -r.

@@ -10,11 +10,13 @@ use portolan_engine::discovery::{ping_hosts, PingResult};
 use portolan_engine::dns::reverse_lookup_many;
 use portolan_engine::report;
 use portolan_engine::scheduler::HostDone;
+use portolan_engine::syn_driver::run_syn;
 use portolan_model::{
-    Host, HostState, HostStatus, Hostname, HostnameType, RunExit, RunStats, ScanRun, Sink,
+    Host, HostState, HostStatus, Hostname, HostnameType, Protocol, RunExit, RunStats, ScanRun, Sink,
 };
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
@@ -43,7 +45,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
     let mut run = ScanRun::new(plan.args_line.clone(), plan.start.timestamp());
     run.verbose = plan.out_opts.verbose;
     run.debugging = plan.out_opts.debugging;
-    if plan.scan == ScanKind::Connect {
+    if matches!(plan.scan, ScanKind::Connect | ScanKind::Syn) {
         run.scaninfo.push(plan.scaninfo());
     }
     let mut sink = plan.take_sink();
@@ -151,7 +153,9 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
             let report = match plan.scan {
                 ScanKind::List => true,
                 ScanKind::PingOnly => state == HostState::Up || plan.out_opts.verbose > 0,
-                ScanKind::Connect => state != HostState::Up && plan.out_opts.verbose > 0,
+                ScanKind::Connect | ScanKind::Syn => {
+                    state != HostState::Up && plan.out_opts.verbose > 0
+                }
             };
             if report {
                 let mut h = make_host(i, ping.status.clone());
@@ -163,7 +167,71 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
             }
         }
 
-        if plan.scan != ScanKind::Connect || up_idx.is_empty() {
+        if up_idx.is_empty() || !matches!(plan.scan, ScanKind::Connect | ScanKind::Syn) {
+            continue;
+        }
+
+        if plan.scan == ScanKind::Syn {
+            let targets: Vec<(usize, Ipv4Addr)> = up_idx
+                .iter()
+                .filter_map(|&i| match ips[i] {
+                    IpAddr::V4(v4) => Some((i, v4)),
+                    IpAddr::V6(_) => None,
+                })
+                .collect();
+            let progress_state = Arc::new(Progress::default());
+            let stop_progress = CancellationToken::new();
+            let reporter = progress::spawn(
+                progress_state.clone(),
+                plan.stats_every,
+                "SYN Stealth Scan",
+                stop_progress.clone(),
+            );
+            let flag = Arc::new(AtomicBool::new(false));
+            let watcher = {
+                let (flag, cancel) = (flag.clone(), cancel.clone());
+                tokio::spawn(async move {
+                    cancel.cancelled().await;
+                    flag.store(true, Ordering::Relaxed);
+                })
+            };
+            let (ports, timing, seed) = (plan.ports.clone(), plan.timing.clone(), plan.seed());
+            let progress_for_scan = progress_state.clone();
+            let flag_for_scan = flag.clone();
+            let wall_start = SystemTime::now();
+            let result = tokio::task::spawn_blocking(move || {
+                run_syn(
+                    &targets,
+                    &ports,
+                    &timing,
+                    seed,
+                    &progress_for_scan,
+                    &flag_for_scan,
+                )
+            })
+            .await?;
+            watcher.abort();
+            stop_progress.cancel();
+            let _ = reporter.await;
+            let syn = result?;
+            for host in &syn.hosts {
+                if syn.interrupted {
+                    break;
+                }
+                let mut h = make_host(host.tag, pings[host.tag].status.clone());
+                h.starttime = Some(epoch(wall_start));
+                h.endtime = Some(epoch(SystemTime::now()));
+                report::fill_ports(&mut h, Protocol::Tcp, &host.ports, &plan.services, &syn.rtt);
+                h.collapse_ports(COLLAPSE_THRESHOLD, plan.out_opts.open_only);
+                sink.host(&run, &h)?;
+            }
+            if plan.out_opts.debugging > 0 {
+                let s = syn.stats;
+                eprintln!(
+                    "Completeness: {} probes sent, {} retransmissions in {} passes, {} answered, {} unanswered, {} rate cuts, {} invalid, {} receive drops",
+                    s.probes_sent, s.retransmissions, s.passes, s.answers, s.unanswered, s.rate_cuts, s.invalid, syn.receive_drops
+                );
+            }
             continue;
         }
 

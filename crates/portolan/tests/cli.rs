@@ -55,7 +55,6 @@ fn malformed_ports_and_values_give_the_valid_range() {
 
 #[test]
 fn unsupported_and_unknown_flags_are_refused() {
-    refused(&["-sS", "127.0.0.1"], "not supported yet: -sS");
     refused(&["-sV", "127.0.0.1"], "not supported yet: -sV");
     refused(&["-O", "127.0.0.1"], "not supported yet: -O");
     refused(
@@ -194,7 +193,7 @@ fn list_scan_names_every_target_and_sends_nothing() {
 fn low_descriptor_limit_still_scans_everything() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let script = format!("ulimit -n 100 && exec {BIN} -Pn -n -p {port},1-3000 -oX - 127.0.0.1");
+    let script = format!("ulimit -n 100 && exec {BIN} -sT -Pn -n -p {port},1-3000 -oX - 127.0.0.1");
     let o = Command::new("sh").args(["-c", &script]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -210,4 +209,45 @@ fn low_descriptor_limit_still_scans_everything() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(closed >= 2900, "closed ports counted: {closed}");
+}
+
+/// Without raw-socket privileges -sS says how to get them, and the default scan falls back
+/// to a connect scan, as Nmap's does. Run as "nobody" when the tests run as root.
+#[test]
+fn unprivileged_syn_scan_is_refused_with_advice_and_default_falls_back() {
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                BIN,
+            ])
+            .args(args)
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { geteuid() } != 0 {
+        // Already unprivileged: run directly.
+        let o = run(&["-sS", "-p", "80", "127.0.0.1"]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(stderr(&o).contains("CAP_NET_RAW") && stderr(&o).contains("-sT"));
+        return;
+    }
+    let o = as_nobody(&["-sS", "-p", "80", "-n", "127.0.0.1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("CAP_NET_RAW") && e.contains("setcap") && e.contains("-sT"),
+        "{e}"
+    );
+    let o = as_nobody(&["-p", "80", "-n", "-Pn", "-oX", "-", "127.0.0.1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("<scaninfo type=\"connect\""));
+}
+
+extern "C" {
+    fn geteuid() -> u32;
 }

@@ -230,6 +230,15 @@ fn lab() {
             "interrupt_leaves_valid_outputs",
             interrupt_leaves_valid_outputs,
         ),
+        (
+            "syn_full_range_matches_ground_truth",
+            syn_full_range_matches_ground_truth,
+        ),
+        (
+            "syn_lossy_host_keeps_every_port",
+            syn_lossy_host_keeps_every_port,
+        ),
+        ("syn_same_answers_as_nmap", syn_same_answers_as_nmap),
     ];
     let mut failed = Vec::new();
     for (name, f) in scenarios {
@@ -543,4 +552,91 @@ fn interrupt_leaves_valid_outputs(lab: &Lab) {
     let j: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json"))
         .expect("interrupted JSON is valid");
     assert_eq!(j["hosts"].as_array().map(|a| a.len()), Some(1));
+}
+
+/// -sS over all 65535 ports of the clean hosts: every port in its configured state, and
+/// Nmap's reasons (syn-ack, reset, no-response) with the reply TTL.
+fn syn_full_range_matches_ground_truth(lab: &Lab) {
+    let xml = lab.path("syn-full.xml");
+    let hosts = ["svc", "dns", "filt"];
+    let ips: Vec<String> = hosts.iter().map(|h| lab.ip(h)).collect();
+    let mut args = vec!["-sS", "-T4", "-p-", "-n", "-Pn", "--reason", "-oX", &xml];
+    args.extend(ips.iter().map(String::as_str));
+    ok(&lab.portolan(&args), "portolan -sS -p-");
+    let run = read_xml_file(&xml).expect("our XML reads back");
+    assert_eq!(run.scaninfo[0].scan_type, portolan_model::ScanType::Syn);
+    let got = states(&run);
+    for (h, ip) in hosts.iter().zip(&ips) {
+        let want = lab.expected(h, 1..=65535);
+        let have = got.get(ip).unwrap_or_else(|| panic!("{ip} missing"));
+        let diff: Vec<_> = want
+            .iter()
+            .filter(|(p, s)| have.get(p) != Some(s))
+            .map(|(p, s)| format!("{p}: want {s}, got {:?}", have.get(p)))
+            .collect();
+        assert!(
+            diff.is_empty(),
+            "{h} ({ip}) differs from ground truth: {diff:?}"
+        );
+    }
+    let svc = run
+        .hosts
+        .iter()
+        .find(|h| h.addr_str() == ips[0])
+        .expect("svc");
+    let ssh = svc
+        .ports
+        .iter()
+        .find(|p| p.portid == 22)
+        .expect("22 listed");
+    assert_eq!((ssh.reason.as_str(), ssh.reason_ttl), ("syn-ack", 64));
+    let closed = svc
+        .extraports
+        .iter()
+        .find(|e| e.state == PortState::Closed)
+        .expect("closed");
+    assert_eq!(closed.reasons[0].reason, "reset");
+}
+
+/// The host that drops 3% of its replies and firewalls 4 ports: every port right.
+fn syn_lossy_host_keeps_every_port(lab: &Lab) {
+    let xml = lab.path("syn-lossy.xml");
+    let ip = lab.ip("lossy");
+    ok(
+        &lab.portolan(&["-sS", "-T4", "-p-", "-n", "-Pn", "-oX", &xml, &ip]),
+        "portolan -sS on the lossy host",
+    );
+    let got = states(&read_xml_file(&xml).expect("XML"));
+    let have = got.get(&ip).expect("lossy host reported");
+    let want = lab.expected("lossy", 1..=65535);
+    let mut closed_wrong = 0;
+    for (p, s) in &want {
+        let g = have.get(p).map(String::as_str);
+        if s == "closed" {
+            // Only a closed port whose every try lost its reply can be misread.
+            closed_wrong += usize::from(g != Some("closed"));
+        } else {
+            assert_eq!(g, Some(s.as_str()), "lossy port {p}");
+        }
+    }
+    assert!(closed_wrong <= 2, "{closed_wrong} closed ports misread");
+}
+
+/// Nmap -sS and Portolan -sS on the same hosts and ports: the same states.
+fn syn_same_answers_as_nmap(lab: &Lab) {
+    let ports = "1-2000,2222,5000,6379,8080,8443,9999,31337";
+    let ips: Vec<String> = ["svc", "dns", "filt"].iter().map(|h| lab.ip(h)).collect();
+    let ours = lab.path("syn-ours.xml");
+    let theirs = lab.path("syn-nmap.xml");
+    let mut base = vec!["-sS", "-T4", "-p", ports, "-n", "-Pn"];
+    base.extend(ips.iter().map(String::as_str));
+    let mut a = base.clone();
+    a.extend(["-oX", &ours]);
+    ok(&lab.portolan(&a), "portolan -sS");
+    let mut b = base.clone();
+    b.extend(["-oX", &theirs]);
+    ok(&lab.exec("nmap", &b), "nmap -sS");
+    let ours = states(&read_xml_file(&ours).expect("our XML"));
+    let nmap = states(&read_xml_file(&theirs).expect("Nmap's XML"));
+    assert_eq!(ours, nmap);
 }
