@@ -239,6 +239,10 @@ fn lab() {
             syn_lossy_host_keeps_every_port,
         ),
         ("syn_same_answers_as_nmap", syn_same_answers_as_nmap),
+        (
+            "excluded_host_receives_not_one_packet",
+            excluded_host_receives_not_one_packet,
+        ),
     ];
     let mut failed = Vec::new();
     for (name, f) in scenarios {
@@ -639,4 +643,83 @@ fn syn_same_answers_as_nmap(lab: &Lab) {
     let ours = states(&read_xml_file(&ours).expect("our XML"));
     let nmap = states(&read_xml_file(&theirs).expect("Nmap's XML"));
     assert_eq!(ours, nmap);
+}
+
+/// Never a packet to an excluded address: a counter in the excluded host's own namespace
+/// counts everything the scanner sends it while -sS, -sT and -sn sweep the range around it.
+fn excluded_host_receives_not_one_packet(lab: &Lab) {
+    let ns = format!("{}-filt", lab.prefix);
+    let excluded = lab.ip("filt");
+    let scanner = lab.truth["scanner_ip"]
+        .as_str()
+        .expect("scanner ip")
+        .to_string();
+    let nft = |script: &str| {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &ns, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(script.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("nft");
+        assert!(
+            o.status.success(),
+            "nft: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    nft(&format!(
+        "table ip portolan_count {{\n  chain input {{\n    type filter hook input priority -300;\n    ip saddr {scanner} counter\n  }}\n}}\n"
+    ));
+    // Sanity: the counter counts (a direct probe of the host, before the real checks).
+    let count = || {
+        let o = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "nft",
+                "list",
+                "table",
+                "ip",
+                "portolan_count",
+            ])
+            .output()
+            .expect("nft list");
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        text.split("packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no counter in: {text}"))
+    };
+    ok(
+        &lab.portolan(&["-sT", "-Pn", "-n", "-p", "80", &excluded]),
+        "direct probe",
+    );
+    let before = count();
+    assert!(before > 0, "the counter saw nothing from a direct probe");
+    for scan in [
+        vec!["-sS", "-T4", "-Pn", "-p", "1-1000"],
+        vec!["-sT", "-T4", "-Pn", "-p", "1-1000"],
+        vec!["-sn"],
+    ] {
+        let mut args = scan.clone();
+        args.extend(["-n", "--exclude", &excluded, "198.18.0.10-13"]);
+        ok(&lab.portolan(&args), "scan with --exclude");
+        assert_eq!(
+            count(),
+            before,
+            "{scan:?} sent packets to the excluded host"
+        );
+    }
+    nft("delete table ip portolan_count");
 }
