@@ -218,6 +218,7 @@ fn add_stats(a: &mut Stats, b: &Stats) {
     a.ports_total += b.ports_total;
     a.ports_done += b.ports_done;
     a.local_errors += b.local_errors;
+    a.max_tries = a.max_tries.max(b.max_tries);
 }
 
 /// One shard: a scheduler and its probes, driven on the current runtime.

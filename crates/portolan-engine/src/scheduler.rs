@@ -154,6 +154,8 @@ pub struct Stats {
     pub ports_done: u64,
     /// Probes that could not be sent for local reasons (descriptors, ephemeral ports).
     pub local_errors: u64,
+    /// The most tries any port got (1 = no retransmission).
+    pub max_tries: u32,
 }
 
 /// The shortest wait pacing asks for: a deficit of a hair under one token must not round
@@ -322,6 +324,7 @@ impl Scheduler {
                 self.rate_tokens -= 1.0;
             }
             self.stats.probes_sent += 1;
+            self.stats.max_tries = self.stats.max_tries.max(u32::from(try_no) + 1);
             if try_no > 0 {
                 self.stats.retransmissions += 1;
             }
@@ -614,6 +617,7 @@ mod tests {
             .any(|&(p, _, r)| p == 45 && r == "no-response"));
         // Nothing answered a retry, so each silent port gets exactly one retransmission.
         assert_eq!(stats.retransmissions, 1);
+        assert_eq!(stats.max_tries, 2);
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub struct SynStats {
     pub rate_cuts: u32,
     /// Probes never answered (ports reported filtered with reason no-response).
     pub unanswered: u64,
+    /// Answers that came only to a retransmission: their first try was lost.
+    pub late_answers: u64,
 }
 
 /// Source ports of our probes: outside Linux's default ephemeral range, so the kernel's
@@ -517,6 +519,9 @@ impl SynScan {
         self.unanswered_left -= 1;
         self.stats.answers += 1;
         self.pass_answers += 1;
+        if self.pass > 0 {
+            self.stats.late_answers += 1;
+        }
         if let Some((epoch, now)) = sent {
             let ep = &mut self.epochs[epoch as usize];
             ep.answered += 1;
@@ -746,6 +751,9 @@ mod tests {
         let wrong = st.values().filter(|v| v.0 == PortState::Filtered).count();
         assert_eq!(wrong, 4, "closed ports misread as filtered");
         assert_eq!(s.stats.rate_cuts, 0, "random loss was taken for congestion");
+        // About 3% of answers needed a retry.
+        let late = s.stats.late_answers as f64 / s.stats.answers as f64;
+        assert!((0.02..0.04).contains(&late), "late share {late}");
         assert!(took < Duration::from_secs(3), "took {took:?}");
     }
 

@@ -167,6 +167,7 @@ fn add(a: &mut SynStats, b: &SynStats) {
     a.passes = a.passes.max(b.passes);
     a.rate_cuts += b.rate_cuts;
     a.unanswered += b.unanswered;
+    a.late_answers += b.late_answers;
 }
 
 /// The loop for one group. Returns whether it was interrupted.

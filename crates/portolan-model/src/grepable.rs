@@ -179,7 +179,11 @@ impl<W: Write> Sink for GrepableWriter<W> {
 
     fn end(&mut self, run: &ScanRun) -> Result<(), OutputError> {
         let stats = self.tally.stats(run);
-        let s = format!(
+        let mut s = String::new();
+        if let Some(c) = &stats.completeness {
+            s.push_str(&format!("# {}\n", text::completeness(c)));
+        }
+        s += &format!(
             "# {} done at {} -- {} scanned in {} seconds\n",
             text::scanner_name(run),
             self.zone.ctime(stats.finished),

@@ -434,6 +434,7 @@ mod tests {
             hosts_up: 0,
             hosts_down: 4,
             hosts_total: 4,
+            completeness: None,
         });
         w.end(&run).unwrap();
         let text = String::from_utf8(w.into_inner()).unwrap();

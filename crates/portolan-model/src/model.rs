@@ -600,6 +600,66 @@ pub struct RunStats {
     pub hosts_up: u32,
     pub hosts_down: u32,
     pub hosts_total: u32,
+    /// How complete the port scan is, for scans that can tell (absent in Nmap's files).
+    #[serde(default)]
+    pub completeness: Option<Completeness>,
+}
+
+/// How complete a scan is: what was sent, what was answered, and how many responsive
+/// ports probably went unseen because every try to them was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Completeness {
+    pub probes_sent: u64,
+    pub retransmissions: u64,
+    /// Probes (ports) that got an answer.
+    pub answered: u64,
+    /// Ports that never got one (reported filtered, reason no-response).
+    pub unanswered: u64,
+    /// Expected number of responsive ports among the unanswered, from the loss seen.
+    pub estimated_missed: f64,
+}
+
+impl Completeness {
+    /// `late`: answers that came only to a retransmission (their first try was lost), and
+    /// `tries`: the most tries any port got. The share of answers that needed a retry
+    /// estimates the per-try loss p; a responsive port is missed when all its tries were
+    /// lost (p^tries), so about answered · p^tries / (1 − p^tries) were missed.
+    pub fn estimate(
+        probes_sent: u64,
+        retransmissions: u64,
+        answered: u64,
+        unanswered: u64,
+        late: u64,
+        tries: u32,
+    ) -> Self {
+        let p = if answered == 0 {
+            0.0
+        } else {
+            (late as f64 / answered as f64).min(1.0)
+        };
+        let miss = p.powi(tries.max(1) as i32);
+        let estimated_missed = if unanswered == 0 || miss >= 1.0 {
+            0.0
+        } else {
+            (answered as f64 * miss / (1.0 - miss)).min(unanswered as f64)
+        };
+        Completeness {
+            probes_sent,
+            retransmissions,
+            answered,
+            unanswered,
+            estimated_missed,
+        }
+    }
+
+    /// Sums two scans' figures (e.g. groups of hosts).
+    pub fn add(&mut self, other: &Completeness) {
+        self.probes_sent += other.probes_sent;
+        self.retransmissions += other.retransmissions;
+        self.answered += other.answered;
+        self.unanswered += other.unanswered;
+        self.estimated_missed += other.estimated_missed;
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -718,6 +778,22 @@ mod tests {
         h.collapse_ports(25, true);
         assert_eq!(h.ports.len(), 1);
         assert_eq!(h.extraports.len(), 2);
+    }
+
+    #[test]
+    fn completeness_estimates_misses_from_the_loss_seen() {
+        // 3% of answers needed a retry; 5 tries each: misses are negligible.
+        let c = Completeness::estimate(67_500, 2_000, 65_531, 4, 1_966, 5);
+        assert!(c.estimated_missed < 0.01, "{c:?}");
+        // Half the answers needed a retry and only 2 tries: many misses are likely.
+        let c = Completeness::estimate(3_000, 1_000, 1_000, 500, 500, 2);
+        assert!((c.estimated_missed - 333.3).abs() < 1.0, "{c:?}");
+        // Never more than the ports left unanswered, and none when nothing was lost.
+        assert_eq!(
+            Completeness::estimate(10, 0, 10, 0, 0, 2).estimated_missed,
+            0.0
+        );
+        assert!(Completeness::estimate(100, 90, 10, 3, 10, 1).estimated_missed <= 3.0);
     }
 
     #[test]

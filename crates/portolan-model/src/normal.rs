@@ -390,15 +390,20 @@ impl<W: Write> Sink for NormalWriter<W> {
             text::hosts_summary(stats.hosts_total, stats.hosts_up),
             text::elapsed(stats.elapsed)
         );
-        let s = if self.file_header {
-            format!(
+        let mut s = String::new();
+        if let Some(c) = &stats.completeness {
+            s.push_str(&escape::text(&text::completeness(c)));
+            s.push('\n');
+        }
+        if self.file_header {
+            s.push_str(&format!(
                 "# {} done at {} -- {summary}\n",
                 text::scanner_name(run),
                 self.zone.ctime(stats.finished)
-            )
+            ));
         } else {
-            format!("{} done: {summary}\n", text::scanner_name(run))
-        };
+            s.push_str(&format!("{} done: {summary}\n", text::scanner_name(run)));
+        }
         self.emit(&s)
     }
 }

@@ -60,8 +60,17 @@ impl Tally {
             hosts_up: self.up,
             hosts_down: self.total.saturating_sub(self.up),
             hosts_total: self.total,
+            completeness: None,
         })
     }
+}
+
+/// The completeness line every human-readable output carries.
+pub(crate) fn completeness(c: &crate::model::Completeness) -> String {
+    format!(
+        "Completeness: {} probes sent ({} retransmissions), {} answered, {} unanswered, about {:.2} responsive ports missed",
+        c.probes_sent, c.retransmissions, c.answered, c.unanswered, c.estimated_missed
+    )
 }
 
 /// Seconds with two decimals, as in every Nmap footer.

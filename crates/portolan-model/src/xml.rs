@@ -262,7 +262,15 @@ pub(crate) fn render_end(run: &ScanRun, tally: Tally, zone: Zone) -> String {
         text::hosts_summary(stats.hosts_total, stats.hosts_up),
         elapsed
     );
-    let mut s = String::from("<runstats><finished");
+    // nmap.dtd allows free-text output elements among the hosts: the completeness goes
+    // there, where ndiff and other readers pass over it.
+    let mut s = String::new();
+    if let Some(c) = &stats.completeness {
+        s.push_str("<output type=\"interactive\">");
+        s.push_str(&escape::xml(&text::completeness(c)));
+        s.push_str("</output>\n");
+    }
+    s.push_str("<runstats><finished");
     attr(&mut s, "time", &stats.finished.to_string());
     attr(&mut s, "timestr", &timestr);
     attr(&mut s, "summary", &summary);

@@ -646,6 +646,7 @@ impl<R: BufRead> Parser<R> {
             hosts_up: up,
             hosts_down: down,
             hosts_total: total,
+            completeness: None,
         })
     }
 }

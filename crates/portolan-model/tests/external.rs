@@ -211,3 +211,33 @@ sys.exit(1 if bad else 0)
         .arg(&bad));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
+
+/// The completeness figures ride in an `<output>` element: still valid against the stock
+/// DTD, and every text output carries the same line.
+#[test]
+fn completeness_stays_valid_in_every_output() {
+    if !have_xmllint() {
+        return;
+    }
+    let mut scan = sample_run();
+    if let Some(rs) = scan.runstats.as_mut() {
+        rs.completeness = Some(Completeness::estimate(67_551, 2_016, 65_531, 4, 1_966, 5));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let xml = xml_of(&scan);
+    assert!(
+        xml.contains("<output type=\"interactive\">Completeness: 67551 probes sent"),
+        "{xml}"
+    );
+    let file = write(dir.path(), "completeness.xml", &xml);
+    let o = xmllint_valid(Path::new(DTD), &file);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(read_xml_file(&file).is_ok());
+    let normal = normal_of(&scan, OutputOptions::default(), false);
+    assert!(normal.contains("Completeness: 67551 probes sent (2016 retransmissions), 65531 answered, 4 unanswered, about 0.00 responsive ports missed\n"), "{normal}");
+    let back = json::read(json_of(&scan).as_bytes()).unwrap();
+    assert_eq!(
+        back.runstats.and_then(|r| r.completeness),
+        scan.runstats.and_then(|r| r.completeness)
+    );
+}

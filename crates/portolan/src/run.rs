@@ -12,7 +12,8 @@ use portolan_engine::report;
 use portolan_engine::scheduler::HostDone;
 use portolan_engine::syn_driver::run_syn;
 use portolan_model::{
-    Host, HostState, HostStatus, Hostname, HostnameType, Protocol, RunExit, RunStats, ScanRun, Sink,
+    Completeness, Host, HostState, HostStatus, Hostname, HostnameType, Protocol, RunExit, RunStats,
+    ScanRun, Sink,
 };
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -64,6 +65,11 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
 
     let mut up = 0u32;
     let mut total = 0u32;
+    let mut completeness: Option<Completeness> = None;
+    let mut add_completeness = |c: Completeness| match completeness.as_mut() {
+        Some(acc) => acc.add(&c),
+        None => completeness = Some(c),
+    };
     let mut targets = plan.targets();
     loop {
         if cancel.is_cancelled() {
@@ -225,8 +231,16 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
                 h.collapse_ports(COLLAPSE_THRESHOLD, plan.out_opts.open_only);
                 sink.host(&run, &h)?;
             }
+            let s = syn.stats;
+            add_completeness(Completeness::estimate(
+                s.probes_sent,
+                s.retransmissions,
+                s.answers,
+                s.unanswered,
+                s.late_answers,
+                s.passes,
+            ));
             if plan.out_opts.debugging > 0 {
-                let s = syn.stats;
                 eprintln!(
                     "Completeness: {} probes sent, {} retransmissions in {} passes, {} answered, {} unanswered, {} rate cuts, {} invalid, {} receive drops",
                     s.probes_sent, s.retransmissions, s.passes, s.answers, s.unanswered, s.rate_cuts, s.invalid, syn.receive_drops
@@ -278,8 +292,16 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
         if let Some(e) = write_error {
             return Err(e);
         }
+        let s = summary.stats;
+        add_completeness(Completeness::estimate(
+            s.probes_sent,
+            s.retransmissions,
+            s.answered,
+            s.ports_done.saturating_sub(s.answered),
+            s.drops_detected,
+            s.max_tries,
+        ));
         if plan.out_opts.debugging > 0 {
-            let s = summary.stats;
             eprintln!(
                 "Completeness: {} probes sent, {} retransmissions, {} answered, {} timed out, {} drops detected, {} local errors",
                 s.probes_sent, s.retransmissions, s.answered, s.timeouts, s.drops_detected, s.local_errors
@@ -301,6 +323,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
         hosts_up: up,
         hosts_down: total - up.min(total),
         hosts_total: total,
+        completeness,
     });
     if total == 0 && !interrupted {
         eprintln!("WARNING: No targets were specified, so 0 hosts scanned.");

@@ -624,6 +624,16 @@ fn syn_lossy_host_keeps_every_port(lab: &Lab) {
         }
     }
     assert!(closed_wrong <= 2, "{closed_wrong} closed ports misread");
+    // The scan says how complete it is: the 4 firewalled ports went unanswered.
+    let text = std::fs::read_to_string(&xml).expect("XML text");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("<output type=\"interactive\">Completeness: "))
+        .unwrap_or_else(|| panic!("no completeness in the XML"));
+    assert!(
+        line.contains(&format!(" {} unanswered", 4 + closed_wrong)),
+        "{line}"
+    );
 }
 
 /// Nmap -sS and Portolan -sS on the same hosts and ports: the same states.

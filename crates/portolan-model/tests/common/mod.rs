@@ -130,6 +130,7 @@ pub fn sample_run() -> ScanRun {
         hosts_up: 1,
         hosts_down: 1,
         hosts_total: 2,
+        completeness: None,
     });
     run
 }
