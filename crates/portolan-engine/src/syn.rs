@@ -812,6 +812,37 @@ mod tests {
         );
     }
 
+    /// The probe order depends on the seed alone (--seed), not on the per-run cookie key.
+    #[test]
+    fn same_seed_same_order() {
+        let order = |seed: u64, key: u8| {
+            let hosts = (10..20).map(|i| Ipv4Addr::new(198, 18, 0, i)).collect();
+            let mut t = Template::Aggressive.timing();
+            t.min_rate = Some(1e9);
+            let mut s = SynScan::new(
+                t,
+                SRC,
+                hosts,
+                (1..=100).collect(),
+                CookieKey::from_seed([key; 16]),
+                seed,
+            );
+            let mut now = Instant::now();
+            let mut sent = Vec::new();
+            while sent.len() < 200 {
+                match s.poll(now) {
+                    SynPoll::Send(p) => sent.push((p.dst, p.dport)),
+                    SynPoll::WaitUntil(t) => now = t,
+                    SynPoll::Done => break,
+                }
+            }
+            sent
+        };
+        assert_eq!(order(7, 1), order(7, 2));
+        assert_ne!(order(7, 1), order(8, 1));
+        assert_eq!(order(7, 1).len(), 200);
+    }
+
     #[test]
     fn forged_and_stray_answers_are_rejected() {
         let mut s = scan(vec![80], Template::Aggressive.timing());

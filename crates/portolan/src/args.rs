@@ -99,6 +99,7 @@ pub struct Options {
     pub no_stylesheet: bool,
     pub datadir: Option<String>,
     pub randomize_hosts: bool,
+    pub seed: Option<u64>,
     pub resolve_all: bool,
     pub show_help: bool,
     pub show_version: bool,
@@ -147,6 +148,7 @@ impl Default for Options {
             no_stylesheet: false,
             datadir: None,
             randomize_hosts: false,
+            seed: None,
             resolve_all: false,
             show_help: false,
             show_version: false,
@@ -399,6 +401,7 @@ fn apply(o: &mut Options, def: &FlagDef, shown: &str, v: Option<String>) -> Resu
         "6" => o.ipv6 = true,
         "datadir" => o.datadir = Some(val.into()),
         "randomize-hosts" => o.randomize_hosts = true,
+        "seed" => o.seed = Some(uint(shown, val, 0, u64::MAX)?),
         "resolve-all" => o.resolve_all = true,
         "V" | "version" => o.show_version = true,
         "h" | "help" => o.show_help = true,
@@ -558,6 +561,13 @@ mod tests {
         assert!(p("--host-timeout 5x").is_err());
         assert!(p("--top-ports 0").is_err());
         assert!(p("--port-ratio 2").is_err());
+    }
+
+    #[test]
+    fn seed_takes_a_whole_number() {
+        assert_eq!(p("--seed 42").unwrap().seed, Some(42));
+        assert!(p("--seed -1").is_err());
+        assert!(p("--seed x").is_err());
     }
 
     #[test]

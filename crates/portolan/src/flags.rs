@@ -203,6 +203,7 @@ pub const FLAGS: &[FlagDef] = &[
     f("privileged", N, "", Misc, false, "Assume that the user is fully privileged"),
     f("unprivileged", N, "", Misc, true, "Assume the user lacks raw socket privileges (always true for now)"),
     f("randomize-hosts", N, "", Misc, true, "Scan hosts in random order"),
+    f("seed", R, "<number>", Misc, true, "Seed the random probe order (same seed, same order; Portolan's own, as masscan's)"),
     f("resolve-all", N, "", Misc, true, "Scan every address a hostname resolves to"),
     f("unique", N, "", Misc, false, "Scan each address only once"),
     f("route-dst", R, "<host>", Misc, false, "Show routing for a host"),

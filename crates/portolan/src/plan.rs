@@ -42,6 +42,8 @@ pub struct Plan {
     expansions: Vec<Expansion>,
     excludes: ExcludeSet,
     randomize_hosts: bool,
+    /// --seed, or one drawn from the clock at start.
+    seed: u64,
     sink: Option<Tee>,
 }
 
@@ -187,6 +189,7 @@ impl Plan {
             expansions,
             excludes,
             randomize_hosts: o.randomize_hosts,
+            seed: o.seed.unwrap_or_else(seed),
             sink: Some(sink),
         })
     }
@@ -211,14 +214,14 @@ impl Plan {
 
     /// The seed of this scan's probe order.
     pub fn seed(&self) -> u64 {
-        seed()
+        self.seed
     }
 
     /// Ports in the order to probe them: shuffled (as Nmap does) unless -r.
     pub fn port_order(&self) -> Vec<u16> {
         let mut ports = self.ports.clone();
         if !self.sequential_ports {
-            shuffle(&mut ports, seed());
+            shuffle(&mut ports, self.seed);
         }
         ports
     }
@@ -238,7 +241,7 @@ impl Plan {
         if self.randomize_hosts {
             // Nmap shuffles hosts in blocks of 2048 so memory stays bounded.
             let mut it = it;
-            let mut state = seed();
+            let mut state = self.seed;
             Box::new(
                 std::iter::from_fn(move || {
                     let block: Vec<_> = it.by_ref().take(2048).collect();
