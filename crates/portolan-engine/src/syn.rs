@@ -78,6 +78,8 @@ const EPOCH: Duration = Duration::from_millis(4);
 const EPOCHS: usize = 256;
 /// Loss above the floor by this much (absolute) is congestion.
 const CONGESTION_MARGIN: f64 = 0.15;
+/// How much lower the loss must be at half the rate for halving again to be worth it.
+const EXPLORE_GAIN: f64 = 0.05;
 /// Loss is judged over at least this many first-pass probes, so that chance alone (3% loss
 /// seen as 15% more) is out of the question.
 const MIN_SAMPLE_PROBES: u32 = 200;
@@ -146,6 +148,14 @@ pub struct SynScan {
     epochs: [Epoch; EPOCHS],
     current_epoch: Option<(u8, Instant)>,
     loss_floor: f64,
+    /// The lowest rate whose loss has been judged: high loss there is ambiguous (it may be
+    /// the path's floor or congestion) until a lower rate has been tried.
+    lowest_judged: f64,
+    /// The loss seen at `lowest_judged`.
+    loss_at_lowest: f64,
+    /// The highest rate whose loss was judged clean (near the floor): retransmissions,
+    /// which recover what the first pass lost, are paced no faster.
+    clean_rate: Option<f64>,
     sample: LossSample,
     last_cut: Option<Instant>,
     pub stats: SynStats,
@@ -204,6 +214,9 @@ impl SynScan {
             epochs: [Epoch::default(); EPOCHS],
             current_epoch: None,
             loss_floor: 1.0,
+            lowest_judged: f64::INFINITY,
+            loss_at_lowest: 1.0,
+            clean_rate: None,
             sample: LossSample::default(),
             last_cut: None,
             stats: SynStats::default(),
@@ -262,15 +275,20 @@ impl SynScan {
                 self.pos = 0;
                 self.pass_done_at = None;
             }
-            // Pacing: a token bucket at the current rate (bursts of at most 4 ms worth).
-            let burst = (self.rate * EPOCH.as_secs_f64()).max(1.0);
+            // Pacing: a token bucket at the current rate (bursts of at most 4 ms worth);
+            // retransmissions go no faster than the highest rate seen to be clean.
+            let rate = match (self.pass, self.clean_rate) {
+                (0, _) | (_, None) => self.rate,
+                (_, Some(clean)) => self.rate.min(clean).max(self.floor_rate),
+            };
+            let burst = (rate * EPOCH.as_secs_f64()).max(1.0);
             if let Some(t) = self.refilled {
-                let credit = now.saturating_duration_since(t).as_secs_f64() * self.rate;
+                let credit = now.saturating_duration_since(t).as_secs_f64() * rate;
                 self.tokens = (self.tokens + credit).min(burst);
             }
             self.refilled = Some(now);
             if self.tokens < 1.0 {
-                let wait = (1.0 - self.tokens) / self.rate;
+                let wait = (1.0 - self.tokens) / rate;
                 return SynPoll::WaitUntil(now + Duration::from_secs_f64(wait).max(MIN_WAIT));
             }
             // The next probe still unanswered in this pass.
@@ -374,7 +392,20 @@ impl SynScan {
         let sample = std::mem::take(&mut self.sample);
         let loss = 1.0 - f64::from(sample.answered) / f64::from(sample.sent);
         self.loss_floor = self.loss_floor.min(loss);
-        if loss > self.loss_floor + CONGESTION_MARGIN {
+        // Heavy loss at the lowest rate tried so far says nothing yet: the path may have
+        // been congested from the first probe. Halving the rate tells: while the loss keeps
+        // dropping, it was congestion (halve again); once it stops, what remains is the
+        // floor (random loss, silent ports), and the rule above takes over.
+        let first = self.lowest_judged.is_infinite();
+        let lower = sample.rate < self.lowest_judged * 0.9;
+        let improved = lower && self.loss_at_lowest - loss > EXPLORE_GAIN;
+        let unexplored =
+            loss > CONGESTION_MARGIN && (first || improved) && sample.rate / 2.0 >= self.floor_rate;
+        if sample.rate <= self.lowest_judged {
+            self.lowest_judged = sample.rate;
+            self.loss_at_lowest = loss;
+        }
+        if loss > self.loss_floor + CONGESTION_MARGIN || unexplored {
             // Loss that appears with a higher rate is the path's doing: halve the rate the
             // loss was seen at, once per settle period.
             let recent = self
@@ -386,6 +417,9 @@ impl SynScan {
                 self.stats.rate_cuts += 1;
             }
         } else if sample.rate >= self.rate * 0.8 {
+            if loss <= self.loss_floor + CONGESTION_MARGIN / 2.0 {
+                self.clean_rate = Some(self.clean_rate.map_or(sample.rate, |c| c.max(sample.rate)));
+            }
             // The path kept up at (nearly) the current rate: double it.
             self.rate = (self.rate * 2.0).min(self.ceiling);
         }
@@ -777,6 +811,38 @@ mod tests {
         assert_eq!(st[&80].0, PortState::Open);
         let filtered = st.values().filter(|v| v.0 == PortState::Filtered).count();
         assert!(filtered < 10, "{filtered} ports lost to congestion");
+    }
+
+    /// A path congested from the very first probe: the floor must not be learned there.
+    #[test]
+    fn congestion_from_the_start_is_found() {
+        let mut n = net(&[80], &[], 0.0);
+        n.capacity = Some(4_000.0);
+        n.queue = 100;
+        // T4: enough retries (6) to recover what the first pass lost while finding the rate.
+        let (s, _) = run(
+            scan((1..=20000).collect(), Template::Aggressive.timing()),
+            &mut n,
+        );
+        assert!(s.stats.rate_cuts >= 2, "cuts: {}", s.stats.rate_cuts);
+        assert!(
+            s.rate() < 16_000.0,
+            "rate {} stayed far above capacity",
+            s.rate()
+        );
+        let st = states(&s);
+        let filtered = st.values().filter(|v| v.0 == PortState::Filtered).count();
+        assert!(filtered < 10, "{filtered} ports lost to congestion");
+    }
+
+    /// A host whose ports are all silent loses everything at any rate: after checking a
+    /// lower rate once, that loss is its floor and the rate is not cut again and again.
+    #[test]
+    fn a_silent_host_is_not_taken_for_congestion_for_long() {
+        let all: Vec<u16> = (1..=20000).collect();
+        let mut n = net(&[], &all, 0.0);
+        let (s, _) = run(scan(all, Template::Aggressive.timing()), &mut n);
+        assert!(s.stats.rate_cuts <= 2, "cuts: {}", s.stats.rate_cuts);
     }
 
     #[test]
