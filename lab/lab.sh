@@ -31,13 +31,14 @@ SVC_IP=198.18.0.10
 DNS_IP=198.18.0.11
 FILT_IP=198.18.0.12
 LOSSY_IP=198.18.0.13
+SLOW_IP=198.18.0.14
 DOWN_IP=198.18.0.99
 
 SW="$P-sw"
 SCAN="$P-scan"
 # host short names; namespace is "$P-<name>".  Order matters for down (sw last).
-HOSTS=(svc dns filt lossy)
-ALL_NS=("$SCAN" "$P-svc" "$P-dns" "$P-filt" "$P-lossy" "$SW")
+HOSTS=(svc dns filt lossy slow)
+ALL_NS=("$SCAN" "$P-svc" "$P-dns" "$P-filt" "$P-lossy" "$P-slow" "$SW")
 
 # ---- ground-truth data (single source for setup and ground-truth.json) ----
 SVC_TCP_OPEN="21 22 80 443 6379 8080 31337"
@@ -50,6 +51,10 @@ FILT_TCP_FILTERED="81 135 139 445"
 LOSSY_TCP_OPEN="80 443 5000"
 LOSSY_TCP_FILTERED="135 139 445 3389"
 LOSSY_DROP_PERCENT=3
+SLOW_TCP_OPEN="80 443"
+# A congested link: the host's replies leave through a 4 Mbit/s token bucket (~8000
+# small packets/s), so a scan faster than that loses replies in proportion to its rate.
+SLOW_RATE=4mbit
 
 log()  { printf '[lab] %s\n' "$*" >&2; }
 die()  { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -306,6 +311,10 @@ table inet plab {
     }
 }
 EOF
+
+    # ---- slow: listeners behind a rate-limited (tbf) outgoing link
+    start_listener "$P-slow" "$SLOW_IP" slow --port 80 --port 443
+    nsx "$P-slow" tc qdisc add dev eth0 root tbf rate "$SLOW_RATE" burst 16kb latency 20ms
 }
 
 verify_services() {
@@ -324,11 +333,13 @@ verify_services() {
     wait_listen "$P-dns" tcp "$DNS_IP" 9999 listener.py
     for p in $FILT_TCP_OPEN;  do wait_listen "$P-filt"  tcp "$FILT_IP"  "$p" listener.py; done
     for p in $LOSSY_TCP_OPEN; do wait_listen "$P-lossy" tcp "$LOSSY_IP" "$p" listener.py; done
+    for p in $SLOW_TCP_OPEN;  do wait_listen "$P-slow"  tcp "$SLOW_IP"  "$p" listener.py; done
+    nsx "$P-slow" tc qdisc show dev eth0 | grep -q tbf || die "tbf missing in $P-slow"
     nsx "$P-filt"  nft list table inet plab >/dev/null || die "nft rules missing in $P-filt"
     nsx "$P-lossy" nft list table inet plab >/dev/null || die "nft rules missing in $P-lossy"
     # L2/L3 sanity from the scanner: a TCP connect to one open port per host.
     local target
-    for target in "$SVC_IP/22" "$DNS_IP/53" "$FILT_IP/80" "$LOSSY_IP/80"; do
+    for target in "$SVC_IP/22" "$DNS_IP/53" "$FILT_IP/80" "$LOSSY_IP/80" "$SLOW_IP/80"; do
         tcp_probe "$target" || tcp_probe "$target" || tcp_probe "$target" \
           || die "scanner cannot connect to ${target%/*} port ${target#*/}"
     done
@@ -370,6 +381,7 @@ gt = {
         host("filt", "$FILT_IP", tcp_open="$FILT_TCP_OPEN", tcp_filtered="$FILT_TCP_FILTERED"),
         host("lossy", "$LOSSY_IP", tcp_open="$LOSSY_TCP_OPEN",
              tcp_filtered="$LOSSY_TCP_FILTERED", lossy=True),
+        host("slow", "$SLOW_IP", tcp_open="$SLOW_TCP_OPEN"),
     ],
     "down": ["$DOWN_IP"],
 }
@@ -405,6 +417,7 @@ cmd_up() {
     mk_ns dns "$DNS_IP/24"
     mk_ns filt "$FILT_IP/24"
     mk_ns lossy "$LOSSY_IP/24"
+    mk_ns slow "$SLOW_IP/24"
 
     # Safety check: the scanner must only know the lab subnet.
     local routes

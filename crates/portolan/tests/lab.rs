@@ -243,6 +243,10 @@ fn lab() {
             "excluded_host_receives_not_one_packet",
             excluded_host_receives_not_one_packet,
         ),
+        (
+            "syn_backs_off_on_a_congested_link",
+            syn_backs_off_on_a_congested_link,
+        ),
     ];
     let mut failed = Vec::new();
     for (name, f) in scenarios {
@@ -732,4 +736,32 @@ fn excluded_host_receives_not_one_packet(lab: &Lab) {
         );
     }
     nft("delete table ip portolan_count");
+}
+
+/// A host whose replies leave through a 4 Mbit/s token bucket (tbf): a scan faster than
+/// that is congested. The SYN scan backs off (rate cuts) and still classifies every port.
+fn syn_backs_off_on_a_congested_link(lab: &Lab) {
+    let xml = lab.path("syn-slow.xml");
+    let ip = lab.ip("slow");
+    let out = lab.portolan(&[
+        "-d", "-sS", "-T4", "-p", "1-20000", "-n", "-Pn", "-oX", &xml, &ip,
+    ]);
+    ok(&out, "portolan -sS on the congested host");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let cuts: u64 = err
+        .split(" rate cuts")
+        .next()
+        .and_then(|l| l.rsplit(", ").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rate cuts figure in: {err}"));
+    assert!(cuts > 0, "never backed off on a congested link: {err}");
+    let got = states(&read_xml_file(&xml).expect("XML"));
+    let have = got.get(&ip).expect("slow host reported");
+    let want = lab.expected("slow", 1..=20000);
+    let diff: Vec<_> = want
+        .iter()
+        .filter(|(p, s)| have.get(p) != Some(s))
+        .map(|(p, s)| format!("{p}: want {s}, got {:?}", have.get(p)))
+        .collect();
+    assert!(diff.is_empty(), "congested host: {diff:?}");
 }
