@@ -3,6 +3,7 @@ pub mod connect;
 pub mod datadir;
 pub mod discovery;
 pub mod dns;
+pub mod echo_ping;
 pub mod permutation;
 pub mod ports;
 pub mod raw;

@@ -67,6 +67,8 @@ pub struct Options {
     pub no_ping: bool,
     /// `-PS` ports for the connect ping (`None`: Nmap's default 80,443).
     pub ping_ports: Option<String>,
+    /// `-PE`: ICMP echo discovery (raw sockets).
+    pub ping_echo: bool,
     pub dns: Dns,
     pub ports: Option<String>,
     pub exclude_ports: Option<String>,
@@ -116,6 +118,7 @@ impl Default for Options {
             scan: None,
             no_ping: false,
             ping_ports: None,
+            ping_echo: false,
             dns: Dns::Default,
             ports: None,
             exclude_ports: None,
@@ -323,7 +326,8 @@ fn apply(o: &mut Options, def: &FlagDef, shown: &str, v: Option<String>) -> Resu
                     let ports: String = chars.collect();
                     o.ping_ports = Some(if ports.is_empty() { "80".into() } else { ports });
                 }
-                Some(c @ ('A' | 'U' | 'Y' | 'E' | 'P' | 'M' | 'O' | 'R' | 'B' | 'T' | 'I')) => {
+                Some('E') if val == "E" => o.ping_echo = true,
+                Some(c @ ('A' | 'U' | 'Y' | 'P' | 'M' | 'O' | 'R' | 'B' | 'T' | 'I')) => {
                     return Err(ArgError::NotSupported(format!("-P{c}")))
                 }
                 _ => return Err(invalid("-P", format!("unknown ping type -P{val}"))),
@@ -508,6 +512,7 @@ mod tests {
     #[test]
     fn ping_and_scan_types() {
         assert!(p("-Pn").unwrap().no_ping);
+        assert!(p("-PE").unwrap().ping_echo);
         assert_eq!(p("-PS22,80").unwrap().ping_ports.as_deref(), Some("22,80"));
         assert_eq!(p("-PS").unwrap().ping_ports.as_deref(), Some("80"));
         assert_eq!(p("-sn").unwrap().scan, Some(ScanKind::PingOnly));
@@ -534,7 +539,7 @@ mod tests {
             ("-sV", "-sV"),
             ("-O", "-O"),
             ("-A", "-A"),
-            ("-PE", "-PE"),
+            ("-PP", "-PP"),
             ("--script vuln", "--script"),
             ("-sC", "-sC"),
             ("--traceroute", "--traceroute"),

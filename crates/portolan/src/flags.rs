@@ -86,7 +86,7 @@ pub const FLAGS: &[FlagDef] = &[
     f("exclude", R, "<host1[,host2][,host3],...>", Target, true, "Exclude hosts/networks"),
     f("excludefile", R, "<exclude_file>", Target, true, "Exclude list from file"),
     // Host discovery
-    f("P", O, "n|S[ports]", Discovery, true, "-Pn: treat all hosts as online; -PS[portlist]: TCP connect ping to given ports (others: not supported yet)"),
+    f("P", O, "n|S[ports]|E", Discovery, true, "-Pn: treat all hosts as online; -PS[portlist]: TCP connect ping to given ports; -PE: ICMP echo (root or CAP_NET_RAW) (others: not supported yet)"),
     f("n", N, "", Discovery, true, "Never do DNS resolution"),
     f("R", N, "", Discovery, true, "Always resolve [default: sometimes]"),
     f("dns-servers", R, "<serv1[,serv2],...>", Discovery, false, "Specify custom DNS servers"),

@@ -30,6 +30,10 @@ pub struct Plan {
     pub scan: ScanKind,
     pub no_ping: bool,
     pub ping_ports: Vec<u16>,
+    /// -PE: ICMP echo discovery.
+    pub ping_echo: bool,
+    /// The connect ping runs unless only -PE was asked for.
+    pub ping_connect: bool,
     pub dns: Dns,
     pub services: ServiceTable,
     /// TCP ports to scan, ascending.
@@ -57,6 +61,14 @@ impl Plan {
             None if raw_ok.is_ok() && !o.ipv6 => ScanKind::Syn,
             None => ScanKind::Connect,
         };
+        if o.ping_echo {
+            if o.ipv6 {
+                bail!("not supported yet: -PE with -6");
+            }
+            if let Err(e) = &raw_ok {
+                bail!("-PE: {e}");
+            }
+        }
         if scan == ScanKind::Syn {
             if o.ipv6 {
                 bail!("not supported yet: -sS with -6 (use -sT for IPv6 for now)");
@@ -178,6 +190,8 @@ impl Plan {
             scan,
             no_ping: o.no_ping,
             ping_ports,
+            ping_echo: o.ping_echo,
+            ping_connect: !o.ping_echo || o.ping_ports.is_some(),
             dns: o.dns,
             services,
             ports,

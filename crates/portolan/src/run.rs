@@ -8,6 +8,7 @@ use anyhow::Result;
 use portolan_engine::connect::{ConnectScan, Progress};
 use portolan_engine::discovery::{ping_hosts, PingResult};
 use portolan_engine::dns::reverse_lookup_many;
+use portolan_engine::echo_ping::run_echo_ping;
 use portolan_engine::report;
 use portolan_engine::scheduler::HostDone;
 use portolan_engine::syn_driver::run_syn;
@@ -34,6 +35,54 @@ const RDNS_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Nmap reports collapsed states once more than this many ports share them.
 const COLLAPSE_THRESHOLD: usize = 25;
+
+/// Host discovery as the plan asks: the connect ping, ICMP echo (-PE), or both, a host
+/// being up at the first answer to either.
+async fn discover(
+    plan: &Plan,
+    ips: &[IpAddr],
+    cancel: &CancellationToken,
+) -> Result<Vec<PingResult>> {
+    let mut pings = if plan.ping_connect {
+        ping_hosts(ips, &plan.ping_ports, &plan.timing, 256, cancel.clone()).await
+    } else {
+        ips.iter()
+            .map(|_| PingResult {
+                status: HostStatus::down("no-response"),
+                rtt: None,
+            })
+            .collect()
+    };
+    if plan.ping_echo {
+        let v4: Vec<(usize, Ipv4Addr)> = ips
+            .iter()
+            .enumerate()
+            .filter_map(|(i, ip)| match ip {
+                IpAddr::V4(a) => Some((i, *a)),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let targets: Vec<Ipv4Addr> = v4.iter().map(|&(_, a)| a).collect();
+        let timing = plan.timing.clone();
+        let flag = Arc::new(AtomicBool::new(cancel.is_cancelled()));
+        let f = flag.clone();
+        let replies =
+            tokio::task::spawn_blocking(move || run_echo_ping(&targets, &timing, &f)).await??;
+        for ((i, _), reply) in v4.into_iter().zip(replies) {
+            if let (Some(r), Some(slot)) = (reply, pings.get_mut(i)) {
+                if slot.status.state != HostState::Up {
+                    slot.status = HostStatus {
+                        state: HostState::Up,
+                        reason: "echo-reply".into(),
+                        reason_ttl: r.ttl,
+                    };
+                    slot.rtt = Some(r.rtt);
+                }
+            }
+        }
+    }
+    Ok(pings)
+}
 
 fn epoch(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
@@ -102,7 +151,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
                 })
                 .collect()
         } else {
-            ping_hosts(&ips, &plan.ping_ports, &plan.timing, 256, cancel.clone()).await
+            discover(&plan, &ips, &cancel).await?
         };
         if cancel.is_cancelled() {
             break;

@@ -247,6 +247,7 @@ fn lab() {
             "syn_backs_off_on_a_congested_link",
             syn_backs_off_on_a_congested_link,
         ),
+        ("icmp_echo_discovery", icmp_echo_discovery),
     ];
     let mut failed = Vec::new();
     for (name, f) in scenarios {
@@ -725,6 +726,7 @@ fn excluded_host_receives_not_one_packet(lab: &Lab) {
         vec!["-sS", "-T4", "-Pn", "-p", "1-1000"],
         vec!["-sT", "-T4", "-Pn", "-p", "1-1000"],
         vec!["-sn"],
+        vec!["-sn", "-PE"],
     ] {
         let mut args = scan.clone();
         args.extend(["-n", "--exclude", &excluded, "198.18.0.10-13"]);
@@ -764,4 +766,33 @@ fn syn_backs_off_on_a_congested_link(lab: &Lab) {
         .map(|(p, s)| format!("{p}: want {s}, got {:?}", have.get(p)))
         .collect();
     assert!(diff.is_empty(), "congested host: {diff:?}");
+}
+
+/// -PE: every lab host answers ICMP echo, with Nmap's reason and the reply's TTL; the
+/// absent address is down.
+fn icmp_echo_discovery(lab: &Lab) {
+    let xml = lab.path("pe.xml");
+    ok(
+        &lab.portolan(&[
+            "-sn",
+            "-PE",
+            "-n",
+            "-oX",
+            &xml,
+            "198.18.0.10-14",
+            "198.18.0.99",
+        ]),
+        "portolan -sn -PE",
+    );
+    let run = read_xml_file(&xml).expect("XML");
+    let up: Vec<_> = run.hosts.iter().filter(|h| h.is_up()).collect();
+    assert_eq!(up.len(), 5, "{:?}", run.hosts);
+    for h in up {
+        assert_eq!(
+            (h.status.reason.as_str(), h.status.reason_ttl),
+            ("echo-reply", 64)
+        );
+    }
+    let stats = run.runstats.expect("runstats");
+    assert_eq!((stats.hosts_up, stats.hosts_total), (5, 6));
 }
