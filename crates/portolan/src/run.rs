@@ -36,6 +36,18 @@ const RDNS_DEADLINE: Duration = Duration::from_secs(3);
 /// Nmap reports collapsed states once more than this many ports share them.
 const COLLAPSE_THRESHOLD: usize = 25;
 
+/// A flag for blocking raw-socket loops that follows the cancellation token (Ctrl-C), and
+/// the task that sets it; abort the task when the loop is done.
+fn cancel_flag(cancel: &CancellationToken) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    let flag = Arc::new(AtomicBool::new(cancel.is_cancelled()));
+    let (f, c) = (flag.clone(), cancel.clone());
+    let watcher = tokio::spawn(async move {
+        c.cancelled().await;
+        f.store(true, Ordering::Relaxed);
+    });
+    (flag, watcher)
+}
+
 /// Host discovery as the plan asks: the connect ping, ICMP echo (-PE), or both, a host
 /// being up at the first answer to either.
 async fn discover(
@@ -64,10 +76,11 @@ async fn discover(
             .collect();
         let targets: Vec<Ipv4Addr> = v4.iter().map(|&(_, a)| a).collect();
         let timing = plan.timing.clone();
-        let flag = Arc::new(AtomicBool::new(cancel.is_cancelled()));
-        let f = flag.clone();
+        let (flag, watcher) = cancel_flag(cancel);
         let replies =
-            tokio::task::spawn_blocking(move || run_echo_ping(&targets, &timing, &f)).await??;
+            tokio::task::spawn_blocking(move || run_echo_ping(&targets, &timing, &flag)).await;
+        watcher.abort();
+        let replies = replies??;
         for ((i, _), reply) in v4.into_iter().zip(replies) {
             if let (Some(r), Some(slot)) = (reply, pings.get_mut(i)) {
                 if slot.status.state != HostState::Up {
@@ -242,14 +255,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
                 "SYN Stealth Scan",
                 stop_progress.clone(),
             );
-            let flag = Arc::new(AtomicBool::new(false));
-            let watcher = {
-                let (flag, cancel) = (flag.clone(), cancel.clone());
-                tokio::spawn(async move {
-                    cancel.cancelled().await;
-                    flag.store(true, Ordering::Relaxed);
-                })
-            };
+            let (flag, watcher) = cancel_flag(&cancel);
             let (ports, timing, seed) = (plan.ports.clone(), plan.timing.clone(), plan.seed());
             let progress_for_scan = progress_state.clone();
             let flag_for_scan = flag.clone();
