@@ -13,7 +13,7 @@
 //!   first; deeper once a retry got an answer), never beyond `--max-retries`;
 //! - `--host-timeout` abandons a host.
 
-use crate::timing::{RttEstimator, Timing};
+use crate::timing::{RttEstimator, Timing, TokenBucket};
 use portolan_model::PortState;
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -132,10 +132,8 @@ pub struct Scheduler {
     in_flight: usize,
     last_cut: Option<Instant>,
     first_send: Option<Instant>,
-    /// `--max-rate` as a token bucket: the average is exact even when the timer wakes
-    /// late, and at most [`RATE_BURST`] worth of probes go out back to back.
-    rate_tokens: f64,
-    rate_refilled: Option<Instant>,
+    /// `--max-rate` pacing.
+    pacer: TokenBucket,
     sent: u64,
     done: VecDeque<HostDone>,
     /// Totals for the completeness report.
@@ -157,10 +155,6 @@ pub struct Stats {
     /// The most tries any port got (1 = no retransmission).
     pub max_tries: u32,
 }
-
-/// The shortest wait pacing asks for: a deficit of a hair under one token must not round
-/// to a zero wait, which would spin without the clock moving.
-const MIN_WAIT: Duration = Duration::from_micros(1);
 
 /// How much sending `--max-rate` lets happen at once after a late wake-up.
 const RATE_BURST: Duration = Duration::from_millis(10);
@@ -199,8 +193,7 @@ impl Scheduler {
             in_flight: 0,
             last_cut: None,
             first_send: None,
-            rate_tokens: 1.0,
-            rate_refilled: None,
+            pacer: TokenBucket::default(),
             sent: 0,
             done: VecDeque::new(),
             stats: Stats::default(),
@@ -269,15 +262,8 @@ impl Scheduler {
             return Next::WaitForOutcome;
         }
         if let Some(rate) = self.timing.max_rate.filter(|r| *r > 0.0) {
-            let burst = (rate * RATE_BURST.as_secs_f64()).max(1.0);
-            if let Some(t) = self.rate_refilled {
-                let credit = now.saturating_duration_since(t).as_secs_f64() * rate;
-                self.rate_tokens = (self.rate_tokens + credit).min(burst);
-            }
-            self.rate_refilled = Some(now);
-            if self.rate_tokens < 1.0 {
-                let wait = (1.0 - self.rate_tokens) / rate;
-                return Next::WaitUntil(now + Duration::from_secs_f64(wait).max(MIN_WAIT));
+            if let Some(at) = self.pacer.wait(now, rate, RATE_BURST) {
+                return Next::WaitUntil(at);
             }
         }
         // Round-robin over active hosts that have work and whose scan delay allows a probe.
@@ -321,7 +307,7 @@ impl Scheduler {
             self.sent += 1;
             self.first_send.get_or_insert(now);
             if self.timing.max_rate.is_some() {
-                self.rate_tokens -= 1.0;
+                self.pacer.take();
             }
             self.stats.probes_sent += 1;
             self.stats.max_tries = self.stats.max_tries.max(u32::from(try_no) + 1);

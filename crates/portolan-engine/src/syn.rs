@@ -24,7 +24,7 @@
 //!   ceiling. `--max-rate`/`--min-rate` bound it exactly.
 
 use crate::permutation::Permutation;
-use crate::timing::{RttEstimator, Timing};
+use crate::timing::{RttEstimator, Timing, TokenBucket};
 use portolan_model::PortState;
 use portolan_wire::cookie::CookieKey;
 use portolan_wire::icmpv4;
@@ -83,9 +83,6 @@ const EXPLORE_GAIN: f64 = 0.05;
 /// Loss is judged over at least this many first-pass probes, so that chance alone (3% loss
 /// seen as 15% more) is out of the question.
 const MIN_SAMPLE_PROBES: u32 = 200;
-/// The shortest wait pacing asks for: a deficit of a hair under one token must not round
-/// to a zero wait, which would spin without the clock moving.
-const MIN_WAIT: Duration = Duration::from_micros(1);
 /// The rate the scan starts at when neither template nor user says otherwise.
 const INITIAL_RATE: f64 = 5_000.0;
 /// The most the scan sends without a --max-rate: what one core's sendmmsg sustains.
@@ -143,8 +140,7 @@ pub struct SynScan {
     rate: f64,
     ceiling: f64,
     floor_rate: f64,
-    tokens: f64,
-    refilled: Option<Instant>,
+    pacer: TokenBucket,
     epochs: [Epoch; EPOCHS],
     current_epoch: Option<(u8, Instant)>,
     loss_floor: f64,
@@ -209,8 +205,7 @@ impl SynScan {
             prev_pass_answers: 0,
             pass_done_at: None,
             unanswered_left: n,
-            tokens: 1.0,
-            refilled: None,
+            pacer: TokenBucket::default(),
             epochs: [Epoch::default(); EPOCHS],
             current_epoch: None,
             loss_floor: 1.0,
@@ -281,15 +276,8 @@ impl SynScan {
                 (0, _) | (_, None) => self.rate,
                 (_, Some(clean)) => self.rate.min(clean).max(self.floor_rate),
             };
-            let burst = (rate * EPOCH.as_secs_f64()).max(1.0);
-            if let Some(t) = self.refilled {
-                let credit = now.saturating_duration_since(t).as_secs_f64() * rate;
-                self.tokens = (self.tokens + credit).min(burst);
-            }
-            self.refilled = Some(now);
-            if self.tokens < 1.0 {
-                let wait = (1.0 - self.tokens) / rate;
-                return SynPoll::WaitUntil(now + Duration::from_secs_f64(wait).max(MIN_WAIT));
+            if let Some(at) = self.pacer.wait(now, rate, EPOCH) {
+                return SynPoll::WaitUntil(at);
             }
             // The next probe still unanswered in this pass.
             while self.pos < self.n() {
@@ -301,7 +289,7 @@ impl SynScan {
                 let (h, p) = self.split(idx);
                 let epoch = self.epoch_for(now);
                 let probe = self.probe_for(h, p, epoch);
-                self.tokens -= 1.0;
+                self.pacer.take();
                 self.stats.probes_sent += 1;
                 if self.pass > 0 {
                     self.stats.retransmissions += 1;
@@ -738,8 +726,7 @@ mod tests {
     fn pacing_never_asks_for_a_zero_wait() {
         let mut s = scan((1..=100).collect(), Template::Aggressive.timing());
         let now = Instant::now();
-        s.tokens = 1.0 - 1e-15;
-        s.refilled = Some(now);
+        s.pacer = TokenBucket::with_deficit(1e-15, now);
         match s.poll(now) {
             SynPoll::WaitUntil(t) => assert!(t > now),
             SynPoll::Send(_) => {}

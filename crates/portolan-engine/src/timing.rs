@@ -1,7 +1,7 @@
 //! Timing: Nmap's templates (-T0..-T5), explicit overrides, time values (`500ms`, `2s`, `5m`),
 //! and the RTT estimator that turns replies into per-host timeouts.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Nmap's six timing templates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -174,6 +174,59 @@ impl RttEstimator {
     }
 }
 
+/// Paces sending at a rate: the average holds exactly even when the timer wakes late,
+/// and at most `burst` worth of sending goes out back to back after such a wake-up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenBucket {
+    tokens: f64,
+    refilled: Option<Instant>,
+}
+
+/// The shortest wait pacing asks for: a deficit of a hair under one token must not round
+/// to a zero wait, which would spin without the clock moving.
+const MIN_WAIT: Duration = Duration::from_micros(1);
+
+impl Default for TokenBucket {
+    fn default() -> Self {
+        TokenBucket {
+            tokens: 1.0,
+            refilled: None,
+        }
+    }
+}
+
+impl TokenBucket {
+    /// Refills at `rate` per second up to `burst` worth, and says when one token will be
+    /// there: `None` if it is there now (take it with [`Self::take`]).
+    pub fn wait(&mut self, now: Instant, rate: f64, burst: Duration) -> Option<Instant> {
+        let cap = (rate * burst.as_secs_f64()).max(1.0);
+        if let Some(t) = self.refilled {
+            let credit = now.saturating_duration_since(t).as_secs_f64() * rate;
+            self.tokens = (self.tokens + credit).min(cap);
+        }
+        self.refilled = Some(now);
+        if self.tokens >= 1.0 {
+            return None;
+        }
+        let wait = (1.0 - self.tokens) / rate;
+        Some(now + Duration::from_secs_f64(wait).max(MIN_WAIT))
+    }
+
+    /// A bucket a hair short of one token, as of `at` (for regression tests).
+    #[cfg(test)]
+    pub(crate) fn with_deficit(deficit: f64, at: Instant) -> Self {
+        TokenBucket {
+            tokens: 1.0 - deficit,
+            refilled: Some(at),
+        }
+    }
+
+    /// Spends one token (a probe went out).
+    pub fn take(&mut self) {
+        self.tokens -= 1.0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +292,30 @@ mod tests {
             e.sample(Duration::from_secs(5));
         }
         assert_eq!(e.timeout(), Duration::from_millis(1250));
+    }
+
+    /// Regression: a deficit below a nanosecond made pacing ask to wait until `now`,
+    /// which stalls a fake clock and spins a real one.
+    #[test]
+    fn token_bucket_never_asks_for_a_zero_wait() {
+        let now = Instant::now();
+        let mut b = TokenBucket::with_deficit(1e-15, now);
+        let at = b.wait(now, 300_000.0, Duration::from_millis(4));
+        assert!(at.is_some_and(|t| t > now), "{at:?}");
+    }
+
+    #[test]
+    fn token_bucket_paces_the_average_and_caps_bursts() {
+        let start = Instant::now();
+        let mut b = TokenBucket::default();
+        // After a long idle spell only `burst` worth goes out at once.
+        let later = start + Duration::from_secs(10);
+        b.wait(start, 1000.0, Duration::from_millis(10));
+        let mut burst = 0;
+        while b.wait(later, 1000.0, Duration::from_millis(10)).is_none() {
+            b.take();
+            burst += 1;
+        }
+        assert_eq!(burst, 10);
     }
 }
