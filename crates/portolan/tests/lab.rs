@@ -111,6 +111,86 @@ impl Lab {
             })
             .collect()
     }
+    /// Every port in `ports` of host `name` in `got` is in the state the lab configured.
+    fn assert_truth(
+        &self,
+        name: &str,
+        got: &BTreeMap<String, BTreeMap<u16, String>>,
+        ports: std::ops::RangeInclusive<u16>,
+    ) {
+        let ip = self.ip(name);
+        let have = got
+            .get(&ip)
+            .unwrap_or_else(|| panic!("{ip} missing from output"));
+        let diff: Vec<_> = self
+            .expected(name, ports)
+            .iter()
+            .filter(|(p, s)| have.get(p) != Some(s))
+            .map(|(p, s)| format!("{p}: want {s}, got {:?}", have.get(p)))
+            .collect();
+        assert!(
+            diff.is_empty(),
+            "{name} ({ip}) differs from ground truth: {diff:?}"
+        );
+    }
+
+    /// The lossy host in `got`: every open and firewalled port exact; a closed port whose
+    /// every try lost its reply reads as filtered, which answer-driven retries make a few
+    /// in a million, so at most two are allowed. Returns how many there were.
+    fn assert_lossy(
+        &self,
+        got: &BTreeMap<String, BTreeMap<u16, String>>,
+        ports: std::ops::RangeInclusive<u16>,
+    ) -> usize {
+        let ip = self.ip("lossy");
+        let have = got.get(&ip).expect("lossy host reported");
+        let mut closed_wrong = 0;
+        for (p, s) in &self.expected("lossy", ports) {
+            let g = have.get(p).map(String::as_str);
+            if s == "closed" {
+                closed_wrong += usize::from(g != Some("closed"));
+            } else {
+                assert_eq!(g, Some(s.as_str()), "lossy port {p}");
+            }
+        }
+        assert!(
+            closed_wrong <= 2,
+            "{closed_wrong} closed ports misread on the lossy host"
+        );
+        closed_wrong
+    }
+
+    /// Runs Portolan and Nmap with `scan` on `ports` of the clean hosts; both must report
+    /// the same hosts, and the same state for every port.
+    fn compare_with_nmap(&self, scan: &str, ports: &str, tag: &str) {
+        let ips: Vec<String> = ["svc", "dns", "filt"].iter().map(|h| self.ip(h)).collect();
+        let ours = self.path(&format!("{tag}-ours.xml"));
+        let theirs = self.path(&format!("{tag}-nmap.xml"));
+        let mut base = vec![scan, "-T4", "-p", ports, "-n", "-Pn"];
+        base.extend(ips.iter().map(String::as_str));
+        let mut a = base.clone();
+        a.extend(["-oX", &ours]);
+        ok(&self.portolan(&a), &format!("portolan {scan}"));
+        let mut b = base.clone();
+        b.extend(["-oX", &theirs]);
+        ok(&self.exec("nmap", &b), &format!("nmap {scan}"));
+        let ours = states(&read_xml_file(&ours).expect("our XML"));
+        let nmap = states(&read_xml_file(&theirs).expect("Nmap's XML"));
+        assert_eq!(
+            ours.keys().collect::<Vec<_>>(),
+            nmap.keys().collect::<Vec<_>>()
+        );
+        for ip in nmap.keys() {
+            let (o, n) = (&ours[ip], &nmap[ip]);
+            let diff: Vec<_> = n
+                .iter()
+                .filter(|(p, s)| o.get(p) != Some(s))
+                .map(|(p, s)| format!("{p}: nmap {s}, portolan {:?}", o.get(p)))
+                .collect();
+            assert!(diff.is_empty(), "{ip}: {diff:?}");
+            assert_eq!(o.len(), n.len(), "{ip}: port counts differ");
+        }
+    }
 }
 
 impl Drop for Lab {
@@ -276,22 +356,9 @@ fn full_range_matches_ground_truth(lab: &Lab) {
     let mut args = vec!["-sT", "-T4", "-p-", "-n", "-Pn", "-oX", &xml];
     args.extend(ips.iter().map(String::as_str));
     ok(&lab.portolan(&args), "portolan -p-");
-    let run = read_xml_file(&xml).expect("our XML reads back");
-    let got = states(&run);
-    for (h, ip) in hosts.iter().zip(&ips) {
-        let want = lab.expected(h, 1..=65535);
-        let have = got
-            .get(ip)
-            .unwrap_or_else(|| panic!("{ip} missing from output"));
-        let diff: Vec<_> = want
-            .iter()
-            .filter(|(p, s)| have.get(p) != Some(s))
-            .map(|(p, s)| format!("{p}: want {s}, got {:?}", have.get(p)))
-            .collect();
-        assert!(
-            diff.is_empty(),
-            "{h} ({ip}) differs from ground truth: {diff:?}"
-        );
+    let got = states(&read_xml_file(&xml).expect("our XML reads back"));
+    for h in hosts {
+        lab.assert_truth(h, &got, 1..=65535);
     }
 }
 
@@ -303,59 +370,15 @@ fn lossy_host_keeps_every_open_port(lab: &Lab) {
         &lab.portolan(&["-sT", "-T4", "-p", "1-5000", "-n", "-Pn", "-oX", &xml, &ip]),
         "portolan on lossy host",
     );
-    let run = read_xml_file(&xml).expect("XML reads back");
-    let got = states(&run);
-    let have = got.get(&ip).expect("lossy host reported");
-    let want = lab.expected("lossy", 1..=5000);
-    let mut closed_wrong = 0;
-    for (p, s) in &want {
-        let g = have.get(p).map(String::as_str);
-        if s == "closed" {
-            // A closed port whose every try lost its reply reads as filtered; with answer-
-            // driven retries that is a few in a million, so allow at most two of 5000.
-            if g != Some("closed") {
-                closed_wrong += 1;
-            }
-        } else {
-            assert_eq!(g, Some(s.as_str()), "lossy port {p}");
-        }
-    }
-    assert!(
-        closed_wrong <= 2,
-        "{closed_wrong} closed ports misread on the lossy host"
+    lab.assert_lossy(
+        &states(&read_xml_file(&xml).expect("XML reads back")),
+        1..=5000,
     );
 }
 
 /// Nmap and Portolan, same command on the same hosts: same ports, same states.
 fn same_answers_as_nmap(lab: &Lab) {
-    let ports = "1-1024,2222,5000,6379,8080,8443,9999,31337";
-    let ips: Vec<String> = ["svc", "dns", "filt"].iter().map(|h| lab.ip(h)).collect();
-    let ours = lab.path("diff-ours.xml");
-    let theirs = lab.path("diff-nmap.xml");
-    let mut base = vec!["-sT", "-T4", "-p", ports, "-n", "-Pn"];
-    base.extend(ips.iter().map(String::as_str));
-    let mut a = base.clone();
-    a.extend(["-oX", &ours]);
-    ok(&lab.portolan(&a), "portolan");
-    let mut b = base.clone();
-    b.extend(["-oX", &theirs]);
-    ok(&lab.exec("nmap", &b), "nmap");
-    let ours = states(&read_xml_file(&ours).expect("our XML"));
-    let nmap = states(&read_xml_file(&theirs).expect("Nmap's XML"));
-    assert_eq!(
-        ours.keys().collect::<Vec<_>>(),
-        nmap.keys().collect::<Vec<_>>()
-    );
-    for ip in nmap.keys() {
-        let (o, n) = (&ours[ip], &nmap[ip]);
-        let diff: Vec<_> = n
-            .iter()
-            .filter(|(p, s)| o.get(p) != Some(s))
-            .map(|(p, s)| format!("{p}: nmap {s}, portolan {:?}", o.get(p)))
-            .collect();
-        assert!(diff.is_empty(), "{ip}: {diff:?}");
-        assert_eq!(o.len(), n.len(), "{ip}: port counts differ");
-    }
+    lab.compare_with_nmap("-sT", "1-1024,2222,5000,6379,8080,8443,9999,31337", "diff");
 }
 
 /// A real scan's files: XML valid against Nmap's DTD, read by ndiff and python-libnmap;
@@ -575,18 +598,8 @@ fn syn_full_range_matches_ground_truth(lab: &Lab) {
     let run = read_xml_file(&xml).expect("our XML reads back");
     assert_eq!(run.scaninfo[0].scan_type, portolan_model::ScanType::Syn);
     let got = states(&run);
-    for (h, ip) in hosts.iter().zip(&ips) {
-        let want = lab.expected(h, 1..=65535);
-        let have = got.get(ip).unwrap_or_else(|| panic!("{ip} missing"));
-        let diff: Vec<_> = want
-            .iter()
-            .filter(|(p, s)| have.get(p) != Some(s))
-            .map(|(p, s)| format!("{p}: want {s}, got {:?}", have.get(p)))
-            .collect();
-        assert!(
-            diff.is_empty(),
-            "{h} ({ip}) differs from ground truth: {diff:?}"
-        );
+    for h in hosts {
+        lab.assert_truth(h, &got, 1..=65535);
     }
     let svc = run
         .hosts
@@ -615,20 +628,7 @@ fn syn_lossy_host_keeps_every_port(lab: &Lab) {
         &lab.portolan(&["-sS", "-T4", "-p-", "-n", "-Pn", "-oX", &xml, &ip]),
         "portolan -sS on the lossy host",
     );
-    let got = states(&read_xml_file(&xml).expect("XML"));
-    let have = got.get(&ip).expect("lossy host reported");
-    let want = lab.expected("lossy", 1..=65535);
-    let mut closed_wrong = 0;
-    for (p, s) in &want {
-        let g = have.get(p).map(String::as_str);
-        if s == "closed" {
-            // Only a closed port whose every try lost its reply can be misread.
-            closed_wrong += usize::from(g != Some("closed"));
-        } else {
-            assert_eq!(g, Some(s.as_str()), "lossy port {p}");
-        }
-    }
-    assert!(closed_wrong <= 2, "{closed_wrong} closed ports misread");
+    let closed_wrong = lab.assert_lossy(&states(&read_xml_file(&xml).expect("XML")), 1..=65535);
     // The scan says how complete it is: the 4 firewalled ports went unanswered.
     let text = std::fs::read_to_string(&xml).expect("XML text");
     let line = text
@@ -643,21 +643,7 @@ fn syn_lossy_host_keeps_every_port(lab: &Lab) {
 
 /// Nmap -sS and Portolan -sS on the same hosts and ports: the same states.
 fn syn_same_answers_as_nmap(lab: &Lab) {
-    let ports = "1-2000,2222,5000,6379,8080,8443,9999,31337";
-    let ips: Vec<String> = ["svc", "dns", "filt"].iter().map(|h| lab.ip(h)).collect();
-    let ours = lab.path("syn-ours.xml");
-    let theirs = lab.path("syn-nmap.xml");
-    let mut base = vec!["-sS", "-T4", "-p", ports, "-n", "-Pn"];
-    base.extend(ips.iter().map(String::as_str));
-    let mut a = base.clone();
-    a.extend(["-oX", &ours]);
-    ok(&lab.portolan(&a), "portolan -sS");
-    let mut b = base.clone();
-    b.extend(["-oX", &theirs]);
-    ok(&lab.exec("nmap", &b), "nmap -sS");
-    let ours = states(&read_xml_file(&ours).expect("our XML"));
-    let nmap = states(&read_xml_file(&theirs).expect("Nmap's XML"));
-    assert_eq!(ours, nmap);
+    lab.compare_with_nmap("-sS", "1-2000,2222,5000,6379,8080,8443,9999,31337", "syn");
 }
 
 /// Never a packet to an excluded address: a counter in the excluded host's own namespace
@@ -757,15 +743,11 @@ fn syn_backs_off_on_a_congested_link(lab: &Lab) {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no rate cuts figure in: {err}"));
     assert!(cuts > 0, "never backed off on a congested link: {err}");
-    let got = states(&read_xml_file(&xml).expect("XML"));
-    let have = got.get(&ip).expect("slow host reported");
-    let want = lab.expected("slow", 1..=20000);
-    let diff: Vec<_> = want
-        .iter()
-        .filter(|(p, s)| have.get(p) != Some(s))
-        .map(|(p, s)| format!("{p}: want {s}, got {:?}", have.get(p)))
-        .collect();
-    assert!(diff.is_empty(), "congested host: {diff:?}");
+    lab.assert_truth(
+        "slow",
+        &states(&read_xml_file(&xml).expect("XML")),
+        1..=20000,
+    );
 }
 
 /// -PE: every lab host answers ICMP echo, with Nmap's reason and the reply's TTL; the
