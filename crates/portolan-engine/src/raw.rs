@@ -34,7 +34,7 @@
 use std::cell::Cell;
 use std::io;
 use std::mem::size_of;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,7 @@ pub enum RawError {
     },
     /// The routing table has no route to this address.
     #[error("no route to {0}")]
-    NoRoute(Ipv4Addr),
+    NoRoute(IpAddr),
 }
 
 impl RawError {
@@ -186,7 +186,7 @@ pub fn source_for(dst: Ipv4Addr) -> Result<Ipv4Addr, RawError> {
         .map_err(|e| RawError::io("bind (UDP, for source address)", e))?;
     if let Err(e) = socket.connect(SocketAddrV4::new(dst, 9)) {
         if errno_is(&e, &[libc::ENETUNREACH, libc::EHOSTUNREACH]) {
-            return Err(RawError::NoRoute(dst));
+            return Err(RawError::NoRoute(IpAddr::V4(dst)));
         }
         return Err(RawError::io("connect (UDP, for source address)", e));
     }
@@ -200,12 +200,46 @@ pub fn source_for(dst: Ipv4Addr) -> Result<Ipv4Addr, RawError> {
     }
 }
 
-/// Sends complete IPv4 packets on a raw socket, many per system call.
+/// The source address the kernel would use to reach the IPv6 address `dst`.
+pub fn source_for_v6(dst: Ipv6Addr) -> Result<Ipv6Addr, RawError> {
+    let socket = UdpSocket::bind(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0))
+        .map_err(|e| RawError::io("bind (UDP6, for source address)", e))?;
+    if let Err(e) = socket.connect(SocketAddrV6::new(dst, 9, 0, 0)) {
+        if errno_is(
+            &e,
+            &[libc::ENETUNREACH, libc::EHOSTUNREACH, libc::EADDRNOTAVAIL],
+        ) {
+            return Err(RawError::NoRoute(IpAddr::V6(dst)));
+        }
+        return Err(RawError::io("connect (UDP6, for source address)", e));
+    }
+    match socket.local_addr() {
+        Ok(SocketAddr::V6(local)) => Ok(*local.ip()),
+        Ok(other) => Err(RawError::io(
+            "getsockname",
+            io::Error::other(format!("unexpected local address {other}")),
+        )),
+        Err(e) => Err(RawError::io("getsockname", e)),
+    }
+}
+
+/// [`source_for`] or [`source_for_v6`], by the family of `dst`.
+pub fn source_for_ip(dst: IpAddr) -> Result<IpAddr, RawError> {
+    match dst {
+        IpAddr::V4(d) => source_for(d).map(IpAddr::V4),
+        IpAddr::V6(d) => source_for_v6(d).map(IpAddr::V6),
+    }
+}
+
+/// Sends complete IPv4 (or, from [`RawSender::new_v6`], IPv6) packets on a raw socket, many
+/// per system call.
 pub struct RawSender {
     fd: OwnedFd,
+    v6: bool,
     // Scratch for sendmmsg, reused across calls. The pointers in `iovs` and `hdrs` are only
-    // meaningful during a `send_batch` call, which rewrites them first.
-    addrs: Vec<libc::sockaddr_in>,
+    // meaningful during a `send_batch` call, which rewrites them first. Each address slot
+    // is a sockaddr_in6, big enough for either family.
+    addrs: Vec<libc::sockaddr_in6>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
 }
@@ -227,6 +261,24 @@ impl RawSender {
             .map_err(|e| RawError::io("setsockopt(IP_RECVERR)", e))?;
         Ok(Self {
             fd,
+            v6: false,
+            addrs: Vec::with_capacity(MAX_SEND_BATCH),
+            iovs: Vec::with_capacity(MAX_SEND_BATCH),
+            hdrs: Vec::with_capacity(MAX_SEND_BATCH),
+        })
+    }
+
+    /// The IPv6 sender: an `AF_INET6`/`SOCK_RAW`/`IPPROTO_RAW` socket, which takes complete
+    /// IPv6 packets (header included) as its IPv4 twin does.
+    pub fn new_v6() -> Result<Self, RawError> {
+        let fd = new_socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_RAW)?;
+        set_buffer(&fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SEND_BUFFER);
+        let one: c_int = 1;
+        set_opt(&fd, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, &one)
+            .map_err(|e| RawError::io("setsockopt(IPV6_RECVERR)", e))?;
+        Ok(Self {
+            fd,
+            v6: true,
             addrs: Vec::with_capacity(MAX_SEND_BATCH),
             iovs: Vec::with_capacity(MAX_SEND_BATCH),
             hdrs: Vec::with_capacity(MAX_SEND_BATCH),
@@ -248,46 +300,81 @@ impl RawSender {
     /// means that nothing was sent by this call and that the error concerns `packets[0]`
     /// (e.g. [`RawError::NoRoute`] for its destination): the caller may skip that packet
     /// and go on. An error after some packets were sent is reported by the next call.
-    pub fn send_batch(&mut self, packets: &[(Ipv4Addr, &[u8])]) -> Result<usize, RawError> {
+    /// Packets of the other family than the socket's are refused with `InvalidInput`.
+    pub fn send_batch(&mut self, packets: &[(IpAddr, &[u8])]) -> Result<usize, RawError> {
         let mut sent = 0;
         for chunk in packets.chunks(MAX_SEND_BATCH) {
             self.addrs.clear();
             self.iovs.clear();
             self.hdrs.clear();
             for (dst, packet) in chunk {
-                self.addrs.push(libc::sockaddr_in {
-                    sin_family: libc::AF_INET as libc::sa_family_t,
-                    sin_port: 0,
-                    sin_addr: libc::in_addr {
-                        s_addr: u32::from(*dst).to_be(),
-                    },
-                    sin_zero: [0; 8],
-                });
+                // SAFETY: all-zero is a valid sockaddr_in6.
+                let mut slot: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+                match (*dst, self.v6) {
+                    (IpAddr::V6(d), true) => {
+                        slot.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                        slot.sin6_addr.s6_addr = d.octets();
+                    }
+                    (IpAddr::V4(d), false) => {
+                        let v4 = libc::sockaddr_in {
+                            sin_family: libc::AF_INET as libc::sa_family_t,
+                            sin_port: 0,
+                            sin_addr: libc::in_addr {
+                                s_addr: u32::from(d).to_be(),
+                            },
+                            sin_zero: [0; 8],
+                        };
+                        // SAFETY: sockaddr_in (16 bytes) fits in sockaddr_in6 (28 bytes);
+                        // both are plain C structs and the write is unaligned-safe.
+                        unsafe {
+                            std::ptr::write_unaligned(
+                                (&mut slot as *mut libc::sockaddr_in6).cast::<libc::sockaddr_in>(),
+                                v4,
+                            )
+                        };
+                    }
+                    _ => {
+                        if sent > 0 || !self.addrs.is_empty() {
+                            break;
+                        }
+                        return Err(RawError::io(
+                            "sendmmsg",
+                            io::Error::new(io::ErrorKind::InvalidInput, "address family mismatch"),
+                        ));
+                    }
+                }
+                self.addrs.push(slot);
                 self.iovs.push(libc::iovec {
                     iov_base: packet.as_ptr().cast_mut().cast::<c_void>(),
                     iov_len: packet.len(),
                 });
             }
             let (addrs, iovs) = (self.addrs.as_mut_ptr(), self.iovs.as_mut_ptr());
-            for i in 0..chunk.len() {
+            let count = self.addrs.len();
+            let namelen = if self.v6 {
+                size_of::<libc::sockaddr_in6>()
+            } else {
+                size_of::<libc::sockaddr_in>()
+            } as socklen_t;
+            for i in 0..count {
                 // SAFETY: all-zero is a valid `mmsghdr` (null pointers, zero lengths).
                 let mut hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                // In bounds: i < chunk.len() == addrs.len() == iovs.len().
+                // In bounds: i < count == addrs.len() == iovs.len().
                 hdr.msg_hdr.msg_name = addrs.wrapping_add(i).cast::<c_void>();
-                hdr.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as socklen_t;
+                hdr.msg_hdr.msg_namelen = namelen;
                 hdr.msg_hdr.msg_iov = iovs.wrapping_add(i);
                 hdr.msg_hdr.msg_iovlen = 1;
                 self.hdrs.push(hdr);
             }
-            // SAFETY: `hdrs` holds `chunk.len()` initialised headers whose name and iovec
+            // SAFETY: `hdrs` holds `count` initialised headers whose name and iovec
             // pointers point into `addrs`/`iovs` (not reallocated since: capacity is
-            // MAX_SEND_BATCH >= chunk.len()) and into the caller's packets, all alive for the
+            // MAX_SEND_BATCH >= count) and into the caller's packets, all alive for the
             // call. The kernel reads those and writes only `msg_len` in `hdrs`.
             let rc = unsafe {
                 libc::sendmmsg(
                     self.fd.as_raw_fd(),
                     self.hdrs.as_mut_ptr(),
-                    chunk.len() as c_uint,
+                    count as c_uint,
                     0,
                 )
             };
@@ -425,10 +512,53 @@ fn filter_program(local: &[Ipv4Addr]) -> Result<Vec<libc::sock_filter>, RawError
     Ok(prog)
 }
 
-fn attach_filter(fd: &OwnedFd, local: &[Ipv4Addr]) -> Result<(), RawError> {
-    let mut prog = filter_program(local)?;
+/// The IPv6 receive filter: TCP, UDP and ICMPv6 packets (no extension headers) whose
+/// destination is in `local`, except outgoing ones. 9 instructions per address compare the
+/// four words of the destination (bytes 24..40).
+fn filter_program_v6(local: &[Ipv6Addr]) -> Result<Vec<libc::sock_filter>, RawError> {
+    let mut addrs: Vec<Ipv6Addr> = local.to_vec();
+    addrs.sort_unstable();
+    addrs.dedup();
+    if addrs.len() > MAX_LOCAL_ADDRS / 5 {
+        return Err(RawError::io(
+            "receive filter",
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("more than {} local IPv6 addresses", MAX_LOCAL_ADDRS / 5),
+            ),
+        ));
+    }
+    let mut prog = vec![
+        stmt(BPF_LD_W_ABS, BPF_AD_PKTTYPE),
+        jump(BPF_JEQ_K, u32::from(PACKET_OUTGOING), 7, 0),
+        stmt(BPF_LD_B_ABS, 0),
+        stmt(BPF_AND_K, 0xf0),
+        jump(BPF_JEQ_K, 0x60, 0, 4),
+        // Next header.
+        stmt(BPF_LD_B_ABS, 6),
+        jump(BPF_JEQ_K, 6, 3, 0),
+        jump(BPF_JEQ_K, 17, 2, 0),
+        jump(BPF_JEQ_K, 58, 1, 0),
+        stmt(BPF_RET_K, BPF_DROP),
+    ];
+    for addr in addrs {
+        let o = addr.octets();
+        let words = [0, 4, 8, 12].map(|i| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]));
+        for (k, w) in words.into_iter().enumerate() {
+            prog.push(stmt(BPF_LD_W_ABS, 24 + 4 * k as u32));
+            // A mismatch skips the rest of this address's block (to the next address).
+            prog.push(jump(BPF_JEQ_K, w, 0, (7 - 2 * k) as u8));
+        }
+        prog.push(stmt(BPF_RET_K, BPF_KEEP));
+    }
+    prog.push(stmt(BPF_RET_K, BPF_DROP));
+    Ok(prog)
+}
+
+fn attach_program(fd: &OwnedFd, mut prog: Vec<libc::sock_filter>) -> Result<(), RawError> {
     let fprog = libc::sock_fprog {
-        // At most 12 + 2 * MAX_LOCAL_ADDRS instructions: fits u16.
+        // At most 12 + 2 * MAX_LOCAL_ADDRS (or 11 + 9 * MAX_LOCAL_ADDRS / 5) instructions:
+        // fits u16.
         len: prog.len() as u16,
         filter: prog.as_mut_ptr(),
     };
@@ -437,25 +567,43 @@ fn attach_filter(fd: &OwnedFd, local: &[Ipv4Addr]) -> Result<(), RawError> {
         .map_err(|e| RawError::io("setsockopt(SO_ATTACH_FILTER)", e))
 }
 
+fn attach_filter(fd: &OwnedFd, local: &[Ipv4Addr]) -> Result<(), RawError> {
+    attach_program(fd, filter_program(local)?)
+}
+
 impl RawReceiver {
     /// Opens the packet socket for replies addressed to any of `local` (our source
     /// addresses): non-blocking, 32 MiB receive buffer (SO_RCVBUFFORCE when permitted, else
     /// SO_RCVBUF, capped by `net.core.rmem_max`), outgoing packets ignored, BPF filter
     /// attached before the socket is bound, so no unfiltered packet is ever queued.
     pub fn new(local: &[Ipv4Addr]) -> Result<Self, RawError> {
-        // Protocol 0: the socket receives nothing until bound to ETH_P_IP below.
+        Self::open(libc::ETH_P_IP, |fd| attach_filter(fd, local))
+    }
+
+    /// The IPv6 receiver: replies addressed to any of `local`.
+    pub fn new_v6(local: &[Ipv6Addr]) -> Result<Self, RawError> {
+        Self::open(libc::ETH_P_IPV6, |fd| {
+            attach_program(fd, filter_program_v6(local)?)
+        })
+    }
+
+    fn open(
+        ethertype: c_int,
+        filter: impl FnOnce(&OwnedFd) -> Result<(), RawError>,
+    ) -> Result<Self, RawError> {
+        // Protocol 0: the socket receives nothing until bound to the ethertype below.
         let fd = new_socket(libc::AF_PACKET, libc::SOCK_DGRAM, 0)?;
         set_buffer(&fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RECV_BUFFER);
         // Linux >= 4.20; older kernels fail with ENOPROTOOPT, and then the BPF packet-type
         // test and the sll_pkttype check in recv_batch do the same job.
         let one: c_int = 1;
         let _ = set_opt(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one);
-        attach_filter(&fd, local)?;
+        filter(&fd)?;
 
         // SAFETY: all-zero is a valid `sockaddr_ll`.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+        sll.sll_protocol = (ethertype as u16).to_be();
         sll.sll_ifindex = 0; // every interface
                              // SAFETY: `sll` is a live, initialised sockaddr_ll of the size passed.
         let rc = unsafe {
@@ -668,6 +816,37 @@ mod tests {
         p[12..16].copy_from_slice(&[198, 19, 0, 2]);
         p[16..20].copy_from_slice(&dst.octets());
         p
+    }
+
+    #[test]
+    fn v6_filter_keeps_only_our_tcp_udp_icmpv6() {
+        let ours: Ipv6Addr = "2001:2::1".parse().unwrap();
+        let other: Ipv6Addr = "2001:2::2".parse().unwrap();
+        let prog = filter_program_v6(&[ours, "2001:2:0:1::1".parse().unwrap()]).unwrap();
+        let pkt = |next: u8, dst: Ipv6Addr| {
+            let mut p = vec![0u8; 60];
+            p[0] = 0x60;
+            p[6] = next;
+            p[24..40].copy_from_slice(&dst.octets());
+            p
+        };
+        for next in [6, 17, 58] {
+            assert_eq!(run_bpf(&prog, &pkt(next, ours), 0), BPF_KEEP);
+            assert_eq!(run_bpf(&prog, &pkt(next, ours), PACKET_OUTGOING), 0);
+            assert_eq!(run_bpf(&prog, &pkt(next, other), 0), 0);
+        }
+        // An address that differs only in its last word, or only in its first.
+        let mut last = ours.octets();
+        last[15] ^= 1;
+        assert_eq!(run_bpf(&prog, &pkt(6, Ipv6Addr::from(last)), 0), 0);
+        let mut first = ours.octets();
+        first[0] ^= 1;
+        assert_eq!(run_bpf(&prog, &pkt(6, Ipv6Addr::from(first)), 0), 0);
+        assert_eq!(run_bpf(&prog, &pkt(0, ours), 0), 0);
+        let mut v4 = pkt(6, ours);
+        v4[0] = 0x45;
+        assert_eq!(run_bpf(&prog, &v4, 0), 0);
+        assert_eq!(run_bpf(&prog, &pkt(6, ours)[..30], 0), 0);
     }
 
     #[test]
@@ -908,7 +1087,11 @@ mod tests {
             let open = syn(a, b, 40000, 8080, 1000);
             let closed = syn(a, b, 40001, 8081, 2000);
             let started = Instant::now();
-            assert_eq!(tx.send_batch(&[(b, &open), (b, &closed)]).unwrap(), 2);
+            assert_eq!(
+                tx.send_batch(&[(b.into(), &open), (b.into(), &closed)])
+                    .unwrap(),
+                2
+            );
             let got = collect(&mut rx, Duration::from_secs(1), |got| got.len() >= 2);
             let segs: Vec<Seg> = got.iter().filter_map(|r| parse_tcp(&r.data)).collect();
             assert!(got.iter().all(|r| !r.truncated && r.at >= started));
@@ -940,7 +1123,10 @@ mod tests {
             let mut tx = RawSender::new().unwrap();
             let p1 = syn(a, b, 40000, 8080, 1);
             let p2 = syn(a, b, 40001, 8081, 2);
-            assert_eq!(tx.send_batch(&[(b, &p1), (b, &p2)]).unwrap(), 2);
+            assert_eq!(
+                tx.send_batch(&[(b.into(), &p1), (b.into(), &p2)]).unwrap(),
+                2
+            );
             // Positive control: the replies did arrive, for the right receiver.
             let got = collect(&mut ours, Duration::from_secs(1), |got| got.len() >= 2);
             assert_eq!(got.len(), 2);
@@ -950,7 +1136,7 @@ mod tests {
             assert_eq!(nobody.recv_batch(&mut stray, 1000).unwrap(), 0);
             // Re-aimed at our address, the same socket sees the next exchange.
             other.set_local_addrs(&[a]).unwrap();
-            assert_eq!(tx.send_batch(&[(b, &p2)]).unwrap(), 1);
+            assert_eq!(tx.send_batch(&[(b.into(), &p2)]).unwrap(), 1);
             let got = collect(&mut other, Duration::from_secs(1), |got| !got.is_empty());
             assert_eq!(got.len(), 1);
         });
@@ -967,7 +1153,10 @@ mod tests {
             let mut tx = RawSender::new().unwrap();
             let p1 = syn(a, b, 40000, 8080, 1);
             let p2 = syn(a, b, 40001, 8081, 2);
-            assert_eq!(tx.send_batch(&[(b, &p1), (b, &p2)]).unwrap(), 2);
+            assert_eq!(
+                tx.send_batch(&[(b.into(), &p1), (b.into(), &p2)]).unwrap(),
+                2
+            );
             let got = collect(&mut rx, Duration::from_millis(500), |_| false);
             let segs: Vec<Seg> = got.iter().filter_map(|r| parse_tcp(&r.data)).collect();
             assert_eq!(segs.len(), 2, "{segs:?}");
@@ -984,7 +1173,7 @@ mod tests {
             let mut rx = RawReceiver::new(&[lo]).unwrap();
             let mut tx = RawSender::new().unwrap();
             let p = syn(lo, lo, 40002, 8081, 5);
-            assert_eq!(tx.send_batch(&[(lo, &p)]).unwrap(), 1);
+            assert_eq!(tx.send_batch(&[(lo.into(), &p)]).unwrap(), 1);
             let got = collect(&mut rx, Duration::from_millis(300), |_| false);
             let segs: Vec<Seg> = got.iter().filter_map(|r| parse_tcp(&r.data)).collect();
             assert_eq!(
@@ -1005,13 +1194,15 @@ mod tests {
                 Ipv4Addr::LOCALHOST
             );
             let nowhere = Ipv4Addr::new(198, 18, 99, 99);
-            assert!(matches!(source_for(nowhere), Err(RawError::NoRoute(x)) if x == nowhere));
+            assert!(
+                matches!(source_for(nowhere), Err(RawError::NoRoute(x)) if x == IpAddr::V4(nowhere))
+            );
             // A raw send there fails the same way, and nothing is counted as sent.
             let mut tx = RawSender::new().unwrap();
             let p = syn(a, nowhere, 1, 2, 3);
             assert!(matches!(
-                tx.send_batch(&[(nowhere, &p)]),
-                Err(RawError::NoRoute(x)) if x == nowhere
+                tx.send_batch(&[(nowhere.into(), &p)]),
+                Err(RawError::NoRoute(x)) if x == IpAddr::V4(nowhere)
             ));
         });
     }
@@ -1019,7 +1210,7 @@ mod tests {
     /// Sends one SYN to a closed port and waits for its RST, so that ARP is resolved.
     fn warm_up(tx: &mut RawSender, rx: &mut RawReceiver, a: Ipv4Addr, b: Ipv4Addr) {
         let p = syn(a, b, 39999, 8081, 7);
-        assert_eq!(tx.send_batch(&[(b, &p)]).unwrap(), 1);
+        assert_eq!(tx.send_batch(&[(b.into(), &p)]).unwrap(), 1);
         let got = collect(rx, Duration::from_secs(1), |got| !got.is_empty());
         assert_eq!(got.len(), 1);
     }
@@ -1035,7 +1226,8 @@ mod tests {
             let packets: Vec<Vec<u8>> = (0..1000u16)
                 .map(|i| syn(a, b, 50000, 20000 + i, u32::from(i) << 8))
                 .collect();
-            let batch: Vec<(Ipv4Addr, &[u8])> = packets.iter().map(|p| (b, p.as_slice())).collect();
+            let batch: Vec<(IpAddr, &[u8])> =
+                packets.iter().map(|p| (b.into(), p.as_slice())).collect();
             let (mut sent, mut calls) = (0, 0);
             while sent < batch.len() && calls < 1000 {
                 sent += tx.send_batch(&batch[sent..]).unwrap();
@@ -1135,7 +1327,7 @@ mod tests {
                 let sport = 40_000 + (i / 50_000) as u16;
                 flat.extend_from_slice(template.probe(b, sport, dport, i as u32));
             }
-            let batch: Vec<(Ipv4Addr, &[u8])> = flat.chunks(len).map(|p| (b, p)).collect();
+            let batch: Vec<(IpAddr, &[u8])> = flat.chunks(len).map(|p| (b.into(), p)).collect();
 
             let (mut sent, mut calls, mut stalls) = (0, 0u64, 0u64);
             let started = Instant::now();
@@ -1166,7 +1358,7 @@ mod tests {
             for i in 0..COUNT {
                 flat.extend_from_slice(template.probe(sink, 40_000, (i % 60_000) as u16, 0));
             }
-            let batch: Vec<(Ipv4Addr, &[u8])> = flat.chunks(len).map(|p| (sink, p)).collect();
+            let batch: Vec<(IpAddr, &[u8])> = flat.chunks(len).map(|p| (sink.into(), p)).collect();
             let (mut sent, mut stalls) = (0, 0u64);
             let started = Instant::now();
             while sent < COUNT {

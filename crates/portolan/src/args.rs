@@ -39,6 +39,8 @@ pub enum ScanKind {
     Connect,
     /// -sS, and the default with them.
     Syn,
+    /// -sU alone: no TCP scan.
+    Udp,
     /// -sn: host discovery only.
     PingOnly,
     /// -sL: list targets, send nothing.
@@ -69,6 +71,25 @@ pub struct Options {
     pub ping_ports: Option<String>,
     /// `-PE`: ICMP echo discovery (raw sockets).
     pub ping_echo: bool,
+    /// `-PP`: ICMP timestamp discovery.
+    pub ping_timestamp: bool,
+    /// `-PM`: ICMP address mask discovery.
+    pub ping_netmask: bool,
+    /// `-PA` ports (TCP ACK ping).
+    pub ping_ack_ports: Option<String>,
+    /// `-PU` ports (UDP ping).
+    pub ping_udp_ports: Option<String>,
+    /// `-PR`: ARP ping (on-link IPv4 targets).
+    pub ping_arp: bool,
+    pub disable_arp_ping: bool,
+    /// `-sU`, alone or beside a TCP scan.
+    pub udp: bool,
+    /// `--shard K/N`.
+    pub shard: Option<String>,
+    /// `--dryrun`: print the probes instead of sending them.
+    pub dry_run: bool,
+    /// `--unprivileged`: act as if raw sockets were not allowed.
+    pub unprivileged: bool,
     pub dns: Dns,
     pub ports: Option<String>,
     pub exclude_ports: Option<String>,
@@ -119,6 +140,16 @@ impl Default for Options {
             no_ping: false,
             ping_ports: None,
             ping_echo: false,
+            ping_timestamp: false,
+            ping_netmask: false,
+            ping_ack_ports: None,
+            ping_udp_ports: None,
+            ping_arp: false,
+            disable_arp_ping: false,
+            udp: false,
+            shard: None,
+            dry_run: false,
+            unprivileged: false,
             dns: Dns::Default,
             ports: None,
             exclude_ports: None,
@@ -309,8 +340,10 @@ fn apply(o: &mut Options, def: &FlagDef, shown: &str, v: Option<String>) -> Resu
                     'S' => set_scan(o, ScanKind::Syn, shown)?,
                     'n' | 'P' => set_scan(o, ScanKind::PingOnly, shown)?,
                     'L' => set_scan(o, ScanKind::List, shown)?,
-                    'A' | 'W' | 'M' | 'U' | 'N' | 'F' | 'X' | 'Y' | 'Z' | 'O' | 'V' | 'C' | 'R'
-                    | 'I' => return Err(ArgError::NotSupported(format!("-s{c}"))),
+                    'U' => o.udp = true,
+                    'A' | 'W' | 'M' | 'N' | 'F' | 'X' | 'Y' | 'Z' | 'O' | 'V' | 'C' | 'R' | 'I' => {
+                        return Err(ArgError::NotSupported(format!("-s{c}")))
+                    }
                     _ => return Err(invalid("-s", format!("unknown scan type -s{c}"))),
                 }
             }
@@ -327,7 +360,22 @@ fn apply(o: &mut Options, def: &FlagDef, shown: &str, v: Option<String>) -> Resu
                     o.ping_ports = Some(if ports.is_empty() { "80".into() } else { ports });
                 }
                 Some('E') if val == "E" => o.ping_echo = true,
-                Some(c @ ('A' | 'U' | 'Y' | 'P' | 'M' | 'O' | 'R' | 'B' | 'T' | 'I')) => {
+                Some('P') if val == "P" => o.ping_timestamp = true,
+                Some('M') if val == "M" => o.ping_netmask = true,
+                Some('R') if val == "R" => o.ping_arp = true,
+                Some('A') => {
+                    let ports: String = chars.collect();
+                    o.ping_ack_ports = Some(if ports.is_empty() { "80".into() } else { ports });
+                }
+                Some('U') => {
+                    let ports: String = chars.collect();
+                    o.ping_udp_ports = Some(if ports.is_empty() {
+                        "40125".into()
+                    } else {
+                        ports
+                    });
+                }
+                Some(c @ ('Y' | 'O' | 'B' | 'T' | 'I')) => {
                     return Err(ArgError::NotSupported(format!("-P{c}")))
                 }
                 _ => return Err(invalid("-P", format!("unknown ping type -P{val}"))),
@@ -347,8 +395,11 @@ fn apply(o: &mut Options, def: &FlagDef, shown: &str, v: Option<String>) -> Resu
         "excludefile" => o.exclude_file = Some(val.into()),
         "n" => o.dns = Dns::Never,
         "R" => o.dns = Dns::Always,
-        "system-dns" | "disable-arp-ping" | "noninteractive" | "log-errors" | "release-memory"
-        | "unprivileged" | "4" => {}
+        "system-dns" | "noninteractive" | "log-errors" | "release-memory" | "4" => {}
+        "disable-arp-ping" => o.disable_arp_ping = true,
+        "unprivileged" => o.unprivileged = true,
+        "shard" => o.shard = Some(val.into()),
+        "dryrun" => o.dry_run = true,
         "p" => o.ports = Some(val.into()),
         "exclude-ports" => o.exclude_ports = Some(val.into()),
         "F" => o.fast = true,
@@ -520,6 +571,20 @@ mod tests {
         assert!(p("-sT -sn").is_err());
         assert_eq!(p("-sS").unwrap().scan, Some(ScanKind::Syn));
         assert!(p("-sS -sT").is_err());
+        let both = p("-sS -sU").unwrap();
+        assert_eq!((both.scan, both.udp), (Some(ScanKind::Syn), true));
+        let udp = p("-sU").unwrap();
+        assert_eq!((udp.scan, udp.udp), (None, true));
+        let pings = p("-PE -PP -PM -PA -PU53,161 -PR --disable-arp-ping").unwrap();
+        assert!(pings.ping_echo && pings.ping_timestamp && pings.ping_netmask && pings.ping_arp);
+        assert_eq!(pings.ping_ack_ports.as_deref(), Some("80"));
+        assert_eq!(pings.ping_udp_ports.as_deref(), Some("53,161"));
+        assert!(pings.disable_arp_ping);
+        assert_eq!(p("-PU").unwrap().ping_udp_ports.as_deref(), Some("40125"));
+        assert!(p("-PX").is_err());
+        let o = p("--shard 2/3 --dryrun --unprivileged").unwrap();
+        assert_eq!(o.shard.as_deref(), Some("2/3"));
+        assert!(o.dry_run && o.unprivileged);
     }
 
     #[test]
@@ -535,11 +600,10 @@ mod tests {
     #[test]
     fn unsupported_flags_are_refused_by_name() {
         for (cmd, name) in [
-            ("-sU", "-sU"),
             ("-sV", "-sV"),
             ("-O", "-O"),
             ("-A", "-A"),
-            ("-PP", "-PP"),
+            ("-PY", "-PY"),
             ("--script vuln", "--script"),
             ("-sC", "-sC"),
             ("--traceroute", "--traceroute"),

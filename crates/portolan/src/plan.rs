@@ -7,7 +7,9 @@ use crate::outname;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Local};
 use portolan_engine::datadir::{load_services, Source};
+use portolan_engine::permutation::Shard;
 use portolan_engine::ports::{parse_port_spec, PortSet, Protos};
+use portolan_engine::scan::{Share, Slot};
 use portolan_engine::services::ServiceTable;
 use portolan_engine::targets::{
     parse_exclude_arg, parse_target, parse_target_list, read_target_file, ExcludeSet, Expansion,
@@ -19,25 +21,53 @@ use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Hosts port-scanned at once unless --min/max-hostgroup say otherwise.
 const DEFAULT_HOST_GROUP: usize = 64;
 
+/// How hosts are found up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    /// Connect ping to these ports (without raw sockets; -PS then means this).
+    pub connect_ports: Vec<u16>,
+    /// Raw probes, every one sent to every host until it answers.
+    pub slots: Vec<Slot>,
+    /// ARP for on-link IPv4 targets, in place of the raw probes (Nmap's default on a LAN).
+    pub arp: bool,
+}
+
+/// Stand-in until the payload table lands.
+#[derive(Default)]
+pub struct Payloads(std::collections::HashMap<u16, Vec<u8>>);
+
+impl Payloads {
+    pub fn first_for(&self, port: u16) -> &[u8] {
+        self.0.get(&port).map_or(&[], Vec::as_slice)
+    }
+}
+
 pub struct Plan {
     pub args_line: String,
     pub start: DateTime<Local>,
     pub scan: ScanKind,
+    /// -sU (beside the TCP scan, or alone with `scan == Udp`).
+    pub udp: bool,
     pub no_ping: bool,
-    pub ping_ports: Vec<u16>,
-    /// -PE: ICMP echo discovery.
-    pub ping_echo: bool,
-    /// The connect ping runs unless only -PE was asked for.
-    pub ping_connect: bool,
+    pub discovery: Discovery,
     pub dns: Dns,
     pub services: ServiceTable,
-    /// TCP ports to scan, ascending.
+    /// TCP ports to scan, ascending (empty without a TCP scan).
     pub ports: Vec<u16>,
+    /// UDP ports to scan, ascending (empty without -sU).
+    pub udp_ports: Vec<u16>,
+    /// This machine's part of the probes (--shard); everything by default.
+    pub share: Share,
+    /// --dryrun: print the probes, send nothing.
+    pub dry_run: bool,
+    /// Payloads of UDP probes, by port.
+    pub payloads: Arc<Payloads>,
     pub sequential_ports: bool,
     pub timing: Timing,
     pub host_group: usize,
@@ -55,27 +85,41 @@ impl Plan {
     pub fn resolve(o: Options, argv: &[String]) -> Result<Plan> {
         let start = Local::now();
         // As Nmap: a SYN scan by default when raw sockets are allowed, else connect.
-        let raw_ok = portolan_engine::raw::can_use_raw();
+        let raw_ok = if o.unprivileged {
+            Err("--unprivileged was given".to_string())
+        } else {
+            portolan_engine::raw::can_use_raw().map_err(|e| e.to_string())
+        };
         let scan = match o.scan {
             Some(k) => k,
-            None if raw_ok.is_ok() && !o.ipv6 => ScanKind::Syn,
+            None if o.udp => ScanKind::Udp,
+            None if raw_ok.is_ok() => ScanKind::Syn,
             None => ScanKind::Connect,
         };
-        if o.ping_echo {
-            if o.ipv6 {
-                bail!("not supported yet: -PE with -6");
-            }
-            if let Err(e) = &raw_ok {
-                bail!("-PE: {e}");
+        if o.udp && scan == ScanKind::Connect {
+            bail!("not supported yet: -sU with -sT (use -sS -sU)");
+        }
+        if o.udp && matches!(scan, ScanKind::PingOnly | ScanKind::List) {
+            bail!("-sU cannot be combined with -sn or -sL");
+        }
+        for (wanted, what) in [(scan == ScanKind::Syn, "-sS"), (o.udp, "-sU")] {
+            if wanted {
+                if let Err(e) = &raw_ok {
+                    bail!("{what}: {e}");
+                }
             }
         }
-        if scan == ScanKind::Syn {
-            if o.ipv6 {
-                bail!("not supported yet: -sS with -6 (use -sT for IPv6 for now)");
-            }
-            if let Err(e) = raw_ok {
-                bail!("-sS: {e}");
-            }
+        if o.dry_run && scan == ScanKind::Connect {
+            bail!("--dryrun needs a raw-packet scan (-sS, -sU or -sn with raw probes), not -sT");
+        }
+        let share = match &o.shard {
+            Some(spec) => Share::of_shard(
+                Shard::parse(spec).map_err(|e| anyhow::anyhow!("--shard {spec}: {e}"))?,
+            ),
+            None => Share::ALL,
+        };
+        if o.shard.is_some() && scan == ScanKind::Connect {
+            bail!("--shard needs a raw-packet scan (-sS, -sU or -sn), not -sT");
         }
 
         let datadir = o.datadir.as_deref().map(Path::new);
@@ -91,19 +135,13 @@ impl Plan {
             _ => {}
         }
 
-        let ports = if matches!(scan, ScanKind::Connect | ScanKind::Syn) {
-            choose_ports(&o, &services)?
+        let tcp_scan = matches!(scan, ScanKind::Connect | ScanKind::Syn);
+        let (ports, udp_ports) = if tcp_scan || o.udp {
+            choose_ports(&o, &services, tcp_scan, o.udp)?
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
-        let ping_ports = match &o.ping_ports {
-            Some(spec) => {
-                let set = parse_port_spec(spec, &services, Protos::TCP)
-                    .map_err(|e| anyhow::anyhow!("-PS{spec}: {e}"))?;
-                set.tcp
-            }
-            None => portolan_engine::discovery::DEFAULT_PING_PORTS.to_vec(),
-        };
+        let discovery = discovery_from(&o, &services, raw_ok.is_ok())?;
 
         let timing = timing_from(&o)?;
         let min_g = o.min_hostgroup.unwrap_or(1) as usize;
@@ -188,13 +226,16 @@ impl Plan {
             args_line: argv.join(" "),
             start,
             scan,
+            udp: o.udp,
             no_ping: o.no_ping,
-            ping_ports,
-            ping_echo: o.ping_echo,
-            ping_connect: !o.ping_echo || o.ping_ports.is_some(),
-            dns: o.dns,
+            discovery,
+            dns: if o.dry_run { Dns::Never } else { o.dns },
             services,
             ports,
+            udp_ports,
+            share,
+            dry_run: o.dry_run,
+            payloads: Arc::new(Payloads::default()),
             sequential_ports: o.sequential_ports,
             timing,
             host_group,
@@ -212,18 +253,48 @@ impl Plan {
         self.sink.take().unwrap_or_default()
     }
 
-    /// The scaninfo element of a port scan.
-    pub fn scaninfo(&self) -> ScanInfo {
-        ScanInfo {
-            scan_type: if self.scan == ScanKind::Syn {
-                ScanType::Syn
-            } else {
-                ScanType::Connect
-            },
-            protocol: Protocol::Tcp,
-            numservices: self.ports.len() as u32,
-            services: compact_port_list(&self.ports),
+    /// The scaninfo elements of a port scan: TCP first, then UDP, as Nmap writes them.
+    pub fn scaninfo(&self) -> Vec<ScanInfo> {
+        let mut out = Vec::new();
+        if matches!(self.scan, ScanKind::Connect | ScanKind::Syn) {
+            out.push(ScanInfo {
+                scan_type: if self.scan == ScanKind::Syn {
+                    ScanType::Syn
+                } else {
+                    ScanType::Connect
+                },
+                protocol: Protocol::Tcp,
+                numservices: self.ports.len() as u32,
+                services: compact_port_list(&self.ports),
+            });
         }
+        if self.udp {
+            out.push(ScanInfo {
+                scan_type: ScanType::Udp,
+                protocol: Protocol::Udp,
+                numservices: self.udp_ports.len() as u32,
+                services: compact_port_list(&self.udp_ports),
+            });
+        }
+        out
+    }
+
+    /// Whether the port scan runs on raw packets (-sS and/or -sU).
+    pub fn raw_port_scan(&self) -> bool {
+        matches!(self.scan, ScanKind::Syn | ScanKind::Udp)
+    }
+
+    /// The probes of the raw port scan, in probe order: TCP ports then UDP ports, each
+    /// shuffled unless -r (the engine's permutation decides the order on the wire anyway).
+    pub fn port_slots(&self) -> Vec<Slot> {
+        let mut slots: Vec<Slot> = Vec::new();
+        if self.scan == ScanKind::Syn {
+            slots.extend(self.ports.iter().map(|&p| Slot::Syn(p)));
+        }
+        if self.udp {
+            slots.extend(self.udp_ports.iter().map(|&p| Slot::Udp(p)));
+        }
+        slots
     }
 
     /// The seed of this scan's probe order.
@@ -275,19 +346,111 @@ impl Plan {
     }
 }
 
-fn choose_ports(o: &Options, services: &ServiceTable) -> Result<Vec<u16>> {
+/// Nmap's default probes when it may send raw packets: ICMP echo, SYN to 443, ACK to 80,
+/// and (IPv4) ICMP timestamp.
+pub const DEFAULT_RAW_PINGS: [Slot; 4] =
+    [Slot::Echo, Slot::Syn(443), Slot::Ack(80), Slot::Timestamp];
+
+fn discovery_from(o: &Options, services: &ServiceTable, raw: bool) -> Result<Discovery> {
+    let ports = |flag: &str, spec: &Option<String>, proto: Protos| -> Result<Vec<u16>> {
+        match spec {
+            Some(spec) => {
+                let set = parse_port_spec(spec, services, proto)
+                    .map_err(|e| anyhow::anyhow!("{flag}{spec}: {e}"))?;
+                Ok(if proto == Protos::UDP {
+                    set.udp
+                } else {
+                    set.tcp
+                })
+            }
+            None => Ok(Vec::new()),
+        }
+    };
+    let syn = ports("-PS", &o.ping_ports, Protos::TCP)?;
+    let ack = ports("-PA", &o.ping_ack_ports, Protos::TCP)?;
+    let udp = ports("-PU", &o.ping_udp_ports, Protos::UDP)?;
+    let mut slots: Vec<Slot> = Vec::new();
+    if o.ping_echo {
+        slots.push(Slot::Echo);
+    }
+    slots.extend(syn.iter().map(|&p| Slot::Syn(p)));
+    slots.extend(ack.iter().map(|&p| Slot::Ack(p)));
+    slots.extend(udp.iter().map(|&p| Slot::Udp(p)));
+    for (wanted, slot, flag) in [
+        (o.ping_timestamp, Slot::Timestamp, "-PP"),
+        (o.ping_netmask, Slot::Netmask, "-PM"),
+    ] {
+        if wanted {
+            if o.ipv6 {
+                bail!("{flag} has no ICMPv6 counterpart: it cannot be used with -6");
+            }
+            slots.push(slot);
+        }
+    }
+    let any_raw_flag = !slots.is_empty() || o.ping_arp;
+    if !raw {
+        // Without raw sockets only the connect ping exists, as in Nmap.
+        let raw_only = o.ping_echo
+            || o.ping_timestamp
+            || o.ping_netmask
+            || o.ping_ack_ports.is_some()
+            || o.ping_udp_ports.is_some()
+            || o.ping_arp;
+        if raw_only && !o.no_ping {
+            bail!(
+                "-PE/-PP/-PM/-PA/-PU/-PR send raw packets: {}",
+                portolan_engine::raw::RawError::NotPermitted
+            );
+        }
+        let connect_ports = if syn.is_empty() {
+            portolan_engine::discovery::DEFAULT_PING_PORTS.to_vec()
+        } else {
+            syn
+        };
+        return Ok(Discovery {
+            connect_ports,
+            slots: Vec::new(),
+            arp: false,
+        });
+    }
+    if !any_raw_flag {
+        slots = DEFAULT_RAW_PINGS
+            .into_iter()
+            .filter(|s| !(o.ipv6 && *s == Slot::Timestamp))
+            .collect();
+    }
+    // ARP replaces the IP probes for on-link targets by default, or when asked (-PR).
+    let arp = !o.ipv6 && !o.disable_arp_ping && (o.ping_arp || !any_raw_flag);
+    Ok(Discovery {
+        connect_ports: Vec::new(),
+        slots,
+        arp,
+    })
+}
+
+fn choose_ports(
+    o: &Options,
+    services: &ServiceTable,
+    tcp: bool,
+    udp: bool,
+) -> Result<(Vec<u16>, Vec<u16>)> {
+    let protos = match (tcp, udp) {
+        (true, true) => Protos::TCP_UDP,
+        (false, true) => Protos::UDP,
+        _ => Protos::TCP,
+    };
     let exclude = match &o.exclude_ports {
         Some(spec) => Some(
-            parse_port_spec(spec, services, Protos::TCP)
+            parse_port_spec(spec, services, protos)
                 .map_err(|e| anyhow::anyhow!("--exclude-ports: {e}"))?,
         ),
         None => None,
     };
     let explicit = match &o.ports {
         Some(spec) => Some(
-            parse_port_spec(spec, services, Protos::TCP)
+            parse_port_spec(spec, services, protos)
                 .map_err(|e| anyhow::anyhow!("-p: {e}"))?
-                .restrict(Protos::TCP),
+                .restrict(protos),
         ),
         None => None,
     };
@@ -295,24 +458,30 @@ fn choose_ports(o: &Options, services: &ServiceTable) -> Result<Vec<u16>> {
         (Some(set), None, None) => set,
         (within, Some(n), _) => PortSet::top(
             services,
-            Protos::TCP,
+            protos,
             n as usize,
             within.as_ref(),
             exclude.as_ref(),
         ),
-        (_, None, Some(r)) => PortSet::with_ratio(services, Protos::TCP, r, exclude.as_ref()),
+        (_, None, Some(r)) => PortSet::with_ratio(services, protos, r, exclude.as_ref()),
         (None, None, None) => {
             let n = if o.fast { 100 } else { 1000 };
-            PortSet::top(services, Protos::TCP, n, None, exclude.as_ref())
+            PortSet::top(services, protos, n, None, exclude.as_ref())
         }
     };
     if let Some(ex) = &exclude {
         set.remove(ex);
     }
-    if set.tcp.is_empty() {
+    if tcp && set.tcp.is_empty() {
         bail!("no TCP ports left to scan (check -p, --top-ports and --exclude-ports)");
     }
-    Ok(set.tcp)
+    if udp && set.udp.is_empty() {
+        bail!("no UDP ports left to scan (check -p, --top-ports and --exclude-ports)");
+    }
+    Ok((
+        if tcp { set.tcp } else { Vec::new() },
+        if udp { set.udp } else { Vec::new() },
+    ))
 }
 
 fn timing_from(o: &Options) -> Result<Timing> {
@@ -515,23 +684,81 @@ mod tests {
     #[test]
     fn port_choice_follows_nmaps_rules() {
         let services = ServiceTable::builtin();
+        let tcp = |o: &Options| choose_ports(o, &services, true, false).map(|p| p.0);
         let mut o = Options {
             ports: Some("22,80,U:53".into()),
             ..Options::default()
         };
-        assert_eq!(choose_ports(&o, &services).unwrap(), vec![22, 80]);
+        assert_eq!(tcp(&o).unwrap(), vec![22, 80]);
+        // -sS -sU: each protocol takes its own ports, unprefixed ones go to both.
+        assert_eq!(
+            choose_ports(&o, &services, true, true).unwrap(),
+            (vec![22, 80], vec![22, 53, 80])
+        );
+        o.ports = Some("T:22,U:53,161,7".into());
+        assert_eq!(
+            choose_ports(&o, &services, true, true).unwrap(),
+            (vec![22], vec![7, 53, 161])
+        );
+        o.ports = Some("22,80,U:53".into());
         o.exclude_ports = Some("80".into());
-        assert_eq!(choose_ports(&o, &services).unwrap(), vec![22]);
+        assert_eq!(tcp(&o).unwrap(), vec![22]);
         o.exclude_ports = Some("22,80".into());
-        assert!(choose_ports(&o, &services).is_err());
+        assert!(tcp(&o).is_err());
         let mut o = Options {
             fast: true,
             ..Options::default()
         };
-        assert_eq!(choose_ports(&o, &services).unwrap().len(), 100);
+        assert_eq!(tcp(&o).unwrap().len(), 100);
+        let (t, u) = choose_ports(&o, &services, true, true).unwrap();
+        assert_eq!((t.len(), u.len()), (100, 100));
         o.fast = false;
-        assert_eq!(choose_ports(&o, &services).unwrap().len(), 1000);
+        assert_eq!(tcp(&o).unwrap().len(), 1000);
         o.top_ports = Some(10);
-        assert_eq!(choose_ports(&o, &services).unwrap().len(), 10);
+        assert_eq!(tcp(&o).unwrap().len(), 10);
+    }
+
+    #[test]
+    fn discovery_probes_follow_nmaps_rules() {
+        let services = ServiceTable::builtin();
+        let d = |o: &Options, raw| discovery_from(o, &services, raw);
+        let o = Options::default();
+        // Privileged default: echo, SYN 443, ACK 80, timestamp, and ARP on a LAN.
+        let def = d(&o, true).unwrap();
+        assert_eq!(def.slots, DEFAULT_RAW_PINGS.to_vec());
+        assert!(def.arp && def.connect_ports.is_empty());
+        // Unprivileged: the connect ping to 80 and 443.
+        let unpriv = d(&o, false).unwrap();
+        assert_eq!(unpriv.connect_ports, vec![80, 443]);
+        assert!(unpriv.slots.is_empty() && !unpriv.arp);
+        // Explicit probes replace the default set, and ARP unless -PR.
+        let o = Options {
+            ping_echo: true,
+            ping_ack_ports: Some("22".into()),
+            ping_udp_ports: Some("53".into()),
+            ..Options::default()
+        };
+        let ex = d(&o, true).unwrap();
+        assert_eq!(ex.slots, vec![Slot::Echo, Slot::Ack(22), Slot::Udp(53)]);
+        assert!(!ex.arp);
+        assert!(d(&o, false).is_err(), "raw probes without privileges");
+        let o = Options {
+            ping_arp: true,
+            disable_arp_ping: true,
+            ..Options::default()
+        };
+        assert!(!d(&o, true).unwrap().arp);
+        // IPv6 has no timestamp request.
+        let o = Options {
+            ipv6: true,
+            ..Options::default()
+        };
+        assert!(!d(&o, true).unwrap().slots.contains(&Slot::Timestamp));
+        let o = Options {
+            ipv6: true,
+            ping_timestamp: true,
+            ..Options::default()
+        };
+        assert!(d(&o, true).is_err());
     }
 }

@@ -8,18 +8,19 @@ use anyhow::Result;
 use portolan_engine::connect::{ConnectScan, Progress};
 use portolan_engine::discovery::{ping_hosts, PingResult};
 use portolan_engine::dns::reverse_lookup_many;
-use portolan_engine::echo_ping::run_echo_ping;
+use portolan_engine::driver::{run_raw, Output, RawJob, RawRun};
 use portolan_engine::report;
+use portolan_engine::scan::{Mode, Share, Slot};
 use portolan_engine::scheduler::HostDone;
-use portolan_engine::syn_driver::run_syn;
 use portolan_model::{
-    Completeness, Host, HostState, HostStatus, Hostname, HostnameType, Protocol, RunExit, RunStats,
-    ScanRun, Sink,
+    Completeness, Host, HostState, HostStatus, Hostname, HostnameType, PortState, Protocol,
+    RunExit, RunStats, ScanRun, Sink,
 };
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::io::Write;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +30,12 @@ pub enum Ended {
 }
 
 /// Hosts handled per round of discovery and port scanning: bounds memory for huge ranges.
-const BATCH: usize = 4096;
+/// A round holds at most about this many probes (hosts × ports)...
+const BATCH_PROBES: usize = 1 << 18;
+/// ... and between this many hosts (so a full port range still goes 4096 hosts at a time)
+/// and the most a round ever holds.
+const MIN_BATCH: usize = 4096;
+const MAX_BATCH: usize = 1 << 18;
 /// How long a reverse lookup may take before the host is reported without a name.
 const RDNS_DEADLINE: Duration = Duration::from_secs(3);
 
@@ -48,15 +54,61 @@ fn cancel_flag(cancel: &CancellationToken) -> (Arc<AtomicBool>, tokio::task::Joi
     (flag, watcher)
 }
 
-/// Host discovery as the plan asks: the connect ping, ICMP echo (-PE), or both, a host
-/// being up at the first answer to either.
+/// A raw-packet scan of `hosts` × `slots` on a blocking thread, Ctrl-C aware; in dry-run
+/// mode the probes are printed on stdout instead.
+async fn raw_scan(
+    plan: &Plan,
+    hosts: Vec<(usize, IpAddr)>,
+    slots: Vec<Slot>,
+    mode: Mode,
+    share: Share,
+    progress: Arc<Progress>,
+    cancel: &CancellationToken,
+) -> Result<RawRun> {
+    let (timing, seed, dry_run) = (plan.timing.clone(), plan.seed(), plan.dry_run);
+    let payloads = plan.payloads.clone();
+    let (flag, watcher) = cancel_flag(cancel);
+    let result = tokio::task::spawn_blocking(move || {
+        let stdout = Mutex::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stdout(),
+        ));
+        let payload = |port: u16| payloads.first_for(port);
+        let job = RawJob {
+            hosts: &hosts,
+            slots: &slots,
+            mode,
+            timing: &timing,
+            seed,
+            share,
+            payload: &payload,
+            output: if dry_run {
+                Output::DryRun(&stdout)
+            } else {
+                Output::Wire
+            },
+        };
+        let run = run_raw(&job, &progress, &flag);
+        if let Ok(mut out) = stdout.lock() {
+            let _ = out.flush();
+        }
+        run
+    })
+    .await;
+    watcher.abort();
+    Ok(result??)
+}
+
+/// Host discovery as the plan asks: the connect ping without raw sockets, else the raw
+/// probes (Nmap's default set, or the -P options), a host being up at its first answer.
 async fn discover(
     plan: &Plan,
     ips: &[IpAddr],
     cancel: &CancellationToken,
 ) -> Result<Vec<PingResult>> {
-    let mut pings = if plan.ping_connect {
-        ping_hosts(ips, &plan.ping_ports, &plan.timing, 256, cancel.clone()).await
+    let d = &plan.discovery;
+    let mut pings: Vec<PingResult> = if !d.connect_ports.is_empty() {
+        ping_hosts(ips, &d.connect_ports, &plan.timing, 256, cancel.clone()).await
     } else {
         ips.iter()
             .map(|_| PingResult {
@@ -65,32 +117,35 @@ async fn discover(
             })
             .collect()
     };
-    if plan.ping_echo {
-        let v4: Vec<(usize, Ipv4Addr)> = ips
-            .iter()
-            .enumerate()
-            .filter_map(|(i, ip)| match ip {
-                IpAddr::V4(a) => Some((i, *a)),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        let targets: Vec<Ipv4Addr> = v4.iter().map(|&(_, a)| a).collect();
-        let timing = plan.timing.clone();
-        let (flag, watcher) = cancel_flag(cancel);
-        let replies =
-            tokio::task::spawn_blocking(move || run_echo_ping(&targets, &timing, &flag)).await;
-        watcher.abort();
-        let replies = replies??;
-        for ((i, _), reply) in v4.into_iter().zip(replies) {
-            if let (Some(r), Some(slot)) = (reply, pings.get_mut(i)) {
-                if slot.status.state != HostState::Up {
-                    slot.status = HostStatus {
-                        state: HostState::Up,
-                        reason: "echo-reply".into(),
-                        reason_ttl: r.ttl,
-                    };
-                    slot.rtt = Some(r.rtt);
-                }
+    if d.slots.is_empty() {
+        return Ok(pings);
+    }
+    let hosts: Vec<(usize, IpAddr)> = ips.iter().copied().enumerate().collect();
+    // A sweep (-sn) is the scan --shard divides; before a port scan every machine must
+    // know every host.
+    let share = if plan.scan == ScanKind::PingOnly {
+        plan.share
+    } else {
+        Share::ALL
+    };
+    let run = raw_scan(
+        plan,
+        hosts,
+        d.slots.clone(),
+        Mode::Discovery,
+        share,
+        Arc::new(Progress::default()),
+        cancel,
+    )
+    .await?;
+    for host in run.hosts {
+        if let (Some(a), Some(slot)) = (host.answer, pings.get_mut(host.tag)) {
+            if slot.status.state != HostState::Up {
+                slot.status = HostStatus {
+                    state: HostState::Up,
+                    reason: a.reason.into(),
+                    reason_ttl: a.ttl,
+                };
             }
         }
     }
@@ -108,11 +163,12 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
     let mut run = ScanRun::new(plan.args_line.clone(), plan.start.timestamp());
     run.verbose = plan.out_opts.verbose;
     run.debugging = plan.out_opts.debugging;
-    if matches!(plan.scan, ScanKind::Connect | ScanKind::Syn) {
-        run.scaninfo.push(plan.scaninfo());
-    }
+    run.scaninfo = plan.scaninfo();
     let mut sink = plan.take_sink();
-    sink.begin(&run)?;
+    // A dry run prints probes on stdout, and no report.
+    if !plan.dry_run {
+        sink.begin(&run)?;
+    }
 
     let cancel = CancellationToken::new();
     {
@@ -133,11 +189,18 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
         None => completeness = Some(c),
     };
     let mut targets = plan.targets();
+    let probes_per_host = match plan.scan {
+        ScanKind::PingOnly | ScanKind::List => plan.discovery.slots.len(),
+        _ => plan.ports.len() + plan.udp_ports.len(),
+    }
+    .max(1);
+    let batch_size = (BATCH_PROBES / probes_per_host).clamp(MIN_BATCH, MAX_BATCH);
+    let port_scan = !matches!(plan.scan, ScanKind::PingOnly | ScanKind::List);
     loop {
         if cancel.is_cancelled() {
             break;
         }
-        let batch: Vec<(IpAddr, Option<String>)> = targets.by_ref().take(BATCH).collect();
+        let batch: Vec<(IpAddr, Option<String>)> = targets.by_ref().take(batch_size).collect();
         if batch.is_empty() {
             break;
         }
@@ -156,7 +219,8 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
                     rtt: None,
                 })
                 .collect()
-        } else if plan.no_ping {
+        } else if plan.no_ping || (plan.dry_run && port_scan) {
+            // A dry run of a port scan prints the port probes of every host, as with -Pn.
             ips.iter()
                 .map(|_| PingResult {
                     status: HostStatus::up("user-set"),
@@ -221,10 +285,10 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
             let report = match plan.scan {
                 ScanKind::List => true,
                 ScanKind::PingOnly => state == HostState::Up || plan.out_opts.verbose > 0,
-                ScanKind::Connect | ScanKind::Syn => {
+                ScanKind::Connect | ScanKind::Syn | ScanKind::Udp => {
                     state != HostState::Up && plan.out_opts.verbose > 0
                 }
-            };
+            } && !plan.dry_run;
             if report {
                 let mut h = make_host(i, ping.status.clone());
                 h.times = ping.rtt.map(report::times_from_rtt);
@@ -235,58 +299,78 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
             }
         }
 
-        if up_idx.is_empty() || !matches!(plan.scan, ScanKind::Connect | ScanKind::Syn) {
+        if up_idx.is_empty() || !port_scan {
             continue;
         }
 
-        if plan.scan == ScanKind::Syn {
-            let targets: Vec<(usize, Ipv4Addr)> = up_idx
-                .iter()
-                .filter_map(|&i| match ips[i] {
-                    IpAddr::V4(v4) => Some((i, v4)),
-                    IpAddr::V6(_) => None,
-                })
-                .collect();
+        if plan.raw_port_scan() {
+            let targets: Vec<(usize, IpAddr)> = up_idx.iter().map(|&i| (i, ips[i])).collect();
             let progress_state = Arc::new(Progress::default());
             let stop_progress = CancellationToken::new();
-            let reporter = progress::spawn(
-                progress_state.clone(),
-                plan.stats_every,
-                "SYN Stealth Scan",
-                stop_progress.clone(),
-            );
-            let (flag, watcher) = cancel_flag(&cancel);
-            let (ports, timing, seed) = (plan.ports.clone(), plan.timing.clone(), plan.seed());
-            let progress_for_scan = progress_state.clone();
-            let flag_for_scan = flag.clone();
+            let label = match (plan.scan, plan.udp) {
+                (ScanKind::Syn, false) => "SYN Stealth Scan",
+                (ScanKind::Syn, true) => "SYN Stealth and UDP Scan",
+                _ => "UDP Scan",
+            };
+            let reporter = if plan.dry_run {
+                None
+            } else {
+                Some(progress::spawn(
+                    progress_state.clone(),
+                    plan.stats_every,
+                    label,
+                    stop_progress.clone(),
+                ))
+            };
             let wall_start = SystemTime::now();
-            let result = tokio::task::spawn_blocking(move || {
-                run_syn(
-                    &targets,
-                    &ports,
-                    &timing,
-                    seed,
-                    &progress_for_scan,
-                    &flag_for_scan,
-                )
-            })
-            .await?;
-            watcher.abort();
+            let result = raw_scan(
+                &plan,
+                targets,
+                plan.port_slots(),
+                Mode::Ports,
+                plan.share,
+                progress_state,
+                &cancel,
+            )
+            .await;
             stop_progress.cancel();
-            let _ = reporter.await;
-            let syn = result?;
-            for host in &syn.hosts {
-                if syn.interrupted {
+            if let Some(r) = reporter {
+                let _ = r.await;
+            }
+            let raw = result?;
+            for host in &raw.hosts {
+                if raw.interrupted || plan.dry_run {
                     break;
+                }
+                if host.slots.is_empty() {
+                    // Another shard's host.
+                    continue;
                 }
                 let mut h = make_host(host.tag, pings[host.tag].status.clone());
                 h.starttime = Some(epoch(wall_start));
                 h.endtime = Some(epoch(SystemTime::now()));
-                report::fill_ports(&mut h, Protocol::Tcp, &host.ports, &plan.services, &syn.rtt);
+                let mut all = Vec::new();
+                for proto in [Protocol::Tcp, Protocol::Udp] {
+                    let ports: Vec<(u16, PortState, &str, u8)> = host
+                        .slots
+                        .iter()
+                        .filter_map(|r| match (proto, r.slot) {
+                            (Protocol::Tcp, Slot::Syn(p)) | (Protocol::Udp, Slot::Udp(p)) => {
+                                Some((p, r.state, r.reason, r.ttl))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    if !ports.is_empty() {
+                        report::fill_ports(&mut h, proto, &ports, &plan.services, &raw.rtt);
+                        all.append(&mut h.ports);
+                    }
+                }
+                h.ports = all;
                 h.collapse_ports(COLLAPSE_THRESHOLD, plan.out_opts.open_only);
                 sink.host(&run, &h)?;
             }
-            let s = syn.stats;
+            let s = raw.stats;
             add_completeness(Completeness::estimate(
                 s.probes_sent,
                 s.retransmissions,
@@ -298,7 +382,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
             if plan.out_opts.debugging > 0 {
                 eprintln!(
                     "Completeness: {} probes sent, {} retransmissions in {} passes, {} answered, {} unanswered, {} rate cuts, {} invalid, {} receive drops",
-                    s.probes_sent, s.retransmissions, s.passes, s.answers, s.unanswered, s.rate_cuts, s.invalid, syn.receive_drops
+                    s.probes_sent, s.retransmissions, s.passes, s.answers, s.unanswered, s.rate_cuts, s.invalid, raw.receive_drops
                 );
             }
             continue;
@@ -383,7 +467,9 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
     if total == 0 && !interrupted {
         eprintln!("WARNING: No targets were specified, so 0 hosts scanned.");
     }
-    sink.end(&run)?;
+    if !plan.dry_run {
+        sink.end(&run)?;
+    }
     Ok(if interrupted {
         Ended::Interrupted
     } else {

@@ -1,0 +1,1814 @@
+//! The sans-I/O core of every raw-packet scan: the SYN scan (-sS), the UDP scan (-sU), both
+//! at once, and host discovery with ICMP, TCP and UDP probes (-PE/-PP/-PM/-PS/-PA/-PU), over
+//! IPv4 and IPv6.
+//!
+//! It never touches a socket or the clock: the driver asks [`RawScan::poll`] what to send at
+//! `now`, builds the packet ([`Probe`] says which), and hands every received IP packet to
+//! [`RawScan::on_packet`]. So the whole policy runs under test on a fake clock against
+//! simulated hosts.
+//!
+//! - **Slots.** Each host is probed in the same list of [`Slot`]s: a TCP SYN to a port, a UDP
+//!   datagram to a port, an ICMP echo, ... A port scan's slots are its ports (TCP and UDP
+//!   together for `-sS -sU`); a discovery sweep's are the ping probes.
+//! - **Order.** Hosts × slots are visited in a seeded random permutation (O(1) state), which
+//!   spreads the load over hosts. `--shard K/N` and the per-core split take every N-th
+//!   position of that one order, so shards are disjoint and together cover everything.
+//! - **No per-probe state.** Every probe carries a *stamp*: a keyed cookie of its 4-tuple
+//!   whose low 8 bits are replaced by the send epoch (4 ms units). It travels as the TCP
+//!   sequence number, the ICMP identifier and sequence number, or (UDP) the IPv4
+//!   identification / IPv6 flow label, which ICMP errors quote back. A reply is accepted only
+//!   if it carries the cookie's upper 24 bits (UDP replies: the keyed source port). The epoch
+//!   bits tell when the answered probe left, which gives RTT samples and per-epoch loss
+//!   without remembering any probe.
+//! - **Retransmission driven by answers.** Probes go out in passes: pass 0 sends every probe,
+//!   each later pass resends only what is still unanswered, after waiting the RTT timeout.
+//!   A first retransmission always happens; further passes only while the previous pass's
+//!   retransmissions were answered (so loss is recovered and silence is not chased),
+//!   never beyond `--max-retries`.
+//! - **Congestion control that random loss does not fool.** For each send epoch the share
+//!   of probes left unanswered is compared with the lowest share seen so far (the floor that
+//!   random loss and filtered ports produce whatever the rate). Loss well above that floor
+//!   means the path is congested: the rate halves. Otherwise the rate grows, up to the
+//!   ceiling. `--max-rate`/`--min-rate` bound it exactly.
+//! - **Discovery** ([`Mode::Discovery`]): a host is up at its first answer, and its other
+//!   probes are then dropped from later passes.
+
+use crate::permutation::{Permutation, Shard};
+use crate::timing::{RttEstimator, Timing, TokenBucket};
+use portolan_model::PortState;
+use portolan_wire::cookie::CookieKey;
+use portolan_wire::tcp::{self, Flags};
+use portolan_wire::{icmpv4, icmpv6, ipv4, ipv6, udp, IpProtocol};
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::time::{Duration, Instant};
+
+/// What one probe of a host is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Slot {
+    /// A TCP SYN to this port (-sS, -PS).
+    Syn(u16),
+    /// A TCP ACK to this port (-PA): any RST says the host is up.
+    Ack(u16),
+    /// A UDP datagram to this port (-sU, -PU), with the port's payload.
+    Udp(u16),
+    /// An ICMP (or ICMPv6) echo request (-PE).
+    Echo,
+    /// An ICMP timestamp request (-PP); IPv4 only.
+    Timestamp,
+    /// An ICMP address mask request (-PM); IPv4 only.
+    Netmask,
+}
+
+impl Slot {
+    /// The port a TCP or UDP slot probes.
+    pub fn port(self) -> Option<u16> {
+        match self {
+            Slot::Syn(p) | Slot::Ack(p) | Slot::Udp(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The destination "port" the cookie is keyed on: ICMP slots use their request type.
+    fn cookie_port(self) -> u16 {
+        match self {
+            Slot::Syn(p) | Slot::Ack(p) | Slot::Udp(p) => p,
+            Slot::Echo => 8,
+            Slot::Timestamp => 13,
+            Slot::Netmask => 17,
+        }
+    }
+
+    fn is_icmp(self) -> bool {
+        matches!(self, Slot::Echo | Slot::Timestamp | Slot::Netmask)
+    }
+}
+
+/// What a scan wants to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The state of every slot (port).
+    Ports,
+    /// Whether each host answers at all: its first answer ends its probing.
+    Discovery,
+}
+
+/// One packet to send. The driver builds it from the slot:
+/// - `Syn`: TCP SYN `sport → port`, sequence number `stamp`;
+/// - `Ack`: TCP ACK `sport → port`, sequence and acknowledgement numbers `stamp`;
+/// - `Udp`: UDP `sport → port` with the port's payload; IPv4 identification `stamp as u16`,
+///   IPv6 flow label `stamp & 0xfffff`;
+/// - ICMP slots: identifier `(stamp >> 16) as u16`, sequence number `stamp as u16`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub slot: Slot,
+    pub sport: u16,
+    pub stamp: u32,
+}
+
+/// What the driver should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanPoll {
+    Send(Probe),
+    /// Nothing to send before this instant; hand over received packets meanwhile.
+    WaitUntil(Instant),
+    Done,
+}
+
+/// Counters for the completeness report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    pub probes_sent: u64,
+    pub retransmissions: u64,
+    pub answers: u64,
+    pub duplicates: u64,
+    pub invalid: u64,
+    pub passes: u32,
+    pub rate_cuts: u32,
+    /// Probes never answered (ports reported filtered with reason no-response).
+    pub unanswered: u64,
+    /// Answers that came only to a retransmission: their first try was lost.
+    pub late_answers: u64,
+}
+
+impl ScanStats {
+    /// Adds another engine's counters (the per-core engines of one scan).
+    pub fn add(&mut self, b: &ScanStats) {
+        self.probes_sent += b.probes_sent;
+        self.retransmissions += b.retransmissions;
+        self.answers += b.answers;
+        self.duplicates += b.duplicates;
+        self.invalid += b.invalid;
+        self.passes = self.passes.max(b.passes);
+        self.rate_cuts += b.rate_cuts;
+        self.unanswered += b.unanswered;
+        self.late_answers += b.late_answers;
+    }
+}
+
+/// Which of the scan's positions this engine sends: `start, start + stride, ...` of the
+/// permuted order. `--shard K/N` is `start = K-1, stride = N`; splitting that over `c`
+/// cores gives core `k` `start = K-1 + N*k, stride = N*c`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    pub start: u64,
+    pub stride: u64,
+}
+
+impl Share {
+    pub const ALL: Share = Share {
+        start: 0,
+        stride: 1,
+    };
+
+    /// This share split `parts` ways: part `k` (0-based).
+    pub fn split(self, k: u64, parts: u64) -> Share {
+        Share {
+            start: self.start + self.stride * k,
+            stride: self.stride * parts.max(1),
+        }
+    }
+
+    /// The share of a `--shard` (masscan's K/N).
+    pub fn of_shard(shard: Shard) -> Share {
+        Share {
+            start: u64::from(shard.index),
+            stride: u64::from(shard.count).max(1),
+        }
+    }
+
+    fn contains(self, pos: u64) -> bool {
+        pos >= self.start && (pos - self.start).is_multiple_of(self.stride)
+    }
+}
+
+/// The answer a slot got, as Nmap reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotResult {
+    pub slot: Slot,
+    pub state: PortState,
+    pub reason: &'static str,
+    /// TTL (hop limit) of the answer; 0 without one.
+    pub ttl: u8,
+}
+
+/// A host's discovery verdict: the reason of its first answer, and that answer's TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostAnswer {
+    pub reason: &'static str,
+    pub ttl: u8,
+}
+
+/// Source ports of our probes: outside Linux's default ephemeral range, so the kernel's
+/// own connections never collide with them.
+pub const SOURCE_PORTS: RangeInclusive<u16> = 61_000..=64_999;
+
+/// Width of a send epoch. 256 epochs (the 8 stamped bits) span about a second.
+const EPOCH: Duration = Duration::from_millis(4);
+const EPOCHS: usize = 256;
+/// Loss above the floor by this much (absolute) is congestion.
+const CONGESTION_MARGIN: f64 = 0.15;
+/// How much lower the loss must be at half the rate for halving again to be worth it.
+const EXPLORE_GAIN: f64 = 0.05;
+/// Loss is judged over at least this many first-pass probes, so that chance alone (3% loss
+/// seen as 15% more) is out of the question.
+const MIN_SAMPLE_PROBES: u32 = 200;
+/// The rate the scan starts at when neither template nor user says otherwise.
+const INITIAL_RATE: f64 = 5_000.0;
+/// The most the scan sends without a --max-rate: what one core's sendmmsg sustains.
+const DEFAULT_CEILING: f64 = 300_000.0;
+
+// Per-slot result codes. ICMP unreachable codes are stored as a base plus the ICMP code.
+const UNANSWERED: u8 = 0;
+const SYN_ACK: u8 = 1;
+const RESET: u8 = 2;
+const UDP_REPLY: u8 = 3;
+const ICMP_REPLY: u8 = 4;
+/// Discovery: the host already answered another probe.
+const SKIPPED: u8 = 5;
+/// Outside this engine's share.
+const NOT_PROBED: u8 = 6;
+const UNREACH_V4: u8 = 32;
+const UNREACH_V6: u8 = 64;
+
+/// Nmap's reason for an ICMP destination unreachable code, and whether the port it quotes
+/// is closed (port unreachable) rather than filtered.
+fn unreach_reason(code: u8) -> (&'static str, bool) {
+    match code {
+        c if (UNREACH_V4..UNREACH_V6).contains(&c) => match c - UNREACH_V4 {
+            0 => ("net-unreach", false),
+            1 => ("host-unreach", false),
+            2 => ("proto-unreach", false),
+            3 => ("port-unreach", true),
+            9 => ("net-prohibited", false),
+            10 => ("host-prohibited", false),
+            13 => ("admin-prohibited", false),
+            _ => ("unreach", false),
+        },
+        c => match c.wrapping_sub(UNREACH_V6) {
+            0 => ("net-unreach", false),
+            1 => ("admin-prohibited", false),
+            3 => ("host-unreach", false),
+            4 => ("port-unreach", true),
+            _ => ("unreach", false),
+        },
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Epoch {
+    start: Option<Instant>,
+    sent: u32,
+    answered: u32,
+    /// The rate the epoch's probes were sent at.
+    rate: f64,
+}
+
+/// Settled first-pass epochs gathered until they say enough about loss.
+#[derive(Debug, Clone, Copy, Default)]
+struct LossSample {
+    sent: u32,
+    answered: u32,
+    /// The lowest rate among the epochs gathered.
+    rate: f64,
+}
+
+/// One recognised answer.
+struct Answer {
+    host: IpAddr,
+    slot: Slot,
+    code: u8,
+    ttl: u8,
+    /// Whether the answer came from the probed host itself (not a router on the way).
+    from_target: bool,
+    epoch: Option<u8>,
+}
+
+/// A scan of `hosts` × `slots` from `src`.
+pub struct RawScan {
+    timing: Timing,
+    mode: Mode,
+    src: IpAddr,
+    hosts: Vec<IpAddr>,
+    /// Indices into `hosts`, sorted by address: the reverse lookup without a hash map.
+    by_addr: Vec<u32>,
+    slots: Vec<Slot>,
+    /// Slot → index in `slots`, for TCP SYN/ACK and UDP ports (u16::MAX: not probed).
+    syn_index: Vec<u16>,
+    ack_index: Vec<u16>,
+    udp_index: Vec<u16>,
+    key: CookieKey,
+    perm: Permutation,
+    share: Share,
+    /// hosts × slots result codes, index = host + hosts * slot_idx.
+    results: Vec<u8>,
+    ttl: Vec<u8>,
+    pass: u32,
+    pos: u64,
+    /// Answers to probes sent in the current pass (retransmission depth).
+    pass_answers: u64,
+    pass_done_at: Option<Instant>,
+    unanswered_left: u64,
+    rtt: RttEstimator,
+    // Rate control.
+    rate: f64,
+    ceiling: f64,
+    floor_rate: f64,
+    pacer: TokenBucket,
+    epochs: [Epoch; EPOCHS],
+    current_epoch: Option<(u8, Instant)>,
+    loss_floor: f64,
+    /// The lowest rate whose loss has been judged: high loss there is ambiguous (it may be
+    /// the path's floor or congestion) until a lower rate has been tried.
+    lowest_judged: f64,
+    /// The loss seen at `lowest_judged`.
+    loss_at_lowest: f64,
+    /// The highest rate whose loss was judged clean (near the floor): retransmissions,
+    /// which recover what the first pass lost, are paced no faster.
+    clean_rate: Option<f64>,
+    sample: LossSample,
+    last_cut: Option<Instant>,
+    pub stats: ScanStats,
+}
+
+impl RawScan {
+    /// A scan of `hosts` × `slots` from `src` (one address family), sending the positions
+    /// of `share` in the order `seed` gives.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        timing: Timing,
+        mode: Mode,
+        src: IpAddr,
+        hosts: Vec<IpAddr>,
+        slots: Vec<Slot>,
+        key: CookieKey,
+        seed: u64,
+        share: Share,
+    ) -> Self {
+        let n = hosts.len() as u64 * slots.len() as u64;
+        let ceiling = timing.max_rate.unwrap_or(DEFAULT_CEILING).max(1.0);
+        let floor_rate = timing.min_rate.unwrap_or(1.0).min(ceiling);
+        let initial = match timing.template as u8 {
+            0..=2 => 10.0,
+            3 => INITIAL_RATE,
+            _ => INITIAL_RATE * 4.0,
+        };
+        let (mut syn_index, mut ack_index, mut udp_index) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, slot) in slots.iter().enumerate() {
+            let (table, port) = match *slot {
+                Slot::Syn(p) => (&mut syn_index, p),
+                Slot::Ack(p) => (&mut ack_index, p),
+                Slot::Udp(p) => (&mut udp_index, p),
+                _ => continue,
+            };
+            if table.is_empty() {
+                *table = vec![u16::MAX; 65536];
+            }
+            table[port as usize] = i as u16;
+        }
+        let mut by_addr: Vec<u32> = (0..hosts.len() as u32).collect();
+        by_addr.sort_unstable_by_key(|&i| hosts[i as usize]);
+        let perm = Permutation::new(n, seed);
+        let mut results = vec![UNANSWERED; n as usize];
+        let mut unanswered_left = n;
+        if share != Share::ALL {
+            unanswered_left = 0;
+            for pos in 0..n {
+                if share.contains(pos) {
+                    unanswered_left += 1;
+                } else {
+                    results[perm.at(pos) as usize] = NOT_PROBED;
+                }
+            }
+        }
+        RawScan {
+            syn_index,
+            ack_index,
+            udp_index,
+            by_addr,
+            rtt: RttEstimator::new(&timing),
+            rate: initial.clamp(floor_rate, ceiling),
+            ceiling,
+            floor_rate,
+            timing,
+            mode,
+            src,
+            results,
+            ttl: vec![0; n as usize],
+            hosts,
+            slots,
+            key,
+            perm,
+            share,
+            pass: 0,
+            pos: share.start,
+            pass_answers: 0,
+            pass_done_at: None,
+            unanswered_left,
+            pacer: TokenBucket::default(),
+            epochs: [Epoch::default(); EPOCHS],
+            current_epoch: None,
+            loss_floor: 1.0,
+            lowest_judged: f64::INFINITY,
+            loss_at_lowest: 1.0,
+            clean_rate: None,
+            sample: LossSample::default(),
+            last_cut: None,
+            stats: ScanStats::default(),
+        }
+    }
+
+    /// Probes per second the scan currently allows itself.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    fn n(&self) -> u64 {
+        self.results.len() as u64
+    }
+
+    fn split(&self, idx: u64) -> (usize, usize) {
+        let h = self.hosts.len() as u64;
+        ((idx % h) as usize, (idx / h) as usize)
+    }
+
+    /// The cookie of a probe (before the epoch is stamped in) and its source port.
+    fn cookie(&self, dst: IpAddr, slot: Slot) -> (u32, u16) {
+        let dport = slot.cookie_port();
+        let sport = if slot.is_icmp() {
+            0
+        } else {
+            self.key.source_port(self.src, dst, dport, SOURCE_PORTS)
+        };
+        (self.key.cookie(self.src, sport, dst, dport), sport)
+    }
+
+    fn probe_for(&self, host: usize, slot: usize, epoch: u8) -> Probe {
+        let dst = self.hosts[host];
+        let slot = self.slots[slot];
+        let (cookie, sport) = self.cookie(dst, slot);
+        Probe {
+            src: self.src,
+            dst,
+            slot,
+            sport,
+            stamp: (cookie & !0xff) | u32::from(epoch),
+        }
+    }
+
+    /// The next thing to do at `now`.
+    pub fn poll(&mut self, now: Instant) -> ScanPoll {
+        self.review_epochs(now);
+        loop {
+            if self.pos >= self.n() {
+                // The pass is sent: wait for late answers, then decide on another pass.
+                let done_at = *self.pass_done_at.get_or_insert(now);
+                let wait_until = done_at + self.rtt.timeout();
+                if self.unanswered_left > 0 && now < wait_until {
+                    return ScanPoll::WaitUntil(wait_until);
+                }
+                let retry_allowed = self.pass < self.timing.max_retries
+                    && (self.pass == 0 || self.pass_answers > 0);
+                self.stats.passes = self.pass + 1;
+                if self.unanswered_left == 0 || !retry_allowed {
+                    self.stats.unanswered = self.unanswered_left;
+                    return ScanPoll::Done;
+                }
+                self.pass += 1;
+                self.pass_answers = 0;
+                self.pos = self.share.start;
+                self.pass_done_at = None;
+            }
+            // Pacing: a token bucket at the current rate (bursts of at most 4 ms worth);
+            // retransmissions go no faster than the highest rate seen to be clean.
+            let rate = match (self.pass, self.clean_rate) {
+                (0, _) | (_, None) => self.rate,
+                (_, Some(clean)) => self.rate.min(clean).max(self.floor_rate),
+            };
+            if let Some(at) = self.pacer.wait(now, rate, EPOCH) {
+                return ScanPoll::WaitUntil(at);
+            }
+            // The next probe still unanswered in this pass.
+            while self.pos < self.n() {
+                let idx = self.perm.at(self.pos);
+                self.pos += self.share.stride;
+                if self.results[idx as usize] != UNANSWERED {
+                    continue;
+                }
+                let (h, s) = self.split(idx);
+                let epoch = self.epoch_for(now);
+                let probe = self.probe_for(h, s, epoch);
+                self.pacer.take();
+                self.stats.probes_sent += 1;
+                if self.pass > 0 {
+                    self.stats.retransmissions += 1;
+                }
+                if self.pass == 0 {
+                    // Only first tries measure the path: retransmissions go mostly to
+                    // silent ports, whose loss says nothing about congestion.
+                    self.epochs[epoch as usize].sent += 1;
+                }
+                return ScanPoll::Send(probe);
+            }
+        }
+    }
+
+    /// The epoch stamp for a probe sent at `now`, opening a new epoch when 4 ms have passed.
+    fn epoch_for(&mut self, now: Instant) -> u8 {
+        match self.current_epoch {
+            Some((e, start)) if now.saturating_duration_since(start) < EPOCH => e,
+            Some((e, _)) => {
+                let next = e.wrapping_add(1);
+                self.open_epoch(next, now);
+                next
+            }
+            None => {
+                self.open_epoch(0, now);
+                0
+            }
+        }
+    }
+
+    fn open_epoch(&mut self, e: u8, now: Instant) {
+        // An epoch still unsettled when its stamp comes round again is judged now.
+        self.settle_epoch(e as usize, now);
+        self.epochs[e as usize] = Epoch {
+            start: Some(now),
+            sent: 0,
+            answered: 0,
+            rate: self.rate,
+        };
+        self.current_epoch = Some((e, now));
+    }
+
+    /// How long after an epoch its answers are in, for judging loss: the measured round
+    /// trip with room for jitter, not the retransmission timeout, whose floor (100 ms)
+    /// exists to avoid needless retries and would make the rate climb slowly on a LAN.
+    fn settle_time(&self) -> Duration {
+        let measured = self
+            .rtt
+            .srtt()
+            .map(|s| (s + self.rtt.rttvar() * 4) * 2 + Duration::from_millis(1));
+        EPOCH + measured.map_or(self.rtt.timeout(), |m| m.min(self.rtt.timeout()))
+    }
+
+    /// Looks at epochs old enough for their answers to be in, and adjusts the rate.
+    fn review_epochs(&mut self, now: Instant) {
+        let settle = self.settle_time();
+        for i in 0..EPOCHS {
+            if self.epochs[i]
+                .start
+                .is_some_and(|s| now.saturating_duration_since(s) >= settle)
+            {
+                self.settle_epoch(i, now);
+            }
+        }
+    }
+
+    /// Adds a settled epoch to the loss sample; judges the sample once it is large enough.
+    fn settle_epoch(&mut self, i: usize, now: Instant) {
+        let ep = self.epochs[i];
+        if ep.start.is_none() {
+            return;
+        }
+        self.epochs[i].start = None;
+        if ep.sent == 0 {
+            return;
+        }
+        let s = &mut self.sample;
+        s.rate = if s.sent == 0 {
+            ep.rate
+        } else {
+            s.rate.min(ep.rate)
+        };
+        s.sent += ep.sent;
+        s.answered += ep.answered.min(ep.sent);
+        if s.sent < MIN_SAMPLE_PROBES {
+            return;
+        }
+        let sample = std::mem::take(&mut self.sample);
+        let loss = 1.0 - f64::from(sample.answered) / f64::from(sample.sent);
+        self.loss_floor = self.loss_floor.min(loss);
+        // Heavy loss at the lowest rate tried so far says nothing yet: the path may have
+        // been congested from the first probe. Halving the rate tells: while the loss keeps
+        // dropping, it was congestion (halve again); once it stops, what remains is the
+        // floor (random loss, silent ports), and the rule above takes over.
+        let first = self.lowest_judged.is_infinite();
+        let lower = sample.rate < self.lowest_judged * 0.9;
+        let improved = lower && self.loss_at_lowest - loss > EXPLORE_GAIN;
+        let unexplored =
+            loss > CONGESTION_MARGIN && (first || improved) && sample.rate / 2.0 >= self.floor_rate;
+        if sample.rate <= self.lowest_judged {
+            self.lowest_judged = sample.rate;
+            self.loss_at_lowest = loss;
+        }
+        if loss > self.loss_floor + CONGESTION_MARGIN || unexplored {
+            // Loss that appears with a higher rate is the path's doing: halve the rate the
+            // loss was seen at, once per settle period.
+            let recent = self
+                .last_cut
+                .is_some_and(|t| now.saturating_duration_since(t) < self.settle_time());
+            if !recent {
+                self.rate = (self.rate.min(sample.rate) / 2.0).max(self.floor_rate);
+                self.last_cut = Some(now);
+                self.stats.rate_cuts += 1;
+            }
+        } else if sample.rate >= self.rate * 0.8 {
+            if loss <= self.loss_floor + CONGESTION_MARGIN / 2.0 {
+                self.clean_rate = Some(self.clean_rate.map_or(sample.rate, |c| c.max(sample.rate)));
+            }
+            // The path kept up at (nearly) the current rate: double it.
+            self.rate = (self.rate * 2.0).min(self.ceiling);
+        }
+    }
+    /// Digests one received IP packet (starting at the IPv4 or IPv6 header).
+    pub fn on_packet(&mut self, now: Instant, packet: &[u8]) {
+        let answer = match packet.first().map(|b| b >> 4) {
+            Some(4) => self.classify_v4(packet),
+            Some(6) => self.classify_v6(packet),
+            _ => Err(true),
+        };
+        match answer {
+            Ok(a) => self.accept(now, a),
+            Err(true) => self.stats.invalid += 1,
+            Err(false) => {}
+        }
+    }
+
+    /// `Err(true)`: malformed or forged (counted); `Err(false)`: not ours, ignored.
+    fn classify_v4(&self, packet: &[u8]) -> Result<Answer, bool> {
+        let ip = ipv4::Packet::new_checked(packet).map_err(|_| true)?;
+        let (from, to) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
+        if to != self.src {
+            return Err(false);
+        }
+        let ttl = ip.ttl();
+        match ip.protocol() {
+            IpProtocol::TCP => self.classify_tcp(from, ttl, ip.payload()),
+            IpProtocol::UDP => self.classify_udp(from, ttl, ip.payload()),
+            IpProtocol::ICMP => {
+                let icmp = icmpv4::Packet::new_checked(ip.payload()).map_err(|_| true)?;
+                let slot = match icmp.msg_type() {
+                    icmpv4::Message::ECHO_REPLY => Slot::Echo,
+                    icmpv4::Message::TIMESTAMP_REPLY => Slot::Timestamp,
+                    icmpv4::Message::ADDRESS_MASK_REPLY => Slot::Netmask,
+                    icmpv4::Message::DST_UNREACHABLE => {
+                        let q = icmp.quoted().map_err(|_| true)?;
+                        if IpAddr::V4(q.ip.src_addr) != self.src {
+                            return Err(false);
+                        }
+                        let dst = IpAddr::V4(q.ip.dst_addr);
+                        let code = UNREACH_V4 + icmp.msg_code().min(31);
+                        let mut a =
+                            self.classify_quoted(dst, q.ip.protocol, &q, q.ip.ident.into(), code)?;
+                        a.ttl = ttl;
+                        a.from_target = from == dst;
+                        return Ok(a);
+                    }
+                    _ => return Err(false),
+                };
+                let stamp = u32::from(icmp.echo_ident()) << 16 | u32::from(icmp.echo_seq_no());
+                self.icmp_reply(from, slot, stamp, ttl)
+            }
+            _ => Err(false),
+        }
+    }
+
+    fn classify_v6(&self, packet: &[u8]) -> Result<Answer, bool> {
+        let ip = ipv6::Packet::new_checked(packet).map_err(|_| true)?;
+        let (from, to) = (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()));
+        if to != self.src {
+            return Err(false);
+        }
+        let ttl = ip.hop_limit();
+        match ip.next_header() {
+            IpProtocol::TCP => self.classify_tcp(from, ttl, ip.payload()),
+            IpProtocol::UDP => self.classify_udp(from, ttl, ip.payload()),
+            IpProtocol::ICMPV6 => {
+                let icmp = icmpv6::Packet::new_checked(ip.payload()).map_err(|_| true)?;
+                match icmp.msg_type() {
+                    icmpv6::Message::ECHO_REPLY => {
+                        let stamp =
+                            u32::from(icmp.echo_ident()) << 16 | u32::from(icmp.echo_seq_no());
+                        self.icmp_reply(from, Slot::Echo, stamp, ttl)
+                    }
+                    icmpv6::Message::DST_UNREACHABLE => {
+                        let q = icmp.quoted().map_err(|_| true)?;
+                        if IpAddr::V6(q.ip.src_addr) != self.src {
+                            return Err(false);
+                        }
+                        let dst = IpAddr::V6(q.ip.dst_addr);
+                        let code = UNREACH_V6 + icmp.msg_code().min(31);
+                        let mut a =
+                            self.classify_quoted(dst, q.ip.next_header, &q, q.ip.flow_label, code)?;
+                        a.ttl = ttl;
+                        a.from_target = from == dst;
+                        Ok(a)
+                    }
+                    _ => Err(false),
+                }
+            }
+            _ => Err(false),
+        }
+    }
+
+    /// Checks a stamp against the cookie of (`dst`, `slot`); returns its epoch.
+    fn check_stamp(&self, dst: IpAddr, slot: Slot, stamp: u32) -> Result<u8, bool> {
+        let (cookie, _) = self.cookie(dst, slot);
+        if stamp & !0xff == cookie & !0xff {
+            Ok(stamp as u8)
+        } else {
+            Err(true)
+        }
+    }
+
+    fn has_slot(table: &[u16], port: u16) -> bool {
+        table.get(port as usize).is_some_and(|&i| i != u16::MAX)
+    }
+
+    fn classify_tcp(&self, from: IpAddr, ttl: u8, segment: &[u8]) -> Result<Answer, bool> {
+        let tcp = tcp::Packet::new_checked(segment).map_err(|_| true)?;
+        let (sport, dport) = (tcp.dst_port(), tcp.src_port());
+        if !SOURCE_PORTS.contains(&sport) {
+            return Err(false);
+        }
+        if self.key.source_port(self.src, from, dport, SOURCE_PORTS) != sport {
+            return Err(true);
+        }
+        let flags = tcp.flags();
+        let answer = |slot, code, epoch| Answer {
+            host: from,
+            slot,
+            code,
+            ttl,
+            from_target: true,
+            epoch: Some(epoch),
+        };
+        if Self::has_slot(&self.syn_index, dport) {
+            let sent = tcp.ack_number().wrapping_sub(1);
+            if let Ok(epoch) = self.check_stamp(from, Slot::Syn(dport), sent) {
+                if flags.contains(Flags::SYN) && flags.contains(Flags::ACK) {
+                    return Ok(answer(Slot::Syn(dport), SYN_ACK, epoch));
+                }
+                if flags.contains(Flags::RST) {
+                    return Ok(answer(Slot::Syn(dport), RESET, epoch));
+                }
+                return Err(true);
+            }
+        }
+        if Self::has_slot(&self.ack_index, dport) && flags.contains(Flags::RST) {
+            // The RST to an unexpected ACK takes its sequence number from that ACK.
+            let epoch = self.check_stamp(from, Slot::Ack(dport), tcp.seq_number())?;
+            return Ok(answer(Slot::Ack(dport), RESET, epoch));
+        }
+        Err(true)
+    }
+
+    fn classify_udp(&self, from: IpAddr, ttl: u8, datagram: &[u8]) -> Result<Answer, bool> {
+        let udp = udp::Packet::new_checked(datagram).map_err(|_| true)?;
+        let (sport, dport) = (udp.dst_port(), udp.src_port());
+        if !SOURCE_PORTS.contains(&sport) || !Self::has_slot(&self.udp_index, dport) {
+            return Err(false);
+        }
+        if self.key.source_port(self.src, from, dport, SOURCE_PORTS) != sport {
+            return Err(true);
+        }
+        // A UDP answer carries nothing of ours but the port: no epoch.
+        Ok(Answer {
+            host: from,
+            slot: Slot::Udp(dport),
+            code: UDP_REPLY,
+            ttl,
+            from_target: true,
+            epoch: None,
+        })
+    }
+
+    fn icmp_reply(&self, from: IpAddr, slot: Slot, stamp: u32, ttl: u8) -> Result<Answer, bool> {
+        let epoch = self.check_stamp(from, slot, stamp)?;
+        Ok(Answer {
+            host: from,
+            slot,
+            code: ICMP_REPLY,
+            ttl,
+            from_target: true,
+            epoch: Some(epoch),
+        })
+    }
+
+    /// An ICMP error quoting one of our probes to `dst`. `udp_stamp` is what a UDP probe
+    /// carries its stamp in (IPv4 identification, IPv6 flow label).
+    fn classify_quoted<Ip>(
+        &self,
+        dst: IpAddr,
+        protocol: IpProtocol,
+        q: &portolan_wire::Quoted<'_, Ip>,
+        udp_stamp: u32,
+        code: u8,
+    ) -> Result<Answer, bool> {
+        let (slot, epoch) = match protocol {
+            IpProtocol::TCP => {
+                let ((sport, dport), seq) = (q.ports().ok_or(true)?, q.tcp_seq().ok_or(true)?);
+                if !SOURCE_PORTS.contains(&sport) {
+                    return Err(false);
+                }
+                let slot = if Self::has_slot(&self.syn_index, dport) {
+                    Slot::Syn(dport)
+                } else if Self::has_slot(&self.ack_index, dport) {
+                    Slot::Ack(dport)
+                } else {
+                    return Err(false);
+                };
+                (slot, self.check_stamp(dst, slot, seq)?)
+            }
+            IpProtocol::UDP => {
+                let (sport, dport) = q.ports().ok_or(true)?;
+                if !SOURCE_PORTS.contains(&sport) || !Self::has_slot(&self.udp_index, dport) {
+                    return Err(false);
+                }
+                if self.key.source_port(self.src, dst, dport, SOURCE_PORTS) != sport {
+                    return Err(true);
+                }
+                let (cookie, _) = self.cookie(dst, Slot::Udp(dport));
+                // Only 8 bits of cookie fit beside the epoch in the 16-bit identification.
+                let mask = if dst.is_ipv4() { 0xff00 } else { 0xf_ff00 };
+                if udp_stamp & mask != cookie & mask {
+                    return Err(true);
+                }
+                (Slot::Udp(dport), udp_stamp as u8)
+            }
+            IpProtocol::ICMP | IpProtocol::ICMPV6 => {
+                let (ident, seq) = q.echo_ident_seq().ok_or(true)?;
+                let stamp = u32::from(ident) << 16 | u32::from(seq);
+                let slot = [Slot::Echo, Slot::Timestamp, Slot::Netmask]
+                    .into_iter()
+                    .find(|&s| self.check_stamp(dst, s, stamp).is_ok())
+                    .ok_or(true)?;
+                (slot, stamp as u8)
+            }
+            _ => return Err(false),
+        };
+        Ok(Answer {
+            host: dst,
+            slot,
+            code,
+            ttl: 0,
+            from_target: false,
+            epoch: Some(epoch),
+        })
+    }
+
+    fn host_index(&self, host: IpAddr) -> Option<usize> {
+        let at = self
+            .by_addr
+            .binary_search_by_key(&host, |&i| self.hosts[i as usize])
+            .ok()?;
+        Some(self.by_addr[at] as usize)
+    }
+
+    fn slot_index(&self, slot: Slot) -> Option<usize> {
+        let table = match slot {
+            Slot::Syn(p) => (&self.syn_index, p),
+            Slot::Ack(p) => (&self.ack_index, p),
+            Slot::Udp(p) => (&self.udp_index, p),
+            other => return self.slots.iter().position(|&s| s == other),
+        };
+        match table.0.get(table.1 as usize) {
+            Some(&i) if i != u16::MAX => Some(i as usize),
+            _ => None,
+        }
+    }
+
+    fn accept(&mut self, now: Instant, a: Answer) {
+        let (Some(h), Some(s)) = (self.host_index(a.host), self.slot_index(a.slot)) else {
+            return;
+        };
+        if self.mode == Mode::Discovery && !a.from_target {
+            // A router's word that the host cannot be reached: not an answer from it.
+            return;
+        }
+        let idx = h + self.hosts.len() * s;
+        match self.results[idx] {
+            UNANSWERED => {}
+            // Another engine's probe (per-core shares see each other's answers); in
+            // discovery it still says the host is up.
+            NOT_PROBED => {
+                if self.mode == Mode::Discovery {
+                    self.skip_rest_of(h);
+                }
+                return;
+            }
+            _ => {
+                self.stats.duplicates += 1;
+                return;
+            }
+        }
+        self.results[idx] = a.code;
+        self.ttl[idx] = a.ttl;
+        self.unanswered_left -= 1;
+        self.stats.answers += 1;
+        self.pass_answers += 1;
+        if self.pass > 0 {
+            self.stats.late_answers += 1;
+        }
+        if self.mode == Mode::Discovery {
+            self.skip_rest_of(h);
+        }
+        if let Some(epoch) = a.epoch {
+            let ep = &mut self.epochs[epoch as usize];
+            ep.answered += 1;
+            if let Some(start) = ep.start {
+                self.rtt.sample(now.saturating_duration_since(start));
+            }
+        }
+    }
+
+    /// Discovery: host `h` is up, so its probes still unanswered are not needed.
+    fn skip_rest_of(&mut self, h: usize) {
+        for other in 0..self.slots.len() {
+            let j = h + self.hosts.len() * other;
+            if self.results[j] == UNANSWERED {
+                self.results[j] = SKIPPED;
+                self.unanswered_left -= 1;
+            }
+        }
+    }
+
+    /// What `code` in `slot` means, as Nmap reports it.
+    fn describe(slot: Slot, code: u8) -> (PortState, &'static str) {
+        let udp = matches!(slot, Slot::Udp(_));
+        match code {
+            SYN_ACK => (PortState::Open, "syn-ack"),
+            RESET => (PortState::Closed, "reset"),
+            UDP_REPLY => (PortState::Open, "udp-response"),
+            ICMP_REPLY => (
+                PortState::Open,
+                match slot {
+                    Slot::Timestamp => "timestamp-reply",
+                    Slot::Netmask => "addressmask-reply",
+                    _ => "echo-reply",
+                },
+            ),
+            c if c >= UNREACH_V4 => match unreach_reason(c) {
+                (reason, true) if udp => (PortState::Closed, reason),
+                (reason, _) => (PortState::Filtered, reason),
+            },
+            _ if udp => (PortState::OpenFiltered, "no-response"),
+            _ => (PortState::Filtered, "no-response"),
+        }
+    }
+
+    /// Results per host, in the order hosts were given, each in slot order, leaving out
+    /// slots outside this engine's share.
+    pub fn results(&self) -> Vec<Vec<SlotResult>> {
+        let h = self.hosts.len();
+        let mut out = vec![Vec::with_capacity(self.slots.len()); h];
+        for (i, &code) in self.results.iter().enumerate() {
+            if code == NOT_PROBED || code == SKIPPED {
+                continue;
+            }
+            let (host, slot) = (i % h, self.slots[i / h]);
+            let (state, reason) = Self::describe(slot, code);
+            out[host].push(SlotResult {
+                slot,
+                state,
+                reason,
+                ttl: self.ttl[i],
+            });
+        }
+        out
+    }
+
+    /// Discovery verdicts per host, in the order hosts were given: the first answer's
+    /// reason and TTL, or None (no answer from the host itself). Within this share only.
+    pub fn answers(&self) -> Vec<Option<HostAnswer>> {
+        let h = self.hosts.len();
+        let mut out = vec![None; h];
+        for (i, &code) in self.results.iter().enumerate() {
+            let host = i % h;
+            if out[host].is_some() || matches!(code, UNANSWERED | SKIPPED | NOT_PROBED) {
+                continue;
+            }
+            let slot = self.slots[i / h];
+            let reason = match (slot, code) {
+                (_, SYN_ACK) => "syn-ack",
+                (_, RESET) => "reset",
+                (_, c) => Self::describe(slot, c).1,
+            };
+            out[host] = Some(HostAnswer {
+                reason,
+                ttl: self.ttl[i],
+            });
+        }
+        out
+    }
+
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+}
+
+/// Writes the packet for `probe` (IP header on, no link header) into `buf`; returns its
+/// length. `payload` goes into UDP probes (the port's protocol payload; may be empty).
+pub fn build_probe(
+    buf: &mut [u8],
+    probe: &Probe,
+    payload: &[u8],
+    ttl: u8,
+) -> Result<usize, portolan_wire::Error> {
+    use portolan_wire::build::*;
+    let stamp = probe.stamp;
+    let (ident, seq) = ((stamp >> 16) as u16, stamp as u16);
+    let tcp = |flags: Flags, ack: u32| TcpParams {
+        flags,
+        ack,
+        ..TcpParams::syn(probe.sport, probe.slot.port().unwrap_or(0), stamp)
+    };
+    let udp = UdpParams {
+        sport: probe.sport,
+        dport: probe.slot.port().unwrap_or(0),
+        payload,
+    };
+    match (probe.src, probe.dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let ip = Ipv4Params {
+                src,
+                dst,
+                ttl,
+                ident: if matches!(probe.slot, Slot::Udp(_)) {
+                    stamp as u16
+                } else {
+                    0x5157
+                },
+                dont_frag: false,
+            };
+            match probe.slot {
+                Slot::Syn(_) => build_tcp_v4(buf, None, &ip, &tcp(Flags::SYN, 0)),
+                Slot::Ack(_) => build_tcp_v4(buf, None, &ip, &tcp(Flags::ACK, stamp)),
+                Slot::Udp(_) => build_udp_v4(buf, None, &ip, &udp),
+                Slot::Echo => build_icmp_echo_v4(buf, None, &ip, ident, seq, &[]),
+                Slot::Timestamp => build_icmpv4(
+                    buf,
+                    None,
+                    &ip,
+                    &icmpv4::Repr::TimestampRequest {
+                        ident,
+                        seq_no: seq,
+                        originate: 0,
+                        receive: 0,
+                        transmit: 0,
+                    },
+                ),
+                Slot::Netmask => build_icmpv4(
+                    buf,
+                    None,
+                    &ip,
+                    &icmpv4::Repr::AddressMaskRequest {
+                        ident,
+                        seq_no: seq,
+                        mask: std::net::Ipv4Addr::UNSPECIFIED,
+                    },
+                ),
+            }
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            let ip = Ipv6Params {
+                src,
+                dst,
+                hop_limit: ttl,
+                traffic_class: 0,
+                flow_label: if matches!(probe.slot, Slot::Udp(_)) {
+                    stamp & 0xf_ffff
+                } else {
+                    0
+                },
+            };
+            match probe.slot {
+                Slot::Syn(_) => build_tcp_v6(buf, None, &ip, &tcp(Flags::SYN, 0)),
+                Slot::Ack(_) => build_tcp_v6(buf, None, &ip, &tcp(Flags::ACK, stamp)),
+                Slot::Udp(_) => build_udp_v6(buf, None, &ip, &udp),
+                Slot::Echo => build_icmp_echo_v6(buf, None, &ip, ident, seq, &[]),
+                // No ICMPv6 timestamp or mask requests: nothing to send.
+                Slot::Timestamp | Slot::Netmask => Ok(0),
+            }
+        }
+        _ => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timing::Template;
+    use portolan_wire::build::{
+        build_icmpv4, build_tcp_v4, build_tcp_v6, build_udp_v4, Ipv4Params, Ipv6Params, TcpParams,
+        UdpParams,
+    };
+    use std::cmp::Reverse;
+    use std::collections::{BinaryHeap, HashMap, VecDeque};
+    use std::net::Ipv4Addr;
+    use std::net::Ipv6Addr;
+
+    const SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const TARGET: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+
+    /// A simulated network: hosts with open/filtered ports, random loss of answers, and
+    /// optionally a bottleneck of `capacity` probes/s with a queue of `queue` probes.
+    struct Net {
+        open: Vec<u16>,
+        filtered: Vec<u16>,
+        loss: f64,
+        capacity: Option<f64>,
+        queue: usize,
+        rtt: Duration,
+        rng: u64,
+        in_queue: VecDeque<Instant>,
+    }
+
+    impl Net {
+        fn rand(&mut self) -> f64 {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            (self.rng >> 11) as f64 / (1u64 << 53) as f64
+        }
+
+        /// The answer to a probe sent at `now`, and when it arrives (None if lost).
+        fn answer(&mut self, p: &Probe, now: Instant) -> Option<(Instant, Vec<u8>)> {
+            let mut delay = self.rtt;
+            if let Some(cap) = self.capacity {
+                // A drop-tail queue drained at `cap` per second.
+                let per = Duration::from_secs_f64(1.0 / cap);
+                while self.in_queue.front().is_some_and(|&t| t <= now) {
+                    self.in_queue.pop_front();
+                }
+                if self.in_queue.len() >= self.queue {
+                    return None;
+                }
+                let leave = self.in_queue.back().map_or(now, |&t| t.max(now)) + per;
+                self.in_queue.push_back(leave);
+                delay += leave - now;
+            }
+            let dport = p.slot.port().unwrap();
+            if self.filtered.contains(&dport) || self.rand() < self.loss {
+                return None;
+            }
+            let flags = if self.open.contains(&dport) {
+                Flags::SYN | Flags::ACK
+            } else {
+                Flags::RST | Flags::ACK
+            };
+            let mut buf = vec![0u8; 80];
+            let tcp = TcpParams {
+                sport: dport,
+                dport: p.sport,
+                seq: 1,
+                ack: p.stamp.wrapping_add(1),
+                flags,
+                window: 0,
+                options: &[],
+                payload: &[],
+            };
+            let ip = Ipv4Params {
+                src: v4(p.dst),
+                dst: SRC,
+                ttl: 64,
+                ident: 0,
+                dont_frag: true,
+            };
+            let len = build_tcp_v4(&mut buf, None, &ip, &tcp).unwrap();
+            buf.truncate(len);
+            Some((now + delay, buf))
+        }
+    }
+
+    fn net(open: &[u16], filtered: &[u16], loss: f64) -> Net {
+        Net {
+            open: open.to_vec(),
+            filtered: filtered.to_vec(),
+            loss,
+            capacity: None,
+            queue: 0,
+            rtt: Duration::from_micros(300),
+            rng: 0x9E37_79B9_7F4A_7C15,
+            in_queue: VecDeque::new(),
+        }
+    }
+
+    /// Runs a scan to completion on a fake clock; returns the scan and the time it took.
+    fn run(mut scan: RawScan, net: &mut Net) -> (RawScan, Duration) {
+        let start = Instant::now();
+        let mut now = start;
+        let mut arrivals: BinaryHeap<Reverse<(Instant, Vec<u8>)>> = BinaryHeap::new();
+        for _ in 0..50_000_000u64 {
+            while arrivals.peek().is_some_and(|a| a.0 .0 <= now) {
+                if let Some(Reverse((_, pkt))) = arrivals.pop() {
+                    scan.on_packet(now, &pkt);
+                }
+            }
+            match scan.poll(now) {
+                ScanPoll::Send(p) => {
+                    if let Some(a) = net.answer(&p, now) {
+                        arrivals.push(Reverse(a));
+                    }
+                }
+                ScanPoll::WaitUntil(t) => {
+                    let next = arrivals.peek().map_or(t, |a| a.0 .0.min(t));
+                    now = now.max(next);
+                }
+                ScanPoll::Done => break,
+            }
+        }
+        (scan, now - start)
+    }
+
+    fn v4(a: IpAddr) -> Ipv4Addr {
+        match a {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => panic!("IPv4 expected"),
+        }
+    }
+
+    fn scan_slots(mode: Mode, hosts: Vec<IpAddr>, slots: Vec<Slot>, t: Timing) -> RawScan {
+        RawScan::new(
+            t,
+            mode,
+            IpAddr::V4(SRC),
+            hosts,
+            slots,
+            CookieKey::from_seed([7; 16]),
+            42,
+            Share::ALL,
+        )
+    }
+
+    fn scan(ports: Vec<u16>, t: Timing) -> RawScan {
+        scan_slots(
+            Mode::Ports,
+            vec![IpAddr::V4(TARGET)],
+            ports.into_iter().map(Slot::Syn).collect(),
+            t,
+        )
+    }
+
+    fn states(s: &RawScan) -> HashMap<u16, (PortState, &'static str)> {
+        s.results()[0]
+            .iter()
+            .map(|r| (r.slot.port().unwrap(), (r.state, r.reason)))
+            .collect()
+    }
+
+    /// Regression: a token deficit below a nanosecond made pacing ask to wait until `now`,
+    /// and the scan stalled with half its probes unsent.
+    #[test]
+    fn pacing_never_asks_for_a_zero_wait() {
+        let mut s = scan((1..=100).collect(), Template::Aggressive.timing());
+        let now = Instant::now();
+        s.pacer = TokenBucket::with_deficit(1e-15, now);
+        match s.poll(now) {
+            ScanPoll::WaitUntil(t) => assert!(t > now),
+            ScanPoll::Send(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn clean_host_full_range() {
+        let mut n = net(&[22, 80, 443], &[], 0.0);
+        let (s, took) = run(
+            scan((1..=65535).collect(), Template::Aggressive.timing()),
+            &mut n,
+        );
+        let st = states(&s);
+        assert_eq!(st[&22], (PortState::Open, "syn-ack"));
+        assert_eq!(st[&1], (PortState::Closed, "reset"));
+        assert_eq!(
+            st.values().filter(|v| v.0 == PortState::Closed).count(),
+            65532
+        );
+        assert_eq!(s.stats.retransmissions, 0);
+        assert_eq!(s.stats.passes, 1);
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    }
+
+    #[test]
+    fn random_loss_keeps_the_rate_and_every_answer() {
+        let open: Vec<u16> = (1..=65535).step_by(997).collect();
+        let filtered = [135, 139, 445, 3389];
+        let mut n = net(&open, &filtered, 0.03);
+        let (s, took) = run(
+            scan((1..=65535).collect(), Template::Aggressive.timing()),
+            &mut n,
+        );
+        let st = states(&s);
+        for p in &open {
+            assert_eq!(st[p].0, PortState::Open, "open port {p} missed");
+        }
+        for p in filtered {
+            assert_eq!(st[&p], (PortState::Filtered, "no-response"));
+        }
+        let wrong = st.values().filter(|v| v.0 == PortState::Filtered).count();
+        assert_eq!(wrong, 4, "closed ports misread as filtered");
+        assert_eq!(s.stats.rate_cuts, 0, "random loss was taken for congestion");
+        // About 3% of answers needed a retry.
+        let late = s.stats.late_answers as f64 / s.stats.answers as f64;
+        assert!((0.02..0.04).contains(&late), "late share {late}");
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+    }
+
+    #[test]
+    fn congestion_brings_the_rate_down() {
+        let mut n = net(&[80], &[], 0.0);
+        n.capacity = Some(20_000.0);
+        n.queue = 200;
+        let (s, _) = run(
+            scan((1..=65535).collect(), Template::Insane.timing()),
+            &mut n,
+        );
+        assert!(s.stats.rate_cuts > 0, "never backed off");
+        assert!(
+            s.rate() < 60_000.0,
+            "rate {} stayed far above capacity",
+            s.rate()
+        );
+        // Retransmission still recovers what the queue dropped.
+        let st = states(&s);
+        assert_eq!(st[&80].0, PortState::Open);
+        let filtered = st.values().filter(|v| v.0 == PortState::Filtered).count();
+        assert!(filtered < 10, "{filtered} ports lost to congestion");
+    }
+
+    /// A path congested from the very first probe: the floor must not be learned there.
+    #[test]
+    fn congestion_from_the_start_is_found() {
+        let mut n = net(&[80], &[], 0.0);
+        n.capacity = Some(4_000.0);
+        n.queue = 100;
+        // T4: enough retries (6) to recover what the first pass lost while finding the rate.
+        let (s, _) = run(
+            scan((1..=20000).collect(), Template::Aggressive.timing()),
+            &mut n,
+        );
+        assert!(s.stats.rate_cuts >= 2, "cuts: {}", s.stats.rate_cuts);
+        assert!(
+            s.rate() < 16_000.0,
+            "rate {} stayed far above capacity",
+            s.rate()
+        );
+        let st = states(&s);
+        let filtered = st.values().filter(|v| v.0 == PortState::Filtered).count();
+        assert!(filtered < 10, "{filtered} ports lost to congestion");
+    }
+
+    /// A host whose ports are all silent loses everything at any rate: after checking a
+    /// lower rate once, that loss is its floor and the rate is not cut again and again.
+    #[test]
+    fn a_silent_host_is_not_taken_for_congestion_for_long() {
+        let all: Vec<u16> = (1..=20000).collect();
+        let mut n = net(&[], &all, 0.0);
+        let (s, _) = run(scan(all, Template::Aggressive.timing()), &mut n);
+        assert!(s.stats.rate_cuts <= 2, "cuts: {}", s.stats.rate_cuts);
+    }
+
+    #[test]
+    fn silence_is_not_chased() {
+        let all: Vec<u16> = (1..=1000).collect();
+        let mut n = net(&[], &all, 0.0);
+        let (s, _) = run(scan(all, Template::Aggressive.timing()), &mut n);
+        // One retransmission of each, then nothing answered: stop.
+        assert_eq!(s.stats.probes_sent, 2000);
+        assert_eq!(s.stats.passes, 2);
+        assert_eq!(s.stats.unanswered, 1000);
+    }
+
+    #[test]
+    fn max_retries_zero_sends_once() {
+        let mut t = Template::Aggressive.timing();
+        t.max_retries = 0;
+        let mut n = net(&[], &[5], 0.0);
+        let (s, _) = run(scan((1..=10).collect(), t), &mut n);
+        assert_eq!(s.stats.probes_sent, 10);
+    }
+
+    #[test]
+    fn max_rate_is_honoured() {
+        let mut t = Template::Insane.timing();
+        t.max_rate = Some(1000.0);
+        let mut n = net(&[], &[], 0.0);
+        let (s, took) = run(scan((1..=2000).collect(), t), &mut n);
+        assert_eq!(s.stats.probes_sent, 2000);
+        assert!(
+            took >= Duration::from_millis(1990),
+            "2000 probes at 1000/s took {took:?}"
+        );
+    }
+
+    /// The probe order depends on the seed alone (--seed), not on the per-run cookie key.
+    #[test]
+    fn same_seed_same_order() {
+        let order = |seed: u64, key: u8| {
+            let hosts = (10..20)
+                .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 0, i)))
+                .collect();
+            let mut t = Template::Aggressive.timing();
+            t.min_rate = Some(1e9);
+            let mut s = RawScan::new(
+                t,
+                Mode::Ports,
+                IpAddr::V4(SRC),
+                hosts,
+                (1..=100).map(Slot::Syn).collect(),
+                CookieKey::from_seed([key; 16]),
+                seed,
+                Share::ALL,
+            );
+            let mut now = Instant::now();
+            let mut sent = Vec::new();
+            while sent.len() < 200 {
+                match s.poll(now) {
+                    ScanPoll::Send(p) => sent.push((p.dst, p.slot)),
+                    ScanPoll::WaitUntil(t) => now = t,
+                    ScanPoll::Done => break,
+                }
+            }
+            sent
+        };
+        assert_eq!(order(7, 1), order(7, 2));
+        assert_ne!(order(7, 1), order(8, 1));
+        assert_eq!(order(7, 1).len(), 200);
+    }
+
+    #[test]
+    fn forged_and_stray_answers_are_rejected() {
+        let mut s = scan(vec![80], Template::Aggressive.timing());
+        let now = Instant::now();
+        let ScanPoll::Send(p) = s.poll(now) else {
+            panic!()
+        };
+        let mut n = net(&[80], &[], 0.0);
+        let (_, mut pkt) = n.answer(&p, now).unwrap();
+        // Flip a bit of the acknowledgement number (IP 20 + TCP offset 8 + 1).
+        pkt[20 + 9] ^= 0x10;
+        s.on_packet(now, &pkt);
+        assert_eq!(s.stats.answers, 0);
+        assert_eq!(s.stats.invalid, 1);
+        s.on_packet(now, &[0x45, 0, 0]);
+        let (_, good) = n.answer(&p, now).unwrap();
+        s.on_packet(now, &good);
+        s.on_packet(now, &good);
+        assert_eq!((s.stats.answers, s.stats.duplicates), (1, 1));
+    }
+
+    #[test]
+    fn icmp_unreachable_marks_filtered_with_nmaps_reason() {
+        let mut s = scan(vec![80], Template::Aggressive.timing());
+        let now = Instant::now();
+        let ScanPoll::Send(p) = s.poll(now) else {
+            panic!()
+        };
+        // Our SYN as the target's router would quote it.
+        let mut syn = vec![0u8; 64];
+        let ip = Ipv4Params {
+            src: SRC,
+            dst: v4(p.dst),
+            ttl: 64,
+            ident: 1,
+            dont_frag: false,
+        };
+        let len = build_tcp_v4(
+            &mut syn,
+            None,
+            &ip,
+            &TcpParams::syn(p.sport, p.slot.port().unwrap(), p.stamp),
+        )
+        .unwrap();
+        let mut icmp = vec![0u8; 8 + 28];
+        icmp[0] = 3; // destination unreachable
+        icmp[1] = 13; // administratively prohibited
+        icmp[8..].copy_from_slice(&syn[..28.min(len)]);
+        let mut pkt = vec![0u8; 20 + icmp.len()];
+        pkt[0] = 0x45;
+        pkt[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+        pkt[8] = 250;
+        pkt[9] = 1;
+        pkt[12..16].copy_from_slice(&[198, 18, 0, 254]);
+        pkt[16..20].copy_from_slice(&SRC.octets());
+        pkt[20..].copy_from_slice(&icmp);
+        s.on_packet(now, &pkt);
+        let st = states(&s);
+        assert_eq!(st[&80], (PortState::Filtered, "admin-prohibited"));
+        assert_eq!(s.results()[0][0].ttl, 250);
+    }
+
+    /// A host that reads the real probe bytes and answers as a Linux host would: open TCP
+    /// ports SYN-ACK, closed ones RST (also to any ACK), open UDP ports reply, closed UDP
+    /// ports draw an ICMP port unreachable (the first `icmp_budget` of them: the kernel's
+    /// rate limit), and echo requests get replies when `echo` is set.
+    struct Responder {
+        open_tcp: Vec<u16>,
+        open_udp: Vec<u16>,
+        echo: bool,
+        icmp_budget: usize,
+    }
+
+    impl Responder {
+        fn answer(&mut self, p: &Probe) -> Option<Vec<u8>> {
+            let mut probe = vec![0u8; 256];
+            let len = build_probe(&mut probe, p, b"payload", 64).unwrap();
+            probe.truncate(len);
+            let mut buf = vec![0u8; 256];
+            let reply_len = match (p.src, p.dst, p.slot) {
+                (IpAddr::V4(src), IpAddr::V4(dst), slot) => {
+                    let ip = Ipv4Params {
+                        src: dst,
+                        dst: src,
+                        ttl: 63,
+                        ident: 0,
+                        dont_frag: false,
+                    };
+                    let seg = ipv4::Packet::new_checked(&probe[..]).unwrap();
+                    match slot {
+                        Slot::Syn(port) | Slot::Ack(port) => {
+                            let t = tcp::Packet::new_checked(seg.payload()).unwrap();
+                            let syn = slot == Slot::Syn(port);
+                            let flags = match (syn, self.open_tcp.contains(&port)) {
+                                (true, true) => Flags::SYN | Flags::ACK,
+                                (true, false) => Flags::RST | Flags::ACK,
+                                (false, _) => Flags::RST,
+                            };
+                            let tcp = TcpParams {
+                                sport: port,
+                                dport: t.src_port(),
+                                seq: if syn { 1 } else { t.ack_number() },
+                                ack: t.seq_number().wrapping_add(1),
+                                flags,
+                                window: 0,
+                                options: &[],
+                                payload: &[],
+                            };
+                            build_tcp_v4(&mut buf, None, &ip, &tcp).unwrap()
+                        }
+                        Slot::Udp(port) => {
+                            let u = udp::Packet::new_checked(seg.payload()).unwrap();
+                            if self.open_udp.contains(&port) {
+                                let udp = UdpParams {
+                                    sport: port,
+                                    dport: u.src_port(),
+                                    payload: b"answer",
+                                };
+                                build_udp_v4(&mut buf, None, &ip, &udp).unwrap()
+                            } else if self.icmp_budget > 0 {
+                                self.icmp_budget -= 1;
+                                let icmp = icmpv4::Repr::DstUnreachable {
+                                    code: 3,
+                                    next_hop_mtu: 0,
+                                    inner: &probe[..28],
+                                };
+                                build_icmpv4(&mut buf, None, &ip, &icmp).unwrap()
+                            } else {
+                                return None;
+                            }
+                        }
+                        Slot::Echo if self.echo => {
+                            let i = icmpv4::Packet::new_checked(seg.payload()).unwrap();
+                            let icmp = icmpv4::Repr::EchoReply {
+                                ident: i.echo_ident(),
+                                seq_no: i.echo_seq_no(),
+                                data: &[],
+                            };
+                            build_icmpv4(&mut buf, None, &ip, &icmp).unwrap()
+                        }
+                        _ => return None,
+                    }
+                }
+                (IpAddr::V6(src), IpAddr::V6(dst), Slot::Syn(port)) => {
+                    let seg = ipv6::Packet::new_checked(&probe[..]).unwrap();
+                    let t = tcp::Packet::new_checked(seg.payload()).unwrap();
+                    let ip = Ipv6Params {
+                        src: dst,
+                        dst: src,
+                        hop_limit: 60,
+                        traffic_class: 0,
+                        flow_label: 0,
+                    };
+                    let tcp = TcpParams {
+                        sport: port,
+                        dport: t.src_port(),
+                        seq: 1,
+                        ack: t.seq_number().wrapping_add(1),
+                        flags: if self.open_tcp.contains(&port) {
+                            Flags::SYN | Flags::ACK
+                        } else {
+                            Flags::RST | Flags::ACK
+                        },
+                        window: 0,
+                        options: &[],
+                        payload: &[],
+                    };
+                    build_tcp_v6(&mut buf, None, &ip, &tcp).unwrap()
+                }
+                _ => return None,
+            };
+            buf.truncate(reply_len);
+            Some(buf)
+        }
+    }
+
+    /// Runs a scan on a fake clock against responders (by host address), 300 µs away.
+    fn run_against(scan: &mut RawScan, hosts: &mut HashMap<IpAddr, Responder>) -> Vec<Probe> {
+        let mut now = Instant::now();
+        let mut sent = Vec::new();
+        let mut arrivals: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+        for _ in 0..10_000_000u64 {
+            while arrivals.front().is_some_and(|a| a.0 <= now) {
+                if let Some((_, pkt)) = arrivals.pop_front() {
+                    scan.on_packet(now, &pkt);
+                }
+            }
+            match scan.poll(now) {
+                ScanPoll::Send(p) => {
+                    sent.push(p);
+                    if let Some(reply) = hosts.get_mut(&p.dst).and_then(|h| h.answer(&p)) {
+                        arrivals.push_back((now + Duration::from_micros(300), reply));
+                    }
+                }
+                ScanPoll::WaitUntil(t) => {
+                    let next = arrivals.front().map_or(t, |a| a.0.min(t));
+                    now = now.max(next);
+                }
+                ScanPoll::Done => break,
+            }
+        }
+        sent
+    }
+
+    fn responder(open_tcp: &[u16], open_udp: &[u16], echo: bool, icmp_budget: usize) -> Responder {
+        Responder {
+            open_tcp: open_tcp.to_vec(),
+            open_udp: open_udp.to_vec(),
+            echo,
+            icmp_budget,
+        }
+    }
+
+    #[test]
+    fn udp_states_as_nmap_reports_them() {
+        let t = IpAddr::V4(TARGET);
+        let slots = vec![Slot::Udp(53), Slot::Udp(161), Slot::Udp(7), Slot::Udp(9)];
+        let mut s = scan_slots(Mode::Ports, vec![t], slots, Template::Aggressive.timing());
+        // 53 answers; 7 and 9 are closed, but the kernel's ICMP rate limit lets only one
+        // port unreachable out; 161 is silent.
+        let mut hosts = HashMap::from([(t, responder(&[], &[53], false, 1))]);
+        run_against(&mut s, &mut hosts);
+        let st = states(&s);
+        assert_eq!(st[&53], (PortState::Open, "udp-response"));
+        assert_eq!(st[&161], (PortState::OpenFiltered, "no-response"));
+        let closed = [st[&7], st[&9]];
+        assert!(
+            closed.contains(&(PortState::Closed, "port-unreach")),
+            "{closed:?}"
+        );
+        assert!(
+            closed.contains(&(PortState::OpenFiltered, "no-response")),
+            "{closed:?}"
+        );
+    }
+
+    #[test]
+    fn tcp_and_udp_in_one_scan() {
+        let t = IpAddr::V4(TARGET);
+        let slots = vec![Slot::Syn(53), Slot::Syn(22), Slot::Udp(53), Slot::Udp(22)];
+        let mut s = scan_slots(Mode::Ports, vec![t], slots, Template::Aggressive.timing());
+        let mut hosts = HashMap::from([(t, responder(&[53], &[53], false, 10))]);
+        run_against(&mut s, &mut hosts);
+        let r: Vec<(Slot, PortState)> = s.results()[0].iter().map(|r| (r.slot, r.state)).collect();
+        assert_eq!(
+            r,
+            vec![
+                (Slot::Syn(53), PortState::Open),
+                (Slot::Syn(22), PortState::Closed),
+                (Slot::Udp(53), PortState::Open),
+                (Slot::Udp(22), PortState::Closed),
+            ]
+        );
+    }
+
+    #[test]
+    fn discovery_stops_at_the_first_answer() {
+        let a = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 20));
+        let b = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 21));
+        let c = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 22));
+        let slots = vec![Slot::Echo, Slot::Syn(443), Slot::Ack(80), Slot::Timestamp];
+        let mut s = scan_slots(
+            Mode::Discovery,
+            vec![a, b, c],
+            slots,
+            Template::Aggressive.timing(),
+        );
+        // a answers echo (and would answer TCP too); b has ICMP filtered but answers TCP; c
+        // is silent.
+        let mut hosts = HashMap::from([
+            (a, responder(&[443], &[], true, 0)),
+            (b, responder(&[], &[], false, 0)),
+        ]);
+        let sent = run_against(&mut s, &mut hosts);
+        let ans = s.answers();
+        assert!(ans[0].is_some() && ans[1].is_some(), "{ans:?}");
+        assert!(["reset"].contains(&ans[1].unwrap().reason), "{ans:?}");
+        assert_eq!(ans[2], None);
+        // Nothing is sent to a or b after their first answer came back; c gets every probe
+        // twice (one retransmission, which nothing answers).
+        let to = |h: IpAddr| sent.iter().filter(|p| p.dst == h).count();
+        assert!(to(a) <= 4 && to(b) <= 4, "a {} b {}", to(a), to(b));
+        assert_eq!(to(c), 8);
+        assert_eq!(s.stats.unanswered, 4);
+    }
+
+    #[test]
+    fn shares_are_disjoint_and_cover_everything() {
+        let hosts: Vec<IpAddr> = (1..=7)
+            .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 1, i)))
+            .collect();
+        let slots: Vec<Slot> = (1..=13).map(Slot::Syn).collect();
+        let mut t = Template::Insane.timing();
+        t.max_retries = 0;
+        let mut seen = HashMap::new();
+        for shard in 0..3u64 {
+            for core in 0..2u64 {
+                let share = Share {
+                    start: shard,
+                    stride: 3,
+                }
+                .split(core, 2);
+                let mut s = RawScan::new(
+                    t.clone(),
+                    Mode::Ports,
+                    IpAddr::V4(SRC),
+                    hosts.clone(),
+                    slots.clone(),
+                    CookieKey::from_seed([1; 16]),
+                    9,
+                    share,
+                );
+                for p in run_against(&mut s, &mut HashMap::new()) {
+                    *seen.entry((p.dst, p.slot)).or_insert(0) += 1;
+                }
+                // Results cover exactly the share's probes.
+                let n: usize = s.results().iter().map(Vec::len).sum();
+                assert_eq!(n as u64, s.stats.probes_sent);
+            }
+        }
+        assert_eq!(seen.len(), 7 * 13);
+        assert!(seen.values().all(|&n| n == 1));
+    }
+
+    #[test]
+    fn ipv6_syn_scan() {
+        let src = IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1));
+        let t = IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 10));
+        let mut s = RawScan::new(
+            Template::Aggressive.timing(),
+            Mode::Ports,
+            src,
+            vec![t],
+            vec![Slot::Syn(22), Slot::Syn(23)],
+            CookieKey::from_seed([3; 16]),
+            1,
+            Share::ALL,
+        );
+        let mut hosts = HashMap::from([(t, responder(&[22], &[], false, 0))]);
+        run_against(&mut s, &mut hosts);
+        let st = states(&s);
+        assert_eq!(st[&22], (PortState::Open, "syn-ack"));
+        assert_eq!(st[&23], (PortState::Closed, "reset"));
+        assert_eq!(s.results()[0][0].ttl, 60);
+    }
+
+    /// Every packet `build_probe` writes parses back with the stamp where the module docs
+    /// say it travels.
+    #[test]
+    fn probes_carry_their_stamp() {
+        let p = Probe {
+            src: IpAddr::V4(SRC),
+            dst: IpAddr::V4(TARGET),
+            slot: Slot::Udp(161),
+            sport: 61_234,
+            stamp: 0xdead_beef,
+        };
+        let mut buf = [0u8; 128];
+        let len = build_probe(&mut buf, &p, b"x", 64).unwrap();
+        let ip = ipv4::Packet::new_checked(&buf[..len]).unwrap();
+        assert_eq!(ip.ident(), 0xbeef);
+        let ack = Probe {
+            slot: Slot::Ack(80),
+            ..p
+        };
+        let len = build_probe(&mut buf, &ack, &[], 64).unwrap();
+        let ip = ipv4::Packet::new_checked(&buf[..len]).unwrap();
+        let t = tcp::Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!((t.seq_number(), t.ack_number()), (0xdead_beef, 0xdead_beef));
+        assert!(t.flags().contains(Flags::ACK) && !t.flags().contains(Flags::SYN));
+    }
+}
