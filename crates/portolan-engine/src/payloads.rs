@@ -1,4 +1,4 @@
-//! UDP probe payloads for `-sU`.
+//! UDP probe payloads for `-sU`, and how a UDP probe's answer maps to a port state.
 //!
 //! An empty UDP datagram gets no answer from most services, so a UDP scan sends a
 //! protocol-specific request to well-known ports. Two sources fill the table:
@@ -13,6 +13,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use portolan_model::PortState;
 
 use crate::datadir::{find_data_file, Source};
 
@@ -921,6 +923,70 @@ pub fn load_payloads_from(path: Option<PathBuf>) -> (PayloadTable, Source) {
     (table, Source::Nmap(path))
 }
 
+// ---------------------------------------------------------------------------------------
+// What a UDP probe's answer says about the port (Nmap's -sU rules, scan_engine_raw.cc).
+// ---------------------------------------------------------------------------------------
+
+/// A UDP datagram came back from the port: open.
+pub const UDP_RESPONSE: (PortState, &str) = (PortState::Open, "udp-response");
+
+/// Nothing came back after all retries: open|filtered.
+pub const UDP_NO_RESPONSE: (PortState, &str) = (PortState::OpenFiltered, "no-response");
+
+/// The state and Nmap reason for an ICMP error about a UDP probe, sent by the target
+/// itself. `None` when Nmap ignores that type/code (the probe stays unanswered).
+///
+/// ICMPv4: type 3 code 3 → closed `port-unreach`; type 3 codes 0, 1, 2, 9, 10, 13 →
+/// filtered `net-unreach`, `host-unreach`, `proto-unreach`, `net-prohibited`,
+/// `host-prohibited`, `admin-prohibited`; type 11 (time exceeded) → filtered
+/// `time-exceeded`.
+///
+/// ICMPv6 (RFC 4443): type 1 code 4 → closed `port-unreach`; type 1 codes 0, 1, 2, 3, 5,
+/// 6 → filtered `no-route`, `admin-prohibited`, `beyond-scope`, `host-unreach`,
+/// `admin-prohibited`, `reject-route`; type 4 (parameter problem) code 0 → open,
+/// code 1 → filtered, both `param-problem`.
+pub fn udp_state_from_icmp(icmp_type: u8, code: u8, v6: bool) -> Option<(PortState, &'static str)> {
+    udp_state_from_icmp_sender(icmp_type, code, v6, true)
+}
+
+/// [`udp_state_from_icmp`], for an ICMP error that may come from a router on the path
+/// (`from_target` false): Nmap then calls a port unreachable filtered, not closed.
+pub fn udp_state_from_icmp_sender(
+    icmp_type: u8,
+    code: u8,
+    v6: bool,
+    from_target: bool,
+) -> Option<(PortState, &'static str)> {
+    use PortState::{Closed, Filtered, Open};
+    let port_unreach = if from_target { Closed } else { Filtered };
+    if v6 {
+        match (icmp_type, code) {
+            (1, 0) => Some((Filtered, "no-route")),
+            (1, 1) => Some((Filtered, "admin-prohibited")),
+            (1, 2) => Some((Filtered, "beyond-scope")),
+            (1, 3) => Some((Filtered, "host-unreach")),
+            (1, 4) => Some((port_unreach, "port-unreach")),
+            (1, 5) => Some((Filtered, "admin-prohibited")),
+            (1, 6) => Some((Filtered, "reject-route")),
+            (4, 0) => Some((Open, "param-problem")),
+            (4, 1) => Some((Filtered, "param-problem")),
+            _ => None,
+        }
+    } else {
+        match (icmp_type, code) {
+            (3, 0) => Some((Filtered, "net-unreach")),
+            (3, 1) => Some((Filtered, "host-unreach")),
+            (3, 2) => Some((Filtered, "proto-unreach")),
+            (3, 3) => Some((port_unreach, "port-unreach")),
+            (3, 9) => Some((Filtered, "net-prohibited")),
+            (3, 10) => Some((Filtered, "host-prohibited")),
+            (3, 13) => Some((Filtered, "admin-prohibited")),
+            (11, _) => Some((Filtered, "time-exceeded")),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1526,5 +1592,75 @@ mod tests {
         assert_eq!(t.first(4242), Some(&b"hi"[..]));
         assert!(!t.for_port(123).is_empty(), "filled from built-in");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // ---- UDP state ----
+
+    type Verdict = Option<(PortState, &'static str)>;
+
+    #[test]
+    fn icmpv4_rules() {
+        use PortState::*;
+        let cases: [(u8, u8, Verdict); 12] = [
+            (3, 3, Some((Closed, "port-unreach"))),
+            (3, 0, Some((Filtered, "net-unreach"))),
+            (3, 1, Some((Filtered, "host-unreach"))),
+            (3, 2, Some((Filtered, "proto-unreach"))),
+            (3, 9, Some((Filtered, "net-prohibited"))),
+            (3, 10, Some((Filtered, "host-prohibited"))),
+            (3, 13, Some((Filtered, "admin-prohibited"))),
+            (11, 0, Some((Filtered, "time-exceeded"))),
+            (3, 4, None),  // fragmentation needed: ignored
+            (3, 14, None), // precedence violation: ignored
+            (0, 0, None),  // echo reply
+            (5, 1, None),  // redirect
+        ];
+        for (ty, code, want) in cases {
+            assert_eq!(udp_state_from_icmp(ty, code, false), want, "{ty}/{code}");
+        }
+        // Port unreachable from a router, not the target: filtered.
+        assert_eq!(
+            udp_state_from_icmp_sender(3, 3, false, false),
+            Some((Filtered, "port-unreach"))
+        );
+        assert_eq!(
+            udp_state_from_icmp_sender(3, 13, false, false),
+            Some((Filtered, "admin-prohibited"))
+        );
+    }
+
+    #[test]
+    fn icmpv6_rules() {
+        use PortState::*;
+        let cases: [(u8, u8, Verdict); 12] = [
+            (1, 4, Some((Closed, "port-unreach"))),
+            (1, 0, Some((Filtered, "no-route"))),
+            (1, 1, Some((Filtered, "admin-prohibited"))),
+            (1, 2, Some((Filtered, "beyond-scope"))),
+            (1, 3, Some((Filtered, "host-unreach"))),
+            (1, 5, Some((Filtered, "admin-prohibited"))),
+            (1, 6, Some((Filtered, "reject-route"))),
+            (4, 0, Some((Open, "param-problem"))),
+            (4, 1, Some((Filtered, "param-problem"))),
+            (1, 7, None),
+            (3, 0, None),   // time exceeded: Nmap ignores it for v6
+            (129, 0, None), // echo reply
+        ];
+        for (ty, code, want) in cases {
+            assert_eq!(udp_state_from_icmp(ty, code, true), want, "{ty}/{code}");
+        }
+        // The same numbers mean different things in v4 and v6.
+        assert_eq!(udp_state_from_icmp(1, 4, false), None);
+        assert_eq!(udp_state_from_icmp(3, 3, true), None);
+        assert_eq!(
+            udp_state_from_icmp_sender(1, 4, true, false),
+            Some((Filtered, "port-unreach"))
+        );
+    }
+
+    #[test]
+    fn reply_and_silence() {
+        assert_eq!(UDP_RESPONSE, (PortState::Open, "udp-response"));
+        assert_eq!(UDP_NO_RESPONSE, (PortState::OpenFiltered, "no-response"));
     }
 }
