@@ -21,10 +21,13 @@ use crate::datadir::{find_data_file, Source};
 /// Most payloads kept for one port (Nmap's documented limit).
 pub const MAX_PAYLOADS_PER_PORT: usize = 255;
 
-/// Most (port, payload) pairs a parsed table may hold. Nmap's own file needs about 35 000
-/// (one entry covers 32768-65535); the cap keeps hostile input (`udp 0-65535 "..."`
-/// repeated) from exhausting memory.
-pub const MAX_PAYLOAD_SLOTS: usize = 1 << 20;
+/// Most (port, payload) pairs a table may hold. Nmap's own file needs about 33 000 (one
+/// entry covers 32768-65535); the cap keeps hostile input (`udp 0-65535 "..."` repeated)
+/// from exhausting memory.
+pub const MAX_PAYLOAD_SLOTS: usize = 1 << 18;
+
+/// Most payload bytes a table may hold, counting each port's copy (Nmap's file: ~1.4 MB).
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 25;
 
 /// UDP destination port → payloads to send (the first) or try instead (the rest).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +37,8 @@ pub struct PayloadTable {
     sources: BTreeMap<u16, Vec<Option<u16>>>,
     /// Total (port, payload) pairs held.
     slots: usize,
+    /// Total payload bytes held.
+    bytes: usize,
     /// Malformed entries skipped while loading a file (see [`load_payloads`]).
     warnings: Vec<PayloadError>,
 }
@@ -86,20 +91,22 @@ impl PayloadTable {
     }
 
     /// Appends a payload for `port`; fails when the port already has
-    /// [`MAX_PAYLOADS_PER_PORT`] or the table holds [`MAX_PAYLOAD_SLOTS`].
+    /// [`MAX_PAYLOADS_PER_PORT`] or the table would exceed [`MAX_PAYLOAD_SLOTS`] or
+    /// [`MAX_PAYLOAD_BYTES`].
     pub fn push(
         &mut self,
         port: u16,
         payload: Vec<u8>,
         source: Option<u16>,
     ) -> Result<(), PayloadErrorKind> {
-        if self.slots >= MAX_PAYLOAD_SLOTS {
+        if self.slots >= MAX_PAYLOAD_SLOTS || self.bytes + payload.len() > MAX_PAYLOAD_BYTES {
             return Err(PayloadErrorKind::TableFull);
         }
         let list = self.ports.entry(port).or_default();
         if list.len() >= MAX_PAYLOADS_PER_PORT {
             return Err(PayloadErrorKind::TooManyForPort(port));
         }
+        self.bytes += payload.len();
         list.push(payload);
         self.sources.entry(port).or_default().push(source);
         self.slots += 1;
@@ -120,6 +127,7 @@ impl PayloadTable {
                 .unwrap_or_else(|| vec![None; list.len()]);
             self.sources.insert(*port, src);
             self.slots += list.len();
+            self.bytes += list.iter().map(Vec::len).sum::<usize>();
         }
     }
 
@@ -526,8 +534,10 @@ pub enum PayloadErrorKind {
     /// More than [`MAX_PAYLOADS_PER_PORT`] payloads for one port.
     #[error("more than {MAX_PAYLOADS_PER_PORT} payloads for port {0}")]
     TooManyForPort(u16),
-    /// The table reached [`MAX_PAYLOAD_SLOTS`].
-    #[error("table full: more than {MAX_PAYLOAD_SLOTS} port/payload pairs")]
+    /// The table reached [`MAX_PAYLOAD_SLOTS`] or [`MAX_PAYLOAD_BYTES`].
+    #[error(
+        "table full: over {MAX_PAYLOAD_SLOTS} port/payload pairs or {MAX_PAYLOAD_BYTES} bytes"
+    )]
     TableFull,
 }
 
@@ -1481,7 +1491,15 @@ mod tests {
         let (t, errs) = parse_nmap_payloads(&text);
         assert_eq!(t.slots, MAX_PAYLOAD_SLOTS);
         assert!(errs.iter().all(|e| e.kind == PayloadErrorKind::TableFull));
-        assert_eq!(errs.len(), 4);
+        assert_eq!(errs.len(), 20 - MAX_PAYLOAD_SLOTS / 65536);
+        assert_eq!(errs.last().map(|e| e.line), Some(20));
+
+        // Few slots but big payloads: the byte cap stops it.
+        let text = format!("udp 0-65535 \"{}\"\n", "A".repeat(1000));
+        let (t, errs) = parse_nmap_payloads(&text);
+        assert!(t.bytes <= MAX_PAYLOAD_BYTES && t.bytes > MAX_PAYLOAD_BYTES - 1000);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].kind, PayloadErrorKind::TableFull);
     }
 
     #[test]
@@ -1525,6 +1543,7 @@ mod tests {
         assert!(!t.for_port(161).is_empty());
         // Nmap's file is well under the hostile-input cap.
         assert!(t.slots < MAX_PAYLOAD_SLOTS / 4, "{} slots", t.slots);
+        assert!(t.bytes < MAX_PAYLOAD_BYTES / 4, "{} bytes", t.bytes);
         // Every `udp` entry was loaded: count them independently.
         let entries = text
             .lines()
