@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
     let (table, errors) = parse_nmap_payloads(&text);
     let lines = text.lines().count().max(1);
     for e in &errors {
-        assert!(e.line >= 1 && e.line <= lines + 1, "line {} of {lines}", e.line);
+        assert!(
+            e.line >= 1 && e.line <= lines + 1,
+            "line {} of {lines}",
+            e.line
+        );
         let _ = e.to_string();
     }
     for port in table.ports().take(64) {
