@@ -4,6 +4,7 @@ pub mod datadir;
 pub mod discovery;
 pub mod dns;
 pub mod driver;
+pub mod payloads;
 pub mod permutation;
 pub mod ports;
 pub mod raw;
