@@ -59,14 +59,17 @@ pub enum RawError {
     /// The routing table has no route to this address.
     #[error("no route to {0}")]
     NoRoute(Ipv4Addr),
+    /// A frame handed to a link-layer sender is shorter than an Ethernet header.
+    #[error("frame of {0} bytes is shorter than an Ethernet header")]
+    ShortFrame(usize),
 }
 
 impl RawError {
-    fn io(call: &'static str, error: io::Error) -> Self {
+    pub(crate) fn io(call: &'static str, error: io::Error) -> Self {
         Self::Io { call, error }
     }
 
-    fn last_os(call: &'static str) -> Self {
+    pub(crate) fn last_os(call: &'static str) -> Self {
         Self::io(call, io::Error::last_os_error())
     }
 }
@@ -88,8 +91,8 @@ const RECV_BUFFER: c_int = 32 << 20;
 // Packet-socket constants, spelled out rather than taken from `libc` so that this compiles
 // against any libc version (values from <linux/if_packet.h>).
 const PACKET_STATISTICS: c_int = 6;
-const PACKET_IGNORE_OUTGOING: c_int = 23;
-const PACKET_OUTGOING: u8 = 4;
+pub(crate) const PACKET_IGNORE_OUTGOING: c_int = 23;
+pub(crate) const PACKET_OUTGOING: u8 = 4;
 
 /// `struct tpacket_stats` from <linux/if_packet.h>.
 #[repr(C)]
@@ -100,12 +103,12 @@ struct TpacketStats {
     tp_drops: c_uint,
 }
 
-fn errno_is(error: &io::Error, codes: &[c_int]) -> bool {
+pub(crate) fn errno_is(error: &io::Error, codes: &[c_int]) -> bool {
     error.raw_os_error().is_some_and(|e| codes.contains(&e))
 }
 
 /// A new non-blocking, close-on-exec socket. EPERM/EACCES become [`RawError::NotPermitted`].
-fn new_socket(domain: c_int, ty: c_int, protocol: c_int) -> Result<OwnedFd, RawError> {
+pub(crate) fn new_socket(domain: c_int, ty: c_int, protocol: c_int) -> Result<OwnedFd, RawError> {
     // SAFETY: socket(2) takes no pointers; it returns a new descriptor or -1.
     let fd = unsafe {
         libc::socket(
@@ -126,7 +129,7 @@ fn new_socket(domain: c_int, ty: c_int, protocol: c_int) -> Result<OwnedFd, RawE
 }
 
 /// setsockopt(2) with a plain-data option value.
-fn set_opt<T>(fd: &OwnedFd, level: c_int, name: c_int, value: &T) -> io::Result<()> {
+pub(crate) fn set_opt<T>(fd: &OwnedFd, level: c_int, name: c_int, value: &T) -> io::Result<()> {
     // SAFETY: `value` points to a live `T` of `size_of::<T>()` bytes, which the kernel only
     // reads (and copies) during the call; `fd` is an open descriptor.
     let rc = unsafe {
@@ -147,7 +150,7 @@ fn set_opt<T>(fd: &OwnedFd, level: c_int, name: c_int, value: &T) -> io::Result<
 
 /// Sets a buffer size with the privileged `force` option (ignores `net.core.*mem_max`, needs
 /// CAP_NET_ADMIN), falling back to the plain one (capped by the sysctl). Best effort.
-fn set_buffer(fd: &OwnedFd, force: c_int, plain: c_int, bytes: c_int) {
+pub(crate) fn set_buffer(fd: &OwnedFd, force: c_int, plain: c_int, bytes: c_int) {
     if set_opt(fd, libc::SOL_SOCKET, force, &bytes).is_err() {
         let _ = set_opt(fd, libc::SOL_SOCKET, plain, &bytes);
     }
@@ -172,6 +175,30 @@ fn get_int_opt(fd: &OwnedFd, level: c_int, name: c_int) -> io::Result<c_int> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Waits up to `timeout` for `fd` to be readable, with poll(2). `Ok(false)` on timeout or
+/// when a signal interrupts.
+pub(crate) fn wait_readable(fd: &OwnedFd, timeout: Duration) -> Result<bool, RawError> {
+    let ms = timeout
+        .as_nanos()
+        .div_ceil(1_000_000)
+        .min(c_int::MAX as u128) as c_int;
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one live pollfd and we pass nfds = 1.
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if rc < 0 {
+        let error = io::Error::last_os_error();
+        if errno_is(&error, &[libc::EINTR]) {
+            return Ok(false);
+        }
+        return Err(RawError::io("poll", error));
+    }
+    Ok(rc > 0)
 }
 
 /// Checks that this process may open raw sockets (root or CAP_NET_RAW) by opening one.
@@ -348,19 +375,20 @@ pub struct RawReceiver {
 unsafe impl Send for RawReceiver {}
 
 // Classic BPF opcodes used by the receive filter (from <linux/filter.h>).
-const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-const BPF_LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
-const BPF_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
-const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+pub(crate) const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+pub(crate) const BPF_LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+pub(crate) const BPF_LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+pub(crate) const BPF_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+pub(crate) const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+pub(crate) const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 /// Offset of the ancillary "packet type" load (SKF_AD_OFF + SKF_AD_PKTTYPE).
-const BPF_AD_PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
+pub(crate) const BPF_AD_PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
 /// Filter verdict: keep the whole packet (the return value is a snap length).
-const BPF_KEEP: u32 = 0x0004_0000;
+pub(crate) const BPF_KEEP: u32 = 0x0004_0000;
 /// Filter verdict: drop.
-const BPF_DROP: u32 = 0;
+pub(crate) const BPF_DROP: u32 = 0;
 
-const fn stmt(code: u16, k: u32) -> libc::sock_filter {
+pub(crate) const fn stmt(code: u16, k: u32) -> libc::sock_filter {
     libc::sock_filter {
         code,
         jt: 0,
@@ -369,7 +397,7 @@ const fn stmt(code: u16, k: u32) -> libc::sock_filter {
     }
 }
 
-const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+pub(crate) const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
@@ -568,25 +596,7 @@ impl RawReceiver {
     /// Waits up to `timeout` for a packet (or an error) to be readable, with poll(2), for
     /// callers without an event loop. `Ok(false)` on timeout or when a signal interrupts.
     pub fn wait_readable(&self, timeout: Duration) -> Result<bool, RawError> {
-        let ms = timeout
-            .as_nanos()
-            .div_ceil(1_000_000)
-            .min(c_int::MAX as u128) as c_int;
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: `pfd` is one live pollfd and we pass nfds = 1.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            let error = io::Error::last_os_error();
-            if errno_is(&error, &[libc::EINTR]) {
-                return Ok(false);
-            }
-            return Err(RawError::io("poll", error));
-        }
-        Ok(rc > 0)
+        wait_readable(&self.fd, timeout)
     }
 
     /// Packets the kernel dropped for lack of receive-buffer room since the socket was
