@@ -4,6 +4,7 @@ pub mod datadir;
 pub mod discovery;
 pub mod dns;
 pub mod echo_ping;
+pub mod link;
 pub mod netif;
 pub mod permutation;
 pub mod ports;
