@@ -1,4 +1,5 @@
 //! Portolan's scanning engine: what to scan (targets, ports, services table), and how.
+pub mod arp_ping;
 pub mod connect;
 pub mod datadir;
 pub mod discovery;
