@@ -6,6 +6,7 @@ pub mod discovery;
 pub mod dns;
 pub mod echo_ping;
 pub mod link;
+pub mod macvendor;
 pub mod netif;
 pub mod permutation;
 pub mod ports;
