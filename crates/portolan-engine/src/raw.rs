@@ -630,7 +630,7 @@ impl AsRawFd for RawReceiver {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use portolan_wire::build::{build_tcp_v4, Ipv4Params, TcpParams, TcpTemplateV4};
     use portolan_wire::tcp::Flags;
@@ -766,23 +766,26 @@ mod tests {
 
     /// Two fresh network namespaces joined by a veth pair: `a` at 198.19.<n>.1/24, `b` at
     /// 198.19.<n>.2/24 with a TCP listener on port 8080. Deleted on drop.
-    struct NetnsPair {
-        a: String,
-        b: String,
-        a_addr: Ipv4Addr,
-        b_addr: Ipv4Addr,
+    pub(crate) struct NetnsPair {
+        pub(crate) a: String,
+        pub(crate) b: String,
+        pub(crate) a_addr: Ipv4Addr,
+        pub(crate) b_addr: Ipv4Addr,
         listener: Option<TcpListener>,
     }
 
     static PAIRS: AtomicU32 = AtomicU32::new(1);
 
-    fn ip(args: &[&str]) {
+    pub(crate) fn ip(args: &[&str]) {
         let status = Command::new("ip").args(args).status().expect("run ip");
         assert!(status.success(), "ip {args:?} failed");
     }
 
     /// Runs `f` on a new thread that has entered network namespace `name`.
-    fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    pub(crate) fn in_netns<T: Send + 'static>(
+        name: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
         let path = format!("/var/run/netns/{name}");
         let handle = thread::spawn(move || {
             let ns = File::open(&path).expect("open netns");
@@ -798,7 +801,18 @@ mod tests {
 
     impl NetnsPair {
         /// `None` (test skipped) unless root; with PORTOLAN_LAB=required, not root fails.
-        fn new() -> Option<Self> {
+        pub(crate) fn new() -> Option<Self> {
+            Self::with_addrs(|n| {
+                (
+                    Ipv4Addr::new(198, 19, n as u8, 1),
+                    Ipv4Addr::new(198, 19, n as u8, 2),
+                )
+            })
+        }
+
+        /// As [`Self::new`], with the addresses (in a /24, inside 198.18.0.0/15) chosen by
+        /// `addrs` from the pair's serial number.
+        pub(crate) fn with_addrs(addrs: impl FnOnce(u32) -> (Ipv4Addr, Ipv4Addr)) -> Option<Self> {
             let usable = crate::sys::is_privileged()
                 && Command::new("ip")
                     .arg("-V")
@@ -813,12 +827,20 @@ mod tests {
             }
             let n = PAIRS.fetch_add(1, Ordering::Relaxed);
             assert!(n < 255);
+            let (a_addr, b_addr) = addrs(n);
+            for addr in [a_addr, b_addr] {
+                assert_eq!(
+                    u32::from(addr) >> 17,
+                    u32::from(Ipv4Addr::new(198, 18, 0, 0)) >> 17,
+                    "lab addresses must be in 198.18.0.0/15"
+                );
+            }
             let pid = std::process::id();
             let mut pair = Self {
                 a: format!("prt{pid}_{n}a"),
                 b: format!("prt{pid}_{n}b"),
-                a_addr: Ipv4Addr::new(198, 19, n as u8, 1),
-                b_addr: Ipv4Addr::new(198, 19, n as u8, 2),
+                a_addr,
+                b_addr,
                 listener: None,
             };
             // From here on, Drop cleans up whatever was created.
@@ -840,7 +862,27 @@ mod tests {
             Some(pair)
         }
 
-        fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        /// The MAC address of `v0` in namespace `ns`, as `ip -n NS link show` reports it.
+        pub(crate) fn mac_in(ns: &str) -> [u8; 6] {
+            let out = Command::new("ip")
+                .args(["-n", ns, "link", "show", "v0"])
+                .output()
+                .expect("run ip");
+            assert!(out.status.success(), "ip link show failed");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mac = text
+                .split_whitespace()
+                .skip_while(|w| *w != "link/ether")
+                .nth(1)
+                .expect("link/ether in `ip link show` output");
+            let bytes: Vec<u8> = mac
+                .split(':')
+                .map(|h| u8::from_str_radix(h, 16).expect("hex MAC"))
+                .collect();
+            bytes.try_into().expect("6-byte MAC")
+        }
+
+        pub(crate) fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
             in_netns(&self.a, f)
         }
     }
