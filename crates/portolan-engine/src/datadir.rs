@@ -58,7 +58,7 @@ fn is_readable_file(p: &Path) -> bool {
     p.metadata().map(|m| m.is_file()).unwrap_or(false) && File::open(p).is_ok()
 }
 
-/// Where the services table came from.
+/// Where a data table (services, MAC prefixes) came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// Nmap's `nmap-services` at this path.

@@ -1,10 +1,14 @@
 //! Portolan's scanning engine: what to scan (targets, ports, services table), and how.
+pub mod arp_ping;
 pub mod connect;
 pub mod datadir;
 pub mod discovery;
 pub mod dns;
 pub mod driver;
 pub mod payloads;
+pub mod link;
+pub mod macvendor;
+pub mod netif;
 pub mod permutation;
 pub mod ports;
 pub mod raw;

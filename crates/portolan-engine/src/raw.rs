@@ -59,14 +59,17 @@ pub enum RawError {
     /// The routing table has no route to this address.
     #[error("no route to {0}")]
     NoRoute(IpAddr),
+    /// A frame handed to a link-layer sender is shorter than an Ethernet header.
+    #[error("frame of {0} bytes is shorter than an Ethernet header")]
+    ShortFrame(usize),
 }
 
 impl RawError {
-    fn io(call: &'static str, error: io::Error) -> Self {
+    pub(crate) fn io(call: &'static str, error: io::Error) -> Self {
         Self::Io { call, error }
     }
 
-    fn last_os(call: &'static str) -> Self {
+    pub(crate) fn last_os(call: &'static str) -> Self {
         Self::io(call, io::Error::last_os_error())
     }
 }
@@ -88,8 +91,8 @@ const RECV_BUFFER: c_int = 32 << 20;
 // Packet-socket constants, spelled out rather than taken from `libc` so that this compiles
 // against any libc version (values from <linux/if_packet.h>).
 const PACKET_STATISTICS: c_int = 6;
-const PACKET_IGNORE_OUTGOING: c_int = 23;
-const PACKET_OUTGOING: u8 = 4;
+pub(crate) const PACKET_IGNORE_OUTGOING: c_int = 23;
+pub(crate) const PACKET_OUTGOING: u8 = 4;
 
 /// `struct tpacket_stats` from <linux/if_packet.h>.
 #[repr(C)]
@@ -100,12 +103,12 @@ struct TpacketStats {
     tp_drops: c_uint,
 }
 
-fn errno_is(error: &io::Error, codes: &[c_int]) -> bool {
+pub(crate) fn errno_is(error: &io::Error, codes: &[c_int]) -> bool {
     error.raw_os_error().is_some_and(|e| codes.contains(&e))
 }
 
 /// A new non-blocking, close-on-exec socket. EPERM/EACCES become [`RawError::NotPermitted`].
-fn new_socket(domain: c_int, ty: c_int, protocol: c_int) -> Result<OwnedFd, RawError> {
+pub(crate) fn new_socket(domain: c_int, ty: c_int, protocol: c_int) -> Result<OwnedFd, RawError> {
     // SAFETY: socket(2) takes no pointers; it returns a new descriptor or -1.
     let fd = unsafe {
         libc::socket(
@@ -126,7 +129,7 @@ fn new_socket(domain: c_int, ty: c_int, protocol: c_int) -> Result<OwnedFd, RawE
 }
 
 /// setsockopt(2) with a plain-data option value.
-fn set_opt<T>(fd: &OwnedFd, level: c_int, name: c_int, value: &T) -> io::Result<()> {
+pub(crate) fn set_opt<T>(fd: &OwnedFd, level: c_int, name: c_int, value: &T) -> io::Result<()> {
     // SAFETY: `value` points to a live `T` of `size_of::<T>()` bytes, which the kernel only
     // reads (and copies) during the call; `fd` is an open descriptor.
     let rc = unsafe {
@@ -147,7 +150,7 @@ fn set_opt<T>(fd: &OwnedFd, level: c_int, name: c_int, value: &T) -> io::Result<
 
 /// Sets a buffer size with the privileged `force` option (ignores `net.core.*mem_max`, needs
 /// CAP_NET_ADMIN), falling back to the plain one (capped by the sysctl). Best effort.
-fn set_buffer(fd: &OwnedFd, force: c_int, plain: c_int, bytes: c_int) {
+pub(crate) fn set_buffer(fd: &OwnedFd, force: c_int, plain: c_int, bytes: c_int) {
     if set_opt(fd, libc::SOL_SOCKET, force, &bytes).is_err() {
         let _ = set_opt(fd, libc::SOL_SOCKET, plain, &bytes);
     }
@@ -172,6 +175,30 @@ fn get_int_opt(fd: &OwnedFd, level: c_int, name: c_int) -> io::Result<c_int> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Waits up to `timeout` for `fd` to be readable, with poll(2). `Ok(false)` on timeout or
+/// when a signal interrupts.
+pub(crate) fn wait_readable(fd: &OwnedFd, timeout: Duration) -> Result<bool, RawError> {
+    let ms = timeout
+        .as_nanos()
+        .div_ceil(1_000_000)
+        .min(c_int::MAX as u128) as c_int;
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one live pollfd and we pass nfds = 1.
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if rc < 0 {
+        let error = io::Error::last_os_error();
+        if errno_is(&error, &[libc::EINTR]) {
+            return Ok(false);
+        }
+        return Err(RawError::io("poll", error));
+    }
+    Ok(rc > 0)
 }
 
 /// Checks that this process may open raw sockets (root or CAP_NET_RAW) by opening one.
@@ -435,19 +462,20 @@ pub struct RawReceiver {
 unsafe impl Send for RawReceiver {}
 
 // Classic BPF opcodes used by the receive filter (from <linux/filter.h>).
-const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-const BPF_LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
-const BPF_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
-const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+pub(crate) const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+pub(crate) const BPF_LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+pub(crate) const BPF_LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+pub(crate) const BPF_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+pub(crate) const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+pub(crate) const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 /// Offset of the ancillary "packet type" load (SKF_AD_OFF + SKF_AD_PKTTYPE).
-const BPF_AD_PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
+pub(crate) const BPF_AD_PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
 /// Filter verdict: keep the whole packet (the return value is a snap length).
-const BPF_KEEP: u32 = 0x0004_0000;
+pub(crate) const BPF_KEEP: u32 = 0x0004_0000;
 /// Filter verdict: drop.
-const BPF_DROP: u32 = 0;
+pub(crate) const BPF_DROP: u32 = 0;
 
-const fn stmt(code: u16, k: u32) -> libc::sock_filter {
+pub(crate) const fn stmt(code: u16, k: u32) -> libc::sock_filter {
     libc::sock_filter {
         code,
         jt: 0,
@@ -456,7 +484,7 @@ const fn stmt(code: u16, k: u32) -> libc::sock_filter {
     }
 }
 
-const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+pub(crate) const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
@@ -716,25 +744,7 @@ impl RawReceiver {
     /// Waits up to `timeout` for a packet (or an error) to be readable, with poll(2), for
     /// callers without an event loop. `Ok(false)` on timeout or when a signal interrupts.
     pub fn wait_readable(&self, timeout: Duration) -> Result<bool, RawError> {
-        let ms = timeout
-            .as_nanos()
-            .div_ceil(1_000_000)
-            .min(c_int::MAX as u128) as c_int;
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: `pfd` is one live pollfd and we pass nfds = 1.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            let error = io::Error::last_os_error();
-            if errno_is(&error, &[libc::EINTR]) {
-                return Ok(false);
-            }
-            return Err(RawError::io("poll", error));
-        }
-        Ok(rc > 0)
+        wait_readable(&self.fd, timeout)
     }
 
     /// Packets the kernel dropped for lack of receive-buffer room since the socket was
@@ -768,7 +778,7 @@ impl AsRawFd for RawReceiver {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use portolan_wire::build::{build_tcp_v4, Ipv4Params, TcpParams, TcpTemplateV4};
     use portolan_wire::tcp::Flags;
@@ -935,23 +945,26 @@ mod tests {
 
     /// Two fresh network namespaces joined by a veth pair: `a` at 198.19.<n>.1/24, `b` at
     /// 198.19.<n>.2/24 with a TCP listener on port 8080. Deleted on drop.
-    struct NetnsPair {
-        a: String,
-        b: String,
-        a_addr: Ipv4Addr,
-        b_addr: Ipv4Addr,
+    pub(crate) struct NetnsPair {
+        pub(crate) a: String,
+        pub(crate) b: String,
+        pub(crate) a_addr: Ipv4Addr,
+        pub(crate) b_addr: Ipv4Addr,
         listener: Option<TcpListener>,
     }
 
     static PAIRS: AtomicU32 = AtomicU32::new(1);
 
-    fn ip(args: &[&str]) {
+    pub(crate) fn ip(args: &[&str]) {
         let status = Command::new("ip").args(args).status().expect("run ip");
         assert!(status.success(), "ip {args:?} failed");
     }
 
     /// Runs `f` on a new thread that has entered network namespace `name`.
-    fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    pub(crate) fn in_netns<T: Send + 'static>(
+        name: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
         let path = format!("/var/run/netns/{name}");
         let handle = thread::spawn(move || {
             let ns = File::open(&path).expect("open netns");
@@ -967,7 +980,18 @@ mod tests {
 
     impl NetnsPair {
         /// `None` (test skipped) unless root; with PORTOLAN_LAB=required, not root fails.
-        fn new() -> Option<Self> {
+        pub(crate) fn new() -> Option<Self> {
+            Self::with_addrs(|n| {
+                (
+                    Ipv4Addr::new(198, 19, n as u8, 1),
+                    Ipv4Addr::new(198, 19, n as u8, 2),
+                )
+            })
+        }
+
+        /// As [`Self::new`], with the addresses (in a /24, inside 198.18.0.0/15) chosen by
+        /// `addrs` from the pair's serial number.
+        pub(crate) fn with_addrs(addrs: impl FnOnce(u32) -> (Ipv4Addr, Ipv4Addr)) -> Option<Self> {
             let usable = crate::sys::is_privileged()
                 && Command::new("ip")
                     .arg("-V")
@@ -982,12 +1006,20 @@ mod tests {
             }
             let n = PAIRS.fetch_add(1, Ordering::Relaxed);
             assert!(n < 255);
+            let (a_addr, b_addr) = addrs(n);
+            for addr in [a_addr, b_addr] {
+                assert_eq!(
+                    u32::from(addr) >> 17,
+                    u32::from(Ipv4Addr::new(198, 18, 0, 0)) >> 17,
+                    "lab addresses must be in 198.18.0.0/15"
+                );
+            }
             let pid = std::process::id();
             let mut pair = Self {
                 a: format!("prt{pid}_{n}a"),
                 b: format!("prt{pid}_{n}b"),
-                a_addr: Ipv4Addr::new(198, 19, n as u8, 1),
-                b_addr: Ipv4Addr::new(198, 19, n as u8, 2),
+                a_addr,
+                b_addr,
                 listener: None,
             };
             // From here on, Drop cleans up whatever was created.
@@ -1009,7 +1041,27 @@ mod tests {
             Some(pair)
         }
 
-        fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        /// The MAC address of `v0` in namespace `ns`, as `ip -n NS link show` reports it.
+        pub(crate) fn mac_in(ns: &str) -> [u8; 6] {
+            let out = Command::new("ip")
+                .args(["-n", ns, "link", "show", "v0"])
+                .output()
+                .expect("run ip");
+            assert!(out.status.success(), "ip link show failed");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mac = text
+                .split_whitespace()
+                .skip_while(|w| *w != "link/ether")
+                .nth(1)
+                .expect("link/ether in `ip link show` output");
+            let bytes: Vec<u8> = mac
+                .split(':')
+                .map(|h| u8::from_str_radix(h, 16).expect("hex MAC"))
+                .collect();
+            bytes.try_into().expect("6-byte MAC")
+        }
+
+        pub(crate) fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
             in_netns(&self.a, f)
         }
     }

@@ -1,0 +1,592 @@
+//! Host discovery by ARP (-PR) on directly attached Ethernet links: a sans-I/O core tested on
+//! a fake clock, and a blocking driver over [`crate::link`].
+//!
+//! As in Nmap, a host is up at its first ARP reply (operation 2) whose sender protocol
+//! address is the host and whose target addresses are ours (IP and MAC); requests, even
+//! from a target, do not count. A silent host is asked again after the RTT timeout, a few
+//! times at most. Requests are paced by a token bucket honouring `--max-rate`/`--min-rate`.
+
+use crate::link::{ArpReceiver, LinkSender};
+use crate::netif::{self, NetifError};
+use crate::raw::{RawError, Received};
+use crate::timing::{RttEstimator, Timing, TokenBucket};
+use portolan_wire::arp;
+use portolan_wire::build::build_arp_request;
+use portolan_wire::ethernet::{self, EtherType, MacAddr};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// One ARP request to send (broadcast, asking who has `dst_ip`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArpProbe {
+    pub dst_ip: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArpPoll {
+    Send(ArpProbe),
+    WaitUntil(Instant),
+    Done,
+}
+
+/// A host that answered: its MAC (the ARP sender hardware address) and the round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArpReply {
+    pub mac: MacAddr,
+    pub rtt: Duration,
+}
+
+/// Requests per second without `--max-rate`/`--min-rate`: ARP requests are broadcast, so
+/// every host on the segment reads each one; this keeps a /16 sweep under a minute.
+pub const DEFAULT_RATE: f64 = 1_500.0;
+/// The most requests per host. Nmap's ARP ping gives up on a host after a few tries
+/// whatever `--max-retries` allows; a lower `--max-retries` lowers it.
+pub const MAX_TRIES: u32 = 3;
+/// Pacing burst: after a late wake-up at most this much sending goes out back to back.
+const BURST: Duration = Duration::from_millis(4);
+
+pub struct ArpPing {
+    src_ip: Ipv4Addr,
+    src_mac: MacAddr,
+    hosts: Vec<Ipv4Addr>,
+    index: HashMap<Ipv4Addr, usize>,
+    tries: u32,
+    rate: f64,
+    rtt: RttEstimator,
+    pacer: TokenBucket,
+    sent: Vec<u32>,
+    last: Vec<Option<Instant>>,
+    replies: Vec<Option<ArpReply>>,
+    /// Hosts never asked yet are `hosts[fresh..]`.
+    fresh: usize,
+    /// Hosts asked and not yet answered, in the order of their last request (so also in
+    /// the order their timeouts expire: one timeout applies to all).
+    outstanding: VecDeque<usize>,
+}
+
+impl ArpPing {
+    pub fn new(timing: &Timing, src_ip: Ipv4Addr, src_mac: MacAddr, hosts: Vec<Ipv4Addr>) -> Self {
+        let n = hosts.len();
+        let ceiling = timing
+            .max_rate
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .unwrap_or(f64::INFINITY);
+        let floor = timing
+            .min_rate
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .unwrap_or(0.0);
+        let rate = DEFAULT_RATE.max(floor).min(ceiling).max(0.001);
+        // Duplicates in `hosts` share the first index: each is asked once.
+        let mut index = HashMap::with_capacity(n);
+        for (i, &h) in hosts.iter().enumerate() {
+            index.entry(h).or_insert(i);
+        }
+        ArpPing {
+            src_ip,
+            src_mac,
+            index,
+            hosts,
+            tries: timing.max_retries.min(MAX_TRIES - 1) + 1,
+            rate,
+            rtt: RttEstimator::new(timing),
+            pacer: TokenBucket::default(),
+            sent: vec![0; n],
+            last: vec![None; n],
+            replies: vec![None; n],
+            fresh: 0,
+            outstanding: VecDeque::new(),
+        }
+    }
+
+    /// The request rate in force (requests per second).
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// What to do next at `now`: send a request, wait, or stop (every host answered or
+    /// ran out of tries).
+    pub fn poll(&mut self, now: Instant) -> ArpPoll {
+        let timeout = self.rtt.timeout();
+        // Retire answered hosts and those whose last try timed out.
+        let mut retry = None;
+        while let Some(&i) = self.outstanding.front() {
+            let due = self.last[i].map_or(now, |t| t + timeout);
+            if self.replies[i].is_some() || (due <= now && self.sent[i] >= self.tries) {
+                self.outstanding.pop_front();
+                continue;
+            }
+            if due <= now {
+                retry = Some(i);
+            }
+            break;
+        }
+        // Skip duplicate entries among the fresh hosts (asked under their first index).
+        while self.fresh < self.hosts.len()
+            && self.index.get(&self.hosts[self.fresh]) != Some(&self.fresh)
+        {
+            self.fresh += 1;
+        }
+        let next = match retry {
+            Some(i) => Some(i),
+            None if self.fresh < self.hosts.len() => Some(self.fresh),
+            None => None,
+        };
+        let Some(i) = next else {
+            return match self.outstanding.front() {
+                Some(&i) => ArpPoll::WaitUntil(self.last[i].map_or(now, |t| t + timeout)),
+                None => ArpPoll::Done,
+            };
+        };
+        if let Some(at) = self.pacer.wait(now, self.rate, BURST) {
+            return ArpPoll::WaitUntil(at);
+        }
+        self.pacer.take();
+        if retry.is_some() {
+            self.outstanding.pop_front();
+        } else {
+            self.fresh += 1;
+        }
+        self.sent[i] += 1;
+        self.last[i] = Some(now);
+        self.outstanding.push_back(i);
+        ArpPoll::Send(ArpProbe {
+            dst_ip: self.hosts[i],
+        })
+    }
+
+    /// Digests one received Ethernet frame. Anything but an ARP reply from a target we
+    /// asked, addressed to our IP and MAC, is ignored; so is a second reply.
+    pub fn on_frame(&mut self, now: Instant, frame: &[u8]) {
+        let Ok(eth) = ethernet::Packet::new_checked(frame) else {
+            return;
+        };
+        if eth.payload_ethertype() != EtherType::ARP {
+            return;
+        }
+        let Ok(packet) = arp::Packet::new_checked(eth.payload()) else {
+            return;
+        };
+        let Ok(repr) = arp::Repr::parse(&packet) else {
+            return;
+        };
+        if repr.operation != arp::Operation::REPLY
+            || repr.target_protocol_addr != self.src_ip
+            || repr.target_hardware_addr != self.src_mac
+        {
+            return;
+        }
+        let mac = repr.source_hardware_addr;
+        if mac.is_multicast() || mac == MacAddr::ZERO {
+            return;
+        }
+        let Some(&i) = self.index.get(&repr.source_protocol_addr) else {
+            return;
+        };
+        // Unsolicited (never asked) or already answered: ignore.
+        let Some(sent_at) = self.last[i] else { return };
+        if self.replies[i].is_none() {
+            let rtt = now.saturating_duration_since(sent_at);
+            self.rtt.sample(rtt);
+            self.replies[i] = Some(ArpReply { mac, rtt });
+        }
+    }
+
+    /// Per host, in the order given: its reply, if any (a host listed twice is answered
+    /// at its first position).
+    pub fn replies(&self) -> &[Option<ArpReply>] {
+        &self.replies
+    }
+
+    /// How many requests went to each host, in the order given.
+    pub fn requests_sent(&self) -> &[u32] {
+        &self.sent
+    }
+}
+
+/// Why ARP host discovery could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ArpPingError {
+    #[error(transparent)]
+    Interfaces(#[from] NetifError),
+    #[error(transparent)]
+    Raw(#[from] RawError),
+}
+
+/// Pings `hosts` by ARP on their on-link interfaces; results in the order given. Hosts that
+/// are not on an ARP-capable link (routed, loopback, tun, ...) come back `None`: the caller
+/// uses other probes for them.
+pub fn run_arp_ping(
+    hosts: &[Ipv4Addr],
+    timing: &Timing,
+    cancel: &AtomicBool,
+) -> Result<Vec<Option<ArpReply>>, ArpPingError> {
+    let ifaces = netif::interfaces()?;
+    // (interface, our address on it) -> (our MAC, host indexes).
+    let mut groups: BTreeMap<(u32, Ipv4Addr), (MacAddr, Vec<usize>)> = BTreeMap::new();
+    for (i, &h) in hosts.iter().enumerate() {
+        if let Some(o) = netif::on_link_in(&ifaces, h) {
+            groups
+                .entry((o.ifindex, o.src_ip))
+                .or_insert_with(|| (o.src_mac, Vec::new()))
+                .1
+                .push(i);
+        }
+    }
+    let mut out = vec![None; hosts.len()];
+    let mut received: Vec<Received> = Vec::with_capacity(64);
+    for ((ifindex, src_ip), (src_mac, idx)) in groups {
+        let mut receiver = ArpReceiver::new(ifindex, src_ip)?;
+        let mut sender = LinkSender::new(ifindex)?;
+        let targets: Vec<Ipv4Addr> = idx.iter().map(|&i| hosts[i]).collect();
+        let mut ping = ArpPing::new(timing, src_ip, src_mac, targets);
+        let mut buf = [0u8; 64];
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                break;
+            }
+            received.clear();
+            receiver.recv_batch(&mut received, 64)?;
+            for r in &received {
+                ping.on_frame(r.at, &r.data);
+            }
+            match ping.poll(Instant::now()) {
+                ArpPoll::Send(p) => {
+                    if let Ok(len) = build_arp_request(&mut buf, src_mac, src_ip, p.dst_ip) {
+                        // A full queue (0 sent) is a lost request: the retry covers it.
+                        sender.send_batch(&[&buf[..len]])?;
+                    }
+                }
+                ArpPoll::WaitUntil(t) => {
+                    let d = t.saturating_duration_since(Instant::now());
+                    receiver.wait_readable(d.min(Duration::from_millis(5)))?;
+                }
+                ArpPoll::Done => break,
+            }
+        }
+        for (k, &i) in idx.iter().enumerate() {
+            out[i] = ping.replies()[k];
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timing::Template;
+
+    const SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const SRC_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+
+    fn host(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, 1, i as u8)
+    }
+
+    fn mac_of(i: usize) -> MacAddr {
+        MacAddr([0x02, 0xaa, 0, 0, 0, i as u8])
+    }
+
+    /// An ARP frame from host `from` (at `mac`) with the given operation and targets.
+    fn frame(
+        op: arp::Operation,
+        from: Ipv4Addr,
+        mac: MacAddr,
+        tpa: Ipv4Addr,
+        tha: MacAddr,
+    ) -> Vec<u8> {
+        let mut f = vec![0u8; 60]; // padded to the minimum frame size, as on the wire
+        let eth = ethernet::Repr {
+            src_addr: mac,
+            dst_addr: tha,
+            ethertype: EtherType::ARP,
+            vlan_tci: None,
+        };
+        eth.emit(&mut ethernet::Packet::new_unchecked(&mut f[..]))
+            .unwrap();
+        let a = arp::Repr {
+            operation: op,
+            source_hardware_addr: mac,
+            source_protocol_addr: from,
+            target_hardware_addr: tha,
+            target_protocol_addr: tpa,
+        };
+        a.emit(&mut arp::Packet::new_unchecked(&mut f[14..]))
+            .unwrap();
+        f
+    }
+
+    fn reply_from(i: usize) -> Vec<u8> {
+        frame(arp::Operation::REPLY, host(i), mac_of(i), SRC, SRC_MAC)
+    }
+
+    /// How a simulated host answers each request.
+    #[derive(Clone, Copy)]
+    enum Host {
+        Up,
+        Silent,
+        /// Answers only from this try on (earlier replies are lost).
+        UpFromTry(u32),
+        /// Answers every request twice.
+        Duplicates,
+    }
+
+    struct Outcome {
+        replies: Vec<Option<ArpReply>>,
+        sent: Vec<u32>,
+        send_times: Vec<Instant>,
+        start: Instant,
+        end: Instant,
+    }
+
+    /// Runs the engine on a fake clock against simulated hosts that answer after 1 ms;
+    /// `extra` frames are delivered at the start.
+    fn run_with(timing: &Timing, hosts: &[Host], extra: &[Vec<u8>]) -> Outcome {
+        let targets: Vec<Ipv4Addr> = (0..hosts.len()).map(host).collect();
+        let mut ping = ArpPing::new(timing, SRC, SRC_MAC, targets.clone());
+        let start = Instant::now();
+        let mut now = start;
+        let mut pending: Vec<(Instant, Vec<u8>)> = extra.iter().map(|f| (now, f.clone())).collect();
+        let mut tries = vec![0u32; hosts.len()];
+        let mut send_times = Vec::new();
+        for _ in 0..1_000_000 {
+            pending.sort_by_key(|p| std::cmp::Reverse(p.0));
+            while pending.last().is_some_and(|p| p.0 <= now) {
+                let (_, f) = pending.pop().unwrap();
+                ping.on_frame(now, &f);
+            }
+            match ping.poll(now) {
+                ArpPoll::Send(p) => {
+                    send_times.push(now);
+                    let i = targets.iter().position(|&h| h == p.dst_ip).unwrap();
+                    tries[i] += 1;
+                    let at = now + Duration::from_millis(1);
+                    match hosts[i] {
+                        Host::Up => pending.push((at, reply_from(i))),
+                        Host::Silent => {}
+                        Host::UpFromTry(t) if tries[i] >= t => pending.push((at, reply_from(i))),
+                        Host::UpFromTry(_) => {}
+                        Host::Duplicates => {
+                            pending.push((at, reply_from(i)));
+                            pending.push((at + Duration::from_millis(5), reply_from(i)));
+                        }
+                    }
+                }
+                ArpPoll::WaitUntil(t) => {
+                    assert!(t > now, "WaitUntil must move the clock");
+                    now = pending
+                        .iter()
+                        .map(|p| p.0)
+                        .min()
+                        .map_or(t, |a| a.min(t))
+                        .max(now);
+                }
+                ArpPoll::Done => break,
+            }
+        }
+        assert!(
+            matches!(ping.poll(now), ArpPoll::Done),
+            "engine did not finish"
+        );
+        Outcome {
+            replies: ping.replies().to_vec(),
+            sent: ping.requests_sent().to_vec(),
+            send_times,
+            start,
+            end: now,
+        }
+    }
+
+    fn t4() -> Timing {
+        Template::Aggressive.timing()
+    }
+
+    #[test]
+    fn answering_hosts_are_up_with_their_mac_silent_ones_tried_three_times() {
+        let o = run_with(&t4(), &[Host::Up, Host::Silent, Host::Up], &[]);
+        let r0 = o.replies[0].expect("host 0 up");
+        assert_eq!(r0.mac, mac_of(0));
+        assert_eq!(r0.rtt, Duration::from_millis(1));
+        assert_eq!(o.replies[2].unwrap().mac, mac_of(2));
+        assert_eq!(o.replies[1], None);
+        assert_eq!(o.sent, [1, MAX_TRIES, 1]);
+    }
+
+    #[test]
+    fn max_retries_bounds_the_tries() {
+        let mut t = t4();
+        t.max_retries = 0;
+        assert_eq!(run_with(&t, &[Host::Silent], &[]).sent, [1]);
+        t.max_retries = 1;
+        assert_eq!(run_with(&t, &[Host::Silent], &[]).sent, [2]);
+        t.max_retries = 50;
+        assert_eq!(run_with(&t, &[Host::Silent], &[]).sent, [MAX_TRIES]);
+    }
+
+    #[test]
+    fn lost_replies_are_recovered_by_retransmission() {
+        let o = run_with(
+            &t4(),
+            &[Host::UpFromTry(2), Host::UpFromTry(3), Host::UpFromTry(4)],
+            &[],
+        );
+        assert_eq!(o.sent, [2, 3, 3]);
+        assert!(o.replies[0].is_some() && o.replies[1].is_some());
+        assert_eq!(o.replies[2], None);
+        // RTT is measured from the request that drew the reply.
+        assert_eq!(o.replies[0].unwrap().rtt, Duration::from_millis(1));
+    }
+
+    #[test]
+    fn retries_wait_for_the_timeout() {
+        let t = t4();
+        let o = run_with(&t, &[Host::Silent], &[]);
+        assert_eq!(o.send_times.len(), 3);
+        for w in o.send_times.windows(2) {
+            assert_eq!(w[1] - w[0], t.initial_rtt_timeout);
+        }
+        // Done one more timeout after the last try.
+        assert_eq!(o.end - o.start, t.initial_rtt_timeout * 3);
+    }
+
+    #[test]
+    fn duplicate_replies_keep_the_first() {
+        let o = run_with(&t4(), &[Host::Duplicates, Host::Up], &[]);
+        assert_eq!(o.sent, [1, 1]);
+        assert_eq!(o.replies[0].unwrap().rtt, Duration::from_millis(1));
+        assert_eq!(o.replies[0].unwrap().mac, mac_of(0));
+    }
+
+    #[test]
+    fn frames_for_others_requests_and_garbage_are_ignored() {
+        let other_ip = Ipv4Addr::new(198, 18, 0, 99);
+        let other_mac = MacAddr([2, 0, 0, 0, 0, 0x99]);
+        let stranger = Ipv4Addr::new(198, 18, 7, 7);
+        let mut bad = vec![
+            // A reply to another IP / another MAC.
+            frame(arp::Operation::REPLY, host(0), mac_of(0), other_ip, SRC_MAC),
+            frame(arp::Operation::REPLY, host(0), mac_of(0), SRC, other_mac),
+            // A request from a target (Nmap counts only replies).
+            frame(
+                arp::Operation::REQUEST,
+                host(0),
+                mac_of(0),
+                SRC,
+                MacAddr::ZERO,
+            ),
+            // A reply from an address we never asked.
+            frame(arp::Operation::REPLY, stranger, mac_of(9), SRC, SRC_MAC),
+            // A reply claiming a multicast MAC.
+            frame(
+                arp::Operation::REPLY,
+                host(0),
+                MacAddr::BROADCAST,
+                SRC,
+                SRC_MAC,
+            ),
+            vec![],
+            vec![0xff; 13],
+        ];
+        // An IPv4 frame carrying the reply's bytes.
+        let mut ipv4 = reply_from(0);
+        ipv4[12..14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+        bad.push(ipv4);
+        // A reply cut short at every length.
+        let full = reply_from(0);
+        for len in 0..42 {
+            bad.push(full[..len].to_vec());
+        }
+        // Sent before any request: a stale (unsolicited) reply.
+        bad.push(reply_from(0));
+        let o = run_with(&t4(), &[Host::Silent], &bad);
+        assert_eq!(o.replies, [None]);
+        assert_eq!(o.sent, [MAX_TRIES]);
+    }
+
+    #[test]
+    fn max_rate_paces_requests() {
+        let mut t = t4();
+        t.max_rate = Some(100.0);
+        let o = run_with(&t, &vec![Host::Up; 50], &[]);
+        assert!(o.replies.iter().all(Option::is_some));
+        let span = *o.send_times.last().unwrap() - o.send_times[0];
+        // 50 requests at 100/s: about 0.49 s (the first goes out at once).
+        assert!(span >= Duration::from_millis(480), "{span:?}");
+        assert!(span <= Duration::from_millis(500), "{span:?}");
+    }
+
+    #[test]
+    fn min_rate_raises_the_default_and_max_rate_wins() {
+        let mut t = t4();
+        t.min_rate = Some(10_000.0);
+        assert_eq!(ArpPing::new(&t, SRC, SRC_MAC, vec![]).rate(), 10_000.0);
+        t.max_rate = Some(50.0);
+        assert_eq!(ArpPing::new(&t, SRC, SRC_MAC, vec![]).rate(), 50.0);
+        assert_eq!(
+            ArpPing::new(&t4(), SRC, SRC_MAC, vec![]).rate(),
+            DEFAULT_RATE
+        );
+    }
+
+    #[test]
+    fn no_hosts_is_done_at_once_and_duplicates_are_asked_once() {
+        let mut p = ArpPing::new(&t4(), SRC, SRC_MAC, vec![]);
+        assert_eq!(p.poll(Instant::now()), ArpPoll::Done);
+        let mut p = ArpPing::new(&t4(), SRC, SRC_MAC, vec![host(1), host(1)]);
+        let now = Instant::now();
+        assert_eq!(p.poll(now), ArpPoll::Send(ArpProbe { dst_ip: host(1) }));
+        p.on_frame(now, &reply_from(1));
+        assert_eq!(p.poll(now), ArpPoll::Done);
+        assert_eq!(p.requests_sent(), [1, 0]);
+        assert!(p.replies()[0].is_some() && p.replies()[1].is_none());
+    }
+
+    // ---- namespace lab: real ARP on a veth pair ----
+
+    #[test]
+    fn arp_ping_finds_the_veth_peer_in_a_namespace_pair() {
+        use crate::raw::tests::NetnsPair;
+        let lab =
+            NetnsPair::with_addrs(|_| (Ipv4Addr::new(198, 18, 5, 1), Ipv4Addr::new(198, 18, 5, 2)));
+        let Some(lab) = lab else { return };
+        let (a, b) = (lab.a_addr, lab.b_addr);
+        let a_mac = MacAddr(NetnsPair::mac_in(&lab.a));
+        let b_mac = MacAddr(NetnsPair::mac_in(&lab.b));
+        let absent = Ipv4Addr::new(198, 18, 5, 3);
+        let routed = Ipv4Addr::new(198, 18, 6, 1); // no route: never probed
+        let started = Instant::now();
+        let (on_link, out) = lab.run(move || {
+            let on_link = netif::on_link(b).unwrap();
+            assert_eq!(netif::on_link(Ipv4Addr::LOCALHOST).unwrap(), None);
+            assert_eq!(netif::on_link(routed).unwrap(), None);
+            let cancel = AtomicBool::new(false);
+            let timing = Template::Aggressive.timing();
+            let out = run_arp_ping(&[b, absent, routed], &timing, &cancel).unwrap();
+            (on_link, out)
+        });
+        let elapsed = started.elapsed();
+        let on_link = on_link.expect("198.18.5.2 is on-link from a");
+        assert_eq!(on_link.ifname, "v0");
+        assert_eq!(on_link.src_ip, a);
+        assert_eq!(on_link.src_mac, a_mac);
+        let reply = out[0].expect("198.18.5.2 answers ARP");
+        assert_eq!(reply.mac, b_mac);
+        assert!(reply.rtt < Duration::from_secs(1), "{:?}", reply.rtt);
+        assert_eq!(out[1], None);
+        assert_eq!(out[2], None);
+        // Three tries for .3, each after at least the minimum timeout.
+        assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    }
+
+    #[test]
+    fn hosts_off_any_ethernet_link_come_back_none_without_sockets() {
+        // Loopback is never ARP-capable, so no socket is opened (works unprivileged) and
+        // nothing is sent; `cancel` is set as a second guard.
+        let cancel = AtomicBool::new(true);
+        let hosts = [Ipv4Addr::LOCALHOST, Ipv4Addr::new(127, 1, 2, 3)];
+        let out = run_arp_ping(&hosts, &t4(), &cancel).unwrap();
+        assert_eq!(out, [None, None]);
+    }
+}

@@ -1,0 +1,286 @@
+//! Interface facts for on-link decisions: which IPv4 destinations are reachable directly on
+//! an Ethernet link (so that ARP can find them), from which interface, address and MAC.
+//!
+//! The addresses come from `getifaddrs(3)`: `AF_INET` entries give each interface's IPv4
+//! addresses and netmasks, `AF_PACKET` entries its index, hardware type and MAC. A
+//! destination is on-link when it lies inside the subnet of one of an interface's IPv4
+//! addresses (the kernel installs that prefix route without a gateway). Loopback,
+//! interfaces that are down or flagged NOARP, and non-Ethernet interfaces (no MAC,
+//! `ARPHRD` other than Ethernet: tun, ipip, wireguard, ...) never are: ARP cannot work there.
+
+use std::ffi::CStr;
+use std::io;
+use std::net::Ipv4Addr;
+
+use portolan_wire::ethernet::MacAddr;
+
+/// `ARPHRD_ETHER` from <linux/if_arp.h>.
+const ARPHRD_ETHER: u16 = 1;
+
+/// Why the interface list could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum NetifError {
+    #[error("getifaddrs: {0}")]
+    GetIfAddrs(io::Error),
+}
+
+/// One interface's facts: index, name, flags, link-layer type and address (if it has one),
+/// and its IPv4 addresses with their prefix lengths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub ifindex: u32,
+    /// `IFF_*` flags.
+    pub flags: u32,
+    /// `ARPHRD_*` hardware type (0 if no link-layer entry was seen).
+    pub hatype: u16,
+    /// The MAC, for interfaces with a 6-byte hardware address.
+    pub mac: Option<MacAddr>,
+    pub ipv4: Vec<(Ipv4Addr, u8)>,
+}
+
+impl Interface {
+    /// Whether ARP works on this interface: up, not loopback, not NOARP, Ethernet, has a MAC.
+    pub fn is_arp_capable(&self) -> bool {
+        let f = |flag: libc::c_int| self.flags & flag as u32 != 0;
+        f(libc::IFF_UP)
+            && !f(libc::IFF_LOOPBACK)
+            && !f(libc::IFF_NOARP)
+            && self.hatype == ARPHRD_ETHER
+            && self.mac.is_some_and(|m| m != MacAddr::ZERO)
+    }
+}
+
+/// How to reach an on-link destination at the link layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnLink {
+    pub ifindex: u32,
+    pub ifname: String,
+    /// Our address in the destination's subnet: the ARP sender address.
+    pub src_ip: Ipv4Addr,
+    pub src_mac: MacAddr,
+}
+
+fn in_subnet(addr: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0);
+    u32::from(addr) & mask == u32::from(net) & mask
+}
+
+/// The on-link facts for `dst` among `ifaces`, or `None` if no ARP-capable interface has
+/// it in a subnet. The most specific subnet wins (as in a route lookup); `dst` being one of
+/// our own addresses is not on-link (there is nobody to ask).
+pub fn on_link_in(ifaces: &[Interface], dst: Ipv4Addr) -> Option<OnLink> {
+    if ifaces.iter().any(|i| i.ipv4.iter().any(|&(a, _)| a == dst)) {
+        return None;
+    }
+    let mut best: Option<(u8, OnLink)> = None;
+    for iface in ifaces.iter().filter(|i| i.is_arp_capable()) {
+        let Some(mac) = iface.mac else { continue };
+        for &(addr, prefix) in &iface.ipv4 {
+            // A /32 subnet holds nobody but us.
+            if prefix >= 32 || !in_subnet(dst, addr, prefix) {
+                continue;
+            }
+            if !matches!(&best, Some((p, _)) if *p >= prefix) {
+                best = Some((
+                    prefix,
+                    OnLink {
+                        ifindex: iface.ifindex,
+                        ifname: iface.name.clone(),
+                        src_ip: addr,
+                        src_mac: mac,
+                    },
+                ));
+            }
+        }
+    }
+    best.map(|(_, o)| o)
+}
+
+/// [`on_link_in`] over the current interface list.
+pub fn on_link(dst: Ipv4Addr) -> Result<Option<OnLink>, NetifError> {
+    Ok(on_link_in(&interfaces()?, dst))
+}
+
+/// Owns the list `getifaddrs` returned.
+struct IfAddrs(*mut libc::ifaddrs);
+
+impl Drop for IfAddrs {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from a successful getifaddrs and is freed once, here.
+        unsafe { libc::freeifaddrs(self.0) }
+    }
+}
+
+/// The interfaces of this network namespace, in the order `getifaddrs` first names them.
+///
+/// Written over `libc::getifaddrs` rather than `nix::ifaddrs`: `libc` is already a
+/// dependency, and the raw list gives the `sockaddr_ll` fields needed (ifindex, hatype).
+pub fn interfaces() -> Result<Vec<Interface>, NetifError> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list pointer into `head` on success.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(NetifError::GetIfAddrs(io::Error::last_os_error()));
+    }
+    let list = IfAddrs(head);
+    let mut out: Vec<Interface> = Vec::new();
+    let mut cur = list.0;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list `list` owns, alive until it is dropped.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string inside the list.
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
+        let pos = match out.iter().position(|i| i.name == name) {
+            Some(p) => p,
+            None => {
+                out.push(Interface {
+                    name,
+                    ifindex: 0,
+                    flags: ifa.ifa_flags,
+                    hatype: 0,
+                    mac: None,
+                    ipv4: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        let iface = &mut out[pos];
+        if ifa.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr points to a sockaddr whose family field is always readable.
+        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        match family {
+            libc::AF_PACKET => {
+                // SAFETY: for AF_PACKET entries, ifa_addr points to a sockaddr_ll.
+                let ll = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_ll>() };
+                iface.ifindex = u32::try_from(ll.sll_ifindex).unwrap_or(0);
+                iface.hatype = ll.sll_hatype;
+                iface.flags = ifa.ifa_flags;
+                if ll.sll_halen == 6 {
+                    iface.mac = MacAddr::from_bytes(&ll.sll_addr[..6]);
+                }
+            }
+            libc::AF_INET => {
+                // SAFETY: for AF_INET entries, ifa_addr points to a sockaddr_in.
+                let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+                let addr = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                let prefix = if ifa.ifa_netmask.is_null() {
+                    32
+                } else {
+                    // SAFETY: the netmask of an AF_INET entry is a sockaddr_in.
+                    let m = unsafe { &*ifa.ifa_netmask.cast::<libc::sockaddr_in>() };
+                    u32::from_be(m.sin_addr.s_addr).leading_ones() as u8
+                };
+                iface.ipv4.push((addr, prefix));
+            }
+            _ => {}
+        }
+    }
+    for iface in out.iter_mut().filter(|i| i.ifindex == 0) {
+        if let Ok(c) = std::ffi::CString::new(iface.name.as_str()) {
+            // SAFETY: `c` is a NUL-terminated name.
+            iface.ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UP: u32 = libc::IFF_UP as u32;
+
+    fn eth(name: &str, ifindex: u32, mac: u8, addrs: &[(&str, u8)]) -> Interface {
+        Interface {
+            name: name.into(),
+            ifindex,
+            flags: UP | libc::IFF_BROADCAST as u32,
+            hatype: ARPHRD_ETHER,
+            mac: Some(MacAddr([2, 0, 0, 0, 0, mac])),
+            ipv4: addrs
+                .iter()
+                .map(|(a, p)| (a.parse().unwrap(), *p))
+                .collect(),
+        }
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn subnet_membership_and_most_specific_wins() {
+        let ifaces = vec![
+            eth("eth0", 2, 1, &[("198.18.0.1", 16)]),
+            eth("eth1", 3, 2, &[("198.18.5.1", 24), ("198.19.0.1", 31)]),
+        ];
+        let o = on_link_in(&ifaces, ip("198.18.5.9")).unwrap();
+        assert_eq!((o.ifindex, o.ifname.as_str()), (3, "eth1"));
+        assert_eq!(o.src_ip, ip("198.18.5.1"));
+        assert_eq!(o.src_mac, MacAddr([2, 0, 0, 0, 0, 2]));
+        let o = on_link_in(&ifaces, ip("198.18.200.7")).unwrap();
+        assert_eq!((o.ifindex, o.src_ip), (2, ip("198.18.0.1")));
+        assert_eq!(on_link_in(&ifaces, ip("198.19.0.0")).unwrap().ifindex, 3);
+        assert_eq!(on_link_in(&ifaces, ip("198.19.0.2")), None);
+        assert_eq!(on_link_in(&ifaces, ip("192.0.2.1")), None);
+        // Our own address is nobody to ARP for.
+        assert_eq!(on_link_in(&ifaces, ip("198.18.5.1")), None);
+    }
+
+    #[test]
+    fn loopback_down_noarp_and_non_ethernet_are_not_on_link() {
+        let base = eth("x", 4, 3, &[("198.18.9.1", 24)]);
+        let dst = ip("198.18.9.2");
+        assert!(on_link_in(std::slice::from_ref(&base), dst).is_some());
+        let variants = [
+            Interface {
+                flags: UP | libc::IFF_LOOPBACK as u32,
+                ..base.clone()
+            },
+            Interface {
+                flags: 0,
+                ..base.clone()
+            },
+            Interface {
+                flags: UP | libc::IFF_NOARP as u32,
+                ..base.clone()
+            },
+            Interface {
+                hatype: 65534, // ARPHRD_NONE (tun, wireguard)
+                ..base.clone()
+            },
+            Interface {
+                mac: None,
+                ..base.clone()
+            },
+            Interface {
+                ipv4: vec![(ip("198.18.9.1"), 32)],
+                ..base.clone()
+            },
+        ];
+        for v in variants {
+            assert_eq!(on_link_in(std::slice::from_ref(&v), dst), None, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn this_hosts_interfaces_read_without_error() {
+        let ifaces = interfaces().unwrap();
+        // Every namespace has lo, which has an index and is never ARP-capable.
+        if let Some(lo) = ifaces.iter().find(|i| i.name == "lo") {
+            assert!(lo.ifindex > 0);
+            assert!(!lo.is_arp_capable());
+        }
+        assert_eq!(on_link(Ipv4Addr::LOCALHOST).unwrap(), None);
+    }
+}
