@@ -194,6 +194,40 @@ pub fn interfaces() -> Result<Vec<Interface>, NetifError> {
     Ok(out)
 }
 
+/// The kernel's complete IPv4 neighbour entries (`/proc/net/arp`): what a scan learnt of
+/// on-link hosts' MACs even when it did not ARP them itself (-Pn). Lines that do not parse
+/// are skipped; an unreadable file gives an empty list.
+pub fn arp_cache() -> Vec<(Ipv4Addr, MacAddr)> {
+    std::fs::read_to_string("/proc/net/arp")
+        .map(|text| parse_arp_cache(&text))
+        .unwrap_or_default()
+}
+
+/// Parses `/proc/net/arp`: `IP HWtype Flags HWaddress Mask Device`, entries with the
+/// ATF_COM flag (0x2) only.
+pub fn parse_arp_cache(text: &str) -> Vec<(Ipv4Addr, MacAddr)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let ip: Ipv4Addr = f.first()?.parse().ok()?;
+            let flags = u32::from_str_radix(f.get(2)?.trim_start_matches("0x"), 16).ok()?;
+            if flags & 0x2 == 0 {
+                return None;
+            }
+            let mut mac = [0u8; 6];
+            let mut parts = f.get(3)?.split(':');
+            for b in &mut mac {
+                *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+            }
+            if parts.next().is_some() || mac == [0; 6] {
+                return None;
+            }
+            Some((ip, MacAddr(mac)))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +316,23 @@ mod tests {
             assert!(!lo.is_arp_capable());
         }
         assert_eq!(on_link(Ipv4Addr::LOCALHOST).unwrap(), None);
+    }
+
+    #[test]
+    fn arp_cache_keeps_complete_entries_only() {
+        let text =
+            "IP address       HW type     Flags       HW address            Mask     Device\n\
+198.18.0.10      0x1         0x2         ba:92:e6:5e:92:6d     *        eth0\n\
+198.18.0.99      0x1         0x0         00:00:00:00:00:00     *        eth0\n\
+198.18.0.11      0x1         0x2         zz:92:e6:5e:92:6d     *        eth0\n\
+garbage\n";
+        let got = parse_arp_cache(text);
+        assert_eq!(
+            got,
+            vec![(
+                Ipv4Addr::new(198, 18, 0, 10),
+                MacAddr([0xba, 0x92, 0xe6, 0x5e, 0x92, 0x6d])
+            )]
+        );
     }
 }

@@ -33,6 +33,7 @@
 //! - **Discovery** ([`Mode::Discovery`]): a host is up at its first answer, and its other
 //!   probes are then dropped from later passes.
 
+use crate::payloads::udp_state_from_icmp;
 use crate::permutation::{Permutation, Shard};
 use crate::timing::{RttEstimator, Timing, TokenBucket};
 use portolan_model::PortState;
@@ -233,27 +234,18 @@ const NOT_PROBED: u8 = 6;
 const UNREACH_V4: u8 = 32;
 const UNREACH_V6: u8 = 64;
 
-/// Nmap's reason for an ICMP destination unreachable code, and whether the port it quotes
-/// is closed (port unreachable) rather than filtered.
+/// Nmap's reason for a stored ICMP destination unreachable code, and whether the port it
+/// quotes is closed (port unreachable) rather than filtered. The table is Nmap's -sU one
+/// ([`udp_state_from_icmp`]); its reasons are the same for TCP probes.
 fn unreach_reason(code: u8) -> (&'static str, bool) {
-    match code {
-        c if (UNREACH_V4..UNREACH_V6).contains(&c) => match c - UNREACH_V4 {
-            0 => ("net-unreach", false),
-            1 => ("host-unreach", false),
-            2 => ("proto-unreach", false),
-            3 => ("port-unreach", true),
-            9 => ("net-prohibited", false),
-            10 => ("host-prohibited", false),
-            13 => ("admin-prohibited", false),
-            _ => ("unreach", false),
-        },
-        c => match c.wrapping_sub(UNREACH_V6) {
-            0 => ("net-unreach", false),
-            1 => ("admin-prohibited", false),
-            3 => ("host-unreach", false),
-            4 => ("port-unreach", true),
-            _ => ("unreach", false),
-        },
+    let found = if code >= UNREACH_V6 {
+        udp_state_from_icmp(1, code - UNREACH_V6, true)
+    } else {
+        udp_state_from_icmp(3, code.wrapping_sub(UNREACH_V4), false)
+    };
+    match found {
+        Some((state, reason)) => (reason, state == PortState::Closed),
+        None => ("unreach", false),
     }
 }
 
@@ -660,6 +652,10 @@ impl RawScan {
                             return Err(false);
                         }
                         let dst = IpAddr::V4(q.ip.dst_addr);
+                        if udp_state_from_icmp(3, icmp.msg_code(), false).is_none() {
+                            // A code Nmap ignores (e.g. fragmentation needed).
+                            return Err(false);
+                        }
                         let code = UNREACH_V4 + icmp.msg_code().min(31);
                         let mut a =
                             self.classify_quoted(dst, q.ip.protocol, &q, q.ip.ident.into(), code)?;
@@ -700,6 +696,9 @@ impl RawScan {
                             return Err(false);
                         }
                         let dst = IpAddr::V6(q.ip.dst_addr);
+                        if udp_state_from_icmp(1, icmp.msg_code(), true).is_none() {
+                            return Err(false);
+                        }
                         let code = UNREACH_V6 + icmp.msg_code().min(31);
                         let mut a =
                             self.classify_quoted(dst, q.ip.next_header, &q, q.ip.flow_label, code)?;

@@ -7,6 +7,8 @@ use crate::outname;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Local};
 use portolan_engine::datadir::{load_services, Source};
+use portolan_engine::macvendor::{load_mac_prefixes, MacPrefixTable};
+use portolan_engine::payloads::{load_payloads, PayloadTable};
 use portolan_engine::permutation::Shard;
 use portolan_engine::ports::{parse_port_spec, PortSet, Protos};
 use portolan_engine::scan::{Share, Slot};
@@ -38,16 +40,6 @@ pub struct Discovery {
     pub arp: bool,
 }
 
-/// Stand-in until the payload table lands.
-#[derive(Default)]
-pub struct Payloads(std::collections::HashMap<u16, Vec<u8>>);
-
-impl Payloads {
-    pub fn first_for(&self, port: u16) -> &[u8] {
-        self.0.get(&port).map_or(&[], Vec::as_slice)
-    }
-}
-
 pub struct Plan {
     pub args_line: String,
     pub start: DateTime<Local>,
@@ -67,7 +59,9 @@ pub struct Plan {
     /// --dryrun: print the probes, send nothing.
     pub dry_run: bool,
     /// Payloads of UDP probes, by port.
-    pub payloads: Arc<Payloads>,
+    pub payloads: Arc<PayloadTable>,
+    /// MAC vendors, when MACs can be learnt (raw sockets: Nmap prints MACs only as root).
+    pub mac_vendors: Option<Arc<MacPrefixTable>>,
     pub sequential_ports: bool,
     pub timing: Timing,
     pub host_group: usize,
@@ -135,6 +129,21 @@ impl Plan {
             _ => {}
         }
 
+        let payloads = if o.udp || o.ping_udp_ports.is_some() {
+            let (table, source) = load_payloads(datadir, false);
+            if let Source::BuiltinFallback { path, reason } = &source {
+                eprintln!(
+                    "WARNING: could not use {}: {reason}; using Portolan's built-in UDP payloads",
+                    path.display()
+                );
+            }
+            for w in table.warnings().iter().take(5) {
+                eprintln!("WARNING: nmap-payloads: {w}");
+            }
+            table
+        } else {
+            PayloadTable::default()
+        };
         let tcp_scan = matches!(scan, ScanKind::Connect | ScanKind::Syn);
         let (ports, udp_ports) = if tcp_scan || o.udp {
             choose_ports(&o, &services, tcp_scan, o.udp)?
@@ -235,7 +244,10 @@ impl Plan {
             udp_ports,
             share,
             dry_run: o.dry_run,
-            payloads: Arc::new(Payloads::default()),
+            payloads: Arc::new(payloads),
+            mac_vendors: raw_ok
+                .is_ok()
+                .then(|| Arc::new(load_mac_prefixes(datadir, false).0)),
             sequential_ports: o.sequential_ports,
             timing,
             host_group,

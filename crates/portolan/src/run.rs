@@ -5,20 +5,24 @@ use crate::args::{Dns, ScanKind};
 use crate::plan::Plan;
 use crate::progress;
 use anyhow::Result;
+use portolan_engine::arp_ping::run_arp_ping;
 use portolan_engine::connect::{ConnectScan, Progress};
 use portolan_engine::discovery::{ping_hosts, PingResult};
 use portolan_engine::dns::reverse_lookup_many;
 use portolan_engine::driver::{run_raw, Output, RawJob, RawRun};
+use portolan_engine::macvendor::MacPrefixTable;
+use portolan_engine::netif;
 use portolan_engine::report;
 use portolan_engine::scan::{Mode, Share, Slot};
 use portolan_engine::scheduler::HostDone;
 use portolan_model::{
-    Completeness, Host, HostState, HostStatus, Hostname, HostnameType, PortState, Protocol,
-    RunExit, RunStats, ScanRun, Sink,
+    AddrType, Address, Completeness, Host, HostState, HostStatus, Hostname, HostnameType,
+    PortState, Protocol, RunExit, RunStats, ScanRun, Sink,
 };
+use portolan_wire::ethernet::MacAddr;
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -73,7 +77,12 @@ async fn raw_scan(
             1 << 16,
             std::io::stdout(),
         ));
-        let payload = |port: u16| payloads.first_for(port);
+        let payload = |port: u16| {
+            payloads
+                .for_port(port)
+                .first()
+                .map_or(&[][..], Vec::as_slice)
+        };
         let job = RawJob {
             hosts: &hosts,
             slots: &slots,
@@ -99,14 +108,19 @@ async fn raw_scan(
     Ok(result??)
 }
 
-/// Host discovery as the plan asks: the connect ping without raw sockets, else the raw
-/// probes (Nmap's default set, or the -P options), a host being up at its first answer.
+/// Host discovery as the plan asks: the connect ping without raw sockets, else ARP for
+/// on-link IPv4 hosts (as Nmap on a LAN) and the raw probes (Nmap's default set, or the -P
+/// options) for the rest, a host being up at its first answer. Also returns the MACs ARP
+/// learnt.
 async fn discover(
     plan: &Plan,
     ips: &[IpAddr],
     cancel: &CancellationToken,
-) -> Result<Vec<PingResult>> {
+) -> Result<(Vec<PingResult>, Vec<Option<MacAddr>>)> {
     let d = &plan.discovery;
+    let mut macs: Vec<Option<MacAddr>> = vec![None; ips.len()];
+    // Hosts ARP has answered for (up or down): the IP probes are not sent to them.
+    let mut settled = vec![false; ips.len()];
     let mut pings: Vec<PingResult> = if !d.connect_ports.is_empty() {
         ping_hosts(ips, &d.connect_ports, &plan.timing, 256, cancel.clone()).await
     } else {
@@ -117,10 +131,65 @@ async fn discover(
             })
             .collect()
     };
-    if d.slots.is_empty() {
-        return Ok(pings);
+    let ifaces = if d.slots.is_empty() && !d.arp {
+        Vec::new()
+    } else {
+        netif::interfaces()?
+    };
+    // Our own addresses answer without a probe, as in Nmap.
+    for (i, ip) in ips.iter().enumerate() {
+        let own = ip.is_loopback()
+            || ifaces.iter().any(|f| match ip {
+                IpAddr::V4(a) => f.ipv4.iter().any(|(addr, _)| addr == a),
+                IpAddr::V6(_) => false,
+            });
+        if own && !d.slots.is_empty() {
+            settled[i] = true;
+            pings[i] = PingResult {
+                status: HostStatus::up("localhost-response"),
+                rtt: None,
+            };
+        }
     }
-    let hosts: Vec<(usize, IpAddr)> = ips.iter().copied().enumerate().collect();
+    if d.arp && !plan.dry_run {
+        let on_link: Vec<(usize, Ipv4Addr)> = ips
+            .iter()
+            .enumerate()
+            .filter_map(|(i, ip)| match ip {
+                IpAddr::V4(a) if !settled[i] && netif::on_link_in(&ifaces, *a).is_some() => {
+                    Some((i, *a))
+                }
+                _ => None,
+            })
+            .collect();
+        if !on_link.is_empty() {
+            let targets: Vec<Ipv4Addr> = on_link.iter().map(|&(_, a)| a).collect();
+            let timing = plan.timing.clone();
+            let (flag, watcher) = cancel_flag(cancel);
+            let replies =
+                tokio::task::spawn_blocking(move || run_arp_ping(&targets, &timing, &flag)).await;
+            watcher.abort();
+            for ((i, _), reply) in on_link.into_iter().zip(replies??) {
+                settled[i] = true;
+                if let Some(r) = reply {
+                    pings[i] = PingResult {
+                        status: HostStatus::up("arp-response"),
+                        rtt: Some(r.rtt),
+                    };
+                    macs[i] = Some(r.mac);
+                }
+            }
+        }
+    }
+    let hosts: Vec<(usize, IpAddr)> = ips
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(i, _)| !settled[i])
+        .collect();
+    if d.slots.is_empty() || hosts.is_empty() {
+        return Ok((pings, macs));
+    }
     // A sweep (-sn) is the scan --shard divides; before a port scan every machine must
     // know every host.
     let share = if plan.scan == ScanKind::PingOnly {
@@ -149,7 +218,20 @@ async fn discover(
             }
         }
     }
-    Ok(pings)
+    Ok((pings, macs))
+}
+
+/// A MAC address as Nmap writes it: upper-case hex.
+fn mac_address(mac: MacAddr, vendors: &MacPrefixTable) -> Address {
+    let b = mac.0;
+    Address {
+        addr: format!(
+            "{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        ),
+        addrtype: AddrType::Mac,
+        vendor: vendors.lookup(mac).map(str::to_string),
+    }
 }
 
 fn epoch(t: SystemTime) -> i64 {
@@ -208,6 +290,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
         let ips: Vec<IpAddr> = batch.iter().map(|(ip, _)| *ip).collect();
 
         // Host discovery.
+        let mut macs: Vec<Option<MacAddr>> = vec![None; ips.len()];
         let pings: Vec<PingResult> = if plan.scan == ScanKind::List {
             ips.iter()
                 .map(|_| PingResult {
@@ -228,7 +311,9 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
                 })
                 .collect()
         } else {
-            discover(&plan, &ips, &cancel).await?
+            let (pings, found) = discover(&plan, &ips, &cancel).await?;
+            macs = found;
+            pings
         };
         if cancel.is_cancelled() {
             break;
@@ -256,9 +341,12 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
             }
         }
 
-        let make_host = |i: usize, status: HostStatus| -> Host {
+        let make_host = |i: usize, status: HostStatus, macs: &[Option<MacAddr>]| -> Host {
             let (ip, user_name) = &batch[i];
             let mut h = Host::new(*ip, status);
+            if let (Some(Some(mac)), Some(vendors)) = (macs.get(i), &plan.mac_vendors) {
+                h.addresses.push(mac_address(*mac, vendors));
+            }
             if let Some(n) = user_name {
                 h.hostnames.push(Hostname {
                     name: n.clone(),
@@ -290,7 +378,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
                 }
             } && !plan.dry_run;
             if report {
-                let mut h = make_host(i, ping.status.clone());
+                let mut h = make_host(i, ping.status.clone(), &macs);
                 h.times = ping.rtt.map(report::times_from_rtt);
                 let now = epoch(SystemTime::now());
                 h.starttime = Some(now);
@@ -302,6 +390,21 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
         if up_idx.is_empty() || !port_scan {
             continue;
         }
+        let fill_macs_from_kernel = |macs: &mut Vec<Option<MacAddr>>| {
+            // On-link hosts not ARP-pinged (-Pn, IP probes): the kernel resolved them to
+            // send our probes, as Nmap's own ARP resolution does.
+            if plan.mac_vendors.is_none() || plan.dry_run {
+                return;
+            }
+            let cache = netif::arp_cache();
+            for (i, ip) in ips.iter().enumerate() {
+                if macs[i].is_none() {
+                    if let IpAddr::V4(a) = ip {
+                        macs[i] = cache.iter().find(|(c, _)| c == a).map(|&(_, m)| m);
+                    }
+                }
+            }
+        };
 
         if plan.raw_port_scan() {
             let targets: Vec<(usize, IpAddr)> = up_idx.iter().map(|&i| (i, ips[i])).collect();
@@ -338,6 +441,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
                 let _ = r.await;
             }
             let raw = result?;
+            fill_macs_from_kernel(&mut macs);
             for host in &raw.hosts {
                 if raw.interrupted || plan.dry_run {
                     break;
@@ -346,7 +450,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
                     // Another shard's host.
                     continue;
                 }
-                let mut h = make_host(host.tag, pings[host.tag].status.clone());
+                let mut h = make_host(host.tag, pings[host.tag].status.clone(), &macs);
                 h.starttime = Some(epoch(wall_start));
                 h.endtime = Some(epoch(SystemTime::now()));
                 let mut all = Vec::new();
@@ -415,7 +519,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
                         return;
                     }
                     let i = done.tag;
-                    let mut h = make_host(i, pings[i].status.clone());
+                    let mut h = make_host(i, pings[i].status.clone(), &macs);
                     fill_host(&mut h, &done, &plan, wall_start);
                     if done.timed_out {
                         eprintln!("Skipping host {} due to host timeout", done.ip);
