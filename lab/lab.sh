@@ -33,6 +33,10 @@ FILT_IP=198.18.0.12
 LOSSY_IP=198.18.0.13
 SLOW_IP=198.18.0.14
 DOWN_IP=198.18.0.99
+# IPv6 (RFC 5180's benchmarking prefix) on the scanner and the filtered host only.
+SUBNET6=2001:2::/64
+SCAN_IP6=2001:2::1
+FILT_IP6=2001:2::12
 
 SW="$P-sw"
 SCAN="$P-scan"
@@ -106,7 +110,7 @@ wait_listen() {  # ns proto(tcp|udp) ip port what
     local ns="$1" proto="$2" ip="$3" port="$4" what="$5" flag i
     [ "$proto" = tcp ] && flag=-ltnH || flag=-lunH
     for i in $(seq 1 50); do
-        if nsx "$ns" ss $flag 2>/dev/null | awk '{print $4}' | grep -qx -- "$ip:$port"; then
+        if nsx "$ns" ss $flag 2>/dev/null | awk '{print $4}' | grep -qFx -- "$ip:$port"; then
             return 0
         fi
         sleep 0.1
@@ -115,10 +119,16 @@ wait_listen() {  # ns proto(tcp|udp) ip port what
     die "$what did not start listening on $proto $ip:$port in $ns (logs in $DIR/logs)"
 }
 
-mk_ns() {  # name ip/cidr|'' — creates "$P-<name>" and a veth to the switch
-    local name="$1" addr="$2" ns="$P-$1"
+mk_ns() {  # name ip/cidr [ip6/cidr] — creates "$P-<name>" and a veth to the switch
+    local name="$1" addr="$2" addr6="${3:-}" ns="$P-$1"
     ip netns add "$ns"
-    nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 >/dev/null
+    if [ -z "$addr6" ]; then
+        nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 >/dev/null
+    else
+        # No router solicitations or autoconfiguration: the only IPv6 is ours.
+        nsx "$ns" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 \
+            net.ipv6.conf.all.autoconf=0 net.ipv6.conf.default.autoconf=0 >/dev/null
+    fi
     nsx "$ns" ip link set lo up
     # Create the pair inside the switch namespace with the peer going straight
     # into the host namespace: the root namespace never sees either end.
@@ -126,6 +136,7 @@ mk_ns() {  # name ip/cidr|'' — creates "$P-<name>" and a veth to the switch
     ip -n "$SW" link set "v-$name" master br0
     ip -n "$SW" link set "v-$name" up
     nsx "$ns" ip addr add "$addr" dev eth0
+    [ -n "$addr6" ] && nsx "$ns" ip -6 addr add "$addr6" dev eth0 nodad
     nsx "$ns" ip link set eth0 up
 }
 
@@ -288,6 +299,7 @@ start_services() {
 
     # ---- filt: listeners + nft drop
     start_listener "$P-filt" "$FILT_IP" filt --port 80 --port 8443
+    start_listener "$P-filt" "$FILT_IP6" filt6 --port 80 --port 8443
     nsx "$P-filt" nft -f - <<EOF
 table inet plab {
     chain input {
@@ -332,6 +344,7 @@ verify_services() {
     wait_listen "$P-dns" tcp "$DNS_IP" 2222 listener.py
     wait_listen "$P-dns" tcp "$DNS_IP" 9999 listener.py
     for p in $FILT_TCP_OPEN;  do wait_listen "$P-filt"  tcp "$FILT_IP"  "$p" listener.py; done
+    for p in $FILT_TCP_OPEN;  do wait_listen "$P-filt"  tcp "[$FILT_IP6]"  "$p" listener.py; done
     for p in $LOSSY_TCP_OPEN; do wait_listen "$P-lossy" tcp "$LOSSY_IP" "$p" listener.py; done
     for p in $SLOW_TCP_OPEN;  do wait_listen "$P-slow"  tcp "$SLOW_IP"  "$p" listener.py; done
     nsx "$P-slow" tc qdisc show dev eth0 | grep -q tbf || die "tbf missing in $P-slow"
@@ -374,11 +387,13 @@ gt = {
     "prefix": P,
     "scanner_ns": "%s-scan" % P,
     "scanner_ip": "$SCAN_IP",
+    "scanner_ip6": "$SCAN_IP6",
     "hosts": [
         host("svc", "$SVC_IP", tcp_open="$SVC_TCP_OPEN", services="$SVC_SERVICES"),
         host("dns", "$DNS_IP", tcp_open="$DNS_TCP_OPEN", udp_open="$DNS_UDP_OPEN",
              services="$DNS_SERVICES"),
-        host("filt", "$FILT_IP", tcp_open="$FILT_TCP_OPEN", tcp_filtered="$FILT_TCP_FILTERED"),
+        dict(host("filt", "$FILT_IP", tcp_open="$FILT_TCP_OPEN",
+                  tcp_filtered="$FILT_TCP_FILTERED"), ip6="$FILT_IP6"),
         host("lossy", "$LOSSY_IP", tcp_open="$LOSSY_TCP_OPEN",
              tcp_filtered="$LOSSY_TCP_FILTERED", lossy=True),
         host("slow", "$SLOW_IP", tcp_open="$SLOW_TCP_OPEN"),
@@ -412,10 +427,10 @@ cmd_up() {
     nsx "$SW" ip link set lo up
     nsx "$SW" ip link add br0 type bridge stp_state 0 forward_delay 0
     nsx "$SW" ip link set br0 up
-    mk_ns scan "$SCAN_IP/24"
+    mk_ns scan "$SCAN_IP/24" "$SCAN_IP6/64"
     mk_ns svc "$SVC_IP/24"
     mk_ns dns "$DNS_IP/24"
-    mk_ns filt "$FILT_IP/24"
+    mk_ns filt "$FILT_IP/24" "$FILT_IP6/64"
     mk_ns lossy "$LOSSY_IP/24"
     mk_ns slow "$SLOW_IP/24"
 
@@ -423,6 +438,8 @@ cmd_up() {
     local routes
     routes="$(nsx "$SCAN" ip -4 route show | awk '{print $1}' | sort -u | tr '\n' ' ')"
     [ "$routes" = "$SUBNET " ] || die "unexpected routes in $SCAN: $routes"
+    routes="$(nsx "$SCAN" ip -6 route show | awk '{print $1}' | sort -u | tr '\n' ' ')"
+    [ "$routes" = "$SUBNET6 fe80::/64 " ] || die "unexpected IPv6 routes in $SCAN: $routes"
 
     log "starting services"
     start_services

@@ -10,7 +10,7 @@
 //! scenarios run one after another so that timing-sensitive ones do not compete.
 
 use portolan_model::xml_reader::read_xml_file;
-use portolan_model::{PortState, RunExit, ScanRun};
+use portolan_model::{AddrType, PortState, Protocol, RunExit, ScanRun};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -203,6 +203,28 @@ impl Drop for Lab {
     }
 }
 
+/// The port states of one protocol of every host, collapsed ports included.
+fn proto_states(run: &ScanRun, proto: Protocol) -> BTreeMap<String, BTreeMap<u16, String>> {
+    let mut out = BTreeMap::new();
+    for h in &run.hosts {
+        let mut m = BTreeMap::new();
+        for e in h.extraports.iter() {
+            for r in &e.reasons {
+                if r.proto.unwrap_or(Protocol::Tcp) == proto {
+                    for p in &r.port_list {
+                        m.insert(*p, e.state.as_str().to_string());
+                    }
+                }
+            }
+        }
+        for p in h.ports.iter().filter(|p| p.protocol == proto) {
+            m.insert(p.portid, p.state.as_str().to_string());
+        }
+        out.insert(h.addr_str().to_string(), m);
+    }
+    out
+}
+
 /// Every port state of every host in a scan, collapsed ports included.
 fn states(run: &ScanRun) -> BTreeMap<String, BTreeMap<u16, String>> {
     let mut out = BTreeMap::new();
@@ -328,9 +350,24 @@ fn lab() {
             syn_backs_off_on_a_congested_link,
         ),
         ("icmp_echo_discovery", icmp_echo_discovery),
+        ("udp_same_open_ports_as_nmap", udp_same_open_ports_as_nmap),
+        ("syn_and_udp_in_one_scan", syn_and_udp_in_one_scan),
+        ("raw_discovery_probe_types", raw_discovery_probe_types),
+        ("shards_split_the_scan", shards_split_the_scan),
+        ("dry_run_sends_nothing", dry_run_sends_nothing),
+        (
+            "raw_interrupt_leaves_valid_outputs",
+            raw_interrupt_leaves_valid_outputs,
+        ),
+        ("ipv6_scans", ipv6_scans),
     ];
+    // PORTOLAN_LAB_ONLY=a,b runs only the scenarios named (for working on them).
+    let only = std::env::var("PORTOLAN_LAB_ONLY").ok();
     let mut failed = Vec::new();
     for (name, f) in scenarios {
+        if only.as_ref().is_some_and(|o| !o.split(',').any(|n| n == *name)) {
+            continue;
+        }
         let t = Instant::now();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&lab)));
         match r {
@@ -777,4 +814,325 @@ fn icmp_echo_discovery(lab: &Lab) {
     }
     let stats = run.runstats.expect("runstats");
     assert_eq!((stats.hosts_up, stats.hosts_total), (5, 6));
+}
+
+/// -sU on the DNS/SNMP host against nmap -sU on the same ports: the same open ports (DNS
+/// and SNMP answer our own payloads), and every port we call closed Nmap calls closed.
+fn udp_same_open_ports_as_nmap(lab: &Lab) {
+    let ip = lab.ip("dns");
+    let ports = "7,53,69,111,123,137,161,162,500,1900,5353,11211";
+    let (ours, theirs) = (lab.path("udp-ours.xml"), lab.path("udp-nmap.xml"));
+    let base = ["-sU", "-T4", "-p", ports, "-n", "-Pn", &ip];
+    let mut a = base.to_vec();
+    a.extend(["-oX", &ours]);
+    ok(&lab.portolan(&a), "portolan -sU");
+    let mut b = base.to_vec();
+    b.extend(["-oX", &theirs]);
+    ok(&lab.exec("nmap", &b), "nmap -sU");
+    let ours = proto_states(&read_xml_file(&ours).expect("our XML"), Protocol::Udp);
+    let nmap = proto_states(&read_xml_file(&theirs).expect("Nmap's XML"), Protocol::Udp);
+    let (o, n) = (&ours[&ip], &nmap[&ip]);
+    let open = |m: &BTreeMap<u16, String>| -> Vec<u16> {
+        m.iter()
+            .filter(|(_, s)| s.as_str() == "open")
+            .map(|(p, _)| *p)
+            .collect()
+    };
+    assert_eq!(open(o), vec![53, 161], "ours: {o:?}");
+    assert_eq!(open(o), open(n), "nmap: {n:?}");
+    // The target's ICMP rate limit (one port unreachable a second after a burst, per
+    // source) decides which silent ports either scanner could call closed; the two scans
+    // share that budget, so closed and open|filtered may differ, but nothing else may.
+    for (p, s) in o {
+        let theirs = n.get(p).map(String::as_str);
+        let quiet = ["closed", "open|filtered"];
+        if s != "open" {
+            assert!(
+                quiet.contains(&s.as_str()) && theirs.is_some_and(|t| quiet.contains(&t)),
+                "port {p}: ours {s}, nmap {theirs:?}"
+            );
+        }
+    }
+    assert!(
+        o.values().any(|s| s == "closed"),
+        "no port unreachable came back at all: {o:?}"
+    );
+    assert_eq!(o.len(), 12);
+}
+
+/// -sS -sU together: one report with both protocols, each port in its configured state.
+fn syn_and_udp_in_one_scan(lab: &Lab) {
+    let ip = lab.ip("dns");
+    let xml = lab.path("su.xml");
+    ok(
+        &lab.portolan(&[
+            "-sS",
+            "-sU",
+            "-p",
+            "T:22,53,2222,U:53,161",
+            "-n",
+            "-Pn",
+            "-oX",
+            &xml,
+            &ip,
+        ]),
+        "portolan -sS -sU",
+    );
+    let run = read_xml_file(&xml).expect("XML");
+    let kinds: Vec<_> = run.scaninfo.iter().map(|i| i.scan_type).collect();
+    assert_eq!(
+        kinds,
+        vec![portolan_model::ScanType::Syn, portolan_model::ScanType::Udp]
+    );
+    let tcp = &proto_states(&run, Protocol::Tcp)[&ip];
+    let udp = &proto_states(&run, Protocol::Udp)[&ip];
+    let s = |m: &BTreeMap<u16, String>, p: u16| m.get(&p).cloned().unwrap_or_default();
+    assert_eq!(
+        (s(tcp, 22), s(tcp, 53), s(tcp, 2222)),
+        ("closed".into(), "open".into(), "open".into())
+    );
+    assert_eq!((s(udp, 53), s(udp, 161)), ("open".into(), "open".into()));
+}
+
+/// Discovery as root: ARP on the LAN by default (with MACs), and each raw probe type on
+/// its own with ARP disabled, with Nmap's reasons.
+fn raw_discovery_probe_types(lab: &Lab) {
+    let hosts = ["198.18.0.10-14", "198.18.0.99"];
+    let run_sn = |extra: &[&str], tag: &str| -> ScanRun {
+        let xml = lab.path(&format!("sn-{tag}.xml"));
+        let mut args = vec!["-sn", "-n", "-oX", &xml];
+        args.extend(extra);
+        args.extend(hosts);
+        ok(&lab.portolan(&args), &format!("portolan -sn {extra:?}"));
+        read_xml_file(&xml).expect("XML")
+    };
+    let up = |run: &ScanRun| -> BTreeMap<String, String> {
+        run.hosts
+            .iter()
+            .filter(|h| h.is_up())
+            .map(|h| (h.addr_str().to_string(), h.status.reason.clone()))
+            .collect()
+    };
+    let all_up: BTreeSet<String> = (10..=14).map(|i| format!("198.18.0.{i}")).collect();
+
+    let arp = run_sn(&[], "arp");
+    let found = up(&arp);
+    assert_eq!(found.keys().cloned().collect::<BTreeSet<_>>(), all_up);
+    assert!(found.values().all(|r| r == "arp-response"), "{found:?}");
+    for h in arp.hosts.iter().filter(|h| h.is_up()) {
+        let mac = h.addresses.iter().find(|a| a.addrtype == AddrType::Mac);
+        assert!(
+            mac.is_some_and(|m| m.addr.len() == 17),
+            "no MAC for {}",
+            h.addr_str()
+        );
+    }
+
+    for (flags, reasons) in [
+        (
+            vec!["--disable-arp-ping"],
+            vec!["echo-reply", "reset", "syn-ack", "timestamp-reply"],
+        ),
+        (vec!["--disable-arp-ping", "-PP"], vec!["timestamp-reply"]),
+        (vec!["--disable-arp-ping", "-PA80"], vec!["reset"]),
+        (
+            vec!["--disable-arp-ping", "-PS22,80"],
+            vec!["syn-ack", "reset"],
+        ),
+        (vec!["--disable-arp-ping", "-PU40125"], vec!["port-unreach"]),
+    ] {
+        let run = run_sn(&flags, &flags.join(""));
+        let found = up(&run);
+        assert_eq!(
+            found.keys().cloned().collect::<BTreeSet<_>>(),
+            all_up,
+            "{flags:?}"
+        );
+        assert!(
+            found.values().all(|r| reasons.contains(&r.as_str())),
+            "{flags:?}: {found:?}"
+        );
+    }
+    // Linux does not answer address mask requests: -PM alone finds nobody.
+    let run = run_sn(&["--disable-arp-ping", "-PM"], "pm");
+    assert!(up(&run).is_empty(), "{:?}", up(&run));
+}
+
+/// Two shards with one seed: disjoint, and together the whole scan, each port right.
+fn shards_split_the_scan(lab: &Lab) {
+    let ip = lab.ip("svc");
+    let mut union: BTreeMap<u16, String> = BTreeMap::new();
+    let mut total = 0;
+    for k in ["1/2", "2/2"] {
+        let xml = lab.path(&format!("shard{}.xml", &k[..1]));
+        ok(
+            &lab.portolan(&[
+                "-sS", "--shard", k, "--seed", "77", "-p", "1-2000", "-n", "-Pn", "-oX", &xml, &ip,
+            ]),
+            "portolan --shard",
+        );
+        let st = states(&read_xml_file(&xml).expect("XML"));
+        let part = st.get(&ip).cloned().unwrap_or_default();
+        total += part.len();
+        assert!(
+            part.len() > 900 && part.len() < 1100,
+            "shard {k}: {}",
+            part.len()
+        );
+        union.extend(part);
+    }
+    assert_eq!(total, 2000, "shards overlap");
+    assert_eq!(union.len(), 2000);
+    lab.assert_truth("svc", &BTreeMap::from([(ip, union)]), 1..=2000);
+}
+
+/// --dryrun prints every probe and sends none (the target's nft counter stays still).
+fn dry_run_sends_nothing(lab: &Lab) {
+    let ns = format!("{}-filt", lab.prefix);
+    let ip = lab.ip("filt");
+    let nft = |args: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", &ns, "nft"])
+            .args(args)
+            .output()
+            .expect("nft")
+    };
+    ok(&nft(&["add", "table", "inet", "dry"]), "nft add table");
+    ok(
+        &nft(&[
+            "add",
+            "chain",
+            "inet",
+            "dry",
+            "in",
+            "{ type filter hook input priority -300 ; }",
+        ]),
+        "nft add chain",
+    );
+    ok(
+        &nft(&["add", "rule", "inet", "dry", "in", "counter"]),
+        "nft add rule",
+    );
+    let count = || {
+        let text =
+            String::from_utf8_lossy(&nft(&["list", "table", "inet", "dry"]).stdout).into_owned();
+        text.split("packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no counter in {text}"))
+    };
+    let before = count();
+    for (args, lines) in [
+        (vec!["-sS", "-Pn", "-p", "1-1000"], 1000 * 2),
+        (vec!["-sS", "-sU", "-Pn", "-p", "1-100"], 200 * 2),
+        (vec!["-sn"], 4 * 2),
+    ] {
+        let mut a = args.clone();
+        a.extend(["--dryrun", "--max-retries", "1", &ip]);
+        let out = lab.portolan(&a);
+        ok(&out, "portolan --dryrun");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let sent: Vec<&str> = text.lines().filter(|l| l.starts_with("SENT ")).collect();
+        assert_eq!(sent.len(), lines, "{args:?}");
+        assert!(sent.iter().all(|l| l.contains(&ip)), "{args:?}");
+    }
+    assert_eq!(count(), before, "a dry run sent packets");
+    ok(&nft(&["delete", "table", "inet", "dry"]), "nft delete");
+}
+
+/// Ctrl-C during a raw scan: sending stops at once, exit 130, valid XML.
+fn raw_interrupt_leaves_valid_outputs(lab: &Lab) {
+    let xml = lab.path("raw-int.xml");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &lab.scan_ns(), BIN])
+        .args([
+            "-sS",
+            "-n",
+            "-Pn",
+            "-p-",
+            "--max-rate",
+            "2000",
+            "-oX",
+            &xml,
+            "198.18.0.99",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let signalled = Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "took {:?} to stop",
+        signalled.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(130));
+    let v = Command::new("xmllint")
+        .args(["--noout", "--dtdvalid", "/usr/share/nmap/nmap.dtd", &xml])
+        .output()
+        .expect("xmllint");
+    ok(&v, "xmllint on interrupted raw-scan XML");
+    let run = read_xml_file(&xml).expect("XML");
+    assert_eq!(run.runstats.expect("runstats").exit, RunExit::Error);
+}
+
+/// -6: SYN, connect and UDP port scans and discovery of the IPv6 host.
+fn ipv6_scans(lab: &Lab) {
+    let ip6 = lab.host("filt")["ip6"].as_str().expect("ip6").to_string();
+    for scan in ["-sS", "-sT"] {
+        let xml = lab.path(&format!("v6{scan}.xml"));
+        ok(
+            &lab.portolan(&[
+                "-6",
+                scan,
+                "-p",
+                "22,80,81,135,8443",
+                "-n",
+                "-Pn",
+                "-oX",
+                &xml,
+                &ip6,
+            ]),
+            "portolan -6",
+        );
+        let st = states(&read_xml_file(&xml).expect("XML"));
+        let got: Vec<(u16, &str)> = st[&ip6].iter().map(|(p, s)| (*p, s.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (22, "closed"),
+                (80, "open"),
+                (81, "filtered"),
+                (135, "filtered"),
+                (8443, "open")
+            ],
+            "{scan}"
+        );
+    }
+    let xml = lab.path("v6-sn.xml");
+    ok(
+        &lab.portolan(&["-6", "-sn", "-n", "-oX", &xml, &ip6, "2001:2::99"]),
+        "portolan -6 -sn",
+    );
+    let run = read_xml_file(&xml).expect("XML");
+    let up: Vec<&str> = run
+        .hosts
+        .iter()
+        .filter(|h| h.is_up())
+        .map(|h| h.addr_str())
+        .collect();
+    assert_eq!(up, vec![ip6.as_str()]);
+    let xml = lab.path("v6-su.xml");
+    ok(
+        &lab.portolan(&["-6", "-sU", "-p", "53,161", "-n", "-Pn", "-oX", &xml, &ip6]),
+        "portolan -6 -sU",
+    );
+    let udp = proto_states(&read_xml_file(&xml).expect("XML"), Protocol::Udp);
+    assert_eq!(udp[&ip6].get(&53).map(String::as_str), Some("closed"));
 }
