@@ -10,7 +10,7 @@
 //! on a virtual clock, so a dry run takes no longer than printing does.
 
 use crate::connect::Progress;
-use crate::raw::{source_for_ip, RawError, RawReceiver, RawSender, Received};
+use crate::raw::{RawError, RawReceiver, RawSender, Received, SourceFinder};
 use crate::scan::{
     build_probe, HostAnswer, Mode, Probe, RawScan, ScanPoll, ScanStats, Share, Slot, SlotResult,
 };
@@ -33,6 +33,8 @@ const MAX_SLEEP: Duration = Duration::from_millis(5);
 const DRAIN: Duration = Duration::from_millis(100);
 /// A core gets an engine of its own only for this many probes or more.
 const PROBES_PER_CORE: usize = 4096;
+/// The rate a dry run "sends" at, on its virtual clock.
+const DRY_RUN_RATE: f64 = 1e12;
 /// TTL (hop limit) of our probes.
 const PROBE_TTL: u8 = 64;
 
@@ -84,8 +86,9 @@ pub struct RawRun {
 pub fn run_raw(job: &RawJob, progress: &Progress, cancel: &AtomicBool) -> Result<RawRun, RawError> {
     let dry = matches!(job.output, Output::DryRun(_));
     let mut groups: BTreeMap<IpAddr, Vec<(usize, IpAddr)>> = BTreeMap::new();
+    let mut finder = SourceFinder::default();
     for &(tag, ip) in job.hosts {
-        let src = match source_for_ip(ip) {
+        let src = match finder.source_for(ip) {
             Ok(src) => src,
             Err(RawError::NoRoute(_)) => unspecified(ip),
             Err(e) if dry => {
@@ -121,6 +124,11 @@ pub fn run_raw(job: &RawJob, progress: &Progress, cancel: &AtomicBool) -> Result
         let mut timing = job.timing.clone();
         timing.max_rate = job.timing.max_rate.map(|r| r / cores as f64);
         timing.min_rate = job.timing.min_rate.map(|r| r / cores as f64);
+        if dry {
+            // Printing is not sending: no pacing (on the virtual clock it only costs polls).
+            timing.min_rate = Some(DRY_RUN_RATE);
+            timing.max_rate = Some(DRY_RUN_RATE);
+        }
         // One key for all cores: each sees the others' replies, valid but not its own.
         let key = CookieKey::random().map_err(|e| RawError::Io {
             call: "getrandom",
@@ -462,11 +470,20 @@ pub fn describe(text: &mut String, p: &Probe, payload: PayloadFn) {
     };
 }
 
-fn sock(ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
+/// An address and port as `a.b.c.d:p` or `[v6]:p`, formatted without allocating.
+struct Sock(IpAddr, u16);
+
+impl std::fmt::Display for Sock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
+        }
     }
+}
+
+fn sock(ip: IpAddr, port: u16) -> Sock {
+    Sock(ip, port)
 }
 
 #[cfg(test)]

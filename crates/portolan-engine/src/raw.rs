@@ -258,6 +258,65 @@ pub fn source_for_ip(dst: IpAddr) -> Result<IpAddr, RawError> {
     }
 }
 
+/// [`source_for_ip`] for many destinations: one UDP socket per family, connected to each
+/// destination in turn and disconnected (connect to AF_UNSPEC, which also forgets the
+/// source address it picked) after reading its local address. Three system calls a
+/// destination and no socket allocation, where `source_for_ip` opens a socket each time.
+#[derive(Default)]
+pub struct SourceFinder {
+    v4: Option<UdpSocket>,
+    v6: Option<UdpSocket>,
+}
+
+impl SourceFinder {
+    pub fn source_for(&mut self, dst: IpAddr) -> Result<IpAddr, RawError> {
+        let slot = if dst.is_ipv4() {
+            &mut self.v4
+        } else {
+            &mut self.v6
+        };
+        if slot.is_none() {
+            let bind: SocketAddr = match dst {
+                IpAddr::V4(_) => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into(),
+                IpAddr::V6(_) => SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0).into(),
+            };
+            *slot = Some(
+                UdpSocket::bind(bind).map_err(|e| RawError::io("bind (UDP, for source address)", e))?,
+            );
+        }
+        let Some(socket) = slot.as_ref() else {
+            return source_for_ip(dst);
+        };
+        let result = match socket.connect(SocketAddr::new(dst, 9)) {
+            Ok(()) => match socket.local_addr() {
+                Ok(local) => Ok(local.ip()),
+                Err(e) => Err(RawError::io("getsockname", e)),
+            },
+            Err(e) if errno_is(&e, &[libc::ENETUNREACH, libc::EHOSTUNREACH, libc::EADDRNOTAVAIL]) => {
+                Err(RawError::NoRoute(dst))
+            }
+            Err(e) => Err(RawError::io("connect (UDP, for source address)", e)),
+        };
+        // Disconnect, so that the next connect picks its own source address.
+        // SAFETY: all-zero is a valid sockaddr; AF_UNSPEC is 0. The kernel reads
+        // `size_of::<sockaddr>()` bytes of it during the call.
+        let unspec: libc::sockaddr = unsafe { std::mem::zeroed() };
+        // SAFETY: a live sockaddr of the size passed; the descriptor is open.
+        let rc = unsafe {
+            libc::connect(
+                socket.as_raw_fd(),
+                &unspec,
+                size_of::<libc::sockaddr>() as socklen_t,
+            )
+        };
+        if rc != 0 {
+            // The socket may keep its old source: start afresh next time.
+            *slot = None;
+        }
+        result
+    }
+}
+
 /// Sends complete IPv4 (or, from [`RawSender::new_v6`], IPv6) packets on a raw socket, many
 /// per system call.
 pub struct RawSender {
@@ -826,6 +885,19 @@ pub(crate) mod tests {
         p[12..16].copy_from_slice(&[198, 19, 0, 2]);
         p[16..20].copy_from_slice(&dst.octets());
         p
+    }
+
+    #[test]
+    fn source_finder_agrees_with_source_for() {
+        let mut f = SourceFinder::default();
+        for dst in ["127.0.0.1", "127.0.0.2", "::1", "127.0.0.1"] {
+            let dst: IpAddr = dst.parse().unwrap();
+            match (f.source_for(dst), source_for_ip(dst)) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{dst}"),
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("{dst}: {a:?} vs {b:?}"),
+            }
+        }
     }
 
     #[test]

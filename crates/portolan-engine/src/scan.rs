@@ -209,6 +209,8 @@ pub const SOURCE_PORTS: RangeInclusive<u16> = 61_000..=64_999;
 /// Width of a send epoch. 256 epochs (the 8 stamped bits) span about a second.
 const EPOCH: Duration = Duration::from_millis(4);
 const EPOCHS: usize = 256;
+/// How often settled epochs are looked for.
+const REVIEW_EVERY: Duration = Duration::from_millis(1);
 /// Loss above the floor by this much (absolute) is congestion.
 const CONGESTION_MARGIN: f64 = 0.15;
 /// How much lower the loss must be at half the rate for halving again to be worth it.
@@ -322,6 +324,7 @@ pub struct RawScan {
     clean_rate: Option<f64>,
     sample: LossSample,
     last_cut: Option<Instant>,
+    next_review: Option<Instant>,
     pub stats: ScanStats,
 }
 
@@ -408,6 +411,7 @@ impl RawScan {
             clean_rate: None,
             sample: LossSample::default(),
             last_cut: None,
+            next_review: None,
             stats: ScanStats::default(),
         }
     }
@@ -452,7 +456,12 @@ impl RawScan {
 
     /// The next thing to do at `now`.
     pub fn poll(&mut self, now: Instant) -> ScanPoll {
-        self.review_epochs(now);
+        // Epochs are looked at every millisecond, not at every probe: the look walks all
+        // 256 of them, which would cost more than building the probe.
+        if self.next_review.is_none_or(|t| now >= t) {
+            self.review_epochs(now);
+            self.next_review = Some(now + REVIEW_EVERY);
+        }
         loop {
             if self.pos >= self.n() {
                 // The pass is sent: wait for late answers, then decide on another pass.

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Issue 3's sweep benchmark: one port (80) across a /16 that answers on every address,
+# Portolan vs zmap at -r 100000 (and masscan at --rate 100000 when installed), in one run.
+# Prints each tool's wall time, hosts found (of 65536) and the time ratio.
+#
+# The network is two namespaces of its own joined by a veth pair: the scanner
+# (198.18.2.1/30, one route: 198.19.0.0/16 via the sink) and the sink (198.18.2.2/30)
+# where `ip route add local 198.19.0.0/16 dev lo` makes every address of the /16 local,
+# with a listener on port 80 (SYN cookies answer whatever the backlog cannot hold).
+# Nothing else is reachable from the scanner. Torn down on exit.
+#
+# Env: PORTOLAN_BIN (default target/release/portolan), SWEEP_RUNS (default 3),
+#      SWEEP_RATE (default 100000), SWEEP_COOLDOWN (zmap/masscan wait, default 2 s).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="${PORTOLAN_BIN:-$ROOT/target/release/portolan}"
+RUNS="${SWEEP_RUNS:-3}"
+RATE="${SWEEP_RATE:-100000}"
+COOL="${SWEEP_COOLDOWN:-2}"
+P=psweep
+OUT="${BENCH_OUT:-/tmp/portolan-sweep}"
+TARGET=198.19.0.0/16
+log() { printf '[sweep] %s\n' "$*" >&2; }
+[ "$(id -u)" -eq 0 ] || { log "must run as root"; exit 1; }
+[ -x "$BIN" ] || (cd "$ROOT" && cargo build --release)
+command -v zmap >/dev/null || { log "zmap missing (apt-get install zmap)"; exit 1; }
+
+down() {
+    for ns in "$P-scan" "$P-sink"; do
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
+        ip netns del "$ns" 2>/dev/null || true
+    done
+}
+trap down EXIT
+down
+ip netns add "$P-scan"; ip netns add "$P-sink"
+for ns in "$P-scan" "$P-sink"; do
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$ns" link set lo up
+done
+ip link add s0 netns "$P-scan" type veth peer name t0 netns "$P-sink"
+ip -n "$P-scan" addr add 198.18.2.1/30 dev s0
+ip -n "$P-sink" addr add 198.18.2.2/30 dev t0
+ip -n "$P-scan" link set s0 up
+ip -n "$P-sink" link set t0 up
+ip -n "$P-scan" route add "$TARGET" via 198.18.2.2
+ip -n "$P-sink" route add local "$TARGET" dev lo
+ip netns exec "$P-sink" sysctl -qw net.ipv4.tcp_syncookies=1 net.ipv4.tcp_max_syn_backlog=65536 net.core.somaxconn=65535
+# Safety: the scanner knows only its link and the /16.
+routes="$(ip -n "$P-scan" -4 route show | awk '{print $1}' | sort | tr '\n' ' ')"
+[ "$routes" = "198.18.2.0/30 $TARGET " ] || { log "unexpected scanner routes: $routes"; exit 1; }
+setsid ip netns exec "$P-sink" python3 "$ROOT/lab/listener.py" --bind 0.0.0.0 --port 80 \
+    </dev/null >/dev/null 2>&1 &
+for _ in $(seq 1 50); do
+    ip netns exec "$P-sink" ss -ltnH | grep -q ':80 ' && break; sleep 0.1
+done
+SINK_MAC="$(ip -n "$P-sink" link show t0 | awk '/link\/ether/ {print $2}')"
+# Resolve the sink's MAC in the scanner's neighbour table (zmap and masscan send frames).
+ip netns exec "$P-scan" ping -c1 -W1 198.18.2.2 >/dev/null
+
+rm -rf "$OUT"; mkdir -p "$OUT"
+timed() {  # name run cmd... -> prints seconds
+    local t0 t1
+    t0="$(date +%s.%N)"
+    ip netns exec "$P-scan" "$@" >"$OUT/$1.log" 2>&1 || true
+    t1="$(date +%s.%N)"
+    awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}'
+}
+declare -A T H
+for i in $(seq 1 "$RUNS"); do
+    t="$(timed "$BIN" -sS -Pn -n -p80 --max-rate "$RATE" -oG "$OUT/portolan-$i.gnmap" "$TARGET")"
+    h="$(grep -c '80/open/' "$OUT/portolan-$i.gnmap" || true)"
+    T[portolan]+="$t "; H[portolan]+="$h "
+    log "portolan run $i: ${t}s, $h hosts"
+    t="$(timed zmap -q -p 80 -r "$RATE" -i s0 -G "$SINK_MAC" -S 198.18.2.1 -b /dev/null \
+        --cooldown-time "$COOL" -o "$OUT/zmap-$i.txt" "$TARGET")"
+    h="$(sort -u "$OUT/zmap-$i.txt" | grep -c . || true)"
+    T[zmap]+="$t "; H[zmap]+="$h "
+    log "zmap run $i: ${t}s, $h hosts"
+    if command -v masscan >/dev/null; then
+        t="$(timed masscan -p80 --rate "$RATE" --wait "$COOL" --adapter s0 --adapter-ip 198.18.2.1 \
+            --adapter-port 61000 --router-mac "$SINK_MAC" -oL "$OUT/masscan-$i.txt" "$TARGET")"
+        h="$(grep -c '^open' "$OUT/masscan-$i.txt" || true)"
+        T[masscan]+="$t "; H[masscan]+="$h "
+        log "masscan run $i: ${t}s, $h hosts"
+    fi
+done
+python3 - "$RATE" "${T[portolan]}" "${H[portolan]}" "${T[zmap]}" "${H[zmap]}" "${T[masscan]:-}" "${H[masscan]:-}" <<'PY'
+import statistics, sys
+rate = sys.argv[1]
+def nums(s): return [float(x) for x in s.split()]
+rows = [("portolan", sys.argv[2], sys.argv[3]), ("zmap", sys.argv[4], sys.argv[5]), ("masscan", sys.argv[6], sys.argv[7])]
+print()
+print("one port across 198.19.0.0/16 (65536 hosts, all answering), rate %s/s, %d runs" % (rate, len(nums(sys.argv[2]))))
+print("%-9s %9s %9s %10s   %s" % ("tool", "median_s", "hosts", "found_%", "runs (s / hosts)"))
+med = {}
+for name, t, h in rows:
+    if not t.strip():
+        continue
+    ts, hs = nums(t), nums(h)
+    med[name] = statistics.median(ts)
+    mh = min(hs)
+    print("%-9s %9.3f %9d %9.3f%%   %s" % (name, med[name], mh, 100 * mh / 65536,
+          " ".join("%.2f/%d" % (a, b) for a, b in zip(ts, hs))))
+if "zmap" in med:
+    print("ratio portolan/zmap (time): %.2f" % (med["portolan"] / med["zmap"]))
+PY
