@@ -26,6 +26,10 @@ DEPS=(
     "openssl:openssl"
     "procps:pkill"
     "python3:python3"
+    "tcpdump:tcpdump"
+    "time:/usr/bin/time"
+    "zmap:zmap"
+    "masscan:masscan"
 )
 
 APT_UPDATED=0

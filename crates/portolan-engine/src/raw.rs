@@ -281,7 +281,8 @@ impl SourceFinder {
                 IpAddr::V6(_) => SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0).into(),
             };
             *slot = Some(
-                UdpSocket::bind(bind).map_err(|e| RawError::io("bind (UDP, for source address)", e))?,
+                UdpSocket::bind(bind)
+                    .map_err(|e| RawError::io("bind (UDP, for source address)", e))?,
             );
         }
         let Some(socket) = slot.as_ref() else {
@@ -292,7 +293,12 @@ impl SourceFinder {
                 Ok(local) => Ok(local.ip()),
                 Err(e) => Err(RawError::io("getsockname", e)),
             },
-            Err(e) if errno_is(&e, &[libc::ENETUNREACH, libc::EHOSTUNREACH, libc::EADDRNOTAVAIL]) => {
+            Err(e)
+                if errno_is(
+                    &e,
+                    &[libc::ENETUNREACH, libc::EHOSTUNREACH, libc::EADDRNOTAVAIL],
+                ) =>
+            {
                 Err(RawError::NoRoute(dst))
             }
             Err(e) => Err(RawError::io("connect (UDP, for source address)", e)),

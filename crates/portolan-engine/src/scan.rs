@@ -132,6 +132,8 @@ pub struct ScanStats {
     pub unanswered: u64,
     /// Answers that came only to a retransmission: their first try was lost.
     pub late_answers: u64,
+    /// --host-timeout ended the scan with probes unanswered.
+    pub timed_out: bool,
 }
 
 impl ScanStats {
@@ -146,6 +148,7 @@ impl ScanStats {
         self.rate_cuts += b.rate_cuts;
         self.unanswered += b.unanswered;
         self.late_answers += b.late_answers;
+        self.timed_out |= b.timed_out;
     }
 }
 
@@ -220,6 +223,8 @@ const EXPLORE_GAIN: f64 = 0.05;
 const MIN_SAMPLE_PROBES: u32 = 200;
 /// The rate the scan starts at when neither template nor user says otherwise.
 const INITIAL_RATE: f64 = 5_000.0;
+/// The least rate anything can ask for (a --scan-delay of 1000 s).
+const MIN_RATE: f64 = 1e-3;
 /// The most the scan sends without a --max-rate: what one core's sendmmsg sustains.
 const DEFAULT_CEILING: f64 = 300_000.0;
 
@@ -325,6 +330,7 @@ pub struct RawScan {
     sample: LossSample,
     last_cut: Option<Instant>,
     next_review: Option<Instant>,
+    started: Option<Instant>,
     pub stats: ScanStats,
 }
 
@@ -343,7 +349,14 @@ impl RawScan {
         share: Share,
     ) -> Self {
         let n = hosts.len() as u64 * slots.len() as u64;
-        let ceiling = timing.max_rate.unwrap_or(DEFAULT_CEILING).max(1.0);
+        let mut ceiling = timing.max_rate.unwrap_or(DEFAULT_CEILING).max(MIN_RATE);
+        if !timing.scan_delay.is_zero() {
+            // --scan-delay (and -T0..-T2): at least that long between any two probes,
+            // which is Nmap's rule for one host and stricter for several.
+            ceiling = ceiling
+                .min(1.0 / timing.scan_delay.as_secs_f64())
+                .max(MIN_RATE);
+        }
         let floor_rate = timing.min_rate.unwrap_or(1.0).min(ceiling);
         let initial = match timing.template as u8 {
             0..=2 => 10.0,
@@ -412,6 +425,7 @@ impl RawScan {
             sample: LossSample::default(),
             last_cut: None,
             next_review: None,
+            started: None,
             stats: ScanStats::default(),
         }
     }
@@ -456,6 +470,17 @@ impl RawScan {
 
     /// The next thing to do at `now`.
     pub fn poll(&mut self, now: Instant) -> ScanPoll {
+        // --host-timeout: every host of this engine started together, so they all run out
+        // together; what is unanswered then stays so.
+        let started = *self.started.get_or_insert(now);
+        if let Some(limit) = self.timing.host_timeout {
+            if self.unanswered_left > 0 && now.saturating_duration_since(started) >= limit {
+                self.stats.timed_out = true;
+                self.stats.unanswered = self.unanswered_left;
+                self.stats.passes = self.pass + 1;
+                return ScanPoll::Done;
+            }
+        }
         // Epochs are looked at every millisecond, not at every probe: the look walks all
         // 256 of them, which would cost more than building the probe.
         if self.next_review.is_none_or(|t| now >= t) {
@@ -1398,6 +1423,39 @@ mod tests {
         let mut n = net(&[], &[5], 0.0);
         let (s, _) = run(scan((1..=10).collect(), t), &mut n);
         assert_eq!(s.stats.probes_sent, 10);
+    }
+
+    #[test]
+    fn scan_delay_spaces_every_probe() {
+        let mut t = Template::Aggressive.timing();
+        t.scan_delay = Duration::from_millis(10);
+        let mut s = scan((1..=50).collect(), t);
+        let mut now = Instant::now();
+        let mut sent = Vec::new();
+        loop {
+            match s.poll(now) {
+                ScanPoll::Send(_) => sent.push(now),
+                ScanPoll::WaitUntil(t) => now = t,
+                ScanPoll::Done => break,
+            }
+        }
+        assert_eq!(sent.len(), 100, "50 probes and one retransmission of each");
+        for w in sent.windows(2) {
+            assert!(w[1] - w[0] >= Duration::from_millis(10) - Duration::from_micros(1));
+        }
+    }
+
+    #[test]
+    fn host_timeout_ends_the_scan() {
+        let mut t = Template::Aggressive.timing();
+        t.max_rate = Some(100.0);
+        t.host_timeout = Some(Duration::from_millis(500));
+        let mut n = net(&[80], &[], 0.0);
+        let (s, took) = run(scan((1..=1000).collect(), t), &mut n);
+        assert!(s.stats.timed_out);
+        assert!(took <= Duration::from_millis(520), "took {took:?}");
+        assert!(s.stats.probes_sent <= 52, "{}", s.stats.probes_sent);
+        assert!(s.stats.unanswered >= 900);
     }
 
     #[test]

@@ -450,6 +450,9 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
                     // Another shard's host.
                     continue;
                 }
+                if raw.stats.timed_out {
+                    eprintln!("Skipping host {} due to host timeout", host.ip);
+                }
                 let mut h = make_host(host.tag, pings[host.tag].status.clone(), &macs);
                 h.starttime = Some(epoch(wall_start));
                 h.endtime = Some(epoch(SystemTime::now()));

@@ -360,12 +360,19 @@ fn lab() {
             raw_interrupt_leaves_valid_outputs,
         ),
         ("ipv6_scans", ipv6_scans),
+        (
+            "timing_flags_show_on_the_wire",
+            timing_flags_show_on_the_wire,
+        ),
     ];
     // PORTOLAN_LAB_ONLY=a,b runs only the scenarios named (for working on them).
     let only = std::env::var("PORTOLAN_LAB_ONLY").ok();
     let mut failed = Vec::new();
     for (name, f) in scenarios {
-        if only.as_ref().is_some_and(|o| !o.split(',').any(|n| n == *name)) {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.split(',').any(|n| n == *name))
+        {
             continue;
         }
         let t = Instant::now();
@@ -1135,4 +1142,159 @@ fn ipv6_scans(lab: &Lab) {
     );
     let udp = proto_states(&read_xml_file(&xml).expect("XML"), Protocol::Udp);
     assert_eq!(udp[&ip6].get(&53).map(String::as_str), Some("closed"));
+}
+
+/// Runs Portolan with `args` while tcpdump captures, in the scanner namespace, the SYNs it
+/// sends to `dst`; returns their (time in seconds, destination port), and Portolan's output.
+fn captured_syns(lab: &Lab, dst: &str, args: &[&str]) -> (Vec<(f64, u16)>, Output) {
+    let pcap = lab.path("cap.pcap");
+    let filter = format!("dst host {dst} and tcp[tcpflags] & tcp-syn != 0");
+    let mut dump = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.scan_ns(),
+            "tcpdump",
+            "-i",
+            "eth0",
+            "-n",
+            "-U",
+        ])
+        // Immediate mode: without it libpcap hands packets over in blocks, and the last
+        // block is lost when tcpdump is interrupted.
+        .args(["--immediate-mode", "-w", &pcap, &filter])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    // tcpdump says "listening on" once its socket is open.
+    let mut err = dump.stderr.take().expect("stderr");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    let t0 = Instant::now();
+    while !String::from_utf8_lossy(&seen).contains("listening on") {
+        use std::io::Read;
+        let n = err.read(&mut buf).unwrap_or(0);
+        assert!(
+            n > 0 && t0.elapsed() < Duration::from_secs(10),
+            "tcpdump did not start"
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let out = lab.portolan(args);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-INT", &dump.id().to_string()])
+        .status();
+    let _ = dump.wait();
+    let read = Command::new("tcpdump")
+        .args(["-r", &pcap, "-nn", "-tt"])
+        .output()
+        .expect("tcpdump -r");
+    let text = String::from_utf8_lossy(&read.stdout).into_owned();
+    if std::env::var("PORTOLAN_LAB_DEBUG").is_ok() {
+        eprintln!("capture: {} lines; stderr: {}", text.lines().count(), String::from_utf8_lossy(&read.stderr));
+        eprintln!("portolan: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let syns = text
+        .lines()
+        .filter_map(|l| {
+            // "1795352707.123456 IP 198.18.0.1.61234 > 198.18.0.12.135: Flags [S], ..."
+            let mut f = l.split_whitespace();
+            let t: f64 = f.next()?.parse().ok()?;
+            let dst = f.nth(3)?.trim_end_matches(':');
+            let port: u16 = dst.rsplit('.').next()?.parse().ok()?;
+            Some((t, port))
+        })
+        .collect();
+    (syns, out)
+}
+
+/// --max-retries, --max-rate, --scan-delay and --host-timeout, as a capture of the SYNs on
+/// the scanner's wire sees them.
+fn timing_flags_show_on_the_wire(lab: &Lab) {
+    let filt = lab.ip("filt");
+    // Firewalled ports never answer: --max-retries 0 sends each exactly once.
+    let (syns, out) = captured_syns(
+        lab,
+        &filt,
+        &[
+            "-sS",
+            "-Pn",
+            "-n",
+            "-p",
+            "135,139,445",
+            "--max-retries",
+            "0",
+            &filt,
+        ],
+    );
+    ok(&out, "--max-retries 0");
+    let mut ports: Vec<u16> = syns.iter().map(|s| s.1).collect();
+    ports.sort_unstable();
+    assert_eq!(ports, vec![135, 139, 445], "{syns:?}");
+    // ... and --max-retries 3 at most 4 times (silence is not chased beyond one retry).
+    let (syns, _) = captured_syns(
+        lab,
+        &filt,
+        &["-sS", "-Pn", "-n", "-p", "135", "--max-retries", "3", &filt],
+    );
+    assert!((2..=4).contains(&syns.len()), "{syns:?}");
+
+    let svc = lab.ip("svc");
+    // --max-rate 100: 300 probes take at least 2.99 s, and no second holds more than 101.
+    let (syns, out) = captured_syns(
+        lab,
+        &svc,
+        &["-d", "-sS", "-Pn", "-n", "-p", "1-300", "--max-rate", "100", &svc],
+    );
+    ok(&out, "--max-rate 100");
+    assert_eq!(syns.len(), 300, "every port answers, no retransmission: {:?}", &syns[..5]);
+    let span = syns[syns.len() - 1].0 - syns[0].0;
+    assert!(span >= 2.95, "300 probes at 100/s took {span:.3} s");
+    for (i, s) in syns.iter().enumerate() {
+        let in_window = syns[i..].iter().take_while(|t| t.0 - s.0 < 1.0).count();
+        assert!(in_window <= 101, "{in_window} probes within one second");
+    }
+    // --scan-delay 20ms: every gap at least 20 ms (the capture's clock, with 1 ms slack).
+    let (syns, out) = captured_syns(
+        lab,
+        &svc,
+        &[
+            "-sS",
+            "-Pn",
+            "-n",
+            "-p",
+            "1-40",
+            "--scan-delay",
+            "20ms",
+            &svc,
+        ],
+    );
+    ok(&out, "--scan-delay");
+    assert_eq!(syns.len(), 40);
+    for w in syns.windows(2) {
+        assert!(w[1].0 - w[0].0 >= 0.019, "gap {:.4} s", w[1].0 - w[0].0);
+    }
+    // --host-timeout 1s on a scan that would take two minutes: it stops after a second.
+    let (syns, out) = captured_syns(
+        lab,
+        &svc,
+        &[
+            "-sS",
+            "-Pn",
+            "-n",
+            "-p-",
+            "--max-rate",
+            "500",
+            "--host-timeout",
+            "1s",
+            &svc,
+        ],
+    );
+    ok(&out, "--host-timeout");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("due to host timeout"));
+    let span = syns.last().map_or(0.0, |l| l.0) - syns.first().map_or(0.0, |f| f.0);
+    assert!(span <= 1.05, "sent for {span:.3} s");
+    assert!((400..=510).contains(&syns.len()), "{} probes", syns.len());
 }
