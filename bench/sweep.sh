@@ -59,26 +59,27 @@ SINK_MAC="$(ip -n "$P-sink" link show t0 | awk '/link\/ether/ {print $2}')"
 ip netns exec "$P-scan" ping -c1 -W1 198.18.2.2 >/dev/null
 
 rm -rf "$OUT"; mkdir -p "$OUT"
-timed() {  # name run cmd... -> prints seconds
-    local t0 t1
+timed() {  # tool cmd... -> prints seconds
+    local tool="$1" t0 t1; shift
     t0="$(date +%s.%N)"
-    ip netns exec "$P-scan" "$@" >"$OUT/$1.log" 2>&1 || true
+    ip netns exec "$P-scan" "$@" >>"$OUT/$tool.log" 2>&1 || true
     t1="$(date +%s.%N)"
     awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}'
 }
 declare -A T H
 for i in $(seq 1 "$RUNS"); do
-    t="$(timed "$BIN" -sS -Pn -n -p80 --max-rate "$RATE" -oG "$OUT/portolan-$i.gnmap" "$TARGET")"
+    t="$(timed portolan "$BIN" -sS -Pn -n -p80 --max-rate "$RATE" -oG "$OUT/portolan-$i.gnmap" "$TARGET")"
     h="$(grep -c '80/open/' "$OUT/portolan-$i.gnmap" || true)"
     T[portolan]+="$t "; H[portolan]+="$h "
     log "portolan run $i: ${t}s, $h hosts"
-    t="$(timed zmap -q -p 80 -r "$RATE" -i s0 -G "$SINK_MAC" -S 198.18.2.1 -b /dev/null \
+    t="$(timed zmap zmap -q -p 80 -r "$RATE" -i s0 -G "$SINK_MAC" -S 198.18.2.1 -b /dev/null \
         --cooldown-time "$COOL" -o "$OUT/zmap-$i.txt" "$TARGET")"
     h="$(sort -u "$OUT/zmap-$i.txt" | grep -c . || true)"
     T[zmap]+="$t "; H[zmap]+="$h "
     log "zmap run $i: ${t}s, $h hosts"
     if command -v masscan >/dev/null; then
-        t="$(timed masscan -p80 --rate "$RATE" --wait "$COOL" --adapter s0 --adapter-ip 198.18.2.1 \
+        # masscan sometimes never leaves its wait; the timeout bounds it.
+        t="$(timed masscan timeout $((COOL + 20)) masscan -p80 --rate "$RATE" --wait "$COOL" --adapter s0 --adapter-ip 198.18.2.1 \
             --adapter-port 61000 --router-mac "$SINK_MAC" -oL "$OUT/masscan-$i.txt" "$TARGET")"
         h="$(grep -c '^open' "$OUT/masscan-$i.txt" || true)"
         T[masscan]+="$t "; H[masscan]+="$h "
