@@ -77,6 +77,7 @@ for i in $(seq 1 "$RUNS"); do
     h="$(sort -u "$OUT/zmap-$i.txt" | grep -c . || true)"
     T[zmap]+="$t "; H[zmap]+="$h "
     log "zmap run $i: ${t}s, $h hosts"
+    ip netns list | grep -q "^$P-scan" || { log "scanner namespace vanished"; exit 1; }
     if command -v masscan >/dev/null; then
         # masscan sometimes never leaves its wait; the timeout bounds it.
         t="$(timed masscan timeout $((COOL + 20)) masscan -p80 --rate "$RATE" --wait "$COOL" --adapter s0 --adapter-ip 198.18.2.1 \
@@ -85,6 +86,7 @@ for i in $(seq 1 "$RUNS"); do
         T[masscan]+="$t "; H[masscan]+="$h "
         log "masscan run $i: ${t}s, $h hosts"
     fi
+    ip netns list | grep -q "^$P-scan" || { log "scanner namespace vanished after masscan"; exit 1; }
 done
 python3 - "$RATE" "${T[portolan]}" "${H[portolan]}" "${T[zmap]}" "${H[zmap]}" "${T[masscan]:-}" "${H[masscan]:-}" <<'PY'
 import statistics, sys
