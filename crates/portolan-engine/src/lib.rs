@@ -6,6 +6,7 @@ pub mod discovery;
 pub mod dns;
 pub mod driver;
 pub mod link;
+pub mod link_ping;
 pub mod macvendor;
 pub mod netif;
 pub mod payloads;
