@@ -129,6 +129,7 @@ pub fn run_arp_ping(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::link_ping::tests::{simulate, Host, Outcome};
     use crate::timing::Template;
     use std::time::Duration;
 
@@ -176,81 +177,12 @@ mod tests {
         frame(arp::Operation::REPLY, host(i), mac_of(i), SRC, SRC_MAC)
     }
 
-    /// How a simulated host answers each request.
-    #[derive(Clone, Copy)]
-    enum Host {
-        Up,
-        Silent,
-        /// Answers only from this try on (earlier replies are lost).
-        UpFromTry(u32),
-        /// Answers every request twice.
-        Duplicates,
-    }
-
-    struct Outcome {
-        replies: Vec<Option<ArpReply>>,
-        sent: Vec<u32>,
-        send_times: Vec<Instant>,
-        start: Instant,
-        end: Instant,
-    }
-
-    /// Runs the engine on a fake clock against simulated hosts that answer after 1 ms;
-    /// `extra` frames are delivered at the start.
+    /// Runs the engine on a fake clock against simulated hosts answering from `mac_of(i)`.
     fn run_with(timing: &Timing, hosts: &[Host], extra: &[Vec<u8>]) -> Outcome {
         let targets: Vec<Ipv4Addr> = (0..hosts.len()).map(host).collect();
-        let mut ping = ArpPing::new(timing, SRC, SRC_MAC, targets.clone());
-        let start = Instant::now();
-        let mut now = start;
-        let mut pending: Vec<(Instant, Vec<u8>)> = extra.iter().map(|f| (now, f.clone())).collect();
-        let mut tries = vec![0u32; hosts.len()];
-        let mut send_times = Vec::new();
-        for _ in 0..1_000_000 {
-            pending.sort_by_key(|p| std::cmp::Reverse(p.0));
-            while pending.last().is_some_and(|p| p.0 <= now) {
-                let (_, f) = pending.pop().unwrap();
-                ping.on_frame(now, &f);
-            }
-            match ping.poll(now) {
-                ArpPoll::Send(p) => {
-                    send_times.push(now);
-                    let i = targets.iter().position(|&h| h == p.dst_ip).unwrap();
-                    tries[i] += 1;
-                    let at = now + Duration::from_millis(1);
-                    match hosts[i] {
-                        Host::Up => pending.push((at, reply_from(i))),
-                        Host::Silent => {}
-                        Host::UpFromTry(t) if tries[i] >= t => pending.push((at, reply_from(i))),
-                        Host::UpFromTry(_) => {}
-                        Host::Duplicates => {
-                            pending.push((at, reply_from(i)));
-                            pending.push((at + Duration::from_millis(5), reply_from(i)));
-                        }
-                    }
-                }
-                ArpPoll::WaitUntil(t) => {
-                    assert!(t > now, "WaitUntil must move the clock");
-                    now = pending
-                        .iter()
-                        .map(|p| p.0)
-                        .min()
-                        .map_or(t, |a| a.min(t))
-                        .max(now);
-                }
-                ArpPoll::Done => break,
-            }
-        }
-        assert!(
-            matches!(ping.poll(now), ArpPoll::Done),
-            "engine did not finish"
-        );
-        Outcome {
-            replies: ping.replies().to_vec(),
-            sent: ping.requests_sent().to_vec(),
-            send_times,
-            start,
-            end: now,
-        }
+        let ping = ArpPing::new(timing, SRC, SRC_MAC, targets.clone());
+        let host_of = |p: ArpProbe| targets.iter().position(|&h| h == p.dst_ip).unwrap();
+        simulate(ping, hosts, host_of, reply_from, extra)
     }
 
     fn t4() -> Timing {

@@ -8,6 +8,7 @@ pub mod driver;
 pub mod link;
 pub mod link_ping;
 pub mod macvendor;
+pub mod nd_ping;
 pub mod netif;
 pub mod payloads;
 pub mod permutation;

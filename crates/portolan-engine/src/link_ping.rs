@@ -280,3 +280,91 @@ where
     }
     Ok(out)
 }
+
+/// A fake-clock harness for the protocol engines' tests.
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// How a simulated host answers each request.
+    #[derive(Clone, Copy)]
+    pub(crate) enum Host {
+        Up,
+        Silent,
+        /// Answers only from this try on (earlier replies are lost).
+        UpFromTry(u32),
+        /// Answers every request twice.
+        Duplicates,
+    }
+
+    pub(crate) struct Outcome {
+        pub(crate) replies: Vec<Option<LinkReply>>,
+        pub(crate) sent: Vec<u32>,
+        pub(crate) send_times: Vec<Instant>,
+        pub(crate) start: Instant,
+        pub(crate) end: Instant,
+    }
+
+    /// Runs `ping` on a fake clock against simulated `hosts` that answer after 1 ms with
+    /// `reply_from(i)`; `host_of` says which host a request asks for; `extra` frames are
+    /// delivered at the start.
+    pub(crate) fn simulate<P: LinkPing>(
+        mut ping: P,
+        hosts: &[Host],
+        host_of: impl Fn(P::Probe) -> usize,
+        reply_from: impl Fn(usize) -> Vec<u8>,
+        extra: &[Vec<u8>],
+    ) -> Outcome {
+        let start = Instant::now();
+        let mut now = start;
+        let mut pending: Vec<(Instant, Vec<u8>)> = extra.iter().map(|f| (now, f.clone())).collect();
+        let mut tries = vec![0u32; hosts.len()];
+        let mut send_times = Vec::new();
+        for _ in 0..1_000_000 {
+            pending.sort_by_key(|p| std::cmp::Reverse(p.0));
+            while pending.last().is_some_and(|p| p.0 <= now) {
+                let (_, f) = pending.pop().unwrap();
+                ping.on_frame(now, &f);
+            }
+            match ping.poll(now) {
+                LinkPoll::Send(p) => {
+                    send_times.push(now);
+                    let i = host_of(p);
+                    tries[i] += 1;
+                    let at = now + Duration::from_millis(1);
+                    match hosts[i] {
+                        Host::Up => pending.push((at, reply_from(i))),
+                        Host::Silent => {}
+                        Host::UpFromTry(t) if tries[i] >= t => pending.push((at, reply_from(i))),
+                        Host::UpFromTry(_) => {}
+                        Host::Duplicates => {
+                            pending.push((at, reply_from(i)));
+                            pending.push((at + Duration::from_millis(5), reply_from(i)));
+                        }
+                    }
+                }
+                LinkPoll::WaitUntil(t) => {
+                    assert!(t > now, "WaitUntil must move the clock");
+                    now = pending
+                        .iter()
+                        .map(|p| p.0)
+                        .min()
+                        .map_or(t, |a| a.min(t))
+                        .max(now);
+                }
+                LinkPoll::Done => break,
+            }
+        }
+        assert!(
+            matches!(ping.poll(now), LinkPoll::Done),
+            "engine did not finish"
+        );
+        Outcome {
+            replies: ping.replies().to_vec(),
+            sent: tries,
+            send_times,
+            start,
+            end: now,
+        }
+    }
+}
