@@ -6,17 +6,17 @@
 //! from a target, do not count. A silent host is asked again after the RTT timeout, a few
 //! times at most. Requests are paced by a token bucket honouring `--max-rate`/`--min-rate`.
 
-use crate::link::{ArpReceiver, LinkSender};
-use crate::netif::{self, NetifError};
-use crate::raw::{RawError, Received};
-use crate::timing::{RttEstimator, Timing, TokenBucket};
+use crate::link::LinkReceiver;
+use crate::link_ping::{self, LinkPing, LinkPoll, LinkReply, LinkSchedule};
+pub use crate::link_ping::{LinkPingError as ArpPingError, DEFAULT_RATE, MAX_TRIES};
+use crate::netif;
+use crate::timing::Timing;
 use portolan_wire::arp;
 use portolan_wire::build::build_arp_request;
 use portolan_wire::ethernet::{self, EtherType, MacAddr};
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 /// One ARP request to send (broadcast, asking who has `dst_ip`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,136 +24,35 @@ pub struct ArpProbe {
     pub dst_ip: Ipv4Addr,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArpPoll {
-    Send(ArpProbe),
-    WaitUntil(Instant),
-    Done,
-}
+pub type ArpPoll = LinkPoll<ArpProbe>;
 
 /// A host that answered: its MAC (the ARP sender hardware address) and the round trip.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArpReply {
-    pub mac: MacAddr,
-    pub rtt: Duration,
-}
-
-/// Requests per second without `--max-rate`/`--min-rate`: ARP requests are broadcast, so
-/// every host on the segment reads each one; this keeps a /16 sweep under a minute.
-pub const DEFAULT_RATE: f64 = 1_500.0;
-/// The most requests per host. Nmap's ARP ping gives up on a host after a few tries
-/// whatever `--max-retries` allows; a lower `--max-retries` lowers it.
-pub const MAX_TRIES: u32 = 3;
-/// Pacing burst: after a late wake-up at most this much sending goes out back to back.
-const BURST: Duration = Duration::from_millis(4);
+pub type ArpReply = LinkReply;
 
 pub struct ArpPing {
     src_ip: Ipv4Addr,
     src_mac: MacAddr,
-    hosts: Vec<Ipv4Addr>,
-    index: HashMap<Ipv4Addr, usize>,
-    tries: u32,
-    rate: f64,
-    rtt: RttEstimator,
-    pacer: TokenBucket,
-    sent: Vec<u32>,
-    last: Vec<Option<Instant>>,
-    replies: Vec<Option<ArpReply>>,
-    /// Hosts never asked yet are `hosts[fresh..]`.
-    fresh: usize,
-    /// Hosts asked and not yet answered, in the order of their last request (so also in
-    /// the order their timeouts expire: one timeout applies to all).
-    outstanding: VecDeque<usize>,
+    schedule: LinkSchedule<Ipv4Addr>,
 }
 
 impl ArpPing {
     pub fn new(timing: &Timing, src_ip: Ipv4Addr, src_mac: MacAddr, hosts: Vec<Ipv4Addr>) -> Self {
-        let n = hosts.len();
-        let ceiling = timing
-            .max_rate
-            .filter(|r| r.is_finite() && *r > 0.0)
-            .unwrap_or(f64::INFINITY);
-        let floor = timing
-            .min_rate
-            .filter(|r| r.is_finite() && *r > 0.0)
-            .unwrap_or(0.0);
-        let rate = DEFAULT_RATE.max(floor).min(ceiling).max(0.001);
-        // Duplicates in `hosts` share the first index: each is asked once.
-        let mut index = HashMap::with_capacity(n);
-        for (i, &h) in hosts.iter().enumerate() {
-            index.entry(h).or_insert(i);
-        }
         ArpPing {
             src_ip,
             src_mac,
-            index,
-            hosts,
-            tries: timing.max_retries.min(MAX_TRIES - 1) + 1,
-            rate,
-            rtt: RttEstimator::new(timing),
-            pacer: TokenBucket::default(),
-            sent: vec![0; n],
-            last: vec![None; n],
-            replies: vec![None; n],
-            fresh: 0,
-            outstanding: VecDeque::new(),
+            schedule: LinkSchedule::new(timing, hosts),
         }
     }
 
     /// The request rate in force (requests per second).
     pub fn rate(&self) -> f64 {
-        self.rate
+        self.schedule.rate()
     }
 
     /// What to do next at `now`: send a request, wait, or stop (every host answered or
     /// ran out of tries).
     pub fn poll(&mut self, now: Instant) -> ArpPoll {
-        let timeout = self.rtt.timeout();
-        // Retire answered hosts and those whose last try timed out.
-        let mut retry = None;
-        while let Some(&i) = self.outstanding.front() {
-            let due = self.last[i].map_or(now, |t| t + timeout);
-            if self.replies[i].is_some() || (due <= now && self.sent[i] >= self.tries) {
-                self.outstanding.pop_front();
-                continue;
-            }
-            if due <= now {
-                retry = Some(i);
-            }
-            break;
-        }
-        // Skip duplicate entries among the fresh hosts (asked under their first index).
-        while self.fresh < self.hosts.len()
-            && self.index.get(&self.hosts[self.fresh]) != Some(&self.fresh)
-        {
-            self.fresh += 1;
-        }
-        let next = match retry {
-            Some(i) => Some(i),
-            None if self.fresh < self.hosts.len() => Some(self.fresh),
-            None => None,
-        };
-        let Some(i) = next else {
-            return match self.outstanding.front() {
-                Some(&i) => ArpPoll::WaitUntil(self.last[i].map_or(now, |t| t + timeout)),
-                None => ArpPoll::Done,
-            };
-        };
-        if let Some(at) = self.pacer.wait(now, self.rate, BURST) {
-            return ArpPoll::WaitUntil(at);
-        }
-        self.pacer.take();
-        if retry.is_some() {
-            self.outstanding.pop_front();
-        } else {
-            self.fresh += 1;
-        }
-        self.sent[i] += 1;
-        self.last[i] = Some(now);
-        self.outstanding.push_back(i);
-        ArpPoll::Send(ArpProbe {
-            dst_ip: self.hosts[i],
-        })
+        self.schedule.poll(now).map(|dst_ip| ArpProbe { dst_ip })
     }
 
     /// Digests one received Ethernet frame. Anything but an ARP reply from a target we
@@ -177,41 +76,36 @@ impl ArpPing {
         {
             return;
         }
-        let mac = repr.source_hardware_addr;
-        if mac.is_multicast() || mac == MacAddr::ZERO {
-            return;
-        }
-        let Some(&i) = self.index.get(&repr.source_protocol_addr) else {
-            return;
-        };
-        // Unsolicited (never asked) or already answered: ignore.
-        let Some(sent_at) = self.last[i] else { return };
-        if self.replies[i].is_none() {
-            let rtt = now.saturating_duration_since(sent_at);
-            self.rtt.sample(rtt);
-            self.replies[i] = Some(ArpReply { mac, rtt });
-        }
+        self.schedule
+            .answer(now, repr.source_protocol_addr, repr.source_hardware_addr);
     }
 
     /// Per host, in the order given: its reply, if any (a host listed twice is answered
     /// at its first position).
     pub fn replies(&self) -> &[Option<ArpReply>] {
-        &self.replies
+        self.schedule.replies()
     }
 
     /// How many requests went to each host, in the order given.
     pub fn requests_sent(&self) -> &[u32] {
-        &self.sent
+        self.schedule.requests_sent()
     }
 }
 
-/// Why ARP host discovery could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum ArpPingError {
-    #[error(transparent)]
-    Interfaces(#[from] NetifError),
-    #[error(transparent)]
-    Raw(#[from] RawError),
+impl LinkPing for ArpPing {
+    type Probe = ArpProbe;
+    fn poll(&mut self, now: Instant) -> ArpPoll {
+        ArpPing::poll(self, now)
+    }
+    fn on_frame(&mut self, now: Instant, frame: &[u8]) {
+        ArpPing::on_frame(self, now, frame)
+    }
+    fn build(&self, probe: ArpProbe, buf: &mut [u8]) -> portolan_wire::Result<usize> {
+        build_arp_request(buf, self.src_mac, self.src_ip, probe.dst_ip)
+    }
+    fn replies(&self) -> &[Option<LinkReply>] {
+        ArpPing::replies(self)
+    }
 }
 
 /// Pings `hosts` by ARP on their on-link interfaces; results in the order given. Hosts that
@@ -223,59 +117,21 @@ pub fn run_arp_ping(
     cancel: &AtomicBool,
 ) -> Result<Vec<Option<ArpReply>>, ArpPingError> {
     let ifaces = netif::interfaces()?;
-    // (interface, our address on it) -> (our MAC, host indexes).
-    let mut groups: BTreeMap<(u32, Ipv4Addr), (MacAddr, Vec<usize>)> = BTreeMap::new();
-    for (i, &h) in hosts.iter().enumerate() {
-        if let Some(o) = netif::on_link_in(&ifaces, h) {
-            groups
-                .entry((o.ifindex, o.src_ip))
-                .or_insert_with(|| (o.src_mac, Vec::new()))
-                .1
-                .push(i);
-        }
-    }
-    let mut out = vec![None; hosts.len()];
-    let mut received: Vec<Received> = Vec::with_capacity(64);
-    for ((ifindex, src_ip), (src_mac, idx)) in groups {
-        let mut receiver = ArpReceiver::new(ifindex, src_ip)?;
-        let mut sender = LinkSender::new(ifindex)?;
-        let targets: Vec<Ipv4Addr> = idx.iter().map(|&i| hosts[i]).collect();
-        let mut ping = ArpPing::new(timing, src_ip, src_mac, targets);
-        let mut buf = [0u8; 64];
-        loop {
-            if cancel.load(Ordering::Relaxed) {
-                break;
-            }
-            received.clear();
-            receiver.recv_batch(&mut received, 64)?;
-            for r in &received {
-                ping.on_frame(r.at, &r.data);
-            }
-            match ping.poll(Instant::now()) {
-                ArpPoll::Send(p) => {
-                    if let Ok(len) = build_arp_request(&mut buf, src_mac, src_ip, p.dst_ip) {
-                        // A full queue (0 sent) is a lost request: the retry covers it.
-                        sender.send_batch(&[&buf[..len]])?;
-                    }
-                }
-                ArpPoll::WaitUntil(t) => {
-                    let d = t.saturating_duration_since(Instant::now());
-                    receiver.wait_readable(d.min(Duration::from_millis(5)))?;
-                }
-                ArpPoll::Done => break,
-            }
-        }
-        for (k, &i) in idx.iter().enumerate() {
-            out[i] = ping.replies()[k];
-        }
-    }
-    Ok(out)
+    link_ping::run_per_link(
+        hosts,
+        |h| netif::on_link_in(&ifaces, h),
+        |o| LinkReceiver::arp(o.ifindex, o.src_ip),
+        |o, targets| ArpPing::new(timing, o.src_ip, o.src_mac, targets),
+        cancel,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::link_ping::tests::{simulate, Host, Outcome};
     use crate::timing::Template;
+    use std::time::Duration;
 
     const SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
     const SRC_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
@@ -321,81 +177,12 @@ mod tests {
         frame(arp::Operation::REPLY, host(i), mac_of(i), SRC, SRC_MAC)
     }
 
-    /// How a simulated host answers each request.
-    #[derive(Clone, Copy)]
-    enum Host {
-        Up,
-        Silent,
-        /// Answers only from this try on (earlier replies are lost).
-        UpFromTry(u32),
-        /// Answers every request twice.
-        Duplicates,
-    }
-
-    struct Outcome {
-        replies: Vec<Option<ArpReply>>,
-        sent: Vec<u32>,
-        send_times: Vec<Instant>,
-        start: Instant,
-        end: Instant,
-    }
-
-    /// Runs the engine on a fake clock against simulated hosts that answer after 1 ms;
-    /// `extra` frames are delivered at the start.
+    /// Runs the engine on a fake clock against simulated hosts answering from `mac_of(i)`.
     fn run_with(timing: &Timing, hosts: &[Host], extra: &[Vec<u8>]) -> Outcome {
         let targets: Vec<Ipv4Addr> = (0..hosts.len()).map(host).collect();
-        let mut ping = ArpPing::new(timing, SRC, SRC_MAC, targets.clone());
-        let start = Instant::now();
-        let mut now = start;
-        let mut pending: Vec<(Instant, Vec<u8>)> = extra.iter().map(|f| (now, f.clone())).collect();
-        let mut tries = vec![0u32; hosts.len()];
-        let mut send_times = Vec::new();
-        for _ in 0..1_000_000 {
-            pending.sort_by_key(|p| std::cmp::Reverse(p.0));
-            while pending.last().is_some_and(|p| p.0 <= now) {
-                let (_, f) = pending.pop().unwrap();
-                ping.on_frame(now, &f);
-            }
-            match ping.poll(now) {
-                ArpPoll::Send(p) => {
-                    send_times.push(now);
-                    let i = targets.iter().position(|&h| h == p.dst_ip).unwrap();
-                    tries[i] += 1;
-                    let at = now + Duration::from_millis(1);
-                    match hosts[i] {
-                        Host::Up => pending.push((at, reply_from(i))),
-                        Host::Silent => {}
-                        Host::UpFromTry(t) if tries[i] >= t => pending.push((at, reply_from(i))),
-                        Host::UpFromTry(_) => {}
-                        Host::Duplicates => {
-                            pending.push((at, reply_from(i)));
-                            pending.push((at + Duration::from_millis(5), reply_from(i)));
-                        }
-                    }
-                }
-                ArpPoll::WaitUntil(t) => {
-                    assert!(t > now, "WaitUntil must move the clock");
-                    now = pending
-                        .iter()
-                        .map(|p| p.0)
-                        .min()
-                        .map_or(t, |a| a.min(t))
-                        .max(now);
-                }
-                ArpPoll::Done => break,
-            }
-        }
-        assert!(
-            matches!(ping.poll(now), ArpPoll::Done),
-            "engine did not finish"
-        );
-        Outcome {
-            replies: ping.replies().to_vec(),
-            sent: ping.requests_sent().to_vec(),
-            send_times,
-            start,
-            end: now,
-        }
+        let ping = ArpPing::new(timing, SRC, SRC_MAC, targets.clone());
+        let host_of = |p: ArpProbe| targets.iter().position(|&h| h == p.dst_ip).unwrap();
+        simulate(ping, hosts, host_of, reply_from, extra)
     }
 
     fn t4() -> Timing {

@@ -1,13 +1,19 @@
-//! Link-layer packet I/O on one interface, for ARP host discovery (`-PR`).
+//! Link-layer packet I/O on one interface, for ARP host discovery (`-PR`) and IPv6 neighbour
+//! discovery (Nmap's "nd-response").
 //!
 //! - [`LinkSender`]: an `AF_PACKET`/`SOCK_RAW` socket bound to one interface, sending
 //!   complete Ethernet frames the caller built (with `portolan_wire::build`), many per
 //!   `sendmmsg`. It is bound to protocol 0, so it never receives anything.
-//! - [`ArpReceiver`]: an `AF_PACKET`/`SOCK_RAW` socket bound to `ETH_P_ARP` on one interface,
-//!   delivering whole frames (Ethernet header included) of ARP replies addressed to one of
-//!   our IPv4 addresses. A classic BPF program drops everything else in the kernel: outgoing
-//!   frames, other EtherTypes, requests, and replies whose target protocol address is not
-//!   ours. (Frames with a VLAN tag left in place do not match; Linux normally strips the tag
+//! - [`LinkReceiver`]: an `AF_PACKET`/`SOCK_RAW` socket bound to one EtherType on one
+//!   interface, delivering whole frames (Ethernet header included, so a reply's link-layer
+//!   source is at hand). A classic BPF program, attached before the socket is bound, drops
+//!   everything else in the kernel, outgoing frames included:
+//!   - [`LinkReceiver::arp`] (`ETH_P_ARP`): ARP replies whose target protocol address is one
+//!     of our IPv4 addresses (requests and replies to others are dropped);
+//!   - [`LinkReceiver::neighbor_adverts`] (`ETH_P_IPV6`): ICMPv6 neighbour advertisements
+//!     (next header 58 with no extension header, type 136); the ND engine checks the rest.
+//!
+//!   (Frames with a VLAN tag left in place do not match; Linux normally strips the tag
 //!   before packet sockets on the parent interface see the frame.)
 //!
 //! Both sockets are non-blocking, as in [`crate::raw`]; errors are [`RawError`]s.
@@ -22,15 +28,16 @@ use libc::{c_int, c_uint, c_void, socklen_t};
 
 use crate::raw::{
     errno_is, jump, new_socket, set_buffer, set_opt, stmt, wait_readable, RawError, Received,
-    BPF_AD_PKTTYPE, BPF_DROP, BPF_JEQ_K, BPF_KEEP, BPF_LD_H_ABS, BPF_LD_W_ABS, BPF_RET_K,
-    PACKET_IGNORE_OUTGOING, PACKET_OUTGOING, RECV_BUF_LEN,
+    BPF_AD_PKTTYPE, BPF_DROP, BPF_JEQ_K, BPF_KEEP, BPF_LD_B_ABS, BPF_LD_H_ABS, BPF_LD_W_ABS,
+    BPF_RET_K, PACKET_IGNORE_OUTGOING, PACKET_OUTGOING, RECV_BUF_LEN,
 };
 
 /// The most frames one `sendmmsg` call takes.
 pub const MAX_LINK_BATCH: usize = 256;
 const ETH_HEADER_LEN: usize = 14;
 const ETH_P_ARP: u16 = 0x0806;
-const ARP_RECV_BUFFER: c_int = 1 << 20;
+const ETH_P_IPV6: u16 = 0x86dd;
+const LINK_RECV_BUFFER: c_int = 1 << 20;
 
 /// Binds a packet socket to `ifindex` for `protocol` (host order; 0 = receive nothing).
 fn bind_packet(fd: &OwnedFd, ifindex: u32, protocol: u16) -> Result<(), RawError> {
@@ -195,28 +202,64 @@ fn arp_filter_program(local: Ipv4Addr) -> Vec<libc::sock_filter> {
     ]
 }
 
-/// Reads ARP replies for one of our addresses on one interface, whole frames.
-pub struct ArpReceiver {
+/// The neighbour advertisement receive filter: keep incoming ICMPv6 (next header 58 right
+/// after the fixed IPv6 header) messages of type 136. Offsets count from the Ethernet header
+/// (SOCK_RAW): EtherType at 12, next header at 14 + 6, ICMPv6 type at 14 + 40.
+fn nd_filter_program() -> Vec<libc::sock_filter> {
+    vec![
+        // 0: A = packet type; 1: outgoing -> 9 (drop).
+        stmt(BPF_LD_W_ABS, BPF_AD_PKTTYPE),
+        jump(BPF_JEQ_K, u32::from(PACKET_OUTGOING), 7, 0),
+        // 2: A = EtherType; 3: IPv6 -> 4, else -> 9.
+        stmt(BPF_LD_H_ABS, 12),
+        jump(BPF_JEQ_K, u32::from(ETH_P_IPV6), 0, 5),
+        // 4: A = next header; 5: ICMPv6 -> 6, else -> 9.
+        stmt(BPF_LD_B_ABS, (ETH_HEADER_LEN + 6) as u32),
+        jump(BPF_JEQ_K, 58, 0, 3),
+        // 6: A = ICMPv6 type; 7: neighbour advertisement -> 8 (keep), else -> 9.
+        stmt(BPF_LD_B_ABS, (ETH_HEADER_LEN + 40) as u32),
+        jump(BPF_JEQ_K, 136, 0, 1),
+        stmt(BPF_RET_K, BPF_KEEP),
+        stmt(BPF_RET_K, BPF_DROP),
+    ]
+}
+
+/// Reads filtered frames of one EtherType on one interface, whole (Ethernet header first).
+pub struct LinkReceiver {
     fd: OwnedFd,
     buf: Vec<u8>,
 }
 
-impl ArpReceiver {
-    /// Opens the socket on `ifindex` for replies to `local`; the filter is attached before
+impl LinkReceiver {
+    /// ARP replies to `local` on `ifindex`.
+    pub fn arp(ifindex: u32, local: Ipv4Addr) -> Result<Self, RawError> {
+        Self::open(ifindex, ETH_P_ARP, arp_filter_program(local))
+    }
+
+    /// ICMPv6 neighbour advertisements on `ifindex` (to any address: the caller checks the
+    /// destination, target and flags).
+    pub fn neighbor_adverts(ifindex: u32) -> Result<Self, RawError> {
+        Self::open(ifindex, ETH_P_IPV6, nd_filter_program())
+    }
+
+    /// Opens the socket for `protocol` frames on `ifindex`; the filter is attached before
     /// the socket is bound, so no unfiltered frame is ever queued.
-    pub fn new(ifindex: u32, local: Ipv4Addr) -> Result<Self, RawError> {
+    fn open(
+        ifindex: u32,
+        protocol: u16,
+        mut prog: Vec<libc::sock_filter>,
+    ) -> Result<Self, RawError> {
         let fd = new_socket(libc::AF_PACKET, libc::SOCK_RAW, 0)?;
-        set_buffer(&fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, ARP_RECV_BUFFER);
+        set_buffer(&fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, LINK_RECV_BUFFER);
         let one: c_int = 1;
         let _ = set_opt(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one);
-        let mut prog = arp_filter_program(local);
         let fprog = libc::sock_fprog {
             len: prog.len() as u16,
             filter: prog.as_mut_ptr(),
         };
         set_opt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
             .map_err(|e| RawError::io("setsockopt(SO_ATTACH_FILTER)", e))?;
-        bind_packet(&fd, ifindex, ETH_P_ARP)?;
+        bind_packet(&fd, ifindex, protocol)?;
         Ok(Self {
             fd,
             buf: vec![0; RECV_BUF_LEN],
@@ -270,7 +313,7 @@ impl ArpReceiver {
     }
 }
 
-impl AsRawFd for ArpReceiver {
+impl AsRawFd for LinkReceiver {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
@@ -279,33 +322,14 @@ impl AsRawFd for ArpReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raw::tests::run_bpf;
     use portolan_wire::arp;
-    use portolan_wire::build::build_arp_request;
+    use portolan_wire::build::{
+        build_arp_request, build_icmpv6, build_neighbor_solicit, EthernetParams, Ipv6Params,
+    };
     use portolan_wire::ethernet::{self, EtherType, MacAddr};
-
-    /// Runs the classic BPF subset the ARP filter uses (out-of-bounds loads drop).
-    fn run_bpf(prog: &[libc::sock_filter], pkt: &[u8], pkttype: u8) -> u32 {
-        let (mut a, mut pc) = (0u32, 0usize);
-        loop {
-            let ins = prog[pc];
-            pc += 1;
-            let k = ins.k as usize;
-            match ins.code {
-                BPF_LD_W_ABS if ins.k == BPF_AD_PKTTYPE => a = u32::from(pkttype),
-                BPF_LD_W_ABS => match pkt.get(k..k + 4) {
-                    Some(b) => a = u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-                    None => return 0,
-                },
-                BPF_LD_H_ABS => match pkt.get(k..k + 2) {
-                    Some(b) => a = u32::from(u16::from_be_bytes([b[0], b[1]])),
-                    None => return 0,
-                },
-                BPF_JEQ_K => pc += usize::from(if a == ins.k { ins.jt } else { ins.jf }),
-                BPF_RET_K => return ins.k,
-                other => panic!("unexpected opcode {other:#x}"),
-            }
-        }
-    }
+    use portolan_wire::icmpv6::{self, NeighborFlags};
+    use std::net::Ipv6Addr;
 
     const US: Ipv4Addr = Ipv4Addr::new(198, 18, 5, 1);
     const THEM: Ipv4Addr = Ipv4Addr::new(198, 18, 5, 2);
@@ -359,16 +383,80 @@ mod tests {
         assert_eq!(run_bpf(&prog, &req, HOST), BPF_DROP);
     }
 
+    const US6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 5, 0, 0, 0, 1);
+    const THEM6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 5, 0, 0, 0, 2);
+
+    /// An ICMPv6 message from THEM6 to US6 in an Ethernet frame.
+    fn icmpv6_frame(repr: &icmpv6::Repr) -> Vec<u8> {
+        let eth = EthernetParams {
+            src: MacAddr([2, 0, 0, 0, 0, 2]),
+            dst: MacAddr([2, 0, 0, 0, 0, 1]),
+        };
+        let ip = Ipv6Params {
+            src: THEM6,
+            dst: US6,
+            hop_limit: 255,
+            traffic_class: 0,
+            flow_label: 0,
+        };
+        let mut f = vec![0u8; 128];
+        let n = build_icmpv6(&mut f, Some(&eth), &ip, repr).unwrap();
+        f.truncate(n);
+        f
+    }
+
+    #[test]
+    fn nd_filter_keeps_only_incoming_neighbor_adverts() {
+        let prog = nd_filter_program();
+        const HOST: u8 = 0;
+        let good = icmpv6_frame(&icmpv6::Repr::NeighborAdvert {
+            flags: NeighborFlags::SOLICITED | NeighborFlags::OVERRIDE,
+            target_addr: THEM6,
+            target_lladdr: Some(MacAddr([2, 0, 0, 0, 0, 2])),
+        });
+        assert_eq!(run_bpf(&prog, &good, HOST), BPF_KEEP);
+        assert_eq!(run_bpf(&prog, &good, PACKET_OUTGOING), BPF_DROP);
+        // Multicast and otherhost packet types still count (the engine checks addresses).
+        assert_eq!(run_bpf(&prog, &good, 2), BPF_KEEP);
+        for len in 0..=ETH_HEADER_LEN + 40 {
+            assert_eq!(run_bpf(&prog, &good[..len], HOST), BPF_DROP, "len {len}");
+        }
+        // Another EtherType, another next header (an extension header), another type.
+        let mut v4 = good.clone();
+        v4[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(run_bpf(&prog, &v4, HOST), BPF_DROP);
+        let mut hop_by_hop = good.clone();
+        hop_by_hop[ETH_HEADER_LEN + 6] = 0;
+        assert_eq!(run_bpf(&prog, &hop_by_hop, HOST), BPF_DROP);
+        let echo = icmpv6_frame(&icmpv6::Repr::EchoReply {
+            ident: 1,
+            seq_no: 1,
+            data: &[0; 32],
+        });
+        assert_eq!(run_bpf(&prog, &echo, HOST), BPF_DROP);
+        // Solicitations (ours or a neighbour's) never match (type 135).
+        let mut ns = [0u8; 128];
+        let n = build_neighbor_solicit(&mut ns, MacAddr([2, 0, 0, 0, 0, 1]), US6, THEM6).unwrap();
+        assert_eq!(run_bpf(&prog, &ns[..n], HOST), BPF_DROP);
+    }
+
     #[test]
     fn sockets_need_privilege_or_a_real_interface() {
         if !crate::sys::is_privileged() {
             assert!(matches!(LinkSender::new(1), Err(RawError::NotPermitted)));
             assert!(matches!(
-                ArpReceiver::new(1, US),
+                LinkReceiver::arp(1, US),
+                Err(RawError::NotPermitted)
+            ));
+            assert!(matches!(
+                LinkReceiver::neighbor_adverts(1),
                 Err(RawError::NotPermitted)
             ));
             return;
         }
+        // The kernel accepts both filter programs (opening a receiver sends nothing).
+        LinkReceiver::arp(1, US).unwrap();
+        LinkReceiver::neighbor_adverts(1).unwrap();
         // No interface has index u32::MAX >> 1: bind fails with ENODEV (sends nothing).
         assert!(matches!(
             LinkSender::new(u32::MAX >> 1),

@@ -858,9 +858,9 @@ pub(crate) mod tests {
 
     // ---- the BPF program, run through a tiny interpreter (no root needed) ----
 
-    /// Runs the subset of classic BPF the filter uses; out-of-bounds loads drop, as in the
-    /// kernel.
-    fn run_bpf(prog: &[libc::sock_filter], pkt: &[u8], pkttype: u8) -> u32 {
+    /// Runs the subset of classic BPF the receive filters (here and in [`crate::link`]) use;
+    /// out-of-bounds loads drop, as in the kernel.
+    pub(crate) fn run_bpf(prog: &[libc::sock_filter], pkt: &[u8], pkttype: u8) -> u32 {
         let (mut a, mut pc) = (0u32, 0usize);
         loop {
             let ins = prog[pc];
@@ -871,6 +871,11 @@ pub(crate) mod tests {
                     let k = ins.k as usize;
                     let Some(b) = pkt.get(k..k + 4) else { return 0 };
                     a = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                }
+                BPF_LD_H_ABS => {
+                    let k = ins.k as usize;
+                    let Some(b) = pkt.get(k..k + 2) else { return 0 };
+                    a = u32::from(u16::from_be_bytes([b[0], b[1]]));
                 }
                 BPF_LD_B_ABS => match pkt.get(ins.k as usize) {
                     Some(&b) => a = u32::from(b),
