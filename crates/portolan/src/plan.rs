@@ -431,8 +431,9 @@ fn discovery_from(o: &Options, services: &ServiceTable, raw: bool) -> Result<Dis
             .filter(|s| !(o.ipv6 && *s == Slot::Timestamp))
             .collect();
     }
-    // ARP replaces the IP probes for on-link targets by default, or when asked (-PR).
-    let arp = !o.ipv6 && !o.disable_arp_ping && (o.ping_arp || !any_raw_flag);
+    // ARP (IPv6: neighbour discovery) replaces the IP probes for on-link targets by
+    // default, or when asked (-PR).
+    let arp = !o.disable_arp_ping && (o.ping_arp || !any_raw_flag);
     Ok(Discovery {
         connect_ports: Vec::new(),
         slots,
@@ -760,12 +761,13 @@ mod tests {
             ..Options::default()
         };
         assert!(!d(&o, true).unwrap().arp);
-        // IPv6 has no timestamp request.
+        // IPv6 has no timestamp request; neighbour discovery stands for ARP.
         let o = Options {
             ipv6: true,
             ..Options::default()
         };
-        assert!(!d(&o, true).unwrap().slots.contains(&Slot::Timestamp));
+        let v6 = d(&o, true).unwrap();
+        assert!(!v6.slots.contains(&Slot::Timestamp) && v6.arp);
         let o = Options {
             ipv6: true,
             ping_timestamp: true,

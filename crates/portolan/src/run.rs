@@ -11,6 +11,7 @@ use portolan_engine::discovery::{ping_hosts, PingResult};
 use portolan_engine::dns::reverse_lookup_many;
 use portolan_engine::driver::{run_raw, Output, RawJob, RawRun};
 use portolan_engine::macvendor::MacPrefixTable;
+use portolan_engine::nd_ping::run_nd_ping;
 use portolan_engine::netif;
 use portolan_engine::report;
 use portolan_engine::scan::{Mode, Share, Slot};
@@ -22,7 +23,7 @@ use portolan_model::{
 use portolan_wire::ethernet::MacAddr;
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -141,7 +142,7 @@ async fn discover(
         let own = ip.is_loopback()
             || ifaces.iter().any(|f| match ip {
                 IpAddr::V4(a) => f.ipv4.iter().any(|(addr, _)| addr == a),
-                IpAddr::V6(_) => false,
+                IpAddr::V6(a) => f.ipv6.iter().any(|(addr, _)| addr == a),
             });
         if own && !d.slots.is_empty() {
             settled[i] = true;
@@ -152,6 +153,35 @@ async fn discover(
         }
     }
     if d.arp && !plan.dry_run {
+        // IPv6: neighbour discovery, ARP's twin.
+        let on_link6: Vec<(usize, Ipv6Addr)> = ips
+            .iter()
+            .enumerate()
+            .filter_map(|(i, ip)| match ip {
+                IpAddr::V6(a) if !settled[i] && netif::on_link_v6_in(&ifaces, *a).is_some() => {
+                    Some((i, *a))
+                }
+                _ => None,
+            })
+            .collect();
+        if !on_link6.is_empty() {
+            let targets: Vec<Ipv6Addr> = on_link6.iter().map(|&(_, a)| a).collect();
+            let timing = plan.timing.clone();
+            let (flag, watcher) = cancel_flag(cancel);
+            let replies =
+                tokio::task::spawn_blocking(move || run_nd_ping(&targets, &timing, &flag)).await;
+            watcher.abort();
+            for ((i, _), reply) in on_link6.into_iter().zip(replies??) {
+                settled[i] = true;
+                if let Some(r) = reply {
+                    pings[i] = PingResult {
+                        status: HostStatus::up("nd-response"),
+                        rtt: Some(r.rtt),
+                    };
+                    macs[i] = Some(r.mac);
+                }
+            }
+        }
         let on_link: Vec<(usize, Ipv4Addr)> = ips
             .iter()
             .enumerate()

@@ -1135,6 +1135,22 @@ fn ipv6_scans(lab: &Lab) {
         .map(|h| h.addr_str())
         .collect();
     assert_eq!(up, vec![ip6.as_str()]);
+    let host = run.hosts.iter().find(|h| h.is_up()).expect("up host");
+    assert_eq!(host.status.reason, "nd-response");
+    assert!(host.addresses.iter().any(|a| a.addrtype == AddrType::Mac));
+    // Without neighbour discovery, the IP probes find it too.
+    let xml = lab.path("v6-sn-ip.xml");
+    ok(
+        &lab.portolan(&["-6", "-sn", "--disable-arp-ping", "-n", "-oX", &xml, &ip6]),
+        "portolan -6 -sn --disable-arp-ping",
+    );
+    let run = read_xml_file(&xml).expect("XML");
+    assert!(run.hosts[0].is_up());
+    assert!(
+        ["echo-reply", "syn-ack", "reset"].contains(&run.hosts[0].status.reason.as_str()),
+        "{:?}",
+        run.hosts[0].status
+    );
     let xml = lab.path("v6-su.xml");
     ok(
         &lab.portolan(&["-6", "-sU", "-p", "53,161", "-n", "-Pn", "-oX", &xml, &ip6]),
@@ -1193,7 +1209,11 @@ fn captured_syns(lab: &Lab, dst: &str, args: &[&str]) -> (Vec<(f64, u16)>, Outpu
         .expect("tcpdump -r");
     let text = String::from_utf8_lossy(&read.stdout).into_owned();
     if std::env::var("PORTOLAN_LAB_DEBUG").is_ok() {
-        eprintln!("capture: {} lines; stderr: {}", text.lines().count(), String::from_utf8_lossy(&read.stderr));
+        eprintln!(
+            "capture: {} lines; stderr: {}",
+            text.lines().count(),
+            String::from_utf8_lossy(&read.stderr)
+        );
         eprintln!("portolan: {}", String::from_utf8_lossy(&out.stderr));
     }
     let syns = text
@@ -1246,10 +1266,25 @@ fn timing_flags_show_on_the_wire(lab: &Lab) {
     let (syns, out) = captured_syns(
         lab,
         &svc,
-        &["-d", "-sS", "-Pn", "-n", "-p", "1-300", "--max-rate", "100", &svc],
+        &[
+            "-d",
+            "-sS",
+            "-Pn",
+            "-n",
+            "-p",
+            "1-300",
+            "--max-rate",
+            "100",
+            &svc,
+        ],
     );
     ok(&out, "--max-rate 100");
-    assert_eq!(syns.len(), 300, "every port answers, no retransmission: {:?}", &syns[..5]);
+    assert_eq!(
+        syns.len(),
+        300,
+        "every port answers, no retransmission: {:?}",
+        &syns[..5]
+    );
     let span = syns[syns.len() - 1].0 - syns[0].0;
     assert!(span >= 2.95, "300 probes at 100/s took {span:.3} s");
     for (i, s) in syns.iter().enumerate() {
