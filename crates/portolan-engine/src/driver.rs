@@ -13,6 +13,7 @@ use crate::connect::Progress;
 use crate::raw::{RawError, RawReceiver, RawSender, Received, SourceFinder};
 use crate::scan::{
     build_probe, HostAnswer, Mode, Probe, RawScan, ScanPoll, ScanStats, Share, Slot, SlotResult,
+    SOURCE_PORTS,
 };
 use crate::timing::{RttEstimator, Timing};
 use portolan_wire::build::{Ipv4Params, TcpParams, TcpTemplateV4};
@@ -21,6 +22,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -139,6 +141,7 @@ pub fn run_raw(job: &RawJob, progress: &Progress, cancel: &AtomicBool) -> Result
             let handles: Vec<_> = (0..cores)
                 .map(|k| {
                     let share = job.share.split(k as u64, cores as u64);
+                    let ports = core_source_ports(k, cores);
                     let scan = RawScan::new(
                         timing.clone(),
                         job.mode,
@@ -148,7 +151,8 @@ pub fn run_raw(job: &RawJob, progress: &Progress, cancel: &AtomicBool) -> Result
                         key.clone(),
                         job.seed,
                         share,
-                    );
+                    )
+                    .with_source_ports(ports);
                     scope.spawn(move || run_core(scan, src, job, progress, cancel))
                 })
                 .collect();
@@ -196,6 +200,19 @@ pub fn run_raw(job: &RawJob, progress: &Progress, cancel: &AtomicBool) -> Result
     Ok(out)
 }
 
+/// Core `k`'s part of [`SOURCE_PORTS`] when `cores` engines share a scan.
+fn core_source_ports(k: usize, cores: usize) -> RangeInclusive<u16> {
+    let (start, end) = (*SOURCE_PORTS.start() as usize, *SOURCE_PORTS.end() as usize);
+    let part = (end - start + 1) / cores.max(1);
+    let first = start + k * part;
+    let last = if k + 1 == cores {
+        end
+    } else {
+        first + part - 1
+    };
+    first as u16..=last as u16
+}
+
 fn unspecified(like: IpAddr) -> IpAddr {
     match like {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -226,9 +243,14 @@ fn run_core(
         // No route: nothing can be sent, every probe stays unanswered.
         (Output::Wire, true) => false,
         (Output::Wire, false) => {
+            // Each core's receiver takes the replies to its own source ports only.
+            let ports = scan.source_ports();
             let (mut sender, mut receiver) = match src {
-                IpAddr::V4(s) => (RawSender::new()?, RawReceiver::new(&[s])?),
-                IpAddr::V6(s) => (RawSender::new_v6()?, RawReceiver::new_v6(&[s])?),
+                IpAddr::V4(s) => (RawSender::new()?, RawReceiver::for_ports(&[s], &[], ports)?),
+                IpAddr::V6(s) => (
+                    RawSender::new_v6()?,
+                    RawReceiver::for_ports(&[], &[s], ports)?,
+                ),
             };
             let interrupted = drive(
                 &mut scan,
@@ -490,6 +512,18 @@ fn sock(ip: IpAddr, port: u16) -> Sock {
 mod tests {
     use super::*;
     use crate::timing::Template;
+
+    #[test]
+    fn core_source_ports_partition_the_range() {
+        for cores in 1..=8 {
+            let parts: Vec<_> = (0..cores).map(|k| core_source_ports(k, cores)).collect();
+            assert_eq!(*parts[0].start(), *SOURCE_PORTS.start());
+            assert_eq!(*parts[cores - 1].end(), *SOURCE_PORTS.end());
+            for w in parts.windows(2) {
+                assert_eq!(*w[0].end() + 1, *w[1].start());
+            }
+        }
+    }
 
     /// A dry run prints every probe of its share once per pass, sends nothing, and ends
     /// at once whatever the timeouts.

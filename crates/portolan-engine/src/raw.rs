@@ -35,6 +35,7 @@ use std::cell::Cell;
 use std::io;
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::ops::RangeInclusive;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -530,6 +531,10 @@ unsafe impl Send for RawReceiver {}
 pub(crate) const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
 pub(crate) const BPF_LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
 pub(crate) const BPF_LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+pub(crate) const BPF_LDX_MSH: u16 = (libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH) as u16;
+pub(crate) const BPF_LD_H_IND: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_IND) as u16;
+pub(crate) const BPF_JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+pub(crate) const BPF_JGT_K: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
 pub(crate) const BPF_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
 pub(crate) const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
 pub(crate) const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
@@ -553,12 +558,15 @@ pub(crate) const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter
     libc::sock_filter { code, jt, jf, k }
 }
 
-/// The receive filter: keep IPv4 TCP, UDP and ICMP packets whose destination is in `local`,
-/// except outgoing ones. For SOCK_DGRAM packet sockets the program sees the packet from the
+/// The receive filter: keep IPv4 TCP and UDP packets to a port in `ports`, and ICMP
+/// packets, whose destination is in `local`, except outgoing ones. For SOCK_DGRAM packet sockets the program sees the packet from the
 /// IP header on (offset 0 = first byte of the IPv4 header). Jump offsets count instructions
 /// after the jump (0 = next), so the fixed prefix jumps to its own `ret` rather than to the
 /// end, keeping every offset small whatever the number of addresses.
-fn filter_program(local: &[Ipv4Addr]) -> Result<Vec<libc::sock_filter>, RawError> {
+fn filter_program(
+    local: &[Ipv4Addr],
+    ports: RangeInclusive<u16>,
+) -> Result<Vec<libc::sock_filter>, RawError> {
     let mut addrs: Vec<u32> = local.iter().map(|a| u32::from(*a)).collect();
     addrs.sort_unstable();
     addrs.dedup();
@@ -571,28 +579,37 @@ fn filter_program(local: &[Ipv4Addr]) -> Result<Vec<libc::sock_filter>, RawError
             ),
         ));
     }
+    let (lo, hi) = (u32::from(*ports.start()), u32::from(*ports.end()));
     let mut prog = vec![
         // 0: A = packet type (ancillary data: host, broadcast, outgoing, ...).
         stmt(BPF_LD_W_ABS, BPF_AD_PKTTYPE),
-        // 1: outgoing (our own packets) -> 9 (drop); else -> 2.
-        jump(BPF_JEQ_K, u32::from(PACKET_OUTGOING), 7, 0),
+        // 1: outgoing (our own packets) -> 13 (drop); else -> 2.
+        jump(BPF_JEQ_K, u32::from(PACKET_OUTGOING), 11, 0),
         // 2: A = byte 0 (version << 4 | IHL).
         stmt(BPF_LD_B_ABS, 0),
         // 3: A &= 0xf0 (the version nibble).
         stmt(BPF_AND_K, 0xf0),
-        // 4: version 4 -> 5; else -> 9 (drop).
-        jump(BPF_JEQ_K, 0x40, 0, 4),
+        // 4: version 4 -> 5; else -> 13 (drop).
+        jump(BPF_JEQ_K, 0x40, 0, 8),
         // 5: A = byte 9 (protocol).
         stmt(BPF_LD_B_ABS, 9),
-        // 6: TCP -> 10 (destination check); else -> 7.
-        jump(BPF_JEQ_K, 6, 3, 0),
-        // 7: UDP -> 10; else -> 8.
-        jump(BPF_JEQ_K, 17, 2, 0),
-        // 8: ICMP -> 10; else -> 9 (drop).
-        jump(BPF_JEQ_K, 1, 1, 0),
-        // 9: drop.
+        // 6: TCP -> 9 (port check); else -> 7.
+        jump(BPF_JEQ_K, 6, 2, 0),
+        // 7: UDP -> 9; else -> 8.
+        jump(BPF_JEQ_K, 17, 1, 0),
+        // 8: ICMP -> 14 (destination check); else -> 13 (drop).
+        jump(BPF_JEQ_K, 1, 5, 4),
+        // 9: X = IP header length (4 * IHL).
+        stmt(BPF_LDX_MSH, 0),
+        // 10: A = destination port (2 bytes at X + 2).
+        stmt(BPF_LD_H_IND, 2),
+        // 11: port >= lo -> 12; else -> 13 (drop).
+        jump(BPF_JGE_K, lo, 0, 1),
+        // 12: port > hi -> 13 (drop); else -> 14.
+        jump(BPF_JGT_K, hi, 0, 1),
+        // 13: drop.
         stmt(BPF_RET_K, BPF_DROP),
-        // 10: A = bytes 16..20 (destination address, loaded big-endian, as u32::from(addr)).
+        // 14: A = bytes 16..20 (destination address, loaded big-endian, as u32::from(addr)).
         stmt(BPF_LD_W_ABS, 16),
     ];
     for addr in addrs {
@@ -605,10 +622,13 @@ fn filter_program(local: &[Ipv4Addr]) -> Result<Vec<libc::sock_filter>, RawError
     Ok(prog)
 }
 
-/// The IPv6 receive filter: TCP, UDP and ICMPv6 packets (no extension headers) whose
-/// destination is in `local`, except outgoing ones. 9 instructions per address compare the
+/// The IPv6 receive filter: TCP and UDP packets to a port in `ports`, and ICMPv6 packets
+/// (no extension headers), whose destination is in `local`, except outgoing ones. 9 instructions per address compare the
 /// four words of the destination (bytes 24..40).
-fn filter_program_v6(local: &[Ipv6Addr]) -> Result<Vec<libc::sock_filter>, RawError> {
+fn filter_program_v6(
+    local: &[Ipv6Addr],
+    ports: RangeInclusive<u16>,
+) -> Result<Vec<libc::sock_filter>, RawError> {
     let mut addrs: Vec<Ipv6Addr> = local.to_vec();
     addrs.sort_unstable();
     addrs.dedup();
@@ -621,17 +641,26 @@ fn filter_program_v6(local: &[Ipv6Addr]) -> Result<Vec<libc::sock_filter>, RawEr
             ),
         ));
     }
+    let (lo, hi) = (u32::from(*ports.start()), u32::from(*ports.end()));
     let mut prog = vec![
+        // 0, 1: outgoing -> 12 (drop).
         stmt(BPF_LD_W_ABS, BPF_AD_PKTTYPE),
-        jump(BPF_JEQ_K, u32::from(PACKET_OUTGOING), 7, 0),
+        jump(BPF_JEQ_K, u32::from(PACKET_OUTGOING), 10, 0),
+        // 2-4: version 6, else -> 12.
         stmt(BPF_LD_B_ABS, 0),
         stmt(BPF_AND_K, 0xf0),
-        jump(BPF_JEQ_K, 0x60, 0, 4),
-        // Next header.
+        jump(BPF_JEQ_K, 0x60, 0, 7),
+        // 5: next header; 6, 7: TCP, UDP -> 9 (port check); 8: ICMPv6 -> 13, else -> 12.
         stmt(BPF_LD_B_ABS, 6),
-        jump(BPF_JEQ_K, 6, 3, 0),
-        jump(BPF_JEQ_K, 17, 2, 0),
-        jump(BPF_JEQ_K, 58, 1, 0),
+        jump(BPF_JEQ_K, 6, 2, 0),
+        jump(BPF_JEQ_K, 17, 1, 0),
+        jump(BPF_JEQ_K, 58, 4, 3),
+        // 9: the destination port right after the fixed header; 10, 11: within the range
+        // -> 13, else -> 12.
+        stmt(BPF_LD_H_ABS, 42),
+        jump(BPF_JGE_K, lo, 0, 1),
+        jump(BPF_JGT_K, hi, 0, 1),
+        // 12: drop.
         stmt(BPF_RET_K, BPF_DROP),
     ];
     for addr in addrs {
@@ -661,7 +690,7 @@ fn attach_program(fd: &OwnedFd, mut prog: Vec<libc::sock_filter>) -> Result<(), 
 }
 
 fn attach_filter(fd: &OwnedFd, local: &[Ipv4Addr]) -> Result<(), RawError> {
-    attach_program(fd, filter_program(local)?)
+    attach_program(fd, filter_program(local, 0..=u16::MAX)?)
 }
 
 impl RawReceiver {
@@ -675,9 +704,26 @@ impl RawReceiver {
 
     /// The IPv6 receiver: replies addressed to any of `local`.
     pub fn new_v6(local: &[Ipv6Addr]) -> Result<Self, RawError> {
-        Self::open(libc::ETH_P_IPV6, |fd| {
-            attach_program(fd, filter_program_v6(local)?)
-        })
+        Self::for_ports(&[], local, 0..=u16::MAX)
+    }
+
+    /// A receiver for replies to `local4` or `local6` (one family: the other list empty)
+    /// whose TCP or UDP destination port is in `ports` (ICMP is kept whatever it quotes):
+    /// each per-core engine of a scan takes replies to its own source ports only.
+    pub fn for_ports(
+        local4: &[Ipv4Addr],
+        local6: &[Ipv6Addr],
+        ports: RangeInclusive<u16>,
+    ) -> Result<Self, RawError> {
+        if local6.is_empty() {
+            Self::open(libc::ETH_P_IP, |fd| {
+                attach_program(fd, filter_program(local4, ports)?)
+            })
+        } else {
+            Self::open(libc::ETH_P_IPV6, |fd| {
+                attach_program(fd, filter_program_v6(local6, ports)?)
+            })
+        }
     }
 
     fn open(
@@ -861,7 +907,7 @@ pub(crate) mod tests {
     /// Runs the subset of classic BPF the receive filters (here and in [`crate::link`]) use;
     /// out-of-bounds loads drop, as in the kernel.
     pub(crate) fn run_bpf(prog: &[libc::sock_filter], pkt: &[u8], pkttype: u8) -> u32 {
-        let (mut a, mut pc) = (0u32, 0usize);
+        let (mut a, mut x, mut pc) = (0u32, 0usize, 0usize);
         loop {
             let ins = prog[pc];
             pc += 1;
@@ -881,8 +927,19 @@ pub(crate) mod tests {
                     Some(&b) => a = u32::from(b),
                     None => return 0,
                 },
+                BPF_LDX_MSH => match pkt.get(ins.k as usize) {
+                    Some(&b) => x = 4 * usize::from(b & 0xf),
+                    None => return 0,
+                },
+                BPF_LD_H_IND => {
+                    let k = x + ins.k as usize;
+                    let Some(b) = pkt.get(k..k + 2) else { return 0 };
+                    a = u32::from(u16::from_be_bytes([b[0], b[1]]));
+                }
                 BPF_AND_K => a &= ins.k,
                 BPF_JEQ_K => pc += usize::from(if a == ins.k { ins.jt } else { ins.jf }),
+                BPF_JGE_K => pc += usize::from(if a >= ins.k { ins.jt } else { ins.jf }),
+                BPF_JGT_K => pc += usize::from(if a > ins.k { ins.jt } else { ins.jf }),
                 BPF_RET_K => return ins.k,
                 other => panic!("unexpected opcode {other:#x}"),
             }
@@ -915,7 +972,8 @@ pub(crate) mod tests {
     fn v6_filter_keeps_only_our_tcp_udp_icmpv6() {
         let ours: Ipv6Addr = "2001:2::1".parse().unwrap();
         let other: Ipv6Addr = "2001:2::2".parse().unwrap();
-        let prog = filter_program_v6(&[ours, "2001:2:0:1::1".parse().unwrap()]).unwrap();
+        let prog =
+            filter_program_v6(&[ours, "2001:2:0:1::1".parse().unwrap()], 0..=u16::MAX).unwrap();
         let pkt = |next: u8, dst: Ipv6Addr| {
             let mut p = vec![0u8; 60];
             p[0] = 0x60;
@@ -942,11 +1000,50 @@ pub(crate) mod tests {
         assert_eq!(run_bpf(&prog, &pkt(6, ours)[..30], 0), 0);
     }
 
+    /// Per-core receivers: TCP and UDP only to their own source ports (whatever the IP
+    /// header length), ICMP to all of them.
+    #[test]
+    fn filters_keep_their_port_range() {
+        let ours = Ipv4Addr::new(198, 19, 0, 1);
+        let prog = filter_program(&[ours], 61_000..=62_999).unwrap();
+        for proto in [6, 17] {
+            for (ihl, opts) in [(5u8, 0usize), (6, 4)] {
+                let at = |port: u16| {
+                    let mut p = packet(proto, ours);
+                    p[0] = 0x40 | ihl;
+                    p.resize(40 + opts, 0);
+                    p[20 + opts + 2..20 + opts + 4].copy_from_slice(&port.to_be_bytes());
+                    run_bpf(&prog, &p, 0)
+                };
+                assert_eq!(at(61_000), BPF_KEEP);
+                assert_eq!(at(62_999), BPF_KEEP);
+                assert_eq!(at(60_999), 0);
+                assert_eq!(at(63_000), 0);
+                assert_eq!(at(80), 0);
+            }
+        }
+        assert_eq!(run_bpf(&prog, &packet(1, ours), 0), BPF_KEEP);
+        let ours6: Ipv6Addr = "2001:2::1".parse().unwrap();
+        let prog6 = filter_program_v6(&[ours6], 63_000..=64_999).unwrap();
+        let at6 = |next: u8, port: u16| {
+            let mut p = vec![0u8; 60];
+            p[0] = 0x60;
+            p[6] = next;
+            p[24..40].copy_from_slice(&ours6.octets());
+            p[42..44].copy_from_slice(&port.to_be_bytes());
+            run_bpf(&prog6, &p, 0)
+        };
+        assert_eq!(at6(6, 63_000), BPF_KEEP);
+        assert_eq!(at6(17, 64_999), BPF_KEEP);
+        assert_eq!(at6(6, 62_999), 0);
+        assert_eq!(at6(58, 1), BPF_KEEP);
+    }
+
     #[test]
     fn filter_keeps_only_our_tcp_udp_icmp() {
         let ours = [Ipv4Addr::new(198, 19, 0, 1), Ipv4Addr::new(127, 0, 0, 1)];
-        let prog = filter_program(&[ours[0], ours[1], ours[0]]).unwrap();
-        assert_eq!(prog.len(), 11 + 2 * 2 + 1);
+        let prog = filter_program(&[ours[0], ours[1], ours[0]], 0..=u16::MAX).unwrap();
+        assert_eq!(prog.len(), 15 + 2 * 2 + 1);
         const HOST: u8 = 0;
         for dst in ours {
             for proto in [1, 6, 17] {
@@ -974,13 +1071,13 @@ pub(crate) mod tests {
             assert_eq!(run_bpf(&prog, &p[..len], HOST), 0);
         }
         // No addresses: drop everything.
-        let none = filter_program(&[]).unwrap();
+        let none = filter_program(&[], 0..=u16::MAX).unwrap();
         assert_eq!(run_bpf(&none, &packet(6, ours[0]), HOST), 0);
         // Many addresses: all offsets still in range, the last one matches.
         let many: Vec<Ipv4Addr> = (0..MAX_LOCAL_ADDRS as u32)
             .map(|i| Ipv4Addr::from(0x0a00_0000 + i))
             .collect();
-        let prog = filter_program(&many).unwrap();
+        let prog = filter_program(&many, 0..=u16::MAX).unwrap();
         assert!(prog.len() <= 4096);
         let last = many[many.len() - 1];
         assert_eq!(run_bpf(&prog, &packet(17, last), HOST), BPF_KEEP);
@@ -989,7 +1086,7 @@ pub(crate) mod tests {
             0
         );
         let too_many: Vec<Ipv4Addr> = (0..=MAX_LOCAL_ADDRS as u32).map(Ipv4Addr::from).collect();
-        assert!(filter_program(&too_many).is_err());
+        assert!(filter_program(&too_many, 0..=u16::MAX).is_err());
     }
 
     #[test]

@@ -299,6 +299,8 @@ pub struct RawScan {
     ack_index: Vec<u16>,
     udp_index: Vec<u16>,
     key: CookieKey,
+    /// The source ports this engine's probes use (a part of [`SOURCE_PORTS`] per core).
+    source_ports: RangeInclusive<u16>,
     perm: Permutation,
     share: Share,
     /// hosts × slots result codes, index = host + hosts * slot_idx.
@@ -408,6 +410,7 @@ impl RawScan {
             hosts,
             slots,
             key,
+            source_ports: SOURCE_PORTS,
             perm,
             share,
             pass: 0,
@@ -430,6 +433,19 @@ impl RawScan {
         }
     }
 
+    /// Uses only `ports` as source ports (each per-core engine its own part of
+    /// [`SOURCE_PORTS`], so that each core's receiver can take only its own replies).
+    /// Replies to other source ports are ignored as not ours.
+    pub fn with_source_ports(mut self, ports: RangeInclusive<u16>) -> Self {
+        self.source_ports = ports;
+        self
+    }
+
+    /// The source ports of this engine's probes.
+    pub fn source_ports(&self) -> RangeInclusive<u16> {
+        self.source_ports.clone()
+    }
+
     /// Probes per second the scan currently allows itself.
     pub fn rate(&self) -> f64 {
         self.rate
@@ -450,7 +466,8 @@ impl RawScan {
         let sport = if slot.is_icmp() {
             0
         } else {
-            self.key.source_port(self.src, dst, dport, SOURCE_PORTS)
+            self.key
+                .source_port(self.src, dst, dport, self.source_ports.clone())
         };
         (self.key.cookie(self.src, sport, dst, dport), sport)
     }
@@ -764,10 +781,14 @@ impl RawScan {
     fn classify_tcp(&self, from: IpAddr, ttl: u8, segment: &[u8]) -> Result<Answer, bool> {
         let tcp = tcp::Packet::new_checked(segment).map_err(|_| true)?;
         let (sport, dport) = (tcp.dst_port(), tcp.src_port());
-        if !SOURCE_PORTS.contains(&sport) {
+        if !self.source_ports.contains(&sport) {
             return Err(false);
         }
-        if self.key.source_port(self.src, from, dport, SOURCE_PORTS) != sport {
+        if self
+            .key
+            .source_port(self.src, from, dport, self.source_ports.clone())
+            != sport
+        {
             return Err(true);
         }
         let flags = tcp.flags();
@@ -802,10 +823,14 @@ impl RawScan {
     fn classify_udp(&self, from: IpAddr, ttl: u8, datagram: &[u8]) -> Result<Answer, bool> {
         let udp = udp::Packet::new_checked(datagram).map_err(|_| true)?;
         let (sport, dport) = (udp.dst_port(), udp.src_port());
-        if !SOURCE_PORTS.contains(&sport) || !Self::has_slot(&self.udp_index, dport) {
+        if !self.source_ports.contains(&sport) || !Self::has_slot(&self.udp_index, dport) {
             return Err(false);
         }
-        if self.key.source_port(self.src, from, dport, SOURCE_PORTS) != sport {
+        if self
+            .key
+            .source_port(self.src, from, dport, self.source_ports.clone())
+            != sport
+        {
             return Err(true);
         }
         // A UDP answer carries nothing of ours but the port: no epoch.
@@ -844,7 +869,7 @@ impl RawScan {
         let (slot, epoch) = match protocol {
             IpProtocol::TCP => {
                 let ((sport, dport), seq) = (q.ports().ok_or(true)?, q.tcp_seq().ok_or(true)?);
-                if !SOURCE_PORTS.contains(&sport) {
+                if !self.source_ports.contains(&sport) {
                     return Err(false);
                 }
                 let slot = if Self::has_slot(&self.syn_index, dport) {
@@ -858,10 +883,14 @@ impl RawScan {
             }
             IpProtocol::UDP => {
                 let (sport, dport) = q.ports().ok_or(true)?;
-                if !SOURCE_PORTS.contains(&sport) || !Self::has_slot(&self.udp_index, dport) {
+                if !self.source_ports.contains(&sport) || !Self::has_slot(&self.udp_index, dport) {
                     return Err(false);
                 }
-                if self.key.source_port(self.src, dst, dport, SOURCE_PORTS) != sport {
+                if self
+                    .key
+                    .source_port(self.src, dst, dport, self.source_ports.clone())
+                    != sport
+                {
                     return Err(true);
                 }
                 let (cookie, _) = self.cookie(dst, Slot::Udp(dport));
