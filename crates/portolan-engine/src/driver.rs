@@ -179,8 +179,10 @@ pub fn run_raw(job: &RawJob, progress: &Progress, cancel: &AtomicBool) -> Result
             .collect();
         for part in parts {
             let part = part?;
-            for ((host, slots), answer) in merged.iter_mut().zip(part.results).zip(part.answers) {
+            for (host, slots) in merged.iter_mut().zip(part.results) {
                 host.slots.extend(slots);
+            }
+            for (host, answer) in merged.iter_mut().zip(part.answers) {
                 host.answer = host.answer.or(answer);
             }
             out.stats.add(&part.stats);
@@ -265,9 +267,15 @@ fn run_core(
             interrupted
         }
     };
+    // Each mode reads only what it needs: a discovery sweep's per-probe results would be
+    // most of a batch's memory.
+    let (results, answers) = match job.mode {
+        Mode::Ports => (scan.results(), Vec::new()),
+        Mode::Discovery => (Vec::new(), scan.answers()),
+    };
     Ok(CoreRun {
-        results: scan.results(),
-        answers: scan.answers(),
+        results,
+        answers,
         stats: scan.stats,
         rtt: *scan.rtt(),
         drops,
