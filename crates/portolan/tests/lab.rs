@@ -757,6 +757,9 @@ fn excluded_host_receives_not_one_packet(lab: &Lab) {
         vec!["-sT", "-T4", "-Pn", "-p", "1-1000"],
         vec!["-sn"],
         vec!["-sn", "-PE"],
+        vec!["-sn", "--disable-arp-ping"],
+        vec!["-sU", "-Pn", "-p", "53,161,500"],
+        vec!["-sS", "-sU", "-Pn", "-p", "22,53"],
     ] {
         let mut args = scan.clone();
         args.extend(["-n", "--exclude", &excluded, "198.18.0.10-13"]);
