@@ -79,10 +79,6 @@ impl Slot {
             Slot::Netmask => 17,
         }
     }
-
-    fn is_icmp(self) -> bool {
-        matches!(self, Slot::Echo | Slot::Timestamp | Slot::Netmask)
-    }
 }
 
 /// What a scan wants to know.
@@ -460,22 +456,48 @@ impl RawScan {
         ((idx % h) as usize, (idx / h) as usize)
     }
 
-    /// The cookie of a probe (before the epoch is stamped in) and its source port.
-    fn cookie(&self, dst: IpAddr, slot: Slot) -> (u32, u16) {
-        let dport = slot.cookie_port();
-        let sport = if slot.is_icmp() {
-            0
-        } else {
-            self.key
-                .source_port(self.src, dst, dport, self.source_ports.clone())
-        };
-        (self.key.cookie(self.src, sport, dst, dport), sport)
+    /// The source port of a probe to `dst:dport` in retransmission pass `pass`: a keyed
+    /// hash of the destination, moved on by one each pass. A retry must not reuse the
+    /// 4-tuple of a try whose SYN-ACK was lost: the target still holds that attempt, and a
+    /// SYN with another sequence number on it draws a RST, which would read as closed.
+    fn sport_for(&self, dst: IpAddr, dport: u16, pass: u32) -> u16 {
+        let (start, end) = (*self.source_ports.start(), *self.source_ports.end());
+        let span = u32::from(end - start) + 1;
+        let base = self
+            .key
+            .source_port(self.src, dst, dport, self.source_ports.clone());
+        let offset = (u32::from(base - start) + pass % span) % span;
+        // offset < span, so start + offset stays within the range.
+        start + offset as u16
+    }
+
+    /// Whether `sport` is the source port of some pass so far to `dst:dport`.
+    fn sport_ok(&self, dst: IpAddr, dport: u16, sport: u16) -> bool {
+        let (start, end) = (*self.source_ports.start(), *self.source_ports.end());
+        if !(start..=end).contains(&sport) {
+            return false;
+        }
+        let span = u32::from(end - start) + 1;
+        let base = self
+            .key
+            .source_port(self.src, dst, dport, self.source_ports.clone());
+        let pass = (u32::from(sport - start) + span - u32::from(base - start)) % span;
+        pass <= self.pass
+    }
+
+    /// The cookie of a probe from `sport` (0 for ICMP), before the epoch is stamped in.
+    fn cookie(&self, dst: IpAddr, slot: Slot, sport: u16) -> u32 {
+        self.key.cookie(self.src, sport, dst, slot.cookie_port())
     }
 
     fn probe_for(&self, host: usize, slot: usize, epoch: u8) -> Probe {
         let dst = self.hosts[host];
         let slot = self.slots[slot];
-        let (cookie, sport) = self.cookie(dst, slot);
+        let sport = match slot.port() {
+            Some(port) => self.sport_for(dst, port, self.pass),
+            None => 0,
+        };
+        let cookie = self.cookie(dst, slot, sport);
         Probe {
             src: self.src,
             dst,
@@ -764,9 +786,9 @@ impl RawScan {
         }
     }
 
-    /// Checks a stamp against the cookie of (`dst`, `slot`); returns its epoch.
-    fn check_stamp(&self, dst: IpAddr, slot: Slot, stamp: u32) -> Result<u8, bool> {
-        let (cookie, _) = self.cookie(dst, slot);
+    /// Checks a stamp against the cookie of (`dst`, `slot`, `sport`); returns its epoch.
+    fn check_stamp(&self, dst: IpAddr, slot: Slot, sport: u16, stamp: u32) -> Result<u8, bool> {
+        let cookie = self.cookie(dst, slot, sport);
         if stamp & !0xff == cookie & !0xff {
             Ok(stamp as u8)
         } else {
@@ -784,11 +806,7 @@ impl RawScan {
         if !self.source_ports.contains(&sport) {
             return Err(false);
         }
-        if self
-            .key
-            .source_port(self.src, from, dport, self.source_ports.clone())
-            != sport
-        {
+        if !self.sport_ok(from, dport, sport) {
             return Err(true);
         }
         let flags = tcp.flags();
@@ -802,7 +820,7 @@ impl RawScan {
         };
         if Self::has_slot(&self.syn_index, dport) {
             let sent = tcp.ack_number().wrapping_sub(1);
-            if let Ok(epoch) = self.check_stamp(from, Slot::Syn(dport), sent) {
+            if let Ok(epoch) = self.check_stamp(from, Slot::Syn(dport), sport, sent) {
                 if flags.contains(Flags::SYN) && flags.contains(Flags::ACK) {
                     return Ok(answer(Slot::Syn(dport), SYN_ACK, epoch));
                 }
@@ -814,7 +832,7 @@ impl RawScan {
         }
         if Self::has_slot(&self.ack_index, dport) && flags.contains(Flags::RST) {
             // The RST to an unexpected ACK takes its sequence number from that ACK.
-            let epoch = self.check_stamp(from, Slot::Ack(dport), tcp.seq_number())?;
+            let epoch = self.check_stamp(from, Slot::Ack(dport), sport, tcp.seq_number())?;
             return Ok(answer(Slot::Ack(dport), RESET, epoch));
         }
         Err(true)
@@ -826,11 +844,7 @@ impl RawScan {
         if !self.source_ports.contains(&sport) || !Self::has_slot(&self.udp_index, dport) {
             return Err(false);
         }
-        if self
-            .key
-            .source_port(self.src, from, dport, self.source_ports.clone())
-            != sport
-        {
+        if !self.sport_ok(from, dport, sport) {
             return Err(true);
         }
         // A UDP answer carries nothing of ours but the port: no epoch.
@@ -845,7 +859,7 @@ impl RawScan {
     }
 
     fn icmp_reply(&self, from: IpAddr, slot: Slot, stamp: u32, ttl: u8) -> Result<Answer, bool> {
-        let epoch = self.check_stamp(from, slot, stamp)?;
+        let epoch = self.check_stamp(from, slot, 0, stamp)?;
         Ok(Answer {
             host: from,
             slot,
@@ -879,21 +893,17 @@ impl RawScan {
                 } else {
                     return Err(false);
                 };
-                (slot, self.check_stamp(dst, slot, seq)?)
+                (slot, self.check_stamp(dst, slot, sport, seq)?)
             }
             IpProtocol::UDP => {
                 let (sport, dport) = q.ports().ok_or(true)?;
                 if !self.source_ports.contains(&sport) || !Self::has_slot(&self.udp_index, dport) {
                     return Err(false);
                 }
-                if self
-                    .key
-                    .source_port(self.src, dst, dport, self.source_ports.clone())
-                    != sport
-                {
+                if !self.sport_ok(dst, dport, sport) {
                     return Err(true);
                 }
-                let (cookie, _) = self.cookie(dst, Slot::Udp(dport));
+                let cookie = self.cookie(dst, Slot::Udp(dport), sport);
                 // Only 8 bits of cookie fit beside the epoch in the 16-bit identification.
                 let mask = if dst.is_ipv4() { 0xff00 } else { 0xf_ff00 };
                 if udp_stamp & mask != cookie & mask {
@@ -906,7 +916,7 @@ impl RawScan {
                 let stamp = u32::from(ident) << 16 | u32::from(seq);
                 let slot = [Slot::Echo, Slot::Timestamp, Slot::Netmask]
                     .into_iter()
-                    .find(|&s| self.check_stamp(dst, s, stamp).is_ok())
+                    .find(|&s| self.check_stamp(dst, s, 0, stamp).is_ok())
                     .ok_or(true)?;
                 (slot, stamp as u8)
             }
@@ -1334,6 +1344,70 @@ mod tests {
             ScanPoll::Send(_) => {}
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Regression: a retry reused the 4-tuple of a try whose SYN-ACK was lost. A Linux
+    /// target still holds that half-open attempt and answers a SYN with another sequence
+    /// number on the same 4-tuple with a RST: the open port read as closed (seen in the
+    /// lab on the tbf-congested host).
+    #[test]
+    fn a_retry_after_a_lost_syn_ack_still_finds_the_port_open() {
+        let mut s = scan(vec![80, 81], Template::Aggressive.timing());
+        let mut now = Instant::now();
+        // (sport, dport) -> the sequence number of the attempt the target holds.
+        let mut half_open: HashMap<(u16, u16), u32> = HashMap::new();
+        let mut first = true;
+        let mut pending: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+        loop {
+            while pending.front().is_some_and(|p| p.0 <= now) {
+                let (_, pkt) = pending.pop_front().unwrap();
+                s.on_packet(now, &pkt);
+            }
+            match s.poll(now) {
+                ScanPoll::Send(p) => {
+                    let port = p.slot.port().unwrap();
+                    let flags = match half_open.get(&(p.sport, port)) {
+                        Some(&seq) if seq != p.stamp => Flags::RST | Flags::ACK,
+                        _ if port == 80 => Flags::SYN | Flags::ACK,
+                        _ => Flags::RST | Flags::ACK,
+                    };
+                    if port == 80 {
+                        half_open.insert((p.sport, port), p.stamp);
+                        if first {
+                            // The first SYN-ACK is lost on the way.
+                            first = false;
+                            continue;
+                        }
+                    }
+                    let mut buf = vec![0u8; 80];
+                    let tcp = TcpParams {
+                        sport: port,
+                        dport: p.sport,
+                        seq: 1,
+                        ack: p.stamp.wrapping_add(1),
+                        flags,
+                        window: 0,
+                        options: &[],
+                        payload: &[],
+                    };
+                    let ip = Ipv4Params {
+                        src: v4(p.dst),
+                        dst: SRC,
+                        ttl: 64,
+                        ident: 0,
+                        dont_frag: true,
+                    };
+                    let len = build_tcp_v4(&mut buf, None, &ip, &tcp).unwrap();
+                    buf.truncate(len);
+                    pending.push_back((now + Duration::from_micros(300), buf));
+                }
+                ScanPoll::WaitUntil(t) => now = pending.front().map_or(t, |p| p.0.min(t)),
+                ScanPoll::Done => break,
+            }
+        }
+        let st = states(&s);
+        assert_eq!(st[&80], (PortState::Open, "syn-ack"));
+        assert_eq!(st[&81], (PortState::Closed, "reset"));
     }
 
     #[test]
