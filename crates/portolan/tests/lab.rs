@@ -1333,6 +1333,7 @@ fn timing_flags_show_on_the_wire(lab: &Lab) {
     ok(&out, "--host-timeout");
     assert!(String::from_utf8_lossy(&out.stderr).contains("due to host timeout"));
     let span = syns.last().map_or(0.0, |l| l.0) - syns.first().map_or(0.0, |f| f.0);
-    assert!(span <= 1.05, "sent for {span:.3} s");
+    // The timeout is checked between probes, and a busy machine may add a little.
+    assert!(span <= 1.2, "sent for {span:.3} s");
     assert!((400..=510).contains(&syns.len()), "{} probes", syns.len());
 }
