@@ -467,15 +467,23 @@ pub fn parse(text: &str) -> (ProbeDb, Vec<ParseError>) {
         }
     }
 
-    // Resolve fallback names to probe indices (same protocol, first of that name).
+    // Resolve fallback names to probe indices: a probe of the same protocol first, else one
+    // of the other (Nmap's own file has TCP DNS probes fall back to the UDP ones).
     for (idx, st) in states.iter().enumerate() {
         let Some((line, names)) = &st.fallback else {
             continue;
         };
         let proto = db.probes[idx].proto;
+        let other = match proto {
+            Proto::Tcp => Proto::Udp,
+            Proto::Udp => Proto::Tcp,
+        };
         let mut resolved = Vec::new();
         for name in names {
-            match db.probe_by_name(proto, name) {
+            match db
+                .probe_by_name(proto, name)
+                .or_else(|| db.probe_by_name(other, name))
+            {
                 Some(f) if f == idx => {}
                 Some(f) => {
                     if !resolved.contains(&f) {

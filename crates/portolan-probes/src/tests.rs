@@ -339,6 +339,13 @@ match lim m|(*LIMIT_MATCH=1)x|
     assert_eq!(db.probes[0].matches.len(), 1);
     assert_eq!(db.probes[1].rarity, 4);
     assert_eq!(db.probes[1].fallback, vec![0], "NULL may be named");
+    // A fallback may name a probe of the other protocol when its own has none by that name.
+    let (cross, cross_errors) =
+        parse("Probe UDP U q|u|\nmatch u m|^u|\nProbe TCP T q|t|\nfallback U\n");
+    assert!(cross_errors.is_empty(), "{cross_errors:?}");
+    assert_eq!(cross.probes[1].fallback, vec![0]);
+    let f = cross.match_response(1, b"u", None);
+    assert_eq!(f.map(|f| f.service), Some("u".into()));
     assert_eq!(db.probes[1].matches.len(), 1);
     assert!(db.is_excluded(Proto::Tcp, 1) && !db.is_excluded(Proto::Tcp, 2));
     assert!(db.match_response(1, b"ok2", None).is_some());
