@@ -4,13 +4,13 @@
 //! order [`ProbeDb::probe_order`] gives, and hands each response to
 //! [`ProbeDb::match_response`].
 //!
-//! * [`parse`] reads the file's text. Bad lines are reported as [`ParseError`]s (with their
+//! * [`parse()`] reads the file's text. Bad lines are reported as [`ParseError`]s (with their
 //!   line numbers) and skipped; the rest loads.
 //! * Patterns are PCRE2 (bytes, no UTF mode, JIT when available), compiled up front, so a
-//!   bad pattern is reported by [`parse`] and matching never compiles anything.
+//!   bad pattern is reported by [`parse()`] and matching never compiles anything.
 //! * Work per response is bounded: only the first [`MAX_SUBJECT`] bytes are matched, and
 //!   every pattern carries PCRE2's `(*LIMIT_MATCH=…)`/`(*LIMIT_DEPTH=…)` (see
-//!   [`parse::MATCH_LIMIT`]) since the `pcre2` crate (0.2) has no match-limit setting. A
+//!   [`MATCH_LIMIT`](parse::MATCH_LIMIT)) since the `pcre2` crate (0.2) has no match-limit setting. A
 //!   match attempt that hits a limit (or overflows the default 32 KiB JIT stack) counts as
 //!   "no match". No custom JIT stack is set (`max_jit_stack_size`): the crate would then
 //!   allocate one per pattern per thread, 32 KiB × ~12,000 patterns.

@@ -16,10 +16,12 @@ pub const DEFAULT_TCPWRAPPED_WAIT: Duration = Duration::from_millis(2000);
 pub const DEFAULT_RARITY: u8 = 5;
 
 /// PCRE2 match limit put on every pattern (`(*LIMIT_MATCH=…)`): the number of internal
-/// backtracking steps one match attempt may take. Nmap sets the same 100,000 through its
-/// match context. A pattern that hits it counts as not matching.
+/// backtracking steps one match attempt may take (PCRE2's own default is 10,000,000). Nmap
+/// also limits its matching; these values are ours, chosen so that every pattern of Nmap's
+/// file still matches its intended banners. A pattern that hits the limit counts as not
+/// matching.
 pub const MATCH_LIMIT: u32 = 100_000;
-/// PCRE2 depth limit (`(*LIMIT_DEPTH=…)`), as Nmap's 10,000. Only the interpreter honours it;
+/// PCRE2 depth limit (`(*LIMIT_DEPTH=…)`). Only the interpreter honours it;
 /// JIT-compiled patterns are bounded by the match limit and by PCRE2's default 32 KiB JIT
 /// stack (a pattern that overflows it counts as not matching).
 pub const DEPTH_LIMIT: u32 = 10_000;
