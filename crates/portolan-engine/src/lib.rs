@@ -21,3 +21,4 @@ pub mod services;
 pub mod sys;
 pub mod targets;
 pub mod timing;
+pub mod version;

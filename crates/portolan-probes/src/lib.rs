@@ -29,6 +29,15 @@ pub use parse::{parse, ParseError, ParseErrorKind};
 pub use ports::{Excludes, PortSet};
 pub use template::{Template, VersionInfo};
 
+/// Portolan's own probe database (data/builtin-service-probes), in Nmap's format: used
+/// when no nmap-service-probes is installed, and with --builtin-data.
+pub const BUILTIN_PROBES: &str = include_str!("../data/builtin-service-probes");
+
+/// The built-in database, parsed (its errors are a bug: a test checks there are none).
+pub fn builtin() -> (ProbeDb, Vec<ParseError>) {
+    parse(BUILTIN_PROBES)
+}
+
 /// Only this many leading bytes of a response are matched against the patterns. Nmap's
 /// patterns look at banners and headers; 64 KiB bounds the regex work a hostile peer can
 /// cause per response.
@@ -147,6 +156,23 @@ pub struct ProbeDb {
     pub excludes: Excludes,
 }
 
+/// Nmap keeps one CPE per part (application, hardware, operating system), the last given
+/// of each, and reports them in that order: a match line's `cpe:/o:debian:debian_linux/
+/// cpe:/o:linux:linux_kernel/` comes out as the kernel alone.
+fn one_cpe_per_part(cpes: impl Iterator<Item = String>) -> Vec<String> {
+    let mut last: [Option<String>; 3] = [None, None, None];
+    for c in cpes {
+        let slot = match c.as_bytes().get(5) {
+            Some(b'a') => 0,
+            Some(b'h') => 1,
+            Some(b'o') => 2,
+            _ => continue,
+        };
+        last[slot] = Some(c);
+    }
+    last.into_iter().flatten().collect()
+}
+
 fn opt<'s>(t: &Option<Template>, group: &impl Fn(usize) -> &'s [u8]) -> Option<String> {
     t.as_ref()
         .map(|t| t.render(group, false))
@@ -252,13 +278,13 @@ impl ProbeDb {
             hostname: opt(&v.hostname, &group),
             ostype: opt(&v.ostype, &group),
             devicetype: opt(&v.devicetype, &group),
-            cpes: v
-                .cpes
-                .iter()
-                .map(|t| t.render(group, true))
-                .filter(|s| !s.is_empty())
-                .map(|s| format!("cpe:/{s}"))
-                .collect(),
+            cpes: one_cpe_per_part(
+                v.cpes
+                    .iter()
+                    .map(|t| t.render(group, true))
+                    .filter(|s| !s.is_empty())
+                    .map(|s| format!("cpe:/{s}")),
+            ),
             matched_probe: probe,
             line: m.line,
         }

@@ -90,6 +90,15 @@ pub struct Options {
     pub dry_run: bool,
     /// `--unprivileged`: act as if raw sockets were not allowed.
     pub unprivileged: bool,
+    /// `-sV` (or `-A`): service and version detection.
+    pub version: bool,
+    /// `-A` was given (its other parts are not supported yet).
+    pub aggressive: bool,
+    pub version_intensity: Option<u8>,
+    pub version_trace: bool,
+    pub all_ports: bool,
+    /// `--builtin-data`: ignore installed Nmap data files.
+    pub builtin_data: bool,
     pub dns: Dns,
     pub ports: Option<String>,
     pub exclude_ports: Option<String>,
@@ -150,6 +159,12 @@ impl Default for Options {
             shard: None,
             dry_run: false,
             unprivileged: false,
+            version: false,
+            aggressive: false,
+            version_intensity: None,
+            version_trace: false,
+            all_ports: false,
+            builtin_data: false,
             dns: Dns::Default,
             ports: None,
             exclude_ports: None,
@@ -341,7 +356,8 @@ fn apply(o: &mut Options, def: &FlagDef, shown: &str, v: Option<String>) -> Resu
                     'n' | 'P' => set_scan(o, ScanKind::PingOnly, shown)?,
                     'L' => set_scan(o, ScanKind::List, shown)?,
                     'U' => o.udp = true,
-                    'A' | 'W' | 'M' | 'N' | 'F' | 'X' | 'Y' | 'Z' | 'O' | 'V' | 'C' | 'R' | 'I' => {
+                    'V' => o.version = true,
+                    'A' | 'W' | 'M' | 'N' | 'F' | 'X' | 'Y' | 'Z' | 'O' | 'C' | 'R' | 'I' => {
                         return Err(ArgError::NotSupported(format!("-s{c}")))
                     }
                     _ => return Err(invalid("-s", format!("unknown scan type -s{c}"))),
@@ -400,6 +416,16 @@ fn apply(o: &mut Options, def: &FlagDef, shown: &str, v: Option<String>) -> Resu
         "unprivileged" => o.unprivileged = true,
         "shard" => o.shard = Some(val.into()),
         "dryrun" => o.dry_run = true,
+        "version-intensity" => o.version_intensity = Some(uint(shown, val, 0, 9)? as u8),
+        "version-light" => o.version_intensity = Some(2),
+        "version-all" => o.version_intensity = Some(9),
+        "version-trace" => o.version_trace = true,
+        "allports" => o.all_ports = true,
+        "builtin-data" => o.builtin_data = true,
+        "A" => {
+            o.aggressive = true;
+            o.version = true;
+        }
         "p" => o.ports = Some(val.into()),
         "exclude-ports" => o.exclude_ports = Some(val.into()),
         "F" => o.fast = true,
@@ -585,6 +611,14 @@ mod tests {
         let o = p("--shard 2/3 --dryrun --unprivileged").unwrap();
         assert_eq!(o.shard.as_deref(), Some("2/3"));
         assert!(o.dry_run && o.unprivileged);
+        let v = p("-sV --version-intensity 3 --version-trace --allports").unwrap();
+        assert!(v.version && v.version_trace && v.all_ports);
+        assert_eq!(v.version_intensity, Some(3));
+        assert_eq!(p("--version-all").unwrap().version_intensity, Some(9));
+        assert_eq!(p("--version-light").unwrap().version_intensity, Some(2));
+        assert!(p("--version-intensity 10").is_err());
+        let a = p("-A").unwrap();
+        assert!(a.version && a.aggressive);
     }
 
     #[test]
@@ -600,9 +634,7 @@ mod tests {
     #[test]
     fn unsupported_flags_are_refused_by_name() {
         for (cmd, name) in [
-            ("-sV", "-sV"),
             ("-O", "-O"),
-            ("-A", "-A"),
             ("-PY", "-PY"),
             ("--script vuln", "--script"),
             ("-sC", "-sC"),

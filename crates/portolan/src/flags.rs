@@ -107,11 +107,12 @@ pub const FLAGS: &[FlagDef] = &[
     f("top-ports", R, "<number>", Ports, true, "Scan <number> most common ports"),
     f("port-ratio", R, "<ratio>", Ports, true, "Scan ports more common than <ratio>"),
     // Version detection
-    f("version-intensity", R, "<level>", Version, false, "Set from 0 (light) to 9 (try all probes)"),
-    f("version-light", N, "", Version, false, "Limit to most likely probes (intensity 2)"),
-    f("version-all", N, "", Version, false, "Try every single probe (intensity 9)"),
-    f("version-trace", N, "", Version, false, "Show detailed version scan activity"),
-    f("allports", N, "", Version, false, "Probe every port, excluded ones too"),
+    f("version-intensity", R, "<level>", Version, true, "Set from 0 (light) to 9 (try all probes)"),
+    f("version-light", N, "", Version, true, "Limit to most likely probes (intensity 2)"),
+    f("version-all", N, "", Version, true, "Try every single probe (intensity 9)"),
+    f("version-trace", N, "", Version, true, "Show detailed version scan activity"),
+    f("allports", N, "", Version, true, "Probe every port, excluded ones too"),
+    f("builtin-data", N, "", Version, true, "Ignore installed Nmap data files; use only Portolan's built-in data (Portolan's own)"),
     f("servicedb", R, "<file>", Version, false, "Use this services file"),
     f("versiondb", R, "<file>", Version, false, "Use this service probes file"),
     // Scripts
@@ -196,7 +197,7 @@ pub const FLAGS: &[FlagDef] = &[
     // Misc
     f("6", N, "", Misc, true, "Enable IPv6 scanning"),
     f("4", N, "", Misc, true, "IPv4 scanning (the default)"),
-    f("A", N, "", Misc, false, "Enable OS detection, version detection, script scanning, and traceroute"),
+    f("A", N, "", Misc, true, "Enable OS detection, version detection, script scanning, and traceroute (-sV only, for now: the rest is not supported yet and is said so)"),
     f("datadir", R, "<dirname>", Misc, true, "Specify custom Nmap data file location"),
     f("send-eth", N, "", Misc, false, "Send using raw ethernet frames"),
     f("send-ip", N, "", Misc, false, "Send using raw IP packets"),

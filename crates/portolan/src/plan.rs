@@ -18,13 +18,16 @@ use portolan_engine::targets::{
     SystemResolver, TargetError, TargetSpec,
 };
 use portolan_engine::timing::Timing;
+use portolan_engine::version::VersionOptions;
 use portolan_model::{compact_port_list, OutputOptions, Protocol, ScanInfo, ScanType, Sink, Tee};
+use portolan_probes::ProbeDb;
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_rustls::TlsConnector;
 
 /// Hosts port-scanned at once unless --min/max-hostgroup say otherwise.
 const DEFAULT_HOST_GROUP: usize = 64;
@@ -38,6 +41,66 @@ pub struct Discovery {
     pub slots: Vec<Slot>,
     /// ARP for on-link IPv4 targets, in place of the raw probes (Nmap's default on a LAN).
     pub arp: bool,
+}
+
+/// What -sV needs.
+pub struct VersionPlan {
+    pub db: Arc<ProbeDb>,
+    pub opts: VersionOptions,
+    /// --allports: also probe the ports the database's Exclude lists.
+    pub all_ports: bool,
+    pub tls: TlsConnector,
+}
+
+/// Loads the probe database for -sV: Nmap's where installed (as Nmap, unless
+/// --builtin-data), else Portolan's own. Malformed lines are reported and skipped.
+fn version_plan(o: &Options, datadir: Option<&Path>) -> Result<Option<VersionPlan>> {
+    if !o.version {
+        return Ok(None);
+    }
+    if o.aggressive {
+        eprintln!(
+            "WARNING: -A: OS detection (-O), scripts (-sC) and --traceroute are not supported yet; running version detection (-sV) only"
+        );
+    }
+    let installed = if o.builtin_data {
+        None
+    } else {
+        portolan_engine::datadir::find_data_file("nmap-service-probes", datadir)
+    };
+    let (db, errors, from) = match installed {
+        Some(path) => match ProbeDb::load(&path) {
+            Ok((db, errors)) => (db, errors, path.display().to_string()),
+            Err(e) => bail!("cannot read {}: {e}", path.display()),
+        },
+        None => {
+            let (db, errors) = portolan_probes::builtin();
+            (db, errors, "Portolan's built-in probes".to_string())
+        }
+    };
+    for e in errors.iter().take(5) {
+        eprintln!("WARNING: {from}: {e}");
+    }
+    if errors.len() > 5 {
+        eprintln!(
+            "WARNING: {from}: {} more malformed lines skipped",
+            errors.len() - 5
+        );
+    }
+    let tls = portolan_engine::version::tls_connector()
+        .map_err(|e| anyhow::anyhow!("cannot set up TLS for -sV: {e}"))?;
+    Ok(Some(VersionPlan {
+        db: Arc::new(db),
+        opts: VersionOptions {
+            intensity: o
+                .version_intensity
+                .unwrap_or(portolan_probes::INTENSITY_DEFAULT),
+            connect_timeout: Duration::from_secs(5),
+            trace: o.version_trace,
+        },
+        all_ports: o.all_ports,
+        tls,
+    }))
 }
 
 pub struct Plan {
@@ -60,6 +123,8 @@ pub struct Plan {
     pub dry_run: bool,
     /// Payloads of UDP probes, by port.
     pub payloads: Arc<PayloadTable>,
+    /// -sV: service and version detection.
+    pub version: Option<VersionPlan>,
     /// MAC vendors, when MACs can be learnt (raw sockets: Nmap prints MACs only as root).
     pub mac_vendors: Option<Arc<MacPrefixTable>>,
     pub sequential_ports: bool,
@@ -117,7 +182,7 @@ impl Plan {
         }
 
         let datadir = o.datadir.as_deref().map(Path::new);
-        let (services, source) = load_services(datadir, false);
+        let (services, source) = load_services(datadir, o.builtin_data);
         match &source {
             Source::BuiltinFallback { path, reason } => eprintln!(
                 "WARNING: could not use {}: {reason}; using Portolan's built-in services table",
@@ -130,7 +195,7 @@ impl Plan {
         }
 
         let payloads = if o.udp || o.ping_udp_ports.is_some() {
-            let (table, source) = load_payloads(datadir, false);
+            let (table, source) = load_payloads(datadir, o.builtin_data);
             if let Source::BuiltinFallback { path, reason } = &source {
                 eprintln!(
                     "WARNING: could not use {}: {reason}; using Portolan's built-in UDP payloads",
@@ -244,10 +309,11 @@ impl Plan {
             udp_ports,
             share,
             dry_run: o.dry_run,
+            version: version_plan(&o, datadir)?,
             payloads: Arc::new(payloads),
             mac_vendors: raw_ok
                 .is_ok()
-                .then(|| Arc::new(load_mac_prefixes(datadir, false).0)),
+                .then(|| Arc::new(load_mac_prefixes(datadir, o.builtin_data).0)),
             sequential_ports: o.sequential_ports,
             timing,
             host_group,

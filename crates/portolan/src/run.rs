@@ -2,7 +2,7 @@
 //! host into every output. Ctrl-C stops the scan and still closes every output validly.
 
 use crate::args::{Dns, ScanKind};
-use crate::plan::Plan;
+use crate::plan::{Plan, VersionPlan};
 use crate::progress;
 use anyhow::Result;
 use portolan_engine::arp_ping::run_arp_ping;
@@ -16,9 +16,10 @@ use portolan_engine::netif;
 use portolan_engine::report;
 use portolan_engine::scan::{Mode, Share, Slot};
 use portolan_engine::scheduler::HostDone;
+use portolan_engine::version::{self, Detected};
 use portolan_model::{
     AddrType, Address, Completeness, Host, HostState, HostStatus, Hostname, HostnameType,
-    PortState, Protocol, RunExit, RunStats, ScanRun, Sink,
+    PortState, Protocol, RunExit, RunStats, ScanRun, Service, ServiceMethod, Sink,
 };
 use portolan_wire::ethernet::MacAddr;
 use std::collections::HashMap;
@@ -472,6 +473,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
             }
             let raw = result?;
             fill_macs_from_kernel(&mut macs);
+            let mut finished: Vec<Host> = Vec::new();
             for host in &raw.hosts {
                 if raw.interrupted || plan.dry_run {
                     break;
@@ -504,6 +506,12 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
                     }
                 }
                 h.ports = all;
+                finished.push(h);
+            }
+            if let Some(v) = &plan.version {
+                detect_versions(v, &mut finished, &cancel).await;
+            }
+            for mut h in finished {
                 h.collapse_ports(COLLAPSE_THRESHOLD, plan.out_opts.open_only);
                 sink.host(&run, &h)?;
             }
@@ -542,6 +550,8 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
         };
         let wall_start = SystemTime::now();
         let mut write_error: Option<anyhow::Error> = None;
+        // With -sV hosts wait for their versions before they are written.
+        let mut held: Vec<Host> = Vec::new();
         let summary = scan
             .run(
                 up_idx.iter().map(|&i| (i, ips[i])).collect(),
@@ -557,6 +567,11 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
                     if done.timed_out {
                         eprintln!("Skipping host {} due to host timeout", done.ip);
                     }
+                    if plan.version.is_some() {
+                        held.push(h);
+                        return;
+                    }
+                    h.collapse_ports(COLLAPSE_THRESHOLD, plan.out_opts.open_only);
                     if let Err(e) = sink.host(&run, &h) {
                         write_error = Some(e.into());
                     }
@@ -567,6 +582,13 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
         let _ = reporter.await;
         if let Some(e) = write_error {
             return Err(e);
+        }
+        if let Some(v) = &plan.version {
+            detect_versions(v, &mut held, &cancel).await;
+            for mut h in held {
+                h.collapse_ports(COLLAPSE_THRESHOLD, plan.out_opts.open_only);
+                sink.host(&run, &h)?;
+            }
         }
         let s = summary.stats;
         add_completeness(Completeness::estimate(
@@ -619,5 +641,81 @@ fn fill_host(h: &mut Host, done: &HostDone, plan: &Plan, wall_start: SystemTime)
     h.starttime = Some(epoch(wall_start));
     h.endtime = Some(epoch(SystemTime::now()));
     report::fill_tcp_ports(h, done, &plan.services);
-    h.collapse_ports(COLLAPSE_THRESHOLD, plan.out_opts.open_only);
+}
+
+/// Ports probed at once by -sV (each with a few probe connections of its own).
+const VERSION_PARALLEL_PORTS: usize = 64;
+
+/// -sV: detects the service on every open TCP port of `hosts`, all ports at once (up to
+/// [`VERSION_PARALLEL_PORTS`]), and writes what it found into their service entries.
+async fn detect_versions(v: &VersionPlan, hosts: &mut [Host], cancel: &CancellationToken) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(VERSION_PARALLEL_PORTS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (hi, h) in hosts.iter().enumerate() {
+        let Some(ip) = h.addr_str().parse::<IpAddr>().ok() else {
+            continue;
+        };
+        for (pi, port) in h.ports.iter().enumerate() {
+            if port.protocol != Protocol::Tcp || port.state != PortState::Open {
+                continue;
+            }
+            if !v.all_ports && v.db.is_excluded(portolan_probes::Proto::Tcp, port.portid) {
+                continue;
+            }
+            let (db, opts, tls, slots) =
+                (v.db.clone(), v.opts.clone(), v.tls.clone(), slots.clone());
+            let portid = port.portid;
+            tasks.spawn(async move {
+                let _permit = slots.acquire_owned().await;
+                let d = version::detect(db, ip, portid, &opts, &tls).await;
+                (hi, pi, d)
+            });
+        }
+    }
+    loop {
+        let next = tokio::select! {
+            n = tasks.join_next() => n,
+            _ = cancel.cancelled() => {
+                tasks.abort_all();
+                None
+            }
+        };
+        let Some(Ok((hi, pi, d))) = next else {
+            if next.is_none() {
+                break;
+            }
+            continue;
+        };
+        let Some(port) = hosts.get_mut(hi).and_then(|h| h.ports.get_mut(pi)) else {
+            continue;
+        };
+        match d {
+            Detected::Match { found, ssl } => {
+                let found = *found;
+                port.service = Some(Service {
+                    name: found.service,
+                    product: found.product,
+                    version: found.version,
+                    extrainfo: found.info,
+                    hostname: found.hostname,
+                    ostype: found.ostype,
+                    devicetype: found.devicetype,
+                    method: ServiceMethod::Probed,
+                    conf: 10,
+                    tunnel: ssl.then(|| "ssl".to_string()),
+                    servicefp: None,
+                    cpes: found.cpes,
+                });
+            }
+            Detected::TcpWrapped => {
+                port.service = Some(Service {
+                    name: "tcpwrapped".into(),
+                    method: ServiceMethod::Probed,
+                    conf: 8,
+                    ..Service::default()
+                });
+            }
+            Detected::Unknown => {}
+        }
+    }
 }

@@ -1,0 +1,375 @@
+//! Service and version detection (-sV) over TCP, with Nmap's probe database
+//! (`portolan-probes`): the same probes, in the same order, matched by the same rules, so
+//! the answers are Nmap's; but run as a pipeline instead of one probe at a time.
+//!
+//! For each port, the probes Nmap would send ([`ProbeDb::probe_order`]: the NULL probe,
+//! then those whose `ports` list the port, then the rest by rarity) each get a connection
+//! of their own, a few at a time, in that order. Their answers are judged strictly in that
+//! order: the first hard match wins, as it would for Nmap, which sends the next probe only
+//! when the previous one has said nothing useful. Each probe waits as long as the database
+//! says (`totalwaitms`), and stops reading early at a hard match, at the peer's close, or
+//! at [`READ_CAP`] bytes. So a silent or hostile port costs its probes' waits divided by
+//! the pipeline's width, and never holds up the other ports.
+//!
+//! One liberty: the NULL probe waits up to 6 s for a banner. When a later probe already
+//! has a hard match and the NULL connection has been silent for [`NULL_GRACE`], the banner
+//! is given up on. A server that greets its clients does so at once; one that sends a
+//! banner seconds late is the only case where this can differ from Nmap.
+//!
+//! TLS: when the answer is the `ssl` service, the port is probed again inside a TLS
+//! session (any certificate accepted), with the probes' `sslports`, and reported as the
+//! inner service with `tunnel="ssl"`, as Nmap's `ssl/http`.
+
+use portolan_probes::{Found, ProbeDb, Proto};
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsConnector;
+
+/// The most bytes read from one probe's connection (Nmap keeps a similar bound).
+pub const READ_CAP: usize = 64 * 1024;
+/// How long the NULL probe must have been silent before a later probe's hard match wins.
+pub const NULL_GRACE: Duration = Duration::from_millis(1000);
+/// Probe connections in flight per port.
+const PIPELINE: usize = 12;
+
+/// Settings of a version scan.
+#[derive(Debug, Clone)]
+pub struct VersionOptions {
+    /// 0-9 (`--version-intensity`; light 2, default 7, all 9).
+    pub intensity: u8,
+    /// How long a connection may take to open.
+    pub connect_timeout: Duration,
+    /// `--version-trace`: say on stderr what each probe got.
+    pub trace: bool,
+}
+
+/// What version detection concluded about one port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detected {
+    /// A match (hard, or soft when nothing better came).
+    Match { found: Box<Found>, ssl: bool },
+    /// The peer closed the connection at once and without a word (TCP wrappers).
+    TcpWrapped,
+    /// Nothing matched (or the port could not be reached again).
+    Unknown,
+}
+
+/// One probe's exchange.
+#[derive(Debug, Clone, Default)]
+struct Response {
+    data: Vec<u8>,
+    /// The peer closed (or reset) the connection.
+    closed: bool,
+    /// When the last byte came (or the exchange ended, without data).
+    elapsed: Duration,
+    /// The connection could not be opened.
+    failed: bool,
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A TLS client that accepts any certificate: version detection wants to see the service,
+/// not to trust it.
+pub fn tls_connector() -> Result<TlsConnector, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+async fn open(
+    addr: SocketAddr,
+    tls: Option<&TlsConnector>,
+    timeout: Duration,
+) -> io::Result<Pin<Box<dyn Stream>>> {
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => Ok(Box::pin(tcp)),
+        Some(connector) => {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let stream = tokio::time::timeout(timeout, connector.connect(name, tcp))
+                .await
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                })??;
+            Ok(Box::pin(stream))
+        }
+    }
+}
+
+/// Sends `payload` on a new connection and reads until `wait` is over, the peer closes,
+/// [`READ_CAP`] bytes came, or `done` says the answer is complete.
+async fn exchange(
+    addr: SocketAddr,
+    tls: Option<&TlsConnector>,
+    payload: &[u8],
+    wait: Duration,
+    connect_timeout: Duration,
+    done: impl Fn(&[u8]) -> bool,
+) -> Response {
+    let started = Instant::now();
+    let mut stream = match open(addr, tls, connect_timeout).await {
+        Ok(s) => s,
+        Err(_) => {
+            return Response {
+                failed: true,
+                ..Response::default()
+            }
+        }
+    };
+    let mut r = Response::default();
+    if !payload.is_empty() && stream.write_all(payload).await.is_err() {
+        r.closed = true;
+        r.elapsed = started.elapsed();
+        return r;
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => break,
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                r.closed = true;
+                break;
+            }
+            Ok(Ok(n)) => {
+                let room = READ_CAP - r.data.len();
+                r.data.extend_from_slice(&buf[..n.min(room)]);
+                if r.data.len() >= READ_CAP || done(&r.data) {
+                    break;
+                }
+            }
+        }
+    }
+    r.elapsed = started.elapsed();
+    r
+}
+
+/// Detects the service on `ip:port` (TCP).
+pub async fn detect(
+    db: Arc<ProbeDb>,
+    ip: IpAddr,
+    port: u16,
+    opts: &VersionOptions,
+    tls: &TlsConnector,
+) -> Detected {
+    let plain = detect_layer(&db, ip, port, None, opts).await;
+    match plain {
+        Detected::Match { ref found, .. } if found.service == "ssl" && !found.soft => {
+            match detect_layer(&db, ip, port, Some(tls), opts).await {
+                Detected::Match { found, .. } => Detected::Match { found, ssl: true },
+                // TLS but nothing recognised inside: Nmap says "ssl" with what it learnt.
+                _ => plain,
+            }
+        }
+        other => other,
+    }
+}
+
+/// One pass of Nmap's probe sequence, over plain TCP or inside TLS.
+async fn detect_layer(
+    db: &Arc<ProbeDb>,
+    ip: IpAddr,
+    port: u16,
+    tls: Option<&TlsConnector>,
+    opts: &VersionOptions,
+) -> Detected {
+    let ssl = tls.is_some();
+    let order = db.probe_order(Proto::Tcp, port, ssl, opts.intensity);
+    if order.is_empty() {
+        return Detected::Unknown;
+    }
+    let addr = SocketAddr::new(ip, port);
+    let null = db.null_probe();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Response)>();
+    let started = Instant::now();
+    // The pipeline: probes launched in order, PIPELINE at a time.
+    let launcher = {
+        let (db, order, tls, opts) = (db.clone(), order.clone(), tls.cloned(), opts.clone());
+        tokio::spawn(async move {
+            let slots = Arc::new(tokio::sync::Semaphore::new(PIPELINE));
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, &probe) in order.iter().enumerate() {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let (db, tls, results, opts) = (db.clone(), tls.clone(), tx.clone(), opts.clone());
+                tasks.spawn(async move {
+                    let p = &db.probes[probe];
+                    let done = |data: &[u8]| {
+                        db.match_response(probe, data, None)
+                            .is_some_and(|f| !f.soft)
+                    };
+                    let r = exchange(
+                        addr,
+                        tls.as_ref(),
+                        &p.payload,
+                        p.total_wait,
+                        opts.connect_timeout,
+                        done,
+                    )
+                    .await;
+                    drop(permit);
+                    let _ = results.send((i, r));
+                });
+                if tx.is_closed() {
+                    break;
+                }
+            }
+            while tasks.join_next().await.is_some() {}
+        })
+    };
+    let mut results: BTreeMap<usize, Response> = BTreeMap::new();
+    let mut next = 0usize;
+    let mut soft: Option<Found> = None;
+    let verdict = loop {
+        // Judge, in order, every answer that is in.
+        let mut decided = None;
+        while let Some(r) = results.get(&next) {
+            let probe = order[next];
+            if r.failed && next == 0 {
+                decided = Some(Detected::Unknown);
+                break;
+            }
+            if opts.trace {
+                eprintln!(
+                    "Service scan {ip}:{port} probe {} ({} bytes{}): {:?}",
+                    db.probes[probe].name,
+                    r.data.len(),
+                    if r.closed { ", closed" } else { "" },
+                    String::from_utf8_lossy(&r.data[..r.data.len().min(120)])
+                );
+            }
+            if Some(probe) == null
+                && r.data.is_empty()
+                && r.closed
+                && r.elapsed < db.probes[probe].tcpwrapped_wait
+            {
+                decided = Some(Detected::TcpWrapped);
+                break;
+            }
+            if !r.data.is_empty() {
+                let narrowed = soft.as_ref().map(|s| s.service.clone());
+                match db.match_response(probe, &r.data, narrowed.as_deref()) {
+                    Some(f) if !f.soft => {
+                        decided = Some(Detected::Match {
+                            found: Box::new(f),
+                            ssl: false,
+                        });
+                        break;
+                    }
+                    Some(f) if soft.is_none() => soft = Some(f),
+                    _ => {}
+                }
+            }
+            next += 1;
+        }
+        if let Some(d) = decided {
+            break d;
+        }
+        if next >= order.len() {
+            break match soft.take() {
+                Some(found) => Detected::Match {
+                    found: Box::new(found),
+                    ssl: false,
+                },
+                None => Detected::Unknown,
+            };
+        }
+        // The NULL probe is still waiting for a banner: a later hard match may end that.
+        if Some(order[next]) == null && started.elapsed() >= NULL_GRACE {
+            let later_hard = results.iter().find_map(|(&i, r)| {
+                (i > next && !r.data.is_empty())
+                    .then(|| db.match_response(order[i], &r.data, None))
+                    .flatten()
+                    .filter(|f| !f.soft)
+            });
+            if let Some(found) = later_hard {
+                break Detected::Match {
+                    found: Box::new(found),
+                    ssl: false,
+                };
+            }
+        }
+        let wait = if Some(order[next]) == null {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(3600)
+        };
+        match tokio::time::timeout(wait, rx.recv()).await {
+            Ok(Some((i, r))) => {
+                results.insert(i, r);
+            }
+            Ok(None) => {
+                // Every probe has answered or given up.
+                results.entry(next).or_default();
+            }
+            Err(_) => {}
+        }
+    };
+    launcher.abort();
+    verdict
+}
