@@ -7,7 +7,8 @@
 #   lab/lab.sh status    namespaces and listening sockets
 #
 # Env: PLAB_PREFIX (default plab), PLAB_DIR (default /tmp/portolan-lab),
-#      PLAB_PYTHON (default python3).
+#      PLAB_PYTHON (default python3), PLAB_PG_BIN (default: the newest
+#      /usr/lib/postgresql/*/bin).
 #
 # Safety: nothing is ever attached to the root namespace.  veth pairs are
 # created directly between the switch namespace and each host namespace, and
@@ -19,6 +20,7 @@ DIR="${PLAB_DIR:-/tmp/portolan-lab}"
 PY="${PLAB_PYTHON:-python3}"
 LAB_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LISTENER="$LAB_SRC/listener.py"
+HOSTILE="$LAB_SRC/hostile.py"
 while [ "${DIR%/}" != "$DIR" ]; do DIR="${DIR%/}"; done
 case "$DIR" in
     /?*) ;;
@@ -32,6 +34,8 @@ DNS_IP=198.18.0.11
 FILT_IP=198.18.0.12
 LOSSY_IP=198.18.0.13
 SLOW_IP=198.18.0.14
+DB_IP=198.18.0.15
+HOSTILE_IP=198.18.0.16
 DOWN_IP=198.18.0.99
 # IPv6 (RFC 5180's benchmarking prefix) on the scanner and the filtered host only.
 SUBNET6=2001:2::/64
@@ -41,8 +45,8 @@ FILT_IP6=2001:2::12
 SW="$P-sw"
 SCAN="$P-scan"
 # host short names; namespace is "$P-<name>".  Order matters for down (sw last).
-HOSTS=(svc dns filt lossy slow)
-ALL_NS=("$SCAN" "$P-svc" "$P-dns" "$P-filt" "$P-lossy" "$P-slow" "$SW")
+HOSTS=(svc dns filt lossy slow db hostile)
+ALL_NS=("$SCAN" "$P-svc" "$P-dns" "$P-filt" "$P-lossy" "$P-slow" "$P-db" "$P-hostile" "$SW")
 
 # ---- ground-truth data (single source for setup and ground-truth.json) ----
 SVC_TCP_OPEN="21 22 80 443 6379 8080 31337"
@@ -59,6 +63,32 @@ SLOW_TCP_OPEN="80 443"
 # A congested link: the host's replies leave through a 4 Mbit/s token bucket (~8000
 # small packets/s), so a scan faster than that loses replies in proportion to its rate.
 SLOW_RATE=4mbit
+DB_TCP_OPEN="3306 5432 11211"
+DB_UDP_OPEN="11211"
+DB_SERVICES="tcp/3306=mysql tcp/5432=postgresql tcp/11211=memcached udp/11211=memcached"
+# hostile.py modes, "mode=port" (see lab/hostile.py), plus Python's http.server.
+HOSTILE_SERVE="stream=7001 silent=7002 garbage=7003 tls-garbage=7004 close=7005"
+HOSTILE_HTTP_PORT=8000
+HOSTILE_TCP_OPEN="$(for s in $HOSTILE_SERVE; do printf '%s ' "${s#*=}"; done)$HOSTILE_HTTP_PORT"
+HOSTILE_SERVICES="tcp/$HOSTILE_HTTP_PORT=http"
+# PostgreSQL's versioned binaries (Debian keeps them out of PATH); newest wins.
+PG_BIN="${PLAB_PG_BIN:-$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n1)}"
+# Version ground truth, one "proto/port|Nmap product|binary" per line.  The version
+# is read at lab-up time from the Debian package that owns the binary (see
+# write_ground_truth); "python:http.server" means Python's http.server module.
+SVC_VERSIONS="tcp/21|vsftpd|/usr/sbin/vsftpd
+tcp/22|OpenSSH|/usr/sbin/sshd
+tcp/80|nginx|/usr/sbin/nginx
+tcp/443|nginx|/usr/sbin/nginx
+tcp/6379|Redis key-value store|/usr/bin/redis-server"
+DNS_VERSIONS="tcp/53|dnsmasq|/usr/sbin/dnsmasq
+udp/53|dnsmasq|/usr/sbin/dnsmasq
+udp/161|net-snmp|/usr/sbin/snmpd"
+DB_VERSIONS="tcp/3306|MySQL|/usr/sbin/mariadbd
+tcp/5432|PostgreSQL DB|$PG_BIN/postgres
+tcp/11211|Memcached|/usr/bin/memcached
+udp/11211|Memcached|/usr/bin/memcached"
+HOSTILE_VERSIONS="tcp/$HOSTILE_HTTP_PORT|SimpleHTTPServer|python:http.server"
 
 log()  { printf '[lab] %s\n' "$*" >&2; }
 die()  { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -146,8 +176,109 @@ start_listener() {  # ns ip tag listener-args...
         </dev/null >>"$DIR/logs/listener-$tag.log" 2>&1 &
 }
 
+start_hostile() {  # hostile.py with every mode of $HOSTILE_SERVE, then http.server
+    local args=() s
+    for s in $HOSTILE_SERVE; do args+=(--serve "$s"); done
+    setsid ip netns exec "$P-hostile" "$PY" "$HOSTILE" --bind "$HOSTILE_IP" \
+        --pidfile "$DIR/run/hostile.pid" "${args[@]}" \
+        </dev/null >>"$DIR/logs/hostile.log" 2>&1 &
+    # Python's own http.server, serving a fixed page (not a directory listing).
+    setsid ip netns exec "$P-hostile" "$PY" -m http.server --bind "$HOSTILE_IP" \
+        --directory "$DIR/www" "$HOSTILE_HTTP_PORT" \
+        </dev/null >>"$DIR/logs/http-server.log" 2>&1 &
+}
+
+# The database clusters are initialised once per server version into $DIR/cache
+# (a few seconds) and copied afresh into place on every `up` (well under one), so
+# each lab starts from a clean, identical state.  Both initialisations run inside
+# the db namespace: their bootstrap servers never see the host's network.
+prepare_db_templates() {
+    [ -x "$PG_BIN/postgres" ] || die "PostgreSQL not found under /usr/lib/postgresql/*/bin (run scripts/install-lab-deps.sh)"
+    if ! command -v mariadbd >/dev/null || ! command -v mariadb-install-db >/dev/null; then
+        die "MariaDB not found (run scripts/install-lab-deps.sh)"
+    fi
+    command -v memcached >/dev/null || die "memcached not found (run scripts/install-lab-deps.sh)"
+    local ver tmpl
+    mkdir -p "$DIR/cache"
+
+    ver="$("$PG_BIN/postgres" --version | awk '{print $3}' | tr -c 'A-Za-z0-9.\n' _)"
+    tmpl="$DIR/cache/pg-$ver"
+    if [ ! -s "$tmpl/PG_VERSION" ]; then
+        log "initialising the PostgreSQL template cluster ($tmpl)"
+        rm -rf "$tmpl" "$tmpl.new"
+        install -d -o postgres -g postgres -m 700 "$tmpl.new"
+        nsx "$P-db" setpriv --reuid=postgres --regid=postgres --init-groups -- \
+            "$PG_BIN/initdb" -D "$tmpl.new" -U postgres -A trust -E UTF8 --locale=C \
+            --no-sync --no-instructions >"$DIR/logs/initdb.log" 2>&1 \
+            || die "initdb failed (see $DIR/logs/initdb.log)"
+        mv "$tmpl.new" "$tmpl"
+    fi
+    PG_TEMPLATE="$tmpl"
+
+    ver="$(mariadbd --version | awk '{print $3}' | tr -c 'A-Za-z0-9.\n' _)"
+    tmpl="$DIR/cache/mariadb-$ver"
+    if [ ! -d "$tmpl/mysql" ]; then
+        log "initialising the MariaDB template datadir ($tmpl)"
+        rm -rf "$tmpl" "$tmpl.new"
+        install -d -o mysql -g mysql -m 750 "$tmpl.new"
+        # A login for the lab subnet: without one, MariaDB answers a scanner with
+        # "Host ... is not allowed to connect" instead of its versioned greeting.
+        # (The bootstrap server starts without grant tables; FLUSH loads them.)
+        printf '%s\n' \
+            "FLUSH PRIVILEGES;" \
+            "CREATE USER 'portolan'@'198.18.0.%' IDENTIFIED BY 'portolan-lab';" \
+            > "$DIR/cache/mariadb-lab.sql"
+        nsx "$P-db" mariadb-install-db --no-defaults --user=mysql --datadir="$tmpl.new" \
+            --auth-root-authentication-method=socket --skip-test-db --skip-name-resolve \
+            --extra-file="$DIR/cache/mariadb-lab.sql" \
+            --innodb-log-file-size=8M --innodb-buffer-pool-size=16M \
+            >"$DIR/logs/mariadb-install-db.log" 2>&1 \
+            || die "mariadb-install-db failed (see $DIR/logs/mariadb-install-db.log)"
+        mv "$tmpl.new" "$tmpl"
+    fi
+    MARIADB_TEMPLATE="$tmpl"
+}
+
+start_db() {
+    prepare_db_templates
+    rm -rf "$DIR/pg" "$DIR/mariadb" "$DIR/mariadb-tmp"
+    cp -a "$PG_TEMPLATE" "$DIR/pg"
+    cp -a "$MARIADB_TEMPLATE" "$DIR/mariadb"
+    install -d -o postgres -g postgres -m 755 "$DIR/run/pg"
+    install -d -o mysql -g mysql -m 755 "$DIR/run/mariadb"
+    install -d -o mysql -g mysql -m 700 "$DIR/mariadb-tmp"
+    install -o mysql -g mysql -m 644 /dev/null "$DIR/logs/mariadb.log"
+
+    # PostgreSQL: the postmaster in the foreground of its own session, as postgres
+    # (setpriv execs: no PAM session process left in between).
+    setsid ip netns exec "$P-db" setpriv --reuid=postgres --regid=postgres --init-groups -- \
+        "$PG_BIN/postgres" -D "$DIR/pg" \
+        -c listen_addresses="$DB_IP" -c port=5432 -c unix_socket_directories="$DIR/run/pg" \
+        -c shared_buffers=16MB -c max_connections=200 -c fsync=off \
+        -c synchronous_commit=off -c full_page_writes=off \
+        </dev/null >>"$DIR/logs/postgres.log" 2>&1 &
+    # MariaDB: also in the foreground; it drops to the mysql user itself.
+    setsid ip netns exec "$P-db" mariadbd --no-defaults --user=mysql \
+        --datadir="$DIR/mariadb" --tmpdir="$DIR/mariadb-tmp" \
+        --bind-address="$DB_IP" --port=3306 \
+        --socket="$DIR/run/mariadb/mariadb.sock" --pid-file="$DIR/run/mariadb/mariadb.pid" \
+        --log-error="$DIR/logs/mariadb.log" --skip-name-resolve --skip-log-bin \
+        --innodb-log-file-size=8M --innodb-buffer-pool-size=16M --max-connections=500 \
+        </dev/null >>"$DIR/logs/mariadb.out" 2>&1 &
+    # memcached: TCP and UDP (UDP is off unless -U is given).
+    local mcuser=memcache
+    getent passwd memcache >/dev/null || mcuser=nobody
+    setsid ip netns exec "$P-db" memcached -u "$mcuser" -l "$DB_IP" -p 11211 -U 11211 \
+        -m 16 -c 4096 </dev/null >>"$DIR/logs/memcached.log" 2>&1 &
+}
+
 write_configs() {
-    mkdir -p "$DIR"/{run,logs,ssh,tls,ftp/pub,vsftpd-empty,redis,snmp,nginx/tmp}
+    mkdir -p "$DIR"/{run,logs,ssh,tls,ftp/pub,vsftpd-empty,redis,snmp,nginx/tmp,www}
+    cat > "$DIR/www/index.html" <<EOF
+<!DOCTYPE html>
+<html><head><title>Portolan lab http.server</title></head>
+<body>Portolan lab: Python http.server on hostile.lab.test</body></html>
+EOF
     chmod 755 "$DIR" "$DIR/ftp" "$DIR/ftp/pub" "$DIR/vsftpd-empty"
     echo "Portolan lab anonymous FTP" > "$DIR/ftp/pub/README.txt"
 
@@ -288,6 +419,8 @@ start_services() {
         --host-record=dns.lab.test,"$DNS_IP" \
         --host-record=filt.lab.test,"$FILT_IP" \
         --host-record=lossy.lab.test,"$LOSSY_IP" \
+        --host-record=db.lab.test,"$DB_IP" \
+        --host-record=hostile.lab.test,"$HOSTILE_IP" \
         --host-record=scan.lab.test,"$SCAN_IP" \
         || die "dnsmasq failed to start (see $DIR/logs/dnsmasq.log)"
     SNMP_PERSISTENT_DIR="$DIR/snmp" MIBS="" nsx "$P-dns" snmpd -C -c "$DIR/snmpd.conf" -I -smux \
@@ -327,6 +460,12 @@ EOF
     # ---- slow: listeners behind a rate-limited (tbf) outgoing link
     start_listener "$P-slow" "$SLOW_IP" slow --port 80 --port 443
     nsx "$P-slow" tc qdisc add dev eth0 root tbf rate "$SLOW_RATE" burst 16kb latency 20ms
+
+    # ---- db: PostgreSQL, MariaDB, memcached
+    start_db
+
+    # ---- hostile: misbehaving services + Python http.server
+    start_hostile
 }
 
 verify_services() {
@@ -347,12 +486,19 @@ verify_services() {
     for p in $FILT_TCP_OPEN;  do wait_listen "$P-filt"  tcp "[$FILT_IP6]"  "$p" listener.py; done
     for p in $LOSSY_TCP_OPEN; do wait_listen "$P-lossy" tcp "$LOSSY_IP" "$p" listener.py; done
     for p in $SLOW_TCP_OPEN;  do wait_listen "$P-slow"  tcp "$SLOW_IP"  "$p" listener.py; done
+    wait_listen "$P-db" tcp "$DB_IP" 5432 postgres
+    wait_listen "$P-db" tcp "$DB_IP" 3306 mariadbd
+    wait_listen "$P-db" tcp "$DB_IP" 11211 memcached
+    wait_listen "$P-db" udp "$DB_IP" 11211 memcached
+    for p in $HOSTILE_SERVE; do wait_listen "$P-hostile" tcp "$HOSTILE_IP" "${p#*=}" hostile.py; done
+    wait_listen "$P-hostile" tcp "$HOSTILE_IP" "$HOSTILE_HTTP_PORT" "python3 -m http.server"
     nsx "$P-slow" tc qdisc show dev eth0 | grep -q tbf || die "tbf missing in $P-slow"
     nsx "$P-filt"  nft list table inet plab >/dev/null || die "nft rules missing in $P-filt"
     nsx "$P-lossy" nft list table inet plab >/dev/null || die "nft rules missing in $P-lossy"
     # L2/L3 sanity from the scanner: a TCP connect to one open port per host.
     local target
-    for target in "$SVC_IP/22" "$DNS_IP/53" "$FILT_IP/80" "$LOSSY_IP/80" "$SLOW_IP/80"; do
+    for target in "$SVC_IP/22" "$DNS_IP/53" "$FILT_IP/80" "$LOSSY_IP/80" "$SLOW_IP/80" \
+                  "$DB_IP/5432" "$HOSTILE_IP/$HOSTILE_HTTP_PORT"; do
         tcp_probe "$target" || tcp_probe "$target" || tcp_probe "$target" \
           || die "scanner cannot connect to ${target%/*} port ${target#*/}"
     done
@@ -364,14 +510,61 @@ tcp_probe() {  # ip/port, from the scanner namespace
 
 write_ground_truth() {
     local out="$DIR/ground-truth.json"
-    PLAB_GT_PREFIX="$P" PLAB_GT_OUT="$out" "$PY" - <<EOF
-import json, os
+    PLAB_GT_PREFIX="$P" PLAB_GT_OUT="$out" \
+    PLAB_GT_SVC_VERSIONS="$SVC_VERSIONS" PLAB_GT_DNS_VERSIONS="$DNS_VERSIONS" \
+    PLAB_GT_DB_VERSIONS="$DB_VERSIONS" PLAB_GT_HOSTILE_VERSIONS="$HOSTILE_VERSIONS" \
+    "$PY" - <<EOF
+import json, os, re, subprocess, sys
 P = os.environ["PLAB_GT_PREFIX"]
 
 def ports(s):
     return [int(x) for x in s.split()]
 
-def host(name, ip, tcp_open="", tcp_filtered="", udp_open="", services="", lossy=False):
+def run(*cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+def package_of(path):
+    for p in (path, os.path.realpath(path)):
+        out = run("dpkg-query", "-S", p)
+        for line in (out or "").splitlines():
+            pkgs, _, owned = line.partition(": ")
+            if owned.strip() == p and not line.startswith("diversion"):
+                return pkgs.split(",")[0].strip().split(":")[0]
+    return None
+
+def upstream(debver):
+    # "1:9.2p1-2+deb12u3" -> "9.2p1": no epoch, no Debian revision, no repack tag.
+    v = debver.split(":", 1)[-1]
+    if "-" in v:
+        v = v.rsplit("-", 1)[0]
+    return re.sub(r"[+~](dfsg|ds|repack)[0-9.]*$", "", v)
+
+def version_of(product, binary):
+    if binary == "python:http.server":
+        import http.server, platform
+        return {"product": product, "version": http.server.__version__,
+                "python": platform.python_version()}
+    pkg = package_of(binary)
+    debver = run("dpkg-query", "-W", "-f=\${Version}", pkg) if pkg else None
+    if not debver:
+        sys.stderr.write("[lab] warning: no package version for %s\n" % binary)
+        return {"product": product}
+    return {"product": product, "version": upstream(debver),
+            "package": pkg, "package_version": debver}
+
+def versions(env):
+    out = {}
+    for line in os.environ[env].splitlines():
+        if line.strip():
+            key, product, binary = line.split("|", 2)
+            out[key] = version_of(product, binary)
+    return out
+
+def host(name, ip, tcp_open="", tcp_filtered="", udp_open="", services="", lossy=False,
+         versions_env=None):
     tcp = {p: "open" for p in ports(tcp_open)}
     tcp.update({p: "filtered" for p in ports(tcp_filtered)})
     return {
@@ -380,8 +573,14 @@ def host(name, ip, tcp_open="", tcp_filtered="", udp_open="", services="", lossy
         "tcp": {str(p): tcp[p] for p in sorted(tcp)},
         "udp": {str(p): "open" for p in sorted(ports(udp_open))},
         "services": dict(kv.split("=", 1) for kv in services.split()),
+        "versions": versions(versions_env) if versions_env else {},
         "lossy": lossy,
     }
+
+hostile = host("hostile", "$HOSTILE_IP", tcp_open="$HOSTILE_TCP_OPEN",
+               services="$HOSTILE_SERVICES", versions_env="PLAB_GT_HOSTILE_VERSIONS")
+hostile["hostile"] = {"tcp/" + mp.split("=")[1]: mp.split("=")[0]
+                      for mp in "$HOSTILE_SERVE".split()}
 
 gt = {
     "prefix": P,
@@ -389,14 +588,18 @@ gt = {
     "scanner_ip": "$SCAN_IP",
     "scanner_ip6": "$SCAN_IP6",
     "hosts": [
-        host("svc", "$SVC_IP", tcp_open="$SVC_TCP_OPEN", services="$SVC_SERVICES"),
+        host("svc", "$SVC_IP", tcp_open="$SVC_TCP_OPEN", services="$SVC_SERVICES",
+             versions_env="PLAB_GT_SVC_VERSIONS"),
         host("dns", "$DNS_IP", tcp_open="$DNS_TCP_OPEN", udp_open="$DNS_UDP_OPEN",
-             services="$DNS_SERVICES"),
+             services="$DNS_SERVICES", versions_env="PLAB_GT_DNS_VERSIONS"),
         dict(host("filt", "$FILT_IP", tcp_open="$FILT_TCP_OPEN",
                   tcp_filtered="$FILT_TCP_FILTERED"), ip6="$FILT_IP6"),
         host("lossy", "$LOSSY_IP", tcp_open="$LOSSY_TCP_OPEN",
              tcp_filtered="$LOSSY_TCP_FILTERED", lossy=True),
         host("slow", "$SLOW_IP", tcp_open="$SLOW_TCP_OPEN"),
+        host("db", "$DB_IP", tcp_open="$DB_TCP_OPEN", udp_open="$DB_UDP_OPEN",
+             services="$DB_SERVICES", versions_env="PLAB_GT_DB_VERSIONS"),
+        hostile,
     ],
     "down": ["$DOWN_IP"],
 }
@@ -418,7 +621,7 @@ cmd_up() {
     trap 'rc=$?; if [ $rc -ne 0 ]; then log "up failed; tearing down"; cmd_down || true; fi' EXIT
 
     mkdir -p "$DIR"
-    rm -rf "$DIR/run" "$DIR/logs" "$DIR/nginx" "$DIR/redis"
+    rm -rf "$DIR/run" "$DIR/logs" "$DIR/nginx" "$DIR/redis" "$DIR/www"
     write_configs
 
     log "creating namespaces (prefix '$P')"
@@ -433,6 +636,8 @@ cmd_up() {
     mk_ns filt "$FILT_IP/24" "$FILT_IP6/64"
     mk_ns lossy "$LOSSY_IP/24"
     mk_ns slow "$SLOW_IP/24"
+    mk_ns db "$DB_IP/24"
+    mk_ns hostile "$HOSTILE_IP/24"
 
     # Safety check: the scanner must only know the lab subnet.
     local routes
@@ -476,7 +681,7 @@ cmd_exec() {
 }
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in

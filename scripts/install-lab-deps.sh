@@ -21,6 +21,9 @@ DEPS=(
     "vsftpd:vsftpd"
     "dnsmasq-base:dnsmasq"
     "snmpd:snmpd"
+    "postgresql:"
+    "mariadb-server:mariadb-install-db"
+    "memcached:memcached"
     "nftables:nft"
     "iproute2:ip"
     "openssl:openssl"
@@ -57,7 +60,7 @@ for entry in "${DEPS[@]}"; do
 done
 
 # Daemons whose packages start a system instance in the root namespace.
-DAEMON_PKGS=" openssh-server nginx-light redis-server vsftpd snmpd "
+DAEMON_PKGS=" openssh-server nginx-light redis-server vsftpd snmpd postgresql mariadb-server memcached "
 
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing: ${missing[*]}"
@@ -73,6 +76,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         case "$pkg" in
             openssh-server) svc=ssh ;;
             nginx-light)    svc=nginx ;;
+            mariadb-server) svc=mariadb ;;
             *)              svc="$pkg" ;;
         esac
         if command -v service >/dev/null 2>&1; then
