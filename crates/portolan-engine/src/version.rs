@@ -58,6 +58,8 @@ pub enum Detected {
     Match { found: Box<Found>, ssl: bool },
     /// The peer closed the connection at once and without a word (TCP wrappers).
     TcpWrapped,
+    /// TLS, but nothing recognised inside (Nmap: `ssl/<name from the table>?`).
+    SslUnknown,
     /// Nothing matched (or the port could not be reached again).
     Unknown,
 }
@@ -221,8 +223,8 @@ pub async fn detect(
         Detected::Match { ref found, .. } if found.service == "ssl" && !found.soft => {
             match detect_layer(&db, ip, port, Some(tls), opts).await {
                 Detected::Match { found, .. } => Detected::Match { found, ssl: true },
-                // TLS but nothing recognised inside: Nmap says "ssl" with what it learnt.
-                _ => plain,
+                // TLS but nothing recognised inside.
+                _ => Detected::SslUnknown,
             }
         }
         other => other,

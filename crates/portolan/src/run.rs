@@ -715,6 +715,11 @@ async fn detect_versions(v: &VersionPlan, hosts: &mut [Host], cancel: &Cancellat
                     ..Service::default()
                 });
             }
+            Detected::SslUnknown => {
+                if let Some(service) = port.service.as_mut() {
+                    service.tunnel = Some("ssl".into());
+                }
+            }
             Detected::Unknown => {}
         }
     }

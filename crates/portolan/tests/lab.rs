@@ -279,6 +279,9 @@ fn lab_possible() -> Result<(), String> {
         "vsftpd",
         "dnsmasq",
         "snmpd",
+        "memcached",
+        "mariadb-install-db",
+        "tcpdump",
     ] {
         let found = have(cmd) || Path::new(&format!("/usr/sbin/{cmd}")).exists();
         if !found {
@@ -363,6 +366,18 @@ fn lab() {
         (
             "timing_flags_show_on_the_wire",
             timing_flags_show_on_the_wire,
+        ),
+        (
+            "version_detection_agrees_with_nmap",
+            version_detection_agrees_with_nmap,
+        ),
+        (
+            "version_detection_survives_hostile_services",
+            version_detection_survives_hostile_services,
+        ),
+        (
+            "builtin_probes_name_the_lab_services",
+            builtin_probes_name_the_lab_services,
         ),
     ];
     // PORTOLAN_LAB_ONLY=a,b runs only the scenarios named (for working on them).
@@ -1336,4 +1351,156 @@ fn timing_flags_show_on_the_wire(lab: &Lab) {
     // The timeout is checked between probes, and a busy machine may add a little.
     assert!(span <= 1.2, "sent for {span:.3} s");
     assert!((400..=510).contains(&syns.len()), "{} probes", syns.len());
+}
+
+/// The lab's known services, on the hosts that run them.
+const KNOWN_SERVICES: &str = "21,22,53,80,443,3306,5432,6379,8000,11211";
+const SERVICE_HOSTS: [&str; 4] = ["198.18.0.10", "198.18.0.11", "198.18.0.15", "198.18.0.16"];
+
+/// (ip, port) -> (service name with ssl/ prefix, product, version), for probed ports.
+fn services(run: &ScanRun) -> BTreeMap<(String, u16), (String, String, String)> {
+    let mut out = BTreeMap::new();
+    for h in &run.hosts {
+        for p in h.ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
+            let Some(s) = &p.service else { continue };
+            if s.method != portolan_model::ServiceMethod::Probed {
+                continue;
+            }
+            let tunnel = if s.tunnel.as_deref() == Some("ssl") {
+                "ssl/"
+            } else {
+                ""
+            };
+            out.insert(
+                (h.addr_str().to_string(), p.portid),
+                (
+                    format!("{tunnel}{}", s.name),
+                    s.product.clone().unwrap_or_default(),
+                    s.version.clone().unwrap_or_default(),
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// -sV against nmap -sV with the same (installed) database on the lab's known services:
+/// the same service, product and version on every port Nmap identifies.
+fn version_detection_agrees_with_nmap(lab: &Lab) {
+    let (ours, theirs) = (lab.path("sv-ours.xml"), lab.path("sv-nmap.xml"));
+    let mut base = vec!["-sV", "-T4", "-n", "-Pn", "-p", KNOWN_SERVICES];
+    base.extend(SERVICE_HOSTS);
+    let mut a = base.clone();
+    a.extend(["-oX", &ours]);
+    ok(&lab.portolan(&a), "portolan -sV");
+    let mut b = base.clone();
+    b.extend(["-oX", &theirs]);
+    ok(&lab.exec("nmap", &b), "nmap -sV");
+    let ours = services(&read_xml_file(&ours).expect("our XML"));
+    let nmap = services(&read_xml_file(&theirs).expect("Nmap's XML"));
+    assert!(nmap.len() >= 9, "Nmap identified only {nmap:?}");
+    for (port, want) in &nmap {
+        assert_eq!(ours.get(port), Some(want), "{port:?}");
+    }
+}
+
+/// Services that stream megabytes, never answer, send garbage or TLS garbage, or close at
+/// once: every port finishes within its probes' budget, memory stays bounded, and the
+/// outputs stay valid.
+fn version_detection_survives_hostile_services(lab: &Lab) {
+    let (xml, json) = (lab.path("sv-hostile.xml"), lab.path("sv-hostile.json"));
+    let started = Instant::now();
+    let out = lab.exec(
+        "/usr/bin/time",
+        &[
+            "-f",
+            "maxrss_kb=%M",
+            BIN,
+            "-sV",
+            "-T4",
+            "-n",
+            "-Pn",
+            "-p",
+            "7001-7005",
+            "-oX",
+            &xml,
+            "-oJ",
+            &json,
+            "198.18.0.16",
+        ],
+    );
+    ok(&out, "portolan -sV on hostile services");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(90), "took {took:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let rss: u64 = err
+        .split("maxrss_kb=")
+        .nth(1)
+        .and_then(|r| r.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss in {err}"));
+    assert!(rss < 300_000, "peak memory {rss} kB");
+    let v = Command::new("xmllint")
+        .args(["--noout", "--dtdvalid", "/usr/share/nmap/nmap.dtd", &xml])
+        .output()
+        .expect("xmllint");
+    ok(&v, "xmllint on -sV of hostile services");
+    let _: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("JSON valid");
+    let run = read_xml_file(&xml).expect("XML");
+    let port = |n: u16| {
+        run.hosts[0]
+            .ports
+            .iter()
+            .find(|p| p.portid == n)
+            .and_then(|p| p.service.clone())
+            .unwrap_or_else(|| panic!("port {n} missing"))
+    };
+    assert_eq!(port(7005).name, "tcpwrapped");
+    assert_eq!(port(7004).tunnel.as_deref(), Some("ssl"));
+}
+
+/// --builtin-data: our own probe database names every lab service it promises to.
+fn builtin_probes_name_the_lab_services(lab: &Lab) {
+    let xml = lab.path("sv-builtin.xml");
+    let mut args = vec![
+        "-sV",
+        "--builtin-data",
+        "-T4",
+        "-n",
+        "-Pn",
+        "-p",
+        KNOWN_SERVICES,
+        "-oX",
+        &xml,
+    ];
+    args.extend(SERVICE_HOSTS);
+    ok(&lab.portolan(&args), "portolan -sV --builtin-data");
+    let got = services(&read_xml_file(&xml).expect("XML"));
+    for (ip, port, name, product) in [
+        ("198.18.0.10", 21, "ftp", "vsftpd"),
+        ("198.18.0.10", 22, "ssh", "OpenSSH"),
+        ("198.18.0.10", 80, "http", "nginx"),
+        ("198.18.0.10", 443, "ssl/http", "nginx"),
+        ("198.18.0.10", 6379, "redis", "Redis key-value store"),
+        ("198.18.0.11", 53, "domain", "dnsmasq"),
+        ("198.18.0.15", 3306, "mysql", "MariaDB"),
+        ("198.18.0.15", 5432, "postgresql", "PostgreSQL DB"),
+        ("198.18.0.15", 11211, "memcached", "Memcached"),
+        ("198.18.0.16", 8000, "http", "SimpleHTTPServer"),
+    ] {
+        let (n, p, _) = got
+            .get(&(ip.to_string(), port))
+            .unwrap_or_else(|| panic!("{ip}:{port} not identified: {got:?}"));
+        assert_eq!((n.as_str(), p.as_str()), (name, product), "{ip}:{port}");
+    }
+    // Redis answered without a password: the built-in match says so.
+    let run = read_xml_file(&xml).expect("XML");
+    let redis = run
+        .hosts
+        .iter()
+        .flat_map(|h| h.ports.iter())
+        .find(|p| p.portid == 6379)
+        .and_then(|p| p.service.clone())
+        .expect("redis");
+    assert_eq!(redis.extrainfo.as_deref(), Some("no authentication"));
 }
