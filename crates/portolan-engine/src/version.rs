@@ -210,6 +210,68 @@ async fn exchange(
     r
 }
 
+/// Sends `payload` in a datagram to `addr` and gathers the datagrams that come back until
+/// `wait` is over, [`READ_CAP`] bytes came, or `done` says the answer is complete. An ICMP
+/// port unreachable ends it as a close.
+async fn exchange_udp(
+    addr: SocketAddr,
+    payload: &[u8],
+    wait: Duration,
+    done: impl Fn(&[u8]) -> bool,
+) -> Response {
+    let started = Instant::now();
+    let bind: SocketAddr = if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = match tokio::net::UdpSocket::bind(bind).await {
+        Ok(s) => s,
+        Err(_) => {
+            return Response {
+                failed: true,
+                ..Response::default()
+            }
+        }
+    };
+    let mut r = Response::default();
+    if socket.connect(addr).await.is_err() || socket.send(payload).await.is_err() {
+        r.failed = true;
+        return r;
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+            Err(_) => break,
+            Ok(Err(_)) => {
+                r.closed = true;
+                break;
+            }
+            Ok(Ok(n)) => {
+                let room = READ_CAP - r.data.len();
+                r.data.extend_from_slice(&buf[..n.min(room)]);
+                if r.data.len() >= READ_CAP || done(&r.data) {
+                    break;
+                }
+            }
+        }
+    }
+    r.elapsed = started.elapsed();
+    r
+}
+
+/// Detects the service on UDP `ip:port`: the database's UDP probes in Nmap's order, a
+/// dozen at a time, judged in order. A match means the port answered: it is open.
+pub async fn detect_udp(
+    db: Arc<ProbeDb>,
+    ip: IpAddr,
+    port: u16,
+    opts: &VersionOptions,
+) -> Detected {
+    detect_layer(&db, ip, port, Transport::Udp, opts).await
+}
+
 /// Detects the service on `ip:port` (TCP).
 pub async fn detect(
     db: Arc<ProbeDb>,
@@ -218,10 +280,10 @@ pub async fn detect(
     opts: &VersionOptions,
     tls: &TlsConnector,
 ) -> Detected {
-    let plain = detect_layer(&db, ip, port, None, opts).await;
+    let plain = detect_layer(&db, ip, port, Transport::Tcp, opts).await;
     match plain {
         Detected::Match { ref found, .. } if found.service == "ssl" && !found.soft => {
-            match detect_layer(&db, ip, port, Some(tls), opts).await {
+            match detect_layer(&db, ip, port, Transport::Tls(tls), opts).await {
                 Detected::Match { found, .. } => Detected::Match { found, ssl: true },
                 // TLS but nothing recognised inside.
                 _ => Detected::SslUnknown,
@@ -231,16 +293,29 @@ pub async fn detect(
     }
 }
 
-/// One pass of Nmap's probe sequence, over plain TCP or inside TLS.
+/// What a probe travels over.
+#[derive(Clone, Copy)]
+enum Transport<'a> {
+    Tcp,
+    Tls(&'a TlsConnector),
+    Udp,
+}
+
+/// One pass of Nmap's probe sequence, over plain TCP, inside TLS, or over UDP.
 async fn detect_layer(
     db: &Arc<ProbeDb>,
     ip: IpAddr,
     port: u16,
-    tls: Option<&TlsConnector>,
+    transport: Transport<'_>,
     opts: &VersionOptions,
 ) -> Detected {
+    let (proto, tls, udp) = match transport {
+        Transport::Tcp => (Proto::Tcp, None, false),
+        Transport::Tls(t) => (Proto::Tcp, Some(t), false),
+        Transport::Udp => (Proto::Udp, None, true),
+    };
     let ssl = tls.is_some();
-    let order = db.probe_order(Proto::Tcp, port, ssl, opts.intensity);
+    let order = db.probe_order(proto, port, ssl, opts.intensity);
     if order.is_empty() {
         return Detected::Unknown;
     }
@@ -265,15 +340,19 @@ async fn detect_layer(
                         db.match_response(probe, data, None)
                             .is_some_and(|f| !f.soft)
                     };
-                    let r = exchange(
-                        addr,
-                        tls.as_ref(),
-                        &p.payload,
-                        p.total_wait,
-                        opts.connect_timeout,
-                        done,
-                    )
-                    .await;
+                    let r = if udp {
+                        exchange_udp(addr, &p.payload, p.total_wait, done).await
+                    } else {
+                        exchange(
+                            addr,
+                            tls.as_ref(),
+                            &p.payload,
+                            p.total_wait,
+                            opts.connect_timeout,
+                            done,
+                        )
+                        .await
+                    };
                     drop(permit);
                     let _ = results.send((i, r));
                 });

@@ -656,10 +656,16 @@ async fn detect_versions(v: &VersionPlan, hosts: &mut [Host], cancel: &Cancellat
             continue;
         };
         for (pi, port) in h.ports.iter().enumerate() {
-            if port.protocol != Protocol::Tcp || port.state != PortState::Open {
-                continue;
-            }
-            if !v.all_ports && v.db.is_excluded(portolan_probes::Proto::Tcp, port.portid) {
+            // TCP: open ports. UDP: open|filtered ones too, as Nmap: an answer to a probe
+            // shows the port open.
+            let (proto, udp) = match (port.protocol, port.state) {
+                (Protocol::Tcp, PortState::Open) => (portolan_probes::Proto::Tcp, false),
+                (Protocol::Udp, PortState::Open | PortState::OpenFiltered) => {
+                    (portolan_probes::Proto::Udp, true)
+                }
+                _ => continue,
+            };
+            if !v.all_ports && v.db.is_excluded(proto, port.portid) {
                 continue;
             }
             let (db, opts, tls, slots) =
@@ -667,7 +673,11 @@ async fn detect_versions(v: &VersionPlan, hosts: &mut [Host], cancel: &Cancellat
             let portid = port.portid;
             tasks.spawn(async move {
                 let _permit = slots.acquire_owned().await;
-                let d = version::detect(db, ip, portid, &opts, &tls).await;
+                let d = if udp {
+                    version::detect_udp(db, ip, portid, &opts).await
+                } else {
+                    version::detect(db, ip, portid, &opts, &tls).await
+                };
                 (hi, pi, d)
             });
         }
@@ -692,6 +702,10 @@ async fn detect_versions(v: &VersionPlan, hosts: &mut [Host], cancel: &Cancellat
         match d {
             Detected::Match { found, ssl } => {
                 let found = *found;
+                if port.protocol == Protocol::Udp && port.state != PortState::Open {
+                    port.state = PortState::Open;
+                    port.reason = "udp-response".into();
+                }
                 port.service = Some(Service {
                     name: found.service,
                     product: found.product,
