@@ -251,3 +251,46 @@ fn unprivileged_syn_scan_is_refused_with_advice_and_default_falls_back() {
 extern "C" {
     fn geteuid() -> u32;
 }
+
+/// -sV with a probe database given by --datadir: a malformed line is reported with its
+/// line number, the rest loads, and a banner on loopback is named from it.
+#[test]
+fn version_scan_reports_a_bad_probe_line_and_uses_the_rest() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut s = stream;
+            let _ = std::io::Write::write_all(&mut s, b"SSH-2.0-TestSSH_4.2 lab\r\n");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("nmap-service-probes"),
+        "# test database\nProbe TCP NULL q||\nmatch ssh m|^SSH-([\\d.]+)-TestSSH_([\\d.]+)| p/TestSSH/ v/$2/ i/protocol $1/\nmatch broken m|(unclosed| p/x/\n",
+    )
+    .unwrap();
+    let datadir = dir.path().to_string_lossy().into_owned();
+    let ports = port.to_string();
+    let o = run(&[
+        "-sT",
+        "-sV",
+        "-Pn",
+        "-n",
+        "--datadir",
+        &datadir,
+        "-p",
+        &ports,
+        "-oX",
+        "-",
+        "127.0.0.1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("line 4"), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(r#"name="ssh" product="TestSSH" version="4.2" extrainfo="protocol 2.0""#),
+        "{out}"
+    );
+}
