@@ -5,6 +5,7 @@
 //! pushing each finished host to every output → close outputs validly, even on Ctrl-C.
 
 mod args;
+mod commands;
 mod flags;
 mod outname;
 mod plan;
@@ -15,6 +16,14 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
+    // `portolan diff ...`, `portolan history ...`: Portolan's own commands, before Nmap's
+    // grammar (no Nmap target is spelled like a command word).
+    if let Some(code) = argv
+        .get(1)
+        .and_then(|word| commands::dispatch(word, &argv[2..]))
+    {
+        return code;
+    }
     let opts = match args::parse(argv.iter().skip(1).cloned()) {
         Ok(o) => o,
         Err(e) => {
