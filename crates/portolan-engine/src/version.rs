@@ -12,8 +12,8 @@
 //! the pipeline's width, and never holds up the other ports.
 //!
 //! One liberty: the NULL probe waits up to 6 s for a banner. When a later probe already
-//! has a hard match and the NULL connection has been silent for [`NULL_GRACE`], the banner
-//! is given up on. A server that greets its clients does so at once; one that sends a
+//! has a match (hard, or soft) and the NULL connection has been silent for [`NULL_GRACE`],
+//! the banner is given up on. A server that greets its clients does so at once; one that sends a
 //! banner seconds late is the only case where this can differ from Nmap.
 //!
 //! TLS: when the answer is the `ssl` service, the port is probed again inside a TLS
@@ -36,7 +36,7 @@ use tokio_rustls::TlsConnector;
 /// The most bytes read from one probe's connection (Nmap keeps a similar bound).
 pub const READ_CAP: usize = 64 * 1024;
 /// How long the NULL probe must have been silent before a later probe's hard match wins.
-pub const NULL_GRACE: Duration = Duration::from_millis(1000);
+pub const NULL_GRACE: Duration = Duration::from_millis(500);
 /// Probe connections in flight per port.
 const PIPELINE: usize = 12;
 
@@ -420,19 +420,18 @@ async fn detect_layer(
                 None => Detected::Unknown,
             };
         }
-        // The NULL probe is still waiting for a banner: a later hard match may end that.
+        // The NULL probe is still waiting for a banner: a later probe's match (hard, or a
+        // softmatch that narrows the rest) ends that wait after the grace period, and the
+        // NULL probe counts as silent.
         if Some(order[next]) == null && started.elapsed() >= NULL_GRACE {
-            let later_hard = results.iter().find_map(|(&i, r)| {
-                (i > next && !r.data.is_empty())
-                    .then(|| db.match_response(order[i], &r.data, None))
-                    .flatten()
-                    .filter(|f| !f.soft)
+            let later_match = results.iter().any(|(&i, r)| {
+                i > next
+                    && !r.data.is_empty()
+                    && db.match_response(order[i], &r.data, None).is_some()
             });
-            if let Some(found) = later_hard {
-                break Detected::Match {
-                    found: Box::new(found),
-                    ssl: false,
-                };
+            if later_match {
+                results.insert(next, Response::default());
+                continue;
             }
         }
         let wait = if Some(order[next]) == null {
