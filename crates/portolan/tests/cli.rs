@@ -55,7 +55,7 @@ fn malformed_ports_and_values_give_the_valid_range() {
 
 #[test]
 fn unsupported_and_unknown_flags_are_refused() {
-    refused(&["-sV", "127.0.0.1"], "not supported yet: -sV");
+    refused(&["-sC", "127.0.0.1"], "not supported yet: -sC");
     refused(&["-O", "127.0.0.1"], "not supported yet: -O");
     refused(
         &["--script", "vuln", "127.0.0.1"],
