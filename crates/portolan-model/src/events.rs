@@ -510,13 +510,12 @@ pub fn change_events(old: &ScanRun, new: &ScanRun) -> Vec<Event> {
     for addr in addrs {
         let was = before.get(addr).copied();
         let now = after.get(addr).copied();
-        let was_up = was.is_some_and(Host::is_up);
-        let is_up = now.is_some_and(Host::is_up);
+        let was_up = was.filter(|h| h.is_up());
+        let is_up = now.filter(|h| h.is_up());
         let state = |h: Option<&Host>| h.map_or("absent", |h| h.status.state.as_str());
         match (was_up, is_up) {
-            (false, false) => {}
-            (false, true) => {
-                let host = now.expect("up implies present");
+            (None, None) => {}
+            (None, Some(host)) => {
                 let when = b.when(Some(host));
                 let mut e = b.base(
                     Action::HostAppeared,
@@ -537,8 +536,7 @@ pub fn change_events(old: &ScanRun, new: &ScanRun) -> Vec<Event> {
                     out.push(e);
                 }
             }
-            (true, false) => {
-                let host = was.expect("up implies present");
+            (Some(host), None) => {
                 let when = b.when(now);
                 let mut e = b.base(
                     Action::HostDisappeared,
@@ -552,8 +550,7 @@ pub fn change_events(old: &ScanRun, new: &ScanRun) -> Vec<Event> {
                 });
                 out.push(e);
             }
-            (true, true) => {
-                let (old_h, new_h) = (was.expect("up"), now.expect("up"));
+            (Some(old_h), Some(new_h)) => {
                 out.extend(port_changes(&b, old_h, new_h));
             }
         }
