@@ -30,6 +30,8 @@ pub enum Format {
     Xml,
     Grepable,
     Json,
+    /// -oE: NDJSON events with ECS field names.
+    Events,
 }
 
 /// Scan type chosen with -s.
@@ -460,6 +462,7 @@ fn apply(o: &mut Options, def: &FlagDef, shown: &str, v: Option<String>) -> Resu
         "oX" => o.outputs.push((Format::Xml, val.into())),
         "oG" | "oM" => o.outputs.push((Format::Grepable, val.into())),
         "oJ" => o.outputs.push((Format::Json, val.into())),
+        "oE" => o.outputs.push((Format::Events, val.into())),
         "oA" => {
             if val == "-" {
                 return Err(invalid("-oA", "cannot write all three formats to stdout"));
@@ -570,7 +573,7 @@ mod tests {
 
     #[test]
     fn outputs_and_oa() {
-        let o = p("-oA base -oJ out.json -oN - -oG g --append-output").unwrap();
+        let o = p("-oA base -oJ out.json -oN - -oG g -oE ev.ndjson --append-output").unwrap();
         assert_eq!(
             o.outputs,
             vec![
@@ -580,6 +583,7 @@ mod tests {
                 (Format::Json, "out.json".into()),
                 (Format::Normal, "-".into()),
                 (Format::Grepable, "g".into()),
+                (Format::Events, "ev.ndjson".into()),
             ]
         );
         assert!(o.append_output);

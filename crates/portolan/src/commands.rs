@@ -2,13 +2,18 @@
 //! command line. Each lives in a module of its own and is listed in [`COMMANDS`] with the
 //! function that runs it and returns its exit code.
 
+mod check;
+
 use std::process::ExitCode;
 
 /// A subcommand: its word, and what runs it on the words after it.
 type Command = (&'static str, fn(&[String]) -> ExitCode);
 
 /// Every subcommand.
-const COMMANDS: &[Command] = &[];
+const COMMANDS: &[Command] = &[
+    // Baseline policies: every violation in a scan file (docs/policy.md).
+    ("check", check::run),
+];
 
 /// Runs the subcommand named `word` with `args`, or returns None when `word` names none
 /// (the words are then Nmap's command line).

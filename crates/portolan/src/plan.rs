@@ -702,6 +702,7 @@ fn build_sink(outputs: Vec<Output>, opts: &OutputOptions, o: &Options) -> Result
                 opts.clone(),
             )),
             Format::Json => Box::new(portolan_model::json::JsonWriter::new(w, opts.clone())),
+            Format::Events => Box::new(portolan_model::events::EventsWriter::new(w, opts.clone())),
         };
         tee.sinks.push(sink);
     }

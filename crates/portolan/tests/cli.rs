@@ -155,6 +155,28 @@ fn open_hides_closed_ports_and_xml_to_stdout_is_alone() {
     );
 }
 
+/// -oE - : stdout holds only NDJSON events, one per open port, with ECS names.
+#[test]
+fn events_to_stdout_are_one_line_per_open_port() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ports = format!("{port},1-20");
+    let o = run(&["-sT", "-Pn", "-n", "-p", &ports, "-oE", "-", "127.0.0.1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert_eq!(events.len(), 1, "{out}");
+    let e = &events[0];
+    assert_eq!(e["event"]["action"], "port-open");
+    assert_eq!(e["destination"]["ip"], "127.0.0.1");
+    assert_eq!(e["destination"]["port"], port);
+    assert_eq!(e["network"]["transport"], "tcp");
+    assert_eq!(e["portolan"]["reason"], "syn-ack");
+}
+
 #[test]
 fn no_targets_warns_and_succeeds() {
     let o = run(&["-p", "80"]);

@@ -1,0 +1,284 @@
+//! `portolan check --policy FILE [--json] SCAN_FILE`: lists every violation of a baseline
+//! policy (docs/policy.md) in a scan file (Nmap's XML or ours, or our JSON).
+//!
+//! Exit codes: 0 no violation, 1 violations, 2 error (bad usage, or a policy or scan file
+//! that cannot be read, named with its line).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use portolan_model::policy::{Policy, PolicyError, Violation};
+use portolan_model::{json, read_xml, ReadError, ScanRun};
+
+const USAGE: &str = "\
+Usage: portolan check --policy FILE [--json] SCAN_FILE
+       portolan check --policy FILE [--json] --db PATH
+
+Lists every violation of the baseline policy FILE (TOML, see docs/policy.md) in SCAN_FILE,
+an Nmap or Portolan XML file (-oX) or a Portolan JSON file (-oJ).
+
+  --policy FILE  the policy to check against (required)
+  --json         print the violations as one JSON document instead of text
+  --db PATH      check the latest complete scan in the history store (not supported yet)
+
+Exit status: 0 no violation, 1 violations found, 2 error.
+";
+
+/// Where the scan to check comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ScanSource {
+    File(PathBuf),
+    /// The latest complete scan of the history store at this path.
+    Db(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CheckArgs {
+    policy: PathBuf,
+    source: ScanSource,
+    json: bool,
+}
+
+/// Why `check` could not give an answer (exit code 2).
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    #[error("{0}\n(see 'portolan check --help')")]
+    Usage(String),
+    #[error("cannot read policy file {}: {source}", path.display())]
+    PolicyIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("policy file {}: {source}", path.display())]
+    Policy { path: PathBuf, source: PolicyError },
+    #[error("scan file {}: {source}", path.display())]
+    Scan { path: PathBuf, source: ReadError },
+    #[error("--db {}: reading scans from the history store is not supported yet; give a scan file", path.display())]
+    DbNotSupported { path: PathBuf },
+    #[error("cannot write the report: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Runs `portolan check`; the words after `check`.
+pub fn run(args: &[String]) -> ExitCode {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    match parse_args(args).and_then(|a| check(&a)) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("portolan check: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse_args(args: &[String]) -> Result<CheckArgs, CheckError> {
+    let mut policy = None;
+    let mut db = None;
+    let mut files = Vec::new();
+    let mut json = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| CheckError::Usage(format!("{name} needs a value")))
+        };
+        match flag {
+            "--policy" => policy = Some(PathBuf::from(value("--policy")?)),
+            "--db" => db = Some(PathBuf::from(value("--db")?)),
+            "--json" if inline.is_none() => json = true,
+            "--" => files.extend(it.by_ref().map(PathBuf::from)),
+            f if f.starts_with('-') && f.len() > 1 => {
+                return Err(CheckError::Usage(format!("unknown option {a}")))
+            }
+            _ => files.push(PathBuf::from(a)),
+        }
+    }
+    let policy = policy.ok_or_else(|| CheckError::Usage("--policy FILE is required".into()))?;
+    let source = match (db, files.len()) {
+        (Some(path), 0) => ScanSource::Db(path),
+        (Some(_), _) => {
+            return Err(CheckError::Usage(
+                "give either a scan file or --db, not both".into(),
+            ))
+        }
+        (None, 1) => ScanSource::File(files.remove(0)),
+        (None, 0) => return Err(CheckError::Usage("no scan file given".into())),
+        (None, _) => {
+            return Err(CheckError::Usage(
+                "one scan file at a time (run check once per file)".into(),
+            ))
+        }
+    };
+    Ok(CheckArgs {
+        policy,
+        source,
+        json,
+    })
+}
+
+/// Checks and prints; returns the number of violations.
+fn check(a: &CheckArgs) -> Result<usize, CheckError> {
+    let text = std::fs::read_to_string(&a.policy).map_err(|source| CheckError::PolicyIo {
+        path: a.policy.clone(),
+        source,
+    })?;
+    let policy = Policy::parse(&text).map_err(|source| CheckError::Policy {
+        path: a.policy.clone(),
+        source,
+    })?;
+    let (run, shown) = load_scan(&a.source)?;
+    let violations = policy.evaluate(&run);
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        write_json(&mut out, a, &shown, &policy, &run, &violations)?;
+    } else {
+        write_text(&mut out, a, &shown, &policy, &run, &violations)?;
+    }
+    out.flush()?;
+    Ok(violations.len())
+}
+
+/// The scan to check, and how to name it in the report.
+fn load_scan(source: &ScanSource) -> Result<(ScanRun, String), CheckError> {
+    match source {
+        ScanSource::File(path) => {
+            let run = read_scan_file(path).map_err(|source| CheckError::Scan {
+                path: path.clone(),
+                source,
+            })?;
+            Ok((run, path.display().to_string()))
+        }
+        // Hook for the history store: open it, take its latest complete scan, and name it
+        // by its id and time here.
+        ScanSource::Db(path) => Err(CheckError::DbNotSupported { path: path.clone() }),
+    }
+}
+
+/// Reads Nmap's XML, ours, or our JSON, telling them apart by their first character.
+fn read_scan_file(path: &Path) -> Result<ScanRun, ReadError> {
+    let mut r = BufReader::new(std::fs::File::open(path)?);
+    let first = loop {
+        let buf = r.fill_buf()?;
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => break Some(buf[i]),
+            None if buf.is_empty() => break None,
+            None => {
+                let n = buf.len();
+                r.consume(n);
+            }
+        }
+    };
+    if first == Some(b'{') {
+        json::read(r)
+    } else {
+        read_xml(r)
+    }
+}
+
+fn write_text(
+    out: &mut impl Write,
+    a: &CheckArgs,
+    shown: &str,
+    policy: &Policy,
+    run: &ScanRun,
+    violations: &[Violation],
+) -> std::io::Result<()> {
+    for v in violations {
+        writeln!(out, "{v}")?;
+    }
+    let hosts_with = {
+        let mut h: Vec<&str> = violations.iter().map(|v| v.host.as_str()).collect();
+        h.sort_unstable();
+        h.dedup();
+        h.len()
+    };
+    let checked = run.hosts.iter().filter(|h| h.is_up()).count();
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    if violations.is_empty() {
+        writeln!(
+            out,
+            "No violation: {} up checked against {} of {} ({shown}).",
+            plural(checked, "host", "hosts"),
+            plural(policy.rules.len(), "rule", "rules"),
+            a.policy.display()
+        )
+    } else {
+        writeln!(
+            out,
+            "{} on {}: {} up checked against {} of {} ({shown}).",
+            plural(violations.len(), "violation", "violations"),
+            plural(hosts_with, "host", "hosts"),
+            plural(checked, "host", "hosts"),
+            plural(policy.rules.len(), "rule", "rules"),
+            a.policy.display()
+        )
+    }
+}
+
+fn write_json(
+    out: &mut impl Write,
+    a: &CheckArgs,
+    shown: &str,
+    policy: &Policy,
+    run: &ScanRun,
+    violations: &[Violation],
+) -> Result<(), CheckError> {
+    let doc = serde_json::json!({
+        "policy": a.policy.display().to_string(),
+        "scan": shown,
+        "scan_start": run.start,
+        "rules": policy.rules.len(),
+        "hosts_up": run.hosts.iter().filter(|h| h.is_up()).count(),
+        "violations": violations,
+    });
+    serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(words: &str) -> Result<CheckArgs, CheckError> {
+        let v: Vec<String> = words.split_whitespace().map(String::from).collect();
+        parse_args(&v)
+    }
+
+    #[test]
+    fn arguments() {
+        let a = p("--policy pol.toml scan.xml --json").unwrap();
+        assert_eq!(a.policy, PathBuf::from("pol.toml"));
+        assert_eq!(a.source, ScanSource::File("scan.xml".into()));
+        assert!(a.json);
+        let a = p("--policy=pol.toml --db /var/lib/portolan/history.db").unwrap();
+        assert_eq!(
+            a.source,
+            ScanSource::Db("/var/lib/portolan/history.db".into())
+        );
+        assert!(!a.json);
+        for (bad, needle) in [
+            ("scan.xml", "--policy FILE is required"),
+            ("--policy", "needs a value"),
+            ("--policy p", "no scan file"),
+            ("--policy p a b", "one scan file"),
+            ("--policy p --db d a", "not both"),
+            ("--policy p --frobnicate a", "unknown option --frobnicate"),
+        ] {
+            let e = p(bad).unwrap_err();
+            assert!(e.to_string().contains(needle), "{bad}: {e}");
+        }
+    }
+}
