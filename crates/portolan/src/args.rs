@@ -129,6 +129,8 @@ pub struct Options {
     pub stats_every: Option<Duration>,
     pub stylesheet: Option<String>,
     pub no_stylesheet: bool,
+    /// `--db PATH`: record the scan in this history store.
+    pub db: Option<String>,
     pub datadir: Option<String>,
     pub randomize_hosts: bool,
     pub seed: Option<u64>,
@@ -195,6 +197,7 @@ impl Default for Options {
             stats_every: None,
             stylesheet: None,
             no_stylesheet: false,
+            db: None,
             datadir: None,
             randomize_hosts: false,
             seed: None,
@@ -460,6 +463,7 @@ fn apply(o: &mut Options, def: &FlagDef, shown: &str, v: Option<String>) -> Resu
         "oX" => o.outputs.push((Format::Xml, val.into())),
         "oG" | "oM" => o.outputs.push((Format::Grepable, val.into())),
         "oJ" => o.outputs.push((Format::Json, val.into())),
+        "db" => o.db = Some(val.into()),
         "oA" => {
             if val == "-" {
                 return Err(invalid("-oA", "cannot write all three formats to stdout"));

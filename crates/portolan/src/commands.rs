@@ -8,7 +8,13 @@ use std::process::ExitCode;
 type Command = (&'static str, fn(&[String]) -> ExitCode);
 
 /// Every subcommand.
-const COMMANDS: &[Command] = &[];
+const COMMANDS: &[Command] = &[
+    ("import", crate::store_cmd::import),
+    ("history", crate::store_cmd::history),
+    ("changes", crate::store_cmd::changes),
+    ("hosts", crate::store_cmd::hosts),
+    ("services", crate::store_cmd::services),
+];
 
 /// Runs the subcommand named `word` with `args`, or returns None when `word` names none
 /// (the words are then Nmap's command line).
