@@ -184,7 +184,10 @@ fn xml(file: &str, hosts: u32, ports: u16) -> Result<(), Box<dyn std::error::Err
         completeness: None,
     });
     x.end(&run)?;
-    println!("{file}: {hosts} hosts, {} ports", hosts as u64 * ports as u64);
+    println!(
+        "{file}: {hosts} hosts, {} ports",
+        hosts as u64 * ports as u64
+    );
     Ok(())
 }
 
