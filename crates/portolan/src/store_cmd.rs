@@ -513,4 +513,38 @@ mod tests {
         assert!(words(&a, &["since"]).is_err());
         assert!(words(&["--since".to_string()], &["since"]).is_err());
     }
+
+    /// What run.rs does through the sink: an interrupted scan keeps its hosts and stays
+    /// incomplete; a finished one is complete.
+    #[test]
+    fn the_sink_marks_interrupted_scans_incomplete() {
+        use portolan_model::{HostStatus, RunStats};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.db").to_string_lossy().into_owned();
+        for exit in [RunExit::Error, RunExit::Success] {
+            let mut sink = StoreSink::open(&db, "127.0.0.1".into()).unwrap();
+            let mut run = ScanRun::new("portolan 127.0.0.1", 100);
+            sink.begin(&run).unwrap();
+            let h = Host::new(
+                "127.0.0.1".parse().unwrap(),
+                HostStatus::up("localhost-response"),
+            );
+            sink.host(&run, &h).unwrap();
+            run.runstats = Some(RunStats {
+                finished: 110,
+                elapsed: 10.0,
+                exit,
+                errormsg: None,
+                hosts_up: 1,
+                hosts_down: 0,
+                hosts_total: 1,
+                completeness: None,
+            });
+            sink.end(&run).unwrap();
+        }
+        let history = Store::open(&db).unwrap().history().unwrap();
+        let complete: Vec<bool> = history.iter().map(|s| s.complete).collect();
+        assert_eq!(complete, vec![false, true]);
+        assert_eq!(history[0].finished, Some(110));
+    }
 }
