@@ -131,6 +131,8 @@ pub struct Options {
     pub stats_every: Option<Duration>,
     pub stylesheet: Option<String>,
     pub no_stylesheet: bool,
+    /// `--db PATH`: record the scan in this history store.
+    pub db: Option<String>,
     pub datadir: Option<String>,
     pub randomize_hosts: bool,
     pub seed: Option<u64>,
@@ -197,6 +199,7 @@ impl Default for Options {
             stats_every: None,
             stylesheet: None,
             no_stylesheet: false,
+            db: None,
             datadir: None,
             randomize_hosts: false,
             seed: None,
@@ -463,6 +466,7 @@ fn apply(o: &mut Options, def: &FlagDef, shown: &str, v: Option<String>) -> Resu
         "oG" | "oM" => o.outputs.push((Format::Grepable, val.into())),
         "oJ" => o.outputs.push((Format::Json, val.into())),
         "oE" => o.outputs.push((Format::Events, val.into())),
+        "db" => o.db = Some(val.into()),
         "oA" => {
             if val == "-" {
                 return Err(invalid("-oA", "cannot write all three formats to stdout"));

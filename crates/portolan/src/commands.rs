@@ -13,6 +13,11 @@ type Command = (&'static str, fn(&[String]) -> ExitCode);
 const COMMANDS: &[Command] = &[
     // Baseline policies: every violation in a scan file (docs/policy.md).
     ("check", check::run),
+    ("import", crate::store_cmd::import),
+    ("history", crate::store_cmd::history),
+    ("changes", crate::store_cmd::changes),
+    ("hosts", crate::store_cmd::hosts),
+    ("services", crate::store_cmd::services),
 ];
 
 /// Runs the subcommand named `word` with `args`, or returns None when `word` names none

@@ -174,6 +174,7 @@ pub const FLAGS: &[FlagDef] = &[
     f("oM", R, "<file>", Output, true, "Same as -oG (its old name)"),
     f("oJ", R, "<file>", Output, true, "Output scan in JSON format (Portolan's own; docs/json-schema.md)"),
     f("oE", R, "<file>", Output, true, "Output SIEM events, NDJSON with ECS field names (docs/events.md)"),
+    f("db", R, "<path>", Output, true, "Record the scan in this history store (default: $PORTOLAN_DB)"),
     f("oA", R, "<basename>", Output, true, "Output in the three major formats at once"),
     f("oS", R, "<file>", Output, false, "Output in s|<rIpt kIddi3 format"),
     f("oH", R, "<file>", Output, false, "Output in hex format"),

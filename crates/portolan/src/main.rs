@@ -11,6 +11,7 @@ mod outname;
 mod plan;
 mod progress;
 mod run;
+mod store_cmd;
 
 use std::process::ExitCode;
 

@@ -706,6 +706,11 @@ fn build_sink(outputs: Vec<Output>, opts: &OutputOptions, o: &Options) -> Result
         };
         tee.sinks.push(sink);
     }
+    // The history store, opened (and checked) before a packet leaves.
+    if let Some(db) = crate::store_cmd::db_path(o.db.as_deref()).filter(|_| !o.dry_run) {
+        let store = crate::store_cmd::StoreSink::open(&db, crate::store_cmd::targets_text(o))?;
+        tee.sinks.push(Box::new(store));
+    }
     Ok(tee)
 }
 

@@ -1,0 +1,670 @@
+//! Reading the store: the list of scans, what changed between scans of the same targets,
+//! the current inventory, and whole runs rebuilt for `diff`.
+//!
+//! Only complete scans count, except in [`Store::history`], which lists every scan with its
+//! state. Scans are grouped by their `targets`: a host missing from a later scan of the same
+//! targets has disappeared; a scan of other targets says nothing about it. The current
+//! inventory is the newest complete scan of each group, the newest group winning for an
+//! address found in several.
+
+use crate::{Cidr, ScanId, Store, StoreError};
+use portolan_model::{
+    AddrType, Address, ExtraPorts, Host, HostState, HostStatus, Hostname, Port, PortState,
+    Protocol, RunExit, RunStats, ScanRun, Service, ServiceMethod,
+};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// One scan, as `portolan history` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScanRecord {
+    pub id: i64,
+    pub started: i64,
+    pub finished: Option<i64>,
+    pub args: String,
+    pub targets: String,
+    pub hosts_up: u32,
+    pub hosts_total: u32,
+    pub complete: bool,
+    pub source: String,
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    HostAppeared,
+    HostDisappeared,
+    PortOpened,
+    PortClosed,
+    ServiceChanged,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::HostAppeared => "host appeared",
+            ChangeKind::HostDisappeared => "host disappeared",
+            ChangeKind::PortOpened => "port opened",
+            ChangeKind::PortClosed => "port closed",
+            ChangeKind::ServiceChanged => "service changed",
+        }
+    }
+}
+
+/// One change between two consecutive complete scans of the same targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// When it was first seen: the start of the scan that showed it.
+    pub first_seen: i64,
+    /// That scan, and the one before it it was compared with.
+    pub scan_id: i64,
+    pub previous_scan_id: i64,
+    pub address: String,
+    pub kind: ChangeKind,
+    pub protocol: Option<String>,
+    pub port: Option<u16>,
+    /// The port's state or service before and after ("open", "ssh OpenSSH 8.9p1").
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// A port as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortRecord {
+    pub protocol: String,
+    pub port: u16,
+    pub state: String,
+    pub reason: String,
+    pub service: Option<String>,
+    pub product: Option<String>,
+    pub version: Option<String>,
+    pub extrainfo: Option<String>,
+    pub tunnel: Option<String>,
+}
+
+impl PortRecord {
+    fn is_open(&self) -> bool {
+        self.state == "open"
+    }
+    /// "ssh OpenSSH 8.9p1 (protocol 2.0)": what a service change compares.
+    pub fn service_text(&self) -> String {
+        [
+            self.tunnel.as_deref().map(|t| format!("{t}/")).as_deref(),
+            self.service.as_deref(),
+            self.product.as_deref(),
+            self.version.as_deref(),
+            self.extrainfo
+                .as_deref()
+                .map(|e| format!("({e})"))
+                .as_deref(),
+        ]
+        .iter()
+        .flatten()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("/ ", "/")
+    }
+}
+
+/// A host of the current inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InventoryHost {
+    pub address: String,
+    pub hostnames: Vec<String>,
+    pub mac: Option<String>,
+    pub vendor: Option<String>,
+    /// The start of the scan it was last seen in, and that scan.
+    pub last_seen: i64,
+    pub scan_id: i64,
+    /// Its open ports.
+    pub ports: Vec<PortRecord>,
+}
+
+/// An open port of the current inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceRecord {
+    pub address: String,
+    pub hostname: Option<String>,
+    pub last_seen: i64,
+    pub scan_id: i64,
+    #[serde(flatten)]
+    pub port: PortRecord,
+}
+
+/// A row of `hosts_seen`.
+struct HostRow {
+    address: String,
+    addrtype: String,
+    state: String,
+    reason: String,
+    hostnames: String,
+    mac: Option<String>,
+    vendor: Option<String>,
+    portset: Option<i64>,
+    starttime: Option<i64>,
+    endtime: Option<i64>,
+}
+
+impl HostRow {
+    fn is_up(&self) -> bool {
+        self.state == "up"
+    }
+    fn names(&self) -> Vec<Hostname> {
+        serde_json::from_str(&self.hostnames).unwrap_or_default()
+    }
+}
+
+/// Sort key for addresses: numeric for IPs, then text.
+fn addr_key(a: &str) -> (u8, u128, String) {
+    match a.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v)) => (0, u32::from(v) as u128, String::new()),
+        Ok(IpAddr::V6(v)) => (1, u128::from(v), String::new()),
+        Err(_) => (2, 0, a.to_string()),
+    }
+}
+
+/// Now, in Unix epoch seconds.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Every scan, oldest first, complete or not.
+    pub fn history(&self) -> Result<Vec<ScanRecord>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT id, started, finished, args, targets, hosts_up, hosts_total, complete,
+                    source, file
+             FROM scans ORDER BY started, id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(ScanRecord {
+                id: r.get(0)?,
+                started: r.get(1)?,
+                finished: r.get(2)?,
+                args: r.get(3)?,
+                targets: r.get(4)?,
+                hosts_up: r.get(5)?,
+                hosts_total: r.get(6)?,
+                complete: r.get(7)?,
+                source: r.get(8)?,
+                file: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn hosts_of(&self, scan: i64) -> Result<Vec<HostRow>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT address, addrtype, state, reason, hostnames, mac, vendor, portset_id,
+                    starttime, endtime
+             FROM hosts_seen WHERE scan_id = ?1",
+        )?;
+        let rows = st.query_map([scan], |r| {
+            Ok(HostRow {
+                address: r.get(0)?,
+                addrtype: r.get(1)?,
+                state: r.get(2)?,
+                reason: r.get(3)?,
+                hostnames: r.get(4)?,
+                mac: r.get(5)?,
+                vendor: r.get(6)?,
+                portset: r.get(7)?,
+                starttime: r.get(8)?,
+                endtime: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn ports_of(&self, set: i64) -> Result<Vec<PortRecord>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT protocol, port, state, reason, service, product, version, extrainfo, tunnel
+             FROM portset_ports WHERE set_id = ?1",
+        )?;
+        let rows = st.query_map([set], |r| {
+            Ok(PortRecord {
+                protocol: r.get(0)?,
+                port: r.get(1)?,
+                state: r.get(2)?,
+                reason: r.get(3)?,
+                service: r.get(4)?,
+                product: r.get(5)?,
+                version: r.get(6)?,
+                extrainfo: r.get(7)?,
+                tunnel: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Port sets, loaded once each.
+    fn cached_ports<'a>(
+        &self,
+        cache: &'a mut HashMap<i64, Vec<PortRecord>>,
+        set: Option<i64>,
+    ) -> Result<&'a [PortRecord], StoreError> {
+        let Some(set) = set else { return Ok(&[]) };
+        Ok(match cache.entry(set) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.ports_of(set)?),
+        })
+    }
+
+    /// Complete scans `(id, started, targets)`, oldest first.
+    fn complete_scans(&self) -> Result<Vec<(i64, i64, String)>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT id, started, targets FROM scans WHERE complete = 1 ORDER BY started, id",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// What changed in the last `since` (see [`Store::changes_since`]).
+    pub fn changes(
+        &self,
+        since: Duration,
+        target: Option<Cidr>,
+    ) -> Result<Vec<Change>, StoreError> {
+        self.changes_since(now() - since.as_secs() as i64, target)
+    }
+
+    /// Changes seen by complete scans started at or after `since` (epoch seconds), each
+    /// against the complete scan of the same targets before it, oldest first; only for
+    /// addresses in `target` when given.
+    pub fn changes_since(
+        &self,
+        since: i64,
+        target: Option<Cidr>,
+    ) -> Result<Vec<Change>, StoreError> {
+        let mut groups: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+        for (id, started, targets) in self.complete_scans()? {
+            groups.entry(targets).or_default().push((id, started));
+        }
+        let mut cache = HashMap::new();
+        let mut out = Vec::new();
+        let wanted = |a: &str| match target {
+            Some(c) => c.contains_str(a),
+            None => true,
+        };
+        for scans in groups.values() {
+            let Some(first) = scans.iter().position(|(_, t)| *t >= since) else {
+                continue;
+            };
+            let mut prev: Option<(i64, HashMap<String, HostRow>)> = None;
+            for &(id, started) in &scans[first.saturating_sub(1)..] {
+                let hosts: HashMap<String, HostRow> = self
+                    .hosts_of(id)?
+                    .into_iter()
+                    .filter(|h| wanted(&h.address))
+                    .map(|h| (h.address.clone(), h))
+                    .collect();
+                if let Some((prev_id, old)) = &prev {
+                    self.diff_hosts(*prev_id, old, id, started, &hosts, &mut cache, &mut out)?;
+                }
+                prev = Some((id, hosts));
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.first_seen, addr_key(&a.address), a.port, a.kind as u8).cmp(&(
+                b.first_seen,
+                addr_key(&b.address),
+                b.port,
+                b.kind as u8,
+            ))
+        });
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn diff_hosts(
+        &self,
+        prev_id: i64,
+        old: &HashMap<String, HostRow>,
+        id: i64,
+        started: i64,
+        new: &HashMap<String, HostRow>,
+        cache: &mut HashMap<i64, Vec<PortRecord>>,
+        out: &mut Vec<Change>,
+    ) -> Result<(), StoreError> {
+        let change = |address: &str, kind, port: Option<&PortRecord>, before, after| Change {
+            first_seen: started,
+            scan_id: id,
+            previous_scan_id: prev_id,
+            address: address.to_string(),
+            kind,
+            protocol: port.map(|p| p.protocol.clone()),
+            port: port.map(|p| p.port),
+            before,
+            after,
+        };
+        for (addr, h) in new {
+            let was = old.get(addr).filter(|o| o.is_up());
+            match (was, h.is_up()) {
+                (None, true) => out.push(change(addr, ChangeKind::HostAppeared, None, None, None)),
+                (Some(_), false) => out.push(change(
+                    addr,
+                    ChangeKind::HostDisappeared,
+                    None,
+                    Some("up".into()),
+                    Some(h.state.clone()),
+                )),
+                (Some(o), true) if o.portset != h.portset => {
+                    let before: HashMap<(String, u16), PortRecord> = self
+                        .cached_ports(cache, o.portset)?
+                        .iter()
+                        .map(|p| ((p.protocol.clone(), p.port), p.clone()))
+                        .collect();
+                    let after = self.cached_ports(cache, h.portset)?;
+                    let mut seen = HashSet::new();
+                    for p in after {
+                        let key = (p.protocol.clone(), p.port);
+                        let b = before.get(&key);
+                        seen.insert(key);
+                        match b {
+                            Some(b) if b.is_open() && p.is_open() => {
+                                let (was, now) = (b.service_text(), p.service_text());
+                                if was != now {
+                                    out.push(change(
+                                        addr,
+                                        ChangeKind::ServiceChanged,
+                                        Some(p),
+                                        Some(was),
+                                        Some(now),
+                                    ));
+                                }
+                            }
+                            Some(b) if b.is_open() => out.push(change(
+                                addr,
+                                ChangeKind::PortClosed,
+                                Some(p),
+                                Some(b.state.clone()),
+                                Some(p.state.clone()),
+                            )),
+                            _ if p.is_open() => out.push(change(
+                                addr,
+                                ChangeKind::PortOpened,
+                                Some(p),
+                                b.map(|b| b.state.clone()),
+                                Some(p.service_text()),
+                            )),
+                            _ => {}
+                        }
+                    }
+                    for (key, b) in &before {
+                        if b.is_open() && !seen.contains(key) {
+                            out.push(change(
+                                addr,
+                                ChangeKind::PortClosed,
+                                Some(b),
+                                Some(b.state.clone()),
+                                None,
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (addr, o) in old {
+            if o.is_up() && !new.contains_key(addr) {
+                out.push(change(
+                    addr,
+                    ChangeKind::HostDisappeared,
+                    None,
+                    Some("up".into()),
+                    None,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The current inventory: hosts up in the newest complete scan of each set of targets,
+    /// by address, with their open ports.
+    pub fn hosts(&self) -> Result<Vec<InventoryHost>, StoreError> {
+        let mut latest: Vec<(i64, i64)> = Vec::new();
+        let mut groups = HashSet::new();
+        for (id, started, targets) in self.complete_scans()?.into_iter().rev() {
+            if groups.insert(targets) {
+                latest.push((id, started));
+            }
+        }
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut cache = HashMap::new();
+        let mut out = Vec::new();
+        for (id, started) in latest {
+            for h in self.hosts_of(id)? {
+                if !seen.insert(h.address.clone()) || !h.is_up() {
+                    continue;
+                }
+                let ports = self
+                    .cached_ports(&mut cache, h.portset)?
+                    .iter()
+                    .filter(|p| p.is_open())
+                    .cloned()
+                    .collect();
+                out.push(InventoryHost {
+                    hostnames: h.names().into_iter().map(|n| n.name).collect(),
+                    address: h.address,
+                    mac: h.mac,
+                    vendor: h.vendor,
+                    last_seen: started,
+                    scan_id: id,
+                    ports,
+                });
+            }
+        }
+        out.sort_by_key(|h| addr_key(&h.address));
+        Ok(out)
+    }
+
+    /// Open ports of the current inventory, on `port` and with a product containing
+    /// `product` (case-insensitive) when given.
+    pub fn services(
+        &self,
+        port: Option<u16>,
+        product: Option<&str>,
+    ) -> Result<Vec<ServiceRecord>, StoreError> {
+        let needle = product.map(str::to_lowercase);
+        let mut out = Vec::new();
+        for h in self.hosts()? {
+            for p in &h.ports {
+                if port.is_some_and(|n| n != p.port) {
+                    continue;
+                }
+                if let Some(n) = &needle {
+                    let hay = p.product.as_deref().unwrap_or("").to_lowercase();
+                    if !hay.contains(n.as_str()) {
+                        continue;
+                    }
+                }
+                out.push(ServiceRecord {
+                    address: h.address.clone(),
+                    hostname: h.hostnames.first().cloned(),
+                    last_seen: h.last_seen,
+                    scan_id: h.scan_id,
+                    port: p.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest complete scan (of `targets` when given) and the complete scan of the same
+    /// targets before it, as `(older, newer)` runs rebuilt from the store; None when there
+    /// are not two.
+    pub fn last_two_of_same_targets(
+        &self,
+        targets: Option<&str>,
+    ) -> Result<Option<(ScanRun, ScanRun)>, StoreError> {
+        let newest: Option<(i64, i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT id, started, targets FROM scans
+                 WHERE complete = 1 AND (?1 IS NULL OR targets = ?1)
+                 ORDER BY started DESC, id DESC LIMIT 1",
+                [targets],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((id, started, targets)) = newest else {
+            return Ok(None);
+        };
+        let older: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM scans
+                 WHERE complete = 1 AND targets = ?1
+                   AND (started < ?2 OR (started = ?2 AND id < ?3))
+                 ORDER BY started DESC, id DESC LIMIT 1",
+                params![targets, started, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(older) = older else { return Ok(None) };
+        Ok(Some((
+            self.load_run(ScanId(older))?,
+            self.load_run(ScanId(id))?,
+        )))
+    }
+
+    /// A scan rebuilt as a run: its hosts with their addresses, names, listed ports and
+    /// services, and collapsed counts (without their reasons).
+    pub fn load_run(&self, scan: ScanId) -> Result<ScanRun, StoreError> {
+        type Row = (i64, Option<i64>, String, u32, u32, bool, String, String);
+        let row: Option<Row> = self
+            .conn
+            .query_row(
+                "SELECT started, finished, args, hosts_up, hosts_total, complete, scanner,
+                        version
+                 FROM scans WHERE id = ?1",
+                [scan.0],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((started, finished, args, up, total, complete, scanner, version)) = row else {
+            return Err(StoreError::NoSuchScan(scan));
+        };
+        let mut run = ScanRun::new(args, started);
+        run.scanner = scanner;
+        run.version = version;
+        let bad = |what: &str, v: &str| StoreError::BadValue(format!("{what} {v:?}"));
+        let mut extras: HashMap<i64, String> = HashMap::new();
+        let mut cache = HashMap::new();
+        let mut rows = self.hosts_of(scan.0)?;
+        rows.sort_by_key(|h| addr_key(&h.address));
+        for h in rows {
+            let state: HostState = h.state.parse().map_err(|_| bad("host state", &h.state))?;
+            let mut addresses = vec![Address {
+                addr: h.address.clone(),
+                addrtype: h
+                    .addrtype
+                    .parse()
+                    .map_err(|_| bad("address type", &h.addrtype))?,
+                vendor: None,
+            }];
+            if let Some(mac) = &h.mac {
+                addresses.push(Address {
+                    addr: mac.clone(),
+                    addrtype: AddrType::Mac,
+                    vendor: h.vendor.clone(),
+                });
+            }
+            let mut ports = Vec::new();
+            for p in self.cached_ports(&mut cache, h.portset)? {
+                let protocol: Protocol = p
+                    .protocol
+                    .parse()
+                    .map_err(|_| bad("protocol", &p.protocol))?;
+                let pstate: PortState = p.state.parse().map_err(|_| bad("port state", &p.state))?;
+                let mut port = Port::new(protocol, p.port, pstate, p.reason.clone());
+                port.service = p.service.as_ref().map(|name| {
+                    let probed = p.product.is_some() || p.version.is_some();
+                    Service {
+                        name: name.clone(),
+                        product: p.product.clone(),
+                        version: p.version.clone(),
+                        extrainfo: p.extrainfo.clone(),
+                        tunnel: p.tunnel.clone(),
+                        method: if probed {
+                            ServiceMethod::Probed
+                        } else {
+                            ServiceMethod::Table
+                        },
+                        conf: if probed { 10 } else { 3 },
+                        ..Service::default()
+                    }
+                });
+                ports.push(port);
+            }
+            ports.sort_by_key(|p| (p.protocol, p.portid));
+            let mut extraports = Vec::new();
+            if let Some(set) = h.portset {
+                let extra = match extras.entry(set) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(self.conn.query_row(
+                        "SELECT extra FROM portsets WHERE id = ?1",
+                        [set],
+                        |r| r.get::<_, String>(0),
+                    )?),
+                };
+                for piece in extra.split(',').filter(|s| !s.is_empty()) {
+                    let (s, n) = piece.rsplit_once('=').ok_or_else(|| bad("extra", piece))?;
+                    extraports.push(ExtraPorts {
+                        state: s.parse().map_err(|_| bad("extra state", s))?,
+                        count: n.parse().map_err(|_| bad("extra count", n))?,
+                        reasons: Vec::new(),
+                    });
+                }
+            }
+            run.hosts.push(Host {
+                starttime: h.starttime,
+                endtime: h.endtime,
+                status: HostStatus {
+                    state,
+                    reason: h.reason.clone(),
+                    reason_ttl: 0,
+                },
+                hostnames: h.names(),
+                addresses,
+                extraports,
+                ports,
+                times: None,
+            });
+        }
+        run.runstats = finished.map(|finished| RunStats {
+            finished,
+            elapsed: (finished - started).max(0) as f64,
+            exit: if complete {
+                RunExit::Success
+            } else {
+                RunExit::Error
+            },
+            errormsg: None,
+            hosts_up: up,
+            hosts_down: total.saturating_sub(up),
+            hosts_total: total,
+            completeness: None,
+        });
+        Ok(run)
+    }
+}

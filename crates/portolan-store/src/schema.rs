@@ -1,0 +1,102 @@
+//! The store's schema, as a list of migrations applied in order. `PRAGMA user_version`
+//! holds how many have been applied; a file with more than this build knows is refused
+//! rather than misread.
+//!
+//! Port lists are stored once per distinct content ("port sets"): a host whose ports did
+//! not change since the last scan points at the same set, so a year of daily scans of a
+//! /20 costs one `hosts_seen` row per host and scan, not one row per port and scan, and
+//! comparing two scans compares set ids before it looks at a single port.
+
+use rusqlite::Connection;
+
+/// Each entry takes the schema from version `i` to `i + 1`. Never edit a released entry:
+/// add a new one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: scans, the hosts each reported, and their port sets.
+    r#"
+    CREATE TABLE scans (
+        id          INTEGER PRIMARY KEY,
+        started     INTEGER NOT NULL,          -- Unix epoch seconds
+        finished    INTEGER,                   -- NULL while running or after a kill
+        args        TEXT    NOT NULL,
+        targets     TEXT    NOT NULL,          -- the target words, space-separated
+        hosts_up    INTEGER NOT NULL DEFAULT 0,
+        hosts_total INTEGER NOT NULL DEFAULT 0,
+        complete    INTEGER NOT NULL DEFAULT 0 CHECK (complete IN (0, 1)),
+        source      TEXT    NOT NULL CHECK (source IN ('scan', 'import')),
+        file        TEXT,                      -- the imported file
+        scanner     TEXT    NOT NULL DEFAULT 'portolan',
+        version     TEXT    NOT NULL DEFAULT ''
+    );
+    CREATE INDEX scans_by_targets ON scans (targets, complete, started);
+    CREATE INDEX scans_by_start ON scans (started);
+
+    -- One row per distinct port list (listed ports and collapsed counts).
+    CREATE TABLE portsets (
+        id     INTEGER PRIMARY KEY,
+        hash   INTEGER NOT NULL,               -- SipHash of canon, for lookup
+        canon  TEXT    NOT NULL,               -- the canonical text the hash is of
+        extra  TEXT    NOT NULL DEFAULT ''     -- collapsed ports: "closed=995,filtered=2"
+    );
+    CREATE INDEX portsets_by_hash ON portsets (hash);
+
+    CREATE TABLE portset_ports (
+        set_id    INTEGER NOT NULL REFERENCES portsets (id),
+        protocol  TEXT    NOT NULL,
+        port      INTEGER NOT NULL,
+        state     TEXT    NOT NULL,
+        reason    TEXT    NOT NULL DEFAULT '',
+        service   TEXT,
+        product   TEXT,
+        version   TEXT,
+        extrainfo TEXT,
+        tunnel    TEXT,
+        PRIMARY KEY (set_id, protocol, port)
+    ) WITHOUT ROWID;
+    CREATE INDEX portset_ports_by_port ON portset_ports (port, state);
+
+    CREATE TABLE hosts_seen (
+        scan_id    INTEGER NOT NULL REFERENCES scans (id),
+        address    TEXT    NOT NULL,
+        addrtype   TEXT    NOT NULL,
+        state      TEXT    NOT NULL,
+        reason     TEXT    NOT NULL DEFAULT '',
+        hostnames  TEXT    NOT NULL DEFAULT '[]',   -- JSON: [{"name":..,"type":..}]
+        mac        TEXT,
+        vendor     TEXT,
+        portset_id INTEGER REFERENCES portsets (id),
+        starttime  INTEGER,
+        endtime    INTEGER,
+        PRIMARY KEY (scan_id, address)
+    ) WITHOUT ROWID;
+    CREATE INDEX hosts_seen_by_address ON hosts_seen (address, scan_id);
+
+    -- The flat view: one row per port per scan, as if every port were stored each time.
+    CREATE VIEW ports_seen AS
+        SELECT h.scan_id, h.address, p.protocol, p.port, p.state, p.service, p.product,
+               p.version, p.extrainfo
+        FROM hosts_seen h JOIN portset_ports p ON p.set_id = h.portset_id;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const CURRENT: u32 = MIGRATIONS.len() as u32;
+
+/// Brings the schema up to [`CURRENT`] in one immediate transaction (so two processes
+/// opening a new store at once do not both migrate it). Returns the version found.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<u32, crate::StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > CURRENT {
+        return Err(crate::StoreError::TooNew {
+            found,
+            supported: CURRENT,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+    }
+    tx.commit()?;
+    Ok(found)
+}

@@ -1,0 +1,504 @@
+//! The history store: schema, writing (scans, imports, two writers at once), damaged files,
+//! and the queries over synthetic scans.
+
+use portolan_model::{
+    Host, HostStatus, Hostname, HostnameType, Port, PortState, Protocol, ScanRun, Service,
+};
+use portolan_store::{
+    schema, ChangeKind, FinishStats, Imported, ScanMeta, Source, Store, StoreError,
+};
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../portolan-model/tests/data")
+        .join(name)
+}
+
+/// A listed port: number, state, and (product, version) when probed.
+type P<'a> = (u16, &'a str, Option<(&'a str, &'a str)>);
+
+fn host(ip: &str, ports: &[P]) -> Host {
+    let mut h = Host::new(ip.parse().unwrap(), HostStatus::up("syn-ack"));
+    for (p, state, svc) in ports {
+        let mut port = Port::new(Protocol::Tcp, *p, state.parse().unwrap(), "syn-ack");
+        port.service = svc.map(|(product, version)| Service {
+            name: "svc".into(),
+            product: Some(product.into()),
+            version: Some(version.into()),
+            ..Service::default()
+        });
+        h.ports.push(port);
+    }
+    h
+}
+
+fn meta(started: i64, targets: &str) -> ScanMeta {
+    ScanMeta {
+        started,
+        args: format!("portolan -sV {targets}"),
+        targets: targets.into(),
+        source: Source::Scan,
+        file: None,
+        scanner: "portolan".into(),
+        version: "0.1.0".into(),
+    }
+}
+
+/// One complete scan of `targets` at `started` with `hosts`.
+fn scan(store: &mut Store, started: i64, targets: &str, hosts: &[Host]) {
+    let id = store.begin_scan(&meta(started, targets)).unwrap();
+    for h in hosts {
+        store.add_host(id, h).unwrap();
+    }
+    let stats = FinishStats {
+        finished: started + 60,
+        hosts_up: hosts.len() as u32,
+        hosts_total: 256,
+    };
+    store.finish_scan(id, stats).unwrap();
+}
+
+#[test]
+fn migrates_an_empty_store_and_reopens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), schema::CURRENT);
+    let tables: i64 = store
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name IN
+             ('scans','hosts_seen','portsets','portset_ports','ports_seen')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 5);
+    let mode: String = store
+        .connection()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    drop(store);
+    // An empty file is a new store too.
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    assert_eq!(
+        Store::open(&empty).unwrap().schema_version().unwrap(),
+        schema::CURRENT
+    );
+    assert_eq!(
+        Store::open(&path).unwrap().schema_version().unwrap(),
+        schema::CURRENT
+    );
+}
+
+#[test]
+fn a_store_from_a_newer_version_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    drop(Store::open(&path).unwrap());
+    {
+        let c = rusqlite_conn(&path);
+        c.pragma_update(None, "user_version", schema::CURRENT + 1)
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    match Store::open(&path) {
+        Err(e @ StoreError::TooNew { found, supported }) => {
+            assert_eq!((found, supported), (schema::CURRENT + 1, schema::CURRENT));
+            assert!(e.to_string().contains("newer than this build"), "{e}");
+        }
+        other => panic!("expected TooNew, got {:?}", other.err()),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+fn rusqlite_conn(path: &Path) -> portolan_store::rusqlite::Connection {
+    portolan_store::rusqlite::Connection::open(path).unwrap()
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    let text = b"these are my notes, not a database\n".repeat(200);
+    std::fs::write(&path, &text).unwrap();
+    let err = Store::open(&path).err().expect("refused");
+    assert!(matches!(err, StoreError::NotADatabase { .. }), "{err:?}");
+    assert!(err.to_string().contains("notes.txt"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), text);
+}
+
+#[test]
+fn a_damaged_store_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    {
+        let mut store = Store::open(&path).unwrap();
+        let hosts: Vec<Host> = (0..200)
+            .map(|i| {
+                host(
+                    &format!("10.0.{}.{}", i / 250, i % 250 + 1),
+                    &[(22, "open", Some(("OpenSSH", "9.6")))],
+                )
+            })
+            .collect();
+        scan(&mut store, 1_000, "10.0.0.0/20", &hosts);
+        store
+            .connection()
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+    }
+    let _ = std::fs::remove_file(dir.path().join("h.db-wal"));
+    let _ = std::fs::remove_file(dir.path().join("h.db-shm"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 8 * 4096, "{}", bytes.len());
+    // Scribble over every page but the first (the header and schema stay readable).
+    for page in 1..bytes.len() / 4096 {
+        for b in &mut bytes[page * 4096..page * 4096 + 64] {
+            *b = 0xA5;
+        }
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Store::open(&path).err().expect("refused");
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt { .. } | StoreError::NotADatabase { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("left as it is"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
+
+#[test]
+fn imports_an_nmap_xml_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join("h.db")).unwrap();
+    let file = fixture("nmap-sv.xml");
+    let run = portolan_model::read_xml_file(&file).unwrap();
+    let name = file.to_string_lossy().to_string();
+    let first = store.import(&run, Some(&name), "127.0.0.1").unwrap();
+    assert!(matches!(first, Imported::Added(_)));
+    let again = store.import(&run, Some(&name), "127.0.0.1").unwrap();
+    assert!(matches!(again, Imported::AlreadyThere(_)));
+
+    let history = store.history().unwrap();
+    assert_eq!(history.len(), 1);
+    let h = &history[0];
+    assert!(h.complete);
+    assert_eq!(h.source, "import");
+    assert_eq!(h.started, 1795344027);
+    assert_eq!(h.finished, Some(1795344034));
+    assert_eq!((h.hosts_up, h.hosts_total), (1, 1));
+    assert_eq!(h.file.as_deref(), Some(name.as_str()));
+
+    let hosts = store.hosts().unwrap();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].address, "127.0.0.1");
+    let ports: Vec<u16> = hosts[0].ports.iter().map(|p| p.port).collect();
+    assert_eq!(ports, vec![22, 2024, 8080]);
+    let ssh = store.services(Some(22), None).unwrap();
+    assert_eq!(ssh.len(), 1);
+    assert_eq!(ssh[0].port.product.as_deref(), Some("OpenSSH"));
+    assert_eq!(
+        ssh[0].port.version.as_deref(),
+        Some("9.2p1 Debian 2+deb12u3")
+    );
+    let py = store.services(None, Some("simplehttp")).unwrap();
+    assert_eq!(py.len(), 1);
+    assert_eq!(py[0].port.port, 8080);
+
+    // Rebuilt from the store, the run has the same hosts, ports and services.
+    let id = match first {
+        Imported::Added(id) => id,
+        Imported::AlreadyThere(id) => id,
+    };
+    let back = store.load_run(id).unwrap();
+    assert_eq!(back.args, run.args);
+    assert_eq!(back.hosts.len(), run.hosts.len());
+    for (a, b) in back.hosts.iter().zip(&run.hosts) {
+        assert_eq!(a.addr_str(), b.addr_str());
+        assert_eq!(a.status.state, b.status.state);
+        assert_eq!(a.hostnames, b.hostnames);
+        let pa: Vec<_> = a
+            .ports
+            .iter()
+            .map(|p| (p.portid, p.state, p.service.as_ref().map(|s| &s.product)))
+            .collect();
+        let pb: Vec<_> = b
+            .ports
+            .iter()
+            .map(|p| (p.portid, p.state, p.service.as_ref().map(|s| &s.product)))
+            .collect();
+        assert_eq!(pa, pb);
+        let ea: Vec<_> = a.extraports.iter().map(|e| (e.state, e.count)).collect();
+        let eb: Vec<_> = b.extraports.iter().map(|e| (e.state, e.count)).collect();
+        assert_eq!(ea, eb);
+    }
+}
+
+#[test]
+fn imports_every_nmap_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join("h.db")).unwrap();
+    let mut n = 0;
+    for entry in std::fs::read_dir(fixture("")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "xml") {
+            let run = portolan_model::read_xml_file(&path).unwrap();
+            let name = path.to_string_lossy().to_string();
+            store.import(&run, Some(&name), "t").unwrap();
+            n += 1;
+        }
+    }
+    assert!(n >= 10);
+    assert_eq!(store.history().unwrap().len(), n);
+}
+
+const DAY: i64 = 86_400;
+
+#[test]
+fn changes_between_scans_with_when_first_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join("h.db")).unwrap();
+    let t = "10.0.0.0/24";
+    let base = 1_700_000_000;
+    let ssh = |v: &'static str| (22, "open", Some(("OpenSSH", v)));
+    // Day 0: two hosts. Day 1: 80 opens on .1, .2 disappears. Day 2: ssh upgraded on .1,
+    // .3 appears. Day 3: 80 closes on .1 (now closed). Day 4: no change.
+    let d0 = [
+        host("10.0.0.1", &[ssh("8.9")]),
+        host("10.0.0.2", &[ssh("8.9")]),
+    ];
+    let d1 = [host("10.0.0.1", &[ssh("8.9"), (80, "open", None)])];
+    let d2 = [
+        host("10.0.0.1", &[ssh("9.6"), (80, "open", None)]),
+        host("10.0.0.3", &[]),
+    ];
+    let d3 = [
+        host("10.0.0.1", &[ssh("9.6"), (80, "closed", None)]),
+        host("10.0.0.3", &[]),
+    ];
+    for (i, hosts) in [&d0[..], &d1, &d2, &d3, &d3].iter().enumerate() {
+        scan(&mut store, base + i as i64 * DAY, t, hosts);
+    }
+    // Another set of targets: says nothing about 10.0.0.0/24.
+    scan(&mut store, base + DAY, "10.0.0.2", &[]);
+
+    let all = store.changes_since(base, None).unwrap();
+    let got: Vec<(i64, &str, ChangeKind, Option<u16>)> = all
+        .iter()
+        .map(|c| {
+            (
+                (c.first_seen - base) / DAY,
+                c.address.as_str(),
+                c.kind,
+                c.port,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, "10.0.0.1", ChangeKind::PortOpened, Some(80)),
+            (1, "10.0.0.2", ChangeKind::HostDisappeared, None),
+            (2, "10.0.0.1", ChangeKind::ServiceChanged, Some(22)),
+            (2, "10.0.0.3", ChangeKind::HostAppeared, None),
+            (3, "10.0.0.1", ChangeKind::PortClosed, Some(80)),
+        ]
+    );
+    let upgrade = &all[2];
+    assert_eq!(upgrade.before.as_deref(), Some("svc OpenSSH 8.9"));
+    assert_eq!(upgrade.after.as_deref(), Some("svc OpenSSH 9.6"));
+    assert_eq!(all[4].after.as_deref(), Some("closed"));
+
+    // Since day 2: only what day 2 and later showed (day 1 is the baseline).
+    let recent = store.changes_since(base + 2 * DAY, None).unwrap();
+    assert_eq!(recent.len(), 3);
+    assert!(recent.iter().all(|c| c.first_seen >= base + 2 * DAY));
+    // Filtered by address block.
+    let one = store
+        .changes_since(base, Some("10.0.0.3/32".parse().unwrap()))
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].kind, ChangeKind::HostAppeared);
+    // Nothing newer than the last scan.
+    assert!(store
+        .changes_since(base + 10 * DAY, None)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn inventory_is_the_latest_complete_scan_per_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join("h.db")).unwrap();
+    let ssh = |v: &'static str| (22, "open", Some(("OpenSSH", v)));
+    scan(
+        &mut store,
+        100,
+        "10.0.0.0/24",
+        &[
+            host("10.0.0.1", &[ssh("8.9")]),
+            host("10.0.0.2", &[ssh("8.9")]),
+        ],
+    );
+    scan(
+        &mut store,
+        200,
+        "10.0.0.0/24",
+        &[host(
+            "10.0.0.1",
+            &[ssh("9.6"), (80, "open", None), (443, "closed", None)],
+        )],
+    );
+    // Another target set, newer: wins for 10.0.0.1 and adds 10.0.1.5.
+    let mut named = host("10.0.1.5", &[(443, "open", Some(("nginx", "1.24")))]);
+    named.hostnames.push(Hostname {
+        name: "web.example".into(),
+        kind: HostnameType::Ptr,
+    });
+    scan(&mut store, 300, "10.0.1.5", &[named]);
+
+    let hosts = store.hosts().unwrap();
+    let addrs: Vec<&str> = hosts.iter().map(|h| h.address.as_str()).collect();
+    assert_eq!(addrs, vec!["10.0.0.1", "10.0.1.5"]);
+    let ports: Vec<u16> = hosts[0].ports.iter().map(|p| p.port).collect();
+    assert_eq!(ports, vec![22, 80], "open ports only");
+    assert_eq!(hosts[0].last_seen, 200);
+    assert_eq!(hosts[1].hostnames, vec!["web.example"]);
+
+    let ssh = store.services(Some(22), None).unwrap();
+    assert_eq!(ssh.len(), 1);
+    assert_eq!(ssh[0].port.version.as_deref(), Some("9.6"));
+    let nginx = store.services(None, Some("NGINX")).unwrap();
+    assert_eq!(nginx.len(), 1);
+    assert_eq!(nginx[0].hostname.as_deref(), Some("web.example"));
+    assert!(store.services(Some(25), None).unwrap().is_empty());
+
+    // The last two of the newest scan's targets: only one scan of 10.0.1.5, so none.
+    assert!(store.last_two_of_same_targets(None).unwrap().is_none());
+    let (old, new) = store
+        .last_two_of_same_targets(Some("10.0.0.0/24"))
+        .unwrap()
+        .unwrap();
+    assert_eq!((old.start, new.start), (100, 200));
+    assert_eq!(old.hosts.len(), 2);
+    assert_eq!(new.hosts[0].ports.len(), 3);
+    assert_eq!(new.hosts[0].ports[2].state, PortState::Closed);
+}
+
+#[test]
+fn an_interrupted_scan_stays_incomplete_and_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    let t = "10.0.0.0/24";
+    {
+        let mut store = Store::open(&path).unwrap();
+        scan(
+            &mut store,
+            100,
+            t,
+            &[host("10.0.0.1", &[(22, "open", None)])],
+        );
+        // Killed after one host: no finish.
+        let id = store.begin_scan(&meta(200, t)).unwrap();
+        store
+            .add_host(id, &host("10.0.0.9", &[(23, "open", None)]))
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let history = store.history().unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history[0].complete);
+    assert!(!history[1].complete);
+    assert_eq!(history[1].finished, None);
+    // Its host is kept, but neither the inventory nor changes count it.
+    let kept: i64 = store
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM ports_seen WHERE scan_id = ?1",
+            [history[1].id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, 1);
+    let hosts = store.hosts().unwrap();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].address, "10.0.0.1");
+    assert!(store.changes_since(0, None).unwrap().is_empty());
+    assert!(store.last_two_of_same_targets(None).unwrap().is_none());
+}
+
+#[test]
+fn two_scans_writing_at_once_both_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    drop(Store::open(&path).unwrap());
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut store = Store::open(&path).unwrap();
+                let id = store
+                    .begin_scan(&meta(1000 + w, &format!("10.{w}.0.0/24")))
+                    .unwrap();
+                for i in 0..300 {
+                    let h = host(
+                        &format!("10.{w}.{}.{}", i / 200, i % 200 + 1),
+                        &[(22, "open", None), (80 + (i % 3) as u16, "open", None)],
+                    );
+                    store.add_host(id, &h).unwrap();
+                }
+                store
+                    .finish_scan(
+                        id,
+                        FinishStats {
+                            finished: 2000,
+                            hosts_up: 300,
+                            hosts_total: 300,
+                        },
+                    )
+                    .unwrap();
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let history = store.history().unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history.iter().all(|s| s.complete));
+    assert_eq!(store.hosts().unwrap().len(), 600);
+}
+
+#[test]
+fn a_rebuilt_run_keeps_collapsed_counts_and_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join("h.db")).unwrap();
+    let mut h = host("10.0.0.1", &[(22, "open", None)]);
+    for p in 1..=30 {
+        h.ports.push(Port::new(
+            Protocol::Tcp,
+            1000 + p,
+            PortState::Closed,
+            "reset",
+        ));
+    }
+    h.collapse_ports(25, false);
+    let mut run = ScanRun::new("portolan 10.0.0.1", 50);
+    run.hosts.push(h.clone());
+    let id = store
+        .begin_scan(&ScanMeta::of_run(&run, "10.0.0.1", Source::Scan))
+        .unwrap();
+    store.add_hosts(id, &run.hosts).unwrap();
+    let back = store.load_run(id).unwrap();
+    assert_eq!(back.hosts[0].extraports[0].count, 30);
+    assert_eq!(back.hosts[0].ports.len(), 1);
+    assert!(back.runstats.is_none(), "never finished");
+}

@@ -1,0 +1,550 @@
+//! The history store's commands (`import`, `history`, `changes`, `hosts`, `services`) and
+//! the sink that records a scan run with `--db PATH` (or `PORTOLAN_DB`).
+
+use portolan_model::{Host, OutputError, RunExit, ScanRun, Sink};
+use portolan_store::{Cidr, FinishStats, Imported, ScanId, ScanMeta, Source, Store, StoreError};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The environment variable naming the store when `--db` is not given.
+pub const DB_ENV: &str = "PORTOLAN_DB";
+
+/// `--db PATH`, else `PORTOLAN_DB`, else none.
+pub fn db_path(flag: Option<&str>) -> Option<String> {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var(DB_ENV).ok().filter(|s| !s.is_empty()))
+}
+
+/// The words of a store command: its options and the rest.
+#[derive(Default)]
+struct Words {
+    db: Option<String>,
+    json: bool,
+    since: Option<String>,
+    target: Option<String>,
+    port: Option<String>,
+    product: Option<String>,
+    rest: Vec<String>,
+}
+
+/// Parses `args`, accepting only the options in `allowed` (besides --db and --json).
+fn words(args: &[String], allowed: &[&str]) -> Result<Words, String> {
+    let mut w = Words::default();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        i += 1;
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        if name == "--json" {
+            w.json = true;
+            continue;
+        }
+        if !name.starts_with("--") || name == "--" {
+            w.rest.push(a.clone());
+            continue;
+        }
+        let key = &name[2..];
+        if key != "db" && !allowed.contains(&key) {
+            return Err(format!("unknown option {name}"));
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                let v = args
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value"))?;
+                i += 1;
+                v
+            }
+        };
+        let slot = match key {
+            "db" => &mut w.db,
+            "since" => &mut w.since,
+            "target" => &mut w.target,
+            "port" => &mut w.port,
+            _ => &mut w.product,
+        };
+        *slot = Some(value);
+    }
+    Ok(w)
+}
+
+/// `7d`, `12h`, `30m`, `45s`, `2w`: a duration back from now.
+fn parse_since(s: &str) -> Result<Duration, String> {
+    let bad = || format!("--since {s:?}: expected a number and a unit (s, m, h, d, w), like 7d");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "" | "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(secs).map(Duration::from_secs).ok_or_else(bad)
+}
+
+fn local(t: i64) -> String {
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_opt(t, 0).single() {
+        Some(d) => d.format("%Y-%m-%d %H:%M").to_string(),
+        None => t.to_string(),
+    }
+}
+
+/// Prints rows as a table with aligned columns (the last one unpadded).
+fn table(head: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let n = cells.len();
+        let mut s = String::new();
+        for (i, c) in cells.into_iter().enumerate() {
+            if i + 1 == n {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(head.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+fn fail(msg: impl std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("portolan: {msg}");
+    ExitCode::from(code)
+}
+
+/// Parses the words and opens the store they name; Err is the exit code, already explained.
+fn open(args: &[String], allowed: &[&str]) -> Result<(Words, Store), ExitCode> {
+    let w = words(args, allowed).map_err(|e| fail(e, 2))?;
+    let Some(path) = db_path(w.db.as_deref()) else {
+        return Err(fail(
+            format!("no history store: give --db PATH or set {DB_ENV}"),
+            2,
+        ));
+    };
+    let store = Store::open(&path).map_err(|e| fail(e, 2))?;
+    Ok((w, store))
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> ExitCode {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e, 1),
+    }
+}
+
+fn or_fail<T>(r: Result<T, StoreError>) -> Result<T, ExitCode> {
+    r.map_err(|e| fail(e, 1))
+}
+
+/// The targets of a run, from its command line: what Portolan's grammar takes as targets,
+/// else the last word.
+fn targets_of(run: &ScanRun) -> String {
+    let words: Vec<&str> = run.args.split_whitespace().skip(1).collect();
+    if let Ok(o) = crate::args::parse(words.iter().copied()) {
+        let t = targets_text(&o);
+        if !t.is_empty() {
+            return t;
+        }
+    }
+    words
+        .last()
+        .filter(|w| !w.starts_with('-'))
+        .map(|w| w.to_string())
+        .unwrap_or_default()
+}
+
+/// The targets of a command line as the store groups scans by: the target words, and the
+/// input list file.
+pub fn targets_text(o: &crate::args::Options) -> String {
+    let mut t = o.targets.clone();
+    if let Some(f) = &o.input_file {
+        t.push(format!("-iL {f}"));
+    }
+    t.join(" ")
+}
+
+/// Reads a scan file: Nmap's XML or ours, or our JSON.
+fn read_scan(path: &str) -> Result<ScanRun, String> {
+    let data = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let first = data.iter().find(|b| !b.is_ascii_whitespace());
+    let read = if first == Some(&b'{') {
+        portolan_model::json::read(&data[..])
+    } else {
+        portolan_model::read_xml(&data[..])
+    };
+    read.map_err(|e| format!("{path}: {e}"))
+}
+
+/// `portolan import FILE...`: every file read first; one bad file imports none.
+pub fn import(args: &[String]) -> ExitCode {
+    let (w, mut store) = match open(args, &[]) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if w.rest.is_empty() {
+        return fail("import: no file given (portolan import FILE...)", 2);
+    }
+    let mut runs = Vec::new();
+    for f in &w.rest {
+        match read_scan(f) {
+            Ok(run) => runs.push((f.clone(), targets_of(&run), run)),
+            Err(e) => return fail(format!("{e}\nnothing imported"), 2),
+        }
+    }
+    let items: Vec<(&ScanRun, Option<&str>, &str)> = runs
+        .iter()
+        .map(|(f, t, r)| (r, Some(f.as_str()), t.as_str()))
+        .collect();
+    let done = match or_fail(store.import_all(&items)) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let report: Vec<serde_json::Value> = runs
+        .iter()
+        .zip(&done)
+        .map(|((f, t, r), d)| {
+            let (status, id) = match d {
+                Imported::Added(id) => ("added", id.0),
+                Imported::AlreadyThere(id) => ("already imported", id.0),
+            };
+            serde_json::json!({"file": f, "scan_id": id, "status": status, "targets": t,
+                               "hosts": r.hosts.len(),
+                               "ports": r.hosts.iter().map(|h| h.ports.len()).sum::<usize>()})
+        })
+        .collect();
+    if w.json {
+        return print_json(&report);
+    }
+    for r in &report {
+        println!(
+            "{}: {} as scan {} ({} hosts, {} ports; targets {})",
+            r["file"].as_str().unwrap_or(""),
+            r["status"].as_str().unwrap_or(""),
+            r["scan_id"],
+            r["hosts"],
+            r["ports"],
+            r["targets"].as_str().unwrap_or("")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// `portolan history`: every scan in the store.
+pub fn history(args: &[String]) -> ExitCode {
+    let (w, store) = match open(args, &[]) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let scans = match or_fail(store.history()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if w.json {
+        return print_json(&scans);
+    }
+    let rows: Vec<Vec<String>> = scans
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.to_string(),
+                local(s.started),
+                if s.complete {
+                    "complete".into()
+                } else {
+                    "incomplete".into()
+                },
+                format!("{}/{}", s.hosts_up, s.hosts_total),
+                s.source.clone(),
+                s.targets.clone(),
+                s.args.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID", "STARTED", "STATUS", "UP", "SOURCE", "TARGETS", "COMMAND",
+        ],
+        &rows,
+    );
+    ExitCode::SUCCESS
+}
+
+/// `portolan changes [--since 7d] [--target CIDR]`.
+pub fn changes(args: &[String]) -> ExitCode {
+    let (w, store) = match open(args, &["since", "target"]) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let since = match parse_since(w.since.as_deref().unwrap_or("7d")) {
+        Ok(d) => d,
+        Err(e) => return fail(e, 2),
+    };
+    let target: Option<Cidr> = match w.target.as_deref().map(str::parse).transpose() {
+        Ok(t) => t,
+        Err(e) => return fail(format!("--target: {e}"), 2),
+    };
+    let changes = match or_fail(store.changes(since, target)) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if w.json {
+        return print_json(&changes);
+    }
+    if changes.is_empty() {
+        println!("No changes.");
+        return ExitCode::SUCCESS;
+    }
+    let rows: Vec<Vec<String>> = changes
+        .iter()
+        .map(|c| {
+            let port = match (&c.protocol, c.port) {
+                (Some(p), Some(n)) => format!("{n}/{p}"),
+                _ => String::new(),
+            };
+            let detail = match (&c.before, &c.after) {
+                (Some(b), Some(a)) => format!("{b} -> {a}"),
+                (None, Some(a)) => a.clone(),
+                (Some(b), None) => format!("{b} -> gone"),
+                (None, None) => String::new(),
+            };
+            vec![
+                local(c.first_seen),
+                c.address.clone(),
+                c.kind.as_str().into(),
+                port,
+                detail,
+            ]
+        })
+        .collect();
+    table(&["FIRST SEEN", "HOST", "CHANGE", "PORT", "DETAIL"], &rows);
+    ExitCode::SUCCESS
+}
+
+/// `portolan hosts`: the current inventory.
+pub fn hosts(args: &[String]) -> ExitCode {
+    let (w, store) = match open(args, &[]) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let hosts = match or_fail(store.hosts()) {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    if w.json {
+        return print_json(&hosts);
+    }
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.address.clone(),
+                h.hostnames.first().cloned().unwrap_or_default(),
+                h.mac.clone().unwrap_or_default(),
+                local(h.last_seen),
+                h.ports
+                    .iter()
+                    .map(|p| format!("{}/{}", p.port, p.protocol))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]
+        })
+        .collect();
+    table(&["HOST", "NAME", "MAC", "LAST SEEN", "OPEN PORTS"], &rows);
+    ExitCode::SUCCESS
+}
+
+/// `portolan services [--port N] [--product P]`: open ports of the current inventory.
+pub fn services(args: &[String]) -> ExitCode {
+    let (w, store) = match open(args, &["port", "product"]) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let port = match w.port.as_deref().map(str::parse::<u16>).transpose() {
+        Ok(p) => p,
+        Err(_) => {
+            return fail(
+                format!(
+                    "--port {:?}: not a port number (0-65535)",
+                    w.port.unwrap_or_default()
+                ),
+                2,
+            )
+        }
+    };
+    let services = match or_fail(store.services(port, w.product.as_deref())) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if w.json {
+        return print_json(&services);
+    }
+    let rows: Vec<Vec<String>> = services
+        .iter()
+        .map(|s| {
+            let p = &s.port;
+            vec![
+                s.address.clone(),
+                format!("{}/{}", p.port, p.protocol),
+                p.service.clone().unwrap_or_default(),
+                local(s.last_seen),
+                [p.product.as_deref(), p.version.as_deref()]
+                    .iter()
+                    .flatten()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    + &p.extrainfo
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["HOST", "PORT", "SERVICE", "LAST SEEN", "VERSION"], &rows);
+    ExitCode::SUCCESS
+}
+
+/// Records a scan in the store as it runs: begun at `begin`, each host committed as it is
+/// reported, complete at `end` unless the scan was interrupted.
+pub struct StoreSink {
+    store: Store,
+    targets: String,
+    scan: Option<ScanId>,
+}
+
+impl StoreSink {
+    pub fn open(path: &str, targets: String) -> Result<StoreSink, StoreError> {
+        Ok(StoreSink {
+            store: Store::open(path)?,
+            targets,
+            scan: None,
+        })
+    }
+}
+
+fn out_err(e: StoreError) -> OutputError {
+    OutputError::Io(std::io::Error::other(e))
+}
+
+impl Sink for StoreSink {
+    fn begin(&mut self, run: &ScanRun) -> Result<(), OutputError> {
+        let meta = ScanMeta::of_run(run, self.targets.clone(), Source::Scan);
+        self.scan = Some(self.store.begin_scan(&meta).map_err(out_err)?);
+        Ok(())
+    }
+
+    fn host(&mut self, _run: &ScanRun, host: &Host) -> Result<(), OutputError> {
+        match self.scan {
+            Some(id) => self.store.add_host(id, host).map_err(out_err),
+            None => Ok(()),
+        }
+    }
+
+    fn end(&mut self, run: &ScanRun) -> Result<(), OutputError> {
+        let (Some(id), Some(rs)) = (self.scan, &run.runstats) else {
+            return Ok(());
+        };
+        let stats = FinishStats {
+            finished: rs.finished,
+            hosts_up: rs.hosts_up,
+            hosts_total: rs.hosts_total,
+        };
+        if rs.exit == RunExit::Success {
+            self.store.finish_scan(id, stats).map_err(out_err)
+        } else {
+            self.store.interrupt_scan(id, stats).map_err(out_err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_units() {
+        assert_eq!(parse_since("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_since("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_since("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_since("30"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_since("7y").is_err());
+        assert!(parse_since("d").is_err());
+        assert!(parse_since("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn targets_come_from_the_command_line() {
+        let mut run = ScanRun::new("nmap -sT -p 1-100 -oX out.xml 10.0.0.0/24 10.0.1.1", 0);
+        assert_eq!(targets_of(&run), "10.0.0.0/24 10.0.1.1");
+        run.args = "nmap --some-future-flag 10.0.0.5".into();
+        assert_eq!(targets_of(&run), "10.0.0.5");
+    }
+
+    #[test]
+    fn words_take_known_options_only() {
+        let a: Vec<String> = ["--since", "3d", "--target=10.0.0.0/8", "--json"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let w = words(&a, &["since", "target"]).unwrap();
+        assert_eq!(w.since.as_deref(), Some("3d"));
+        assert_eq!(w.target.as_deref(), Some("10.0.0.0/8"));
+        assert!(w.json);
+        assert!(words(&a, &["since"]).is_err());
+        assert!(words(&["--since".to_string()], &["since"]).is_err());
+    }
+
+    /// What run.rs does through the sink: an interrupted scan keeps its hosts and stays
+    /// incomplete; a finished one is complete.
+    #[test]
+    fn the_sink_marks_interrupted_scans_incomplete() {
+        use portolan_model::{HostStatus, RunStats};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.db").to_string_lossy().into_owned();
+        for exit in [RunExit::Error, RunExit::Success] {
+            let mut sink = StoreSink::open(&db, "127.0.0.1".into()).unwrap();
+            let mut run = ScanRun::new("portolan 127.0.0.1", 100);
+            sink.begin(&run).unwrap();
+            let h = Host::new(
+                "127.0.0.1".parse().unwrap(),
+                HostStatus::up("localhost-response"),
+            );
+            sink.host(&run, &h).unwrap();
+            run.runstats = Some(RunStats {
+                finished: 110,
+                elapsed: 10.0,
+                exit,
+                errormsg: None,
+                hosts_up: 1,
+                hosts_down: 0,
+                hosts_total: 1,
+                completeness: None,
+            });
+            sink.end(&run).unwrap();
+        }
+        let history = Store::open(&db).unwrap().history().unwrap();
+        let complete: Vec<bool> = history.iter().map(|s| s.complete).collect();
+        assert_eq!(complete, vec![false, true]);
+        assert_eq!(history[0].finished, Some(110));
+    }
+}
