@@ -245,17 +245,13 @@ fn errors_exit_2_with_file_and_line() {
         &["--policy", &f.policy, "/nonexistent/scan.xml"],
         &["/nonexistent/scan.xml"],
     );
-    // Usage, and the store that is not there yet.
+    // Usage, and a store that cannot be opened.
     fails(&[&good], &["--policy FILE is required"]);
     fails(&["--policy", &f.policy], &["no scan file"]);
+    let not_a_store = write(&f.dir, "not-a-store.db", "this is not SQLite");
     fails(
-        &[
-            "--policy",
-            &f.policy,
-            "--db",
-            "/var/lib/portolan/history.db",
-        ],
-        &["--db", "not supported yet"],
+        &["--policy", &f.policy, "--db", &not_a_store],
+        &["history store", "not-a-store.db"],
     );
     let o = run(&["--help"]);
     assert_eq!(o.status.code(), Some(0));
@@ -315,4 +311,24 @@ fn docs_example_policy_works() {
         ],
         "{text}"
     );
+}
+
+/// --db: the latest complete scan in the history store is checked.
+#[test]
+fn the_latest_scan_in_the_store_is_checked() {
+    let f = files();
+    let bad = write(
+        &f.dir,
+        "bad.xml",
+        &xml(&scan(Some(open(Protocol::Tcp, 6379, "redis")))),
+    );
+    let db = format!("{}/history.db", f.dir.display());
+    let imported = Command::new(BIN)
+        .args(["import", "--db", &db, &bad])
+        .output()
+        .expect("import");
+    assert!(imported.status.success(), "{}", err(&imported));
+    let o = run(&["--policy", &f.policy, "--db", &db]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains("6379/tcp redis: forbidden"), "{}", out(&o));
 }

@@ -20,7 +20,7 @@ an Nmap or Portolan XML file (-oX) or a Portolan JSON file (-oJ).
 
   --policy FILE  the policy to check against (required)
   --json         print the violations as one JSON document instead of text
-  --db PATH      check the latest complete scan in the history store (not supported yet)
+  --db PATH      check the latest complete scan in the history store
 
 Exit status: 0 no violation, 1 violations found, 2 error.
 ";
@@ -54,8 +54,13 @@ enum CheckError {
     Policy { path: PathBuf, source: PolicyError },
     #[error("scan file {}: {source}", path.display())]
     Scan { path: PathBuf, source: ReadError },
-    #[error("--db {}: reading scans from the history store is not supported yet; give a scan file", path.display())]
-    DbNotSupported { path: PathBuf },
+    #[error("history store {}: {source}", path.display())]
+    Store {
+        path: PathBuf,
+        source: portolan_store::StoreError,
+    },
+    #[error("history store {}: no complete scan recorded", path.display())]
+    NoScan { path: PathBuf },
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -159,9 +164,25 @@ fn load_scan(source: &ScanSource) -> Result<(ScanRun, String), CheckError> {
             })?;
             Ok((run, path.display().to_string()))
         }
-        // Hook for the history store: open it, take its latest complete scan, and name it
-        // by its id and time here.
-        ScanSource::Db(path) => Err(CheckError::DbNotSupported { path: path.clone() }),
+        // The history store: its latest complete scan.
+        ScanSource::Db(path) => {
+            let store_err = |source| CheckError::Store {
+                path: path.clone(),
+                source,
+            };
+            let store = portolan_store::Store::open(path).map_err(store_err)?;
+            let latest = store
+                .history()
+                .map_err(store_err)?
+                .into_iter()
+                .filter(|s| s.complete)
+                .max_by_key(|s| (s.started, s.id))
+                .ok_or_else(|| CheckError::NoScan { path: path.clone() })?;
+            let run = store
+                .load_run(portolan_store::ScanId(latest.id))
+                .map_err(store_err)?;
+            Ok((run, format!("{} (scan {})", path.display(), latest.id)))
+        }
     }
 }
 
