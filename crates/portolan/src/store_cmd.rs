@@ -20,6 +20,8 @@ pub fn db_path(flag: Option<&str>) -> Option<String> {
 struct Words {
     db: Option<String>,
     json: bool,
+    /// `changes --events`: NDJSON SIEM events instead of a table.
+    events: bool,
     since: Option<String>,
     target: Option<String>,
     port: Option<String>,
@@ -40,6 +42,10 @@ fn words(args: &[String], allowed: &[&str]) -> Result<Words, String> {
         };
         if name == "--json" {
             w.json = true;
+            continue;
+        }
+        if name == "--events" && allowed.contains(&"events") {
+            w.events = true;
             continue;
         }
         if !name.starts_with("--") || name == "--" {
@@ -289,9 +295,44 @@ pub fn history(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `portolan changes [--since 7d] [--target CIDR]`.
+/// `changes --events`: the same changes as SIEM events (docs/events.md), computed by
+/// comparing each pair of scans the changes came from.
+fn print_change_events(
+    store: &portolan_store::Store,
+    changes: &[portolan_store::Change],
+    target: Option<&Cidr>,
+) -> ExitCode {
+    let mut pairs: Vec<(i64, i64)> = changes
+        .iter()
+        .map(|c| (c.previous_scan_id, c.scan_id))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut events = Vec::new();
+    for (old, new) in pairs {
+        let runs = store
+            .load_run(portolan_store::ScanId(old))
+            .and_then(|o| store.load_run(portolan_store::ScanId(new)).map(|n| (o, n)));
+        let (old, new) = match or_fail(runs) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        events.extend(
+            portolan_model::events::change_events(&old, &new)
+                .into_iter()
+                .filter(|e| target.is_none_or(|t| e.host.ip.iter().any(|a| t.contains_str(a)))),
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    match portolan_model::events::write_events(&mut out, &events) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("cannot write the events: {e}"), 2),
+    }
+}
+
+/// `portolan changes [--since 7d] [--target CIDR] [--events]`.
 pub fn changes(args: &[String]) -> ExitCode {
-    let (w, store) = match open(args, &["since", "target"]) {
+    let (w, store) = match open(args, &["since", "target", "events"]) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -307,6 +348,9 @@ pub fn changes(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if w.events {
+        return print_change_events(&store, &changes, target.as_ref());
+    }
     if w.json {
         return print_json(&changes);
     }

@@ -209,5 +209,20 @@ fn a_scan_with_db_is_recorded_and_a_new_port_shows_as_a_change() {
             .any(|c| c["kind"] == "port_opened" && c["port"] == other as u64),
         "{changes}"
     );
+    // The same change as a SIEM event (NDJSON, ECS names).
+    let o = run(&["changes", "--db", &db, "--events"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let events: Vec<serde_json::Value> = out(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"]["action"] == "port-opened"
+                && e["destination"]["port"] == other as u64),
+        "{}",
+        out(&o)
+    );
     drop(first);
 }
