@@ -4,7 +4,9 @@
 //! - [`sink`]: the push interface every output implements.
 //! - writers: [`normal`] (stdout and -oN), [`xml`] (-oX), [`grepable`] (-oG), [`json`] (-oJ);
 //!   readers: [`xml_reader`] (Nmap's XML and ours) and [`json::read`].
+//! - [`diff`]: two scans compared as Ndiff compares them (`portolan diff`).
 
+pub mod diff;
 pub mod grepable;
 pub mod json;
 pub mod model;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 type Command = (&'static str, fn(&[String]) -> ExitCode);
 
 /// Every subcommand.
-const COMMANDS: &[Command] = &[];
+const COMMANDS: &[Command] = &[("diff", crate::diff_cmd::run)];
 
 /// Runs the subcommand named `word` with `args`, or returns None when `word` names none
 /// (the words are then Nmap's command line).
