@@ -393,7 +393,7 @@ impl HostView {
     }
 }
 
-fn sorted<'a>(mut v: Vec<&'a Addr>) -> Vec<&'a Addr> {
+fn sorted(mut v: Vec<&Addr>) -> Vec<&Addr> {
     v.sort();
     v
 }
@@ -1170,7 +1170,7 @@ impl Table {
 fn pad(s: &str, width: usize) -> String {
     let n = s.chars().count();
     let mut out = s.to_string();
-    out.extend(std::iter::repeat(' ').take(width.saturating_sub(n)));
+    out.push_str(&" ".repeat(width.saturating_sub(n)));
     out
 }
 
