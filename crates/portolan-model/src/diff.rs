@@ -49,7 +49,8 @@ impl Addr {
 
 #[derive(Debug, Clone, Default, Serialize)]
 struct Svc {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Called "service" in our JSON, beside the port's state.
+    #[serde(rename = "service", skip_serializing_if = "Option::is_none")]
     name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     product: Option<String>,
@@ -961,10 +962,7 @@ impl ScanDiff {
             changed: self.changed(),
             before: &self.before,
             after: &self.after,
-            hosts: self
-                .shown()
-                .map(|h| JsonHost::new(h, self.verbose))
-                .collect(),
+            hosts: self.shown().map(JsonHost::new).collect(),
         };
         serde_json::to_string(&doc).unwrap_or_default()
     }
@@ -1034,7 +1032,7 @@ impl JsonPortSide {
 }
 
 impl JsonHost {
-    fn new(h: &HostDiff, _verbose: bool) -> Self {
+    fn new(h: &HostDiff) -> Self {
         let named = if h.a.state.is_some() { &h.a } else { &h.b };
         let address = named
             .sorted_addresses()

@@ -235,6 +235,7 @@ fn json_form_lists_host_and_port_changes() {
     assert_eq!(p["after"]["version"], "9.2");
     assert_eq!(p["after"]["product"], "OpenSSH");
     assert_eq!(p["after"]["state"], "open");
+    assert_eq!(p["after"]["service"], "ssh");
 }
 
 #[test]
