@@ -6,7 +6,9 @@
 //!   [`events`] (-oE, NDJSON for SIEMs, and the change events between two runs);
 //!   readers: [`xml_reader`] (Nmap's XML and ours) and [`json::read`].
 //! - [`policy`]: baseline policies (TOML) and their violations in a run (`portolan check`).
+//! - [`diff`]: two scans compared as Ndiff compares them (`portolan diff`).
 
+pub mod diff;
 pub mod events;
 pub mod grepable;
 pub mod json;

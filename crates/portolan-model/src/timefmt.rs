@@ -43,7 +43,7 @@ impl Zone {
         )
     }
 
-    fn format(self, epoch: i64, fmt: &str) -> String {
+    pub(crate) fn format(self, epoch: i64, fmt: &str) -> String {
         match self {
             Zone::Utc => match DateTime::<Utc>::from_timestamp(epoch, 0) {
                 Some(t) => t.format(fmt).to_string(),

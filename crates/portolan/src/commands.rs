@@ -11,6 +11,8 @@ type Command = (&'static str, fn(&[String]) -> ExitCode);
 
 /// Every subcommand.
 const COMMANDS: &[Command] = &[
+    // Two scan files compared as Ndiff compares them (docs/diff.md).
+    ("diff", crate::diff_cmd::run),
     // Baseline policies: every violation in a scan file (docs/policy.md).
     ("check", check::run),
     ("import", crate::store_cmd::import),

@@ -6,6 +6,7 @@
 
 mod args;
 mod commands;
+mod diff_cmd;
 mod flags;
 mod outname;
 mod plan;

@@ -224,5 +224,9 @@ fn a_scan_with_db_is_recorded_and_a_new_port_shows_as_a_change() {
         "{}",
         out(&o)
     );
+    // diff --last: the two scans of the same targets, as Ndiff would show them.
+    let o = run(&["diff", "--db", &db, "--last"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains(&format!("+{other}/tcp")), "{}", out(&o));
     drop(first);
 }
