@@ -69,44 +69,62 @@ pub enum Source {
     BuiltinFallback { path: PathBuf, reason: String },
 }
 
+/// Loads an Nmap data file located by `path` with `parse`, or `builtin()` when there is
+/// none, when it cannot be read, or when `parse` refuses it (the reason is kept in
+/// [`Source::BuiltinFallback`]). Stray non-UTF-8 bytes (comments, vendor names) are
+/// tolerated: such lines parse or are skipped. The one rule for every data table.
+pub fn load_table_from<T>(
+    path: Option<PathBuf>,
+    builtin: fn() -> T,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> (T, Source) {
+    let Some(path) = path else {
+        return (builtin(), Source::Builtin);
+    };
+    let parsed = std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| parse(&String::from_utf8_lossy(&bytes)));
+    match parsed {
+        Ok(table) => (table, Source::Nmap(path)),
+        Err(reason) => (builtin(), Source::BuiltinFallback { path, reason }),
+    }
+}
+
+/// [`load_table_from`] for the file `name` on the search path, or `builtin()` alone when
+/// `builtin_only` (--builtin-data).
+pub fn load_table<T>(
+    name: &str,
+    datadir: Option<&Path>,
+    builtin_only: bool,
+    builtin: fn() -> T,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> (T, Source) {
+    if builtin_only {
+        return (builtin(), Source::Builtin);
+    }
+    load_table_from(find_data_file(name, datadir), builtin, parse)
+}
+
 /// Loads `nmap-services` from the search path, or the built-in table when `builtin_only`,
 /// when none is found, or when the file found cannot be read or holds no entries.
 /// Malformed lines of a loaded file are in [`ServiceTable::warnings`].
 pub fn load_services(datadir: Option<&Path>, builtin_only: bool) -> (ServiceTable, Source) {
-    if builtin_only {
-        return (ServiceTable::builtin(), Source::Builtin);
-    }
-    load_services_from(find_data_file("nmap-services", datadir))
+    load_table(
+        "nmap-services",
+        datadir,
+        builtin_only,
+        ServiceTable::builtin,
+        parse_services,
+    )
 }
 
 /// [`load_services`] once the file has been located (or not).
 pub fn load_services_from(path: Option<PathBuf>) -> (ServiceTable, Source) {
-    let Some(path) = path else {
-        return (ServiceTable::builtin(), Source::Builtin);
-    };
-    let text = match std::fs::read(&path) {
-        // Tolerate stray non-UTF-8 bytes (comments); such lines parse or are skipped.
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) => {
-            return (
-                ServiceTable::builtin(),
-                Source::BuiltinFallback {
-                    path,
-                    reason: e.to_string(),
-                },
-            )
-        }
-    };
-    match load_nmap_services(&text) {
-        Ok(table) => (table, Source::Nmap(path)),
-        Err(e) => (
-            ServiceTable::builtin(),
-            Source::BuiltinFallback {
-                path,
-                reason: e.to_string(),
-            },
-        ),
-    }
+    load_table_from(path, ServiceTable::builtin, parse_services)
+}
+
+fn parse_services(text: &str) -> Result<ServiceTable, String> {
+    load_nmap_services(text).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use portolan_wire::ethernet::MacAddr;
 
-use crate::datadir::{find_data_file, Source};
+use crate::datadir::Source;
 
 /// Fewest and most hex digits a prefix may have.
 pub const MIN_PREFIX_DIGITS: usize = 6;
@@ -265,38 +265,20 @@ pub fn parse_mac_prefixes(text: &str) -> Result<MacPrefixTable, MacPrefixError> 
 /// `builtin_only`, when none is found, or when the file found cannot be read or holds no
 /// entries. Malformed lines of a loaded file are in [`MacPrefixTable::warnings`].
 pub fn load_mac_prefixes(datadir: Option<&Path>, builtin_only: bool) -> (MacPrefixTable, Source) {
-    if builtin_only {
-        return (MacPrefixTable::builtin(), Source::Builtin);
-    }
-    load_mac_prefixes_from(find_data_file("nmap-mac-prefixes", datadir))
+    crate::datadir::load_table(
+        "nmap-mac-prefixes",
+        datadir,
+        builtin_only,
+        MacPrefixTable::builtin,
+        |text| parse_mac_prefixes(text).map_err(|e| e.to_string()),
+    )
 }
 
 /// [`load_mac_prefixes`] once the file has been located (or not).
 pub fn load_mac_prefixes_from(path: Option<PathBuf>) -> (MacPrefixTable, Source) {
-    let Some(path) = path else {
-        return (MacPrefixTable::builtin(), Source::Builtin);
-    };
-    let text = match std::fs::read(&path) {
-        // Vendor names are ASCII in practice; tolerate stray bytes rather than fail.
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) => {
-            let reason = e.to_string();
-            return (
-                MacPrefixTable::builtin(),
-                Source::BuiltinFallback { path, reason },
-            );
-        }
-    };
-    match parse_mac_prefixes(&text) {
-        Ok(table) => (table, Source::Nmap(path)),
-        Err(e) => (
-            MacPrefixTable::builtin(),
-            Source::BuiltinFallback {
-                path,
-                reason: e.to_string(),
-            },
-        ),
-    }
+    crate::datadir::load_table_from(path, MacPrefixTable::builtin, |text| {
+        parse_mac_prefixes(text).map_err(|e| e.to_string())
+    })
 }
 
 #[cfg(test)]

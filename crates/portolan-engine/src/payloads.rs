@@ -899,38 +899,21 @@ pub fn load_payloads(datadir: Option<&Path>, builtin_only: bool) -> (PayloadTabl
 
 /// [`load_payloads`] once the file has been located (or not).
 pub fn load_payloads_from(path: Option<PathBuf>) -> (PayloadTable, Source) {
-    let Some(path) = path else {
-        return (PayloadTable::builtin(), Source::Builtin);
-    };
-    let text = match std::fs::read(&path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) => {
-            return (
-                PayloadTable::builtin(),
-                Source::BuiltinFallback {
-                    path,
-                    reason: e.to_string(),
-                },
-            )
+    crate::datadir::load_table_from(path, PayloadTable::builtin, |text| {
+        let (mut table, errors) = parse_nmap_payloads(text);
+        if table.is_empty() {
+            return Err(match errors.first() {
+                Some(e) => format!(
+                    "no payload entries found ({} errors; first: {e})",
+                    errors.len()
+                ),
+                None => "no payload entries found".to_string(),
+            });
         }
-    };
-    let (mut table, errors) = parse_nmap_payloads(&text);
-    if table.is_empty() {
-        let reason = match errors.first() {
-            Some(e) => format!(
-                "no payload entries found ({} errors; first: {e})",
-                errors.len()
-            ),
-            None => "no payload entries found".to_string(),
-        };
-        return (
-            PayloadTable::builtin(),
-            Source::BuiltinFallback { path, reason },
-        );
-    }
-    table.fill_missing_from(&PayloadTable::builtin());
-    table.warnings = errors;
-    (table, Source::Nmap(path))
+        table.fill_missing_from(&PayloadTable::builtin());
+        table.warnings = errors;
+        Ok(table)
+    })
 }
 
 // ---------------------------------------------------------------------------------------

@@ -172,16 +172,87 @@ async fn exchange(
     connect_timeout: Duration,
     done: impl Fn(&[u8]) -> bool,
 ) -> Response {
-    let started = Instant::now();
-    let mut stream = match open(addr, tls, connect_timeout).await {
-        Ok(s) => s,
-        Err(_) => {
+    match open(addr, tls, connect_timeout).await {
+        Ok(stream) => exchange_on(stream, payload, wait, done).await,
+        Err(_) => Response {
+            failed: true,
+            ..Response::default()
+        },
+    }
+}
+
+/// [`exchange`] over UDP: `payload` in one datagram, and the datagrams that come back. An
+/// ICMP port unreachable ends it as a close.
+async fn exchange_udp(
+    addr: SocketAddr,
+    payload: &[u8],
+    wait: Duration,
+    done: impl Fn(&[u8]) -> bool,
+) -> Response {
+    let bind: SocketAddr = if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = match tokio::net::UdpSocket::bind(bind).await {
+        // Sent here, not by exchange_on: an empty datagram is a probe too.
+        Ok(s) if s.connect(addr).await.is_ok() && s.send(payload).await.is_ok() => s,
+        _ => {
             return Response {
                 failed: true,
                 ..Response::default()
             }
         }
     };
+    exchange_on(Box::pin(Datagrams(socket)), &[], wait, done).await
+}
+
+/// A connected UDP socket read and written as a stream of datagrams.
+struct Datagrams(tokio::net::UdpSocket);
+
+impl AsyncRead for Datagrams {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        self.0.poll_recv(cx, buf)
+    }
+}
+
+impl AsyncWrite for Datagrams {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        self.0.poll_send(cx, buf)
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Sends `payload` on `stream` and reads until `wait` is over, the peer closes (or an
+/// error), [`READ_CAP`] bytes came, or `done` says the answer is complete.
+async fn exchange_on(
+    mut stream: Pin<Box<dyn Stream>>,
+    payload: &[u8],
+    wait: Duration,
+    done: impl Fn(&[u8]) -> bool,
+) -> Response {
+    let started = Instant::now();
     let mut r = Response::default();
     if !payload.is_empty() && stream.write_all(payload).await.is_err() {
         r.closed = true;
@@ -189,62 +260,11 @@ async fn exchange(
         return r;
     }
     let deadline = tokio::time::Instant::now() + wait;
-    let mut buf = vec![0u8; 8192];
+    let mut buf = vec![0u8; 65536];
     loop {
         match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
             Err(_) => break,
             Ok(Ok(0)) | Ok(Err(_)) => {
-                r.closed = true;
-                break;
-            }
-            Ok(Ok(n)) => {
-                let room = READ_CAP - r.data.len();
-                r.data.extend_from_slice(&buf[..n.min(room)]);
-                if r.data.len() >= READ_CAP || done(&r.data) {
-                    break;
-                }
-            }
-        }
-    }
-    r.elapsed = started.elapsed();
-    r
-}
-
-/// Sends `payload` in a datagram to `addr` and gathers the datagrams that come back until
-/// `wait` is over, [`READ_CAP`] bytes came, or `done` says the answer is complete. An ICMP
-/// port unreachable ends it as a close.
-async fn exchange_udp(
-    addr: SocketAddr,
-    payload: &[u8],
-    wait: Duration,
-    done: impl Fn(&[u8]) -> bool,
-) -> Response {
-    let started = Instant::now();
-    let bind: SocketAddr = if addr.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = match tokio::net::UdpSocket::bind(bind).await {
-        Ok(s) => s,
-        Err(_) => {
-            return Response {
-                failed: true,
-                ..Response::default()
-            }
-        }
-    };
-    let mut r = Response::default();
-    if socket.connect(addr).await.is_err() || socket.send(payload).await.is_err() {
-        r.failed = true;
-        return r;
-    }
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut buf = vec![0u8; 65536];
-    loop {
-        match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
-            Err(_) => break,
-            Ok(Err(_)) => {
                 r.closed = true;
                 break;
             }
