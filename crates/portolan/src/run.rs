@@ -10,12 +10,14 @@ use portolan_engine::connect::{ConnectScan, Progress};
 use portolan_engine::discovery::{ping_hosts, PingResult};
 use portolan_engine::dns::reverse_lookup_many;
 use portolan_engine::driver::{run_raw, Output, RawJob, RawRun};
+use portolan_engine::link_ping::{LinkPingError, LinkReply};
 use portolan_engine::macvendor::MacPrefixTable;
 use portolan_engine::nd_ping::run_nd_ping;
 use portolan_engine::netif;
 use portolan_engine::report;
 use portolan_engine::scan::{Mode, Share, Slot};
 use portolan_engine::scheduler::HostDone;
+use portolan_engine::timing::Timing;
 use portolan_engine::version::{self, Detected};
 use portolan_model::{
     AddrType, Address, Completeness, Host, HostState, HostStatus, Hostname, HostnameType,
@@ -24,7 +26,7 @@ use portolan_model::{
 use portolan_wire::ethernet::MacAddr;
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -154,63 +156,40 @@ async fn discover(
         }
     }
     if d.arp && !plan.dry_run {
-        // IPv6: neighbour discovery, ARP's twin.
-        let on_link6: Vec<(usize, Ipv6Addr)> = ips
-            .iter()
-            .enumerate()
-            .filter_map(|(i, ip)| match ip {
-                IpAddr::V6(a) if !settled[i] && netif::on_link_v6_in(&ifaces, *a).is_some() => {
-                    Some((i, *a))
-                }
-                _ => None,
-            })
-            .collect();
-        if !on_link6.is_empty() {
-            let targets: Vec<Ipv6Addr> = on_link6.iter().map(|&(_, a)| a).collect();
-            let timing = plan.timing.clone();
-            let (flag, watcher) = cancel_flag(cancel);
-            let replies =
-                tokio::task::spawn_blocking(move || run_nd_ping(&targets, &timing, &flag)).await;
-            watcher.abort();
-            for ((i, _), reply) in on_link6.into_iter().zip(replies??) {
-                settled[i] = true;
-                if let Some(r) = reply {
-                    pings[i] = PingResult {
-                        status: HostStatus::up("nd-response"),
-                        rtt: Some(r.rtt),
-                    };
-                    macs[i] = Some(r.mac);
-                }
-            }
-        }
-        let on_link: Vec<(usize, Ipv4Addr)> = ips
-            .iter()
-            .enumerate()
-            .filter_map(|(i, ip)| match ip {
-                IpAddr::V4(a) if !settled[i] && netif::on_link_in(&ifaces, *a).is_some() => {
-                    Some((i, *a))
-                }
-                _ => None,
-            })
-            .collect();
-        if !on_link.is_empty() {
-            let targets: Vec<Ipv4Addr> = on_link.iter().map(|&(_, a)| a).collect();
-            let timing = plan.timing.clone();
-            let (flag, watcher) = cancel_flag(cancel);
-            let replies =
-                tokio::task::spawn_blocking(move || run_arp_ping(&targets, &timing, &flag)).await;
-            watcher.abort();
-            for ((i, _), reply) in on_link.into_iter().zip(replies??) {
-                settled[i] = true;
-                if let Some(r) = reply {
-                    pings[i] = PingResult {
-                        status: HostStatus::up("arp-response"),
-                        rtt: Some(r.rtt),
-                    };
-                    macs[i] = Some(r.mac);
-                }
-            }
-        }
+        // On-link hosts: neighbour discovery (IPv6) and ARP (IPv4).
+        let mut found = Found {
+            settled: &mut settled,
+            pings: &mut pings,
+            macs: &mut macs,
+        };
+        let v6 = |ip: &IpAddr| match ip {
+            IpAddr::V6(a) if netif::on_link_v6_in(&ifaces, *a).is_some() => Some(*a),
+            _ => None,
+        };
+        link_ping(
+            plan,
+            ips,
+            v6,
+            run_nd_ping,
+            "nd-response",
+            &mut found,
+            cancel,
+        )
+        .await?;
+        let v4 = |ip: &IpAddr| match ip {
+            IpAddr::V4(a) if netif::on_link_in(&ifaces, *a).is_some() => Some(*a),
+            _ => None,
+        };
+        link_ping(
+            plan,
+            ips,
+            v4,
+            run_arp_ping,
+            "arp-response",
+            &mut found,
+            cancel,
+        )
+        .await?;
     }
     let hosts: Vec<(usize, IpAddr)> = ips
         .iter()
@@ -250,6 +229,57 @@ async fn discover(
         }
     }
     Ok((pings, macs))
+}
+
+/// What discovery has learnt so far, per host of the batch.
+struct Found<'a> {
+    /// Answered for (up or down) by a link-layer ping: no IP probes for it.
+    settled: &'a mut [bool],
+    pings: &'a mut [PingResult],
+    macs: &'a mut [Option<MacAddr>],
+}
+
+/// `run_arp_ping` or `run_nd_ping`.
+type LinkPingFn<A> =
+    fn(&[A], &Timing, &AtomicBool) -> Result<Vec<Option<LinkReply>>, LinkPingError>;
+
+/// One link-layer ping (ARP or neighbour discovery) of the hosts not yet settled that
+/// `pick` chooses (on-link, of its family): each is settled, and up with `reason` and
+/// its MAC when it answered.
+async fn link_ping<A: Copy + Send + 'static>(
+    plan: &Plan,
+    ips: &[IpAddr],
+    pick: impl Fn(&IpAddr) -> Option<A>,
+    ping: LinkPingFn<A>,
+    reason: &str,
+    found: &mut Found<'_>,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let chosen: Vec<(usize, A)> = ips
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| !found.settled[i])
+        .filter_map(|(i, ip)| pick(ip).map(|a| (i, a)))
+        .collect();
+    if chosen.is_empty() {
+        return Ok(());
+    }
+    let targets: Vec<A> = chosen.iter().map(|&(_, a)| a).collect();
+    let timing = plan.timing.clone();
+    let (flag, watcher) = cancel_flag(cancel);
+    let replies = tokio::task::spawn_blocking(move || ping(&targets, &timing, &flag)).await;
+    watcher.abort();
+    for ((i, _), reply) in chosen.into_iter().zip(replies??) {
+        found.settled[i] = true;
+        if let Some(r) = reply {
+            found.pings[i] = PingResult {
+                status: HostStatus::up(reason),
+                rtt: Some(r.rtt),
+            };
+            found.macs[i] = Some(r.mac);
+        }
+    }
+    Ok(())
 }
 
 /// A MAC address as Nmap writes it: upper-case hex.
