@@ -1232,28 +1232,33 @@ mod tests {
             } else {
                 Flags::RST | Flags::ACK
             };
-            let mut buf = vec![0u8; 80];
-            let tcp = TcpParams {
-                sport: dport,
-                dport: p.sport,
-                seq: 1,
-                ack: p.stamp.wrapping_add(1),
-                flags,
-                window: 0,
-                options: &[],
-                payload: &[],
-            };
-            let ip = Ipv4Params {
-                src: v4(p.dst),
-                dst: SRC,
-                ttl: 64,
-                ident: 0,
-                dont_frag: true,
-            };
-            let len = build_tcp_v4(&mut buf, None, &ip, &tcp).unwrap();
-            buf.truncate(len);
-            Some((now + delay, buf))
+            Some((now + delay, tcp_reply(p, flags)))
         }
+    }
+
+    /// The target's TCP answer with `flags` to the SYN `p` (IPv4), acknowledging its stamp.
+    fn tcp_reply(p: &Probe, flags: Flags) -> Vec<u8> {
+        let mut buf = vec![0u8; 80];
+        let tcp = TcpParams {
+            sport: p.slot.port().unwrap(),
+            dport: p.sport,
+            seq: 1,
+            ack: p.stamp.wrapping_add(1),
+            flags,
+            window: 0,
+            options: &[],
+            payload: &[],
+        };
+        let ip = Ipv4Params {
+            src: v4(p.dst),
+            dst: SRC,
+            ttl: 64,
+            ident: 0,
+            dont_frag: true,
+        };
+        let len = build_tcp_v4(&mut buf, None, &ip, &tcp).unwrap();
+        buf.truncate(len);
+        buf
     }
 
     fn net(open: &[u16], filtered: &[u16], loss: f64) -> Net {
@@ -1379,27 +1384,7 @@ mod tests {
                             continue;
                         }
                     }
-                    let mut buf = vec![0u8; 80];
-                    let tcp = TcpParams {
-                        sport: port,
-                        dport: p.sport,
-                        seq: 1,
-                        ack: p.stamp.wrapping_add(1),
-                        flags,
-                        window: 0,
-                        options: &[],
-                        payload: &[],
-                    };
-                    let ip = Ipv4Params {
-                        src: v4(p.dst),
-                        dst: SRC,
-                        ttl: 64,
-                        ident: 0,
-                        dont_frag: true,
-                    };
-                    let len = build_tcp_v4(&mut buf, None, &ip, &tcp).unwrap();
-                    buf.truncate(len);
-                    pending.push_back((now + Duration::from_micros(300), buf));
+                    pending.push_back((now + Duration::from_micros(300), tcp_reply(&p, flags)));
                 }
                 ScanPoll::WaitUntil(t) => now = pending.front().map_or(t, |p| p.0.min(t)),
                 ScanPoll::Done => break,
