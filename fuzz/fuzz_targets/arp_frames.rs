@@ -6,8 +6,8 @@
 mod link_frames;
 
 use libfuzzer_sys::fuzz_target;
-use portolan_engine::arp_ping::{ArpPing, MAX_TRIES};
-use portolan_engine::timing::Template;
+use portolan_engine::core::arp_ping::{ArpPing, MAX_TRIES};
+use portolan_engine::plan::timing::Template;
 use portolan_wire::ethernet::MacAddr;
 use std::net::Ipv4Addr;
 

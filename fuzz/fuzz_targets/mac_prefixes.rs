@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portolan_engine::macvendor::parse_mac_prefixes;
+use portolan_engine::data::macvendor::parse_mac_prefixes;
 use portolan_wire::ethernet::MacAddr;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,8 +8,8 @@
 mod link_frames;
 
 use libfuzzer_sys::fuzz_target;
-use portolan_engine::nd_ping::{NdPing, MAX_TRIES};
-use portolan_engine::timing::Template;
+use portolan_engine::core::nd_ping::{NdPing, MAX_TRIES};
+use portolan_engine::plan::timing::Template;
 use portolan_wire::ethernet::MacAddr;
 use portolan_wire::{icmpv6, ipv6};
 use std::net::Ipv6Addr;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portolan_engine::payloads::{parse_nmap_payloads, MAX_PAYLOADS_PER_PORT};
+use portolan_engine::data::payloads::{parse_nmap_payloads, MAX_PAYLOADS_PER_PORT};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portolan_engine::services::load_nmap_services;
+use portolan_engine::data::services::load_nmap_services;
 use portolan_model::Protocol;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portolan_engine::scan::{Mode, RawScan, ScanPoll, Share, Slot};
-use portolan_engine::timing::Template;
+use portolan_engine::core::scan::{Mode, RawScan, ScanPoll, Share, Slot};
+use portolan_engine::plan::timing::Template;
 use portolan_wire::cookie::CookieKey;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portolan_engine::targets::{parse_exclude_arg, parse_target, parse_target_list};
+use portolan_engine::plan::targets::{parse_exclude_arg, parse_target, parse_target_list};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {

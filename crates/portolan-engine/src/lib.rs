@@ -1,24 +1,23 @@
-//! Portolan's scanning engine: what to scan (targets, ports, services table), and how.
-pub mod arp_ping;
-pub mod connect;
-pub mod datadir;
-pub mod discovery;
-pub mod dns;
-pub mod driver;
-pub mod link;
-pub mod link_ping;
-pub mod macvendor;
-pub mod nd_ping;
-pub mod netif;
-pub mod payloads;
-pub mod permutation;
-pub mod ports;
-pub mod raw;
-pub mod report;
-pub mod scan;
-pub mod scheduler;
-pub mod services;
-pub mod sys;
-pub mod targets;
-pub mod timing;
-pub mod version;
+//! Portolan's scanning engine: what to scan, and how.
+//!
+//! - [`plan`]: the resolved scan ([`plan::ScanPlan`]) and what it is made of: targets,
+//!   ports, timing.
+//! - [`data`]: Nmap's data tables (services, payloads, MAC prefixes) and our built-in ones,
+//!   found by one loader.
+//! - [`core`]: sans-I/O state machines only (the raw-packet scan, the connect scheduler,
+//!   ARP/ND pings, the target permutation), all speaking one [`core::Poll`].
+//! - [`io`]: everything that touches sockets: the [`io::Backend`] trait with the Linux
+//!   raw/AF_PACKET backend, the dry run and a simulated network for tests; the one driver
+//!   loop over the sans-I/O cores; connect sockets, reverse DNS.
+//! - [`stages`]: discovery, port scan, version detection, reverse DNS: each one module.
+//! - [`pipeline`]: [`Scanner::run`]: stage order, batching, and the one conversion from
+//!   engine results to model hosts.
+pub mod core;
+pub mod data;
+pub mod io;
+pub mod pipeline;
+pub mod plan;
+pub mod stages;
+
+// pub use pipeline::{RunSummary, Scanner};
+// pub use plan::ScanPlan;

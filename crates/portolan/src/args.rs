@@ -3,7 +3,7 @@
 //! tried as a long option (exact name, else unique prefix), then as short options.
 
 use crate::flags::{dash, lookup_long, lookup_short, Arg, FlagDef, LookupError};
-use portolan_engine::timing::{parse_time, Template, TimingError};
+use portolan_engine::plan::timing::{parse_time, Template, TimingError};
 use std::time::Duration;
 
 /// What went wrong on the command line. Each is reported with exit code 2.

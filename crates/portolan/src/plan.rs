@@ -6,19 +6,19 @@ use crate::args::{Dns, Format, Options, ScanKind};
 use crate::outname;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Local};
-use portolan_engine::datadir::{load_services, Source};
-use portolan_engine::macvendor::{load_mac_prefixes, MacPrefixTable};
-use portolan_engine::payloads::{load_payloads, PayloadTable};
-use portolan_engine::permutation::Shard;
-use portolan_engine::ports::{parse_port_spec, PortSet, Protos};
-use portolan_engine::scan::{Share, Slot};
-use portolan_engine::services::ServiceTable;
-use portolan_engine::targets::{
+use portolan_engine::core::permutation::Shard;
+use portolan_engine::core::scan::{Share, Slot};
+use portolan_engine::data::datadir::{load_services, Source};
+use portolan_engine::data::macvendor::{load_mac_prefixes, MacPrefixTable};
+use portolan_engine::data::payloads::{load_payloads, PayloadTable};
+use portolan_engine::data::services::ServiceTable;
+use portolan_engine::plan::ports::{parse_port_spec, PortSet, Protos};
+use portolan_engine::plan::targets::{
     parse_exclude_arg, parse_target, parse_target_list, read_target_file, ExcludeSet, Expansion,
     SystemResolver, TargetError, TargetSpec,
 };
-use portolan_engine::timing::Timing;
-use portolan_engine::version::VersionOptions;
+use portolan_engine::plan::timing::Timing;
+use portolan_engine::stages::version::VersionOptions;
 use portolan_model::{compact_port_list, OutputOptions, Protocol, ScanInfo, ScanType, Sink, Tee};
 use portolan_probes::ProbeDb;
 use std::fs::OpenOptions;
@@ -66,7 +66,7 @@ fn version_plan(o: &Options, datadir: Option<&Path>) -> Result<Option<VersionPla
     let installed = if o.builtin_data {
         None
     } else {
-        portolan_engine::datadir::find_data_file("nmap-service-probes", datadir)
+        portolan_engine::data::datadir::find_data_file("nmap-service-probes", datadir)
     };
     let (db, errors, from) = match installed {
         Some(path) => match ProbeDb::load(&path) {
@@ -87,7 +87,7 @@ fn version_plan(o: &Options, datadir: Option<&Path>) -> Result<Option<VersionPla
             errors.len() - 5
         );
     }
-    let tls = portolan_engine::version::tls_connector()
+    let tls = portolan_engine::stages::version::tls_connector()
         .map_err(|e| anyhow::anyhow!("cannot set up TLS for -sV: {e}"))?;
     Ok(Some(VersionPlan {
         db: Arc::new(db),
@@ -147,7 +147,7 @@ impl Plan {
         let raw_ok = if o.unprivileged {
             Err("--unprivileged was given".to_string())
         } else {
-            portolan_engine::raw::can_use_raw().map_err(|e| e.to_string())
+            portolan_engine::io::raw::can_use_raw().map_err(|e| e.to_string())
         };
         let scan = match o.scan {
             Some(k) => k,
@@ -477,11 +477,11 @@ fn discovery_from(o: &Options, services: &ServiceTable, raw: bool) -> Result<Dis
         if raw_only && !o.no_ping {
             bail!(
                 "-PE/-PP/-PM/-PA/-PU/-PR send raw packets: {}",
-                portolan_engine::raw::RawError::NotPermitted
+                portolan_engine::io::raw::RawError::NotPermitted
             );
         }
         let connect_ports = if syn.is_empty() {
-            portolan_engine::discovery::DEFAULT_PING_PORTS.to_vec()
+            portolan_engine::io::ping::DEFAULT_PING_PORTS.to_vec()
         } else {
             syn
         };
@@ -753,7 +753,7 @@ mod tests {
     #[test]
     fn timing_overrides_and_conflicts() {
         let mut o = Options {
-            template: portolan_engine::timing::Template::Aggressive,
+            template: portolan_engine::plan::timing::Template::Aggressive,
             max_retries: Some(2),
             max_rtt_timeout: Some(Duration::from_millis(300)),
             ..Options::default()

@@ -2,7 +2,7 @@
 //! periodic status lines (Nmap's "About 45.00% done; ETC") with --stats-every or when
 //! stderr is not a terminal.
 
-use portolan_engine::connect::Progress;
+use portolan_engine::io::connect::Progress;
 use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -5,20 +5,20 @@ use crate::args::{Dns, ScanKind};
 use crate::plan::{Plan, VersionPlan};
 use crate::progress;
 use anyhow::Result;
-use portolan_engine::arp_ping::run_arp_ping;
-use portolan_engine::connect::{ConnectScan, Progress};
-use portolan_engine::discovery::{ping_hosts, PingResult};
-use portolan_engine::dns::reverse_lookup_many;
-use portolan_engine::driver::{run_raw, Output, RawJob, RawRun};
-use portolan_engine::link_ping::{LinkPingError, LinkReply};
-use portolan_engine::macvendor::MacPrefixTable;
-use portolan_engine::nd_ping::run_nd_ping;
-use portolan_engine::netif;
-use portolan_engine::report;
-use portolan_engine::scan::{Mode, Share, Slot};
-use portolan_engine::scheduler::HostDone;
-use portolan_engine::timing::Timing;
-use portolan_engine::version::{self, Detected};
+use portolan_engine::core::arp_ping::run_arp_ping;
+use portolan_engine::core::link_ping::{LinkPingError, LinkReply};
+use portolan_engine::core::nd_ping::run_nd_ping;
+use portolan_engine::core::scan::{Mode, Share, Slot};
+use portolan_engine::core::scheduler::HostDone;
+use portolan_engine::data::macvendor::MacPrefixTable;
+use portolan_engine::io::connect::{ConnectScan, Progress};
+use portolan_engine::io::dns::reverse_lookup_many;
+use portolan_engine::io::driver::{run_raw, Output, RawJob, RawRun};
+use portolan_engine::io::netif;
+use portolan_engine::io::ping::{ping_hosts, PingResult};
+use portolan_engine::pipeline::convert;
+use portolan_engine::plan::timing::Timing;
+use portolan_engine::stages::version::{self, Detected};
 use portolan_model::{
     AddrType, Address, Completeness, Host, HostState, HostStatus, Hostname, HostnameType,
     PortState, Protocol, RunExit, RunStats, ScanRun, Service, ServiceMethod, Sink,
@@ -440,7 +440,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
             } && !plan.dry_run;
             if report {
                 let mut h = make_host(i, ping.status.clone(), &macs);
-                h.times = ping.rtt.map(report::times_from_rtt);
+                h.times = ping.rtt.map(convert::times_from_rtt);
                 let now = epoch(SystemTime::now());
                 h.starttime = Some(now);
                 h.endtime = Some(now);
@@ -531,7 +531,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
                         })
                         .collect();
                     if !ports.is_empty() {
-                        report::fill_ports(&mut h, proto, &ports, &plan.services, &raw.rtt);
+                        convert::fill_ports(&mut h, proto, &ports, &plan.services, &raw.rtt);
                         all.append(&mut h.ports);
                     }
                 }
@@ -670,7 +670,7 @@ pub async fn run(mut plan: Plan) -> Result<Ended> {
 fn fill_host(h: &mut Host, done: &HostDone, plan: &Plan, wall_start: SystemTime) {
     h.starttime = Some(epoch(wall_start));
     h.endtime = Some(epoch(SystemTime::now()));
-    report::fill_tcp_ports(h, done, &plan.services);
+    convert::fill_tcp_ports(h, done, &plan.services);
 }
 
 /// Ports probed at once by -sV (each with a few probe connections of its own).

@@ -3,7 +3,7 @@
 //! `WaitUntil`. Returns whether the ping finished; panics if a wait does not move the clock
 //! or the ping neither finished nor ran out of input.
 
-use portolan_engine::link_ping::LinkPoll;
+use portolan_engine::core::link_ping::LinkPoll;
 use std::time::Instant;
 
 pub fn feed_between_polls<P, Q>(

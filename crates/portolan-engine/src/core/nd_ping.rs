@@ -1,6 +1,6 @@
 //! Host discovery by IPv6 neighbour discovery on directly attached Ethernet links (Nmap's
 //! "nd-response", the IPv6 twin of ARP ping): a sans-I/O core tested on a fake clock, and a
-//! blocking driver over [`crate::link`].
+//! blocking driver over [`crate::io::link`].
 //!
 //! Each host gets a neighbour solicitation (RFC 4861 section 7.2.2) sent to its
 //! solicited-node multicast group, from our address on the link, with our MAC in a source
@@ -14,13 +14,13 @@
 //!
 //! Its MAC is the Target Link-Layer Address option's, or the frame's Ethernet source when
 //! the option is absent (allowed for solicited advertisements on unicast). Retransmission
-//! and pacing are [`crate::link_ping`]'s, exactly as for ARP.
+//! and pacing are [`crate::core::link_ping`]'s, exactly as for ARP.
 
-use crate::link::LinkReceiver;
-use crate::link_ping::{self, LinkPing, LinkPoll, LinkReply, LinkSchedule};
-pub use crate::link_ping::{LinkPingError as NdPingError, DEFAULT_RATE, MAX_TRIES};
-use crate::netif;
-use crate::timing::Timing;
+use crate::core::link_ping::{self, LinkPing, LinkPoll, LinkReply, LinkSchedule};
+pub use crate::core::link_ping::{LinkPingError as NdPingError, DEFAULT_RATE, MAX_TRIES};
+use crate::io::link::LinkReceiver;
+use crate::io::netif;
+use crate::plan::timing::Timing;
 use portolan_wire::build::build_neighbor_solicit;
 use portolan_wire::ethernet::{self, EtherType, MacAddr};
 use portolan_wire::icmpv6::{self, NeighborFlags};
@@ -157,8 +157,8 @@ pub fn run_nd_ping(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link_ping::tests::{simulate, Host, Outcome};
-    use crate::timing::Template;
+    use crate::core::link_ping::tests::{simulate, Host, Outcome};
+    use crate::plan::timing::Template;
     use portolan_wire::build::{build_icmpv6, EthernetParams, Ipv6Params};
     use std::time::Duration;
 
@@ -480,7 +480,7 @@ mod tests {
 
     #[test]
     fn nd_ping_finds_the_veth_peer_in_a_namespace_pair() {
-        use crate::raw::tests::{in_netns, ip, NetnsPair};
+        use crate::io::raw::tests::{in_netns, ip, NetnsPair};
         use std::net::Ipv4Addr;
         let lab =
             NetnsPair::with_addrs(|_| (Ipv4Addr::new(198, 18, 7, 1), Ipv4Addr::new(198, 18, 7, 2)));

@@ -13,7 +13,7 @@
 //!   first; deeper once a retry got an answer), never beyond `--max-retries`;
 //! - `--host-timeout` abandons a host.
 
-use crate::timing::{RttEstimator, Timing, TokenBucket};
+use crate::plan::timing::{RttEstimator, Timing, TokenBucket};
 use portolan_model::PortState;
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -474,7 +474,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timing::Template;
+    use crate::plan::timing::Template;
     use std::collections::HashMap;
 
     /// A simulated host: per-port behaviour, plus a loss pattern for first tries.

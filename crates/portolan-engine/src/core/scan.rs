@@ -33,9 +33,9 @@
 //! - **Discovery** ([`Mode::Discovery`]): a host is up at its first answer, and its other
 //!   probes are then dropped from later passes.
 
-use crate::payloads::udp_state_from_icmp;
-use crate::permutation::{Permutation, Shard};
-use crate::timing::{RttEstimator, Timing, TokenBucket};
+use crate::core::permutation::{Permutation, Shard};
+use crate::data::payloads::udp_state_from_icmp;
+use crate::plan::timing::{RttEstimator, Timing, TokenBucket};
 use portolan_model::PortState;
 use portolan_wire::cookie::CookieKey;
 use portolan_wire::tcp::{self, Flags};
@@ -1173,7 +1173,7 @@ pub fn build_probe(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timing::Template;
+    use crate::plan::timing::Template;
     use portolan_wire::build::{
         build_icmpv4, build_tcp_v4, build_tcp_v6, build_udp_v4, Ipv4Params, Ipv6Params, TcpParams,
         UdpParams,

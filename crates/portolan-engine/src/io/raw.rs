@@ -904,7 +904,7 @@ pub(crate) mod tests {
 
     // ---- the BPF program, run through a tiny interpreter (no root needed) ----
 
-    /// Runs the subset of classic BPF the receive filters (here and in [`crate::link`]) use;
+    /// Runs the subset of classic BPF the receive filters (here and in [`crate::io::link`]) use;
     /// out-of-bounds loads drop, as in the kernel.
     pub(crate) fn run_bpf(prog: &[libc::sock_filter], pkt: &[u8], pkttype: u8) -> u32 {
         let (mut a, mut x, mut pc) = (0u32, 0usize, 0usize);
@@ -1172,7 +1172,7 @@ pub(crate) mod tests {
         /// As [`Self::new`], with the addresses (in a /24, inside 198.18.0.0/15) chosen by
         /// `addrs` from the pair's serial number.
         pub(crate) fn with_addrs(addrs: impl FnOnce(u32) -> (Ipv4Addr, Ipv4Addr)) -> Option<Self> {
-            let usable = crate::sys::is_privileged()
+            let usable = crate::io::sys::is_privileged()
                 && Command::new("ip")
                     .arg("-V")
                     .output()

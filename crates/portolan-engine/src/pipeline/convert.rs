@@ -1,9 +1,9 @@
 //! Turning what the engine learnt about a host into the result model that every output
 //! and the store read: ports with their service names, and timing.
 
-use crate::scheduler::HostDone;
-use crate::services::ServiceTable;
-use crate::timing::RttEstimator;
+use crate::core::scheduler::HostDone;
+use crate::data::services::ServiceTable;
+use crate::plan::timing::RttEstimator;
 use portolan_model::{Host, Port, PortState, Protocol, Service, Times};
 use std::time::Duration;
 
@@ -67,7 +67,7 @@ pub fn times_from_rtt(rtt: Duration) -> Times {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timing::Template;
+    use crate::plan::timing::Template;
     use portolan_model::HostStatus;
     use std::time::Instant;
 

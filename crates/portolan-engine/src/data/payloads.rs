@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use portolan_model::PortState;
 
-use crate::datadir::{find_data_file, Source};
+use crate::data::datadir::{find_data_file, Source};
 
 /// Most payloads kept for one port (Nmap's documented limit).
 pub const MAX_PAYLOADS_PER_PORT: usize = 255;
@@ -899,7 +899,7 @@ pub fn load_payloads(datadir: Option<&Path>, builtin_only: bool) -> (PayloadTabl
 
 /// [`load_payloads`] once the file has been located (or not).
 pub fn load_payloads_from(path: Option<PathBuf>) -> (PayloadTable, Source) {
-    crate::datadir::load_table_from(path, PayloadTable::builtin, |text| {
+    crate::data::datadir::load_table_from(path, PayloadTable::builtin, |text| {
         let (mut table, errors) = parse_nmap_payloads(text);
         if table.is_empty() {
             return Err(match errors.first() {

@@ -44,7 +44,7 @@ pub struct ServiceTable {
     fill_unranked: bool,
 }
 
-const BUILTIN_TEXT: &str = include_str!("../data/builtin-services.txt");
+const BUILTIN_TEXT: &str = include_str!("../../data/builtin-services.txt");
 
 /// Parses `nmap-services` text: `name<ws>port/proto<ws>frequency[<ws># comment]`.
 ///

@@ -9,13 +9,13 @@
 //! In dry-run mode nothing is opened or sent: every probe is printed, and the engines run
 //! on a virtual clock, so a dry run takes no longer than printing does.
 
-use crate::connect::Progress;
-use crate::raw::{RawError, RawReceiver, RawSender, Received, SourceFinder};
-use crate::scan::{
+use crate::core::scan::{
     build_probe, HostAnswer, Mode, Probe, RawScan, ScanPoll, ScanStats, Share, Slot, SlotResult,
     SOURCE_PORTS,
 };
-use crate::timing::{RttEstimator, Timing};
+use crate::io::connect::Progress;
+use crate::io::raw::{RawError, RawReceiver, RawSender, Received, SourceFinder};
+use crate::plan::timing::{RttEstimator, Timing};
 use portolan_wire::build::{Ipv4Params, TcpParams, TcpTemplateV4};
 use portolan_wire::cookie::CookieKey;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -519,7 +519,7 @@ fn sock(ip: IpAddr, port: u16) -> Sock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timing::Template;
+    use crate::plan::timing::Template;
 
     #[test]
     fn core_source_ports_partition_the_range() {

@@ -16,7 +16,7 @@
 //!   (Frames with a VLAN tag left in place do not match; Linux normally strips the tag
 //!   before packet sockets on the parent interface see the frame.)
 //!
-//! Both sockets are non-blocking, as in [`crate::raw`]; errors are [`RawError`]s.
+//! Both sockets are non-blocking, as in [`crate::io::raw`]; errors are [`RawError`]s.
 
 use std::io;
 use std::mem::size_of;
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use libc::{c_int, c_uint, c_void, socklen_t};
 
-use crate::raw::{
+use crate::io::raw::{
     errno_is, jump, new_socket, set_buffer, set_opt, stmt, wait_readable, RawError, Received,
     BPF_AD_PKTTYPE, BPF_DROP, BPF_JEQ_K, BPF_KEEP, BPF_LD_B_ABS, BPF_LD_H_ABS, BPF_LD_W_ABS,
     BPF_RET_K, PACKET_IGNORE_OUTGOING, PACKET_OUTGOING, RECV_BUF_LEN,
@@ -96,7 +96,7 @@ impl LinkSender {
     }
 
     /// Sends `frames` in order and returns how many were sent. As
-    /// [`crate::raw::RawSender::send_batch`]: never blocks; a full queue (EAGAIN, ENOBUFS)
+    /// [`crate::io::raw::RawSender::send_batch`]: never blocks; a full queue (EAGAIN, ENOBUFS)
     /// or a signal returns the count so far; an `Err` means nothing was sent by this call
     /// and concerns `frames[0]` (e.g. [`RawError::ShortFrame`]).
     pub fn send_batch(&mut self, frames: &[&[u8]]) -> Result<usize, RawError> {
@@ -322,7 +322,7 @@ impl AsRawFd for LinkReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raw::tests::run_bpf;
+    use crate::io::raw::tests::run_bpf;
     use portolan_wire::arp;
     use portolan_wire::build::{
         build_arp_request, build_icmpv6, build_neighbor_solicit, EthernetParams, Ipv6Params,
@@ -442,7 +442,7 @@ mod tests {
 
     #[test]
     fn sockets_need_privilege_or_a_real_interface() {
-        if !crate::sys::is_privileged() {
+        if !crate::io::sys::is_privileged() {
             assert!(matches!(LinkSender::new(1), Err(RawError::NotPermitted)));
             assert!(matches!(
                 LinkReceiver::arp(1, US),

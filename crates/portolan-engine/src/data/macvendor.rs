@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use portolan_wire::ethernet::MacAddr;
 
-use crate::datadir::Source;
+use crate::data::datadir::Source;
 
 /// Fewest and most hex digits a prefix may have.
 pub const MIN_PREFIX_DIGITS: usize = 6;
@@ -265,7 +265,7 @@ pub fn parse_mac_prefixes(text: &str) -> Result<MacPrefixTable, MacPrefixError> 
 /// `builtin_only`, when none is found, or when the file found cannot be read or holds no
 /// entries. Malformed lines of a loaded file are in [`MacPrefixTable::warnings`].
 pub fn load_mac_prefixes(datadir: Option<&Path>, builtin_only: bool) -> (MacPrefixTable, Source) {
-    crate::datadir::load_table(
+    crate::data::datadir::load_table(
         "nmap-mac-prefixes",
         datadir,
         builtin_only,
@@ -276,7 +276,7 @@ pub fn load_mac_prefixes(datadir: Option<&Path>, builtin_only: bool) -> (MacPref
 
 /// [`load_mac_prefixes`] once the file has been located (or not).
 pub fn load_mac_prefixes_from(path: Option<PathBuf>) -> (MacPrefixTable, Source) {
-    crate::datadir::load_table_from(path, MacPrefixTable::builtin, |text| {
+    crate::data::datadir::load_table_from(path, MacPrefixTable::builtin, |text| {
         parse_mac_prefixes(text).map_err(|e| e.to_string())
     })
 }

@@ -1,5 +1,5 @@
-//! What ARP ping (`-PR`, [`crate::arp_ping`]) and IPv6 neighbour discovery ping (Nmap's
-//! "nd-response", [`crate::nd_ping`]) share: one request per host on a directly attached
+//! What ARP ping (`-PR`, [`crate::core::arp_ping`]) and IPv6 neighbour discovery ping (Nmap's
+//! "nd-response", [`crate::core::nd_ping`]) share: one request per host on a directly attached
 //! Ethernet link, a reply naming the host's MAC, retransmission after the RTT timeout and
 //! token-bucket pacing; and the blocking loop that drives either over one interface's
 //! sockets.
@@ -7,10 +7,10 @@
 //! The protocol engines only parse frames and build requests; everything about *when* to
 //! ask whom lives in [`LinkSchedule`], so both ping the same way.
 
-use crate::link::{LinkReceiver, LinkSender};
-use crate::netif::{NetifError, OnLink};
-use crate::raw::{RawError, Received};
-use crate::timing::{RttEstimator, Timing, TokenBucket};
+use crate::io::link::{LinkReceiver, LinkSender};
+use crate::io::netif::{NetifError, OnLink};
+use crate::io::raw::{RawError, Received};
+use crate::plan::timing::{RttEstimator, Timing, TokenBucket};
 use portolan_wire::ethernet::MacAddr;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;

@@ -15,7 +15,7 @@
 
 use portolan_model::Protocol;
 
-use crate::services::ServiceTable;
+use crate::data::services::ServiceTable;
 
 /// Which protocols are being scanned (unprefixed port elements apply to each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -458,7 +458,7 @@ fn syntax_in(e: PortError, elem: &str) -> PortError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::load_nmap_services;
+    use crate::data::services::load_nmap_services;
 
     const SAMPLE: &str = "tcpmux\t1/tcp\t0.001995\n\
         echo\t7/tcp\t0.004855\n\
@@ -719,7 +719,7 @@ mod tests {
     fn installed_nmap_services_agree_with_nmap() {
         // Results of `nmap -sT -sU -p SPEC -oX - -iL /dev/null` (no targets, no traffic)
         // with Nmap 7.93.
-        let Some(t) = crate::services::tests::installed() else {
+        let Some(t) = crate::data::services::tests::installed() else {
             return;
         };
         let p = |spec: &str| parse_port_spec(spec, &t, Protos::TCP_UDP).unwrap();

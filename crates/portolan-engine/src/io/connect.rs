@@ -2,9 +2,9 @@
 //! the [`Scheduler`] what to send, runs each connect as a task with its timeout, and feeds
 //! the outcomes back. Hosts stream out as soon as each is finished.
 
-use crate::scheduler::{HostDone, Next, Outcome, Probe, Scheduler, Stats};
-use crate::sys;
-use crate::timing::Timing;
+use crate::core::scheduler::{HostDone, Next, Outcome, Probe, Scheduler, Stats};
+use crate::io::sys;
+use crate::plan::timing::Timing;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -359,7 +359,7 @@ pub fn classify_error(e: &std::io::Error) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timing::Template;
+    use crate::plan::timing::Template;
     use portolan_model::PortState;
     use std::net::TcpListener;
 

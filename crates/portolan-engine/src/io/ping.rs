@@ -1,9 +1,9 @@
 //! Host discovery without privileges, as Nmap does it: a TCP connect to ports 80 and 443
 //! (or the `-PS` list). A host is up as soon as any port answers, accepted or refused.
 
-use crate::connect::connect_once;
-use crate::scheduler::Outcome;
-use crate::timing::Timing;
+use crate::core::scheduler::Outcome;
+use crate::io::connect::connect_once;
+use crate::plan::timing::Timing;
 use portolan_model::HostStatus;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -113,7 +113,7 @@ pub async fn ping_hosts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timing::Template;
+    use crate::plan::timing::Template;
     use portolan_model::HostState;
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::services::{load_nmap_services, ServiceTable};
+use crate::data::services::{load_nmap_services, ServiceTable};
 
 /// The system-wide directories searched after the user's.
 pub const SYSTEM_DATA_DIRS: [&str; 2] = ["/usr/local/share/nmap", "/usr/share/nmap"];
@@ -242,7 +242,7 @@ mod tests {
 
     #[test]
     fn installed_file_is_found() {
-        let Some(_) = crate::services::tests::installed() else {
+        let Some(_) = crate::data::services::tests::installed() else {
             return;
         };
         let dirs = search_dirs_with(None, None, None);

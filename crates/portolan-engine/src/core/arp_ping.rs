@@ -1,16 +1,16 @@
 //! Host discovery by ARP (-PR) on directly attached Ethernet links: a sans-I/O core tested on
-//! a fake clock, and a blocking driver over [`crate::link`].
+//! a fake clock, and a blocking driver over [`crate::io::link`].
 //!
 //! As in Nmap, a host is up at its first ARP reply (operation 2) whose sender protocol
 //! address is the host and whose target addresses are ours (IP and MAC); requests, even
 //! from a target, do not count. A silent host is asked again after the RTT timeout, a few
 //! times at most. Requests are paced by a token bucket honouring `--max-rate`/`--min-rate`.
 
-use crate::link::LinkReceiver;
-use crate::link_ping::{self, LinkPing, LinkPoll, LinkReply, LinkSchedule};
-pub use crate::link_ping::{LinkPingError as ArpPingError, DEFAULT_RATE, MAX_TRIES};
-use crate::netif;
-use crate::timing::Timing;
+use crate::core::link_ping::{self, LinkPing, LinkPoll, LinkReply, LinkSchedule};
+pub use crate::core::link_ping::{LinkPingError as ArpPingError, DEFAULT_RATE, MAX_TRIES};
+use crate::io::link::LinkReceiver;
+use crate::io::netif;
+use crate::plan::timing::Timing;
 use portolan_wire::arp;
 use portolan_wire::build::build_arp_request;
 use portolan_wire::ethernet::{self, EtherType, MacAddr};
@@ -129,8 +129,8 @@ pub fn run_arp_ping(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link_ping::tests::{simulate, Host, Outcome};
-    use crate::timing::Template;
+    use crate::core::link_ping::tests::{simulate, Host, Outcome};
+    use crate::plan::timing::Template;
     use std::time::Duration;
 
     const SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -333,7 +333,7 @@ mod tests {
 
     #[test]
     fn arp_ping_finds_the_veth_peer_in_a_namespace_pair() {
-        use crate::raw::tests::NetnsPair;
+        use crate::io::raw::tests::NetnsPair;
         let lab =
             NetnsPair::with_addrs(|_| (Ipv4Addr::new(198, 18, 5, 1), Ipv4Addr::new(198, 18, 5, 2)));
         let Some(lab) = lab else { return };

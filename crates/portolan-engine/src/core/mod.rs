@@ -1,0 +1,8 @@
+//! The sans-I/O state machines: they take `now` and received packets and say what to send
+//! next. They never read a clock or touch a socket.
+pub mod arp_ping;
+pub mod link_ping;
+pub mod nd_ping;
+pub mod permutation;
+pub mod scan;
+pub mod scheduler;

@@ -1,0 +1,2 @@
+//! Running a plan: stage order, batching, and the conversion to model hosts.
+pub mod convert;

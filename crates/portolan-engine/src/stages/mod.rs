@@ -1,0 +1,2 @@
+//! The stages of a scan, each one module.
+pub mod version;
