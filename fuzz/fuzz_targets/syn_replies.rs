@@ -3,8 +3,9 @@
 //! must never panic, and a scan fed garbage still finishes with every probe classified.
 #![no_main]
 
+use portolan_engine::core::Poll;
 use libfuzzer_sys::fuzz_target;
-use portolan_engine::core::scan::{Mode, RawScan, ScanPoll, Share, Slot};
+use portolan_engine::core::scan::{Mode, RawScan, Share, Slot};
 use portolan_engine::plan::timing::Template;
 use portolan_wire::cookie::CookieKey;
 use std::net::IpAddr;
@@ -43,13 +44,13 @@ fuzz_target!(|data: &[u8]| {
                 scan.on_packet(now, chunk);
             }
             match scan.poll(now) {
-                ScanPoll::Send(_) => {}
-                ScanPoll::WaitUntil(t) => now = t.max(now + Duration::from_micros(1)),
-                ScanPoll::Done => break,
+                Poll::Send(_) => {}
+                Poll::WaitUntil(t) => now = t.max(now + Duration::from_micros(1)),
+                Poll::Done => break,
             }
         }
         if chunks.peek().is_none()
-            && matches!(scan.poll(now + Duration::from_secs(3600)), ScanPoll::Done)
+            && matches!(scan.poll(now + Duration::from_secs(3600)), Poll::Done)
         {
             assert!(scan.results().iter().map(Vec::len).sum::<usize>() <= 8);
             assert_eq!(scan.answers().len(), 2);

@@ -3,13 +3,14 @@
 //! `WaitUntil`. Returns whether the ping finished; panics if a wait does not move the clock
 //! or the ping neither finished nor ran out of input.
 
+use portolan_engine::core::Poll;
 use portolan_engine::core::link_ping::LinkPoll;
 use std::time::Instant;
 
 pub fn feed_between_polls<P, Q>(
     ping: &mut P,
     data: &[u8],
-    mut poll: impl FnMut(&mut P, Instant) -> LinkPoll<Q>,
+    mut poll: impl FnMut(&mut P, Instant) -> Poll<Q>,
     mut feed: impl FnMut(&mut P, Instant, &[u8]),
 ) -> bool {
     let mut now = Instant::now();
@@ -19,12 +20,12 @@ pub fn feed_between_polls<P, Q>(
             feed(ping, now, chunk);
         }
         match poll(ping, now) {
-            LinkPoll::Send(_) => {}
-            LinkPoll::WaitUntil(t) => {
+            Poll::Send(_) => {}
+            Poll::WaitUntil(t) => {
                 assert!(t > now);
                 now = t;
             }
-            LinkPoll::Done => return true,
+            Poll::Done => return true,
         }
     }
     assert!(chunks.peek().is_some(), "ping did not finish");

@@ -6,8 +6,9 @@
 //! from a target, do not count. A silent host is asked again after the RTT timeout, a few
 //! times at most. Requests are paced by a token bucket honouring `--max-rate`/`--min-rate`.
 
-use crate::core::link_ping::{self, LinkPing, LinkPoll, LinkReply, LinkSchedule};
+use crate::core::link_ping::{self, LinkPing, LinkReply, LinkSchedule};
 pub use crate::core::link_ping::{LinkPingError as ArpPingError, DEFAULT_RATE, MAX_TRIES};
+use crate::core::Poll;
 use crate::io::link::LinkReceiver;
 use crate::io::netif;
 use crate::plan::timing::Timing;
@@ -24,7 +25,7 @@ pub struct ArpProbe {
     pub dst_ip: Ipv4Addr,
 }
 
-pub type ArpPoll = LinkPoll<ArpProbe>;
+pub type ArpPoll = Poll<ArpProbe>;
 
 /// A host that answered: its MAC (the ARP sender hardware address) and the round trip.
 pub type ArpReply = LinkReply;

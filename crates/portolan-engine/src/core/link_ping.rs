@@ -7,6 +7,7 @@
 //! The protocol engines only parse frames and build requests; everything about *when* to
 //! ask whom lives in [`LinkSchedule`], so both ping the same way.
 
+use crate::core::Poll;
 use crate::io::link::{LinkReceiver, LinkSender};
 use crate::io::netif::{NetifError, OnLink};
 use crate::io::raw::{RawError, Received};
@@ -26,28 +27,6 @@ pub const DEFAULT_RATE: f64 = 1_500.0;
 pub const MAX_TRIES: u32 = 3;
 /// Pacing burst: after a late wake-up at most this much sending goes out back to back.
 const BURST: Duration = Duration::from_millis(4);
-
-/// What a link-layer ping wants next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkPoll<P> {
-    /// Send this request now.
-    Send(P),
-    /// Nothing to send before this instant (a timeout or the pacer); frames may arrive.
-    WaitUntil(Instant),
-    /// Every host answered or ran out of tries.
-    Done,
-}
-
-impl<P> LinkPoll<P> {
-    /// The same decision with the request mapped.
-    pub fn map<Q>(self, f: impl FnOnce(P) -> Q) -> LinkPoll<Q> {
-        match self {
-            LinkPoll::Send(p) => LinkPoll::Send(f(p)),
-            LinkPoll::WaitUntil(t) => LinkPoll::WaitUntil(t),
-            LinkPoll::Done => LinkPoll::Done,
-        }
-    }
-}
 
 /// A host that answered: its MAC and the round trip from the request that drew the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +95,7 @@ impl<A: Copy + Eq + Hash> LinkSchedule<A> {
     }
 
     /// Which host to ask at `now`, or how long to wait, or that all is over.
-    pub(crate) fn poll(&mut self, now: Instant) -> LinkPoll<A> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Poll<A> {
         let timeout = self.rtt.timeout();
         // Retire answered hosts and those whose last try timed out.
         let mut retry = None;
@@ -144,12 +123,12 @@ impl<A: Copy + Eq + Hash> LinkSchedule<A> {
         };
         let Some(i) = next else {
             return match self.outstanding.front() {
-                Some(&i) => LinkPoll::WaitUntil(self.last[i].map_or(now, |t| t + timeout)),
-                None => LinkPoll::Done,
+                Some(&i) => Poll::WaitUntil(self.last[i].map_or(now, |t| t + timeout)),
+                None => Poll::Done,
             };
         };
         if let Some(at) = self.pacer.wait(now, self.rate, BURST) {
-            return LinkPoll::WaitUntil(at);
+            return Poll::WaitUntil(at);
         }
         self.pacer.take();
         if retry.is_some() {
@@ -160,7 +139,7 @@ impl<A: Copy + Eq + Hash> LinkSchedule<A> {
         self.sent[i] += 1;
         self.last[i] = Some(now);
         self.outstanding.push_back(i);
-        LinkPoll::Send(self.hosts[i])
+        Poll::Send(self.hosts[i])
     }
 
     /// Records that `host` answered at `now` from `mac`. Ignored if `host` is not one of
@@ -202,7 +181,7 @@ pub enum LinkPingError {
 /// A sans-I/O link-layer ping as the blocking driver sees it.
 pub(crate) trait LinkPing {
     type Probe: Copy;
-    fn poll(&mut self, now: Instant) -> LinkPoll<Self::Probe>;
+    fn poll(&mut self, now: Instant) -> Poll<Self::Probe>;
     fn on_frame(&mut self, now: Instant, frame: &[u8]);
     /// Writes the request frame for `probe` into `buf`; returns its length.
     fn build(&self, probe: Self::Probe, buf: &mut [u8]) -> portolan_wire::Result<usize>;
@@ -225,17 +204,20 @@ fn drive<P: LinkPing>(
             ping.on_frame(r.at, &r.data);
         }
         match ping.poll(Instant::now()) {
-            LinkPoll::Send(p) => {
+            Poll::Send(p) => {
                 if let Ok(len) = ping.build(p, &mut buf) {
                     // A full queue (0 sent) is a lost request: the retry covers it.
                     sender.send_batch(&[&buf[..len]])?;
                 }
             }
-            LinkPoll::WaitUntil(t) => {
+            Poll::WaitUntil(t) => {
                 let d = t.saturating_duration_since(Instant::now());
                 receiver.wait_readable(d.min(Duration::from_millis(5)))?;
             }
-            LinkPoll::Done => break,
+            Poll::WaitForInput => {
+                receiver.wait_readable(Duration::from_millis(5))?;
+            }
+            Poll::Done => break,
         }
     }
     Ok(())
@@ -327,7 +309,8 @@ pub(crate) mod tests {
                 ping.on_frame(now, &f);
             }
             match ping.poll(now) {
-                LinkPoll::Send(p) => {
+                Poll::WaitForInput => panic!("raw and link cores never wait for input"),
+                Poll::Send(p) => {
                     send_times.push(now);
                     let i = host_of(p);
                     tries[i] += 1;
@@ -343,7 +326,7 @@ pub(crate) mod tests {
                         }
                     }
                 }
-                LinkPoll::WaitUntil(t) => {
+                Poll::WaitUntil(t) => {
                     assert!(t > now, "WaitUntil must move the clock");
                     now = pending
                         .iter()
@@ -352,11 +335,11 @@ pub(crate) mod tests {
                         .map_or(t, |a| a.min(t))
                         .max(now);
                 }
-                LinkPoll::Done => break,
+                Poll::Done => break,
             }
         }
         assert!(
-            matches!(ping.poll(now), LinkPoll::Done),
+            matches!(ping.poll(now), Poll::Done),
             "engine did not finish"
         );
         Outcome {

@@ -4,5 +4,7 @@ pub mod arp_ping;
 pub mod link_ping;
 pub mod nd_ping;
 pub mod permutation;
+pub mod poll;
 pub mod scan;
 pub mod scheduler;
+pub use poll::Poll;

@@ -16,8 +16,9 @@
 //! the option is absent (allowed for solicited advertisements on unicast). Retransmission
 //! and pacing are [`crate::core::link_ping`]'s, exactly as for ARP.
 
-use crate::core::link_ping::{self, LinkPing, LinkPoll, LinkReply, LinkSchedule};
+use crate::core::link_ping::{self, LinkPing, LinkReply, LinkSchedule};
 pub use crate::core::link_ping::{LinkPingError as NdPingError, DEFAULT_RATE, MAX_TRIES};
+use crate::core::Poll;
 use crate::io::link::LinkReceiver;
 use crate::io::netif;
 use crate::plan::timing::Timing;
@@ -35,7 +36,7 @@ pub struct NdProbe {
     pub dst_ip: Ipv6Addr,
 }
 
-pub type NdPoll = LinkPoll<NdProbe>;
+pub type NdPoll = Poll<NdProbe>;
 
 /// A host that answered: its MAC (from the advertisement) and the round trip.
 pub type NdReply = LinkReply;
@@ -410,7 +411,7 @@ mod tests {
         // The same frames after the solicitation still do not count; the good one does.
         let mut p = NdPing::new(&t4(), SRC, SRC_MAC, vec![host(0)]);
         let now = Instant::now();
-        assert_eq!(p.poll(now), LinkPoll::Send(NdProbe { dst_ip: host(0) }));
+        assert_eq!(p.poll(now), Poll::Send(NdProbe { dst_ip: host(0) }));
         for f in &bad[1..] {
             p.on_frame(now, f);
             assert_eq!(p.replies(), [None]);
@@ -423,7 +424,7 @@ mod tests {
     fn solicitations_go_to_the_solicited_node_group_from_us() {
         let target = Ipv6Addr::new(0x2001, 2, 0, 5, 0, 0, 0xab, 0xcdef);
         let mut p = NdPing::new(&t4(), SRC, SRC_MAC, vec![target]);
-        let LinkPoll::Send(probe) = p.poll(Instant::now()) else {
+        let Poll::Send(probe) = p.poll(Instant::now()) else {
             panic!("expected a solicitation");
         };
         let mut buf = [0u8; 128];
@@ -455,12 +456,12 @@ mod tests {
     #[test]
     fn no_hosts_is_done_at_once_and_duplicates_are_asked_once() {
         let mut p = NdPing::new(&t4(), SRC, SRC_MAC, vec![]);
-        assert_eq!(p.poll(Instant::now()), LinkPoll::Done);
+        assert_eq!(p.poll(Instant::now()), Poll::Done);
         let mut p = NdPing::new(&t4(), SRC, SRC_MAC, vec![host(1), host(1)]);
         let now = Instant::now();
-        assert_eq!(p.poll(now), LinkPoll::Send(NdProbe { dst_ip: host(1) }));
+        assert_eq!(p.poll(now), Poll::Send(NdProbe { dst_ip: host(1) }));
         p.on_frame(now, &reply_from(1));
-        assert_eq!(p.poll(now), LinkPoll::Done);
+        assert_eq!(p.poll(now), Poll::Done);
         assert_eq!(p.requests_sent(), [1, 0]);
         assert!(p.replies()[0].is_some() && p.replies()[1].is_none());
         assert_eq!(p.rate(), DEFAULT_RATE);

@@ -34,6 +34,7 @@
 //!   probes are then dropped from later passes.
 
 use crate::core::permutation::{Permutation, Shard};
+use crate::core::Poll;
 use crate::data::payloads::udp_state_from_icmp;
 use crate::plan::timing::{RttEstimator, Timing, TokenBucket};
 use portolan_model::PortState;
@@ -103,15 +104,6 @@ pub struct Probe {
     pub slot: Slot,
     pub sport: u16,
     pub stamp: u32,
-}
-
-/// What the driver should do next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScanPoll {
-    Send(Probe),
-    /// Nothing to send before this instant; hand over received packets meanwhile.
-    WaitUntil(Instant),
-    Done,
 }
 
 /// Counters for the completeness report.
@@ -508,7 +500,7 @@ impl RawScan {
     }
 
     /// The next thing to do at `now`.
-    pub fn poll(&mut self, now: Instant) -> ScanPoll {
+    pub fn poll(&mut self, now: Instant) -> Poll<Probe> {
         // --host-timeout: every host of this engine started together, so they all run out
         // together; what is unanswered then stays so.
         let started = *self.started.get_or_insert(now);
@@ -517,7 +509,7 @@ impl RawScan {
                 self.stats.timed_out = true;
                 self.stats.unanswered = self.unanswered_left;
                 self.stats.passes = self.pass + 1;
-                return ScanPoll::Done;
+                return Poll::Done;
             }
         }
         // Epochs are looked at every millisecond, not at every probe: the look walks all
@@ -532,14 +524,14 @@ impl RawScan {
                 let done_at = *self.pass_done_at.get_or_insert(now);
                 let wait_until = done_at + self.rtt.timeout();
                 if self.unanswered_left > 0 && now < wait_until {
-                    return ScanPoll::WaitUntil(wait_until);
+                    return Poll::WaitUntil(wait_until);
                 }
                 let retry_allowed = self.pass < self.timing.max_retries
                     && (self.pass == 0 || self.pass_answers > 0);
                 self.stats.passes = self.pass + 1;
                 if self.unanswered_left == 0 || !retry_allowed {
                     self.stats.unanswered = self.unanswered_left;
-                    return ScanPoll::Done;
+                    return Poll::Done;
                 }
                 self.pass += 1;
                 self.pass_answers = 0;
@@ -553,7 +545,7 @@ impl RawScan {
                 (_, Some(clean)) => self.rate.min(clean).max(self.floor_rate),
             };
             if let Some(at) = self.pacer.wait(now, rate, EPOCH) {
-                return ScanPoll::WaitUntil(at);
+                return Poll::WaitUntil(at);
             }
             // The next probe still unanswered in this pass.
             while self.pos < self.n() {
@@ -575,7 +567,7 @@ impl RawScan {
                     // silent ports, whose loss says nothing about congestion.
                     self.epochs[epoch as usize].sent += 1;
                 }
-                return ScanPoll::Send(probe);
+                return Poll::Send(probe);
             }
         }
     }
@@ -1286,16 +1278,17 @@ mod tests {
                 }
             }
             match scan.poll(now) {
-                ScanPoll::Send(p) => {
+                Poll::WaitForInput => panic!("raw and link cores never wait for input"),
+                Poll::Send(p) => {
                     if let Some(a) = net.answer(&p, now) {
                         arrivals.push(Reverse(a));
                     }
                 }
-                ScanPoll::WaitUntil(t) => {
+                Poll::WaitUntil(t) => {
                     let next = arrivals.peek().map_or(t, |a| a.0 .0.min(t));
                     now = now.max(next);
                 }
-                ScanPoll::Done => break,
+                Poll::Done => break,
             }
         }
         (scan, now - start)
@@ -1345,8 +1338,8 @@ mod tests {
         let now = Instant::now();
         s.pacer = TokenBucket::with_deficit(1e-15, now);
         match s.poll(now) {
-            ScanPoll::WaitUntil(t) => assert!(t > now),
-            ScanPoll::Send(_) => {}
+            Poll::WaitUntil(t) => assert!(t > now),
+            Poll::Send(_) => {}
             other => panic!("{other:?}"),
         }
     }
@@ -1369,7 +1362,8 @@ mod tests {
                 s.on_packet(now, &pkt);
             }
             match s.poll(now) {
-                ScanPoll::Send(p) => {
+                Poll::WaitForInput => panic!("raw and link cores never wait for input"),
+                Poll::Send(p) => {
                     let port = p.slot.port().unwrap();
                     let flags = match half_open.get(&(p.sport, port)) {
                         Some(&seq) if seq != p.stamp => Flags::RST | Flags::ACK,
@@ -1386,8 +1380,8 @@ mod tests {
                     }
                     pending.push_back((now + Duration::from_micros(300), tcp_reply(&p, flags)));
                 }
-                ScanPoll::WaitUntil(t) => now = pending.front().map_or(t, |p| p.0.min(t)),
-                ScanPoll::Done => break,
+                Poll::WaitUntil(t) => now = pending.front().map_or(t, |p| p.0.min(t)),
+                Poll::Done => break,
             }
         }
         let st = states(&s);
@@ -1522,9 +1516,10 @@ mod tests {
         let mut sent = Vec::new();
         loop {
             match s.poll(now) {
-                ScanPoll::Send(_) => sent.push(now),
-                ScanPoll::WaitUntil(t) => now = t,
-                ScanPoll::Done => break,
+                Poll::WaitForInput => panic!("raw and link cores never wait for input"),
+                Poll::Send(_) => sent.push(now),
+                Poll::WaitUntil(t) => now = t,
+                Poll::Done => break,
             }
         }
         assert_eq!(sent.len(), 100, "50 probes and one retransmission of each");
@@ -1582,9 +1577,10 @@ mod tests {
             let mut sent = Vec::new();
             while sent.len() < 200 {
                 match s.poll(now) {
-                    ScanPoll::Send(p) => sent.push((p.dst, p.slot)),
-                    ScanPoll::WaitUntil(t) => now = t,
-                    ScanPoll::Done => break,
+                    Poll::WaitForInput => panic!("raw and link cores never wait for input"),
+                    Poll::Send(p) => sent.push((p.dst, p.slot)),
+                    Poll::WaitUntil(t) => now = t,
+                    Poll::Done => break,
                 }
             }
             sent
@@ -1598,9 +1594,7 @@ mod tests {
     fn forged_and_stray_answers_are_rejected() {
         let mut s = scan(vec![80], Template::Aggressive.timing());
         let now = Instant::now();
-        let ScanPoll::Send(p) = s.poll(now) else {
-            panic!()
-        };
+        let Poll::Send(p) = s.poll(now) else { panic!() };
         let mut n = net(&[80], &[], 0.0);
         let (_, mut pkt) = n.answer(&p, now).unwrap();
         // Flip a bit of the acknowledgement number (IP 20 + TCP offset 8 + 1).
@@ -1619,9 +1613,7 @@ mod tests {
     fn icmp_unreachable_marks_filtered_with_nmaps_reason() {
         let mut s = scan(vec![80], Template::Aggressive.timing());
         let now = Instant::now();
-        let ScanPoll::Send(p) = s.poll(now) else {
-            panic!()
-        };
+        let Poll::Send(p) = s.poll(now) else { panic!() };
         // Our SYN as the target's router would quote it.
         let mut syn = vec![0u8; 64];
         let ip = Ipv4Params {
@@ -1782,17 +1774,18 @@ mod tests {
                 }
             }
             match scan.poll(now) {
-                ScanPoll::Send(p) => {
+                Poll::WaitForInput => panic!("raw and link cores never wait for input"),
+                Poll::Send(p) => {
                     sent.push(p);
                     if let Some(reply) = hosts.get_mut(&p.dst).and_then(|h| h.answer(&p)) {
                         arrivals.push_back((now + Duration::from_micros(300), reply));
                     }
                 }
-                ScanPoll::WaitUntil(t) => {
+                Poll::WaitUntil(t) => {
                     let next = arrivals.front().map_or(t, |a| a.0.min(t));
                     now = now.max(next);
                 }
-                ScanPoll::Done => break,
+                Poll::Done => break,
             }
         }
         sent

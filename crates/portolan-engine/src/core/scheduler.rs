@@ -13,6 +13,7 @@
 //!   first; deeper once a retry got an answer), never beyond `--max-retries`;
 //! - `--host-timeout` abandons a host.
 
+use crate::core::Poll;
 use crate::plan::timing::{RttEstimator, Timing, TokenBucket};
 use portolan_model::PortState;
 use std::collections::VecDeque;
@@ -48,18 +49,6 @@ pub enum Outcome {
     /// A local resource ran out (file descriptors, ephemeral ports): try again later,
     /// and lower the ceiling.
     LocalResource,
-}
-
-/// What the driver should do next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    Send(Probe),
-    /// Nothing may be sent before this instant (pacing); wake then or on an outcome.
-    WaitUntil(Instant),
-    /// Nothing to send until an outstanding probe finishes.
-    WaitForOutcome,
-    /// Every host is done.
-    Done,
 }
 
 /// A finished host.
@@ -245,25 +234,25 @@ impl Scheduler {
     }
 
     /// The next thing to do at `now`.
-    pub fn next(&mut self, now: Instant) -> Next {
+    pub fn next(&mut self, now: Instant) -> Poll<Probe> {
         self.expire_hosts(now);
         if self.active.is_empty() {
             return if self.in_flight == 0 {
-                Next::Done
+                Poll::Done
             } else {
-                Next::WaitForOutcome
+                Poll::WaitForInput
             };
         }
         if self.in_flight >= self.ceiling {
-            return Next::WaitForOutcome;
+            return Poll::WaitForInput;
         }
         let window = self.cwnd.floor().max(self.floor as f64) as usize;
         if self.in_flight >= window && !self.behind_min_rate(now) {
-            return Next::WaitForOutcome;
+            return Poll::WaitForInput;
         }
         if let Some(rate) = self.timing.max_rate.filter(|r| *r > 0.0) {
             if let Some(at) = self.pacer.wait(now, rate, RATE_BURST) {
-                return Next::WaitUntil(at);
+                return Poll::WaitUntil(at);
             }
         }
         // Round-robin over active hosts that have work and whose scan delay allows a probe.
@@ -314,11 +303,11 @@ impl Scheduler {
             if try_no > 0 {
                 self.stats.retransmissions += 1;
             }
-            return Next::Send(probe);
+            return Poll::Send(probe);
         }
         match earliest {
-            Some(at) => Next::WaitUntil(at),
-            None => Next::WaitForOutcome,
+            Some(at) => Poll::WaitUntil(at),
+            None => Poll::WaitForInput,
         }
     }
 
@@ -507,7 +496,7 @@ mod tests {
         let mut counter = 0u64;
         for _ in 0..10_000_000 {
             match s.next(now) {
-                Next::Send(p) => {
+                Poll::Send(p) => {
                     counter += 1;
                     let h = &hosts[p.host];
                     let lost = h.lose_first_every > 0
@@ -522,12 +511,12 @@ mod tests {
                     };
                     pending.push((now + took, p, outcome, took));
                 }
-                Next::Done => break,
+                Poll::Done => break,
                 other => {
                     pending.sort_by_key(|e| std::cmp::Reverse(e.0));
                     let next_outcome = pending.last().map(|e| e.0);
                     let wake = match other {
-                        Next::WaitUntil(t) => Some(next_outcome.map_or(t, |o| o.min(t))),
+                        Poll::WaitUntil(t) => Some(next_outcome.map_or(t, |o| o.min(t))),
                         _ => next_outcome,
                     };
                     let wake = wake.expect("scheduler waits for nothing");
@@ -652,12 +641,12 @@ mod tests {
         let mut s = Scheduler::new(t, 1000);
         s.add_host("198.18.0.10".parse().unwrap(), 0, vec![1, 2, 3], start);
         let p = match s.next(start) {
-            Next::Send(p) => p,
+            Poll::Send(p) => p,
             other => panic!("{other:?}"),
         };
-        assert_eq!(s.next(start), Next::WaitForOutcome);
+        assert_eq!(s.next(start), Poll::WaitForInput);
         s.on_outcome(p, Outcome::Refused, Duration::from_millis(1), start);
-        assert!(matches!(s.next(start), Next::Send(_)));
+        assert!(matches!(s.next(start), Poll::Send(_)));
     }
 
     #[test]
@@ -688,12 +677,12 @@ mod tests {
         let mut sent = 0;
         while sent < 1500 {
             match s.next(now) {
-                Next::Send(p) => {
+                Poll::Send(p) => {
                     sent += 1;
                     s.on_outcome(p, Outcome::Refused, Duration::from_micros(50), now);
                 }
                 // Every wake-up comes a millisecond late.
-                Next::WaitUntil(at) => now = at.max(now) + Duration::from_millis(1),
+                Poll::WaitUntil(at) => now = at.max(now) + Duration::from_millis(1),
                 other => panic!("{other:?}"),
             }
         }
@@ -746,11 +735,11 @@ mod tests {
         let mut s = Scheduler::new(t, 1000);
         s.add_host("198.18.0.10".parse().unwrap(), 0, vec![1, 2], now);
         let a = match s.next(now) {
-            Next::Send(p) => p,
+            Poll::Send(p) => p,
             o => panic!("{o:?}"),
         };
         let b = match s.next(now) {
-            Next::Send(p) => p,
+            Poll::Send(p) => p,
             o => panic!("{o:?}"),
         };
         s.on_outcome(a, Outcome::LocalResource, Duration::ZERO, now);
@@ -758,12 +747,12 @@ mod tests {
         s.on_outcome(b, Outcome::Refused, Duration::from_millis(1), now);
         // The same port comes back at the same depth.
         let again = match s.next(now) {
-            Next::Send(p) => p,
+            Poll::Send(p) => p,
             o => panic!("{o:?}"),
         };
         assert_eq!((again.port, again.try_no), (a.port, 0));
         s.on_outcome(again, Outcome::Connected, Duration::from_millis(1), now);
-        assert_eq!(s.next(now), Next::Done);
+        assert_eq!(s.next(now), Poll::Done);
         let d = s.take_done().unwrap();
         assert_eq!(d.ports.len(), 2);
         assert_eq!(s.stats.retransmissions, 0);

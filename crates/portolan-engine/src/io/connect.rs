@@ -2,7 +2,8 @@
 //! the [`Scheduler`] what to send, runs each connect as a task with its timeout, and feeds
 //! the outcomes back. Hosts stream out as soon as each is finished.
 
-use crate::core::scheduler::{HostDone, Next, Outcome, Probe, Scheduler, Stats};
+use crate::core::scheduler::{HostDone, Outcome, Probe, Scheduler, Stats};
+use crate::core::Poll;
 use crate::io::sys;
 use crate::plan::timing::Timing;
 use std::collections::HashMap;
@@ -265,26 +266,26 @@ where
             break;
         }
         match sched.next(Instant::now()) {
-            Next::Send(p) => {
+            Poll::Send(p) => {
                 tasks.spawn(async move {
                     let started = Instant::now();
                     let outcome = connect_once(p.ip, p.port, p.timeout).await;
                     (p, outcome, started.elapsed())
                 });
             }
-            Next::Done => {
+            Poll::Done => {
                 if exhausted {
                     break;
                 }
             }
-            Next::WaitUntil(at) => {
+            Poll::WaitUntil(at) => {
                 tokio::select! {
                     Some(res) = tasks.join_next() => settle(&mut sched, res, &progress),
                     _ = tokio::time::sleep_until(at.into()) => {}
                     _ = cancel.cancelled() => {}
                 }
             }
-            Next::WaitForOutcome => {
+            Poll::WaitForInput => {
                 tokio::select! {
                     res = tasks.join_next() => match res {
                         Some(res) => settle(&mut sched, res, &progress),

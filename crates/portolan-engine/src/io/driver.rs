@@ -10,9 +10,9 @@
 //! on a virtual clock, so a dry run takes no longer than printing does.
 
 use crate::core::scan::{
-    build_probe, HostAnswer, Mode, Probe, RawScan, ScanPoll, ScanStats, Share, Slot, SlotResult,
-    SOURCE_PORTS,
+    build_probe, HostAnswer, Mode, Probe, RawScan, ScanStats, Share, Slot, SlotResult, SOURCE_PORTS,
 };
+use crate::core::Poll;
 use crate::io::connect::Progress;
 use crate::io::raw::{RawError, RawReceiver, RawSender, Received, SourceFinder};
 use crate::plan::timing::{RttEstimator, Timing};
@@ -374,17 +374,18 @@ fn drive(
         let mut done = false;
         while pending.len() < BATCH {
             match scan.poll(Instant::now()) {
-                ScanPoll::Send(p) => {
+                Poll::Send(p) => {
                     let packet = builder.build(&p);
                     if !packet.is_empty() {
                         pending.push_back((p.dst, packet));
                     }
                 }
-                ScanPoll::WaitUntil(t) => {
+                Poll::WaitUntil(t) => {
                     wait = Some(t);
                     break;
                 }
-                ScanPoll::Done => {
+                Poll::WaitForInput => break,
+                Poll::Done => {
                     done = true;
                     break;
                 }
@@ -441,7 +442,7 @@ fn dry_run(
     };
     loop {
         match scan.poll(now) {
-            ScanPoll::Send(p) => {
+            Poll::Send(p) => {
                 describe(&mut text, &p, payload);
                 lines += 1;
                 if lines.is_multiple_of(BATCH) {
@@ -451,8 +452,8 @@ fn dry_run(
                     }
                 }
             }
-            ScanPoll::WaitUntil(t) => now = now.max(t),
-            ScanPoll::Done => break,
+            Poll::WaitUntil(t) => now = now.max(t),
+            Poll::WaitForInput | Poll::Done => break,
         }
     }
     flush(&mut text);
