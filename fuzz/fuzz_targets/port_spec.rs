@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use portolan_engine::plan::ports::{parse_port_spec, Protos};
 use portolan_engine::data::services::ServiceTable;
+use portolan_engine::plan::ports::{parse_port_spec, Protos};
 
 fuzz_target!(|data: &[u8]| {
     static TABLE: OnceLock<ServiceTable> = OnceLock::new();

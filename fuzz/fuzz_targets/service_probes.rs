@@ -47,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
     }
     for (i, p) in parsed.probes.iter().enumerate().take(8) {
         assert!((1..=9).contains(&p.rarity));
-        assert!(p.fallback.iter().all(|&f| f < parsed.probes.len() && f != i));
+        assert!(p
+            .fallback
+            .iter()
+            .all(|&f| f < parsed.probes.len() && f != i));
         let _ = parsed.match_response(i, b"SSH-2.0-x\r\n\0\xff", None);
     }
     let _ = parsed.probe_order(Proto::Tcp, 80, false, 9);

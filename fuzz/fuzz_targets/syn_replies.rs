@@ -3,9 +3,9 @@
 //! must never panic, and a scan fed garbage still finishes with every probe classified.
 #![no_main]
 
-use portolan_engine::core::Poll;
 use libfuzzer_sys::fuzz_target;
 use portolan_engine::core::scan::{Mode, RawScan, Share, Slot};
+use portolan_engine::core::Poll;
 use portolan_engine::plan::timing::Template;
 use portolan_wire::cookie::CookieKey;
 use std::net::IpAddr;
@@ -31,7 +31,11 @@ fn scan(mode: Mode, src: &str, hosts: [&str; 2]) -> RawScan {
 fuzz_target!(|data: &[u8]| {
     let mut scans = [
         scan(Mode::Ports, "198.18.0.1", ["198.18.0.10", "198.18.0.11"]),
-        scan(Mode::Discovery, "198.18.0.1", ["198.18.0.10", "198.18.0.11"]),
+        scan(
+            Mode::Discovery,
+            "198.18.0.1",
+            ["198.18.0.10", "198.18.0.11"],
+        ),
         scan(Mode::Ports, "2001:2::1", ["2001:2::10", "2001:2::11"]),
     ];
     for scan in &mut scans {
@@ -46,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
             match scan.poll(now) {
                 Poll::Send(_) => {}
                 Poll::WaitUntil(t) => now = t.max(now + Duration::from_micros(1)),
+                Poll::WaitForInput => panic!("raw scans never wait for input"),
                 Poll::Done => break,
             }
         }

@@ -4,7 +4,6 @@
 //! or the ping neither finished nor ran out of input.
 
 use portolan_engine::core::Poll;
-use portolan_engine::core::link_ping::LinkPoll;
 use std::time::Instant;
 
 pub fn feed_between_polls<P, Q>(
@@ -25,6 +24,7 @@ pub fn feed_between_polls<P, Q>(
                 assert!(t > now);
                 now = t;
             }
+            Poll::WaitForInput => panic!("link pings never wait for input"),
             Poll::Done => return true,
         }
     }
