@@ -588,8 +588,11 @@ pub fn help_text() -> String {
     let mut out = format!(
         "Portolan {} ( a network mapper with Nmap's command line )\n\
          Usage: portolan [Scan Type(s)] [Options] {{target specification}}\n\
-         Targets: hostnames, IP addresses, networks (scanme.example, 198.18.0.0/24, 10.0.0-3.1-254, fd00::/120)\n",
-        env!("CARGO_PKG_VERSION")
+         \x20      portolan COMMAND [options]   (portolan COMMAND --help)\n\
+         Targets: hostnames, IP addresses, networks (scanme.example, 198.18.0.0/24, 10.0.0-3.1-254, fd00::/120)\n\
+         COMMANDS (Portolan's own):\n{}",
+        env!("CARGO_PKG_VERSION"),
+        crate::commands::summary()
     );
     let sections = [
         Target, Discovery, Technique, Ports, Version, Script, Os, Timing, Evasion, Output, Misc,
@@ -655,6 +658,19 @@ mod tests {
             assert!(h.contains(d.name), "help misses {}", d.name);
         }
         assert!(h.contains("[not supported yet]"));
+    }
+
+    #[test]
+    fn help_lists_the_subcommands() {
+        let h = help_text();
+        for cmd in [
+            "diff", "check", "import", "history", "changes", "hosts", "services",
+        ] {
+            assert!(
+                h.lines().any(|l| l.starts_with(&format!("  {cmd} "))),
+                "--help misses {cmd}:\n{h}"
+            );
+        }
     }
 
     /// What a row's sample must do.
