@@ -72,6 +72,10 @@ pub enum FlagError {
 pub struct FlagDef {
     /// Without dashes: `p`, `sT`, `oX`, `exclude`. One letter = a getopt short option.
     pub name: &'static str,
+    /// How it is written in the help and in messages: `-` for letters and for Nmap's
+    /// two-letter options (`-oX`, `-iL`), `--` for long options. (getopt_long_only takes
+    /// one or two for any long option.)
+    pub dashes: &'static str,
     pub arg: Arg,
     pub metavar: &'static str,
     pub help: &'static str,
@@ -120,21 +124,44 @@ impl Section {
     }
 }
 
+/// A row, its flag spelled as in the help: `-p`, `-oX`, `--max-retries`.
 const fn f(
-    name: &'static str,
+    spelled: &'static str,
     arg: Arg,
     metavar: &'static str,
     section: Section,
     help: &'static str,
     effect: Effect,
 ) -> FlagDef {
+    let (dashes, name) = split_dashes(spelled);
     FlagDef {
         name,
+        dashes,
         arg,
         metavar,
         help,
         section,
         effect,
+    }
+}
+
+/// `--max-retries` → (`--`, `max-retries`), at compile time; a row without a dash does not
+/// compile.
+const fn split_dashes(spelled: &'static str) -> (&'static str, &'static str) {
+    let bytes = spelled.as_bytes();
+    let n = if bytes.len() > 2 && bytes[1] == b'-' {
+        2
+    } else {
+        1
+    };
+    assert!(
+        bytes.len() > n && bytes[0] == b'-',
+        "a flag is spelled with its dashes"
+    );
+    let (dashes, name) = bytes.split_at(n);
+    match (std::str::from_utf8(dashes), std::str::from_utf8(name)) {
+        (Ok(d), Ok(n)) => (d, n),
+        _ => panic!("a flag is spelled with its dashes"),
     }
 }
 
@@ -147,209 +174,209 @@ use Section::*;
 #[rustfmt::skip]
 pub const FLAGS: &[FlagDef] = &[
     // Target specification
-    f("iL", R, "<file>", Target, "Input from list of hosts/networks ('-' for stdin)",
+    f("-iL", R, "<file>", Target, "Input from list of hosts/networks ('-' for stdin)",
         Text(|o, v| o.input_file = Some(v.into()))),
-    f("iR", R, "<num>", Target, "Choose random targets", NotSupported),
-    f("exclude", R, "<host1[,host2][,host3],...>", Target, "Exclude hosts/networks",
+    f("-iR", R, "<num>", Target, "Choose random targets", NotSupported),
+    f("--exclude", R, "<host1[,host2][,host3],...>", Target, "Exclude hosts/networks",
         Text(|o, v| o.excludes.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_string)))),
-    f("excludefile", R, "<exclude_file>", Target, "Exclude list from file",
+    f("--excludefile", R, "<exclude_file>", Target, "Exclude list from file",
         Text(|o, v| o.exclude_file = Some(v.into()))),
     // Host discovery
-    f("P", O, "n|S|A|U[ports]|E|P|M|R", Discovery, "-Pn: treat all hosts as online; -PS/PA/PU[portlist]: TCP SYN (a connect ping without privileges), TCP ACK, UDP discovery to given ports; -PE/PP/PM: ICMP echo, timestamp, netmask request discovery; -PR: ARP ping (raw probes need root or CAP_NET_RAW; -PY/-PO: not supported yet)",
+    f("-P", O, "n|S|A|U[ports]|E|P|M|R", Discovery, "-Pn: treat all hosts as online; -PS/PA/PU[portlist]: TCP SYN (a connect ping without privileges), TCP ACK, UDP discovery to given ports; -PE/PP/PM: ICMP echo, timestamp, netmask request discovery; -PR: ARP ping (raw probes need root or CAP_NET_RAW; -PY/-PO: not supported yet)",
         Custom(ping)),
-    f("n", N, "", Discovery, "Never do DNS resolution",
+    f("-n", N, "", Discovery, "Never do DNS resolution",
         Switch(|o| o.dns = Dns::Never)),
-    f("R", N, "", Discovery, "Always resolve [default: sometimes]",
+    f("-R", N, "", Discovery, "Always resolve [default: sometimes]",
         Switch(|o| o.dns = Dns::Always)),
-    f("dns-servers", R, "<serv1[,serv2],...>", Discovery, "Specify custom DNS servers", NotSupported),
-    f("system-dns", N, "", Discovery, "Use OS's DNS resolver (always the case)", Ignored),
-    f("traceroute", N, "", Discovery, "Trace hop path to each host", NotSupported),
-    f("disable-arp-ping", N, "", Discovery, "No ARP or ND ping",
+    f("--dns-servers", R, "<serv1[,serv2],...>", Discovery, "Specify custom DNS servers", NotSupported),
+    f("--system-dns", N, "", Discovery, "Use OS's DNS resolver (always the case)", Ignored),
+    f("--traceroute", N, "", Discovery, "Trace hop path to each host", NotSupported),
+    f("--disable-arp-ping", N, "", Discovery, "No ARP or ND ping",
         Switch(|o| o.disable_arp_ping = true)),
-    f("discovery-ignore-rst", N, "", Discovery, "Ignore RST replies in discovery", NotSupported),
+    f("--discovery-ignore-rst", N, "", Discovery, "Ignore RST replies in discovery", NotSupported),
     // Scan techniques
-    f("s", R, "<S|T|U|n|L>", Technique, "-sS: TCP SYN scan (root or CAP_NET_RAW); -sT: TCP connect scan; -sU: UDP scan (root or CAP_NET_RAW; with -sS too); -sn: ping scan, no port scan; -sL: list targets (other -s types: not supported yet)",
+    f("-s", R, "<S|T|U|n|L>", Technique, "-sS: TCP SYN scan (root or CAP_NET_RAW); -sT: TCP connect scan; -sU: UDP scan (root or CAP_NET_RAW; with -sS too); -sn: ping scan, no port scan; -sL: list targets (other -s types: not supported yet)",
         Custom(scan_types)),
-    f("sI", R, "<zombie host[:probeport]>", Technique, "Idle scan", NotSupported),
-    f("scanflags", R, "<flags>", Technique, "Customize TCP scan flags", NotSupported),
-    f("b", R, "<FTP relay host>", Technique, "FTP bounce scan", NotSupported),
+    f("-sI", R, "<zombie host[:probeport]>", Technique, "Idle scan", NotSupported),
+    f("--scanflags", R, "<flags>", Technique, "Customize TCP scan flags", NotSupported),
+    f("-b", R, "<FTP relay host>", Technique, "FTP bounce scan", NotSupported),
     // Ports
-    f("p", R, "<port ranges>", Ports, "Only scan specified ports (e.g. -p22; -p1-65535; -p U:53,T:21-25,80; -p-; -p http,ssh)",
+    f("-p", R, "<port ranges>", Ports, "Only scan specified ports (e.g. -p22; -p1-65535; -p U:53,T:21-25,80; -p-; -p http,ssh)",
         Text(|o, v| o.ports = Some(v.into()))),
-    f("exclude-ports", R, "<port ranges>", Ports, "Exclude the specified ports from scanning",
+    f("--exclude-ports", R, "<port ranges>", Ports, "Exclude the specified ports from scanning",
         Text(|o, v| o.exclude_ports = Some(v.into()))),
-    f("F", N, "", Ports, "Fast mode - scan fewer ports than the default scan (top 100)",
+    f("-F", N, "", Ports, "Fast mode - scan fewer ports than the default scan (top 100)",
         Switch(|o| o.fast = true)),
-    f("r", N, "", Ports, "Scan ports sequentially - don't randomize",
+    f("-r", N, "", Ports, "Scan ports sequentially - don't randomize",
         Switch(|o| o.sequential_ports = true)),
-    f("top-ports", R, "<number>", Ports, "Scan <number> most common ports",
+    f("--top-ports", R, "<number>", Ports, "Scan <number> most common ports",
         Count(1, 65536, |o, n| o.top_ports = Some(n as u32))),
-    f("port-ratio", R, "<ratio>", Ports, "Scan ports more common than <ratio>",
+    f("--port-ratio", R, "<ratio>", Ports, "Scan ports more common than <ratio>",
         Custom(port_ratio)),
     // Version detection
-    f("version-intensity", R, "<level>", Version, "Set from 0 (light) to 9 (try all probes)",
+    f("--version-intensity", R, "<level>", Version, "Set from 0 (light) to 9 (try all probes)",
         Count(0, 9, |o, n| o.version_intensity = Some(n as u8))),
-    f("version-light", N, "", Version, "Limit to most likely probes (intensity 2)",
+    f("--version-light", N, "", Version, "Limit to most likely probes (intensity 2)",
         Switch(|o| o.version_intensity = Some(2))),
-    f("version-all", N, "", Version, "Try every single probe (intensity 9)",
+    f("--version-all", N, "", Version, "Try every single probe (intensity 9)",
         Switch(|o| o.version_intensity = Some(9))),
-    f("version-trace", N, "", Version, "Show detailed version scan activity",
+    f("--version-trace", N, "", Version, "Show detailed version scan activity",
         Switch(|o| o.version_trace = true)),
-    f("allports", N, "", Version, "Probe every port, excluded ones too",
+    f("--allports", N, "", Version, "Probe every port, excluded ones too",
         Switch(|o| o.all_ports = true)),
-    f("builtin-data", N, "", Version, "Ignore installed Nmap data files; use only Portolan's built-in data (Portolan's own)",
+    f("--builtin-data", N, "", Version, "Ignore installed Nmap data files; use only Portolan's built-in data (Portolan's own)",
         Switch(|o| o.builtin_data = true)),
-    f("servicedb", R, "<file>", Version, "Use this services file", NotSupported),
-    f("versiondb", R, "<file>", Version, "Use this service probes file", NotSupported),
+    f("--servicedb", R, "<file>", Version, "Use this services file", NotSupported),
+    f("--versiondb", R, "<file>", Version, "Use this service probes file", NotSupported),
     // Scripts
-    f("script", R, "<scripts>", Script, "Run scripts", NotSupported),
-    f("script-args", R, "<n1=v1,...>", Script, "Provide arguments to scripts", NotSupported),
-    f("script-args-file", R, "<filename>", Script, "Provide script args in a file", NotSupported),
-    f("script-trace", N, "", Script, "Show all data sent and received", NotSupported),
-    f("script-updatedb", N, "", Script, "Update the script database", NotSupported),
-    f("script-help", R, "<scripts>", Script, "Show help about scripts", NotSupported),
-    f("script-timeout", R, "<time>", Script, "Script time limit", NotSupported),
+    f("--script", R, "<scripts>", Script, "Run scripts", NotSupported),
+    f("--script-args", R, "<n1=v1,...>", Script, "Provide arguments to scripts", NotSupported),
+    f("--script-args-file", R, "<filename>", Script, "Provide script args in a file", NotSupported),
+    f("--script-trace", N, "", Script, "Show all data sent and received", NotSupported),
+    f("--script-updatedb", N, "", Script, "Update the script database", NotSupported),
+    f("--script-help", R, "<scripts>", Script, "Show help about scripts", NotSupported),
+    f("--script-timeout", R, "<time>", Script, "Script time limit", NotSupported),
     // OS detection
-    f("O", N, "", Os, "Enable OS detection", NotSupported),
-    f("osscan-limit", N, "", Os, "Limit OS detection to promising targets", NotSupported),
-    f("osscan-guess", N, "", Os, "Guess OS more aggressively", NotSupported),
-    f("fuzzy", N, "", Os, "Guess OS more aggressively", NotSupported),
-    f("max-os-tries", R, "<num>", Os, "Tries of OS detection per target", NotSupported),
+    f("-O", N, "", Os, "Enable OS detection", NotSupported),
+    f("--osscan-limit", N, "", Os, "Limit OS detection to promising targets", NotSupported),
+    f("--osscan-guess", N, "", Os, "Guess OS more aggressively", NotSupported),
+    f("--fuzzy", N, "", Os, "Guess OS more aggressively", NotSupported),
+    f("--max-os-tries", R, "<num>", Os, "Tries of OS detection per target", NotSupported),
     // Timing
-    f("T", R, "<0-5>", Timing, "Set timing template (higher is faster)",
+    f("-T", R, "<0-5>", Timing, "Set timing template (higher is faster)",
         Custom(template)),
-    f("min-hostgroup", R, "<size>", Timing, "Parallel host scan group size (at least)",
+    f("--min-hostgroup", R, "<size>", Timing, "Parallel host scan group size (at least)",
         Count(1, 1 << 20, |o, n| o.min_hostgroup = Some(n as u32))),
-    f("max-hostgroup", R, "<size>", Timing, "Parallel host scan group size (at most)",
+    f("--max-hostgroup", R, "<size>", Timing, "Parallel host scan group size (at most)",
         Count(1, 1 << 20, |o, n| o.max_hostgroup = Some(n as u32))),
-    f("min-parallelism", R, "<numprobes>", Timing, "Probe parallelization (at least)",
+    f("--min-parallelism", R, "<numprobes>", Timing, "Probe parallelization (at least)",
         Count(1, 1 << 20, |o, n| o.min_parallelism = Some(n as u32))),
-    f("max-parallelism", R, "<numprobes>", Timing, "Probe parallelization (at most)",
+    f("--max-parallelism", R, "<numprobes>", Timing, "Probe parallelization (at most)",
         Count(1, 1 << 20, |o, n| o.max_parallelism = Some(n as u32))),
-    f("M", R, "<numprobes>", Timing, "Same as --max-parallelism",
+    f("-M", R, "<numprobes>", Timing, "Same as --max-parallelism",
         Count(1, 1 << 20, |o, n| o.max_parallelism = Some(n as u32))),
-    f("min-rtt-timeout", R, "<time>", Timing, "Minimum probe round trip time",
+    f("--min-rtt-timeout", R, "<time>", Timing, "Minimum probe round trip time",
         Time(|o, t| o.min_rtt_timeout = Some(t))),
-    f("max-rtt-timeout", R, "<time>", Timing, "Maximum probe round trip time",
+    f("--max-rtt-timeout", R, "<time>", Timing, "Maximum probe round trip time",
         Time(|o, t| o.max_rtt_timeout = Some(t))),
-    f("initial-rtt-timeout", R, "<time>", Timing, "Initial probe round trip time",
+    f("--initial-rtt-timeout", R, "<time>", Timing, "Initial probe round trip time",
         Time(|o, t| o.initial_rtt_timeout = Some(t))),
-    f("max-retries", R, "<tries>", Timing, "Caps number of port scan probe retransmissions",
+    f("--max-retries", R, "<tries>", Timing, "Caps number of port scan probe retransmissions",
         Count(0, 50, |o, n| o.max_retries = Some(n as u32))),
-    f("host-timeout", R, "<time>", Timing, "Give up on target after this long",
+    f("--host-timeout", R, "<time>", Timing, "Give up on target after this long",
         Time(|o, t| o.host_timeout = Some(t))),
-    f("scan-delay", R, "<time>", Timing, "Adjust delay between probes",
+    f("--scan-delay", R, "<time>", Timing, "Adjust delay between probes",
         Time(|o, t| o.scan_delay = Some(t))),
-    f("max-scan-delay", R, "<time>", Timing, "Maximum delay between probes",
+    f("--max-scan-delay", R, "<time>", Timing, "Maximum delay between probes",
         Time(|o, t| o.max_scan_delay = Some(t))),
-    f("min-rate", R, "<number>", Timing, "Send packets no slower than <number> per second",
+    f("--min-rate", R, "<number>", Timing, "Send packets no slower than <number> per second",
         Rate(|o, r| o.min_rate = Some(r))),
-    f("max-rate", R, "<number>", Timing, "Send packets no faster than <number> per second",
+    f("--max-rate", R, "<number>", Timing, "Send packets no faster than <number> per second",
         Rate(|o, r| o.max_rate = Some(r))),
-    f("defeat-rst-ratelimit", N, "", Timing, "Ignore RST rate limits", NotSupported),
-    f("defeat-icmp-ratelimit", N, "", Timing, "Ignore ICMP rate limits", NotSupported),
-    f("nsock-engine", R, "<engine>", Timing, "Nsock IO engine", NotSupported),
+    f("--defeat-rst-ratelimit", N, "", Timing, "Ignore RST rate limits", NotSupported),
+    f("--defeat-icmp-ratelimit", N, "", Timing, "Ignore ICMP rate limits", NotSupported),
+    f("--nsock-engine", R, "<engine>", Timing, "Nsock IO engine", NotSupported),
     // Evasion
-    f("f", N, "", Evasion, "Fragment packets", NotSupported),
-    f("ff", N, "", Evasion, "Fragment packets more", NotSupported),
-    f("mtu", R, "<val>", Evasion, "Fragment packets with given MTU", NotSupported),
-    f("D", R, "<decoy1,decoy2[,ME],...>", Evasion, "Cloak a scan with decoys", NotSupported),
-    f("S", R, "<IP_Address>", Evasion, "Spoof source address", NotSupported),
-    f("e", R, "<iface>", Evasion, "Use specified interface", NotSupported),
-    f("g", R, "<portnum>", Evasion, "Use given port number", NotSupported),
-    f("source-port", R, "<portnum>", Evasion, "Use given port number", NotSupported),
-    f("proxies", R, "<url1,[url2],...>", Evasion, "Relay connections through HTTP/SOCKS4 proxies", NotSupported),
-    f("proxy", R, "<url1,[url2],...>", Evasion, "Relay connections through proxies", NotSupported),
-    f("data", R, "<hex string>", Evasion, "Append a custom payload to sent packets", NotSupported),
-    f("data-string", R, "<string>", Evasion, "Append a custom ASCII string to sent packets", NotSupported),
-    f("data-length", R, "<num>", Evasion, "Append random data to sent packets", NotSupported),
-    f("ip-options", R, "<options>", Evasion, "Send packets with specified ip options", NotSupported),
-    f("ttl", R, "<val>", Evasion, "Set IP time-to-live field", NotSupported),
-    f("spoof-mac", R, "<mac address/prefix/vendor name>", Evasion, "Spoof your MAC address", NotSupported),
-    f("badsum", N, "", Evasion, "Send packets with a bogus TCP/UDP/SCTP checksum", NotSupported),
-    f("adler32", N, "", Evasion, "Use Adler32 for SCTP checksums", NotSupported),
+    f("-f", N, "", Evasion, "Fragment packets", NotSupported),
+    f("-ff", N, "", Evasion, "Fragment packets more", NotSupported),
+    f("--mtu", R, "<val>", Evasion, "Fragment packets with given MTU", NotSupported),
+    f("-D", R, "<decoy1,decoy2[,ME],...>", Evasion, "Cloak a scan with decoys", NotSupported),
+    f("-S", R, "<IP_Address>", Evasion, "Spoof source address", NotSupported),
+    f("-e", R, "<iface>", Evasion, "Use specified interface", NotSupported),
+    f("-g", R, "<portnum>", Evasion, "Use given port number", NotSupported),
+    f("--source-port", R, "<portnum>", Evasion, "Use given port number", NotSupported),
+    f("--proxies", R, "<url1,[url2],...>", Evasion, "Relay connections through HTTP/SOCKS4 proxies", NotSupported),
+    f("--proxy", R, "<url1,[url2],...>", Evasion, "Relay connections through proxies", NotSupported),
+    f("--data", R, "<hex string>", Evasion, "Append a custom payload to sent packets", NotSupported),
+    f("--data-string", R, "<string>", Evasion, "Append a custom ASCII string to sent packets", NotSupported),
+    f("--data-length", R, "<num>", Evasion, "Append random data to sent packets", NotSupported),
+    f("--ip-options", R, "<options>", Evasion, "Send packets with specified ip options", NotSupported),
+    f("--ttl", R, "<val>", Evasion, "Set IP time-to-live field", NotSupported),
+    f("--spoof-mac", R, "<mac address/prefix/vendor name>", Evasion, "Spoof your MAC address", NotSupported),
+    f("--badsum", N, "", Evasion, "Send packets with a bogus TCP/UDP/SCTP checksum", NotSupported),
+    f("--adler32", N, "", Evasion, "Use Adler32 for SCTP checksums", NotSupported),
     // Output
-    f("oN", R, "<file>", Output, "Output scan in normal format",
+    f("-oN", R, "<file>", Output, "Output scan in normal format",
         Text(|o, v| o.outputs.push((Format::Normal, v.into())))),
-    f("oX", R, "<file>", Output, "Output scan in XML format",
+    f("-oX", R, "<file>", Output, "Output scan in XML format",
         Text(|o, v| o.outputs.push((Format::Xml, v.into())))),
-    f("oG", R, "<file>", Output, "Output scan in grepable format",
+    f("-oG", R, "<file>", Output, "Output scan in grepable format",
         Text(|o, v| o.outputs.push((Format::Grepable, v.into())))),
-    f("oM", R, "<file>", Output, "Same as -oG (its old name)",
+    f("-oM", R, "<file>", Output, "Same as -oG (its old name)",
         Text(|o, v| o.outputs.push((Format::Grepable, v.into())))),
-    f("oJ", R, "<file>", Output, "Output scan in JSON format (Portolan's own; docs/json-schema.md)",
+    f("-oJ", R, "<file>", Output, "Output scan in JSON format (Portolan's own; docs/json-schema.md)",
         Text(|o, v| o.outputs.push((Format::Json, v.into())))),
-    f("oE", R, "<file>", Output, "Output SIEM events, NDJSON with ECS field names (docs/events.md)",
+    f("-oE", R, "<file>", Output, "Output SIEM events, NDJSON with ECS field names (docs/events.md)",
         Text(|o, v| o.outputs.push((Format::Events, v.into())))),
-    f("db", R, "<path>", Output, "Record the scan in this history store (default: $PORTOLAN_DB)",
+    f("--db", R, "<path>", Output, "Record the scan in this history store (default: $PORTOLAN_DB)",
         Text(|o, v| o.db = Some(v.into()))),
-    f("oA", R, "<basename>", Output, "Output in the three major formats at once",
+    f("-oA", R, "<basename>", Output, "Output in the three major formats at once",
         Custom(all_formats)),
-    f("oS", R, "<file>", Output, "Output in s|<rIpt kIddi3 format", NotSupported),
-    f("oH", R, "<file>", Output, "Output in hex format", NotSupported),
-    f("v", O, "", Output, "Increase verbosity level (use -vv or more for greater effect)",
+    f("-oS", R, "<file>", Output, "Output in s|<rIpt kIddi3 format", NotSupported),
+    f("-oH", R, "<file>", Output, "Output in hex format", NotSupported),
+    f("-v", O, "", Output, "Increase verbosity level (use -vv or more for greater effect)",
         Custom(verbosity)),
-    f("vv", N, "", Output, "Verbosity level 2",
+    f("-vv", N, "", Output, "Verbosity level 2",
         Switch(|o| o.verbose = o.verbose.saturating_add(2))),
-    f("verbose", N, "", Output, "Increase verbosity level",
+    f("--verbose", N, "", Output, "Increase verbosity level",
         Switch(|o| o.verbose = o.verbose.saturating_add(1))),
-    f("d", O, "", Output, "Increase debugging level (use -dd or more for greater effect)",
+    f("-d", O, "", Output, "Increase debugging level (use -dd or more for greater effect)",
         Custom(debugging)),
-    f("debug", O, "", Output, "Increase debugging level",
+    f("--debug", O, "", Output, "Increase debugging level",
         Custom(debugging)),
-    f("reason", N, "", Output, "Display the reason a port is in a particular state",
+    f("--reason", N, "", Output, "Display the reason a port is in a particular state",
         Switch(|o| o.reason = true)),
-    f("open", N, "", Output, "Only show open (or possibly open) ports",
+    f("--open", N, "", Output, "Only show open (or possibly open) ports",
         Switch(|o| o.open_only = true)),
-    f("packet-trace", N, "", Output, "Show all packets sent and received", NotSupported),
-    f("iflist", N, "", Output, "Print host interfaces and routes", NotSupported),
-    f("append-output", N, "", Output, "Append to rather than clobber specified output files",
+    f("--packet-trace", N, "", Output, "Show all packets sent and received", NotSupported),
+    f("--iflist", N, "", Output, "Print host interfaces and routes", NotSupported),
+    f("--append-output", N, "", Output, "Append to rather than clobber specified output files",
         Switch(|o| o.append_output = true)),
-    f("resume", R, "<filename>", Output, "Resume an aborted scan", NotSupported),
-    f("noninteractive", N, "", Output, "Disable runtime interactions via keyboard (there are none)", Ignored),
-    f("stylesheet", R, "<path/URL>", Output, "XSL stylesheet to transform XML output to HTML",
+    f("--resume", R, "<filename>", Output, "Resume an aborted scan", NotSupported),
+    f("--noninteractive", N, "", Output, "Disable runtime interactions via keyboard (there are none)", Ignored),
+    f("--stylesheet", R, "<path/URL>", Output, "XSL stylesheet to transform XML output to HTML",
         Text(|o, v| o.stylesheet = Some(v.into()))),
-    f("webxml", N, "", Output, "Reference stylesheet from Nmap.Org for more portable XML",
+    f("--webxml", N, "", Output, "Reference stylesheet from Nmap.Org for more portable XML",
         Switch(|o| o.stylesheet = Some(NMAP_ORG_XSL.into()))),
-    f("no-stylesheet", N, "", Output, "Prevent associating of XSL stylesheet w/XML output",
+    f("--no-stylesheet", N, "", Output, "Prevent associating of XSL stylesheet w/XML output",
         Switch(|o| o.no_stylesheet = true)),
-    f("stats-every", R, "<time>", Output, "Print a status line every <time>",
+    f("--stats-every", R, "<time>", Output, "Print a status line every <time>",
         Time(|o, t| o.stats_every = Some(t))),
-    f("log-errors", N, "", Output, "Accepted for compatibility (errors always go to stderr)", Ignored),
-    f("deprecated-xml-osclass", N, "", Output, "Old XML osclass layout", NotSupported),
+    f("--log-errors", N, "", Output, "Accepted for compatibility (errors always go to stderr)", Ignored),
+    f("--deprecated-xml-osclass", N, "", Output, "Old XML osclass layout", NotSupported),
     // Misc
-    f("6", N, "", Misc, "Enable IPv6 scanning",
+    f("-6", N, "", Misc, "Enable IPv6 scanning",
         Switch(|o| o.ipv6 = true)),
-    f("4", N, "", Misc, "IPv4 scanning (the default)", Ignored),
-    f("A", N, "", Misc, "Enable OS detection, version detection, script scanning, and traceroute (-sV only, for now: the rest is not supported yet and is said so)",
+    f("-4", N, "", Misc, "IPv4 scanning (the default)", Ignored),
+    f("-A", N, "", Misc, "Enable OS detection, version detection, script scanning, and traceroute (-sV only, for now: the rest is not supported yet and is said so)",
         Switch(|o| { o.aggressive = true; o.version = true })),
-    f("datadir", R, "<dirname>", Misc, "Specify custom Nmap data file location",
+    f("--datadir", R, "<dirname>", Misc, "Specify custom Nmap data file location",
         Text(|o, v| o.datadir = Some(v.into()))),
-    f("send-eth", N, "", Misc, "Send using raw ethernet frames", NotSupported),
-    f("send-ip", N, "", Misc, "Send using raw IP packets", NotSupported),
-    f("privileged", N, "", Misc, "Assume that the user is fully privileged", NotSupported),
-    f("unprivileged", N, "", Misc, "Assume the user lacks raw socket privileges",
+    f("--send-eth", N, "", Misc, "Send using raw ethernet frames", NotSupported),
+    f("--send-ip", N, "", Misc, "Send using raw IP packets", NotSupported),
+    f("--privileged", N, "", Misc, "Assume that the user is fully privileged", NotSupported),
+    f("--unprivileged", N, "", Misc, "Assume the user lacks raw socket privileges",
         Switch(|o| o.unprivileged = true)),
-    f("randomize-hosts", N, "", Misc, "Scan hosts in random order",
+    f("--randomize-hosts", N, "", Misc, "Scan hosts in random order",
         Switch(|o| o.randomize_hosts = true)),
-    f("seed", R, "<number>", Misc, "Seed the random probe order (same seed, same order; Portolan's own, as masscan's)",
+    f("--seed", R, "<number>", Misc, "Seed the random probe order (same seed, same order; Portolan's own, as masscan's)",
         Count(0, u64::MAX, |o, n| o.seed = Some(n))),
-    f("shard", R, "<K/N>", Misc, "Send only shard K of N of the probes (same --seed on every machine; Portolan's own, as masscan's)",
+    f("--shard", R, "<K/N>", Misc, "Send only shard K of N of the probes (same --seed on every machine; Portolan's own, as masscan's)",
         Text(|o, v| o.shard = Some(v.into()))),
-    f("dryrun", N, "", Misc, "Print the probes of a raw-packet scan instead of sending them (implies -n; no report is written)",
+    f("--dryrun", N, "", Misc, "Print the probes of a raw-packet scan instead of sending them (implies -n; no report is written)",
         Switch(|o| o.dry_run = true)),
-    f("resolve-all", N, "", Misc, "Scan every address a hostname resolves to",
+    f("--resolve-all", N, "", Misc, "Scan every address a hostname resolves to",
         Switch(|o| o.resolve_all = true)),
-    f("unique", N, "", Misc, "Scan each address only once", NotSupported),
-    f("route-dst", R, "<host>", Misc, "Show routing for a host", NotSupported),
-    f("release-memory", N, "", Misc, "Accepted for compatibility (memory is always released)", Ignored),
-    f("V", N, "", Misc, "Print version number",
+    f("--unique", N, "", Misc, "Scan each address only once", NotSupported),
+    f("--route-dst", R, "<host>", Misc, "Show routing for a host", NotSupported),
+    f("--release-memory", N, "", Misc, "Accepted for compatibility (memory is always released)", Ignored),
+    f("-V", N, "", Misc, "Print version number",
         Switch(|o| o.show_version = true)),
-    f("version", N, "", Misc, "Print version number",
+    f("--version", N, "", Misc, "Print version number",
         Switch(|o| o.show_version = true)),
-    f("h", N, "", Misc, "Print this help summary page",
+    f("-h", N, "", Misc, "Print this help summary page",
         Switch(|o| o.show_help = true)),
-    f("help", N, "", Misc, "Print this help summary page",
+    f("--help", N, "", Misc, "Print this help summary page",
         Switch(|o| o.show_help = true)),
 ];
 
@@ -357,7 +384,7 @@ impl FlagDef {
     /// How the flag is named in messages: `-p`, `-oX`, `--max-retries` (whatever prefix
     /// of it was typed).
     pub fn shown(&self) -> String {
-        format!("{}{}", dash(self), self.name)
+        format!("{}{}", self.dashes, self.name)
     }
 
     /// Applies the flag, given its value (already taken from the command line as its
@@ -556,33 +583,6 @@ pub fn lookup_short(c: char) -> Option<&'static FlagDef> {
         .find(|d| d.name.len() == 1 && d.name.starts_with(c))
 }
 
-/// How the flag is written: one dash for letters and for Nmap's two-letter output and
-/// input options (`-oX`, `-iL`), two for long options.
-pub fn dash(def: &FlagDef) -> &'static str {
-    if def.name.len() == 1
-        || matches!(
-            def.name,
-            "iL" | "iR"
-                | "sI"
-                | "oN"
-                | "oX"
-                | "oG"
-                | "oM"
-                | "oJ"
-                | "oE"
-                | "oA"
-                | "oS"
-                | "oH"
-                | "vv"
-                | "ff"
-        )
-    {
-        "-"
-    } else {
-        "--"
-    }
-}
-
 /// The help page, generated from the table.
 pub fn help_text() -> String {
     let mut out = format!(
@@ -601,7 +601,7 @@ pub fn help_text() -> String {
         out.push_str(s.title());
         out.push_str(":\n");
         for d in FLAGS.iter().filter(|d| d.section == s) {
-            let dashes = dash(d);
+            let dashes = d.dashes;
             let sep = match (d.arg, d.name.len()) {
                 (Arg::Required, 1) => "",
                 (Arg::Required, _) => " ",
@@ -878,6 +878,9 @@ mod tests {
                     assert_eq!(d.arg, Arg::Required, "{}", d.name)
                 }
                 Custom(_) | NotSupported => {}
+            }
+            if d.name.chars().count() == 1 {
+                assert_eq!(d.dashes, "-", "{}: a short option has one dash", d.name);
             }
             if d.arg == Arg::Required {
                 assert!(
