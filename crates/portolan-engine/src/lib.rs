@@ -19,5 +19,5 @@ pub mod pipeline;
 pub mod plan;
 pub mod stages;
 
-// pub use pipeline::{RunSummary, Scanner};
-// pub use plan::ScanPlan;
+pub use pipeline::{RunSummary, Scanner};
+pub use plan::ScanPlan;

@@ -1,9 +1,10 @@
 //! Parsing Nmap's command line into [`Options`], with no side effects: nothing is read,
 //! resolved or opened here. getopt_long_only's rules apply: a word with one dash is first
-//! tried as a long option (exact name, else unique prefix), then as short options.
+//! tried as a long option (exact name, else unique prefix), then as short options. This
+//! file owns that grammar; what each flag means is its row in flags.rs.
 
-use crate::flags::{dash, lookup_long, lookup_short, Arg, FlagDef, LookupError};
-use portolan_engine::plan::timing::{parse_time, Template, TimingError};
+use crate::flags::{lookup_long, lookup_short, Arg, LookupError};
+use portolan_engine::plan::timing::Template;
 use std::time::Duration;
 
 /// What went wrong on the command line. Each is reported with exit code 2.
@@ -34,31 +35,7 @@ pub enum Format {
     Events,
 }
 
-/// Scan type chosen with -s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScanKind {
-    /// -sT, and the default without raw-socket privileges (as Nmap).
-    Connect,
-    /// -sS, and the default with them.
-    Syn,
-    /// -sU alone: no TCP scan.
-    Udp,
-    /// -sn: host discovery only.
-    PingOnly,
-    /// -sL: list targets, send nothing.
-    List,
-}
-
-/// DNS resolution policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dns {
-    /// Reverse-resolve hosts found up (Nmap's default).
-    Default,
-    /// -n
-    Never,
-    /// -R
-    Always,
-}
+pub use portolan_engine::plan::{Dns, ScanKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -260,7 +237,7 @@ where
                             }
                         },
                     };
-                    apply(&mut o, def, &format!("{}{}", dash(def), def.name), value)?;
+                    def.apply(&mut o, value.as_deref())?;
                     continue;
                 }
                 Err(LookupError::Ambiguous(list)) => {
@@ -279,12 +256,12 @@ where
             let rest: String = chars[k + 1..].iter().collect();
             match def.arg {
                 Arg::None => {
-                    apply(&mut o, def, &format!("-{c}"), None)?;
+                    def.apply(&mut o, None)?;
                     k += 1;
                 }
                 Arg::Optional => {
                     let v = if rest.is_empty() { None } else { Some(rest) };
-                    apply(&mut o, def, &format!("-{c}"), v)?;
+                    def.apply(&mut o, v.as_deref())?;
                     break;
                 }
                 Arg::Required => {
@@ -298,217 +275,13 @@ where
                         i += 1;
                         v
                     };
-                    apply(&mut o, def, &format!("-{c}"), Some(v))?;
+                    def.apply(&mut o, Some(&v))?;
                     break;
                 }
             }
         }
     }
     Ok(o)
-}
-
-fn invalid(flag: &str, msg: impl Into<String>) -> ArgError {
-    ArgError::Invalid {
-        flag: flag.to_string(),
-        msg: msg.into(),
-    }
-}
-
-fn time(flag: &str, v: &str) -> Result<Duration, ArgError> {
-    parse_time(v).map_err(|e: TimingError| invalid(flag, e.to_string()))
-}
-
-fn uint(flag: &str, v: &str, min: u64, max: u64) -> Result<u64, ArgError> {
-    match v.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(invalid(
-            flag,
-            format!("{v:?} is not a whole number from {min} to {max}"),
-        )),
-    }
-}
-
-fn rate(flag: &str, v: &str) -> Result<f64, ArgError> {
-    match v.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(invalid(flag, format!("{v:?} is not a positive number"))),
-    }
-}
-
-/// Counts a level given as `-vv`/`-v3`: repeated letters add, a number sets.
-fn level(flag: &str, letter: char, current: u8, v: Option<&str>) -> Result<u8, ArgError> {
-    match v {
-        None => Ok(current.saturating_add(1)),
-        Some(s) if !s.is_empty() && s.chars().all(|c| c == letter) => {
-            Ok(current.saturating_add(1 + s.len() as u8))
-        }
-        Some(s) => Ok(uint(flag, s, 0, 10)? as u8),
-    }
-}
-
-fn apply(o: &mut Options, def: &FlagDef, shown: &str, v: Option<String>) -> Result<(), ArgError> {
-    let val = v.as_deref().unwrap_or("");
-    // Flags with sub-letters decide support on their value (-sT vs -sS, -Pn vs -PE).
-    match def.name {
-        "s" => {
-            if val.is_empty() {
-                return Err(ArgError::MissingValue("-s".into()));
-            }
-            for c in val.chars() {
-                match c {
-                    'T' => set_scan(o, ScanKind::Connect, shown)?,
-                    'S' => set_scan(o, ScanKind::Syn, shown)?,
-                    'n' | 'P' => set_scan(o, ScanKind::PingOnly, shown)?,
-                    'L' => set_scan(o, ScanKind::List, shown)?,
-                    'U' => o.udp = true,
-                    'V' => o.version = true,
-                    'A' | 'W' | 'M' | 'N' | 'F' | 'X' | 'Y' | 'Z' | 'O' | 'C' | 'R' | 'I' => {
-                        return Err(ArgError::NotSupported(format!("-s{c}")))
-                    }
-                    _ => return Err(invalid("-s", format!("unknown scan type -s{c}"))),
-                }
-            }
-            return Ok(());
-        }
-        "P" => {
-            let mut chars = val.chars();
-            match chars.next() {
-                Some('n') if val == "n" => o.no_ping = true,
-                Some('0') if val == "0" => o.no_ping = true,
-                Some('N') if val == "N" => o.no_ping = true,
-                Some('S') => {
-                    let ports: String = chars.collect();
-                    o.ping_ports = Some(if ports.is_empty() { "80".into() } else { ports });
-                }
-                Some('E') if val == "E" => o.ping_echo = true,
-                Some('P') if val == "P" => o.ping_timestamp = true,
-                Some('M') if val == "M" => o.ping_netmask = true,
-                Some('R') if val == "R" => o.ping_arp = true,
-                Some('A') => {
-                    let ports: String = chars.collect();
-                    o.ping_ack_ports = Some(if ports.is_empty() { "80".into() } else { ports });
-                }
-                Some('U') => {
-                    let ports: String = chars.collect();
-                    o.ping_udp_ports = Some(if ports.is_empty() {
-                        "40125".into()
-                    } else {
-                        ports
-                    });
-                }
-                Some(c @ ('Y' | 'O' | 'B' | 'T' | 'I')) => {
-                    return Err(ArgError::NotSupported(format!("-P{c}")))
-                }
-                _ => return Err(invalid("-P", format!("unknown ping type -P{val}"))),
-            }
-            return Ok(());
-        }
-        _ => {}
-    }
-    if !def.supported {
-        return Err(ArgError::NotSupported(shown.to_string()));
-    }
-    match def.name {
-        "iL" => o.input_file = Some(val.into()),
-        "exclude" => o
-            .excludes
-            .extend(val.split(',').filter(|s| !s.is_empty()).map(str::to_string)),
-        "excludefile" => o.exclude_file = Some(val.into()),
-        "n" => o.dns = Dns::Never,
-        "R" => o.dns = Dns::Always,
-        "system-dns" | "noninteractive" | "log-errors" | "release-memory" | "4" => {}
-        "disable-arp-ping" => o.disable_arp_ping = true,
-        "unprivileged" => o.unprivileged = true,
-        "shard" => o.shard = Some(val.into()),
-        "dryrun" => o.dry_run = true,
-        "version-intensity" => o.version_intensity = Some(uint(shown, val, 0, 9)? as u8),
-        "version-light" => o.version_intensity = Some(2),
-        "version-all" => o.version_intensity = Some(9),
-        "version-trace" => o.version_trace = true,
-        "allports" => o.all_ports = true,
-        "builtin-data" => o.builtin_data = true,
-        "A" => {
-            o.aggressive = true;
-            o.version = true;
-        }
-        "p" => o.ports = Some(val.into()),
-        "exclude-ports" => o.exclude_ports = Some(val.into()),
-        "F" => o.fast = true,
-        "r" => o.sequential_ports = true,
-        "top-ports" => o.top_ports = Some(uint(shown, val, 1, 65536)? as u32),
-        "port-ratio" => match val.parse::<f64>() {
-            Ok(r) if (0.0..=1.0).contains(&r) => o.port_ratio = Some(r),
-            _ => {
-                return Err(invalid(
-                    shown,
-                    format!("{val:?} is not a decimal from 0 to 1"),
-                ))
-            }
-        },
-        "T" => {
-            o.template = Template::parse(val).map_err(|e| invalid("-T", e.to_string()))?;
-        }
-        "min-hostgroup" => o.min_hostgroup = Some(uint(shown, val, 1, 1 << 20)? as u32),
-        "max-hostgroup" => o.max_hostgroup = Some(uint(shown, val, 1, 1 << 20)? as u32),
-        "min-parallelism" => o.min_parallelism = Some(uint(shown, val, 1, 1 << 20)? as u32),
-        "max-parallelism" | "M" => o.max_parallelism = Some(uint(shown, val, 1, 1 << 20)? as u32),
-        "min-rtt-timeout" => o.min_rtt_timeout = Some(time(shown, val)?),
-        "max-rtt-timeout" => o.max_rtt_timeout = Some(time(shown, val)?),
-        "initial-rtt-timeout" => o.initial_rtt_timeout = Some(time(shown, val)?),
-        "max-retries" => o.max_retries = Some(uint(shown, val, 0, 50)? as u32),
-        "host-timeout" => o.host_timeout = Some(time(shown, val)?),
-        "scan-delay" => o.scan_delay = Some(time(shown, val)?),
-        "max-scan-delay" => o.max_scan_delay = Some(time(shown, val)?),
-        "min-rate" => o.min_rate = Some(rate(shown, val)?),
-        "max-rate" => o.max_rate = Some(rate(shown, val)?),
-        "oN" => o.outputs.push((Format::Normal, val.into())),
-        "oX" => o.outputs.push((Format::Xml, val.into())),
-        "oG" | "oM" => o.outputs.push((Format::Grepable, val.into())),
-        "oJ" => o.outputs.push((Format::Json, val.into())),
-        "oE" => o.outputs.push((Format::Events, val.into())),
-        "db" => o.db = Some(val.into()),
-        "oA" => {
-            if val == "-" {
-                return Err(invalid("-oA", "cannot write all three formats to stdout"));
-            }
-            o.outputs.push((Format::Normal, format!("{val}.nmap")));
-            o.outputs.push((Format::Xml, format!("{val}.xml")));
-            o.outputs.push((Format::Grepable, format!("{val}.gnmap")));
-        }
-        "v" => o.verbose = level(shown, 'v', o.verbose, v.as_deref())?,
-        "vv" => o.verbose = o.verbose.saturating_add(2),
-        "verbose" => o.verbose = o.verbose.saturating_add(1),
-        "d" | "debug" => o.debug = level(shown, 'd', o.debug, v.as_deref())?,
-        "reason" => o.reason = true,
-        "open" => o.open_only = true,
-        "append-output" => o.append_output = true,
-        "stats-every" => o.stats_every = Some(time(shown, val)?),
-        "stylesheet" => o.stylesheet = Some(val.into()),
-        "webxml" => o.stylesheet = Some("https://svn.nmap.org/nmap/docs/nmap.xsl".into()),
-        "no-stylesheet" => o.no_stylesheet = true,
-        "6" => o.ipv6 = true,
-        "datadir" => o.datadir = Some(val.into()),
-        "randomize-hosts" => o.randomize_hosts = true,
-        "seed" => o.seed = Some(uint(shown, val, 0, u64::MAX)?),
-        "resolve-all" => o.resolve_all = true,
-        "V" | "version" => o.show_version = true,
-        "h" | "help" => o.show_help = true,
-        other => return Err(ArgError::NotSupported(format!("{}{other}", dash(def)))),
-    }
-    Ok(())
-}
-
-fn set_scan(o: &mut Options, kind: ScanKind, shown: &str) -> Result<(), ArgError> {
-    match o.scan {
-        Some(prev) if prev != kind => Err(invalid(
-            shown,
-            "only one of -sS, -sT, -sn and -sL can be used at a time",
-        )),
-        _ => {
-            o.scan = Some(kind);
-            Ok(())
-        }
-    }
 }
 
 #[cfg(test)]
@@ -683,5 +456,18 @@ mod tests {
     fn double_dash_ends_options() {
         let o = p("-p 80 -- -weird-name 198.18.0.1").unwrap();
         assert_eq!(o.targets, vec!["-weird-name", "198.18.0.1"]);
+    }
+
+    /// `-oX FILE` and `-oX=FILE`; `-oXFILE` is refused, as it always was: Nmap reads it
+    /// as `-o XFILE` (normal output to a file named XFILE), a surprise better refused.
+    #[test]
+    fn output_value_attached_with_equals_or_separate() {
+        for cmd in ["-oX out.xml", "-oX=out.xml", "--oX out.xml"] {
+            assert_eq!(
+                p(cmd).unwrap().outputs,
+                vec![(Format::Xml, "out.xml".into())]
+            );
+        }
+        assert_eq!(p("-oXout.xml"), Err(ArgError::Unknown("-o".into())));
     }
 }

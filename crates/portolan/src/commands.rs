@@ -1,25 +1,28 @@
 //! Portolan's own subcommands (`portolan diff`, `portolan history`, ...), beside Nmap's
-//! command line. Each lives in a module of its own and is listed in [`COMMANDS`] with the
-//! function that runs it and returns its exit code.
+//! command line. Each lives in a module of its own, declares its options as a
+//! [`subargs::Spec`] (one parser for all of them, and their `--help`), and is listed in
+//! [`COMMANDS`] with the function that runs it and returns its exit code.
 
 mod check;
+pub mod subargs;
 
 use std::process::ExitCode;
+use subargs::Spec;
 
-/// A subcommand: its word, and what runs it on the words after it.
-type Command = (&'static str, fn(&[String]) -> ExitCode);
+/// A subcommand: its spec (word, options, help), and what runs it on the words after it.
+type Command = (&'static Spec, fn(&[String]) -> ExitCode);
 
-/// Every subcommand.
+/// Every subcommand, in the order the top-level `--help` lists them.
 const COMMANDS: &[Command] = &[
     // Two scan files compared as Ndiff compares them (docs/diff.md).
-    ("diff", crate::diff_cmd::run),
+    (&crate::diff_cmd::SPEC, crate::diff_cmd::run),
     // Baseline policies: every violation in a scan file (docs/policy.md).
-    ("check", check::run),
-    ("import", crate::store_cmd::import),
-    ("history", crate::store_cmd::history),
-    ("changes", crate::store_cmd::changes),
-    ("hosts", crate::store_cmd::hosts),
-    ("services", crate::store_cmd::services),
+    (&check::SPEC, check::run),
+    (&crate::store_cmd::IMPORT, crate::store_cmd::import),
+    (&crate::store_cmd::HISTORY, crate::store_cmd::history),
+    (&crate::store_cmd::CHANGES, crate::store_cmd::changes),
+    (&crate::store_cmd::HOSTS, crate::store_cmd::hosts),
+    (&crate::store_cmd::SERVICES, crate::store_cmd::services),
 ];
 
 /// Runs the subcommand named `word` with `args`, or returns None when `word` names none
@@ -27,6 +30,42 @@ const COMMANDS: &[Command] = &[
 pub fn dispatch(word: &str, args: &[String]) -> Option<ExitCode> {
     COMMANDS
         .iter()
-        .find(|(name, _)| *name == word)
+        .find(|(spec, _)| spec.name == word)
         .map(|(_, run)| run(args))
+}
+
+/// The subcommands for the top-level `--help`: one line each.
+pub fn summary() -> String {
+    let width = COMMANDS
+        .iter()
+        .map(|(s, _)| s.name.len())
+        .max()
+        .unwrap_or(0);
+    COMMANDS
+        .iter()
+        .map(|(s, _)| format!("  {:<width$}  {}\n", s.name, s.summary))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_has_its_help_and_a_line_in_the_summary() {
+        let summary = summary();
+        for (spec, _) in COMMANDS {
+            let line = format!("  {}  ", spec.name);
+            assert!(
+                summary.lines().any(|l| l.starts_with(line.trim_end())),
+                "{summary}"
+            );
+            let help = subargs::help(spec);
+            assert!(help.starts_with(&format!("Usage: portolan {} ", spec.name)));
+            for o in spec.opts {
+                assert!(help.contains(&format!("--{}", o.long)), "{help}");
+            }
+        }
+        assert_eq!(summary.lines().count(), COMMANDS.len());
+    }
 }

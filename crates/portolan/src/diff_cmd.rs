@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::commands::subargs::{self, Opt, Spec};
 use portolan_model::diff::{self, DiffOptions};
 use portolan_model::{json, read_xml, ReadError, ScanRun};
 
@@ -16,23 +17,37 @@ const EXIT_EQUAL: u8 = 0;
 const EXIT_DIFFERENT: u8 = 1;
 const EXIT_ERROR: u8 = 2;
 
-const HELP: &str = "\
-Usage: portolan diff [option] FILE1 FILE2
-       portolan diff [option] --db PATH --last
+/// `portolan diff`'s options: Ndiff's (-h, -v, --text, --xml) and ours.
+const VERBOSE: Opt =
+    Opt::switch("verbose", "also show hosts and ports that haven't changed.").short('v');
+const TEXT: Opt = Opt::switch("text", "display output in text format (default)");
+const XML: Opt = Opt::switch("xml", "display output in XML format (Ndiff's)");
+const JSON: Opt = subargs::JSON.help("display output in Portolan's JSON format (see docs/diff.md)");
+const LAST: Opt = Opt::switch(
+    "last",
+    "compare the two most recent complete scans of the same targets",
+);
+
+pub const SPEC: Spec = Spec {
+    name: "diff",
+    summary: "compare two scans as Ndiff does (files, or the last two in the history store)",
+    usage: &["[option] FILE1 FILE2", "[option] --db PATH --last"],
+    about: "\
 Compare two scans (Nmap XML files, or Portolan's XML or JSON) and display a list of
 their differences, as Ndiff does. Differences include host state changes, port state
 changes, and changes to service detection and script output.
-
-  -h, --help     display this help
-  -v, --verbose  also show hosts and ports that haven't changed.
-  --text         display output in text format (default)
-  --xml          display output in XML format (Ndiff's)
-  --json         display output in Portolan's JSON format (see docs/diff.md)
-  --db PATH      the history store (default: $PORTOLAN_DB), with --last:
-  --last         compare the two most recent complete scans of the same targets
-
-Exit status: 0 if the scans are the same, 1 if they differ, 2 on error.
-";
+",
+    opts: &[
+        VERBOSE,
+        TEXT,
+        XML,
+        JSON,
+        subargs::DB.help("the history store (default: $PORTOLAN_DB), with --last:"),
+        LAST,
+    ],
+    operands: true,
+    footer: "Exit status: 0 if the scans are the same, 1 if they differ, 2 on error.",
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -52,67 +67,40 @@ struct Args {
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
-    let mut out = Args {
-        verbose: false,
-        format: Format::Text,
-        files: Vec::new(),
-        help: false,
-        db: None,
-        last: false,
-    };
+    let p = subargs::parse(&SPEC, args).map_err(|e| e.to_string())?;
     let mut format: Option<Format> = None;
-    let mut set = |f: Format| -> Result<(), String> {
+    for name in p.given() {
+        let f = match name {
+            n if n == TEXT.long => Format::Text,
+            n if n == XML.long => Format::Xml,
+            n if n == JSON.long => Format::Json,
+            _ => continue,
+        };
         match format {
-            Some(prev) if prev != f => Err("contradictory output format options.".into()),
-            _ => {
-                format = Some(f);
-                Ok(())
-            }
-        }
-    };
-    let mut only_files = false;
-    let mut words = args.iter();
-    while let Some(a) = words.next() {
-        if only_files || a == "-" || !a.starts_with('-') {
-            out.files.push(a.clone());
-            continue;
-        }
-        match a.as_str() {
-            "--" => only_files = true,
-            "-h" | "--help" => out.help = true,
-            "-v" | "--verbose" => out.verbose = true,
-            "--text" => set(Format::Text)?,
-            "--xml" => set(Format::Xml)?,
-            "--json" => set(Format::Json)?,
-            "--last" => out.last = true,
-            "--db" => match words.next() {
-                Some(p) => out.db = Some(p.clone()),
-                None => return Err("--db needs a path.".into()),
-            },
-            s if s.starts_with("--db=") => out.db = Some(s["--db=".len()..].to_string()),
-            s if s.starts_with("--") => return Err(format!("option {s} not recognized")),
-            s => {
-                // Bundled short options: -vh.
-                for c in s[1..].chars() {
-                    match c {
-                        'h' => out.help = true,
-                        'v' => out.verbose = true,
-                        c => return Err(format!("option -{c} not recognized")),
-                    }
-                }
-            }
+            Some(prev) if prev != f => return Err("contradictory output format options.".into()),
+            _ => format = Some(f),
         }
     }
-    out.format = format.unwrap_or(Format::Text);
-    if out.last {
+    let last = p.flag(&LAST);
+    let out = Args {
+        verbose: p.flag(&VERBOSE),
+        format: format.unwrap_or(Format::Text),
+        help: p.help,
+        db: if last { p.db() } else { None },
+        last,
+        files: p.operands,
+    };
+    if out.help {
+        return Ok(out);
+    }
+    if last {
         if !out.files.is_empty() {
             return Err("--last compares scans from the store: give no files.".into());
         }
-        out.db = crate::store_cmd::db_path(out.db.as_deref());
         if out.db.is_none() {
             return Err("--last needs --db PATH (or PORTOLAN_DB).".into());
         }
-    } else if !out.help && out.files.len() != 2 {
+    } else if out.files.len() != 2 {
         return Err("need exactly two input filenames.".into());
     }
     Ok(out)
@@ -133,14 +121,10 @@ pub fn read_scan(path: &Path) -> Result<ScanRun, ReadError> {
 pub fn run(args: &[String]) -> ExitCode {
     let args = match parse(args) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("portolan diff: {e}");
-            eprintln!("Try 'portolan diff -h' for help.");
-            return ExitCode::from(EXIT_ERROR);
-        }
+        Err(e) => return subargs::usage_error(&SPEC, e),
     };
     if args.help {
-        print!("{HELP}");
+        print!("{}", subargs::help(&SPEC));
         return ExitCode::from(EXIT_EQUAL);
     }
     let mut scans = Vec::with_capacity(2);

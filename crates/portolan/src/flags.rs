@@ -1,6 +1,12 @@
-//! Every flag Portolan knows, defined once: its name, whether it takes a value, its help
-//! line, and whether it is implemented yet. The parser, the refusal of flags we do not
-//! support yet, and `--help` are all generated from this one table.
+//! Every flag of Nmap's grammar Portolan knows, defined once: its name, whether it takes a
+//! value, its help line, and its effect on [`Options`] (which says, too, whether it is
+//! implemented yet). The parser (args.rs), the refusal of flags we do not support yet, and
+//! `--help` are all generated from this one table; adding a flag is adding a row (and its
+//! sample to the test at the bottom, which fails until it is there).
+
+use crate::args::{ArgError, Dns, Format, Options, ScanKind};
+use portolan_engine::plan::timing::{parse_time, Template};
+use std::time::Duration;
 
 /// Whether and how a flag takes a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,15 +19,76 @@ pub enum Arg {
     Optional,
 }
 
+/// What a flag does to [`Options`]. The value kinds shared by many flags are parsed (and
+/// their errors worded) once, in [`FlagDef::apply`]; the rest say it themselves with
+/// `Custom`.
+#[derive(Clone, Copy)]
+pub enum Effect {
+    /// Nmap's, not implemented yet: refused with `not supported yet: FLAG` (exit 2).
+    NotSupported,
+    /// Accepted for compatibility; changes nothing.
+    Ignored,
+    /// A switch: no value.
+    Switch(fn(&mut Options)),
+    /// The value kept as text, resolved later (files, port lists, targets).
+    Text(fn(&mut Options, &str)),
+    /// A whole number from the first bound to the second.
+    Count(u64, u64, fn(&mut Options, u64)),
+    /// A time: seconds, or with a unit (`500ms`, `2s`, `5m`).
+    Time(fn(&mut Options, Duration)),
+    /// A positive number (packets per second).
+    Rate(fn(&mut Options, f64)),
+    /// Anything else: the value, when there is one; says why it is refused.
+    Custom(fn(&mut Options, Option<&str>) -> Result<(), FlagError>),
+}
+
+impl std::fmt::Debug for Effect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Effect::NotSupported => "NotSupported",
+            Effect::Ignored => "Ignored",
+            Effect::Switch(_) => "Switch",
+            Effect::Text(_) => "Text",
+            Effect::Count(..) => "Count",
+            Effect::Time(_) => "Time",
+            Effect::Rate(_) => "Rate",
+            Effect::Custom(_) => "Custom",
+        })
+    }
+}
+
+/// Why a `Custom` effect refused its value; the parser names the flag.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FlagError {
+    /// The value is wrong; the message says why.
+    Invalid(String),
+    /// A form of the flag not implemented yet, as written (`-sC`, `-PY`).
+    NotSupported(String),
+    /// The flag needs a value and got an empty one.
+    Missing,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct FlagDef {
     /// Without dashes: `p`, `sT`, `oX`, `exclude`. One letter = a getopt short option.
     pub name: &'static str,
+    /// How it is written in the help and in messages: `-` for letters and for Nmap's
+    /// two-letter options (`-oX`, `-iL`), `--` for long options. (getopt_long_only takes
+    /// one or two for any long option.)
+    pub dashes: &'static str,
     pub arg: Arg,
     pub metavar: &'static str,
     pub help: &'static str,
     pub section: Section,
-    pub supported: bool,
+    pub effect: Effect,
+}
+
+impl FlagDef {
+    /// False for Nmap's flags we refuse as not supported yet (some supported ones refuse
+    /// some of their values too: -sC, -PY).
+    pub fn supported(&self) -> bool {
+        !matches!(self.effect, Effect::NotSupported)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,167 +124,429 @@ impl Section {
     }
 }
 
+/// A row, its flag spelled as in the help: `-p`, `-oX`, `--max-retries`.
 const fn f(
-    name: &'static str,
+    spelled: &'static str,
     arg: Arg,
     metavar: &'static str,
     section: Section,
-    supported: bool,
     help: &'static str,
+    effect: Effect,
 ) -> FlagDef {
+    let (dashes, name) = split_dashes(spelled);
     FlagDef {
         name,
+        dashes,
         arg,
         metavar,
         help,
         section,
-        supported,
+        effect,
+    }
+}
+
+/// `--max-retries` → (`--`, `max-retries`), at compile time; a row without a dash does not
+/// compile.
+const fn split_dashes(spelled: &'static str) -> (&'static str, &'static str) {
+    let bytes = spelled.as_bytes();
+    let n = if bytes.len() > 2 && bytes[1] == b'-' {
+        2
+    } else {
+        1
+    };
+    assert!(
+        bytes.len() > n && bytes[0] == b'-',
+        "a flag is spelled with its dashes"
+    );
+    let (dashes, name) = bytes.split_at(n);
+    match (std::str::from_utf8(dashes), std::str::from_utf8(name)) {
+        (Ok(d), Ok(n)) => (d, n),
+        _ => panic!("a flag is spelled with its dashes"),
     }
 }
 
 use Arg::{None as N, Optional as O, Required as R};
+use Effect::*;
 use Section::*;
 
-/// The table. Short options (one letter) come first within their section.
+/// The table. Short options (one letter) come first within their section. Laid out by
+/// hand, one row a flag with its effect on the line below.
+#[rustfmt::skip]
 pub const FLAGS: &[FlagDef] = &[
     // Target specification
-    f("iL", R, "<file>", Target, true, "Input from list of hosts/networks ('-' for stdin)"),
-    f("iR", R, "<num>", Target, false, "Choose random targets"),
-    f("exclude", R, "<host1[,host2][,host3],...>", Target, true, "Exclude hosts/networks"),
-    f("excludefile", R, "<exclude_file>", Target, true, "Exclude list from file"),
+    f("-iL", R, "<file>", Target, "Input from list of hosts/networks ('-' for stdin)",
+        Text(|o, v| o.input_file = Some(v.into()))),
+    f("-iR", R, "<num>", Target, "Choose random targets", NotSupported),
+    f("--exclude", R, "<host1[,host2][,host3],...>", Target, "Exclude hosts/networks",
+        Text(|o, v| o.excludes.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_string)))),
+    f("--excludefile", R, "<exclude_file>", Target, "Exclude list from file",
+        Text(|o, v| o.exclude_file = Some(v.into()))),
     // Host discovery
-    f("P", O, "n|S|A|U[ports]|E|P|M|R", Discovery, true, "-Pn: treat all hosts as online; -PS/PA/PU[portlist]: TCP SYN (a connect ping without privileges), TCP ACK, UDP discovery to given ports; -PE/PP/PM: ICMP echo, timestamp, netmask request discovery; -PR: ARP ping (raw probes need root or CAP_NET_RAW; -PY/-PO: not supported yet)"),
-    f("n", N, "", Discovery, true, "Never do DNS resolution"),
-    f("R", N, "", Discovery, true, "Always resolve [default: sometimes]"),
-    f("dns-servers", R, "<serv1[,serv2],...>", Discovery, false, "Specify custom DNS servers"),
-    f("system-dns", N, "", Discovery, true, "Use OS's DNS resolver (always the case)"),
-    f("traceroute", N, "", Discovery, false, "Trace hop path to each host"),
-    f("disable-arp-ping", N, "", Discovery, true, "No ARP or ND ping"),
-    f("discovery-ignore-rst", N, "", Discovery, false, "Ignore RST replies in discovery"),
+    f("-P", O, "n|S|A|U[ports]|E|P|M|R", Discovery, "-Pn: treat all hosts as online; -PS/PA/PU[portlist]: TCP SYN (a connect ping without privileges), TCP ACK, UDP discovery to given ports; -PE/PP/PM: ICMP echo, timestamp, netmask request discovery; -PR: ARP ping (raw probes need root or CAP_NET_RAW; -PY/-PO: not supported yet)",
+        Custom(ping)),
+    f("-n", N, "", Discovery, "Never do DNS resolution",
+        Switch(|o| o.dns = Dns::Never)),
+    f("-R", N, "", Discovery, "Always resolve [default: sometimes]",
+        Switch(|o| o.dns = Dns::Always)),
+    f("--dns-servers", R, "<serv1[,serv2],...>", Discovery, "Specify custom DNS servers", NotSupported),
+    f("--system-dns", N, "", Discovery, "Use OS's DNS resolver (always the case)", Ignored),
+    f("--traceroute", N, "", Discovery, "Trace hop path to each host", NotSupported),
+    f("--disable-arp-ping", N, "", Discovery, "No ARP or ND ping",
+        Switch(|o| o.disable_arp_ping = true)),
+    f("--discovery-ignore-rst", N, "", Discovery, "Ignore RST replies in discovery", NotSupported),
     // Scan techniques
-    f("s", R, "<S|T|U|n|L>", Technique, true, "-sS: TCP SYN scan (root or CAP_NET_RAW); -sT: TCP connect scan; -sU: UDP scan (root or CAP_NET_RAW; with -sS too); -sn: ping scan, no port scan; -sL: list targets (other -s types: not supported yet)"),
-    f("sI", R, "<zombie host[:probeport]>", Technique, false, "Idle scan"),
-    f("scanflags", R, "<flags>", Technique, false, "Customize TCP scan flags"),
-    f("b", R, "<FTP relay host>", Technique, false, "FTP bounce scan"),
+    f("-s", R, "<S|T|U|n|L>", Technique, "-sS: TCP SYN scan (root or CAP_NET_RAW); -sT: TCP connect scan; -sU: UDP scan (root or CAP_NET_RAW; with -sS too); -sn: ping scan, no port scan; -sL: list targets (other -s types: not supported yet)",
+        Custom(scan_types)),
+    f("-sI", R, "<zombie host[:probeport]>", Technique, "Idle scan", NotSupported),
+    f("--scanflags", R, "<flags>", Technique, "Customize TCP scan flags", NotSupported),
+    f("-b", R, "<FTP relay host>", Technique, "FTP bounce scan", NotSupported),
     // Ports
-    f("p", R, "<port ranges>", Ports, true, "Only scan specified ports (e.g. -p22; -p1-65535; -p U:53,T:21-25,80; -p-; -p http,ssh)"),
-    f("exclude-ports", R, "<port ranges>", Ports, true, "Exclude the specified ports from scanning"),
-    f("F", N, "", Ports, true, "Fast mode - scan fewer ports than the default scan (top 100)"),
-    f("r", N, "", Ports, true, "Scan ports sequentially - don't randomize"),
-    f("top-ports", R, "<number>", Ports, true, "Scan <number> most common ports"),
-    f("port-ratio", R, "<ratio>", Ports, true, "Scan ports more common than <ratio>"),
+    f("-p", R, "<port ranges>", Ports, "Only scan specified ports (e.g. -p22; -p1-65535; -p U:53,T:21-25,80; -p-; -p http,ssh)",
+        Text(|o, v| o.ports = Some(v.into()))),
+    f("--exclude-ports", R, "<port ranges>", Ports, "Exclude the specified ports from scanning",
+        Text(|o, v| o.exclude_ports = Some(v.into()))),
+    f("-F", N, "", Ports, "Fast mode - scan fewer ports than the default scan (top 100)",
+        Switch(|o| o.fast = true)),
+    f("-r", N, "", Ports, "Scan ports sequentially - don't randomize",
+        Switch(|o| o.sequential_ports = true)),
+    f("--top-ports", R, "<number>", Ports, "Scan <number> most common ports",
+        Count(1, 65536, |o, n| o.top_ports = Some(n as u32))),
+    f("--port-ratio", R, "<ratio>", Ports, "Scan ports more common than <ratio>",
+        Custom(port_ratio)),
     // Version detection
-    f("version-intensity", R, "<level>", Version, true, "Set from 0 (light) to 9 (try all probes)"),
-    f("version-light", N, "", Version, true, "Limit to most likely probes (intensity 2)"),
-    f("version-all", N, "", Version, true, "Try every single probe (intensity 9)"),
-    f("version-trace", N, "", Version, true, "Show detailed version scan activity"),
-    f("allports", N, "", Version, true, "Probe every port, excluded ones too"),
-    f("builtin-data", N, "", Version, true, "Ignore installed Nmap data files; use only Portolan's built-in data (Portolan's own)"),
-    f("servicedb", R, "<file>", Version, false, "Use this services file"),
-    f("versiondb", R, "<file>", Version, false, "Use this service probes file"),
+    f("--version-intensity", R, "<level>", Version, "Set from 0 (light) to 9 (try all probes)",
+        Count(0, 9, |o, n| o.version_intensity = Some(n as u8))),
+    f("--version-light", N, "", Version, "Limit to most likely probes (intensity 2)",
+        Switch(|o| o.version_intensity = Some(2))),
+    f("--version-all", N, "", Version, "Try every single probe (intensity 9)",
+        Switch(|o| o.version_intensity = Some(9))),
+    f("--version-trace", N, "", Version, "Show detailed version scan activity",
+        Switch(|o| o.version_trace = true)),
+    f("--allports", N, "", Version, "Probe every port, excluded ones too",
+        Switch(|o| o.all_ports = true)),
+    f("--builtin-data", N, "", Version, "Ignore installed Nmap data files; use only Portolan's built-in data (Portolan's own)",
+        Switch(|o| o.builtin_data = true)),
+    f("--servicedb", R, "<file>", Version, "Use this services file", NotSupported),
+    f("--versiondb", R, "<file>", Version, "Use this service probes file", NotSupported),
     // Scripts
-    f("script", R, "<scripts>", Script, false, "Run scripts"),
-    f("script-args", R, "<n1=v1,...>", Script, false, "Provide arguments to scripts"),
-    f("script-args-file", R, "<filename>", Script, false, "Provide script args in a file"),
-    f("script-trace", N, "", Script, false, "Show all data sent and received"),
-    f("script-updatedb", N, "", Script, false, "Update the script database"),
-    f("script-help", R, "<scripts>", Script, false, "Show help about scripts"),
-    f("script-timeout", R, "<time>", Script, false, "Script time limit"),
+    f("--script", R, "<scripts>", Script, "Run scripts", NotSupported),
+    f("--script-args", R, "<n1=v1,...>", Script, "Provide arguments to scripts", NotSupported),
+    f("--script-args-file", R, "<filename>", Script, "Provide script args in a file", NotSupported),
+    f("--script-trace", N, "", Script, "Show all data sent and received", NotSupported),
+    f("--script-updatedb", N, "", Script, "Update the script database", NotSupported),
+    f("--script-help", R, "<scripts>", Script, "Show help about scripts", NotSupported),
+    f("--script-timeout", R, "<time>", Script, "Script time limit", NotSupported),
     // OS detection
-    f("O", N, "", Os, false, "Enable OS detection"),
-    f("osscan-limit", N, "", Os, false, "Limit OS detection to promising targets"),
-    f("osscan-guess", N, "", Os, false, "Guess OS more aggressively"),
-    f("fuzzy", N, "", Os, false, "Guess OS more aggressively"),
-    f("max-os-tries", R, "<num>", Os, false, "Tries of OS detection per target"),
+    f("-O", N, "", Os, "Enable OS detection", NotSupported),
+    f("--osscan-limit", N, "", Os, "Limit OS detection to promising targets", NotSupported),
+    f("--osscan-guess", N, "", Os, "Guess OS more aggressively", NotSupported),
+    f("--fuzzy", N, "", Os, "Guess OS more aggressively", NotSupported),
+    f("--max-os-tries", R, "<num>", Os, "Tries of OS detection per target", NotSupported),
     // Timing
-    f("T", R, "<0-5>", Timing, true, "Set timing template (higher is faster)"),
-    f("min-hostgroup", R, "<size>", Timing, true, "Parallel host scan group size (at least)"),
-    f("max-hostgroup", R, "<size>", Timing, true, "Parallel host scan group size (at most)"),
-    f("min-parallelism", R, "<numprobes>", Timing, true, "Probe parallelization (at least)"),
-    f("max-parallelism", R, "<numprobes>", Timing, true, "Probe parallelization (at most)"),
-    f("M", R, "<numprobes>", Timing, true, "Same as --max-parallelism"),
-    f("min-rtt-timeout", R, "<time>", Timing, true, "Minimum probe round trip time"),
-    f("max-rtt-timeout", R, "<time>", Timing, true, "Maximum probe round trip time"),
-    f("initial-rtt-timeout", R, "<time>", Timing, true, "Initial probe round trip time"),
-    f("max-retries", R, "<tries>", Timing, true, "Caps number of port scan probe retransmissions"),
-    f("host-timeout", R, "<time>", Timing, true, "Give up on target after this long"),
-    f("scan-delay", R, "<time>", Timing, true, "Adjust delay between probes"),
-    f("max-scan-delay", R, "<time>", Timing, true, "Maximum delay between probes"),
-    f("min-rate", R, "<number>", Timing, true, "Send packets no slower than <number> per second"),
-    f("max-rate", R, "<number>", Timing, true, "Send packets no faster than <number> per second"),
-    f("defeat-rst-ratelimit", N, "", Timing, false, "Ignore RST rate limits"),
-    f("defeat-icmp-ratelimit", N, "", Timing, false, "Ignore ICMP rate limits"),
-    f("nsock-engine", R, "<engine>", Timing, false, "Nsock IO engine"),
+    f("-T", R, "<0-5>", Timing, "Set timing template (higher is faster)",
+        Custom(template)),
+    f("--min-hostgroup", R, "<size>", Timing, "Parallel host scan group size (at least)",
+        Count(1, 1 << 20, |o, n| o.min_hostgroup = Some(n as u32))),
+    f("--max-hostgroup", R, "<size>", Timing, "Parallel host scan group size (at most)",
+        Count(1, 1 << 20, |o, n| o.max_hostgroup = Some(n as u32))),
+    f("--min-parallelism", R, "<numprobes>", Timing, "Probe parallelization (at least)",
+        Count(1, 1 << 20, |o, n| o.min_parallelism = Some(n as u32))),
+    f("--max-parallelism", R, "<numprobes>", Timing, "Probe parallelization (at most)",
+        Count(1, 1 << 20, |o, n| o.max_parallelism = Some(n as u32))),
+    f("-M", R, "<numprobes>", Timing, "Same as --max-parallelism",
+        Count(1, 1 << 20, |o, n| o.max_parallelism = Some(n as u32))),
+    f("--min-rtt-timeout", R, "<time>", Timing, "Minimum probe round trip time",
+        Time(|o, t| o.min_rtt_timeout = Some(t))),
+    f("--max-rtt-timeout", R, "<time>", Timing, "Maximum probe round trip time",
+        Time(|o, t| o.max_rtt_timeout = Some(t))),
+    f("--initial-rtt-timeout", R, "<time>", Timing, "Initial probe round trip time",
+        Time(|o, t| o.initial_rtt_timeout = Some(t))),
+    f("--max-retries", R, "<tries>", Timing, "Caps number of port scan probe retransmissions",
+        Count(0, 50, |o, n| o.max_retries = Some(n as u32))),
+    f("--host-timeout", R, "<time>", Timing, "Give up on target after this long",
+        Time(|o, t| o.host_timeout = Some(t))),
+    f("--scan-delay", R, "<time>", Timing, "Adjust delay between probes",
+        Time(|o, t| o.scan_delay = Some(t))),
+    f("--max-scan-delay", R, "<time>", Timing, "Maximum delay between probes",
+        Time(|o, t| o.max_scan_delay = Some(t))),
+    f("--min-rate", R, "<number>", Timing, "Send packets no slower than <number> per second",
+        Rate(|o, r| o.min_rate = Some(r))),
+    f("--max-rate", R, "<number>", Timing, "Send packets no faster than <number> per second",
+        Rate(|o, r| o.max_rate = Some(r))),
+    f("--defeat-rst-ratelimit", N, "", Timing, "Ignore RST rate limits", NotSupported),
+    f("--defeat-icmp-ratelimit", N, "", Timing, "Ignore ICMP rate limits", NotSupported),
+    f("--nsock-engine", R, "<engine>", Timing, "Nsock IO engine", NotSupported),
     // Evasion
-    f("f", N, "", Evasion, false, "Fragment packets"),
-    f("ff", N, "", Evasion, false, "Fragment packets more"),
-    f("mtu", R, "<val>", Evasion, false, "Fragment packets with given MTU"),
-    f("D", R, "<decoy1,decoy2[,ME],...>", Evasion, false, "Cloak a scan with decoys"),
-    f("S", R, "<IP_Address>", Evasion, false, "Spoof source address"),
-    f("e", R, "<iface>", Evasion, false, "Use specified interface"),
-    f("g", R, "<portnum>", Evasion, false, "Use given port number"),
-    f("source-port", R, "<portnum>", Evasion, false, "Use given port number"),
-    f("proxies", R, "<url1,[url2],...>", Evasion, false, "Relay connections through HTTP/SOCKS4 proxies"),
-    f("proxy", R, "<url1,[url2],...>", Evasion, false, "Relay connections through proxies"),
-    f("data", R, "<hex string>", Evasion, false, "Append a custom payload to sent packets"),
-    f("data-string", R, "<string>", Evasion, false, "Append a custom ASCII string to sent packets"),
-    f("data-length", R, "<num>", Evasion, false, "Append random data to sent packets"),
-    f("ip-options", R, "<options>", Evasion, false, "Send packets with specified ip options"),
-    f("ttl", R, "<val>", Evasion, false, "Set IP time-to-live field"),
-    f("spoof-mac", R, "<mac address/prefix/vendor name>", Evasion, false, "Spoof your MAC address"),
-    f("badsum", N, "", Evasion, false, "Send packets with a bogus TCP/UDP/SCTP checksum"),
-    f("adler32", N, "", Evasion, false, "Use Adler32 for SCTP checksums"),
+    f("-f", N, "", Evasion, "Fragment packets", NotSupported),
+    f("-ff", N, "", Evasion, "Fragment packets more", NotSupported),
+    f("--mtu", R, "<val>", Evasion, "Fragment packets with given MTU", NotSupported),
+    f("-D", R, "<decoy1,decoy2[,ME],...>", Evasion, "Cloak a scan with decoys", NotSupported),
+    f("-S", R, "<IP_Address>", Evasion, "Spoof source address", NotSupported),
+    f("-e", R, "<iface>", Evasion, "Use specified interface", NotSupported),
+    f("-g", R, "<portnum>", Evasion, "Use given port number", NotSupported),
+    f("--source-port", R, "<portnum>", Evasion, "Use given port number", NotSupported),
+    f("--proxies", R, "<url1,[url2],...>", Evasion, "Relay connections through HTTP/SOCKS4 proxies", NotSupported),
+    f("--proxy", R, "<url1,[url2],...>", Evasion, "Relay connections through proxies", NotSupported),
+    f("--data", R, "<hex string>", Evasion, "Append a custom payload to sent packets", NotSupported),
+    f("--data-string", R, "<string>", Evasion, "Append a custom ASCII string to sent packets", NotSupported),
+    f("--data-length", R, "<num>", Evasion, "Append random data to sent packets", NotSupported),
+    f("--ip-options", R, "<options>", Evasion, "Send packets with specified ip options", NotSupported),
+    f("--ttl", R, "<val>", Evasion, "Set IP time-to-live field", NotSupported),
+    f("--spoof-mac", R, "<mac address/prefix/vendor name>", Evasion, "Spoof your MAC address", NotSupported),
+    f("--badsum", N, "", Evasion, "Send packets with a bogus TCP/UDP/SCTP checksum", NotSupported),
+    f("--adler32", N, "", Evasion, "Use Adler32 for SCTP checksums", NotSupported),
     // Output
-    f("oN", R, "<file>", Output, true, "Output scan in normal format"),
-    f("oX", R, "<file>", Output, true, "Output scan in XML format"),
-    f("oG", R, "<file>", Output, true, "Output scan in grepable format"),
-    f("oM", R, "<file>", Output, true, "Same as -oG (its old name)"),
-    f("oJ", R, "<file>", Output, true, "Output scan in JSON format (Portolan's own; docs/json-schema.md)"),
-    f("oE", R, "<file>", Output, true, "Output SIEM events, NDJSON with ECS field names (docs/events.md)"),
-    f("db", R, "<path>", Output, true, "Record the scan in this history store (default: $PORTOLAN_DB)"),
-    f("oA", R, "<basename>", Output, true, "Output in the three major formats at once"),
-    f("oS", R, "<file>", Output, false, "Output in s|<rIpt kIddi3 format"),
-    f("oH", R, "<file>", Output, false, "Output in hex format"),
-    f("v", O, "", Output, true, "Increase verbosity level (use -vv or more for greater effect)"),
-    f("vv", N, "", Output, true, "Verbosity level 2"),
-    f("verbose", N, "", Output, true, "Increase verbosity level"),
-    f("d", O, "", Output, true, "Increase debugging level (use -dd or more for greater effect)"),
-    f("debug", O, "", Output, true, "Increase debugging level"),
-    f("reason", N, "", Output, true, "Display the reason a port is in a particular state"),
-    f("open", N, "", Output, true, "Only show open (or possibly open) ports"),
-    f("packet-trace", N, "", Output, false, "Show all packets sent and received"),
-    f("iflist", N, "", Output, false, "Print host interfaces and routes"),
-    f("append-output", N, "", Output, true, "Append to rather than clobber specified output files"),
-    f("resume", R, "<filename>", Output, false, "Resume an aborted scan"),
-    f("noninteractive", N, "", Output, true, "Disable runtime interactions via keyboard (there are none)"),
-    f("stylesheet", R, "<path/URL>", Output, true, "XSL stylesheet to transform XML output to HTML"),
-    f("webxml", N, "", Output, true, "Reference stylesheet from Nmap.Org for more portable XML"),
-    f("no-stylesheet", N, "", Output, true, "Prevent associating of XSL stylesheet w/XML output"),
-    f("stats-every", R, "<time>", Output, true, "Print a status line every <time>"),
-    f("log-errors", N, "", Output, true, "Accepted for compatibility (errors always go to stderr)"),
-    f("deprecated-xml-osclass", N, "", Output, false, "Old XML osclass layout"),
+    f("-oN", R, "<file>", Output, "Output scan in normal format",
+        Text(|o, v| o.outputs.push((Format::Normal, v.into())))),
+    f("-oX", R, "<file>", Output, "Output scan in XML format",
+        Text(|o, v| o.outputs.push((Format::Xml, v.into())))),
+    f("-oG", R, "<file>", Output, "Output scan in grepable format",
+        Text(|o, v| o.outputs.push((Format::Grepable, v.into())))),
+    f("-oM", R, "<file>", Output, "Same as -oG (its old name)",
+        Text(|o, v| o.outputs.push((Format::Grepable, v.into())))),
+    f("-oJ", R, "<file>", Output, "Output scan in JSON format (Portolan's own; docs/json-schema.md)",
+        Text(|o, v| o.outputs.push((Format::Json, v.into())))),
+    f("-oE", R, "<file>", Output, "Output SIEM events, NDJSON with ECS field names (docs/events.md)",
+        Text(|o, v| o.outputs.push((Format::Events, v.into())))),
+    f("--db", R, "<path>", Output, "Record the scan in this history store (default: $PORTOLAN_DB)",
+        Text(|o, v| o.db = Some(v.into()))),
+    f("-oA", R, "<basename>", Output, "Output in the three major formats at once",
+        Custom(all_formats)),
+    f("-oS", R, "<file>", Output, "Output in s|<rIpt kIddi3 format", NotSupported),
+    f("-oH", R, "<file>", Output, "Output in hex format", NotSupported),
+    f("-v", O, "", Output, "Increase verbosity level (use -vv or more for greater effect)",
+        Custom(verbosity)),
+    f("-vv", N, "", Output, "Verbosity level 2",
+        Switch(|o| o.verbose = o.verbose.saturating_add(2))),
+    f("--verbose", N, "", Output, "Increase verbosity level",
+        Switch(|o| o.verbose = o.verbose.saturating_add(1))),
+    f("-d", O, "", Output, "Increase debugging level (use -dd or more for greater effect)",
+        Custom(debugging)),
+    f("--debug", O, "", Output, "Increase debugging level",
+        Custom(debugging)),
+    f("--reason", N, "", Output, "Display the reason a port is in a particular state",
+        Switch(|o| o.reason = true)),
+    f("--open", N, "", Output, "Only show open (or possibly open) ports",
+        Switch(|o| o.open_only = true)),
+    f("--packet-trace", N, "", Output, "Show all packets sent and received", NotSupported),
+    f("--iflist", N, "", Output, "Print host interfaces and routes", NotSupported),
+    f("--append-output", N, "", Output, "Append to rather than clobber specified output files",
+        Switch(|o| o.append_output = true)),
+    f("--resume", R, "<filename>", Output, "Resume an aborted scan", NotSupported),
+    f("--noninteractive", N, "", Output, "Disable runtime interactions via keyboard (there are none)", Ignored),
+    f("--stylesheet", R, "<path/URL>", Output, "XSL stylesheet to transform XML output to HTML",
+        Text(|o, v| o.stylesheet = Some(v.into()))),
+    f("--webxml", N, "", Output, "Reference stylesheet from Nmap.Org for more portable XML",
+        Switch(|o| o.stylesheet = Some(NMAP_ORG_XSL.into()))),
+    f("--no-stylesheet", N, "", Output, "Prevent associating of XSL stylesheet w/XML output",
+        Switch(|o| o.no_stylesheet = true)),
+    f("--stats-every", R, "<time>", Output, "Print a status line every <time>",
+        Time(|o, t| o.stats_every = Some(t))),
+    f("--log-errors", N, "", Output, "Accepted for compatibility (errors always go to stderr)", Ignored),
+    f("--deprecated-xml-osclass", N, "", Output, "Old XML osclass layout", NotSupported),
     // Misc
-    f("6", N, "", Misc, true, "Enable IPv6 scanning"),
-    f("4", N, "", Misc, true, "IPv4 scanning (the default)"),
-    f("A", N, "", Misc, true, "Enable OS detection, version detection, script scanning, and traceroute (-sV only, for now: the rest is not supported yet and is said so)"),
-    f("datadir", R, "<dirname>", Misc, true, "Specify custom Nmap data file location"),
-    f("send-eth", N, "", Misc, false, "Send using raw ethernet frames"),
-    f("send-ip", N, "", Misc, false, "Send using raw IP packets"),
-    f("privileged", N, "", Misc, false, "Assume that the user is fully privileged"),
-    f("unprivileged", N, "", Misc, true, "Assume the user lacks raw socket privileges"),
-    f("randomize-hosts", N, "", Misc, true, "Scan hosts in random order"),
-    f("seed", R, "<number>", Misc, true, "Seed the random probe order (same seed, same order; Portolan's own, as masscan's)"),
-    f("shard", R, "<K/N>", Misc, true, "Send only shard K of N of the probes (same --seed on every machine; Portolan's own, as masscan's)"),
-    f("dryrun", N, "", Misc, true, "Print the probes of a raw-packet scan instead of sending them (implies -n; no report is written)"),
-    f("resolve-all", N, "", Misc, true, "Scan every address a hostname resolves to"),
-    f("unique", N, "", Misc, false, "Scan each address only once"),
-    f("route-dst", R, "<host>", Misc, false, "Show routing for a host"),
-    f("release-memory", N, "", Misc, true, "Accepted for compatibility (memory is always released)"),
-    f("V", N, "", Misc, true, "Print version number"),
-    f("version", N, "", Misc, true, "Print version number"),
-    f("h", N, "", Misc, true, "Print this help summary page"),
-    f("help", N, "", Misc, true, "Print this help summary page"),
+    f("-6", N, "", Misc, "Enable IPv6 scanning",
+        Switch(|o| o.ipv6 = true)),
+    f("-4", N, "", Misc, "IPv4 scanning (the default)", Ignored),
+    f("-A", N, "", Misc, "Enable OS detection, version detection, script scanning, and traceroute (-sV only, for now: the rest is not supported yet and is said so)",
+        Switch(|o| { o.aggressive = true; o.version = true })),
+    f("--datadir", R, "<dirname>", Misc, "Specify custom Nmap data file location",
+        Text(|o, v| o.datadir = Some(v.into()))),
+    f("--send-eth", N, "", Misc, "Send using raw ethernet frames", NotSupported),
+    f("--send-ip", N, "", Misc, "Send using raw IP packets", NotSupported),
+    f("--privileged", N, "", Misc, "Assume that the user is fully privileged", NotSupported),
+    f("--unprivileged", N, "", Misc, "Assume the user lacks raw socket privileges",
+        Switch(|o| o.unprivileged = true)),
+    f("--randomize-hosts", N, "", Misc, "Scan hosts in random order",
+        Switch(|o| o.randomize_hosts = true)),
+    f("--seed", R, "<number>", Misc, "Seed the random probe order (same seed, same order; Portolan's own, as masscan's)",
+        Count(0, u64::MAX, |o, n| o.seed = Some(n))),
+    f("--shard", R, "<K/N>", Misc, "Send only shard K of N of the probes (same --seed on every machine; Portolan's own, as masscan's)",
+        Text(|o, v| o.shard = Some(v.into()))),
+    f("--dryrun", N, "", Misc, "Print the probes of a raw-packet scan instead of sending them (implies -n; no report is written)",
+        Switch(|o| o.dry_run = true)),
+    f("--resolve-all", N, "", Misc, "Scan every address a hostname resolves to",
+        Switch(|o| o.resolve_all = true)),
+    f("--unique", N, "", Misc, "Scan each address only once", NotSupported),
+    f("--route-dst", R, "<host>", Misc, "Show routing for a host", NotSupported),
+    f("--release-memory", N, "", Misc, "Accepted for compatibility (memory is always released)", Ignored),
+    f("-V", N, "", Misc, "Print version number",
+        Switch(|o| o.show_version = true)),
+    f("--version", N, "", Misc, "Print version number",
+        Switch(|o| o.show_version = true)),
+    f("-h", N, "", Misc, "Print this help summary page",
+        Switch(|o| o.show_help = true)),
+    f("--help", N, "", Misc, "Print this help summary page",
+        Switch(|o| o.show_help = true)),
 ];
+
+impl FlagDef {
+    /// How the flag is named in messages: `-p`, `-oX`, `--max-retries` (whatever prefix
+    /// of it was typed).
+    pub fn shown(&self) -> String {
+        format!("{}{}", self.dashes, self.name)
+    }
+
+    /// Applies the flag, given its value (already taken from the command line as its
+    /// [`Arg`] says), to `o`.
+    pub fn apply(&self, o: &mut Options, value: Option<&str>) -> Result<(), ArgError> {
+        let val = value.unwrap_or("");
+        let invalid = |msg: String| ArgError::Invalid {
+            flag: self.shown(),
+            msg,
+        };
+        match self.effect {
+            NotSupported => return Err(ArgError::NotSupported(self.shown())),
+            Ignored => {}
+            Switch(set) => set(o),
+            Text(set) => set(o, val),
+            Count(min, max, set) => set(o, whole_number(val, min, max).map_err(invalid)?),
+            Time(set) => set(o, parse_time(val).map_err(|e| invalid(e.to_string()))?),
+            Rate(set) => match val.parse::<f64>() {
+                Ok(r) if r.is_finite() && r > 0.0 => set(o, r),
+                _ => return Err(invalid(format!("{val:?} is not a positive number"))),
+            },
+            Custom(set) => set(o, value).map_err(|e| match e {
+                FlagError::Invalid(msg) => invalid(msg),
+                FlagError::NotSupported(name) => ArgError::NotSupported(name),
+                FlagError::Missing => ArgError::MissingValue(self.shown()),
+            })?,
+        }
+        Ok(())
+    }
+}
+
+/// `v` as a whole number from `min` to `max`.
+fn whole_number(v: &str, min: u64, max: u64) -> Result<u64, String> {
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{v:?} is not a whole number from {min} to {max}")),
+    }
+}
+
+/// `--webxml`'s stylesheet.
+const NMAP_ORG_XSL: &str = "https://svn.nmap.org/nmap/docs/nmap.xsl";
+
+// The effects too particular for a value kind: flags with sub-letters decide support on
+// their value (-sT vs -sC, -Pn vs -PY), and levels count letters.
+
+/// `-s` with its letters, bundled as Nmap takes them (`-sSU`, `-sTV`).
+fn scan_types(o: &mut Options, v: Option<&str>) -> Result<(), FlagError> {
+    let val = v.unwrap_or("");
+    if val.is_empty() {
+        return Err(FlagError::Missing);
+    }
+    for c in val.chars() {
+        match c {
+            'T' => set_scan(o, ScanKind::Connect)?,
+            'S' => set_scan(o, ScanKind::Syn)?,
+            'n' | 'P' => set_scan(o, ScanKind::PingOnly)?,
+            'L' => set_scan(o, ScanKind::List)?,
+            'U' => o.udp = true,
+            'V' => o.version = true,
+            'A' | 'W' | 'M' | 'N' | 'F' | 'X' | 'Y' | 'Z' | 'O' | 'C' | 'R' | 'I' => {
+                return Err(FlagError::NotSupported(format!("-s{c}")))
+            }
+            _ => return Err(FlagError::Invalid(format!("unknown scan type -s{c}"))),
+        }
+    }
+    Ok(())
+}
+
+fn set_scan(o: &mut Options, kind: ScanKind) -> Result<(), FlagError> {
+    match o.scan {
+        Some(prev) if prev != kind => Err(FlagError::Invalid(
+            "only one of -sS, -sT, -sn and -sL can be used at a time".into(),
+        )),
+        _ => {
+            o.scan = Some(kind);
+            Ok(())
+        }
+    }
+}
+
+/// `-P` with its letter and, for port pings, its ports (`-PS22,80`).
+fn ping(o: &mut Options, v: Option<&str>) -> Result<(), FlagError> {
+    let val = v.unwrap_or("");
+    let mut chars = val.chars();
+    let ports_or = |chars: std::str::Chars, default: &str| {
+        let ports: String = chars.collect();
+        Some(if ports.is_empty() {
+            default.to_string()
+        } else {
+            ports
+        })
+    };
+    match chars.next() {
+        Some('n' | '0' | 'N') if val.len() == 1 => o.no_ping = true,
+        Some('S') => o.ping_ports = ports_or(chars, "80"),
+        Some('E') if val == "E" => o.ping_echo = true,
+        Some('P') if val == "P" => o.ping_timestamp = true,
+        Some('M') if val == "M" => o.ping_netmask = true,
+        Some('R') if val == "R" => o.ping_arp = true,
+        Some('A') => o.ping_ack_ports = ports_or(chars, "80"),
+        Some('U') => o.ping_udp_ports = ports_or(chars, "40125"),
+        Some(c @ ('Y' | 'O' | 'B' | 'T' | 'I')) => {
+            return Err(FlagError::NotSupported(format!("-P{c}")))
+        }
+        _ => return Err(FlagError::Invalid(format!("unknown ping type -P{val}"))),
+    }
+    Ok(())
+}
+
+fn port_ratio(o: &mut Options, v: Option<&str>) -> Result<(), FlagError> {
+    let val = v.unwrap_or("");
+    match val.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => {
+            o.port_ratio = Some(r);
+            Ok(())
+        }
+        _ => Err(FlagError::Invalid(format!(
+            "{val:?} is not a decimal from 0 to 1"
+        ))),
+    }
+}
+
+fn template(o: &mut Options, v: Option<&str>) -> Result<(), FlagError> {
+    o.template = Template::parse(v.unwrap_or("")).map_err(|e| FlagError::Invalid(e.to_string()))?;
+    Ok(())
+}
+
+/// `-oA BASE`: the three major formats, named BASE.nmap, BASE.xml and BASE.gnmap.
+fn all_formats(o: &mut Options, v: Option<&str>) -> Result<(), FlagError> {
+    let base = v.unwrap_or("");
+    if base == "-" {
+        return Err(FlagError::Invalid(
+            "cannot write all three formats to stdout".into(),
+        ));
+    }
+    o.outputs.push((Format::Normal, format!("{base}.nmap")));
+    o.outputs.push((Format::Xml, format!("{base}.xml")));
+    o.outputs.push((Format::Grepable, format!("{base}.gnmap")));
+    Ok(())
+}
+
+fn verbosity(o: &mut Options, v: Option<&str>) -> Result<(), FlagError> {
+    o.verbose = level('v', o.verbose, v)?;
+    Ok(())
+}
+
+fn debugging(o: &mut Options, v: Option<&str>) -> Result<(), FlagError> {
+    o.debug = level('d', o.debug, v)?;
+    Ok(())
+}
+
+/// Counts a level given as `-vv`/`-v3`: repeated letters add, a number sets.
+fn level(letter: char, current: u8, v: Option<&str>) -> Result<u8, FlagError> {
+    match v {
+        None => Ok(current.saturating_add(1)),
+        Some(s) if !s.is_empty() && s.chars().all(|c| c == letter) => {
+            let letters = u8::try_from(s.len()).unwrap_or(u8::MAX);
+            Ok(current.saturating_add(letters).saturating_add(1))
+        }
+        Some(s) => Ok(whole_number(s, 0, 10).map_err(FlagError::Invalid)? as u8),
+    }
+}
 
 /// Looks a long option up as getopt_long does: an exact name, else a unique prefix.
 pub fn lookup_long(name: &str) -> Result<&'static FlagDef, LookupError> {
@@ -254,40 +583,16 @@ pub fn lookup_short(c: char) -> Option<&'static FlagDef> {
         .find(|d| d.name.len() == 1 && d.name.starts_with(c))
 }
 
-/// How the flag is written: one dash for letters and for Nmap's two-letter output and
-/// input options (`-oX`, `-iL`), two for long options.
-pub fn dash(def: &FlagDef) -> &'static str {
-    if def.name.len() == 1
-        || matches!(
-            def.name,
-            "iL" | "iR"
-                | "sI"
-                | "oN"
-                | "oX"
-                | "oG"
-                | "oM"
-                | "oJ"
-                | "oE"
-                | "oA"
-                | "oS"
-                | "oH"
-                | "vv"
-                | "ff"
-        )
-    {
-        "-"
-    } else {
-        "--"
-    }
-}
-
 /// The help page, generated from the table.
 pub fn help_text() -> String {
     let mut out = format!(
         "Portolan {} ( a network mapper with Nmap's command line )\n\
          Usage: portolan [Scan Type(s)] [Options] {{target specification}}\n\
-         Targets: hostnames, IP addresses, networks (scanme.example, 198.18.0.0/24, 10.0.0-3.1-254, fd00::/120)\n",
-        env!("CARGO_PKG_VERSION")
+         \x20      portolan COMMAND [options]   (portolan COMMAND --help)\n\
+         Targets: hostnames, IP addresses, networks (scanme.example, 198.18.0.0/24, 10.0.0-3.1-254, fd00::/120)\n\
+         COMMANDS (Portolan's own):\n{}",
+        env!("CARGO_PKG_VERSION"),
+        crate::commands::summary()
     );
     let sections = [
         Target, Discovery, Technique, Ports, Version, Script, Os, Timing, Evasion, Output, Misc,
@@ -296,14 +601,14 @@ pub fn help_text() -> String {
         out.push_str(s.title());
         out.push_str(":\n");
         for d in FLAGS.iter().filter(|d| d.section == s) {
-            let dashes = dash(d);
+            let dashes = d.dashes;
             let sep = match (d.arg, d.name.len()) {
                 (Arg::Required, 1) => "",
                 (Arg::Required, _) => " ",
                 _ => "",
             };
             let left = format!("{dashes}{}{sep}{}", d.name, d.metavar);
-            let note = if d.supported {
+            let note = if d.supported() {
                 ""
             } else {
                 " [not supported yet]"
@@ -353,5 +658,273 @@ mod tests {
             assert!(h.contains(d.name), "help misses {}", d.name);
         }
         assert!(h.contains("[not supported yet]"));
+    }
+
+    #[test]
+    fn help_lists_the_subcommands() {
+        let h = help_text();
+        for cmd in [
+            "diff", "check", "import", "history", "changes", "hosts", "services",
+        ] {
+            assert!(
+                h.lines().any(|l| l.starts_with(&format!("  {cmd} "))),
+                "--help misses {cmd}:\n{h}"
+            );
+        }
+    }
+
+    /// What a row's sample must do.
+    enum Expect {
+        /// Parsed, and these are the only changes from the default [`Options`].
+        Sets(fn(&mut Options)),
+        /// Refused with `not supported yet: FLAG`.
+        Refused,
+    }
+    use Expect::{Refused, Sets};
+
+    /// One sample command line a row, by the row's name, and its effect. Every row must
+    /// have one ([`every_row_has_a_sample_with_its_effect`] fails otherwise).
+    #[rustfmt::skip]
+    const SAMPLES: &[(&str, &str, Expect)] = &[
+        ("iL", "-iL hosts.txt", Sets(|o| o.input_file = Some("hosts.txt".into()))),
+        ("iR", "-iR 10", Refused),
+        ("exclude", "--exclude 198.18.0.1,,198.18.0.2", Sets(|o| o.excludes = vec!["198.18.0.1".into(), "198.18.0.2".into()])),
+        ("excludefile", "--excludefile ex.txt", Sets(|o| o.exclude_file = Some("ex.txt".into()))),
+        ("P", "-PS22,80", Sets(|o| o.ping_ports = Some("22,80".into()))),
+        ("n", "-n", Sets(|o| o.dns = Dns::Never)),
+        ("R", "-R", Sets(|o| o.dns = Dns::Always)),
+        ("dns-servers", "--dns-servers 192.0.2.53", Refused),
+        ("system-dns", "--system-dns", Sets(|_| {})),
+        ("traceroute", "--traceroute", Refused),
+        ("disable-arp-ping", "--disable-arp-ping", Sets(|o| o.disable_arp_ping = true)),
+        ("discovery-ignore-rst", "--discovery-ignore-rst", Refused),
+        ("s", "-sSUV", Sets(|o| { o.scan = Some(ScanKind::Syn); o.udp = true; o.version = true })),
+        ("sI", "-sI zombie.example", Refused),
+        ("scanflags", "--scanflags URG", Refused),
+        ("b", "-b ftp.example", Refused),
+        ("p", "-p-", Sets(|o| o.ports = Some("-".into()))),
+        ("exclude-ports", "--exclude-ports 25", Sets(|o| o.exclude_ports = Some("25".into()))),
+        ("F", "-F", Sets(|o| o.fast = true)),
+        ("r", "-r", Sets(|o| o.sequential_ports = true)),
+        ("top-ports", "--top-ports=200", Sets(|o| o.top_ports = Some(200))),
+        ("port-ratio", "--port-ratio 0.5", Sets(|o| o.port_ratio = Some(0.5))),
+        ("version-intensity", "--version-intensity 7", Sets(|o| o.version_intensity = Some(7))),
+        ("version-light", "--version-light", Sets(|o| o.version_intensity = Some(2))),
+        ("version-all", "--version-all", Sets(|o| o.version_intensity = Some(9))),
+        ("version-trace", "--version-trace", Sets(|o| o.version_trace = true)),
+        ("allports", "--allports", Sets(|o| o.all_ports = true)),
+        ("builtin-data", "--builtin-data", Sets(|o| o.builtin_data = true)),
+        ("servicedb", "--servicedb svc", Refused),
+        ("versiondb", "--versiondb probes", Refused),
+        ("script", "--script vuln", Refused),
+        ("script-args", "--script-args user=x", Refused),
+        ("script-args-file", "--script-args-file args.txt", Refused),
+        ("script-trace", "--script-trace", Refused),
+        ("script-updatedb", "--script-updatedb", Refused),
+        ("script-help", "--script-help http-title", Refused),
+        ("script-timeout", "--script-timeout 5s", Refused),
+        ("O", "-O", Refused),
+        ("osscan-limit", "--osscan-limit", Refused),
+        ("osscan-guess", "--osscan-guess", Refused),
+        ("fuzzy", "--fuzzy", Refused),
+        ("max-os-tries", "--max-os-tries 2", Refused),
+        ("T", "-T4", Sets(|o| o.template = Template::Aggressive)),
+        ("min-hostgroup", "--min-hostgroup 8", Sets(|o| o.min_hostgroup = Some(8))),
+        ("max-hostgroup", "--max-hostgroup 64", Sets(|o| o.max_hostgroup = Some(64))),
+        ("min-parallelism", "--min-parallelism 10", Sets(|o| o.min_parallelism = Some(10))),
+        ("max-parallelism", "--max-parallelism 20", Sets(|o| o.max_parallelism = Some(20))),
+        ("M", "-M30", Sets(|o| o.max_parallelism = Some(30))),
+        ("min-rtt-timeout", "--min-rtt-timeout 100ms", Sets(|o| o.min_rtt_timeout = Some(Duration::from_millis(100)))),
+        ("max-rtt-timeout", "--max-rtt-timeout 2s", Sets(|o| o.max_rtt_timeout = Some(Duration::from_secs(2)))),
+        ("initial-rtt-timeout", "--initial-rtt-timeout 1", Sets(|o| o.initial_rtt_timeout = Some(Duration::from_secs(1)))),
+        ("max-retries", "--max-retries 0", Sets(|o| o.max_retries = Some(0))),
+        ("host-timeout", "--host-timeout 5m", Sets(|o| o.host_timeout = Some(Duration::from_secs(300)))),
+        ("scan-delay", "--scan-delay 500ms", Sets(|o| o.scan_delay = Some(Duration::from_millis(500)))),
+        ("max-scan-delay", "--max-scan-delay 1h", Sets(|o| o.max_scan_delay = Some(Duration::from_secs(3600)))),
+        ("min-rate", "--min-rate 100", Sets(|o| o.min_rate = Some(100.0))),
+        ("max-rate", "--max-rate=1000.5", Sets(|o| o.max_rate = Some(1000.5))),
+        ("defeat-rst-ratelimit", "--defeat-rst-ratelimit", Refused),
+        ("defeat-icmp-ratelimit", "--defeat-icmp-ratelimit", Refused),
+        ("nsock-engine", "--nsock-engine epoll", Refused),
+        ("f", "-f", Refused),
+        ("ff", "-ff", Refused),
+        ("mtu", "--mtu 16", Refused),
+        ("D", "-D 198.18.0.9", Refused),
+        ("S", "-S 198.18.0.8", Refused),
+        ("e", "-e eth0", Refused),
+        ("g", "-g 53", Refused),
+        ("source-port", "--source-port 53", Refused),
+        ("proxies", "--proxies http://proxy:8080", Refused),
+        ("proxy", "--proxy http://proxy:8080", Refused),
+        ("data", "--data 0xdeadbeef", Refused),
+        ("data-string", "--data-string hello", Refused),
+        ("data-length", "--data-length 20", Refused),
+        ("ip-options", "--ip-options R", Refused),
+        ("ttl", "--ttl 5", Refused),
+        ("spoof-mac", "--spoof-mac 0", Refused),
+        ("badsum", "--badsum", Refused),
+        ("adler32", "--adler32", Refused),
+        ("oN", "-oN scan.nmap", Sets(|o| o.outputs = vec![(Format::Normal, "scan.nmap".into())])),
+        ("oX", "-oX=scan.xml", Sets(|o| o.outputs = vec![(Format::Xml, "scan.xml".into())])),
+        ("oG", "-oG -", Sets(|o| o.outputs = vec![(Format::Grepable, "-".into())])),
+        ("oM", "-oM scan.gnmap", Sets(|o| o.outputs = vec![(Format::Grepable, "scan.gnmap".into())])),
+        ("oJ", "-oJ scan.json", Sets(|o| o.outputs = vec![(Format::Json, "scan.json".into())])),
+        ("oE", "-oE events.ndjson", Sets(|o| o.outputs = vec![(Format::Events, "events.ndjson".into())])),
+        ("db", "--db history.db", Sets(|o| o.db = Some("history.db".into()))),
+        ("oA", "-oA base", Sets(|o| o.outputs = vec![(Format::Normal, "base.nmap".into()), (Format::Xml, "base.xml".into()), (Format::Grepable, "base.gnmap".into())])),
+        ("oS", "-oS kiddie.txt", Refused),
+        ("oH", "-oH hex.txt", Refused),
+        ("v", "-v3", Sets(|o| o.verbose = 3)),
+        ("vv", "-vv", Sets(|o| o.verbose = 2)),
+        ("verbose", "--verbose", Sets(|o| o.verbose = 1)),
+        ("d", "-dd", Sets(|o| o.debug = 2)),
+        ("debug", "--debug=4", Sets(|o| o.debug = 4)),
+        ("reason", "--reason", Sets(|o| o.reason = true)),
+        ("open", "-open", Sets(|o| o.open_only = true)),
+        ("packet-trace", "--packet-trace", Refused),
+        ("iflist", "--iflist", Refused),
+        ("append-output", "--append-output", Sets(|o| o.append_output = true)),
+        ("resume", "--resume scan.nmap", Refused),
+        ("noninteractive", "--noninteractive", Sets(|_| {})),
+        ("stylesheet", "--stylesheet my.xsl", Sets(|o| o.stylesheet = Some("my.xsl".into()))),
+        ("webxml", "--webxml", Sets(|o| o.stylesheet = Some(NMAP_ORG_XSL.into()))),
+        ("no-stylesheet", "--no-stylesheet", Sets(|o| o.no_stylesheet = true)),
+        ("stats-every", "--stats-every 10s", Sets(|o| o.stats_every = Some(Duration::from_secs(10)))),
+        ("log-errors", "--log-errors", Sets(|_| {})),
+        ("deprecated-xml-osclass", "--deprecated-xml-osclass", Refused),
+        ("6", "-6", Sets(|o| o.ipv6 = true)),
+        ("4", "-4", Sets(|_| {})),
+        ("A", "-A", Sets(|o| { o.aggressive = true; o.version = true })),
+        ("datadir", "--datadir /usr/share/nmap", Sets(|o| o.datadir = Some("/usr/share/nmap".into()))),
+        ("send-eth", "--send-eth", Refused),
+        ("send-ip", "--send-ip", Refused),
+        ("privileged", "--privileged", Refused),
+        ("unprivileged", "--unprivileged", Sets(|o| o.unprivileged = true)),
+        ("randomize-hosts", "--randomize-hosts", Sets(|o| o.randomize_hosts = true)),
+        ("seed", "--seed 42", Sets(|o| o.seed = Some(42))),
+        ("shard", "--shard 2/3", Sets(|o| o.shard = Some("2/3".into()))),
+        ("dryrun", "--dryrun", Sets(|o| o.dry_run = true)),
+        ("resolve-all", "--resolve-all", Sets(|o| o.resolve_all = true)),
+        ("unique", "--unique", Refused),
+        ("route-dst", "--route-dst 198.18.0.1", Refused),
+        ("release-memory", "--release-memory", Sets(|_| {})),
+        ("V", "-V", Sets(|o| o.show_version = true)),
+        ("version", "--version", Sets(|o| o.show_version = true)),
+        ("h", "-h", Sets(|o| o.show_help = true)),
+        ("help", "--help", Sets(|o| o.show_help = true)),
+    ];
+
+    /// The row a command line's first word names, found as the parser finds it.
+    fn row_of(word: &str) -> Option<&'static FlagDef> {
+        let body = word.trim_start_matches('-');
+        let name = body.split_once('=').map_or(body, |(n, _)| n);
+        match lookup_long(name) {
+            Ok(def) if word.starts_with("--") || name.chars().count() > 1 => Some(def),
+            _ => lookup_short(body.chars().next()?),
+        }
+    }
+
+    #[test]
+    fn every_row_has_a_sample_with_its_effect() {
+        for def in FLAGS {
+            let samples: Vec<_> = SAMPLES.iter().filter(|s| s.0 == def.name).collect();
+            assert_eq!(
+                samples.len(),
+                1,
+                "row {:?} needs one sample in SAMPLES",
+                def.name
+            );
+            let (_, line, expect) = samples[0];
+            let first = line.split_whitespace().next().unwrap_or("");
+            assert_eq!(
+                row_of(first).map(|d| d.name),
+                Some(def.name),
+                "the sample of {:?} ({line:?}) names another row",
+                def.name
+            );
+            let got = crate::args::parse(line.split_whitespace());
+            match expect {
+                Sets(change) => {
+                    let mut want = Options::default();
+                    change(&mut want);
+                    assert_eq!(got, Ok(want), "{line:?}");
+                    assert!(def.supported(), "{line:?}");
+                }
+                Refused => {
+                    assert_eq!(got, Err(ArgError::NotSupported(def.shown())), "{line:?}");
+                    assert!(!def.supported(), "{line:?}");
+                    assert_eq!(
+                        got.unwrap_err().to_string(),
+                        format!("not supported yet: {}", def.shown())
+                    );
+                }
+            }
+        }
+        for (name, line, _) in SAMPLES {
+            assert!(
+                FLAGS.iter().any(|d| d.name == *name),
+                "sample {line:?} of {name:?}: no such row"
+            );
+        }
+    }
+
+    /// A value kind the parser fills from the command line needs the flag to take one.
+    #[test]
+    fn effects_agree_with_argument_kinds() {
+        for d in FLAGS {
+            match d.effect {
+                Switch(_) | Ignored => assert_eq!(d.arg, Arg::None, "{}", d.name),
+                Text(_) | Count(..) | Time(_) | Rate(_) => {
+                    assert_eq!(d.arg, Arg::Required, "{}", d.name)
+                }
+                Custom(_) | NotSupported => {}
+            }
+            if d.name.chars().count() == 1 {
+                assert_eq!(d.dashes, "-", "{}: a short option has one dash", d.name);
+            }
+            if d.arg == Arg::Required {
+                assert!(
+                    !d.metavar.is_empty(),
+                    "{}: --help must name its value",
+                    d.name
+                );
+            }
+        }
+    }
+
+    /// Every row has its line in --help: its spelling, its metavar, its help text, and the
+    /// note when it is not supported yet.
+    #[test]
+    fn help_has_a_line_for_every_row() {
+        let h = help_text();
+        for d in FLAGS {
+            let line = h
+                .lines()
+                .find(|l| {
+                    // The flag, a space only before a long option's value, the value, a space.
+                    let Some(rest) = l.trim_start().strip_prefix(&d.shown()) else {
+                        return false;
+                    };
+                    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+                    rest.strip_prefix(d.metavar)
+                        .is_some_and(|after| after.starts_with(' '))
+                })
+                .unwrap_or_else(|| panic!("--help has no line for {}", d.shown()));
+            assert!(line.contains(d.help), "{line}");
+            assert_eq!(
+                line.ends_with("[not supported yet]"),
+                !d.supported(),
+                "{line}"
+            );
+        }
+    }
+
+    /// -v with hundreds of letters: a level at its cap, not an overflow.
+    #[test]
+    fn long_level_runs_saturate() {
+        let many = format!("-{}", "v".repeat(300));
+        assert_eq!(crate::args::parse([many]).map(|o| o.verbose), Ok(u8::MAX));
+        let many = format!("-{}", "d".repeat(255));
+        assert_eq!(crate::args::parse([many]).map(|o| o.debug), Ok(u8::MAX));
     }
 }

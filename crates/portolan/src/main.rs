@@ -1,14 +1,16 @@
 //! `portolan`: Nmap's command line in front of Portolan's engine.
 //!
-//! Flow: parse the words (no side effects) → resolve them into a [`plan::Plan`] (targets,
-//! ports, outputs opened: every error reported before a packet leaves) → run the scan,
-//! pushing each finished host to every output → close outputs validly, even on Ctrl-C.
+//! Flow: parse the words (no side effects) → resolve them into the engine's plan (targets,
+//! ports, timing, data files) → open every output and the store ([`outputs`]), so every
+//! error is reported before a packet leaves → run the scan in the engine, which pushes each
+//! finished host to every output → close outputs validly, even on Ctrl-C.
 
 mod args;
 mod commands;
 mod diff_cmd;
 mod flags;
 mod outname;
+mod outputs;
 mod plan;
 mod progress;
 mod run;
@@ -50,7 +52,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let plan = match plan::Plan::resolve(opts, &argv) {
+    let resolved = plan::Resolved::resolve(&opts, &argv)
+        .and_then(|r| outputs::open(&opts, &r.plan.out_opts, &r.start).map(|sink| (r, sink)));
+    let (resolved, sink) = match resolved {
         Ok(p) => p,
         Err(e) => {
             eprintln!("portolan: {e:#}");
@@ -68,7 +72,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run::run(plan)) {
+    match rt.block_on(run::run(resolved, sink)) {
         Ok(run::Ended::Completed) => ExitCode::SUCCESS,
         Ok(run::Ended::Interrupted) => ExitCode::from(130),
         Err(e) => {

@@ -1,56 +1,33 @@
-//! Resolving parsed options into one validated plan: targets parsed (and hostnames
-//! resolved), excludes built, ports chosen, timing settled and output files opened.
-//! Every user error surfaces here, before any packet leaves.
+//! Resolving parsed options into the engine's [`ScanPlan`]: targets parsed (and hostnames
+//! resolved), excludes built, ports chosen, timing settled, data files loaded. Nothing is
+//! opened here (outputs are [`crate::outputs`]'s) and nothing is sent; every user error in
+//! the options surfaces here.
 
-use crate::args::{Dns, Format, Options, ScanKind};
-use crate::outname;
-use anyhow::{bail, Context, Result};
+use crate::args::{Dns, Options, ScanKind};
+use anyhow::{bail, Result};
 use chrono::{DateTime, Local};
 use portolan_engine::core::permutation::Shard;
 use portolan_engine::core::scan::{Share, Slot};
 use portolan_engine::data::datadir::{load_services, Source};
-use portolan_engine::data::macvendor::{load_mac_prefixes, MacPrefixTable};
+use portolan_engine::data::macvendor::load_mac_prefixes;
 use portolan_engine::data::payloads::{load_payloads, PayloadTable};
 use portolan_engine::data::services::ServiceTable;
 use portolan_engine::plan::ports::{parse_port_spec, PortSet, Protos};
 use portolan_engine::plan::targets::{
-    parse_exclude_arg, parse_target, parse_target_list, read_target_file, ExcludeSet, Expansion,
+    parse_exclude_arg, parse_target, parse_target_list, read_target_file, ExcludeSet,
     SystemResolver, TargetError, TargetSpec,
 };
 use portolan_engine::plan::timing::Timing;
+use portolan_engine::plan::{Discovery, ScanPlan, Targets, VersionPlan};
 use portolan_engine::stages::version::VersionOptions;
-use portolan_model::{compact_port_list, OutputOptions, Protocol, ScanInfo, ScanType, Sink, Tee};
+use portolan_model::OutputOptions;
 use portolan_probes::ProbeDb;
-use std::fs::OpenOptions;
-use std::io::{BufWriter, Write};
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_rustls::TlsConnector;
 
 /// Hosts port-scanned at once unless --min/max-hostgroup say otherwise.
 const DEFAULT_HOST_GROUP: usize = 64;
-
-/// How hosts are found up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Discovery {
-    /// Connect ping to these ports (without raw sockets; -PS then means this).
-    pub connect_ports: Vec<u16>,
-    /// Raw probes, every one sent to every host until it answers.
-    pub slots: Vec<Slot>,
-    /// ARP for on-link IPv4 targets, in place of the raw probes (Nmap's default on a LAN).
-    pub arp: bool,
-}
-
-/// What -sV needs.
-pub struct VersionPlan {
-    pub db: Arc<ProbeDb>,
-    pub opts: VersionOptions,
-    /// --allports: also probe the ports the database's Exclude lists.
-    pub all_ports: bool,
-    pub tls: TlsConnector,
-}
 
 /// Loads the probe database for -sV: Nmap's where installed (as Nmap, unless
 /// --builtin-data), else Portolan's own. Malformed lines are reported and skipped.
@@ -103,45 +80,18 @@ fn version_plan(o: &Options, datadir: Option<&Path>) -> Result<Option<VersionPla
     }))
 }
 
-pub struct Plan {
-    pub args_line: String,
+/// A resolved scan: the engine's plan and what the CLI itself needs.
+pub struct Resolved {
+    pub plan: ScanPlan,
+    /// The start time, for the report and `%D`-style output names.
     pub start: DateTime<Local>,
-    pub scan: ScanKind,
-    /// -sU (beside the TCP scan, or alone with `scan == Udp`).
-    pub udp: bool,
-    pub no_ping: bool,
-    pub discovery: Discovery,
-    pub dns: Dns,
-    pub services: ServiceTable,
-    /// TCP ports to scan, ascending (empty without a TCP scan).
-    pub ports: Vec<u16>,
-    /// UDP ports to scan, ascending (empty without -sU).
-    pub udp_ports: Vec<u16>,
-    /// This machine's part of the probes (--shard); everything by default.
-    pub share: Share,
-    /// --dryrun: print the probes, send nothing.
-    pub dry_run: bool,
-    /// Payloads of UDP probes, by port.
-    pub payloads: Arc<PayloadTable>,
-    /// -sV: service and version detection.
-    pub version: Option<VersionPlan>,
-    /// MAC vendors, when MACs can be learnt (raw sockets: Nmap prints MACs only as root).
-    pub mac_vendors: Option<Arc<MacPrefixTable>>,
-    pub sequential_ports: bool,
-    pub timing: Timing,
-    pub host_group: usize,
-    pub out_opts: OutputOptions,
+    /// --stats-every.
     pub stats_every: Option<Duration>,
-    expansions: Vec<Expansion>,
-    excludes: ExcludeSet,
-    randomize_hosts: bool,
-    /// --seed, or one drawn from the clock at start.
-    seed: u64,
-    sink: Option<Tee>,
 }
 
-impl Plan {
-    pub fn resolve(o: Options, argv: &[String]) -> Result<Plan> {
+impl Resolved {
+    pub fn resolve(o: &Options, argv: &[String]) -> Result<Resolved> {
+        let o = o.clone();
         let start = Local::now();
         // As Nmap: a SYN scan by default when raw sockets are allowed, else connect.
         let raw_ok = if o.unprivileged {
@@ -253,8 +203,6 @@ impl Plan {
         let resolver = SystemResolver;
         let excludes = ExcludeSet::build(&exclude_specs, o.ipv6, &resolver)?;
 
-        let outputs = open_outputs(&o, &start)?;
-
         // Hostnames are resolved now; one that fails is reported and the rest go on.
         let mut expansions = Vec::new();
         for (token, spec) in specs {
@@ -295,10 +243,9 @@ impl Plan {
             debugging: o.debug,
             open_only: o.open_only,
         };
-        let sink = build_sink(outputs, &out_opts, &o)?;
-        Ok(Plan {
+        let plan = ScanPlan {
             args_line: argv.join(" "),
-            start,
+            start: start.timestamp(),
             scan,
             udp: o.udp,
             no_ping: o.no_ping,
@@ -318,112 +265,20 @@ impl Plan {
             timing,
             host_group,
             out_opts,
-            stats_every: o.stats_every,
-            expansions,
-            excludes,
-            randomize_hosts: o.randomize_hosts,
+            targets: Targets {
+                expansions,
+                excludes,
+                randomize: o.randomize_hosts,
+            },
             seed: o.seed.unwrap_or_else(seed),
-            sink: Some(sink),
+        };
+        Ok(Resolved {
+            plan,
+            start,
+            stats_every: o.stats_every,
         })
     }
-
-    pub fn take_sink(&mut self) -> Tee {
-        self.sink.take().unwrap_or_default()
-    }
-
-    /// The scaninfo elements of a port scan: TCP first, then UDP, as Nmap writes them.
-    pub fn scaninfo(&self) -> Vec<ScanInfo> {
-        let mut out = Vec::new();
-        if matches!(self.scan, ScanKind::Connect | ScanKind::Syn) {
-            out.push(ScanInfo {
-                scan_type: if self.scan == ScanKind::Syn {
-                    ScanType::Syn
-                } else {
-                    ScanType::Connect
-                },
-                protocol: Protocol::Tcp,
-                numservices: self.ports.len() as u32,
-                services: compact_port_list(&self.ports),
-            });
-        }
-        if self.udp {
-            out.push(ScanInfo {
-                scan_type: ScanType::Udp,
-                protocol: Protocol::Udp,
-                numservices: self.udp_ports.len() as u32,
-                services: compact_port_list(&self.udp_ports),
-            });
-        }
-        out
-    }
-
-    /// Whether the port scan runs on raw packets (-sS and/or -sU).
-    pub fn raw_port_scan(&self) -> bool {
-        matches!(self.scan, ScanKind::Syn | ScanKind::Udp)
-    }
-
-    /// The probes of the raw port scan, in probe order: TCP ports then UDP ports, each
-    /// shuffled unless -r (the engine's permutation decides the order on the wire anyway).
-    pub fn port_slots(&self) -> Vec<Slot> {
-        let mut slots: Vec<Slot> = Vec::new();
-        if self.scan == ScanKind::Syn {
-            slots.extend(self.ports.iter().map(|&p| Slot::Syn(p)));
-        }
-        if self.udp {
-            slots.extend(self.udp_ports.iter().map(|&p| Slot::Udp(p)));
-        }
-        slots
-    }
-
-    /// The seed of this scan's probe order.
-    pub fn seed(&self) -> u64 {
-        self.seed
-    }
-
-    /// Ports in the order to probe them: shuffled (as Nmap does) unless -r.
-    pub fn port_order(&self) -> Vec<u16> {
-        let mut ports = self.ports.clone();
-        if !self.sequential_ports {
-            shuffle(&mut ports, self.seed);
-        }
-        ports
-    }
-
-    /// Every address to scan with the name the user gave it, excluded ones left out.
-    /// Lazy: a /8 is never held in memory whole.
-    pub fn targets(&mut self) -> Box<dyn Iterator<Item = (IpAddr, Option<String>)> + Send> {
-        let expansions = std::mem::take(&mut self.expansions);
-        let excludes = std::mem::take(&mut self.excludes);
-        let it = expansions
-            .into_iter()
-            .flat_map(|e| {
-                let name = e.hostname.clone();
-                e.addrs.map(move |ip| (ip, name.clone()))
-            })
-            .filter(move |(ip, _)| !excludes.contains(*ip));
-        if self.randomize_hosts {
-            // Nmap shuffles hosts in blocks of 2048 so memory stays bounded.
-            let mut it = it;
-            let mut state = self.seed;
-            Box::new(
-                std::iter::from_fn(move || {
-                    let block: Vec<_> = it.by_ref().take(2048).collect();
-                    if block.is_empty() {
-                        return None;
-                    }
-                    let mut block = block;
-                    state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                    shuffle(&mut block, state);
-                    Some(block)
-                })
-                .flatten(),
-            )
-        } else {
-            Box::new(it)
-        }
-    }
 }
-
 /// Nmap's default probes when it may send raw packets: ICMP echo, SYN to 443, ACK to 80,
 /// and (IPv4) ICMP timestamp.
 pub const DEFAULT_RAW_PINGS: [Slot; 4] =
@@ -621,99 +476,6 @@ fn timing_from(o: &Options) -> Result<Timing> {
     Ok(t)
 }
 
-/// An output destination, opened.
-pub struct Output {
-    pub format: Format,
-    pub to_stdout: bool,
-    pub file: Option<std::fs::File>,
-}
-
-fn open_outputs(o: &Options, start: &DateTime<Local>) -> Result<Vec<Output>> {
-    let mut out = Vec::new();
-    let mut stdout_taken = false;
-    for (format, name) in &o.outputs {
-        if name == "-" {
-            if stdout_taken {
-                bail!("only one output can go to stdout ('-')");
-            }
-            stdout_taken = true;
-            out.push(Output {
-                format: *format,
-                to_stdout: true,
-                file: None,
-            });
-            continue;
-        }
-        let path = outname::expand(name, start);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .append(o.append_output)
-            .truncate(!o.append_output)
-            .open(&path)
-            .with_context(|| format!("cannot open output file {path:?} for writing"))?;
-        out.push(Output {
-            format: *format,
-            to_stdout: false,
-            file: Some(file),
-        });
-    }
-    // Normal output goes to stdout unless some other output claimed it.
-    if !stdout_taken {
-        out.push(Output {
-            format: Format::Normal,
-            to_stdout: true,
-            file: None,
-        });
-    }
-    Ok(out)
-}
-
-fn build_sink(outputs: Vec<Output>, opts: &OutputOptions, o: &Options) -> Result<Tee> {
-    let mut tee = Tee::default();
-    let stylesheet = if o.no_stylesheet {
-        None
-    } else {
-        Some(
-            o.stylesheet
-                .clone()
-                .unwrap_or_else(|| portolan_model::xml::DEFAULT_STYLESHEET.to_string()),
-        )
-    };
-    for out in outputs {
-        let w: Box<dyn Write + Send> = match out.file {
-            Some(f) => Box::new(BufWriter::new(f)),
-            None => Box::new(std::io::stdout()),
-        };
-        let is_file = !out.to_stdout;
-        let sink: Box<dyn Sink + Send> = match out.format {
-            Format::Normal => Box::new(portolan_model::normal::NormalWriter::new(
-                w,
-                opts.clone(),
-                is_file,
-            )),
-            Format::Xml => {
-                let x = portolan_model::xml::XmlWriter::new(w, opts.clone())
-                    .with_stylesheet(stylesheet.clone());
-                Box::new(x)
-            }
-            Format::Grepable => Box::new(portolan_model::grepable::GrepableWriter::new(
-                w,
-                opts.clone(),
-            )),
-            Format::Json => Box::new(portolan_model::json::JsonWriter::new(w, opts.clone())),
-            Format::Events => Box::new(portolan_model::events::EventsWriter::new(w, opts.clone())),
-        };
-        tee.sinks.push(sink);
-    }
-    // The history store, opened (and checked) before a packet leaves.
-    if let Some(db) = crate::store_cmd::db_path(o.db.as_deref()).filter(|_| !o.dry_run) {
-        let store = crate::store_cmd::StoreSink::open(&db, crate::store_cmd::targets_text(o))?;
-        tee.sinks.push(Box::new(store));
-    }
-    Ok(tee)
-}
-
 fn seed() -> u64 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -722,33 +484,9 @@ fn seed() -> u64 {
     t ^ (std::process::id() as u64).rotate_left(32)
 }
 
-/// Fisher–Yates with xorshift64*: order only needs to be unpredictable enough to spread
-/// load, not secret.
-fn shuffle<T>(v: &mut [T], seed: u64) {
-    let mut x = seed | 1;
-    for i in (1..v.len()).rev() {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        let j = (r % (i as u64 + 1)) as usize;
-        v.swap(i, j);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shuffle_is_a_permutation() {
-        let mut v: Vec<u16> = (1..=1000).collect();
-        shuffle(&mut v, 42);
-        assert_ne!(v, (1..=1000).collect::<Vec<_>>());
-        let mut s = v.clone();
-        s.sort_unstable();
-        assert_eq!(s, (1..=1000).collect::<Vec<_>>());
-    }
 
     #[test]
     fn timing_overrides_and_conflicts() {

@@ -1,83 +1,92 @@
 //! The history store's commands (`import`, `history`, `changes`, `hosts`, `services`) and
 //! the sink that records a scan run with `--db PATH` (or `PORTOLAN_DB`).
 
+use crate::commands::subargs::{self, Opt, Parsed, Spec};
 use portolan_model::{Host, OutputError, RunExit, ScanRun, Sink};
 use portolan_store::{Cidr, FinishStats, Imported, ScanId, ScanMeta, Source, Store, StoreError};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// The environment variable naming the store when `--db` is not given.
-pub const DB_ENV: &str = "PORTOLAN_DB";
+pub use crate::commands::subargs::{db_path, DB_ENV};
 
-/// `--db PATH`, else `PORTOLAN_DB`, else none.
-pub fn db_path(flag: Option<&str>) -> Option<String> {
-    flag.map(str::to_string)
-        .or_else(|| std::env::var(DB_ENV).ok().filter(|s| !s.is_empty()))
-}
+const DB: Opt = subargs::DB;
+const JSON: Opt = subargs::JSON;
+const SINCE: Opt = Opt::value(
+    "since",
+    "AGE",
+    "changes seen by scans started this long ago or later: 45s, 30m, 12h, 7d, 2w (default 7d)",
+);
+const TARGET: Opt = Opt::value("target", "CIDR", "only addresses in this network");
+const EVENTS: Opt = Opt::switch(
+    "events",
+    "print SIEM events instead (NDJSON with ECS field names, docs/events.md)",
+);
+const PORT: Opt = Opt::value("port", "N", "only this port number");
+const PRODUCT: Opt = Opt::value(
+    "product",
+    "TEXT",
+    "only products containing TEXT (any case)",
+);
 
-/// The words of a store command: its options and the rest.
-#[derive(Default)]
-struct Words {
-    db: Option<String>,
-    json: bool,
-    /// `changes --events`: NDJSON SIEM events instead of a table.
-    events: bool,
-    since: Option<String>,
-    target: Option<String>,
-    port: Option<String>,
-    product: Option<String>,
-    rest: Vec<String>,
-}
+/// What every store command's help ends with.
+const FOOTER: &str = "\
+The history store is --db PATH, else $PORTOLAN_DB.
+Exit status: 0 done, 1 the store failed, 2 bad usage or an unreadable store or file.";
 
-/// Parses `args`, accepting only the options in `allowed` (besides --db and --json).
-fn words(args: &[String], allowed: &[&str]) -> Result<Words, String> {
-    let mut w = Words::default();
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        i += 1;
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (a.as_str(), None),
-        };
-        if name == "--json" {
-            w.json = true;
-            continue;
-        }
-        if name == "--events" && allowed.contains(&"events") {
-            w.events = true;
-            continue;
-        }
-        if !name.starts_with("--") || name == "--" {
-            w.rest.push(a.clone());
-            continue;
-        }
-        let key = &name[2..];
-        if key != "db" && !allowed.contains(&key) {
-            return Err(format!("unknown option {name}"));
-        }
-        let value = match inline {
-            Some(v) => v,
-            None => {
-                let v = args
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value"))?;
-                i += 1;
-                v
-            }
-        };
-        let slot = match key {
-            "db" => &mut w.db,
-            "since" => &mut w.since,
-            "target" => &mut w.target,
-            "port" => &mut w.port,
-            _ => &mut w.product,
-        };
-        *slot = Some(value);
-    }
-    Ok(w)
-}
+pub const IMPORT: Spec = Spec {
+    name: "import",
+    summary: "record scan files (Nmap's XML, Portolan's XML or JSON) in the history store",
+    usage: &["[--db PATH] [--json] FILE..."],
+    about: "Records each scan FILE in the history store, once (a file imported again is \
+            said so).\nEvery file is read first: one bad file imports none.",
+    opts: &[DB, JSON.help("print the report as JSON")],
+    operands: true,
+    footer: FOOTER,
+};
+
+pub const HISTORY: Spec = Spec {
+    name: "history",
+    summary: "list the scans in the history store",
+    usage: &["[--db PATH] [--json]"],
+    about: "Lists every scan in the history store: when, complete or not, hosts up, and \
+            its command line.",
+    opts: &[DB, JSON],
+    operands: false,
+    footer: FOOTER,
+};
+
+pub const CHANGES: Spec = Spec {
+    name: "changes",
+    summary: "what changed between scans of the same targets in the history store",
+    usage: &["[--db PATH] [--since AGE] [--target CIDR] [--json | --events]"],
+    about: "Lists what changed between each complete scan and the complete scan of the \
+            same targets\nbefore it: hosts appeared or disappeared, ports opened or closed, \
+            services changed.",
+    opts: &[DB, SINCE, TARGET, JSON, EVENTS],
+    operands: false,
+    footer: FOOTER,
+};
+
+pub const HOSTS: Spec = Spec {
+    name: "hosts",
+    summary: "the current inventory: hosts up in the newest scan of each set of targets",
+    usage: &["[--db PATH] [--json]"],
+    about: "Lists the current inventory: the hosts up in the newest complete scan of each \
+            set of\ntargets, with their open ports.",
+    opts: &[DB, JSON],
+    operands: false,
+    footer: FOOTER,
+};
+
+pub const SERVICES: Spec = Spec {
+    name: "services",
+    summary: "the open ports of the current inventory, by port or product",
+    usage: &["[--db PATH] [--port N] [--product TEXT] [--json]"],
+    about: "Lists the open ports of the current inventory, with their service and version.",
+    opts: &[DB, PORT, PRODUCT, JSON],
+    operands: false,
+    footer: FOOTER,
+};
 
 /// `7d`, `12h`, `30m`, `45s`, `2w`: a duration back from now.
 fn parse_since(s: &str) -> Result<Duration, String> {
@@ -135,17 +144,18 @@ fn fail(msg: impl std::fmt::Display, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Parses the words and opens the store they name; Err is the exit code, already explained.
-fn open(args: &[String], allowed: &[&str]) -> Result<(Words, Store), ExitCode> {
-    let w = words(args, allowed).map_err(|e| fail(e, 2))?;
-    let Some(path) = db_path(w.db.as_deref()) else {
+/// Parses the words and opens the store they name; Err is the exit code, already explained
+/// (or the help printed).
+fn open(spec: &Spec, args: &[String]) -> Result<(Parsed, Store), ExitCode> {
+    let p = subargs::parse_or_exit(spec, args)?;
+    let Some(path) = p.db() else {
         return Err(fail(
             format!("no history store: give --db PATH or set {DB_ENV}"),
             2,
         ));
     };
     let store = Store::open(&path).map_err(|e| fail(e, 2))?;
-    Ok((w, store))
+    Ok((p, store))
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> ExitCode {
@@ -203,15 +213,15 @@ fn read_scan(path: &str) -> Result<ScanRun, String> {
 
 /// `portolan import FILE...`: every file read first; one bad file imports none.
 pub fn import(args: &[String]) -> ExitCode {
-    let (w, mut store) = match open(args, &[]) {
+    let (w, mut store) = match open(&IMPORT, args) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    if w.rest.is_empty() {
+    if w.operands.is_empty() {
         return fail("import: no file given (portolan import FILE...)", 2);
     }
     let mut runs = Vec::new();
-    for f in &w.rest {
+    for f in &w.operands {
         match read_scan(f) {
             Ok(run) => runs.push((f.clone(), targets_of(&run), run)),
             Err(e) => return fail(format!("{e}\nnothing imported"), 2),
@@ -238,7 +248,7 @@ pub fn import(args: &[String]) -> ExitCode {
                                "ports": r.hosts.iter().map(|h| h.ports.len()).sum::<usize>()})
         })
         .collect();
-    if w.json {
+    if w.flag(&JSON) {
         return print_json(&report);
     }
     for r in &report {
@@ -257,7 +267,7 @@ pub fn import(args: &[String]) -> ExitCode {
 
 /// `portolan history`: every scan in the store.
 pub fn history(args: &[String]) -> ExitCode {
-    let (w, store) = match open(args, &[]) {
+    let (w, store) = match open(&HISTORY, args) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -265,7 +275,7 @@ pub fn history(args: &[String]) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    if w.json {
+    if w.flag(&JSON) {
         return print_json(&scans);
     }
     let rows: Vec<Vec<String>> = scans
@@ -332,15 +342,15 @@ fn print_change_events(
 
 /// `portolan changes [--since 7d] [--target CIDR] [--events]`.
 pub fn changes(args: &[String]) -> ExitCode {
-    let (w, store) = match open(args, &["since", "target", "events"]) {
+    let (w, store) = match open(&CHANGES, args) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let since = match parse_since(w.since.as_deref().unwrap_or("7d")) {
+    let since = match parse_since(w.value(&SINCE).unwrap_or("7d")) {
         Ok(d) => d,
         Err(e) => return fail(e, 2),
     };
-    let target: Option<Cidr> = match w.target.as_deref().map(str::parse).transpose() {
+    let target: Option<Cidr> = match w.value(&TARGET).map(str::parse).transpose() {
         Ok(t) => t,
         Err(e) => return fail(format!("--target: {e}"), 2),
     };
@@ -348,10 +358,10 @@ pub fn changes(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if w.events {
+    if w.flag(&EVENTS) {
         return print_change_events(&store, &changes, target.as_ref());
     }
-    if w.json {
+    if w.flag(&JSON) {
         return print_json(&changes);
     }
     if changes.is_empty() {
@@ -386,7 +396,7 @@ pub fn changes(args: &[String]) -> ExitCode {
 
 /// `portolan hosts`: the current inventory.
 pub fn hosts(args: &[String]) -> ExitCode {
-    let (w, store) = match open(args, &[]) {
+    let (w, store) = match open(&HOSTS, args) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -394,7 +404,7 @@ pub fn hosts(args: &[String]) -> ExitCode {
         Ok(h) => h,
         Err(code) => return code,
     };
-    if w.json {
+    if w.flag(&JSON) {
         return print_json(&hosts);
     }
     let rows: Vec<Vec<String>> = hosts
@@ -419,27 +429,27 @@ pub fn hosts(args: &[String]) -> ExitCode {
 
 /// `portolan services [--port N] [--product P]`: open ports of the current inventory.
 pub fn services(args: &[String]) -> ExitCode {
-    let (w, store) = match open(args, &["port", "product"]) {
+    let (w, store) = match open(&SERVICES, args) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let port = match w.port.as_deref().map(str::parse::<u16>).transpose() {
+    let port = match w.value(&PORT).map(str::parse::<u16>).transpose() {
         Ok(p) => p,
         Err(_) => {
             return fail(
                 format!(
                     "--port {:?}: not a port number (0-65535)",
-                    w.port.unwrap_or_default()
+                    w.value(&PORT).unwrap_or_default()
                 ),
                 2,
             )
         }
     };
-    let services = match or_fail(store.services(port, w.product.as_deref())) {
+    let services = match or_fail(store.services(port, w.value(&PRODUCT))) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    if w.json {
+    if w.flag(&JSON) {
         return print_json(&services);
     }
     let rows: Vec<Vec<String>> = services
@@ -545,17 +555,19 @@ mod tests {
     }
 
     #[test]
-    fn words_take_known_options_only() {
+    fn commands_take_their_own_options_only() {
         let a: Vec<String> = ["--since", "3d", "--target=10.0.0.0/8", "--json"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let w = words(&a, &["since", "target"]).unwrap();
-        assert_eq!(w.since.as_deref(), Some("3d"));
-        assert_eq!(w.target.as_deref(), Some("10.0.0.0/8"));
-        assert!(w.json);
-        assert!(words(&a, &["since"]).is_err());
-        assert!(words(&["--since".to_string()], &["since"]).is_err());
+        let w = subargs::parse(&CHANGES, &a).unwrap();
+        assert_eq!(w.value(&SINCE), Some("3d"));
+        assert_eq!(w.value(&TARGET), Some("10.0.0.0/8"));
+        assert!(w.flag(&JSON));
+        assert!(subargs::parse(&SERVICES, &a).is_err());
+        assert!(subargs::parse(&CHANGES, &["--since".to_string()]).is_err());
+        assert!(subargs::parse(&HOSTS, &["10.0.0.0/8".to_string()]).is_err());
+        assert!(subargs::parse(&IMPORT, &["a.xml".to_string()]).is_ok());
     }
 
     /// What run.rs does through the sink: an interrupted scan keeps its hosts and stays

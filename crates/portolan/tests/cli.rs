@@ -316,3 +316,101 @@ fn version_scan_reports_a_bad_probe_line_and_uses_the_rest() {
         "{out}"
     );
 }
+
+/// Portolan's own commands, each with the options its --help must name.
+const SUBCOMMANDS: &[(&str, &[&str])] = &[
+    (
+        "diff",
+        &[
+            "-v, --verbose",
+            "--text",
+            "--xml",
+            "--json",
+            "--db PATH",
+            "--last",
+        ],
+    ),
+    ("check", &["--policy FILE", "--json", "--db PATH"]),
+    ("import", &["--db PATH", "--json"]),
+    ("history", &["--db PATH", "--json"]),
+    (
+        "changes",
+        &[
+            "--db PATH",
+            "--since AGE",
+            "--target CIDR",
+            "--json",
+            "--events",
+        ],
+    ),
+    ("hosts", &["--db PATH", "--json"]),
+    (
+        "services",
+        &["--db PATH", "--port N", "--product TEXT", "--json"],
+    ),
+];
+
+fn run_without_db(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("PORTOLAN_DB")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run portolan")
+}
+
+#[test]
+fn every_subcommand_answers_help_with_its_own_usage() {
+    let top = String::from_utf8_lossy(&run(&["--help"]).stdout).into_owned();
+    for (cmd, options) in SUBCOMMANDS {
+        assert!(
+            top.lines().any(|l| l.starts_with(&format!("  {cmd} "))),
+            "top-level --help misses {cmd}"
+        );
+        let long = run_without_db(&[cmd, "--help"]);
+        assert_eq!(
+            long.status.code(),
+            Some(0),
+            "{cmd} --help: {}",
+            stderr(&long)
+        );
+        let text = String::from_utf8_lossy(&long.stdout).into_owned();
+        assert!(
+            text.starts_with(&format!("Usage: portolan {cmd} ")),
+            "{cmd}: {text}"
+        );
+        for o in options.iter().chain(&["-h, --help"]) {
+            assert!(text.contains(o), "{cmd} --help does not name {o}: {text}");
+        }
+        let short = run_without_db(&[cmd, "-h"]);
+        assert_eq!(short.status.code(), Some(0), "{cmd} -h");
+        assert_eq!(short.stdout, long.stdout, "{cmd} -h");
+    }
+}
+
+#[test]
+fn every_subcommand_refuses_an_unknown_option_by_name() {
+    for (cmd, _) in SUBCOMMANDS {
+        for bad in ["--frobnicate", "-Z"] {
+            let o = run_without_db(&[cmd, bad, "a.xml", "b.xml"]);
+            assert_eq!(o.status.code(), Some(2), "{cmd} {bad}: {}", stderr(&o));
+            let e = stderr(&o);
+            assert!(
+                e.contains(&format!("portolan {cmd}: unknown option {bad}")),
+                "{cmd} {bad}: {e}"
+            );
+            assert!(o.stdout.is_empty(), "{cmd} {bad}");
+        }
+    }
+    // A value where none is taken, and none where one is needed.
+    let o = run_without_db(&["history", "--json=yes"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--json"), "{}", stderr(&o));
+    let o = run_without_db(&["services", "--port"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--port needs a value"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -6,17 +6,14 @@
 //! from a target, do not count. A silent host is asked again after the RTT timeout, a few
 //! times at most. Requests are paced by a token bucket honouring `--max-rate`/`--min-rate`.
 
-use crate::core::link_ping::{self, LinkPing, LinkReply, LinkSchedule};
-pub use crate::core::link_ping::{LinkPingError as ArpPingError, DEFAULT_RATE, MAX_TRIES};
+use crate::core::link_ping::{LinkPing, LinkReply, LinkSchedule};
+pub use crate::core::link_ping::{DEFAULT_RATE, MAX_TRIES};
 use crate::core::Poll;
-use crate::io::link::LinkReceiver;
-use crate::io::netif;
 use crate::plan::timing::Timing;
 use portolan_wire::arp;
 use portolan_wire::build::build_arp_request;
 use portolan_wire::ethernet::{self, EtherType, MacAddr};
 use std::net::Ipv4Addr;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 /// One ARP request to send (broadcast, asking who has `dst_ip`).
@@ -107,24 +104,6 @@ impl LinkPing for ArpPing {
     fn replies(&self) -> &[Option<LinkReply>] {
         ArpPing::replies(self)
     }
-}
-
-/// Pings `hosts` by ARP on their on-link interfaces; results in the order given. Hosts that
-/// are not on an ARP-capable link (routed, loopback, tun, ...) come back `None`: the caller
-/// uses other probes for them.
-pub fn run_arp_ping(
-    hosts: &[Ipv4Addr],
-    timing: &Timing,
-    cancel: &AtomicBool,
-) -> Result<Vec<Option<ArpReply>>, ArpPingError> {
-    let ifaces = netif::interfaces()?;
-    link_ping::run_per_link(
-        hosts,
-        |h| netif::on_link_in(&ifaces, h),
-        |o| LinkReceiver::arp(o.ifindex, o.src_ip),
-        |o, targets| ArpPing::new(timing, o.src_ip, o.src_mac, targets),
-        cancel,
-    )
 }
 
 #[cfg(test)]
@@ -328,53 +307,5 @@ mod tests {
         assert_eq!(p.poll(now), ArpPoll::Done);
         assert_eq!(p.requests_sent(), [1, 0]);
         assert!(p.replies()[0].is_some() && p.replies()[1].is_none());
-    }
-
-    // ---- namespace lab: real ARP on a veth pair ----
-
-    #[test]
-    fn arp_ping_finds_the_veth_peer_in_a_namespace_pair() {
-        use crate::io::raw::tests::NetnsPair;
-        let lab =
-            NetnsPair::with_addrs(|_| (Ipv4Addr::new(198, 18, 5, 1), Ipv4Addr::new(198, 18, 5, 2)));
-        let Some(lab) = lab else { return };
-        let (a, b) = (lab.a_addr, lab.b_addr);
-        let a_mac = MacAddr(NetnsPair::mac_in(&lab.a));
-        let b_mac = MacAddr(NetnsPair::mac_in(&lab.b));
-        let absent = Ipv4Addr::new(198, 18, 5, 3);
-        let routed = Ipv4Addr::new(198, 18, 6, 1); // no route: never probed
-        let started = Instant::now();
-        let (on_link, out) = lab.run(move || {
-            let on_link = netif::on_link(b).unwrap();
-            assert_eq!(netif::on_link(Ipv4Addr::LOCALHOST).unwrap(), None);
-            assert_eq!(netif::on_link(routed).unwrap(), None);
-            let cancel = AtomicBool::new(false);
-            let timing = Template::Aggressive.timing();
-            let out = run_arp_ping(&[b, absent, routed], &timing, &cancel).unwrap();
-            (on_link, out)
-        });
-        let elapsed = started.elapsed();
-        let on_link = on_link.expect("198.18.5.2 is on-link from a");
-        assert_eq!(on_link.ifname, "v0");
-        assert_eq!(on_link.src_ip, a);
-        assert_eq!(on_link.src_mac, a_mac);
-        let reply = out[0].expect("198.18.5.2 answers ARP");
-        assert_eq!(reply.mac, b_mac);
-        assert!(reply.rtt < Duration::from_secs(1), "{:?}", reply.rtt);
-        assert_eq!(out[1], None);
-        assert_eq!(out[2], None);
-        // Three tries for .3, each after at least the minimum timeout.
-        assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
-        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
-    }
-
-    #[test]
-    fn hosts_off_any_ethernet_link_come_back_none_without_sockets() {
-        // Loopback is never ARP-capable, so no socket is opened (works unprivileged) and
-        // nothing is sent; `cancel` is set as a second guard.
-        let cancel = AtomicBool::new(true);
-        let hosts = [Ipv4Addr::LOCALHOST, Ipv4Addr::new(127, 1, 2, 3)];
-        let out = run_arp_ping(&hosts, &t4(), &cancel).unwrap();
-        assert_eq!(out, [None, None]);
     }
 }

@@ -1,21 +1,17 @@
 //! What ARP ping (`-PR`, [`crate::core::arp_ping`]) and IPv6 neighbour discovery ping (Nmap's
 //! "nd-response", [`crate::core::nd_ping`]) share: one request per host on a directly attached
 //! Ethernet link, a reply naming the host's MAC, retransmission after the RTT timeout and
-//! token-bucket pacing; and the blocking loop that drives either over one interface's
-//! sockets.
+//! token-bucket pacing.
 //!
 //! The protocol engines only parse frames and build requests; everything about *when* to
-//! ask whom lives in [`LinkSchedule`], so both ping the same way.
+//! ask whom lives in [`LinkSchedule`], so both ping the same way. They run over a backend's
+//! link path in [`crate::io::link_ping`].
 
 use crate::core::Poll;
-use crate::io::link::{LinkReceiver, LinkSender};
-use crate::io::netif::{NetifError, OnLink};
-use crate::io::raw::{RawError, Received};
 use crate::plan::timing::{RttEstimator, Timing, TokenBucket};
 use portolan_wire::ethernet::MacAddr;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Requests per second without `--max-rate`/`--min-rate`: ARP requests are broadcast (and
@@ -169,98 +165,14 @@ impl<A: Copy + Eq + Hash> LinkSchedule<A> {
     }
 }
 
-/// Why a link-layer ping could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum LinkPingError {
-    #[error(transparent)]
-    Interfaces(#[from] NetifError),
-    #[error(transparent)]
-    Raw(#[from] RawError),
-}
-
-/// A sans-I/O link-layer ping as the blocking driver sees it.
-pub(crate) trait LinkPing {
+/// A sans-I/O link-layer ping as a driver sees it.
+pub trait LinkPing {
     type Probe: Copy;
     fn poll(&mut self, now: Instant) -> Poll<Self::Probe>;
     fn on_frame(&mut self, now: Instant, frame: &[u8]);
     /// Writes the request frame for `probe` into `buf`; returns its length.
     fn build(&self, probe: Self::Probe, buf: &mut [u8]) -> portolan_wire::Result<usize>;
     fn replies(&self) -> &[Option<LinkReply>];
-}
-
-/// Runs `ping` over one interface's sockets until it is done or `cancel` is set.
-fn drive<P: LinkPing>(
-    ping: &mut P,
-    receiver: &mut LinkReceiver,
-    sender: &mut LinkSender,
-    cancel: &AtomicBool,
-) -> Result<(), RawError> {
-    let mut received: Vec<Received> = Vec::with_capacity(64);
-    let mut buf = [0u8; 128];
-    while !cancel.load(Ordering::Relaxed) {
-        received.clear();
-        receiver.recv_batch(&mut received, 64)?;
-        for r in &received {
-            ping.on_frame(r.at, &r.data);
-        }
-        match ping.poll(Instant::now()) {
-            Poll::Send(p) => {
-                if let Ok(len) = ping.build(p, &mut buf) {
-                    // A full queue (0 sent) is a lost request: the retry covers it.
-                    sender.send_batch(&[&buf[..len]])?;
-                }
-            }
-            Poll::WaitUntil(t) => {
-                let d = t.saturating_duration_since(Instant::now());
-                receiver.wait_readable(d.min(Duration::from_millis(5)))?;
-            }
-            Poll::WaitForInput => {
-                receiver.wait_readable(Duration::from_millis(5))?;
-            }
-            Poll::Done => break,
-        }
-    }
-    Ok(())
-}
-
-/// Pings `hosts` link by link: `locate` says where each host is on-link (`None`: it is not,
-/// and comes back `None`); hosts sharing an interface and source address are pinged
-/// together by the ping `start` makes (given the on-link facts and their addresses), on
-/// sockets `open` makes for the interface. Results in the order given.
-pub(crate) fn run_per_link<A, S, P>(
-    hosts: &[A],
-    locate: impl Fn(A) -> Option<OnLink<S>>,
-    open: impl Fn(&OnLink<S>) -> Result<LinkReceiver, RawError>,
-    start: impl Fn(&OnLink<S>, Vec<A>) -> P,
-    cancel: &AtomicBool,
-) -> Result<Vec<Option<LinkReply>>, LinkPingError>
-where
-    A: Copy,
-    S: Copy + Ord,
-    P: LinkPing,
-{
-    // (interface, our address on it) -> (on-link facts, host indexes).
-    let mut groups: BTreeMap<(u32, S), (OnLink<S>, Vec<usize>)> = BTreeMap::new();
-    for (i, &h) in hosts.iter().enumerate() {
-        if let Some(o) = locate(h) {
-            groups
-                .entry((o.ifindex, o.src_ip))
-                .or_insert_with(|| (o, Vec::new()))
-                .1
-                .push(i);
-        }
-    }
-    let mut out = vec![None; hosts.len()];
-    for (on_link, idx) in groups.into_values() {
-        let mut receiver = open(&on_link)?;
-        let mut sender = LinkSender::new(on_link.ifindex)?;
-        let mut ping = start(&on_link, idx.iter().map(|&i| hosts[i]).collect());
-        drive(&mut ping, &mut receiver, &mut sender, cancel)?;
-        for (k, &i) in idx.iter().enumerate() {
-            out[i] = ping.replies()[k];
-        }
-    }
-    Ok(out)
 }
 
 /// A fake-clock harness for the protocol engines' tests.

@@ -16,18 +16,15 @@
 //! the option is absent (allowed for solicited advertisements on unicast). Retransmission
 //! and pacing are [`crate::core::link_ping`]'s, exactly as for ARP.
 
-use crate::core::link_ping::{self, LinkPing, LinkReply, LinkSchedule};
-pub use crate::core::link_ping::{LinkPingError as NdPingError, DEFAULT_RATE, MAX_TRIES};
+use crate::core::link_ping::{LinkPing, LinkReply, LinkSchedule};
+pub use crate::core::link_ping::{DEFAULT_RATE, MAX_TRIES};
 use crate::core::Poll;
-use crate::io::link::LinkReceiver;
-use crate::io::netif;
 use crate::plan::timing::Timing;
 use portolan_wire::build::build_neighbor_solicit;
 use portolan_wire::ethernet::{self, EtherType, MacAddr};
 use portolan_wire::icmpv6::{self, NeighborFlags};
 use portolan_wire::{ipv6, ChecksumMode, IpProtocol};
 use std::net::Ipv6Addr;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 /// One neighbour solicitation to send (to the solicited-node group of `dst_ip`).
@@ -134,25 +131,6 @@ impl LinkPing for NdPing {
     fn replies(&self) -> &[Option<LinkReply>] {
         NdPing::replies(self)
     }
-}
-
-/// Pings `hosts` by neighbour discovery on their on-link interfaces (see
-/// [`netif::on_link_v6_in`]); results in the order given. Hosts that are not on an
-/// Ethernet link (routed, loopback, tun, ...) come back `None`: the caller uses other probes
-/// for them.
-pub fn run_nd_ping(
-    hosts: &[Ipv6Addr],
-    timing: &Timing,
-    cancel: &AtomicBool,
-) -> Result<Vec<Option<NdReply>>, NdPingError> {
-    let ifaces = netif::interfaces()?;
-    link_ping::run_per_link(
-        hosts,
-        |h| netif::on_link_v6_in(&ifaces, h),
-        |o| LinkReceiver::neighbor_adverts(o.ifindex),
-        |o, targets| NdPing::new(timing, o.src_ip, o.src_mac, targets),
-        cancel,
-    )
 }
 
 #[cfg(test)]
@@ -465,78 +443,5 @@ mod tests {
         assert_eq!(p.requests_sent(), [1, 0]);
         assert!(p.replies()[0].is_some() && p.replies()[1].is_none());
         assert_eq!(p.rate(), DEFAULT_RATE);
-    }
-
-    #[test]
-    fn hosts_off_any_ethernet_link_come_back_none_without_sockets() {
-        // Loopback and a v4-mapped address are never on an Ethernet prefix, so no socket is
-        // opened (works unprivileged) and nothing is sent; `cancel` is a second guard.
-        let cancel = AtomicBool::new(true);
-        let hosts = [Ipv6Addr::LOCALHOST, "::ffff:127.0.0.1".parse().unwrap()];
-        let out = run_nd_ping(&hosts, &t4(), &cancel).unwrap();
-        assert_eq!(out, [None, None]);
-    }
-
-    // ---- namespace lab: real neighbour discovery on a veth pair ----
-
-    #[test]
-    fn nd_ping_finds_the_veth_peer_in_a_namespace_pair() {
-        use crate::io::raw::tests::{in_netns, ip, NetnsPair};
-        use std::net::Ipv4Addr;
-        let lab =
-            NetnsPair::with_addrs(|_| (Ipv4Addr::new(198, 18, 7, 1), Ipv4Addr::new(198, 18, 7, 2)));
-        let Some(lab) = lab else { return };
-        let a6: Ipv6Addr = "2001:2:0:5::1".parse().unwrap();
-        let b6: Ipv6Addr = "2001:2:0:5::2".parse().unwrap();
-        let absent: Ipv6Addr = "2001:2:0:5::3".parse().unwrap();
-        let routed: Ipv6Addr = "2001:2:0:6::1".parse().unwrap(); // no route: never probed
-        for addr in [a6, b6, absent, routed] {
-            assert_eq!(
-                addr.segments()[..3],
-                [0x2001, 2, 0],
-                "lab addresses in 2001:2::/48"
-            );
-        }
-        for (ns, addr) in [(&lab.a, a6), (&lab.b, b6)] {
-            // No router advertisements or autoconfigured addresses on v0: the lab's
-            // addresses are exactly the ones given. (Only v0's knobs, which exist nowhere
-            // but in the lab namespace: a write that missed it fails instead of changing
-            // the host's settings.)
-            in_netns(ns, || {
-                for knob in ["accept_ra", "autoconf"] {
-                    let path = format!("/proc/sys/net/ipv6/conf/v0/{knob}");
-                    std::fs::write(&path, "0").unwrap_or_else(|e| panic!("{path}: {e}"));
-                    assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), "0");
-                }
-            });
-            let cidr = format!("{addr}/64");
-            ip(&["-n", ns, "-6", "addr", "add", &cidr, "dev", "v0", "nodad"]);
-        }
-        let a_mac = MacAddr(NetnsPair::mac_in(&lab.a));
-        let b_mac = MacAddr(NetnsPair::mac_in(&lab.b));
-        let started = Instant::now();
-        let (on_link, out) = lab.run(move || {
-            let on_link = netif::on_link_v6(b6).unwrap();
-            assert_eq!(netif::on_link_v6(Ipv6Addr::LOCALHOST).unwrap(), None);
-            assert_eq!(netif::on_link_v6(routed).unwrap(), None);
-            assert_eq!(netif::on_link_v6(a6).unwrap(), None);
-            let cancel = AtomicBool::new(false);
-            let timing = Template::Aggressive.timing();
-            let out = run_nd_ping(&[b6, absent, routed], &timing, &cancel).unwrap();
-            (on_link, out)
-        });
-        let elapsed = started.elapsed();
-        let on_link = on_link.expect("2001:2:0:5::2 is on-link from a");
-        assert_eq!(on_link.ifname, "v0");
-        assert_eq!(on_link.src_ip, a6);
-        assert_eq!(on_link.src_mac, a_mac);
-        let reply = out[0].expect("2001:2:0:5::2 answers neighbour discovery");
-        assert_eq!(reply.mac, b_mac);
-        assert!(reply.rtt < Duration::from_secs(1), "{:?}", reply.rtt);
-        assert_eq!(out[1], None);
-        assert_eq!(out[2], None);
-        // Three tries for ::3, each after at least the minimum timeout.
-        assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
-        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     }
 }

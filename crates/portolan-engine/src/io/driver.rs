@@ -1,38 +1,28 @@
-//! Runs [`RawScan`]s over the raw backend: the only place where the raw-packet scans meet
-//! the clock and sockets. Blocking loops for dedicated threads: receive whatever arrived,
-//! send what the engine allows in batches (one `sendmmsg` each), and sleep on the receiver
-//! until the engine's next deadline.
+//! Runs [`RawScan`]s over a [`Backend`]: hosts grouped by source address, one engine per
+//! core, each driven by the one loop of [`crate::io::drive`] on a dedicated thread.
 //!
 //! Hosts are grouped by the source address the kernel would use to reach them; each group
 //! is scanned by one engine per core, each sending its own share of the one permuted order
 //! (so per-core engines, and `--shard`s on other machines, never send the same probe).
-//! In dry-run mode nothing is opened or sent: every probe is printed, and the engines run
-//! on a virtual clock, so a dry run takes no longer than printing does.
+//! In a dry run ([`crate::io::dryrun`]) nothing is opened or sent: every probe is printed,
+//! and the engines run on a virtual clock, so a dry run takes no longer than printing does.
 
 use crate::core::scan::{
     build_probe, HostAnswer, Mode, Probe, RawScan, ScanStats, Share, Slot, SlotResult, SOURCE_PORTS,
 };
-use crate::core::Poll;
+use crate::io::backend::Backend;
 use crate::io::connect::Progress;
-use crate::io::raw::{RawError, RawReceiver, RawSender, Received, SourceFinder};
+use crate::io::drive::drive;
+use crate::io::raw::RawError;
 use crate::plan::timing::{RttEstimator, Timing};
 use portolan_wire::build::{Ipv4Params, TcpParams, TcpTemplateV4};
 use portolan_wire::cookie::CookieKey;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-/// Probes handed to the kernel per `sendmmsg`.
-const BATCH: usize = 256;
-/// Longest sleep between looks at the cancel flag.
-const MAX_SLEEP: Duration = Duration::from_millis(5);
-/// How long replies are still read after Ctrl-C stopped the sending.
-const DRAIN: Duration = Duration::from_millis(100);
 /// A core gets an engine of its own only for this many probes or more.
 const PROBES_PER_CORE: usize = 4096;
 /// The rate a dry run "sends" at, on its virtual clock.
@@ -42,14 +32,6 @@ const PROBE_TTL: u8 = 64;
 
 /// Where a UDP probe's payload comes from: the payload for a port (empty for none).
 pub type PayloadFn<'a> = &'a (dyn Fn(u16) -> &'a [u8] + Sync);
-
-/// Where the probes go.
-pub enum Output<'a> {
-    /// Raw sockets.
-    Wire,
-    /// Printed, one line each, instead of sent.
-    DryRun(&'a Mutex<dyn Write + Send>),
-}
 
 /// One raw-packet scan: `hosts` (with the caller's tags) × `slots`.
 pub struct RawJob<'a> {
@@ -61,7 +43,6 @@ pub struct RawJob<'a> {
     /// This machine's share of the scan (`--shard`).
     pub share: Share,
     pub payload: PayloadFn<'a>,
-    pub output: Output<'a>,
 }
 
 /// What a scan learnt about one host.
@@ -85,18 +66,18 @@ pub struct RawRun {
 }
 
 /// Runs `job`. Hosts without a route are reported unanswered, and no probe is sent to them.
-pub fn run_raw(job: &RawJob, progress: &Progress, cancel: &AtomicBool) -> Result<RawRun, RawError> {
-    let dry = matches!(job.output, Output::DryRun(_));
+pub fn run_raw(
+    job: &RawJob,
+    backend: &dyn Backend,
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> Result<RawRun, RawError> {
+    let dry = backend.is_dry_run();
     let mut groups: BTreeMap<IpAddr, Vec<(usize, IpAddr)>> = BTreeMap::new();
-    let mut finder = SourceFinder::default();
     for &(tag, ip) in job.hosts {
-        let src = match finder.source_for(ip) {
+        let src = match backend.source_for(ip) {
             Ok(src) => src,
             Err(RawError::NoRoute(_)) => unspecified(ip),
-            Err(e) if dry => {
-                let _ = e;
-                unspecified(ip)
-            }
             Err(e) => return Err(e),
         };
         groups.entry(src).or_default().push((tag, ip));
@@ -153,7 +134,7 @@ pub fn run_raw(job: &RawJob, progress: &Progress, cancel: &AtomicBool) -> Result
                         share,
                     )
                     .with_source_ports(ports);
-                    scope.spawn(move || run_core(scan, src, job, progress, cancel))
+                    scope.spawn(move || run_core(scan, src, job, backend, progress, cancel))
                 })
                 .collect();
             handles
@@ -236,36 +217,39 @@ fn run_core(
     mut scan: RawScan,
     src: IpAddr,
     job: &RawJob,
+    backend: &dyn Backend,
     progress: &Progress,
     cancel: &AtomicBool,
 ) -> Result<CoreRun, RawError> {
     let mut drops = 0;
-    let interrupted = match (&job.output, src.is_unspecified()) {
-        (Output::DryRun(out), _) => dry_run(&mut scan, job.payload, out, cancel),
-        // No route: nothing can be sent, every probe stays unanswered.
-        (Output::Wire, true) => false,
-        (Output::Wire, false) => {
-            // Each core's receiver takes the replies to its own source ports only.
-            let ports = scan.source_ports();
-            let (mut sender, mut receiver) = match src {
-                IpAddr::V4(s) => (RawSender::new()?, RawReceiver::for_ports(&[s], &[], ports)?),
-                IpAddr::V6(s) => (
-                    RawSender::new_v6()?,
-                    RawReceiver::for_ports(&[], &[s], ports)?,
-                ),
-            };
-            let interrupted = drive(
-                &mut scan,
-                &mut sender,
-                &mut receiver,
-                src,
-                job.payload,
-                progress,
-                cancel,
-            )?;
-            drops = receiver.drops();
-            interrupted
-        }
+    // No route (and not a dry run, which prints anyway): nothing can be sent, every probe
+    // stays unanswered.
+    let interrupted = if src.is_unspecified() && !backend.is_dry_run() {
+        false
+    } else {
+        // Each core's path takes the replies to its own source ports only.
+        let mut io = backend.open_ip(src, scan.source_ports())?;
+        let mut builder = Builder::new(src, job.payload);
+        let mut encode = |p: &Probe, buf: &mut Vec<u8>, build: bool| {
+            if build {
+                builder.build(p, buf);
+                if buf.is_empty() {
+                    return None;
+                }
+            }
+            Some(p.dst)
+        };
+        let mut answered_before = 0u64;
+        let mut count = |scan: &RawScan| {
+            let answered = scan.stats.answers;
+            progress
+                .ports_done
+                .fetch_add(answered - answered_before, Ordering::Relaxed);
+            answered_before = answered;
+        };
+        let interrupted = drive(&mut scan, &mut encode, io.as_mut(), cancel, &mut count)?;
+        drops = io.drops();
+        interrupted
     };
     // Each mode reads only what it needs: a discovery sweep's per-probe results would be
     // most of a batch's memory.
@@ -308,156 +292,22 @@ impl<'a> Builder<'a> {
         Builder { template, payload }
     }
 
-    fn build(&mut self, p: &Probe) -> Vec<u8> {
+    /// Writes the packet for `p` into `buf` (empty); leaves it empty if it cannot be built.
+    fn build(&mut self, p: &Probe, buf: &mut Vec<u8>) {
         if let (Some(t), IpAddr::V4(dst), Slot::Syn(port)) = (&mut self.template, p.dst, p.slot) {
-            return t.probe(dst, p.sport, port, p.stamp).to_vec();
+            buf.extend_from_slice(t.probe(dst, p.sport, port, p.stamp));
+            return;
         }
         let payload = p.slot.port().map_or(&[][..], |port| match p.slot {
             Slot::Udp(_) => (self.payload)(port),
             _ => &[],
         });
-        let mut buf = vec![0u8; 60 + 8 + payload.len()];
-        match build_probe(&mut buf, p, payload, PROBE_TTL) {
+        buf.resize(60 + 8 + payload.len(), 0);
+        match build_probe(buf, p, payload, PROBE_TTL) {
             Ok(len) => buf.truncate(len),
             Err(_) => buf.clear(),
         }
-        buf
     }
-}
-
-/// The loop for one engine. Returns whether it was interrupted.
-fn drive(
-    scan: &mut RawScan,
-    sender: &mut RawSender,
-    receiver: &mut RawReceiver,
-    src: IpAddr,
-    payload: PayloadFn,
-    progress: &Progress,
-    cancel: &AtomicBool,
-) -> Result<bool, RawError> {
-    let mut builder = Builder::new(src, payload);
-    let mut pending: VecDeque<(IpAddr, Vec<u8>)> = VecDeque::new();
-    let mut received: Vec<Received> = Vec::with_capacity(64);
-    let mut answered_before = 0u64;
-    let mut stopped: Option<Instant> = None;
-    loop {
-        if stopped.is_none() && cancel.load(Ordering::Relaxed) {
-            // Stop sending at once; read what is already on its way for a moment.
-            stopped = Some(Instant::now());
-            pending.clear();
-        }
-        // Everything that arrived, first: answers free the engine to send more.
-        loop {
-            received.clear();
-            let n = receiver.recv_batch(&mut received, 64)?;
-            for r in &received {
-                scan.on_packet(r.at, &r.data);
-            }
-            if n < 64 {
-                break;
-            }
-        }
-        let answered = scan.stats.answers;
-        progress
-            .ports_done
-            .fetch_add(answered - answered_before, Ordering::Relaxed);
-        answered_before = answered;
-        if let Some(at) = stopped {
-            if at.elapsed() >= DRAIN {
-                return Ok(true);
-            }
-            receiver.wait_readable(MAX_SLEEP)?;
-            continue;
-        }
-
-        let mut wait: Option<Instant> = None;
-        let mut done = false;
-        while pending.len() < BATCH {
-            match scan.poll(Instant::now()) {
-                Poll::Send(p) => {
-                    let packet = builder.build(&p);
-                    if !packet.is_empty() {
-                        pending.push_back((p.dst, packet));
-                    }
-                }
-                Poll::WaitUntil(t) => {
-                    wait = Some(t);
-                    break;
-                }
-                Poll::WaitForInput => break,
-                Poll::Done => {
-                    done = true;
-                    break;
-                }
-            }
-        }
-        if !pending.is_empty() {
-            let batch: Vec<(IpAddr, &[u8])> =
-                pending.iter().map(|(d, p)| (*d, p.as_slice())).collect();
-            let sent = match sender.send_batch(&batch) {
-                Ok(n) => n,
-                // The first packet could not go at all (e.g. no route): drop it; the
-                // engine reports its probe unanswered.
-                Err(RawError::NoRoute(_)) => 1,
-                Err(e) => return Err(e),
-            };
-            drop(batch);
-            pending.drain(..sent.min(pending.len()));
-            if !pending.is_empty() {
-                // The device queue is full: give it a moment.
-                receiver.wait_readable(Duration::from_micros(200))?;
-            }
-            continue;
-        }
-        if done {
-            return Ok(false);
-        }
-        let sleep = wait
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(MAX_SLEEP)
-            .min(MAX_SLEEP);
-        if !sleep.is_zero() {
-            receiver.wait_readable(sleep)?;
-        }
-    }
-}
-
-/// Prints every probe the engine would send, on a virtual clock (nothing answers, so each
-/// pass ends at once and retransmissions follow as the timing allows). Returns whether it
-/// was interrupted.
-fn dry_run(
-    scan: &mut RawScan,
-    payload: PayloadFn,
-    out: &Mutex<dyn Write + Send>,
-    cancel: &AtomicBool,
-) -> bool {
-    let mut now = Instant::now();
-    let mut text = String::with_capacity(64 * BATCH);
-    let mut lines = 0usize;
-    let flush = |text: &mut String| {
-        if let Ok(mut w) = out.lock() {
-            let _ = w.write_all(text.as_bytes());
-        }
-        text.clear();
-    };
-    loop {
-        match scan.poll(now) {
-            Poll::Send(p) => {
-                describe(&mut text, &p, payload);
-                lines += 1;
-                if lines.is_multiple_of(BATCH) {
-                    flush(&mut text);
-                    if cancel.load(Ordering::Relaxed) {
-                        return true;
-                    }
-                }
-            }
-            Poll::WaitUntil(t) => now = now.max(t),
-            Poll::WaitForInput | Poll::Done => break,
-        }
-    }
-    flush(&mut text);
-    false
 }
 
 /// One line for a probe, in the spirit of Nmap's --packet-trace.
@@ -534,8 +384,8 @@ mod tests {
         }
     }
 
-    /// A dry run prints every probe of its share once per pass, sends nothing, and ends
-    /// at once whatever the timeouts.
+    /// A dry run prints every probe of its share once per pass, sends nothing, and runs
+    /// on a virtual clock: a ten-minute timeout between passes costs no waiting.
     #[test]
     fn dry_run_prints_every_probe() {
         let hosts: Vec<(usize, IpAddr)> = (0..300u32)
@@ -543,8 +393,12 @@ mod tests {
             .collect();
         let slots = [Slot::Echo, Slot::Syn(443), Slot::Ack(80), Slot::Timestamp];
         let mut timing = Template::Normal.timing();
-        timing.max_retries = 0;
-        let sink: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+        timing.max_retries = 1;
+        timing.initial_rtt_timeout = std::time::Duration::from_secs(600);
+        timing.min_rtt_timeout = timing.initial_rtt_timeout;
+        timing.max_rtt_timeout = timing.initial_rtt_timeout;
+        let sink = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let backend = crate::io::dryrun::DryRunBackend::new(sink.clone(), Default::default());
         let job = RawJob {
             hosts: &hosts,
             slots: &slots,
@@ -553,16 +407,20 @@ mod tests {
             seed: 5,
             share: Share::ALL,
             payload: &|_| &[],
-            output: Output::DryRun(&sink),
         };
-        let started = Instant::now();
-        let run = run_raw(&job, &Progress::default(), &AtomicBool::new(false)).unwrap();
-        assert!(started.elapsed() < Duration::from_secs(5));
-        let text = String::from_utf8(sink.into_inner().unwrap()).unwrap();
-        assert_eq!(text.lines().count(), 1200);
+        let run = run_raw(
+            &job,
+            &backend,
+            &Progress::default(),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        let text = String::from_utf8(sink.lock().unwrap().clone()).unwrap();
+        // Two passes: nothing answered the first, so every probe went out once more.
+        assert_eq!(text.lines().count(), 2400);
         assert_eq!(
             text.lines().filter(|l| l.contains("echo-request")).count(),
-            300
+            600
         );
         assert!(
             text.contains("> 198.18.1.43:443 S seq="),

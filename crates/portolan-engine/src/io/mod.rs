@@ -1,9 +1,15 @@
 //! Everything that touches sockets and the clock.
+pub mod backend;
 pub mod connect;
 pub mod dns;
+pub mod drive;
 pub mod driver;
+pub mod dryrun;
 pub mod link;
+pub mod link_ping;
+pub mod linux;
 pub mod netif;
 pub mod ping;
 pub mod raw;
+pub mod sim;
 pub mod sys;

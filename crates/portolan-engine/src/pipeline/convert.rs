@@ -1,47 +1,178 @@
-//! Turning what the engine learnt about a host into the result model that every output
-//! and the store read: ports with their service names, and timing.
+//! The one conversion from what the engine learnt about a host ([`HostRecord`]) to the
+//! result model that every output and the store read: addresses and names, ports with
+//! their service names (Nmap's table without -sV, the detected service with it), timing,
+//! and the completeness of the scan.
 
-use crate::core::scheduler::HostDone;
-use crate::data::services::ServiceTable;
+use crate::core::scan::ScanStats;
+use crate::data::macvendor::MacPrefixTable;
+use crate::pipeline::{now_epoch, HostRecord, PortResult, StageCx};
 use crate::plan::timing::RttEstimator;
-use portolan_model::{Host, Port, PortState, Protocol, Service, Times};
+use crate::plan::{ScanKind, ScanPlan};
+use crate::stages::version::Detected;
+use portolan_model::{
+    AddrType, Address, Completeness, Host, HostState, Hostname, HostnameType, Port, PortState,
+    Protocol, Service, ServiceMethod, Times,
+};
+use portolan_wire::ethernet::MacAddr;
 use std::time::Duration;
 
-/// Fills `host` (already carrying its address, names and status) with a finished TCP scan:
-/// every port in ascending order, named from `services` as Nmap does without -sV
-/// (`unknown` when the table has no name), and the host's timing.
-pub fn fill_tcp_ports(host: &mut Host, done: &HostDone, services: &ServiceTable) {
-    let ports: Vec<(u16, PortState, &str, u8)> = done
-        .ports
-        .iter()
-        .map(|&(p, state, reason)| (p, state, reason, 0))
-        .collect();
-    fill_ports(host, Protocol::Tcp, &ports, services, &done.rtt);
+/// Nmap reports collapsed states once more than this many ports share them.
+const COLLAPSE_THRESHOLD: usize = 25;
+
+/// Whether `host` appears in the report at all, as Nmap decides: every host of a list
+/// scan; hosts found up (and, with -v, the others); nothing in a dry run.
+pub fn reported(plan: &ScanPlan, host: &HostRecord) -> bool {
+    if plan.dry_run {
+        return false;
+    }
+    match plan.scan {
+        ScanKind::List => true,
+        _ => host.is_up() || plan.out_opts.verbose > 0,
+    }
 }
 
-/// The same from any scan: (port, state, reason, reply TTL) per port.
-pub fn fill_ports(
-    host: &mut Host,
-    proto: Protocol,
-    results: &[(u16, PortState, &str, u8)],
-    services: &ServiceTable,
-    rtt: &RttEstimator,
-) {
-    let mut ports: Vec<Port> = results
-        .iter()
-        .map(|&(p, state, reason, ttl)| {
-            let mut port = Port::new(proto, p, state, reason);
-            port.reason_ttl = ttl;
-            let name = services.lookup(p, proto).unwrap_or("unknown");
-            port.service = Some(Service::from_table(name));
-            port
-        })
-        .collect();
-    ports.sort_by_key(|p| p.portid);
-    host.ports = ports;
-    if let Some(t) = times_from_estimator(rtt) {
-        host.times = Some(t);
+/// The model's view of `host`, shaped for output.
+pub fn host(plan: &ScanPlan, rec: &HostRecord) -> Host {
+    let mut h = Host::new(rec.ip, rec.status.clone());
+    if let (Some(mac), Some(vendors)) = (rec.mac, &plan.mac_vendors) {
+        h.addresses.push(mac_address(mac, vendors));
     }
+    if let Some(n) = &rec.user_name {
+        h.hostnames.push(Hostname {
+            name: n.clone(),
+            kind: HostnameType::User,
+        });
+    }
+    if let Some(n) = &rec.ptr {
+        h.hostnames.push(Hostname {
+            name: n.clone(),
+            kind: HostnameType::Ptr,
+        });
+    }
+    let now = now_epoch();
+    if rec.started.is_none() {
+        // Not port scanned: the ping's timing.
+        h.times = rec.ping_rtt.map(times_from_rtt);
+        h.starttime = Some(now);
+        h.endtime = Some(now);
+        return h;
+    }
+    h.starttime = rec.started;
+    h.endtime = Some(rec.ended.unwrap_or(now));
+    h.times = rec.times;
+    let mut ports: Vec<&PortResult> = rec.ports.iter().collect();
+    ports.sort_by_key(|p| (p.proto != Protocol::Tcp, p.port));
+    h.ports = ports.into_iter().map(|p| port(plan, p)).collect();
+    h.collapse_ports(COLLAPSE_THRESHOLD, plan.out_opts.open_only);
+    h
+}
+
+/// One port: named from the services table as Nmap does without -sV (`unknown` when the
+/// table has no name), or as -sV found it.
+fn port(plan: &ScanPlan, r: &PortResult) -> Port {
+    let mut port = Port::new(r.proto, r.port, r.state, r.reason);
+    port.reason_ttl = r.ttl;
+    let table = || {
+        let name = plan.services.lookup(r.port, r.proto).unwrap_or("unknown");
+        Service::from_table(name)
+    };
+    port.service = Some(match &r.detected {
+        Some(Detected::Match { found, ssl }) => {
+            let found = (**found).clone();
+            Service {
+                name: found.service,
+                product: found.product,
+                version: found.version,
+                extrainfo: found.info,
+                hostname: found.hostname,
+                ostype: found.ostype,
+                devicetype: found.devicetype,
+                method: ServiceMethod::Probed,
+                conf: 10,
+                tunnel: ssl.then(|| "ssl".to_string()),
+                servicefp: None,
+                cpes: found.cpes,
+            }
+        }
+        Some(Detected::TcpWrapped) => Service {
+            name: "tcpwrapped".into(),
+            method: ServiceMethod::Probed,
+            conf: 8,
+            ..Service::default()
+        },
+        Some(Detected::SslUnknown) => Service {
+            tunnel: Some("ssl".into()),
+            ..table()
+        },
+        Some(Detected::Unknown) | None => table(),
+    });
+    port
+}
+
+/// A MAC address as Nmap writes it: upper-case hex, with its vendor.
+fn mac_address(mac: MacAddr, vendors: &MacPrefixTable) -> Address {
+    let b = mac.0;
+    Address {
+        addr: format!(
+            "{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        ),
+        addrtype: AddrType::Mac,
+        vendor: vendors.lookup(mac).map(str::to_string),
+    }
+}
+
+/// Whether a host counts as up in the summary.
+pub fn is_up(rec: &HostRecord) -> bool {
+    rec.status.state == HostState::Up
+}
+
+/// The completeness of a batch's port scan (raw or connect), from its counters.
+pub fn completeness(cx: &StageCx<'_>) -> Vec<Completeness> {
+    let mut out = Vec::new();
+    if let Some((s, _)) = &cx.raw_stats {
+        out.push(Completeness::estimate(
+            s.probes_sent,
+            s.retransmissions,
+            s.answers,
+            s.unanswered,
+            s.late_answers,
+            s.passes,
+        ));
+    }
+    if let Some(s) = &cx.connect_stats {
+        out.push(Completeness::estimate(
+            s.probes_sent,
+            s.retransmissions,
+            s.answered,
+            s.ports_done.saturating_sub(s.answered),
+            s.drops_detected,
+            s.max_tries,
+        ));
+    }
+    out
+}
+
+/// The counters behind [`completeness`], as -d prints them.
+pub fn completeness_notes(cx: &StageCx<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some((s, drops)) = &cx.raw_stats {
+        out.push(raw_note(s, *drops));
+    }
+    if let Some(s) = &cx.connect_stats {
+        out.push(format!(
+            "Completeness: {} probes sent, {} retransmissions, {} answered, {} timed out, {} drops detected, {} local errors",
+            s.probes_sent, s.retransmissions, s.answered, s.timeouts, s.drops_detected, s.local_errors
+        ));
+    }
+    out
+}
+
+fn raw_note(s: &ScanStats, drops: u64) -> String {
+    format!(
+        "Completeness: {} probes sent, {} retransmissions in {} passes, {} answered, {} unanswered, {} rate cuts, {} invalid, {} receive drops",
+        s.probes_sent, s.retransmissions, s.passes, s.answers, s.unanswered, s.rate_cuts, s.invalid, drops
+    )
 }
 
 /// Nmap's `times` element (microseconds) from an RTT estimator, once it has a sample.
@@ -64,34 +195,75 @@ pub fn times_from_rtt(rtt: Duration) -> Times {
     }
 }
 
+/// Port results from a scan: (port, state, reason, reply TTL) per port of `proto`.
+pub fn port_results(
+    proto: Protocol,
+    results: impl IntoIterator<Item = (u16, PortState, &'static str, u8)>,
+) -> impl Iterator<Item = PortResult> {
+    results
+        .into_iter()
+        .map(move |(port, state, reason, ttl)| PortResult {
+            proto,
+            port,
+            state,
+            reason,
+            ttl,
+            detected: None,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::services::ServiceTable;
     use crate::plan::timing::Template;
+    use crate::plan::ScanPlan;
     use portolan_model::HostStatus;
-    use std::time::Instant;
+
+    pub(crate) fn plan() -> ScanPlan {
+        ScanPlan {
+            args_line: "portolan test".into(),
+            start: 0,
+            scan: ScanKind::Connect,
+            udp: false,
+            no_ping: true,
+            discovery: Default::default(),
+            dns: crate::plan::Dns::Never,
+            services: ServiceTable::builtin(),
+            ports: Vec::new(),
+            udp_ports: Vec::new(),
+            share: crate::core::scan::Share::ALL,
+            dry_run: false,
+            payloads: Default::default(),
+            version: None,
+            mac_vendors: None,
+            sequential_ports: true,
+            timing: Template::Aggressive.timing(),
+            host_group: 64,
+            out_opts: Default::default(),
+            targets: Default::default(),
+            seed: 1,
+        }
+    }
 
     #[test]
     fn ports_sorted_named_and_timed() {
         let mut rtt = RttEstimator::new(&Template::Aggressive.timing());
         rtt.sample(Duration::from_millis(2));
-        let now = Instant::now();
-        let done = HostDone {
-            ip: "198.18.0.10".parse().unwrap(),
-            tag: 0,
-            ports: vec![
-                (443, PortState::Open, "syn-ack"),
-                (22, PortState::Closed, "conn-refused"),
-                (47_999, PortState::Filtered, "no-response"),
+        let mut rec = HostRecord::new("198.18.0.10".parse().unwrap(), None);
+        rec.status = HostStatus::up("user-set");
+        rec.started = Some(1);
+        rec.times = times_from_estimator(&rtt);
+        rec.ports = port_results(
+            Protocol::Tcp,
+            [
+                (443, PortState::Open, "syn-ack", 0),
+                (22, PortState::Closed, "conn-refused", 0),
+                (47_999, PortState::Filtered, "no-response", 0),
             ],
-            rtt,
-            started: now,
-            finished: now,
-            timed_out: false,
-            replies: 2,
-        };
-        let mut host = Host::new(done.ip, HostStatus::up("user-set"));
-        fill_tcp_ports(&mut host, &done, &ServiceTable::builtin());
+        )
+        .collect();
+        let host = host(&plan(), &rec);
         let ids: Vec<u16> = host.ports.iter().map(|p| p.portid).collect();
         assert_eq!(ids, vec![22, 443, 47_999]);
         let names: Vec<&str> = host
@@ -108,5 +280,27 @@ mod tests {
     fn ping_times_have_nmaps_floors() {
         let t = times_from_rtt(Duration::from_micros(100));
         assert_eq!((t.srtt, t.rttvar, t.to), (100, 5000, 100_000));
+    }
+
+    #[test]
+    fn tcp_ports_come_before_udp_and_detected_services_replace_the_table() {
+        let mut rec = HostRecord::new("198.18.0.10".parse().unwrap(), None);
+        rec.status = HostStatus::up("arp-response");
+        rec.started = Some(1);
+        rec.ports = port_results(Protocol::Udp, [(53, PortState::Open, "udp-response", 64)])
+            .chain(port_results(
+                Protocol::Tcp,
+                [(80, PortState::Open, "syn-ack", 64)],
+            ))
+            .collect();
+        rec.ports[1].detected = Some(Detected::TcpWrapped);
+        let host = host(&plan(), &rec);
+        let order: Vec<(Protocol, u16)> =
+            host.ports.iter().map(|p| (p.protocol, p.portid)).collect();
+        assert_eq!(order, vec![(Protocol::Tcp, 80), (Protocol::Udp, 53)]);
+        let svc = host.ports[0].service.as_ref().unwrap();
+        assert_eq!((svc.name.as_str(), svc.conf), ("tcpwrapped", 8));
+        assert_eq!(host.ports[1].service.as_ref().unwrap().name, "domain");
+        assert_eq!(host.ports[1].reason_ttl, 64);
     }
 }

@@ -473,3 +473,100 @@ async fn detect_layer(
     launcher.abort();
     verdict
 }
+
+/// Ports probed at once by -sV (each with a few probe connections of its own).
+const PARALLEL_PORTS: usize = 64;
+
+/// -sV as a stage: detects the service on every open TCP port (and open or open|filtered
+/// UDP port) of the batch's hosts, all ports at once up to [`PARALLEL_PORTS`].
+pub struct VersionStage;
+
+impl crate::pipeline::Stage for VersionStage {
+    fn wanted(&self, plan: &crate::plan::ScanPlan) -> bool {
+        plan.version.is_some()
+    }
+
+    fn applies(&self, plan: &crate::plan::ScanPlan, host: &crate::pipeline::HostRecord) -> bool {
+        // Every port-scanned host waits for its versions, so hosts are written in the
+        // order their port scans finished.
+        plan.version.is_some() && plan.port_scan() && host.is_up()
+    }
+
+    fn run<'a>(
+        &'a self,
+        cx: &'a mut crate::pipeline::StageCx<'_>,
+        batch: &'a mut crate::pipeline::Batch,
+    ) -> crate::pipeline::BoxFuture<'a, Result<(), crate::pipeline::ScanError>> {
+        Box::pin(async move {
+            if let Some(v) = &cx.plan.version {
+                detect_versions(v, &mut batch.hosts, cx.cancel).await;
+            }
+            Ok(())
+        })
+    }
+}
+
+async fn detect_versions(
+    v: &crate::plan::VersionPlan,
+    hosts: &mut [crate::pipeline::HostRecord],
+    cancel: &tokio_util::sync::CancellationToken,
+) {
+    use portolan_model::{PortState, Protocol};
+    let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL_PORTS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (hi, h) in hosts.iter().enumerate() {
+        if h.written {
+            continue;
+        }
+        for (pi, port) in h.ports.iter().enumerate() {
+            // TCP: open ports. UDP: open|filtered ones too, as Nmap: an answer to a probe
+            // shows the port open.
+            let (proto, udp) = match (port.proto, port.state) {
+                (Protocol::Tcp, PortState::Open) => (Proto::Tcp, false),
+                (Protocol::Udp, PortState::Open | PortState::OpenFiltered) => (Proto::Udp, true),
+                _ => continue,
+            };
+            if !v.all_ports && v.db.is_excluded(proto, port.port) {
+                continue;
+            }
+            let (db, opts, tls, slots) =
+                (v.db.clone(), v.opts.clone(), v.tls.clone(), slots.clone());
+            let (ip, portid) = (h.ip, port.port);
+            tasks.spawn(async move {
+                let _permit = slots.acquire_owned().await;
+                let d = if udp {
+                    detect_udp(db, ip, portid, &opts).await
+                } else {
+                    detect(db, ip, portid, &opts, &tls).await
+                };
+                (hi, pi, d)
+            });
+        }
+    }
+    loop {
+        let next = tokio::select! {
+            n = tasks.join_next() => n,
+            _ = cancel.cancelled() => {
+                tasks.abort_all();
+                None
+            }
+        };
+        let Some(joined) = next else {
+            break;
+        };
+        let Ok((hi, pi, d)) = joined else {
+            continue;
+        };
+        let Some(port) = hosts.get_mut(hi).and_then(|h| h.ports.get_mut(pi)) else {
+            continue;
+        };
+        if matches!(d, Detected::Match { .. })
+            && port.proto == Protocol::Udp
+            && port.state != PortState::Open
+        {
+            port.state = PortState::Open;
+            port.reason = "udp-response";
+        }
+        port.detected = Some(d);
+    }
+}

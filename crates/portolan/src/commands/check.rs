@@ -8,22 +8,31 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::subargs::{self, Opt, Parsed, Spec};
 use portolan_model::policy::{Policy, PolicyError, Violation};
 use portolan_model::{json, read_xml, ReadError, ScanRun};
 
-const USAGE: &str = "\
-Usage: portolan check --policy FILE [--json] SCAN_FILE
-       portolan check --policy FILE [--json] --db PATH
+const POLICY: Opt = Opt::value("policy", "FILE", "the policy to check against (required)");
+const JSON: Opt = subargs::JSON.help("print the violations as one JSON document instead of text");
+const DB: Opt = subargs::DB.help(
+    "check the latest complete scan in the history store (without a scan file: $PORTOLAN_DB)",
+);
 
+pub const SPEC: Spec = Spec {
+    name: "check",
+    summary: "list every violation of a baseline policy in a scan (docs/policy.md)",
+    usage: &[
+        "--policy FILE [--json] SCAN_FILE",
+        "--policy FILE [--json] --db PATH",
+    ],
+    about: "
 Lists every violation of the baseline policy FILE (TOML, see docs/policy.md) in SCAN_FILE,
 an Nmap or Portolan XML file (-oX) or a Portolan JSON file (-oJ).
-
-  --policy FILE  the policy to check against (required)
-  --json         print the violations as one JSON document instead of text
-  --db PATH      check the latest complete scan in the history store
-
-Exit status: 0 no violation, 1 violations found, 2 error.
-";
+",
+    opts: &[POLICY, JSON, DB],
+    operands: true,
+    footer: "Exit status: 0 no violation, 1 violations found, 2 error.",
+};
 
 /// Where the scan to check comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +52,8 @@ struct CheckArgs {
 /// Why `check` could not give an answer (exit code 2).
 #[derive(Debug, thiserror::Error)]
 enum CheckError {
-    #[error("{0}\n(see 'portolan check --help')")]
+    /// Reported with a pointer to `--help`.
+    #[error("{0}")]
     Usage(String),
     #[error("cannot read policy file {}: {source}", path.display())]
     PolicyIo {
@@ -67,13 +77,14 @@ enum CheckError {
 
 /// Runs `portolan check`; the words after `check`.
 pub fn run(args: &[String]) -> ExitCode {
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        print!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    match parse_args(args).and_then(|a| check(&a)) {
+    let parsed = match subargs::parse_or_exit(&SPEC, args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match check_args(parsed).and_then(|a| check(&a)) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
+        Err(CheckError::Usage(msg)) => subargs::usage_error(&SPEC, msg),
         Err(e) => {
             eprintln!("portolan check: {e}");
             ExitCode::from(2)
@@ -81,44 +92,34 @@ pub fn run(args: &[String]) -> ExitCode {
     }
 }
 
+#[cfg(test)]
 fn parse_args(args: &[String]) -> Result<CheckArgs, CheckError> {
-    let mut policy = None;
-    let mut db = None;
-    let mut files = Vec::new();
-    let mut json = false;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (a.as_str(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| CheckError::Usage(format!("{name} needs a value")))
-        };
-        match flag {
-            "--policy" => policy = Some(PathBuf::from(value("--policy")?)),
-            "--db" => db = Some(PathBuf::from(value("--db")?)),
-            "--json" if inline.is_none() => json = true,
-            "--" => files.extend(it.by_ref().map(PathBuf::from)),
-            f if f.starts_with('-') && f.len() > 1 => {
-                return Err(CheckError::Usage(format!("unknown option {a}")))
-            }
-            _ => files.push(PathBuf::from(a)),
-        }
-    }
-    let policy = policy.ok_or_else(|| CheckError::Usage("--policy FILE is required".into()))?;
-    let source = match (db, files.len()) {
-        (Some(path), 0) => ScanSource::Db(path),
+    let parsed = subargs::parse(&SPEC, args).map_err(|e| CheckError::Usage(e.to_string()))?;
+    check_args(parsed)
+}
+
+/// What to check, from the parsed words.
+fn check_args(p: Parsed) -> Result<CheckArgs, CheckError> {
+    let policy = p
+        .value(&POLICY)
+        .map(PathBuf::from)
+        .ok_or_else(|| CheckError::Usage("--policy FILE is required".into()))?;
+    let source = match (p.value(&DB), p.operands.as_slice()) {
+        (Some(path), []) => ScanSource::Db(path.into()),
         (Some(_), _) => {
             return Err(CheckError::Usage(
                 "give either a scan file or --db, not both".into(),
             ))
         }
-        (None, 1) => ScanSource::File(files.remove(0)),
-        (None, 0) => return Err(CheckError::Usage("no scan file given".into())),
+        (None, [file]) => ScanSource::File(file.into()),
+        (None, []) => match p.db() {
+            Some(path) => ScanSource::Db(path.into()),
+            None => {
+                return Err(CheckError::Usage(
+                    "no scan file given (nor --db PATH, nor PORTOLAN_DB)".into(),
+                ))
+            }
+        },
         (None, _) => {
             return Err(CheckError::Usage(
                 "one scan file at a time (run check once per file)".into(),
@@ -128,7 +129,7 @@ fn parse_args(args: &[String]) -> Result<CheckArgs, CheckError> {
     Ok(CheckArgs {
         policy,
         source,
-        json,
+        json: p.flag(&JSON),
     })
 }
 
