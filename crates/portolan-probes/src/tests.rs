@@ -271,10 +271,16 @@ fn catastrophic_backtracking_is_bounded() {
     assert!(errors.is_empty());
     let mut resp = vec![b'a'; 40];
     resp.push(b'b');
-    let t = std::time::Instant::now();
+    // The evil pattern's own attempt ends in a limit error, not a match or a hang...
+    let evil = &db.probes[0].matches[0];
+    assert_eq!(evil.service, "evil");
+    assert!(
+        evil.regex.captures(&resp).is_err(),
+        "the match limit stops the backtracking"
+    );
+    // ... which counts as no match, so the next line decides.
     let f = db.match_response(0, &resp, None).unwrap();
     assert_eq!(f.service, "good");
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
 
 #[test]
