@@ -1367,6 +1367,30 @@ mod tests {
         );
     }
 
+    /// Regression: slot positions were kept in 16 bits, but `-sS -sU -p-` has 131,070
+    /// slots. The UDP slots past the 65,535th were lost or filed under a TCP port.
+    #[test]
+    fn every_tcp_and_udp_port_in_one_scan() {
+        let t = IpAddr::V4(TARGET);
+        let mut slots: Vec<Slot> = (1..=65535).map(Slot::Syn).collect();
+        slots.extend([Slot::Udp(53), Slot::Udp(54), Slot::Udp(65535)]);
+        let mut s = scan_slots(Mode::Ports, vec![t], slots, Template::Insane.timing());
+        let mut hosts = HashMap::from([(t, responder(&[22], &[53, 54, 65535], false, 0))]);
+        run_against(&mut s, &mut hosts);
+        let r = &s.results()[0];
+        assert_eq!(r.len(), 65538);
+        assert_eq!((r[0].slot, r[0].state), (Slot::Syn(1), PortState::Closed));
+        assert_eq!((r[21].slot, r[21].state), (Slot::Syn(22), PortState::Open));
+        for udp in &r[65535..] {
+            assert_eq!(
+                (udp.state, udp.reason),
+                (PortState::Open, "udp-response"),
+                "{udp:?}"
+            );
+        }
+        assert_eq!(s.stats.duplicates, 0);
+    }
+
     #[test]
     fn discovery_stops_at_the_first_answer() {
         let a = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 20));

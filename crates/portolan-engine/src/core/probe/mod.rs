@@ -270,14 +270,15 @@ fn index_key(slot: Slot) -> (usize, u16) {
 }
 const INDEX_TABLES: usize = 4;
 
-/// Slot → its position in the scan's slot list, in O(1) and without hashing.
+/// Slot → its position in the scan's slot list, in O(1) and without hashing. Positions
+/// take 32 bits: `-sS -sU -p-` has 131,070 slots.
 #[derive(Debug, Clone, Default)]
 pub struct SlotIndex {
-    tables: [Vec<u16>; INDEX_TABLES],
+    tables: [Vec<u32>; INDEX_TABLES],
 }
 
 impl SlotIndex {
-    const NONE: u16 = u16::MAX;
+    const NONE: u32 = u32::MAX;
 
     pub fn new(slots: &[Slot]) -> Self {
         let mut index = SlotIndex::default();
@@ -287,8 +288,8 @@ impl SlotIndex {
             if table.len() <= key as usize {
                 table.resize(key as usize + 1, Self::NONE);
             }
-            if let Some(entry) = table.get_mut(key as usize) {
-                *entry = i as u16;
+            if let (Some(entry), Ok(i)) = (table.get_mut(key as usize), u32::try_from(i)) {
+                *entry = i;
             }
         }
         index
@@ -564,5 +565,78 @@ impl std::fmt::Display for Sock {
             IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
             IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_index_finds_every_slot_of_a_full_tcp_and_udp_scan() {
+        let mut slots: Vec<Slot> = (1..=65535).map(Slot::Syn).collect();
+        slots.extend((1..=65535).map(Slot::Udp));
+        slots.extend([Slot::Echo, Slot::Netmask]);
+        let index = SlotIndex::new(&slots);
+        for (i, &slot) in slots.iter().enumerate() {
+            assert_eq!(index.get(slot), Some(i), "{slot:?}");
+        }
+        assert_eq!(index.get(Slot::Syn(0)), None);
+        assert_eq!(index.get(Slot::Ack(80)), None);
+        assert_eq!(index.get(Slot::Timestamp), None);
+    }
+
+    #[test]
+    fn every_kind_builds_only_its_own_slots() {
+        let p = Probe {
+            src: "198.18.0.1".parse().unwrap(),
+            dst: "198.18.0.2".parse().unwrap(),
+            slot: Slot::Echo,
+            sport: 61_000,
+            stamp: 1,
+        };
+        let mut buf = [0u8; 128];
+        for kind in KINDS {
+            for slot in [Slot::Syn(1), Slot::Ack(1), Slot::Udp(1), Slot::Echo] {
+                let p = Probe { slot, ..p };
+                let built = kind.build(&mut buf, &p, &[], 64).unwrap();
+                let own = kind_of(slot).protocols() == kind.protocols();
+                assert_eq!(built > 0, own, "{slot:?}");
+            }
+        }
+        // Mixed families: nothing to send.
+        let mixed = Probe {
+            dst: "2001:2::1".parse().unwrap(),
+            ..p
+        };
+        assert_eq!(build_probe(&mut buf, &mixed, &[], 64), Ok(0));
+        assert!(build_packet(&mixed, &|_| &[], 64).is_empty());
+    }
+
+    #[test]
+    fn garbage_is_invalid_and_other_traffic_not_ours() {
+        let index = SlotIndex::new(&[Slot::Syn(80)]);
+        let key = CookieKey::from_seed([1; 16]);
+        let ctx = Ctx {
+            src: "198.18.0.1".parse().unwrap(),
+            key: &key,
+            source_ports: &(61_000..=64_999),
+            pass: 0,
+            index: &index,
+        };
+        assert_eq!(classify(&ctx, &[]), Err(Reject::Invalid));
+        assert_eq!(classify(&ctx, &[0x45, 0, 0]), Err(Reject::Invalid));
+        assert_eq!(classify(&ctx, &[0x60; 30]), Err(Reject::Invalid));
+        // A well-formed IPv4 packet of a protocol no kind reads (IGMP).
+        let mut igmp = [0u8; 28];
+        igmp[0] = 0x45;
+        igmp[3] = 28;
+        igmp[8] = 1;
+        igmp[9] = 2;
+        igmp[12..16].copy_from_slice(&[198, 18, 0, 9]);
+        igmp[16..20].copy_from_slice(&[198, 18, 0, 1]);
+        let sum = portolan_wire::checksum::checksum(&igmp[..20]);
+        igmp[10..12].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(classify(&ctx, &igmp), Err(Reject::NotOurs));
     }
 }
