@@ -1115,6 +1115,39 @@ mod tests {
         assert_eq!(order(7, 1).len(), 200);
     }
 
+    /// Cost of `on_packet` for SYN-ACK/RST replies to a -p- scan, first answers and then
+    /// duplicates. Not a test of speed; run to measure:
+    /// `cargo test --release -p portolan-engine --lib scan::tests::bench -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bench_on_packet() {
+        let mut t = Template::Insane.timing();
+        t.min_rate = Some(1e12);
+        let mut s = scan((1..=65535).collect(), t);
+        let mut now = Instant::now();
+        let mut replies = Vec::new();
+        loop {
+            match s.poll(now) {
+                Poll::Send(p) => {
+                    let open = p.slot.port().is_some_and(|port| port % 100 == 0);
+                    let flags = if open { Flags::SYN } else { Flags::RST };
+                    replies.push(tcp_reply(&p, flags | Flags::ACK));
+                }
+                Poll::WaitUntil(at) if replies.len() < 65535 => now = at,
+                _ => break,
+            }
+        }
+        for round in ["first answers", "duplicates"] {
+            let start = Instant::now();
+            for r in &replies {
+                s.on_packet(now, std::hint::black_box(r));
+            }
+            let ns = start.elapsed().as_nanos() as f64 / replies.len() as f64;
+            println!("{round}: {ns:.1} ns per on_packet()");
+        }
+        assert_eq!(s.stats.answers, 65535);
+    }
+
     #[test]
     fn forged_and_stray_answers_are_rejected() {
         let mut s = scan(vec![80], Template::Aggressive.timing());
