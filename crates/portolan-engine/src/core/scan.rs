@@ -10,6 +10,9 @@
 //! - **Slots.** Each host is probed in the same list of [`Slot`]s: a TCP SYN to a port, a UDP
 //!   datagram to a port, an ICMP echo, ... A port scan's slots are its ports (TCP and UDP
 //!   together for `-sS -sU`); a discovery sweep's are the ping probes.
+//! - **Probe kinds.** Everything that depends on what a packet is (building it, reading
+//!   replies and quoting ICMP errors, what an answer means) belongs to the slot's kind in
+//!   [`crate::core::probe`]; this module keeps the policy and never looks inside a packet.
 //! - **Order.** Hosts × slots are visited in a seeded random permutation (O(1) state), which
 //!   spreads the load over hosts. `--shard K/N` and the per-core split take every N-th
 //!   position of that one order, so shards are disjoint and together cover everything.
