@@ -215,9 +215,11 @@ pub trait ProbeKind: Sync {
         &[]
     }
 
-    /// The most bytes [`ProbeKind::build`] writes for a probe with `payload`.
+    /// The most bytes [`ProbeKind::build`] writes for a probe with `payload`. The default
+    /// has room for the longest IPv4 header (60) and a UDP header, which also holds every
+    /// TCP and ICMP probe of ours over either family (at most 64 bytes); a kind sending
+    /// more (TCP options of OS probes) says so.
     fn max_len(&self, payload: &[u8]) -> usize {
-        // An IPv6 header (40) or IPv4 with options (60), and a transport header.
         60 + 8 + payload.len()
     }
 
