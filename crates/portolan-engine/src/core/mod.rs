@@ -5,6 +5,7 @@ pub mod link_ping;
 pub mod nd_ping;
 pub mod permutation;
 pub mod poll;
+pub mod probe;
 pub mod scan;
 pub mod scheduler;
 pub use poll::Poll;

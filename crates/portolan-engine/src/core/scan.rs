@@ -10,6 +10,9 @@
 //! - **Slots.** Each host is probed in the same list of [`Slot`]s: a TCP SYN to a port, a UDP
 //!   datagram to a port, an ICMP echo, ... A port scan's slots are its ports (TCP and UDP
 //!   together for `-sS -sU`); a discovery sweep's are the ping probes.
+//! - **Probe kinds.** Everything that depends on what a packet is (building it, reading
+//!   replies and quoting ICMP errors, what an answer means) belongs to the slot's kind in
+//!   [`crate::core::probe`]; this module keeps the policy and never looks inside a packet.
 //! - **Order.** Hosts × slots are visited in a seeded random permutation (O(1) state), which
 //!   spreads the load over hosts. `--shard K/N` and the per-core split take every N-th
 //!   position of that one order, so shards are disjoint and together cover everything.
@@ -34,53 +37,16 @@
 //!   probes are then dropped from later passes.
 
 use crate::core::permutation::{Permutation, Shard};
+use crate::core::probe::{self, Answer, Ctx, Reject, SlotIndex, UNANSWERED};
 use crate::core::Poll;
-use crate::data::payloads::udp_state_from_icmp;
 use crate::plan::timing::{RttEstimator, Timing, TokenBucket};
 use portolan_model::PortState;
 use portolan_wire::cookie::CookieKey;
-use portolan_wire::tcp::{self, Flags};
-use portolan_wire::{icmpv4, icmpv6, ipv4, ipv6, udp, IpProtocol};
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-/// What one probe of a host is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Slot {
-    /// A TCP SYN to this port (-sS, -PS).
-    Syn(u16),
-    /// A TCP ACK to this port (-PA): any RST says the host is up.
-    Ack(u16),
-    /// A UDP datagram to this port (-sU, -PU), with the port's payload.
-    Udp(u16),
-    /// An ICMP (or ICMPv6) echo request (-PE).
-    Echo,
-    /// An ICMP timestamp request (-PP); IPv4 only.
-    Timestamp,
-    /// An ICMP address mask request (-PM); IPv4 only.
-    Netmask,
-}
-
-impl Slot {
-    /// The port a TCP or UDP slot probes.
-    pub fn port(self) -> Option<u16> {
-        match self {
-            Slot::Syn(p) | Slot::Ack(p) | Slot::Udp(p) => Some(p),
-            _ => None,
-        }
-    }
-
-    /// The destination "port" the cookie is keyed on: ICMP slots use their request type.
-    fn cookie_port(self) -> u16 {
-        match self {
-            Slot::Syn(p) | Slot::Ack(p) | Slot::Udp(p) => p,
-            Slot::Echo => 8,
-            Slot::Timestamp => 13,
-            Slot::Netmask => 17,
-        }
-    }
-}
+pub use crate::core::probe::{build_probe, Probe, Slot};
 
 /// What a scan wants to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,21 +55,6 @@ pub enum Mode {
     Ports,
     /// Whether each host answers at all: its first answer ends its probing.
     Discovery,
-}
-
-/// One packet to send. The driver builds it from the slot:
-/// - `Syn`: TCP SYN `sport → port`, sequence number `stamp`;
-/// - `Ack`: TCP ACK `sport → port`, sequence and acknowledgement numbers `stamp`;
-/// - `Udp`: UDP `sport → port` with the port's payload; IPv4 identification `stamp as u16`,
-///   IPv6 flow label `stamp & 0xfffff`;
-/// - ICMP slots: identifier `(stamp >> 16) as u16`, sequence number `stamp as u16`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Probe {
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub slot: Slot,
-    pub sport: u16,
-    pub stamp: u32,
 }
 
 /// Counters for the completeness report.
@@ -216,33 +167,11 @@ const MIN_RATE: f64 = 1e-3;
 /// The most the scan sends without a --max-rate: what one core's sendmmsg sustains.
 const DEFAULT_CEILING: f64 = 300_000.0;
 
-// Per-slot result codes. ICMP unreachable codes are stored as a base plus the ICMP code.
-const UNANSWERED: u8 = 0;
-const SYN_ACK: u8 = 1;
-const RESET: u8 = 2;
-const UDP_REPLY: u8 = 3;
-const ICMP_REPLY: u8 = 4;
+// Result codes of the engine's own (see [`probe`] for the kinds' codes).
 /// Discovery: the host already answered another probe.
-const SKIPPED: u8 = 5;
+const SKIPPED: u8 = 1;
 /// Outside this engine's share.
-const NOT_PROBED: u8 = 6;
-const UNREACH_V4: u8 = 32;
-const UNREACH_V6: u8 = 64;
-
-/// Nmap's reason for a stored ICMP destination unreachable code, and whether the port it
-/// quotes is closed (port unreachable) rather than filtered. The table is Nmap's -sU one
-/// ([`udp_state_from_icmp`]); its reasons are the same for TCP probes.
-fn unreach_reason(code: u8) -> (&'static str, bool) {
-    let found = if code >= UNREACH_V6 {
-        udp_state_from_icmp(1, code - UNREACH_V6, true)
-    } else {
-        udp_state_from_icmp(3, code.wrapping_sub(UNREACH_V4), false)
-    };
-    match found {
-        Some((state, reason)) => (reason, state == PortState::Closed),
-        None => ("unreach", false),
-    }
-}
+const NOT_PROBED: u8 = 2;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Epoch {
@@ -262,17 +191,6 @@ struct LossSample {
     rate: f64,
 }
 
-/// One recognised answer.
-struct Answer {
-    host: IpAddr,
-    slot: Slot,
-    code: u8,
-    ttl: u8,
-    /// Whether the answer came from the probed host itself (not a router on the way).
-    from_target: bool,
-    epoch: Option<u8>,
-}
-
 /// A scan of `hosts` × `slots` from `src`.
 pub struct RawScan {
     timing: Timing,
@@ -282,10 +200,8 @@ pub struct RawScan {
     /// Indices into `hosts`, sorted by address: the reverse lookup without a hash map.
     by_addr: Vec<u32>,
     slots: Vec<Slot>,
-    /// Slot → index in `slots`, for TCP SYN/ACK and UDP ports (u16::MAX: not probed).
-    syn_index: Vec<u16>,
-    ack_index: Vec<u16>,
-    udp_index: Vec<u16>,
+    /// Slot → index in `slots`, O(1) per reply.
+    index: SlotIndex,
     key: CookieKey,
     /// The source ports this engine's probes use (a part of [`SOURCE_PORTS`] per core).
     source_ports: RangeInclusive<u16>,
@@ -353,19 +269,7 @@ impl RawScan {
             3 => INITIAL_RATE,
             _ => INITIAL_RATE * 4.0,
         };
-        let (mut syn_index, mut ack_index, mut udp_index) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, slot) in slots.iter().enumerate() {
-            let (table, port) = match *slot {
-                Slot::Syn(p) => (&mut syn_index, p),
-                Slot::Ack(p) => (&mut ack_index, p),
-                Slot::Udp(p) => (&mut udp_index, p),
-                _ => continue,
-            };
-            if table.is_empty() {
-                *table = vec![u16::MAX; 65536];
-            }
-            table[port as usize] = i as u16;
-        }
+        let index = SlotIndex::new(&slots);
         let mut by_addr: Vec<u32> = (0..hosts.len() as u32).collect();
         by_addr.sort_unstable_by_key(|&i| hosts[i as usize]);
         let perm = Permutation::new(n, seed);
@@ -382,9 +286,7 @@ impl RawScan {
             }
         }
         RawScan {
-            syn_index,
-            ack_index,
-            udp_index,
+            index,
             by_addr,
             rtt: RttEstimator::new(&timing),
             rate: initial.clamp(floor_rate, ceiling),
@@ -448,48 +350,26 @@ impl RawScan {
         ((idx % h) as usize, (idx / h) as usize)
     }
 
-    /// The source port of a probe to `dst:dport` in retransmission pass `pass`: a keyed
-    /// hash of the destination, moved on by one each pass. A retry must not reuse the
-    /// 4-tuple of a try whose SYN-ACK was lost: the target still holds that attempt, and a
-    /// SYN with another sequence number on it draws a RST, which would read as closed.
-    fn sport_for(&self, dst: IpAddr, dport: u16, pass: u32) -> u16 {
-        let (start, end) = (*self.source_ports.start(), *self.source_ports.end());
-        let span = u32::from(end - start) + 1;
-        let base = self
-            .key
-            .source_port(self.src, dst, dport, self.source_ports.clone());
-        let offset = (u32::from(base - start) + pass % span) % span;
-        // offset < span, so start + offset stays within the range.
-        start + offset as u16
-    }
-
-    /// Whether `sport` is the source port of some pass so far to `dst:dport`.
-    fn sport_ok(&self, dst: IpAddr, dport: u16, sport: u16) -> bool {
-        let (start, end) = (*self.source_ports.start(), *self.source_ports.end());
-        if !(start..=end).contains(&sport) {
-            return false;
+    /// What the probe kinds need to know of this scan to build and read its packets.
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            src: self.src,
+            key: &self.key,
+            source_ports: &self.source_ports,
+            pass: self.pass,
+            index: &self.index,
         }
-        let span = u32::from(end - start) + 1;
-        let base = self
-            .key
-            .source_port(self.src, dst, dport, self.source_ports.clone());
-        let pass = (u32::from(sport - start) + span - u32::from(base - start)) % span;
-        pass <= self.pass
-    }
-
-    /// The cookie of a probe from `sport` (0 for ICMP), before the epoch is stamped in.
-    fn cookie(&self, dst: IpAddr, slot: Slot, sport: u16) -> u32 {
-        self.key.cookie(self.src, sport, dst, slot.cookie_port())
     }
 
     fn probe_for(&self, host: usize, slot: usize, epoch: u8) -> Probe {
         let dst = self.hosts[host];
         let slot = self.slots[slot];
+        let ctx = self.ctx();
         let sport = match slot.port() {
-            Some(port) => self.sport_for(dst, port, self.pass),
+            Some(port) => ctx.sport_for(dst, port, self.pass),
             None => 0,
         };
-        let cookie = self.cookie(dst, slot, sport);
+        let cookie = ctx.cookie(dst, slot, sport);
         Probe {
             src: self.src,
             dst,
@@ -680,248 +560,14 @@ impl RawScan {
             self.rate = (self.rate * 2.0).min(self.ceiling);
         }
     }
+
     /// Digests one received IP packet (starting at the IPv4 or IPv6 header).
     pub fn on_packet(&mut self, now: Instant, packet: &[u8]) {
-        let answer = match packet.first().map(|b| b >> 4) {
-            Some(4) => self.classify_v4(packet),
-            Some(6) => self.classify_v6(packet),
-            _ => Err(true),
-        };
-        match answer {
+        match probe::classify(&self.ctx(), packet) {
             Ok(a) => self.accept(now, a),
-            Err(true) => self.stats.invalid += 1,
-            Err(false) => {}
+            Err(Reject::Invalid) => self.stats.invalid += 1,
+            Err(Reject::NotOurs) => {}
         }
-    }
-
-    /// `Err(true)`: malformed or forged (counted); `Err(false)`: not ours, ignored.
-    fn classify_v4(&self, packet: &[u8]) -> Result<Answer, bool> {
-        let ip = ipv4::Packet::new_checked(packet).map_err(|_| true)?;
-        let (from, to) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
-        if to != self.src {
-            return Err(false);
-        }
-        let ttl = ip.ttl();
-        match ip.protocol() {
-            IpProtocol::TCP => self.classify_tcp(from, ttl, ip.payload()),
-            IpProtocol::UDP => self.classify_udp(from, ttl, ip.payload()),
-            IpProtocol::ICMP => {
-                let icmp = icmpv4::Packet::new_checked(ip.payload()).map_err(|_| true)?;
-                let slot = match icmp.msg_type() {
-                    icmpv4::Message::ECHO_REPLY => Slot::Echo,
-                    icmpv4::Message::TIMESTAMP_REPLY => Slot::Timestamp,
-                    icmpv4::Message::ADDRESS_MASK_REPLY => Slot::Netmask,
-                    icmpv4::Message::DST_UNREACHABLE => {
-                        let q = icmp.quoted().map_err(|_| true)?;
-                        if IpAddr::V4(q.ip.src_addr) != self.src {
-                            return Err(false);
-                        }
-                        let dst = IpAddr::V4(q.ip.dst_addr);
-                        if udp_state_from_icmp(3, icmp.msg_code(), false).is_none() {
-                            // A code Nmap ignores (e.g. fragmentation needed).
-                            return Err(false);
-                        }
-                        let code = UNREACH_V4 + icmp.msg_code().min(31);
-                        let mut a =
-                            self.classify_quoted(dst, q.ip.protocol, &q, q.ip.ident.into(), code)?;
-                        a.ttl = ttl;
-                        a.from_target = from == dst;
-                        return Ok(a);
-                    }
-                    _ => return Err(false),
-                };
-                let stamp = u32::from(icmp.echo_ident()) << 16 | u32::from(icmp.echo_seq_no());
-                self.icmp_reply(from, slot, stamp, ttl)
-            }
-            _ => Err(false),
-        }
-    }
-
-    fn classify_v6(&self, packet: &[u8]) -> Result<Answer, bool> {
-        let ip = ipv6::Packet::new_checked(packet).map_err(|_| true)?;
-        let (from, to) = (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()));
-        if to != self.src {
-            return Err(false);
-        }
-        let ttl = ip.hop_limit();
-        match ip.next_header() {
-            IpProtocol::TCP => self.classify_tcp(from, ttl, ip.payload()),
-            IpProtocol::UDP => self.classify_udp(from, ttl, ip.payload()),
-            IpProtocol::ICMPV6 => {
-                let icmp = icmpv6::Packet::new_checked(ip.payload()).map_err(|_| true)?;
-                match icmp.msg_type() {
-                    icmpv6::Message::ECHO_REPLY => {
-                        let stamp =
-                            u32::from(icmp.echo_ident()) << 16 | u32::from(icmp.echo_seq_no());
-                        self.icmp_reply(from, Slot::Echo, stamp, ttl)
-                    }
-                    icmpv6::Message::DST_UNREACHABLE => {
-                        let q = icmp.quoted().map_err(|_| true)?;
-                        if IpAddr::V6(q.ip.src_addr) != self.src {
-                            return Err(false);
-                        }
-                        let dst = IpAddr::V6(q.ip.dst_addr);
-                        if udp_state_from_icmp(1, icmp.msg_code(), true).is_none() {
-                            return Err(false);
-                        }
-                        let code = UNREACH_V6 + icmp.msg_code().min(31);
-                        let mut a =
-                            self.classify_quoted(dst, q.ip.next_header, &q, q.ip.flow_label, code)?;
-                        a.ttl = ttl;
-                        a.from_target = from == dst;
-                        Ok(a)
-                    }
-                    _ => Err(false),
-                }
-            }
-            _ => Err(false),
-        }
-    }
-
-    /// Checks a stamp against the cookie of (`dst`, `slot`, `sport`); returns its epoch.
-    fn check_stamp(&self, dst: IpAddr, slot: Slot, sport: u16, stamp: u32) -> Result<u8, bool> {
-        let cookie = self.cookie(dst, slot, sport);
-        if stamp & !0xff == cookie & !0xff {
-            Ok(stamp as u8)
-        } else {
-            Err(true)
-        }
-    }
-
-    fn has_slot(table: &[u16], port: u16) -> bool {
-        table.get(port as usize).is_some_and(|&i| i != u16::MAX)
-    }
-
-    fn classify_tcp(&self, from: IpAddr, ttl: u8, segment: &[u8]) -> Result<Answer, bool> {
-        let tcp = tcp::Packet::new_checked(segment).map_err(|_| true)?;
-        let (sport, dport) = (tcp.dst_port(), tcp.src_port());
-        if !self.source_ports.contains(&sport) {
-            return Err(false);
-        }
-        if !self.sport_ok(from, dport, sport) {
-            return Err(true);
-        }
-        let flags = tcp.flags();
-        let answer = |slot, code, epoch| Answer {
-            host: from,
-            slot,
-            code,
-            ttl,
-            from_target: true,
-            epoch: Some(epoch),
-        };
-        if Self::has_slot(&self.syn_index, dport) {
-            let sent = tcp.ack_number().wrapping_sub(1);
-            if let Ok(epoch) = self.check_stamp(from, Slot::Syn(dport), sport, sent) {
-                if flags.contains(Flags::SYN) && flags.contains(Flags::ACK) {
-                    return Ok(answer(Slot::Syn(dport), SYN_ACK, epoch));
-                }
-                if flags.contains(Flags::RST) {
-                    return Ok(answer(Slot::Syn(dport), RESET, epoch));
-                }
-                return Err(true);
-            }
-        }
-        if Self::has_slot(&self.ack_index, dport) && flags.contains(Flags::RST) {
-            // The RST to an unexpected ACK takes its sequence number from that ACK.
-            let epoch = self.check_stamp(from, Slot::Ack(dport), sport, tcp.seq_number())?;
-            return Ok(answer(Slot::Ack(dport), RESET, epoch));
-        }
-        Err(true)
-    }
-
-    fn classify_udp(&self, from: IpAddr, ttl: u8, datagram: &[u8]) -> Result<Answer, bool> {
-        let udp = udp::Packet::new_checked(datagram).map_err(|_| true)?;
-        let (sport, dport) = (udp.dst_port(), udp.src_port());
-        if !self.source_ports.contains(&sport) || !Self::has_slot(&self.udp_index, dport) {
-            return Err(false);
-        }
-        if !self.sport_ok(from, dport, sport) {
-            return Err(true);
-        }
-        // A UDP answer carries nothing of ours but the port: no epoch.
-        Ok(Answer {
-            host: from,
-            slot: Slot::Udp(dport),
-            code: UDP_REPLY,
-            ttl,
-            from_target: true,
-            epoch: None,
-        })
-    }
-
-    fn icmp_reply(&self, from: IpAddr, slot: Slot, stamp: u32, ttl: u8) -> Result<Answer, bool> {
-        let epoch = self.check_stamp(from, slot, 0, stamp)?;
-        Ok(Answer {
-            host: from,
-            slot,
-            code: ICMP_REPLY,
-            ttl,
-            from_target: true,
-            epoch: Some(epoch),
-        })
-    }
-
-    /// An ICMP error quoting one of our probes to `dst`. `udp_stamp` is what a UDP probe
-    /// carries its stamp in (IPv4 identification, IPv6 flow label).
-    fn classify_quoted<Ip>(
-        &self,
-        dst: IpAddr,
-        protocol: IpProtocol,
-        q: &portolan_wire::Quoted<'_, Ip>,
-        udp_stamp: u32,
-        code: u8,
-    ) -> Result<Answer, bool> {
-        let (slot, epoch) = match protocol {
-            IpProtocol::TCP => {
-                let ((sport, dport), seq) = (q.ports().ok_or(true)?, q.tcp_seq().ok_or(true)?);
-                if !self.source_ports.contains(&sport) {
-                    return Err(false);
-                }
-                let slot = if Self::has_slot(&self.syn_index, dport) {
-                    Slot::Syn(dport)
-                } else if Self::has_slot(&self.ack_index, dport) {
-                    Slot::Ack(dport)
-                } else {
-                    return Err(false);
-                };
-                (slot, self.check_stamp(dst, slot, sport, seq)?)
-            }
-            IpProtocol::UDP => {
-                let (sport, dport) = q.ports().ok_or(true)?;
-                if !self.source_ports.contains(&sport) || !Self::has_slot(&self.udp_index, dport) {
-                    return Err(false);
-                }
-                if !self.sport_ok(dst, dport, sport) {
-                    return Err(true);
-                }
-                let cookie = self.cookie(dst, Slot::Udp(dport), sport);
-                // Only 8 bits of cookie fit beside the epoch in the 16-bit identification.
-                let mask = if dst.is_ipv4() { 0xff00 } else { 0xf_ff00 };
-                if udp_stamp & mask != cookie & mask {
-                    return Err(true);
-                }
-                (Slot::Udp(dport), udp_stamp as u8)
-            }
-            IpProtocol::ICMP | IpProtocol::ICMPV6 => {
-                let (ident, seq) = q.echo_ident_seq().ok_or(true)?;
-                let stamp = u32::from(ident) << 16 | u32::from(seq);
-                let slot = [Slot::Echo, Slot::Timestamp, Slot::Netmask]
-                    .into_iter()
-                    .find(|&s| self.check_stamp(dst, s, 0, stamp).is_ok())
-                    .ok_or(true)?;
-                (slot, stamp as u8)
-            }
-            _ => return Err(false),
-        };
-        Ok(Answer {
-            host: dst,
-            slot,
-            code,
-            ttl: 0,
-            from_target: false,
-            epoch: Some(epoch),
-        })
     }
 
     fn host_index(&self, host: IpAddr) -> Option<usize> {
@@ -933,16 +579,7 @@ impl RawScan {
     }
 
     fn slot_index(&self, slot: Slot) -> Option<usize> {
-        let table = match slot {
-            Slot::Syn(p) => (&self.syn_index, p),
-            Slot::Ack(p) => (&self.ack_index, p),
-            Slot::Udp(p) => (&self.udp_index, p),
-            other => return self.slots.iter().position(|&s| s == other),
-        };
-        match table.0.get(table.1 as usize) {
-            Some(&i) if i != u16::MAX => Some(i as usize),
-            _ => None,
-        }
+        self.index.get(slot)
     }
 
     fn accept(&mut self, now: Instant, a: Answer) {
@@ -1000,28 +637,9 @@ impl RawScan {
         }
     }
 
-    /// What `code` in `slot` means, as Nmap reports it.
+    /// What `code` in `slot` means, as Nmap reports it: the slot's kind says.
     fn describe(slot: Slot, code: u8) -> (PortState, &'static str) {
-        let udp = matches!(slot, Slot::Udp(_));
-        match code {
-            SYN_ACK => (PortState::Open, "syn-ack"),
-            RESET => (PortState::Closed, "reset"),
-            UDP_REPLY => (PortState::Open, "udp-response"),
-            ICMP_REPLY => (
-                PortState::Open,
-                match slot {
-                    Slot::Timestamp => "timestamp-reply",
-                    Slot::Netmask => "addressmask-reply",
-                    _ => "echo-reply",
-                },
-            ),
-            c if c >= UNREACH_V4 => match unreach_reason(c) {
-                (reason, true) if udp => (PortState::Closed, reason),
-                (reason, _) => (PortState::Filtered, reason),
-            },
-            _ if udp => (PortState::OpenFiltered, "no-response"),
-            _ => (PortState::Filtered, "no-response"),
-        }
+        slot.kind().meaning(slot, code)
     }
 
     /// Results per host, in the order hosts were given, each in slot order, leaving out
@@ -1056,11 +674,7 @@ impl RawScan {
                 continue;
             }
             let slot = self.slots[i / h];
-            let reason = match (slot, code) {
-                (_, SYN_ACK) => "syn-ack",
-                (_, RESET) => "reset",
-                (_, c) => Self::describe(slot, c).1,
-            };
+            let reason = Self::describe(slot, code).1;
             out[host] = Some(HostAnswer {
                 reason,
                 ttl: self.ttl[i],
@@ -1074,94 +688,6 @@ impl RawScan {
     }
 }
 
-/// Writes the packet for `probe` (IP header on, no link header) into `buf`; returns its
-/// length. `payload` goes into UDP probes (the port's protocol payload; may be empty).
-pub fn build_probe(
-    buf: &mut [u8],
-    probe: &Probe,
-    payload: &[u8],
-    ttl: u8,
-) -> Result<usize, portolan_wire::Error> {
-    use portolan_wire::build::*;
-    let stamp = probe.stamp;
-    let (ident, seq) = ((stamp >> 16) as u16, stamp as u16);
-    let tcp = |flags: Flags, ack: u32| TcpParams {
-        flags,
-        ack,
-        ..TcpParams::syn(probe.sport, probe.slot.port().unwrap_or(0), stamp)
-    };
-    let udp = UdpParams {
-        sport: probe.sport,
-        dport: probe.slot.port().unwrap_or(0),
-        payload,
-    };
-    match (probe.src, probe.dst) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => {
-            let ip = Ipv4Params {
-                src,
-                dst,
-                ttl,
-                ident: if matches!(probe.slot, Slot::Udp(_)) {
-                    stamp as u16
-                } else {
-                    0x5157
-                },
-                dont_frag: false,
-            };
-            match probe.slot {
-                Slot::Syn(_) => build_tcp_v4(buf, None, &ip, &tcp(Flags::SYN, 0)),
-                Slot::Ack(_) => build_tcp_v4(buf, None, &ip, &tcp(Flags::ACK, stamp)),
-                Slot::Udp(_) => build_udp_v4(buf, None, &ip, &udp),
-                Slot::Echo => build_icmp_echo_v4(buf, None, &ip, ident, seq, &[]),
-                Slot::Timestamp => build_icmpv4(
-                    buf,
-                    None,
-                    &ip,
-                    &icmpv4::Repr::TimestampRequest {
-                        ident,
-                        seq_no: seq,
-                        originate: 0,
-                        receive: 0,
-                        transmit: 0,
-                    },
-                ),
-                Slot::Netmask => build_icmpv4(
-                    buf,
-                    None,
-                    &ip,
-                    &icmpv4::Repr::AddressMaskRequest {
-                        ident,
-                        seq_no: seq,
-                        mask: std::net::Ipv4Addr::UNSPECIFIED,
-                    },
-                ),
-            }
-        }
-        (IpAddr::V6(src), IpAddr::V6(dst)) => {
-            let ip = Ipv6Params {
-                src,
-                dst,
-                hop_limit: ttl,
-                traffic_class: 0,
-                flow_label: if matches!(probe.slot, Slot::Udp(_)) {
-                    stamp & 0xf_ffff
-                } else {
-                    0
-                },
-            };
-            match probe.slot {
-                Slot::Syn(_) => build_tcp_v6(buf, None, &ip, &tcp(Flags::SYN, 0)),
-                Slot::Ack(_) => build_tcp_v6(buf, None, &ip, &tcp(Flags::ACK, stamp)),
-                Slot::Udp(_) => build_udp_v6(buf, None, &ip, &udp),
-                Slot::Echo => build_icmp_echo_v6(buf, None, &ip, ident, seq, &[]),
-                // No ICMPv6 timestamp or mask requests: nothing to send.
-                Slot::Timestamp | Slot::Netmask => Ok(0),
-            }
-        }
-        _ => Ok(0),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1170,6 +696,8 @@ mod tests {
         build_icmpv4, build_tcp_v4, build_tcp_v6, build_udp_v4, Ipv4Params, Ipv6Params, TcpParams,
         UdpParams,
     };
+    use portolan_wire::tcp::{self, Flags};
+    use portolan_wire::{icmpv4, ipv4, ipv6, udp};
     use std::cmp::Reverse;
     use std::collections::{BinaryHeap, HashMap, VecDeque};
     use std::net::Ipv4Addr;
@@ -1590,6 +1118,39 @@ mod tests {
         assert_eq!(order(7, 1).len(), 200);
     }
 
+    /// Cost of `on_packet` for SYN-ACK/RST replies to a -p- scan, first answers and then
+    /// duplicates. Not a test of speed; run to measure:
+    /// `cargo test --release -p portolan-engine --lib scan::tests::bench -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bench_on_packet() {
+        let mut t = Template::Insane.timing();
+        t.min_rate = Some(1e12);
+        let mut s = scan((1..=65535).collect(), t);
+        let mut now = Instant::now();
+        let mut replies = Vec::new();
+        loop {
+            match s.poll(now) {
+                Poll::Send(p) => {
+                    let open = p.slot.port().is_some_and(|port| port % 100 == 0);
+                    let flags = if open { Flags::SYN } else { Flags::RST };
+                    replies.push(tcp_reply(&p, flags | Flags::ACK));
+                }
+                Poll::WaitUntil(at) if replies.len() < 65535 => now = at,
+                _ => break,
+            }
+        }
+        for round in ["first answers", "duplicates"] {
+            let start = Instant::now();
+            for r in &replies {
+                s.on_packet(now, std::hint::black_box(r));
+            }
+            let ns = start.elapsed().as_nanos() as f64 / replies.len() as f64;
+            println!("{round}: {ns:.1} ns per on_packet()");
+        }
+        assert_eq!(s.stats.answers, 65535);
+    }
+
     #[test]
     fn forged_and_stray_answers_are_rejected() {
         let mut s = scan(vec![80], Template::Aggressive.timing());
@@ -1840,6 +1401,30 @@ mod tests {
                 (Slot::Udp(22), PortState::Closed),
             ]
         );
+    }
+
+    /// Regression: slot positions were kept in 16 bits, but `-sS -sU -p-` has 131,070
+    /// slots. The UDP slots past the 65,535th were lost or filed under a TCP port.
+    #[test]
+    fn every_tcp_and_udp_port_in_one_scan() {
+        let t = IpAddr::V4(TARGET);
+        let mut slots: Vec<Slot> = (1..=65535).map(Slot::Syn).collect();
+        slots.extend([Slot::Udp(53), Slot::Udp(54), Slot::Udp(65535)]);
+        let mut s = scan_slots(Mode::Ports, vec![t], slots, Template::Insane.timing());
+        let mut hosts = HashMap::from([(t, responder(&[22], &[53, 54, 65535], false, 0))]);
+        run_against(&mut s, &mut hosts);
+        let r = &s.results()[0];
+        assert_eq!(r.len(), 65538);
+        assert_eq!((r[0].slot, r[0].state), (Slot::Syn(1), PortState::Closed));
+        assert_eq!((r[21].slot, r[21].state), (Slot::Syn(22), PortState::Open));
+        for udp in &r[65535..] {
+            assert_eq!(
+                (udp.state, udp.reason),
+                (PortState::Open, "udp-response"),
+                "{udp:?}"
+            );
+        }
+        assert_eq!(s.stats.duplicates, 0);
     }
 
     #[test]

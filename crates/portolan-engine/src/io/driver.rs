@@ -7,18 +7,17 @@
 //! In a dry run ([`crate::io::dryrun`]) nothing is opened or sent: every probe is printed,
 //! and the engines run on a virtual clock, so a dry run takes no longer than printing does.
 
+use crate::core::probe::{self, tcp::SynTemplateV4};
 use crate::core::scan::{
-    build_probe, HostAnswer, Mode, Probe, RawScan, ScanStats, Share, Slot, SlotResult, SOURCE_PORTS,
+    HostAnswer, Mode, Probe, RawScan, ScanStats, Share, Slot, SlotResult, SOURCE_PORTS,
 };
 use crate::io::backend::Backend;
 use crate::io::connect::Progress;
 use crate::io::drive::drive;
 use crate::io::raw::RawError;
 use crate::plan::timing::{RttEstimator, Timing};
-use portolan_wire::build::{Ipv4Params, TcpParams, TcpTemplateV4};
 use portolan_wire::cookie::CookieKey;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,8 +29,7 @@ const DRY_RUN_RATE: f64 = 1e12;
 /// TTL (hop limit) of our probes.
 const PROBE_TTL: u8 = 64;
 
-/// Where a UDP probe's payload comes from: the payload for a port (empty for none).
-pub type PayloadFn<'a> = &'a (dyn Fn(u16) -> &'a [u8] + Sync);
+use crate::core::probe::PayloadFn;
 
 /// One raw-packet scan: `hosts` (with the caller's tags) × `slots`.
 pub struct RawJob<'a> {
@@ -268,103 +266,35 @@ fn run_core(
 }
 
 /// Builds probes, keeping a template for the hot case (IPv4 SYN) where only a few fields
-/// change from one probe to the next.
+/// change from one probe to the next; every other probe its kind builds.
 struct Builder<'a> {
-    template: Option<TcpTemplateV4>,
+    template: Option<SynTemplateV4>,
     payload: PayloadFn<'a>,
 }
 
 impl<'a> Builder<'a> {
     fn new(src: IpAddr, payload: PayloadFn<'a>) -> Self {
-        let template = match src {
-            IpAddr::V4(src) => {
-                let ip = Ipv4Params {
-                    src,
-                    dst: src,
-                    ttl: PROBE_TTL,
-                    ident: 0x5157,
-                    dont_frag: false,
-                };
-                TcpTemplateV4::new(None, &ip, &TcpParams::syn(0, 0, 0)).ok()
-            }
-            IpAddr::V6(_) => None,
-        };
-        Builder { template, payload }
+        Builder {
+            template: SynTemplateV4::new(src, PROBE_TTL),
+            payload,
+        }
     }
 
-    /// Writes the packet for `p` into `buf` (empty); leaves it empty if it cannot be built.
+    /// Writes the packet for `p` into `buf` (empty); leaves it empty if there is nothing
+    /// to send.
     fn build(&mut self, p: &Probe, buf: &mut Vec<u8>) {
-        if let (Some(t), IpAddr::V4(dst), Slot::Syn(port)) = (&mut self.template, p.dst, p.slot) {
-            buf.extend_from_slice(t.probe(dst, p.sport, port, p.stamp));
+        if let Some(packet) = self.template.as_mut().and_then(|t| t.probe(p)) {
+            buf.extend_from_slice(packet);
             return;
         }
-        let payload = p.slot.port().map_or(&[][..], |port| match p.slot {
-            Slot::Udp(_) => (self.payload)(port),
-            _ => &[],
-        });
-        buf.resize(60 + 8 + payload.len(), 0);
-        match build_probe(buf, p, payload, PROBE_TTL) {
+        let kind = probe::kind_of(p.slot);
+        let payload = kind.payload(p, self.payload);
+        buf.resize(kind.max_len(payload), 0);
+        match kind.build(buf, p, payload, PROBE_TTL) {
             Ok(len) => buf.truncate(len),
             Err(_) => buf.clear(),
         }
     }
-}
-
-/// One line for a probe, in the spirit of Nmap's --packet-trace.
-pub fn describe(text: &mut String, p: &Probe, payload: PayloadFn) {
-    let _ = match p.slot {
-        Slot::Syn(port) => writeln!(
-            text,
-            "SENT TCP {} > {} S seq={}",
-            sock(p.src, p.sport),
-            sock(p.dst, port),
-            p.stamp
-        ),
-        Slot::Ack(port) => writeln!(
-            text,
-            "SENT TCP {} > {} A seq={} ack={}",
-            sock(p.src, p.sport),
-            sock(p.dst, port),
-            p.stamp,
-            p.stamp
-        ),
-        Slot::Udp(port) => writeln!(
-            text,
-            "SENT UDP {} > {} len={}",
-            sock(p.src, p.sport),
-            sock(p.dst, port),
-            payload(port).len()
-        ),
-        Slot::Echo | Slot::Timestamp | Slot::Netmask => writeln!(
-            text,
-            "SENT ICMP {} > {} {} id={} seq={}",
-            p.src,
-            p.dst,
-            match p.slot {
-                Slot::Echo => "echo-request",
-                Slot::Timestamp => "timestamp-request",
-                _ => "netmask-request",
-            },
-            p.stamp >> 16,
-            p.stamp & 0xffff
-        ),
-    };
-}
-
-/// An address and port as `a.b.c.d:p` or `[v6]:p`, formatted without allocating.
-struct Sock(IpAddr, u16);
-
-impl std::fmt::Display for Sock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
-            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
-        }
-    }
-}
-
-fn sock(ip: IpAddr, port: u16) -> Sock {
-    Sock(ip, port)
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 
 use crate::core::arp_ping::ArpProbe;
 use crate::core::nd_ping::NdProbe;
+use crate::core::probe::describe;
 use crate::core::scan::Probe;
 use crate::data::payloads::PayloadTable;
 use crate::io::backend::{Backend, Outgoing, PacketIo};
-use crate::io::driver::describe;
 use crate::io::linux::LinuxBackend;
 use crate::io::netif::{Interface, NetifError};
 use crate::io::raw::{RawError, Received};
