@@ -30,6 +30,7 @@ DEPS=(
     "procps:pkill"
     "python3:python3"
     "tcpdump:tcpdump"
+    "iputils-ping:ping"
     "time:/usr/bin/time"
     "zmap:zmap"
     "masscan:masscan"
