@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../portolan-model/tests/data")
+        .join("../portolan-report/tests/data")
         .join(name)
 }
 
@@ -179,7 +179,7 @@ fn imports_an_nmap_xml_file_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path().join("h.db")).unwrap();
     let file = fixture("nmap-sv.xml");
-    let run = portolan_model::read_xml_file(&file).unwrap();
+    let run = portolan_report::read_xml_file(&file).unwrap();
     let name = file.to_string_lossy().to_string();
     let first = store.import(&run, Some(&name), "127.0.0.1").unwrap();
     assert!(matches!(first, Imported::Added(_)));
@@ -249,7 +249,7 @@ fn imports_every_nmap_fixture() {
     for entry in std::fs::read_dir(fixture("")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "xml") {
-            let run = portolan_model::read_xml_file(&path).unwrap();
+            let run = portolan_report::read_xml_file(&path).unwrap();
             let name = path.to_string_lossy().to_string();
             store.import(&run, Some(&name), "t").unwrap();
             n += 1;

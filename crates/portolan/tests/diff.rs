@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use portolan_model::*;
+use portolan_report::{JsonWriter, XmlWriter};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portolan");
 const NDIFF: &str = "/usr/bin/ndiff";
@@ -35,7 +36,7 @@ fn have_ndiff() -> bool {
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../portolan-model/tests/data")
+        .join("../portolan-report/tests/data")
         .join(name)
 }
 

@@ -26,7 +26,7 @@ fn err(o: &Output) -> String {
 
 fn fixture(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../portolan-model/tests/data")
+        .join("../portolan-report/tests/data")
         .join(name)
         .to_string_lossy()
         .into_owned()

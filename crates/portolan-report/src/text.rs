@@ -1,7 +1,7 @@
 //! Wording shared by the human-oriented writers (normal, grepable, XML summaries), kept
 //! identical to Nmap 7.93's so that tools and eyes used to Nmap feel at home.
 
-use crate::model::{Host, HostState, Port, PortState, RunStats, ScanRun, Service, ServiceMethod};
+use portolan_model::{Host, HostState, Port, PortState, RunStats, ScanRun, Service, ServiceMethod};
 
 /// The scanner's name as shown to people: "Portolan" for our runs, "Nmap" for imported ones.
 pub(crate) fn scanner_name(run: &ScanRun) -> String {
@@ -55,7 +55,7 @@ impl Tally {
         run.runstats.clone().unwrap_or(RunStats {
             finished: run.start,
             elapsed: 0.0,
-            exit: crate::model::RunExit::Success,
+            exit: portolan_model::RunExit::Success,
             errormsg: None,
             hosts_up: self.up,
             hosts_down: self.total.saturating_sub(self.up),
@@ -66,7 +66,7 @@ impl Tally {
 }
 
 /// The completeness line every human-readable output carries.
-pub(crate) fn completeness(c: &crate::model::Completeness) -> String {
+pub(crate) fn completeness(c: &portolan_model::Completeness) -> String {
     format!(
         "Completeness: {} probes sent ({} retransmissions), {} answered, {} unanswered, about {:.2} responsive ports missed",
         c.probes_sent, c.retransmissions, c.answered, c.unanswered, c.estimated_missed

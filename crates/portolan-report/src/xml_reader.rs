@@ -20,7 +20,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::QName;
 use quick_xml::Reader;
 
-use crate::model::*;
+use portolan_model::*;
 
 /// Why a scan file could not be read. Errors about the file's content carry its line (1-based).
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 
 use common::*;
 use portolan_model::*;
+use portolan_report::*;
 
 const DTD: &str = "/usr/share/nmap/nmap.dtd";
 

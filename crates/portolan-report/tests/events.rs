@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use portolan_model::events::{change_events, write_events, Event, EventsWriter};
 use portolan_model::*;
+use portolan_report::events::{change_events, write_events, Event, EventsWriter};
+use portolan_report::*;
 
 fn events_of(run: &ScanRun) -> String {
     let mut w = EventsWriter::new(Vec::new(), OutputOptions::default());

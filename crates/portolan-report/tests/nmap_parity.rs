@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use portolan_model::*;
+use portolan_report::*;
 
 /// Lines Nmap prints from outside its per-host output.
 fn outside_the_writers(line: &str) -> bool {

@@ -16,8 +16,8 @@ use std::io::Write;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AddrType, Host, HostState, Port, PortState, Protocol, ScanRun, Service};
-use crate::sink::{OutputError, OutputOptions, Sink};
+use portolan_model::{AddrType, Host, HostState, Port, PortState, Protocol, ScanRun, Service};
+use portolan_model::{OutputError, OutputOptions, Sink};
 
 /// The ECS version the field names follow.
 pub const ECS_VERSION: &str = "8.11.0";
@@ -672,7 +672,7 @@ impl<W: Write> EventsWriter<W> {
 /// Writes events as NDJSON lines to `out` (for `portolan changes --events`).
 pub fn write_events(out: &mut impl Write, events: &[Event]) -> Result<(), OutputError> {
     for e in events {
-        serde_json::to_writer(&mut *out, e)?;
+        serde_json::to_writer(&mut *out, e).map_err(OutputError::json)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;
@@ -697,7 +697,7 @@ impl<W: Write> Sink for EventsWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::*;
+    use portolan_model::*;
 
     fn host(ip: &str, ports: &[(u16, PortState, &str)]) -> Host {
         let mut h = Host::new(ip.parse().unwrap(), HostStatus::up("syn-ack"));

@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use portolan_model::*;
+use portolan_report::*;
 
 fn check(name: &str, actual: &str) {
     let path = data("golden").join(name);

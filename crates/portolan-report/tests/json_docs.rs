@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use common::*;
 use portolan_model::*;
+use portolan_report::*;
 use serde_json::Value;
 
 fn docs(name: &str) -> String {

@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use crate::escape;
-use crate::model::{AddrType, Host, HostState, HostnameType, PortState, ScanRun};
-use crate::sink::{OutputError, OutputOptions, Sink};
 use crate::text::{self, Tally};
 use crate::timefmt::Zone;
+use portolan_model::{AddrType, Host, HostState, HostnameType, PortState, ScanRun};
+use portolan_model::{OutputError, OutputOptions, Sink};
 
 /// Nmap keeps at most this many distinct values per "Service Info" field.
 const MAX_SERVICE_INFO_FIELDS: usize = 5;

@@ -13,7 +13,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::model::{Host, PortState, Protocol, ScanRun, Service};
+use portolan_model::{Host, PortState, Protocol, ScanRun, Service};
 
 /// The policy format version this build reads.
 pub const POLICY_VERSION: i64 = 1;
@@ -652,7 +652,7 @@ impl fmt::Display for Violation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::*;
+    use portolan_model::*;
 
     const GOOD: &str = r#"
 version = 1

@@ -12,10 +12,10 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use crate::escape;
-use crate::model::{Host, HostState, Port, ScanRun, Service};
-use crate::sink::{OutputError, OutputOptions, Sink};
 use crate::text::{self, Tally};
 use crate::timefmt::Zone;
+use portolan_model::{Host, HostState, Port, ScanRun, Service};
+use portolan_model::{OutputError, OutputOptions, Sink};
 
 /// Where Nmap's stylesheet is installed on most systems; browsers use it to render the file.
 pub const DEFAULT_STYLESHEET: &str = "file:///usr/share/nmap/nmap.xsl";
@@ -178,7 +178,7 @@ pub(crate) fn render_host(host: &Host) -> String {
                     attr(
                         &mut s,
                         "ports",
-                        &crate::model::compact_port_list(&r.port_list),
+                        &portolan_model::compact_port_list(&r.port_list),
                     );
                 }
                 s.push_str("/>\n");
@@ -306,7 +306,7 @@ impl<W: Write> Sink for XmlWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::*;
+    use portolan_model::*;
 
     fn run() -> ScanRun {
         let mut run = ScanRun::new("portolan -sT -p 22 --reason 127.0.0.1", 1795344023);

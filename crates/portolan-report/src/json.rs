@@ -10,13 +10,13 @@ use std::io::{Read, Write};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::model::{
+use crate::text::Tally;
+use crate::xml_reader::ReadError;
+use portolan_model::{
     compact_port_list, parse_port_list, Address, ExtraPorts, ExtraReason, Host, HostStatus,
     Hostname, Port, PortState, Protocol, RunStats, ScanInfo, ScanRun, Times,
 };
-use crate::sink::{OutputError, OutputOptions, Sink};
-use crate::text::Tally;
-use crate::xml_reader::ReadError;
+use portolan_model::{OutputError, OutputOptions, Sink};
 
 /// The version of the document layout, written as `portolan_json_version`. Bumped on any
 /// change that an older reader would misread.
@@ -176,7 +176,7 @@ impl<W: Write> Sink for JsonWriter<W> {
             verbose: *verbose,
             debugging: *debugging,
         };
-        let mut s = serde_json::to_string(&head)?;
+        let mut s = serde_json::to_string(&head).map_err(OutputError::json)?;
         // Reopen the object to append the host list.
         s.pop();
         s.push_str(",\"hosts\":[\n");
@@ -190,7 +190,7 @@ impl<W: Write> Sink for JsonWriter<W> {
         if self.hosts_written > 0 {
             self.out.write_all(b",\n")?;
         }
-        serde_json::to_writer(&mut self.out, &HostOut::from(host))?;
+        serde_json::to_writer(&mut self.out, &HostOut::from(host)).map_err(OutputError::json)?;
         self.hosts_written += 1;
         self.out.flush()?;
         Ok(())
@@ -202,7 +202,7 @@ impl<W: Write> Sink for JsonWriter<W> {
             self.out.write_all(b"\n")?;
         }
         self.out.write_all(b"],\"runstats\":")?;
-        serde_json::to_writer(&mut self.out, &stats)?;
+        serde_json::to_writer(&mut self.out, &stats).map_err(OutputError::json)?;
         self.out.write_all(b"}\n")?;
         self.out.flush()?;
         Ok(())
@@ -419,7 +419,7 @@ impl From<HostIn> for Host {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::*;
+    use portolan_model::*;
 
     #[test]
     fn empty_run_is_valid_json() {

@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use crate::escape;
-use crate::model::{Host, HostState, HostnameType, Protocol, ScanRun};
-use crate::sink::{OutputError, OutputOptions, Sink};
 use crate::text::{self, Tally};
 use crate::timefmt::Zone;
+use portolan_model::{Host, HostState, HostnameType, Protocol, ScanRun};
+use portolan_model::{OutputError, OutputOptions, Sink};
 
 /// Writes Nmap's grepable format to any byte sink.
 pub struct GrepableWriter<W: Write> {
@@ -197,7 +197,7 @@ impl<W: Write> Sink for GrepableWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::*;
+    use portolan_model::*;
 
     #[test]
     fn slashes_become_pipes() {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use portolan_model::*;
+use portolan_report::*;
 
 /// Where the reference files live (real Nmap 7.93 output against 127.0.0.1).
 pub fn data(name: &str) -> PathBuf {

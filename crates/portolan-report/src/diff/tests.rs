@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::*;
+use portolan_model::*;
 
 fn lines(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()

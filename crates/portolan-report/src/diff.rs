@@ -20,8 +20,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::model::{AddrType, Host, ScanRun};
 use crate::timefmt::Zone;
+use portolan_model::{AddrType, Host, ScanRun};
 
 /// What to compare and show.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

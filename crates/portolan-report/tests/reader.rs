@@ -7,6 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::*;
 use portolan_model::*;
+use portolan_report::*;
 
 fn nmap(name: &str) -> ScanRun {
     read_xml_file(data(&format!("nmap-{name}.xml")))
