@@ -60,6 +60,11 @@ pub(crate) fn text(s: &str) -> String {
     out
 }
 
+/// [`text`] for each line of a multi-line text, the line breaks kept.
+pub(crate) fn text_lines(s: &str) -> String {
+    s.split('\n').map(text).collect::<Vec<_>>().join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

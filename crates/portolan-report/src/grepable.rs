@@ -120,6 +120,25 @@ impl<W: Write> GrepableWriter<W> {
                 let _ = write!(s, "\tIgnored State: {state} ({count})");
             }
         }
+        // OS detection's fields, as printosscanoutput appends them: the perfect matches
+        // (when there are few enough to be named), then the sequence analyses.
+        if let Some(os) = &host.os {
+            let perfect: Vec<String> = os
+                .matches
+                .iter()
+                .take_while(|m| m.accuracy >= 100)
+                .map(|m| field(&m.name))
+                .collect();
+            if !perfect.is_empty() && perfect.len() <= 8 {
+                let _ = write!(s, "\tOS: {}", perfect.join("|"));
+            }
+        }
+        if let Some(t) = &host.tcpsequence {
+            let _ = write!(s, "\tSeq Index: {}", t.index);
+        }
+        if let Some(t) = &host.ipidsequence {
+            let _ = write!(s, "\tIP ID Seq: {}", field(&t.class));
+        }
         s.push('\n');
         s
     }

@@ -14,7 +14,8 @@ use crate::text::Tally;
 use crate::xml_reader::ReadError;
 use portolan_model::{
     compact_port_list, parse_port_list, Address, ExtraPorts, ExtraReason, Host, HostStatus,
-    Hostname, Port, PortState, Protocol, RunStats, ScanInfo, ScanRun, Times,
+    Hostname, IpIdSequence, Os, Port, PortState, Protocol, RunStats, ScanInfo, ScanRun, Script,
+    TcpSequence, TcpTsSequence, Times, Trace, Uptime,
 };
 use portolan_model::{OutputError, OutputOptions, Sink};
 
@@ -33,6 +34,7 @@ struct Head<'a> {
     scaninfo: &'a [ScanInfo],
     verbose: u8,
     debugging: u8,
+    prescripts: &'a [Script],
 }
 
 /// A host as written: the model's fields in the model's order, with compact port lists.
@@ -47,6 +49,14 @@ struct HostOut<'a> {
     hostnames: &'a [Hostname],
     extraports: Vec<ExtraPortsOut<'a>>,
     ports: &'a [Port],
+    os: &'a Option<Os>,
+    uptime: &'a Option<Uptime>,
+    distance: Option<u32>,
+    tcpsequence: &'a Option<TcpSequence>,
+    ipidsequence: &'a Option<IpIdSequence>,
+    tcptssequence: &'a Option<TcpTsSequence>,
+    hostscripts: &'a [Script],
+    trace: &'a Option<Trace>,
     times: Option<Times>,
 }
 
@@ -75,6 +85,14 @@ impl<'a> From<&'a Host> for HostOut<'a> {
             hostnames,
             extraports,
             ports,
+            os,
+            uptime,
+            distance,
+            tcpsequence,
+            ipidsequence,
+            tcptssequence,
+            hostscripts,
+            trace,
             times,
         } = host;
         HostOut {
@@ -115,6 +133,14 @@ impl<'a> From<&'a Host> for HostOut<'a> {
                 })
                 .collect(),
             ports,
+            os,
+            uptime,
+            distance: *distance,
+            tcpsequence,
+            ipidsequence,
+            tcptssequence,
+            hostscripts,
+            trace,
             times: *times,
         }
     }
@@ -163,8 +189,10 @@ impl<W: Write> Sink for JsonWriter<W> {
             scaninfo,
             verbose,
             debugging,
-            hosts: _,    // streamed by `host`
-            runstats: _, // written by `end`
+            prescripts,
+            hosts: _,       // streamed by `host`
+            postscripts: _, // written by `end`
+            runstats: _,    // written by `end`
         } = run;
         let head = Head {
             portolan_json_version: JSON_VERSION,
@@ -175,6 +203,7 @@ impl<W: Write> Sink for JsonWriter<W> {
             scaninfo,
             verbose: *verbose,
             debugging: *debugging,
+            prescripts,
         };
         let mut s = serde_json::to_string(&head).map_err(OutputError::json)?;
         // Reopen the object to append the host list.
@@ -201,7 +230,9 @@ impl<W: Write> Sink for JsonWriter<W> {
         if self.hosts_written > 0 {
             self.out.write_all(b"\n")?;
         }
-        self.out.write_all(b"],\"runstats\":")?;
+        self.out.write_all(b"],\"postscripts\":")?;
+        serde_json::to_writer(&mut self.out, &run.postscripts).map_err(OutputError::json)?;
+        self.out.write_all(b",\"runstats\":")?;
         serde_json::to_writer(&mut self.out, &stats).map_err(OutputError::json)?;
         self.out.write_all(b"}\n")?;
         self.out.flush()?;
@@ -280,7 +311,9 @@ struct Slots {
     scaninfo: Option<Vec<ScanInfo>>,
     verbose: Option<u8>,
     debugging: Option<u8>,
+    prescripts: Option<Vec<Script>>,
     hosts: Option<Vec<HostIn>>,
+    postscripts: Option<Vec<Script>>,
     runstats: Option<Option<RunStats>>,
 }
 
@@ -293,7 +326,9 @@ impl Slots {
         "scaninfo",
         "verbose",
         "debugging",
+        "prescripts",
         "hosts",
+        "postscripts",
         "runstats",
     ];
 
@@ -309,6 +344,9 @@ impl Slots {
             scaninfo: need(self.scaninfo, "scaninfo")?,
             verbose: need(self.verbose, "verbose")?,
             debugging: need(self.debugging, "debugging")?,
+            // Absent in documents written before scripts were carried.
+            prescripts: self.prescripts.unwrap_or_default(),
+            postscripts: self.postscripts.unwrap_or_default(),
             hosts: need(self.hosts, "hosts")?
                 .into_iter()
                 .map(Host::from)
@@ -337,7 +375,9 @@ impl<'de> DeserializeSeed<'de> for Slot<'_> {
             "scaninfo" => s.scaninfo = Some(Deserialize::deserialize(d)?),
             "verbose" => s.verbose = Some(Deserialize::deserialize(d)?),
             "debugging" => s.debugging = Some(Deserialize::deserialize(d)?),
+            "prescripts" => s.prescripts = Some(Deserialize::deserialize(d)?),
             "hosts" => s.hosts = Some(Deserialize::deserialize(d)?),
+            "postscripts" => s.postscripts = Some(Deserialize::deserialize(d)?),
             "runstats" => s.runstats = Some(Deserialize::deserialize(d)?),
             _ => {
                 IgnoredAny::deserialize(d)?;
@@ -357,6 +397,23 @@ struct HostIn {
     hostnames: Vec<Hostname>,
     extraports: Vec<ExtraPortsIn>,
     ports: Vec<Port>,
+    // Absent in documents written before the model carried them.
+    #[serde(default)]
+    os: Option<Os>,
+    #[serde(default)]
+    uptime: Option<Uptime>,
+    #[serde(default)]
+    distance: Option<u32>,
+    #[serde(default)]
+    tcpsequence: Option<TcpSequence>,
+    #[serde(default)]
+    ipidsequence: Option<IpIdSequence>,
+    #[serde(default)]
+    tcptssequence: Option<TcpTsSequence>,
+    #[serde(default)]
+    hostscripts: Vec<Script>,
+    #[serde(default)]
+    trace: Option<Trace>,
     times: Option<Times>,
 }
 
@@ -411,6 +468,14 @@ impl From<HostIn> for Host {
                 })
                 .collect(),
             ports: h.ports,
+            os: h.os,
+            uptime: h.uptime,
+            distance: h.distance,
+            tcpsequence: h.tcpsequence,
+            ipidsequence: h.ipidsequence,
+            tcptssequence: h.tcptssequence,
+            hostscripts: h.hostscripts,
+            trace: h.trace,
             times: h.times,
         }
     }

@@ -1,7 +1,10 @@
 //! Nmap's human-readable output, for the terminal and for -oN files, with Nmap 7.93's exact
 //! layout ("Nmap" replaced by our own name): report header, "Host is up", "Not shown",
 //! the port table with its optional REASON and VERSION columns, script output under its
-//! port, MAC address, "Service Info", and the footer.
+//! port, MAC address, OS detection ("Device type", "Running", "OS CPE", "OS details",
+//! "Aggressive OS guesses", the fingerprint), uptime, distance, sequence analyses, "Service
+//! Info", host script results, the traceroute, pre- and post-scan script results, and the
+//! footer.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -9,7 +12,7 @@ use std::io::Write;
 use crate::escape;
 use crate::text::{self, Tally};
 use crate::timefmt::Zone;
-use portolan_model::{AddrType, Host, HostState, HostnameType, PortState, ScanRun};
+use portolan_model::{AddrType, Host, HostState, HostnameType, Os, PortState, ScanRun, Script};
 use portolan_model::{OutputError, OutputOptions, Sink};
 
 /// Nmap keeps at most this many distinct values per "Service Info" field.
@@ -149,12 +152,61 @@ impl<W: Write> NormalWriter<W> {
                 escape::text(a.vendor.as_deref().unwrap_or("Unknown"))
             );
         }
+        if let Some(os) = &host.os {
+            render_os(&mut s, os, os_guess(run));
+        }
+        self.render_host_details(&mut s, host);
         render_service_info(&mut s, host);
+        if !host.hostscripts.is_empty() {
+            s.push_str("\nHost script results:\n");
+            render_script_list(&mut s, &host.hostscripts);
+        }
+        if let Some(t) = &host.trace {
+            render_trace(&mut s, t);
+        }
         // Nmap closes each port-scanned host with a blank line (not ping-only ones).
         if has_ports {
             s.push('\n');
         }
         s
+    }
+
+    /// Uptime, distance and the sequence analyses that follow the OS results.
+    fn render_host_details(&self, s: &mut String, host: &Host) {
+        let verbose = self.opts.verbose > 0;
+        if let (Some(u), true) = (&host.uptime, verbose) {
+            let days = u.seconds as f64 / 86400.0;
+            match &u.lastboot {
+                Some(b) => {
+                    let _ = writeln!(
+                        s,
+                        "Uptime guess: {days:.3} days (since {})",
+                        escape::text(b)
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "Uptime guess: {days:.3} days");
+                }
+            }
+        }
+        if let Some(d) = host.distance {
+            let _ = writeln!(
+                s,
+                "Network Distance: {d} hop{}",
+                if d == 1 { "" } else { "s" }
+            );
+        }
+        if let (Some(t), true) = (&host.tcpsequence, verbose) {
+            let _ = writeln!(
+                s,
+                "TCP Sequence Prediction: Difficulty={} ({})",
+                t.index,
+                escape::text(&t.difficulty)
+            );
+        }
+        if let (Some(t), true) = (&host.ipidsequence, verbose) {
+            let _ = writeln!(s, "IP ID Sequence Generation: {}", escape::text(&t.class));
+        }
     }
 
     fn render_ports(&self, s: &mut String, host: &Host) {
@@ -239,7 +291,9 @@ impl<W: Write> NormalWriter<W> {
             }
             rows.push(Row::Cells(cells));
             for sc in &p.scripts {
-                rows.push(Row::Full(script_block(&sc.id, &sc.output)));
+                if let Some(block) = script_block(&sc.id, &sc.output) {
+                    rows.push(Row::Full(block));
+                }
             }
         }
         s.push_str(&render_table(&rows));
@@ -292,8 +346,11 @@ fn render_table(rows: &[Row]) -> String {
 }
 
 /// Script output under its port: `|_id: line` for one line, else `| id: first`, `| ...`,
-/// `|_last` (Nmap's formatScriptOutput).
-fn script_block(id: &str, output: &str) -> String {
+/// `|_last` (Nmap's formatScriptOutput); nothing for a script whose output is empty.
+fn script_block(id: &str, output: &str) -> Option<String> {
+    if output.is_empty() {
+        return None;
+    }
     let lines: Vec<&str> = output.split('\n').collect();
     let n = lines.len();
     let mut out = String::new();
@@ -308,7 +365,261 @@ fn script_block(id: &str, output: &str) -> String {
             out.push('\n');
         }
     }
-    out
+    Some(out)
+}
+
+/// Host, pre- or post-scan scripts, one block each (Nmap's printscriptresults).
+fn render_script_list(s: &mut String, scripts: &[Script]) {
+    for sc in scripts {
+        if let Some(block) = script_block(&sc.id, &sc.output) {
+            s.push_str(&block);
+            s.push('\n');
+        }
+    }
+}
+
+/// Whether Nmap was told to print OS guesses (`--osscan-guess`, or its alias `--fuzzy`).
+fn os_guess(run: &ScanRun) -> bool {
+    run.args
+        .split_whitespace()
+        .any(|a| a == "--osscan-guess" || a == "--fuzzy")
+}
+
+/// Nmap gives up on a classification list longer than this (MAX_OS_CLASSMEMBERS).
+const MAX_OS_CLASS_MEMBERS: usize = 8;
+
+/// The OS section, as Nmap's printosscanoutput. What the file does not say is inferred:
+/// Nmap prints the fingerprint exactly when it judged it fit for submission, so a file
+/// without one is a scan whose conditions were not ideal (and then Nmap shows its guesses).
+fn render_os(s: &mut String, os: &Os, guess_flag: bool) {
+    let perfect = os.matches.iter().take_while(|m| m.accuracy >= 100).count();
+    let fingerprint = os.fingerprints.first();
+    let too_many = perfect > 8;
+    if !too_many {
+        render_os_classes(s, os, perfect, guess_flag || fingerprint.is_none());
+    }
+    let print_fp = |s: &mut String| {
+        if let Some(fp) = fingerprint {
+            let _ = writeln!(s, "TCP/IP fingerprint:\n{}", escape::text_lines(fp));
+        }
+    };
+    if too_many {
+        s.push_str("Too many fingerprints match this host to give specific OS details\n");
+        print_fp(s);
+    } else if perfect > 0 {
+        let names: Vec<String> = os.matches[..perfect]
+            .iter()
+            .map(|m| escape::text(&m.name))
+            .collect();
+        let _ = writeln!(s, "OS details: {}", names.join(", "));
+        print_fp(s);
+    } else if !os.matches.is_empty() {
+        if guess_flag || fingerprint.is_none() {
+            let best = os.matches[0].accuracy;
+            let guesses: Vec<String> = os
+                .matches
+                .iter()
+                .take(10)
+                .filter(|m| u32::from(m.accuracy) + 10 > u32::from(best))
+                .map(|m| format!("{} ({}%)", escape::text(&m.name), m.accuracy))
+                .collect();
+            let _ = writeln!(s, "Aggressive OS guesses: {}", guesses.join(", "));
+        }
+        if fingerprint.is_some() {
+            s.push_str("No exact OS matches for host (If you know what OS is running on it, see https://nmap.org/submit/ ).\n");
+            print_fp(s);
+        } else {
+            s.push_str("No exact OS matches for host (test conditions non-ideal).\n");
+        }
+    } else if fingerprint.is_some() {
+        s.push_str("No OS matches for host (If you know what OS is running on it, see https://nmap.org/submit/ ).\n");
+        print_fp(s);
+    } else {
+        s.push_str("No OS matches for host\n");
+    }
+}
+
+/// "Device type:", "Running:" and "OS CPE:" from the classes of the matches, as Nmap's
+/// printosclassificationoutput over the classification its populateClassification builds.
+fn render_os_classes(s: &mut String, os: &Os, perfect: usize, guess: bool) {
+    // The distinct classes, best match first, each with its match's accuracy.
+    let mut classes: Vec<(&portolan_model::OsClass, u8, bool)> = Vec::new();
+    for (i, m) in os.matches.iter().enumerate() {
+        for c in &m.classes {
+            let dup = classes.iter().any(|(k, _, _)| {
+                k.vendor == c.vendor
+                    && k.osfamily == c.osfamily
+                    && k.kind == c.kind
+                    && k.osgen == c.osgen
+            });
+            if dup {
+                continue;
+            }
+            if classes.iter().any(|(_, _, p)| *p) && i >= perfect {
+                break;
+            }
+            classes.push((c, m.accuracy, i < perfect));
+        }
+    }
+    let perfect_classes = classes.iter().filter(|(_, _, p)| *p).count();
+    let Some(&(_, best, _)) = classes.first() else {
+        return;
+    };
+    let mut types: Vec<&str> = Vec::new();
+    let mut cpes: Vec<&str> = Vec::new();
+    let mut families: Vec<(String, String, u8)> = Vec::new();
+    let mut overflow = false;
+    fn add<'a>(list: &mut Vec<&'a str>, v: &'a str) -> bool {
+        if list.contains(&v) {
+            return true;
+        }
+        if list.len() >= MAX_OS_CLASS_MEMBERS {
+            return false;
+        }
+        list.push(v);
+        true
+    }
+    for (n, (c, acc, _)) in classes.iter().enumerate() {
+        if (!guess && n >= perfect_classes)
+            || u32::from(*acc) + 10 <= u32::from(best)
+            || (*acc < 100 && n > 9)
+        {
+            break;
+        }
+        overflow |= !add(&mut types, c.kind.as_deref().unwrap_or(""));
+        for cpe in &c.cpes {
+            overflow |= !add(&mut cpes, cpe);
+        }
+        let full = if c.vendor == c.osfamily {
+            c.osfamily.clone()
+        } else {
+            format!("{} {}", c.vendor, c.osfamily)
+        };
+        match families.iter_mut().find(|(f, _, _)| *f == full) {
+            Some((_, gens, _)) => {
+                if let Some(g) = &c.osgen {
+                    if !gens.contains(g.as_str()) {
+                        if !gens.is_empty() {
+                            gens.push('|');
+                        }
+                        gens.push_str(g);
+                    }
+                }
+            }
+            None => {
+                if families.len() >= MAX_OS_CLASS_MEMBERS {
+                    overflow = true;
+                    break;
+                }
+                families.push((full, c.osgen.clone().unwrap_or_default(), *acc));
+            }
+        }
+    }
+    if overflow || families.is_empty() {
+        return;
+    }
+    let types: Vec<String> = types.iter().map(|t| escape::text(t)).collect();
+    let _ = writeln!(s, "Device type: {}", types.join("|"));
+    let running: Vec<String> = families
+        .iter()
+        .enumerate()
+        .map(|(i, (f, gens, acc))| {
+            let mut r = escape::text(f);
+            if !gens.is_empty() {
+                r.push(' ');
+                r.push_str(&escape::text(gens));
+            }
+            if i >= perfect_classes {
+                let _ = write!(r, " ({acc}%)");
+            }
+            r
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "Running{}: {}",
+        if perfect_classes == 0 {
+            " (JUST GUESSING)"
+        } else {
+            ""
+        },
+        running.join(", ")
+    );
+    if !cpes.is_empty() {
+        let cpes: Vec<String> = cpes.iter().map(|c| escape::text(c)).collect();
+        let _ = writeln!(s, "OS CPE: {}", cpes.join(" "));
+    }
+}
+
+/// Protocol numbers of the names a traceroute may use, for "TRACEROUTE (using proto 1/icmp)".
+fn proto_number(name: &str) -> Option<u8> {
+    Some(match name {
+        "icmp" => 1,
+        "igmp" => 2,
+        "tcp" => 6,
+        "udp" => 17,
+        "ipv6-icmp" => 58,
+        "sctp" => 132,
+        _ => return None,
+    })
+}
+
+/// The TRACEROUTE table (Nmap's printtraceroute_normal). Hops that timed out are not in
+/// the file; the gaps they leave in the ttls are shown as Nmap shows them, `...` rows.
+fn render_trace(s: &mut String, t: &portolan_model::Trace) {
+    if t.hops.is_empty() {
+        return;
+    }
+    match (t.port, t.proto.as_deref()) {
+        (Some(port), Some(proto)) => {
+            let _ = writeln!(
+                s,
+                "\nTRACEROUTE (using port {port}/{})",
+                escape::text(proto)
+            );
+        }
+        (None, Some(proto)) => match (proto_number(proto), proto.parse::<u8>()) {
+            (Some(n), _) => {
+                let _ = writeln!(s, "\nTRACEROUTE (using proto {n}/{})", escape::text(proto));
+            }
+            (None, Ok(n)) => {
+                let _ = writeln!(s, "\nTRACEROUTE (using proto {n}/unknown)");
+            }
+            (None, Err(_)) => {
+                let _ = writeln!(s, "\nTRACEROUTE (using proto {})", escape::text(proto));
+            }
+        },
+        _ => s.push_str("\nTRACEROUTE\n"),
+    }
+    let mut rows = vec![Row::Cells(vec![
+        "HOP".to_string(),
+        "RTT".to_string(),
+        "ADDRESS".to_string(),
+    ])];
+    let mut next_ttl = 1u32;
+    for h in &t.hops {
+        if h.ttl > next_ttl {
+            let last = h.ttl - 1;
+            let rtt = if last == next_ttl {
+                "...".to_string()
+            } else {
+                format!("... {last}")
+            };
+            rows.push(Row::Cells(vec![next_ttl.to_string(), rtt]));
+        }
+        let rtt = match h.rtt.as_deref() {
+            None | Some("--") => "--".to_string(),
+            Some(r) => format!("{} ms", escape::text(r)),
+        };
+        let ip = h.ipaddr.as_deref().unwrap_or("");
+        let name = match h.host.as_deref() {
+            Some(n) if !n.is_empty() => format!("{} ({})", escape::text(n), escape::text(ip)),
+            _ => escape::text(ip),
+        };
+        rows.push(Row::Cells(vec![h.ttl.to_string(), rtt, name]));
+        next_ttl = h.ttl.saturating_add(1);
+    }
+    s.push_str(&render_table(&rows));
 }
 
 /// `Service Info: Host: x; OS: Linux; Device: router; CPE: cpe:/o:...` from open ports'
@@ -374,6 +685,11 @@ impl<W: Write> Sink for NormalWriter<W> {
                 self.zone.starting(run.start)
             )
         };
+        let mut s = s;
+        if !run.prescripts.is_empty() {
+            s.push_str("Pre-scan script results:\n");
+            render_script_list(&mut s, &run.prescripts);
+        }
         self.emit(&s)
     }
 
@@ -391,6 +707,10 @@ impl<W: Write> Sink for NormalWriter<W> {
             text::elapsed(stats.elapsed)
         );
         let mut s = String::new();
+        if !run.postscripts.is_empty() {
+            s.push_str("Post-scan script results:\n");
+            render_script_list(&mut s, &run.postscripts);
+        }
         if let Some(c) = &stats.completeness {
             s.push_str(&escape::text(&text::completeness(c)));
             s.push('\n');
@@ -428,11 +748,19 @@ mod tests {
 
     #[test]
     fn script_output_framing() {
-        assert_eq!(script_block("http-title", "Hi"), "|_http-title: Hi");
         assert_eq!(
-            script_block("ssh-hostkey", "\n  3072 aa (RSA)\n  256 bb (ED25519)"),
-            "| ssh-hostkey: \n|   3072 aa (RSA)\n|_  256 bb (ED25519)"
+            script_block("http-title", "Hi").as_deref(),
+            Some("|_http-title: Hi")
         );
-        assert_eq!(script_block("x", "\u{1b}[2J"), "|_x: \\x1B[2J");
+        assert_eq!(
+            script_block("ssh-hostkey", "\n  3072 aa (RSA)\n  256 bb (ED25519)").as_deref(),
+            Some("| ssh-hostkey: \n|   3072 aa (RSA)\n|_  256 bb (ED25519)")
+        );
+        assert_eq!(
+            script_block("x", "\u{1b}[2J").as_deref(),
+            Some("|_x: \\x1B[2J")
+        );
+        // Nmap prints nothing at all for a script whose output is empty.
+        assert_eq!(script_block("x", ""), None);
     }
 }

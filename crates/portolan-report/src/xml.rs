@@ -14,7 +14,7 @@ use std::io::Write;
 use crate::escape;
 use crate::text::{self, Tally};
 use crate::timefmt::Zone;
-use portolan_model::{Host, HostState, Port, ScanRun, Service};
+use portolan_model::{Host, HostState, Port, ScanRun, Script, ScriptItem, Service};
 use portolan_model::{OutputError, OutputOptions, Sink};
 
 /// Where Nmap's stylesheet is installed on most systems; browsers use it to render the file.
@@ -125,7 +125,154 @@ pub(crate) fn render_begin(run: &ScanRun, stylesheet: Option<&str>, zone: Zone) 
     }
     let _ = writeln!(s, "<verbose level=\"{}\"/>", run.verbose);
     let _ = writeln!(s, "<debugging level=\"{}\"/>", run.debugging);
+    render_scripts(&mut s, "prescript", &run.prescripts);
     s
+}
+
+/// `<prescript>`, `<postscript>` or `<hostscript>` around its scripts; Nmap ends the element
+/// without a newline, so whatever follows starts on the same line.
+fn render_scripts(s: &mut String, element: &str, scripts: &[Script]) {
+    if scripts.is_empty() {
+        return;
+    }
+    let _ = write!(s, "<{element}>");
+    for sc in scripts {
+        render_script(s, sc);
+    }
+    let _ = write!(s, "</{element}>");
+}
+
+/// One `<script>`: empty when the script returned text only, else its structured output with
+/// one element per line, as NSE's format_xml writes it.
+fn render_script(s: &mut String, sc: &Script) {
+    s.push_str("<script");
+    attr(s, "id", &sc.id);
+    attr(s, "output", &sc.output);
+    if sc.content.is_empty() {
+        s.push_str("/>");
+        return;
+    }
+    s.push('>');
+    render_items(s, &sc.content);
+    s.push_str("</script>");
+}
+
+fn render_items(s: &mut String, items: &[ScriptItem]) {
+    for item in items {
+        match item {
+            ScriptItem::Elem { key, value } => {
+                s.push_str("<elem");
+                opt_attr(s, "key", key.as_deref());
+                s.push('>');
+                s.push_str(&escape::xml(value));
+                s.push_str("</elem>\n");
+            }
+            ScriptItem::Table { key, items } => {
+                s.push_str("<table");
+                opt_attr(s, "key", key.as_deref());
+                s.push_str(">\n");
+                render_items(s, items);
+                s.push_str("</table>\n");
+            }
+        }
+    }
+}
+
+/// `<os>` and the elements after it, in Nmap's order (printosscanoutput), through `<trace>`.
+fn render_os_and_after(s: &mut String, host: &Host) {
+    if let Some(os) = &host.os {
+        s.push_str("<os>");
+        for pu in &os.ports_used {
+            s.push_str("<portused");
+            attr(s, "state", pu.state.as_str());
+            attr(s, "proto", pu.proto.as_str());
+            attr(s, "portid", &pu.portid.to_string());
+            s.push_str("/>\n");
+        }
+        for m in &os.matches {
+            s.push_str("<osmatch");
+            attr(s, "name", &m.name);
+            attr(s, "accuracy", &m.accuracy.to_string());
+            attr(s, "line", &m.line.to_string());
+            if m.classes.is_empty() {
+                s.push_str("/>\n");
+                continue;
+            }
+            s.push_str(">\n");
+            for c in &m.classes {
+                s.push_str("<osclass");
+                opt_attr(s, "type", c.kind.as_deref());
+                attr(s, "vendor", &c.vendor);
+                attr(s, "osfamily", &c.osfamily);
+                opt_attr(s, "osgen", c.osgen.as_deref());
+                attr(s, "accuracy", &c.accuracy.to_string());
+                if c.cpes.is_empty() {
+                    s.push_str("/>\n");
+                } else {
+                    s.push('>');
+                    for cpe in &c.cpes {
+                        s.push_str("<cpe>");
+                        s.push_str(&escape::xml(cpe));
+                        s.push_str("</cpe>");
+                    }
+                    s.push_str("</osclass>\n");
+                }
+            }
+            s.push_str("</osmatch>\n");
+        }
+        for fp in &os.fingerprints {
+            s.push_str("<osfingerprint");
+            attr(s, "fingerprint", fp);
+            s.push_str("/>\n");
+        }
+        s.push_str("</os>\n");
+    }
+    if let Some(u) = &host.uptime {
+        s.push_str("<uptime");
+        attr(s, "seconds", &u.seconds.to_string());
+        opt_attr(s, "lastboot", u.lastboot.as_deref());
+        s.push_str("/>\n");
+    }
+    if let Some(d) = host.distance {
+        let _ = writeln!(s, "<distance value=\"{d}\"/>");
+    }
+    if let Some(t) = &host.tcpsequence {
+        s.push_str("<tcpsequence");
+        attr(s, "index", &t.index.to_string());
+        attr(s, "difficulty", &t.difficulty);
+        attr(s, "values", &t.values);
+        s.push_str("/>\n");
+    }
+    if let Some(t) = &host.ipidsequence {
+        s.push_str("<ipidsequence");
+        attr(s, "class", &t.class);
+        attr(s, "values", &t.values);
+        s.push_str("/>\n");
+    }
+    if let Some(t) = &host.tcptssequence {
+        s.push_str("<tcptssequence");
+        attr(s, "class", &t.class);
+        opt_attr(s, "values", t.values.as_deref());
+        s.push_str("/>\n");
+    }
+    render_scripts(s, "hostscript", &host.hostscripts);
+    if let Some(t) = &host.trace {
+        s.push_str("<trace");
+        if let Some(port) = t.port {
+            attr(s, "port", &port.to_string());
+        }
+        opt_attr(s, "proto", t.proto.as_deref());
+        s.push_str(">\n");
+        for h in &t.hops {
+            s.push_str("<hop");
+            attr(s, "ttl", &h.ttl.to_string());
+            opt_attr(s, "ipaddr", h.ipaddr.as_deref());
+            opt_attr(s, "rtt", h.rtt.as_deref());
+            opt_attr(s, "host", h.host.as_deref());
+            s.push_str("/>\n");
+        }
+        s.push_str("</trace>\n");
+    }
 }
 
 /// One `<host>` element with its trailing newline.
@@ -190,6 +337,7 @@ pub(crate) fn render_host(host: &Host) -> String {
         }
         s.push_str("</ports>\n");
     }
+    render_os_and_after(&mut s, host);
     if let Some(t) = &host.times {
         let _ = writeln!(
             s,
@@ -215,10 +363,7 @@ fn render_port(s: &mut String, p: &Port) {
         render_service(s, svc);
     }
     for sc in &p.scripts {
-        s.push_str("<script");
-        attr(s, "id", &sc.id);
-        attr(s, "output", &sc.output);
-        s.push_str("/>");
+        render_script(s, sc);
     }
     s.push_str("</port>\n");
 }
@@ -265,6 +410,7 @@ pub(crate) fn render_end(run: &ScanRun, tally: Tally, zone: Zone) -> String {
     // nmap.dtd allows free-text output elements among the hosts: the completeness goes
     // there, where ndiff and other readers pass over it.
     let mut s = String::new();
+    render_scripts(&mut s, "postscript", &run.postscripts);
     if let Some(c) = &stats.completeness {
         s.push_str("<output type=\"interactive\">");
         s.push_str(&escape::xml(&text::completeness(c)));

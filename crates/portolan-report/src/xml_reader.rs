@@ -1,8 +1,12 @@
 //! Reads Nmap XML (files from Nmap 7.x and our own) back into a [`ScanRun`].
 //!
-//! Streaming, with quick-xml: memory grows with the model, not with the file. Elements the
-//! model does not carry (os, uptime, distance, tcpsequence, trace, hostscript, taskbegin, ...)
-//! are skipped whole. Every error names the line where it was found; no input makes it panic.
+//! Streaming, with quick-xml: memory grows with the model, not with the file. Every element of
+//! nmap.dtd that a scan result holds is read (ports, services, scripts with their structured
+//! `<elem>`/`<table>` output, OS detection, uptime, distance, sequence analyses, traceroute,
+//! host, pre- and post-scan scripts); elements the model does not carry (taskbegin,
+//! taskprogress, hosthint, output, ...) are skipped whole. An element that only has meaning
+//! inside another one (`<elem>` outside a script, `<osmatch>` outside `<os>`, ...) is refused.
+//! Every error names the line where it was found; no input makes it panic.
 //!
 //! Strictness: attributes nmap.dtd marks #REQUIRED and that the model needs are required
 //! (port@portid, state@state, ...); ones other writers commonly leave out and that have an
@@ -58,6 +62,12 @@ pub enum ReadError {
     UnknownPortState { line: u64, value: String },
     #[error("line {line}: the document ends before </nmaprun> (truncated, or written by a scan that was interrupted or is still running)")]
     Truncated { line: u64 },
+    #[error("line {line}: <{element}> does not belong in <{parent}>")]
+    Misplaced {
+        line: u64,
+        element: String,
+        parent: String,
+    },
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("unsupported portolan_json_version {found} (this build reads version 1)")]
@@ -75,6 +85,7 @@ impl ReadError {
             | ReadError::MissingElement { line, .. }
             | ReadError::InvalidAttribute { line, .. }
             | ReadError::UnknownPortState { line, .. }
+            | ReadError::Misplaced { line, .. }
             | ReadError::Truncated { line } => Some(*line),
             ReadError::Json(e) => Some(e.line() as u64),
             ReadError::Io(_) | ReadError::UnsupportedJsonVersion { .. } => None,
@@ -292,7 +303,9 @@ impl<R: BufRead> Parser<R> {
             scaninfo: Vec::new(),
             verbose: 0,
             debugging: 0,
+            prescripts: Vec::new(),
             hosts: Vec::new(),
+            postscripts: Vec::new(),
             runstats: None,
         };
         if !open {
@@ -331,7 +344,15 @@ impl<R: BufRead> Parser<R> {
                 "runstats" => {
                     run.runstats = Some(self.runstats(el, open, &run.hosts)?);
                 }
-                _ => self.finish(&el, open)?,
+                "prescript" => {
+                    let scripts = self.scripts(&el, open)?;
+                    run.prescripts.extend(scripts);
+                }
+                "postscript" => {
+                    let scripts = self.scripts(&el, open)?;
+                    run.postscripts.extend(scripts);
+                }
+                _ => self.other(&el, open, "nmaprun")?,
             }
         }
     }
@@ -397,6 +418,14 @@ impl<R: BufRead> Parser<R> {
             hostnames: Vec::new(),
             extraports: Vec::new(),
             ports: Vec::new(),
+            os: None,
+            uptime: None,
+            distance: None,
+            tcpsequence: None,
+            ipidsequence: None,
+            tcptssequence: None,
+            hostscripts: Vec::new(),
+            trace: None,
             times: None,
         };
         let mut status = None;
@@ -453,9 +482,48 @@ impl<R: BufRead> Parser<R> {
                             host.ports.push(port);
                             Ok(())
                         }
-                        _ => p.finish(&el, open),
+                        _ => p.other(&el, open, "ports"),
                     })?;
                 }
+                "os" => host.os = Some(p.os(open)?),
+                "uptime" => {
+                    host.uptime = Some(Uptime {
+                        seconds: req_int(&el, "seconds")?,
+                        lastboot: attr(&el, "lastboot").map(str::to_string),
+                    });
+                    p.finish(&el, open)?;
+                }
+                "distance" => {
+                    host.distance = Some(req_int(&el, "value")?);
+                    p.finish(&el, open)?;
+                }
+                "tcpsequence" => {
+                    host.tcpsequence = Some(TcpSequence {
+                        index: req_int(&el, "index")?,
+                        difficulty: required(&el, "difficulty")?.to_string(),
+                        values: required(&el, "values")?.to_string(),
+                    });
+                    p.finish(&el, open)?;
+                }
+                "ipidsequence" => {
+                    host.ipidsequence = Some(IpIdSequence {
+                        class: required(&el, "class")?.to_string(),
+                        values: required(&el, "values")?.to_string(),
+                    });
+                    p.finish(&el, open)?;
+                }
+                "tcptssequence" => {
+                    host.tcptssequence = Some(TcpTsSequence {
+                        class: required(&el, "class")?.to_string(),
+                        values: attr(&el, "values").map(str::to_string),
+                    });
+                    p.finish(&el, open)?;
+                }
+                "hostscript" => {
+                    let scripts = p.scripts(&el, open)?;
+                    host.hostscripts.extend(scripts);
+                }
+                "trace" => host.trace = Some(p.trace(&el, open)?),
                 "times" => {
                     host.times = Some(Times {
                         srtt: req_int(&el, "srtt")?,
@@ -464,7 +532,7 @@ impl<R: BufRead> Parser<R> {
                     });
                     p.finish(&el, open)?;
                 }
-                _ => p.finish(&el, open)?,
+                _ => p.other(&el, open, "host")?,
             }
             Ok(())
         })?;
@@ -561,13 +629,10 @@ impl<R: BufRead> Parser<R> {
                     service = Some(svc);
                 }
                 "script" => {
-                    scripts.push(Script {
-                        id: required(&el, "id")?.to_string(),
-                        output: attr(&el, "output").unwrap_or_default().to_string(),
-                    });
-                    p.finish(&el, open)?;
+                    let script = p.script(&el, open)?;
+                    scripts.push(script);
                 }
-                _ => p.finish(&el, open)?,
+                _ => p.other(&el, open, "port")?,
             }
             Ok(())
         })?;
@@ -588,6 +653,186 @@ impl<R: BufRead> Parser<R> {
             service,
             scripts,
         })
+    }
+
+    /// An element the model does not carry: skipped, unless it is one that only has meaning
+    /// inside another element, which means the file is malformed.
+    fn other(&mut self, el: &Elem, open: bool, parent: &str) -> Result<(), ReadError> {
+        const NESTED: &[&str] = &[
+            "elem",
+            "table",
+            "script",
+            "osmatch",
+            "osclass",
+            "portused",
+            "osfingerprint",
+            "hop",
+            "port",
+            "extraports",
+            "extrareasons",
+            "service",
+            "state",
+            "cpe",
+        ];
+        if NESTED.contains(&el.name.as_str()) {
+            return Err(ReadError::Misplaced {
+                line: el.line,
+                element: el.name.clone(),
+                parent: parent.to_string(),
+            });
+        }
+        self.finish(el, open)
+    }
+
+    /// The `<script>` children of `hostscript`, `prescript` or `postscript`.
+    fn scripts(&mut self, parent: &Elem, open: bool) -> Result<Vec<Script>, ReadError> {
+        let mut scripts = Vec::new();
+        self.children(open, |p, el, open| {
+            if el.name == "script" {
+                let script = p.script(&el, open)?;
+                scripts.push(script);
+                Ok(())
+            } else {
+                p.other(&el, open, &parent.name)
+            }
+        })?;
+        Ok(scripts)
+    }
+
+    fn script(&mut self, el: &Elem, open: bool) -> Result<Script, ReadError> {
+        Ok(Script {
+            id: required(el, "id")?.to_string(),
+            output: attr(el, "output").unwrap_or_default().to_string(),
+            content: self.script_items(el, open)?,
+        })
+    }
+
+    /// The `<elem>` and `<table>` children of a script or table, in order. Text between them
+    /// is the indentation Nmap writes; anything else is refused.
+    fn script_items(&mut self, parent: &Elem, open: bool) -> Result<Vec<ScriptItem>, ReadError> {
+        let mut items = Vec::new();
+        self.children(open, |p, el, open| {
+            let key = attr(&el, "key").map(str::to_string);
+            match el.name.as_str() {
+                "elem" => {
+                    let value = p.leaf_text(&el, open)?;
+                    items.push(ScriptItem::Elem { key, value });
+                }
+                "table" => {
+                    let inner = p.script_items(&el, open)?;
+                    items.push(ScriptItem::Table { key, items: inner });
+                }
+                _ => {
+                    return Err(ReadError::Misplaced {
+                        line: el.line,
+                        element: el.name,
+                        parent: parent.name.clone(),
+                    })
+                }
+            }
+            Ok(())
+        })?;
+        Ok(items)
+    }
+
+    /// The text of an element that may hold text only (`<elem>`, `<cpe>`).
+    fn leaf_text(&mut self, parent: &Elem, open: bool) -> Result<String, ReadError> {
+        let mut text = String::new();
+        if !open {
+            return Ok(text);
+        }
+        loop {
+            match self.next()? {
+                Ev::Text(t) => text.push_str(&t),
+                Ev::Start(el) | Ev::Empty(el) => {
+                    return Err(ReadError::Misplaced {
+                        line: el.line,
+                        element: el.name,
+                        parent: parent.name.clone(),
+                    })
+                }
+                Ev::End => return Ok(text),
+                Ev::Eof => return Err(self.truncated()),
+            }
+        }
+    }
+
+    fn os(&mut self, open: bool) -> Result<Os, ReadError> {
+        let mut os = Os::default();
+        self.children(open, |p, el, open| {
+            match el.name.as_str() {
+                "portused" => {
+                    os.ports_used.push(PortUsed {
+                        state: port_state(&el)?,
+                        proto: parsed(&el, "proto", "a protocol")?,
+                        portid: req_int(&el, "portid")?,
+                    });
+                    p.finish(&el, open)?;
+                }
+                "osmatch" => {
+                    let mut m = OsMatch {
+                        name: required(&el, "name")?.to_string(),
+                        accuracy: percent(&el)?,
+                        line: req_int(&el, "line")?,
+                        classes: Vec::new(),
+                    };
+                    p.children(open, |p, el, open| {
+                        if el.name != "osclass" {
+                            return p.other(&el, open, "osmatch");
+                        }
+                        let mut c = OsClass {
+                            kind: attr(&el, "type").map(str::to_string),
+                            vendor: required(&el, "vendor")?.to_string(),
+                            osfamily: required(&el, "osfamily")?.to_string(),
+                            osgen: attr(&el, "osgen").map(str::to_string),
+                            accuracy: percent(&el)?,
+                            cpes: Vec::new(),
+                        };
+                        p.children(open, |p, el, open| {
+                            if el.name == "cpe" {
+                                let cpe = p.leaf_text(&el, open)?;
+                                c.cpes.push(cpe);
+                                Ok(())
+                            } else {
+                                p.other(&el, open, "osclass")
+                            }
+                        })?;
+                        m.classes.push(c);
+                        Ok(())
+                    })?;
+                    os.matches.push(m);
+                }
+                "osfingerprint" => {
+                    os.fingerprints
+                        .push(required(&el, "fingerprint")?.to_string());
+                    p.finish(&el, open)?;
+                }
+                _ => p.other(&el, open, "os")?,
+            }
+            Ok(())
+        })?;
+        Ok(os)
+    }
+
+    fn trace(&mut self, el: &Elem, open: bool) -> Result<Trace, ReadError> {
+        let mut trace = Trace {
+            port: opt_int(el, "port")?,
+            proto: attr(el, "proto").map(str::to_string),
+            hops: Vec::new(),
+        };
+        self.children(open, |p, el, open| {
+            if el.name != "hop" {
+                return p.other(&el, open, "trace");
+            }
+            trace.hops.push(Hop {
+                ttl: req_int(&el, "ttl")?,
+                ipaddr: attr(&el, "ipaddr").map(str::to_string),
+                rtt: attr(&el, "rtt").map(str::to_string),
+                host: attr(&el, "host").map(str::to_string),
+            });
+            p.finish(&el, open)
+        })?;
+        Ok(trace)
     }
 
     fn runstats(&mut self, el: Elem, open: bool, hosts: &[Host]) -> Result<RunStats, ReadError> {
@@ -726,6 +971,16 @@ fn opt_int<T: FromStr>(el: &Elem, name: &'static str) -> Result<Option<T>, ReadE
             .map(Some)
             .map_err(|_| invalid(el, name, v, "an integer in range")),
     }
+}
+
+/// `accuracy`: a whole percentage, 0 to 100.
+fn percent(el: &Elem) -> Result<u8, ReadError> {
+    let v = required(el, "accuracy")?;
+    v.trim()
+        .parse::<u8>()
+        .ok()
+        .filter(|a| *a <= 100)
+        .ok_or_else(|| invalid(el, "accuracy", v, "a percentage from 0 to 100"))
 }
 
 fn port_state(el: &Elem) -> Result<PortState, ReadError> {

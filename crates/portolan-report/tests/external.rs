@@ -183,8 +183,14 @@ fn json_matches_its_schema() {
     for (name, scan) in [("sample", sample_run()), ("nasty", nasty_run())] {
         files.push(write(dir.path(), &format!("{name}.json"), &json_of(&scan)));
     }
-    let imported = read_xml_file(data("nmap-full.xml")).unwrap();
-    files.push(write(dir.path(), "full.json", &json_of(&imported)));
+    for name in ["full", "os-a", "os-trace", "scripts"] {
+        let imported = read_xml_file(data(&format!("nmap-{name}.xml"))).unwrap();
+        files.push(write(
+            dir.path(),
+            &format!("{name}.json"),
+            &json_of(&imported),
+        ));
+    }
     let check = r#"
 import json, sys, jsonschema
 schema = json.load(open(sys.argv[1]))

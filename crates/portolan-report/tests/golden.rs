@@ -1,7 +1,7 @@
 //! Each writer on a hand-built scan (a host up with open, filtered and collapsed closed
 //! ports, versions, scripts, a MAC address and a user-typed name; a host down), compared with
 //! the reviewed files in tests/data/golden. After an intended change to a format, regenerate
-//! them with `PORTOLAN_BLESS=1 cargo test -p portolan-model --test golden` and review the diff.
+//! them with `PORTOLAN_BLESS=1 cargo test -p portolan-report --test golden` and review the diff.
 
 mod common;
 

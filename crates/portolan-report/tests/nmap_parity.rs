@@ -17,6 +17,7 @@ fn outside_the_writers(line: &str) -> bool {
         "Read data files from:",
         "Service detection performed.",
         "OS and Service detection performed.",
+        "OS detection performed.",
     ]
     .iter()
     .any(|p| line.starts_with(p))
@@ -55,6 +56,15 @@ const CASES: &[(&str, bool, u8)] = &[
     ("sn", false, 0),
     ("v6", false, 0),
     ("udp", false, 0),
+    // Our own lab (198.18.200.0/24, two hops): -A; -O --traceroute -sC; -sV with default,
+    // reverse-index and fixture scripts (pre-, host-, port- and post-scan, nested tables).
+    ("os-a", false, 0),
+    ("os-trace", false, 0),
+    ("scripts", false, 0),
+    // -O -v --osscan-guess: the guesses, uptime and sequence lines only -v prints.
+    ("os-v", false, 1),
+    // -A against 127.0.0.1 (OS matches without a fingerprint line).
+    ("full", false, 0),
 ];
 
 #[test]

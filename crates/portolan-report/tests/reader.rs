@@ -210,6 +210,7 @@ fn busy_run() -> ScanRun {
     udp.scripts.push(Script {
         id: "snmp-info".into(),
         output: "\n  enterprise: net-snmp\n  engineIDFormat: unknown ✓ é".into(),
+        content: Vec::new(),
     });
     h.ports.push(udp);
     h.extraports.push(ExtraPorts {

@@ -648,6 +648,14 @@ impl Store {
                 addresses,
                 extraports,
                 ports,
+                os: None,
+                uptime: None,
+                distance: None,
+                tcpsequence: None,
+                ipidsequence: None,
+                tcptssequence: None,
+                hostscripts: Vec::new(),
+                trace: None,
                 times: None,
             });
         }

@@ -187,6 +187,7 @@ fn base() -> ScanRun {
     http.scripts.push(Script {
         id: "http-title".into(),
         output: "Welcome to nginx!".into(),
+        content: Vec::new(),
     });
     let mut https = Port::new(Protocol::Tcp, 443, PortState::Open, "syn-ack");
     https.service = svc("http", Some("nginx"), None);
@@ -344,6 +345,7 @@ const CHANGES: &[Change] = &[
             r.hosts[1].ports[0].scripts.push(Script {
                 id: "ssl-cert".into(),
                 output: "Subject: commonName=db\nIssuer: commonName=db".into(),
+                content: Vec::new(),
             })
         },
         &[&["--xml"], &["--xml", "-v"]],

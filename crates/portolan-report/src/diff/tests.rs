@@ -190,6 +190,7 @@ fn script_output_change_is_shown_line_by_line() {
     a.hosts[1].ports[1].scripts.push(Script {
         id: "http-title".into(),
         output: "Welcome".into(),
+        content: Vec::new(),
     });
     let mut b = a.clone();
     b.hosts[1].ports[1].scripts[0].output = "Maintenance".into();

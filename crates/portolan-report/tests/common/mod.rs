@@ -91,6 +91,7 @@ pub fn sample_run() -> ScanRun {
     http.scripts.push(Script {
         id: "http-title".into(),
         output: "Welcome to nginx!".into(),
+        content: Vec::new(),
     });
     let mut https = Port::new(Protocol::Tcp, 443, PortState::Open, "syn-ack");
     https.reason_ttl = 63;
@@ -106,6 +107,7 @@ pub fn sample_run() -> ScanRun {
         id: "ssl-cert".into(),
         output: "Subject: commonName=web-1.example.net\nNot valid after:  2027-01-01T00:00:00"
             .into(),
+        content: Vec::new(),
     });
     let mut ipp = Port::new(Protocol::Tcp, 631, PortState::Open, "syn-ack");
     ipp.reason_ttl = 63;
@@ -212,6 +214,7 @@ pub fn nasty_run() -> ScanRun {
     p.scripts.push(Script {
         id: "banner".into(),
         output: nasty.into(),
+        content: Vec::new(),
     });
     h.extraports[0].reasons[0].reason = nasty.into();
     let rs = run.runstats.as_mut().unwrap();
