@@ -731,6 +731,7 @@ impl<W: Write> Sink for NormalWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portolan_model::{Hop, OsClass, OsMatch, Trace};
 
     #[test]
     fn table_pads_and_trims() {
@@ -743,6 +744,179 @@ mod tests {
         assert_eq!(
             render_table(&rows),
             "PORT     STATE  SERVICE\n22/tcp   open   ssh\n|_x: y\n8080/tcp closed\n"
+        );
+    }
+
+    fn class(
+        kind: &str,
+        vendor: &str,
+        family: &str,
+        gen: Option<&str>,
+        acc: u8,
+        cpe: &str,
+    ) -> OsClass {
+        OsClass {
+            kind: Some(kind.into()),
+            vendor: vendor.into(),
+            osfamily: family.into(),
+            osgen: gen.map(str::to_string),
+            accuracy: acc,
+            cpes: vec![cpe.into()],
+        }
+    }
+
+    fn os_match(name: &str, accuracy: u8, classes: Vec<OsClass>) -> OsMatch {
+        OsMatch {
+            name: name.into(),
+            accuracy,
+            line: 1,
+            classes,
+        }
+    }
+
+    #[test]
+    fn perfect_os_matches_are_classified_as_nmap_does() {
+        let os = Os {
+            ports_used: Vec::new(),
+            matches: vec![
+                os_match(
+                    "Linux 4.15 - 5.6",
+                    100,
+                    vec![
+                        class(
+                            "general purpose",
+                            "Linux",
+                            "Linux",
+                            Some("4.X"),
+                            100,
+                            "cpe:/o:linux:linux_kernel:4",
+                        ),
+                        class(
+                            "general purpose",
+                            "Linux",
+                            "Linux",
+                            Some("5.X"),
+                            100,
+                            "cpe:/o:linux:linux_kernel:5",
+                        ),
+                    ],
+                ),
+                // Its class repeats the one above, so its CPE is not listed (Nmap dedups classes).
+                os_match(
+                    "Linux 5.4",
+                    100,
+                    vec![class(
+                        "general purpose",
+                        "Linux",
+                        "Linux",
+                        Some("5.X"),
+                        100,
+                        "cpe:/o:linux:linux_kernel:5.4",
+                    )],
+                ),
+                // Lesser matches are not shown once there are perfect ones.
+                os_match(
+                    "AXIS camera",
+                    95,
+                    vec![class(
+                        "webcam",
+                        "AXIS",
+                        "embedded",
+                        None,
+                        95,
+                        "cpe:/h:axis:210a",
+                    )],
+                ),
+            ],
+            fingerprints: Vec::new(),
+        };
+        let mut s = String::new();
+        render_os(&mut s, &os, false);
+        assert_eq!(
+            s,
+            "Device type: general purpose\n\
+Running: Linux 4.X|5.X\n\
+OS CPE: cpe:/o:linux:linux_kernel:4 cpe:/o:linux:linux_kernel:5\n\
+OS details: Linux 4.15 - 5.6, Linux 5.4\n"
+        );
+    }
+
+    #[test]
+    fn os_guesses_when_conditions_were_not_ideal() {
+        let os = Os {
+            ports_used: Vec::new(),
+            matches: vec![
+                os_match(
+                    "Linux 5.3 - 5.4",
+                    96,
+                    vec![class(
+                        "general purpose",
+                        "Linux",
+                        "Linux",
+                        Some("5.X"),
+                        96,
+                        "cpe:/o:linux:linux_kernel:5",
+                    )],
+                ),
+                os_match(
+                    "AXIS camera (Linux 2.6.17)",
+                    94,
+                    vec![
+                        class(
+                            "webcam",
+                            "Linux",
+                            "Linux",
+                            Some("2.6.X"),
+                            94,
+                            "cpe:/o:linux:linux_kernel:2.6.17",
+                        ),
+                        class("webcam", "AXIS", "embedded", None, 94, "cpe:/h:axis:210a"),
+                    ],
+                ),
+            ],
+            // No fingerprint printed: Nmap judged it unfit for submission, and guesses.
+            fingerprints: Vec::new(),
+        };
+        let mut s = String::new();
+        render_os(&mut s, &os, false);
+        assert_eq!(
+            s,
+            "Device type: general purpose|webcam\n\
+Running (JUST GUESSING): Linux 5.X|2.6.X (96%), AXIS embedded (94%)\n\
+OS CPE: cpe:/o:linux:linux_kernel:5 cpe:/o:linux:linux_kernel:2.6.17 cpe:/h:axis:210a\n\
+Aggressive OS guesses: Linux 5.3 - 5.4 (96%), AXIS camera (Linux 2.6.17) (94%)\n\
+No exact OS matches for host (test conditions non-ideal).\n"
+        );
+    }
+
+    #[test]
+    fn trace_gaps_show_as_timed_out_rows() {
+        let hop = |ttl: u32, ip: &str, rtt: &str, host: Option<&str>| Hop {
+            ttl,
+            ipaddr: Some(ip.into()),
+            rtt: Some(rtt.into()),
+            host: host.map(str::to_string),
+        };
+        let t = Trace {
+            port: None,
+            proto: Some("icmp".into()),
+            hops: vec![
+                hop(1, "192.0.2.1", "0.50", Some("gw.example")),
+                hop(3, "192.0.2.3", "--", None),
+                hop(7, "192.0.2.7", "12.25", None),
+            ],
+        };
+        let mut s = String::new();
+        render_trace(&mut s, &t);
+        assert_eq!(
+            s,
+            "\nTRACEROUTE (using proto 1/icmp)\n\
+HOP RTT      ADDRESS\n\
+1   0.50 ms  gw.example (192.0.2.1)\n\
+2   ...\n\
+3   --       192.0.2.3\n\
+4   ... 6\n\
+7   12.25 ms 192.0.2.7\n"
         );
     }
 

@@ -231,14 +231,21 @@ impl<R: BufRead> Parser<R> {
                 Event::Start(e) => Ev::Start(elem(&e, line)?),
                 Event::Empty(e) => Ev::Empty(elem(&e, line)?),
                 Event::End(_) => Ev::End,
-                Event::Text(t) => Ev::Text(
-                    t.unescape()
-                        .map_err(|err| ReadError::Syntax {
+                Event::Text(t) => match t.unescape() {
+                    Ok(text) => Ev::Text(text.into_owned()),
+                    Err(err) => {
+                        let bad = ReadError::Syntax {
                             line,
                             message: err.to_string(),
-                        })?
-                        .into_owned(),
-                ),
+                        };
+                        // Text cut short by the end of the file (`&am`) is a truncation.
+                        self.buf.clear();
+                        return match self.xml.read_event_into(&mut self.buf) {
+                            Ok(Event::Eof) => Err(self.truncated()),
+                            _ => Err(bad),
+                        };
+                    }
+                },
                 Event::CData(t) => Ev::Text(String::from_utf8_lossy(&t).into_owned()),
                 Event::Eof => Ev::Eof,
                 Event::Comment(c) => {

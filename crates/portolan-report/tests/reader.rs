@@ -71,7 +71,7 @@ fn reads_a_plain_connect_scan() {
 }
 
 #[test]
-fn skips_what_the_model_does_not_carry() {
+fn reads_an_aggressive_scan() {
     // -A: os, uptime, distance, tcpsequence, ipidsequence, tcptssequence, structured scripts.
     let run = nmap("full");
     let h = &run.hosts[0];
@@ -102,6 +102,134 @@ fn skips_what_the_model_does_not_carry() {
     );
     assert_eq!(h.times.map(|t| t.srtt), Some(67));
     assert!(run.runstats.is_some());
+    let os = h.os.as_ref().expect("os");
+    assert_eq!(os.matches[0].name, "Linux 5.0 - 5.2");
+    assert_eq!((os.matches[0].accuracy, os.matches[0].line), (97, 68062));
+    assert_eq!(h.distance, Some(0));
+    assert_eq!(
+        h.ipidsequence.as_ref().map(|s| s.class.as_str()),
+        Some("All zeros")
+    );
+}
+
+#[test]
+fn reads_os_detection_and_traceroute() {
+    // -A across a router: two hops.
+    let run = nmap("os-a");
+    let h = &run.hosts[0];
+    let os = h.os.as_ref().expect("os");
+    let used: Vec<(PortState, Protocol, u16)> = os
+        .ports_used
+        .iter()
+        .map(|p| (p.state, p.proto, p.portid))
+        .collect();
+    assert_eq!(
+        used,
+        vec![
+            (PortState::Open, Protocol::Tcp, 22),
+            (PortState::Closed, Protocol::Tcp, 1),
+            (PortState::Closed, Protocol::Udp, 35716),
+        ]
+    );
+    assert_eq!(os.matches.len(), 10);
+    let axis = &os.matches[3];
+    assert_eq!(axis.name, "AXIS 210A or 211 Network Camera (Linux 2.6.17)");
+    assert_eq!(axis.classes.len(), 2);
+    assert_eq!(axis.classes[1].kind.as_deref(), Some("webcam"));
+    assert_eq!(axis.classes[1].vendor, "AXIS");
+    assert_eq!(axis.classes[1].osgen, None);
+    assert_eq!(
+        axis.classes[1].cpes,
+        vec![
+            "cpe:/h:axis:210a_network_camera",
+            "cpe:/h:axis:211_network_camera"
+        ]
+    );
+    assert_eq!(os.fingerprints.len(), 1);
+    assert!(os.fingerprints[0].starts_with("OS:SCAN(V=7.93%"));
+    assert!(os.fingerprints[0].ends_with(")\n"));
+    assert_eq!(h.distance, Some(2));
+    let up = h.uptime.as_ref().expect("uptime");
+    assert!(up.lastboot.as_deref().is_some_and(|b| b.ends_with("2026")));
+    let seq = h.tcpsequence.as_ref().expect("tcpsequence");
+    assert_eq!(seq.difficulty, "Good luck!");
+    assert_eq!(seq.values.split(',').count(), 6);
+    assert_eq!(
+        h.tcptssequence.as_ref().map(|t| t.class.as_str()),
+        Some("other")
+    );
+    let trace = h.trace.as_ref().expect("trace");
+    assert_eq!(
+        (trace.port, trace.proto.as_deref()),
+        (Some(1025), Some("tcp"))
+    );
+    let hops: Vec<(u32, Option<&str>)> = trace
+        .hops
+        .iter()
+        .map(|h| (h.ttl, h.ipaddr.as_deref()))
+        .collect();
+    assert_eq!(
+        hops,
+        vec![(1, Some("198.18.200.62")), (2, Some("198.18.200.66"))]
+    );
+    // The directly connected host's trace names no probe.
+    let near = &nmap("os-trace").hosts[0];
+    let t = near.trace.as_ref().expect("trace");
+    assert_eq!((t.port, t.proto.as_deref(), t.hops.len()), (None, None, 1));
+}
+
+#[test]
+fn reads_structured_script_output_in_order() {
+    let run = nmap("scripts");
+    let pre = &run.prescripts[0];
+    assert_eq!(pre.id, "p9fx-pre");
+    let elem = |k: Option<&str>, v: &str| ScriptItem::Elem {
+        key: k.map(str::to_string),
+        value: v.to_string(),
+    };
+    let table = |k: Option<&str>, items: Vec<ScriptItem>| ScriptItem::Table {
+        key: k.map(str::to_string),
+        items,
+    };
+    assert_eq!(
+        pre.content,
+        vec![
+            elem(Some("greeting"), "hello <&> \"world\" 'q'"),
+            table(Some("list"), vec![elem(None, "alpha"), elem(None, "beta")]),
+            table(
+                Some("nested"),
+                vec![
+                    elem(Some("inner"), "x"),
+                    elem(Some("count"), "3"),
+                    table(Some("empty"), vec![]),
+                ]
+            ),
+        ]
+    );
+    let h = &run.hosts[0];
+    let ids: Vec<&str> = h.hostscripts.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, vec!["p9fx-host", "p9fx-plain"]);
+    let host = &h.hostscripts[0];
+    assert_eq!(host.output, "custom text for 198.18.200.62\n  second line");
+    assert_eq!(
+        host.content.last(),
+        Some(&elem(Some("note"), "line one\nline two\ttab"))
+    );
+    assert!(h.hostscripts[1].content.is_empty());
+    let post: Vec<&str> = run.postscripts.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(post, vec!["reverse-index", "ssh-hostkey", "p9fx-post"]);
+    let rows = &run.postscripts[2].content[1];
+    assert_eq!(
+        rows,
+        &table(
+            Some("rows"),
+            vec![
+                elem(None, "r1"),
+                table(None, vec![elem(Some("k"), "v")]),
+                elem(None, "r3")
+            ]
+        )
+    );
 }
 
 #[test]
@@ -252,7 +380,9 @@ fn json_round_trip() {
 
 #[test]
 fn imported_runs_convert_to_json_and_back() {
-    for name in ["basic", "full", "two", "multi", "sn", "udp", "v6"] {
+    for name in [
+        "basic", "full", "two", "multi", "sn", "udp", "v6", "os-a", "os-trace", "os-v", "scripts",
+    ] {
         let run = nmap(name);
         let mut w = JsonWriter::new(Vec::new(), OutputOptions::default());
         feed(&mut w, &run);
@@ -378,6 +508,157 @@ fn unknown_port_state_and_missing_attributes() {
     );
 }
 
+/// `nmap-scripts.xml` with `from` replaced by `to` (once), and the line of the change.
+fn scripts_with(from: &str, to: &str) -> (String, u64) {
+    let text = std::fs::read_to_string(data("nmap-scripts.xml")).unwrap();
+    let at = text
+        .find(from)
+        .unwrap_or_else(|| panic!("{from} not in the fixture"));
+    let line = text[..at].matches('\n').count() as u64 + 1;
+    (text.replacen(from, to, 1), line)
+}
+
+/// `nmap-os-a.xml` with `from` replaced by `to` (once), and the line of the change.
+fn os_with(from: &str, to: &str) -> (String, u64) {
+    let text = std::fs::read_to_string(data("nmap-os-a.xml")).unwrap();
+    let at = text
+        .find(from)
+        .unwrap_or_else(|| panic!("{from} not in the fixture"));
+    let line = text[..at].matches('\n').count() as u64 + 1;
+    (text.replacen(from, to, 1), line)
+}
+
+fn assert_misplaced(e: &ReadError, want_line: u64, want_element: &str, want_parent: &str) {
+    match e {
+        ReadError::Misplaced {
+            line,
+            element,
+            parent,
+        } => assert_eq!(
+            (*line, element.as_str(), parent.as_str()),
+            (want_line, want_element, want_parent),
+            "{e}"
+        ),
+        other => panic!("expected Misplaced, got {other}"),
+    }
+    assert!(
+        e.to_string().starts_with(&format!("line {want_line}: ")),
+        "{e}"
+    );
+}
+
+#[test]
+fn malformed_os_elements_are_refused_with_their_line() {
+    // An osmatch without its name.
+    let (doc, line) = os_with("<osmatch name=\"Linux 3.2\" ", "<osmatch ");
+    let e = err(&doc);
+    assert!(
+        matches!(e, ReadError::MissingAttribute { line: l, ref element, attribute: "name" }
+            if l == line && element == "osmatch"),
+        "{e}"
+    );
+    // Accuracies that are not a whole percentage.
+    for bad in ["96%", "101", "-1", "9.5", ""] {
+        let (doc, line) = os_with(
+            "accuracy=\"96\" line=\"68140\"",
+            &format!("accuracy=\"{bad}\" line=\"68140\""),
+        );
+        let e = err(&doc);
+        assert!(
+            matches!(e, ReadError::InvalidAttribute { line: l, attribute: "accuracy", .. } if l == line),
+            "{bad}: {e}"
+        );
+    }
+    let (doc, line) = os_with(
+        "osgen=\"5.X\" accuracy=\"96\"",
+        "osgen=\"5.X\" accuracy=\"1000\"",
+    );
+    let e = err(&doc);
+    assert!(
+        matches!(e, ReadError::InvalidAttribute { line: l, ref element, attribute: "accuracy", .. }
+            if l == line && element == "osclass"),
+        "{e}"
+    );
+    // osclass without the vendor nmap.dtd requires.
+    let (doc, line) = os_with(" vendor=\"AXIS\"", "");
+    let e = err(&doc);
+    assert!(
+        matches!(e, ReadError::MissingAttribute { line: l, attribute: "vendor", .. } if l == line),
+        "{e}"
+    );
+    // OS elements outside <os>, and foreign elements inside it.
+    let (doc, line) = os_with(
+        "<distance ",
+        "<osmatch name=\"x\" accuracy=\"1\" line=\"2\"/><distance ",
+    );
+    assert_misplaced(&err(&doc), line, "osmatch", "host");
+    let (doc, line) = os_with(
+        "<osmatch name=\"Linux 3.2\"",
+        "<osclass vendor=\"v\" osfamily=\"f\" accuracy=\"9\"/><osmatch name=\"Linux 3.2\"",
+    );
+    assert_misplaced(&err(&doc), line, "osclass", "os");
+    let (doc, line) = os_with("<cpe>cpe:/o:linux:linux_kernel:5</cpe>", "<elem>x</elem>");
+    assert_misplaced(&err(&doc), line, "elem", "osclass");
+    // The other host elements: required attributes and numbers.
+    let (doc, line) = os_with("<distance value=\"2\"/>", "<distance value=\"two\"/>");
+    let e = err(&doc);
+    assert!(
+        matches!(e, ReadError::InvalidAttribute { line: l, attribute: "value", .. } if l == line),
+        "{e}"
+    );
+    let (doc, line) = os_with("<tcpsequence index=\"", "<tcpsequence idx=\"");
+    let e = err(&doc);
+    assert!(
+        matches!(e, ReadError::MissingAttribute { line: l, attribute: "index", .. } if l == line),
+        "{e}"
+    );
+    let (doc, line) = os_with("<hop ttl=\"2\"", "<hop ttl=\"second\"");
+    let e = err(&doc);
+    assert!(
+        matches!(e, ReadError::InvalidAttribute { line: l, attribute: "ttl", .. } if l == line),
+        "{e}"
+    );
+    let (doc, line) = os_with("<times ", "<hop ttl=\"3\"/><times ");
+    assert_misplaced(&err(&doc), line, "hop", "host");
+}
+
+#[test]
+fn malformed_script_elements_are_refused_with_their_line() {
+    // elem outside a script: in a port, in a host, in hostscript, at the top.
+    let (doc, line) = scripts_with("</service>", "</service><elem key=\"k\">v</elem>");
+    assert_misplaced(&err(&doc), line, "elem", "port");
+    let (doc, line) = scripts_with("<hostscript>", "<table key=\"t\"/><hostscript>");
+    assert_misplaced(&err(&doc), line, "table", "host");
+    let (doc, line) = scripts_with("<hostscript>", "<hostscript><elem>x</elem>");
+    assert_misplaced(&err(&doc), line, "elem", "hostscript");
+    let (doc, line) = scripts_with("<prescript>", "<elem>x</elem><prescript>");
+    assert_misplaced(&err(&doc), line, "elem", "nmaprun");
+    // Inside a script only elem and table; inside an elem only text.
+    let (doc, line) = scripts_with(
+        "<elem key=\"inner\">x</elem>",
+        "<script id=\"x\" output=\"\"/>",
+    );
+    assert_misplaced(&err(&doc), line, "script", "table");
+    let (doc, line) = scripts_with(
+        "<elem key=\"inner\">x</elem>",
+        "<elem key=\"inner\">x<b/></elem>",
+    );
+    assert_misplaced(&err(&doc), line, "b", "elem");
+    // A script without its id.
+    let (doc, line) = scripts_with("<script id=\"p9fx-plain\"", "<script");
+    let e = err(&doc);
+    assert!(
+        matches!(e, ReadError::MissingAttribute { line: l, attribute: "id", .. } if l == line),
+        "{e}"
+    );
+    // A table that is never closed is a syntax error, not a silent truncation of the script.
+    let (doc, _) = scripts_with(
+        "</table>\n</table>\n</script></prescript>",
+        "</table>\n</script></prescript>",
+    );
+    assert!(err(&doc).line().is_some());
+}
+
 #[test]
 fn malformed_xml_names_the_line() {
     let text = basic_text();
@@ -430,7 +711,12 @@ impl Rng {
 
 #[test]
 fn every_truncation_is_an_error_never_a_panic() {
-    for name in ["nmap-full.xml", "nmap-two.xml", "golden/sample.xml"] {
+    for name in [
+        "nmap-full.xml",
+        "nmap-two.xml",
+        "nmap-scripts.xml",
+        "golden/sample.xml",
+    ] {
         let bytes = std::fs::read(data(name)).unwrap();
         let end = bytes
             .windows(b"</nmaprun>".len())
@@ -454,7 +740,12 @@ fn every_truncation_is_an_error_never_a_panic() {
 #[test]
 fn random_byte_flips_never_panic() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    for name in ["nmap-full.xml", "nmap-multi.xml", "golden/sample.xml"] {
+    for name in [
+        "nmap-full.xml",
+        "nmap-multi.xml",
+        "nmap-scripts.xml",
+        "golden/sample.xml",
+    ] {
         let original = std::fs::read(data(name)).unwrap();
         for round in 0..1500 {
             let mut bytes = original.clone();
