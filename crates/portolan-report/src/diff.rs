@@ -5,14 +5,19 @@
 //! - Hosts pair by an id: the lowest address (IPv4 < IPv6 < MAC, then by text) padded to 40
 //!   characters, followed by the lowest hostname. Hosts with different ids are never paired.
 //! - A host changes when its state, its set of addresses or hostnames, its "Not shown" counts,
-//!   or one of its listed ports changes. A port changes when its state, its service (name,
-//!   product, version, extrainfo: not the tunnel) or its script output changes.
+//!   one of its listed ports, its OS matches (the list of osmatch names, compared as a
+//!   sequence) or its host script results change. A port changes when its state, its service
+//!   (name, product, version, extrainfo: not the tunnel) or its script output changes.
+//! - Script results are compared by id and output text (not their structured elements), in a
+//!   merge of the two lists by id: port and host scripts sorted, pre- and post-scan scripts
+//!   in file order, as Ndiff keeps them.
 //! - A port whose state is collapsed into "Not shown" on both sides is left out.
-//! - The scan headers are shown when they differ, but do not make the scans different.
+//! - The scan headers are shown when they differ, but do not make the scans different; nor
+//!   do pre- and post-scan script results, which are shown but not counted (Ndiff's cost is
+//!   the sum over hosts).
 //!
-//! What the model does not carry (OS matches, host scripts, pre- and post-scan scripts) is
-//! not compared. Where Ndiff 7.93 fails under Python 3 (two scripts on one port, a port whose
-//! only change is its script output, `-v` on files with scripts), this module does what Ndiff
+//! Where Ndiff 7.93 fails under Python 3 (two scripts on one port or host, a port whose only
+//! change is its script output, `-v` on files with scripts), this module does what Ndiff
 //! evidently means to do instead: see docs/diff.md.
 
 use std::collections::{BTreeMap, HashSet};
@@ -21,7 +26,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::timefmt::Zone;
-use portolan_model::{AddrType, Host, ScanRun};
+use portolan_model::{AddrType, Host, ScanRun, Script};
 
 /// What to compare and show.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -208,6 +213,10 @@ struct HostView {
     ports: BTreeMap<Spec, PortView>,
     /// (state, count) in first-seen order; a repeated state keeps its place, takes the count.
     extraports: Vec<(String, u32)>,
+    /// osmatch names, in file order.
+    os: Vec<String>,
+    /// Host script results, sorted by (id, output).
+    scripts: Vec<ScriptOut>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -248,16 +257,14 @@ impl HostView {
                 None => v.extraports.push((state, e.count)),
             }
         }
+        if let Some(os) = &h.os {
+            v.os = os.matches.iter().map(|m| m.name.clone()).collect();
+        }
+        v.scripts = script_outs(&h.hostscripts);
+        v.scripts.sort();
         for p in &h.ports {
             let spec = (p.portid, p.protocol.as_str().to_string());
-            let mut scripts: Vec<ScriptOut> = p
-                .scripts
-                .iter()
-                .map(|s| ScriptOut {
-                    id: s.id.clone(),
-                    output: s.output.clone(),
-                })
-                .collect();
+            let mut scripts = script_outs(&p.scripts);
             scripts.sort();
             let service = p
                 .service
@@ -390,7 +397,76 @@ impl HostView {
         if !ports.kids.is_empty() {
             e.push(ports);
         }
+        if !self.os.is_empty() {
+            e.push(El::new("os").children(self.os.iter().map(|n| osmatch_elem(n)).collect()));
+        }
+        if !self.scripts.is_empty() {
+            e.push(
+                El::new("hostscript").children(self.scripts.iter().map(ScriptOut::elem).collect()),
+            );
+        }
         e
+    }
+}
+
+fn script_outs(scripts: &[Script]) -> Vec<ScriptOut> {
+    scripts
+        .iter()
+        .map(|s| ScriptOut {
+            id: s.id.clone(),
+            output: s.output.clone(),
+        })
+        .collect()
+}
+
+fn osmatch_elem(name: &str) -> El {
+    El::new("osmatch").attr("name", name)
+}
+
+/// Ndiff's print_script_result_diffs_text: a titled block of script lines, when any.
+fn script_diffs_text(
+    out: &mut String,
+    title: &str,
+    a: &[ScriptOut],
+    b: &[ScriptOut],
+    diffs: &[ScriptDiff],
+    verbose: bool,
+) {
+    let mut table = Table::default();
+    for d in diffs {
+        d.append_to_table(&mut table, verbose);
+    }
+    if table.rows.is_empty() {
+        return;
+    }
+    let mark = if b.is_empty() {
+        '-'
+    } else if a.is_empty() {
+        '+'
+    } else {
+        ' '
+    };
+    let _ = writeln!(out, "\n{mark}{title}:");
+    out.push_str(&table.render());
+    out.push('\n');
+}
+
+/// Ndiff's script_result_diffs_to_dom_fragment: `<a><x>..</x></a>` when only the first scan
+/// has results, `<b>..` when only the second, else `<x>` with one entry per difference.
+fn script_diffs_elem(
+    name: &'static str,
+    a: &[ScriptOut],
+    b: &[ScriptOut],
+    diffs: &[ScriptDiff],
+) -> Option<El> {
+    let all = |v: &[ScriptOut]| El::new(name).children(v.iter().map(ScriptOut::elem).collect());
+    match (a.is_empty(), b.is_empty()) {
+        (true, true) => None,
+        (false, true) => Some(El::new("a").child(all(a))),
+        (true, false) => Some(El::new("b").child(all(b))),
+        (false, false) => {
+            Some(El::new(name).children(diffs.iter().flat_map(ScriptDiff::frag).collect()))
+        }
     }
 }
 
@@ -672,6 +748,10 @@ struct HostDiff {
     id_changed: bool,
     extraports_changed: bool,
     ports: Vec<PortDiff>,
+    /// difflib's opcodes from the first OS list to the second.
+    os_ops: Vec<Opcode>,
+    os_changed: bool,
+    scripts: Vec<ScriptDiff>,
     changes: usize,
 }
 
@@ -696,10 +776,15 @@ impl HostDiff {
         }
         // Ndiff compares the counts in file order here (and as sets in its XML output).
         let extraports_changed = a.extraports != b.extraports;
+        let os_ops = opcodes(&a.os, &b.os);
+        let os_cost = os_ops.iter().filter(|o| o.tag != Tag::Equal).count();
+        let scripts = ScriptDiff::lists(&a.scripts, &b.scripts, verbose);
         let changes = usize::from(state_changed)
             + usize::from(id_changed)
             + usize::from(extraports_changed)
-            + ports.iter().map(|p| p.changes).sum::<usize>();
+            + ports.iter().map(|p| p.changes).sum::<usize>()
+            + os_cost
+            + scripts.iter().filter(|s| s.changed()).count();
         HostDiff {
             a,
             b,
@@ -707,6 +792,9 @@ impl HostDiff {
             id_changed,
             extraports_changed,
             ports,
+            os_ops,
+            os_changed: os_cost > 0,
+            scripts,
             changes,
         }
     }
@@ -767,6 +855,36 @@ impl HostDiff {
             out.push_str(&table.render());
             out.push('\n');
         }
+        if self.os_changed || verbose {
+            match (a.os.is_empty(), b.os.is_empty()) {
+                (false, false) => out.push_str(" OS details:\n"),
+                (false, true) => out.push_str("-OS details:\n"),
+                (true, false) => out.push_str("+OS details:\n"),
+                (true, true) => {}
+            }
+            for op in &self.os_ops {
+                if op.tag == Tag::Equal {
+                    for n in &a.os[op.a.clone()] {
+                        let _ = writeln!(out, "   {n}");
+                    }
+                    continue;
+                }
+                for n in &a.os[op.a.clone()] {
+                    let _ = writeln!(out, "-  {n}");
+                }
+                for n in &b.os[op.b.clone()] {
+                    let _ = writeln!(out, "+  {n}");
+                }
+            }
+        }
+        script_diffs_text(
+            out,
+            "Host script results",
+            &a.scripts,
+            &b.scripts,
+            &self.scripts,
+            verbose,
+        );
     }
 
     fn elem(&self, verbose: bool) -> El {
@@ -839,6 +957,32 @@ impl HostDiff {
         if !ports.kids.is_empty() {
             host.push(ports);
         }
+        if self.os_changed || verbose {
+            let mut os = El::new("os");
+            for op in &self.os_ops {
+                let names = |v: &[String]| v.iter().map(|n| osmatch_elem(n)).collect::<Vec<_>>();
+                if op.tag == Tag::Equal {
+                    os.extend(names(&a.os[op.a.clone()]));
+                    continue;
+                }
+                if matches!(op.tag, Tag::Replace | Tag::Delete) {
+                    os.push(El::new("a").children(names(&a.os[op.a.clone()])));
+                }
+                if matches!(op.tag, Tag::Replace | Tag::Insert) {
+                    os.push(El::new("b").children(names(&b.os[op.b.clone()])));
+                }
+            }
+            if !os.kids.is_empty() {
+                host.push(os);
+            }
+        }
+        if !self.scripts.is_empty() || verbose {
+            host.extend(
+                script_diffs_elem("hostscript", &a.scripts, &b.scripts, &self.scripts)
+                    .into_iter()
+                    .collect(),
+            );
+        }
         hd.push(host);
         hd
     }
@@ -852,6 +996,41 @@ pub struct ScanDiff {
     pub after: RunInfo,
     /// Every pair of hosts, in Ndiff's order (shown: changed ones, or all when verbose).
     hosts: Vec<HostDiff>,
+    pre: ScriptListDiff,
+    post: ScriptListDiff,
+}
+
+/// Pre- or post-scan script results of both scans, in file order, and their differences.
+#[derive(Debug, Clone)]
+struct ScriptListDiff {
+    a: Vec<ScriptOut>,
+    b: Vec<ScriptOut>,
+    diffs: Vec<ScriptDiff>,
+}
+
+impl ScriptListDiff {
+    fn new(a: &[Script], b: &[Script], verbose: bool) -> Self {
+        let (a, b) = (script_outs(a), script_outs(b));
+        let diffs = ScriptDiff::lists(&a, &b, verbose);
+        ScriptListDiff { a, b, diffs }
+    }
+
+    fn text(&self, out: &mut String, title: &str, verbose: bool) {
+        script_diffs_text(out, title, &self.a, &self.b, &self.diffs, verbose);
+    }
+
+    /// Ndiff writes the children of what script_result_diffs_to_dom_fragment returns, so the
+    /// outer element (`<a>`, `<b>` or `<prescript>`) itself is not written.
+    fn xml(&self, out: &mut String, name: &'static str, verbose: bool) {
+        if self.diffs.is_empty() && !verbose {
+            return;
+        }
+        if let Some(e) = script_diffs_elem(name, &self.a, &self.b, &self.diffs) {
+            for k in &e.kids {
+                k.write(out);
+            }
+        }
+    }
 }
 
 /// Compares `before` with `after`.
@@ -897,6 +1076,8 @@ pub fn diff(before: &ScanRun, after: &ScanRun, opts: DiffOptions) -> ScanDiff {
             .into_iter()
             .map(|(x, y)| HostDiff::new(x, y, opts.verbose))
             .collect(),
+        pre: ScriptListDiff::new(&before.prescripts, &after.prescripts, opts.verbose),
+        post: ScriptListDiff::new(&before.postscripts, &after.postscripts, opts.verbose),
     }
 }
 
@@ -927,10 +1108,14 @@ impl ScanDiff {
         } else if self.verbose {
             let _ = writeln!(out, " {ba}");
         }
+        self.pre
+            .text(&mut out, "Pre-scan script results", self.verbose);
         for h in self.shown() {
             out.push('\n');
             h.write_text(&mut out, self.verbose);
         }
+        self.post
+            .text(&mut out, "Post-scan script results", self.verbose);
         out
     }
 
@@ -948,9 +1133,11 @@ impl ScanDiff {
         } else if self.verbose {
             self.before.elem().write(&mut out);
         }
+        self.pre.xml(&mut out, "prescript", self.verbose);
         for h in self.shown() {
             h.elem(self.verbose).write(&mut out);
         }
+        self.post.xml(&mut out, "postscript", self.verbose);
         out.push_str("</scandiff></nmapdiff>");
         out
     }
@@ -962,7 +1149,15 @@ impl ScanDiff {
             changed: self.changed(),
             before: &self.before,
             after: &self.after,
+            prescripts: Change {
+                before: &self.pre.a,
+                after: &self.pre.b,
+            },
             hosts: self.shown().map(JsonHost::new).collect(),
+            postscripts: Change {
+                before: &self.post.a,
+                after: &self.post.b,
+            },
         };
         serde_json::to_string(&doc).unwrap_or_default()
     }
@@ -974,7 +1169,9 @@ struct JsonDiff<'a> {
     changed: bool,
     before: &'a RunInfo,
     after: &'a RunInfo,
+    prescripts: Change<&'a [ScriptOut]>,
     hosts: Vec<JsonHost>,
+    postscripts: Change<&'a [ScriptOut]>,
 }
 
 #[derive(Serialize)]
@@ -989,6 +1186,9 @@ struct JsonHost {
     hostnames: Change<Vec<String>>,
     extraports: Change<Vec<JsonExtra>>,
     ports: Vec<JsonPort>,
+    /// osmatch names, best first.
+    os: Change<Vec<String>>,
+    hostscripts: Change<Vec<ScriptOut>>,
 }
 
 #[derive(Serialize)]
@@ -1100,6 +1300,14 @@ impl JsonHost {
                     after: JsonPortSide::new(&p.b),
                 })
                 .collect(),
+            os: Change {
+                before: h.a.os.clone(),
+                after: h.b.os.clone(),
+            },
+            hostscripts: Change {
+                before: h.a.scripts.clone(),
+                after: h.b.scripts.clone(),
+            },
         }
     }
 }

@@ -913,12 +913,23 @@ fn elem(e: &BytesStart<'_>, line: u64) -> Result<Elem, ReadError> {
             message: format!("in <{name}>: {err}"),
         })?;
         let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
-        let value = a
-            .unescape_value()
-            .map_err(|err| ReadError::Syntax {
-                line,
-                message: format!("in <{name} {key}>: {err}"),
-            })?
+        let bad = |message: String| ReadError::Syntax {
+            line,
+            message: format!("in <{name} {key}>: {message}"),
+        };
+        let raw = std::str::from_utf8(&a.value).map_err(|e| bad(e.to_string()))?;
+        // XML's attribute-value normalisation: a literal line break or tab is a space (only
+        // a character reference such as &#xa; stands for the character itself), as every
+        // conforming parser, Ndiff's included, reads it.
+        let normalised;
+        let raw = if raw.contains(['\t', '\n', '\r']) {
+            normalised = raw.replace("\r\n", " ").replace(['\t', '\n', '\r'], " ");
+            normalised.as_str()
+        } else {
+            raw
+        };
+        let value = quick_xml::escape::unescape(raw)
+            .map_err(|e| bad(e.to_string()))?
             .into_owned();
         attrs.push((key, value));
     }

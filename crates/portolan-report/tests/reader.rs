@@ -548,6 +548,22 @@ fn assert_misplaced(e: &ReadError, want_line: u64, want_element: &str, want_pare
 }
 
 #[test]
+fn attribute_line_breaks_are_normalised_as_xml_requires() {
+    // A literal line break or tab in an attribute is a space; &#xa; is a line break.
+    let (doc, _) = scripts_with(
+        "output=\"plain: 198.18.200.62\"",
+        "output=\"plain:\r\n198.18.200.62\tx&#xa;y\"",
+    );
+    let run = read_xml(doc.as_bytes()).unwrap();
+    let plain = run.hosts[0]
+        .hostscripts
+        .iter()
+        .find(|s| s.id == "p9fx-plain")
+        .unwrap();
+    assert_eq!(plain.output, "plain: 198.18.200.62 x\ny");
+}
+
+#[test]
 fn malformed_os_elements_are_refused_with_their_line() {
     // An osmatch without its name.
     let (doc, line) = os_with("<osmatch name=\"Linux 3.2\" ", "<osmatch ");
