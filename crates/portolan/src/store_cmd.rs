@@ -506,6 +506,9 @@ impl Sink for StoreSink {
             hosts_up: rs.hosts_up,
             hosts_total: rs.hosts_total,
         };
+        if !run.prescripts.is_empty() || !run.postscripts.is_empty() {
+            self.store.set_run_scripts(id, run).map_err(out_err)?;
+        }
         if rs.exit == RunExit::Success {
             self.store.finish_scan(id, stats).map_err(out_err)
         } else {
