@@ -12,7 +12,9 @@ use std::io::Write;
 use crate::escape;
 use crate::text::{self, Tally};
 use crate::timefmt::Zone;
-use portolan_model::{AddrType, Host, HostState, HostnameType, Os, PortState, ScanRun, Script};
+use portolan_model::{
+    AddrType, Hop, Host, HostState, HostnameType, Os, PortState, ScanRun, Script,
+};
 use portolan_model::{OutputError, OutputOptions, Sink};
 
 /// Nmap keeps at most this many distinct values per "Service Info" field.
@@ -26,6 +28,9 @@ pub struct NormalWriter<W: Write> {
     version_scan: bool,
     zone: Zone,
     tally: Tally,
+    /// The traces of the hosts written so far, by address: a later host whose first hops
+    /// are theirs shows them as one "Hops 1-N are the same as for X" row, as Nmap does.
+    traces: Vec<(String, Vec<Hop>)>,
 }
 
 impl<W: Write> NormalWriter<W> {
@@ -40,6 +45,7 @@ impl<W: Write> NormalWriter<W> {
             version_scan: false,
             zone: Zone::Local,
             tally: Tally::default(),
+            traces: Vec::new(),
         }
     }
 
@@ -162,7 +168,12 @@ impl<W: Write> NormalWriter<W> {
             render_script_list(&mut s, &host.hostscripts);
         }
         if let Some(t) = &host.trace {
-            render_trace(&mut s, t);
+            let shared = if self.opts.debugging == 0 {
+                shared_hops(&self.traces, &t.hops)
+            } else {
+                None
+            };
+            render_trace(&mut s, t, shared);
         }
         // Nmap closes each port-scanned host with a blank line (not ping-only ones).
         if has_ports {
@@ -304,6 +315,8 @@ enum Row {
     Cells(Vec<String>),
     /// A row that spans the table (script output) and does not widen columns.
     Full(String),
+    /// Leading cells, then text that spans the rest of the row without widening columns.
+    Lead(Vec<String>, String),
 }
 
 /// Columns left-aligned, each as wide as its widest cell plus one space, trailing blanks cut.
@@ -338,6 +351,16 @@ fn render_table(rows: &[Row]) -> String {
             }
             Row::Full(text) => {
                 out.push_str(text);
+                out.push('\n');
+            }
+            Row::Lead(cells, text) => {
+                let mut line = String::new();
+                for (i, c) in cells.iter().enumerate() {
+                    let w = widths.get(i).copied().unwrap_or(0);
+                    let _ = write!(line, "{c:<w$} ");
+                }
+                line.push_str(text);
+                out.push_str(line.trim_end_matches(' '));
                 out.push('\n');
             }
         }
@@ -564,9 +587,25 @@ fn proto_number(name: &str) -> Option<u8> {
     })
 }
 
+/// How many of `hops`, from the first, an earlier host's trace already holds (the same
+/// ttl, address, name and rtt: Nmap writes a shared hop once per host that goes through
+/// it), and the address of the host whose trace the last of them came from.
+fn shared_hops(earlier: &[(String, Vec<Hop>)], hops: &[Hop]) -> Option<(usize, String)> {
+    let mut shared = None;
+    for (i, h) in hops.iter().enumerate() {
+        match earlier.iter().find(|(_, hs)| hs.contains(h)) {
+            Some((addr, _)) => shared = Some((i + 1, addr.clone())),
+            None => break,
+        }
+    }
+    // The host's own hop is never shared: a trace wholly found in another is not folded.
+    shared.filter(|(n, _)| *n < hops.len())
+}
+
 /// The TRACEROUTE table (Nmap's printtraceroute_normal). Hops that timed out are not in
 /// the file; the gaps they leave in the ttls are shown as Nmap shows them, `...` rows.
-fn render_trace(s: &mut String, t: &portolan_model::Trace) {
+/// `shared`: the first hops an earlier host's trace holds, folded into one row.
+fn render_trace(s: &mut String, t: &portolan_model::Trace, shared: Option<(usize, String)>) {
     if t.hops.is_empty() {
         return;
     }
@@ -597,7 +636,25 @@ fn render_trace(s: &mut String, t: &portolan_model::Trace) {
         "ADDRESS".to_string(),
     ])];
     let mut next_ttl = 1u32;
-    for h in &t.hops {
+    let mut hops = t.hops.as_slice();
+    if let Some((n, addr)) = shared {
+        let (folded, rest) = hops.split_at(n.min(hops.len()));
+        if let Some(last) = folded.last() {
+            let text = if last.ttl == 1 {
+                format!("Hop 1 is the same as for {}", escape::text(&addr))
+            } else {
+                format!(
+                    "Hops 1-{} are the same as for {}",
+                    last.ttl,
+                    escape::text(&addr)
+                )
+            };
+            rows.push(Row::Lead(vec!["-".to_string()], text));
+            next_ttl = last.ttl.saturating_add(1);
+        }
+        hops = rest;
+    }
+    for h in hops {
         if h.ttl > next_ttl {
             let last = h.ttl - 1;
             let rtt = if last == next_ttl {
@@ -696,6 +753,10 @@ impl<W: Write> Sink for NormalWriter<W> {
     fn host(&mut self, run: &ScanRun, host: &Host) -> Result<(), OutputError> {
         self.tally.add(host);
         let s = self.render_host(run, host);
+        if let Some(t) = &host.trace {
+            self.traces
+                .push((host.addr_str().to_string(), t.hops.clone()));
+        }
         self.emit(&s)
     }
 
@@ -731,7 +792,7 @@ impl<W: Write> Sink for NormalWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portolan_model::{Hop, OsClass, OsMatch, Trace};
+    use portolan_model::{OsClass, OsMatch, Trace};
 
     #[test]
     fn table_pads_and_trims() {
@@ -907,7 +968,7 @@ No exact OS matches for host (test conditions non-ideal).\n"
             ],
         };
         let mut s = String::new();
-        render_trace(&mut s, &t);
+        render_trace(&mut s, &t, None);
         assert_eq!(
             s,
             "\nTRACEROUTE (using proto 1/icmp)\n\
@@ -917,6 +978,48 @@ HOP RTT      ADDRESS\n\
 3   --       192.0.2.3\n\
 4   ... 6\n\
 7   12.25 ms 192.0.2.7\n"
+        );
+    }
+
+    #[test]
+    fn hops_an_earlier_trace_holds_are_folded() {
+        let hop = |ttl: u32, ip: &str, rtt: &str| Hop {
+            ttl,
+            ipaddr: Some(ip.into()),
+            rtt: Some(rtt.into()),
+            host: None,
+        };
+        let first = vec![
+            hop(1, "192.0.2.1", "0.50"),
+            hop(2, "192.0.2.2", "1.00"),
+            hop(3, "192.0.2.30", "1.50"),
+        ];
+        let earlier = vec![("192.0.2.30".to_string(), first.clone())];
+        let second = vec![
+            hop(1, "192.0.2.1", "0.50"),
+            hop(2, "192.0.2.2", "1.00"),
+            hop(3, "192.0.2.40", "1.75"),
+        ];
+        let shared = shared_hops(&earlier, &second);
+        assert_eq!(shared, Some((2, "192.0.2.30".to_string())));
+        // The same router answering with another rtt is another probe: not folded.
+        let third = vec![hop(1, "192.0.2.1", "0.75"), hop(2, "192.0.2.50", "1.00")];
+        assert_eq!(shared_hops(&earlier, &third), None);
+        // A trace wholly held by an earlier one (the same target twice) is not folded.
+        assert_eq!(shared_hops(&earlier, &first), None);
+        let t = Trace {
+            port: Some(80),
+            proto: Some("tcp".into()),
+            hops: second,
+        };
+        let mut s = String::new();
+        render_trace(&mut s, &t, shared);
+        assert_eq!(
+            s,
+            "\nTRACEROUTE (using port 80/tcp)\n\
+HOP RTT     ADDRESS\n\
+-   Hops 1-2 are the same as for 192.0.2.30\n\
+3   1.75 ms 192.0.2.40\n"
         );
     }
 

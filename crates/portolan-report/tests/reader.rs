@@ -382,6 +382,7 @@ fn json_round_trip() {
 fn imported_runs_convert_to_json_and_back() {
     for name in [
         "basic", "full", "two", "multi", "sn", "udp", "v6", "os-a", "os-trace", "os-v", "scripts",
+        "trace2",
     ] {
         let run = nmap(name);
         let mut w = JsonWriter::new(Vec::new(), OutputOptions::default());
