@@ -190,9 +190,14 @@ impl<W: Write> Sink for GrepableWriter<W> {
         self.emit(&s)
     }
 
-    fn host(&mut self, _run: &ScanRun, host: &Host) -> Result<(), OutputError> {
+    fn host(&mut self, run: &ScanRun, host: &Host) -> Result<(), OutputError> {
         self.tally.add(host);
-        let s = self.render_host(host);
+        let mut s = self.render_host(host);
+        // A traced (or scripted) ping-scan host ends with the newline that closes a
+        // port-scanned host's Ports line: here, a blank line.
+        if host.is_up() && text::ping_scan_in_full(run) {
+            s.push('\n');
+        }
         self.emit(&s)
     }
 

@@ -175,8 +175,9 @@ impl<W: Write> NormalWriter<W> {
             };
             render_trace(&mut s, t, shared);
         }
-        // Nmap closes each port-scanned host with a blank line (not ping-only ones).
-        if has_ports {
+        // Nmap closes each port-scanned host with a blank line (not ping-only ones, unless
+        // they were traced or had scripts run).
+        if has_ports || text::ping_scan_in_full(run) {
             s.push('\n');
         }
         s

@@ -187,6 +187,16 @@ pub(crate) fn service_label(port: &Port, version_scan: bool) -> String {
 }
 
 /// "port"/"ports" by count.
+/// Whether a run without a port scan (`-sn`) still reports each host in full, as Nmap does
+/// when it traced routes or ran scripts: such a host ends with a blank line in normal and
+/// grepable output, as a port-scanned one does.
+pub(crate) fn ping_scan_in_full(run: &ScanRun) -> bool {
+    run.scaninfo.is_empty()
+        && run.args.split_whitespace().any(|a| {
+            matches!(a, "--traceroute" | "-A" | "-sC" | "--script") || a.starts_with("--script=")
+        })
+}
+
 pub(crate) fn plural(n: u32, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 {
         one

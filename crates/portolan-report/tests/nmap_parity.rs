@@ -65,6 +65,8 @@ const CASES: &[(&str, bool, u8)] = &[
     ("os-v", false, 1),
     // --traceroute of two hosts behind one router: the second folds the shared hop.
     ("trace2", false, 0),
+    // -sn --traceroute: ICMP traces, and hosts reported in full without a port scan.
+    ("sn-trace", false, 0),
     // -A against 127.0.0.1 (OS matches without a fingerprint line).
     ("full", false, 0),
 ];
