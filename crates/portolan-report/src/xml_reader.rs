@@ -814,6 +814,9 @@ impl<R: BufRead> Parser<R> {
                         .push(required(&el, "fingerprint")?.to_string());
                     p.finish(&el, open)?;
                 }
+                // Nmap's --deprecated-xml-osclass writes the classes beside the matches
+                // (the pre-2012 layout); the model keeps classes under their match only.
+                "osclass" => p.finish(&el, open)?,
                 _ => p.other(&el, open, "os")?,
             }
             Ok(())
