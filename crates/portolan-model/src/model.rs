@@ -740,7 +740,7 @@ pub struct Trace {
     pub hops: Vec<Hop>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Hop {
     pub ttl: u32,
     pub ipaddr: Option<String>,

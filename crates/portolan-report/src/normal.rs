@@ -6,6 +6,7 @@
 //! Info", host script results, the traceroute, pre- and post-scan script results, and the
 //! footer.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
 
@@ -28,9 +29,10 @@ pub struct NormalWriter<W: Write> {
     version_scan: bool,
     zone: Zone,
     tally: Tally,
-    /// The traces of the hosts written so far, by address: a later host whose first hops
-    /// are theirs shows them as one "Hops 1-N are the same as for X" row, as Nmap does.
-    traces: Vec<(String, Vec<Hop>)>,
+    /// Every hop of the traces written so far, with the address of the first host whose
+    /// trace had it: a later host whose first hops are known shows them as one "Hops 1-N
+    /// are the same as for X" row, as Nmap does.
+    hops_seen: HashMap<Hop, String>,
 }
 
 impl<W: Write> NormalWriter<W> {
@@ -45,7 +47,7 @@ impl<W: Write> NormalWriter<W> {
             version_scan: false,
             zone: Zone::Local,
             tally: Tally::default(),
-            traces: Vec::new(),
+            hops_seen: HashMap::new(),
         }
     }
 
@@ -169,7 +171,7 @@ impl<W: Write> NormalWriter<W> {
         }
         if let Some(t) = &host.trace {
             let shared = if self.opts.debugging == 0 {
-                shared_hops(&self.traces, &t.hops)
+                shared_hops(&self.hops_seen, &t.hops)
             } else {
                 None
             };
@@ -591,11 +593,11 @@ fn proto_number(name: &str) -> Option<u8> {
 /// How many of `hops`, from the first, an earlier host's trace already holds (the same
 /// ttl, address, name and rtt: Nmap writes a shared hop once per host that goes through
 /// it), and the address of the host whose trace the last of them came from.
-fn shared_hops(earlier: &[(String, Vec<Hop>)], hops: &[Hop]) -> Option<(usize, String)> {
+fn shared_hops(earlier: &HashMap<Hop, String>, hops: &[Hop]) -> Option<(usize, String)> {
     let mut shared = None;
     for (i, h) in hops.iter().enumerate() {
-        match earlier.iter().find(|(_, hs)| hs.contains(h)) {
-            Some((addr, _)) => shared = Some((i + 1, addr.clone())),
+        match earlier.get(h) {
+            Some(addr) => shared = Some((i + 1, addr.clone())),
             None => break,
         }
     }
@@ -755,8 +757,12 @@ impl<W: Write> Sink for NormalWriter<W> {
         self.tally.add(host);
         let s = self.render_host(run, host);
         if let Some(t) = &host.trace {
-            self.traces
-                .push((host.addr_str().to_string(), t.hops.clone()));
+            for h in &t.hops {
+                if !self.hops_seen.contains_key(h) {
+                    self.hops_seen
+                        .insert(h.clone(), host.addr_str().to_string());
+                }
+            }
         }
         self.emit(&s)
     }
@@ -995,7 +1001,10 @@ HOP RTT      ADDRESS\n\
             hop(2, "192.0.2.2", "1.00"),
             hop(3, "192.0.2.30", "1.50"),
         ];
-        let earlier = vec![("192.0.2.30".to_string(), first.clone())];
+        let earlier: HashMap<Hop, String> = first
+            .iter()
+            .map(|h| (h.clone(), "192.0.2.30".to_string()))
+            .collect();
         let second = vec![
             hop(1, "192.0.2.1", "0.50"),
             hop(2, "192.0.2.2", "1.00"),
