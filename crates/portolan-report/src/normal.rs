@@ -421,6 +421,16 @@ fn render_os(s: &mut String, os: &Os, guess_flag: bool) {
     let perfect = os.matches.iter().take_while(|m| m.accuracy >= 100).count();
     let fingerprint = os.fingerprints.first();
     let too_many = perfect > 8;
+    // The ports used say whether Nmap found both an open and a closed TCP port.
+    let used = |state: PortState| {
+        os.ports_used
+            .iter()
+            .any(|p| p.state == state && p.proto == portolan_model::Protocol::Tcp)
+    };
+    let reliable = used(PortState::Open) && used(PortState::Closed);
+    if !reliable && !too_many {
+        s.push_str("Warning: OSScan results may be unreliable because we could not find at least 1 open and 1 closed port\n");
+    }
     if !too_many {
         render_os_classes(s, os, perfect, guess_flag || fingerprint.is_none());
     }
@@ -799,7 +809,7 @@ impl<W: Write> Sink for NormalWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portolan_model::{OsClass, OsMatch, Trace};
+    use portolan_model::{OsClass, OsMatch, PortUsed, Protocol, Trace};
 
     #[test]
     fn table_pads_and_trims() {
@@ -842,10 +852,22 @@ mod tests {
         }
     }
 
+    /// What a reliable OS scan used: an open and a closed TCP port.
+    fn open_and_closed() -> Vec<PortUsed> {
+        [(PortState::Open, 22), (PortState::Closed, 1)]
+            .into_iter()
+            .map(|(state, portid)| PortUsed {
+                state,
+                proto: Protocol::Tcp,
+                portid,
+            })
+            .collect()
+    }
+
     #[test]
     fn perfect_os_matches_are_classified_as_nmap_does() {
         let os = Os {
-            ports_used: Vec::new(),
+            ports_used: open_and_closed(),
             matches: vec![
                 os_match(
                     "Linux 4.15 - 5.6",
@@ -910,9 +932,34 @@ OS details: Linux 4.15 - 5.6, Linux 5.4\n"
     }
 
     #[test]
+    fn os_results_without_an_open_and_a_closed_port_come_with_nmaps_warning() {
+        let used = |state, portid| PortUsed {
+            state,
+            proto: Protocol::Tcp,
+            portid,
+        };
+        let mut os = Os {
+            ports_used: vec![used(PortState::Open, 22)],
+            matches: Vec::new(),
+            fingerprints: Vec::new(),
+        };
+        let mut s = String::new();
+        render_os(&mut s, &os, false);
+        assert_eq!(
+            s,
+            "Warning: OSScan results may be unreliable because we could not find at least 1 open and 1 closed port\n\
+No OS matches for host\n"
+        );
+        os.ports_used.push(used(PortState::Closed, 1));
+        let mut s = String::new();
+        render_os(&mut s, &os, false);
+        assert_eq!(s, "No OS matches for host\n");
+    }
+
+    #[test]
     fn os_guesses_when_conditions_were_not_ideal() {
         let os = Os {
-            ports_used: Vec::new(),
+            ports_used: open_and_closed(),
             matches: vec![
                 os_match(
                     "Linux 5.3 - 5.4",
