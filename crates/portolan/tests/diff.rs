@@ -604,6 +604,11 @@ fn same_as_ndiff_on_os_and_script_changes() {
             ALL,
         ),
         (
+            "a host gone (with its OS matches and port scripts)",
+            cut(&trace, "<host starttime=", "</host>\n"),
+            ALL,
+        ),
+        (
             "traceroute hop (not compared)",
             edit(
                 &trace,
@@ -690,6 +695,11 @@ fn same_as_ndiff_on_os_and_script_changes() {
                 "<elem key=\"bits\">2048</elem>",
                 "<elem key=\"bits\">4096</elem>",
             ),
+            ALL,
+        ),
+        (
+            "a host gone (with its host and port scripts)",
+            cut(&scripts, "<host starttime=", "</host>\n"),
             ALL,
         ),
         (
