@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = portolan_model::json::read(data);
+    let _ = portolan_report::json::read(data);
 });

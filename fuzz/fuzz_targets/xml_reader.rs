@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use portolan_model::sink::{OutputOptions, Sink};
-use portolan_model::xml::XmlWriter;
-use portolan_model::xml_reader::read_xml;
+use portolan_report::xml::XmlWriter;
+use portolan_report::xml_reader::read_xml;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(run) = read_xml(data) else { return };

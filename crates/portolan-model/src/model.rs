@@ -1,4 +1,6 @@
-//! The scan result model: `ScanRun` → `Host` → `Port` → `Service` / `Script`.
+//! The scan result model: `ScanRun` → `Host` → `Port` → `Service` / `Script`, with a host's
+//! OS detection (`Os`), sequence analyses, traceroute (`Trace`) and host scripts, and the
+//! run's pre- and post-scan scripts.
 //!
 //! It mirrors the structure of Nmap's XML (nmap.dtd, xmloutputversion 1.05) so that
 //! every writer can render it and the XML reader can rebuild it from files Nmap wrote.
@@ -23,7 +25,13 @@ pub struct ScanRun {
     pub scaninfo: Vec<ScanInfo>,
     pub verbose: u8,
     pub debugging: u8,
+    /// `prescript`: results of scripts run before any host (Nmap's "Pre-scan script results").
+    #[serde(default)]
+    pub prescripts: Vec<Script>,
     pub hosts: Vec<Host>,
+    /// `postscript`: results of scripts run after every host ("Post-scan script results").
+    #[serde(default)]
+    pub postscripts: Vec<Script>,
     /// Present once the scan has ended (normally or not).
     pub runstats: Option<RunStats>,
 }
@@ -38,7 +46,9 @@ impl ScanRun {
             scaninfo: Vec::new(),
             verbose: 0,
             debugging: 0,
+            prescripts: Vec::new(),
             hosts: Vec::new(),
+            postscripts: Vec::new(),
             runstats: None,
         }
     }
@@ -172,6 +182,25 @@ pub struct Host {
     pub extraports: Vec<ExtraPorts>,
     /// Ports listed one by one, in ascending (protocol, port) order.
     pub ports: Vec<Port>,
+    /// OS detection (`-O`): ports used, matches, and the fingerprint when Nmap printed one.
+    #[serde(default)]
+    pub os: Option<Os>,
+    #[serde(default)]
+    pub uptime: Option<Uptime>,
+    /// `distance@value`: network distance in hops.
+    #[serde(default)]
+    pub distance: Option<u32>,
+    #[serde(default)]
+    pub tcpsequence: Option<TcpSequence>,
+    #[serde(default)]
+    pub ipidsequence: Option<IpIdSequence>,
+    #[serde(default)]
+    pub tcptssequence: Option<TcpTsSequence>,
+    /// `hostscript`: results of scripts run against the host rather than a port.
+    #[serde(default)]
+    pub hostscripts: Vec<Script>,
+    #[serde(default)]
+    pub trace: Option<Trace>,
     pub times: Option<Times>,
 }
 
@@ -186,6 +215,14 @@ impl Host {
             hostnames: Vec::new(),
             extraports: Vec::new(),
             ports: Vec::new(),
+            os: None,
+            uptime: None,
+            distance: None,
+            tcpsequence: None,
+            ipidsequence: None,
+            tcptssequence: None,
+            hostscripts: Vec::new(),
+            trace: None,
             times: None,
         }
     }
@@ -573,11 +610,144 @@ impl ServiceMethod {
     }
 }
 
-/// Output of a script (later issues); kept so imported Nmap files round-trip.
+/// One script's result: its text (`output`, what normal output prints) and, when the script
+/// returned a table, the same result as structure (`<elem>`/`<table>`), in the order Nmap
+/// wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Script {
     pub id: String,
     pub output: String,
+    /// Structured output; empty for scripts that returned only text.
+    #[serde(default)]
+    pub content: Vec<ScriptItem>,
+}
+
+impl Script {
+    /// A result with text only.
+    pub fn text(id: impl Into<String>, output: impl Into<String>) -> Self {
+        Script {
+            id: id.into(),
+            output: output.into(),
+            content: Vec::new(),
+        }
+    }
+}
+
+/// One piece of a script's structured output: a value (`<elem>`) or a nested table, each with
+/// a key when the script gave one (list members have none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ScriptItem {
+    Elem {
+        key: Option<String>,
+        value: String,
+    },
+    Table {
+        key: Option<String>,
+        items: Vec<ScriptItem>,
+    },
+}
+
+impl ScriptItem {
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ScriptItem::Elem { key, .. } | ScriptItem::Table { key, .. } => key.as_deref(),
+        }
+    }
+}
+
+/// `os`: what OS detection used and concluded.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Os {
+    /// `portused`: the open and closed ports the probes went to.
+    pub ports_used: Vec<PortUsed>,
+    /// `osmatch`, best first.
+    pub matches: Vec<OsMatch>,
+    /// `osfingerprint@fingerprint`: the submission fingerprint (`OS:` lines), when printed.
+    pub fingerprints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortUsed {
+    pub state: PortState,
+    pub proto: Protocol,
+    pub portid: u16,
+}
+
+/// One reference fingerprint that matched (nmap-os-db entry at `line`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsMatch {
+    pub name: String,
+    /// Percent, 0–100.
+    pub accuracy: u8,
+    pub line: u32,
+    pub classes: Vec<OsClass>,
+}
+
+/// `osclass`: one classification line of a match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsClass {
+    /// Device type: "general purpose", "WAP", "webcam", ...
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub vendor: String,
+    pub osfamily: String,
+    pub osgen: Option<String>,
+    /// Percent, 0–100.
+    pub accuracy: u8,
+    pub cpes: Vec<String>,
+}
+
+/// `uptime`: the uptime guessed from TCP timestamps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uptime {
+    pub seconds: u64,
+    /// As Nmap prints it (ctime, local time of the scanner).
+    pub lastboot: Option<String>,
+}
+
+/// `tcpsequence`: predictability of the initial sequence numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpSequence {
+    pub index: u32,
+    /// Nmap's words: "Good luck!", "Worthy challenge", "Trivial joke", ...
+    pub difficulty: String,
+    /// The sequence numbers seen, hex, comma-separated.
+    pub values: String,
+}
+
+/// `ipidsequence`: how the IP IDs were generated ("All zeros", "Incremental", ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpIdSequence {
+    pub class: String,
+    pub values: String,
+}
+
+/// `tcptssequence`: the TCP timestamp clock ("1000HZ", "other", "none returned (unsupported)").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpTsSequence {
+    pub class: String,
+    pub values: Option<String>,
+}
+
+/// `trace`: the route to the host and the probe used to find it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trace {
+    pub port: Option<u16>,
+    /// "tcp", "udp", "sctp", or a protocol name such as "icmp".
+    pub proto: Option<String>,
+    /// Hops that answered, by ttl (Nmap leaves out the ones that timed out).
+    pub hops: Vec<Hop>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Hop {
+    pub ttl: u32,
+    pub ipaddr: Option<String>,
+    /// Milliseconds as Nmap writes them (`0.23`), or `--` when unknown.
+    pub rtt: Option<String>,
+    /// Reverse DNS name of the hop.
+    pub host: Option<String>,
 }
 
 /// Timing of a host, microseconds, as Nmap's `times` element.

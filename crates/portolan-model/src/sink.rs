@@ -8,8 +8,16 @@ use crate::model::{Host, ScanRun};
 pub enum OutputError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A document could not be encoded (kept abstract so this crate needs no JSON library).
     #[error("JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl OutputError {
+    /// Wraps an encoder's error, e.g. `serde_json::to_writer(..).map_err(OutputError::json)?`.
+    pub fn json(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        OutputError::Json(Box::new(e))
+    }
 }
 
 /// What shapes the rendering of results (not the results themselves).

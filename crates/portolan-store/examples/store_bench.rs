@@ -159,7 +159,7 @@ fn last_two(db: &str) -> Result<(), Box<dyn std::error::Error>> {
 
 fn xml(file: &str, hosts: u32, ports: u16) -> Result<(), Box<dyn std::error::Error>> {
     let w = std::io::BufWriter::new(std::fs::File::create(file)?);
-    let mut x = portolan_model::xml::XmlWriter::new(Box::new(w), OutputOptions::default());
+    let mut x = portolan_report::xml::XmlWriter::new(Box::new(w), OutputOptions::default());
     let mut run = ScanRun::new("nmap -sV -p 1-65535 10.30.0.0/16", 1_700_000_000);
     run.scanner = "nmap".into();
     x.begin(&run)?;

@@ -9,8 +9,8 @@
 
 use crate::{Cidr, ScanId, Store, StoreError};
 use portolan_model::{
-    AddrType, Address, ExtraPorts, Host, HostState, HostStatus, Hostname, Port, PortState,
-    Protocol, RunExit, RunStats, ScanRun, Service, ServiceMethod,
+    AddrType, Address, ExtraPorts, Host, HostState, HostStatus, Hostname, Os, Port, PortState,
+    Protocol, RunExit, RunStats, ScanRun, Script, Service, ServiceMethod,
 };
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
@@ -84,6 +84,10 @@ pub struct PortRecord {
     pub version: Option<String>,
     pub extrainfo: Option<String>,
     pub tunnel: Option<String>,
+    /// Script results, JSON (the model's form); `[]` when none. Not part of the records
+    /// the CLI prints (`services --json`).
+    #[serde(skip)]
+    pub scripts: String,
 }
 
 impl PortRecord {
@@ -148,6 +152,9 @@ struct HostRow {
     portset: Option<i64>,
     starttime: Option<i64>,
     endtime: Option<i64>,
+    /// OS detection, JSON; None when it did not run.
+    os: Option<String>,
+    hostscripts: String,
 }
 
 impl HostRow {
@@ -204,7 +211,7 @@ impl Store {
     fn hosts_of(&self, scan: i64) -> Result<Vec<HostRow>, StoreError> {
         let mut st = self.conn.prepare_cached(
             "SELECT address, addrtype, state, reason, hostnames, mac, vendor, portset_id,
-                    starttime, endtime
+                    starttime, endtime, os, hostscripts
              FROM hosts_seen WHERE scan_id = ?1",
         )?;
         let rows = st.query_map([scan], |r| {
@@ -219,6 +226,8 @@ impl Store {
                 portset: r.get(7)?,
                 starttime: r.get(8)?,
                 endtime: r.get(9)?,
+                os: r.get(10)?,
+                hostscripts: r.get(11)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -226,7 +235,8 @@ impl Store {
 
     fn ports_of(&self, set: i64) -> Result<Vec<PortRecord>, StoreError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT protocol, port, state, reason, service, product, version, extrainfo, tunnel
+            "SELECT protocol, port, state, reason, service, product, version, extrainfo, tunnel,
+                    scripts
              FROM portset_ports WHERE set_id = ?1",
         )?;
         let rows = st.query_map([set], |r| {
@@ -240,6 +250,7 @@ impl Store {
                 version: r.get(6)?,
                 extrainfo: r.get(7)?,
                 tunnel: r.get(8)?,
+                scripts: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -536,15 +547,27 @@ impl Store {
         )))
     }
 
-    /// A scan rebuilt as a run: its hosts with their addresses, names, listed ports and
-    /// services, and collapsed counts (without their reasons).
+    /// A scan rebuilt as a run: its hosts with their addresses, names, listed ports,
+    /// services and scripts, OS detection and host scripts, collapsed counts (without their
+    /// reasons), and the run's pre- and post-scan scripts.
     pub fn load_run(&self, scan: ScanId) -> Result<ScanRun, StoreError> {
-        type Row = (i64, Option<i64>, String, u32, u32, bool, String, String);
+        type Row = (
+            i64,
+            Option<i64>,
+            String,
+            u32,
+            u32,
+            bool,
+            String,
+            String,
+            String,
+            String,
+        );
         let row: Option<Row> = self
             .conn
             .query_row(
                 "SELECT started, finished, args, hosts_up, hosts_total, complete, scanner,
-                        version
+                        version, prescripts, postscripts
                  FROM scans WHERE id = ?1",
                 [scan.0],
                 |r| {
@@ -557,17 +580,25 @@ impl Store {
                         r.get(5)?,
                         r.get(6)?,
                         r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((started, finished, args, up, total, complete, scanner, version)) = row else {
+        let Some((started, finished, args, up, total, complete, scanner, version, pre, post)) = row
+        else {
             return Err(StoreError::NoSuchScan(scan));
+        };
+        let bad = |what: &str, v: &str| StoreError::BadValue(format!("{what} {v:?}"));
+        let scripts = |what: &str, v: &str| -> Result<Vec<Script>, StoreError> {
+            serde_json::from_str(v).map_err(|_| bad(what, v))
         };
         let mut run = ScanRun::new(args, started);
         run.scanner = scanner;
         run.version = version;
-        let bad = |what: &str, v: &str| StoreError::BadValue(format!("{what} {v:?}"));
+        run.prescripts = scripts("pre-scan scripts", &pre)?;
+        run.postscripts = scripts("post-scan scripts", &post)?;
         let mut extras: HashMap<i64, String> = HashMap::new();
         let mut cache = HashMap::new();
         let mut rows = self.hosts_of(scan.0)?;
@@ -614,6 +645,7 @@ impl Store {
                         ..Service::default()
                     }
                 });
+                port.scripts = scripts("port scripts", &p.scripts)?;
                 ports.push(port);
             }
             ports.sort_by_key(|p| (p.protocol, p.portid));
@@ -648,6 +680,19 @@ impl Store {
                 addresses,
                 extraports,
                 ports,
+                os: match &h.os {
+                    Some(text) => {
+                        Some(serde_json::from_str::<Os>(text).map_err(|_| bad("os", text))?)
+                    }
+                    None => None,
+                },
+                uptime: None,
+                distance: None,
+                tcpsequence: None,
+                ipidsequence: None,
+                tcptssequence: None,
+                hostscripts: scripts("host scripts", &h.hostscripts)?,
+                trace: None,
                 times: None,
             });
         }

@@ -77,6 +77,24 @@ pub const MIGRATIONS: &[&str] = &[
                p.version, p.extrainfo
         FROM hosts_seen h JOIN portset_ports p ON p.set_id = h.portset_id;
     "#,
+    // 2: OS detection and script results. JSON in the model's serde form (as in -oJ):
+    // queryable with SQLite's JSON functions, and read back into the model whole. Rows
+    // written before this version read as "no OS detection, no scripts".
+    r#"
+    ALTER TABLE scans ADD COLUMN prescripts TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE scans ADD COLUMN postscripts TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE hosts_seen ADD COLUMN os TEXT;                          -- NULL: no -O
+    ALTER TABLE hosts_seen ADD COLUMN hostscripts TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE portset_ports ADD COLUMN scripts TEXT NOT NULL DEFAULT '[]';
+
+    -- The flat view of OS matches: one row per match per host per scan, best first.
+    CREATE VIEW os_matches_seen AS
+        SELECT h.scan_id, h.address, CAST(m.key AS INTEGER) AS rank,
+               json_extract(m.value, '$.name') AS name,
+               json_extract(m.value, '$.accuracy') AS accuracy
+        FROM hosts_seen h, json_each(h.os, '$.matches') m
+        WHERE h.os IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,7 +1,7 @@
 //! Writing: scans as they run (one transaction per host) and imports (one per file set).
 
 use crate::{ScanId, Store, StoreError};
-use portolan_model::{AddrType, Host, Port, RunExit, ScanRun};
+use portolan_model::{AddrType, Host, Port, RunExit, ScanRun, Script};
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 use std::hash::Hasher;
 
@@ -62,7 +62,14 @@ pub struct FinishStats {
     pub hosts_total: u32,
 }
 
+/// Script results as stored: the model's serde form.
+fn scripts_json(scripts: &[Script]) -> String {
+    serde_json::to_string(scripts).unwrap_or_else(|_| "[]".into())
+}
+
 /// The listed ports of a host in a canonical text (sorted, JSON), and its collapsed counts.
+/// Port scripts are part of it only when there are any, so that script-less port lists keep
+/// the text (and share the sets) they had before scripts were stored.
 fn canon(host: &Host) -> (String, String) {
     let mut ports: Vec<&Port> = host.ports.iter().collect();
     ports.sort_by_key(|p| (p.protocol, p.portid));
@@ -89,7 +96,13 @@ fn canon(host: &Host) -> (String, String) {
         .map(|e| format!("{}={}", e.state.as_str(), e.count))
         .collect::<Vec<_>>()
         .join(",");
-    let text = serde_json::to_string(&(rows, &extra)).unwrap_or_default();
+    let scripts: Vec<&[Script]> = ports.iter().map(|p| p.scripts.as_slice()).collect();
+    let text = if scripts.iter().all(|s| s.is_empty()) {
+        serde_json::to_string(&(rows, &extra))
+    } else {
+        serde_json::to_string(&(rows, &extra, scripts))
+    }
+    .unwrap_or_default();
     (text, extra)
 }
 
@@ -120,8 +133,9 @@ fn portset(tx: &Transaction, host: &Host) -> Result<Option<i64>, StoreError> {
     let id = tx.last_insert_rowid();
     let mut st = tx.prepare_cached(
         "INSERT OR REPLACE INTO portset_ports
-         (set_id, protocol, port, state, reason, service, product, version, extrainfo, tunnel)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         (set_id, protocol, port, state, reason, service, product, version, extrainfo, tunnel,
+          scripts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for p in &host.ports {
         let s = p.service.as_ref();
@@ -136,6 +150,7 @@ fn portset(tx: &Transaction, host: &Host) -> Result<Option<i64>, StoreError> {
             s.and_then(|s| s.version.as_ref()),
             s.and_then(|s| s.extrainfo.as_ref()),
             s.and_then(|s| s.tunnel.as_ref()),
+            scripts_json(&p.scripts),
         ])?;
     }
     Ok(Some(id))
@@ -169,11 +184,17 @@ fn insert_host(tx: &Transaction, scan: ScanId, host: &Host) -> Result<(), StoreE
         .unwrap_or(("", "ipv4"));
     let mac = host.addresses.iter().find(|a| a.addrtype == AddrType::Mac);
     let names = serde_json::to_string(&host.hostnames).unwrap_or_else(|_| "[]".into());
+    let os = match &host.os {
+        Some(os) => {
+            Some(serde_json::to_string(os).map_err(|e| StoreError::BadValue(e.to_string()))?)
+        }
+        None => None,
+    };
     tx.prepare_cached(
         "INSERT OR REPLACE INTO hosts_seen
          (scan_id, address, addrtype, state, reason, hostnames, mac, vendor, portset_id,
-          starttime, endtime)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+          starttime, endtime, os, hostscripts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         scan.0,
@@ -187,7 +208,23 @@ fn insert_host(tx: &Transaction, scan: ScanId, host: &Host) -> Result<(), StoreE
         set,
         host.starttime,
         host.endtime,
+        os,
+        scripts_json(&host.hostscripts),
     ])?;
+    Ok(())
+}
+
+fn set_run_scripts(tx: &Transaction, scan: ScanId, run: &ScanRun) -> Result<(), StoreError> {
+    let n = tx
+        .prepare_cached("UPDATE scans SET prescripts = ?2, postscripts = ?3 WHERE id = ?1")?
+        .execute(params![
+            scan.0,
+            scripts_json(&run.prescripts),
+            scripts_json(&run.postscripts)
+        ])?;
+    if n == 0 {
+        return Err(StoreError::NoSuchScan(scan));
+    }
     Ok(())
 }
 
@@ -254,6 +291,14 @@ impl Store {
         Ok(())
     }
 
+    /// Records the run's pre- and post-scan script results (known only at its end).
+    pub fn set_run_scripts(&mut self, scan: ScanId, run: &ScanRun) -> Result<(), StoreError> {
+        let tx = self.immediate()?;
+        set_run_scripts(&tx, scan, run)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Marks a scan complete: from now on queries take it into account.
     pub fn finish_scan(&mut self, scan: ScanId, stats: FinishStats) -> Result<(), StoreError> {
         let tx = self.immediate()?;
@@ -303,6 +348,7 @@ impl Store {
             let mut meta = ScanMeta::of_run(run, *targets, crate::Source::Import);
             meta.file = file.map(str::to_string);
             let id = insert_scan(&tx, &meta)?;
+            set_run_scripts(&tx, id, run)?;
             for h in &run.hosts {
                 insert_host(&tx, id, h)?;
             }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../portolan-model/tests/data")
+        .join("../portolan-report/tests/data")
         .join(name)
 }
 
@@ -179,7 +179,7 @@ fn imports_an_nmap_xml_file_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path().join("h.db")).unwrap();
     let file = fixture("nmap-sv.xml");
-    let run = portolan_model::read_xml_file(&file).unwrap();
+    let run = portolan_report::read_xml_file(&file).unwrap();
     let name = file.to_string_lossy().to_string();
     let first = store.import(&run, Some(&name), "127.0.0.1").unwrap();
     assert!(matches!(first, Imported::Added(_)));
@@ -249,7 +249,7 @@ fn imports_every_nmap_fixture() {
     for entry in std::fs::read_dir(fixture("")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "xml") {
-            let run = portolan_model::read_xml_file(&path).unwrap();
+            let run = portolan_report::read_xml_file(&path).unwrap();
             let name = path.to_string_lossy().to_string();
             store.import(&run, Some(&name), "t").unwrap();
             n += 1;
@@ -501,4 +501,136 @@ fn a_rebuilt_run_keeps_collapsed_counts_and_names() {
     assert_eq!(back.hosts[0].extraports[0].count, 30);
     assert_eq!(back.hosts[0].ports.len(), 1);
     assert!(back.runstats.is_none(), "never finished");
+}
+
+/// `address → host` of a run, for comparing runs whose host order may differ.
+fn by_address(run: &ScanRun) -> std::collections::BTreeMap<String, &Host> {
+    run.hosts
+        .iter()
+        .map(|h| (h.addr_str().to_string(), h))
+        .collect()
+}
+
+#[test]
+fn os_matches_and_script_results_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join("h.db")).unwrap();
+    for name in ["nmap-os-a.xml", "nmap-os-trace.xml", "nmap-scripts.xml"] {
+        let run = portolan_report::read_xml_file(fixture(name)).unwrap();
+        let Imported::Added(id) = store.import(&run, Some(name), "198.18.200.0/24").unwrap() else {
+            panic!("{name}: not added");
+        };
+        let back = store.load_run(id).unwrap();
+        assert_eq!(back.prescripts, run.prescripts, "{name}");
+        assert_eq!(back.postscripts, run.postscripts, "{name}");
+        let (want, got) = (by_address(&run), by_address(&back));
+        assert_eq!(want.len(), got.len(), "{name}");
+        for (addr, h) in &want {
+            let b = got[addr];
+            assert_eq!(b.os, h.os, "{name} {addr}: os");
+            assert_eq!(b.hostscripts, h.hostscripts, "{name} {addr}: host scripts");
+            for (p, q) in h.ports.iter().zip(&b.ports) {
+                assert_eq!(q.scripts, p.scripts, "{name} {addr} {}: scripts", p.portid);
+            }
+        }
+    }
+    // Something to check, not only equal emptiness.
+    let run = portolan_report::read_xml_file(fixture("nmap-scripts.xml")).unwrap();
+    assert!(!run.prescripts.is_empty() && !run.hosts[0].hostscripts.is_empty());
+    // The flat view answers "which hosts look like what".
+    let names: Vec<(String, i64, String)> = {
+        let c = store.connection();
+        let mut st = c
+            .prepare(
+                "SELECT address, rank, name FROM os_matches_seen
+                 WHERE scan_id = 1 ORDER BY address, rank LIMIT 2",
+            )
+            .unwrap();
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    };
+    assert_eq!(
+        names,
+        vec![
+            (
+                "198.18.200.66".to_string(),
+                0,
+                "Linux 5.3 - 5.4".to_string()
+            ),
+            ("198.18.200.66".to_string(), 1, "Linux 3.2".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn port_sets_tell_script_results_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join("h.db")).unwrap();
+    let mut with_script = host("10.0.0.1", &[(80, "open", Some(("nginx", "1.22")))]);
+    with_script.ports[0]
+        .scripts
+        .push(portolan_model::Script::text("http-title", "Hi"));
+    let plain = host("10.0.0.2", &[(80, "open", Some(("nginx", "1.22")))]);
+    let plain_too = host("10.0.0.3", &[(80, "open", Some(("nginx", "1.22")))]);
+    scan(
+        &mut store,
+        100,
+        "10.0.0.0/24",
+        &[with_script.clone(), plain, plain_too],
+    );
+    let sets: i64 = store
+        .connection()
+        .query_row("SELECT count(*) FROM portsets", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        sets, 2,
+        "same ports and no scripts share a set; a script makes another"
+    );
+    let back = store.load_run(portolan_store::ScanId(1)).unwrap();
+    let got = by_address(&back);
+    assert_eq!(
+        got["10.0.0.1"].ports[0].scripts,
+        with_script.ports[0].scripts
+    );
+    assert!(got["10.0.0.2"].ports[0].scripts.is_empty());
+}
+
+#[test]
+fn a_version_1_store_upgrades_and_keeps_its_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // A store as the first release wrote it: schema 1 and one scan of one host.
+        let c = rusqlite_conn(&path);
+        c.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        c.execute_batch(
+            "INSERT INTO scans (id, started, finished, args, targets, hosts_up, hosts_total,
+                                complete, source)
+             VALUES (1, 100, 160, 'portolan -sV 10.0.0.1', '10.0.0.1', 1, 1, 1, 'scan');
+             INSERT INTO portsets (id, hash, canon, extra) VALUES (1, 0, 'x', '');
+             INSERT INTO portset_ports (set_id, protocol, port, state, reason, service)
+             VALUES (1, 'tcp', 22, 'open', 'syn-ack', 'ssh');
+             INSERT INTO hosts_seen (scan_id, address, addrtype, state, reason, portset_id)
+             VALUES (1, '10.0.0.1', 'ipv4', 'up', 'syn-ack', 1);",
+        )
+        .unwrap();
+    }
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), schema::CURRENT);
+    let old = store.load_run(portolan_store::ScanId(1)).unwrap();
+    assert_eq!(old.hosts.len(), 1);
+    assert_eq!(old.hosts[0].ports[0].portid, 22);
+    assert!(old.hosts[0].os.is_none() && old.hosts[0].ports[0].scripts.is_empty());
+    assert!(old.prescripts.is_empty() && old.postscripts.is_empty());
+    // And the upgraded store takes the new content.
+    let run = portolan_report::read_xml_file(fixture("nmap-os-trace.xml")).unwrap();
+    let Imported::Added(id) = store.import(&run, None, "198.18.200.0/24").unwrap() else {
+        panic!("not added");
+    };
+    let back = store.load_run(id).unwrap();
+    assert_eq!(back.postscripts, run.postscripts);
+    assert!(back.hosts.iter().all(|h| h.os.is_some()));
 }

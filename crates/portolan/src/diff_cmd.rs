@@ -4,14 +4,12 @@
 //! and writes Ndiff's text (default) or XML form, or our JSON. Exit status as Ndiff's:
 //! 0 the scans are the same, 1 they differ, 2 an error (the message names the file and line).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::io::Write;
 use std::process::ExitCode;
 
 use crate::commands::subargs::{self, Opt, Spec};
-use portolan_model::diff::{self, DiffOptions};
-use portolan_model::{json, read_xml, ReadError, ScanRun};
+use portolan_report::diff::{self, DiffOptions};
+use portolan_report::read_any;
 
 const EXIT_EQUAL: u8 = 0;
 const EXIT_DIFFERENT: u8 = 1;
@@ -106,18 +104,6 @@ fn parse(args: &[String]) -> Result<Args, String> {
     Ok(out)
 }
 
-/// Reads a scan file: our JSON when its first non-blank byte is `{`, XML otherwise.
-pub fn read_scan(path: &Path) -> Result<ScanRun, ReadError> {
-    let mut r = BufReader::new(File::open(path)?);
-    let head = r.fill_buf()?;
-    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
-    if head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-        json::read(r)
-    } else {
-        read_xml(r)
-    }
-}
-
 pub fn run(args: &[String]) -> ExitCode {
     let args = match parse(args) {
         Ok(a) => a,
@@ -143,7 +129,7 @@ pub fn run(args: &[String]) -> ExitCode {
         }
     }
     for f in &args.files {
-        match read_scan(Path::new(f)) {
+        match read_any(f) {
             Ok(s) => scans.push(s),
             Err(e) => {
                 eprintln!("portolan diff: {f}: {e}");

@@ -73,7 +73,7 @@ fn build_sink(outputs: Vec<Output>, opts: &OutputOptions, o: &Options) -> Result
         Some(
             o.stylesheet
                 .clone()
-                .unwrap_or_else(|| portolan_model::xml::DEFAULT_STYLESHEET.to_string()),
+                .unwrap_or_else(|| portolan_report::xml::DEFAULT_STYLESHEET.to_string()),
         )
     };
     for out in outputs {
@@ -83,22 +83,22 @@ fn build_sink(outputs: Vec<Output>, opts: &OutputOptions, o: &Options) -> Result
         };
         let is_file = !out.to_stdout;
         let sink: Box<dyn Sink + Send> = match out.format {
-            Format::Normal => Box::new(portolan_model::normal::NormalWriter::new(
+            Format::Normal => Box::new(portolan_report::normal::NormalWriter::new(
                 w,
                 opts.clone(),
                 is_file,
             )),
             Format::Xml => {
-                let x = portolan_model::xml::XmlWriter::new(w, opts.clone())
+                let x = portolan_report::xml::XmlWriter::new(w, opts.clone())
                     .with_stylesheet(stylesheet.clone());
                 Box::new(x)
             }
-            Format::Grepable => Box::new(portolan_model::grepable::GrepableWriter::new(
+            Format::Grepable => Box::new(portolan_report::grepable::GrepableWriter::new(
                 w,
                 opts.clone(),
             )),
-            Format::Json => Box::new(portolan_model::json::JsonWriter::new(w, opts.clone())),
-            Format::Events => Box::new(portolan_model::events::EventsWriter::new(w, opts.clone())),
+            Format::Json => Box::new(portolan_report::json::JsonWriter::new(w, opts.clone())),
+            Format::Events => Box::new(portolan_report::events::EventsWriter::new(w, opts.clone())),
         };
         tee.sinks.push(sink);
     }

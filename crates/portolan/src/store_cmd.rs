@@ -201,14 +201,7 @@ pub fn targets_text(o: &crate::args::Options) -> String {
 
 /// Reads a scan file: Nmap's XML or ours, or our JSON.
 fn read_scan(path: &str) -> Result<ScanRun, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
-    let first = data.iter().find(|b| !b.is_ascii_whitespace());
-    let read = if first == Some(&b'{') {
-        portolan_model::json::read(&data[..])
-    } else {
-        portolan_model::read_xml(&data[..])
-    };
-    read.map_err(|e| format!("{path}: {e}"))
+    portolan_report::read_any(path).map_err(|e| format!("{path}: {e}"))
 }
 
 /// `portolan import FILE...`: every file read first; one bad file imports none.
@@ -328,13 +321,13 @@ fn print_change_events(
             Err(code) => return code,
         };
         events.extend(
-            portolan_model::events::change_events(&old, &new)
+            portolan_report::events::change_events(&old, &new)
                 .into_iter()
                 .filter(|e| target.is_none_or(|t| e.host.ip.iter().any(|a| t.contains_str(a)))),
         );
     }
     let mut out = std::io::stdout().lock();
-    match portolan_model::events::write_events(&mut out, &events) {
+    match portolan_report::events::write_events(&mut out, &events) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format!("cannot write the events: {e}"), 2),
     }
@@ -523,6 +516,9 @@ impl Sink for StoreSink {
             hosts_up: rs.hosts_up,
             hosts_total: rs.hosts_total,
         };
+        if !run.prescripts.is_empty() || !run.postscripts.is_empty() {
+            self.store.set_run_scripts(id, run).map_err(out_err)?;
+        }
         if rs.exit == RunExit::Success {
             self.store.finish_scan(id, stats).map_err(out_err)
         } else {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use portolan_model::*;
+use portolan_report::{JsonWriter, XmlWriter};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portolan");
 

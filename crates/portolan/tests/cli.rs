@@ -1,8 +1,8 @@
 //! The binary's behaviour on bad input and on a loopback scan. No privileges, and no
 //! packet to anything but 127.0.0.1.
 
-use portolan_model::xml_reader::read_xml_file;
 use portolan_model::PortState;
+use portolan_report::xml_reader::read_xml_file;
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use portolan_model::*;
+use portolan_report::{JsonWriter, XmlWriter};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portolan");
 const NDIFF: &str = "/usr/bin/ndiff";
@@ -35,7 +36,7 @@ fn have_ndiff() -> bool {
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../portolan-model/tests/data")
+        .join("../portolan-report/tests/data")
         .join(name)
 }
 
@@ -186,6 +187,7 @@ fn base() -> ScanRun {
     http.scripts.push(Script {
         id: "http-title".into(),
         output: "Welcome to nginx!".into(),
+        content: Vec::new(),
     });
     let mut https = Port::new(Protocol::Tcp, 443, PortState::Open, "syn-ack");
     https.service = svc("http", Some("nginx"), None);
@@ -343,6 +345,7 @@ const CHANGES: &[Change] = &[
             r.hosts[1].ports[0].scripts.push(Script {
                 id: "ssl-cert".into(),
                 output: "Subject: commonName=db\nIssuer: commonName=db".into(),
+                content: Vec::new(),
             })
         },
         &[&["--xml"], &["--xml", "-v"]],
@@ -482,6 +485,292 @@ fn same_as_ndiff_on_nmap_files() {
         std::fs::write(&b, text).unwrap();
         same_as_ndiff(what, &fixture("nmap-sv.xml"), &b, ALL);
     }
+}
+
+/// `text` with `from` replaced by `to` once; the edit must change something.
+fn edit(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from:?} not found");
+    text.replacen(from, to, 1)
+}
+
+/// `text` without the first span from `start` through the next `end` (both included).
+fn cut(text: &str, start: &str, end: &str) -> String {
+    let i = text
+        .find(start)
+        .unwrap_or_else(|| panic!("{start:?} not found"));
+    let len = text[i..]
+        .find(end)
+        .unwrap_or_else(|| panic!("{end:?} not found"))
+        + end.len();
+    format!("{}{}", &text[..i], &text[i + len..])
+}
+
+/// Every edit compared both ways (old → new and new → old) with `base`.
+fn same_as_ndiff_on_edits(
+    dir: &Path,
+    base_name: &str,
+    base: &str,
+    edits: &[(&str, String, &[&[&str]])],
+) {
+    let a = dir.join(format!("{base_name}.xml"));
+    std::fs::write(&a, base).unwrap();
+    same_as_ndiff(base_name, &a, &a, ALL);
+    for (i, (what, text, forms)) in edits.iter().enumerate() {
+        assert_ne!(text, base, "{what}: the edit did nothing");
+        let b = dir.join(format!("{base_name}-{i}.xml"));
+        std::fs::write(&b, text).unwrap();
+        same_as_ndiff(&format!("{base_name}: {what}"), &a, &b, forms);
+        same_as_ndiff(&format!("{base_name}: {what} (reversed)"), &b, &a, forms);
+    }
+}
+
+/// OS matches, host, port, pre- and post-scan scripts and traceroutes in files made by
+/// `nmap -O --traceroute -sC`, `nmap -A` and `nmap -sV --script ...` in the lab, edited.
+#[test]
+fn same_as_ndiff_on_os_and_script_changes() {
+    if !have_ndiff() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let read = |name: &str| std::fs::read_to_string(fixture(name)).unwrap();
+
+    // -O --traceroute -sC: two hosts, one port script each, a post-scan script.
+    let trace = read("nmap-os-trace.xml");
+    let edits: Vec<(&str, String, &[&[&str]])> = vec![
+        (
+            "OS match renamed",
+            edit(
+                &trace,
+                "osmatch name=\"Linux 3.2\"",
+                "osmatch name=\"Linux 3.3\"",
+            ),
+            ALL,
+        ),
+        (
+            "OS match gone",
+            cut(&trace, "<osmatch name=\"Linux 3.1\"", "</osmatch>\n"),
+            ALL,
+        ),
+        (
+            "OS matches reordered",
+            edit(
+                &edit(&trace, "osmatch name=\"Linux 3.2\"", "osmatch name=\"@\""),
+                "osmatch name=\"Linux 3.1\"",
+                "osmatch name=\"Linux 3.2\"",
+            )
+            .replacen("osmatch name=\"@\"", "osmatch name=\"Linux 3.1\"", 1),
+            ALL,
+        ),
+        ("no OS detection", cut(&trace, "<os>", "</os>\n"), ALL),
+        (
+            "port script output",
+            edit(
+                &trace,
+                "p9fx fixture &amp;amp; page",
+                "p9fx fixture\nsecond line",
+            ),
+            NOT_PLAIN_TEXT,
+        ),
+        (
+            "port script table only (output unchanged)",
+            edit(
+                &trace,
+                "<elem key=\"bits\">256</elem>",
+                "<elem key=\"bits\">4096</elem>",
+            ),
+            ALL,
+        ),
+        (
+            "post-scan script output",
+            edit(
+                &trace,
+                "Possible duplicate hosts",
+                "Possible duplicate hosts (2)",
+            ),
+            ALL,
+        ),
+        (
+            "post-scan scripts gone",
+            cut(&trace, "<postscript>", "</postscript>"),
+            ALL,
+        ),
+        (
+            "host script added",
+            edit(
+                &trace,
+                "<trace port=",
+                "<hostscript><script id=\"p9fx-plain\" output=\"plain\"/></hostscript><trace port=",
+            ),
+            ALL,
+        ),
+        (
+            "a host gone (with its OS matches and port scripts)",
+            cut(&trace, "<host starttime=", "</host>\n"),
+            ALL,
+        ),
+        (
+            "traceroute hop (not compared)",
+            edit(
+                &trace,
+                "<hop ttl=\"1\" ipaddr=\"198.18.200.62\" rtt=\"0.",
+                "<hop ttl=\"1\" ipaddr=\"198.18.200.61\" rtt=\"9.",
+            ),
+            ALL,
+        ),
+    ];
+    same_as_ndiff_on_edits(dir.path(), "os-trace", &trace, &edits);
+
+    // -A: ndiff 7.93 cannot read two scripts on one port, so one of port 80's goes.
+    let aggressive = cut(
+        &read("nmap-os-a.xml"),
+        "<script id=\"http-server-header\"",
+        "</script>",
+    );
+    let edits: Vec<(&str, String, &[&[&str]])> = vec![
+        (
+            "best OS match gone",
+            cut(
+                &aggressive,
+                "<osmatch name=\"Linux 5.3 - 5.4\"",
+                "</osmatch>\n",
+            ),
+            ALL,
+        ),
+        (
+            "OS match added and service changed",
+            edit(
+                &edit(
+                    &aggressive,
+                    "<osfingerprint",
+                    "<osmatch name=\"Linux 6.1\" accuracy=\"91\" line=\"1\"/>\n<osfingerprint",
+                ),
+                "version=\"0.6\"",
+                "version=\"0.7\"",
+            ),
+            ALL,
+        ),
+        (
+            "script gone from a port",
+            cut(&aggressive, "<script id=\"http-title\"", "</script>"),
+            &[&["--xml"], &["--xml", "-v"]],
+        ),
+    ];
+    same_as_ndiff_on_edits(dir.path(), "os-a", &aggressive, &edits);
+
+    // Pre-, host and post-scan scripts with tables: one host script per host and one
+    // script per port, which is what ndiff 7.93 can read.
+    let scripts = read("nmap-scripts.xml");
+    let scripts = cut(&scripts, "<script id=\"p9fx-plain\"", "/>");
+    let scripts = cut(&scripts, "<script id=\"p9fx-plain\"", "/>");
+    let scripts = cut(&scripts, "<script id=\"http-server-header\"", "</script>");
+    let edits: Vec<(&str, String, &[&[&str]])> = vec![
+        (
+            "pre-scan script output",
+            edit(&scripts, "  list: &#xa;    alpha", "  list: &#xa;    gamma"),
+            ALL,
+        ),
+        (
+            "pre-scan scripts gone",
+            cut(&scripts, "<prescript>", "</prescript>"),
+            ALL,
+        ),
+        (
+            "host script output",
+            edit(
+                &scripts,
+                "custom text for 198.18.200.66&#xa;  second line",
+                "custom text for 198.18.200.66&#xa;  third line",
+            ),
+            ALL,
+        ),
+        (
+            "host scripts gone",
+            cut(&scripts, "<hostscript>", "</hostscript>"),
+            ALL,
+        ),
+        (
+            "host script table only (output unchanged)",
+            edit(
+                &scripts,
+                "<elem key=\"bits\">2048</elem>",
+                "<elem key=\"bits\">4096</elem>",
+            ),
+            ALL,
+        ),
+        (
+            "a host gone (with its host and port scripts)",
+            cut(&scripts, "<host starttime=", "</host>\n"),
+            ALL,
+        ),
+        (
+            "post-scan script replaced",
+            edit(
+                &scripts,
+                "<script id=\"reverse-index\"",
+                "<script id=\"a-first\"",
+            ),
+            ALL,
+        ),
+    ];
+    same_as_ndiff_on_edits(dir.path(), "scripts", &scripts, &edits);
+}
+
+#[test]
+fn os_and_script_changes_count_as_ndiff_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = std::fs::read_to_string(fixture("nmap-os-trace.xml")).unwrap();
+    let a = dir.path().join("a.xml");
+    std::fs::write(&a, &trace).unwrap();
+    let status = |text: String| {
+        let b = dir.path().join("b.xml");
+        std::fs::write(&b, text).unwrap();
+        portolan(&[], &a, &b).status.code()
+    };
+    // OS matches and host scripts make hosts differ.
+    assert_eq!(
+        status(edit(&trace, "name=\"Linux 3.2\"", "name=\"Linux 9\"")),
+        Some(1)
+    );
+    assert_eq!(
+        status(edit(
+            &trace,
+            "<trace port=",
+            "<hostscript><script id=\"x\" output=\"y\"/></hostscript><trace port="
+        )),
+        Some(1)
+    );
+    // Post-scan results are shown but, as in Ndiff, not counted; traceroutes and script
+    // tables are not compared.
+    let b = dir.path().join("post.xml");
+    std::fs::write(
+        &b,
+        edit(
+            &trace,
+            "Possible duplicate hosts",
+            "Possibly duplicate hosts",
+        ),
+    )
+    .unwrap();
+    let p = portolan(&[], &a, &b);
+    assert_eq!(p.status.code(), Some(0));
+    assert!(out(&p).contains("\n Post-scan script results:\n-|  ssh-hostkey: Possible duplicate hosts\n+|  ssh-hostkey: Possibly duplicate hosts\n"), "{}", out(&p));
+    // The JSON form carries both sides of the OS list.
+    let b = dir.path().join("os.xml");
+    std::fs::write(&b, edit(&trace, "name=\"Linux 3.2\"", "name=\"Linux 9\"")).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&portolan(&["--json"], &a, &b).stdout).unwrap();
+    assert_eq!(v["hosts"][0]["os"]["before"][0], "Linux 3.2");
+    assert_eq!(v["hosts"][0]["os"]["after"][0], "Linux 9");
+    assert_eq!(v["postscripts"]["before"][0]["id"], "ssh-hostkey");
+    assert_eq!(status(edit(&trace, "rtt=\"0.", "rtt=\"7.")), Some(0));
+    assert_eq!(
+        status(edit(
+            &trace,
+            "<elem key=\"bits\">256</elem>",
+            "<elem key=\"bits\">1</elem>"
+        )),
+        Some(0)
+    );
 }
 
 #[test]

@@ -9,8 +9,8 @@
 //! One lab is built per run and torn down by a guard, even when a scenario fails; the
 //! scenarios run one after another so that timing-sensitive ones do not compete.
 
-use portolan_model::xml_reader::read_xml_file;
 use portolan_model::{AddrType, PortState, Protocol, RunExit, ScanRun};
+use portolan_report::xml_reader::read_xml_file;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

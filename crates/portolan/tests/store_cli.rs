@@ -26,7 +26,7 @@ fn err(o: &Output) -> String {
 
 fn fixture(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../portolan-model/tests/data")
+        .join("../portolan-report/tests/data")
         .join(name)
         .to_string_lossy()
         .into_owned()
@@ -229,4 +229,59 @@ fn a_scan_with_db_is_recorded_and_a_new_port_shows_as_a_change() {
     assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
     assert!(out(&o).contains(&format!("+{other}/tcp")), "{}", out(&o));
     drop(first);
+}
+
+/// Runs rebuilt from the store carry OS matches and scripts, so `diff --db --last` sees a
+/// change of OS match or of a post-scan script as `diff` on the files does.
+#[test]
+fn diff_from_the_store_compares_os_matches_and_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(&dir);
+    let old = fixture("nmap-os-trace.xml");
+    let text = std::fs::read_to_string(&old).unwrap();
+    let start = text
+        .split("start=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let later = (start.parse::<i64>().unwrap() + 86_400).to_string();
+    let new_text = text
+        .replacen(
+            &format!("start=\"{start}\""),
+            &format!("start=\"{later}\""),
+            1,
+        )
+        .replacen(
+            "osmatch name=\"Linux 3.2\"",
+            "osmatch name=\"Linux 3.3\"",
+            1,
+        )
+        .replacen("Possible duplicate hosts", "Possibly duplicate hosts", 1);
+    assert_ne!(new_text, text);
+    let new = dir.path().join("later.xml");
+    std::fs::write(&new, new_text).unwrap();
+    let new = new.to_string_lossy().into_owned();
+    let o = run(&["import", "--db", &db, &old, &new]);
+    assert!(o.status.success(), "{}", err(&o));
+
+    let from_files = run(&["diff", &old, &new]);
+    let from_store = run(&["diff", "--db", &db, "--last"]);
+    assert_eq!(from_store.status.code(), Some(1), "{}", err(&from_store));
+    assert_eq!(from_store.status.code(), from_files.status.code());
+    let text = out(&from_store);
+    assert!(text.contains("-  Linux 3.2\n+  Linux 3.3\n"), "{text}");
+    assert!(
+        text.contains("+|  ssh-hostkey: Possibly duplicate hosts"),
+        "{text}"
+    );
+    // Everything but the header lines (the store keeps no startstr) is the same.
+    let body = |s: &str| {
+        s.lines()
+            .filter(|l| !l.contains(" scan initiated "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(body(&text), body(&out(&from_files)));
 }

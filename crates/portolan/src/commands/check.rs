@@ -4,13 +4,14 @@
 //! Exit codes: 0 no violation, 1 violations, 2 error (bad usage, or a policy or scan file
 //! that cannot be read, named with its line).
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::subargs::{self, Opt, Parsed, Spec};
-use portolan_model::policy::{Policy, PolicyError, Violation};
-use portolan_model::{json, read_xml, ReadError, ScanRun};
+use portolan_model::ScanRun;
+use portolan_report::policy::{Policy, PolicyError, Violation};
+use portolan_report::{read_any, ReadError};
 
 const POLICY: Opt = Opt::value("policy", "FILE", "the policy to check against (required)");
 const JSON: Opt = subargs::JSON.help("print the violations as one JSON document instead of text");
@@ -159,7 +160,7 @@ fn check(a: &CheckArgs) -> Result<usize, CheckError> {
 fn load_scan(source: &ScanSource) -> Result<(ScanRun, String), CheckError> {
     match source {
         ScanSource::File(path) => {
-            let run = read_scan_file(path).map_err(|source| CheckError::Scan {
+            let run = read_any(path).map_err(|source| CheckError::Scan {
                 path: path.clone(),
                 source,
             })?;
@@ -184,27 +185,6 @@ fn load_scan(source: &ScanSource) -> Result<(ScanRun, String), CheckError> {
                 .map_err(store_err)?;
             Ok((run, format!("{} (scan {})", path.display(), latest.id)))
         }
-    }
-}
-
-/// Reads Nmap's XML, ours, or our JSON, telling them apart by their first character.
-fn read_scan_file(path: &Path) -> Result<ScanRun, ReadError> {
-    let mut r = BufReader::new(std::fs::File::open(path)?);
-    let first = loop {
-        let buf = r.fill_buf()?;
-        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
-            Some(i) => break Some(buf[i]),
-            None if buf.is_empty() => break None,
-            None => {
-                let n = buf.len();
-                r.consume(n);
-            }
-        }
-    };
-    if first == Some(b'{') {
-        json::read(r)
-    } else {
-        read_xml(r)
     }
 }
 

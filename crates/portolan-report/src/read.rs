@@ -1,0 +1,146 @@
+//! The one way subcommands read a scan file: our JSON or XML (Nmap's or ours), told apart by
+//! the first byte that is not white space, after a UTF-8 byte-order mark if there is one.
+//!
+//! Every command (`diff`, `check`, `import`, ...) goes through [`read_any`], so a file reads
+//! the same way whichever command is given it.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use portolan_model::ScanRun;
+
+use crate::json;
+use crate::xml_reader::{read_xml, ReadError};
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The formats [`read_any`] tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Portolan's JSON document (`-oJ`).
+    Json,
+    /// Nmap's XML (`-oX`, ours or Nmap's).
+    Xml,
+}
+
+/// Reads a scan file, JSON or XML.
+pub fn read_any(path: impl AsRef<Path>) -> Result<ScanRun, ReadError> {
+    read_any_from(BufReader::new(File::open(path)?))
+}
+
+/// [`read_any`] on an open reader.
+pub fn read_any_from(reader: impl BufRead) -> Result<ScanRun, ReadError> {
+    let (format, reader) = sniff(reader)?;
+    match format {
+        Format::Json => json::read(reader),
+        Format::Xml => read_xml(reader),
+    }
+}
+
+/// Skips a byte-order mark and tells the format from the first non-white byte. The white
+/// space before it is kept, so that line numbers in errors still count from the file's start.
+pub fn sniff<R: BufRead>(mut reader: R) -> Result<(Format, impl BufRead), ReadError> {
+    // The mark may in principle straddle two reads; gather up to its three bytes.
+    let mut head: Vec<u8> = Vec::with_capacity(BOM.len());
+    while head.len() < BOM.len() {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        let want = BOM.len() - head.len();
+        let take = want.min(buf.len());
+        let chunk = buf.get(..take).unwrap_or_default();
+        if !BOM.starts_with(&[head.as_slice(), chunk].concat()) {
+            break;
+        }
+        head.extend_from_slice(chunk);
+        reader.consume(take);
+    }
+    // Bytes taken that were not a whole mark belong to the document.
+    let kept = if head == BOM { Vec::new() } else { head };
+    let mut skipped: Vec<u8> = kept;
+    let first = loop {
+        if let Some(b) = skipped.iter().find(|b| !b.is_ascii_whitespace()) {
+            break Some(*b);
+        }
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break None;
+        }
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => break buf.get(i).copied(),
+            None => {
+                let n = buf.len();
+                skipped.extend_from_slice(buf);
+                reader.consume(n);
+            }
+        }
+    };
+    let format = if first == Some(b'{') {
+        Format::Json
+    } else {
+        Format::Xml
+    };
+    Ok((
+        format,
+        BufReader::new(std::io::Cursor::new(skipped).chain(reader)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const XML: &str = "<?xml version=\"1.0\"?>\n<nmaprun scanner=\"nmap\" args=\"nmap x\" start=\"1\" version=\"7.93\" xmloutputversion=\"1.05\">\n<verbose level=\"0\"/><debugging level=\"0\"/>\n<runstats><finished time=\"2\" elapsed=\"1\"/><hosts up=\"0\" down=\"0\" total=\"0\"/></runstats>\n</nmaprun>\n";
+
+    fn json_doc() -> Vec<u8> {
+        let run = read_any_from(XML.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        {
+            use portolan_model::{OutputOptions, Sink};
+            let mut w = crate::JsonWriter::new(&mut out, OutputOptions::default());
+            w.begin(&run).unwrap();
+            w.end(&run).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_bom_is_skipped_for_both_formats() {
+        let plain = read_any_from(XML.as_bytes()).unwrap();
+        let with_bom = [BOM, XML.as_bytes()].concat();
+        assert_eq!(read_any_from(&with_bom[..]).unwrap(), plain);
+
+        let json = json_doc();
+        let from_json = read_any_from(&json[..]).unwrap();
+        assert_eq!(from_json.args, "nmap x");
+        let json_bom = [BOM, b"\n  ", &json[..]].concat();
+        assert_eq!(read_any_from(&json_bom[..]).unwrap(), from_json);
+    }
+
+    #[test]
+    fn white_space_before_the_document_is_kept_for_line_numbers() {
+        let bad = b"\xEF\xBB\xBF\n\n<nmaprun><bogus";
+        let e = read_any_from(&bad[..]).unwrap_err();
+        assert_eq!(e.line(), Some(3), "{e}");
+        let (f, _) = sniff(&b"  \n {\"a\":1}"[..]).unwrap();
+        assert_eq!(f, Format::Json);
+    }
+
+    #[test]
+    fn a_partial_bom_is_not_eaten() {
+        // EF BB followed by something else is not a mark: the bytes stay (and are not XML).
+        let e = read_any_from(&b"\xEF\xBB<nmaprun/>"[..]).unwrap_err();
+        assert!(e.line().is_some(), "{e}");
+        assert!(read_any_from(&b""[..]).is_err());
+    }
+
+    #[test]
+    fn a_bom_split_across_reads_is_skipped() {
+        let with_bom = [BOM, XML.as_bytes()].concat();
+        // A one-byte buffer makes every fill_buf return a single byte.
+        let r = BufReader::with_capacity(1, &with_bom[..]);
+        assert_eq!(read_any_from(r).unwrap().args, "nmap x");
+    }
+}

@@ -1,0 +1,229 @@
+//! -oE events against docs/events.schema.json, with the Python `jsonschema` module (installed
+//! in CI; a missing one fails the test unless PORTOLAN_SKIP_EXTERNAL=1): every event written
+//! for several runs (hand-built, hostile, imported from Nmap, read back from our JSON) and
+//! every change event between them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use portolan_model::*;
+use portolan_report::events::{change_events, write_events, Event, EventsWriter};
+use portolan_report::*;
+
+fn events_of(run: &ScanRun) -> String {
+    let mut w = EventsWriter::new(Vec::new(), OutputOptions::default());
+    feed(&mut w, run);
+    String::from_utf8(w.into_inner()).unwrap()
+}
+
+fn ndjson(events: &[Event]) -> String {
+    let mut out = Vec::new();
+    write_events(&mut out, events).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+const VALIDATE: &str = r#"
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+v = jsonschema.Draft202012Validator(schema)
+bad = 0
+count = 0
+for f in sys.argv[2:]:
+    for n, line in enumerate(open(f, encoding="utf-8"), 1):
+        count += 1
+        for e in v.iter_errors(json.loads(line)):
+            bad += 1
+            print(f"{f}:{n}", "/".join(map(str, e.absolute_path)), e.message)
+print("events", count)
+sys.exit(1 if bad else 0)
+"#;
+
+fn validate(files: &[PathBuf]) -> (Option<i32>, String) {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/events.schema.json");
+    let o = Command::new("python3")
+        .args(["-c", VALIDATE])
+        .arg(&schema)
+        .args(files)
+        .output()
+        .expect("python3 runs");
+    (
+        o.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+fn have_validator() -> bool {
+    external(
+        "python3 with jsonschema (pip install jsonschema)",
+        Command::new("python3").args(["-c", "import jsonschema"]),
+    )
+}
+
+/// The runs the events are drawn from, by name.
+fn runs() -> Vec<(String, ScanRun)> {
+    let mut out = vec![
+        ("sample".to_string(), sample_run()),
+        ("nasty".to_string(), nasty_run()),
+        (
+            "empty".to_string(),
+            ScanRun::new("portolan -sn 192.0.2.0/30", 1),
+        ),
+    ];
+    for name in ["full", "sv", "udp", "v6", "multi", "sn"] {
+        let run = read_xml_file(data(&format!("nmap-{name}.xml"))).unwrap();
+        out.push((format!("nmap-{name}"), run));
+    }
+    // Our JSON, written and read back: the events are those of the original.
+    let back = json::read(json_of(&sample_run()).as_bytes()).unwrap();
+    assert_eq!(events_of(&back), events_of(&sample_run()));
+    out.push(("json-round-trip".to_string(), back));
+    out
+}
+
+/// `sample_run` a day later: 22 upgraded, 80 filtered, 6379 new, the down host up.
+fn later() -> ScanRun {
+    let mut run = sample_run();
+    run.start += 86_400;
+    let h = &mut run.hosts[0];
+    h.endtime = h.endtime.map(|t| t + 86_400);
+    h.ports[0].service.as_mut().unwrap().version = Some("9.6p1".into());
+    h.ports[2].state = PortState::Filtered;
+    let mut redis = Port::new(Protocol::Tcp, 6379, PortState::Open, "syn-ack");
+    redis.service = Some(Service::from_table("redis"));
+    h.ports.push(redis);
+    let mut back = Host::new("192.0.2.9".parse().unwrap(), HostStatus::up("echo-reply"));
+    back.ports.push(Port::new(
+        Protocol::Udp,
+        161,
+        PortState::Open,
+        "udp-response",
+    ));
+    run.hosts[1] = back;
+    run
+}
+
+#[test]
+fn every_event_written_matches_the_schema() {
+    if !have_validator() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    let mut lines = 0;
+    for (name, run) in runs() {
+        let text = events_of(&run);
+        for line in text.lines() {
+            let e: Event = serde_json::from_str(line).unwrap();
+            assert_eq!(e.to_line().unwrap(), line, "{name}: lines read back alike");
+        }
+        lines += text.lines().count();
+        let path = dir.path().join(format!("{name}.ndjson"));
+        std::fs::write(&path, text).unwrap();
+        files.push(path);
+    }
+    let (code, out) = validate(&files);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("events {lines}\n")), "{out}");
+    assert!(lines >= 10, "too few events to mean anything: {lines}");
+}
+
+#[test]
+fn every_change_event_matches_the_schema() {
+    if !have_validator() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = [
+        (sample_run(), later()),
+        (later(), sample_run()),
+        (ScanRun::new("x", 1), sample_run()),
+        (sample_run(), ScanRun::new("x", 1)),
+        (
+            read_xml_file(data("nmap-basic.xml")).unwrap(),
+            read_xml_file(data("nmap-full.xml")).unwrap(),
+        ),
+        (nasty_run(), sample_run()),
+    ];
+    let mut files = Vec::new();
+    let mut actions = Vec::new();
+    for (i, (old, new)) in pairs.iter().enumerate() {
+        let events = change_events(old, new);
+        actions.extend(events.iter().map(|e| e.event.action));
+        let path = dir.path().join(format!("changes-{i}.ndjson"));
+        std::fs::write(&path, ndjson(&events)).unwrap();
+        files.push(path);
+    }
+    // Every kind of change is covered.
+    for a in [
+        events::Action::PortOpened,
+        events::Action::PortClosed,
+        events::Action::HostAppeared,
+        events::Action::HostDisappeared,
+        events::Action::ServiceChanged,
+    ] {
+        assert!(actions.contains(&a), "no {a:?} event in the test pairs");
+    }
+    let (code, out) = validate(&files);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn the_schema_rejects_what_it_should() {
+    if !have_validator() {
+        return;
+    }
+    let good = events_of(&sample_run());
+    let first = good.lines().next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = [
+        first.replace("\"port-open\"", "\"port-opne\""),
+        first.replace("\"transport\":\"tcp\"", "\"transport\":\"TCP\""),
+        first.replace("\"@timestamp\":\"2026", "\"@timestamp\":\"26"),
+        first.replace("\"type\":[\"info\"]", "\"type\":[\"change\"]"),
+        first.replace("\"observer\":{", "\"observer\":{\"extra\":1,"),
+    ];
+    for (i, line) in bad.iter().enumerate() {
+        assert_ne!(line, &first, "case {i} changed nothing");
+        let path = dir.path().join(format!("bad-{i}.ndjson"));
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        let (code, out) = validate(&[path]);
+        assert_eq!(code, Some(1), "case {i} passed: {out}");
+    }
+}
+
+#[test]
+fn sample_events_say_what_a_siem_needs() {
+    let text = events_of(&sample_run());
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 22, 80, 443, 631 are open; 25 is filtered; the down host has no ports.
+    let ports: Vec<u64> = events
+        .iter()
+        .map(|e| e["destination"]["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ports, vec![22, 80, 443, 631]);
+    let ssh = &events[0];
+    assert_eq!(ssh["@timestamp"], "2026-11-22T10:40:31Z");
+    assert_eq!(ssh["host"]["ip"][0], "192.0.2.10");
+    assert_eq!(ssh["host"]["hostname"], "scanme.example");
+    assert_eq!(ssh["host"]["mac"][0], "00-16-3E-12-34-56");
+    assert_eq!(ssh["service"]["name"], "ssh");
+    assert_eq!(ssh["service"]["version"], "9.2p1 Debian 2+deb12u3");
+    assert_eq!(ssh["portolan"]["service"]["product"], "OpenSSH");
+    assert_eq!(ssh["portolan"]["reason_ttl"], 63);
+    assert_eq!(events[2]["portolan"]["service"]["tunnel"], "ssl");
+    assert_eq!(
+        events[1]["message"],
+        "80/tcp open on 192.0.2.10 (scanme.example): http nginx 1.22.1"
+    );
+}
