@@ -44,7 +44,7 @@ impl Backend for LinuxBackend {
                 RawReceiver::for_ports(&[], &[s], ports)?,
             ),
         };
-        Ok(Box::new(IpPath { sender, receiver }))
+        Ok(Box::new(Path((sender, receiver))))
     }
 
     fn open_arp(
@@ -52,17 +52,13 @@ impl Backend for LinuxBackend {
         ifindex: u32,
         local: Ipv4Addr,
     ) -> Result<Box<dyn PacketIo<ArpProbe> + Send>, RawError> {
-        Ok(Box::new(LinkPath {
-            receiver: LinkReceiver::arp(ifindex, local)?,
-            sender: LinkSender::new(ifindex)?,
-        }))
+        let receiver = LinkReceiver::arp(ifindex, local)?;
+        Ok(Box::new(Path((LinkSender::new(ifindex)?, receiver))))
     }
 
     fn open_nd(&self, ifindex: u32) -> Result<Box<dyn PacketIo<NdProbe> + Send>, RawError> {
-        Ok(Box::new(LinkPath {
-            receiver: LinkReceiver::neighbor_adverts(ifindex)?,
-            sender: LinkSender::new(ifindex)?,
-        }))
+        let receiver = LinkReceiver::neighbor_adverts(ifindex)?;
+        Ok(Box::new(Path((LinkSender::new(ifindex)?, receiver))))
     }
 
     fn interfaces(&self) -> Result<Vec<Interface>, NetifError> {
@@ -82,23 +78,62 @@ fn sleep_for(until: Option<Instant>) -> Duration {
         .min(MAX_SLEEP)
 }
 
-struct IpPath {
-    sender: RawSender,
-    receiver: RawReceiver,
+/// A path's two sockets: the sender takes whole packets (IP) or frames (link), the
+/// receiver reads what comes back.
+trait Sockets {
+    fn send(&mut self, batch: &[(IpAddr, &[u8])]) -> Result<usize, RawError>;
+    fn recv(&mut self, out: &mut Vec<Received>, max: usize) -> Result<usize, RawError>;
+    fn wait_readable(&self, timeout: Duration) -> Result<bool, RawError>;
+    fn drops(&self) -> u64;
 }
 
-impl PacketIo<Probe> for IpPath {
-    fn send(&mut self, batch: &[Outgoing<'_, Probe>]) -> Result<usize, RawError> {
-        let packets: Vec<(IpAddr, &[u8])> = batch.iter().map(|o| (o.dst, o.packet)).collect();
-        self.sender.send_batch(&packets)
+impl Sockets for (RawSender, RawReceiver) {
+    fn send(&mut self, batch: &[(IpAddr, &[u8])]) -> Result<usize, RawError> {
+        self.0.send_batch(batch)
     }
     fn recv(&mut self, out: &mut Vec<Received>, max: usize) -> Result<usize, RawError> {
-        self.receiver.recv_batch(out, max)
+        self.1.recv_batch(out, max)
+    }
+    fn wait_readable(&self, timeout: Duration) -> Result<bool, RawError> {
+        self.1.wait_readable(timeout)
+    }
+    fn drops(&self) -> u64 {
+        self.1.drops()
+    }
+}
+
+impl Sockets for (LinkSender, LinkReceiver) {
+    fn send(&mut self, batch: &[(IpAddr, &[u8])]) -> Result<usize, RawError> {
+        let frames: Vec<&[u8]> = batch.iter().map(|&(_, f)| f).collect();
+        // A full queue (0 sent) loses nothing: the loop retries.
+        self.0.send_batch(&frames)
+    }
+    fn recv(&mut self, out: &mut Vec<Received>, max: usize) -> Result<usize, RawError> {
+        self.1.recv_batch(out, max)
+    }
+    fn wait_readable(&self, timeout: Duration) -> Result<bool, RawError> {
+        self.1.wait_readable(timeout)
+    }
+    fn drops(&self) -> u64 {
+        0
+    }
+}
+
+/// A path on this machine's sockets, timed by the real clock.
+struct Path<S>(S);
+
+impl<P, S: Sockets> PacketIo<P> for Path<S> {
+    fn send(&mut self, batch: &[Outgoing<'_, P>]) -> Result<usize, RawError> {
+        let packets: Vec<(IpAddr, &[u8])> = batch.iter().map(|o| (o.dst, o.packet)).collect();
+        self.0.send(&packets)
+    }
+    fn recv(&mut self, out: &mut Vec<Received>, max: usize) -> Result<usize, RawError> {
+        self.0.recv(out, max)
     }
     fn wait(&mut self, until: Option<Instant>) -> Result<(), RawError> {
         let d = sleep_for(until);
         if !d.is_zero() {
-            self.receiver.wait_readable(d)?;
+            self.0.wait_readable(d)?;
         }
         Ok(())
     }
@@ -106,32 +141,6 @@ impl PacketIo<Probe> for IpPath {
         Instant::now()
     }
     fn drops(&self) -> u64 {
-        self.receiver.drops()
-    }
-}
-
-struct LinkPath {
-    receiver: LinkReceiver,
-    sender: LinkSender,
-}
-
-impl<P> PacketIo<P> for LinkPath {
-    fn send(&mut self, batch: &[Outgoing<'_, P>]) -> Result<usize, RawError> {
-        let frames: Vec<&[u8]> = batch.iter().map(|o| o.packet).collect();
-        // A full queue (0 sent) loses nothing: the loop retries.
-        self.sender.send_batch(&frames)
-    }
-    fn recv(&mut self, out: &mut Vec<Received>, max: usize) -> Result<usize, RawError> {
-        self.receiver.recv_batch(out, max)
-    }
-    fn wait(&mut self, until: Option<Instant>) -> Result<(), RawError> {
-        let d = sleep_for(until);
-        if !d.is_zero() {
-            self.receiver.wait_readable(d)?;
-        }
-        Ok(())
-    }
-    fn now(&self) -> Instant {
-        Instant::now()
+        self.0.drops()
     }
 }
