@@ -90,6 +90,18 @@ pub struct PortResult {
     pub detected: Option<Detected>,
 }
 
+/// What the port scan (and later stages) found on one host.
+#[derive(Debug, Clone)]
+pub struct PortScan {
+    /// Port results (the conversion sorts them: TCP then UDP, ascending).
+    pub ports: Vec<PortResult>,
+    /// Timing from the port scan (srtt, rttvar, timeout in µs).
+    pub times: Option<portolan_model::Times>,
+    /// When its port scan started and ended, Unix epoch seconds (no end: when written).
+    pub started: i64,
+    pub ended: Option<i64>,
+}
+
 /// Everything the stages learn about one host of a batch.
 #[derive(Debug, Clone)]
 pub struct HostRecord {
@@ -102,13 +114,9 @@ pub struct HostRecord {
     pub mac: Option<MacAddr>,
     /// Its reverse DNS name.
     pub ptr: Option<String>,
-    /// Port results in ascending order, TCP then UDP; empty until the port scan.
-    pub ports: Vec<PortResult>,
-    /// Timing from the port scan (srtt, rttvar, timeout in µs).
-    pub times: Option<portolan_model::Times>,
-    /// When its port scan started and ended, Unix epoch seconds.
-    pub started: Option<i64>,
-    pub ended: Option<i64>,
+    /// What its port scan found; `None` until (and unless) it is port scanned. Boxed: a
+    /// discovery sweep holds a batch of 65,536 records, most never port scanned.
+    pub scan: Option<Box<PortScan>>,
     /// Written to the sink already.
     pub written: bool,
 }
@@ -122,10 +130,7 @@ impl HostRecord {
             ping_rtt: None,
             mac: None,
             ptr: None,
-            ports: Vec::new(),
-            times: None,
-            started: None,
-            ended: None,
+            scan: None,
             written: false,
         }
     }
