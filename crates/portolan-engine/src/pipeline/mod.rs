@@ -31,13 +31,13 @@ use tokio_util::sync::CancellationToken;
 /// A boxed future, for the object-safe async methods of [`Stage`] and [`Observer`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
-/// Hosts handled per batch of discovery and port scanning: bounds memory for huge ranges.
-/// A batch holds at most about this many probes (hosts × ports)...
-const BATCH_PROBES: usize = 1 << 18;
-/// ... and between this many hosts (so a full port range still goes 4096 hosts at a time)
-/// and the most a batch ever holds.
-const MIN_BATCH: usize = 4096;
-const MAX_BATCH: usize = 1 << 18;
+/// Hosts handled per batch of discovery and port scanning: memory is bounded by the batch,
+/// not by the targets. A batch holds at most about this many probes (hosts × ports): a
+/// -p- scan goes 16 hosts at a time, the default 1000 ports 1048 at a time...
+const BATCH_PROBES: usize = 1 << 20;
+/// ... and at least one host, at most this many (a sweep's batch: discovery state per host).
+const MIN_BATCH: usize = 1;
+const MAX_BATCH: usize = 1 << 16;
 
 /// Why a scan could not go on.
 #[derive(Debug, thiserror::Error)]
