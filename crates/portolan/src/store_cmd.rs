@@ -145,7 +145,9 @@ fn fail(msg: impl std::fmt::Display, code: u8) -> ExitCode {
 }
 
 /// Parses the words and opens the store they name; Err is the exit code, already explained
-/// (or the help printed).
+/// (or the help printed). Only `import` writes, so only it may create the store: a command
+/// that reads refuses a path where no store is (a typo in a cron job must not read as "no
+/// changes").
 fn open(spec: &Spec, args: &[String]) -> Result<(Parsed, Store), ExitCode> {
     let p = subargs::parse_or_exit(spec, args)?;
     let Some(path) = p.db() else {
@@ -154,8 +156,12 @@ fn open(spec: &Spec, args: &[String]) -> Result<(Parsed, Store), ExitCode> {
             2,
         ));
     };
-    let store = Store::open(&path).map_err(|e| fail(e, 2))?;
-    Ok((p, store))
+    let store = if spec.name == IMPORT.name {
+        Store::open(&path)
+    } else {
+        Store::open_existing(&path)
+    };
+    Ok((p, store.map_err(|e| fail(e, 2))?))
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> ExitCode {
@@ -471,6 +477,15 @@ pub fn services(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `PORTOLAN_DB_WAIT=SECONDS`: how long a scan waits for another writer holding the store
+/// before it goes on without recording (default: about ten minutes, with retries).
+pub const DB_WAIT_ENV: &str = "PORTOLAN_DB_WAIT";
+
+fn patience() -> Option<Duration> {
+    let secs: f64 = std::env::var(DB_WAIT_ENV).ok()?.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+}
+
 /// Records a scan in the store as it runs: begun at `begin`, each host committed as it is
 /// reported, complete at `end` unless the scan was interrupted.
 pub struct StoreSink {
@@ -481,8 +496,12 @@ pub struct StoreSink {
 
 impl StoreSink {
     pub fn open(path: &str, targets: String) -> Result<StoreSink, StoreError> {
+        let mut store = Store::open(path)?;
+        if let Some(wait) = patience() {
+            store.set_patience(wait)?;
+        }
         Ok(StoreSink {
-            store: Store::open(path)?,
+            store,
             targets,
             scan: None,
         })
