@@ -30,7 +30,9 @@ const PRODUCT: Opt = Opt::value(
 
 /// What every store command's help ends with.
 const FOOTER: &str = "\
-The history store is --db PATH, else $PORTOLAN_DB.
+The history store is --db PATH, else $PORTOLAN_DB. Only `import` and a scan with --db
+create it; the other commands refuse a path where no store is. A writer waits for others
+holding the store (about ten minutes; PORTOLAN_DB_WAIT=SECONDS to change that).
 Exit status: 0 done, 1 the store failed, 2 bad usage or an unreadable store or file.";
 
 pub const IMPORT: Spec = Spec {
@@ -157,7 +159,12 @@ fn open(spec: &Spec, args: &[String]) -> Result<(Parsed, Store), ExitCode> {
         ));
     };
     let store = if spec.name == IMPORT.name {
-        Store::open(&path)
+        Store::open(&path).and_then(|mut s| {
+            if let Some(wait) = patience() {
+                s.set_patience(wait)?;
+            }
+            Ok(s)
+        })
     } else {
         Store::open_existing(&path)
     };
@@ -477,8 +484,9 @@ pub fn services(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `PORTOLAN_DB_WAIT=SECONDS`: how long a scan waits for another writer holding the store
-/// before it goes on without recording (default: about ten minutes, with retries).
+/// `PORTOLAN_DB_WAIT=SECONDS`: how long a scan (or `import`) waits for another writer
+/// holding the store before it gives up (default: about ten minutes, with retries); a scan
+/// then goes on without recording.
 pub const DB_WAIT_ENV: &str = "PORTOLAN_DB_WAIT";
 
 fn patience() -> Option<Duration> {

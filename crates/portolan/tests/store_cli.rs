@@ -386,3 +386,44 @@ fn parallel_imports_into_one_store_all_land() {
     want.sort_unstable();
     assert_eq!(imported, want);
 }
+
+/// Scans of the loopback recording into one store at once: every one lands, complete,
+/// with the listener's port.
+#[test]
+fn parallel_scans_into_one_store_all_land() {
+    const N: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(&dir);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port_n = l.local_addr().unwrap().port();
+    let port = port_n.to_string();
+    let children: Vec<std::process::Child> = (0..N)
+        .map(|_| {
+            Command::new(BIN)
+                .args(["-sT", "-p", &port, "--db", &db, "127.0.0.1"])
+                .env_remove("PORTOLAN_DB")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+    }
+    let h = json(&["history", "--db", &db, "--json"]);
+    let h = h.as_array().unwrap();
+    assert_eq!(h.len(), N, "{h:?}");
+    assert!(
+        h.iter()
+            .all(|s| s["complete"] == true && s["hosts_up"] == 1),
+        "{h:?}"
+    );
+    let svc = json(&["services", "--db", &db, "--json"]);
+    assert!(
+        svc.as_array().unwrap().iter().any(|s| s["port"] == port_n),
+        "{svc}"
+    );
+}
