@@ -278,6 +278,14 @@ impl Store {
         })
     }
 
+    /// Checks that this store can be written now: takes the write lock (waiting for other
+    /// writers as every write does) and lets it go, changing nothing. A scan asks this
+    /// before it empties any output file, so a store held by another writer past the wait
+    /// is refused while nothing has been touched.
+    pub fn check_writable(&mut self) -> Result<(), StoreError> {
+        self.write(|_| Ok(()))
+    }
+
     /// Records a scan that starts now, as incomplete until [`Store::finish_scan`].
     pub fn begin_scan(&mut self, meta: &ScanMeta) -> Result<ScanId, StoreError> {
         self.write(|tx| insert_scan(tx, meta))

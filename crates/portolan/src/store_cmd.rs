@@ -508,6 +508,15 @@ impl StoreSink {
         if let Some(wait) = patience() {
             store.set_patience(wait)?;
         }
+        // Before any output is emptied: can it be written at all (not locked past the
+        // wait by another writer, not read-only)?
+        store.check_writable().map_err(|e| match e {
+            StoreError::Sqlite(source) => StoreError::Open {
+                path: path.into(),
+                source,
+            },
+            e => e,
+        })?;
         Ok(StoreSink {
             store,
             targets,

@@ -90,6 +90,25 @@ fn an_output_or_store_that_cannot_be_opened_touches_no_existing_file() {
         std::fs::read_to_string(&notes).unwrap(),
         "my notes, not a database\n".repeat(50)
     );
+    // A store another writer holds past the scan's wait is refused before anything is
+    // emptied.
+    let db = s(&dir.path().join("h.db"));
+    drop(portolan_store::Store::open(&db).unwrap());
+    let holder = portolan_store::Store::open(&db).unwrap();
+    holder
+        .connection()
+        .execute_batch("BEGIN IMMEDIATE")
+        .unwrap();
+    std::fs::write(&keep, KEEP).unwrap();
+    let o = run_env(
+        &["-sT", "-p", "1", "-oX", &keep_s, "--db", &db, "127.0.0.1"],
+        &[("PORTOLAN_DB_WAIT", "0.3")],
+    );
+    holder.connection().execute_batch("ROLLBACK").unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("is locked"), "{}", err(&o));
+    assert!(err(&o).contains(&db), "{}", err(&o));
+    assert_eq!(std::fs::read_to_string(&keep).unwrap(), KEEP);
     // The store's error is said once, not repeated by each layer under it.
     let o = run(&["-sT", "-p", "1", "--db", "/nonexistent/h.db", "127.0.0.1"]);
     assert_eq!(
@@ -107,39 +126,41 @@ fn an_output_or_store_that_cannot_be_opened_touches_no_existing_file() {
     assert_valid_xml(&keep);
 }
 
-/// A store locked by another writer for longer than the scan waits: refused before the scan
-/// if the lock is there at open (migration), else reported once and the scan goes on; the
-/// outputs are whole either way and the exit is not 0.
+/// A store locked by another writer mid-scan, for longer than the scan waits: reported
+/// once, the scan goes on, its outputs are whole, and it exits 1.
 #[test]
 fn a_store_locked_mid_scan_leaves_the_outputs_whole_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let db = s(&dir.path().join("h.db"));
     let o = run(&["-sT", "-p", "1", "--db", &db, "127.0.0.1"]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
-    // Another connection takes the write lock and keeps it.
-    let holder = portolan_store::Store::open(&db).unwrap();
-    let lock = holder.connection();
-    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
 
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port().to_string();
     let (xml, json) = (dir.path().join("s.xml"), dir.path().join("s.json"));
-    let o = run_env(
-        &[
-            "-sT",
-            "-p",
-            &port,
-            "--db",
-            &db,
-            "-oX",
-            &s(&xml),
-            "-oJ",
-            &s(&json),
-            "127.0.0.1",
-        ],
-        &[("PORTOLAN_DB_WAIT", "0.5")],
-    );
-    lock.execute_batch("ROLLBACK").unwrap();
+    // A full-range scan at a bounded rate: seconds between recording its start and its host.
+    let child = Command::new(BIN)
+        .args(["-sT", "-p-", "--max-rate", "40000", "--db", &db])
+        .args(["-oX", &s(&xml), "-oJ", &s(&json), "127.0.0.1"])
+        .env_remove("PORTOLAN_DB")
+        .env("PORTOLAN_DB_WAIT", "0.5")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the scan is recorded as begun, another connection takes the write lock.
+    let holder = portolan_store::Store::open_existing(&db).unwrap();
+    let t = std::time::Instant::now();
+    while holder.history().unwrap().len() < 2 {
+        assert!(t.elapsed().as_secs() < 30, "the scan never began");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    holder
+        .connection()
+        .execute_batch("BEGIN IMMEDIATE")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    holder.connection().execute_batch("ROLLBACK").unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert_eq!(
         err(&o).matches("cannot record the scan").count(),
@@ -149,6 +170,7 @@ fn a_store_locked_mid_scan_leaves_the_outputs_whole_and_exits_1() {
     );
     assert!(err(&o).contains(&db), "{}", err(&o));
     let run = assert_valid_xml(&xml);
+    assert_eq!(run.runstats.unwrap().exit, portolan_model::RunExit::Success);
     assert_valid_json(&json);
     let open: Vec<u16> = run.hosts[0]
         .ports
@@ -156,14 +178,11 @@ fn a_store_locked_mid_scan_leaves_the_outputs_whole_and_exits_1() {
         .filter(|p| p.state == portolan_model::PortState::Open)
         .map(|p| p.portid)
         .collect();
-    assert_eq!(open, vec![l.local_addr().unwrap().port()]);
-    // Only the first scan is in the store; the store itself is sound.
-    drop(holder);
-    let h = portolan_store::Store::open_existing(&db)
-        .unwrap()
-        .history()
-        .unwrap();
-    assert_eq!(h.len(), 1);
+    assert!(open.contains(&l.local_addr().unwrap().port()), "{open:?}");
+    // The store is sound, and the scan it could not finish recording stays incomplete.
+    let h = holder.history().unwrap();
+    assert_eq!(h.len(), 2);
+    assert!(h[0].complete && !h[1].complete, "{h:?}");
 }
 
 #[test]
