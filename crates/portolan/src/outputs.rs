@@ -55,7 +55,7 @@ pub fn open(o: &Options, opts: &OutputOptions, start: &DateTime<Local>) -> Resul
     // Everything opened: only now are existing files emptied.
     for out in &outputs {
         if let Some(f) = &out.file {
-            if !o.append_output && !f.created {
+            if !o.append_output && !f.created && !f.system {
                 truncate(f)?;
             }
         }
@@ -69,6 +69,8 @@ struct OpenFile {
     file: File,
     /// This run made it (so it is removed again if another output cannot be opened).
     created: bool,
+    /// Under /dev or /proc (`/dev/stdout`): never emptied.
+    system: bool,
 }
 
 /// An output destination, opened.
@@ -78,8 +80,22 @@ struct Output {
     file: Option<OpenFile>,
 }
 
-/// Opens (creating if need be) without emptying, never through a symbolic link.
+/// Opens (creating if need be) without emptying, never through a symbolic link, except
+/// under /dev (but its world-writable /dev/shm) and /proc, where no one plants links and
+/// `-oX /dev/stdout` is a common idiom (written as the descriptor it names is, never
+/// emptied).
 fn open_file(path: &Path, append: bool) -> std::io::Result<OpenFile> {
+    let shared = ["/dev/shm", "/dev/mqueue"]
+        .iter()
+        .any(|d| path.starts_with(d));
+    if (path.starts_with("/dev") && !shared) || path.starts_with("/proc") {
+        return Ok(OpenFile {
+            path: path.to_path_buf(),
+            file: OpenOptions::new().write(true).append(append).open(path)?,
+            created: false,
+            system: true,
+        });
+    }
     let mut oo = OpenOptions::new();
     oo.write(true)
         .append(append)
@@ -90,11 +106,13 @@ fn open_file(path: &Path, append: bool) -> std::io::Result<OpenFile> {
             path: path.to_path_buf(),
             file,
             created: true,
+            system: false,
         }),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(OpenFile {
             path: path.to_path_buf(),
             file: oo.open(path)?,
             created: false,
+            system: false,
         }),
         Err(e) => Err(e),
     }

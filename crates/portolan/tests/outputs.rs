@@ -202,6 +202,14 @@ fn outputs_refuse_a_planted_symbolic_link() {
     }
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
     assert!(!dir.path().join("not-yet").exists());
+    // The links of /dev are the system's, and `-oX /dev/stdout` is a common idiom.
+    let o = run(&["-sT", "-p", "1", "-oX", "/dev/stdout", "127.0.0.1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("<nmaprun") && text.contains("</nmaprun>"),
+        "{text}"
+    );
     // With --append-output too.
     let o = run(&[
         "-sT",
