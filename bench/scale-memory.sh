@@ -3,9 +3,8 @@
 # --dryrun. The goal: memory bounded by what a scan finds, not by hosts × ports; a /20
 # under 200 MB.
 #
-# The network is sweep.sh's: two namespaces of its own joined by a veth pair, the sink
-# answering for all of 198.19.0.0/16 (`ip route add local ... dev lo`, so every port of
-# every address answers: RST, or SYN-ACK on port 80), the scanner routing only that /16.
+# The network is bench/answering-net.sh's (as sweep.sh's): the sink answers for all of
+# 198.19.0.0/16, so every port of every address answers (RST, or SYN-ACK on port 80).
 # Torn down on exit.
 #
 # Env: PORTOLAN_BIN (default target/release/portolan); BEFORE_BIN (another build to
@@ -25,34 +24,9 @@ log() { printf '[scale] %s\n' "$*" >&2; }
 [ -x "$BIN" ] || (cd "$ROOT" && cargo build --release)
 [ -x /usr/bin/time ] || { log "/usr/bin/time missing (apt-get install time)"; exit 1; }
 
-down() {
-    for ns in "$P-scan" "$P-sink"; do
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
-        ip netns del "$ns" 2>/dev/null || true
-    done
-}
-trap down EXIT
-down
-ip netns add "$P-scan"; ip netns add "$P-sink"
-for ns in "$P-scan" "$P-sink"; do
-    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-    ip -n "$ns" link set lo up
-done
-ip link add s0 netns "$P-scan" type veth peer name t0 netns "$P-sink"
-ip -n "$P-scan" addr add 198.18.3.1/30 dev s0
-ip -n "$P-sink" addr add 198.18.3.2/30 dev t0
-ip -n "$P-scan" link set s0 up
-ip -n "$P-sink" link set t0 up
-ip -n "$P-scan" route add "$TARGET" via 198.18.3.2
-ip -n "$P-sink" route add local "$TARGET" dev lo
-ip netns exec "$P-sink" sysctl -qw net.ipv4.tcp_syncookies=1 net.ipv4.tcp_max_syn_backlog=65536 net.core.somaxconn=65535
-routes="$(ip -n "$P-scan" -4 route show | awk '{print $1}' | sort | tr '\n' ' ')"
-[ "$routes" = "198.18.3.0/30 $TARGET " ] || { log "unexpected scanner routes: $routes"; exit 1; }
-setsid ip netns exec "$P-sink" python3 "$ROOT/lab/listener.py" --bind 0.0.0.0 --port 80 \
-    </dev/null >/dev/null 2>&1 &
-for _ in $(seq 1 50); do
-    ip netns exec "$P-sink" ss -ltnH | grep -q ':80 ' && break; sleep 0.1
-done
+. "$ROOT/bench/answering-net.sh"
+trap 'answering_net_down "$P"' EXIT
+answering_net_up "$P" 198.18.3.1/30 198.18.3.2/30
 
 OUT="$(mktemp -d)"
 # measure LABEL BIN ARGS... -> "peak_MB seconds open_hosts"
