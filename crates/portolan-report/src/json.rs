@@ -240,12 +240,55 @@ impl<W: Write> Sink for JsonWriter<W> {
     }
 }
 
-/// Reads a document written by [`JsonWriter`]. Fields it does not know are ignored.
+/// Reads a document written by [`JsonWriter`]. Fields it does not know are ignored. A file
+/// written with `--append-output` holds several documents; this is the last one (see
+/// [`read_runs`] for all).
 pub fn read(reader: impl Read) -> Result<ScanRun, ReadError> {
-    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
-    let doc = de.deserialize_map(DocVisitor)?;
-    de.end()?;
-    doc.map_err(|found| ReadError::UnsupportedJsonVersion { found })
+    let mut last = None;
+    for_each_run(reader, |run| {
+        last = Some(run);
+        Ok(())
+    })?;
+    last.ok_or_else(|| {
+        ReadError::Json(<serde_json::Error as de::Error>::custom(
+            "no JSON document (empty file)",
+        ))
+    })
+}
+
+/// Every document of a file written by [`JsonWriter`], in file order (`--append-output`
+/// writes one after another, each on its own lines).
+pub fn read_runs(reader: impl Read) -> Result<Vec<ScanRun>, ReadError> {
+    let mut runs = Vec::new();
+    for_each_run(reader, |run| {
+        runs.push(run);
+        Ok(())
+    })?;
+    Ok(runs)
+}
+
+/// Hands each document to `each` as soon as it is read, so that only one is held at a time.
+pub fn for_each_run(
+    reader: impl Read,
+    mut each: impl FnMut(ScanRun) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    let de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+    for doc in de.into_iter::<Doc>() {
+        let run = doc?
+            .0
+            .map_err(|found| ReadError::UnsupportedJsonVersion { found })?;
+        each(run)?;
+    }
+    Ok(())
+}
+
+/// One document, read with [`DocVisitor`].
+struct Doc(Result<ScanRun, u64>);
+
+impl<'de> Deserialize<'de> for Doc {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(DocVisitor).map(Doc)
+    }
 }
 
 /// Reads the document straight into the model (no intermediate JSON tree, which would cost

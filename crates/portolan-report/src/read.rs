@@ -11,7 +11,7 @@ use std::path::Path;
 use portolan_model::ScanRun;
 
 use crate::json;
-use crate::xml_reader::{read_xml, ReadError};
+use crate::xml_reader::{for_each_xml_run, ReadError};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -24,17 +24,56 @@ pub enum Format {
     Xml,
 }
 
-/// Reads a scan file, JSON or XML.
+/// Reads a scan file, JSON or XML. A file written with `--append-output` holds several runs
+/// (Nmap's appended XML is several `<nmaprun>` documents in one file); this is the last one,
+/// the newest. [`read_all`] gives every run.
 pub fn read_any(path: impl AsRef<Path>) -> Result<ScanRun, ReadError> {
     read_any_from(BufReader::new(File::open(path)?))
 }
 
 /// [`read_any`] on an open reader.
 pub fn read_any_from(reader: impl BufRead) -> Result<ScanRun, ReadError> {
+    let mut last = None;
+    for_each_run_from(reader, |run| {
+        last = Some(run);
+        Ok(())
+    })?;
+    last.ok_or(ReadError::NoRoot { line: 1 })
+}
+
+/// Every run in a scan file, JSON or XML, oldest first (one for a file not appended to).
+pub fn read_all(path: impl AsRef<Path>) -> Result<Vec<ScanRun>, ReadError> {
+    read_all_from(BufReader::new(File::open(path)?))
+}
+
+/// [`read_all`] on an open reader.
+pub fn read_all_from(reader: impl BufRead) -> Result<Vec<ScanRun>, ReadError> {
+    let mut runs = Vec::new();
+    for_each_run_from(reader, |run| {
+        runs.push(run);
+        Ok(())
+    })?;
+    Ok(runs)
+}
+
+/// Hands each run of a scan file to `each` as it is read, oldest first, holding one run at a
+/// time (`import` records each as it comes).
+pub fn for_each_run(
+    path: impl AsRef<Path>,
+    each: impl FnMut(ScanRun) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    for_each_run_from(BufReader::new(File::open(path)?), each)
+}
+
+/// [`for_each_run`] on an open reader.
+pub fn for_each_run_from(
+    reader: impl BufRead,
+    each: impl FnMut(ScanRun) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
     let (format, reader) = sniff(reader)?;
     match format {
-        Format::Json => json::read(reader),
-        Format::Xml => read_xml(reader),
+        Format::Json => json::for_each_run(reader, each),
+        Format::Xml => for_each_xml_run(reader, each),
     }
 }
 

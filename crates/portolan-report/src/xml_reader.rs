@@ -93,9 +93,35 @@ impl ReadError {
     }
 }
 
-/// Reads an Nmap XML document.
+/// Reads an Nmap XML document. A file written with `--append-output` holds several runs;
+/// this is the last one (see [`read_xml_runs`] for all).
 pub fn read_xml(reader: impl BufRead) -> Result<ScanRun, ReadError> {
-    Parser::new(reader).document()
+    let mut last = None;
+    Parser::new(reader).documents(|run| {
+        last = Some(run);
+        Ok(())
+    })?;
+    last.ok_or(ReadError::NoRoot { line: 1 })
+}
+
+/// Every run of an Nmap XML file, in file order: `--append-output` (Nmap's and ours) writes
+/// each run as a whole document (`<?xml ...?>`, `<nmaprun>...</nmaprun>`) after the last.
+pub fn read_xml_runs(reader: impl BufRead) -> Result<Vec<ScanRun>, ReadError> {
+    let mut runs = Vec::new();
+    Parser::new(reader).documents(|run| {
+        runs.push(run);
+        Ok(())
+    })?;
+    Ok(runs)
+}
+
+/// Hands each run of an Nmap XML file to `each` as soon as it is read, so that only one run
+/// is held at a time. Stops at the first error, `each`'s included.
+pub fn for_each_xml_run(
+    reader: impl BufRead,
+    each: impl FnMut(ScanRun) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    Parser::new(reader).documents(each)
 }
 
 /// Reads an Nmap XML file.
@@ -295,6 +321,40 @@ impl<R: BufRead> Parser<R> {
                     })
                 }
             }
+        }
+    }
+
+    /// The first document, then every further `<nmaprun>` appended after it. Between runs
+    /// only white space, declarations, comments and processing instructions may come.
+    fn documents(
+        &mut self,
+        mut each: impl FnMut(ScanRun) -> Result<(), ReadError>,
+    ) -> Result<(), ReadError> {
+        let first = self.document()?;
+        // The next run's prologue says again whether Portolan wrote it.
+        self.written_by_portolan = false;
+        each(first)?;
+        loop {
+            let run = match self.next()? {
+                Ev::Start(el) if el.name == "nmaprun" => self.nmaprun(el, true)?,
+                Ev::Empty(el) if el.name == "nmaprun" => self.nmaprun(el, false)?,
+                Ev::Start(el) | Ev::Empty(el) => {
+                    return Err(ReadError::NotNmapRun {
+                        line: el.line,
+                        found: el.name,
+                    })
+                }
+                Ev::Text(t) if t.trim().is_empty() => continue,
+                Ev::Text(_) | Ev::End => {
+                    return Err(ReadError::Syntax {
+                        line: self.current_line(),
+                        message: "content after </nmaprun>".into(),
+                    })
+                }
+                Ev::Eof => return Ok(()),
+            };
+            self.written_by_portolan = false;
+            each(run)?;
         }
     }
 
