@@ -99,16 +99,26 @@ pub fn sniff<R: BufRead>(mut reader: R) -> Result<(Format, impl BufRead), ReadEr
     // Bytes taken that were not a whole mark belong to the document.
     let kept = if head == BOM { Vec::new() } else { head };
     let mut skipped: Vec<u8> = kept;
+    // Newlines before the first byte that is not white, for the line of an error.
+    let mut newlines = 0;
     let first = loop {
-        if let Some(b) = skipped.iter().find(|b| !b.is_ascii_whitespace()) {
-            break Some(*b);
+        if let Some(i) = skipped.iter().position(|b| !b.is_ascii_whitespace()) {
+            newlines = skipped.iter().take(i).filter(|b| **b == b'\n').count();
+            break skipped.get(i).copied();
         }
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
             break None;
         }
         match buf.iter().position(|b| !b.is_ascii_whitespace()) {
-            Some(i) => break buf.get(i).copied(),
+            Some(i) => {
+                newlines = skipped
+                    .iter()
+                    .chain(buf.iter().take(i))
+                    .filter(|b| **b == b'\n')
+                    .count();
+                break buf.get(i).copied();
+            }
             None => {
                 let n = buf.len();
                 skipped.extend_from_slice(buf);
@@ -116,10 +126,16 @@ pub fn sniff<R: BufRead>(mut reader: R) -> Result<(Format, impl BufRead), ReadEr
             }
         }
     };
-    let format = if first == Some(b'{') {
-        Format::Json
-    } else {
-        Format::Xml
+    let format = match first {
+        Some(b'{') => Format::Json,
+        // Empty (or blank) input is left to the XML reader, which says so.
+        Some(b'<') | None => Format::Xml,
+        // Neither markup nor JSON: notes, a normal (-oN) or grepable (-oG) output, ...
+        Some(_) => {
+            return Err(ReadError::NotAScanFile {
+                line: 1 + newlines as u64,
+            })
+        }
     };
     Ok((
         format,
@@ -165,6 +181,25 @@ mod tests {
         assert_eq!(e.line(), Some(3), "{e}");
         let (f, _) = sniff(&b"  \n {\"a\":1}"[..]).unwrap();
         assert_eq!(f, Format::Json);
+    }
+
+    /// A text file was reported as "line 3: malformed XML" (of a two-line file).
+    #[test]
+    fn a_file_that_is_neither_xml_nor_json_is_said_to_be_no_scan_file() {
+        for (text, line) in [
+            (&b"some notes\nabout a scan\n"[..], 1),
+            (b"\n\n# Nmap 7.93 scan initiated\n", 3),
+            (b"Host: 127.0.0.1 ()\tStatus: Up\n", 1),
+        ] {
+            let e = read_any_from(text).unwrap_err();
+            assert!(matches!(e, ReadError::NotAScanFile { .. }), "{e}");
+            assert_eq!(e.line(), Some(line), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("not an Nmap XML or Portolan JSON scan file"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("line {line}: malformed XML: {message}")]
     Syntax { line: u64, message: String },
+    #[error("line {line}: not an Nmap XML or Portolan JSON scan file (it starts with neither '<' nor '{{')")]
+    NotAScanFile { line: u64 },
     #[error("line {line}: no XML element found (empty file, or not XML)")]
     NoRoot { line: u64 },
     #[error("line {line}: the root element is <{found}>, not <nmaprun>: not an Nmap XML file")]
@@ -80,6 +82,7 @@ impl ReadError {
         match self {
             ReadError::Syntax { line, .. }
             | ReadError::NoRoot { line }
+            | ReadError::NotAScanFile { line }
             | ReadError::NotNmapRun { line, .. }
             | ReadError::MissingAttribute { line, .. }
             | ReadError::MissingElement { line, .. }
