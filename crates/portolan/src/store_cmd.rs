@@ -38,7 +38,8 @@ pub const IMPORT: Spec = Spec {
     summary: "record scan files (Nmap's XML, Portolan's XML or JSON) in the history store",
     usage: &["[--db PATH] [--json] FILE..."],
     about: "Records each scan FILE in the history store, once (a file imported again is \
-            said so).\nEvery file is read first: one bad file imports none.",
+            said so).\nA file holding several runs (--append-output) has each run recorded.\n\
+            Every file is read first: one bad file imports none.",
     opts: &[DB, JSON.help("print the report as JSON")],
     operands: true,
     footer: FOOTER,
@@ -199,9 +200,10 @@ pub fn targets_text(o: &crate::args::Options) -> String {
     t.join(" ")
 }
 
-/// Reads a scan file: Nmap's XML or ours, or our JSON.
-fn read_scan(path: &str) -> Result<ScanRun, String> {
-    portolan_report::read_any(path).map_err(|e| format!("{path}: {e}"))
+/// Reads every run of a scan file (several when written with `--append-output`): Nmap's XML
+/// or ours, or our JSON.
+fn read_scans(path: &str) -> Result<Vec<ScanRun>, String> {
+    portolan_report::read_all(path).map_err(|e| format!("{path}: {e}"))
 }
 
 /// `portolan import FILE...`: every file read first; one bad file imports none.
@@ -213,16 +215,22 @@ pub fn import(args: &[String]) -> ExitCode {
     if w.operands.is_empty() {
         return fail("import: no file given (portolan import FILE...)", 2);
     }
+    // (file, run number, runs in the file, targets, run)
     let mut runs = Vec::new();
     for f in &w.operands {
-        match read_scan(f) {
-            Ok(run) => runs.push((f.clone(), targets_of(&run), run)),
+        match read_scans(f) {
+            Ok(all) => {
+                let count = all.len();
+                for (i, run) in all.into_iter().enumerate() {
+                    runs.push((f.clone(), i + 1, count, targets_of(&run), run));
+                }
+            }
             Err(e) => return fail(format!("{e}\nnothing imported"), 2),
         }
     }
     let items: Vec<(&ScanRun, Option<&str>, &str)> = runs
         .iter()
-        .map(|(f, t, r)| (r, Some(f.as_str()), t.as_str()))
+        .map(|(f, _, _, t, r)| (r, Some(f.as_str()), t.as_str()))
         .collect();
     let done = match or_fail(store.import_all(&items)) {
         Ok(d) => d,
@@ -231,12 +239,13 @@ pub fn import(args: &[String]) -> ExitCode {
     let report: Vec<serde_json::Value> = runs
         .iter()
         .zip(&done)
-        .map(|((f, t, r), d)| {
+        .map(|((f, n, count, t, r), d)| {
             let (status, id) = match d {
                 Imported::Added(id) => ("added", id.0),
                 Imported::AlreadyThere(id) => ("already imported", id.0),
             };
-            serde_json::json!({"file": f, "scan_id": id, "status": status, "targets": t,
+            serde_json::json!({"file": f, "run": n, "runs": count,
+                               "scan_id": id, "status": status, "targets": t,
                                "hosts": r.hosts.len(),
                                "ports": r.hosts.iter().map(|h| h.ports.len()).sum::<usize>()})
         })
@@ -245,8 +254,12 @@ pub fn import(args: &[String]) -> ExitCode {
         return print_json(&report);
     }
     for r in &report {
+        let run = match (r["run"].as_u64(), r["runs"].as_u64()) {
+            (Some(n), Some(count)) if count > 1 => format!(" (run {n} of {count})"),
+            _ => String::new(),
+        };
         println!(
-            "{}: {} as scan {} ({} hosts, {} ports; targets {})",
+            "{}{run}: {} as scan {} ({} hosts, {} ports; targets {})",
             r["file"].as_str().unwrap_or(""),
             r["status"].as_str().unwrap_or(""),
             r["scan_id"],
