@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::escape::json_to_writer;
 use crate::text::Tally;
 use crate::xml_reader::ReadError;
 use portolan_model::{
@@ -205,11 +206,12 @@ impl<W: Write> Sink for JsonWriter<W> {
             debugging: *debugging,
             prescripts,
         };
-        let mut s = serde_json::to_string(&head).map_err(OutputError::json)?;
+        let mut s = Vec::new();
+        json_to_writer(&mut s, &head).map_err(OutputError::json)?;
         // Reopen the object to append the host list.
         s.pop();
-        s.push_str(",\"hosts\":[\n");
-        self.out.write_all(s.as_bytes())?;
+        s.extend_from_slice(b",\"hosts\":[\n");
+        self.out.write_all(&s)?;
         self.out.flush()?;
         Ok(())
     }
@@ -219,7 +221,7 @@ impl<W: Write> Sink for JsonWriter<W> {
         if self.hosts_written > 0 {
             self.out.write_all(b",\n")?;
         }
-        serde_json::to_writer(&mut self.out, &HostOut::from(host)).map_err(OutputError::json)?;
+        json_to_writer(&mut self.out, &HostOut::from(host)).map_err(OutputError::json)?;
         self.hosts_written += 1;
         self.out.flush()?;
         Ok(())
@@ -231,9 +233,9 @@ impl<W: Write> Sink for JsonWriter<W> {
             self.out.write_all(b"\n")?;
         }
         self.out.write_all(b"],\"postscripts\":")?;
-        serde_json::to_writer(&mut self.out, &run.postscripts).map_err(OutputError::json)?;
+        json_to_writer(&mut self.out, &run.postscripts).map_err(OutputError::json)?;
         self.out.write_all(b",\"runstats\":")?;
-        serde_json::to_writer(&mut self.out, &stats).map_err(OutputError::json)?;
+        json_to_writer(&mut self.out, &stats).map_err(OutputError::json)?;
         self.out.write_all(b"}\n")?;
         self.out.flush()?;
         Ok(())
