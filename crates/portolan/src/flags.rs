@@ -178,7 +178,7 @@ pub const FLAGS: &[FlagDef] = &[
         Text(|o, v| o.input_file = Some(v.into()))),
     f("-iR", R, "<num>", Target, "Choose random targets", NotSupported),
     f("--exclude", R, "<host1[,host2][,host3],...>", Target, "Exclude hosts/networks",
-        Text(|o, v| o.excludes.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_string)))),
+        Custom(excludes)),
     f("--excludefile", R, "<exclude_file>", Target, "Exclude list from file",
         Text(|o, v| o.exclude_file = Some(v.into()))),
     // Host discovery
@@ -429,6 +429,26 @@ const NMAP_ORG_XSL: &str = "https://svn.nmap.org/nmap/docs/nmap.xsl";
 
 // The effects too particular for a value kind: flags with sub-letters decide support on
 // their value (-sT vs -sC, -Pn vs -PY), and levels count letters.
+
+/// `--exclude`: a list that names nothing (`--exclude ''`, a variable left empty) is refused
+/// rather than taken as excluding nothing.
+fn excludes(o: &mut Options, v: Option<&str>) -> Result<(), FlagError> {
+    let list: Vec<String> = v
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if list.is_empty() {
+        return Err(FlagError::Invalid(format!(
+            "{:?} names no host or network to exclude",
+            v.unwrap_or("")
+        )));
+    }
+    o.excludes.extend(list);
+    Ok(())
+}
 
 /// `-s` with its letters, bundled as Nmap takes them (`-sSU`, `-sTV`).
 fn scan_types(o: &mut Options, v: Option<&str>) -> Result<(), FlagError> {
