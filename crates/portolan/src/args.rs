@@ -119,6 +119,17 @@ pub struct Options {
     pub resolve_all: bool,
     pub show_help: bool,
     pub show_version: bool,
+    /// `--generate`: print this instead of scanning.
+    pub generate: Option<Generate>,
+}
+
+/// What `--generate` prints: the man page or a shell's completion script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generate {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
 }
 
 impl Default for Options {
@@ -186,6 +197,7 @@ impl Default for Options {
             resolve_all: false,
             show_help: false,
             show_version: false,
+            generate: None,
         }
     }
 }

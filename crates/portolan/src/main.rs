@@ -9,6 +9,7 @@ mod args;
 mod commands;
 mod diff_cmd;
 mod flags;
+mod generate;
 mod outname;
 mod outputs;
 mod plan;
@@ -36,6 +37,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(kind) = opts.generate {
+        print!("{}", generate::generate(kind));
+        return ExitCode::SUCCESS;
+    }
     if opts.show_help || argv.len() == 1 {
         print!("{}", flags::help_text());
         return ExitCode::SUCCESS;

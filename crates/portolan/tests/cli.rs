@@ -456,3 +456,29 @@ fn misleading_messages_say_what_works() {
         }
     }
 }
+
+/// `--help` did not mention -sV nor -sC, nor the subcommands; each subcommand has its help.
+#[test]
+fn help_names_version_detection_scripts_and_every_command() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for needle in ["-sV: probe open ports", "-sC, scripts", "--generate"] {
+        assert!(help.contains(needle), "--help lacks {needle}");
+    }
+    for cmd in [
+        "diff", "check", "import", "history", "changes", "hosts", "services",
+    ] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "--help lacks {cmd}"
+        );
+        let o = run(&[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0), "{cmd} --help: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.starts_with(&format!("Usage: portolan {cmd} ")),
+            "{text}"
+        );
+    }
+}
