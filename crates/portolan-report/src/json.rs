@@ -5,14 +5,14 @@
 //! number per port, which would make a full-range scan's file enormous. The format is
 //! documented in docs/json-schema.md and described by docs/portolan.schema.json.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::escape::json_to_writer;
 use crate::text::Tally;
-use crate::xml_reader::ReadError;
+use crate::xml_reader::{ReadError, RunStream};
 use portolan_model::{
     compact_port_list, parse_port_list, Address, ExtraPorts, ExtraReason, Host, HostStatus,
     Hostname, IpIdSequence, Os, Port, PortState, Protocol, RunStats, ScanInfo, ScanRun, Script,
@@ -289,7 +289,40 @@ struct Doc(Result<ScanRun, u64>);
 
 impl<'de> Deserialize<'de> for Doc {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(DocVisitor).map(Doc)
+        d.deserialize_map(DocVisitor { stream: None }).map(Doc)
+    }
+}
+
+/// Streams every document of the file to `stream`, host by host, holding one host at a time
+/// (hosts written before `portolan_json_version`, which our writer never does, are held
+/// until it is known). Errors in a second or later document count lines from its start.
+pub fn stream(mut reader: impl BufRead, stream: &mut dyn RunStream) -> Result<(), ReadError> {
+    loop {
+        // White space between documents; the end of the file ends the list.
+        loop {
+            let buf = reader.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(());
+            }
+            match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+                Some(i) => {
+                    reader.consume(i);
+                    break;
+                }
+                None => {
+                    let n = buf.len();
+                    reader.consume(n);
+                }
+            }
+        }
+        // serde_json reads no further than the closing brace, so the next document starts
+        // where this one ends.
+        let mut de = serde_json::Deserializer::from_reader(&mut reader);
+        let doc = de.deserialize_map(DocVisitor {
+            stream: Some(&mut *stream),
+        })?;
+        let run = doc.map_err(|found| ReadError::UnsupportedJsonVersion { found })?;
+        stream.run(run)?;
     }
 }
 
@@ -297,9 +330,12 @@ impl<'de> Deserialize<'de> for Doc {
 /// several times the file's size). `Err(version)` when the layout version is not ours: it is
 /// checked as soon as it is seen, so a newer layout is reported as such rather than as
 /// whatever field it changed.
-struct DocVisitor;
+struct DocVisitor<'a> {
+    /// Where hosts go as they are read, instead of into the run.
+    stream: Option<&'a mut dyn RunStream>,
+}
 
-impl<'de> Visitor<'de> for DocVisitor {
+impl<'de> Visitor<'de> for DocVisitor<'_> {
     type Value = Result<ScanRun, u64>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -307,6 +343,7 @@ impl<'de> Visitor<'de> for DocVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut stream = self.stream;
         let mut version = None;
         let mut slots = Slots::default();
         // Fields met before the version are kept as plain JSON and typed once it is known.
@@ -326,6 +363,7 @@ impl<'de> Visitor<'de> for DocVisitor {
                 map.next_value_seed(Slot {
                     slots: &mut slots,
                     key: &key,
+                    stream: stream.as_deref_mut(),
                 })?;
             } else {
                 pending.push((key, map.next_value()?));
@@ -338,6 +376,7 @@ impl<'de> Visitor<'de> for DocVisitor {
             Slot {
                 slots: &mut slots,
                 key: &key,
+                stream: stream.as_deref_mut(),
             }
             .deserialize(value)
             .map_err(de::Error::custom)?;
@@ -402,12 +441,31 @@ impl Slots {
 }
 
 /// Deserialises one top-level field into its slot.
-struct Slot<'a> {
+struct Slot<'a, 's> {
     slots: &'a mut Slots,
     key: &'a str,
+    stream: Option<&'a mut (dyn RunStream + 's)>,
 }
 
-impl<'de> DeserializeSeed<'de> for Slot<'_> {
+/// The host list, each host handed to the stream as soon as it is read.
+struct HostSeq<'a, 's>(&'a mut (dyn RunStream + 's));
+
+impl<'de> Visitor<'de> for HostSeq<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of hosts")
+    }
+
+    fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        while let Some(h) = seq.next_element::<HostIn>()? {
+            self.0.host(Host::from(h)).map_err(de::Error::custom)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Slot<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -421,7 +479,13 @@ impl<'de> DeserializeSeed<'de> for Slot<'_> {
             "verbose" => s.verbose = Some(Deserialize::deserialize(d)?),
             "debugging" => s.debugging = Some(Deserialize::deserialize(d)?),
             "prescripts" => s.prescripts = Some(Deserialize::deserialize(d)?),
-            "hosts" => s.hosts = Some(Deserialize::deserialize(d)?),
+            "hosts" => match self.stream {
+                Some(stream) => {
+                    d.deserialize_seq(HostSeq(stream))?;
+                    s.hosts = Some(Vec::new());
+                }
+                None => s.hosts = Some(Deserialize::deserialize(d)?),
+            },
             "postscripts" => s.postscripts = Some(Deserialize::deserialize(d)?),
             "runstats" => s.runstats = Some(Deserialize::deserialize(d)?),
             _ => {

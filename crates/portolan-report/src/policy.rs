@@ -495,66 +495,162 @@ impl Policy {
     /// Every violation of the policy in `run`: for each host in the run's order, its open
     /// ports against every rule that applies; then the must-be-up hosts, rule by rule.
     pub fn evaluate(&self, run: &ScanRun) -> Vec<Violation> {
-        let mut out = Vec::new();
-        for host in run.hosts.iter().filter(|h| h.is_up()) {
-            // The host's addresses parsed once, not once per rule.
-            let ips: Vec<IpAddr> = host
-                .addresses
-                .iter()
-                .filter_map(|a| a.addr.parse::<IpAddr>().ok())
-                .collect();
-            let rules: Vec<&Rule> = self
-                .rules
-                .iter()
-                .filter(|r| r.hosts.iter().any(|p| p.matches_with(host, &ips)))
-                .collect();
-            for port in host.ports.iter().filter(|p| p.state == PortState::Open) {
-                for rule in &rules {
-                    if let Some((kind, why)) =
-                        rule.judge(port.protocol, port.portid, port.service.as_ref())
-                    {
-                        out.push(Violation {
-                            host: host.addr_str().to_string(),
-                            hostname: host.hostname().map(str::to_string),
-                            port: Some(port.portid),
-                            protocol: Some(port.protocol),
-                            service: port.service.as_ref().map(service_label),
-                            rule: rule.name.clone(),
-                            kind,
-                            why: with_reason(why, rule),
-                        });
-                    }
+        let mut e = self.evaluation();
+        for host in &run.hosts {
+            e.host(host);
+        }
+        e.finish()
+    }
+
+    /// An evaluation fed one host at a time ([`Evaluation::host`]), so that a run need not
+    /// be held whole: what it keeps is the violations and, for each must-be-up host, the
+    /// first host seen that is it.
+    pub fn evaluation(&self) -> Evaluation<'_> {
+        let mut by_ip: HashMap<IpAddr, Vec<(usize, usize)>> = HashMap::new();
+        let mut by_name: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+        let mut wanted = Vec::with_capacity(self.rules.len());
+        for (r, rule) in self.rules.iter().enumerate() {
+            for (w, want) in rule.must_be_up.iter().enumerate() {
+                match want {
+                    HostPattern::Net(ip, _) => by_ip.entry(*ip).or_default().push((r, w)),
+                    HostPattern::Name(n) => by_name
+                        .entry(n.to_ascii_lowercase())
+                        .or_default()
+                        .push((r, w)),
+                    // must_be_up holds single addresses and names only (RequiredHost).
+                    HostPattern::Any => {}
+                }
+            }
+            wanted.push(vec![Seen::default(); rule.must_be_up.len()]);
+        }
+        Evaluation {
+            policy: self,
+            out: Vec::new(),
+            by_ip,
+            by_name,
+            wanted,
+            hosts_up: 0,
+        }
+    }
+}
+
+/// What was seen of one must-be-up host.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    /// The first host that is it: address, host name, state, reason.
+    first: Option<(String, Option<String>, &'static str, String)>,
+    up: bool,
+}
+
+/// A policy's judgement of a run, one host at a time (see [`Policy::evaluation`]).
+pub struct Evaluation<'p> {
+    policy: &'p Policy,
+    out: Vec<Violation>,
+    /// The must-be-up hosts by address and by name: (rule, index in its must_be_up).
+    by_ip: HashMap<IpAddr, Vec<(usize, usize)>>,
+    by_name: HashMap<String, Vec<(usize, usize)>>,
+    wanted: Vec<Vec<Seen>>,
+    hosts_up: usize,
+}
+
+impl Evaluation<'_> {
+    /// Judges the next host of the run, in the run's order.
+    pub fn host(&mut self, host: &Host) {
+        // The host's addresses parsed once, not once per rule.
+        let ips: Vec<IpAddr> = host
+            .addresses
+            .iter()
+            .filter_map(|a| a.addr.parse::<IpAddr>().ok())
+            .collect();
+        let mut hits: Vec<(usize, usize)> = ips
+            .iter()
+            .filter_map(|ip| self.by_ip.get(ip))
+            .chain(
+                host.hostnames
+                    .iter()
+                    .filter_map(|n| self.by_name.get(&n.name.to_ascii_lowercase())),
+            )
+            .flatten()
+            .copied()
+            .collect();
+        hits.sort_unstable();
+        hits.dedup();
+        for (r, w) in hits {
+            if let Some(seen) = self.wanted.get_mut(r).and_then(|v| v.get_mut(w)) {
+                if seen.first.is_none() {
+                    seen.first = Some((
+                        host.addr_str().to_string(),
+                        host.hostname().map(str::to_string),
+                        host.status.state.as_str(),
+                        host.status.reason.clone(),
+                    ));
+                }
+                seen.up |= host.is_up();
+            }
+        }
+        if !host.is_up() {
+            return;
+        }
+        self.hosts_up += 1;
+        let rules: Vec<&Rule> = self
+            .policy
+            .rules
+            .iter()
+            .filter(|r| r.hosts.iter().any(|p| p.matches_with(host, &ips)))
+            .collect();
+        for port in host.ports.iter().filter(|p| p.state == PortState::Open) {
+            for rule in &rules {
+                if let Some((kind, why)) =
+                    rule.judge(port.protocol, port.portid, port.service.as_ref())
+                {
+                    self.out.push(Violation {
+                        host: host.addr_str().to_string(),
+                        hostname: host.hostname().map(str::to_string),
+                        port: Some(port.portid),
+                        protocol: Some(port.protocol),
+                        service: port.service.as_ref().map(service_label),
+                        rule: rule.name.clone(),
+                        kind,
+                        why: with_reason(why, rule),
+                    });
                 }
             }
         }
-        let index = HostIndex::new(run);
-        for rule in &self.rules {
-            for want in &rule.must_be_up {
-                let found: Vec<&Host> = index.find(run, want);
-                if found.iter().any(|h| h.is_up()) {
+    }
+
+    /// Hosts up judged so far.
+    pub fn hosts_up(&self) -> usize {
+        self.hosts_up
+    }
+
+    /// Every violation: the hosts' in the run's order, then the must-be-up hosts, rule by
+    /// rule.
+    pub fn finish(self) -> Vec<Violation> {
+        let mut out = self.out;
+        for (rule, seen) in self.policy.rules.iter().zip(&self.wanted) {
+            for (want, seen) in rule.must_be_up.iter().zip(seen) {
+                if seen.up {
                     continue;
                 }
-                let (kind, why, host) = match found.first() {
-                    Some(h) => (
+                let (kind, why, host, first_name) = match &seen.first {
+                    Some((addr, name, state, reason)) => (
                         ViolationKind::Down,
-                        format!(
-                            "must be up, but the scan found it {} ({})",
-                            h.status.state.as_str(),
-                            h.status.reason
-                        ),
-                        h.addr_str().to_string(),
+                        format!("must be up, but the scan found it {state} ({reason})"),
+                        addr.clone(),
+                        name.clone(),
                     ),
                     None => (
                         ViolationKind::Missing,
                         "must be up, but the scan does not list it (down, or not scanned)".into(),
                         want.to_string(),
+                        None,
                     ),
                 };
                 out.push(Violation {
                     host,
                     hostname: match want {
                         HostPattern::Name(n) => Some(n.clone()),
-                        _ => found.first().and_then(|h| h.hostname()).map(str::to_string),
+                        _ => first_name,
                     },
                     port: None,
                     protocol: None,
@@ -566,54 +662,6 @@ impl Policy {
             }
         }
         out
-    }
-}
-
-/// The run's hosts by address and by host name, so that each must-be-up host is looked up
-/// rather than searched for (rules x hosts grew too fast for large policies and scans).
-struct HostIndex {
-    by_ip: HashMap<IpAddr, Vec<usize>>,
-    by_name: HashMap<String, Vec<usize>>,
-}
-
-impl HostIndex {
-    fn new(run: &ScanRun) -> Self {
-        let mut by_ip: HashMap<IpAddr, Vec<usize>> = HashMap::new();
-        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, h) in run.hosts.iter().enumerate() {
-            for ip in h
-                .addresses
-                .iter()
-                .filter_map(|a| a.addr.parse::<IpAddr>().ok())
-            {
-                let v = by_ip.entry(ip).or_default();
-                if v.last() != Some(&i) {
-                    v.push(i);
-                }
-            }
-            for n in &h.hostnames {
-                let v = by_name.entry(n.name.to_ascii_lowercase()).or_default();
-                if v.last() != Some(&i) {
-                    v.push(i);
-                }
-            }
-        }
-        HostIndex { by_ip, by_name }
-    }
-
-    /// The hosts `want` matches, in the run's order. Networks other than one address are
-    /// searched for (must_be_up never holds them; kept for completeness).
-    fn find<'r>(&self, run: &'r ScanRun, want: &HostPattern) -> Vec<&'r Host> {
-        let hits = match want {
-            HostPattern::Net(ip, len) if (ip.is_ipv4() && *len == 32) || *len == 128 => {
-                self.by_ip.get(ip)
-            }
-            HostPattern::Name(n) => self.by_name.get(&n.to_ascii_lowercase()),
-            _ => return run.hosts.iter().filter(|h| want.matches(h)).collect(),
-        };
-        hits.map_or_else(Vec::new, |v| {
-            v.iter().filter_map(|i| run.hosts.get(*i)).collect()
-        })
     }
 }
 

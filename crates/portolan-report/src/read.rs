@@ -11,7 +11,7 @@ use std::path::Path;
 use portolan_model::ScanRun;
 
 use crate::json;
-use crate::xml_reader::{for_each_xml_run, ReadError};
+use crate::xml_reader::{for_each_xml_run, stream_xml, ReadError, RunStream};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -63,6 +63,21 @@ pub fn for_each_run(
     each: impl FnMut(ScanRun) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
     for_each_run_from(BufReader::new(File::open(path)?), each)
+}
+
+/// Streams every run of a scan file to `stream`, a host at a time: memory grows with the
+/// largest host, not with the file.
+pub fn stream_runs(path: impl AsRef<Path>, stream: &mut dyn RunStream) -> Result<(), ReadError> {
+    stream_runs_from(BufReader::new(File::open(path)?), stream)
+}
+
+/// [`stream_runs`] on an open reader.
+pub fn stream_runs_from(reader: impl BufRead, stream: &mut dyn RunStream) -> Result<(), ReadError> {
+    let (format, reader) = sniff(reader)?;
+    match format {
+        Format::Json => json::stream(reader, stream),
+        Format::Xml => stream_xml(reader, stream),
+    }
 }
 
 /// [`for_each_run`] on an open reader.

@@ -100,21 +100,65 @@ impl ReadError {
 /// this is the last one (see [`read_xml_runs`] for all).
 pub fn read_xml(reader: impl BufRead) -> Result<ScanRun, ReadError> {
     let mut last = None;
-    Parser::new(reader).documents(|run| {
+    Parser::new(reader).documents(&mut Collect(|run| {
         last = Some(run);
         Ok(())
-    })?;
+    }))?;
     last.ok_or(ReadError::NoRoot { line: 1 })
+}
+
+/// Takes a scan file's content as it is read, a host at a time, so that a reader holds one
+/// host, not the whole run (`check` judges each host as it comes).
+pub trait RunStream {
+    /// The next host of the current run, in file order.
+    fn host(&mut self, host: Host) -> Result<(), ReadError>;
+    /// The end of a run: everything but its hosts (`hosts` is empty), runstats included.
+    fn run(&mut self, run: ScanRun) -> Result<(), ReadError>;
+}
+
+/// Streams every run of an Nmap XML file to `stream`, host by host.
+pub fn stream_xml(reader: impl BufRead, stream: &mut dyn RunStream) -> Result<(), ReadError> {
+    Parser::new(reader).documents(&mut Stream(stream))
+}
+
+/// Where the parser puts what it reads: whole runs, or a [`RunStream`].
+trait Receive {
+    fn host(&mut self, run: &mut ScanRun, host: Host) -> Result<(), ReadError>;
+    fn run(&mut self, run: ScanRun) -> Result<(), ReadError>;
+}
+
+/// Whole runs, each handed to the function.
+struct Collect<F>(F);
+
+impl<F: FnMut(ScanRun) -> Result<(), ReadError>> Receive for Collect<F> {
+    fn host(&mut self, run: &mut ScanRun, host: Host) -> Result<(), ReadError> {
+        run.hosts.push(host);
+        Ok(())
+    }
+    fn run(&mut self, run: ScanRun) -> Result<(), ReadError> {
+        (self.0)(run)
+    }
+}
+
+struct Stream<'a>(&'a mut dyn RunStream);
+
+impl Receive for Stream<'_> {
+    fn host(&mut self, _run: &mut ScanRun, host: Host) -> Result<(), ReadError> {
+        self.0.host(host)
+    }
+    fn run(&mut self, run: ScanRun) -> Result<(), ReadError> {
+        self.0.run(run)
+    }
 }
 
 /// Every run of an Nmap XML file, in file order: `--append-output` (Nmap's and ours) writes
 /// each run as a whole document (`<?xml ...?>`, `<nmaprun>...</nmaprun>`) after the last.
 pub fn read_xml_runs(reader: impl BufRead) -> Result<Vec<ScanRun>, ReadError> {
     let mut runs = Vec::new();
-    Parser::new(reader).documents(|run| {
+    Parser::new(reader).documents(&mut Collect(|run| {
         runs.push(run);
         Ok(())
-    })?;
+    }))?;
     Ok(runs)
 }
 
@@ -124,7 +168,7 @@ pub fn for_each_xml_run(
     reader: impl BufRead,
     each: impl FnMut(ScanRun) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
-    Parser::new(reader).documents(each)
+    Parser::new(reader).documents(&mut Collect(each))
 }
 
 /// Reads an Nmap XML file.
@@ -300,11 +344,11 @@ impl<R: BufRead> Parser<R> {
         }
     }
 
-    fn document(&mut self) -> Result<ScanRun, ReadError> {
+    fn document(&mut self, rx: &mut dyn Receive) -> Result<ScanRun, ReadError> {
         loop {
             match self.next()? {
-                Ev::Start(el) if el.name == "nmaprun" => return self.nmaprun(el, true),
-                Ev::Empty(el) if el.name == "nmaprun" => return self.nmaprun(el, false),
+                Ev::Start(el) if el.name == "nmaprun" => return self.nmaprun(el, true, rx),
+                Ev::Empty(el) if el.name == "nmaprun" => return self.nmaprun(el, false, rx),
                 Ev::Start(el) | Ev::Empty(el) => {
                     return Err(ReadError::NotNmapRun {
                         line: el.line,
@@ -329,18 +373,15 @@ impl<R: BufRead> Parser<R> {
 
     /// The first document, then every further `<nmaprun>` appended after it. Between runs
     /// only white space, declarations, comments and processing instructions may come.
-    fn documents(
-        &mut self,
-        mut each: impl FnMut(ScanRun) -> Result<(), ReadError>,
-    ) -> Result<(), ReadError> {
-        let first = self.document()?;
+    fn documents(&mut self, rx: &mut dyn Receive) -> Result<(), ReadError> {
+        let first = self.document(rx)?;
         // The next run's prologue says again whether Portolan wrote it.
         self.written_by_portolan = false;
-        each(first)?;
+        rx.run(first)?;
         loop {
             let run = match self.next()? {
-                Ev::Start(el) if el.name == "nmaprun" => self.nmaprun(el, true)?,
-                Ev::Empty(el) if el.name == "nmaprun" => self.nmaprun(el, false)?,
+                Ev::Start(el) if el.name == "nmaprun" => self.nmaprun(el, true, rx)?,
+                Ev::Empty(el) if el.name == "nmaprun" => self.nmaprun(el, false, rx)?,
                 Ev::Start(el) | Ev::Empty(el) => {
                     return Err(ReadError::NotNmapRun {
                         line: el.line,
@@ -357,11 +398,16 @@ impl<R: BufRead> Parser<R> {
                 Ev::Eof => return Ok(()),
             };
             self.written_by_portolan = false;
-            each(run)?;
+            rx.run(run)?;
         }
     }
 
-    fn nmaprun(&mut self, el: Elem, open: bool) -> Result<ScanRun, ReadError> {
+    fn nmaprun(
+        &mut self,
+        el: Elem,
+        open: bool,
+        rx: &mut dyn Receive,
+    ) -> Result<ScanRun, ReadError> {
         let mut run = ScanRun {
             scanner: match required(&el, "scanner")? {
                 "nmap" if self.written_by_portolan => "portolan".to_string(),
@@ -381,6 +427,8 @@ impl<R: BufRead> Parser<R> {
         if !open {
             return Ok(run);
         }
+        // Hosts up and hosts read, for runstats that lack their counts.
+        let mut seen: (u32, u32) = (0, 0);
         loop {
             let (el, open) = match self.next()? {
                 Ev::Start(el) => (el, true),
@@ -409,10 +457,14 @@ impl<R: BufRead> Parser<R> {
                 }
                 "host" => {
                     let host = self.host(el, open)?;
-                    run.hosts.push(host);
+                    seen.1 += 1;
+                    if host.is_up() {
+                        seen.0 += 1;
+                    }
+                    rx.host(&mut run, host)?;
                 }
                 "runstats" => {
-                    run.runstats = Some(self.runstats(el, open, &run.hosts)?);
+                    run.runstats = Some(self.runstats(el, open, seen)?);
                 }
                 "prescript" => {
                     let scripts = self.scripts(&el, open)?;
@@ -908,7 +960,12 @@ impl<R: BufRead> Parser<R> {
         Ok(trace)
     }
 
-    fn runstats(&mut self, el: Elem, open: bool, hosts: &[Host]) -> Result<RunStats, ReadError> {
+    fn runstats(
+        &mut self,
+        el: Elem,
+        open: bool,
+        (up, seen): (u32, u32),
+    ) -> Result<RunStats, ReadError> {
         let line = el.line;
         let mut finished = None;
         let mut counts = None;
@@ -952,10 +1009,7 @@ impl<R: BufRead> Parser<R> {
                 element: "finished",
             });
         };
-        let (up, down, total) = counts.unwrap_or_else(|| {
-            let up = hosts.iter().filter(|h| h.is_up()).count() as u32;
-            (up, hosts.len() as u32 - up, hosts.len() as u32)
-        });
+        let (up, down, total) = counts.unwrap_or((up, seen - up, seen));
         Ok(RunStats {
             finished: time,
             elapsed,

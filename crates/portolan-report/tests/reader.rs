@@ -859,3 +859,49 @@ fn what_follows_a_run_must_be_another_whole_run() {
     assert!(matches!(e, ReadError::Truncated { .. }), "{e}");
     assert!(e.line().unwrap() > lines, "{e}");
 }
+
+/// Records what a stream is handed, in order.
+#[derive(Default)]
+struct Events(Vec<String>);
+
+impl xml_reader::RunStream for Events {
+    fn host(&mut self, host: Host) -> Result<(), ReadError> {
+        self.0.push(format!("host {}", host.addr_str()));
+        Ok(())
+    }
+    fn run(&mut self, run: ScanRun) -> Result<(), ReadError> {
+        assert!(run.hosts.is_empty(), "streamed hosts are not kept");
+        self.0.push(format!("run {}", run.args));
+        Ok(())
+    }
+}
+
+/// Streaming readers hand each host over as it is read, not after the run: a file cut after
+/// its first host has given that host before the error (so no run is held whole).
+#[test]
+fn streaming_hands_each_host_over_as_it_is_read() {
+    let mut run = sample_run();
+    run.hosts.truncate(2);
+    assert_eq!(run.hosts.len(), 2, "the sample has two hosts");
+    let first = run.hosts[0].addr_str().to_string();
+    let second = run.hosts[1].addr_str().to_string();
+    for (kind, text) in [("xml", xml_of(&run)), ("json", json_of(&run))] {
+        let mut ev = Events::default();
+        let twice = format!("{text}{text}");
+        read::stream_runs_from(twice.as_bytes(), &mut ev).unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let one = [
+            format!("host {first}"),
+            format!("host {second}"),
+            format!("run {}", run.args),
+        ];
+        assert_eq!(ev.0, [one.clone(), one].concat(), "{kind}");
+
+        // Cut inside the second host.
+        let at = text
+            .rfind(&format!("\"{second}\""))
+            .unwrap_or_else(|| panic!("{kind}: {second}"));
+        let mut ev = Events::default();
+        let e = read::stream_runs_from(&text.as_bytes()[..at], &mut ev).unwrap_err();
+        assert_eq!(ev.0, [format!("host {first}")], "{kind}: {e}");
+    }
+}

@@ -185,7 +185,12 @@ fn check(a: &CheckArgs) -> Result<usize, CheckError> {
         path: a.policy.clone(),
         source,
     })?;
-    let (run, mut shown) = load_scan(a)?;
+    let Judged {
+        run,
+        mut shown,
+        violations,
+        hosts_up,
+    } = judge(a, &policy)?;
     let unfinished = incomplete(&run);
     if let Some(why) = &unfinished {
         if !a.allow_incomplete {
@@ -197,34 +202,105 @@ fn check(a: &CheckArgs) -> Result<usize, CheckError> {
         shown.push_str("; an incomplete scan: ");
         shown.push_str(why);
     }
-    let violations = policy.evaluate(&run);
     let mut out = std::io::stdout().lock();
     if a.json {
-        write_json(&mut out, a, &shown, &policy, &run, &violations)?;
+        write_json(&mut out, a, &shown, &policy, &run, hosts_up, &violations)?;
     } else {
-        write_text(&mut out, a, &shown, &policy, &run, &violations)?;
+        write_text(&mut out, a, &shown, &policy, hosts_up, &violations)?;
     }
     out.flush()?;
     Ok(violations.len())
 }
 
-/// The scan to check, and how to name it in the report.
-fn load_scan(a: &CheckArgs) -> Result<(ScanRun, String), CheckError> {
-    match &a.source {
+/// A run judged: the run without its hosts (a file's hosts are judged as they are read, not
+/// kept), how to name it, its violations and its hosts up.
+struct Judged {
+    run: ScanRun,
+    shown: String,
+    violations: Vec<Violation>,
+    hosts_up: usize,
+}
+
+/// Judges the runs of a file as they are read, a host at a time, keeping the judgement of
+/// the wanted run (`--run N`, else the last): memory grows with the largest host and the
+/// violations, not with the file.
+struct Streamed<'p> {
+    policy: &'p Policy,
+    want: Option<usize>,
+    /// Runs ended so far.
+    count: usize,
+    current: Option<portolan_report::policy::Evaluation<'p>>,
+    kept: Option<(ScanRun, Vec<Violation>, usize)>,
+}
+
+impl Streamed<'_> {
+    /// Whether the run being read is the one to judge (the last: every run, until the end).
+    fn wanted(&self) -> bool {
+        self.want.unwrap_or(self.count + 1) == self.count + 1
+    }
+}
+
+impl portolan_report::xml_reader::RunStream for Streamed<'_> {
+    fn host(&mut self, host: portolan_model::Host) -> Result<(), ReadError> {
+        if self.wanted() {
+            self.current
+                .get_or_insert_with(|| self.policy.evaluation())
+                .host(&host);
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, run: ScanRun) -> Result<(), ReadError> {
+        if self.wanted() {
+            let e = self
+                .current
+                .take()
+                .unwrap_or_else(|| self.policy.evaluation());
+            let up = e.hosts_up();
+            self.kept = Some((run, e.finish(), up));
+        }
+        self.count += 1;
+        Ok(())
+    }
+}
+
+/// The scan to check, judged, and how to name it in the report.
+fn judge(a: &CheckArgs, policy: &Policy) -> Result<Judged, CheckError> {
+    let (run, shown) = match &a.source {
         ScanSource::File(path) => {
-            let shown = path.display().to_string();
-            let picked = subargs::pick_run(&shown, a.run).map_err(|source| match source {
-                PickError::Read(source) => CheckError::Scan {
+            let mut s = Streamed {
+                policy,
+                want: a.run,
+                count: 0,
+                current: None,
+                kept: None,
+            };
+            portolan_report::read::stream_runs(path, &mut s).map_err(|source| {
+                CheckError::Scan {
                     path: path.clone(),
                     source,
-                },
-                source => CheckError::Pick {
-                    path: path.clone(),
-                    source,
+                }
+            })?;
+            let (run, violations, hosts_up) = s.kept.ok_or_else(|| CheckError::Pick {
+                path: path.clone(),
+                source: PickError::NoSuchRun {
+                    want: a.run.unwrap_or(s.count),
+                    count: s.count,
                 },
             })?;
-            let shown = picked.label(&shown);
-            Ok((picked.run, shown))
+            let shown = path.display().to_string();
+            let shown = if s.count == 1 {
+                shown
+            } else {
+                let index = a.run.unwrap_or(s.count);
+                format!("{shown}, run {index} of {}", s.count)
+            };
+            return Ok(Judged {
+                run,
+                shown,
+                violations,
+                hosts_up,
+            });
         }
         // The history store: its latest complete scan.
         ScanSource::Db(path) => {
@@ -261,9 +337,15 @@ fn load_scan(a: &CheckArgs) -> Result<(ScanRun, String), CheckError> {
                     if skipped == 1 { "" } else { "s" }
                 ));
             }
-            Ok((run, shown))
+            (run, shown)
         }
-    }
+    };
+    Ok(Judged {
+        violations: policy.evaluate(&run),
+        hosts_up: run.hosts.iter().filter(|h| h.is_up()).count(),
+        run,
+        shown,
+    })
 }
 
 fn write_text(
@@ -271,7 +353,7 @@ fn write_text(
     a: &CheckArgs,
     shown: &str,
     policy: &Policy,
-    run: &ScanRun,
+    checked: usize,
     violations: &[Violation],
 ) -> std::io::Result<()> {
     for v in violations {
@@ -283,7 +365,6 @@ fn write_text(
         h.dedup();
         h.len()
     };
-    let checked = run.hosts.iter().filter(|h| h.is_up()).count();
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     if violations.is_empty() {
@@ -313,6 +394,7 @@ fn write_json(
     shown: &str,
     policy: &Policy,
     run: &ScanRun,
+    hosts_up: usize,
     violations: &[Violation],
 ) -> Result<(), CheckError> {
     let doc = serde_json::json!({
@@ -321,7 +403,7 @@ fn write_json(
         "scan_start": run.start,
         "complete": incomplete(run).is_none(),
         "rules": policy.rules.len(),
-        "hosts_up": run.hosts.iter().filter(|h| h.is_up()).count(),
+        "hosts_up": hosts_up,
         "violations": violations,
     });
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::from)?;

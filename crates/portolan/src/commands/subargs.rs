@@ -126,17 +126,6 @@ pub struct PickedRun {
     pub count: usize,
 }
 
-impl PickedRun {
-    /// How to name the run in a report: the file alone when it holds one run.
-    pub fn label(&self, path: &str) -> String {
-        if self.count == 1 {
-            path.to_string()
-        } else {
-            format!("{path}, run {} of {}", self.index, self.count)
-        }
-    }
-}
-
 /// Why no run could be picked.
 #[derive(Debug, thiserror::Error)]
 pub enum PickError {
