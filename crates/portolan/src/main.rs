@@ -78,6 +78,8 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(run::run(resolved, sink)) {
+        // The store failed mid-scan (said then): the outputs are complete, the record not.
+        Ok(run::Ended::Completed) if outputs::store_failed() => ExitCode::from(1),
         Ok(run::Ended::Completed) => ExitCode::SUCCESS,
         Ok(run::Ended::Interrupted) => ExitCode::from(130),
         Err(e) => {
