@@ -297,6 +297,8 @@ impl<'de> Deserialize<'de> for Doc {
 /// (hosts written before `portolan_json_version`, which our writer never does, are held
 /// until it is known). Errors in a second or later document count lines from its start.
 pub fn stream(mut reader: impl BufRead, stream: &mut dyn RunStream) -> Result<(), ReadError> {
+    let mut once = crate::xml_reader::BeginOnce::new(stream);
+    let stream = &mut once;
     loop {
         // White space between documents; the end of the file ends the list.
         loop {
@@ -416,6 +418,23 @@ impl Slots {
         "runstats",
     ];
 
+    /// What is known of the run so far, the rest left empty (for a stream's `begin`).
+    fn header(&self) -> ScanRun {
+        ScanRun {
+            scanner: self.scanner.clone().unwrap_or_default(),
+            version: self.version.clone().unwrap_or_default(),
+            args: self.args.clone().unwrap_or_default(),
+            start: self.start.unwrap_or_default(),
+            scaninfo: self.scaninfo.clone().unwrap_or_default(),
+            verbose: self.verbose.unwrap_or_default(),
+            debugging: self.debugging.unwrap_or_default(),
+            prescripts: self.prescripts.clone().unwrap_or_default(),
+            hosts: Vec::new(),
+            postscripts: Vec::new(),
+            runstats: None,
+        }
+    }
+
     fn finish<E: de::Error>(self) -> Result<ScanRun, E> {
         fn need<T, E: de::Error>(v: Option<T>, name: &'static str) -> Result<T, E> {
             v.ok_or_else(|| E::missing_field(name))
@@ -447,8 +466,9 @@ struct Slot<'a, 's> {
     stream: Option<&'a mut (dyn RunStream + 's)>,
 }
 
-/// The host list, each host handed to the stream as soon as it is read.
-struct HostSeq<'a, 's>(&'a mut (dyn RunStream + 's));
+/// The host list, each host handed to the stream as soon as it is read, after the run's
+/// header as known so far.
+struct HostSeq<'a, 's>(&'a mut (dyn RunStream + 's), ScanRun);
 
 impl<'de> Visitor<'de> for HostSeq<'_, '_> {
     type Value = ();
@@ -459,6 +479,7 @@ impl<'de> Visitor<'de> for HostSeq<'_, '_> {
 
     fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
         while let Some(h) = seq.next_element::<HostIn>()? {
+            self.0.begin(&self.1).map_err(de::Error::custom)?;
             self.0.host(Host::from(h)).map_err(de::Error::custom)?;
         }
         Ok(())
@@ -481,7 +502,7 @@ impl<'de> DeserializeSeed<'de> for Slot<'_, '_> {
             "prescripts" => s.prescripts = Some(Deserialize::deserialize(d)?),
             "hosts" => match self.stream {
                 Some(stream) => {
-                    d.deserialize_seq(HostSeq(stream))?;
+                    d.deserialize_seq(HostSeq(stream, s.header()))?;
                     s.hosts = Some(Vec::new());
                 }
                 None => s.hosts = Some(Deserialize::deserialize(d)?),

@@ -110,6 +110,12 @@ pub fn read_xml(reader: impl BufRead) -> Result<ScanRun, ReadError> {
 /// Takes a scan file's content as it is read, a host at a time, so that a reader holds one
 /// host, not the whole run (`check` judges each host as it comes).
 pub trait RunStream {
+    /// A run starts: what is known of it before its first host (start, command line,
+    /// scanner, scan info), hosts empty. Called once per run, before its hosts (or, for a
+    /// run without hosts, before [`RunStream::run`]).
+    fn begin(&mut self, _header: &ScanRun) -> Result<(), ReadError> {
+        Ok(())
+    }
     /// The next host of the current run, in file order.
     fn host(&mut self, host: Host) -> Result<(), ReadError>;
     /// The end of a run: everything but its hosts (`hosts` is empty), runstats included.
@@ -118,7 +124,44 @@ pub trait RunStream {
 
 /// Streams every run of an Nmap XML file to `stream`, host by host.
 pub fn stream_xml(reader: impl BufRead, stream: &mut dyn RunStream) -> Result<(), ReadError> {
-    Parser::new(reader).documents(&mut Stream(stream))
+    let mut once = BeginOnce::new(stream);
+    Parser::new(reader).documents(&mut Stream(&mut once))
+}
+
+/// Calls the stream's `begin` once per run: readers call it before every host, and this
+/// passes on the first; a run that ended with no host is begun at its end.
+pub(crate) struct BeginOnce<'a> {
+    inner: &'a mut dyn RunStream,
+    begun: bool,
+}
+
+impl<'a> BeginOnce<'a> {
+    pub(crate) fn new(inner: &'a mut dyn RunStream) -> Self {
+        BeginOnce {
+            inner,
+            begun: false,
+        }
+    }
+}
+
+impl RunStream for BeginOnce<'_> {
+    fn begin(&mut self, header: &ScanRun) -> Result<(), ReadError> {
+        if !self.begun {
+            self.begun = true;
+            self.inner.begin(header)?;
+        }
+        Ok(())
+    }
+    fn host(&mut self, host: Host) -> Result<(), ReadError> {
+        self.inner.host(host)
+    }
+    fn run(&mut self, run: ScanRun) -> Result<(), ReadError> {
+        if !self.begun {
+            self.inner.begin(&run)?;
+        }
+        self.begun = false;
+        self.inner.run(run)
+    }
 }
 
 /// Where the parser puts what it reads: whole runs, or a [`RunStream`].
@@ -143,7 +186,8 @@ impl<F: FnMut(ScanRun) -> Result<(), ReadError>> Receive for Collect<F> {
 struct Stream<'a>(&'a mut dyn RunStream);
 
 impl Receive for Stream<'_> {
-    fn host(&mut self, _run: &mut ScanRun, host: Host) -> Result<(), ReadError> {
+    fn host(&mut self, run: &mut ScanRun, host: Host) -> Result<(), ReadError> {
+        self.0.begin(run)?;
         self.0.host(host)
     }
     fn run(&mut self, run: ScanRun) -> Result<(), ReadError> {
