@@ -23,7 +23,7 @@ pub use rusqlite;
 
 pub use cidr::{BadCidr, Cidr};
 pub use query::{Change, ChangeKind, InventoryHost, ScanRecord, ServiceRecord};
-pub use write::{FinishStats, Imported, ScanMeta, Source};
+pub use write::{FinishStats, Imported, ScanMeta, Source, StreamedImport};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};

@@ -336,6 +336,99 @@ impl Store {
     }
 }
 
+/// An import whose runs are recorded while they are read, each host as it comes, so that a
+/// file is never held whole: one transaction for every run given (all or none, as
+/// [`Store::import_all`]). Dropped without [`StreamedImport::commit`], nothing is recorded.
+pub struct StreamedImport<'s> {
+    tx: Transaction<'s>,
+    /// The run being recorded: its scan, hosts up and hosts seen; None while no run is open
+    /// or when the open run was imported before (its hosts are passed over).
+    current: Option<(ScanId, u32, u32)>,
+}
+
+impl Store {
+    /// Starts a [`StreamedImport`], waiting for other writers as every write does.
+    pub fn begin_import(&mut self) -> Result<StreamedImport<'_>, StoreError> {
+        let conn = &self.conn;
+        let tx = crate::retry_busy(self.retries, || {
+            Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+        })?;
+        Ok(StreamedImport { tx, current: None })
+    }
+}
+
+impl StreamedImport<'_> {
+    /// Opens a run, from what is known before its hosts (start, command line, scanner):
+    /// `AlreadyThere` when the same run (start, command line, file) was imported before, and
+    /// then its hosts are passed over.
+    pub fn begin_run(
+        &mut self,
+        header: &ScanRun,
+        file: Option<&str>,
+        targets: &str,
+    ) -> Result<Imported, StoreError> {
+        let known: Option<i64> = self
+            .tx
+            .prepare_cached(
+                "SELECT id FROM scans WHERE source = 'import' AND started = ?1
+                     AND args = ?2 AND file IS ?3",
+            )?
+            .query_row(params![header.start, header.args, file], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = known {
+            self.current = None;
+            return Ok(Imported::AlreadyThere(ScanId(id)));
+        }
+        let mut meta = ScanMeta::of_run(header, targets, crate::Source::Import);
+        meta.file = file.map(str::to_string);
+        let id = insert_scan(&self.tx, &meta)?;
+        self.current = Some((id, 0, 0));
+        Ok(Imported::Added(id))
+    }
+
+    /// Records a host of the open run (nothing when the run was imported before).
+    pub fn add_host(&mut self, host: &Host) -> Result<(), StoreError> {
+        if let Some((id, up, seen)) = self.current.as_mut() {
+            insert_host(&self.tx, *id, host)?;
+            *seen += 1;
+            if host.is_up() {
+                *up += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the open run: `run` is all but its hosts (scripts, runstats).
+    pub fn end_run(&mut self, run: &ScanRun) -> Result<(), StoreError> {
+        let Some((id, up, seen)) = self.current.take() else {
+            return Ok(());
+        };
+        set_run_scripts(&self.tx, id, run)?;
+        let stats = match &run.runstats {
+            Some(rs) => FinishStats {
+                finished: rs.finished,
+                hosts_up: rs.hosts_up,
+                hosts_total: rs.hosts_total,
+            },
+            None => FinishStats {
+                finished: run.start,
+                hosts_up: up,
+                hosts_total: seen,
+            },
+        };
+        let complete = run
+            .runstats
+            .as_ref()
+            .is_some_and(|rs| rs.exit == RunExit::Success);
+        finish(&self.tx, id, stats, complete)
+    }
+
+    /// Records every run given.
+    pub fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit()?)
+    }
+}
+
 /// The body of [`Store::import_all`], in its transaction.
 fn import_runs(
     tx: &Transaction,

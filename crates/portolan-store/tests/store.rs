@@ -687,3 +687,43 @@ fn a_writer_past_its_patience_fails_and_the_next_one_lands() {
     writer.begin_scan(&meta).unwrap();
     assert_eq!(writer.history().unwrap().len(), 1);
 }
+
+/// A streamed import (hosts recorded as they are read) records what import_all records, and
+/// nothing at all when it is dropped without commit (a bad file found part-way).
+#[test]
+fn a_streamed_import_matches_import_all_and_commits_all_or_nothing() {
+    let run = portolan_report::read_any(fixture("nmap-sv.xml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut whole = Store::open(dir.path().join("whole.db")).unwrap();
+    let Imported::Added(id) = whole.import(&run, Some("sv.xml"), "127.0.0.1").unwrap() else {
+        panic!("a new store has it already");
+    };
+    let expected = whole.load_run(id).unwrap();
+
+    let mut store = Store::open(dir.path().join("streamed.db")).unwrap();
+    let feed = |store: &mut Store, commit: bool| {
+        let mut imp = store.begin_import().unwrap();
+        let mut header = run.clone();
+        header.hosts.clear();
+        let status = imp.begin_run(&header, Some("sv.xml"), "127.0.0.1").unwrap();
+        for h in &run.hosts {
+            imp.add_host(h).unwrap();
+        }
+        imp.end_run(&header).unwrap();
+        if commit {
+            imp.commit().unwrap();
+        }
+        status
+    };
+    feed(&mut store, false);
+    assert!(store.history().unwrap().is_empty(), "dropped: nothing kept");
+    let Imported::Added(id) = feed(&mut store, true) else {
+        panic!("not added");
+    };
+    assert_eq!(store.load_run(id).unwrap(), expected);
+    assert_eq!(store.history().unwrap().len(), 1);
+    // The same run again is said to be there, and its hosts are passed over.
+    assert_eq!(feed(&mut store, true), Imported::AlreadyThere(id));
+    assert_eq!(store.history().unwrap().len(), 1);
+}

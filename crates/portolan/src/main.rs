@@ -10,6 +10,7 @@ mod audit;
 mod commands;
 mod diff_cmd;
 mod flags;
+mod generate;
 mod outname;
 mod outputs;
 mod plan;
@@ -38,6 +39,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(kind) = opts.generate {
+        print!("{}", generate::generate(kind));
+        return ExitCode::SUCCESS;
+    }
     if opts.show_help || argv.len() == 1 {
         print!("{}", flags::help_text());
         return ExitCode::SUCCESS;

@@ -40,7 +40,9 @@ pub const IMPORT: Spec = Spec {
     summary: "record scan files (Nmap's XML, Portolan's XML or JSON) in the history store",
     usage: &["[--db PATH] [--json] FILE..."],
     about: "Records each scan FILE in the history store, once (a file imported again is \
-            said so).\nEvery file is read first: one bad file imports none.",
+            said so).\nA file holding several runs (--append-output) has each run recorded.\n\
+            All are recorded in one transaction, each host as it is read (a file is never \
+            held whole): one bad file imports none.",
     opts: &[DB, JSON.help("print the report as JSON")],
     operands: true,
     footer: FOOTER,
@@ -212,12 +214,74 @@ pub fn targets_text(o: &crate::args::Options) -> String {
     t.join(" ")
 }
 
-/// Reads a scan file: Nmap's XML or ours, or our JSON.
-fn read_scan(path: &str) -> Result<ScanRun, String> {
-    portolan_report::read_any(path).map_err(|e| format!("{path}: {e}"))
+/// One run of an import, for the report.
+struct ImportedRun {
+    file: String,
+    /// 1-based, in its file; and how many runs the file holds (known at its end).
+    run: usize,
+    runs: usize,
+    targets: String,
+    status: Imported,
+    hosts: usize,
+    ports: usize,
 }
 
-/// `portolan import FILE...`: every file read first; one bad file imports none.
+/// Records the runs of one file in an import as they are read, a host at a time: a file is
+/// never held whole.
+struct ImportStream<'a, 's> {
+    import: &'a mut portolan_store::StreamedImport<'s>,
+    file: &'a str,
+    done: &'a mut Vec<ImportedRun>,
+    /// Runs of this file ended so far.
+    count: usize,
+    /// The store's error, when it stopped the reading.
+    store_error: Option<StoreError>,
+}
+
+impl ImportStream<'_, '_> {
+    fn store<T>(&mut self, r: Result<T, StoreError>) -> Result<T, portolan_report::ReadError> {
+        r.map_err(|e| {
+            self.store_error = Some(e);
+            portolan_report::ReadError::Io(std::io::Error::other("the history store failed"))
+        })
+    }
+}
+
+impl portolan_report::xml_reader::RunStream for ImportStream<'_, '_> {
+    fn begin(&mut self, header: &ScanRun) -> Result<(), portolan_report::ReadError> {
+        let targets = targets_of(header);
+        let status = self.import.begin_run(header, Some(self.file), &targets);
+        let status = self.store(status)?;
+        self.done.push(ImportedRun {
+            file: self.file.to_string(),
+            run: self.count + 1,
+            runs: 0,
+            targets,
+            status,
+            hosts: 0,
+            ports: 0,
+        });
+        Ok(())
+    }
+
+    fn host(&mut self, host: Host) -> Result<(), portolan_report::ReadError> {
+        if let Some(r) = self.done.last_mut() {
+            r.hosts += 1;
+            r.ports += host.ports.len();
+        }
+        let added = self.import.add_host(&host);
+        self.store(added)
+    }
+
+    fn run(&mut self, run: ScanRun) -> Result<(), portolan_report::ReadError> {
+        self.count += 1;
+        let ended = self.import.end_run(&run);
+        self.store(ended)
+    }
+}
+
+/// `portolan import FILE...`: every run of every file recorded in one transaction, each
+/// host as it is read; one bad file imports none.
 pub fn import(args: &[String]) -> ExitCode {
     let (w, mut store) = match open(&IMPORT, args) {
         Ok(x) => x,
@@ -226,40 +290,58 @@ pub fn import(args: &[String]) -> ExitCode {
     if w.operands.is_empty() {
         return fail("import: no file given (portolan import FILE...)", 2);
     }
-    let mut runs = Vec::new();
-    for f in &w.operands {
-        match read_scan(f) {
-            Ok(run) => runs.push((f.clone(), targets_of(&run), run)),
-            Err(e) => return fail(format!("{e}\nnothing imported"), 2),
-        }
-    }
-    let items: Vec<(&ScanRun, Option<&str>, &str)> = runs
-        .iter()
-        .map(|(f, t, r)| (r, Some(f.as_str()), t.as_str()))
-        .collect();
-    let done = match or_fail(store.import_all(&items)) {
-        Ok(d) => d,
+    let mut import = match or_fail(store.begin_import()) {
+        Ok(i) => i,
         Err(code) => return code,
     };
-    let report: Vec<serde_json::Value> = runs
+    let mut done: Vec<ImportedRun> = Vec::new();
+    for f in &w.operands {
+        let first = done.len();
+        let mut s = ImportStream {
+            import: &mut import,
+            file: f,
+            done: &mut done,
+            count: 0,
+            store_error: None,
+        };
+        let read = portolan_report::read::stream_runs(f, &mut s);
+        let (count, store_error) = (s.count, s.store_error.take());
+        // Dropping the import on an error records nothing.
+        if let Some(e) = store_error {
+            return fail(e, 1);
+        }
+        if let Err(e) = read {
+            return fail(format!("{f}: {e}\nnothing imported"), 2);
+        }
+        for r in done.iter_mut().skip(first) {
+            r.runs = count;
+        }
+    }
+    if let Err(code) = or_fail(import.commit()) {
+        return code;
+    }
+    let report: Vec<serde_json::Value> = done
         .iter()
-        .zip(&done)
-        .map(|((f, t, r), d)| {
-            let (status, id) = match d {
+        .map(|r| {
+            let (status, id) = match r.status {
                 Imported::Added(id) => ("added", id.0),
                 Imported::AlreadyThere(id) => ("already imported", id.0),
             };
-            serde_json::json!({"file": f, "scan_id": id, "status": status, "targets": t,
-                               "hosts": r.hosts.len(),
-                               "ports": r.hosts.iter().map(|h| h.ports.len()).sum::<usize>()})
+            serde_json::json!({"file": r.file, "run": r.run, "runs": r.runs,
+                               "scan_id": id, "status": status, "targets": r.targets,
+                               "hosts": r.hosts, "ports": r.ports})
         })
         .collect();
     if w.flag(&JSON) {
         return print_json(&report);
     }
     for r in &report {
+        let run = match (r["run"].as_u64(), r["runs"].as_u64()) {
+            (Some(n), Some(count)) if count > 1 => format!(" (run {n} of {count})"),
+            _ => String::new(),
+        };
         println!(
-            "{}: {} as scan {} ({} hosts, {} ports; targets {})",
+            "{}{run}: {} as scan {} ({} hosts, {} ports; targets {})",
             r["file"].as_str().unwrap_or(""),
             r["status"].as_str().unwrap_or(""),
             r["scan_id"],

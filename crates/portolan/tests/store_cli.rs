@@ -286,6 +286,99 @@ fn diff_from_the_store_compares_os_matches_and_scripts() {
     assert_eq!(body(&text), body(&out(&from_files)));
 }
 
+/// `--append-output` of a second run into the same files: import, diff and check read only
+/// the first run. Each run is imported; diff compares the last (saying so) or `--run N`.
+#[test]
+fn every_run_of_an_appended_file_is_imported_and_the_last_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(&dir);
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let (xml, json_out, single) = (p("runs.xml"), p("runs.json"), p("first.xml"));
+    let first = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = first.local_addr().unwrap().port();
+    let second = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = second.local_addr().unwrap().port();
+    drop(second);
+    let ports = format!("{port},{other}");
+    let scan = |extra: &[&str]| {
+        let o = Command::new(BIN)
+            .args(["-sT", "-Pn", "-n", "-p", &ports, "--append-output"])
+            .args(["-oX", &xml, "-oJ", &json_out])
+            .args(extra)
+            .arg("127.0.0.1")
+            .env_remove("PORTOLAN_DB")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+    };
+    scan(&["-oN", &p("first.nmap")]);
+    std::fs::copy(&xml, &single).unwrap();
+    let Ok(_second) = TcpListener::bind(("127.0.0.1", other)) else {
+        return; // taken by someone else meanwhile: nothing to compare reliably
+    };
+    // Runs are told apart by their start second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    scan(&[]);
+
+    let imported = json(&["import", "--db", &db, "--json", &xml]);
+    let imported = imported.as_array().unwrap();
+    assert_eq!(imported.len(), 2, "{imported:?}");
+    for (i, r) in imported.iter().enumerate() {
+        assert_eq!(r["run"], i + 1, "{r}");
+        assert_eq!(r["runs"], 2, "{r}");
+        assert_eq!(r["status"], "added", "{r}");
+    }
+    let o = run(&["import", "--db", &db, &json_out]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).contains("runs.json (run 2 of 2): added"),
+        "{}",
+        out(&o)
+    );
+    let h = json(&["history", "--db", &db, "--json"]);
+    assert_eq!(h.as_array().unwrap().len(), 4, "{h}");
+
+    // The last run has the port opened in between.
+    let o = run(&["diff", &single, &xml]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains(&format!("+{other}/tcp")), "{}", out(&o));
+    assert!(
+        err(&o).contains("runs.xml holds 2 runs (--append-output): comparing run 2, the last"),
+        "{}",
+        err(&o)
+    );
+    let o = run(&["diff", "--run", "1", &single, &xml]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert!(err(&o).contains("comparing run 1, started"), "{}", err(&o));
+    let o = run(&["diff", &single, &json_out]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+}
+
+/// A text file given to diff was reported as "line 3: malformed XML" of a two-line file.
+#[test]
+fn a_file_that_is_no_scan_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "some notes\nabout a scan\n").unwrap();
+    let notes = notes.to_string_lossy().into_owned();
+    for args in [
+        vec!["diff", &notes, &fixture("nmap-basic.xml")],
+        vec!["import", "--db", &db(&dir), &notes],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", err(&o));
+        let e = err(&o);
+        assert!(
+            e.contains(&format!(
+                "{notes}: line 1: not an Nmap XML or Portolan JSON scan file"
+            )),
+            "{args:?}: {e}"
+        );
+        assert!(!e.contains("malformed"), "{e}");
+    }
+}
+
 /// Commands that only read never create a store: a mistyped path in a cron job is an error
 /// naming it (exit 2), not an empty store that reports "No changes.".
 #[test]
