@@ -61,6 +61,8 @@ pub struct RawRun {
     pub rtt: RttEstimator,
     pub interrupted: bool,
     pub receive_drops: u64,
+    /// Tags of the hosts that were not scanned, being broadcast addresses.
+    pub broadcast: Vec<usize>,
 }
 
 /// Runs `job`. Hosts without a route are reported unanswered, and no probe is sent to them.
@@ -72,16 +74,22 @@ pub fn run_raw(
 ) -> Result<RawRun, RawError> {
     let dry = backend.is_dry_run();
     let mut groups: BTreeMap<IpAddr, Vec<(usize, IpAddr)>> = BTreeMap::new();
+    let mut broadcast = Vec::new();
     for &(tag, ip) in job.hosts {
         let src = match backend.source_for(ip) {
             Ok(src) => src,
             Err(RawError::NoRoute(_)) => unspecified(ip),
+            // Not a host: no probe goes there, and the scan goes on.
+            Err(RawError::Broadcast(_)) => {
+                broadcast.push(tag);
+                continue;
+            }
             Err(e) => return Err(e),
         };
         groups.entry(src).or_default().push((tag, ip));
     }
     progress.ports_total.fetch_add(
-        (job.hosts.len() * job.slots.len()) as u64,
+        ((job.hosts.len() - broadcast.len()) * job.slots.len()) as u64,
         Ordering::Relaxed,
     );
     let mut out = RawRun {
@@ -90,6 +98,7 @@ pub fn run_raw(
         rtt: RttEstimator::new(job.timing),
         interrupted: false,
         receive_drops: 0,
+        broadcast,
     };
     let order: HashMap<Slot, usize> = job.slots.iter().enumerate().map(|(i, &s)| (s, i)).collect();
     for (src, group) in groups {

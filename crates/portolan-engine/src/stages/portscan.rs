@@ -1,14 +1,17 @@
 //! The port scan of the hosts found up: the raw-packet scan (-sS, -sU, both) over the
 //! backend, or the connect scan (-sT), whose hosts are handed on as each finishes.
 
-use crate::core::scan::{Mode, Slot};
+use crate::core::scan::{Mode, Slot, SlotResult};
 use crate::core::scheduler::HostDone;
 use crate::io::connect::{ConnectScan, Progress};
 use crate::pipeline::convert::{port_results, times_from_estimator};
 use crate::pipeline::{now_epoch, Batch, BoxFuture, HostRecord, ScanError, Stage, StageCx};
 use crate::plan::{ScanKind, ScanPlan};
 use crate::stages::raw_scan;
-use portolan_model::{PortState, Protocol};
+use portolan_model::{HostStatus, PortState, Protocol};
+
+/// Nmap's reason for a probe that got no answer.
+const NO_RESPONSE: &str = "no-response";
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -71,8 +74,18 @@ async fn raw(cx: &mut StageCx<'_>, batch: &mut Batch, up: &[usize]) -> Result<()
     }
     let run = result?;
     cx.add_raw_stats(&run.stats, run.receive_drops);
-    if run.interrupted || plan.dry_run {
-        // Nothing of an interrupted raw scan is reported (nor anything in a dry run).
+    for &tag in &run.broadcast {
+        if let Some(h) = batch.hosts.get_mut(tag) {
+            cx.observer.note(&format!(
+                "Skipping {}: a broadcast address, not a host",
+                h.ip
+            ));
+            cx.drop_host(h);
+            h.status = HostStatus::down("broadcast");
+        }
+    }
+    if plan.dry_run {
+        // Nothing of a dry run is reported.
         for &i in up {
             batch.hosts[i].written = true;
         }
@@ -103,19 +116,36 @@ async fn raw(cx: &mut StageCx<'_>, batch: &mut Batch, up: &[usize]) -> Result<()
             cx.observer
                 .note(&format!("Skipping host {} due to host timeout", h.ip));
         }
-        h.started = Some(started);
-        h.times = times.or(h.times);
-        let tcp = result.slots.iter().filter_map(|r| match r.slot {
-            Slot::Syn(p) => Some((p, r.state, r.reason, r.ttl)),
-            _ => None,
-        });
-        let udp = result.slots.iter().filter_map(|r| match r.slot {
-            Slot::Udp(p) => Some((p, r.state, r.reason, r.ttl)),
-            _ => None,
-        });
+        // An interrupted scan reports the ports that answered so far: the others were
+        // not (all) tried, so calling them filtered would be a guess.
+        let answered = |r: &&SlotResult| !run.interrupted || r.reason != NO_RESPONSE;
+        let tcp = result
+            .slots
+            .iter()
+            .filter(answered)
+            .filter_map(|r| match r.slot {
+                Slot::Syn(p) => Some((p, r.state, r.reason, r.ttl)),
+                _ => None,
+            });
+        let udp = result
+            .slots
+            .iter()
+            .filter(answered)
+            .filter_map(|r| match r.slot {
+                Slot::Udp(p) => Some((p, r.state, r.reason, r.ttl)),
+                _ => None,
+            });
         h.ports = port_results(Protocol::Tcp, tcp)
             .chain(port_results(Protocol::Udp, udp))
             .collect();
+        if run.interrupted && h.ports.is_empty() {
+            // Nothing to show for it: not written, nor counted up.
+            cx.drop_host(h);
+            continue;
+        }
+        h.started = Some(started);
+        h.times = times.or(h.times);
+        cx.discovered(h);
     }
     Ok(())
 }
@@ -156,17 +186,18 @@ async fn connect(cx: &mut StageCx<'_>, batch: &mut Batch, up: &[usize]) -> Resul
                     }),
             )
             .collect();
+            cx.discovered(h);
             cx.host_finished(h);
         })
         .await
     };
     cx.observer.phase_ended().await;
     cx.connect_stats = Some(summary.stats);
-    // Hosts an interrupt left unfinished are not reported.
+    // Hosts an interrupt left unfinished are not reported, nor counted up.
     for &i in up {
         let h = &mut batch.hosts[i];
         if h.started.is_none() {
-            h.written = true;
+            cx.drop_host(h);
         }
     }
     Ok(())
