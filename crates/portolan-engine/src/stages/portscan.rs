@@ -170,6 +170,10 @@ async fn connect(cx: &mut StageCx<'_>, batch: &mut Batch, up: &[usize]) -> Resul
             let Some(h) = hosts.get_mut(done.tag) else {
                 return;
             };
+            if !done.complete && done.ports.is_empty() {
+                // Cut short by an interrupt with nothing to show: not written.
+                return;
+            }
             if done.timed_out {
                 cx.observer
                     .note(&format!("Skipping host {} due to host timeout", done.ip));
@@ -193,7 +197,7 @@ async fn connect(cx: &mut StageCx<'_>, batch: &mut Batch, up: &[usize]) -> Resul
     };
     cx.observer.phase_ended().await;
     cx.connect_stats = Some(summary.stats);
-    // Hosts an interrupt left unfinished are not reported, nor counted up.
+    // Hosts an interrupt left without an answer are not reported, nor counted up.
     for &i in up {
         let h = &mut batch.hosts[i];
         if h.started.is_none() {
