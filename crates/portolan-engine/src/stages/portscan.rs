@@ -108,8 +108,13 @@ async fn raw(cx: &mut StageCx<'_>, batch: &mut Batch, up: &[usize]) -> Result<()
             continue;
         };
         if result.slots.is_empty() {
-            // Another shard's host.
-            h.written = true;
+            if run.interrupted {
+                // Nothing answered before the interrupt: not written, nor counted up.
+                cx.drop_host(h);
+            } else {
+                // Another shard's host.
+                h.written = true;
+            }
             continue;
         }
         if run.stats.timed_out {
