@@ -1140,6 +1140,20 @@ fn signal(pid: u32, sig: &str) {
         .status();
 }
 
+/// The store at `db` holds one scan, marked incomplete, with `up` hosts up.
+fn assert_store_incomplete(db: &str, up: u32, what: &str) {
+    let o = Command::new(BIN)
+        .args(["history", "--db", db, "--json"])
+        .output()
+        .expect("portolan history");
+    ok(&o, &format!("history of {what}"));
+    let h: Value = serde_json::from_slice(&o.stdout).expect("history --json");
+    let scans = h.as_array().expect("a list of scans");
+    assert_eq!(scans.len(), 1, "{what}: {h}");
+    assert_eq!(scans[0]["complete"], false, "{what}: {h}");
+    assert_eq!(scans[0]["hosts_up"], up, "{what}: {h}");
+}
+
 /// What an interrupted scan left must be whole: the XML valid against Nmap's DTD, ending
 /// in exit="error" with a message naming `signal`, its up count that of the hosts
 /// written; the JSON a document. Returns the run read back.
@@ -1191,7 +1205,8 @@ fn signals_leave_valid_outputs(lab: &Lab) {
             let what = format!("SIG{sig} during -{name}");
             let xml = lab.path(&format!("sig-{sig}-{name}.xml"));
             let json = lab.path(&format!("sig-{sig}-{name}.json"));
-            let mut all = vec!["-n", "-Pn", "-oX", &xml, "-oJ", &json];
+            let db = lab.path(&format!("sig-{sig}-{name}.db"));
+            let mut all = vec!["-n", "-Pn", "-oX", &xml, "-oJ", &json, "--db", &db];
             all.extend(args.iter().copied());
             let child = spawn_scan(lab, &all);
             std::thread::sleep(Duration::from_millis(1000));
@@ -1210,6 +1225,8 @@ fn signals_leave_valid_outputs(lab: &Lab) {
                 "{what}: {err}"
             );
             let run = assert_valid_interrupted(&xml, &json, &format!("SIG{sig}"), &what);
+            let up = run.runstats.as_ref().map_or(0, |r| r.hosts_up);
+            assert_store_incomplete(&db, up, &what);
             if *name == "sS" || *name == "sT" {
                 // A second into a -p- of a live host, answers have come: the host is
                 // written with them, not dropped.
@@ -1224,6 +1241,7 @@ fn signals_leave_valid_outputs(lab: &Lab) {
 fn second_signal_stops_at_once(lab: &Lab) {
     let xml = lab.path("sig2.xml");
     let json = lab.path("sig2.json");
+    let db = lab.path("sig2.db");
     let svc = lab.ip("svc");
     let child = spawn_scan(
         lab,
@@ -1238,6 +1256,8 @@ fn second_signal_stops_at_once(lab: &Lab) {
             &xml,
             "-oJ",
             &json,
+            "--db",
+            &db,
             &svc,
         ],
     );
@@ -1257,7 +1277,9 @@ fn second_signal_stops_at_once(lab: &Lab) {
         err.contains("caught SIGINT signal again, stopping now"),
         "the second signal was not heard: {err}"
     );
-    assert_valid_interrupted(&xml, &json, "SIG", "a second signal");
+    let run = assert_valid_interrupted(&xml, &json, "SIG", "a second signal");
+    let up = run.runstats.as_ref().map_or(0, |r| r.hosts_up);
+    assert_store_incomplete(&db, up, "a second signal");
 }
 
 /// Regression: a raw scan whose range held the on-link broadcast address (198.18.0.255)
