@@ -184,12 +184,19 @@ fn watch_signals(cancel: CancellationToken, outputs: Arc<Mutex<Outputs>>) -> Res
 struct Terminal {
     stats_every: Option<Duration>,
     phase: Mutex<Option<(CancellationToken, tokio::task::JoinHandle<()>)>>,
+    bar: progress::Bar,
 }
 
 impl Observer for Terminal {
     fn phase_started(&self, label: &'static str, counters: Arc<Progress>) {
         let stop = CancellationToken::new();
-        let task = progress::spawn(counters, self.stats_every, label, stop.clone());
+        let task = progress::spawn(
+            counters,
+            self.stats_every,
+            label,
+            stop.clone(),
+            self.bar.clone(),
+        );
         if let Ok(mut p) = self.phase.lock() {
             *p = Some((stop, task));
         }
@@ -206,7 +213,8 @@ impl Observer for Terminal {
     }
 
     fn note(&self, line: &str) {
-        eprintln!("{line}");
+        // -v's "Discovered open port" lines come while a bar may be shown.
+        progress::print_line(&self.bar, line);
     }
 }
 
@@ -235,6 +243,7 @@ pub async fn run(resolved: Resolved, sink: Tee) -> Result<Ended> {
     let observer = Terminal {
         stats_every,
         phase: Mutex::new(None),
+        bar: progress::Bar::default(),
     };
     let scanner = Scanner {
         backend,
