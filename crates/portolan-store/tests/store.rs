@@ -634,3 +634,56 @@ fn a_version_1_store_upgrades_and_keeps_its_scans() {
     assert_eq!(back.postscripts, run.postscripts);
     assert!(back.hosts.iter().all(|h| h.os.is_some()));
 }
+
+/// What commands that only read open: never a new file, and an empty file is not a store.
+#[test]
+fn open_existing_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo.db");
+    assert!(matches!(
+        Store::open_existing(&missing),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(!missing.exists());
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, "").unwrap();
+    assert!(matches!(
+        Store::open_existing(&empty),
+        Err(StoreError::NotADatabase { .. })
+    ));
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    let real = dir.path().join("h.db");
+    drop(Store::open(&real).unwrap());
+    assert_eq!(
+        Store::open_existing(&real)
+            .unwrap()
+            .schema_version()
+            .unwrap(),
+        schema::CURRENT
+    );
+}
+
+/// A writer held up by another one beyond its patience fails with a busy error, and the
+/// store is sound for the next writer.
+#[test]
+fn a_writer_past_its_patience_fails_and_the_next_one_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let holder = Store::open(&db).unwrap();
+    let mut writer = Store::open(&db).unwrap();
+    writer
+        .set_patience(std::time::Duration::from_millis(100))
+        .unwrap();
+    holder
+        .connection()
+        .execute_batch("BEGIN IMMEDIATE")
+        .unwrap();
+    let run = ScanRun::new("portolan 10.0.0.1", 1);
+    let meta = ScanMeta::of_run(&run, "10.0.0.1", Source::Scan);
+    let t = std::time::Instant::now();
+    assert!(writer.begin_scan(&meta).is_err());
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    holder.connection().execute_batch("ROLLBACK").unwrap();
+    writer.begin_scan(&meta).unwrap();
+    assert_eq!(writer.history().unwrap().len(), 1);
+}

@@ -110,6 +110,10 @@ pub struct Options {
     pub no_stylesheet: bool,
     /// `--db PATH`: record the scan in this history store.
     pub db: Option<String>,
+    /// --scope: the scope file the scan must stay inside.
+    pub scope: Option<String>,
+    /// --audit-log: where the scan's audit line goes ("none": nowhere).
+    pub audit_log: Option<String>,
     pub datadir: Option<String>,
     pub randomize_hosts: bool,
     pub seed: Option<u64>,
@@ -177,6 +181,8 @@ impl Default for Options {
             stylesheet: None,
             no_stylesheet: false,
             db: None,
+            scope: None,
+            audit_log: None,
             datadir: None,
             randomize_hosts: false,
             seed: None,

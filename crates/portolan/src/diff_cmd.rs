@@ -115,8 +115,15 @@ pub fn run(args: &[String]) -> ExitCode {
     }
     let mut scans = Vec::with_capacity(2);
     if let (true, Some(db)) = (args.last, &args.db) {
-        let two = portolan_store::Store::open(db).and_then(|s| s.last_two_of_same_targets(None));
-        match two {
+        // Only read: a path where no store is is an error, never a new empty store.
+        let store = match portolan_store::Store::open_existing(db) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("portolan diff: {e}");
+                return ExitCode::from(EXIT_ERROR);
+            }
+        };
+        match store.last_two_of_same_targets(None) {
             Ok(Some((old, new))) => scans.extend([old, new]),
             Ok(None) => {
                 eprintln!("portolan diff: {db}: fewer than two complete scans of the same targets");

@@ -6,6 +6,7 @@
 //! finished host to every output → close outputs validly, even on Ctrl-C.
 
 mod args;
+mod audit;
 mod commands;
 mod diff_cmd;
 mod flags;
@@ -14,6 +15,7 @@ mod outputs;
 mod plan;
 mod progress;
 mod run;
+mod scope;
 mod store_cmd;
 
 use std::process::ExitCode;
@@ -77,14 +79,30 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let resolved = plan::Resolved::resolve(&opts, &argv)
-        .and_then(|r| outputs::open(&opts, &r.plan.out_opts, &r.start).map(|sink| (r, sink)));
-    let (resolved, sink) = match resolved {
-        Ok(p) => p,
+    let mut resolved = match plan::Resolved::resolve(&opts, &argv) {
+        Ok(r) => r,
+        Err(e) => return quit(&e),
+    };
+    // The audit line is begun, and the scope checked, before any output is opened.
+    let scope_file = scope::scope_path(opts.scope.as_deref());
+    let mut audit = audit::audit_path(opts.audit_log.as_deref())
+        .filter(|_| !resolved.plan.dry_run)
+        .map(|path| {
+            let record =
+                audit::Record::planned(&resolved.start, &resolved.plan, scope_file.clone());
+            (path, record)
+        });
+    if let Some(path) = &scope_file {
+        if let Err(e) = scope::Scope::load(path).and_then(|s| s.apply(&mut resolved.plan)) {
+            finish_audit(&mut audit, format!("refused: {e:#}"), 2);
+            return quit(&e);
+        }
+    }
+    let sink = match outputs::open(&opts, &resolved.plan.out_opts, &resolved.start) {
+        Ok(sink) => sink,
         Err(e) => {
-            eprintln!("portolan: {e:#}");
-            eprintln!("QUITTING!");
-            return ExitCode::from(2);
+            finish_audit(&mut audit, format!("error: {e:#}"), 2);
+            return quit(&e);
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -97,16 +115,58 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let ended = rt.block_on(run::run(resolved, sink));
+    // A second signal exits from within the run: the audit line is ended there.
+    let audit = std::sync::Arc::new(std::sync::Mutex::new(audit));
+    let at_exit: run::AtExit = {
+        let audit = audit.clone();
+        Box::new(move |outcome, code| {
+            if let Ok(mut a) = audit.lock() {
+                finish_audit(&mut a, outcome, code);
+            }
+        })
+    };
+    let ended = rt.block_on(run::run(resolved, sink, at_exit));
     // Dropping the runtime would wait for every blocking task, e.g. a reverse lookup an
     // interrupt abandoned, which can take seconds: the outputs are closed already.
     rt.shutdown_timeout(SHUTDOWN_GRACE);
-    match ended {
-        Ok(run::Ended::Completed) => ExitCode::SUCCESS,
-        Ok(run::Ended::Interrupted(sig)) => ExitCode::from(sig.exit_code()),
+    let (outcome, code) = match ended {
+        // The store failed mid-scan (said then): the outputs are complete, the record not.
+        Ok(run::Ended::Completed) if outputs::store_failed() => {
+            ("completed; the store failed".to_string(), 1)
+        }
+        Ok(run::Ended::Completed) => ("completed".to_string(), 0),
+        Ok(run::Ended::Interrupted(sig)) => {
+            (format!("interrupted by {}", sig.name()), sig.exit_code())
+        }
         Err(e) => {
             eprintln!("portolan: {e:#}");
-            ExitCode::from(1)
+            (format!("error: {e:#}"), 1)
+        }
+    };
+    if let Ok(mut a) = audit.lock() {
+        finish_audit(&mut a, outcome, code);
+    }
+    ExitCode::from(code)
+}
+
+/// Reports a user error before the scan, as Nmap does, and exits 2.
+fn quit(e: &anyhow::Error) -> ExitCode {
+    eprintln!("portolan: {e:#}");
+    eprintln!("QUITTING!");
+    ExitCode::from(2)
+}
+
+/// Ends the scan's audit line, if it keeps one; a log that cannot be written is said, and
+/// does not change the scan's outcome.
+fn finish_audit(
+    audit: &mut Option<(std::path::PathBuf, audit::Record)>,
+    outcome: String,
+    code: u8,
+) {
+    if let Some((path, record)) = audit.as_mut() {
+        record.finish(outcome, code);
+        if let Err(e) = audit::append(path, record) {
+            eprintln!("WARNING: {e:#}");
         }
     }
 }

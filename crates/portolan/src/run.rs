@@ -146,9 +146,17 @@ impl Sink for Shared {
     }
 }
 
+/// Called when a second signal ends the process from within the run (the outcome, the
+/// exit code): what main would do after the run, such as ending the audit line.
+pub type AtExit = Box<dyn FnOnce(String, u8) + Send>;
+
 /// Listens for SIGINT, SIGTERM and SIGHUP: the first cancels the scan, the second closes
 /// the outputs and exits.
-fn watch_signals(cancel: CancellationToken, outputs: Arc<Mutex<Outputs>>) -> Result<()> {
+fn watch_signals(
+    cancel: CancellationToken,
+    outputs: Arc<Mutex<Outputs>>,
+    at_exit: AtExit,
+) -> Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -174,6 +182,14 @@ fn watch_signals(cancel: CancellationToken, outputs: Arc<Mutex<Outputs>>) -> Res
             if let Err(e) = o.close_now(sig) {
                 eprintln!("portolan: {e}");
             }
+            at_exit(
+                format!(
+                    "interrupted by {}, stopped at once by {}",
+                    o.signal.unwrap_or(sig).name(),
+                    sig.name()
+                ),
+                code,
+            );
             std::process::exit(i32::from(code));
         }
     });
@@ -218,7 +234,7 @@ impl Observer for Terminal {
     }
 }
 
-pub async fn run(resolved: Resolved, sink: Tee) -> Result<Ended> {
+pub async fn run(resolved: Resolved, sink: Tee, at_exit: AtExit) -> Result<Ended> {
     let Resolved {
         mut plan,
         stats_every,
@@ -229,7 +245,7 @@ pub async fn run(resolved: Resolved, sink: Tee) -> Result<Ended> {
         sink,
         ..Outputs::default()
     }));
-    watch_signals(cancel.clone(), outputs.clone())?;
+    watch_signals(cancel.clone(), outputs.clone(), at_exit)?;
     let mut sink = Shared(outputs.clone());
     // A dry run prints its probes on stdout, in large writes.
     let stdout: Arc<Mutex<std::io::BufWriter<std::io::Stdout>>> = Arc::new(Mutex::new(

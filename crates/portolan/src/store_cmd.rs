@@ -30,7 +30,9 @@ const PRODUCT: Opt = Opt::value(
 
 /// What every store command's help ends with.
 const FOOTER: &str = "\
-The history store is --db PATH, else $PORTOLAN_DB.
+The history store is --db PATH, else $PORTOLAN_DB. Only `import` and a scan with --db
+create it; the other commands refuse a path where no store is. A writer waits for others
+holding the store (about ten minutes; PORTOLAN_DB_WAIT=SECONDS to change that).
 Exit status: 0 done, 1 the store failed, 2 bad usage or an unreadable store or file.";
 
 pub const IMPORT: Spec = Spec {
@@ -145,7 +147,9 @@ fn fail(msg: impl std::fmt::Display, code: u8) -> ExitCode {
 }
 
 /// Parses the words and opens the store they name; Err is the exit code, already explained
-/// (or the help printed).
+/// (or the help printed). Only `import` writes, so only it may create the store: a command
+/// that reads refuses a path where no store is (a typo in a cron job must not read as "no
+/// changes").
 fn open(spec: &Spec, args: &[String]) -> Result<(Parsed, Store), ExitCode> {
     let p = subargs::parse_or_exit(spec, args)?;
     let Some(path) = p.db() else {
@@ -154,8 +158,17 @@ fn open(spec: &Spec, args: &[String]) -> Result<(Parsed, Store), ExitCode> {
             2,
         ));
     };
-    let store = Store::open(&path).map_err(|e| fail(e, 2))?;
-    Ok((p, store))
+    let store = if spec.name == IMPORT.name {
+        Store::open(&path).and_then(|mut s| {
+            if let Some(wait) = patience() {
+                s.set_patience(wait)?;
+            }
+            Ok(s)
+        })
+    } else {
+        Store::open_existing(&path)
+    };
+    Ok((p, store.map_err(|e| fail(e, 2))?))
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> ExitCode {
@@ -471,6 +484,16 @@ pub fn services(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `PORTOLAN_DB_WAIT=SECONDS`: how long a scan (or `import`) waits for another writer
+/// holding the store before it gives up (default: about ten minutes, with retries); a scan
+/// then goes on without recording.
+pub const DB_WAIT_ENV: &str = "PORTOLAN_DB_WAIT";
+
+fn patience() -> Option<Duration> {
+    let secs: f64 = std::env::var(DB_WAIT_ENV).ok()?.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+}
+
 /// Records a scan in the store as it runs: begun at `begin`, each host committed as it is
 /// reported, complete at `end` unless the scan was interrupted.
 pub struct StoreSink {
@@ -481,8 +504,21 @@ pub struct StoreSink {
 
 impl StoreSink {
     pub fn open(path: &str, targets: String) -> Result<StoreSink, StoreError> {
+        let mut store = Store::open(path)?;
+        if let Some(wait) = patience() {
+            store.set_patience(wait)?;
+        }
+        // Before any output is emptied: can it be written at all (not locked past the
+        // wait by another writer, not read-only)?
+        store.check_writable().map_err(|e| match e {
+            StoreError::Sqlite(source) => StoreError::Open {
+                path: path.into(),
+                source,
+            },
+            e => e,
+        })?;
         Ok(StoreSink {
-            store: Store::open(path)?,
+            store,
             targets,
             scan: None,
         })

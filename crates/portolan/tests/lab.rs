@@ -1140,6 +1140,20 @@ fn signal(pid: u32, sig: &str) {
         .status();
 }
 
+/// The audit log at `path` holds one line: the scan, ended by `signal` with exit `code`.
+fn assert_audit_interrupted(path: &str, signal: &str, code: u8, what: &str) {
+    let text = std::fs::read_to_string(path).expect("audit log written");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: {text}");
+    let rec: Value = serde_json::from_str(lines[0]).expect("audit line is JSON");
+    let outcome = rec["outcome"].as_str().unwrap_or_default();
+    assert!(
+        outcome.starts_with(&format!("interrupted by {signal}")),
+        "{what}: {rec}"
+    );
+    assert_eq!(rec["exit_code"], code, "{what}: {rec}");
+}
+
 /// The store at `db` holds one scan, marked incomplete, with `up` hosts up.
 fn assert_store_incomplete(db: &str, up: u32, what: &str) {
     let o = Command::new(BIN)
@@ -1206,7 +1220,19 @@ fn signals_leave_valid_outputs(lab: &Lab) {
             let xml = lab.path(&format!("sig-{sig}-{name}.xml"));
             let json = lab.path(&format!("sig-{sig}-{name}.json"));
             let db = lab.path(&format!("sig-{sig}-{name}.db"));
-            let mut all = vec!["-n", "-Pn", "-oX", &xml, "-oJ", &json, "--db", &db];
+            let audit = lab.path(&format!("sig-{sig}-{name}.audit"));
+            let mut all = vec![
+                "-n",
+                "-Pn",
+                "-oX",
+                &xml,
+                "-oJ",
+                &json,
+                "--db",
+                &db,
+                "--audit-log",
+                &audit,
+            ];
             all.extend(args.iter().copied());
             let child = spawn_scan(lab, &all);
             std::thread::sleep(Duration::from_millis(1000));
@@ -1227,6 +1253,7 @@ fn signals_leave_valid_outputs(lab: &Lab) {
             let run = assert_valid_interrupted(&xml, &json, &format!("SIG{sig}"), &what);
             let up = run.runstats.as_ref().map_or(0, |r| r.hosts_up);
             assert_store_incomplete(&db, up, &what);
+            assert_audit_interrupted(&audit, &format!("SIG{sig}"), code as u8, &what);
             if *name == "sS" || *name == "sT" {
                 // A second into a -p- of a live host, answers have come: the host is
                 // written with them, not dropped.
@@ -1242,6 +1269,7 @@ fn second_signal_stops_at_once(lab: &Lab) {
     let xml = lab.path("sig2.xml");
     let json = lab.path("sig2.json");
     let db = lab.path("sig2.db");
+    let audit = lab.path("sig2.audit");
     let svc = lab.ip("svc");
     let child = spawn_scan(
         lab,
@@ -1258,6 +1286,8 @@ fn second_signal_stops_at_once(lab: &Lab) {
             &json,
             "--db",
             &db,
+            "--audit-log",
+            &audit,
             &svc,
         ],
     );
@@ -1280,6 +1310,10 @@ fn second_signal_stops_at_once(lab: &Lab) {
     let run = assert_valid_interrupted(&xml, &json, "SIG", "a second signal");
     let up = run.runstats.as_ref().map_or(0, |r| r.hosts_up);
     assert_store_incomplete(&db, up, "a second signal");
+    // Ended from within the run, since main never gets the process back.
+    assert_audit_interrupted(&audit, "SIGTERM", 143, "a second signal");
+    let text = std::fs::read_to_string(&audit).unwrap_or_default();
+    assert!(text.contains("stopped at once by SIGINT"), "{text}");
 }
 
 /// Regression: a raw scan whose range held the on-link broadcast address (198.18.0.255)

@@ -285,3 +285,145 @@ fn diff_from_the_store_compares_os_matches_and_scripts() {
     };
     assert_eq!(body(&text), body(&out(&from_files)));
 }
+
+/// Commands that only read never create a store: a mistyped path in a cron job is an error
+/// naming it (exit 2), not an empty store that reports "No changes.".
+#[test]
+fn commands_that_read_never_create_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo1.db");
+    let typo_s = typo.to_string_lossy().into_owned();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        "version = 1\n\n[[rule]]\nname = \"no telnet\"\nforbid_ports = [23]\n",
+    )
+    .unwrap();
+    let policy_s = policy.to_string_lossy().into_owned();
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, "").unwrap();
+    let empty_s = empty.to_string_lossy().into_owned();
+    for db in [&typo_s, &empty_s] {
+        for args in [
+            &["history", "--db", db][..],
+            &["changes", "--db", db],
+            &["changes", "--db", db, "--json"],
+            &["hosts", "--db", db],
+            &["services", "--db", db],
+            &["diff", "--db", db, "--last"],
+            &["check", "--policy", &policy_s, "--db", db],
+        ] {
+            let o = run(args);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {}", err(&o));
+            assert!(err(&o).contains(db.as_str()), "{args:?}: {}", err(&o));
+            assert_eq!(
+                err(&o).matches(db.as_str()).count(),
+                1,
+                "{args:?} names it once: {}",
+                err(&o)
+            );
+            assert!(!out(&o).contains("No changes"), "{args:?}: {}", out(&o));
+        }
+    }
+    assert!(!typo.exists(), "a reading command created the store");
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    let o = run(&["changes", "--db", &typo_s]);
+    assert!(err(&o).contains("no such history store"), "{}", err(&o));
+    // PORTOLAN_DB is read the same way.
+    let o = Command::new(BIN)
+        .args(["hosts"])
+        .env("PORTOLAN_DB", &typo_s)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(!typo.exists());
+    // import writes, so it creates the store.
+    let o = run(&["import", "--db", &typo_s, &fixture("nmap-sv.xml")]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(run(&["changes", "--db", &typo_s]).status.success());
+}
+
+/// Many processes recording into one store at once: every run lands, complete.
+#[test]
+fn parallel_imports_into_one_store_all_land() {
+    const N: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(&dir);
+    let text = std::fs::read_to_string(fixture("nmap-sv.xml")).unwrap();
+    let files: Vec<String> = (0..N)
+        .map(|i| {
+            let p = dir.path().join(format!("night-{i}.xml"));
+            std::fs::write(&p, &text).unwrap();
+            p.to_string_lossy().into_owned()
+        })
+        .collect();
+    // All start at once, on a store that does not exist yet.
+    let children: Vec<std::process::Child> = files
+        .iter()
+        .map(|f| {
+            Command::new(BIN)
+                .args(["import", "--db", &db, f])
+                .env_remove("PORTOLAN_DB")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+    }
+    let h = json(&["history", "--db", &db, "--json"]);
+    let h = h.as_array().unwrap();
+    assert_eq!(h.len(), N, "{h:?}");
+    assert!(h.iter().all(|s| s["complete"] == true), "{h:?}");
+    let mut imported: Vec<&str> = h.iter().map(|s| s["file"].as_str().unwrap()).collect();
+    imported.sort_unstable();
+    let mut want: Vec<&str> = files.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(imported, want);
+}
+
+/// Scans of the loopback recording into one store at once: every one lands, complete,
+/// with the listener's port.
+#[test]
+fn parallel_scans_into_one_store_all_land() {
+    const N: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(&dir);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port_n = l.local_addr().unwrap().port();
+    let port = port_n.to_string();
+    let children: Vec<std::process::Child> = (0..N)
+        .map(|_| {
+            Command::new(BIN)
+                .args(["-sT", "-p", &port, "--db", &db, "127.0.0.1"])
+                .env_remove("PORTOLAN_DB")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+    }
+    let h = json(&["history", "--db", &db, "--json"]);
+    let h = h.as_array().unwrap();
+    assert_eq!(h.len(), N, "{h:?}");
+    assert!(
+        h.iter()
+            .all(|s| s["complete"] == true && s["hosts_up"] == 1),
+        "{h:?}"
+    );
+    let svc = json(&["services", "--db", &db, "--json"]);
+    assert!(
+        svc.as_array().unwrap().iter().any(|s| s["port"] == port_n),
+        "{svc}"
+    );
+}

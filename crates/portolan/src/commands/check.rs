@@ -70,6 +70,9 @@ enum CheckError {
         path: PathBuf,
         source: portolan_store::StoreError,
     },
+    /// The store could not be opened (the error names its path, once).
+    #[error("history store: {0}")]
+    StoreOpen(portolan_store::StoreError),
     #[error("history store {}: no complete scan recorded", path.display())]
     NoScan { path: PathBuf },
     #[error("cannot write the report: {0}")]
@@ -172,7 +175,8 @@ fn load_scan(source: &ScanSource) -> Result<(ScanRun, String), CheckError> {
                 path: path.clone(),
                 source,
             };
-            let store = portolan_store::Store::open(path).map_err(store_err)?;
+            let store =
+                portolan_store::Store::open_existing(path).map_err(CheckError::StoreOpen)?;
             let latest = store
                 .history()
                 .map_err(store_err)?
