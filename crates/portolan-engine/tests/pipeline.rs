@@ -331,3 +331,224 @@ async fn connect_scan_on_loopback() {
         Some((PortState::Closed, "conn-refused"))
     );
 }
+
+/// An observer that keeps the notes it hears.
+#[derive(Default)]
+struct Notes(std::sync::Mutex<Vec<String>>);
+
+impl portolan_engine::pipeline::Observer for Notes {
+    fn note(&self, line: &str) {
+        self.0.lock().unwrap().push(line.to_string());
+    }
+}
+
+/// Regression: an interrupted raw scan wrote no host while the summary said "1 host up".
+/// Now the host is written with the ports that answered (none guessed "filtered"), the
+/// up count agrees with what was written, and -v told of each open port found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_raw_scan_writes_what_it_found() {
+    let ip = Ipv4Addr::new(198, 18, 0, 10);
+    let open: Vec<u16> = (10..=2000).step_by(10).collect();
+    let net = SimNet::new(Ipv4Addr::new(198, 18, 0, 1)).host(
+        ip,
+        SimHost {
+            open_tcp: open.clone(),
+            mac: Some(MAC_10),
+            ..SimHost::default()
+        },
+    );
+    let ports: Vec<u16> = (1..=2000).collect();
+    let mut plan = plan(ScanKind::Syn, &ports, targets(&["198.18.0.10"], &[]));
+    plan.no_ping = true;
+    plan.out_opts.verbose = 1;
+    let cancel = CancellationToken::new();
+    let backend = SimBackend::new(net).cancel_after(1000, cancel.clone());
+    let notes = Notes::default();
+    let mut sink = Collect::default();
+    let scanner = Scanner {
+        backend: Arc::new(backend.clone()),
+        observer: &notes,
+    };
+    let summary = scanner.run(&mut plan, &mut sink, &cancel).await.unwrap();
+    assert!(summary.interrupted);
+    let sent = backend.destinations().len();
+    assert!(sent < 2000, "the scan stopped sending ({sent} sent)");
+
+    assert_eq!(sink.hosts.len(), 1, "the host found up is written");
+    let h = &sink.hosts[0];
+    assert_eq!(h.addr_str(), "198.18.0.10");
+    let listed: u32 = h.ports.len() as u32 + h.extraports.iter().map(|e| e.count).sum::<u32>();
+    assert!(
+        listed > 0 && (listed as usize) <= sent,
+        "{listed} ports reported of {sent} probed"
+    );
+    assert!(
+        h.ports.iter().all(|p| p.reason != "no-response"),
+        "an unanswered port was reported: {:?}",
+        h.ports.iter().find(|p| p.reason == "no-response")
+    );
+    assert!(h.extraports.iter().all(|e| e.state == PortState::Closed));
+    let found: Vec<u16> = h
+        .ports
+        .iter()
+        .filter(|p| p.state == PortState::Open)
+        .map(|p| p.portid)
+        .collect();
+    assert!(!found.is_empty(), "no open port found before the interrupt");
+    assert!(found.iter().all(|p| open.contains(p)), "{found:?}");
+
+    let stats = sink.end.and_then(|r| r.runstats).expect("ended");
+    assert_eq!(stats.exit, RunExit::Error);
+    assert_eq!((stats.hosts_up, stats.hosts_total), (1, 1));
+    assert_eq!(summary.hosts_up, 1);
+
+    let notes = notes.0.lock().unwrap();
+    let discovered: Vec<&String> = notes
+        .iter()
+        .filter(|n| n.starts_with("Discovered open port "))
+        .collect();
+    assert_eq!(discovered.len(), found.len(), "{notes:?}");
+    assert!(
+        notes.contains(&format!(
+            "Discovered open port {}/tcp on 198.18.0.10",
+            found[0]
+        )),
+        "{notes:?}"
+    );
+}
+
+/// An interrupted raw scan of a host that answered nothing writes no host, and then the
+/// summary does not count it up either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_scan_counts_up_only_hosts_it_wrote() {
+    let net = SimNet::new(Ipv4Addr::new(198, 18, 0, 1));
+    let ports: Vec<u16> = (1..=2000).collect();
+    let mut plan = plan(ScanKind::Syn, &ports, targets(&["198.18.0.99"], &[]));
+    plan.no_ping = true;
+    let cancel = CancellationToken::new();
+    let backend = SimBackend::new(net).cancel_after(500, cancel.clone());
+    let mut sink = Collect::default();
+    let scanner = Scanner {
+        backend: Arc::new(backend),
+        observer: &Quiet,
+    };
+    let summary = scanner.run(&mut plan, &mut sink, &cancel).await.unwrap();
+    assert!(summary.interrupted);
+    assert!(sink.hosts.is_empty());
+    let stats = sink.end.and_then(|r| r.runstats).expect("ended");
+    assert_eq!(
+        (stats.hosts_up, stats.hosts_down, stats.hosts_total),
+        (0, 1, 1)
+    );
+    assert_eq!(summary.hosts_up, 0);
+}
+
+/// -v with a finished scan: one "Discovered open port" note per open port, none for
+/// closed or filtered ones; without -v, none at all.
+#[tokio::test]
+async fn verbose_tells_of_each_open_port() {
+    for verbose in [0, 1] {
+        let net = SimNet::new(Ipv4Addr::new(198, 18, 0, 1)).host(
+            Ipv4Addr::new(198, 18, 0, 10),
+            SimHost {
+                open_tcp: vec![22, 80],
+                filtered_tcp: vec![443],
+                mac: Some(MAC_10),
+                ..SimHost::default()
+            },
+        );
+        let mut plan = plan(
+            ScanKind::Syn,
+            &[22, 80, 443, 8080],
+            targets(&["198.18.0.10"], &[]),
+        );
+        plan.out_opts.verbose = verbose;
+        let notes = Notes::default();
+        let mut sink = Collect::default();
+        let scanner = Scanner {
+            backend: Arc::new(SimBackend::new(net)),
+            observer: &notes,
+        };
+        scanner
+            .run(&mut plan, &mut sink, &CancellationToken::new())
+            .await
+            .unwrap();
+        let mut discovered: Vec<String> = notes
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|n| n.starts_with("Discovered"))
+            .cloned()
+            .collect();
+        discovered.sort();
+        let want: &[&str] = if verbose > 0 {
+            &[
+                "Discovered open port 22/tcp on 198.18.0.10",
+                "Discovered open port 80/tcp on 198.18.0.10",
+            ]
+        } else {
+            &[]
+        };
+        assert_eq!(discovered, want);
+    }
+}
+
+/// Regression: a raw scan whose range held the on-link broadcast address aborted ("connect
+/// (UDP, for source address): Permission denied") and scanned nothing. The broadcast
+/// address is skipped (no packet, not counted up, a note says why) and the rest scanned.
+#[tokio::test]
+async fn a_broadcast_address_in_the_range_is_skipped() {
+    let net = SimNet::new(Ipv4Addr::new(198, 18, 10, 1)).host(
+        Ipv4Addr::new(198, 18, 10, 254),
+        SimHost {
+            open_tcp: vec![80],
+            ..SimHost::default()
+        },
+    );
+    let backend = SimBackend::new(net);
+    let mut plan = plan(ScanKind::Syn, &[80], targets(&["198.18.10.250-255"], &[]));
+    plan.no_ping = true;
+    let notes = Notes::default();
+    let mut sink = Collect::default();
+    let scanner = Scanner {
+        backend: Arc::new(backend.clone()),
+        observer: &notes,
+    };
+    let summary = scanner
+        .run(&mut plan, &mut sink, &CancellationToken::new())
+        .await
+        .expect("the scan goes on past the broadcast address");
+    assert!(!summary.interrupted);
+    let addrs: Vec<&str> = sink.hosts.iter().map(|h| h.addr_str()).collect();
+    assert_eq!(
+        addrs,
+        [
+            "198.18.10.250",
+            "198.18.10.251",
+            "198.18.10.252",
+            "198.18.10.253",
+            "198.18.10.254"
+        ]
+    );
+    assert_eq!(
+        state_of(&sink.hosts[4], 80),
+        Some((PortState::Open, "syn-ack"))
+    );
+    let stats = sink.end.and_then(|r| r.runstats).expect("ended");
+    assert_eq!(stats.exit, RunExit::Success);
+    assert_eq!((stats.hosts_up, stats.hosts_total), (5, 6));
+    assert!(
+        !backend
+            .destinations()
+            .contains(&Ipv4Addr::new(198, 18, 10, 255)),
+        "a packet went to the broadcast address"
+    );
+    let notes = notes.0.lock().unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("198.18.10.255") && n.contains("broadcast")),
+        "{notes:?}"
+    );
+}

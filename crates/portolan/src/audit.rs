@@ -60,7 +60,7 @@ pub struct Record {
     /// makes, as planned.
     pub targets: u64,
     pub probes: u64,
-    /// "completed", "interrupted" or "error: ...".
+    /// "completed", "interrupted by SIGINT" (or SIGTERM, SIGHUP) or "error: ...".
     pub outcome: String,
     pub exit_code: u8,
 }

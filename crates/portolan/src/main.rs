@@ -21,8 +21,33 @@ mod store_cmd;
 
 use std::process::ExitCode;
 
+/// How long the end of the process waits for work still running in the background (a
+/// reverse lookup an interrupt left behind) before it exits anyway.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The words of the command line; a word that is not UTF-8 is an error naming it.
+fn utf8_args(args: impl Iterator<Item = std::ffi::OsString>) -> Result<Vec<String>, String> {
+    args.enumerate()
+        .map(|(i, a)| {
+            a.into_string().map_err(|bad| {
+                format!(
+                    "argument {i} ({}) is not valid UTF-8",
+                    bad.to_string_lossy().escape_debug()
+                )
+            })
+        })
+        .collect()
+}
+
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
+    let argv: Vec<String> = match utf8_args(std::env::args_os()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("portolan: {e}");
+            eprintln!("QUITTING!");
+            return ExitCode::from(2);
+        }
+    };
     // `portolan diff ...`, `portolan history ...`: Portolan's own commands, before Nmap's
     // grammar (no Nmap target is spelled like a command word).
     if let Some(code) = argv
@@ -95,19 +120,37 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let (outcome, code) = match rt.block_on(run::run(resolved, sink)) {
+    // A second signal exits from within the run: the audit line is ended there.
+    let audit = std::sync::Arc::new(std::sync::Mutex::new(audit));
+    let at_exit: run::AtExit = {
+        let audit = audit.clone();
+        Box::new(move |outcome, code| {
+            if let Ok(mut a) = audit.lock() {
+                finish_audit(&mut a, outcome, code);
+            }
+        })
+    };
+    let ended = rt.block_on(run::run(resolved, sink, at_exit));
+    // Dropping the runtime would wait for every blocking task, e.g. a reverse lookup an
+    // interrupt abandoned, which can take seconds: the outputs are closed already.
+    rt.shutdown_timeout(SHUTDOWN_GRACE);
+    let (outcome, code) = match ended {
         // The store failed mid-scan (said then): the outputs are complete, the record not.
         Ok(run::Ended::Completed) if outputs::store_failed() => {
             ("completed; the store failed".to_string(), 1)
         }
         Ok(run::Ended::Completed) => ("completed".to_string(), 0),
-        Ok(run::Ended::Interrupted) => ("interrupted".to_string(), 130),
+        Ok(run::Ended::Interrupted(sig)) => {
+            (format!("interrupted by {}", sig.name()), sig.exit_code())
+        }
         Err(e) => {
             eprintln!("portolan: {e:#}");
             (format!("error: {e:#}"), 1)
         }
     };
-    finish_audit(&mut audit, outcome, code);
+    if let Ok(mut a) = audit.lock() {
+        finish_audit(&mut a, outcome, code);
+    }
     ExitCode::from(code)
 }
 
@@ -130,5 +173,24 @@ fn finish_audit(
         if let Err(e) = audit::append(path, record) {
             eprintln!("WARNING: {e:#}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStringExt;
+
+    /// Regression: `portolan -sL $'\xff'` panicked (exit 101) in std::env::args.
+    #[test]
+    fn non_utf8_argument_is_an_error_not_a_panic() {
+        let args = ["portolan", "-sL"]
+            .map(std::ffi::OsString::from)
+            .into_iter();
+        let bad = std::ffi::OsString::from_vec(vec![0xff]);
+        let e = utf8_args(args.chain([bad])).unwrap_err();
+        assert!(e.contains("argument 2") && e.contains("UTF-8"), "{e}");
+        let good = ["portolan", "-sL", "x"].map(std::ffi::OsString::from);
+        assert_eq!(utf8_args(good.into_iter()).unwrap().len(), 3);
     }
 }

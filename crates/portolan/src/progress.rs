@@ -14,11 +14,25 @@ const DEFAULT_STATUS_EVERY: Duration = Duration::from_secs(10);
 /// How long a scan runs before a bar appears.
 const BAR_DELAY: Duration = Duration::from_millis(1500);
 
+/// The bar on screen, if any: other lines on stderr are printed around it
+/// ([`print_line`]) so they do not run into it.
+pub type Bar = Arc<std::sync::Mutex<Option<indicatif::ProgressBar>>>;
+
+/// Prints `line` on stderr, above the bar if one is shown.
+pub fn print_line(bar: &Bar, line: &str) {
+    let shown = bar.lock().ok().and_then(|b| b.clone());
+    match shown {
+        Some(b) => b.suspend(|| eprintln!("{line}")),
+        None => eprintln!("{line}"),
+    }
+}
+
 pub fn spawn(
     progress: Arc<Progress>,
     stats_every: Option<Duration>,
     phase: &'static str,
     stop: CancellationToken,
+    shown: Bar,
 ) -> tokio::task::JoinHandle<()> {
     let tty = std::io::stderr().is_terminal();
     tokio::spawn(async move {
@@ -46,6 +60,9 @@ pub fn spawn(
                         b.set_style(style.progress_chars("=> "));
                     }
                     b.set_message(phase);
+                    if let Ok(mut slot) = shown.lock() {
+                        *slot = Some(b.clone());
+                    }
                     b
                 });
                 b.set_position((frac * 10_000.0) as u64);
@@ -58,6 +75,9 @@ pub fn spawn(
             }
         }
         if let Some(b) = bar {
+            if let Ok(mut slot) = shown.lock() {
+                *slot = None;
+            }
             b.finish_and_clear();
         }
     })

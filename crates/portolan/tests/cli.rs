@@ -482,3 +482,22 @@ fn help_names_version_detection_scripts_and_every_command() {
         );
     }
 }
+
+/// Regression: `portolan -sL $'\xff'` panicked in std::env::args (exit 101). A word that
+/// is not UTF-8 is refused with exit 2 and a message, like any other bad argument.
+#[test]
+fn non_utf8_argument_is_refused_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let o = Command::new(BIN)
+        .arg("-sL")
+        .arg(std::ffi::OsStr::from_bytes(b"\xff"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run portolan");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("not valid UTF-8") && !e.contains("panicked"),
+        "{e}"
+    );
+}

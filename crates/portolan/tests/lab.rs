@@ -31,8 +31,16 @@ impl Lab {
     fn up() -> Lab {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let script = root.join("lab/lab.sh");
-        let prefix = format!("pt{}", std::process::id() % 100_000);
-        let dir = std::env::temp_dir().join(format!("portolan-test-lab-{prefix}"));
+        // PLAB_PREFIX and PLAB_DIR (as lab.sh takes them) let parallel runs on one machine
+        // keep apart; without them, names of this process's own.
+        let prefix = std::env::var("PLAB_PREFIX")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| format!("pt{}", std::process::id() % 100_000));
+        let dir = std::env::var_os("PLAB_DIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("portolan-test-lab-{prefix}")));
         let mut lab = Lab {
             prefix,
             dir,
@@ -361,6 +369,12 @@ fn lab() {
         (
             "raw_interrupt_leaves_valid_outputs",
             raw_interrupt_leaves_valid_outputs,
+        ),
+        ("signals_leave_valid_outputs", signals_leave_valid_outputs),
+        ("second_signal_stops_at_once", second_signal_stops_at_once),
+        (
+            "raw_scan_skips_the_broadcast_address",
+            raw_scan_skips_the_broadcast_address,
         ),
         ("ipv6_scans", ipv6_scans),
         (
@@ -1130,6 +1144,239 @@ fn raw_interrupt_leaves_valid_outputs(lab: &Lab) {
     ok(&v, "xmllint on interrupted raw-scan XML");
     let run = read_xml_file(&xml).expect("XML");
     assert_eq!(run.runstats.expect("runstats").exit, RunExit::Error);
+}
+
+/// Starts portolan in the scanner namespace with stderr captured.
+fn spawn_scan(lab: &Lab, args: &[&str]) -> std::process::Child {
+    Command::new("ip")
+        .args(["netns", "exec", &lab.scan_ns(), BIN])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+/// Sends `sig` (e.g. "TERM") to `pid`.
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status();
+}
+
+/// The audit log at `path` holds one line: the scan, ended by `signal` with exit `code`.
+fn assert_audit_interrupted(path: &str, signal: &str, code: u8, what: &str) {
+    let text = std::fs::read_to_string(path).expect("audit log written");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: {text}");
+    let rec: Value = serde_json::from_str(lines[0]).expect("audit line is JSON");
+    let outcome = rec["outcome"].as_str().unwrap_or_default();
+    assert!(
+        outcome.starts_with(&format!("interrupted by {signal}")),
+        "{what}: {rec}"
+    );
+    assert_eq!(rec["exit_code"], code, "{what}: {rec}");
+}
+
+/// The store at `db` holds one scan, marked incomplete, with `up` hosts up.
+fn assert_store_incomplete(db: &str, up: u32, what: &str) {
+    let o = Command::new(BIN)
+        .args(["history", "--db", db, "--json"])
+        .output()
+        .expect("portolan history");
+    ok(&o, &format!("history of {what}"));
+    let h: Value = serde_json::from_slice(&o.stdout).expect("history --json");
+    let scans = h.as_array().expect("a list of scans");
+    assert_eq!(scans.len(), 1, "{what}: {h}");
+    assert_eq!(scans[0]["complete"], false, "{what}: {h}");
+    assert_eq!(scans[0]["hosts_up"], up, "{what}: {h}");
+}
+
+/// What an interrupted scan left must be whole: the XML valid against Nmap's DTD, ending
+/// in exit="error" with a message naming `signal`, its up count that of the hosts
+/// written; the JSON a document. Returns the run read back.
+fn assert_valid_interrupted(xml: &str, json: &str, signal: &str, what: &str) -> ScanRun {
+    let v = Command::new("xmllint")
+        .args(["--noout", "--dtdvalid", "/usr/share/nmap/nmap.dtd", xml])
+        .output()
+        .expect("xmllint");
+    ok(&v, &format!("xmllint on {what}"));
+    let run = read_xml_file(xml).unwrap_or_else(|e| panic!("{what}: XML reads back: {e}"));
+    let stats = run.runstats.clone().expect("runstats written");
+    assert_eq!(stats.exit, RunExit::Error, "{what}");
+    let msg = stats.errormsg.clone().unwrap_or_default();
+    assert!(msg.contains(signal), "{what}: errormsg {msg:?}");
+    let written_up = run
+        .hosts
+        .iter()
+        .filter(|h| h.status.state == portolan_model::HostState::Up)
+        .count();
+    assert_eq!(
+        stats.hosts_up as usize, written_up,
+        "{what}: the up count disagrees with the hosts written"
+    );
+    let text = std::fs::read_to_string(json).expect("json written");
+    let j: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: JSON invalid: {e}"));
+    assert_eq!(
+        j["hosts"].as_array().map(Vec::len),
+        Some(run.hosts.len()),
+        "{what}: JSON and XML hold the same hosts"
+    );
+    run
+}
+
+/// SIGTERM (timeout, systemd, containers) and SIGHUP stop each scan type as SIGINT
+/// does: exit 128 + the signal, outputs closed validly, naming the signal.
+fn signals_leave_valid_outputs(lab: &Lab) {
+    let (svc, dns, hostile) = (lab.ip("svc"), lab.ip("dns"), lab.ip("hostile"));
+    // Each one still busy a second in: full ranges at a low rate; -sV waits on a port
+    // that never answers.
+    let scans: [(&str, Vec<&str>); 4] = [
+        ("sT", vec!["-sT", "-p-", "--max-rate", "2000", &svc]),
+        ("sS", vec!["-sS", "-p-", "--max-rate", "2000", &svc]),
+        ("sU", vec!["-sU", "-p-", "--max-rate", "500", &dns]),
+        ("sV", vec!["-sV", "-p", "22,7002", &svc, &hostile]),
+    ];
+    for (sig, code) in [("TERM", 143), ("HUP", 129)] {
+        for (name, args) in &scans {
+            let what = format!("SIG{sig} during -{name}");
+            let xml = lab.path(&format!("sig-{sig}-{name}.xml"));
+            let json = lab.path(&format!("sig-{sig}-{name}.json"));
+            let db = lab.path(&format!("sig-{sig}-{name}.db"));
+            let audit = lab.path(&format!("sig-{sig}-{name}.audit"));
+            let mut all = vec![
+                "-n",
+                "-Pn",
+                "-oX",
+                &xml,
+                "-oJ",
+                &json,
+                "--db",
+                &db,
+                "--audit-log",
+                &audit,
+            ];
+            all.extend(args.iter().copied());
+            let child = spawn_scan(lab, &all);
+            std::thread::sleep(Duration::from_millis(1000));
+            signal(child.id(), sig);
+            let signalled = Instant::now();
+            let out = child.wait_with_output().expect("wait");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(code), "{what}: {err}");
+            assert!(
+                signalled.elapsed() < Duration::from_secs(2),
+                "{what}: took {:?} to stop",
+                signalled.elapsed()
+            );
+            assert!(
+                err.contains(&format!("caught SIG{sig} signal")),
+                "{what}: {err}"
+            );
+            let run = assert_valid_interrupted(&xml, &json, &format!("SIG{sig}"), &what);
+            let up = run.runstats.as_ref().map_or(0, |r| r.hosts_up);
+            assert_store_incomplete(&db, up, &what);
+            assert_audit_interrupted(&audit, &format!("SIG{sig}"), code as u8, &what);
+            if *name == "sS" || *name == "sT" {
+                // A second into a -p- of a live host, answers have come: the host is
+                // written with them, not dropped.
+                assert_eq!(run.hosts.len(), 1, "{what}: the host answered");
+            }
+        }
+    }
+}
+
+/// A second signal does not wait for the scan to wind down (the raw scan's drain): the
+/// process exits at once with its outputs valid up to the last host written.
+fn second_signal_stops_at_once(lab: &Lab) {
+    let xml = lab.path("sig2.xml");
+    let json = lab.path("sig2.json");
+    let db = lab.path("sig2.db");
+    let audit = lab.path("sig2.audit");
+    let svc = lab.ip("svc");
+    let child = spawn_scan(
+        lab,
+        &[
+            "-sS",
+            "-n",
+            "-Pn",
+            "-p-",
+            "--max-rate",
+            "2000",
+            "-oX",
+            &xml,
+            "-oJ",
+            &json,
+            "--db",
+            &db,
+            "--audit-log",
+            &audit,
+            &svc,
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    signal(child.id(), "TERM");
+    // Within the raw scan's 100 ms of reading late answers.
+    std::thread::sleep(Duration::from_millis(20));
+    signal(child.id(), "INT");
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "the first signal's code: {err}"
+    );
+    assert!(
+        err.contains("caught SIGINT signal again, stopping now"),
+        "the second signal was not heard: {err}"
+    );
+    let run = assert_valid_interrupted(&xml, &json, "SIG", "a second signal");
+    let up = run.runstats.as_ref().map_or(0, |r| r.hosts_up);
+    assert_store_incomplete(&db, up, "a second signal");
+    // Ended from within the run, since main never gets the process back.
+    assert_audit_interrupted(&audit, "SIGTERM", 143, "a second signal");
+    let text = std::fs::read_to_string(&audit).unwrap_or_default();
+    assert!(text.contains("stopped at once by SIGINT"), "{text}");
+}
+
+/// Regression: a raw scan whose range held the on-link broadcast address (198.18.0.255)
+/// aborted with "connect (UDP, for source address): Permission denied" and left invalid
+/// XML. It is skipped, with and without host discovery, and the rest is scanned.
+fn raw_scan_skips_the_broadcast_address(lab: &Lab) {
+    let variants: [&[&str]; 2] = [&["-Pn"], &["--disable-arp-ping", "-PE"]];
+    for (k, extra) in variants.iter().enumerate() {
+        let xml = lab.path(&format!("bcast{k}.xml"));
+        let mut args = vec!["-sS", "-n", "-p", "80", "-oX", &xml];
+        args.extend(extra.iter().copied());
+        args.push("198.18.0.250-255");
+        let out = lab.portolan(&args);
+        ok(
+            &out,
+            &format!("scan of a range with the broadcast address {extra:?}"),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("Permission denied"), "{extra:?}: {err}");
+        let v = Command::new("xmllint")
+            .args(["--noout", "--dtdvalid", "/usr/share/nmap/nmap.dtd", &xml])
+            .output()
+            .expect("xmllint");
+        ok(&v, "xmllint on the broadcast-range XML");
+        let run = read_xml_file(&xml).expect("XML");
+        let stats = run.runstats.clone().expect("runstats");
+        assert_eq!(stats.exit, RunExit::Success);
+        assert_eq!(stats.hosts_total, 6, "{extra:?}");
+        assert!(
+            run.hosts.iter().all(|h| h.addr_str() != "198.18.0.255"),
+            "{extra:?}: the broadcast address was reported up"
+        );
+        if extra[0] == "-Pn" {
+            // Assumed up, all but the broadcast address.
+            assert_eq!(run.hosts.len(), 5, "{extra:?}");
+            assert!(err.contains("198.18.0.255"), "{extra:?}: {err}");
+        }
+    }
 }
 
 /// -6: SYN, connect and UDP port scans and discovery of the IPv6 host.

@@ -125,6 +125,15 @@ impl Share {
     fn contains(self, pos: u64) -> bool {
         pos >= self.start && (pos - self.start).is_multiple_of(self.stride)
     }
+
+    /// How many positions below `n` are in the share.
+    fn count_below(self, n: u64) -> u64 {
+        if n <= self.start {
+            0
+        } else {
+            (n - self.start - 1) / self.stride.max(1) + 1
+        }
+    }
 }
 
 /// The answer a slot got, as Nmap reports it.
@@ -216,6 +225,8 @@ pub struct RawScan {
     pass_answers: u64,
     pass_done_at: Option<Instant>,
     unanswered_left: u64,
+    /// Positions below this have been looked at by [`RawScan::prepare`].
+    marked: u64,
     rtt: RttEstimator,
     // Rate control.
     rate: f64,
@@ -273,18 +284,11 @@ impl RawScan {
         let mut by_addr: Vec<u32> = (0..hosts.len() as u32).collect();
         by_addr.sort_unstable_by_key(|&i| hosts[i as usize]);
         let perm = Permutation::new(n, seed);
-        let mut results = vec![UNANSWERED; n as usize];
-        let mut unanswered_left = n;
-        if share != Share::ALL {
-            unanswered_left = 0;
-            for pos in 0..n {
-                if share.contains(pos) {
-                    unanswered_left += 1;
-                } else {
-                    results[perm.at(pos) as usize] = NOT_PROBED;
-                }
-            }
-        }
+        let results = vec![UNANSWERED; n as usize];
+        // Slots outside the share are marked by [`RawScan::prepare`], which a caller can
+        // run in steps (a permutation lookup per slot: seconds for a -p- of a /25).
+        let unanswered_left = share.count_below(n);
+        let marked = if share == Share::ALL { n } else { 0 };
         RawScan {
             index,
             by_addr,
@@ -308,6 +312,7 @@ impl RawScan {
             pass_answers: 0,
             pass_done_at: None,
             unanswered_left,
+            marked,
             pacer: TokenBucket::default(),
             epochs: [Epoch::default(); EPOCHS],
             current_epoch: None,
@@ -379,8 +384,31 @@ impl RawScan {
         }
     }
 
+    /// Marks up to `budget` more slots outside this engine's share as not its own;
+    /// returns whether every slot has been looked at. Done in full by the first
+    /// [`RawScan::poll`] or [`RawScan::on_packet`] if the caller did not: calling it
+    /// in steps first lets a caller stop (an interrupt) while a large scan is set up.
+    pub fn prepare(&mut self, budget: u64) -> bool {
+        let n = self.results.len() as u64;
+        let end = self.marked.saturating_add(budget).min(n);
+        for pos in self.marked..end {
+            if !self.share.contains(pos) {
+                if let Some(r) = self.results.get_mut(self.perm.at(pos) as usize) {
+                    *r = NOT_PROBED;
+                }
+            }
+        }
+        self.marked = end;
+        end == n
+    }
+
+    fn prepared(&self) -> bool {
+        self.marked == self.results.len() as u64
+    }
+
     /// The next thing to do at `now`.
     pub fn poll(&mut self, now: Instant) -> Poll<Probe> {
+        self.prepare(u64::MAX);
         // --host-timeout: every host of this engine started together, so they all run out
         // together; what is unanswered then stays so.
         let started = *self.started.get_or_insert(now);
@@ -563,6 +591,7 @@ impl RawScan {
 
     /// Digests one received IP packet (starting at the IPv4 or IPv6 header).
     pub fn on_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.prepare(u64::MAX);
         match probe::classify(&self.ctx(), packet) {
             Ok(a) => self.accept(now, a),
             Err(Reject::Invalid) => self.stats.invalid += 1,
@@ -645,10 +674,26 @@ impl RawScan {
     /// Results per host, in the order hosts were given, each in slot order, leaving out
     /// slots outside this engine's share.
     pub fn results(&self) -> Vec<Vec<SlotResult>> {
+        self.results_where(false)
+    }
+
+    /// As [`RawScan::results`], only the slots that got an answer: what an interrupted
+    /// scan reports, without building (and dropping) a result for every slot not tried.
+    pub fn answered_results(&self) -> Vec<Vec<SlotResult>> {
+        self.results_where(true)
+    }
+
+    fn results_where(&self, answered_only: bool) -> Vec<Vec<SlotResult>> {
         let h = self.hosts.len();
-        let mut out = vec![Vec::with_capacity(self.slots.len()); h];
+        if !self.prepared() {
+            // Never polled: nothing was sent, and which slots are this share's is not
+            // known yet.
+            return vec![Vec::new(); h];
+        }
+        let each = if answered_only { 0 } else { self.slots.len() };
+        let mut out = vec![Vec::with_capacity(each); h];
         for (i, &code) in self.results.iter().enumerate() {
-            if code == NOT_PROBED || code == SKIPPED {
+            if code == NOT_PROBED || code == SKIPPED || (answered_only && code == UNANSWERED) {
                 continue;
             }
             let (host, slot) = (i % h, self.slots[i / h]);
@@ -1494,6 +1539,47 @@ mod tests {
         }
         assert_eq!(seen.len(), 7 * 13);
         assert!(seen.values().all(|&n| n == 1));
+    }
+
+    /// Preparing in small steps (as the driver does, to hear an interrupt while a large
+    /// scan is set up) marks exactly what preparing at once does; the count of this
+    /// share's slots is known from the start; an engine never prepared reports nothing.
+    #[test]
+    fn prepare_in_steps_marks_as_at_once() {
+        let hosts: Vec<IpAddr> = (1..=7)
+            .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 1, i)))
+            .collect();
+        let slots: Vec<Slot> = (1..=13).map(Slot::Syn).collect();
+        let t = Template::Insane.timing();
+        let make = |share: Share| {
+            RawScan::new(
+                t.clone(),
+                Mode::Ports,
+                IpAddr::V4(SRC),
+                hosts.clone(),
+                slots.clone(),
+                CookieKey::from_seed([1; 16]),
+                9,
+                share,
+            )
+        };
+        for (k, parts) in [(0, 1), (0, 2), (1, 2), (2, 3)] {
+            let share = Share::ALL.split(k, parts);
+            let mut at_once = make(share);
+            let fresh = make(share);
+            let n: usize = fresh.results().iter().map(Vec::len).sum();
+            assert_eq!(n, if parts == 1 { 7 * 13 } else { 0 }, "{k}/{parts}");
+            assert!(at_once.prepare(u64::MAX));
+            let mut steps = make(share);
+            let mut calls = 0;
+            while !steps.prepare(5) {
+                calls += 1;
+            }
+            assert!(parts == 1 || calls >= (7 * 13) / 5, "{calls} steps");
+            assert_eq!(steps.results, at_once.results, "{k}/{parts}");
+            let own = at_once.results.iter().filter(|&&c| c != NOT_PROBED).count();
+            assert_eq!(own as u64, at_once.unanswered_left, "{k}/{parts}");
+        }
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub struct HostDone {
     pub finished: Instant,
     pub timed_out: bool,
     pub replies: u64,
+    /// Every port has its verdict; false for a host an interrupt cut short
+    /// ([`Scheduler::take_unfinished`]).
+    pub complete: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -456,7 +459,41 @@ impl Scheduler {
             finished: now,
             timed_out: h.timed_out,
             replies: h.replies,
+            complete: true,
         });
+    }
+
+    /// After an interrupt: the hosts still being scanned, with the ports that answered
+    /// so far (a port without an answer yet has no verdict to report). They leave the
+    /// scheduler.
+    pub fn take_unfinished(&mut self, now: Instant) -> Vec<HostDone> {
+        let active = std::mem::take(&mut self.active);
+        self.cursor = 0;
+        active
+            .into_iter()
+            .filter_map(|i| self.hosts.get_mut(i).and_then(Option::take))
+            .map(|h| HostDone {
+                ip: h.ip,
+                tag: h.tag,
+                ports: h
+                    .ports
+                    .iter()
+                    .zip(h.slots.iter())
+                    .filter_map(|(&p, s)| match s {
+                        Slot::Done(state, reason) if *reason != "no-response" => {
+                            Some((p, *state, *reason))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                rtt: h.rtt,
+                started: h.started,
+                finished: now,
+                timed_out: h.timed_out,
+                replies: h.replies,
+                complete: false,
+            })
+            .collect()
     }
 }
 
@@ -647,6 +684,47 @@ mod tests {
         assert_eq!(s.next(start), Poll::WaitForInput);
         s.on_outcome(p, Outcome::Refused, Duration::from_millis(1), start);
         assert!(matches!(s.next(start), Poll::Send(_)));
+    }
+
+    /// An interrupt mid-host: the unfinished host comes back with the ports that answered
+    /// (open and closed), none still pending, marked incomplete, and leaves the scheduler.
+    #[test]
+    fn take_unfinished_returns_the_answers_so_far() {
+        let t = Template::Aggressive.timing();
+        let start = Instant::now();
+        let mut s = Scheduler::new(t, 1000);
+        s.add_host(
+            "198.18.0.10".parse().unwrap(),
+            4,
+            vec![22, 23, 24, 25],
+            start,
+        );
+        let mut sent = Vec::new();
+        for _ in 0..3 {
+            match s.next(start) {
+                Poll::Send(p) => sent.push(p),
+                other => panic!("{other:?}"),
+            }
+        }
+        let ms = Duration::from_millis(1);
+        s.on_outcome(sent[0], Outcome::Connected, ms, start);
+        s.on_outcome(sent[1], Outcome::Refused, ms, start);
+        assert!(s.take_done().is_none(), "the host is not finished");
+        let cut = s.take_unfinished(start);
+        assert_eq!(cut.len(), 1);
+        let d = &cut[0];
+        assert!(!d.complete);
+        assert_eq!(d.tag, 4);
+        let mut ports = d.ports.clone();
+        ports.sort();
+        let want = [
+            (sent[0].port, PortState::Open, "syn-ack"),
+            (sent[1].port, PortState::Closed, "conn-refused"),
+        ];
+        let mut want = want.to_vec();
+        want.sort();
+        assert_eq!(ports, want);
+        assert!(s.take_unfinished(start).is_empty());
     }
 
     #[test]

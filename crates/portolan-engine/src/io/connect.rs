@@ -105,7 +105,9 @@ impl ConnectScan {
                 progress.clone(),
                 cancel,
                 |d| {
-                    progress.hosts_done.fetch_add(1, Ordering::Relaxed);
+                    if d.complete {
+                        progress.hosts_done.fetch_add(1, Ordering::Relaxed);
+                    }
                     on_host(d)
                 },
             )
@@ -176,7 +178,9 @@ impl ConnectScan {
                 }
             };
             if entry.0 == expected {
-                progress.hosts_done.fetch_add(1, Ordering::Relaxed);
+                if entry.1.complete {
+                    progress.hosts_done.fetch_add(1, Ordering::Relaxed);
+                }
                 on_host(entry.1);
             } else {
                 partial.insert(tag, entry);
@@ -186,6 +190,15 @@ impl ConnectScan {
             stats: Stats::default(),
             interrupted: cancel.is_cancelled() || expected < shards,
         };
+        if summary.interrupted {
+            // Hosts some shards had not reached: what the others found, marked unfinished.
+            let mut rest: Vec<(usize, HostDone)> = partial.into_values().collect();
+            rest.sort_by_key(|(_, d)| d.tag);
+            for (_, mut d) in rest {
+                d.complete = false;
+                on_host(d);
+            }
+        }
         for h in threads {
             if let Ok(s) = h.join() {
                 add_stats(&mut summary.stats, &s.stats);
@@ -208,6 +221,7 @@ fn merge(acc: &mut HostDone, d: HostDone) {
     acc.finished = acc.finished.max(d.finished);
     acc.timed_out |= d.timed_out;
     acc.replies += d.replies;
+    acc.complete &= d.complete;
 }
 
 fn add_stats(a: &mut Stats, b: &Stats) {
@@ -298,6 +312,12 @@ where
         }
     }
     tasks.abort_all();
+    if interrupted {
+        // What the interrupt cut short is reported too, marked unfinished.
+        for d in sched.take_unfinished(Instant::now()) {
+            on_host(d);
+        }
+    }
     ScanSummary {
         stats: sched.stats,
         interrupted,

@@ -60,6 +60,10 @@ pub enum RawError {
     /// The routing table has no route to this address.
     #[error("no route to {0}")]
     NoRoute(IpAddr),
+    /// The address is a broadcast address of a network this machine is on: the kernel
+    /// refuses to send to it (EACCES), and Nmap skips it too.
+    #[error("{0} is a broadcast address")]
+    Broadcast(IpAddr),
     /// A frame handed to a link-layer sender is shorter than an Ethernet header.
     #[error("frame of {0} bytes is shorter than an Ethernet header")]
     ShortFrame(usize),
@@ -302,6 +306,8 @@ impl SourceFinder {
             {
                 Err(RawError::NoRoute(dst))
             }
+            // Without SO_BROADCAST, connecting to a broadcast address is refused.
+            Err(e) if errno_is(&e, &[libc::EACCES]) => Err(RawError::Broadcast(dst)),
             Err(e) => Err(RawError::io("connect (UDP, for source address)", e)),
         };
         // Disconnect, so that the next connect picks its own source address.
@@ -953,6 +959,22 @@ pub(crate) mod tests {
         p[12..16].copy_from_slice(&[198, 19, 0, 2]);
         p[16..20].copy_from_slice(&dst.octets());
         p
+    }
+
+    /// Regression: the loopback network's broadcast address (as any on-link broadcast)
+    /// made the finder fail with EACCES, which aborted the scan; it is now recognised, and
+    /// the finder still works for the next address.
+    #[test]
+    fn source_finder_recognises_a_broadcast_address() {
+        let mut f = SourceFinder::default();
+        let bcast: IpAddr = "127.255.255.255".parse().unwrap();
+        assert!(
+            matches!(f.source_for(bcast), Err(RawError::Broadcast(a)) if a == bcast),
+            "{:?}",
+            f.source_for(bcast)
+        );
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(f.source_for(lo).unwrap(), lo);
     }
 
     #[test]

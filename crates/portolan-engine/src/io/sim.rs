@@ -21,6 +21,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// One simulated host. Ports not listed are closed (RST, ICMP port unreachable).
 #[derive(Debug, Clone, Default)]
@@ -67,14 +68,28 @@ impl SimNet {
 pub struct SimBackend {
     net: Arc<SimNet>,
     sent: Arc<Mutex<Vec<Ipv4Addr>>>,
+    /// Cancels the token once this many packets were sent: an interrupt mid-scan.
+    trip: Option<(usize, CancellationToken)>,
 }
+
+/// Real time the sending thread pauses after [`SimBackend::cancel_after`] trips, so the
+/// cancellation reaches the scan before its next send (the virtual clock does not move).
+const TRIP_PAUSE: Duration = Duration::from_millis(100);
 
 impl SimBackend {
     pub fn new(net: SimNet) -> Self {
         SimBackend {
             net: Arc::new(net),
             sent: Arc::default(),
+            trip: None,
         }
+    }
+
+    /// Cancels `token` as the `packets`-th packet is sent (a Ctrl-C in the middle of a
+    /// scan, at a point a test can count on).
+    pub fn cancel_after(mut self, packets: usize, token: CancellationToken) -> Self {
+        self.trip = Some((packets, token));
+        self
     }
 
     /// Every destination a packet was sent to (ARP requests: the address asked for).
@@ -92,7 +107,15 @@ fn unsupported(what: &str) -> RawError {
 
 impl Backend for SimBackend {
     fn source_for(&self, dst: IpAddr) -> Result<IpAddr, RawError> {
+        let host_bits = u32::MAX
+            .checked_shr(u32::from(self.net.prefix))
+            .unwrap_or(0);
+        let broadcast = Ipv4Addr::from(u32::from(self.net.local) | host_bits);
         match dst {
+            // As Linux: a UDP connect to the link's broadcast address is refused.
+            IpAddr::V4(a) if a == broadcast && self.net.prefix < 31 => {
+                Err(RawError::Broadcast(dst))
+            }
             IpAddr::V4(_) => Ok(IpAddr::V4(self.net.local)),
             IpAddr::V6(_) => Err(RawError::NoRoute(dst)),
         }
@@ -167,6 +190,12 @@ impl<P> PacketIo<P> for SimPath {
             };
             if let (Ok(mut sent), Some(dst)) = (self.backend.sent.lock(), dst) {
                 sent.push(dst);
+                if let Some((at, token)) = &self.backend.trip {
+                    if sent.len() == *at {
+                        token.cancel();
+                        std::thread::sleep(TRIP_PAUSE);
+                    }
+                }
             }
             if let Some(a) = answer {
                 self.pending.push((self.now + net.rtt, a));

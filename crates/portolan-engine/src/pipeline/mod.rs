@@ -161,6 +161,10 @@ pub struct StageCx<'a> {
     /// Counters for the completeness report.
     pub raw_stats: Option<(ScanStats, u64)>,
     pub connect_stats: Option<ConnectStats>,
+    /// Hosts found up that a stage dropped without writing them (an interrupt left them
+    /// with nothing to show, or they turned out to be a broadcast address): the summary's
+    /// up count leaves them out, so it agrees with what was written.
+    pub dropped_up: u32,
 }
 
 struct Writer<'a> {
@@ -184,6 +188,31 @@ impl StageCx<'_> {
         let model = convert::host(plan, host);
         if let Err(e) = self.writer.sink.host(self.writer.run, &model) {
             self.writer.error = Some(e);
+        }
+    }
+
+    /// Marks `host` (found up) as never to be written, and keeps it out of the up count.
+    pub fn drop_host(&mut self, host: &mut HostRecord) {
+        if !host.written && host.is_up() {
+            self.dropped_up += 1;
+        }
+        host.written = true;
+    }
+
+    /// With -v, tells the observer of each open port of `host`, as Nmap's "Discovered
+    /// open port 22/tcp on 198.18.0.10" lines while a scan runs.
+    pub fn discovered(&self, host: &HostRecord) {
+        if self.plan.out_opts.verbose == 0 || self.plan.dry_run {
+            return;
+        }
+        let ports = host.scan.as_ref().map_or(&[][..], |s| &s.ports[..]);
+        for p in ports.iter().filter(|p| p.state == PortState::Open) {
+            self.observer.note(&format!(
+                "Discovered open port {}/{} on {}",
+                p.port,
+                p.proto.as_str(),
+                host.ip
+            ));
         }
     }
 
@@ -293,6 +322,7 @@ impl Scanner<'_> {
                 later: &[],
                 raw_stats: None,
                 connect_stats: None,
+                dropped_up: 0,
             };
             // Every stage runs even after an interrupt (each stops at once, and what the
             // stages before it finished is still written), unless the batch was abandoned.
@@ -313,6 +343,7 @@ impl Scanner<'_> {
                     return Err(e.into());
                 }
             }
+            up -= cx.dropped_up.min(up);
             if batch.abandoned {
                 break;
             }

@@ -1,7 +1,7 @@
 //! The port scan of the hosts found up: the raw-packet scan (-sS, -sU, both) over the
 //! backend, or the connect scan (-sT), whose hosts are handed on as each finishes.
 
-use crate::core::scan::{Mode, Slot};
+use crate::core::scan::{Mode, Slot, SlotResult};
 use crate::core::scheduler::HostDone;
 use crate::io::connect::{ConnectScan, Progress};
 use crate::pipeline::convert::{port_results, times_from_estimator};
@@ -10,7 +10,10 @@ use crate::pipeline::{
 };
 use crate::plan::{ScanKind, ScanPlan};
 use crate::stages::raw_scan;
-use portolan_model::{PortState, Protocol};
+use portolan_model::{HostStatus, PortState, Protocol};
+
+/// Nmap's reason for a probe that got no answer.
+const NO_RESPONSE: &str = "no-response";
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -73,8 +76,18 @@ async fn raw(cx: &mut StageCx<'_>, batch: &mut Batch, up: &[usize]) -> Result<()
     }
     let run = result?;
     cx.add_raw_stats(&run.stats, run.receive_drops);
-    if run.interrupted || plan.dry_run {
-        // Nothing of an interrupted raw scan is reported (nor anything in a dry run).
+    for &tag in &run.broadcast {
+        if let Some(h) = batch.hosts.get_mut(tag) {
+            cx.observer.note(&format!(
+                "Skipping {}: a broadcast address, not a host",
+                h.ip
+            ));
+            cx.drop_host(h);
+            h.status = HostStatus::down("broadcast");
+        }
+    }
+    if plan.dry_run {
+        // Nothing of a dry run is reported.
         for &i in up {
             batch.hosts[i].written = true;
         }
@@ -97,30 +110,53 @@ async fn raw(cx: &mut StageCx<'_>, batch: &mut Batch, up: &[usize]) -> Result<()
             continue;
         };
         if result.slots.is_empty() {
-            // Another shard's host.
-            h.written = true;
+            if run.interrupted {
+                // Nothing answered before the interrupt: not written, nor counted up.
+                cx.drop_host(h);
+            } else {
+                // Another shard's host.
+                h.written = true;
+            }
             continue;
         }
         if run.stats.timed_out {
             cx.observer
                 .note(&format!("Skipping host {} due to host timeout", h.ip));
         }
-        let tcp = result.slots.iter().filter_map(|r| match r.slot {
-            Slot::Syn(p) => Some((p, r.state, r.reason, r.ttl)),
-            _ => None,
-        });
-        let udp = result.slots.iter().filter_map(|r| match r.slot {
-            Slot::Udp(p) => Some((p, r.state, r.reason, r.ttl)),
-            _ => None,
-        });
+        // An interrupted scan reports the ports that answered so far: the others were
+        // not (all) tried, so calling them filtered would be a guess.
+        let answered = |r: &&SlotResult| !run.interrupted || r.reason != NO_RESPONSE;
+        let tcp = result
+            .slots
+            .iter()
+            .filter(answered)
+            .filter_map(|r| match r.slot {
+                Slot::Syn(p) => Some((p, r.state, r.reason, r.ttl)),
+                _ => None,
+            });
+        let udp = result
+            .slots
+            .iter()
+            .filter(answered)
+            .filter_map(|r| match r.slot {
+                Slot::Udp(p) => Some((p, r.state, r.reason, r.ttl)),
+                _ => None,
+            });
+        let ports: Vec<_> = port_results(Protocol::Tcp, tcp)
+            .chain(port_results(Protocol::Udp, udp))
+            .collect();
+        if run.interrupted && ports.is_empty() {
+            // Nothing to show for it: not written, nor counted up.
+            cx.drop_host(h);
+            continue;
+        }
         h.scan = Some(Box::new(PortScan {
-            ports: port_results(Protocol::Tcp, tcp)
-                .chain(port_results(Protocol::Udp, udp))
-                .collect(),
+            ports,
             times,
             started,
             ended: None,
         }));
+        cx.discovered(h);
     }
     Ok(())
 }
@@ -145,6 +181,10 @@ async fn connect(cx: &mut StageCx<'_>, batch: &mut Batch, up: &[usize]) -> Resul
             let Some(h) = hosts.get_mut(done.tag) else {
                 return;
             };
+            if !done.complete && done.ports.is_empty() {
+                // Cut short by an interrupt with nothing to show: not written.
+                return;
+            }
             if done.timed_out {
                 cx.observer
                     .note(&format!("Skipping host {} due to host timeout", done.ip));
@@ -159,17 +199,18 @@ async fn connect(cx: &mut StageCx<'_>, batch: &mut Batch, up: &[usize]) -> Resul
                 started,
                 ended: Some(now_epoch()),
             }));
+            cx.discovered(h);
             cx.host_finished(h);
         })
         .await
     };
     cx.observer.phase_ended().await;
     cx.connect_stats = Some(summary.stats);
-    // Hosts an interrupt left unfinished are not reported.
+    // Hosts an interrupt left without an answer are not reported, nor counted up.
     for &i in up {
         let h = &mut batch.hosts[i];
         if h.scan.is_none() {
-            h.written = true;
+            cx.drop_host(h);
         }
     }
     Ok(())

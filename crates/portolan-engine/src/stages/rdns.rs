@@ -39,7 +39,11 @@ impl Stage for ReverseDnsStage {
                 .filter(|&i| wants_name(cx.plan, &batch.hosts[i]))
                 .collect();
             let ips: Vec<IpAddr> = want.iter().map(|&i| batch.hosts[i].ip).collect();
-            let names = reverse_lookup_many(&ips, RDNS_DEADLINE).await;
+            // An interrupt does not wait for slow lookups: the hosts go without names.
+            let names = tokio::select! {
+                names = reverse_lookup_many(&ips, RDNS_DEADLINE) => names,
+                _ = cx.cancel.cancelled() => Vec::new(),
+            };
             for (i, name) in want.into_iter().zip(names) {
                 batch.hosts[i].ptr = name;
             }

@@ -498,6 +498,11 @@ impl crate::pipeline::Stage for VersionStage {
         batch: &'a mut crate::pipeline::Batch,
     ) -> crate::pipeline::BoxFuture<'a, Result<(), crate::pipeline::ScanError>> {
         Box::pin(async move {
+            // After an interrupt nothing more is sent: not even the first connect of a
+            // probe task spawned only to be aborted.
+            if cx.cancel.is_cancelled() {
+                return Ok(());
+            }
             if let Some(v) = &cx.plan.version {
                 detect_versions(v, &mut batch.hosts, cx.cancel).await;
             }
