@@ -92,6 +92,7 @@ fn plan(scan: ScanKind, ports: &[u16], targets: Targets) -> ScanPlan {
         out_opts: OutputOptions::default(),
         targets,
         seed: 7,
+        carried: Vec::new(),
     }
 }
 

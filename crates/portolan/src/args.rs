@@ -113,6 +113,8 @@ pub struct Options {
     pub no_stylesheet: bool,
     /// `--db PATH`: record the scan in this history store.
     pub db: Option<String>,
+    /// --resume: the output of an interrupted scan to continue.
+    pub resume: Option<String>,
     /// --scope: the scope file the scan must stay inside.
     pub scope: Option<String>,
     /// --audit-log: where the scan's audit line goes ("none": nowhere).
@@ -195,6 +197,7 @@ impl Default for Options {
             stylesheet: None,
             no_stylesheet: false,
             db: None,
+            resume: None,
             scope: None,
             audit_log: None,
             datadir: None,

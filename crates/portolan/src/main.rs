@@ -15,6 +15,7 @@ mod outname;
 mod outputs;
 mod plan;
 mod progress;
+mod resume;
 mod run;
 mod scope;
 mod store_cmd;
@@ -84,10 +85,23 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    // --resume FILE: the interrupted scan's own command line, run again for what is left.
+    let (opts, prior) = match &opts.resume {
+        None => (opts, None),
+        Some(path) => match resume_options(&argv, path) {
+            Ok((o, p)) => (o, Some(p)),
+            Err(e) => return quit(&e),
+        },
+    };
     let mut resolved = match plan::Resolved::resolve(&opts, &argv) {
         Ok(r) => r,
         Err(e) => return quit(&e),
     };
+    if let Some(p) = prior {
+        if let Err(e) = p.apply(&mut resolved.plan) {
+            return quit(&e);
+        }
+    }
     // The audit line is begun, and the scope checked, before any output is opened.
     let scope_file = scope::scope_path(opts.scope.as_deref());
     let mut audit = audit::audit_path(opts.audit_log.as_deref())
@@ -152,6 +166,30 @@ fn main() -> ExitCode {
         finish_audit(&mut a, outcome, code);
     }
     ExitCode::from(code)
+}
+
+/// The options of the scan `--resume path` continues (it takes no other option, as in
+/// Nmap), and what that scan had finished.
+fn resume_options(argv: &[String], path: &str) -> anyhow::Result<(args::Options, resume::Prior)> {
+    let words = argv.len().saturating_sub(1);
+    let alone = match argv.get(1) {
+        Some(a) if a.starts_with("--resume=") => words == 1,
+        _ => words == 2,
+    };
+    if !alone {
+        anyhow::bail!(
+            "--resume takes no other option: it runs the interrupted scan's own command line"
+        );
+    }
+    let prior = resume::load(path)?;
+    let opts = args::parse(prior.args.iter().cloned())
+        .map_err(|e| anyhow::anyhow!("--resume {path}: its command line: {e}"))?;
+    eprintln!(
+        "Resuming {path}: {} hosts finished are kept, {} cut short are scanned again",
+        prior.finished.len(),
+        prior.unfinished
+    );
+    Ok((opts, prior))
 }
 
 /// Reports a user error before the scan, as Nmap does, and exits 2.

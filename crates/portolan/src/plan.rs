@@ -283,6 +283,7 @@ impl Resolved {
                 randomize: o.randomize_hosts,
             },
             seed: o.seed.unwrap_or_else(seed),
+            carried: Vec::new(),
         };
         Ok(Resolved {
             plan,

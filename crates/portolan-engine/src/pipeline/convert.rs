@@ -244,6 +244,7 @@ mod tests {
             out_opts: Default::default(),
             targets: Default::default(),
             seed: 1,
+            carried: Vec::new(),
         }
     }
 

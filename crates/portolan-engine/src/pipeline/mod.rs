@@ -287,6 +287,14 @@ impl Scanner<'_> {
         let mut targets = plan.take_targets();
         let plan: &ScanPlan = plan;
         let (mut up, mut total) = (0u32, 0u32);
+        // A resumed scan's finished hosts come first, as they were written before.
+        if !plan.dry_run {
+            for h in &plan.carried {
+                sink.host(&run, h)?;
+                total += 1;
+                up += u32::from(h.is_up());
+            }
+        }
         let mut completeness: Option<Completeness> = None;
         // A dry run reports nothing: its hosts go to a sink that drops them.
         let mut nothing = portolan_model::Tee::default();

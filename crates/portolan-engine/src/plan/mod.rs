@@ -116,6 +116,9 @@ pub struct ScanPlan {
     pub targets: Targets,
     /// --seed, or one drawn at start: the probe order and host shuffling.
     pub seed: u64,
+    /// Hosts an earlier, interrupted run of this scan finished (--resume): written first, as
+    /// they were, and counted in the summary; the targets leave them out.
+    pub carried: Vec<portolan_model::Host>,
 }
 
 impl ScanPlan {

@@ -869,6 +869,15 @@ impl ExcludeSet {
         Ok(())
     }
 
+    /// Adds many literal specs, sorting once.
+    pub fn extend(&mut self, specs: &[TargetSpec]) -> Result<(), TargetError> {
+        for spec in specs {
+            self.add_unsorted(spec)?;
+        }
+        self.normalize();
+        Ok(())
+    }
+
     fn add_unsorted(&mut self, spec: &TargetSpec) -> Result<(), TargetError> {
         match spec {
             TargetSpec::Ip(IpAddr::V4(a)) => self.v4.push((u32::from(*a), u32::from(*a))),

@@ -1,0 +1,180 @@
+//! `--resume FILE`: continue an interrupted scan from its XML or JSON output, as Nmap's
+//! `--resume` does from its logs. The file gives the command line (run again as it was)
+//! and the hosts the scan finished; those are not scanned again, and are written first,
+//! unchanged, so the resumed outputs are whole, as if the scan had never stopped.
+//!
+//! A host counts as finished when every port the scan covers is accounted for (listed, or
+//! in an `extraports` count): an interrupted scan writes the hosts it cut short with only
+//! the ports that had answered, and those are scanned again. Hosts reported down are
+//! finished, as are all hosts of a scan without ports (-sn, -sL).
+
+use anyhow::{bail, Context, Result};
+use portolan_engine::plan::targets::TargetSpec;
+use portolan_engine::ScanPlan;
+use portolan_model::{Host, RunExit, ScanRun};
+
+/// What an interrupted scan's output says.
+pub struct Prior {
+    /// The command line, without the program's name.
+    pub args: Vec<String>,
+    /// The whole command line, as the report shows it.
+    pub args_line: String,
+    /// Its start time (Unix seconds): the resumed report keeps it.
+    pub start: i64,
+    /// The hosts it finished.
+    pub finished: Vec<Host>,
+    /// Hosts it had begun and left unfinished (scanned again).
+    pub unfinished: usize,
+}
+
+/// Reads the interrupted scan `path` wrote.
+pub fn load(path: &str) -> Result<Prior> {
+    let run = portolan_report::read_any(path)
+        .with_context(|| format!("--resume {path}: cannot read it as a scan"))?;
+    prior(run, path)
+}
+
+fn prior(run: ScanRun, path: &str) -> Result<Prior> {
+    if run
+        .runstats
+        .as_ref()
+        .is_some_and(|s| matches!(s.exit, RunExit::Success))
+    {
+        bail!("--resume {path}: that scan finished; there is nothing to resume");
+    }
+    let mut words = run.args.split_whitespace();
+    // The first word is the program (portolan, nmap, a path to either).
+    if words.next().is_none() {
+        bail!("--resume {path}: the file holds no command line");
+    }
+    let args: Vec<String> = words.map(str::to_string).collect();
+    if args
+        .iter()
+        .any(|a| a == "--resume" || a.starts_with("--resume="))
+    {
+        bail!("--resume {path}: that scan was itself resumed from another file: resume that one");
+    }
+    let ports: u64 = run.scaninfo.iter().map(|s| u64::from(s.numservices)).sum();
+    let (mut finished, mut unfinished) = (Vec::new(), 0);
+    for h in run.hosts {
+        let covered =
+            h.ports.len() as u64 + h.extraports.iter().map(|e| u64::from(e.count)).sum::<u64>();
+        if !h.is_up() || ports == 0 || covered >= ports {
+            finished.push(h);
+        } else {
+            unfinished += 1;
+        }
+    }
+    Ok(Prior {
+        args,
+        args_line: run.args,
+        start: run.start,
+        finished,
+        unfinished,
+    })
+}
+
+impl Prior {
+    /// Makes `plan` the rest of the scan: its finished hosts carried over (and left out of
+    /// the targets), its start time and command line kept.
+    pub fn apply(self, plan: &mut ScanPlan) -> Result<()> {
+        let done = self
+            .finished
+            .iter()
+            .map(|h| {
+                h.ip()
+                    .map(TargetSpec::Ip)
+                    .with_context(|| format!("host {} has no IP address", h.addr_str()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        plan.targets
+            .excludes
+            .extend(&done)
+            .context("leaving out the finished hosts")?;
+        plan.args_line = self.args_line;
+        plan.start = self.start;
+        plan.carried = self.finished;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portolan_model::{
+        ExtraPorts, HostStatus, Port, PortState, Protocol, RunStats, ScanInfo, ScanType,
+    };
+
+    fn run_with(hosts: Vec<Host>, exit: RunExit) -> ScanRun {
+        let mut run = ScanRun::new("/usr/bin/portolan -sS -p 1-100 -oX a.xml 198.18.0.0/28", 1);
+        run.scaninfo.push(ScanInfo {
+            scan_type: ScanType::Syn,
+            protocol: Protocol::Tcp,
+            numservices: 100,
+            services: "1-100".into(),
+        });
+        run.hosts = hosts;
+        run.runstats = Some(RunStats {
+            finished: 2,
+            elapsed: 1.0,
+            exit,
+            errormsg: None,
+            hosts_up: 0,
+            hosts_down: 0,
+            hosts_total: 0,
+            completeness: None,
+        });
+        run
+    }
+
+    fn host(ip: &str, listed: u16, extra: u32) -> Host {
+        let mut h = Host::new(ip.parse().unwrap(), HostStatus::up("user-set"));
+        h.ports = (1..=listed)
+            .map(|p| Port::new(Protocol::Tcp, p, PortState::Open, "syn-ack"))
+            .collect();
+        if extra > 0 {
+            h.extraports.push(ExtraPorts {
+                state: PortState::Closed,
+                count: extra,
+                reasons: Vec::new(),
+            });
+        }
+        h
+    }
+
+    #[test]
+    fn finished_hosts_are_those_whose_every_port_is_accounted_for() {
+        let run = run_with(
+            vec![
+                host("198.18.0.1", 2, 98),
+                host("198.18.0.2", 100, 0),
+                host("198.18.0.3", 5, 0), // cut short: 5 of 100
+                Host::new(
+                    "198.18.0.4".parse().unwrap(),
+                    HostStatus::down("no-response"),
+                ),
+            ],
+            RunExit::Error,
+        );
+        let p = prior(run, "a.xml").unwrap();
+        let ips: Vec<&str> = p.finished.iter().map(|h| h.addr_str()).collect();
+        assert_eq!(ips, ["198.18.0.1", "198.18.0.2", "198.18.0.4"]);
+        assert_eq!(p.unfinished, 1);
+        assert_eq!(
+            p.args,
+            ["-sS", "-p", "1-100", "-oX", "a.xml", "198.18.0.0/28"]
+        );
+        assert_eq!(p.start, 1);
+    }
+
+    #[test]
+    fn a_finished_or_resumed_scan_is_not_resumed() {
+        let e = prior(run_with(vec![], RunExit::Success), "a.xml")
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("nothing to resume"), "{e}");
+        let mut run = run_with(vec![], RunExit::Error);
+        run.args = "portolan --resume b.xml".into();
+        assert!(prior(run, "a.xml").is_err());
+    }
+}

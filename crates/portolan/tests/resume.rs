@@ -1,0 +1,141 @@
+//! `--resume FILE` on loopback (connect scans, no privileges): finished hosts are carried
+//! over unchanged and not scanned again, hosts cut short are scanned again, and the resumed
+//! output is whole, like an uninterrupted run's.
+
+use portolan_model::{OutputOptions, RunExit, ScanRun, Sink};
+use portolan_report::xml::XmlWriter;
+use portolan_report::xml_reader::read_xml_file;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portolan");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("PORTOLAN_AUDIT_LOG", "none")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run portolan")
+}
+
+fn states(run: &ScanRun, ip: &str) -> Vec<(u16, String)> {
+    let h = run.hosts.iter().find(|h| h.addr_str() == ip).expect(ip);
+    h.ports
+        .iter()
+        .map(|p| (p.portid, p.state.as_str().to_string()))
+        .collect()
+}
+
+/// Writes `full` (a finished run) again as an interrupted run would have: exit "error",
+/// the host `dropped` not reached, `cut` cut short to its first port, and `kept`'s start
+/// time marked so a rescan would show.
+fn interrupt(full: &Path, kept: &str, cut: &str, dropped: &str) {
+    let mut run = read_xml_file(full).unwrap();
+    run.hosts.retain(|h| h.addr_str() != dropped);
+    for h in &mut run.hosts {
+        if h.addr_str() == cut {
+            h.extraports.clear();
+            h.ports.truncate(1);
+        }
+        if h.addr_str() == kept {
+            h.starttime = Some(1000);
+        }
+    }
+    if let Some(s) = run.runstats.as_mut() {
+        s.exit = RunExit::Error;
+    }
+    let mut out = Vec::new();
+    {
+        let mut w = XmlWriter::new(&mut out, OutputOptions::default());
+        w.begin(&run).unwrap();
+        for h in &run.hosts {
+            w.host(&run, h).unwrap();
+        }
+        w.end(&run).unwrap();
+    }
+    std::fs::write(full, out).unwrap();
+}
+
+#[test]
+fn resume_keeps_finished_hosts_and_scans_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = open.local_addr().unwrap().port();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ports = format!("{port},{closed},1-40");
+    let full = dir.path().join("full.xml");
+    let f = full.to_str().unwrap();
+    let o = run(&[
+        "-sT",
+        "-Pn",
+        "-n",
+        "-p",
+        &ports,
+        "-oX",
+        f,
+        "127.0.0.1",
+        "127.0.0.2",
+        "127.0.0.3",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let whole = read_xml_file(&full).unwrap();
+    assert_eq!(whole.hosts.len(), 3);
+
+    // The interrupted run wrote its output under the name its command line gives (-oX full.xml).
+    interrupt(&full, "127.0.0.1", "127.0.0.2", "127.0.0.3");
+    let before = read_xml_file(&full).unwrap();
+    assert_eq!(before.hosts.len(), 2);
+    assert_eq!(before.runstats.as_ref().unwrap().exit, RunExit::Error);
+
+    let o = run(&["--resume", f]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("1 hosts finished are kept, 1 cut short"),
+        "{err}"
+    );
+    let resumed = read_xml_file(&full).unwrap();
+    assert_eq!(resumed.runstats.as_ref().unwrap().exit, RunExit::Success);
+    assert_eq!(
+        resumed.args, whole.args,
+        "the original command line is kept"
+    );
+    assert_eq!(
+        resumed.start, whole.start,
+        "the original start time is kept"
+    );
+    let addrs: Vec<&str> = resumed.hosts.iter().map(|h| h.addr_str()).collect();
+    assert_eq!(addrs[0], "127.0.0.1", "finished hosts come first");
+    assert_eq!(addrs.len(), 3);
+    // Not scanned again: its marked start time is as the interrupted file had it.
+    assert_eq!(resumed.hosts[0].starttime, before.hosts[0].starttime);
+    for ip in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        assert_eq!(states(&resumed, ip), states(&whole, ip), "{ip}");
+    }
+    let stats = resumed.runstats.unwrap();
+    assert_eq!((stats.hosts_up, stats.hosts_total), (3, 3));
+}
+
+#[test]
+fn resume_refuses_other_options_and_finished_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("done.xml");
+    let fs = f.to_str().unwrap();
+    let o = run(&["-sL", "-n", "-oX", fs, "198.18.0.1"]);
+    assert!(o.status.success());
+    let o = run(&["--resume", fs]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to resume"));
+    let o = run(&["--resume", fs, "-p", "80"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no other option"));
+    let o = run(&["--resume", "/nonexistent/scan.xml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/scan.xml"));
+}
