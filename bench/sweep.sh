@@ -3,11 +3,9 @@
 # Portolan vs zmap at -r 100000 (and masscan at --rate 100000 when installed), in one run.
 # Prints each tool's wall time, hosts found (of 65536) and the time ratio.
 #
-# The network is two namespaces of its own joined by a veth pair: the scanner
-# (198.18.2.1/30, one route: 198.19.0.0/16 via the sink) and the sink (198.18.2.2/30)
-# where `ip route add local 198.19.0.0/16 dev lo` makes every address of the /16 local,
-# with a listener on port 80 (SYN cookies answer whatever the backlog cannot hold).
-# Nothing else is reachable from the scanner. Torn down on exit.
+# The network is bench/answering-net.sh's: the scanner (198.18.2.1/30, one route:
+# 198.19.0.0/16 via the sink) and the sink (198.18.2.2/30) answering for every address of
+# the /16, with a listener on port 80. Torn down on exit.
 #
 # Env: PORTOLAN_BIN (default target/release/portolan), SWEEP_RUNS (default 3),
 #      SWEEP_RATE (default 100000), SWEEP_COOLDOWN (zmap/masscan wait, default 2 s).
@@ -25,36 +23,9 @@ log() { printf '[sweep] %s\n' "$*" >&2; }
 [ -x "$BIN" ] || (cd "$ROOT" && cargo build --release)
 command -v zmap >/dev/null || { log "zmap missing (apt-get install zmap)"; exit 1; }
 
-down() {
-    for ns in "$P-scan" "$P-sink"; do
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
-        ip netns del "$ns" 2>/dev/null || true
-    done
-}
-trap down EXIT
-down
-ip netns add "$P-scan"; ip netns add "$P-sink"
-for ns in "$P-scan" "$P-sink"; do
-    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-    ip -n "$ns" link set lo up
-done
-ip link add s0 netns "$P-scan" type veth peer name t0 netns "$P-sink"
-ip -n "$P-scan" addr add 198.18.2.1/30 dev s0
-ip -n "$P-sink" addr add 198.18.2.2/30 dev t0
-ip -n "$P-scan" link set s0 up
-ip -n "$P-sink" link set t0 up
-ip -n "$P-scan" route add "$TARGET" via 198.18.2.2
-ip -n "$P-sink" route add local "$TARGET" dev lo
-ip netns exec "$P-sink" sysctl -qw net.ipv4.tcp_syncookies=1 net.ipv4.tcp_max_syn_backlog=65536 net.core.somaxconn=65535
-# Safety: the scanner knows only its link and the /16.
-routes="$(ip -n "$P-scan" -4 route show | awk '{print $1}' | sort | tr '\n' ' ')"
-[ "$routes" = "198.18.2.0/30 $TARGET " ] || { log "unexpected scanner routes: $routes"; exit 1; }
-setsid ip netns exec "$P-sink" python3 "$ROOT/lab/listener.py" --bind 0.0.0.0 --port 80 \
-    </dev/null >/dev/null 2>&1 &
-for _ in $(seq 1 50); do
-    ip netns exec "$P-sink" ss -ltnH | grep -q ':80 ' && break; sleep 0.1
-done
-SINK_MAC="$(ip -n "$P-sink" link show t0 | awk '/link\/ether/ {print $2}')"
+. "$ROOT/bench/answering-net.sh"
+trap 'answering_net_down "$P"' EXIT
+answering_net_up "$P" 198.18.2.1/30 198.18.2.2/30
 # Resolve the sink's MAC in the scanner's neighbour table (zmap and masscan send frames).
 ip netns exec "$P-scan" ping -c1 -W1 198.18.2.2 >/dev/null
 

@@ -6,7 +6,8 @@ use crate::model::{Host, ScanRun};
 /// Errors a writer or reader can meet.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("{0}")]
+    /// Transparent: its message once, not again as its own source (`{:#}` printed both).
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// A document could not be encoded (kept abstract so this crate needs no JSON library).
     #[error("JSON: {0}")]

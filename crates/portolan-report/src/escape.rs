@@ -65,6 +65,64 @@ pub(crate) fn text_lines(s: &str) -> String {
     s.split('\n').map(text).collect::<Vec<_>>().join("\n")
 }
 
+/// Writes `c`'s UTF-8 bytes as the JSON text of `\xHH` (the backslash itself escaped).
+fn json_hex_bytes<W: ?Sized + std::io::Write>(w: &mut W, c: char) -> std::io::Result<()> {
+    let mut buf = [0u8; 4];
+    for b in c.encode_utf8(&mut buf).bytes() {
+        write!(w, "\\\\x{b:02X}")?;
+    }
+    Ok(())
+}
+
+/// serde_json's compact layout, with control characters in strings written as `\xHH` text,
+/// as the XML and normal outputs write them: JSON would carry an escape sequence (`\u001b`)
+/// that any consumer printing the string sends to a terminal as ESC. Tab, newline and
+/// carriage return stay (`\t`, `\n`, `\r`: script output is multi-line), as in XML; every
+/// other C0 control, DEL and the C1 controls become `\xHH`. The output stays valid JSON.
+pub(crate) struct JsonFormatter;
+
+impl serde_json::ser::Formatter for JsonFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        // serde_json escapes C0 itself (write_char_escape below); DEL and C1 come here.
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if c.is_control() {
+                w.write_all(fragment.get(start..i).unwrap_or_default().as_bytes())?;
+                json_hex_bytes(w, c)?;
+                start = i + c.len_utf8();
+            }
+        }
+        w.write_all(fragment.get(start..).unwrap_or_default().as_bytes())
+    }
+
+    fn write_char_escape<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        escape: serde_json::ser::CharEscape,
+    ) -> std::io::Result<()> {
+        use serde_json::ser::{CharEscape, CompactFormatter};
+        match escape {
+            CharEscape::Backspace => json_hex_bytes(w, '\u{8}'),
+            CharEscape::FormFeed => json_hex_bytes(w, '\u{c}'),
+            CharEscape::AsciiControl(b) => json_hex_bytes(w, char::from(b)),
+            other => CompactFormatter.write_char_escape(w, other),
+        }
+    }
+}
+
+/// Serialises `value` as compact JSON with [`JsonFormatter`].
+pub(crate) fn json_to_writer<W: std::io::Write, T: ?Sized + serde::Serialize>(
+    w: W,
+    value: &T,
+) -> serde_json::Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(w, JsonFormatter);
+    value.serialize(&mut ser)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +140,28 @@ mod tests {
         assert_eq!(xml("\0\u{1}\u{1b}x"), "\\x00\\x01\\x1Bx");
         assert_eq!(xml("\u{FFFE}"), "\\xEF\\xBF\\xBE");
         assert_eq!(xml("é✓"), "é✓");
+    }
+
+    /// `-oJ` carried banner control characters (ESC sequences) where XML and normal output
+    /// escape them.
+    #[test]
+    fn json_writes_control_chars_as_text_and_stays_json() {
+        let mut out = Vec::new();
+        let banner = "SSH\u{1b}[31m\u{0}\u{8}\u{c}\u{7f}\u{9b}2J\tok\r\n\"q\" \\ é";
+        json_to_writer(&mut out, &banner).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            r#""SSH\\x1B[31m\\x00\\x08\\x0C\\x7F\\xC2\\x9B2J\tok\r\n\"q\" \\ é""#
+        );
+        let back: String = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            back,
+            "SSH\\x1B[31m\\x00\\x08\\x0C\\x7F\\xC2\\x9B2J\tok\r\n\"q\" \\ é"
+        );
+        assert!(!back
+            .chars()
+            .any(|c| c.is_control() && !"\t\r\n".contains(c)));
     }
 
     #[test]

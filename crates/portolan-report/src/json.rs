@@ -5,13 +5,14 @@
 //! number per port, which would make a full-range scan's file enormous. The format is
 //! documented in docs/json-schema.md and described by docs/portolan.schema.json.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::escape::json_to_writer;
 use crate::text::Tally;
-use crate::xml_reader::ReadError;
+use crate::xml_reader::{ReadError, RunStream};
 use portolan_model::{
     compact_port_list, parse_port_list, Address, ExtraPorts, ExtraReason, Host, HostStatus,
     Hostname, IpIdSequence, Os, Port, PortState, Protocol, RunStats, ScanInfo, ScanRun, Script,
@@ -205,11 +206,12 @@ impl<W: Write> Sink for JsonWriter<W> {
             debugging: *debugging,
             prescripts,
         };
-        let mut s = serde_json::to_string(&head).map_err(OutputError::json)?;
+        let mut s = Vec::new();
+        json_to_writer(&mut s, &head).map_err(OutputError::json)?;
         // Reopen the object to append the host list.
         s.pop();
-        s.push_str(",\"hosts\":[\n");
-        self.out.write_all(s.as_bytes())?;
+        s.extend_from_slice(b",\"hosts\":[\n");
+        self.out.write_all(&s)?;
         self.out.flush()?;
         Ok(())
     }
@@ -219,7 +221,7 @@ impl<W: Write> Sink for JsonWriter<W> {
         if self.hosts_written > 0 {
             self.out.write_all(b",\n")?;
         }
-        serde_json::to_writer(&mut self.out, &HostOut::from(host)).map_err(OutputError::json)?;
+        json_to_writer(&mut self.out, &HostOut::from(host)).map_err(OutputError::json)?;
         self.hosts_written += 1;
         self.out.flush()?;
         Ok(())
@@ -231,30 +233,111 @@ impl<W: Write> Sink for JsonWriter<W> {
             self.out.write_all(b"\n")?;
         }
         self.out.write_all(b"],\"postscripts\":")?;
-        serde_json::to_writer(&mut self.out, &run.postscripts).map_err(OutputError::json)?;
+        json_to_writer(&mut self.out, &run.postscripts).map_err(OutputError::json)?;
         self.out.write_all(b",\"runstats\":")?;
-        serde_json::to_writer(&mut self.out, &stats).map_err(OutputError::json)?;
+        json_to_writer(&mut self.out, &stats).map_err(OutputError::json)?;
         self.out.write_all(b"}\n")?;
         self.out.flush()?;
         Ok(())
     }
 }
 
-/// Reads a document written by [`JsonWriter`]. Fields it does not know are ignored.
+/// Reads a document written by [`JsonWriter`]. Fields it does not know are ignored. A file
+/// written with `--append-output` holds several documents; this is the last one (see
+/// [`read_runs`] for all).
 pub fn read(reader: impl Read) -> Result<ScanRun, ReadError> {
-    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
-    let doc = de.deserialize_map(DocVisitor)?;
-    de.end()?;
-    doc.map_err(|found| ReadError::UnsupportedJsonVersion { found })
+    let mut last = None;
+    for_each_run(reader, |run| {
+        last = Some(run);
+        Ok(())
+    })?;
+    last.ok_or_else(|| {
+        ReadError::Json(<serde_json::Error as de::Error>::custom(
+            "no JSON document (empty file)",
+        ))
+    })
+}
+
+/// Every document of a file written by [`JsonWriter`], in file order (`--append-output`
+/// writes one after another, each on its own lines).
+pub fn read_runs(reader: impl Read) -> Result<Vec<ScanRun>, ReadError> {
+    let mut runs = Vec::new();
+    for_each_run(reader, |run| {
+        runs.push(run);
+        Ok(())
+    })?;
+    Ok(runs)
+}
+
+/// Hands each document to `each` as soon as it is read, so that only one is held at a time.
+pub fn for_each_run(
+    reader: impl Read,
+    mut each: impl FnMut(ScanRun) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    let de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+    for doc in de.into_iter::<Doc>() {
+        let run = doc?
+            .0
+            .map_err(|found| ReadError::UnsupportedJsonVersion { found })?;
+        each(run)?;
+    }
+    Ok(())
+}
+
+/// One document, read with [`DocVisitor`].
+struct Doc(Result<ScanRun, u64>);
+
+impl<'de> Deserialize<'de> for Doc {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(DocVisitor { stream: None }).map(Doc)
+    }
+}
+
+/// Streams every document of the file to `stream`, host by host, holding one host at a time
+/// (hosts written before `portolan_json_version`, which our writer never does, are held
+/// until it is known). Errors in a second or later document count lines from its start.
+pub fn stream(mut reader: impl BufRead, stream: &mut dyn RunStream) -> Result<(), ReadError> {
+    let mut once = crate::xml_reader::BeginOnce::new(stream);
+    let stream = &mut once;
+    loop {
+        // White space between documents; the end of the file ends the list.
+        loop {
+            let buf = reader.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(());
+            }
+            match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+                Some(i) => {
+                    reader.consume(i);
+                    break;
+                }
+                None => {
+                    let n = buf.len();
+                    reader.consume(n);
+                }
+            }
+        }
+        // serde_json reads no further than the closing brace, so the next document starts
+        // where this one ends.
+        let mut de = serde_json::Deserializer::from_reader(&mut reader);
+        let doc = de.deserialize_map(DocVisitor {
+            stream: Some(&mut *stream),
+        })?;
+        let run = doc.map_err(|found| ReadError::UnsupportedJsonVersion { found })?;
+        stream.run(run)?;
+    }
 }
 
 /// Reads the document straight into the model (no intermediate JSON tree, which would cost
 /// several times the file's size). `Err(version)` when the layout version is not ours: it is
 /// checked as soon as it is seen, so a newer layout is reported as such rather than as
 /// whatever field it changed.
-struct DocVisitor;
+struct DocVisitor<'a> {
+    /// Where hosts go as they are read, instead of into the run.
+    stream: Option<&'a mut dyn RunStream>,
+}
 
-impl<'de> Visitor<'de> for DocVisitor {
+impl<'de> Visitor<'de> for DocVisitor<'_> {
     type Value = Result<ScanRun, u64>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -262,6 +345,7 @@ impl<'de> Visitor<'de> for DocVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut stream = self.stream;
         let mut version = None;
         let mut slots = Slots::default();
         // Fields met before the version are kept as plain JSON and typed once it is known.
@@ -281,6 +365,7 @@ impl<'de> Visitor<'de> for DocVisitor {
                 map.next_value_seed(Slot {
                     slots: &mut slots,
                     key: &key,
+                    stream: stream.as_deref_mut(),
                 })?;
             } else {
                 pending.push((key, map.next_value()?));
@@ -293,6 +378,7 @@ impl<'de> Visitor<'de> for DocVisitor {
             Slot {
                 slots: &mut slots,
                 key: &key,
+                stream: stream.as_deref_mut(),
             }
             .deserialize(value)
             .map_err(de::Error::custom)?;
@@ -332,6 +418,23 @@ impl Slots {
         "runstats",
     ];
 
+    /// What is known of the run so far, the rest left empty (for a stream's `begin`).
+    fn header(&self) -> ScanRun {
+        ScanRun {
+            scanner: self.scanner.clone().unwrap_or_default(),
+            version: self.version.clone().unwrap_or_default(),
+            args: self.args.clone().unwrap_or_default(),
+            start: self.start.unwrap_or_default(),
+            scaninfo: self.scaninfo.clone().unwrap_or_default(),
+            verbose: self.verbose.unwrap_or_default(),
+            debugging: self.debugging.unwrap_or_default(),
+            prescripts: self.prescripts.clone().unwrap_or_default(),
+            hosts: Vec::new(),
+            postscripts: Vec::new(),
+            runstats: None,
+        }
+    }
+
     fn finish<E: de::Error>(self) -> Result<ScanRun, E> {
         fn need<T, E: de::Error>(v: Option<T>, name: &'static str) -> Result<T, E> {
             v.ok_or_else(|| E::missing_field(name))
@@ -357,12 +460,33 @@ impl Slots {
 }
 
 /// Deserialises one top-level field into its slot.
-struct Slot<'a> {
+struct Slot<'a, 's> {
     slots: &'a mut Slots,
     key: &'a str,
+    stream: Option<&'a mut (dyn RunStream + 's)>,
 }
 
-impl<'de> DeserializeSeed<'de> for Slot<'_> {
+/// The host list, each host handed to the stream as soon as it is read, after the run's
+/// header as known so far.
+struct HostSeq<'a, 's>(&'a mut (dyn RunStream + 's), ScanRun);
+
+impl<'de> Visitor<'de> for HostSeq<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of hosts")
+    }
+
+    fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        while let Some(h) = seq.next_element::<HostIn>()? {
+            self.0.begin(&self.1).map_err(de::Error::custom)?;
+            self.0.host(Host::from(h)).map_err(de::Error::custom)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Slot<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -376,7 +500,13 @@ impl<'de> DeserializeSeed<'de> for Slot<'_> {
             "verbose" => s.verbose = Some(Deserialize::deserialize(d)?),
             "debugging" => s.debugging = Some(Deserialize::deserialize(d)?),
             "prescripts" => s.prescripts = Some(Deserialize::deserialize(d)?),
-            "hosts" => s.hosts = Some(Deserialize::deserialize(d)?),
+            "hosts" => match self.stream {
+                Some(stream) => {
+                    d.deserialize_seq(HostSeq(stream, s.header()))?;
+                    s.hosts = Some(Vec::new());
+                }
+                None => s.hosts = Some(Deserialize::deserialize(d)?),
+            },
             "postscripts" => s.postscripts = Some(Deserialize::deserialize(d)?),
             "runstats" => s.runstats = Some(Deserialize::deserialize(d)?),
             _ => {

@@ -25,6 +25,6 @@ pub use events::{change_events, Event, EventsWriter};
 pub use grepable::GrepableWriter;
 pub use json::JsonWriter;
 pub use normal::NormalWriter;
-pub use read::read_any;
+pub use read::{read_all, read_any};
 pub use xml::XmlWriter;
-pub use xml_reader::{read_xml, read_xml_file, ReadError};
+pub use xml_reader::{read_xml, read_xml_file, read_xml_runs, ReadError};

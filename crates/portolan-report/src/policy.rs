@@ -5,6 +5,7 @@
 //! Parsing never panics on user input: every error carries the line (and column) of the
 //! file where it was found.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -56,13 +57,22 @@ pub enum HostPattern {
 impl HostPattern {
     /// Whether `host` (any of its addresses or names) falls under the pattern.
     pub fn matches(&self, host: &Host) -> bool {
-        match self {
-            HostPattern::Any => true,
-            HostPattern::Net(net, len) => host
+        let ips: Vec<IpAddr> = match self {
+            HostPattern::Net(..) => host
                 .addresses
                 .iter()
                 .filter_map(|a| a.addr.parse::<IpAddr>().ok())
-                .any(|ip| in_net(ip, *net, *len)),
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.matches_with(host, &ips)
+    }
+
+    /// [`HostPattern::matches`] with the host's addresses already parsed.
+    fn matches_with(&self, host: &Host, ips: &[IpAddr]) -> bool {
+        match self {
+            HostPattern::Any => true,
+            HostPattern::Net(net, len) => ips.iter().any(|ip| in_net(*ip, *net, *len)),
             HostPattern::Name(name) => host
                 .hostnames
                 .iter()
@@ -357,6 +367,27 @@ pub struct Policy {
 }
 
 /// 1-based line and column of a byte offset.
+/// Line starts of a text, so that a byte offset's line is found by binary search: a policy
+/// of many rules asks once per rule, and counting from the start each time was quadratic.
+struct Lines<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines { text, starts }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        self.starts.partition_point(|s| *s <= offset).max(1)
+    }
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
@@ -393,9 +424,12 @@ impl Policy {
                 message: "the policy has no [[rule]]: it would allow everything".into(),
             });
         }
-        let mut rules: Vec<Rule> = Vec::new();
+        let lines = Lines::new(text);
+        let mut rules: Vec<Rule> = Vec::with_capacity(raw.rules.len());
+        // Each name's rule, to refuse a second use in constant time.
+        let mut names: HashMap<String, usize> = HashMap::with_capacity(raw.rules.len());
         for r in raw.rules {
-            let line = line_col(text, r.name.span().start).0;
+            let line = lines.line(r.name.span().start);
             let name = r.name.into_inner();
             if name.trim().is_empty() {
                 return Err(PolicyError::Invalid {
@@ -403,7 +437,7 @@ impl Policy {
                     message: "a rule's name must not be empty".into(),
                 });
             }
-            if let Some(first) = rules.iter().find(|o| o.name == name) {
+            if let Some(first) = names.get(&name).and_then(|i| rules.get(*i)) {
                 return Err(PolicyError::Invalid {
                     line,
                     message: format!(
@@ -412,6 +446,7 @@ impl Policy {
                     ),
                 });
             }
+            names.insert(name.clone(), rules.len());
             let allow = match (r.allow_ports, r.allow_services) {
                 (None, None) => None,
                 (p, s) => Some(Allow {
@@ -460,59 +495,162 @@ impl Policy {
     /// Every violation of the policy in `run`: for each host in the run's order, its open
     /// ports against every rule that applies; then the must-be-up hosts, rule by rule.
     pub fn evaluate(&self, run: &ScanRun) -> Vec<Violation> {
-        let mut out = Vec::new();
-        for host in run.hosts.iter().filter(|h| h.is_up()) {
-            let rules: Vec<&Rule> = self
-                .rules
-                .iter()
-                .filter(|r| r.hosts.iter().any(|p| p.matches(host)))
-                .collect();
-            for port in host.ports.iter().filter(|p| p.state == PortState::Open) {
-                for rule in &rules {
-                    if let Some((kind, why)) =
-                        rule.judge(port.protocol, port.portid, port.service.as_ref())
-                    {
-                        out.push(Violation {
-                            host: host.addr_str().to_string(),
-                            hostname: host.hostname().map(str::to_string),
-                            port: Some(port.portid),
-                            protocol: Some(port.protocol),
-                            service: port.service.as_ref().map(service_label),
-                            rule: rule.name.clone(),
-                            kind,
-                            why: with_reason(why, rule),
-                        });
-                    }
+        let mut e = self.evaluation();
+        for host in &run.hosts {
+            e.host(host);
+        }
+        e.finish()
+    }
+
+    /// An evaluation fed one host at a time ([`Evaluation::host`]), so that a run need not
+    /// be held whole: what it keeps is the violations and, for each must-be-up host, the
+    /// first host seen that is it.
+    pub fn evaluation(&self) -> Evaluation<'_> {
+        let mut by_ip: HashMap<IpAddr, Vec<(usize, usize)>> = HashMap::new();
+        let mut by_name: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+        let mut wanted = Vec::with_capacity(self.rules.len());
+        for (r, rule) in self.rules.iter().enumerate() {
+            for (w, want) in rule.must_be_up.iter().enumerate() {
+                match want {
+                    HostPattern::Net(ip, _) => by_ip.entry(*ip).or_default().push((r, w)),
+                    HostPattern::Name(n) => by_name
+                        .entry(n.to_ascii_lowercase())
+                        .or_default()
+                        .push((r, w)),
+                    // must_be_up holds single addresses and names only (RequiredHost).
+                    HostPattern::Any => {}
+                }
+            }
+            wanted.push(vec![Seen::default(); rule.must_be_up.len()]);
+        }
+        Evaluation {
+            policy: self,
+            out: Vec::new(),
+            by_ip,
+            by_name,
+            wanted,
+            hosts_up: 0,
+        }
+    }
+}
+
+/// What was seen of one must-be-up host.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    /// The first host that is it: address, host name, state, reason.
+    first: Option<(String, Option<String>, &'static str, String)>,
+    up: bool,
+}
+
+/// A policy's judgement of a run, one host at a time (see [`Policy::evaluation`]).
+pub struct Evaluation<'p> {
+    policy: &'p Policy,
+    out: Vec<Violation>,
+    /// The must-be-up hosts by address and by name: (rule, index in its must_be_up).
+    by_ip: HashMap<IpAddr, Vec<(usize, usize)>>,
+    by_name: HashMap<String, Vec<(usize, usize)>>,
+    wanted: Vec<Vec<Seen>>,
+    hosts_up: usize,
+}
+
+impl Evaluation<'_> {
+    /// Judges the next host of the run, in the run's order.
+    pub fn host(&mut self, host: &Host) {
+        // The host's addresses parsed once, not once per rule.
+        let ips: Vec<IpAddr> = host
+            .addresses
+            .iter()
+            .filter_map(|a| a.addr.parse::<IpAddr>().ok())
+            .collect();
+        let mut hits: Vec<(usize, usize)> = ips
+            .iter()
+            .filter_map(|ip| self.by_ip.get(ip))
+            .chain(
+                host.hostnames
+                    .iter()
+                    .filter_map(|n| self.by_name.get(&n.name.to_ascii_lowercase())),
+            )
+            .flatten()
+            .copied()
+            .collect();
+        hits.sort_unstable();
+        hits.dedup();
+        for (r, w) in hits {
+            if let Some(seen) = self.wanted.get_mut(r).and_then(|v| v.get_mut(w)) {
+                if seen.first.is_none() {
+                    seen.first = Some((
+                        host.addr_str().to_string(),
+                        host.hostname().map(str::to_string),
+                        host.status.state.as_str(),
+                        host.status.reason.clone(),
+                    ));
+                }
+                seen.up |= host.is_up();
+            }
+        }
+        if !host.is_up() {
+            return;
+        }
+        self.hosts_up += 1;
+        let rules: Vec<&Rule> = self
+            .policy
+            .rules
+            .iter()
+            .filter(|r| r.hosts.iter().any(|p| p.matches_with(host, &ips)))
+            .collect();
+        for port in host.ports.iter().filter(|p| p.state == PortState::Open) {
+            for rule in &rules {
+                if let Some((kind, why)) =
+                    rule.judge(port.protocol, port.portid, port.service.as_ref())
+                {
+                    self.out.push(Violation {
+                        host: host.addr_str().to_string(),
+                        hostname: host.hostname().map(str::to_string),
+                        port: Some(port.portid),
+                        protocol: Some(port.protocol),
+                        service: port.service.as_ref().map(service_label),
+                        rule: rule.name.clone(),
+                        kind,
+                        why: with_reason(why, rule),
+                    });
                 }
             }
         }
-        for rule in &self.rules {
-            for want in &rule.must_be_up {
-                let found: Vec<&Host> = run.hosts.iter().filter(|h| want.matches(h)).collect();
-                if found.iter().any(|h| h.is_up()) {
+    }
+
+    /// Hosts up judged so far.
+    pub fn hosts_up(&self) -> usize {
+        self.hosts_up
+    }
+
+    /// Every violation: the hosts' in the run's order, then the must-be-up hosts, rule by
+    /// rule.
+    pub fn finish(self) -> Vec<Violation> {
+        let mut out = self.out;
+        for (rule, seen) in self.policy.rules.iter().zip(&self.wanted) {
+            for (want, seen) in rule.must_be_up.iter().zip(seen) {
+                if seen.up {
                     continue;
                 }
-                let (kind, why, host) = match found.first() {
-                    Some(h) => (
+                let (kind, why, host, first_name) = match &seen.first {
+                    Some((addr, name, state, reason)) => (
                         ViolationKind::Down,
-                        format!(
-                            "must be up, but the scan found it {} ({})",
-                            h.status.state.as_str(),
-                            h.status.reason
-                        ),
-                        h.addr_str().to_string(),
+                        format!("must be up, but the scan found it {state} ({reason})"),
+                        addr.clone(),
+                        name.clone(),
                     ),
                     None => (
                         ViolationKind::Missing,
                         "must be up, but the scan does not list it (down, or not scanned)".into(),
                         want.to_string(),
+                        None,
                     ),
                 };
                 out.push(Violation {
                     host,
                     hostname: match want {
                         HostPattern::Name(n) => Some(n.clone()),
-                        _ => found.first().and_then(|h| h.hostname()).map(str::to_string),
+                        _ => first_name,
                     },
                     port: None,
                     protocol: None,
@@ -880,6 +1018,64 @@ allow_services = ["http", "ssl/http", "ssh"]
             (v[1].host.as_str(), v[1].kind),
             ("db-2.example.net", Missing)
         );
+    }
+
+    /// 100,000 rules: parsing and judging were quadratic in rules (40,000 took minutes), so
+    /// this would not finish if they were again. Each rule is checked to have done its work.
+    #[test]
+    fn a_hundred_thousand_rules_are_parsed_and_judged() {
+        const N: usize = 100_000;
+        let mut text = String::from("version = 1\n");
+        for i in 0..N {
+            // 10.0.1.0 for rule 0, 10.0.2.0 for rule 1, ..., every rule its own /24.
+            let (a, b) = (i / 250, i % 250 + 1);
+            let (o, a) = (10 + a / 250, a % 250);
+            if i % 2 == 0 {
+                text.push_str(&format!(
+                    "[[rule]]\nname = \"r{i}\"\nhosts = [\"{o}.{a}.{b}.0/24\"]\nforbid_ports = [{}]\n",
+                    i % 1000 + 1
+                ));
+            } else {
+                text.push_str(&format!(
+                    "[[rule]]\nname = \"r{i}\"\nmust_be_up = [\"{o}.{a}.{b}.1\"]\nwhy = \"w\"\n"
+                ));
+            }
+        }
+        let p = Policy::parse(&text).unwrap();
+        assert_eq!(p.rules.len(), N);
+        // Every rule takes four lines after the version's: rule i's name is on line 3 + 4i.
+        assert_eq!(p.rules[N - 1].line, 3 + 4 * (N - 1));
+
+        // Even rules forbid port i%1000+1 on their /24; odd rules want .1 up. Host 10.0.b.1
+        // for b = 1..=20 is up with port b (rule b-1's port).
+        let hosts: Vec<Host> = (1..=20u16)
+            .map(|b| host(&format!("10.0.{b}.1"), &[(b, Protocol::Tcp, "")]))
+            .collect();
+        let v = p.evaluate(&run(hosts));
+        // Forbidden: b odd means rule b-1 is even and forbids port (b-1)%1000+1 = b. 10 hosts.
+        let forbidden = v
+            .iter()
+            .filter(|x| x.kind == ViolationKind::Forbidden)
+            .count();
+        assert_eq!(forbidden, 10);
+        // Missing: the odd rules' hosts not among the 20: N/2 odd rules, those with i < 20
+        // (10 of them) satisfied.
+        let missing = v
+            .iter()
+            .filter(|x| x.kind == ViolationKind::Missing)
+            .count();
+        assert_eq!(missing, N / 2 - 10);
+
+        // A name used again is found among many, and both lines are right.
+        let some: String = text
+            .lines()
+            .take(1 + 4 * 5000)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let dup = format!("{some}[[rule]]\nname = \"r7\"\nforbid_ports = [1]\n");
+        let e = Policy::parse(&dup).unwrap_err();
+        assert_eq!(e.line(), 3 + 4 * 5000, "{e}");
+        assert!(e.to_string().contains("other is on line 31"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::path::Path;
 use portolan_model::ScanRun;
 
 use crate::json;
-use crate::xml_reader::{read_xml, ReadError};
+use crate::xml_reader::{for_each_xml_run, stream_xml, ReadError, RunStream};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -24,17 +24,71 @@ pub enum Format {
     Xml,
 }
 
-/// Reads a scan file, JSON or XML.
+/// Reads a scan file, JSON or XML. A file written with `--append-output` holds several runs
+/// (Nmap's appended XML is several `<nmaprun>` documents in one file); this is the last one,
+/// the newest. [`read_all`] gives every run.
 pub fn read_any(path: impl AsRef<Path>) -> Result<ScanRun, ReadError> {
     read_any_from(BufReader::new(File::open(path)?))
 }
 
 /// [`read_any`] on an open reader.
 pub fn read_any_from(reader: impl BufRead) -> Result<ScanRun, ReadError> {
+    let mut last = None;
+    for_each_run_from(reader, |run| {
+        last = Some(run);
+        Ok(())
+    })?;
+    last.ok_or(ReadError::NoRoot { line: 1 })
+}
+
+/// Every run in a scan file, JSON or XML, oldest first (one for a file not appended to).
+pub fn read_all(path: impl AsRef<Path>) -> Result<Vec<ScanRun>, ReadError> {
+    read_all_from(BufReader::new(File::open(path)?))
+}
+
+/// [`read_all`] on an open reader.
+pub fn read_all_from(reader: impl BufRead) -> Result<Vec<ScanRun>, ReadError> {
+    let mut runs = Vec::new();
+    for_each_run_from(reader, |run| {
+        runs.push(run);
+        Ok(())
+    })?;
+    Ok(runs)
+}
+
+/// Hands each run of a scan file to `each` as it is read, oldest first, holding one run at a
+/// time (`import` records each as it comes).
+pub fn for_each_run(
+    path: impl AsRef<Path>,
+    each: impl FnMut(ScanRun) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    for_each_run_from(BufReader::new(File::open(path)?), each)
+}
+
+/// Streams every run of a scan file to `stream`, a host at a time: memory grows with the
+/// largest host, not with the file.
+pub fn stream_runs(path: impl AsRef<Path>, stream: &mut dyn RunStream) -> Result<(), ReadError> {
+    stream_runs_from(BufReader::new(File::open(path)?), stream)
+}
+
+/// [`stream_runs`] on an open reader.
+pub fn stream_runs_from(reader: impl BufRead, stream: &mut dyn RunStream) -> Result<(), ReadError> {
     let (format, reader) = sniff(reader)?;
     match format {
-        Format::Json => json::read(reader),
-        Format::Xml => read_xml(reader),
+        Format::Json => json::stream(reader, stream),
+        Format::Xml => stream_xml(reader, stream),
+    }
+}
+
+/// [`for_each_run`] on an open reader.
+pub fn for_each_run_from(
+    reader: impl BufRead,
+    each: impl FnMut(ScanRun) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    let (format, reader) = sniff(reader)?;
+    match format {
+        Format::Json => json::for_each_run(reader, each),
+        Format::Xml => for_each_xml_run(reader, each),
     }
 }
 
@@ -60,16 +114,26 @@ pub fn sniff<R: BufRead>(mut reader: R) -> Result<(Format, impl BufRead), ReadEr
     // Bytes taken that were not a whole mark belong to the document.
     let kept = if head == BOM { Vec::new() } else { head };
     let mut skipped: Vec<u8> = kept;
+    // Newlines before the first byte that is not white, for the line of an error.
+    let mut newlines = 0;
     let first = loop {
-        if let Some(b) = skipped.iter().find(|b| !b.is_ascii_whitespace()) {
-            break Some(*b);
+        if let Some(i) = skipped.iter().position(|b| !b.is_ascii_whitespace()) {
+            newlines = skipped.iter().take(i).filter(|b| **b == b'\n').count();
+            break skipped.get(i).copied();
         }
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
             break None;
         }
         match buf.iter().position(|b| !b.is_ascii_whitespace()) {
-            Some(i) => break buf.get(i).copied(),
+            Some(i) => {
+                newlines = skipped
+                    .iter()
+                    .chain(buf.iter().take(i))
+                    .filter(|b| **b == b'\n')
+                    .count();
+                break buf.get(i).copied();
+            }
             None => {
                 let n = buf.len();
                 skipped.extend_from_slice(buf);
@@ -77,10 +141,16 @@ pub fn sniff<R: BufRead>(mut reader: R) -> Result<(Format, impl BufRead), ReadEr
             }
         }
     };
-    let format = if first == Some(b'{') {
-        Format::Json
-    } else {
-        Format::Xml
+    let format = match first {
+        Some(b'{') => Format::Json,
+        // Empty (or blank) input is left to the XML reader, which says so.
+        Some(b'<') | None => Format::Xml,
+        // Neither markup nor JSON: notes, a normal (-oN) or grepable (-oG) output, ...
+        Some(_) => {
+            return Err(ReadError::NotAScanFile {
+                line: 1 + newlines as u64,
+            })
+        }
     };
     Ok((
         format,
@@ -126,6 +196,25 @@ mod tests {
         assert_eq!(e.line(), Some(3), "{e}");
         let (f, _) = sniff(&b"  \n {\"a\":1}"[..]).unwrap();
         assert_eq!(f, Format::Json);
+    }
+
+    /// A text file was reported as "line 3: malformed XML" (of a two-line file).
+    #[test]
+    fn a_file_that_is_neither_xml_nor_json_is_said_to_be_no_scan_file() {
+        for (text, line) in [
+            (&b"some notes\nabout a scan\n"[..], 1),
+            (b"\n\n# Nmap 7.93 scan initiated\n", 3),
+            (b"Host: 127.0.0.1 ()\tStatus: Up\n", 1),
+        ] {
+            let e = read_any_from(text).unwrap_err();
+            assert!(matches!(e, ReadError::NotAScanFile { .. }), "{e}");
+            assert_eq!(e.line(), Some(line), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("not an Nmap XML or Portolan JSON scan file"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("line {line}: malformed XML: {message}")]
     Syntax { line: u64, message: String },
+    #[error("line {line}: not an Nmap XML or Portolan JSON scan file (it starts with neither '<' nor '{{')")]
+    NotAScanFile { line: u64 },
     #[error("line {line}: no XML element found (empty file, or not XML)")]
     NoRoot { line: u64 },
     #[error("line {line}: the root element is <{found}>, not <nmaprun>: not an Nmap XML file")]
@@ -80,6 +82,7 @@ impl ReadError {
         match self {
             ReadError::Syntax { line, .. }
             | ReadError::NoRoot { line }
+            | ReadError::NotAScanFile { line }
             | ReadError::NotNmapRun { line, .. }
             | ReadError::MissingAttribute { line, .. }
             | ReadError::MissingElement { line, .. }
@@ -93,9 +96,123 @@ impl ReadError {
     }
 }
 
-/// Reads an Nmap XML document.
+/// Reads an Nmap XML document. A file written with `--append-output` holds several runs;
+/// this is the last one (see [`read_xml_runs`] for all).
 pub fn read_xml(reader: impl BufRead) -> Result<ScanRun, ReadError> {
-    Parser::new(reader).document()
+    let mut last = None;
+    Parser::new(reader).documents(&mut Collect(|run| {
+        last = Some(run);
+        Ok(())
+    }))?;
+    last.ok_or(ReadError::NoRoot { line: 1 })
+}
+
+/// Takes a scan file's content as it is read, a host at a time, so that a reader holds one
+/// host, not the whole run (`check` judges each host as it comes).
+pub trait RunStream {
+    /// A run starts: what is known of it before its first host (start, command line,
+    /// scanner, scan info), hosts empty. Called once per run, before its hosts (or, for a
+    /// run without hosts, before [`RunStream::run`]).
+    fn begin(&mut self, _header: &ScanRun) -> Result<(), ReadError> {
+        Ok(())
+    }
+    /// The next host of the current run, in file order.
+    fn host(&mut self, host: Host) -> Result<(), ReadError>;
+    /// The end of a run: everything but its hosts (`hosts` is empty), runstats included.
+    fn run(&mut self, run: ScanRun) -> Result<(), ReadError>;
+}
+
+/// Streams every run of an Nmap XML file to `stream`, host by host.
+pub fn stream_xml(reader: impl BufRead, stream: &mut dyn RunStream) -> Result<(), ReadError> {
+    let mut once = BeginOnce::new(stream);
+    Parser::new(reader).documents(&mut Stream(&mut once))
+}
+
+/// Calls the stream's `begin` once per run: readers call it before every host, and this
+/// passes on the first; a run that ended with no host is begun at its end.
+pub(crate) struct BeginOnce<'a> {
+    inner: &'a mut dyn RunStream,
+    begun: bool,
+}
+
+impl<'a> BeginOnce<'a> {
+    pub(crate) fn new(inner: &'a mut dyn RunStream) -> Self {
+        BeginOnce {
+            inner,
+            begun: false,
+        }
+    }
+}
+
+impl RunStream for BeginOnce<'_> {
+    fn begin(&mut self, header: &ScanRun) -> Result<(), ReadError> {
+        if !self.begun {
+            self.begun = true;
+            self.inner.begin(header)?;
+        }
+        Ok(())
+    }
+    fn host(&mut self, host: Host) -> Result<(), ReadError> {
+        self.inner.host(host)
+    }
+    fn run(&mut self, run: ScanRun) -> Result<(), ReadError> {
+        if !self.begun {
+            self.inner.begin(&run)?;
+        }
+        self.begun = false;
+        self.inner.run(run)
+    }
+}
+
+/// Where the parser puts what it reads: whole runs, or a [`RunStream`].
+trait Receive {
+    fn host(&mut self, run: &mut ScanRun, host: Host) -> Result<(), ReadError>;
+    fn run(&mut self, run: ScanRun) -> Result<(), ReadError>;
+}
+
+/// Whole runs, each handed to the function.
+struct Collect<F>(F);
+
+impl<F: FnMut(ScanRun) -> Result<(), ReadError>> Receive for Collect<F> {
+    fn host(&mut self, run: &mut ScanRun, host: Host) -> Result<(), ReadError> {
+        run.hosts.push(host);
+        Ok(())
+    }
+    fn run(&mut self, run: ScanRun) -> Result<(), ReadError> {
+        (self.0)(run)
+    }
+}
+
+struct Stream<'a>(&'a mut dyn RunStream);
+
+impl Receive for Stream<'_> {
+    fn host(&mut self, run: &mut ScanRun, host: Host) -> Result<(), ReadError> {
+        self.0.begin(run)?;
+        self.0.host(host)
+    }
+    fn run(&mut self, run: ScanRun) -> Result<(), ReadError> {
+        self.0.run(run)
+    }
+}
+
+/// Every run of an Nmap XML file, in file order: `--append-output` (Nmap's and ours) writes
+/// each run as a whole document (`<?xml ...?>`, `<nmaprun>...</nmaprun>`) after the last.
+pub fn read_xml_runs(reader: impl BufRead) -> Result<Vec<ScanRun>, ReadError> {
+    let mut runs = Vec::new();
+    Parser::new(reader).documents(&mut Collect(|run| {
+        runs.push(run);
+        Ok(())
+    }))?;
+    Ok(runs)
+}
+
+/// Hands each run of an Nmap XML file to `each` as soon as it is read, so that only one run
+/// is held at a time. Stops at the first error, `each`'s included.
+pub fn for_each_xml_run(
+    reader: impl BufRead,
+    each: impl FnMut(ScanRun) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    Parser::new(reader).documents(&mut Collect(each))
 }
 
 /// Reads an Nmap XML file.
@@ -271,11 +388,11 @@ impl<R: BufRead> Parser<R> {
         }
     }
 
-    fn document(&mut self) -> Result<ScanRun, ReadError> {
+    fn document(&mut self, rx: &mut dyn Receive) -> Result<ScanRun, ReadError> {
         loop {
             match self.next()? {
-                Ev::Start(el) if el.name == "nmaprun" => return self.nmaprun(el, true),
-                Ev::Empty(el) if el.name == "nmaprun" => return self.nmaprun(el, false),
+                Ev::Start(el) if el.name == "nmaprun" => return self.nmaprun(el, true, rx),
+                Ev::Empty(el) if el.name == "nmaprun" => return self.nmaprun(el, false, rx),
                 Ev::Start(el) | Ev::Empty(el) => {
                     return Err(ReadError::NotNmapRun {
                         line: el.line,
@@ -298,7 +415,43 @@ impl<R: BufRead> Parser<R> {
         }
     }
 
-    fn nmaprun(&mut self, el: Elem, open: bool) -> Result<ScanRun, ReadError> {
+    /// The first document, then every further `<nmaprun>` appended after it. Between runs
+    /// only white space, declarations, comments and processing instructions may come.
+    fn documents(&mut self, rx: &mut dyn Receive) -> Result<(), ReadError> {
+        let first = self.document(rx)?;
+        // The next run's prologue says again whether Portolan wrote it.
+        self.written_by_portolan = false;
+        rx.run(first)?;
+        loop {
+            let run = match self.next()? {
+                Ev::Start(el) if el.name == "nmaprun" => self.nmaprun(el, true, rx)?,
+                Ev::Empty(el) if el.name == "nmaprun" => self.nmaprun(el, false, rx)?,
+                Ev::Start(el) | Ev::Empty(el) => {
+                    return Err(ReadError::NotNmapRun {
+                        line: el.line,
+                        found: el.name,
+                    })
+                }
+                Ev::Text(t) if t.trim().is_empty() => continue,
+                Ev::Text(_) | Ev::End => {
+                    return Err(ReadError::Syntax {
+                        line: self.current_line(),
+                        message: "content after </nmaprun>".into(),
+                    })
+                }
+                Ev::Eof => return Ok(()),
+            };
+            self.written_by_portolan = false;
+            rx.run(run)?;
+        }
+    }
+
+    fn nmaprun(
+        &mut self,
+        el: Elem,
+        open: bool,
+        rx: &mut dyn Receive,
+    ) -> Result<ScanRun, ReadError> {
         let mut run = ScanRun {
             scanner: match required(&el, "scanner")? {
                 "nmap" if self.written_by_portolan => "portolan".to_string(),
@@ -318,6 +471,8 @@ impl<R: BufRead> Parser<R> {
         if !open {
             return Ok(run);
         }
+        // Hosts up and hosts read, for runstats that lack their counts.
+        let mut seen: (u32, u32) = (0, 0);
         loop {
             let (el, open) = match self.next()? {
                 Ev::Start(el) => (el, true),
@@ -346,10 +501,14 @@ impl<R: BufRead> Parser<R> {
                 }
                 "host" => {
                     let host = self.host(el, open)?;
-                    run.hosts.push(host);
+                    seen.1 += 1;
+                    if host.is_up() {
+                        seen.0 += 1;
+                    }
+                    rx.host(&mut run, host)?;
                 }
                 "runstats" => {
-                    run.runstats = Some(self.runstats(el, open, &run.hosts)?);
+                    run.runstats = Some(self.runstats(el, open, seen)?);
                 }
                 "prescript" => {
                     let scripts = self.scripts(&el, open)?;
@@ -845,7 +1004,12 @@ impl<R: BufRead> Parser<R> {
         Ok(trace)
     }
 
-    fn runstats(&mut self, el: Elem, open: bool, hosts: &[Host]) -> Result<RunStats, ReadError> {
+    fn runstats(
+        &mut self,
+        el: Elem,
+        open: bool,
+        (up, seen): (u32, u32),
+    ) -> Result<RunStats, ReadError> {
         let line = el.line;
         let mut finished = None;
         let mut counts = None;
@@ -889,10 +1053,7 @@ impl<R: BufRead> Parser<R> {
                 element: "finished",
             });
         };
-        let (up, down, total) = counts.unwrap_or_else(|| {
-            let up = hosts.iter().filter(|h| h.is_up()).count() as u32;
-            (up, hosts.len() as u32 - up, hosts.len() as u32)
-        });
+        let (up, down, total) = counts.unwrap_or((up, seen - up, seen));
         Ok(RunStats {
             finished: time,
             elapsed,

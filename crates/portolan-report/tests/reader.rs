@@ -7,6 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::*;
 use portolan_model::*;
+use portolan_report::read::read_all_from;
 use portolan_report::*;
 
 fn nmap(name: &str) -> ScanRun {
@@ -790,5 +791,117 @@ fn random_byte_flips_never_panic() {
                 );
             }
         }
+    }
+}
+
+/// Nmap's `--append-output -oX` writes each run as a whole document after the last: this
+/// fixture is two Nmap files one after the other, as Nmap leaves them.
+#[test]
+fn an_appended_nmap_file_gives_every_run_and_the_last_by_default() {
+    let path = data("nmap-appended.xml");
+    let runs = read_all(&path).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0], nmap("basic"));
+    assert_eq!(runs[1], nmap("sv"));
+    assert_eq!(read_any(&path).unwrap(), nmap("sv"));
+    assert_eq!(read_xml_file(&path).unwrap(), nmap("sv"));
+}
+
+/// Our own writers, with the file opened for appending as `--append-output` opens it.
+#[test]
+fn runs_appended_by_our_writers_are_all_read() {
+    let dir = std::env::temp_dir().join(format!("portolan-append-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let first = sample_run();
+    let mut second = nmap("sv");
+    second.scanner = "portolan".into();
+    for ext in ["xml", "json"] {
+        let path = dir.join(format!("runs.{ext}"));
+        let _ = std::fs::remove_file(&path);
+        for run in [&first, &second] {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap();
+            if ext == "xml" {
+                let mut w = XmlWriter::new(f, OutputOptions::default());
+                feed(&mut w, run);
+            } else {
+                let mut w = JsonWriter::new(f, OutputOptions::default());
+                feed(&mut w, run);
+            }
+        }
+        let runs = read_all(&path).unwrap_or_else(|e| panic!("{ext}: {e}"));
+        assert_eq!(runs.len(), 2, "{ext}");
+        assert_eq!(runs[0].start, first.start, "{ext}");
+        assert_eq!(runs[0].hosts.len(), first.hosts.len(), "{ext}");
+        assert_eq!(runs[1].args, second.args, "{ext}");
+        assert_eq!(runs[1].hosts, second.hosts, "{ext}");
+        assert_eq!(read_any(&path).unwrap().args, second.args, "{ext}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// After the last `</nmaprun>` only another run (with its prologue) may come, and a second
+/// run cut short is reported as such, with its line.
+#[test]
+fn what_follows_a_run_must_be_another_whole_run() {
+    let one = std::fs::read_to_string(data("nmap-basic.xml")).unwrap();
+    let lines = one.lines().count() as u64;
+    let e = read_all_from(format!("{one}<host/>").as_bytes()).unwrap_err();
+    assert!(matches!(e, ReadError::NotNmapRun { .. }), "{e}");
+    assert_eq!(e.line(), Some(lines + 1), "{e}");
+    let e = read_all_from(format!("{one}stray words\n").as_bytes()).unwrap_err();
+    assert!(e.to_string().contains("after </nmaprun>"), "{e}");
+    let cut = &one[..one.len() / 2];
+    let e = read_all_from(format!("{one}{cut}").as_bytes()).unwrap_err();
+    assert!(matches!(e, ReadError::Truncated { .. }), "{e}");
+    assert!(e.line().unwrap() > lines, "{e}");
+}
+
+/// Records what a stream is handed, in order.
+#[derive(Default)]
+struct Events(Vec<String>);
+
+impl xml_reader::RunStream for Events {
+    fn host(&mut self, host: Host) -> Result<(), ReadError> {
+        self.0.push(format!("host {}", host.addr_str()));
+        Ok(())
+    }
+    fn run(&mut self, run: ScanRun) -> Result<(), ReadError> {
+        assert!(run.hosts.is_empty(), "streamed hosts are not kept");
+        self.0.push(format!("run {}", run.args));
+        Ok(())
+    }
+}
+
+/// Streaming readers hand each host over as it is read, not after the run: a file cut after
+/// its first host has given that host before the error (so no run is held whole).
+#[test]
+fn streaming_hands_each_host_over_as_it_is_read() {
+    let mut run = sample_run();
+    run.hosts.truncate(2);
+    assert_eq!(run.hosts.len(), 2, "the sample has two hosts");
+    let first = run.hosts[0].addr_str().to_string();
+    let second = run.hosts[1].addr_str().to_string();
+    for (kind, text) in [("xml", xml_of(&run)), ("json", json_of(&run))] {
+        let mut ev = Events::default();
+        let twice = format!("{text}{text}");
+        read::stream_runs_from(twice.as_bytes(), &mut ev).unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let one = [
+            format!("host {first}"),
+            format!("host {second}"),
+            format!("run {}", run.args),
+        ];
+        assert_eq!(ev.0, [one.clone(), one].concat(), "{kind}");
+
+        // Cut inside the second host.
+        let at = text
+            .rfind(&format!("\"{second}\""))
+            .unwrap_or_else(|| panic!("{kind}: {second}"));
+        let mut ev = Events::default();
+        let e = read::stream_runs_from(&text.as_bytes()[..at], &mut ev).unwrap_err();
+        assert_eq!(ev.0, [format!("host {first}")], "{kind}: {e}");
     }
 }

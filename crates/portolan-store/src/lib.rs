@@ -8,7 +8,10 @@
 //! - Reading: [`Store::history`], [`Store::changes`], [`Store::hosts`], [`Store::services`],
 //!   [`Store::last_two_of_same_targets`] (see [`query`]).
 //!
-//! The file is in WAL mode with a busy timeout, so two scans may write to it at once.
+//! The file is in WAL mode with a busy timeout, and every write transaction that still
+//! finds the store busy is retried with a growing pause, so a night of parallel scans and
+//! imports into one store all land. Commands that only read open it with
+//! [`Store::open_existing`], which never creates a file.
 
 pub mod cidr;
 pub mod query;
@@ -20,14 +23,20 @@ pub use rusqlite;
 
 pub use cidr::{BadCidr, Cidr};
 pub use query::{Change, ChangeKind, InventoryHost, ScanRecord, ServiceRecord};
-pub use write::{FinishStats, Imported, ScanMeta, Source};
+pub use write::{FinishStats, Imported, ScanMeta, Source, StreamedImport};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How long a writer waits for another one to finish before giving up.
+/// How long one attempt waits for another writer to finish (SQLite's busy handler)...
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+/// ... and how many times a write transaction that still found the store busy is tried
+/// again, after a pause that doubles from [`RETRY_PAUSE`] (at most [`MAX_RETRY_PAUSE`]):
+/// about ten minutes in all before a writer gives up.
+const BUSY_RETRIES: u32 = 8;
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
 
 /// A scan's id in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,7 +56,9 @@ pub enum StoreError {
     Corrupt { path: PathBuf, detail: String },
     #[error("the store has schema version {found}, newer than this build's {supported}: upgrade Portolan to use it")]
     TooNew { found: u32, supported: u32 },
-    #[error("{path}: cannot open the store: {source}")]
+    #[error("{path}: no such history store (give the path of an existing store; scans and `portolan import` create one)")]
+    NotFound { path: PathBuf },
+    #[error("{path}: cannot open the store: {}", open_detail(path, source))]
     Open {
         path: PathBuf,
         source: rusqlite::Error,
@@ -60,10 +71,57 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+/// Why a store could not be opened, without SQLite's repetition of the path.
+fn open_detail(path: &Path, e: &rusqlite::Error) -> String {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return format!("no directory {}", dir.display());
+        }
+    }
+    match e {
+        rusqlite::Error::SqliteFailure(err, _) => {
+            rusqlite::ffi::code_to_str(err.extended_code).to_lowercase()
+        }
+        e => e.to_string(),
+    }
+}
+
+/// Whether an error means another connection holds the store (worth trying again).
+pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Runs `f` again while it fails because the store is busy, pausing longer each time.
+pub(crate) fn retry_busy<T, E>(
+    retries: u32,
+    mut f: impl FnMut() -> Result<T, E>,
+) -> Result<T, StoreError>
+where
+    StoreError: From<E>,
+{
+    let mut pause = RETRY_PAUSE;
+    let mut tries = 0;
+    loop {
+        match f().map_err(StoreError::from) {
+            Err(StoreError::Sqlite(e)) if is_busy(&e) && tries < retries => {
+                tries += 1;
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(MAX_RETRY_PAUSE);
+            }
+            r => return r,
+        }
+    }
+}
+
 /// An open store.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// How many times a busy write is tried again.
+    retries: u32,
 }
 
 impl Store {
@@ -71,7 +129,29 @@ impl Store {
     /// or is empty. A file that is not an SQLite database, or is damaged, is refused with a
     /// typed error and never written to.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
-        let path = path.as_ref().to_path_buf();
+        Store::open_with(path.as_ref(), true)
+    }
+
+    /// Opens a store that must already exist, for commands that only read: a missing path
+    /// is [`StoreError::NotFound`] and an empty file [`StoreError::NotADatabase`]; neither
+    /// is created nor written.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        Store::open_with(path.as_ref(), false)
+    }
+
+    fn open_with(path: &Path, create: bool) -> Result<Store, StoreError> {
+        let path = path.to_path_buf();
+        if !create {
+            match std::fs::metadata(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::NotFound { path });
+                }
+                Ok(m) if m.is_file() && m.len() == 0 => {
+                    return Err(StoreError::NotADatabase { path });
+                }
+                _ => {}
+            }
+        }
         let not_db = || StoreError::NotADatabase { path: path.clone() };
         // The header first: SQLite would take some foreign files for empty databases.
         if let Ok(mut f) = std::fs::File::open(&path) {
@@ -97,17 +177,17 @@ impl Store {
                 return Err(not_db());
             }
         }
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_URI,
-        )
-        .map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let conn =
+            Connection::open_with_flags(&path, flags).map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // Before anything writes: is it a database, and a sound one?
         let check: Result<Vec<String>, rusqlite::Error> = (|| {
@@ -142,13 +222,30 @@ impl Store {
                 supported: schema::CURRENT,
             });
         }
-        conn.pragma_update(None, "journal_mode", "wal")?;
+        // Turning WAL on takes the file's lock: another process may hold it a moment.
+        retry_busy(BUSY_RETRIES, || {
+            conn.pragma_update(None, "journal_mode", "wal")
+        })?;
         // In WAL mode NORMAL loses nothing on a crash of the program, only on power loss.
         conn.pragma_update(None, "synchronous", "normal")?;
         conn.pragma_update(None, "foreign_keys", "on")?;
-        let mut store = Store { conn, path };
-        schema::migrate(&mut store.conn)?;
+        let mut store = Store {
+            conn,
+            path,
+            retries: BUSY_RETRIES,
+        };
+        retry_busy(BUSY_RETRIES, || schema::migrate(&mut store.conn))?;
         Ok(store)
+    }
+
+    /// How long a write waits for other writers before it fails: `wait` in SQLite's busy
+    /// handler, and no retry. The default (a minute, tried again 8 times with growing
+    /// pauses: about ten minutes) suits a night of parallel scans; a test or an impatient
+    /// caller may want less.
+    pub fn set_patience(&mut self, wait: Duration) -> Result<(), StoreError> {
+        self.conn.busy_timeout(wait)?;
+        self.retries = 0;
+        Ok(())
     }
 
     /// The file the store lives in.

@@ -103,6 +103,11 @@ pub const CURRENT: u32 = MIGRATIONS.len() as u32;
 /// Brings the schema up to [`CURRENT`] in one immediate transaction (so two processes
 /// opening a new store at once do not both migrate it). Returns the version found.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<u32, crate::StoreError> {
+    // Up to date (the usual case): nothing to write, so no write lock to wait for.
+    let seen: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if seen == CURRENT {
+        return Ok(seen);
+    }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let found: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > CURRENT {

@@ -262,18 +262,33 @@ pub enum Imported {
 }
 
 impl Store {
-    fn immediate(&mut self) -> Result<Transaction<'_>, StoreError> {
-        Ok(self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    /// Runs `f` in one immediate transaction (the write lock taken at its start, so it
+    /// cannot fail half-way for another writer), tried again from the start while the
+    /// store is busy: a night of parallel scans and imports all land.
+    fn write<T>(
+        &mut self,
+        mut f: impl FnMut(&Transaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = &mut self.conn;
+        crate::retry_busy(self.retries, || {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let v = f(&tx)?;
+            tx.commit()?;
+            Ok::<T, StoreError>(v)
+        })
+    }
+
+    /// Checks that this store can be written now: takes the write lock (waiting for other
+    /// writers as every write does) and lets it go, changing nothing. A scan asks this
+    /// before it empties any output file, so a store held by another writer past the wait
+    /// is refused while nothing has been touched.
+    pub fn check_writable(&mut self) -> Result<(), StoreError> {
+        self.write(|_| Ok(()))
     }
 
     /// Records a scan that starts now, as incomplete until [`Store::finish_scan`].
     pub fn begin_scan(&mut self, meta: &ScanMeta) -> Result<ScanId, StoreError> {
-        let tx = self.immediate()?;
-        let id = insert_scan(&tx, meta)?;
-        tx.commit()?;
-        Ok(id)
+        self.write(|tx| insert_scan(tx, meta))
     }
 
     /// Adds one finished host to a scan, in a transaction of its own.
@@ -283,36 +298,22 @@ impl Store {
 
     /// Adds several finished hosts to a scan in one transaction.
     pub fn add_hosts(&mut self, scan: ScanId, hosts: &[Host]) -> Result<(), StoreError> {
-        let tx = self.immediate()?;
-        for h in hosts {
-            insert_host(&tx, scan, h)?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| hosts.iter().try_for_each(|h| insert_host(tx, scan, h)))
     }
 
     /// Records the run's pre- and post-scan script results (known only at its end).
     pub fn set_run_scripts(&mut self, scan: ScanId, run: &ScanRun) -> Result<(), StoreError> {
-        let tx = self.immediate()?;
-        set_run_scripts(&tx, scan, run)?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| set_run_scripts(tx, scan, run))
     }
 
     /// Marks a scan complete: from now on queries take it into account.
     pub fn finish_scan(&mut self, scan: ScanId, stats: FinishStats) -> Result<(), StoreError> {
-        let tx = self.immediate()?;
-        finish(&tx, scan, stats, true)?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| finish(tx, scan, stats, true))
     }
 
     /// Records the end of a scan that was interrupted: it keeps its hosts, stays incomplete.
     pub fn interrupt_scan(&mut self, scan: ScanId, stats: FinishStats) -> Result<(), StoreError> {
-        let tx = self.immediate()?;
-        finish(&tx, scan, stats, false)?;
-        tx.commit()?;
-        Ok(())
+        self.write(|tx| finish(tx, scan, stats, false))
     }
 
     /// Imports a whole run read from `file`, in one transaction.
@@ -331,48 +332,147 @@ impl Store {
         &mut self,
         runs: &[(&ScanRun, Option<&str>, &str)],
     ) -> Result<Vec<Imported>, StoreError> {
-        let tx = self.immediate()?;
-        let mut out = Vec::with_capacity(runs.len());
-        for (run, file, targets) in runs {
-            let known: Option<i64> = tx
-                .prepare_cached(
-                    "SELECT id FROM scans WHERE source = 'import' AND started = ?1
-                     AND args = ?2 AND file IS ?3",
-                )?
-                .query_row(params![run.start, run.args, file], |r| r.get(0))
-                .optional()?;
-            if let Some(id) = known {
-                out.push(Imported::AlreadyThere(ScanId(id)));
-                continue;
-            }
-            let mut meta = ScanMeta::of_run(run, *targets, crate::Source::Import);
-            meta.file = file.map(str::to_string);
-            let id = insert_scan(&tx, &meta)?;
-            set_run_scripts(&tx, id, run)?;
-            for h in &run.hosts {
-                insert_host(&tx, id, h)?;
-            }
-            let up = run.hosts.iter().filter(|h| h.is_up()).count() as u32;
-            let stats = match &run.runstats {
-                Some(rs) => FinishStats {
-                    finished: rs.finished,
-                    hosts_up: rs.hosts_up,
-                    hosts_total: rs.hosts_total,
-                },
-                None => FinishStats {
-                    finished: run.start,
-                    hosts_up: up,
-                    hosts_total: run.hosts.len() as u32,
-                },
-            };
-            let complete = run
-                .runstats
-                .as_ref()
-                .is_some_and(|rs| rs.exit == RunExit::Success);
-            finish(&tx, id, stats, complete)?;
-            out.push(Imported::Added(id));
-        }
-        tx.commit()?;
-        Ok(out)
+        self.write(|tx| import_runs(tx, runs))
     }
+}
+
+/// An import whose runs are recorded while they are read, each host as it comes, so that a
+/// file is never held whole: one transaction for every run given (all or none, as
+/// [`Store::import_all`]). Dropped without [`StreamedImport::commit`], nothing is recorded.
+pub struct StreamedImport<'s> {
+    tx: Transaction<'s>,
+    /// The run being recorded: its scan, hosts up and hosts seen; None while no run is open
+    /// or when the open run was imported before (its hosts are passed over).
+    current: Option<(ScanId, u32, u32)>,
+}
+
+impl Store {
+    /// Starts a [`StreamedImport`], waiting for other writers as every write does.
+    pub fn begin_import(&mut self) -> Result<StreamedImport<'_>, StoreError> {
+        let conn = &self.conn;
+        let tx = crate::retry_busy(self.retries, || {
+            Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+        })?;
+        Ok(StreamedImport { tx, current: None })
+    }
+}
+
+impl StreamedImport<'_> {
+    /// Opens a run, from what is known before its hosts (start, command line, scanner):
+    /// `AlreadyThere` when the same run (start, command line, file) was imported before, and
+    /// then its hosts are passed over.
+    pub fn begin_run(
+        &mut self,
+        header: &ScanRun,
+        file: Option<&str>,
+        targets: &str,
+    ) -> Result<Imported, StoreError> {
+        let known: Option<i64> = self
+            .tx
+            .prepare_cached(
+                "SELECT id FROM scans WHERE source = 'import' AND started = ?1
+                     AND args = ?2 AND file IS ?3",
+            )?
+            .query_row(params![header.start, header.args, file], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = known {
+            self.current = None;
+            return Ok(Imported::AlreadyThere(ScanId(id)));
+        }
+        let mut meta = ScanMeta::of_run(header, targets, crate::Source::Import);
+        meta.file = file.map(str::to_string);
+        let id = insert_scan(&self.tx, &meta)?;
+        self.current = Some((id, 0, 0));
+        Ok(Imported::Added(id))
+    }
+
+    /// Records a host of the open run (nothing when the run was imported before).
+    pub fn add_host(&mut self, host: &Host) -> Result<(), StoreError> {
+        if let Some((id, up, seen)) = self.current.as_mut() {
+            insert_host(&self.tx, *id, host)?;
+            *seen += 1;
+            if host.is_up() {
+                *up += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the open run: `run` is all but its hosts (scripts, runstats).
+    pub fn end_run(&mut self, run: &ScanRun) -> Result<(), StoreError> {
+        let Some((id, up, seen)) = self.current.take() else {
+            return Ok(());
+        };
+        set_run_scripts(&self.tx, id, run)?;
+        let stats = match &run.runstats {
+            Some(rs) => FinishStats {
+                finished: rs.finished,
+                hosts_up: rs.hosts_up,
+                hosts_total: rs.hosts_total,
+            },
+            None => FinishStats {
+                finished: run.start,
+                hosts_up: up,
+                hosts_total: seen,
+            },
+        };
+        let complete = run
+            .runstats
+            .as_ref()
+            .is_some_and(|rs| rs.exit == RunExit::Success);
+        finish(&self.tx, id, stats, complete)
+    }
+
+    /// Records every run given.
+    pub fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit()?)
+    }
+}
+
+/// The body of [`Store::import_all`], in its transaction.
+fn import_runs(
+    tx: &Transaction,
+    runs: &[(&ScanRun, Option<&str>, &str)],
+) -> Result<Vec<Imported>, StoreError> {
+    let mut out = Vec::with_capacity(runs.len());
+    for (run, file, targets) in runs {
+        let known: Option<i64> = tx
+            .prepare_cached(
+                "SELECT id FROM scans WHERE source = 'import' AND started = ?1
+                     AND args = ?2 AND file IS ?3",
+            )?
+            .query_row(params![run.start, run.args, file], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = known {
+            out.push(Imported::AlreadyThere(ScanId(id)));
+            continue;
+        }
+        let mut meta = ScanMeta::of_run(run, *targets, crate::Source::Import);
+        meta.file = file.map(str::to_string);
+        let id = insert_scan(tx, &meta)?;
+        set_run_scripts(tx, id, run)?;
+        for h in &run.hosts {
+            insert_host(tx, id, h)?;
+        }
+        let up = run.hosts.iter().filter(|h| h.is_up()).count() as u32;
+        let stats = match &run.runstats {
+            Some(rs) => FinishStats {
+                finished: rs.finished,
+                hosts_up: rs.hosts_up,
+                hosts_total: rs.hosts_total,
+            },
+            None => FinishStats {
+                finished: run.start,
+                hosts_up: up,
+                hosts_total: run.hosts.len() as u32,
+            },
+        };
+        let complete = run
+            .runstats
+            .as_ref()
+            .is_some_and(|rs| rs.exit == RunExit::Success);
+        finish(tx, id, stats, complete)?;
+        out.push(Imported::Added(id));
+    }
+    Ok(out)
 }

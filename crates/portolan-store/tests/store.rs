@@ -634,3 +634,96 @@ fn a_version_1_store_upgrades_and_keeps_its_scans() {
     assert_eq!(back.postscripts, run.postscripts);
     assert!(back.hosts.iter().all(|h| h.os.is_some()));
 }
+
+/// What commands that only read open: never a new file, and an empty file is not a store.
+#[test]
+fn open_existing_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo.db");
+    assert!(matches!(
+        Store::open_existing(&missing),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(!missing.exists());
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, "").unwrap();
+    assert!(matches!(
+        Store::open_existing(&empty),
+        Err(StoreError::NotADatabase { .. })
+    ));
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    let real = dir.path().join("h.db");
+    drop(Store::open(&real).unwrap());
+    assert_eq!(
+        Store::open_existing(&real)
+            .unwrap()
+            .schema_version()
+            .unwrap(),
+        schema::CURRENT
+    );
+}
+
+/// A writer held up by another one beyond its patience fails with a busy error, and the
+/// store is sound for the next writer.
+#[test]
+fn a_writer_past_its_patience_fails_and_the_next_one_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let holder = Store::open(&db).unwrap();
+    let mut writer = Store::open(&db).unwrap();
+    writer
+        .set_patience(std::time::Duration::from_millis(100))
+        .unwrap();
+    holder
+        .connection()
+        .execute_batch("BEGIN IMMEDIATE")
+        .unwrap();
+    let run = ScanRun::new("portolan 10.0.0.1", 1);
+    let meta = ScanMeta::of_run(&run, "10.0.0.1", Source::Scan);
+    let t = std::time::Instant::now();
+    assert!(writer.begin_scan(&meta).is_err());
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    holder.connection().execute_batch("ROLLBACK").unwrap();
+    writer.begin_scan(&meta).unwrap();
+    assert_eq!(writer.history().unwrap().len(), 1);
+}
+
+/// A streamed import (hosts recorded as they are read) records what import_all records, and
+/// nothing at all when it is dropped without commit (a bad file found part-way).
+#[test]
+fn a_streamed_import_matches_import_all_and_commits_all_or_nothing() {
+    let run = portolan_report::read_any(fixture("nmap-sv.xml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut whole = Store::open(dir.path().join("whole.db")).unwrap();
+    let Imported::Added(id) = whole.import(&run, Some("sv.xml"), "127.0.0.1").unwrap() else {
+        panic!("a new store has it already");
+    };
+    let expected = whole.load_run(id).unwrap();
+
+    let mut store = Store::open(dir.path().join("streamed.db")).unwrap();
+    let feed = |store: &mut Store, commit: bool| {
+        let mut imp = store.begin_import().unwrap();
+        let mut header = run.clone();
+        header.hosts.clear();
+        let status = imp.begin_run(&header, Some("sv.xml"), "127.0.0.1").unwrap();
+        for h in &run.hosts {
+            imp.add_host(h).unwrap();
+        }
+        imp.end_run(&header).unwrap();
+        if commit {
+            imp.commit().unwrap();
+        }
+        status
+    };
+    feed(&mut store, false);
+    assert!(store.history().unwrap().is_empty(), "dropped: nothing kept");
+    let Imported::Added(id) = feed(&mut store, true) else {
+        panic!("not added");
+    };
+    assert_eq!(store.load_run(id).unwrap(), expected);
+    assert_eq!(store.history().unwrap().len(), 1);
+    // The same run again is said to be there, and its hosts are passed over.
+    assert_eq!(feed(&mut store, true), Imported::AlreadyThere(id));
+    assert_eq!(store.history().unwrap().len(), 1);
+}

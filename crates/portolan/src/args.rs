@@ -12,6 +12,9 @@ use std::time::Duration;
 pub enum ArgError {
     #[error("unrecognized option '{0}' (see --help)")]
     Unknown(String),
+    /// An option unknown as written but known with other capitals (`-oj` for `-oJ`).
+    #[error("unrecognized option '{0}'; did you mean '{1}'? (see --help)")]
+    UnknownSuggest(String, String),
     #[error("option '{0}' is ambiguous; possibilities: {1}")]
     Ambiguous(String, String),
     #[error("option '{0}' requires an argument")]
@@ -110,12 +113,27 @@ pub struct Options {
     pub no_stylesheet: bool,
     /// `--db PATH`: record the scan in this history store.
     pub db: Option<String>,
+    /// --scope: the scope file the scan must stay inside.
+    pub scope: Option<String>,
+    /// --audit-log: where the scan's audit line goes ("none": nowhere).
+    pub audit_log: Option<String>,
     pub datadir: Option<String>,
     pub randomize_hosts: bool,
     pub seed: Option<u64>,
     pub resolve_all: bool,
     pub show_help: bool,
     pub show_version: bool,
+    /// `--generate`: print this instead of scanning.
+    pub generate: Option<Generate>,
+}
+
+/// What `--generate` prints: the man page or a shell's completion script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generate {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
 }
 
 impl Default for Options {
@@ -177,14 +195,47 @@ impl Default for Options {
             stylesheet: None,
             no_stylesheet: false,
             db: None,
+            scope: None,
+            audit_log: None,
             datadir: None,
             randomize_hosts: false,
             seed: None,
             resolve_all: false,
             show_help: false,
             show_version: false,
+            generate: None,
         }
     }
+}
+
+/// An unknown short option `c` at `k` in `word`. When the word as a whole is no option but
+/// one is spelled so with other capitals (`-oj`, `-Sv`), the word is named and that option
+/// suggested: "unrecognized option '-o'" said nothing useful of `-oj`.
+fn unknown_word(word: &str, name: &str, c: char, k: usize) -> ArgError {
+    if k == 0 && name.chars().count() > 1 {
+        let flags = crate::flags::FLAGS.iter().filter(|d| d.name.len() > 1);
+        // `-oXout.xml`: a value glued to a two-letter option (Nmap would read `-o XFILE`).
+        let glued = flags.clone().find(|d| {
+            d.arg == crate::flags::Arg::Required
+                && name.len() > d.name.len()
+                && name.starts_with(d.name)
+        });
+        if let Some(d) = glued {
+            let value = name.get(d.name.len()..).unwrap_or_default();
+            return ArgError::UnknownSuggest(
+                word.to_string(),
+                format!("{}{} {value}", d.dashes, d.name),
+            );
+        }
+        let same = flags.clone().find(|d| d.name.eq_ignore_ascii_case(name));
+        return match same {
+            Some(d) => {
+                ArgError::UnknownSuggest(word.to_string(), format!("{}{}", d.dashes, d.name))
+            }
+            None => ArgError::Unknown(word.to_string()),
+        };
+    }
+    ArgError::Unknown(format!("-{c}"))
 }
 
 /// Parses the arguments after the program name.
@@ -252,7 +303,7 @@ where
         let mut k = 0;
         while k < chars.len() {
             let c = chars[k];
-            let def = lookup_short(c).ok_or_else(|| ArgError::Unknown(format!("-{c}")))?;
+            let def = lookup_short(c).ok_or_else(|| unknown_word(word, name, c, k))?;
             let rest: String = chars[k + 1..].iter().collect();
             match def.arg {
                 Arg::None => {
@@ -445,6 +496,41 @@ mod tests {
         assert!(p("--port-ratio 2").is_err());
     }
 
+    /// `-oj x.json` said "unrecognized option '-o'": the word is named, and the option with
+    /// other capitals suggested.
+    #[test]
+    fn a_miscapitalised_option_is_named_and_corrected() {
+        assert_eq!(
+            p("-oj x.json"),
+            Err(ArgError::UnknownSuggest("-oj".into(), "-oJ".into()))
+        );
+        let e = p("-ox x.xml").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "unrecognized option '-ox'; did you mean '-oX'? (see --help)"
+        );
+        assert_eq!(p("-oq f"), Err(ArgError::Unknown("-oq".into())));
+        // A bundle of known letters then an unknown one still names the letter.
+        assert_eq!(p("-nj"), Err(ArgError::Unknown("-j".into())));
+    }
+
+    /// `--exclude ''` was accepted silently, excluding nothing.
+    #[test]
+    fn an_empty_exclude_list_is_refused() {
+        for cmd in ["--exclude=", "--exclude ,", "--exclude=, ,"] {
+            let e = p(cmd).unwrap_err();
+            assert!(
+                matches!(&e, ArgError::Invalid { flag, .. } if flag == "--exclude"),
+                "{cmd}: {e}"
+            );
+            assert!(e.to_string().contains("names no host"), "{cmd}: {e}");
+        }
+        assert_eq!(
+            p("--exclude 198.18.0.5,,198.18.0.6").unwrap().excludes,
+            vec!["198.18.0.5", "198.18.0.6"]
+        );
+    }
+
     #[test]
     fn seed_takes_a_whole_number() {
         assert_eq!(p("--seed 42").unwrap().seed, Some(42));
@@ -468,6 +554,12 @@ mod tests {
                 vec![(Format::Xml, "out.xml".into())]
             );
         }
-        assert_eq!(p("-oXout.xml"), Err(ArgError::Unknown("-o".into())));
+        assert_eq!(
+            p("-oXout.xml"),
+            Err(ArgError::UnknownSuggest(
+                "-oXout.xml".into(),
+                "-oX out.xml".into()
+            ))
+        );
     }
 }

@@ -34,6 +34,12 @@ pub fn dispatch(word: &str, args: &[String]) -> Option<ExitCode> {
         .map(|(_, run)| run(args))
 }
 
+/// Every subcommand's spec, in the order `--help` lists them (for the man page and the
+/// completions).
+pub fn specs() -> impl Iterator<Item = &'static Spec> {
+    COMMANDS.iter().map(|(spec, _)| *spec)
+}
+
 /// The subcommands for the top-level `--help`: one line each.
 pub fn summary() -> String {
     let width = COMMANDS

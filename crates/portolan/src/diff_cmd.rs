@@ -3,13 +3,15 @@
 //! Reads Nmap's XML or ours, or our JSON (told apart by the first byte that is not blank),
 //! and writes Ndiff's text (default) or XML form, or our JSON. Exit status as Ndiff's:
 //! 0 the scans are the same, 1 they differ, 2 an error (the message names the file and line).
+//!
+//! A file written with `--append-output` holds several runs: the last of each file is
+//! compared unless `--run N` says which, and a note on stderr names the run compared.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use crate::commands::subargs::{self, Opt, Spec};
+use crate::commands::subargs::{self, Opt, Spec, RUN};
 use portolan_report::diff::{self, DiffOptions};
-use portolan_report::read_any;
 
 const EXIT_EQUAL: u8 = 0;
 const EXIT_DIFFERENT: u8 = 1;
@@ -29,11 +31,16 @@ const LAST: Opt = Opt::switch(
 pub const SPEC: Spec = Spec {
     name: "diff",
     summary: "compare two scans as Ndiff does (files, or the last two in the history store)",
-    usage: &["[option] FILE1 FILE2", "[option] --db PATH --last"],
+    usage: &[
+        "[option] FILE1 FILE2",
+        "[option] --run N FILE1 FILE2",
+        "[option] --db PATH --last",
+    ],
     about: "\
 Compare two scans (Nmap XML files, or Portolan's XML or JSON) and display a list of
 their differences, as Ndiff does. Differences include host state changes, port state
 changes, and changes to service detection and script output.
+In a file holding several runs (--append-output) the last is compared, unless --run N.
 ",
     opts: &[
         VERBOSE,
@@ -42,6 +49,9 @@ changes, and changes to service detection and script output.
         JSON,
         subargs::DB.help("the history store (default: $PORTOLAN_DB), with --last:"),
         LAST,
+        RUN.help(
+            "in files holding several runs (--append-output), compare run N of each (1 is the oldest; default: the last)",
+        ),
     ],
     operands: true,
     footer: "Exit status: 0 if the scans are the same, 1 if they differ, 2 on error.",
@@ -62,6 +72,8 @@ struct Args {
     help: bool,
     db: Option<String>,
     last: bool,
+    /// `--run N` of each file (None: the last).
+    run: Option<usize>,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
@@ -86,6 +98,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
         help: p.help,
         db: if last { p.db() } else { None },
         last,
+        run: subargs::run_number(&p)?,
         files: p.operands,
     };
     if out.help {
@@ -94,6 +107,9 @@ fn parse(args: &[String]) -> Result<Args, String> {
     if last {
         if !out.files.is_empty() {
             return Err("--last compares scans from the store: give no files.".into());
+        }
+        if out.run.is_some() {
+            return Err("--run picks a run of each file: not with --last.".into());
         }
         if out.db.is_none() {
             return Err("--last needs --db PATH (or PORTOLAN_DB).".into());
@@ -115,8 +131,15 @@ pub fn run(args: &[String]) -> ExitCode {
     }
     let mut scans = Vec::with_capacity(2);
     if let (true, Some(db)) = (args.last, &args.db) {
-        let two = portolan_store::Store::open(db).and_then(|s| s.last_two_of_same_targets(None));
-        match two {
+        // Only read: a path where no store is is an error, never a new empty store.
+        let store = match portolan_store::Store::open_existing(db) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("portolan diff: {e}");
+                return ExitCode::from(EXIT_ERROR);
+            }
+        };
+        match store.last_two_of_same_targets(None) {
             Ok(Some((old, new))) => scans.extend([old, new]),
             Ok(None) => {
                 eprintln!("portolan diff: {db}: fewer than two complete scans of the same targets");
@@ -129,8 +152,20 @@ pub fn run(args: &[String]) -> ExitCode {
         }
     }
     for f in &args.files {
-        match read_any(f) {
-            Ok(s) => scans.push(s),
+        match subargs::pick_run(f, args.run) {
+            Ok(p) => {
+                if p.count > 1 {
+                    eprintln!(
+                        "portolan diff: {f} holds {} runs (--append-output): comparing run {}{}, started {}: {}",
+                        p.count,
+                        p.index,
+                        if p.index == p.count { ", the last" } else { "" },
+                        p.run.start,
+                        p.run.args
+                    );
+                }
+                scans.push(p.run)
+            }
             Err(e) => {
                 eprintln!("portolan diff: {f}: {e}");
                 return ExitCode::from(EXIT_ERROR);

@@ -4,7 +4,7 @@
 //! `--help` are all generated from this one table; adding a flag is adding a row (and its
 //! sample to the test at the bottom, which fails until it is there).
 
-use crate::args::{ArgError, Dns, Format, Options, ScanKind};
+use crate::args::{ArgError, Dns, Format, Generate, Options, ScanKind};
 use portolan_engine::plan::timing::{parse_time, Template};
 use std::time::Duration;
 
@@ -106,8 +106,13 @@ pub enum Section {
     Misc,
 }
 
+/// The sections in the order `--help` and the man page list them.
+pub const SECTIONS: [Section; 11] = [
+    Target, Discovery, Technique, Ports, Version, Script, Os, Timing, Evasion, Output, Misc,
+];
+
 impl Section {
-    fn title(self) -> &'static str {
+    pub fn title(self) -> &'static str {
         match self {
             Section::Target => "TARGET SPECIFICATION",
             Section::Discovery => "HOST DISCOVERY",
@@ -178,7 +183,7 @@ pub const FLAGS: &[FlagDef] = &[
         Text(|o, v| o.input_file = Some(v.into()))),
     f("-iR", R, "<num>", Target, "Choose random targets", NotSupported),
     f("--exclude", R, "<host1[,host2][,host3],...>", Target, "Exclude hosts/networks",
-        Text(|o, v| o.excludes.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_string)))),
+        Custom(excludes)),
     f("--excludefile", R, "<exclude_file>", Target, "Exclude list from file",
         Text(|o, v| o.exclude_file = Some(v.into()))),
     // Host discovery
@@ -195,7 +200,7 @@ pub const FLAGS: &[FlagDef] = &[
         Switch(|o| o.disable_arp_ping = true)),
     f("--discovery-ignore-rst", N, "", Discovery, "Ignore RST replies in discovery", NotSupported),
     // Scan techniques
-    f("-s", R, "<S|T|U|n|L>", Technique, "-sS: TCP SYN scan (root or CAP_NET_RAW); -sT: TCP connect scan; -sU: UDP scan (root or CAP_NET_RAW; with -sS too); -sn: ping scan, no port scan; -sL: list targets (other -s types: not supported yet)",
+    f("-s", R, "<S|T|U|V|n|L>", Technique, "-sS: TCP SYN scan (root or CAP_NET_RAW); -sT: TCP connect scan; -sU: UDP scan (root or CAP_NET_RAW; with -sS too); -sV: probe open ports to determine service/version info (with any port scan: -sSV, -sTV); -sn: ping scan, no port scan; -sL: list targets (-sC, scripts, and other -s types: not supported yet)",
         Custom(scan_types)),
     f("-sI", R, "<zombie host[:probeport]>", Technique, "Idle scan", NotSupported),
     f("--scanflags", R, "<flags>", Technique, "Customize TCP scan flags", NotSupported),
@@ -352,6 +357,10 @@ pub const FLAGS: &[FlagDef] = &[
         Switch(|o| { o.aggressive = true; o.version = true })),
     f("--datadir", R, "<dirname>", Misc, "Specify custom Nmap data file location",
         Text(|o, v| o.datadir = Some(v.into()))),
+    f("--scope", R, "<file>", Misc, "Refuse to scan outside this scope file (default: $PORTOLAN_SCOPE)",
+        Text(|o, v| o.scope = Some(v.into()))),
+    f("--audit-log", R, "<file>", Misc, "Append this scan's audit line here ('none': no log)",
+        Text(|o, v| o.audit_log = Some(v.into()))),
     f("--send-eth", N, "", Misc, "Send using raw ethernet frames", NotSupported),
     f("--send-ip", N, "", Misc, "Send using raw IP packets", NotSupported),
     f("--privileged", N, "", Misc, "Assume that the user is fully privileged", NotSupported),
@@ -374,6 +383,8 @@ pub const FLAGS: &[FlagDef] = &[
         Switch(|o| o.show_version = true)),
     f("--version", N, "", Misc, "Print version number",
         Switch(|o| o.show_version = true)),
+    f("--generate", R, "<man|bash|zsh|fish>", Misc, "Print the man page (roff) or a shell's completion script, generated from this table",
+        Custom(generate)),
     f("-h", N, "", Misc, "Print this help summary page",
         Switch(|o| o.show_help = true)),
     f("--help", N, "", Misc, "Print this help summary page",
@@ -429,6 +440,42 @@ const NMAP_ORG_XSL: &str = "https://svn.nmap.org/nmap/docs/nmap.xsl";
 
 // The effects too particular for a value kind: flags with sub-letters decide support on
 // their value (-sT vs -sC, -Pn vs -PY), and levels count letters.
+
+/// `--generate KIND`: what to print instead of scanning.
+fn generate(o: &mut Options, v: Option<&str>) -> Result<(), FlagError> {
+    o.generate = Some(match v.unwrap_or("") {
+        "man" => Generate::Man,
+        "bash" => Generate::Bash,
+        "zsh" => Generate::Zsh,
+        "fish" => Generate::Fish,
+        other => {
+            return Err(FlagError::Invalid(format!(
+                "{other:?} is not man, bash, zsh or fish"
+            )))
+        }
+    });
+    Ok(())
+}
+
+/// `--exclude`: a list that names nothing (`--exclude ''`, a variable left empty) is refused
+/// rather than taken as excluding nothing.
+fn excludes(o: &mut Options, v: Option<&str>) -> Result<(), FlagError> {
+    let list: Vec<String> = v
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if list.is_empty() {
+        return Err(FlagError::Invalid(format!(
+            "{:?} names no host or network to exclude",
+            v.unwrap_or("")
+        )));
+    }
+    o.excludes.extend(list);
+    Ok(())
+}
 
 /// `-s` with its letters, bundled as Nmap takes them (`-sSU`, `-sTV`).
 fn scan_types(o: &mut Options, v: Option<&str>) -> Result<(), FlagError> {
@@ -594,10 +641,7 @@ pub fn help_text() -> String {
         env!("CARGO_PKG_VERSION"),
         crate::commands::summary()
     );
-    let sections = [
-        Target, Discovery, Technique, Ports, Version, Script, Os, Timing, Evasion, Output, Misc,
-    ];
-    for s in sections {
+    for s in SECTIONS {
         out.push_str(s.title());
         out.push_str(":\n");
         for d in FLAGS.iter().filter(|d| d.section == s) {
@@ -796,6 +840,8 @@ mod tests {
         ("4", "-4", Sets(|_| {})),
         ("A", "-A", Sets(|o| { o.aggressive = true; o.version = true })),
         ("datadir", "--datadir /usr/share/nmap", Sets(|o| o.datadir = Some("/usr/share/nmap".into()))),
+        ("scope", "--scope scope.toml", Sets(|o| o.scope = Some("scope.toml".into()))),
+        ("audit-log", "--audit-log none", Sets(|o| o.audit_log = Some("none".into()))),
         ("send-eth", "--send-eth", Refused),
         ("send-ip", "--send-ip", Refused),
         ("privileged", "--privileged", Refused),
@@ -810,6 +856,7 @@ mod tests {
         ("release-memory", "--release-memory", Sets(|_| {})),
         ("V", "-V", Sets(|o| o.show_version = true)),
         ("version", "--version", Sets(|o| o.show_version = true)),
+        ("generate", "--generate zsh", Sets(|o| o.generate = Some(Generate::Zsh))),
         ("h", "-h", Sets(|o| o.show_help = true)),
         ("help", "--help", Sets(|o| o.show_help = true)),
     ];

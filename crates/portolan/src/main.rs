@@ -6,14 +6,17 @@
 //! finished host to every output → close outputs validly, even on Ctrl-C.
 
 mod args;
+mod audit;
 mod commands;
 mod diff_cmd;
 mod flags;
+mod generate;
 mod outname;
 mod outputs;
 mod plan;
 mod progress;
 mod run;
+mod scope;
 mod store_cmd;
 
 use std::process::ExitCode;
@@ -36,6 +39,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(kind) = opts.generate {
+        print!("{}", generate::generate(kind));
+        return ExitCode::SUCCESS;
+    }
     if opts.show_help || argv.len() == 1 {
         print!("{}", flags::help_text());
         return ExitCode::SUCCESS;
@@ -52,14 +59,30 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let resolved = plan::Resolved::resolve(&opts, &argv)
-        .and_then(|r| outputs::open(&opts, &r.plan.out_opts, &r.start).map(|sink| (r, sink)));
-    let (resolved, sink) = match resolved {
-        Ok(p) => p,
+    let mut resolved = match plan::Resolved::resolve(&opts, &argv) {
+        Ok(r) => r,
+        Err(e) => return quit(&e),
+    };
+    // The audit line is begun, and the scope checked, before any output is opened.
+    let scope_file = scope::scope_path(opts.scope.as_deref());
+    let mut audit = audit::audit_path(opts.audit_log.as_deref())
+        .filter(|_| !resolved.plan.dry_run)
+        .map(|path| {
+            let record =
+                audit::Record::planned(&resolved.start, &resolved.plan, scope_file.clone());
+            (path, record)
+        });
+    if let Some(path) = &scope_file {
+        if let Err(e) = scope::Scope::load(path).and_then(|s| s.apply(&mut resolved.plan)) {
+            finish_audit(&mut audit, format!("refused: {e:#}"), 2);
+            return quit(&e);
+        }
+    }
+    let sink = match outputs::open(&opts, &resolved.plan.out_opts, &resolved.start) {
+        Ok(sink) => sink,
         Err(e) => {
-            eprintln!("portolan: {e:#}");
-            eprintln!("QUITTING!");
-            return ExitCode::from(2);
+            finish_audit(&mut audit, format!("error: {e:#}"), 2);
+            return quit(&e);
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -72,12 +95,40 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run::run(resolved, sink)) {
-        Ok(run::Ended::Completed) => ExitCode::SUCCESS,
-        Ok(run::Ended::Interrupted) => ExitCode::from(130),
+    let (outcome, code) = match rt.block_on(run::run(resolved, sink)) {
+        // The store failed mid-scan (said then): the outputs are complete, the record not.
+        Ok(run::Ended::Completed) if outputs::store_failed() => {
+            ("completed; the store failed".to_string(), 1)
+        }
+        Ok(run::Ended::Completed) => ("completed".to_string(), 0),
+        Ok(run::Ended::Interrupted) => ("interrupted".to_string(), 130),
         Err(e) => {
             eprintln!("portolan: {e:#}");
-            ExitCode::from(1)
+            (format!("error: {e:#}"), 1)
+        }
+    };
+    finish_audit(&mut audit, outcome, code);
+    ExitCode::from(code)
+}
+
+/// Reports a user error before the scan, as Nmap does, and exits 2.
+fn quit(e: &anyhow::Error) -> ExitCode {
+    eprintln!("portolan: {e:#}");
+    eprintln!("QUITTING!");
+    ExitCode::from(2)
+}
+
+/// Ends the scan's audit line, if it keeps one; a log that cannot be written is said, and
+/// does not change the scan's outcome.
+fn finish_audit(
+    audit: &mut Option<(std::path::PathBuf, audit::Record)>,
+    outcome: String,
+    code: u8,
+) {
+    if let Some((path, record)) = audit.as_mut() {
+        record.finish(outcome, code);
+        if let Err(e) = audit::append(path, record) {
+            eprintln!("WARNING: {e:#}");
         }
     }
 }

@@ -94,10 +94,14 @@ impl Resolved {
         let o = o.clone();
         let start = Local::now();
         // As Nmap: a SYN scan by default when raw sockets are allowed, else connect.
+        // Why raw sockets cannot be used; each use below says what works instead.
         let raw_ok = if o.unprivileged {
             Err("--unprivileged was given".to_string())
         } else {
-            portolan_engine::io::raw::can_use_raw().map_err(|e| e.to_string())
+            portolan_engine::io::raw::can_use_raw().map_err(|e| match e {
+                portolan_engine::io::raw::RawError::NotPermitted => NEED_RAW.to_string(),
+                e => e.to_string(),
+            })
         };
         let scan = match o.scan {
             Some(k) => k,
@@ -111,10 +115,18 @@ impl Resolved {
         if o.udp && matches!(scan, ScanKind::PingOnly | ScanKind::List) {
             bail!("-sU cannot be combined with -sn or -sL");
         }
-        for (wanted, what) in [(scan == ScanKind::Syn, "-sS"), (o.udp, "-sU")] {
+        // Only where a connect scan does the same job is -sT suggested.
+        for (wanted, what, instead) in [
+            (scan == ScanKind::Syn, "-sS", ", or use -sT (connect scan)"),
+            (
+                o.udp,
+                "-sU",
+                "; UDP scanning needs raw sockets (-sT scans TCP only)",
+            ),
+        ] {
             if wanted {
                 if let Err(e) = &raw_ok {
-                    bail!("{what}: {e}");
+                    bail!("{what}: {e}{instead}");
                 }
             }
         }
@@ -279,6 +291,11 @@ impl Resolved {
         })
     }
 }
+/// Why raw sockets are refused, without a suggestion: what works instead depends on what
+/// needed them (-sT replaces -sS, but not -sU nor the raw pings).
+const NEED_RAW: &str = "raw sockets need root or CAP_NET_RAW: run as root, or grant it with \
+     'sudo setcap cap_net_raw,cap_net_admin+eip $(command -v portolan)'";
+
 /// Nmap's default probes when it may send raw packets: ICMP echo, SYN to 443, ACK to 80,
 /// and (IPv4) ICMP timestamp.
 pub const DEFAULT_RAW_PINGS: [Slot; 4] =
@@ -330,9 +347,23 @@ fn discovery_from(o: &Options, services: &ServiceTable, raw: bool) -> Result<Dis
             || o.ping_udp_ports.is_some()
             || o.ping_arp;
         if raw_only && !o.no_ping {
+            let given: Vec<&str> = [
+                (o.ping_echo, "-PE"),
+                (o.ping_timestamp, "-PP"),
+                (o.ping_netmask, "-PM"),
+                (o.ping_ack_ports.is_some(), "-PA"),
+                (o.ping_udp_ports.is_some(), "-PU"),
+                (o.ping_arp, "-PR"),
+            ]
+            .into_iter()
+            .filter_map(|(on, flag)| on.then_some(flag))
+            .collect();
             bail!(
-                "-PE/-PP/-PM/-PA/-PU/-PR send raw packets: {}",
-                portolan_engine::io::raw::RawError::NotPermitted
+                "{} {} raw packets: {NEED_RAW} (and no --unprivileged). Without them, hosts are \
+                 discovered with the connect ping (-PS[portlist], the default), or -Pn skips \
+                 discovery",
+                given.join(" and "),
+                if given.len() == 1 { "sends" } else { "send" }
             );
         }
         let connect_ports = if syn.is_empty() {

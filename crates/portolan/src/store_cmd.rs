@@ -30,7 +30,9 @@ const PRODUCT: Opt = Opt::value(
 
 /// What every store command's help ends with.
 const FOOTER: &str = "\
-The history store is --db PATH, else $PORTOLAN_DB.
+The history store is --db PATH, else $PORTOLAN_DB. Only `import` and a scan with --db
+create it; the other commands refuse a path where no store is. A writer waits for others
+holding the store (about ten minutes; PORTOLAN_DB_WAIT=SECONDS to change that).
 Exit status: 0 done, 1 the store failed, 2 bad usage or an unreadable store or file.";
 
 pub const IMPORT: Spec = Spec {
@@ -38,7 +40,9 @@ pub const IMPORT: Spec = Spec {
     summary: "record scan files (Nmap's XML, Portolan's XML or JSON) in the history store",
     usage: &["[--db PATH] [--json] FILE..."],
     about: "Records each scan FILE in the history store, once (a file imported again is \
-            said so).\nEvery file is read first: one bad file imports none.",
+            said so).\nA file holding several runs (--append-output) has each run recorded.\n\
+            All are recorded in one transaction, each host as it is read (a file is never \
+            held whole): one bad file imports none.",
     opts: &[DB, JSON.help("print the report as JSON")],
     operands: true,
     footer: FOOTER,
@@ -145,7 +149,9 @@ fn fail(msg: impl std::fmt::Display, code: u8) -> ExitCode {
 }
 
 /// Parses the words and opens the store they name; Err is the exit code, already explained
-/// (or the help printed).
+/// (or the help printed). Only `import` writes, so only it may create the store: a command
+/// that reads refuses a path where no store is (a typo in a cron job must not read as "no
+/// changes").
 fn open(spec: &Spec, args: &[String]) -> Result<(Parsed, Store), ExitCode> {
     let p = subargs::parse_or_exit(spec, args)?;
     let Some(path) = p.db() else {
@@ -154,8 +160,17 @@ fn open(spec: &Spec, args: &[String]) -> Result<(Parsed, Store), ExitCode> {
             2,
         ));
     };
-    let store = Store::open(&path).map_err(|e| fail(e, 2))?;
-    Ok((p, store))
+    let store = if spec.name == IMPORT.name {
+        Store::open(&path).and_then(|mut s| {
+            if let Some(wait) = patience() {
+                s.set_patience(wait)?;
+            }
+            Ok(s)
+        })
+    } else {
+        Store::open_existing(&path)
+    };
+    Ok((p, store.map_err(|e| fail(e, 2))?))
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> ExitCode {
@@ -199,12 +214,74 @@ pub fn targets_text(o: &crate::args::Options) -> String {
     t.join(" ")
 }
 
-/// Reads a scan file: Nmap's XML or ours, or our JSON.
-fn read_scan(path: &str) -> Result<ScanRun, String> {
-    portolan_report::read_any(path).map_err(|e| format!("{path}: {e}"))
+/// One run of an import, for the report.
+struct ImportedRun {
+    file: String,
+    /// 1-based, in its file; and how many runs the file holds (known at its end).
+    run: usize,
+    runs: usize,
+    targets: String,
+    status: Imported,
+    hosts: usize,
+    ports: usize,
 }
 
-/// `portolan import FILE...`: every file read first; one bad file imports none.
+/// Records the runs of one file in an import as they are read, a host at a time: a file is
+/// never held whole.
+struct ImportStream<'a, 's> {
+    import: &'a mut portolan_store::StreamedImport<'s>,
+    file: &'a str,
+    done: &'a mut Vec<ImportedRun>,
+    /// Runs of this file ended so far.
+    count: usize,
+    /// The store's error, when it stopped the reading.
+    store_error: Option<StoreError>,
+}
+
+impl ImportStream<'_, '_> {
+    fn store<T>(&mut self, r: Result<T, StoreError>) -> Result<T, portolan_report::ReadError> {
+        r.map_err(|e| {
+            self.store_error = Some(e);
+            portolan_report::ReadError::Io(std::io::Error::other("the history store failed"))
+        })
+    }
+}
+
+impl portolan_report::xml_reader::RunStream for ImportStream<'_, '_> {
+    fn begin(&mut self, header: &ScanRun) -> Result<(), portolan_report::ReadError> {
+        let targets = targets_of(header);
+        let status = self.import.begin_run(header, Some(self.file), &targets);
+        let status = self.store(status)?;
+        self.done.push(ImportedRun {
+            file: self.file.to_string(),
+            run: self.count + 1,
+            runs: 0,
+            targets,
+            status,
+            hosts: 0,
+            ports: 0,
+        });
+        Ok(())
+    }
+
+    fn host(&mut self, host: Host) -> Result<(), portolan_report::ReadError> {
+        if let Some(r) = self.done.last_mut() {
+            r.hosts += 1;
+            r.ports += host.ports.len();
+        }
+        let added = self.import.add_host(&host);
+        self.store(added)
+    }
+
+    fn run(&mut self, run: ScanRun) -> Result<(), portolan_report::ReadError> {
+        self.count += 1;
+        let ended = self.import.end_run(&run);
+        self.store(ended)
+    }
+}
+
+/// `portolan import FILE...`: every run of every file recorded in one transaction, each
+/// host as it is read; one bad file imports none.
 pub fn import(args: &[String]) -> ExitCode {
     let (w, mut store) = match open(&IMPORT, args) {
         Ok(x) => x,
@@ -213,40 +290,58 @@ pub fn import(args: &[String]) -> ExitCode {
     if w.operands.is_empty() {
         return fail("import: no file given (portolan import FILE...)", 2);
     }
-    let mut runs = Vec::new();
-    for f in &w.operands {
-        match read_scan(f) {
-            Ok(run) => runs.push((f.clone(), targets_of(&run), run)),
-            Err(e) => return fail(format!("{e}\nnothing imported"), 2),
-        }
-    }
-    let items: Vec<(&ScanRun, Option<&str>, &str)> = runs
-        .iter()
-        .map(|(f, t, r)| (r, Some(f.as_str()), t.as_str()))
-        .collect();
-    let done = match or_fail(store.import_all(&items)) {
-        Ok(d) => d,
+    let mut import = match or_fail(store.begin_import()) {
+        Ok(i) => i,
         Err(code) => return code,
     };
-    let report: Vec<serde_json::Value> = runs
+    let mut done: Vec<ImportedRun> = Vec::new();
+    for f in &w.operands {
+        let first = done.len();
+        let mut s = ImportStream {
+            import: &mut import,
+            file: f,
+            done: &mut done,
+            count: 0,
+            store_error: None,
+        };
+        let read = portolan_report::read::stream_runs(f, &mut s);
+        let (count, store_error) = (s.count, s.store_error.take());
+        // Dropping the import on an error records nothing.
+        if let Some(e) = store_error {
+            return fail(e, 1);
+        }
+        if let Err(e) = read {
+            return fail(format!("{f}: {e}\nnothing imported"), 2);
+        }
+        for r in done.iter_mut().skip(first) {
+            r.runs = count;
+        }
+    }
+    if let Err(code) = or_fail(import.commit()) {
+        return code;
+    }
+    let report: Vec<serde_json::Value> = done
         .iter()
-        .zip(&done)
-        .map(|((f, t, r), d)| {
-            let (status, id) = match d {
+        .map(|r| {
+            let (status, id) = match r.status {
                 Imported::Added(id) => ("added", id.0),
                 Imported::AlreadyThere(id) => ("already imported", id.0),
             };
-            serde_json::json!({"file": f, "scan_id": id, "status": status, "targets": t,
-                               "hosts": r.hosts.len(),
-                               "ports": r.hosts.iter().map(|h| h.ports.len()).sum::<usize>()})
+            serde_json::json!({"file": r.file, "run": r.run, "runs": r.runs,
+                               "scan_id": id, "status": status, "targets": r.targets,
+                               "hosts": r.hosts, "ports": r.ports})
         })
         .collect();
     if w.flag(&JSON) {
         return print_json(&report);
     }
     for r in &report {
+        let run = match (r["run"].as_u64(), r["runs"].as_u64()) {
+            (Some(n), Some(count)) if count > 1 => format!(" (run {n} of {count})"),
+            _ => String::new(),
+        };
         println!(
-            "{}: {} as scan {} ({} hosts, {} ports; targets {})",
+            "{}{run}: {} as scan {} ({} hosts, {} ports; targets {})",
             r["file"].as_str().unwrap_or(""),
             r["status"].as_str().unwrap_or(""),
             r["scan_id"],
@@ -471,6 +566,16 @@ pub fn services(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `PORTOLAN_DB_WAIT=SECONDS`: how long a scan (or `import`) waits for another writer
+/// holding the store before it gives up (default: about ten minutes, with retries); a scan
+/// then goes on without recording.
+pub const DB_WAIT_ENV: &str = "PORTOLAN_DB_WAIT";
+
+fn patience() -> Option<Duration> {
+    let secs: f64 = std::env::var(DB_WAIT_ENV).ok()?.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+}
+
 /// Records a scan in the store as it runs: begun at `begin`, each host committed as it is
 /// reported, complete at `end` unless the scan was interrupted.
 pub struct StoreSink {
@@ -481,8 +586,21 @@ pub struct StoreSink {
 
 impl StoreSink {
     pub fn open(path: &str, targets: String) -> Result<StoreSink, StoreError> {
+        let mut store = Store::open(path)?;
+        if let Some(wait) = patience() {
+            store.set_patience(wait)?;
+        }
+        // Before any output is emptied: can it be written at all (not locked past the
+        // wait by another writer, not read-only)?
+        store.check_writable().map_err(|e| match e {
+            StoreError::Sqlite(source) => StoreError::Open {
+                path: path.into(),
+                source,
+            },
+            e => e,
+        })?;
         Ok(StoreSink {
-            store: Store::open(path)?,
+            store,
             targets,
             scan: None,
         })

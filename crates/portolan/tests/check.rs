@@ -333,3 +333,126 @@ fn the_latest_scan_in_the_store_is_checked() {
     assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
     assert!(out(&o).contains("6379/tcp redis: forbidden"), "{}", out(&o));
 }
+
+/// Appends a run to a file the way `--append-output` does: the file opened for appending and
+/// a whole document written after what is there.
+fn append_xml(path: &str, run: &ScanRun) {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let mut w = XmlWriter::new(f, OutputOptions::default());
+    feed(&mut w, run);
+}
+
+/// A file written with --append-output: check read only the first run, so it never saw the
+/// ports of the later runs. The last run is judged and named; --run picks another.
+#[test]
+fn the_last_run_of_an_appended_file_is_judged_and_named() {
+    let f = files();
+    let path = format!("{}/appended.xml", f.dir.display());
+    let mut second = scan(Some(open(Protocol::Tcp, 6379, "redis")));
+    second.start += 86_400;
+    append_xml(&path, &scan(None));
+    append_xml(&path, &second);
+
+    let o = run(&["--policy", &f.policy, &path]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains("6379/tcp redis: forbidden"), "{}", out(&o));
+    assert!(out(&o).contains("appended.xml, run 2 of 2"), "{}", out(&o));
+
+    let o = run(&["--policy", &f.policy, "--run", "1", &path]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains("appended.xml, run 1 of 2"), "{}", out(&o));
+
+    let o = run(&["--policy", &f.policy, "--run", "3", &path]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", out(&o), err(&o));
+    assert!(
+        err(&o).contains("--run 3: the file holds 2 runs"),
+        "{}",
+        err(&o)
+    );
+    let o = run(&["--policy", &f.policy, "--run", "0", &path]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+}
+
+/// An interrupted scan lacks what it never reached: judged as complete it reported the
+/// hosts it had not scanned as missing. Refused (exit 2) unless --allow-incomplete, and then
+/// said to be incomplete.
+#[test]
+fn an_interrupted_scan_is_refused_unless_allowed() {
+    let f = files();
+    let mut cut = scan(None);
+    cut.hosts.clear();
+    if let Some(rs) = cut.runstats.as_mut() {
+        rs.exit = RunExit::Error;
+        rs.errormsg = Some("interrupted by SIGTERM".into());
+        rs.hosts_up = 0;
+        rs.hosts_total = 0;
+    }
+    for (name, text) in [("cut.xml", xml(&cut)), ("cut.json", json(&cut))] {
+        let s = write(&f.dir, name, &text);
+        let o = run(&["--policy", &f.policy, &s]);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}{}", out(&o), err(&o));
+        assert!(out(&o).is_empty(), "{name}: {}", out(&o));
+        for needle in [
+            name,
+            "incomplete",
+            "interrupted by SIGTERM",
+            "--allow-incomplete",
+        ] {
+            assert!(err(&o).contains(needle), "{name}: {needle}: {}", err(&o));
+        }
+
+        let o = run(&["--policy", &f.policy, "--allow-incomplete", &s]);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}{}", out(&o), err(&o));
+        assert!(out(&o).contains("198.51.100.5: missing"), "{}", out(&o));
+        assert!(out(&o).contains("an incomplete scan"), "{}", out(&o));
+        let o = run(&["--policy", &f.policy, "--allow-incomplete", "--json", &s]);
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(doc["complete"], false, "{doc}");
+    }
+    // A complete scan says so in JSON.
+    let s = write(&f.dir, "clean.xml", &xml(&scan(None)));
+    let o = run(&["--policy", &f.policy, "--json", &s]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["complete"], true, "{doc}");
+}
+
+/// `check --db` judged the latest complete scan without saying that a later one was cut
+/// short; now it says so, and --allow-incomplete judges the latest.
+#[test]
+fn the_store_says_which_incomplete_scans_it_skipped() {
+    let f = files();
+    let done = write(&f.dir, "done.xml", &xml(&scan(None)));
+    let mut cut = scan(None);
+    cut.start += 3_600;
+    cut.hosts.clear();
+    if let Some(rs) = cut.runstats.as_mut() {
+        rs.exit = RunExit::Error;
+        rs.errormsg = Some("interrupted".into());
+    }
+    let cut = write(&f.dir, "cut.xml", &xml(&cut));
+    let db = format!("{}/history.db", f.dir.display());
+    let imported = Command::new(BIN)
+        .args(["import", "--db", &db, &done, &cut])
+        .output()
+        .expect("import");
+    assert!(imported.status.success(), "{}", err(&imported));
+    let o = run(&["--policy", &f.policy, "--db", &db]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("(scan 1); 1 later incomplete scan skipped"),
+        "{}",
+        out(&o)
+    );
+    let o = run(&["--policy", &f.policy, "--db", &db, "--allow-incomplete"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains("198.51.100.5: missing"), "{}", out(&o));
+    assert!(
+        out(&o).contains("(scan 2); an incomplete scan"),
+        "{}",
+        out(&o)
+    );
+}

@@ -414,3 +414,71 @@ fn every_subcommand_refuses_an_unknown_option_by_name() {
         stderr(&o)
     );
 }
+
+/// Messages that misled, each with what it says now: `-oj` was "unrecognized option '-o'";
+/// `-sU` and raw pings without privileges suggested "or use -sT", which does neither; an
+/// empty `--exclude` was accepted, excluding nothing.
+#[test]
+fn misleading_messages_say_what_works() {
+    refused(
+        &["-oj", "x.json", "127.0.0.1"],
+        "unrecognized option '-oj'; did you mean '-oJ'?",
+    );
+    refused(&["--exclude", "", "127.0.0.1"], "--exclude");
+    refused(
+        &["--exclude=,", "127.0.0.1"],
+        "names no host or network to exclude",
+    );
+
+    // --unprivileged stands for a user without raw sockets, root or not.
+    for (args, needles) in [
+        (
+            &["--unprivileged", "-sU", "-p", "53", "127.0.0.1"][..],
+            &["-sU:", "UDP scanning needs raw sockets"][..],
+        ),
+        (
+            &["--unprivileged", "-PE", "-sn", "127.0.0.1"],
+            &["-PE sends raw packets", "connect ping (-PS", "-Pn"],
+        ),
+        (
+            &["--unprivileged", "-sS", "-p", "80", "127.0.0.1"],
+            &["-sS:", "or use -sT (connect scan)"],
+        ),
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        for n in needles {
+            assert!(e.contains(n), "{args:?}: {e:?} lacks {n:?}");
+        }
+        if args.contains(&"-sU") || args.contains(&"-PE") {
+            assert!(!e.contains("or use -sT"), "{args:?}: {e}");
+        }
+    }
+}
+
+/// `--help` did not mention -sV nor -sC, nor the subcommands; each subcommand has its help.
+#[test]
+fn help_names_version_detection_scripts_and_every_command() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for needle in ["-sV: probe open ports", "-sC, scripts", "--generate"] {
+        assert!(help.contains(needle), "--help lacks {needle}");
+    }
+    for cmd in [
+        "diff", "check", "import", "history", "changes", "hosts", "services",
+    ] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "--help lacks {cmd}"
+        );
+        let o = run(&[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0), "{cmd} --help: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.starts_with(&format!("Usage: portolan {cmd} ")),
+            "{text}"
+        );
+    }
+}

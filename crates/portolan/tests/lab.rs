@@ -785,6 +785,31 @@ fn excluded_host_receives_not_one_packet(lab: &Lab) {
             "{scan:?} sent packets to the excluded host"
         );
     }
+    // A scope file that says never to touch the host, or does not allow it: the scan is
+    // refused before a packet leaves, to it or to anyone.
+    let scope = lab.path("scope.toml");
+    for text in [
+        format!("allow = [\"198.18.0.0/24\"]\nnever = [\"{excluded}\"]\n"),
+        "allow = [\"198.18.0.10-11\", \"198.18.0.13\"]\n".to_string(),
+    ] {
+        std::fs::write(&scope, &text).expect("scope file");
+        for scan in [
+            vec!["-sS", "-Pn", "-p", "80"],
+            vec!["-sT", "-Pn", "-p", "80"],
+            vec!["-sn"],
+        ] {
+            let mut args = scan.clone();
+            args.extend(["-n", "--scope", &scope, "198.18.0.10-13"]);
+            let o = lab.portolan(&args);
+            assert_eq!(
+                o.status.code(),
+                Some(2),
+                "{scan:?} with {text}: not refused"
+            );
+            assert!(String::from_utf8_lossy(&o.stderr).contains(&excluded));
+            assert_eq!(count(), before, "{scan:?} sent packets outside its scope");
+        }
+    }
     nft("delete table ip portolan_count");
 }
 

@@ -285,3 +285,238 @@ fn diff_from_the_store_compares_os_matches_and_scripts() {
     };
     assert_eq!(body(&text), body(&out(&from_files)));
 }
+
+/// `--append-output` of a second run into the same files: import, diff and check read only
+/// the first run. Each run is imported; diff compares the last (saying so) or `--run N`.
+#[test]
+fn every_run_of_an_appended_file_is_imported_and_the_last_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(&dir);
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let (xml, json_out, single) = (p("runs.xml"), p("runs.json"), p("first.xml"));
+    let first = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = first.local_addr().unwrap().port();
+    let second = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = second.local_addr().unwrap().port();
+    drop(second);
+    let ports = format!("{port},{other}");
+    let scan = |extra: &[&str]| {
+        let o = Command::new(BIN)
+            .args(["-sT", "-Pn", "-n", "-p", &ports, "--append-output"])
+            .args(["-oX", &xml, "-oJ", &json_out])
+            .args(extra)
+            .arg("127.0.0.1")
+            .env_remove("PORTOLAN_DB")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+    };
+    scan(&["-oN", &p("first.nmap")]);
+    std::fs::copy(&xml, &single).unwrap();
+    let Ok(_second) = TcpListener::bind(("127.0.0.1", other)) else {
+        return; // taken by someone else meanwhile: nothing to compare reliably
+    };
+    // Runs are told apart by their start second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    scan(&[]);
+
+    let imported = json(&["import", "--db", &db, "--json", &xml]);
+    let imported = imported.as_array().unwrap();
+    assert_eq!(imported.len(), 2, "{imported:?}");
+    for (i, r) in imported.iter().enumerate() {
+        assert_eq!(r["run"], i + 1, "{r}");
+        assert_eq!(r["runs"], 2, "{r}");
+        assert_eq!(r["status"], "added", "{r}");
+    }
+    let o = run(&["import", "--db", &db, &json_out]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).contains("runs.json (run 2 of 2): added"),
+        "{}",
+        out(&o)
+    );
+    let h = json(&["history", "--db", &db, "--json"]);
+    assert_eq!(h.as_array().unwrap().len(), 4, "{h}");
+
+    // The last run has the port opened in between.
+    let o = run(&["diff", &single, &xml]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains(&format!("+{other}/tcp")), "{}", out(&o));
+    assert!(
+        err(&o).contains("runs.xml holds 2 runs (--append-output): comparing run 2, the last"),
+        "{}",
+        err(&o)
+    );
+    let o = run(&["diff", "--run", "1", &single, &xml]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert!(err(&o).contains("comparing run 1, started"), "{}", err(&o));
+    let o = run(&["diff", &single, &json_out]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+}
+
+/// A text file given to diff was reported as "line 3: malformed XML" of a two-line file.
+#[test]
+fn a_file_that_is_no_scan_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "some notes\nabout a scan\n").unwrap();
+    let notes = notes.to_string_lossy().into_owned();
+    for args in [
+        vec!["diff", &notes, &fixture("nmap-basic.xml")],
+        vec!["import", "--db", &db(&dir), &notes],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", err(&o));
+        let e = err(&o);
+        assert!(
+            e.contains(&format!(
+                "{notes}: line 1: not an Nmap XML or Portolan JSON scan file"
+            )),
+            "{args:?}: {e}"
+        );
+        assert!(!e.contains("malformed"), "{e}");
+    }
+}
+
+/// Commands that only read never create a store: a mistyped path in a cron job is an error
+/// naming it (exit 2), not an empty store that reports "No changes.".
+#[test]
+fn commands_that_read_never_create_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo1.db");
+    let typo_s = typo.to_string_lossy().into_owned();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        "version = 1\n\n[[rule]]\nname = \"no telnet\"\nforbid_ports = [23]\n",
+    )
+    .unwrap();
+    let policy_s = policy.to_string_lossy().into_owned();
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, "").unwrap();
+    let empty_s = empty.to_string_lossy().into_owned();
+    for db in [&typo_s, &empty_s] {
+        for args in [
+            &["history", "--db", db][..],
+            &["changes", "--db", db],
+            &["changes", "--db", db, "--json"],
+            &["hosts", "--db", db],
+            &["services", "--db", db],
+            &["diff", "--db", db, "--last"],
+            &["check", "--policy", &policy_s, "--db", db],
+        ] {
+            let o = run(args);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {}", err(&o));
+            assert!(err(&o).contains(db.as_str()), "{args:?}: {}", err(&o));
+            assert_eq!(
+                err(&o).matches(db.as_str()).count(),
+                1,
+                "{args:?} names it once: {}",
+                err(&o)
+            );
+            assert!(!out(&o).contains("No changes"), "{args:?}: {}", out(&o));
+        }
+    }
+    assert!(!typo.exists(), "a reading command created the store");
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    let o = run(&["changes", "--db", &typo_s]);
+    assert!(err(&o).contains("no such history store"), "{}", err(&o));
+    // PORTOLAN_DB is read the same way.
+    let o = Command::new(BIN)
+        .args(["hosts"])
+        .env("PORTOLAN_DB", &typo_s)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(!typo.exists());
+    // import writes, so it creates the store.
+    let o = run(&["import", "--db", &typo_s, &fixture("nmap-sv.xml")]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(run(&["changes", "--db", &typo_s]).status.success());
+}
+
+/// Many processes recording into one store at once: every run lands, complete.
+#[test]
+fn parallel_imports_into_one_store_all_land() {
+    const N: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(&dir);
+    let text = std::fs::read_to_string(fixture("nmap-sv.xml")).unwrap();
+    let files: Vec<String> = (0..N)
+        .map(|i| {
+            let p = dir.path().join(format!("night-{i}.xml"));
+            std::fs::write(&p, &text).unwrap();
+            p.to_string_lossy().into_owned()
+        })
+        .collect();
+    // All start at once, on a store that does not exist yet.
+    let children: Vec<std::process::Child> = files
+        .iter()
+        .map(|f| {
+            Command::new(BIN)
+                .args(["import", "--db", &db, f])
+                .env_remove("PORTOLAN_DB")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+    }
+    let h = json(&["history", "--db", &db, "--json"]);
+    let h = h.as_array().unwrap();
+    assert_eq!(h.len(), N, "{h:?}");
+    assert!(h.iter().all(|s| s["complete"] == true), "{h:?}");
+    let mut imported: Vec<&str> = h.iter().map(|s| s["file"].as_str().unwrap()).collect();
+    imported.sort_unstable();
+    let mut want: Vec<&str> = files.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(imported, want);
+}
+
+/// Scans of the loopback recording into one store at once: every one lands, complete,
+/// with the listener's port.
+#[test]
+fn parallel_scans_into_one_store_all_land() {
+    const N: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(&dir);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port_n = l.local_addr().unwrap().port();
+    let port = port_n.to_string();
+    let children: Vec<std::process::Child> = (0..N)
+        .map(|_| {
+            Command::new(BIN)
+                .args(["-sT", "-p", &port, "--db", &db, "127.0.0.1"])
+                .env_remove("PORTOLAN_DB")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+    }
+    let h = json(&["history", "--db", &db, "--json"]);
+    let h = h.as_array().unwrap();
+    assert_eq!(h.len(), N, "{h:?}");
+    assert!(
+        h.iter()
+            .all(|s| s["complete"] == true && s["hosts_up"] == 1),
+        "{h:?}"
+    );
+    let svc = json(&["services", "--db", &db, "--json"]);
+    assert!(
+        svc.as_array().unwrap().iter().any(|s| s["port"] == port_n),
+        "{svc}"
+    );
+}

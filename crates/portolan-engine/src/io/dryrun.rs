@@ -114,11 +114,8 @@ impl PacketIo<Probe> for Printer {
             describe(&mut self.text, o.probe, &payload);
         }
         if let Ok(mut w) = self.out.lock() {
-            w.write_all(self.text.as_bytes())
-                .map_err(|e| RawError::Io {
-                    call: "write (dry run)",
-                    error: e,
-                })?;
+            // As before the re-seam: a closed stdout (`| head`) does not stop the scan.
+            let _ = w.write_all(self.text.as_bytes());
         }
         Ok(batch.len())
     }

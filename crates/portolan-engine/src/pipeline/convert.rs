@@ -50,17 +50,17 @@ pub fn host(plan: &ScanPlan, rec: &HostRecord) -> Host {
         });
     }
     let now = now_epoch();
-    if rec.started.is_none() {
+    let Some(scan) = &rec.scan else {
         // Not port scanned: the ping's timing.
         h.times = rec.ping_rtt.map(times_from_rtt);
         h.starttime = Some(now);
         h.endtime = Some(now);
         return h;
-    }
-    h.starttime = rec.started;
-    h.endtime = Some(rec.ended.unwrap_or(now));
-    h.times = rec.times;
-    let mut ports: Vec<&PortResult> = rec.ports.iter().collect();
+    };
+    h.starttime = Some(scan.started);
+    h.endtime = Some(scan.ended.unwrap_or(now));
+    h.times = scan.times;
+    let mut ports: Vec<&PortResult> = scan.ports.iter().collect();
     ports.sort_by_key(|p| (p.proto != Protocol::Tcp, p.port));
     h.ports = ports.into_iter().map(|p| port(plan, p)).collect();
     h.collapse_ports(COLLAPSE_THRESHOLD, plan.out_opts.open_only);
@@ -216,6 +216,7 @@ pub fn port_results(
 mod tests {
     use super::*;
     use crate::data::services::ServiceTable;
+    use crate::pipeline::PortScan;
     use crate::plan::timing::Template;
     use crate::plan::ScanPlan;
     use portolan_model::HostStatus;
@@ -252,17 +253,20 @@ mod tests {
         rtt.sample(Duration::from_millis(2));
         let mut rec = HostRecord::new("198.18.0.10".parse().unwrap(), None);
         rec.status = HostStatus::up("user-set");
-        rec.started = Some(1);
-        rec.times = times_from_estimator(&rtt);
-        rec.ports = port_results(
-            Protocol::Tcp,
-            [
-                (443, PortState::Open, "syn-ack", 0),
-                (22, PortState::Closed, "conn-refused", 0),
-                (47_999, PortState::Filtered, "no-response", 0),
-            ],
-        )
-        .collect();
+        rec.scan = Some(Box::new(PortScan {
+            started: 1,
+            ended: None,
+            times: times_from_estimator(&rtt),
+            ports: port_results(
+                Protocol::Tcp,
+                [
+                    (443, PortState::Open, "syn-ack", 0),
+                    (22, PortState::Closed, "conn-refused", 0),
+                    (47_999, PortState::Filtered, "no-response", 0),
+                ],
+            )
+            .collect(),
+        }));
         let host = host(&plan(), &rec);
         let ids: Vec<u16> = host.ports.iter().map(|p| p.portid).collect();
         assert_eq!(ids, vec![22, 443, 47_999]);
@@ -286,14 +290,20 @@ mod tests {
     fn tcp_ports_come_before_udp_and_detected_services_replace_the_table() {
         let mut rec = HostRecord::new("198.18.0.10".parse().unwrap(), None);
         rec.status = HostStatus::up("arp-response");
-        rec.started = Some(1);
-        rec.ports = port_results(Protocol::Udp, [(53, PortState::Open, "udp-response", 64)])
-            .chain(port_results(
-                Protocol::Tcp,
-                [(80, PortState::Open, "syn-ack", 64)],
-            ))
-            .collect();
-        rec.ports[1].detected = Some(Detected::TcpWrapped);
+        let mut ports: Vec<PortResult> =
+            port_results(Protocol::Udp, [(53, PortState::Open, "udp-response", 64)])
+                .chain(port_results(
+                    Protocol::Tcp,
+                    [(80, PortState::Open, "syn-ack", 64)],
+                ))
+                .collect();
+        ports[1].detected = Some(Detected::TcpWrapped);
+        rec.scan = Some(Box::new(PortScan {
+            started: 1,
+            ended: None,
+            times: None,
+            ports,
+        }));
         let host = host(&plan(), &rec);
         let order: Vec<(Protocol, u16)> =
             host.ports.iter().map(|p| (p.protocol, p.portid)).collect();

@@ -31,13 +31,13 @@ use tokio_util::sync::CancellationToken;
 /// A boxed future, for the object-safe async methods of [`Stage`] and [`Observer`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
-/// Hosts handled per batch of discovery and port scanning: bounds memory for huge ranges.
-/// A batch holds at most about this many probes (hosts × ports)...
-const BATCH_PROBES: usize = 1 << 18;
-/// ... and between this many hosts (so a full port range still goes 4096 hosts at a time)
-/// and the most a batch ever holds.
-const MIN_BATCH: usize = 4096;
-const MAX_BATCH: usize = 1 << 18;
+/// Hosts handled per batch of discovery and port scanning: memory is bounded by the batch,
+/// not by the targets. A batch holds at most about this many probes (hosts × ports): a
+/// -p- scan goes 16 hosts at a time, the default 1000 ports 1048 at a time...
+const BATCH_PROBES: usize = 1 << 20;
+/// ... and at least one host, at most this many (a sweep's batch: discovery state per host).
+const MIN_BATCH: usize = 1;
+const MAX_BATCH: usize = 1 << 16;
 
 /// Why a scan could not go on.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +90,18 @@ pub struct PortResult {
     pub detected: Option<Detected>,
 }
 
+/// What the port scan (and later stages) found on one host.
+#[derive(Debug, Clone)]
+pub struct PortScan {
+    /// Port results (the conversion sorts them: TCP then UDP, ascending).
+    pub ports: Vec<PortResult>,
+    /// Timing from the port scan (srtt, rttvar, timeout in µs).
+    pub times: Option<portolan_model::Times>,
+    /// When its port scan started and ended, Unix epoch seconds (no end: when written).
+    pub started: i64,
+    pub ended: Option<i64>,
+}
+
 /// Everything the stages learn about one host of a batch.
 #[derive(Debug, Clone)]
 pub struct HostRecord {
@@ -102,13 +114,9 @@ pub struct HostRecord {
     pub mac: Option<MacAddr>,
     /// Its reverse DNS name.
     pub ptr: Option<String>,
-    /// Port results in ascending order, TCP then UDP; empty until the port scan.
-    pub ports: Vec<PortResult>,
-    /// Timing from the port scan (srtt, rttvar, timeout in µs).
-    pub times: Option<portolan_model::Times>,
-    /// When its port scan started and ended, Unix epoch seconds.
-    pub started: Option<i64>,
-    pub ended: Option<i64>,
+    /// What its port scan found; `None` until (and unless) it is port scanned. Boxed: a
+    /// discovery sweep holds a batch of 65,536 records, most never port scanned.
+    pub scan: Option<Box<PortScan>>,
     /// Written to the sink already.
     pub written: bool,
 }
@@ -122,10 +130,7 @@ impl HostRecord {
             ping_rtt: None,
             mac: None,
             ptr: None,
-            ports: Vec::new(),
-            times: None,
-            started: None,
-            ended: None,
+            scan: None,
             written: false,
         }
     }

@@ -5,7 +5,9 @@ use crate::core::scan::{Mode, Slot};
 use crate::core::scheduler::HostDone;
 use crate::io::connect::{ConnectScan, Progress};
 use crate::pipeline::convert::{port_results, times_from_estimator};
-use crate::pipeline::{now_epoch, Batch, BoxFuture, HostRecord, ScanError, Stage, StageCx};
+use crate::pipeline::{
+    now_epoch, Batch, BoxFuture, HostRecord, PortScan, ScanError, Stage, StageCx,
+};
 use crate::plan::{ScanKind, ScanPlan};
 use crate::stages::raw_scan;
 use portolan_model::{PortState, Protocol};
@@ -103,8 +105,6 @@ async fn raw(cx: &mut StageCx<'_>, batch: &mut Batch, up: &[usize]) -> Result<()
             cx.observer
                 .note(&format!("Skipping host {} due to host timeout", h.ip));
         }
-        h.started = Some(started);
-        h.times = times.or(h.times);
         let tcp = result.slots.iter().filter_map(|r| match r.slot {
             Slot::Syn(p) => Some((p, r.state, r.reason, r.ttl)),
             _ => None,
@@ -113,9 +113,14 @@ async fn raw(cx: &mut StageCx<'_>, batch: &mut Batch, up: &[usize]) -> Result<()
             Slot::Udp(p) => Some((p, r.state, r.reason, r.ttl)),
             _ => None,
         });
-        h.ports = port_results(Protocol::Tcp, tcp)
-            .chain(port_results(Protocol::Udp, udp))
-            .collect();
+        h.scan = Some(Box::new(PortScan {
+            ports: port_results(Protocol::Tcp, tcp)
+                .chain(port_results(Protocol::Udp, udp))
+                .collect(),
+            times,
+            started,
+            ended: None,
+        }));
     }
     Ok(())
 }
@@ -144,18 +149,16 @@ async fn connect(cx: &mut StageCx<'_>, batch: &mut Batch, up: &[usize]) -> Resul
                 cx.observer
                     .note(&format!("Skipping host {} due to host timeout", done.ip));
             }
-            h.started = Some(started);
-            h.ended = Some(now_epoch());
-            h.times = times_from_estimator(&done.rtt);
-            h.ports = port_results(
-                Protocol::Tcp,
-                done.ports
-                    .iter()
-                    .map(|&(p, state, reason): &(u16, PortState, &'static str)| {
-                        (p, state, reason, 0)
-                    }),
-            )
-            .collect();
+            let ports = done
+                .ports
+                .iter()
+                .map(|&(p, state, reason): &(u16, PortState, &'static str)| (p, state, reason, 0));
+            h.scan = Some(Box::new(PortScan {
+                ports: port_results(Protocol::Tcp, ports).collect(),
+                times: times_from_estimator(&done.rtt),
+                started,
+                ended: Some(now_epoch()),
+            }));
             cx.host_finished(h);
         })
         .await
@@ -165,7 +168,7 @@ async fn connect(cx: &mut StageCx<'_>, batch: &mut Batch, up: &[usize]) -> Resul
     // Hosts an interrupt left unfinished are not reported.
     for &i in up {
         let h = &mut batch.hosts[i];
-        if h.started.is_none() {
+        if h.scan.is_none() {
             h.written = true;
         }
     }

@@ -515,10 +515,10 @@ async fn detect_versions(
     let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL_PORTS));
     let mut tasks = tokio::task::JoinSet::new();
     for (hi, h) in hosts.iter().enumerate() {
-        if h.written {
+        let Some(scan) = h.scan.as_ref().filter(|_| !h.written) else {
             continue;
-        }
-        for (pi, port) in h.ports.iter().enumerate() {
+        };
+        for (pi, port) in scan.ports.iter().enumerate() {
             // TCP: open ports. UDP: open|filtered ones too, as Nmap: an answer to a probe
             // shows the port open.
             let (proto, udp) = match (port.proto, port.state) {
@@ -557,7 +557,11 @@ async fn detect_versions(
         let Ok((hi, pi, d)) = joined else {
             continue;
         };
-        let Some(port) = hosts.get_mut(hi).and_then(|h| h.ports.get_mut(pi)) else {
+        let port = hosts
+            .get_mut(hi)
+            .and_then(|h| h.scan.as_mut())
+            .and_then(|s| s.ports.get_mut(pi));
+        let Some(port) = port else {
             continue;
         };
         if matches!(d, Detected::Match { .. })

@@ -2,16 +2,23 @@
 //! policy (docs/policy.md) in a scan file (Nmap's XML or ours, or our JSON).
 //!
 //! Exit codes: 0 no violation, 1 violations, 2 error (bad usage, or a policy or scan file
-//! that cannot be read, named with its line).
+//! that cannot be read, named with its line, or an incomplete scan: see below).
+//!
+//! A file written with `--append-output` holds several runs: the last is judged unless
+//! `--run N` says which, and the report names it. An interrupted scan (runstats say
+//! exit="error", or none) lacks hosts and ports it never reached, which would be reported as
+//! missing or down: it is refused unless `--allow-incomplete`, and then said to be
+//! incomplete. With `--db`, the latest complete scan is judged (and later incomplete ones
+//! said to be skipped), or with `--allow-incomplete` the latest scan.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::subargs::{self, Opt, Parsed, Spec};
-use portolan_model::ScanRun;
+use super::subargs::{self, Opt, Parsed, PickError, Spec, RUN};
+use portolan_model::{RunExit, ScanRun};
 use portolan_report::policy::{Policy, PolicyError, Violation};
-use portolan_report::{read_any, ReadError};
+use portolan_report::ReadError;
 
 const POLICY: Opt = Opt::value("policy", "FILE", "the policy to check against (required)");
 const JSON: Opt = subargs::JSON.help("print the violations as one JSON document instead of text");
@@ -19,18 +26,25 @@ const DB: Opt = subargs::DB.help(
     "check the latest complete scan in the history store (without a scan file: $PORTOLAN_DB)",
 );
 
+const ALLOW_INCOMPLETE: Opt = Opt::switch(
+    "allow-incomplete",
+    "judge an interrupted scan too (what it did not reach is reported missing or down)",
+);
+
 pub const SPEC: Spec = Spec {
     name: "check",
     summary: "list every violation of a baseline policy in a scan (docs/policy.md)",
     usage: &[
-        "--policy FILE [--json] SCAN_FILE",
-        "--policy FILE [--json] --db PATH",
+        "--policy FILE [--json] [--run N] [--allow-incomplete] SCAN_FILE",
+        "--policy FILE [--json] [--allow-incomplete] --db PATH",
     ],
     about: "
 Lists every violation of the baseline policy FILE (TOML, see docs/policy.md) in SCAN_FILE,
-an Nmap or Portolan XML file (-oX) or a Portolan JSON file (-oJ).
+an Nmap or Portolan XML file (-oX) or a Portolan JSON file (-oJ). In a file holding
+several runs (--append-output) the last is judged, unless --run N. An interrupted scan is
+refused (exit 2) unless --allow-incomplete.
 ",
-    opts: &[POLICY, JSON, DB],
+    opts: &[POLICY, JSON, DB, RUN, ALLOW_INCOMPLETE],
     operands: true,
     footer: "Exit status: 0 no violation, 1 violations found, 2 error.",
 };
@@ -48,6 +62,9 @@ struct CheckArgs {
     policy: PathBuf,
     source: ScanSource,
     json: bool,
+    /// `--run N` of a scan file (None: the last).
+    run: Option<usize>,
+    allow_incomplete: bool,
 }
 
 /// Why `check` could not give an answer (exit code 2).
@@ -65,11 +82,18 @@ enum CheckError {
     Policy { path: PathBuf, source: PolicyError },
     #[error("scan file {}: {source}", path.display())]
     Scan { path: PathBuf, source: ReadError },
+    #[error("scan file {}: {source}", path.display())]
+    Pick { path: PathBuf, source: PickError },
+    #[error("{shown}: the scan is incomplete ({why}): hosts and ports it did not reach would be judged missing or down. Check a complete scan, or pass --allow-incomplete to judge what it holds")]
+    Incomplete { shown: String, why: String },
     #[error("history store {}: {source}", path.display())]
     Store {
         path: PathBuf,
         source: portolan_store::StoreError,
     },
+    /// The store could not be opened (the error names its path, once).
+    #[error("history store: {0}")]
+    StoreOpen(portolan_store::StoreError),
     #[error("history store {}: no complete scan recorded", path.display())]
     NoScan { path: PathBuf },
     #[error("cannot write the report: {0}")]
@@ -127,11 +151,31 @@ fn check_args(p: Parsed) -> Result<CheckArgs, CheckError> {
             ))
         }
     };
+    let run = subargs::run_number(&p).map_err(CheckError::Usage)?;
+    if run.is_some() && matches!(source, ScanSource::Db(_)) {
+        return Err(CheckError::Usage(
+            "--run picks a run of a scan file; with --db the latest scan is checked".into(),
+        ));
+    }
     Ok(CheckArgs {
         policy,
         source,
         json: p.flag(&JSON),
+        run,
+        allow_incomplete: p.flag(&ALLOW_INCOMPLETE),
     })
+}
+
+/// Why a run is incomplete, or None when it ran to its end.
+fn incomplete(run: &ScanRun) -> Option<String> {
+    match &run.runstats {
+        None => Some("it has no end: no runstats".into()),
+        Some(rs) if rs.exit != RunExit::Success => Some(match rs.errormsg.as_deref() {
+            Some(m) if !m.trim().is_empty() => format!("it ended in error: {}", m.trim()),
+            _ => "it was interrupted".into(),
+        }),
+        Some(_) => None,
+    }
 }
 
 /// Checks and prints; returns the number of violations.
@@ -144,27 +188,122 @@ fn check(a: &CheckArgs) -> Result<usize, CheckError> {
         path: a.policy.clone(),
         source,
     })?;
-    let (run, shown) = load_scan(&a.source)?;
-    let violations = policy.evaluate(&run);
+    let Judged {
+        run,
+        mut shown,
+        violations,
+        hosts_up,
+    } = judge(a, &policy)?;
+    let unfinished = incomplete(&run);
+    if let Some(why) = &unfinished {
+        if !a.allow_incomplete {
+            return Err(CheckError::Incomplete {
+                shown,
+                why: why.clone(),
+            });
+        }
+        shown.push_str("; an incomplete scan: ");
+        shown.push_str(why);
+    }
     let mut out = std::io::stdout().lock();
     if a.json {
-        write_json(&mut out, a, &shown, &policy, &run, &violations)?;
+        write_json(&mut out, a, &shown, &policy, &run, hosts_up, &violations)?;
     } else {
-        write_text(&mut out, a, &shown, &policy, &run, &violations)?;
+        write_text(&mut out, a, &shown, &policy, hosts_up, &violations)?;
     }
     out.flush()?;
     Ok(violations.len())
 }
 
-/// The scan to check, and how to name it in the report.
-fn load_scan(source: &ScanSource) -> Result<(ScanRun, String), CheckError> {
-    match source {
+/// A run judged: the run without its hosts (a file's hosts are judged as they are read, not
+/// kept), how to name it, its violations and its hosts up.
+struct Judged {
+    run: ScanRun,
+    shown: String,
+    violations: Vec<Violation>,
+    hosts_up: usize,
+}
+
+/// Judges the runs of a file as they are read, a host at a time, keeping the judgement of
+/// the wanted run (`--run N`, else the last): memory grows with the largest host and the
+/// violations, not with the file.
+struct Streamed<'p> {
+    policy: &'p Policy,
+    want: Option<usize>,
+    /// Runs ended so far.
+    count: usize,
+    current: Option<portolan_report::policy::Evaluation<'p>>,
+    kept: Option<(ScanRun, Vec<Violation>, usize)>,
+}
+
+impl Streamed<'_> {
+    /// Whether the run being read is the one to judge (the last: every run, until the end).
+    fn wanted(&self) -> bool {
+        self.want.unwrap_or(self.count + 1) == self.count + 1
+    }
+}
+
+impl portolan_report::xml_reader::RunStream for Streamed<'_> {
+    fn host(&mut self, host: portolan_model::Host) -> Result<(), ReadError> {
+        if self.wanted() {
+            self.current
+                .get_or_insert_with(|| self.policy.evaluation())
+                .host(&host);
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, run: ScanRun) -> Result<(), ReadError> {
+        if self.wanted() {
+            let e = self
+                .current
+                .take()
+                .unwrap_or_else(|| self.policy.evaluation());
+            let up = e.hosts_up();
+            self.kept = Some((run, e.finish(), up));
+        }
+        self.count += 1;
+        Ok(())
+    }
+}
+
+/// The scan to check, judged, and how to name it in the report.
+fn judge(a: &CheckArgs, policy: &Policy) -> Result<Judged, CheckError> {
+    let (run, shown) = match &a.source {
         ScanSource::File(path) => {
-            let run = read_any(path).map_err(|source| CheckError::Scan {
-                path: path.clone(),
-                source,
+            let mut s = Streamed {
+                policy,
+                want: a.run,
+                count: 0,
+                current: None,
+                kept: None,
+            };
+            portolan_report::read::stream_runs(path, &mut s).map_err(|source| {
+                CheckError::Scan {
+                    path: path.clone(),
+                    source,
+                }
             })?;
-            Ok((run, path.display().to_string()))
+            let (run, violations, hosts_up) = s.kept.ok_or_else(|| CheckError::Pick {
+                path: path.clone(),
+                source: PickError::NoSuchRun {
+                    want: a.run.unwrap_or(s.count),
+                    count: s.count,
+                },
+            })?;
+            let shown = path.display().to_string();
+            let shown = if s.count == 1 {
+                shown
+            } else {
+                let index = a.run.unwrap_or(s.count);
+                format!("{shown}, run {index} of {}", s.count)
+            };
+            return Ok(Judged {
+                run,
+                shown,
+                violations,
+                hosts_up,
+            });
         }
         // The history store: its latest complete scan.
         ScanSource::Db(path) => {
@@ -172,20 +311,45 @@ fn load_scan(source: &ScanSource) -> Result<(ScanRun, String), CheckError> {
                 path: path.clone(),
                 source,
             };
-            let store = portolan_store::Store::open(path).map_err(store_err)?;
-            let latest = store
-                .history()
-                .map_err(store_err)?
-                .into_iter()
-                .filter(|s| s.complete)
+            let store =
+                portolan_store::Store::open_existing(path).map_err(CheckError::StoreOpen)?;
+            let scans = store.history().map_err(store_err)?;
+            let latest = scans
+                .iter()
+                .filter(|s| s.complete || a.allow_incomplete)
                 .max_by_key(|s| (s.started, s.id))
                 .ok_or_else(|| CheckError::NoScan { path: path.clone() })?;
-            let run = store
+            // Incomplete scans after the one judged: said, so that a scan that keeps failing
+            // is not mistaken for the one checked.
+            let skipped = scans
+                .iter()
+                .filter(|s| !s.complete && (s.started, s.id) > (latest.started, latest.id))
+                .count();
+            let mut run = store
                 .load_run(portolan_store::ScanId(latest.id))
                 .map_err(store_err)?;
-            Ok((run, format!("{} (scan {})", path.display(), latest.id)))
+            if !latest.complete && run.runstats.as_ref().map(|r| r.exit) == Some(RunExit::Success) {
+                // The store knows the scan was cut short even where its runstats do not say.
+                if let Some(rs) = run.runstats.as_mut() {
+                    rs.exit = RunExit::Error;
+                }
+            }
+            let mut shown = format!("{} (scan {})", path.display(), latest.id);
+            if skipped > 0 {
+                shown.push_str(&format!(
+                    "; {skipped} later incomplete scan{} skipped (--allow-incomplete to check the latest)",
+                    if skipped == 1 { "" } else { "s" }
+                ));
+            }
+            (run, shown)
         }
-    }
+    };
+    Ok(Judged {
+        violations: policy.evaluate(&run),
+        hosts_up: run.hosts.iter().filter(|h| h.is_up()).count(),
+        run,
+        shown,
+    })
 }
 
 fn write_text(
@@ -193,7 +357,7 @@ fn write_text(
     a: &CheckArgs,
     shown: &str,
     policy: &Policy,
-    run: &ScanRun,
+    checked: usize,
     violations: &[Violation],
 ) -> std::io::Result<()> {
     for v in violations {
@@ -205,7 +369,6 @@ fn write_text(
         h.dedup();
         h.len()
     };
-    let checked = run.hosts.iter().filter(|h| h.is_up()).count();
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     if violations.is_empty() {
@@ -235,14 +398,16 @@ fn write_json(
     shown: &str,
     policy: &Policy,
     run: &ScanRun,
+    hosts_up: usize,
     violations: &[Violation],
 ) -> Result<(), CheckError> {
     let doc = serde_json::json!({
         "policy": a.policy.display().to_string(),
         "scan": shown,
         "scan_start": run.start,
+        "complete": incomplete(run).is_none(),
         "rules": policy.rules.len(),
-        "hosts_up": run.hosts.iter().filter(|h| h.is_up()).count(),
+        "hosts_up": hosts_up,
         "violations": violations,
     });
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::from)?;

@@ -110,6 +110,62 @@ pub enum SubError {
     UnexpectedArgument(String),
 }
 
+/// `--run N`: which run of a file written with `--append-output` a command reads.
+pub const RUN: Opt = Opt::value(
+    "run",
+    "N",
+    "in a file holding several runs (--append-output), use run N (1 is the oldest; default: the last)",
+);
+
+/// One run picked from a scan file, and where it stands among the file's runs.
+#[derive(Debug)]
+pub struct PickedRun {
+    pub run: portolan_model::ScanRun,
+    /// 1-based.
+    pub index: usize,
+    pub count: usize,
+}
+
+/// Why no run could be picked.
+#[derive(Debug, thiserror::Error)]
+pub enum PickError {
+    #[error("{0}")]
+    Read(#[from] portolan_report::ReadError),
+    #[error("--run {want}: the file holds {count} run{}", if *count == 1 { "" } else { "s" })]
+    NoSuchRun { want: usize, count: usize },
+}
+
+/// The value of `--run`: None when not given (the last run).
+pub fn run_number(p: &Parsed) -> Result<Option<usize>, String> {
+    match p.value(&RUN) {
+        None => Ok(None),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(format!(
+                "--run {v:?}: give a run number, 1 for the oldest run in the file"
+            )),
+        },
+    }
+}
+
+/// Reads run `want` (1-based; None: the last) of a scan file, holding one run at a time.
+pub fn pick_run(path: &str, want: Option<usize>) -> Result<PickedRun, PickError> {
+    let mut count = 0;
+    let mut kept = None;
+    portolan_report::read::for_each_run(path, |run| {
+        count += 1;
+        if want.unwrap_or(count) == count {
+            kept = Some(run);
+        }
+        Ok(())
+    })?;
+    let index = want.unwrap_or(count);
+    match kept {
+        Some(run) => Ok(PickedRun { run, index, count }),
+        None => Err(PickError::NoSuchRun { want: index, count }),
+    }
+}
+
 /// The words of a command line, parsed against its [`Spec`].
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Parsed {
