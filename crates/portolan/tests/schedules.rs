@@ -117,6 +117,8 @@ impl Night {
             .current_dir(self.dir.path())
             .env("PATH", path)
             .env_remove("PORTOLAN_DB")
+            .env_remove("PORTOLAN_SCOPE")
+            .env("PORTOLAN_AUDIT_LOG", self.dir.path().join("audit.log"))
             .output()
             .expect("/bin/sh runs")
     }
