@@ -6,6 +6,9 @@
 # As root it installs whatever is missing (scripts/install-lab-deps.sh) and requires the
 # lab tests to run. Without root it runs everything that needs no privileges; the lab
 # test then says "skipped".
+#
+# Last, it builds every fuzz target and runs each a few seconds on its committed corpus
+# (fuzz/smoke.sh; installs cargo-fuzz if missing). PORTOLAN_FUZZ=0 leaves that out.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -25,4 +28,11 @@ log=$(mktemp)
 cargo test --workspace --locked -- --nocapture 2>&1 | tee "$log"
 passed=$(grep -oE '^test result: ok\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 rm -f "$log"
+
+if [ "${PORTOLAN_FUZZ:-1}" = 0 ]; then
+    echo "[test] fuzz smoke run skipped (PORTOLAN_FUZZ=0)" >&2
+else
+    echo "[test] fuzz targets: build, replay the corpus, fuzz ${PORTOLAN_FUZZ_SECONDS:-5} s each" >&2
+    bash fuzz/smoke.sh
+fi
 echo "test: $passed passed, 0 failed"

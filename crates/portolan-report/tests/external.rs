@@ -1,6 +1,7 @@
 //! Our files as the tools of the Nmap world read them: xmllint against nmap.dtd, ndiff,
 //! python-libnmap, and a JSON Schema validator for our own JSON. These tools are installed
-//! in CI; a missing one fails the test unless PORTOLAN_SKIP_EXTERNAL=1.
+//! in CI; a missing one skips the test with a message, or fails it under PORTOLAN_LAB=required
+//! (which scripts/test.sh sets as root, after installing them).
 
 mod common;
 
@@ -246,5 +247,51 @@ fn completeness_stays_valid_in_every_output() {
     assert_eq!(
         back.runstats.and_then(|r| r.completeness),
         scan.runstats.and_then(|r| r.completeness)
+    );
+}
+
+/// Run by [`a_missing_tool_skips_unless_required`] in a child process, with the environment
+/// it chooses; ignored otherwise.
+#[test]
+#[ignore = "run by a_missing_tool_skips_unless_required"]
+fn missing_tool_probe() {
+    let ok = external(
+        "no-such-tool",
+        &mut Command::new("/nonexistent/no-such-tool"),
+    );
+    assert!(!ok, "a tool that cannot run was reported available");
+}
+
+/// Without root (nothing installed), a test whose tool is missing says "skipped" and passes;
+/// under PORTOLAN_LAB=required (scripts/test.sh as root) it fails, naming the tool.
+#[test]
+fn a_missing_tool_skips_unless_required() {
+    let exe = std::env::current_exe().unwrap();
+    let child = |required: bool| {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--ignored", "--exact", "missing_tool_probe", "--nocapture"])
+            .env_remove("PORTOLAN_LAB");
+        if required {
+            cmd.env("PORTOLAN_LAB", "required");
+        }
+        run(&mut cmd)
+    };
+    let o = child(false);
+    assert!(o.status.success(), "skipping failed:\n{}", text(&o));
+    assert!(
+        text(&o).contains("skipped: needs no-such-tool; run scripts/test.sh as root to install it"),
+        "no skip message:\n{}",
+        text(&o)
+    );
+    let o = child(true);
+    assert!(
+        !o.status.success(),
+        "PORTOLAN_LAB=required did not fail:\n{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("no-such-tool is required for this test (PORTOLAN_LAB=required)"),
+        "no failure message:\n{}",
+        text(&o)
     );
 }

@@ -370,20 +370,19 @@ pub(crate) mod tests {
 
     pub(crate) const NMAP_SERVICES: &str = "/usr/share/nmap/nmap-services";
 
-    /// The installed nmap-services, or `None` (test skipped) when absent and
-    /// `PORTOLAN_SKIP_EXTERNAL=1`. Panics when absent otherwise.
+    /// The installed nmap-services, or `None` (test skipped, with a message) when absent.
+    /// Panics when absent under PORTOLAN_LAB=required (scripts/test.sh as root installs it).
     pub(crate) fn installed() -> Option<ServiceTable> {
         match std::fs::read_to_string(NMAP_SERVICES) {
             Ok(text) => Some(load_nmap_services(&text).expect("installed nmap-services parses")),
             Err(e) => {
-                if std::env::var("PORTOLAN_SKIP_EXTERNAL").as_deref() == Ok("1") {
-                    println!("skipped: {NMAP_SERVICES} unavailable ({e})");
-                    None
-                } else {
-                    panic!(
-                        "{NMAP_SERVICES} unavailable ({e}); set PORTOLAN_SKIP_EXTERNAL=1 to skip"
-                    );
+                if std::env::var("PORTOLAN_LAB").as_deref() == Ok("required") {
+                    panic!("{NMAP_SERVICES} unavailable ({e}) and PORTOLAN_LAB=required: run scripts/install-lab-deps.sh as root");
                 }
+                eprintln!(
+                    "skipped: needs {NMAP_SERVICES} ({e}; package nmap); run scripts/test.sh as root to install it"
+                );
+                None
             }
         }
     }

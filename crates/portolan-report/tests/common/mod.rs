@@ -172,8 +172,8 @@ pub fn json_of(run: &ScanRun) -> String {
 }
 
 /// Whether a test needing the external `tool` may run, `probe` telling whether it works.
-/// The tools are installed in CI, so a missing one fails the test, unless
-/// PORTOLAN_SKIP_EXTERNAL=1 says to skip (loudly).
+/// A missing tool skips the test with a message, except under PORTOLAN_LAB=required (what
+/// scripts/test.sh sets as root, after installing every tool), where it fails the test.
 pub fn external(tool: &str, probe: &mut Command) -> bool {
     let ok = probe.output().map(|o| o.status.success()).unwrap_or(false);
     external_if(tool, ok)
@@ -184,13 +184,13 @@ pub fn external_if(tool: &str, available: bool) -> bool {
     if available {
         return true;
     }
-    if std::env::var("PORTOLAN_SKIP_EXTERNAL").as_deref() == Ok("1") {
-        eprintln!("skipped: {tool} is not available and PORTOLAN_SKIP_EXTERNAL=1");
-        return false;
+    if std::env::var("PORTOLAN_LAB").as_deref() == Ok("required") {
+        panic!(
+            "{tool} is required for this test (PORTOLAN_LAB=required): run scripts/install-lab-deps.sh as root"
+        );
     }
-    panic!(
-        "{tool} is required for this test (install it, or set PORTOLAN_SKIP_EXTERNAL=1 to skip)"
-    );
+    eprintln!("skipped: needs {tool}; run scripts/test.sh as root to install it");
+    false
 }
 
 /// `sample_run` with hostile text everywhere a banner or user input can reach: markup
