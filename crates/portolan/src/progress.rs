@@ -1,6 +1,7 @@
 //! Progress while a scan runs: a bar on a terminal once the scan has run a moment, and
-//! periodic status lines (Nmap's "About 45.00% done; ETC") with --stats-every or when
-//! stderr is not a terminal.
+//! periodic status lines (Nmap's "About 45.00% done; ETC") with --stats-every. Without it,
+//! as in Nmap, nothing periodic is printed where stderr is not a terminal (cron, systemd,
+//! CI logs), so an unattended job prints nothing on a quiet night.
 
 use portolan_engine::io::connect::Progress;
 use std::io::IsTerminal;
@@ -9,8 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// Without --stats-every, how often a non-terminal stderr gets a status line.
-const DEFAULT_STATUS_EVERY: Duration = Duration::from_secs(10);
 /// How long a scan runs before a bar appears.
 const BAR_DELAY: Duration = Duration::from_millis(1500);
 
@@ -37,11 +36,7 @@ pub fn spawn(
     let tty = std::io::stderr().is_terminal();
     tokio::spawn(async move {
         let start = Instant::now();
-        let lines_every = stats_every.or(if tty {
-            None
-        } else {
-            Some(DEFAULT_STATUS_EVERY)
-        });
+        let lines_every = stats_every;
         let mut next_line = lines_every.map(|d| start + d);
         let mut bar: Option<indicatif::ProgressBar> = None;
         loop {

@@ -501,3 +501,52 @@ fn non_utf8_argument_is_refused_not_a_panic() {
         "{e}"
     );
 }
+
+/// Regression: where stderr is not a terminal (cron, systemd), a scan printed a status line
+/// every 10 s, so an unattended job was never quiet. As in Nmap, status lines now come only
+/// with --stats-every.
+#[test]
+fn no_status_lines_without_stats_every() {
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = open.local_addr().unwrap().port().to_string();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let ports = format!("{port},{closed},1,2");
+    // Four probes 3.5 s apart: the scan outlasts the 10 s after which a line was due.
+    let started = std::time::Instant::now();
+    let o = run(&[
+        "-sT",
+        "-Pn",
+        "-n",
+        "--scan-delay",
+        "3500ms",
+        "-p",
+        &ports,
+        "127.0.0.1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(started.elapsed() > std::time::Duration::from_secs(10));
+    assert!(!stderr(&o).contains("Stats:"), "{}", stderr(&o));
+    let o = run(&[
+        "-sT",
+        "-Pn",
+        "-n",
+        "--scan-delay",
+        "600ms",
+        "--stats-every",
+        "1s",
+        "-p",
+        &ports,
+        "127.0.0.1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Stats:"),
+        "--stats-every prints them: {}",
+        stderr(&o)
+    );
+}
