@@ -6,11 +6,12 @@ use portolan_engine::core::scan::{Share, Slot};
 use portolan_engine::data::macvendor::MacPrefixTable;
 use portolan_engine::data::services::ServiceTable;
 use portolan_engine::io::sim::{SimBackend, SimHost, SimNet};
+use portolan_engine::pipeline::{Observer, Quiet};
 use portolan_engine::plan::targets::{parse_exclude_arg, parse_target, ExcludeSet, SystemResolver};
 use portolan_engine::plan::timing::Template;
 use portolan_engine::plan::{Discovery, Dns, ScanKind, ScanPlan, Targets, VersionPlan};
 use portolan_engine::stages::version::{tls_connector, VersionOptions};
-use portolan_engine::{pipeline::Quiet, Scanner};
+use portolan_engine::Scanner;
 use portolan_model::{
     Host, HostState, OutputError, OutputOptions, PortState, RunExit, ScanRun, ServiceMethod, Sink,
 };
@@ -42,6 +43,14 @@ impl Sink for Collect {
     fn end(&mut self, run: &ScanRun) -> Result<(), OutputError> {
         self.end = Some(run.clone());
         Ok(())
+    }
+}
+
+/// A scanner over the simulated network `backend`, telling `observer`.
+fn scanner_on(backend: SimBackend, observer: &dyn Observer) -> Scanner<'_> {
+    Scanner {
+        backend: Arc::new(backend),
+        observer,
     }
 }
 
@@ -150,10 +159,7 @@ async fn discovery_then_syn_scan_land_in_the_sink() {
         targets(&["198.18.0.10-13", "198.18.1.5"], &["198.18.0.13"]),
     );
     let mut sink = Collect::default();
-    let scanner = Scanner {
-        backend: Arc::new(backend.clone()),
-        observer: &Quiet,
-    };
+    let scanner = scanner_on(backend.clone(), &Quiet);
     let summary = scanner
         .run(&mut plan, &mut sink, &CancellationToken::new())
         .await
@@ -226,10 +232,7 @@ async fn a_cancelled_scan_ends_the_sink_with_an_error() {
     let cancel = CancellationToken::new();
     cancel.cancel();
     let mut sink = Collect::default();
-    let scanner = Scanner {
-        backend: Arc::new(SimBackend::new(net)),
-        observer: &Quiet,
-    };
+    let scanner = scanner_on(SimBackend::new(net), &Quiet);
     let summary = scanner.run(&mut plan, &mut sink, &cancel).await.unwrap();
     assert!(summary.interrupted);
     assert!(sink.began && sink.hosts.is_empty());
@@ -278,10 +281,7 @@ async fn version_results_land_in_the_sink() {
         tls: tls_connector().unwrap(),
     });
     let mut sink = Collect::default();
-    let scanner = Scanner {
-        backend: Arc::new(SimBackend::new(net)),
-        observer: &Quiet,
-    };
+    let scanner = scanner_on(SimBackend::new(net), &Quiet);
     scanner
         .run(&mut plan, &mut sink, &CancellationToken::new())
         .await
@@ -315,10 +315,10 @@ async fn connect_scan_on_loopback() {
     );
     plan.no_ping = true;
     let mut sink = Collect::default();
-    let scanner = Scanner {
-        backend: Arc::new(SimBackend::new(SimNet::new(Ipv4Addr::new(198, 18, 0, 1)))),
-        observer: &Quiet,
-    };
+    let scanner = scanner_on(
+        SimBackend::new(SimNet::new(Ipv4Addr::new(198, 18, 0, 1))),
+        &Quiet,
+    );
     scanner
         .run(&mut plan, &mut sink, &CancellationToken::new())
         .await
@@ -366,10 +366,7 @@ async fn an_interrupted_raw_scan_writes_what_it_found() {
     let backend = SimBackend::new(net).cancel_after(1000, cancel.clone());
     let notes = Notes::default();
     let mut sink = Collect::default();
-    let scanner = Scanner {
-        backend: Arc::new(backend.clone()),
-        observer: &notes,
-    };
+    let scanner = scanner_on(backend.clone(), &notes);
     let summary = scanner.run(&mut plan, &mut sink, &cancel).await.unwrap();
     assert!(summary.interrupted);
     let sent = backend.destinations().len();
@@ -429,10 +426,7 @@ async fn an_interrupted_scan_counts_up_only_hosts_it_wrote() {
     let cancel = CancellationToken::new();
     let backend = SimBackend::new(net).cancel_after(500, cancel.clone());
     let mut sink = Collect::default();
-    let scanner = Scanner {
-        backend: Arc::new(backend),
-        observer: &Quiet,
-    };
+    let scanner = scanner_on(backend, &Quiet);
     let summary = scanner.run(&mut plan, &mut sink, &cancel).await.unwrap();
     assert!(summary.interrupted);
     assert!(sink.hosts.is_empty());
@@ -466,10 +460,7 @@ async fn verbose_tells_of_each_open_port() {
         plan.out_opts.verbose = verbose;
         let notes = Notes::default();
         let mut sink = Collect::default();
-        let scanner = Scanner {
-            backend: Arc::new(SimBackend::new(net)),
-            observer: &notes,
-        };
+        let scanner = scanner_on(SimBackend::new(net), &notes);
         scanner
             .run(&mut plan, &mut sink, &CancellationToken::new())
             .await
@@ -512,10 +503,7 @@ async fn a_broadcast_address_in_the_range_is_skipped() {
     plan.no_ping = true;
     let notes = Notes::default();
     let mut sink = Collect::default();
-    let scanner = Scanner {
-        backend: Arc::new(backend.clone()),
-        observer: &notes,
-    };
+    let scanner = scanner_on(backend.clone(), &notes);
     let summary = scanner
         .run(&mut plan, &mut sink, &CancellationToken::new())
         .await
