@@ -20,6 +20,7 @@ mod run;
 mod scope;
 mod store_cmd;
 
+use anyhow::Context;
 use std::process::ExitCode;
 
 /// How long the end of the process waits for work still running in the background (a
@@ -97,9 +98,12 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return quit(&e),
     };
-    if let Some(p) = prior {
-        if let Err(e) = p.apply(&mut resolved.plan) {
-            return quit(&e);
+    if let Some((source, p)) = prior {
+        match p.apply(&mut resolved.plan) {
+            Ok((finished, cut)) => eprintln!(
+                "Resuming {source}: {finished} hosts finished are kept, {cut} cut short are scanned again"
+            ),
+            Err(e) => return quit(&e),
         }
     }
     // The audit line is begun, and the scope checked, before any output is opened.
@@ -168,28 +172,37 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// The options of the scan `--resume path` continues (it takes no other option, as in
-/// Nmap), and what that scan had finished.
-fn resume_options(argv: &[String], path: &str) -> anyhow::Result<(args::Options, resume::Prior)> {
-    let words = argv.len().saturating_sub(1);
-    let alone = match argv.get(1) {
-        Some(a) if a.starts_with("--resume=") => words == 1,
-        _ => words == 2,
+/// The options of the scan `--resume path` (or `--resume --db [PATH]`) continues (it takes
+/// no other option, as in Nmap), what that scan had written, and where it came from.
+fn resume_options(
+    argv: &[String],
+    path: &str,
+) -> anyhow::Result<(args::Options, (String, resume::Prior))> {
+    let rest: Vec<&String> = argv.iter().skip(1).collect();
+    let (source, prior) = if path == "--db" {
+        // `--resume --db [PATH]`: the store's latest incomplete scan.
+        let db = match rest.as_slice() {
+            [_, _] => store_cmd::db_path(None),
+            [_, _, db] => Some(db.to_string()),
+            _ => None,
+        }
+        .context("--resume --db needs the store's path (or PORTOLAN_DB), and no other option")?;
+        (format!("--db {db}"), resume::load_from_store(&db)?)
+    } else {
+        let alone = match rest.first() {
+            Some(a) if a.starts_with("--resume=") => rest.len() == 1,
+            _ => rest.len() == 2,
+        };
+        if !alone {
+            anyhow::bail!(
+                "--resume takes no other option: it runs the interrupted scan's own command line"
+            );
+        }
+        (path.to_string(), resume::load(path)?)
     };
-    if !alone {
-        anyhow::bail!(
-            "--resume takes no other option: it runs the interrupted scan's own command line"
-        );
-    }
-    let prior = resume::load(path)?;
     let opts = args::parse(prior.args.iter().cloned())
-        .map_err(|e| anyhow::anyhow!("--resume {path}: its command line: {e}"))?;
-    eprintln!(
-        "Resuming {path}: {} hosts finished are kept, {} cut short are scanned again",
-        prior.finished.len(),
-        prior.unfinished
-    );
-    Ok((opts, prior))
+        .map_err(|e| anyhow::anyhow!("--resume {source}: its command line: {e}"))?;
+    Ok((opts, (source, prior)))
 }
 
 /// Reports a user error before the scan, as Nmap does, and exits 2.

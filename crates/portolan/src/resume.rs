@@ -3,10 +3,13 @@
 //! and the hosts the scan finished; those are not scanned again, and are written first,
 //! unchanged, so the resumed outputs are whole, as if the scan had never stopped.
 //!
-//! A host counts as finished when every port the scan covers is accounted for (listed, or
-//! in an `extraports` count): an interrupted scan writes the hosts it cut short with only
-//! the ports that had answered, and those are scanned again. Hosts reported down are
-//! finished, as are all hosts of a scan without ports (-sn, -sL).
+//! `--resume --db [PATH]` does the same from the history store (PATH, or `$PORTOLAN_DB`):
+//! its latest incomplete scan.
+//!
+//! A host counts as finished when every port the scan covers (as its command line resolves)
+//! is accounted for (listed, or in an `extraports` count): an interrupted scan writes the
+//! hosts it cut short with only the ports that had answered, and those are scanned again.
+//! Hosts reported down are finished, as are all hosts of a scan without ports (-sn, -sL).
 
 use anyhow::{bail, Context, Result};
 use portolan_engine::plan::targets::TargetSpec;
@@ -21,10 +24,8 @@ pub struct Prior {
     pub args_line: String,
     /// Its start time (Unix seconds): the resumed report keeps it.
     pub start: i64,
-    /// The hosts it finished.
-    pub finished: Vec<Host>,
-    /// Hosts it had begun and left unfinished (scanned again).
-    pub unfinished: usize,
+    /// The hosts it wrote, finished or cut short.
+    pub hosts: Vec<Host>,
 }
 
 /// Reads the interrupted scan `path` wrote.
@@ -32,6 +33,25 @@ pub fn load(path: &str) -> Result<Prior> {
     let run = portolan_report::read_any(path)
         .with_context(|| format!("--resume {path}: cannot read it as a scan"))?;
     prior(run, path)
+}
+
+/// The latest incomplete scan in the history store at `db`.
+pub fn load_from_store(db: &str) -> Result<Prior> {
+    let store =
+        portolan_store::Store::open_existing(db).with_context(|| format!("--resume --db {db}"))?;
+    let last = store
+        .history()
+        .with_context(|| format!("--resume --db {db}"))?
+        .into_iter()
+        .rev()
+        .find(|s| !s.complete)
+        .with_context(|| format!("--resume --db {db}: no incomplete scan to resume"))?;
+    let mut run = store
+        .load_run(portolan_store::ScanId(last.id))
+        .with_context(|| format!("--resume --db {db}: scan {}", last.id))?;
+    // The store keeps an interrupted scan without its end.
+    run.runstats = None;
+    prior(run, &format!("--db {db}"))
 }
 
 fn prior(run: ScanRun, path: &str) -> Result<Prior> {
@@ -54,32 +74,36 @@ fn prior(run: ScanRun, path: &str) -> Result<Prior> {
     {
         bail!("--resume {path}: that scan was itself resumed from another file: resume that one");
     }
-    let ports: u64 = run.scaninfo.iter().map(|s| u64::from(s.numservices)).sum();
-    let (mut finished, mut unfinished) = (Vec::new(), 0);
-    for h in run.hosts {
-        let covered =
-            h.ports.len() as u64 + h.extraports.iter().map(|e| u64::from(e.count)).sum::<u64>();
-        if !h.is_up() || ports == 0 || covered >= ports {
-            finished.push(h);
-        } else {
-            unfinished += 1;
-        }
-    }
     Ok(Prior {
         args,
         args_line: run.args,
         start: run.start,
-        finished,
-        unfinished,
+        hosts: run.hosts,
     })
 }
 
 impl Prior {
-    /// Makes `plan` the rest of the scan: its finished hosts carried over (and left out of
-    /// the targets), its start time and command line kept.
-    pub fn apply(self, plan: &mut ScanPlan) -> Result<()> {
-        let done = self
-            .finished
+    /// Splits the hosts into finished and cut short, for a scan of `ports` ports a host.
+    fn split(self, ports: usize) -> (Vec<Host>, Vec<Host>) {
+        self.hosts.into_iter().partition(|h| {
+            let covered =
+                h.ports.len() as u64 + h.extraports.iter().map(|e| u64::from(e.count)).sum::<u64>();
+            !h.is_up() || ports == 0 || covered >= ports as u64
+        })
+    }
+
+    /// Makes `plan` (its command line resolved) the rest of the scan: its finished hosts
+    /// carried over and left out of the targets, its start time and command line kept.
+    /// Returns how many were finished and how many cut short.
+    pub fn apply(self, plan: &mut ScanPlan) -> Result<(usize, usize)> {
+        let ports = if plan.port_scan() {
+            plan.ports.len() + plan.udp_ports.len()
+        } else {
+            0
+        };
+        let (args_line, start) = (self.args_line.clone(), self.start);
+        let (finished, cut) = self.split(ports);
+        let done = finished
             .iter()
             .map(|h| {
                 h.ip()
@@ -91,10 +115,11 @@ impl Prior {
             .excludes
             .extend(&done)
             .context("leaving out the finished hosts")?;
-        plan.args_line = self.args_line;
-        plan.start = self.start;
-        plan.carried = self.finished;
-        Ok(())
+        plan.args_line = args_line;
+        plan.start = start;
+        let counts = (finished.len(), cut.len());
+        plan.carried = finished;
+        Ok(counts)
     }
 }
 
@@ -157,14 +182,16 @@ mod tests {
             RunExit::Error,
         );
         let p = prior(run, "a.xml").unwrap();
-        let ips: Vec<&str> = p.finished.iter().map(|h| h.addr_str()).collect();
-        assert_eq!(ips, ["198.18.0.1", "198.18.0.2", "198.18.0.4"]);
-        assert_eq!(p.unfinished, 1);
         assert_eq!(
             p.args,
             ["-sS", "-p", "1-100", "-oX", "a.xml", "198.18.0.0/28"]
         );
         assert_eq!(p.start, 1);
+        let (finished, cut) = p.split(100);
+        let ips: Vec<&str> = finished.iter().map(|h| h.addr_str()).collect();
+        assert_eq!(ips, ["198.18.0.1", "198.18.0.2", "198.18.0.4"]);
+        assert_eq!(cut.len(), 1);
+        assert_eq!(cut[0].addr_str(), "198.18.0.3");
     }
 
     #[test]

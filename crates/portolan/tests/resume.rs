@@ -139,3 +139,65 @@ fn resume_refuses_other_options_and_finished_scans() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/scan.xml"));
 }
+
+/// `--resume --db PATH`: the store's latest incomplete scan, interrupted for real (SIGINT
+/// between the first host's end and the second's), is finished; the store then holds a
+/// complete scan with both hosts, and the first was not scanned again.
+#[test]
+fn resume_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let dbs = db.to_str().unwrap();
+    // Ten ports 200 ms apart: about 2 s a host, one host at a time.
+    let args = [
+        "-sT",
+        "-Pn",
+        "-n",
+        "-p",
+        "1-10",
+        "--scan-delay",
+        "200ms",
+        "--max-hostgroup",
+        "1",
+        "--db",
+        dbs,
+        "127.0.0.1",
+        "127.0.0.2",
+    ];
+    let child = Command::new(BIN)
+        .args(args)
+        .env("PORTOLAN_AUDIT_LOG", "none")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let o = run(&["--resume", "--db", dbs]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("Resuming --db"), "{err}");
+    let o = run(&["history", "--db", dbs, "--json"]);
+    let history: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let scans = history.as_array().expect("a list of scans");
+    assert_eq!(scans.len(), 2, "{history}");
+    let last = scans.last().unwrap();
+    assert_eq!(last["complete"], true, "{history}");
+    assert_eq!(last["hosts_total"], 2, "{history}");
+    assert_eq!(last["hosts_up"], 2, "{history}");
+    assert!(
+        err.contains("1 hosts finished are kept"),
+        "the first host was scanned again: {err}"
+    );
+}
