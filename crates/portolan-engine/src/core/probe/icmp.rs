@@ -327,11 +327,7 @@ mod tests {
         for (slot, epoch) in [(Slot::Echo, 1), (Slot::Timestamp, 2), (Slot::Netmask, 3)] {
             let p = e.probe(DST4, slot, epoch);
             let pkt = build(&p);
-            let icmp = icmpv4::Repr::DstUnreachable {
-                code: 10,
-                next_hop_mtu: 0,
-                inner: &pkt[..28],
-            };
+            let icmp = unreach4(10, &pkt[..28]);
             let a = e.classify(&from_router4(&icmp)).unwrap();
             assert_eq!((a.host, a.slot, a.epoch), (DST4, slot, Some(epoch)));
             assert_eq!(a.code, UNREACH_V4 + 10);
@@ -345,11 +341,7 @@ mod tests {
         let p = e.probe(DST4, Slot::Echo, 1);
         let mut pkt = build(&p);
         pkt[24] ^= 0x40;
-        let icmp = icmpv4::Repr::DstUnreachable {
-            code: 10,
-            next_hop_mtu: 0,
-            inner: &pkt[..28],
-        };
+        let icmp = unreach4(10, &pkt[..28]);
         assert_eq!(e.classify(&from_router4(&icmp)), Err(Reject::Invalid));
     }
 

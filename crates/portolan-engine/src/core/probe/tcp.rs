@@ -218,7 +218,7 @@ mod tests {
     use super::super::testutil::*;
     use super::super::{Answer, UNANSWERED, UNREACH_V4, UNREACH_V6};
     use super::*;
-    use portolan_wire::{icmpv4, icmpv6, ipv4, ipv6};
+    use portolan_wire::{ipv4, ipv6};
 
     fn reply_to(p: &Probe, flags: Flags, seq: u32, ack: u32) -> Vec<u8> {
         let port = p.slot.port().unwrap();
@@ -345,11 +345,7 @@ mod tests {
         for (slot, epoch) in [(Slot::Syn(80), 5), (Slot::Ack(81), 6)] {
             let p = e.probe(DST4, slot, epoch);
             let pkt = build(&p);
-            let icmp = icmpv4::Repr::DstUnreachable {
-                code: 13,
-                next_hop_mtu: 0,
-                inner: &pkt[..28],
-            };
+            let icmp = unreach4(13, &pkt[..28]);
             let err = from_router4(&icmp);
             let a: Answer = e.classify(&err).unwrap();
             assert_eq!((a.host, a.slot, a.epoch), (DST4, slot, Some(epoch)));
@@ -366,11 +362,7 @@ mod tests {
         let p = e.probe(DST4, Slot::Syn(80), 5);
         let mut pkt = build(&p);
         pkt[24] ^= 0x80;
-        let icmp = icmpv4::Repr::DstUnreachable {
-            code: 13,
-            next_hop_mtu: 0,
-            inner: &pkt[..28],
-        };
+        let icmp = unreach4(13, &pkt[..28]);
         assert_eq!(e.classify(&from_router4(&icmp)), Err(Reject::Invalid));
     }
 
@@ -379,10 +371,7 @@ mod tests {
         let e = Engine::new(SRC6, &[Slot::Syn(80)]);
         let p = e.probe(DST6, Slot::Syn(80), 7);
         let pkt = build(&p);
-        let icmp = icmpv6::Repr::DstUnreachable {
-            code: 1,
-            inner: &pkt[..48],
-        };
+        let icmp = unreach6(1, &pkt[..48]);
         let a = e.classify(&from_router6(&icmp)).unwrap();
         assert_eq!(
             (a.slot, a.epoch, a.code),

@@ -184,6 +184,20 @@ pub fn from_router4(icmp: &icmpv4::Repr) -> Vec<u8> {
     buf
 }
 
+/// A destination-unreachable message (code `code`) quoting `inner`.
+pub fn unreach4(code: u8, inner: &[u8]) -> icmpv4::Repr<'_> {
+    icmpv4::Repr::DstUnreachable {
+        code,
+        next_hop_mtu: 0,
+        inner,
+    }
+}
+
+/// The ICMPv6 destination-unreachable message (code `code`) quoting `inner`.
+pub fn unreach6(code: u8, inner: &[u8]) -> icmpv6::Repr<'_> {
+    icmpv6::Repr::DstUnreachable { code, inner }
+}
+
 /// An ICMPv6 message from a router on the way (hop limit 250) to SRC6.
 pub fn from_router6(icmp: &icmpv6::Repr) -> Vec<u8> {
     let mut buf = vec![0u8; 256];

@@ -145,7 +145,7 @@ mod tests {
     use super::super::{UNANSWERED, UNREACH_V4, UNREACH_V6};
     use super::*;
     use portolan_wire::build::{build_udp_v4, build_udp_v6, UdpParams};
-    use portolan_wire::{icmpv4, icmpv6, ipv4, ipv6};
+    use portolan_wire::{ipv4, ipv6};
 
     fn datagram_from(p: &Probe, sport: u16, dport: u16) -> Vec<u8> {
         let udp = UdpParams {
@@ -227,11 +227,7 @@ mod tests {
         let e = Engine::new(SRC4, &[Slot::Udp(7), Slot::Udp(9)]);
         let p = e.probe(DST4, Slot::Udp(9), 42);
         let pkt = build(&p);
-        let icmp = |inner| icmpv4::Repr::DstUnreachable {
-            code: 3,
-            next_hop_mtu: 0,
-            inner,
-        };
+        let icmp = |inner| unreach4(3, inner);
         // From the target itself.
         let mut buf = vec![0u8; 256];
         let len = portolan_wire::build::build_icmpv4(
@@ -260,11 +256,7 @@ mod tests {
             Err(Reject::Invalid)
         );
         // Host unreachable from a router: filtered.
-        let host = icmpv4::Repr::DstUnreachable {
-            code: 1,
-            next_hop_mtu: 0,
-            inner: &pkt[..28],
-        };
+        let host = unreach4(1, &pkt[..28]);
         let a = e.classify(&from_router4(&host)).unwrap();
         assert!(!a.from_target);
         assert_eq!(
@@ -278,10 +270,7 @@ mod tests {
         let e = Engine::new(SRC6, &[Slot::Udp(161)]);
         let p = e.probe(DST6, Slot::Udp(161), 200);
         let pkt = build(&p);
-        let icmp = icmpv6::Repr::DstUnreachable {
-            code: 4,
-            inner: &pkt[..48],
-        };
+        let icmp = unreach6(4, &pkt[..48]);
         let a = e.classify(&from_router6(&icmp)).unwrap();
         assert_eq!(
             (a.slot, a.epoch, a.code),
@@ -293,10 +282,7 @@ mod tests {
         );
         let mut bad = pkt.clone();
         bad[1] ^= 0x08; // the flow label's top bits
-        let icmp = icmpv6::Repr::DstUnreachable {
-            code: 4,
-            inner: &bad[..48],
-        };
+        let icmp = unreach6(4, &bad[..48]);
         assert_eq!(e.classify(&from_router6(&icmp)), Err(Reject::Invalid));
     }
 
