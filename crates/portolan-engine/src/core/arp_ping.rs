@@ -101,6 +101,9 @@ impl LinkPing for ArpPing {
     fn build(&self, probe: ArpProbe, buf: &mut [u8]) -> portolan_wire::Result<usize> {
         build_arp_request(buf, self.src_mac, self.src_ip, probe.dst_ip)
     }
+    fn target(probe: Self::Probe) -> std::net::IpAddr {
+        std::net::IpAddr::V4(probe.dst_ip)
+    }
     fn replies(&self) -> &[Option<LinkReply>] {
         ArpPing::replies(self)
     }

@@ -172,6 +172,8 @@ pub trait LinkPing {
     fn on_frame(&mut self, now: Instant, frame: &[u8]);
     /// Writes the request frame for `probe` into `buf`; returns its length.
     fn build(&self, probe: Self::Probe, buf: &mut [u8]) -> portolan_wire::Result<usize>;
+    /// The address `probe` asks about.
+    fn target(probe: Self::Probe) -> std::net::IpAddr;
     fn replies(&self) -> &[Option<LinkReply>];
 }
 

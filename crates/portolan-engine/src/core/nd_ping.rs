@@ -128,6 +128,9 @@ impl LinkPing for NdPing {
     fn build(&self, probe: NdProbe, buf: &mut [u8]) -> portolan_wire::Result<usize> {
         build_neighbor_solicit(buf, self.src_mac, self.src_ip, probe.dst_ip)
     }
+    fn target(probe: Self::Probe) -> std::net::IpAddr {
+        std::net::IpAddr::V6(probe.dst_ip)
+    }
     fn replies(&self) -> &[Option<LinkReply>] {
         NdPing::replies(self)
     }

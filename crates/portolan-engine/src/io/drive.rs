@@ -28,15 +28,17 @@ pub trait Core {
 
 /// Writes a probe's packet into `buf` (empty) when `build` is set, and says where it goes;
 /// `None`: the probe cannot be built and is dropped (the core counts it unanswered). A path
-/// that only describes probes (the dry run) does not need the bytes.
-pub type Encode<'a, P> = dyn FnMut(&P, &mut Vec<u8>, bool) -> Option<IpAddr> + 'a;
+/// that only describes probes (the dry run) does not need the bytes. The core is handed in
+/// for cores that build their own packets (the link pings).
+pub type Encode<'a, C> =
+    dyn FnMut(&C, &<C as Core>::Probe, &mut Vec<u8>, bool) -> Option<IpAddr> + 'a;
 
 /// Runs `core` over `io` until it is done or `cancel` is set (then answers are read for a
 /// moment longer). `after_input` is called after each round of received packets (progress
 /// counters). Returns whether it was cancelled.
 pub fn drive<C: Core>(
     core: &mut C,
-    encode: &mut Encode<'_, C::Probe>,
+    encode: &mut Encode<'_, C>,
     io: &mut dyn PacketIo<C::Probe>,
     cancel: &AtomicBool,
     after_input: &mut dyn FnMut(&C),
@@ -79,7 +81,7 @@ pub fn drive<C: Core>(
                 Poll::Send(p) => {
                     let mut buf = spare.pop().unwrap_or_default();
                     buf.clear();
-                    match encode(&p, &mut buf, build) {
+                    match encode(core, &p, &mut buf, build) {
                         Some(dst) => pending.push_back((p, dst, buf)),
                         None => spare.push(buf),
                     }

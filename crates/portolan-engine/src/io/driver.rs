@@ -254,7 +254,7 @@ fn run_core(
         // Each core's path takes the replies to its own source ports only.
         let mut io = backend.open_ip(src, scan.source_ports())?;
         let mut builder = Builder::new(src, job.payload);
-        let mut encode = |p: &Probe, buf: &mut Vec<u8>, build: bool| {
+        let mut encode = |_: &RawScan, p: &Probe, buf: &mut Vec<u8>, build: bool| {
             if build {
                 builder.build(p, buf);
                 if buf.is_empty() {

@@ -3,9 +3,9 @@
 //! interface and our address on it, and each group's ping is driven by the one loop of
 //! [`crate::io::drive`].
 
-use crate::core::arp_ping::{ArpPing, ArpProbe};
+use crate::core::arp_ping::ArpPing;
 use crate::core::link_ping::{LinkPing, LinkReply};
-use crate::core::nd_ping::{NdPing, NdProbe};
+use crate::core::nd_ping::NdPing;
 use crate::core::Poll;
 use crate::io::backend::{Backend, PacketIo};
 use crate::io::drive::{drive, Core};
@@ -13,7 +13,7 @@ use crate::io::netif::{self, NetifError, OnLink};
 use crate::io::raw::RawError;
 use crate::plan::timing::Timing;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -45,32 +45,21 @@ macro_rules! link_core {
 link_core!(ArpPing);
 link_core!(NdPing);
 
-/// How one group of hosts is pinged: which path to open, the ping that asks them, the
-/// request frame of a probe and the address it asks for.
-struct PerLink<Open, Start, Frame, Asked> {
-    open: Open,
-    start: Start,
-    frame: Frame,
-    asked: Asked,
-}
-
 /// Pings `hosts` link by link: `locate` says where each host is on-link (`None`: it is not,
 /// and comes back `None`); hosts sharing an interface and source address are pinged
-/// together. Results in the order given.
-fn run_per_link<A, S, P, Open, Start, Frame, Asked>(
+/// together by the ping `start` makes, over the path `open` makes for the interface.
+/// Results in the order given.
+fn run_per_link<A, S, P>(
     hosts: &[A],
     locate: impl Fn(A) -> Option<OnLink<S>>,
-    how: PerLink<Open, Start, Frame, Asked>,
+    open: impl Fn(&OnLink<S>) -> Result<Box<dyn PacketIo<<P as LinkPing>::Probe> + Send>, RawError>,
+    start: impl Fn(&OnLink<S>, Vec<A>) -> P,
     cancel: &AtomicBool,
 ) -> Result<Vec<Option<LinkReply>>, LinkPingError>
 where
     A: Copy,
     S: Copy + Ord,
     P: LinkPing + Core<Probe = <P as LinkPing>::Probe>,
-    Open: Fn(&OnLink<S>) -> Result<Box<dyn PacketIo<<P as LinkPing>::Probe> + Send>, RawError>,
-    Start: Fn(&OnLink<S>, Vec<A>) -> P,
-    Frame: Fn(&OnLink<S>, &<P as LinkPing>::Probe, &mut [u8]) -> portolan_wire::Result<usize>,
-    Asked: Fn(&<P as LinkPing>::Probe) -> IpAddr,
 {
     // (interface, our address on it) -> (on-link facts, host indexes).
     let mut groups: BTreeMap<(u32, S), (OnLink<S>, Vec<usize>)> = BTreeMap::new();
@@ -85,15 +74,15 @@ where
     }
     let mut out = vec![None; hosts.len()];
     for (on_link, idx) in groups.into_values() {
-        let mut io = (how.open)(&on_link)?;
-        let mut ping = (how.start)(&on_link, idx.iter().map(|&i| hosts[i]).collect());
-        let mut encode = |p: &<P as LinkPing>::Probe, buf: &mut Vec<u8>, build: bool| {
+        let mut io = open(&on_link)?;
+        let mut ping = start(&on_link, idx.iter().map(|&i| hosts[i]).collect());
+        let mut encode = |ping: &P, p: &<P as LinkPing>::Probe, buf: &mut Vec<u8>, build: bool| {
             if build {
                 buf.resize(FRAME_LEN, 0);
-                let len = (how.frame)(&on_link, p, buf).ok()?;
+                let len = ping.build(*p, buf).ok()?;
                 buf.truncate(len);
             }
-            Some((how.asked)(p))
+            Some(P::target(*p))
         };
         drive(&mut ping, &mut encode, io.as_mut(), cancel, &mut |_| {})?;
         for (k, &i) in idx.iter().enumerate() {
@@ -113,15 +102,13 @@ pub fn run_arp_ping(
     cancel: &AtomicBool,
 ) -> Result<Vec<Option<LinkReply>>, LinkPingError> {
     let ifaces = backend.interfaces()?;
-    let how = PerLink {
-        open: |o: &OnLink<Ipv4Addr>| backend.open_arp(o.ifindex, o.src_ip),
-        start: |o: &OnLink<Ipv4Addr>, targets| ArpPing::new(timing, o.src_ip, o.src_mac, targets),
-        frame: |o: &OnLink<Ipv4Addr>, p: &ArpProbe, buf: &mut [u8]| {
-            portolan_wire::build::build_arp_request(buf, o.src_mac, o.src_ip, p.dst_ip)
-        },
-        asked: |p: &ArpProbe| IpAddr::V4(p.dst_ip),
-    };
-    run_per_link(hosts, |h| netif::on_link_in(&ifaces, h), how, cancel)
+    run_per_link(
+        hosts,
+        |h| netif::on_link_in(&ifaces, h),
+        |o| backend.open_arp(o.ifindex, o.src_ip),
+        |o, targets| ArpPing::new(timing, o.src_ip, o.src_mac, targets),
+        cancel,
+    )
 }
 
 /// Pings `hosts` by neighbour discovery on their on-link interfaces (see
@@ -135,15 +122,13 @@ pub fn run_nd_ping(
     cancel: &AtomicBool,
 ) -> Result<Vec<Option<LinkReply>>, LinkPingError> {
     let ifaces = backend.interfaces()?;
-    let how = PerLink {
-        open: |o: &OnLink<Ipv6Addr>| backend.open_nd(o.ifindex),
-        start: |o: &OnLink<Ipv6Addr>, targets| NdPing::new(timing, o.src_ip, o.src_mac, targets),
-        frame: |o: &OnLink<Ipv6Addr>, p: &NdProbe, buf: &mut [u8]| {
-            portolan_wire::build::build_neighbor_solicit(buf, o.src_mac, o.src_ip, p.dst_ip)
-        },
-        asked: |p: &NdProbe| IpAddr::V6(p.dst_ip),
-    };
-    run_per_link(hosts, |h| netif::on_link_v6_in(&ifaces, h), how, cancel)
+    run_per_link(
+        hosts,
+        |h| netif::on_link_v6_in(&ifaces, h),
+        |o| backend.open_nd(o.ifindex),
+        |o, targets| NdPing::new(timing, o.src_ip, o.src_mac, targets),
+        cancel,
+    )
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use crate::plan::timing::RttEstimator;
 use crate::plan::{ScanKind, ScanPlan};
 use crate::stages::version::Detected;
 use portolan_model::{
-    AddrType, Address, Completeness, Host, HostState, Hostname, HostnameType, Port, PortState,
-    Protocol, Service, ServiceMethod, Times,
+    AddrType, Address, Completeness, Host, Hostname, HostnameType, Port, PortState, Protocol,
+    Service, ServiceMethod, Times,
 };
 use portolan_wire::ethernet::MacAddr;
 use std::time::Duration;
@@ -120,11 +120,6 @@ fn mac_address(mac: MacAddr, vendors: &MacPrefixTable) -> Address {
         addrtype: AddrType::Mac,
         vendor: vendors.lookup(mac).map(str::to_string),
     }
-}
-
-/// Whether a host counts as up in the summary.
-pub fn is_up(rec: &HostRecord) -> bool {
-    rec.status.state == HostState::Up
 }
 
 /// The completeness of a batch's port scan (raw or connect), from its counters.
