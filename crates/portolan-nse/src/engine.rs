@@ -243,7 +243,11 @@ impl Engine {
     /// Runs one phase over these hosts (none for the pre- and post-scan phases). Returns the
     /// hosts with their script results and any port changes scripts made, and the phase's
     /// own results (pre- or post-scan scripts).
-    pub fn run(&self, phase: Phase, hosts: Vec<Host>) -> Result<(Vec<Host>, Vec<Script>), NseError> {
+    pub fn run(
+        &self,
+        phase: Phase,
+        hosts: Vec<Host>,
+    ) -> Result<(Vec<Host>, Vec<Script>), NseError> {
         *self.state.hosts.borrow_mut() = Hosts {
             hosts,
             run_scripts: Vec::new(),
@@ -363,7 +367,10 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
             })
         })?,
     )?;
-    p.set("timed_out", lua.create_function(|_, _idx: usize| Ok(false))?)?;
+    p.set(
+        "timed_out",
+        lua.create_function(|_, _idx: usize| Ok(false))?,
+    )?;
     let st = state.clone();
     p.set(
         "ports",
@@ -371,7 +378,9 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
     )?;
     p.set(
         "protect_xml",
-        lua.create_function(|lua, s: mlua::LuaString| lua.create_string(protect_xml(&s.as_bytes())))?,
+        lua.create_function(|lua, s: mlua::LuaString| {
+            lua.create_string(protect_xml(&s.as_bytes()))
+        })?,
     )?;
     let log = cfg.log.clone();
     p.set(
@@ -442,10 +451,14 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
     let st = state.clone();
     p.set(
         "set_port_state",
-        lua.create_function(move |_, (idx, number, proto, s): (usize, u16, String, String)| {
-            st.hosts.borrow_mut().set_port_state(idx, number, &proto, &s);
-            Ok(())
-        })?,
+        lua.create_function(
+            move |_, (idx, number, proto, s): (usize, u16, String, String)| {
+                st.hosts
+                    .borrow_mut()
+                    .set_port_state(idx, number, &proto, &s);
+                Ok(())
+            },
+        )?,
     )?;
     let st = state.clone();
     p.set(
@@ -470,14 +483,18 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
     p.set(
         "clock_ms",
         lua.create_function(|_, ()| {
-            let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let t = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
             Ok((t.as_micros() as f64 / 1000.0).ceil())
         })?,
     )?;
     p.set(
         "clock",
         lua.create_function(|_, ()| {
-            let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let t = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
             Ok(t.as_secs_f64())
         })?,
     )?;
@@ -552,7 +569,10 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
     p.set(
         "socket_new",
         lua.create_function(move |_, (proto, af): (String, String)| {
-            Ok(st.hub.borrow_mut().socket_new(proto == "udp", af == "inet6"))
+            Ok(st
+                .hub
+                .borrow_mut()
+                .socket_new(proto == "udp", af == "inet6"))
         })?,
     )?;
     let st = state.clone();
@@ -582,14 +602,20 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
                 "receive" => Op::Receive,
                 "receive_bytes" => Op::ReceiveBytes(lua.unpack::<i64>(arg(0))?.max(0) as usize),
                 "receive_lines" => Op::ReceiveLines(lua.unpack::<i64>(arg(0))?.max(0) as usize),
-                other => return Err(mlua::Error::runtime(format!("unknown socket operation {other}"))),
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "unknown socket operation {other}"
+                    )))
+                }
             };
             let started = st.hub.borrow_mut().start(id, op);
             match started {
                 Started::Now(o) => outcome_values(lua, o),
                 Started::Pending(op_id) => {
                     st.waiting.borrow_mut().insert(op_id, co);
-                    Ok(MultiValue::from_vec(vec![Value::String(lua.create_string("pending")?)]))
+                    Ok(MultiValue::from_vec(vec![Value::String(
+                        lua.create_string("pending")?,
+                    )]))
                 }
             }
         })?,
@@ -625,15 +651,19 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
     let st = state.clone();
     p.set(
         "socket_bind",
-        lua.create_function(move |lua, (id, addr, port): (u64, Option<String>, Option<u16>)| {
-            match st.hub.borrow_mut().bind(id, addr.as_deref(), port.unwrap_or(0)) {
+        lua.create_function(
+            move |lua, (id, addr, port): (u64, Option<String>, Option<u16>)| match st
+                .hub
+                .borrow_mut()
+                .bind(id, addr.as_deref(), port.unwrap_or(0))
+            {
                 Ok(()) => Ok(MultiValue::from_vec(vec![Value::Boolean(true)])),
                 Err(e) => Ok(MultiValue::from_vec(vec![
                     Value::Nil,
                     Value::String(lua.create_string(e)?),
                 ])),
-            }
-        })?,
+            },
+        )?,
     )?;
     let st = state.clone();
     p.set(
@@ -676,7 +706,9 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
     )?;
     p.set(
         "parse_certificate",
-        lua.create_function(|lua, der: mlua::LuaString| crate::modules::certificate(lua, &der.as_bytes()))?,
+        lua.create_function(|lua, der: mlua::LuaString| {
+            crate::modules::certificate(lua, &der.as_bytes())
+        })?,
     )?;
     let st = state.clone();
     p.set(
@@ -733,8 +765,13 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
         lua.create_function(|lua, path: String| match std::fs::read_dir(&path) {
             Ok(rd) => {
                 let mut names = vec![".".to_string(), "..".to_string()];
-                names.extend(rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()));
-                Ok(MultiValue::from_vec(vec![Value::Table(lua.create_sequence_from(names)?)]))
+                names.extend(
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned()),
+                );
+                Ok(MultiValue::from_vec(vec![Value::Table(
+                    lua.create_sequence_from(names)?,
+                )]))
             }
             Err(e) => Ok(MultiValue::from_vec(vec![
                 Value::Nil,
@@ -748,15 +785,28 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
             let Ok(m) = std::fs::metadata(&path) else {
                 return Ok(MultiValue::from_vec(vec![
                     Value::Nil,
-                    Value::String(lua.create_string(format!("cannot obtain information from file '{path}'"))?),
+                    Value::String(
+                        lua.create_string(format!("cannot obtain information from file '{path}'"))?,
+                    ),
                 ]));
             };
-            let mode = if m.is_dir() { "directory" } else if m.is_file() { "file" } else { "other" };
+            let mode = if m.is_dir() {
+                "directory"
+            } else if m.is_file() {
+                "file"
+            } else {
+                "other"
+            };
             let t = lua.create_table()?;
             t.set("mode", mode)?;
             t.set("size", m.len())?;
             if let Ok(mt) = m.modified() {
-                t.set("modification", mt.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))?;
+                t.set(
+                    "modification",
+                    mt.duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                )?;
             }
             match field {
                 Some(f) => Ok(MultiValue::from_vec(vec![t.get::<Value>(f)?])),
@@ -767,7 +817,9 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
     p.set(
         "currentdir",
         lua.create_function(|_, ()| {
-            Ok(std::env::current_dir().ok().map(|p| p.to_string_lossy().into_owned()))
+            Ok(std::env::current_dir()
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned()))
         })?,
     )?;
     p.set(
@@ -775,7 +827,10 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
         lua.create_function(|lua, path: String| {
             Ok(match std::fs::create_dir(&path) {
                 Ok(()) => MultiValue::from_vec(vec![Value::Boolean(true)]),
-                Err(e) => MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(e.to_string())?)]),
+                Err(e) => MultiValue::from_vec(vec![
+                    Value::Nil,
+                    Value::String(lua.create_string(e.to_string())?),
+                ]),
             })
         })?,
     )?;
@@ -784,7 +839,10 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
         lua.create_function(|lua, path: String| {
             Ok(match std::fs::remove_dir(&path) {
                 Ok(()) => MultiValue::from_vec(vec![Value::Boolean(true)]),
-                Err(e) => MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(e.to_string())?)]),
+                Err(e) => MultiValue::from_vec(vec![
+                    Value::Nil,
+                    Value::String(lua.create_string(e.to_string())?),
+                ]),
             })
         })?,
     )?;

@@ -108,7 +108,11 @@ impl Hosts {
                     if let Some(n) = &hop.host {
                         ht.set("name", n.as_str())?;
                     }
-                    let rtt: f64 = hop.rtt.as_deref().and_then(|r| r.parse().ok()).unwrap_or(0.0);
+                    let rtt: f64 = hop
+                        .rtt
+                        .as_deref()
+                        .and_then(|r| r.parse().ok())
+                        .unwrap_or(0.0);
                     ht.set("srtt", rtt / 1000.0)?;
                 }
                 hops.push(ht)?;
@@ -227,7 +231,10 @@ impl Hosts {
         let get = |k: &str| -> mlua::Result<Option<String>> {
             Ok(v.get::<Option<String>>(k)?.filter(|s| !s.is_empty()))
         };
-        let cpes: Vec<String> = v.get::<Table>("cpe")?.sequence_values().collect::<Result<_, _>>()?;
+        let cpes: Vec<String> = v
+            .get::<Table>("cpe")?
+            .sequence_values()
+            .collect::<Result<_, _>>()?;
         let old = p.service.take().unwrap_or_default();
         let name = get("name")?.unwrap_or(old.name);
         let hard = probestate == "hardmatched";

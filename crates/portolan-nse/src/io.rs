@@ -244,7 +244,9 @@ impl Hub {
     pub fn bind(&mut self, id: u64, addr: Option<&str>, port: u16) -> Result<(), String> {
         let s = self.sockets.get_mut(&id).ok_or("socket is closed")?;
         let ip: IpAddr = match addr {
-            Some(a) => a.parse().map_err(|_| format!("getaddrinfo: {a}: not a numeric address"))?,
+            Some(a) => a
+                .parse()
+                .map_err(|_| format!("getaddrinfo: {a}: not a numeric address"))?,
             None if s.inet6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
             None => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         };
@@ -283,7 +285,10 @@ impl Hub {
     }
 
     pub fn is_tls(&self, id: u64) -> bool {
-        matches!(self.sockets.get(&id).and_then(|s| s.conn.as_ref()), Some(Conn::Tls(_)))
+        matches!(
+            self.sockets.get(&id).and_then(|s| s.conn.as_ref()),
+            Some(Conn::Tls(_))
+        )
     }
 
     /// Starts an operation; its completion comes out of `pump` under the returned id.
@@ -320,7 +325,16 @@ impl Hub {
                 sock.hostname = hostname.clone().or_else(|| Some(addr.clone()));
                 sock.busy = true;
                 std::thread::spawn(move || {
-                    let c = connect(&addr, hostname.as_deref(), port, &proto, inet6, bind, timeout, &guard);
+                    let c = connect(
+                        &addr,
+                        hostname.as_deref(),
+                        port,
+                        &proto,
+                        inet6,
+                        bind,
+                        timeout,
+                        &guard,
+                    );
                     let (conn, addrs, cert, outcome) = match c {
                         Ok((conn, addrs, cert)) => (Some(conn), Some(addrs), cert, Outcome::Ok),
                         Err(e) => (None, None, None, Outcome::Err(e)),
@@ -341,7 +355,8 @@ impl Hub {
                 let conn = sock.conn.take();
                 sock.busy = true;
                 std::thread::spawn(move || {
-                    let (conn, outcome) = sendto(conn, &addr, port, &data, inet6, bind, timeout, &guard);
+                    let (conn, outcome) =
+                        sendto(conn, &addr, port, &data, inet6, bind, timeout, &guard);
                     let _ = tx.send(Completion {
                         op: op_id,
                         sock: Some(id),
@@ -586,7 +601,11 @@ fn connect_from(
     timeout: Option<Duration>,
 ) -> Result<TcpStream, String> {
     use socket2::{Domain, Socket, Type};
-    let domain = if dest.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let domain = if dest.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
     let s = Socket::new(domain, Type::STREAM, None).map_err(|e| io_status(&e))?;
     s.set_reuse_address(true).ok();
     s.bind(&local.into()).map_err(|e| io_status(&e))?;

@@ -29,11 +29,14 @@ fn loopback_only() -> portolan_nse::Guard {
 }
 
 fn host_with(port: u16, service: &str) -> Host {
-    let mut h = Host::new("127.0.0.1".parse().unwrap(), HostStatus {
-        state: HostState::Up,
-        reason: "localhost-response".into(),
-        reason_ttl: 0,
-    });
+    let mut h = Host::new(
+        "127.0.0.1".parse().unwrap(),
+        HostStatus {
+            state: HostState::Up,
+            reason: "localhost-response".into(),
+            reason_ttl: 0,
+        },
+    );
     let mut p = Port::new(Protocol::Tcp, port, PortState::Open, "syn-ack");
     p.service = Some(Service::from_table(service));
     h.ports.push(p);
@@ -62,7 +65,9 @@ fn banner_reads_the_greeting() {
     let Some(dirs) = dirs() else { return };
     let port = greeter(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
     let engine = Engine::new(Config::new(dirs, vec!["banner".into()], loopback_only())).unwrap();
-    let (hosts, run) = engine.run(Phase::Scan, vec![host_with(port, "ssh")]).unwrap();
+    let (hosts, run) = engine
+        .run(Phase::Scan, vec![host_with(port, "ssh")])
+        .unwrap();
     assert!(run.is_empty());
     let scripts = &hosts[0].ports[0].scripts;
     assert_eq!(scripts.len(), 1, "{scripts:?}");

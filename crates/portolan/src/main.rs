@@ -18,6 +18,7 @@ mod progress;
 mod resume;
 mod run;
 mod scope;
+mod scripts;
 mod store_cmd;
 
 use anyhow::Context;
@@ -121,6 +122,24 @@ fn main() -> ExitCode {
             return quit(&e);
         }
     }
+    // Nmap's script engine loads (and checks the script selection) before any output is
+    // opened or packet sent: an unknown script or missing Nmap install stops here.
+    let nse = if scripts::wanted(&opts) && !resolved.plan.dry_run {
+        let allowed = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let loaded = scripts::check_installed(&opts).and_then(|()| {
+            portolan_nse::Engine::new(scripts::config(&opts, &resolved.plan, allowed.clone()))
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        });
+        match loaded {
+            Ok(engine) => Some((engine, allowed)),
+            Err(e) => {
+                finish_audit(&mut audit, format!("error: {e:#}"), 2);
+                return quit(&e);
+            }
+        }
+    } else {
+        None
+    };
     let sink = match outputs::open(&opts, &resolved.plan.out_opts, &resolved.start) {
         Ok(sink) => sink,
         Err(e) => {
@@ -148,7 +167,7 @@ fn main() -> ExitCode {
             }
         })
     };
-    let ended = rt.block_on(run::run(resolved, sink, at_exit));
+    let ended = rt.block_on(run::run(resolved, sink, nse, at_exit));
     // Dropping the runtime would wait for every blocking task, e.g. a reverse lookup an
     // interrupt abandoned, which can take seconds: the outputs are closed already.
     rt.shutdown_timeout(SHUTDOWN_GRACE);

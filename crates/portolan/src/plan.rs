@@ -37,7 +37,7 @@ fn version_plan(o: &Options, datadir: Option<&Path>) -> Result<Option<VersionPla
     }
     if o.aggressive {
         eprintln!(
-            "WARNING: -A: OS detection (-O), scripts (-sC) and --traceroute are not supported yet; running version detection (-sV) only"
+            "WARNING: -A: OS detection (-O) and --traceroute are not supported yet; running version detection (-sV) and the default scripts (-sC)"
         );
     }
     let installed = if o.builtin_data {

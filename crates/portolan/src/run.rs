@@ -234,7 +234,12 @@ impl Observer for Terminal {
     }
 }
 
-pub async fn run(resolved: Resolved, sink: Tee, at_exit: AtExit) -> Result<Ended> {
+pub async fn run(
+    resolved: Resolved,
+    sink: Tee,
+    nse: Option<(portolan_nse::Engine, crate::scripts::Allowed)>,
+    at_exit: AtExit,
+) -> Result<Ended> {
     let Resolved {
         mut plan,
         stats_every,
@@ -265,7 +270,13 @@ pub async fn run(resolved: Resolved, sink: Tee, at_exit: AtExit) -> Result<Ended
         backend,
         observer: &observer,
     };
-    let summary = scanner.run(&mut plan, &mut sink, &cancel).await;
+    let summary = match nse {
+        Some((engine, allowed)) => {
+            let mut scripted = crate::scripts::ScriptSink::new(engine, &mut sink, allowed);
+            scanner.run(&mut plan, &mut scripted, &cancel).await
+        }
+        None => scanner.run(&mut plan, &mut sink, &cancel).await,
+    };
     if let Ok(mut out) = stdout.lock() {
         let _ = out.flush();
     }

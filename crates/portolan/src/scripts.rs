@@ -1,0 +1,160 @@
+//! Script scanning (`-sC`, `--script`, the script part of `-A`): Nmap's own engine and
+//! scripts (crates/portolan-nse) run between the scan and the outputs. The pre-scan phase
+//! runs before the first host is written, each group of finished hosts goes through the
+//! host phase, and the post-scan phase runs before the outputs end, so every format, the
+//! store and `diff` see script results as they see ports.
+//!
+//! Scripts may reach only hosts this scan found and did not exclude: every connect and
+//! send passes that guard.
+
+use crate::args::Options;
+use anyhow::{anyhow, Result};
+use portolan_engine::plan::ScanPlan;
+use portolan_model::{Host, HostState, OutputError, ScanRun, Sink};
+use portolan_nse::{Config, Engine, Phase};
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// The addresses scripts may reach: the hosts this scan found.
+pub type Allowed = Arc<Mutex<HashSet<IpAddr>>>;
+
+/// Hosts whose scripts run together, as Nmap runs a host group.
+const GROUP: usize = 16;
+
+/// Whether these options ask for scripts.
+pub fn wanted(o: &Options) -> bool {
+    o.script_default || !o.scripts.is_empty()
+}
+
+/// The engine's settings for these options. `search_dirs` are Nmap's data folders.
+pub fn config(o: &Options, plan: &ScanPlan, allowed: Arc<Mutex<HashSet<IpAddr>>>) -> Config {
+    let excludes = plan.targets.excludes.clone();
+    let guard: portolan_nse::Guard = Arc::new(move |ip: IpAddr| {
+        if excludes.contains(ip) {
+            return Err(format!("{ip} is excluded from this scan"));
+        }
+        let ok = allowed.lock().map(|a| a.contains(&ip)).unwrap_or(false);
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{ip} is not a target of this scan"))
+        }
+    });
+    let dirs =
+        portolan_engine::data::datadir::search_dirs(o.datadir.as_deref().map(std::path::Path::new));
+    let mut c = Config::new(dirs, o.scripts.clone(), guard);
+    c.default = o.script_default;
+    c.script_args = o.script_args.clone();
+    c.script_args_file = o.script_args_file.clone();
+    c.script_trace = o.script_trace;
+    c.script_timeout = o.script_timeout.map(|d| d.as_secs_f64());
+    c.verbosity = o.verbose.into();
+    c.debugging = o.debug.into();
+    c.privileged = unsafe_free_euid_is_root();
+    c.inet6 = o.ipv6;
+    if let Some(i) = o.version_intensity {
+        c.version_intensity = i.into();
+    }
+    c
+}
+
+fn unsafe_free_euid_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Checks that Nmap's scripts are installed, before anything is opened or sent.
+pub fn check_installed(o: &Options) -> Result<()> {
+    let dirs =
+        portolan_engine::data::datadir::search_dirs(o.datadir.as_deref().map(std::path::Path::new));
+    portolan_nse::locate(&dirs)
+        .map(|_| ())
+        .map_err(|e| anyhow!("{e}"))
+}
+
+/// A sink that runs the script phases between the scan and the outputs.
+pub struct ScriptSink<'a> {
+    engine: Engine,
+    inner: &'a mut dyn Sink,
+    group: Vec<Host>,
+    allowed: Arc<Mutex<HashSet<IpAddr>>>,
+    run: Option<ScanRun>,
+}
+
+impl<'a> ScriptSink<'a> {
+    pub fn new(
+        engine: Engine,
+        inner: &'a mut dyn Sink,
+        allowed: Arc<Mutex<HashSet<IpAddr>>>,
+    ) -> Self {
+        ScriptSink {
+            engine,
+            inner,
+            group: Vec::new(),
+            allowed,
+            run: None,
+        }
+    }
+
+    fn flush(&mut self, run: &ScanRun) -> Result<(), OutputError> {
+        if self.group.is_empty() {
+            return Ok(());
+        }
+        let group = std::mem::take(&mut self.group);
+        let (up, down): (Vec<Host>, Vec<Host>) = group
+            .into_iter()
+            .partition(|h| h.status.state == HostState::Up);
+        let hosts = match self.engine.run(Phase::Scan, up.clone()) {
+            Ok((hosts, _)) => hosts,
+            Err(e) => {
+                eprintln!("NSE: script scan failed: {e}");
+                up
+            }
+        };
+        for h in hosts.iter().chain(down.iter()) {
+            self.inner.host(run, h)?;
+        }
+        Ok(())
+    }
+}
+
+fn ip_of(h: &Host) -> Option<IpAddr> {
+    h.addresses.iter().find_map(|a| a.addr.parse().ok())
+}
+
+impl Sink for ScriptSink<'_> {
+    fn begin(&mut self, run: &ScanRun) -> Result<(), OutputError> {
+        let mut run = run.clone();
+        match self.engine.run(Phase::PreScan, Vec::new()) {
+            Ok((_, scripts)) => run.prescripts = scripts,
+            Err(e) => eprintln!("NSE: pre-scan scripts failed: {e}"),
+        }
+        self.run = Some(run.clone());
+        self.inner.begin(&run)
+    }
+
+    fn host(&mut self, run: &ScanRun, host: &Host) -> Result<(), OutputError> {
+        if let (Some(ip), Ok(mut a)) = (ip_of(host), self.allowed.lock()) {
+            a.insert(ip);
+        }
+        self.group.push(host.clone());
+        if self.group.len() >= GROUP {
+            self.flush(run)?;
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, run: &ScanRun) -> Result<(), OutputError> {
+        self.flush(run)?;
+        let mut run = run.clone();
+        if let Some(begun) = &self.run {
+            run.prescripts = begun.prescripts.clone();
+        }
+        match self.engine.run(Phase::PostScan, Vec::new()) {
+            Ok((_, scripts)) => run.postscripts = scripts,
+            Err(e) => eprintln!("NSE: post-scan scripts failed: {e}"),
+        }
+        self.inner.end(&run)
+    }
+}
