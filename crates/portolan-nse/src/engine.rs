@@ -3,13 +3,24 @@
 
 use crate::hosts::{items_from_lua, HostContext, Hosts};
 use crate::io::{Guard, Hub, Op, Outcome, Started};
-use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Thread, Value};
+use mlua::{
+    Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Thread, Value, VmState,
+};
 use portolan_model::{Host, Protocol, Script};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The most Lua memory the engine may hold: a script that allocates without end fails
+/// alone ("not enough memory") instead of taking the machine.
+pub const MEMORY_LIMIT: usize = 1 << 30;
+/// The longest a script may compute without yielding (Nmap has no such limit: a script in
+/// an endless loop hangs it). `--script-timeout` lowers it.
+pub const CPU_LIMIT: Duration = Duration::from_secs(30);
+/// How often (in VM instructions) the CPU limit is checked.
+const CPU_CHECK_EVERY: u32 = 1_000_000;
 
 /// What went wrong starting the engine or running a phase.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +99,10 @@ pub struct Config {
     pub guard: Guard,
     /// Where log lines go (Nmap writes them to stdout; Portolan keeps stdout for the report).
     pub log: Rc<dyn Fn(&str)>,
+    /// Checked by the event pump: true stops the phase (a signal).
+    pub cancelled: Rc<dyn Fn() -> bool>,
+    /// How long a script may compute without yielding.
+    pub cpu_limit: Duration,
 }
 
 impl Config {
@@ -119,6 +134,8 @@ impl Config {
             host_context: HostContext::default(),
             guard,
             log: Rc::new(|line: &str| eprint!("{line}")),
+            cancelled: Rc::new(|| false),
+            cpu_limit: CPU_LIMIT,
         }
     }
 }
@@ -167,6 +184,8 @@ struct State {
     hosts: RefCell<Hosts>,
     /// Threads waiting on an operation or timer, by its id.
     waiting: RefCell<HashMap<u64, Thread>>,
+    /// When the script threads last gave control back (the last pump).
+    last_pump: Cell<Instant>,
 }
 
 /// Nmap's scripting engine, loaded and ready to run phases.
@@ -192,7 +211,30 @@ impl Engine {
             hub: RefCell::new(Hub::new(cfg.guard.clone())),
             hosts: RefCell::new(Hosts::default()),
             waiting: RefCell::new(HashMap::new()),
+            last_pump: Cell::new(Instant::now()),
         });
+        lua.set_memory_limit(MEMORY_LIMIT)?;
+        let cpu_limit = match cfg.script_timeout {
+            Some(t) if t > 0.0 => cfg.cpu_limit.min(Duration::from_secs_f64(t)),
+            _ => cfg.cpu_limit,
+        };
+        let main_thread = lua.current_thread();
+        let st = state.clone();
+        // Coroutines inherit the hook of the thread that creates them: every script thread
+        // has it. Only a script thread is stopped, never the engine's own main thread.
+        lua.set_global_hook(
+            HookTriggers::new().every_nth_instruction(CPU_CHECK_EVERY),
+            move |lua, _| {
+                if st.last_pump.get().elapsed() > cpu_limit && lua.current_thread() != main_thread {
+                    st.last_pump.set(Instant::now());
+                    return Err(mlua::Error::runtime(format!(
+                        "script ran {} s without yielding: stopped",
+                        cpu_limit.as_secs_f64()
+                    )));
+                }
+                Ok(VmState::Continue)
+            },
+        )?;
         let prims = primitives(&lua, &state, &cfg)?;
         let settings = settings(&lua, &cfg)?;
         let host_lua = lua
@@ -240,18 +282,25 @@ impl Engine {
         })
     }
 
-    /// Runs one phase over these hosts (none for the pre- and post-scan phases). Returns the
-    /// hosts with their script results and any port changes scripts made, and the phase's
-    /// own results (pre- or post-scan scripts).
-    pub fn run(
-        &self,
-        phase: Phase,
-        hosts: Vec<Host>,
-    ) -> Result<(Vec<Host>, Vec<Script>), NseError> {
+    /// Runs one phase over these hosts (none for the pre- and post-scan phases). Gives back
+    /// the hosts with their script results and any port changes scripts made, and the
+    /// phase's own results (pre- or post-scan scripts), also when the phase stopped early
+    /// (an interrupt, an engine error): then `error` says why.
+    pub fn run(&self, phase: Phase, hosts: Vec<Host>) -> PhaseResult {
         *self.state.hosts.borrow_mut() = Hosts {
             hosts,
             run_scripts: Vec::new(),
         };
+        let error = self.run_main(phase).err();
+        let done = std::mem::take(&mut *self.state.hosts.borrow_mut());
+        PhaseResult {
+            hosts: done.hosts,
+            scripts: done.run_scripts,
+            error,
+        }
+    }
+
+    fn run_main(&self, phase: Phase) -> Result<(), NseError> {
         let tables = self.lua.create_table()?;
         {
             let hosts = self.state.hosts.borrow();
@@ -261,11 +310,19 @@ impl Engine {
         }
         self.set_current.call::<()>(tables.clone())?;
         let main: Function = self.lua.named_registry_value("NSE_MAIN")?;
-        let result = main.call::<()>((tables, phase.as_str()));
-        let done = std::mem::take(&mut *self.state.hosts.borrow_mut());
-        result?;
-        Ok((done.hosts, done.run_scripts))
+        main.call::<()>((tables, phase.as_str()))?;
+        Ok(())
     }
+}
+
+/// What a phase gave.
+#[derive(Debug)]
+pub struct PhaseResult {
+    pub hosts: Vec<Host>,
+    /// Pre-scan or post-scan results.
+    pub scripts: Vec<Script>,
+    /// Why the phase stopped early, if it did.
+    pub error: Option<NseError>,
 }
 
 fn settings(lua: &Lua, cfg: &Config) -> mlua::Result<Table> {
@@ -737,12 +794,15 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
         })?,
     )?;
     let st = state.clone();
-    let started = Instant::now();
+    let cancelled = cfg.cancelled.clone();
     p.set(
         "pump",
         lua.create_function(move |lua, ms: i64| {
-            let _ = started;
+            if cancelled() {
+                return Err(mlua::Error::runtime("script scan interrupted"));
+            }
             let ready = st.hub.borrow_mut().pump(ms.max(0) as u64);
+            st.last_pump.set(Instant::now());
             if ready.is_empty() {
                 return Ok(());
             }

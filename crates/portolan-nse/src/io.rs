@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -474,10 +474,7 @@ impl Hub {
         let first = if wait == 0 {
             self.rx.try_recv().ok()
         } else {
-            match self.rx.recv_timeout(Duration::from_millis(wait)) {
-                Ok(c) => Some(c),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-            }
+            self.rx.recv_timeout(Duration::from_millis(wait)).ok()
         };
         let mut next = first;
         while let Some(c) = next {

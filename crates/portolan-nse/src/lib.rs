@@ -14,6 +14,6 @@ pub mod io;
 pub mod lpeg;
 pub mod modules;
 
-pub use engine::{locate, Config, Engine, ExcludedPorts, NseError, Phase};
+pub use engine::{locate, Config, Engine, ExcludedPorts, NseError, Phase, PhaseResult};
 pub use hosts::HostContext;
 pub use io::Guard;

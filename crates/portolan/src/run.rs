@@ -174,6 +174,7 @@ fn watch_signals(
                 drop(o);
                 eprintln!("caught {} signal, cleaning up", sig.name());
                 cancel.cancel();
+                crate::scripts::cancel();
                 continue;
             }
             // Held until the exit: the scan writes nothing more.

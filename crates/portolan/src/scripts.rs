@@ -14,6 +14,7 @@ use portolan_model::{Host, HostState, OutputError, ScanRun, Sink};
 use portolan_nse::{Config, Engine, Phase};
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The addresses scripts may reach: the hosts this scan found.
@@ -51,15 +52,28 @@ pub fn config(o: &Options, plan: &ScanPlan, allowed: Arc<Mutex<HashSet<IpAddr>>>
     c.script_timeout = o.script_timeout.map(|d| d.as_secs_f64());
     c.verbosity = o.verbose.into();
     c.debugging = o.debug.into();
-    c.privileged = unsafe_free_euid_is_root();
+    c.privileged = euid_is_root();
     c.inet6 = o.ipv6;
+    c.cancelled = std::rc::Rc::new(cancelled);
     if let Some(i) = o.version_intensity {
         c.version_intensity = i.into();
     }
     c
 }
 
-fn unsafe_free_euid_is_root() -> bool {
+/// Set by the signal handler: the script phases stop at their next event pump.
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+/// Stops the script phases (a signal arrived).
+pub fn cancel() {
+    CANCELLED.store(true, Ordering::SeqCst);
+}
+
+fn cancelled() -> bool {
+    CANCELLED.load(Ordering::SeqCst)
+}
+
+fn euid_is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
@@ -105,13 +119,11 @@ impl<'a> ScriptSink<'a> {
         let (up, down): (Vec<Host>, Vec<Host>) = group
             .into_iter()
             .partition(|h| h.status.state == HostState::Up);
-        let hosts = match self.engine.run(Phase::Scan, up.clone()) {
-            Ok((hosts, _)) => hosts,
-            Err(e) => {
-                eprintln!("NSE: script scan failed: {e}");
-                up
-            }
-        };
+        let r = self.engine.run(Phase::Scan, up);
+        if let Some(e) = r.error {
+            eprintln!("NSE: script scan stopped: {e}");
+        }
+        let hosts = r.hosts;
         for h in hosts.iter().chain(down.iter()) {
             self.inner.host(run, h)?;
         }
@@ -126,10 +138,11 @@ fn ip_of(h: &Host) -> Option<IpAddr> {
 impl Sink for ScriptSink<'_> {
     fn begin(&mut self, run: &ScanRun) -> Result<(), OutputError> {
         let mut run = run.clone();
-        match self.engine.run(Phase::PreScan, Vec::new()) {
-            Ok((_, scripts)) => run.prescripts = scripts,
-            Err(e) => eprintln!("NSE: pre-scan scripts failed: {e}"),
+        let r = self.engine.run(Phase::PreScan, Vec::new());
+        if let Some(e) = r.error {
+            eprintln!("NSE: pre-scan scripts stopped: {e}");
         }
+        run.prescripts = r.scripts;
         self.run = Some(run.clone());
         self.inner.begin(&run)
     }
@@ -151,9 +164,12 @@ impl Sink for ScriptSink<'_> {
         if let Some(begun) = &self.run {
             run.prescripts = begun.prescripts.clone();
         }
-        match self.engine.run(Phase::PostScan, Vec::new()) {
-            Ok((_, scripts)) => run.postscripts = scripts,
-            Err(e) => eprintln!("NSE: post-scan scripts failed: {e}"),
+        if !cancelled() {
+            let r = self.engine.run(Phase::PostScan, Vec::new());
+            if let Some(e) = r.error {
+                eprintln!("NSE: post-scan scripts stopped: {e}");
+            }
+            run.postscripts = r.scripts;
         }
         self.inner.end(&run)
     }
