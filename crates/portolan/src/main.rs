@@ -3,7 +3,8 @@
 //! Flow: parse the words (no side effects) → resolve them into the engine's plan (targets,
 //! ports, timing, data files) → open every output and the store ([`outputs`]), so every
 //! error is reported before a packet leaves → run the scan in the engine, which pushes each
-//! finished host to every output → close outputs validly, even on Ctrl-C.
+//! finished host to every output → close outputs validly, even on Ctrl-C. A scan run as
+//! root drops root between the opening of the outputs and the scan ([`privs`]).
 
 mod args;
 mod audit;
@@ -14,6 +15,7 @@ mod generate;
 mod outname;
 mod outputs;
 mod plan;
+mod privs;
 mod progress;
 mod resume;
 mod run;
@@ -113,7 +115,7 @@ fn main() -> ExitCode {
         .map(|path| {
             let record =
                 audit::Record::planned(&resolved.start, &resolved.plan, scope_file.clone());
-            (path, record)
+            (audit::Log::open(path), record)
         });
     if let Some(path) = &scope_file {
         if let Err(e) = scope::Scope::load(path).and_then(|s| s.apply(&mut resolved.plan)) {
@@ -128,6 +130,19 @@ fn main() -> ExitCode {
             return quit(&e);
         }
     };
+    // Everything that needs root is open: the process gives it up, while it still has
+    // one thread (capabilities are per thread), before any packet leaves.
+    if privs::is_root() && !opts.keep_privileges {
+        let target = privs::target();
+        if let Err(e) = privs::drop_to(&target, !opts.unprivileged) {
+            drop(sink);
+            finish_audit(&mut audit, format!("error: {e:#}"), 2);
+            return quit(&e.context("cannot drop root privileges (--keep-privileges keeps them)"));
+        }
+        if opts.verbose > 0 {
+            eprintln!("Dropped privileges to {} (uid {})", target.name, target.uid);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -214,14 +229,10 @@ fn quit(e: &anyhow::Error) -> ExitCode {
 
 /// Ends the scan's audit line, if it keeps one; a log that cannot be written is said, and
 /// does not change the scan's outcome.
-fn finish_audit(
-    audit: &mut Option<(std::path::PathBuf, audit::Record)>,
-    outcome: String,
-    code: u8,
-) {
-    if let Some((path, record)) = audit.as_mut() {
+fn finish_audit(audit: &mut Option<(audit::Log, audit::Record)>, outcome: String, code: u8) {
+    if let Some((log, record)) = audit.as_mut() {
         record.finish(outcome, code);
-        if let Err(e) = audit::append(path, record) {
+        if let Err(e) = log.append(record) {
             eprintln!("WARNING: {e:#}");
         }
     }
