@@ -367,7 +367,7 @@ pub const FLAGS: &[FlagDef] = &[
     f("--privileged", N, "", Misc, "Assume that the user is fully privileged", NotSupported),
     f("--unprivileged", N, "", Misc, "Assume the user lacks raw socket privileges",
         Switch(|o| o.unprivileged = true)),
-    f("--keep-privileges", N, "", Misc, "Stay root for the whole scan (by default root is given up once the raw sockets and outputs are open; Portolan's own)",
+    f("--keep-privileges", N, "", Misc, "Stay root for the whole scan (by default, once the outputs are open, root becomes the sudo caller or nobody with CAP_NET_RAW and CAP_NET_ADMIN only; Portolan's own)",
         Switch(|o| o.keep_privileges = true)),
     f("--randomize-hosts", N, "", Misc, "Scan hosts in random order",
         Switch(|o| o.randomize_hosts = true)),

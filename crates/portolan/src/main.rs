@@ -123,26 +123,28 @@ fn main() -> ExitCode {
             return quit(&e);
         }
     }
-    let sink = match outputs::open(&opts, &resolved.plan.out_opts, &resolved.start) {
+    let opened = match outputs::open(&opts, &resolved.start) {
+        Ok(opened) => opened,
+        Err(e) => {
+            finish_audit(&mut audit, format!("error: {e:#}"), 2);
+            return quit(&e);
+        }
+    };
+    // Everything that needs root is open: a scan run as root gives it up, while the
+    // process has one thread (capabilities are per thread), before any packet leaves.
+    if let Err(e) = privs::give_up_root(&opts) {
+        opened.discard();
+        finish_audit(&mut audit, format!("error: {e:#}"), 2);
+        return quit(&e);
+    }
+    // Only now, with nothing left to refuse the scan, are existing files emptied.
+    let sink = match opened.start(&resolved.plan.out_opts, &opts) {
         Ok(sink) => sink,
         Err(e) => {
             finish_audit(&mut audit, format!("error: {e:#}"), 2);
             return quit(&e);
         }
     };
-    // Everything that needs root is open: the process gives it up, while it still has
-    // one thread (capabilities are per thread), before any packet leaves.
-    if privs::is_root() && !opts.keep_privileges {
-        let target = privs::target();
-        if let Err(e) = privs::drop_to(&target, !opts.unprivileged) {
-            drop(sink);
-            finish_audit(&mut audit, format!("error: {e:#}"), 2);
-            return quit(&e.context("cannot drop root privileges (--keep-privileges keeps them)"));
-        }
-        if opts.verbose > 0 {
-            eprintln!("Dropped privileges to {} (uid {})", target.name, target.uid);
-        }
-    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

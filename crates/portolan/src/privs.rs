@@ -25,6 +25,21 @@ const CAP_NET_RAW: u32 = 13;
 /// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
 const CAP_VERSION_3: u32 = 0x2008_0522;
 
+/// Gives up root for the scan `o` describes, unless it runs as another user already or
+/// `--keep-privileges` keeps root; `-v` says so.
+pub fn give_up_root(o: &crate::args::Options) -> Result<()> {
+    if !is_root() || o.keep_privileges {
+        return Ok(());
+    }
+    let target = target();
+    drop_to(&target, !o.unprivileged)
+        .map_err(|e| e.context("cannot drop root privileges (--keep-privileges keeps them)"))?;
+    if o.verbose > 0 {
+        eprintln!("Dropped privileges to {} (uid {})", target.name, target.uid);
+    }
+    Ok(())
+}
+
 /// The user a scan run as root continues as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
