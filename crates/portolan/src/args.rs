@@ -72,6 +72,8 @@ pub struct Options {
     pub dry_run: bool,
     /// `--unprivileged`: act as if raw sockets were not allowed.
     pub unprivileged: bool,
+    /// `--keep-privileges`: a scan run as root stays root (see privs.rs).
+    pub keep_privileges: bool,
     /// `-sV` (or `-A`): service and version detection.
     pub version: bool,
     /// `-A` was given (its other parts are not supported yet).
@@ -170,6 +172,7 @@ impl Default for Options {
             shard: None,
             dry_run: false,
             unprivileged: false,
+            keep_privileges: false,
             version: false,
             aggressive: false,
             scripts: Vec::new(),

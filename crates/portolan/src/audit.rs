@@ -2,7 +2,9 @@
 //! when, and how it ended (`--audit-log FILE`, `$PORTOLAN_AUDIT_LOG`, or
 //! `~/.local/state/portolan/audit.log`; `--audit-log none` keeps none). The line is written
 //! with one `write(2)` on a file opened for appending, so a crash cannot leave half a line
-//! and concurrent scans never interleave theirs.
+//! and concurrent scans never interleave theirs. The file is opened before the scan, while
+//! the process may still be root: a scan that dropped root (see `privs`) writes its line
+//! through that descriptor.
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Local, SecondsFormat};
@@ -116,28 +118,55 @@ impl Record {
     }
 }
 
-/// Appends `record` to the log at `path` as one line, in one write.
-pub fn append(path: &std::path::Path, record: &Record) -> Result<()> {
+/// The audit log, opened before the scan (while the process may still be root, so the
+/// log can live where only root writes) and written once, at its end.
+pub struct Log {
+    path: PathBuf,
+    /// The open file, or why it could not be opened (said when the line is written).
+    file: std::result::Result<std::fs::File, String>,
+}
+
+impl Log {
+    /// Opens the log at `path` for appending, creating it and its folder; an error is kept
+    /// for [`Log::append`] to report, so the scan goes on as it would with a full disk.
+    pub fn open(path: PathBuf) -> Log {
+        let file = open_file(&path).map_err(|e| format!("{e:#}"));
+        Log { path, file }
+    }
+
+    /// Appends `record` as one line, in one write.
+    pub fn append(&mut self, record: &Record) -> Result<()> {
+        let f = match &mut self.file {
+            Ok(f) => f,
+            Err(e) => anyhow::bail!("{e}"),
+        };
+        let mut line = serde_json::to_vec(record).context("audit record")?;
+        line.push(b'\n');
+        let n = f
+            .write(&line)
+            .with_context(|| format!("cannot write the audit log {}", self.path.display()))?;
+        if n != line.len() {
+            anyhow::bail!(
+                "the audit log {} took only part of a line",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn open_file(path: &std::path::Path) -> Result<std::fs::File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the audit log's folder {}", dir.display()))?;
     }
-    let mut line = serde_json::to_vec(record).context("audit record")?;
-    line.push(b'\n');
-    let mut f = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
-        .with_context(|| format!("cannot open the audit log {}", path.display()))?;
-    let n = f
-        .write(&line)
-        .with_context(|| format!("cannot write the audit log {}", path.display()))?;
-    if n != line.len() {
-        anyhow::bail!("the audit log {} took only part of a line", path.display());
-    }
-    Ok(())
+        .with_context(|| format!("cannot open the audit log {}", path.display()))
 }
 
 #[cfg(test)]
@@ -170,7 +199,7 @@ mod tests {
                 source_addresses: vec!["198.18.0.1".parse().unwrap()],
                 ..record()
             };
-            append(&path, &r).unwrap();
+            Log::open(path.clone()).append(&r).unwrap();
         }
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 3);
@@ -190,7 +219,8 @@ mod tests {
         std::fs::write(&target, "keep").unwrap();
         let link = dir.path().join("audit.log");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(append(&link, &record()).is_err());
+        let e = Log::open(link).append(&record()).unwrap_err().to_string();
+        assert!(e.contains("cannot open the audit log"), "{e}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
     }
 }

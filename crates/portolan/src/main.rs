@@ -3,7 +3,8 @@
 //! Flow: parse the words (no side effects) → resolve them into the engine's plan (targets,
 //! ports, timing, data files) → open every output and the store ([`outputs`]), so every
 //! error is reported before a packet leaves → run the scan in the engine, which pushes each
-//! finished host to every output → close outputs validly, even on Ctrl-C.
+//! finished host to every output → close outputs validly, even on Ctrl-C. A scan run as
+//! root drops root between the opening of the outputs and the scan ([`privs`]).
 
 mod args;
 mod audit;
@@ -14,6 +15,7 @@ mod generate;
 mod outname;
 mod outputs;
 mod plan;
+mod privs;
 mod progress;
 mod resume;
 mod run;
@@ -114,7 +116,7 @@ fn main() -> ExitCode {
         .map(|path| {
             let record =
                 audit::Record::planned(&resolved.start, &resolved.plan, scope_file.clone());
-            (path, record)
+            (audit::Log::open(path), record)
         });
     if let Some(path) = &scope_file {
         if let Err(e) = scope::Scope::load(path).and_then(|s| s.apply(&mut resolved.plan)) {
@@ -140,7 +142,22 @@ fn main() -> ExitCode {
     } else {
         None
     };
-    let sink = match outputs::open(&opts, &resolved.plan.out_opts, &resolved.start) {
+    let opened = match outputs::open(&opts, &resolved.start) {
+        Ok(opened) => opened,
+        Err(e) => {
+            finish_audit(&mut audit, format!("error: {e:#}"), 2);
+            return quit(&e);
+        }
+    };
+    // Everything that needs root is open: a scan run as root gives it up, while the
+    // process has one thread (capabilities are per thread), before any packet leaves.
+    if let Err(e) = privs::give_up_root(&opts) {
+        opened.discard();
+        finish_audit(&mut audit, format!("error: {e:#}"), 2);
+        return quit(&e);
+    }
+    // Only now, with nothing left to refuse the scan, are existing files emptied.
+    let sink = match opened.start(&resolved.plan.out_opts, &opts) {
         Ok(sink) => sink,
         Err(e) => {
             finish_audit(&mut audit, format!("error: {e:#}"), 2);
@@ -233,14 +250,10 @@ fn quit(e: &anyhow::Error) -> ExitCode {
 
 /// Ends the scan's audit line, if it keeps one; a log that cannot be written is said, and
 /// does not change the scan's outcome.
-fn finish_audit(
-    audit: &mut Option<(std::path::PathBuf, audit::Record)>,
-    outcome: String,
-    code: u8,
-) {
-    if let Some((path, record)) = audit.as_mut() {
+fn finish_audit(audit: &mut Option<(audit::Log, audit::Record)>, outcome: String, code: u8) {
+    if let Some((log, record)) = audit.as_mut() {
         record.finish(outcome, code);
-        if let Err(e) = audit::append(path, record) {
+        if let Err(e) = log.append(record) {
             eprintln!("WARNING: {e:#}");
         }
     }

@@ -5,7 +5,8 @@
 //! Nothing is lost to an error:
 //! - every file and the store are opened before any existing file is emptied, so a bad
 //!   `-oE` path or `--db` leaves last night's `-oX` as it was (and removes the files this
-//!   run had just created);
+//!   run had just created); a scan run as root gives root up in between ([`Opened`]), so a
+//!   drop that fails empties nothing either;
 //! - a symbolic link at an output path is refused (`O_NOFOLLOW`, and `O_EXCL` where the
 //!   file is new), so a link planted in a shared folder cannot redirect root's output;
 //! - an output that cannot be written (disk full) stops the scan once, with the other
@@ -32,10 +33,17 @@ pub fn store_failed() -> bool {
     STORE_FAILED.load(Ordering::Relaxed)
 }
 
+/// Every output and the store, opened (files created, none emptied yet): what a scan run
+/// as root opens before it gives root up.
+pub struct Opened {
+    outputs: Vec<Output>,
+    store: Option<(String, crate::store_cmd::StoreSink)>,
+}
+
 /// Opens every output the options name (files are named with `start`, for `%D` and the
 /// like) and the store; an error names the first that cannot be opened, and then no
-/// existing file has been changed.
-pub fn open(o: &Options, opts: &OutputOptions, start: &DateTime<Local>) -> Result<Tee> {
+/// existing file has been changed. [`Opened::start`] empties the existing files.
+pub fn open(o: &Options, start: &DateTime<Local>) -> Result<Opened> {
     let outputs = open_outputs(o, start)?;
     // The history store, opened (and checked) before a packet leaves, and before any file
     // is emptied.
@@ -52,15 +60,28 @@ pub fn open(o: &Options, opts: &OutputOptions, start: &DateTime<Local>) -> Resul
         }
         None => None,
     };
-    // Everything opened: only now are existing files emptied.
-    for out in &outputs {
-        if let Some(f) = &out.file {
-            if !o.append_output && !f.created && !f.system {
-                truncate(f)?;
+    Ok(Opened { outputs, store })
+}
+
+impl Opened {
+    /// Empties the existing files (through their descriptors: root is no longer needed)
+    /// and joins every output and the store in one sink.
+    pub fn start(self, opts: &OutputOptions, o: &Options) -> Result<Tee> {
+        for out in &self.outputs {
+            if let Some(f) = &out.file {
+                if !o.append_output && !f.created && !f.system {
+                    truncate(f)?;
+                }
             }
         }
+        Ok(build_sink(self.outputs, self.store, opts, o))
     }
-    Ok(build_sink(outputs, store, opts, o))
+
+    /// The scan will not run: the files this run created are removed, existing ones were
+    /// never changed.
+    pub fn discard(self) {
+        discard(self.outputs);
+    }
 }
 
 /// An output file, opened but not yet emptied.

@@ -397,6 +397,11 @@ fn lab() {
             "builtin_probes_name_the_lab_services",
             builtin_probes_name_the_lab_services,
         ),
+        (
+            "dropped_privileges_find_what_root_finds",
+            dropped_privileges_find_what_root_finds,
+        ),
+        ("scans_run_without_root", scans_run_without_root),
     ];
     // PORTOLAN_LAB_ONLY=a,b runs only the scenarios named (for working on them).
     let only = std::env::var("PORTOLAN_LAB_ONLY").ok();
@@ -1837,4 +1842,204 @@ fn builtin_probes_name_the_lab_services(lab: &Lab) {
         .and_then(|p| p.service.clone())
         .expect("redis");
     assert_eq!(redis.extrainfo.as_deref(), Some("no authentication"));
+}
+
+/// Portolan in the scanner namespace, as root but not under sudo (unless `sudo` names the
+/// caller's uid, gid and name), with stdout and stderr captured.
+fn root_scan(lab: &Lab, args: &[&str], sudo: Sudo) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &lab.scan_ns(), BIN])
+        .args(args)
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
+        .env_remove("SUDO_USER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some((uid, gid, user)) = sudo {
+        c.env("SUDO_UID", uid)
+            .env("SUDO_GID", gid)
+            .env("SUDO_USER", user);
+    }
+    c
+}
+
+/// The sudo caller a test pretends to be: SUDO_UID, SUDO_GID and SUDO_USER.
+type Sudo<'a> = Option<(&'a str, &'a str, &'a str)>;
+
+/// A folder only root may enter: what a scan writes there it opened before dropping root.
+fn root_only_dir(lab: &Lab, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = lab.work.path().join(name);
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    dir
+}
+
+/// A -sS and a -sU scan run as root find the same with and without --keep-privileges;
+/// without it the scan says it dropped root, and its XML, store (its -wal and -shm too)
+/// and audit log, created by root in a folder only root may enter, are written to the end
+/// by the process that is root no more.
+fn dropped_privileges_find_what_root_finds(lab: &Lab) {
+    use std::os::unix::fs::MetadataExt;
+    let (svc, dns, filt) = (lab.ip("svc"), lab.ip("dns"), lab.ip("filt"));
+    let scans: [(&str, Vec<&str>); 2] = [
+        ("sS", vec!["-sS", "-T4", "-p", "1-2000", &svc, &dns, &filt]),
+        ("sU", vec!["-sU", "-p", "7,53,161", &dns]),
+    ];
+    for (tag, scan) in scans {
+        let mut found = Vec::new();
+        for keep in [true, false] {
+            let what = format!("-{tag}{}", if keep { " --keep-privileges" } else { "" });
+            let dir = root_only_dir(lab, &format!("priv-{tag}-{keep}"));
+            let name = |f: &str| dir.join(f).to_string_lossy().into_owned();
+            let (xml, db, audit) = (name("scan.xml"), name("history.db"), name("log/audit.log"));
+            let mut args = scan.clone();
+            args.extend(["-n", "-Pn", "-v", "-oX", &xml, "--db", &db]);
+            args.extend(["--audit-log", &audit]);
+            if keep {
+                args.push("--keep-privileges");
+            }
+            let out = root_scan(lab, &args, None).output().expect("run portolan");
+            ok(&out, &what);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                err.contains("Dropped privileges to nobody (uid "),
+                !keep,
+                "{what}: {err}"
+            );
+            let wal = format!("{db}-wal");
+            let mut files = vec![&xml, &db, &audit];
+            if !keep {
+                // Made before the drop: a process as nobody could not have made them.
+                files.push(&wal);
+            }
+            for f in files {
+                let meta = std::fs::metadata(f).unwrap_or_else(|e| panic!("{what}: {f}: {e}"));
+                assert!(meta.uid() == 0 && meta.len() > 0, "{what}: {f}");
+            }
+            let run = read_xml_file(&xml).expect("the XML reads back");
+            let stats = run.runstats.clone().expect("runstats");
+            assert_eq!(stats.exit, RunExit::Success, "{what}");
+            let o = Command::new(BIN)
+                .args(["history", "--db", &db, "--json"])
+                .output()
+                .expect("portolan history");
+            ok(&o, &format!("history of {what}"));
+            let h: Value = serde_json::from_slice(&o.stdout).expect("history --json");
+            assert_eq!(h.as_array().map(Vec::len), Some(1), "{what}: {h}");
+            assert_eq!(h[0]["complete"], true, "{what}: {h}");
+            assert_eq!(h[0]["hosts_up"], stats.hosts_up, "{what}: {h}");
+            let text = std::fs::read_to_string(&audit).expect("audit log");
+            let rec: Value = serde_json::from_str(text.trim_end()).expect("one JSON line");
+            assert_eq!(
+                (&rec["outcome"], &rec["exit_code"], &rec["uid"]),
+                (&Value::from("completed"), &Value::from(0), &Value::from(0)),
+                "{what}: {rec}"
+            );
+            found.push((
+                proto_states(&run, Protocol::Tcp),
+                proto_states(&run, Protocol::Udp),
+            ));
+        }
+        assert_eq!(found[0], found[1], "-{tag}: what root and nobody found");
+        let (tcp, udp) = &found[1];
+        if tag == "sS" {
+            for host in ["svc", "dns", "filt"] {
+                lab.assert_truth(host, tcp, 1..=2000);
+            }
+        } else {
+            let udp = &udp[&dns];
+            let open = |p: u16| udp.get(&p).map(String::as_str) == Some("open");
+            assert!(open(53) && open(161), "-sU as nobody: {udp:?}");
+        }
+    }
+}
+
+/// The value of `key` in a /proc status file ("Uid": real, effective, saved and fs uid).
+fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `id -u nobody` or `id -g nobody`.
+fn nobody_id(flag: &str) -> String {
+    let out = Command::new("id")
+        .args([flag, "nobody"])
+        .output()
+        .expect("id");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// While it scans, every thread of a scan started as root is nobody (or the sudo caller),
+/// with no supplementary group, no way to gain privileges, and CAP_NET_RAW and
+/// CAP_NET_ADMIN alone; with --keep-privileges it is root. Interrupted, it still closes
+/// its XML, opened before the drop.
+fn scans_run_without_root(lab: &Lab) {
+    let svc = lab.ip("svc");
+    let (nobody_uid, nobody_gid) = (nobody_id("-u"), nobody_id("-g"));
+    let cases: [(&str, Sudo, bool, &str, &str); 3] = [
+        ("nobody", None, false, &nobody_uid, &nobody_gid),
+        (
+            "sudo",
+            Some(("4242", "4343", "lab-user")),
+            false,
+            "4242",
+            "4343",
+        ),
+        ("keep", None, true, "0", "0"),
+    ];
+    for (what, sudo, keep, uid, gid) in cases {
+        let xml = lab.path(&format!("as-{what}.xml"));
+        let mut args = vec!["-sS", "-n", "-Pn", "-p-", "--max-rate", "2000", "-v"];
+        args.extend(["--audit-log", "none", "-oX", &xml, &svc]);
+        if keep {
+            args.push("--keep-privileges");
+        }
+        let child = root_scan(lab, &args, sudo).spawn().expect("spawn");
+        let pid = child.id();
+        let status = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        // The runtime's threads start after the drop: once there are several, it is done.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while status_field(&status(&format!("/proc/{pid}/status")), "Threads")
+            .parse::<u32>()
+            .unwrap_or(0)
+            < 2
+        {
+            assert!(Instant::now() < deadline, "{what}: the scan never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
+        let mut seen = 0;
+        for task in tasks.flatten() {
+            let st = status(&format!("{}/status", task.path().display()));
+            if st.is_empty() {
+                continue; // a thread that ended meanwhile
+            }
+            seen += 1;
+            let f = |k: &str| status_field(&st, k);
+            assert_eq!(f("Uid"), [uid; 4].join("\t"), "{what}: {st}");
+            assert_eq!(f("Gid"), [gid; 4].join("\t"), "{what}: {st}");
+            if !keep {
+                assert_eq!(f("Groups"), "", "{what}: {st}");
+                assert_eq!(f("NoNewPrivs"), "1", "{what}: {st}");
+                assert_eq!(f("CapEff"), "0000000000003000", "{what}: {st}");
+                assert_eq!(f("CapPrm"), "0000000000003000", "{what}: {st}");
+            }
+        }
+        assert!(seen >= 2, "{what}: threads seen {seen}");
+        signal(pid, "INT");
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{what}: {err}");
+        if let Some((uid, _, user)) = sudo {
+            let said = format!("Dropped privileges to {user} (uid {uid})");
+            assert!(err.contains(&said), "{what}: {err}");
+        }
+        let run = read_xml_file(&xml).expect("interrupted XML reads back");
+        assert_eq!(run.runstats.expect("runstats").exit, RunExit::Error);
+    }
 }

@@ -320,3 +320,71 @@ fn a_read_only_store_is_refused_before_any_output_is_emptied() {
         assert_valid_xml(&keep);
     }
 }
+
+/// As root, a scan gives up root before its first packet, after opening its outputs: in a
+/// folder only root may enter, its XML and JSON, the audit log, a new store and one an
+/// earlier scan left (its -wal file closed and gone) are all written to the end by the
+/// process that is root no more.
+#[test]
+fn outputs_opened_as_root_are_written_after_root_is_dropped() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !is_root() {
+        eprintln!("skipped: dropping root needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let p = |f: &str| s(&dir.path().join(f));
+    let (old_db, new_db, audit) = (p("old.db"), p("new.db"), p("state/audit.log"));
+    let (xml, json) = (p("scan.xml"), p("scan.json"));
+    let base = [
+        "-sT",
+        "-n",
+        "-Pn",
+        "-p",
+        &port,
+        "127.0.0.1",
+        "--audit-log",
+        &audit,
+    ];
+    let mut first = base.to_vec();
+    first.extend(["--db", &old_db, "--keep-privileges", "-v"]);
+    let o = run(&first);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(!err(&o).contains("Dropped privileges"), "{}", err(&o));
+    assert!(!Path::new(&format!("{old_db}-wal")).exists());
+    for db in [&old_db, &new_db] {
+        let mut args = base.to_vec();
+        args.extend(["--db", db.as_str(), "-oX", &xml, "-oJ", &json, "-v"]);
+        let o = run_env(&args, &[("SUDO_UID", ""), ("SUDO_GID", "")]);
+        assert!(o.status.success(), "{db}: {}", err(&o));
+        assert!(
+            err(&o).contains("Dropped privileges to nobody (uid "),
+            "{}",
+            err(&o)
+        );
+        let run = assert_valid_xml(Path::new(&xml));
+        assert_eq!(run.hosts[0].ports[0].state.as_str(), "open");
+        assert_valid_json(Path::new(&json));
+        for f in [&xml, &json, db, &format!("{db}-wal"), &audit] {
+            let meta = std::fs::metadata(f).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert_eq!(meta.uid(), 0, "{f}: made by root before the drop");
+        }
+    }
+    let history = |db: &str| -> Vec<serde_json::Value> {
+        let o = run(&["history", "--db", db, "--json"]);
+        assert!(o.status.success(), "{}", err(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (old, new) = (history(&old_db), history(&new_db));
+    assert_eq!((old.len(), new.len()), (2, 1), "{old:?} {new:?}");
+    assert!(old.iter().chain(&new).all(|s| s["complete"] == true));
+    let log = std::fs::read_to_string(&audit).unwrap();
+    let outcomes: Vec<String> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["outcome"].to_string())
+        .collect();
+    assert_eq!(outcomes, vec!["\"completed\""; 3], "{log}");
+}
