@@ -1,0 +1,147 @@
+//! Script scanning from the command line (`--script`, `-sC`): Nmap's installed engine and
+//! scripts against services on 127.0.0.1, results in every output. Skipped, with a message,
+//! where Nmap's scripts are not installed. Packets go to 127.0.0.1 only.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portolan");
+
+fn nse_installed() -> bool {
+    let ok = Path::new("/usr/share/nmap/nse_main.lua").is_file();
+    if !ok {
+        eprintln!("skipped: Nmap's scripts are not installed (apt install nmap-common)");
+    }
+    ok
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("PORTOLAN_DB")
+        .env("PORTOLAN_AUDIT_LOG", "none")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run portolan")
+}
+
+/// A loopback service answering every client with `reply` (after reading a request when
+/// `read_first`).
+fn service(reply: &'static [u8], read_first: bool) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                if read_first {
+                    let _ = c.read(&mut buf);
+                }
+                let _ = c.write_all(reply);
+                if !read_first {
+                    let _ = c.read(&mut buf);
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn banner_result_reaches_every_output() {
+    if !nse_installed() {
+        return;
+    }
+    let port = service(b"220 lab FTP ready\r\n", false);
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("s.xml");
+    let json = dir.path().join("s.json");
+    let p = port.to_string();
+    let o = run(&[
+        "-sT",
+        "-Pn",
+        "-n",
+        "-p",
+        &p,
+        "--script",
+        "banner",
+        "-oX",
+        xml.to_str().unwrap(),
+        "-oJ",
+        json.to_str().unwrap(),
+        "127.0.0.1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let normal = String::from_utf8_lossy(&o.stdout);
+    assert!(normal.contains("|_banner: 220 lab FTP ready"), "{normal}");
+    let x = std::fs::read_to_string(&xml).unwrap();
+    assert!(
+        x.contains(r#"<script id="banner" output="220 lab FTP ready"/>"#),
+        "{x}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let text = j.to_string();
+    assert!(
+        text.contains("\"id\":\"banner\"") && text.contains("220 lab FTP ready"),
+        "{text}"
+    );
+}
+
+#[test]
+fn forced_script_finds_a_page_title() {
+    if !nse_installed() {
+        return;
+    }
+    let port = service(
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html><head><title>Lab page</title></head></html>",
+        true,
+    );
+    let p = port.to_string();
+    // As Nmap, -sC picks scripts by port or service; `+` runs a script whatever its rule
+    // says of this unknown port.
+    let o = run(&[
+        "-sT",
+        "-Pn",
+        "-n",
+        "-p",
+        &p,
+        "-sC",
+        "--script",
+        "+http-title",
+        "127.0.0.1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let normal = String::from_utf8_lossy(&o.stdout);
+    assert!(normal.contains("|_http-title: Lab page"), "{normal}");
+}
+
+#[test]
+fn unknown_script_is_refused_before_any_output() {
+    if !nse_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("keep.xml");
+    std::fs::write(&xml, "precious").unwrap();
+    let o = run(&[
+        "-sT",
+        "-p",
+        "1",
+        "--script",
+        "no-such-script",
+        "-oX",
+        xml.to_str().unwrap(),
+        "127.0.0.1",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("'no-such-script' did not match a category, filename, or directory"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&xml).unwrap(), "precious");
+}
