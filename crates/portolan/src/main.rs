@@ -89,6 +89,16 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    // --script-help, and --script-updatedb without targets: the engine does it and the run
+    // ends, as Nmap's.
+    if opts.script_help.is_some()
+        || (opts.script_updatedb && opts.targets.is_empty() && opts.input_file.is_none())
+    {
+        return match scripts::engine_only(&opts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => quit(&e),
+        };
+    }
     // --resume FILE: the interrupted scan's own command line, run again for what is left.
     let (opts, prior) = match &opts.resume {
         None => (opts, None),
@@ -133,7 +143,7 @@ fn main() -> ExitCode {
                 .map_err(|e| anyhow::anyhow!("{e}"))
         });
         match loaded {
-            Ok(engine) => Some((engine, allowed)),
+            Ok(engine) => Some((engine, scripts::shown(&opts), allowed)),
             Err(e) => {
                 finish_audit(&mut audit, format!("error: {e:#}"), 2);
                 return quit(&e);

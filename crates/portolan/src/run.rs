@@ -238,7 +238,7 @@ impl Observer for Terminal {
 pub async fn run(
     resolved: Resolved,
     sink: Tee,
-    nse: Option<(portolan_nse::Engine, crate::scripts::Allowed)>,
+    nse: Option<(portolan_nse::Engine, bool, crate::scripts::Allowed)>,
     at_exit: AtExit,
 ) -> Result<Ended> {
     let Resolved {
@@ -272,8 +272,8 @@ pub async fn run(
         observer: &observer,
     };
     let summary = match nse {
-        Some((engine, allowed)) => {
-            let mut scripted = crate::scripts::ScriptSink::new(engine, &mut sink, allowed);
+        Some((engine, show, allowed)) => {
+            let mut scripted = crate::scripts::ScriptSink::new(engine, show, &mut sink, allowed);
             scanner.run(&mut plan, &mut scripted, &cancel).await
         }
         None => scanner.run(&mut plan, &mut sink, &cancel).await,

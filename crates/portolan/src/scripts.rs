@@ -23,9 +23,48 @@ pub type Allowed = Arc<Mutex<HashSet<IpAddr>>>;
 /// Hosts whose scripts run together, as Nmap runs a host group.
 const GROUP: usize = 16;
 
+/// Whether script results are shown: scripts were asked for, not only `-sV`'s.
+pub fn shown(o: &Options) -> bool {
+    o.script_default || !o.scripts.is_empty()
+}
+
 /// Whether these options ask for scripts.
 pub fn wanted(o: &Options) -> bool {
-    o.script_default || !o.scripts.is_empty()
+    o.script_default || !o.scripts.is_empty() || o.script_updatedb || version_scripts(o)
+}
+
+/// As Nmap: `-sV` runs the `version` category too, where Nmap's scripts are installed
+/// (never with `--builtin-data`, which reads nothing of Nmap's).
+fn version_scripts(o: &Options) -> bool {
+    o.version && !o.builtin_data && check_installed(o).is_ok()
+}
+
+/// `--script-help` (the help of the scripts named, on stdout) and `--script-updatedb`
+/// without a scan: the engine loads, does it, and that is all.
+pub fn engine_only(o: &Options) -> Result<()> {
+    check_installed(o)?;
+    let dirs =
+        portolan_engine::data::datadir::search_dirs(o.datadir.as_deref().map(std::path::Path::new));
+    let nobody: portolan_nse::Guard =
+        Arc::new(|ip: IpAddr| Err(format!("{ip}: no scan is running")));
+    let rules = match &o.script_help {
+        Some(h) => h.split(',').map(str::to_string).collect(),
+        None => Vec::new(),
+    };
+    let mut c = Config::new(dirs, rules, nobody);
+    c.script_help = o.script_help.is_some();
+    c.script_updatedb = o.script_updatedb;
+    c.verbosity = o.verbose.into();
+    c.debugging = o.debug.into();
+    c.log = std::rc::Rc::new(|line: &str| {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = out.write_all(line.as_bytes());
+        if !line.ends_with('\n') {
+            let _ = out.write_all(b"\n");
+        }
+    });
+    Engine::new(c).map(|_| ()).map_err(|e| anyhow!("{e}"))
 }
 
 /// The engine's settings for these options. `search_dirs` are Nmap's data folders.
@@ -46,9 +85,11 @@ pub fn config(o: &Options, plan: &ScanPlan, allowed: Arc<Mutex<HashSet<IpAddr>>>
         portolan_engine::data::datadir::search_dirs(o.datadir.as_deref().map(std::path::Path::new));
     let mut c = Config::new(dirs, o.scripts.clone(), guard);
     c.default = o.script_default;
+    c.version = version_scripts(o);
     c.script_args = o.script_args.clone();
     c.script_args_file = o.script_args_file.clone();
     c.script_trace = o.script_trace;
+    c.script_updatedb = o.script_updatedb;
     c.script_timeout = o.script_timeout.map(|d| d.as_secs_f64());
     c.verbosity = o.verbose.into();
     c.debugging = o.debug.into();
@@ -90,6 +131,10 @@ pub fn check_installed(o: &Options) -> Result<()> {
 /// A sink that runs the script phases between the scan and the outputs.
 pub struct ScriptSink<'a> {
     engine: Engine,
+    /// Whether script results are written: as Nmap, only when scripts were asked for
+    /// (`-sC`, `--script`), not for the version category that `-sV` runs on its own (its
+    /// scripts still set services).
+    show: bool,
     inner: &'a mut dyn Sink,
     group: Vec<Host>,
     allowed: Arc<Mutex<HashSet<IpAddr>>>,
@@ -99,11 +144,13 @@ pub struct ScriptSink<'a> {
 impl<'a> ScriptSink<'a> {
     pub fn new(
         engine: Engine,
+        show: bool,
         inner: &'a mut dyn Sink,
         allowed: Arc<Mutex<HashSet<IpAddr>>>,
     ) -> Self {
         ScriptSink {
             engine,
+            show,
             inner,
             group: Vec::new(),
             allowed,
@@ -123,7 +170,15 @@ impl<'a> ScriptSink<'a> {
         if let Some(e) = r.error {
             eprintln!("NSE: script scan stopped: {e}");
         }
-        let hosts = r.hosts;
+        let mut hosts = r.hosts;
+        if !self.show {
+            for h in &mut hosts {
+                h.hostscripts.clear();
+                for p in &mut h.ports {
+                    p.scripts.clear();
+                }
+            }
+        }
         for h in hosts.iter().chain(down.iter()) {
             self.inner.host(run, h)?;
         }
@@ -142,7 +197,9 @@ impl Sink for ScriptSink<'_> {
         if let Some(e) = r.error {
             eprintln!("NSE: pre-scan scripts stopped: {e}");
         }
-        run.prescripts = r.scripts;
+        if self.show {
+            run.prescripts = r.scripts;
+        }
         self.run = Some(run.clone());
         self.inner.begin(&run)
     }
@@ -169,7 +226,9 @@ impl Sink for ScriptSink<'_> {
             if let Some(e) = r.error {
                 eprintln!("NSE: post-scan scripts stopped: {e}");
             }
-            run.postscripts = r.scripts;
+            if self.show {
+                run.postscripts = r.scripts;
+            }
         }
         self.inner.end(&run)
     }

@@ -57,10 +57,7 @@ fn malformed_ports_and_values_give_the_valid_range() {
 fn unsupported_and_unknown_flags_are_refused() {
     refused(&["-sF", "127.0.0.1"], "not supported yet: -sF");
     refused(&["-O", "127.0.0.1"], "not supported yet: -O");
-    refused(
-        &["--script-updatedb", "127.0.0.1"],
-        "not supported yet: --script-updatedb",
-    );
+    refused(&["-sI", "zombie", "127.0.0.1"], "not supported yet: -sI");
     refused(
         &["--frobnicate", "127.0.0.1"],
         "unrecognized option '--frobnicate'",
