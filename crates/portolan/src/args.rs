@@ -492,8 +492,8 @@ mod tests {
         for (cmd, name) in [
             ("-O", "-O"),
             ("-PY", "-PY"),
-            ("--script vuln", "--script"),
-            ("-sC", "-sC"),
+            ("-sI zombie", "-sI"),
+            ("-sF", "-sF"),
             ("--traceroute", "--traceroute"),
             ("-D 198.18.0.9", "-D"),
         ] {
