@@ -27,6 +27,9 @@ use crate::xml_reader::{ReadError, RunStream};
 /// Bytes of hosts (as JSON) sorted in memory before they are written out as one sorted run.
 const SORT_BUFFER: usize = 4 << 20;
 
+/// The read buffer of each sorted run while they are merged: one per 4 MB of hosts.
+const RUN_READ_BUFFER: usize = 16 << 10;
+
 /// The three forms a diff is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiffFormat {
@@ -268,7 +271,7 @@ impl SortedHosts {
         if let Some(file) = &self.file {
             for &(pos, end) in &self.runs {
                 m.readers.push(BufReader::with_capacity(
-                    64 << 10,
+                    RUN_READ_BUFFER,
                     Section { file, pos, end },
                 ));
                 m.views.push(None);
