@@ -6,6 +6,9 @@
 //!
 //! A file written with `--append-output` holds several runs: the last of each file is
 //! compared unless `--run N` says which, and a note on stderr names the run compared.
+//!
+//! Files are compared streaming (portolan_report::diff::spool_run and write_diff): memory
+//! stays near a host's and a sorting buffer's, whatever the files' size.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
