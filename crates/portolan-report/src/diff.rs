@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::timefmt::Zone;
 use portolan_model::{AddrType, Host, ScanRun, Script};
@@ -36,7 +36,7 @@ pub struct DiffOptions {
 }
 
 /// An address as Ndiff orders them: IPv4, then IPv6, then MAC; by text within a kind.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 struct Addr {
     rank: u8,
     addr: String,
@@ -52,7 +52,7 @@ impl Addr {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Svc {
     /// Called "service" in our JSON, beside the port's state.
     #[serde(rename = "service", skip_serializing_if = "Option::is_none")]
@@ -110,7 +110,7 @@ impl Svc {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct ScriptOut {
     id: String,
     output: String,
@@ -146,7 +146,7 @@ impl ScriptOut {
 
 type Spec = (u16, String);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct PortView {
     spec: Spec,
     /// None: not listed in that scan.
@@ -204,12 +204,13 @@ fn service_frag(s: &Svc) -> Vec<El> {
 }
 
 /// One host as Ndiff sees it. `state == None` is the empty stand-in for a host that one
-/// of the scans does not have.
-#[derive(Debug, Clone, Default)]
+/// of the scans does not have. A streamed diff keeps it in a temporary file as JSON.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct HostView {
     state: Option<String>,
     addresses: Vec<Addr>,
     hostnames: Vec<String>,
+    #[serde(with = "port_list")]
     ports: BTreeMap<Spec, PortView>,
     /// (state, count) in first-seen order; a repeated state keeps its place, takes the count.
     extraports: Vec<(String, u32)>,
@@ -219,7 +220,29 @@ struct HostView {
     scripts: Vec<ScriptOut>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// Serializes a host's ports as a list (JSON keys must be strings; each port holds its spec).
+mod port_list {
+    use super::{PortView, Spec};
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(
+        ports: &BTreeMap<Spec, PortView>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(ports.values())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<Spec, PortView>, D::Error> {
+        let list = Vec::<PortView>::deserialize(d)?;
+        Ok(list.into_iter().map(|p| (p.spec.clone(), p)).collect())
+    }
+}
+
+/// What pairs hosts, and orders them (Ndiff's host id).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 enum HostId {
     Named(String),
     /// A host with neither address nor name: never paired (sorted last, in file order).
@@ -799,6 +822,12 @@ impl HostDiff {
         }
     }
 
+    /// The host's block of Ndiff's text, after the blank line that separates hosts.
+    fn text(&self, out: &mut String, verbose: bool) {
+        out.push('\n');
+        self.write_text(out, verbose);
+    }
+
     fn write_text(&self, out: &mut String, verbose: bool) {
         let (a, b) = (&self.a, &self.b);
         if self.id_changed {
@@ -1033,6 +1062,56 @@ impl ScriptListDiff {
     }
 }
 
+/// Ndiff's text before the hosts: the banners, and the pre-scan script results.
+fn text_head(
+    out: &mut String,
+    before: &RunInfo,
+    after: &RunInfo,
+    pre: &ScriptListDiff,
+    verbose: bool,
+) {
+    let (ba, bb) = (before.banner(), after.banner());
+    if ba != bb {
+        let _ = writeln!(out, "-{ba}");
+        let _ = writeln!(out, "+{bb}");
+    } else if verbose {
+        let _ = writeln!(out, " {ba}");
+    }
+    pre.text(out, "Pre-scan script results", verbose);
+}
+
+/// Ndiff's text after the hosts: the post-scan script results.
+fn text_tail(out: &mut String, post: &ScriptListDiff, verbose: bool) {
+    post.text(out, "Post-scan script results", verbose);
+}
+
+/// Ndiff's XML before the hosts: the document's start, the run headers, the pre-scan scripts.
+fn xml_head(
+    out: &mut String,
+    before: &RunInfo,
+    after: &RunInfo,
+    pre: &ScriptListDiff,
+    verbose: bool,
+) {
+    out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<nmapdiff version=\"1\"><scandiff>");
+    if before != after {
+        out.push_str("<a>");
+        before.elem().write(out);
+        out.push_str("</a><b>");
+        after.elem().write(out);
+        out.push_str("</b>");
+    } else if verbose {
+        before.elem().write(out);
+    }
+    pre.xml(out, "prescript", verbose);
+}
+
+/// Ndiff's XML after the hosts: the post-scan scripts and the document's end.
+fn xml_tail(out: &mut String, post: &ScriptListDiff, verbose: bool) {
+    post.xml(out, "postscript", verbose);
+    out.push_str("</scandiff></nmapdiff>");
+}
+
 /// Compares `before` with `after`.
 pub fn diff(before: &ScanRun, after: &ScanRun, opts: DiffOptions) -> ScanDiff {
     let views = |r: &ScanRun| {
@@ -1101,44 +1180,22 @@ impl ScanDiff {
     /// Ndiff's text output.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let (ba, bb) = (self.before.banner(), self.after.banner());
-        if ba != bb {
-            let _ = writeln!(out, "-{ba}");
-            let _ = writeln!(out, "+{bb}");
-        } else if self.verbose {
-            let _ = writeln!(out, " {ba}");
-        }
-        self.pre
-            .text(&mut out, "Pre-scan script results", self.verbose);
+        text_head(&mut out, &self.before, &self.after, &self.pre, self.verbose);
         for h in self.shown() {
-            out.push('\n');
-            h.write_text(&mut out, self.verbose);
+            h.text(&mut out, self.verbose);
         }
-        self.post
-            .text(&mut out, "Post-scan script results", self.verbose);
+        text_tail(&mut out, &self.post, self.verbose);
         out
     }
 
     /// Ndiff's XML output (`<nmapdiff version="1">`), laid out as Ndiff writes it.
     pub fn to_xml(&self) -> String {
-        let mut out = String::from(
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<nmapdiff version=\"1\"><scandiff>",
-        );
-        if self.before != self.after {
-            out.push_str("<a>");
-            self.before.elem().write(&mut out);
-            out.push_str("</a><b>");
-            self.after.elem().write(&mut out);
-            out.push_str("</b>");
-        } else if self.verbose {
-            self.before.elem().write(&mut out);
-        }
-        self.pre.xml(&mut out, "prescript", self.verbose);
+        let mut out = String::new();
+        xml_head(&mut out, &self.before, &self.after, &self.pre, self.verbose);
         for h in self.shown() {
             h.elem(self.verbose).write(&mut out);
         }
-        self.post.xml(&mut out, "postscript", self.verbose);
-        out.push_str("</scandiff></nmapdiff>");
+        xml_tail(&mut out, &self.post, self.verbose);
         out
     }
 
@@ -1596,6 +1653,9 @@ impl El {
         }
     }
 }
+
+mod stream;
+pub use stream::{spool_run, write_diff, DiffFormat, SpoolError, SpooledRun, WriteError};
 
 #[cfg(test)]
 mod tests;

@@ -4,8 +4,10 @@
 //!   each with services), the last one starting an hour ago, with a few changes a day
 //!   (ports opening and closing, versions changing, hosts leaving and coming back).
 //! - `last-two DB`: times `last_two_of_same_targets` (what `diff --last` reads).
-//! - `xml FILE HOSTS PORTS`: writes an Nmap-style XML file of HOSTS hosts with PORTS open
-//!   ports each, for timing `portolan import`.
+//! - `xml FILE HOSTS PORTS [later]`: writes an Nmap-style XML file of HOSTS hosts with PORTS
+//!   open ports each, for timing `portolan import`; `later`, the same network scanned again
+//!   with changes, for `portolan diff` (bench/diff-memory.sh): every 50th host gone, as many
+//!   new ones after the last, every 7th host's first port closed, every 11th a new version.
 
 use portolan_model::{
     Host, HostStatus, OutputOptions, Port, PortState, Protocol, RunExit, RunStats, ScanRun,
@@ -157,22 +159,41 @@ fn last_two(db: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn xml(file: &str, hosts: u32, ports: u16) -> Result<(), Box<dyn std::error::Error>> {
+fn xml(file: &str, hosts: u32, ports: u16, later: bool) -> Result<(), Box<dyn std::error::Error>> {
     let w = std::io::BufWriter::new(std::fs::File::create(file)?);
     let mut x = portolan_report::xml::XmlWriter::new(Box::new(w), OutputOptions::default());
-    let mut run = ScanRun::new("nmap -sV -p 1-65535 10.30.0.0/16", 1_700_000_000);
+    // The later scan a day after.
+    let start = 1_700_000_000 + if later { 86_400 } else { 0 };
+    let mut run = ScanRun::new("nmap -sV -p 1-65535 10.30.0.0/16", start);
     run.scanner = "nmap".into();
     x.begin(&run)?;
-    for i in 0..hosts {
+    let last = if later { hosts + hosts / 50 } else { hosts };
+    let mut written = 0;
+    for i in 0..last {
+        if later && i < hosts && i % 50 == 0 {
+            continue;
+        }
         let mut h = Host::new(ip(i), HostStatus::up("syn-ack"));
         h.ports = (0..ports)
             .map(|k| {
                 let (_, n, pr, v) = SERVICES[(i as usize + k as usize) % SERVICES.len()];
+                let v = if later && i % 11 == 0 && k == 1 {
+                    "2.0"
+                } else {
+                    v
+                };
                 port(1000 + k, n, pr, v)
             })
             .collect();
+        if later && i % 7 == 0 {
+            if let Some(p) = h.ports.first_mut() {
+                p.state = PortState::Closed;
+            }
+        }
         x.host(&run, &h)?;
+        written += 1;
     }
+    let hosts = written;
     run.runstats = Some(RunStats {
         finished: run.start + 3600,
         elapsed: 3600.0,
@@ -193,11 +214,12 @@ fn xml(file: &str, hosts: u32, ports: u16) -> Result<(), Box<dyn std::error::Err
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: store_bench fill DB DAYS | last-two DB | xml FILE HOSTS PORTS";
+    let usage = "usage: store_bench fill DB DAYS | last-two DB | xml FILE HOSTS PORTS [later]";
     match a.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["fill", db, days] => fill(db, days.parse()?),
         ["last-two", db] => last_two(db),
-        ["xml", f, h, p] => xml(f, h.parse()?, p.parse()?),
+        ["xml", f, h, p] => xml(f, h.parse()?, p.parse()?, false),
+        ["xml", f, h, p, "later"] => xml(f, h.parse()?, p.parse()?, true),
         _ => Err(usage.into()),
     }
 }

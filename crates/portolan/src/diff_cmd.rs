@@ -6,12 +6,16 @@
 //!
 //! A file written with `--append-output` holds several runs: the last of each file is
 //! compared unless `--run N` says which, and a note on stderr names the run compared.
+//!
+//! Files are compared streaming (portolan_report::diff::spool_run and write_diff): memory
+//! stays near a host's and a sorting buffer's, whatever the files' size.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
 use std::process::ExitCode;
 
 use crate::commands::subargs::{self, Opt, Spec, RUN};
-use portolan_report::diff::{self, DiffOptions};
+use portolan_report::diff::{self, DiffFormat, DiffOptions};
 
 const EXIT_EQUAL: u8 = 0;
 const EXIT_DIFFERENT: u8 = 1;
@@ -129,76 +133,133 @@ pub fn run(args: &[String]) -> ExitCode {
         print!("{}", subargs::help(&SPEC));
         return ExitCode::from(EXIT_EQUAL);
     }
-    let mut scans = Vec::with_capacity(2);
-    if let (true, Some(db)) = (args.last, &args.db) {
-        // Only read: a path where no store is is an error, never a new empty store.
-        let store = match portolan_store::Store::open_existing(db) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("portolan diff: {e}");
-                return ExitCode::from(EXIT_ERROR);
-            }
-        };
-        match store.last_two_of_same_targets(None) {
-            Ok(Some((old, new))) => scans.extend([old, new]),
-            Ok(None) => {
-                eprintln!("portolan diff: {db}: fewer than two complete scans of the same targets");
-                return ExitCode::from(EXIT_ERROR);
-            }
-            Err(e) => {
-                eprintln!("portolan diff: {db}: {e}");
-                return ExitCode::from(EXIT_ERROR);
-            }
+    let opts = DiffOptions {
+        verbose: args.verbose,
+    };
+    let result = match (&args.db, args.last) {
+        (Some(db), true) => diff_store(db, opts, args.format),
+        _ => diff_files(&args.files, args.run, opts, args.format),
+    };
+    match result {
+        Ok(changed) => ExitCode::from(if changed { EXIT_DIFFERENT } else { EXIT_EQUAL }),
+        Err(message) => {
+            eprintln!("portolan diff: {message}");
+            ExitCode::from(EXIT_ERROR)
         }
     }
-    for f in &args.files {
-        match subargs::pick_run(f, args.run) {
-            Ok(p) => {
-                if p.count > 1 {
-                    eprintln!(
-                        "portolan diff: {f} holds {} runs (--append-output): comparing run {}{}, started {}: {}",
-                        p.count,
-                        p.index,
-                        if p.index == p.count { ", the last" } else { "" },
-                        p.run.start,
-                        p.run.args
-                    );
-                }
-                scans.push(p.run)
-            }
-            Err(e) => {
-                eprintln!("portolan diff: {f}: {e}");
-                return ExitCode::from(EXIT_ERROR);
-            }
+}
+
+/// The last two complete scans of the same targets in the store, compared in memory.
+fn diff_store(db: &str, opts: DiffOptions, format: Format) -> Result<bool, String> {
+    // Only read: a path where no store is is an error, never a new empty store.
+    let store = portolan_store::Store::open_existing(db).map_err(|e| e.to_string())?;
+    let (old, new) = match store.last_two_of_same_targets(None) {
+        Ok(Some(pair)) => pair,
+        Ok(None) => {
+            return Err(format!(
+                "{db}: fewer than two complete scans of the same targets"
+            ))
         }
-    }
-    let d = diff::diff(
-        &scans[0],
-        &scans[1],
-        DiffOptions {
-            verbose: args.verbose,
-        },
-    );
-    let text = match args.format {
+        Err(e) => return Err(format!("{db}: {e}")),
+    };
+    let d = diff::diff(&old, &new, opts);
+    let text = match format {
         Format::Text => d.to_text(),
         Format::Xml => d.to_xml(),
         Format::Json => d.to_json() + "\n",
     };
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush())
-    {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("portolan diff: cannot write the output: {e}");
-            return ExitCode::from(EXIT_ERROR);
+    let mut out = stdout();
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .map_err(|e| format!("cannot write the output: {e}"))?;
+    Ok(d.changed())
+}
+
+/// Two files compared a pair of hosts at a time: each file's hosts are first sorted by
+/// Ndiff's host id into a temporary file, so memory does not grow with the files.
+fn diff_files(
+    files: &[String],
+    run: Option<usize>,
+    opts: DiffOptions,
+    format: Format,
+) -> Result<bool, String> {
+    let mut sides = Vec::with_capacity(2);
+    for f in files {
+        let side = File::open(f)
+            .map_err(|e| diff::SpoolError::Read(e.into()))
+            .and_then(|file| diff::spool_run(BufReader::new(file), run))
+            .map_err(|e| format!("{f}: {e}"))?;
+        if side.count > 1 {
+            eprintln!(
+                "portolan diff: {f} holds {} runs (--append-output): comparing run {}{}, started {}: {}",
+                side.count,
+                side.index,
+                if side.index == side.count { ", the last" } else { "" },
+                side.run.start,
+                side.run.args
+            );
+        }
+        sides.push(side);
+    }
+    let [a, b] = &sides[..] else {
+        return Err("need exactly two input filenames.".into());
+    };
+    let format = match format {
+        Format::Text => DiffFormat::Text,
+        Format::Xml => DiffFormat::Xml,
+        Format::Json => DiffFormat::Json,
+    };
+    let mut out = stdout();
+    let changed = diff::write_diff(a, b, opts, format, &mut out).map_err(|e| e.to_string())?;
+    out.flush()
+        .map_err(|e| format!("cannot write the output: {e}"))?;
+    Ok(changed)
+}
+
+/// Standard output, buffered; once the reader has gone (`| head`), the rest is dropped
+/// quietly and the comparison still runs to its end for the exit status, as before.
+fn stdout() -> BufWriter<Quiet<std::io::StdoutLock<'static>>> {
+    BufWriter::with_capacity(
+        64 << 10,
+        Quiet {
+            inner: std::io::stdout().lock(),
+            gone: false,
+        },
+    )
+}
+
+struct Quiet<W> {
+    inner: W,
+    /// The pipe was closed.
+    gone: bool,
+}
+
+impl<W: Write> Write for Quiet<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.gone {
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.gone = true;
+                Ok(buf.len())
+            }
+            r => r,
         }
     }
-    ExitCode::from(if d.changed() {
-        EXIT_DIFFERENT
-    } else {
-        EXIT_EQUAL
-    })
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.gone {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.gone = true;
+                Ok(())
+            }
+            r => r,
+        }
+    }
 }
 
 #[cfg(test)]

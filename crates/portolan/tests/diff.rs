@@ -793,6 +793,62 @@ fn diff_reads_files_ndiff_cannot() {
     assert_eq!(p.status.code(), Some(0), "{}", out(&p));
 }
 
+/// Files are read once, front to back: a pipe does as well as a file. A reader that goes
+/// away early (`| head`) leaves the exit status as it would be.
+#[test]
+fn a_pipe_is_read_and_a_closed_output_keeps_the_status() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let (a, b) = (fixture("nmap-basic.xml"), fixture("nmap-full.xml"));
+    let want = portolan(&[], &a, &b);
+    assert_eq!(want.status.code(), Some(1));
+    let mut child = Command::new(BIN)
+        .args(["diff", "/dev/stdin"])
+        .arg(&b)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&std::fs::read(&a).unwrap()).unwrap();
+    drop(stdin);
+    let got = child.wait_with_output().unwrap();
+    assert_eq!(got.status.code(), Some(1));
+    assert_eq!(out(&got), out(&want));
+
+    // Far more output than a pipe holds, of which one byte is read.
+    let dir = tempfile::tempdir().unwrap();
+    let mut many = base();
+    many.hosts = (0..4000u32)
+        .map(|i| {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            Host::new(ip.into(), HostStatus::up("syn-ack"))
+        })
+        .collect();
+    let many = write_xml(dir.path(), "many.xml", &many);
+    let mut child = Command::new(BIN)
+        .arg("diff")
+        .args([&a, &many])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let got = child.wait_with_output().unwrap();
+    assert_eq!(
+        got.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert!(
+        got.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+}
+
 #[test]
 fn json_output_names_the_changes() {
     let dir = tempfile::tempdir().unwrap();

@@ -117,15 +117,6 @@ pub const RUN: Opt = Opt::value(
     "in a file holding several runs (--append-output), use run N (1 is the oldest; default: the last)",
 );
 
-/// One run picked from a scan file, and where it stands among the file's runs.
-#[derive(Debug)]
-pub struct PickedRun {
-    pub run: portolan_model::ScanRun,
-    /// 1-based.
-    pub index: usize,
-    pub count: usize,
-}
-
 /// Why no run could be picked.
 #[derive(Debug, thiserror::Error)]
 pub enum PickError {
@@ -145,24 +136,6 @@ pub fn run_number(p: &Parsed) -> Result<Option<usize>, String> {
                 "--run {v:?}: give a run number, 1 for the oldest run in the file"
             )),
         },
-    }
-}
-
-/// Reads run `want` (1-based; None: the last) of a scan file, holding one run at a time.
-pub fn pick_run(path: &str, want: Option<usize>) -> Result<PickedRun, PickError> {
-    let mut count = 0;
-    let mut kept = None;
-    portolan_report::read::for_each_run(path, |run| {
-        count += 1;
-        if want.unwrap_or(count) == count {
-            kept = Some(run);
-        }
-        Ok(())
-    })?;
-    let index = want.unwrap_or(count);
-    match kept {
-        Some(run) => Ok(PickedRun { run, index, count }),
-        None => Err(PickError::NoSuchRun { want: index, count }),
     }
 }
 
