@@ -3,8 +3,10 @@
 //! output is whole, like an uninterrupted run's.
 
 use portolan_model::{OutputOptions, RunExit, ScanRun, Sink};
+use portolan_report::read_grepable;
 use portolan_report::xml::XmlWriter;
 use portolan_report::xml_reader::read_xml_file;
+use portolan_report::GrepableWriter;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -120,6 +122,87 @@ fn resume_keeps_finished_hosts_and_scans_the_rest() {
     }
     let stats = resumed.runstats.unwrap();
     assert_eq!((stats.hosts_up, stats.hosts_total), (3, 3));
+}
+
+/// `--resume` from grepable output (-oG): the same as from XML, with the command line and
+/// start time from its header, the finished hosts carried over as the format has them.
+#[test]
+fn resume_from_grepable_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = open.local_addr().unwrap().port();
+    let ports = format!("{port},1-40");
+    let (xml, gnmap) = (dir.path().join("full.xml"), dir.path().join("full.gnmap"));
+    let (x, g) = (xml.to_str().unwrap(), gnmap.to_str().unwrap());
+    let targets = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+    let mut args = vec!["-sT", "-Pn", "-n", "-p", &ports, "-oX", x, "-oG", g];
+    args.extend(targets);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let whole = read_xml_file(&xml).unwrap();
+    let whole_g = read_grepable(std::fs::read(&gnmap).unwrap().as_slice()).unwrap();
+    assert_eq!(whole_g.args, whole.args);
+    assert_eq!(whole_g.start, whole.start);
+
+    // What an interrupt leaves in -oG: 127.0.0.1 finished (its open port's service renamed,
+    // so that a rescan would show), 127.0.0.2 cut short, 127.0.0.3 not reached, and the
+    // "stopped" trailer.
+    let mut cut = whole_g.clone();
+    cut.hosts.retain(|h| h.addr_str() != "127.0.0.3");
+    for h in &mut cut.hosts {
+        if h.addr_str() == "127.0.0.2" {
+            h.extraports.clear();
+            h.ports.truncate(1);
+        }
+        if h.addr_str() == "127.0.0.1" {
+            let p = h.ports.iter_mut().find(|p| p.portid == port).unwrap();
+            p.service = Some(portolan_model::Service::from_table("marked"));
+        }
+    }
+    let stats = cut.runstats.as_mut().unwrap();
+    stats.exit = RunExit::Error;
+    stats.errormsg = Some("Interrupted by the user (SIGINT)".into());
+    let mut w = GrepableWriter::new(Vec::new(), OutputOptions::default());
+    w.begin(&cut).unwrap();
+    for h in &cut.hosts {
+        w.host(&cut, h).unwrap();
+    }
+    w.end(&cut).unwrap();
+    let text = w.into_inner();
+    assert!(String::from_utf8_lossy(&text).contains("# Portolan stopped at "));
+    std::fs::write(&gnmap, text).unwrap();
+
+    let o = run(&["--resume", g]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("1 hosts finished are kept, 1 cut short"),
+        "{err}"
+    );
+    // Both outputs of the command line are whole again, with its start and command line.
+    let resumed = read_xml_file(&xml).unwrap();
+    let resumed_g = read_grepable(std::fs::read(&gnmap).unwrap().as_slice()).unwrap();
+    for (what, r) in [("xml", &resumed), ("grepable", &resumed_g)] {
+        assert_eq!(
+            r.runstats.as_ref().unwrap().exit,
+            RunExit::Success,
+            "{what}"
+        );
+        assert_eq!(r.args, whole.args, "{what}");
+        assert_eq!(r.start, whole.start, "{what}");
+        let addrs: Vec<&str> = r.hosts.iter().map(|h| h.addr_str()).collect();
+        assert_eq!(addrs[0], "127.0.0.1", "{what}: finished hosts come first");
+        assert_eq!(addrs.len(), 3, "{what}");
+        for ip in targets {
+            assert_eq!(states(r, ip), states(&whole, ip), "{what}: {ip}");
+        }
+        let kept = r.hosts[0].ports.iter().find(|p| p.portid == port).unwrap();
+        assert_eq!(
+            kept.service.as_ref().map(|s| s.name.as_str()),
+            Some("marked"),
+            "{what}: the finished host was scanned again"
+        );
+    }
 }
 
 #[test]
