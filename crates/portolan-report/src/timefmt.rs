@@ -1,7 +1,7 @@
 //! The time stamps Nmap prints, rendered in the local time zone (as Nmap does) or in UTC
 //! (for reproducible output and tests).
 
-use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Local, NaiveDateTime, TimeZone, Utc};
 
 /// Which clock face the writers use for human-readable times.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,6 +48,10 @@ impl Zone {
     pub(crate) fn parse_ctime(self, s: &str) -> Option<i64> {
         // `%e` pads the day with a space, which chrono's parser takes as optional.
         let t = NaiveDateTime::parse_from_str(s.trim(), "%a %b %e %H:%M:%S %Y").ok()?;
+        // Four-digit years only: what `ctime` writes, and reads back, for any scan's time.
+        if !(1000..=9999).contains(&t.year()) {
+            return None;
+        }
         match self {
             Zone::Utc => Some(t.and_utc().timestamp()),
             Zone::Local => Some(Local.from_local_datetime(&t).earliest()?.timestamp()),
@@ -150,6 +154,8 @@ mod tests {
             Some(1622808000)
         );
         for bad in [
+            "Fri Jun  4 12:00:00 20210",
+            "Fri Jun  4 12:00:00 -202",
             "",
             "Fri Jun 4",
             "Fri Jun 32 12:00:00 2021",
