@@ -111,6 +111,16 @@ pub(crate) fn clip(line: &str) -> String {
 pub(crate) fn header(comment: &str) -> Option<Result<ScanRun, String>> {
     let (title, rest) = comment.split_once(" scan initiated ")?;
     let (name, version) = title.split_once(' ').unwrap_or((title, ""));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+    {
+        return Some(Err(format!(
+            "the scanner's name {:?} is not a word",
+            clip(name)
+        )));
+    }
     let Some((when, args)) = rest.split_once(" as: ") else {
         return Some(Err("the header has no \"as:\" command line".into()));
     };
@@ -492,6 +502,9 @@ Host: 192.0.2.7 (web.example)\tPorts: 22/open/tcp//ssh//OpenSSH 8.9p1 Ubuntu 3ub
         let e =
             read_grepable(&b"# Nmap 7.93 scan initiated yesterday as: nmap x\n"[..]).unwrap_err();
         assert!(e.to_string().contains("not a date"), "{e}");
+        let head = b"# N|map 7.93 scan initiated Sun Nov 22 10:40:23 2026 as: x\n";
+        let e = read_grepable(&head[..]).unwrap_err();
+        assert!(e.to_string().contains("not a word"), "{e}");
     }
 
     /// Garbage never panics: random lines, random bytes, and every prefix of a good file.

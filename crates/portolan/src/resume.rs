@@ -1,5 +1,5 @@
-//! `--resume FILE`: continue an interrupted scan from its XML, JSON or grepable (-oG)
-//! output, as Nmap's `--resume` does from its logs. The file gives the command line (run again as it was)
+//! `--resume FILE`: continue an interrupted scan from its XML, JSON, normal (-oN) or
+//! grepable (-oG) output, as Nmap's `--resume` does from its logs. The file gives the command line (run again as it was)
 //! and the hosts the scan finished; those are not scanned again, and are written first,
 //! unchanged, so the resumed outputs are whole, as if the scan had never stopped.
 //!
@@ -28,13 +28,11 @@ pub struct Prior {
     pub hosts: Vec<Host>,
 }
 
-/// Reads the interrupted scan `path` wrote: XML or JSON, or else grepable output (-oG),
-/// told apart by content.
+/// Reads the interrupted scan `path` wrote: XML or JSON, or else normal (-oN) or grepable
+/// (-oG) output, told apart by content.
 pub fn load(path: &str) -> Result<Prior> {
     let run = match portolan_report::read_any(path) {
-        Err(portolan_report::ReadError::NotAScanFile { .. }) => std::fs::File::open(path)
-            .map_err(portolan_report::ReadError::from)
-            .and_then(|f| portolan_report::read_grepable(std::io::BufReader::new(f))),
+        Err(portolan_report::ReadError::NotAScanFile { .. }) => portolan_report::read_log(path),
         r => r,
     }
     .with_context(|| format!("--resume {path}: cannot read it as a scan"))?;

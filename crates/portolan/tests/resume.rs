@@ -3,10 +3,10 @@
 //! output is whole, like an uninterrupted run's.
 
 use portolan_model::{OutputOptions, RunExit, ScanRun, Sink};
-use portolan_report::read_grepable;
+use portolan_report::read_log;
 use portolan_report::xml::XmlWriter;
 use portolan_report::xml_reader::read_xml_file;
-use portolan_report::GrepableWriter;
+use portolan_report::{GrepableWriter, NormalWriter};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -128,26 +128,38 @@ fn resume_keeps_finished_hosts_and_scans_the_rest() {
 /// start time from its header, the finished hosts carried over as the format has them.
 #[test]
 fn resume_from_grepable_output() {
+    resume_from_log("-oG");
+}
+
+/// `--resume` from normal output (-oN), as from grepable output.
+#[test]
+fn resume_from_normal_output() {
+    resume_from_log("-oN");
+}
+
+/// A scan of three loopback hosts with `-oX` and `flag` (-oG or -oN); that file rewritten
+/// as an interrupt leaves it, then resumed from.
+fn resume_from_log(flag: &str) {
     let dir = tempfile::tempdir().unwrap();
     let open = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = open.local_addr().unwrap().port();
     let ports = format!("{port},1-40");
-    let (xml, gnmap) = (dir.path().join("full.xml"), dir.path().join("full.gnmap"));
-    let (x, g) = (xml.to_str().unwrap(), gnmap.to_str().unwrap());
+    let (xml, log) = (dir.path().join("full.xml"), dir.path().join("full.log"));
+    let (x, l) = (xml.to_str().unwrap(), log.to_str().unwrap());
     let targets = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
-    let mut args = vec!["-sT", "-Pn", "-n", "-p", &ports, "-oX", x, "-oG", g];
+    let mut args = vec!["-sT", "-Pn", "-n", "-p", &ports, "-oX", x, flag, l];
     args.extend(targets);
     let o = run(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let whole = read_xml_file(&xml).unwrap();
-    let whole_g = read_grepable(std::fs::read(&gnmap).unwrap().as_slice()).unwrap();
-    assert_eq!(whole_g.args, whole.args);
-    assert_eq!(whole_g.start, whole.start);
+    let whole_log = read_log(&log).unwrap();
+    assert_eq!(whole_log.args, whole.args);
+    assert_eq!(whole_log.start, whole.start);
 
-    // What an interrupt leaves in -oG: 127.0.0.1 finished (its open port's service renamed,
-    // so that a rescan would show), 127.0.0.2 cut short, 127.0.0.3 not reached, and the
+    // What an interrupt leaves: 127.0.0.1 finished (its open port's service renamed, so
+    // that a rescan would show), 127.0.0.2 cut short, 127.0.0.3 not reached, and the
     // "stopped" trailer.
-    let mut cut = whole_g.clone();
+    let mut cut = whole_log.clone();
     cut.hosts.retain(|h| h.addr_str() != "127.0.0.3");
     for h in &mut cut.hosts {
         if h.addr_str() == "127.0.0.2" {
@@ -162,27 +174,29 @@ fn resume_from_grepable_output() {
     let stats = cut.runstats.as_mut().unwrap();
     stats.exit = RunExit::Error;
     stats.errormsg = Some("Interrupted by the user (SIGINT)".into());
-    let mut w = GrepableWriter::new(Vec::new(), OutputOptions::default());
-    w.begin(&cut).unwrap();
-    for h in &cut.hosts {
-        w.host(&cut, h).unwrap();
-    }
-    w.end(&cut).unwrap();
-    let text = w.into_inner();
+    let text = if flag == "-oG" {
+        let mut w = GrepableWriter::new(Vec::new(), OutputOptions::default());
+        write_run(&mut w, &cut);
+        w.into_inner()
+    } else {
+        let mut w = NormalWriter::new(Vec::new(), OutputOptions::default(), true);
+        write_run(&mut w, &cut);
+        w.into_inner()
+    };
     assert!(String::from_utf8_lossy(&text).contains("# Portolan stopped at "));
-    std::fs::write(&gnmap, text).unwrap();
+    std::fs::write(&log, text).unwrap();
 
-    let o = run(&["--resume", g]);
+    let o = run(&["--resume", l]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
+    assert!(o.status.success(), "{flag}: {err}");
     assert!(
         err.contains("1 hosts finished are kept, 1 cut short"),
-        "{err}"
+        "{flag}: {err}"
     );
     // Both outputs of the command line are whole again, with its start and command line.
     let resumed = read_xml_file(&xml).unwrap();
-    let resumed_g = read_grepable(std::fs::read(&gnmap).unwrap().as_slice()).unwrap();
-    for (what, r) in [("xml", &resumed), ("grepable", &resumed_g)] {
+    let resumed_log = read_log(&log).unwrap();
+    for (what, r) in [("xml", &resumed), (flag, &resumed_log)] {
         assert_eq!(
             r.runstats.as_ref().unwrap().exit,
             RunExit::Success,
@@ -203,6 +217,14 @@ fn resume_from_grepable_output() {
             "{what}: the finished host was scanned again"
         );
     }
+}
+
+fn write_run(w: &mut dyn Sink, run: &ScanRun) {
+    w.begin(run).unwrap();
+    for h in &run.hosts {
+        w.host(run, h).unwrap();
+    }
+    w.end(run).unwrap();
 }
 
 #[test]
