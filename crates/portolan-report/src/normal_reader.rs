@@ -240,7 +240,8 @@ fn port_row(line: &str, cols: &Columns) -> Result<Option<Port>, String> {
         }
     }
     // A port without a service shows "unknown", as does one named so: both are read as none.
-    if !service.is_empty() && !(service == "unknown" && version.is_empty()) {
+    let none = service.is_empty() || (service == "unknown" && version.is_empty());
+    if !none {
         let (tunnel, name) = match service.strip_prefix("ssl/") {
             Some(name) => (Some("ssl".to_string()), name),
             None => (None, service.as_str()),

@@ -1167,26 +1167,32 @@ fn resume_finishes_interrupted_scans(lab: &Lab) {
         "--scan-delay",
         "200ms",
     ];
-    // (name, scan, targets, when to interrupt, resumed from -oG)
-    let scans: [(&str, &[&str], &[String; 3], u64, bool); 4] = [
-        (
+    let case = |name, scan, targets, after_ms, grepable| ResumeCase {
+        name,
+        scan,
+        targets,
+        after_ms,
+        grepable,
+    };
+    let scans = [
+        case(
             "syn",
             &["-sS", "-p", "1-3000", "--max-rate", "3000"],
             &tcp,
             1500,
             false,
         ),
-        (
+        case(
             "connect",
             &["-sT", "-p", "1-1500", "--max-rate", "1500"],
             &tcp,
             1500,
             false,
         ),
-        ("udp", &udp_scan, &udp, 2300, false),
+        case("udp", &udp_scan, &udp, 2300, false),
         // One host at a time (1 s each; connect scans keep to --max-hostgroup): the first
         // is finished when interrupted, and is carried over from the -oG file.
-        (
+        case(
             "connect-grepable",
             &[
                 "-sT",
@@ -1202,7 +1208,14 @@ fn resume_finishes_interrupted_scans(lab: &Lab) {
             true,
         ),
     ];
-    for (name, scan, targets, after_ms, grepable) in scans {
+    for ResumeCase {
+        name,
+        scan,
+        targets,
+        after_ms,
+        grepable,
+    } in scans
+    {
         let began = Instant::now();
         let (whole, cut, cut_g) = (
             lab.path(&format!("{name}-whole.xml")),
@@ -1294,6 +1307,16 @@ fn resume_finishes_interrupted_scans(lab: &Lab) {
             err.trim()
         );
     }
+}
+
+/// One scan of the resume scenario: interrupted `after_ms` in, resumed from its XML, or
+/// from its -oG file when `grepable`.
+struct ResumeCase<'a> {
+    name: &'a str,
+    scan: &'a [&'a str],
+    targets: &'a [String; 3],
+    after_ms: u64,
+    grepable: bool,
 }
 
 /// Each host's open ports, and how many ports it has in each state, listed or collapsed.
