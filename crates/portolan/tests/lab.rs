@@ -1307,6 +1307,83 @@ fn resume_finishes_interrupted_scans(lab: &Lab) {
             err.trim()
         );
     }
+    resume_from_nmaps_logs(lab, &tcp);
+}
+
+/// Nmap's own -oG and -oN files, cut off by SIGINT (Nmap then writes no last line): each
+/// is resumed, Nmap's command line run by Portolan for the hosts left, and ends with the
+/// states of the uninterrupted connect scan above.
+fn resume_from_nmaps_logs(lab: &Lab, targets: &[String; 3]) {
+    let began = Instant::now();
+    let (g, n) = (lab.path("nmap-cut.gnmap"), lab.path("nmap-cut.nmap"));
+    let scan = [
+        "-sT",
+        "-p",
+        "1-1500",
+        "--max-rate",
+        "1500",
+        "--max-hostgroup",
+        "1",
+        "-n",
+        "-Pn",
+        "-oG",
+        &g,
+        "-oN",
+        &n,
+    ];
+    let child = Command::new("ip")
+        .args(["netns", "exec", &lab.scan_ns(), "nmap"])
+        .args(scan)
+        .args(targets)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn nmap");
+    std::thread::sleep(Duration::from_millis(2000));
+    signal(child.id(), "INT");
+    child.wait_with_output().expect("wait for nmap");
+    let (cut_g, cut_n) = (
+        std::fs::read(&g).expect("Nmap's -oG"),
+        std::fs::read(&n).expect("Nmap's -oN"),
+    );
+    assert!(
+        !String::from_utf8_lossy(&cut_g).contains("# Nmap done"),
+        "Nmap was not interrupted in time"
+    );
+    let whole = read_xml_file(lab.path("connect-whole.xml")).expect("connect-whole.xml");
+    // Each resume writes both files again (Nmap's command line names both): each starts
+    // from what Nmap left.
+    for (from, what) in [(&g, "-oG"), (&n, "-oN")] {
+        std::fs::write(&g, &cut_g).expect("restore -oG");
+        std::fs::write(&n, &cut_n).expect("restore -oN");
+        let o = lab.portolan(&["--resume", from]);
+        ok(&o, &format!("--resume from Nmap's {what}"));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !err.contains(": 0 hosts finished are kept"),
+            "{what}: no finished host carried over: {err}"
+        );
+        for out in [&g, &n] {
+            let r = portolan_report::read_log(out).expect("resumed log reads");
+            assert_eq!(
+                r.runstats.as_ref().map(|s| s.exit),
+                Some(RunExit::Success),
+                "{what}: {out}"
+            );
+            assert!(r.args.starts_with("nmap -sT"), "{what}: {}", r.args);
+            assert_eq!(
+                state_counts(&r),
+                state_counts(&whole),
+                "{what}: {out} after --resume"
+            );
+        }
+        eprintln!("resume from Nmap's {what}: {}", err.trim());
+    }
+    eprintln!(
+        "resume from Nmap's logs: {:.1}s",
+        began.elapsed().as_secs_f64()
+    );
 }
 
 /// One scan of the resume scenario: interrupted `after_ms` in, resumed from its XML, or
