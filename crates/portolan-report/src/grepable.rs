@@ -207,13 +207,7 @@ impl<W: Write> Sink for GrepableWriter<W> {
         if let Some(c) = &stats.completeness {
             s.push_str(&format!("# {}\n", text::completeness(c)));
         }
-        s += &format!(
-            "# {} done at {} -- {} scanned in {} seconds\n",
-            text::scanner_name(run),
-            self.zone.ctime(stats.finished),
-            text::hosts_summary(stats.hosts_total, stats.hosts_up),
-            text::elapsed(stats.elapsed)
-        );
+        s += &text::file_trailer(run, &stats, self.zone);
         self.emit(&s)
     }
 }

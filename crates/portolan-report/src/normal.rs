@@ -794,11 +794,7 @@ impl<W: Write> Sink for NormalWriter<W> {
             s.push('\n');
         }
         if self.file_header {
-            s.push_str(&format!(
-                "# {} done at {} -- {summary}\n",
-                text::scanner_name(run),
-                self.zone.ctime(stats.finished)
-            ));
+            s.push_str(&text::file_trailer(run, &stats, self.zone));
         } else {
             s.push_str(&format!("{} done: {summary}\n", text::scanner_name(run)));
         }

@@ -92,6 +92,29 @@ pub fn for_each_run_from(
     }
 }
 
+/// Reads Nmap's logs, the files its `--resume` takes: normal (-oN) or grepable (-oG)
+/// output, Nmap's or ours, told apart by the first line that is not a comment (`Host: `
+/// begins every grepable one). The last run, for a file appended to.
+pub fn read_log(path: impl AsRef<Path>) -> Result<ScanRun, ReadError> {
+    read_log_from(BufReader::new(File::open(path)?))
+}
+
+/// [`read_log`] on an open reader.
+pub fn read_log_from(mut reader: impl BufRead) -> Result<ScanRun, ReadError> {
+    let mut text = Vec::new();
+    reader.read_to_end(&mut text)?;
+    let grepable = text
+        .split(|b| *b == b'\n')
+        .map(|l| l.trim_ascii())
+        .find(|l| !l.is_empty() && !l.starts_with(b"#"))
+        .is_none_or(|l| l.starts_with(b"Host: "));
+    if grepable {
+        crate::grepable_reader::read_grepable(&text[..])
+    } else {
+        crate::normal_reader::read_normal(&text[..])
+    }
+}
+
 /// Skips a byte-order mark and tells the format from the first non-white byte. The white
 /// space before it is kept, so that line numbers in errors still count from the file's start.
 pub fn sniff<R: BufRead>(mut reader: R) -> Result<(Format, impl BufRead), ReadError> {
@@ -215,6 +238,23 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn logs_are_told_apart_by_content() {
+        let head = "# Nmap 7.93 scan initiated Sun Nov 22 10:40:23 2026 as: nmap -p 22 192.0.2.7\n";
+        let g = format!("{head}Host: 192.0.2.7 ()\tStatus: Up\nHost: 192.0.2.7 ()\tPorts: 22/open/tcp//ssh///\n");
+        let n = format!("{head}Nmap scan report for 192.0.2.7\nHost is up.\n\nPORT   STATE SERVICE\n22/tcp open  ssh\n");
+        for text in [g, n] {
+            let run = read_log_from(text.as_bytes()).unwrap();
+            assert_eq!(run.args, "nmap -p 22 192.0.2.7", "{text}");
+            assert_eq!(run.hosts.len(), 1, "{text}");
+            assert_eq!(run.hosts[0].ports.len(), 1, "{text}");
+            assert!(run.hosts[0].is_up(), "{text}");
+        }
+        let run = read_log_from(head.as_bytes()).unwrap();
+        assert!(run.hosts.is_empty() && run.runstats.is_none());
+        assert!(read_log_from(&b"<nmaprun/>"[..]).is_err());
     }
 
     #[test]

@@ -73,6 +73,28 @@ pub(crate) fn completeness(c: &portolan_model::Completeness) -> String {
     )
 }
 
+/// The last line of an -oN or -oG file: `# Portolan done at <time> -- <summary>` for a
+/// scan that finished; for one that did not, `# Portolan stopped at <time> (<why>) --
+/// <summary>`, so that neither a reader nor `--resume` takes it for finished (Nmap, killed,
+/// writes no last line at all).
+pub(crate) fn file_trailer(run: &ScanRun, stats: &RunStats, zone: crate::timefmt::Zone) -> String {
+    let summary = format!(
+        "{} scanned in {} seconds",
+        hosts_summary(stats.hosts_total, stats.hosts_up),
+        elapsed(stats.elapsed)
+    );
+    let at = zone.ctime(stats.finished);
+    let name = scanner_name(run);
+    match (stats.exit, stats.errormsg.as_deref()) {
+        (portolan_model::RunExit::Success, _) => format!("# {name} done at {at} -- {summary}\n"),
+        (_, Some(why)) => format!(
+            "# {name} stopped at {at} ({}) -- {summary}\n",
+            crate::escape::text(why)
+        ),
+        (_, None) => format!("# {name} stopped at {at} -- {summary}\n"),
+    }
+}
+
 /// Seconds with two decimals, as in every Nmap footer.
 pub(crate) fn elapsed(secs: f64) -> String {
     if secs.is_finite() {

@@ -1,7 +1,7 @@
 //! The time stamps Nmap prints, rendered in the local time zone (as Nmap does) or in UTC
 //! (for reproducible output and tests).
 
-use chrono::{DateTime, Local, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Local, NaiveDateTime, TimeZone, Utc};
 
 /// Which clock face the writers use for human-readable times.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,6 +41,21 @@ impl Zone {
             self.format(epoch, "%Y-%m-%d %H:%M:%S"),
             self.abbrev(epoch)
         )
+    }
+
+    /// Reads back what [`Zone::ctime`] wrote: `Sun Nov 22 10:37:24 2026` in this zone.
+    /// A local time that a clock change makes ambiguous gives the earlier instant.
+    pub(crate) fn parse_ctime(self, s: &str) -> Option<i64> {
+        // `%e` pads the day with a space, which chrono's parser takes as optional.
+        let t = NaiveDateTime::parse_from_str(s.trim(), "%a %b %e %H:%M:%S %Y").ok()?;
+        // Four-digit years only: what `ctime` writes, and reads back, for any scan's time.
+        if !(1000..=9999).contains(&t.year()) {
+            return None;
+        }
+        match self {
+            Zone::Utc => Some(t.and_utc().timestamp()),
+            Zone::Local => Some(Local.from_local_datetime(&t).earliest()?.timestamp()),
+        }
     }
 
     pub(crate) fn format(self, epoch: i64, fmt: &str) -> String {
@@ -123,6 +138,32 @@ mod tests {
         assert_eq!(Zone::Utc.ctime(i64::MAX), i64::MAX.to_string());
         let _ = Zone::Local.ctime(i64::MIN);
         let _ = Zone::Local.starting(i64::MAX);
+    }
+
+    #[test]
+    fn ctime_reads_back() {
+        for epoch in [1795344023, 1622808000, 0] {
+            assert_eq!(Zone::Utc.parse_ctime(&Zone::Utc.ctime(epoch)), Some(epoch));
+            assert_eq!(
+                Zone::Local.parse_ctime(&Zone::Local.ctime(epoch)),
+                Some(epoch)
+            );
+        }
+        assert_eq!(
+            Zone::Utc.parse_ctime("Fri Jun  4 12:00:00 2021"),
+            Some(1622808000)
+        );
+        for bad in [
+            "Fri Jun  4 12:00:00 20210",
+            "Fri Jun  4 12:00:00 -202",
+            "",
+            "Fri Jun 4",
+            "Fri Jun 32 12:00:00 2021",
+            "\u{0}",
+            "x Jun  4 12:00:00 2021",
+        ] {
+            assert_eq!(Zone::Utc.parse_ctime(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

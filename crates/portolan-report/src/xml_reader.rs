@@ -72,6 +72,8 @@ pub enum ReadError {
     },
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("line {line}: {message}")]
+    Text { line: u64, message: String },
     #[error("unsupported portolan_json_version {found} (this build reads version 1)")]
     UnsupportedJsonVersion { found: u64 },
 }
@@ -89,6 +91,7 @@ impl ReadError {
             | ReadError::InvalidAttribute { line, .. }
             | ReadError::UnknownPortState { line, .. }
             | ReadError::Misplaced { line, .. }
+            | ReadError::Text { line, .. }
             | ReadError::Truncated { line } => Some(*line),
             ReadError::Json(e) => Some(e.line() as u64),
             ReadError::Io(_) | ReadError::UnsupportedJsonVersion { .. } => None,

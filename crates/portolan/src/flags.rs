@@ -340,7 +340,7 @@ pub const FLAGS: &[FlagDef] = &[
     f("--iflist", N, "", Output, "Print host interfaces and routes", NotSupported),
     f("--append-output", N, "", Output, "Append to rather than clobber specified output files",
         Switch(|o| o.append_output = true)),
-    f("--resume", R, "<filename>", Output, "Resume an aborted scan from its XML or JSON output",
+    f("--resume", R, "<filename>", Output, "Resume an aborted scan from its XML, JSON, normal or grepable output",
         Text(|o, v| o.resume = Some(v.into()))),
     f("--noninteractive", N, "", Output, "Disable runtime interactions via keyboard (there are none)", Ignored),
     f("--stylesheet", R, "<path/URL>", Output, "XSL stylesheet to transform XML output to HTML",

@@ -1,5 +1,5 @@
-//! `--resume FILE`: continue an interrupted scan from its XML or JSON output, as Nmap's
-//! `--resume` does from its logs. The file gives the command line (run again as it was)
+//! `--resume FILE`: continue an interrupted scan from its XML, JSON, normal (-oN) or
+//! grepable (-oG) output, as Nmap's `--resume` does from its logs. The file gives the command line (run again as it was)
 //! and the hosts the scan finished; those are not scanned again, and are written first,
 //! unchanged, so the resumed outputs are whole, as if the scan had never stopped.
 //!
@@ -28,10 +28,14 @@ pub struct Prior {
     pub hosts: Vec<Host>,
 }
 
-/// Reads the interrupted scan `path` wrote.
+/// Reads the interrupted scan `path` wrote: XML or JSON, or else normal (-oN) or grepable
+/// (-oG) output, told apart by content.
 pub fn load(path: &str) -> Result<Prior> {
-    let run = portolan_report::read_any(path)
-        .with_context(|| format!("--resume {path}: cannot read it as a scan"))?;
+    let run = match portolan_report::read_any(path) {
+        Err(portolan_report::ReadError::NotAScanFile { .. }) => portolan_report::read_log(path),
+        r => r,
+    }
+    .with_context(|| format!("--resume {path}: cannot read it as a scan"))?;
     prior(run, path)
 }
 

@@ -1155,34 +1155,87 @@ fn raw_interrupt_leaves_valid_outputs(lab: &Lab) {
     assert_eq!(run.runstats.expect("runstats").exit, RunExit::Error);
 }
 
-/// `--resume`: a SYN scan and a connect scan, interrupted midway (SIGINT) and resumed, end
-/// with the same states as an uninterrupted run. (-sU resumes through the same raw engine;
-/// it is left out here because the targets' ICMP rate limits make a UDP run take a minute.)
+/// `--resume`: a SYN scan, a connect scan and a UDP scan, interrupted midway (SIGINT) and
+/// resumed from their XML, end with the same states as an uninterrupted run; so does a
+/// connect scan resumed from its grepable output (-oG). The UDP scan is kept small (seven
+/// ports on three hosts, probes 200 ms apart: about 4.5 s) for the targets' ICMP rate
+/// limits, which also make its silent ports closed or open|filtered by chance: there the
+/// open ports must agree, and every port be one or the other. (Raw scans run their hosts
+/// together, so an interrupted SYN or UDP scan has every host cut short.)
 fn resume_finishes_interrupted_scans(lab: &Lab) {
-    let scans: [(&str, &[&str], u64); 2] = [
-        ("syn", &["-sS", "-p", "1-3000", "--max-rate", "3000"], 1500),
-        (
+    let tcp = ["198.18.0.10", "198.18.0.11", "198.18.0.12"].map(String::from);
+    let udp = [lab.ip("svc"), lab.ip("dns"), lab.ip("db")];
+    let udp_scan = [
+        "-sU",
+        "-p",
+        "7,53,69,123,161,500,11211",
+        "--scan-delay",
+        "200ms",
+    ];
+    let case = |name, scan, targets, after_ms, grepable| ResumeCase {
+        name,
+        scan,
+        targets,
+        after_ms,
+        grepable,
+    };
+    let scans = [
+        case(
+            "syn",
+            &["-sS", "-p", "1-3000", "--max-rate", "3000"],
+            &tcp,
+            1500,
+            false,
+        ),
+        case(
             "connect",
             &["-sT", "-p", "1-1500", "--max-rate", "1500"],
+            &tcp,
             1500,
+            false,
+        ),
+        case("udp", &udp_scan, &udp, 2300, false),
+        // One host at a time (1 s each; connect scans keep to --max-hostgroup): the first
+        // is finished when interrupted, and is carried over from the -oG file.
+        case(
+            "connect-grepable",
+            &[
+                "-sT",
+                "-p",
+                "1-1500",
+                "--max-rate",
+                "1500",
+                "--max-hostgroup",
+                "1",
+            ],
+            &tcp,
+            1500,
+            true,
         ),
     ];
-    for (name, scan, after_ms) in scans {
+    for ResumeCase {
+        name,
+        scan,
+        targets,
+        after_ms,
+        grepable,
+    } in scans
+    {
         let began = Instant::now();
-        let (whole, cut) = (
+        let (whole, cut, cut_g) = (
             lab.path(&format!("{name}-whole.xml")),
             lab.path(&format!("{name}-cut.xml")),
+            lab.path(&format!("{name}-cut.gnmap")),
         );
-        let targets = ["198.18.0.10", "198.18.0.11", "198.18.0.12"];
         let mut args: Vec<&str> = scan.to_vec();
         args.extend(["-n", "-Pn"]);
         let mut whole_args = args.clone();
         whole_args.extend(["-oX", &whole]);
-        whole_args.extend(targets);
+        whole_args.extend(targets.iter().map(String::as_str));
         ok(&lab.portolan(&whole_args), &format!("{name}: whole run"));
         let mut cut_args = args.clone();
-        cut_args.extend(["-oX", &cut]);
-        cut_args.extend(targets);
+        cut_args.extend(["-oX", &cut, "-oG", &cut_g]);
+        cut_args.extend(targets.iter().map(String::as_str));
         let child = spawn_scan(lab, &cut_args);
         std::thread::sleep(Duration::from_millis(after_ms));
         signal(child.id(), "INT");
@@ -1194,10 +1247,19 @@ fn resume_finishes_interrupted_scans(lab: &Lab) {
         );
         let interrupted = read_xml_file(&cut).expect("interrupted XML");
         assert_eq!(interrupted.runstats.expect("runstats").exit, RunExit::Error);
-        ok(
-            &lab.portolan(&["--resume", &cut]),
-            &format!("{name}: --resume"),
-        );
+        let text = std::fs::read_to_string(&cut_g).expect("interrupted -oG");
+        assert!(text.contains("# Portolan stopped at "), "{name}: {text}");
+        let from = if grepable { &cut_g } else { &cut };
+        let o = lab.portolan(&["--resume", from]);
+        ok(&o, &format!("{name}: --resume"));
+        let err = String::from_utf8_lossy(&o.stderr);
+        // One host at a time: the first was finished, and is carried over.
+        if scan.contains(&"--max-hostgroup") {
+            assert!(
+                !err.contains(": 0 hosts finished are kept"),
+                "{name}: no finished host to carry over: {err}"
+            );
+        }
         let (w, r) = (
             read_xml_file(&whole).expect("whole"),
             read_xml_file(&cut).expect("resumed"),
@@ -1208,8 +1270,195 @@ fn resume_finishes_interrupted_scans(lab: &Lab) {
             "{name}"
         );
         assert_eq!(r.hosts.len(), w.hosts.len(), "{name}: hosts");
-        assert_eq!(states(&r), states(&w), "{name}: states after --resume");
-        eprintln!("resume {name}: {:.1}s", began.elapsed().as_secs_f64());
+        if name == "udp" {
+            assert_udp_agrees(&w, &r, 7, name);
+            let open = |ip: &str| -> Vec<u16> {
+                r.hosts
+                    .iter()
+                    .filter(|h| h.addr_str() == ip)
+                    .flat_map(|h| &h.ports)
+                    .filter(|p| p.state == PortState::Open)
+                    .map(|p| p.portid)
+                    .collect()
+            };
+            assert_eq!(open(&udp[1]), [53, 161], "udp: dns");
+            assert_eq!(open(&udp[2]), [11211], "udp: db");
+        } else if grepable {
+            // Hosts carried from -oG have their collapsed ports as a count only.
+            assert_eq!(
+                state_counts(&r),
+                state_counts(&w),
+                "{name}: states after --resume"
+            );
+            let v = Command::new("xmllint")
+                .args(["--noout", "--dtdvalid", "/usr/share/nmap/nmap.dtd", &cut])
+                .output()
+                .expect("xmllint");
+            ok(&v, &format!("{name}: xmllint on the XML resumed from -oG"));
+        } else {
+            assert_eq!(states(&r), states(&w), "{name}: states after --resume");
+        }
+        let g = portolan_report::read_grepable(std::fs::read(&cut_g).expect("-oG").as_slice())
+            .expect("resumed -oG reads");
+        assert_eq!(
+            g.runstats.expect("trailer").exit,
+            RunExit::Success,
+            "{name}"
+        );
+        assert_eq!(g.hosts.len(), w.hosts.len(), "{name}: hosts in -oG");
+        eprintln!(
+            "resume {name}: {:.1}s ({})",
+            began.elapsed().as_secs_f64(),
+            err.trim()
+        );
+    }
+    resume_from_nmaps_logs(lab, &tcp);
+}
+
+/// Nmap's own -oG and -oN files, cut off by SIGINT (Nmap then writes no last line): each
+/// is resumed, Nmap's command line run by Portolan for the hosts left, and ends with the
+/// states of the uninterrupted connect scan above.
+fn resume_from_nmaps_logs(lab: &Lab, targets: &[String; 3]) {
+    let began = Instant::now();
+    let (g, n) = (lab.path("nmap-cut.gnmap"), lab.path("nmap-cut.nmap"));
+    let scan = [
+        "-sT",
+        "-p",
+        "1-1500",
+        "--max-rate",
+        "1500",
+        "--max-hostgroup",
+        "1",
+        "-n",
+        "-Pn",
+        "-oG",
+        &g,
+        "-oN",
+        &n,
+    ];
+    let child = Command::new("ip")
+        .args(["netns", "exec", &lab.scan_ns(), "nmap"])
+        .args(scan)
+        .args(targets)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn nmap");
+    std::thread::sleep(Duration::from_millis(2000));
+    signal(child.id(), "INT");
+    child.wait_with_output().expect("wait for nmap");
+    let (cut_g, cut_n) = (
+        std::fs::read(&g).expect("Nmap's -oG"),
+        std::fs::read(&n).expect("Nmap's -oN"),
+    );
+    assert!(
+        !String::from_utf8_lossy(&cut_g).contains("# Nmap done"),
+        "Nmap was not interrupted in time"
+    );
+    let whole = read_xml_file(lab.path("connect-whole.xml")).expect("connect-whole.xml");
+    // Each resume writes both files again (Nmap's command line names both): each starts
+    // from what Nmap left.
+    for (from, what) in [(&g, "-oG"), (&n, "-oN")] {
+        std::fs::write(&g, &cut_g).expect("restore -oG");
+        std::fs::write(&n, &cut_n).expect("restore -oN");
+        let o = lab.portolan(&["--resume", from]);
+        ok(&o, &format!("--resume from Nmap's {what}"));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !err.contains(": 0 hosts finished are kept"),
+            "{what}: no finished host carried over: {err}"
+        );
+        for out in [&g, &n] {
+            let r = portolan_report::read_log(out).expect("resumed log reads");
+            assert_eq!(
+                r.runstats.as_ref().map(|s| s.exit),
+                Some(RunExit::Success),
+                "{what}: {out}"
+            );
+            assert!(r.args.starts_with("nmap -sT"), "{what}: {}", r.args);
+            assert_eq!(
+                state_counts(&r),
+                state_counts(&whole),
+                "{what}: {out} after --resume"
+            );
+        }
+        eprintln!("resume from Nmap's {what}: {}", err.trim());
+    }
+    eprintln!(
+        "resume from Nmap's logs: {:.1}s",
+        began.elapsed().as_secs_f64()
+    );
+}
+
+/// One scan of the resume scenario: interrupted `after_ms` in, resumed from its XML, or
+/// from its -oG file when `grepable`.
+struct ResumeCase<'a> {
+    name: &'a str,
+    scan: &'a [&'a str],
+    targets: &'a [String; 3],
+    after_ms: u64,
+    grepable: bool,
+}
+
+/// Each host's open ports, and how many ports it has in each state, listed or collapsed.
+fn state_counts(run: &ScanRun) -> BTreeMap<String, (Vec<u16>, BTreeMap<PortState, usize>)> {
+    let all = [
+        PortState::Open,
+        PortState::Closed,
+        PortState::Filtered,
+        PortState::Unfiltered,
+        PortState::OpenFiltered,
+        PortState::ClosedFiltered,
+    ];
+    run.hosts
+        .iter()
+        .map(|h| {
+            let open = h
+                .ports
+                .iter()
+                .filter(|p| p.state == PortState::Open)
+                .map(|p| p.portid)
+                .collect();
+            let counts = all
+                .iter()
+                .map(|s| (*s, h.count_state(*s)))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            (h.addr_str().to_string(), (open, counts))
+        })
+        .collect()
+}
+
+/// Two UDP scans of `ports` ports a host agree: the same open ports, and every other port
+/// closed or open|filtered (which one, the targets' ICMP rate limits decide).
+fn assert_udp_agrees(a: &ScanRun, b: &ScanRun, ports: usize, what: &str) {
+    let (a, b) = (
+        proto_states(a, Protocol::Udp),
+        proto_states(b, Protocol::Udp),
+    );
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{what}: hosts"
+    );
+    for (ip, sa) in &a {
+        let sb = &b[ip];
+        let open = |m: &BTreeMap<u16, String>| -> Vec<u16> {
+            m.iter()
+                .filter(|(_, s)| *s == "open")
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        assert_eq!(open(sa), open(sb), "{what}: {ip}: {sa:?} / {sb:?}");
+        for m in [sa, sb] {
+            assert_eq!(m.len(), ports, "{what}: {ip}: {m:?}");
+            assert!(
+                m.values()
+                    .all(|s| ["open", "closed", "open|filtered"].contains(&s.as_str())),
+                "{what}: {ip}: {m:?}"
+            );
+        }
     }
 }
 

@@ -3,8 +3,10 @@
 //! output is whole, like an uninterrupted run's.
 
 use portolan_model::{OutputOptions, RunExit, ScanRun, Sink};
+use portolan_report::read_log;
 use portolan_report::xml::XmlWriter;
 use portolan_report::xml_reader::read_xml_file;
+use portolan_report::{GrepableWriter, NormalWriter};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -120,6 +122,109 @@ fn resume_keeps_finished_hosts_and_scans_the_rest() {
     }
     let stats = resumed.runstats.unwrap();
     assert_eq!((stats.hosts_up, stats.hosts_total), (3, 3));
+}
+
+/// `--resume` from grepable output (-oG): the same as from XML, with the command line and
+/// start time from its header, the finished hosts carried over as the format has them.
+#[test]
+fn resume_from_grepable_output() {
+    resume_from_log("-oG");
+}
+
+/// `--resume` from normal output (-oN), as from grepable output.
+#[test]
+fn resume_from_normal_output() {
+    resume_from_log("-oN");
+}
+
+/// A scan of three loopback hosts with `-oX` and `flag` (-oG or -oN); that file rewritten
+/// as an interrupt leaves it, then resumed from.
+fn resume_from_log(flag: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let open = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = open.local_addr().unwrap().port();
+    let ports = format!("{port},1-40");
+    let (xml, log) = (dir.path().join("full.xml"), dir.path().join("full.log"));
+    let (x, l) = (xml.to_str().unwrap(), log.to_str().unwrap());
+    let targets = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+    let mut args = vec!["-sT", "-Pn", "-n", "-p", &ports, "-oX", x, flag, l];
+    args.extend(targets);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let whole = read_xml_file(&xml).unwrap();
+    let whole_log = read_log(&log).unwrap();
+    assert_eq!(whole_log.args, whole.args);
+    assert_eq!(whole_log.start, whole.start);
+
+    // What an interrupt leaves: 127.0.0.1 finished (its open port's service renamed, so
+    // that a rescan would show), 127.0.0.2 cut short, 127.0.0.3 not reached, and the
+    // "stopped" trailer.
+    let mut cut = whole_log.clone();
+    cut.hosts.retain(|h| h.addr_str() != "127.0.0.3");
+    for h in &mut cut.hosts {
+        if h.addr_str() == "127.0.0.2" {
+            h.extraports.clear();
+            h.ports.truncate(1);
+        }
+        if h.addr_str() == "127.0.0.1" {
+            let p = h.ports.iter_mut().find(|p| p.portid == port).unwrap();
+            p.service = Some(portolan_model::Service::from_table("marked"));
+        }
+    }
+    let stats = cut.runstats.as_mut().unwrap();
+    stats.exit = RunExit::Error;
+    stats.errormsg = Some("Interrupted by the user (SIGINT)".into());
+    let text = if flag == "-oG" {
+        let mut w = GrepableWriter::new(Vec::new(), OutputOptions::default());
+        write_run(&mut w, &cut);
+        w.into_inner()
+    } else {
+        let mut w = NormalWriter::new(Vec::new(), OutputOptions::default(), true);
+        write_run(&mut w, &cut);
+        w.into_inner()
+    };
+    assert!(String::from_utf8_lossy(&text).contains("# Portolan stopped at "));
+    std::fs::write(&log, text).unwrap();
+
+    let o = run(&["--resume", l]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{flag}: {err}");
+    assert!(
+        err.contains("1 hosts finished are kept, 1 cut short"),
+        "{flag}: {err}"
+    );
+    // Both outputs of the command line are whole again, with its start and command line.
+    let resumed = read_xml_file(&xml).unwrap();
+    let resumed_log = read_log(&log).unwrap();
+    for (what, r) in [("xml", &resumed), (flag, &resumed_log)] {
+        assert_eq!(
+            r.runstats.as_ref().unwrap().exit,
+            RunExit::Success,
+            "{what}"
+        );
+        assert_eq!(r.args, whole.args, "{what}");
+        assert_eq!(r.start, whole.start, "{what}");
+        let addrs: Vec<&str> = r.hosts.iter().map(|h| h.addr_str()).collect();
+        assert_eq!(addrs[0], "127.0.0.1", "{what}: finished hosts come first");
+        assert_eq!(addrs.len(), 3, "{what}");
+        for ip in targets {
+            assert_eq!(states(r, ip), states(&whole, ip), "{what}: {ip}");
+        }
+        let kept = r.hosts[0].ports.iter().find(|p| p.portid == port).unwrap();
+        assert_eq!(
+            kept.service.as_ref().map(|s| s.name.as_str()),
+            Some("marked"),
+            "{what}: the finished host was scanned again"
+        );
+    }
+}
+
+fn write_run(w: &mut dyn Sink, run: &ScanRun) {
+    w.begin(run).unwrap();
+    for h in &run.hosts {
+        w.host(run, h).unwrap();
+    }
+    w.end(run).unwrap();
 }
 
 #[test]
