@@ -658,14 +658,22 @@ fn vulnerabilities(content: &[ScriptItem]) -> Vec<Found> {
             ids,
             state: state.to_string(),
             title: title.to_string(),
-            description: elem(items, "description")
-                .map(str::trim)
-                .filter(|d| !d.is_empty())
-                .map(str::to_string),
+            description: description(items),
             refs: list(items, "refs").map(str::to_string).collect(),
         });
     }
     out
+}
+
+/// A vulnerability's description: vulns.lua writes it as a list of lines (a table of one
+/// element for a script's single string); a plain element is taken as well.
+fn description(items: &[ScriptItem]) -> Option<String> {
+    let text = match elem(items, "description") {
+        Some(d) => d.to_string(),
+        None => list(items, "description").collect::<Vec<_>>().join("\n"),
+    };
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
 }
 
 /// The value of the element `key` of a table.
@@ -1210,7 +1218,13 @@ mod tests {
                 elem("title", title),
                 elem("state", state),
                 table(Some("ids"), ids),
-                elem("description", "\n  A flaw.\n"),
+                table(
+                    Some("description"),
+                    vec![ScriptItem::Elem {
+                        key: None,
+                        value: "A flaw\n in two lines.\n".into(),
+                    }],
+                ),
                 elem("disclosure", "2017-03-14"),
                 table(
                     Some("refs"),
@@ -1408,7 +1422,10 @@ mod tests {
             alert["vulnerability"]["id"],
             serde_json::json!(["CVE-2017-0143"])
         );
-        assert_eq!(alert["vulnerability"]["description"], "A flaw.");
+        assert_eq!(
+            alert["vulnerability"]["description"],
+            "A flaw\n in two lines."
+        );
         assert_eq!(
             alert["vulnerability"]["reference"][0],
             "https://cve.mitre.org/cgi-bin/cvename.cgi?name=CVE-2017-0143"
