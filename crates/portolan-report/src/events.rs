@@ -504,7 +504,7 @@ impl Builder<'_> {
         let (mut e, target) = match place {
             Place::Port(host, port) => {
                 let mut e = self.port_event(Action::ScriptResult, host, port, when);
-                // Ports without a result of their own (not open) keep their state and reason.
+                // The port fields as a port event has them (a port not open keeps its state).
                 e.message.clear();
                 let target = format!("{}/{} on {}", port.portid, port.protocol, named(host));
                 (e, target)
