@@ -2,8 +2,10 @@
 //! (ECS) field names so that Elasticsearch, OpenSearch, Splunk or any NDJSON shipper can take
 //! them as they are. Fields ECS does not have live under `portolan.*`.
 //!
-//! - [`EventsWriter`] is a [`Sink`]: one `port-open` event per open port, written as soon as
-//!   each host is finished.
+//! - [`EventsWriter`] is a [`Sink`]: one `port-open` event per open port and one
+//!   `script-result` event per script result, written as soon as each host is finished (pre-
+//!   and post-scan script results at the start and the end of the run). A result holding a
+//!   vulnerability found by Nmap's vulns library is an `alert` with ECS `vulnerability.*`.
 //! - [`change_events`] compares two runs and says what changed (`port-opened`,
 //!   `port-closed`, `host-appeared`, `host-disappeared`, `service-changed`); it knows
 //!   nothing of where the runs came from.
@@ -16,7 +18,10 @@ use std::io::Write;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use portolan_model::{AddrType, Host, HostState, Port, PortState, Protocol, ScanRun, Service};
+use portolan_model::{
+    AddrType, Host, HostState, OsClass, Port, PortState, Protocol, ScanRun, Script, ScriptItem,
+    Service,
+};
 use portolan_model::{OutputError, OutputOptions, Sink};
 
 /// The ECS version the field names follow.
@@ -41,6 +46,8 @@ pub enum Action {
     HostDisappeared,
     /// Open in both runs, with a different service name, product, version or tunnel.
     ServiceChanged,
+    /// What one NSE script returned (for a port, a host, or before or after the scan).
+    ScriptResult,
 }
 
 impl Action {
@@ -52,14 +59,19 @@ impl Action {
             Action::HostAppeared => "host-appeared",
             Action::HostDisappeared => "host-disappeared",
             Action::ServiceChanged => "service-changed",
+            Action::ScriptResult => "script-result",
         }
     }
 
     /// `event.type`: `info` for what a scan saw, `change` for a difference between scans.
     fn event_type(self) -> &'static str {
         match self {
-            Action::PortOpen => "info",
-            _ => "change",
+            Action::PortOpen | Action::ScriptResult => "info",
+            Action::PortOpened
+            | Action::PortClosed
+            | Action::HostAppeared
+            | Action::HostDisappeared
+            | Action::ServiceChanged => "change",
         }
     }
 }
@@ -75,13 +87,20 @@ pub struct Event {
     pub ecs: Ecs,
     pub event: EventFields,
     pub observer: Observer,
-    pub host: HostFields,
-    pub destination: Destination,
+    /// Absent only for pre- and post-scan script results, which belong to no host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostFields>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Destination>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceFields>,
-    pub related: Related,
+    /// For a script result reporting a vulnerability (then `event.kind` is `alert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vulnerability: Option<Vulnerability>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related: Option<Related>,
     pub portolan: Extra,
 }
 
@@ -92,9 +111,9 @@ pub struct Ecs {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventFields {
-    /// Always `event`.
+    /// `alert` for a script result reporting a vulnerability, else `event`.
     pub kind: String,
-    /// Always `["network"]`.
+    /// `["vulnerability"]` for an alert, else `["network"]`.
     pub category: Vec<String>,
     /// `["info"]` or `["change"]`.
     #[serde(rename = "type")]
@@ -122,6 +141,35 @@ pub struct HostFields {
     /// ECS spelling: upper case, hyphens (`00-16-3E-12-34-56`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mac: Vec<String>,
+    /// The best OS detection match, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<HostOs>,
+}
+
+/// ECS `host.os.*`, from the best OS match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostOs {
+    /// The match's name (`Linux 5.0 - 5.14`).
+    pub full: String,
+    /// The best class's OS family, lower case (`linux`, `windows`, `mac os x`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// ECS's allowed values only: `linux`, `macos`, `unix`, `windows`, `ios`, `android`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// ECS `vulnerability.*`: what the vulns library reported as (likely) vulnerable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vulnerability {
+    /// CVE identifiers, else the key the script reported each vulnerability under.
+    pub id: Vec<String>,
+    /// The description, when the result reports one vulnerability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Its references (URLs), when the result reports one vulnerability.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +223,22 @@ pub struct Extra {
     pub reason_ttl: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceExtra>,
+    /// For `script-result` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<ScriptFields>,
+}
+
+/// One script result, as -oJ writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptFields {
+    pub id: String,
+    /// Where the script ran: `port`, `host`, `prescan` or `postscan`.
+    pub scope: String,
+    /// Its text output.
+    pub output: String,
+    /// Its structured output (-oJ's ScriptItem); absent when the script returned text only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<ScriptItem>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,6 +346,50 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    /// An event of the run about no host (a pre- or post-scan script result).
+    fn run_event(&self, action: Action, when: i64, message: String) -> Event {
+        Event {
+            timestamp: rfc3339(when),
+            message,
+            ecs: Ecs {
+                version: ECS_VERSION.into(),
+            },
+            event: EventFields {
+                kind: "event".into(),
+                category: vec!["network".into()],
+                kind_type: vec![action.event_type().into()],
+                action,
+                dataset: DATASET.into(),
+                module: "portolan".into(),
+            },
+            observer: Observer {
+                product: "Portolan".into(),
+                vendor: "Portolan".into(),
+                kind: "scanner".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+            host: None,
+            destination: None,
+            network: None,
+            service: None,
+            vulnerability: None,
+            related: None,
+            portolan: Extra {
+                scan: ScanFields {
+                    args: self.run.args.clone(),
+                    start: rfc3339(self.run.start),
+                    scanner: self.run.scanner.clone(),
+                },
+                host: None,
+                port: None,
+                reason: None,
+                reason_ttl: None,
+                service: None,
+                script: None,
+            },
+        }
+    }
+
     /// An event about `host` (as this run saw it, or as the other run did when it is gone
     /// from this one), with no port fields yet.
     fn base(&self, action: Action, host: &Host, when: i64, message: String) -> Event {
@@ -305,59 +413,27 @@ impl Builder<'_> {
                 related_hosts.push(h.name.clone());
             }
         }
-        Event {
-            timestamp: rfc3339(when),
-            message,
-            ecs: Ecs {
-                version: ECS_VERSION.into(),
+        let mut e = self.run_event(action, when, message);
+        e.host = Some(HostFields {
+            ip: if ips.is_empty() && !ip.is_empty() {
+                vec![ip.clone()]
+            } else {
+                ips.clone()
             },
-            event: EventFields {
-                kind: "event".into(),
-                category: vec!["network".into()],
-                kind_type: vec![action.event_type().into()],
-                action,
-                dataset: DATASET.into(),
-                module: "portolan".into(),
-            },
-            observer: Observer {
-                product: "Portolan".into(),
-                vendor: "Portolan".into(),
-                kind: "scanner".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-            },
-            host: HostFields {
-                ip: if ips.is_empty() && !ip.is_empty() {
-                    vec![ip.clone()]
-                } else {
-                    ips.clone()
-                },
-                hostname: hostname.clone(),
-                mac: macs,
-            },
-            destination: Destination {
-                ip: ip.clone(),
-                port: None,
-                domain: hostname,
-            },
-            network: None,
-            service: None,
-            related: Related {
-                ip: if ips.is_empty() { vec![ip] } else { ips },
-                hosts: related_hosts,
-            },
-            portolan: Extra {
-                scan: ScanFields {
-                    args: self.run.args.clone(),
-                    start: rfc3339(self.run.start),
-                    scanner: self.run.scanner.clone(),
-                },
-                host: None,
-                port: None,
-                reason: None,
-                reason_ttl: None,
-                service: None,
-            },
-        }
+            hostname: hostname.clone(),
+            mac: macs,
+            os: host_os(host),
+        });
+        e.destination = Some(Destination {
+            ip: ip.clone(),
+            port: None,
+            domain: hostname,
+        });
+        e.related = Some(Related {
+            ip: if ips.is_empty() { vec![ip] } else { ips },
+            hosts: related_hosts,
+        });
+        e
     }
 
     /// An event about one port of `host`; `port` carries the state and service shown.
@@ -367,7 +443,7 @@ impl Builder<'_> {
             Action::PortOpened => "newly open",
             Action::PortClosed => "no longer open",
             Action::ServiceChanged => "open with a changed service",
-            Action::HostAppeared | Action::HostDisappeared => "",
+            Action::HostAppeared | Action::HostDisappeared | Action::ScriptResult => "",
         };
         let mut message = format!(
             "{}/{} {what} on {}",
@@ -382,7 +458,9 @@ impl Builder<'_> {
             message.push_str(&format!(": {}", service_detail(s)));
         }
         let mut e = self.base(action, host, when, message);
-        e.destination.port = Some(port.portid);
+        if let Some(d) = e.destination.as_mut() {
+            d.port = Some(port.portid);
+        }
         e.network = Some(Network {
             transport: port.protocol.as_str().into(),
             kind: if host.addr_str().contains(':') {
@@ -420,12 +498,283 @@ impl Builder<'_> {
         e
     }
 
+    /// A `script-result` event: with the port fields when the script ran for a port, the
+    /// host fields when it ran for a host, neither for a pre- or post-scan script.
+    fn script_event(&self, script: &Script, place: Place, when: i64) -> Event {
+        let (mut e, target) = match place {
+            Place::Port(host, port) => {
+                let mut e = self.port_event(Action::ScriptResult, host, port, when);
+                // The port fields as a port event has them (a port not open keeps its state).
+                e.message.clear();
+                let target = format!("{}/{} on {}", port.portid, port.protocol, named(host));
+                (e, target)
+            }
+            Place::Host(host) => (
+                self.base(Action::ScriptResult, host, when, String::new()),
+                format!("on {}", named(host)),
+            ),
+            Place::PreScan => (
+                self.run_event(Action::ScriptResult, when, String::new()),
+                "pre-scan".to_string(),
+            ),
+            Place::PostScan => (
+                self.run_event(Action::ScriptResult, when, String::new()),
+                "post-scan".to_string(),
+            ),
+        };
+        let found = vulnerabilities(&script.content);
+        let summary = if found.is_empty() {
+            first_line(&script.output)
+        } else {
+            found
+                .iter()
+                .map(|v| format!("{} {} {}", v.state, v.ids.join(","), v.title))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        e.message = format!("{} {target}", script.id);
+        if !summary.is_empty() {
+            e.message.push_str(": ");
+            e.message.push_str(&summary);
+        }
+        if !found.is_empty() {
+            e.event.kind = "alert".into();
+            e.event.category = vec!["vulnerability".into()];
+            let mut ids: Vec<String> = Vec::new();
+            for id in found.iter().flat_map(|v| &v.ids) {
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+            let one = match found.as_slice() {
+                [v] => Some(v),
+                _ => None,
+            };
+            e.vulnerability = Some(Vulnerability {
+                id: ids,
+                description: one.and_then(|v| v.description.clone()),
+                reference: one.map(|v| v.refs.clone()).unwrap_or_default(),
+            });
+        }
+        e.portolan.script = Some(ScriptFields {
+            id: script.id.clone(),
+            scope: place.scope().into(),
+            output: script.output.clone(),
+            content: script.content.clone(),
+        });
+        e
+    }
+
     /// When `host` was finished in this run: its end time, else the run's.
     fn when(&self, host: Option<&Host>) -> i64 {
         host.and_then(|h| h.endtime)
             .or(self.run.runstats.as_ref().map(|r| r.finished))
             .unwrap_or(self.run.start)
     }
+}
+
+/// Where a script ran.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Port(&'a Host, &'a Port),
+    Host(&'a Host),
+    PreScan,
+    PostScan,
+}
+
+impl Place<'_> {
+    fn scope(self) -> &'static str {
+        match self {
+            Place::Port(..) => "port",
+            Place::Host(_) => "host",
+            Place::PreScan => "prescan",
+            Place::PostScan => "postscan",
+        }
+    }
+}
+
+/// `192.0.2.10 (scanme.example)`, or the address alone.
+fn named(host: &Host) -> String {
+    match host.hostname() {
+        Some(name) => format!("{} ({name})", host.addr_str()),
+        None => host.addr_str().to_string(),
+    }
+}
+
+/// The first line of a script's output with text on it, trimmed and cut to 200 characters.
+fn first_line(output: &str) -> String {
+    let line = output
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let mut out: String = line.chars().take(200).collect();
+    if out.len() < line.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// One vulnerability a script reported as vulnerable or likely vulnerable.
+#[derive(Debug, PartialEq)]
+struct Found {
+    /// CVE identifiers from its `ids`, else the key it was reported under.
+    ids: Vec<String>,
+    state: String,
+    title: String,
+    description: Option<String>,
+    refs: Vec<String>,
+}
+
+/// The vulnerabilities in a script's structured output, as Nmap's vulns library writes them
+/// (`Report:make_output`): a table per vulnerability, keyed by its ID (the CVE when it has
+/// one), holding `title`, `state` (`VULNERABLE`, `LIKELY VULNERABLE`, `VULNERABLE (DoS)`,
+/// `VULNERABLE (Exploitable)`, `NOT VULNERABLE`, `UNKNOWN (unable to test)`), a list `ids`
+/// (`CVE:CVE-2017-0143`), `description` and a list `refs`. Only the (likely) vulnerable ones.
+fn vulnerabilities(content: &[ScriptItem]) -> Vec<Found> {
+    let mut out = Vec::new();
+    for item in content {
+        let ScriptItem::Table {
+            key: Some(key),
+            items,
+        } = item
+        else {
+            continue;
+        };
+        let (Some(state), Some(title)) = (elem(items, "state"), elem(items, "title")) else {
+            continue;
+        };
+        if !(state.starts_with("VULNERABLE") || state == "LIKELY VULNERABLE") {
+            continue;
+        }
+        let mut ids: Vec<String> = list(items, "ids")
+            .filter_map(|id| id.strip_prefix("CVE:"))
+            .map(str::to_string)
+            .collect();
+        if ids.is_empty() {
+            ids.push(key.clone());
+        }
+        out.push(Found {
+            ids,
+            state: state.to_string(),
+            title: title.to_string(),
+            description: description(items),
+            refs: list(items, "refs").map(str::to_string).collect(),
+        });
+    }
+    out
+}
+
+/// A vulnerability's description: vulns.lua writes it as a list of lines (a table of one
+/// element for a script's single string); a plain element is taken as well.
+fn description(items: &[ScriptItem]) -> Option<String> {
+    let text = match elem(items, "description") {
+        Some(d) => d.to_string(),
+        None => list(items, "description").collect::<Vec<_>>().join("\n"),
+    };
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+/// The value of the element `key` of a table.
+fn elem<'a>(items: &'a [ScriptItem], key: &str) -> Option<&'a str> {
+    items.iter().find_map(|i| match i {
+        ScriptItem::Elem {
+            key: Some(k),
+            value,
+        } if k == key => Some(value.as_str()),
+        _ => None,
+    })
+}
+
+/// The values of the list (table of elements) `key` of a table.
+fn list<'a>(items: &'a [ScriptItem], key: &'a str) -> impl Iterator<Item = &'a str> {
+    items
+        .iter()
+        .filter_map(move |i| match i {
+            ScriptItem::Table {
+                key: Some(k),
+                items,
+            } if k == key => Some(items),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|i| match i {
+            ScriptItem::Elem { value, .. } => Some(value.as_str()),
+            ScriptItem::Table { .. } => None,
+        })
+}
+
+/// ECS `host.os.*` from the best OS match (the first), with its most accurate class.
+fn host_os(host: &Host) -> Option<HostOs> {
+    let best = host.os.as_ref()?.matches.first()?;
+    let class = best
+        .classes
+        .iter()
+        .reduce(|a, b| if b.accuracy > a.accuracy { b } else { a });
+    Some(HostOs {
+        full: best.name.clone(),
+        family: class
+            .map(|c| c.osfamily.to_lowercase())
+            .filter(|f| !f.is_empty()),
+        kind: class.and_then(ecs_os_type).map(str::to_string),
+    })
+}
+
+/// ECS `host.os.type` for an Nmap OS class, when ECS has a value for it. Case matters: Nmap
+/// spells Apple's `iOS` and Cisco's `IOS` alike but for case.
+fn ecs_os_type(class: &OsClass) -> Option<&'static str> {
+    Some(match class.osfamily.as_str() {
+        "Linux" => "linux",
+        "Windows" => "windows",
+        "Mac OS X" | "OS X" | "macOS" => "macos",
+        "iOS" | "iPhone OS" => "ios",
+        "Android" => "android",
+        "FreeBSD" | "OpenBSD" | "NetBSD" | "DragonFly BSD" | "BSD/OS" | "Solaris"
+        | "OpenSolaris" | "OpenIndiana" | "AIX" | "HP-UX" | "IRIX" | "Tru64 UNIX" | "UnixWare"
+        | "OpenServer" => "unix",
+        _ => return None,
+    })
+}
+
+/// The events for one finished host, in the host's port order: for each port its
+/// `port-open` event (when open) then a `script-result` per script that ran for it; then a
+/// `script-result` per host script.
+pub fn host_events(run: &ScanRun, host: &Host) -> Vec<Event> {
+    let b = Builder { run };
+    let when = b.when(Some(host));
+    let mut out = Vec::new();
+    for p in &host.ports {
+        if p.state == PortState::Open {
+            out.push(b.port_event(Action::PortOpen, host, p, when));
+        }
+        for s in &p.scripts {
+            out.push(b.script_event(s, Place::Port(host, p), when));
+        }
+    }
+    for s in &host.hostscripts {
+        out.push(b.script_event(s, Place::Host(host), when));
+    }
+    out
+}
+
+/// The `script-result` events of the run's pre-scan scripts, stamped with the run's start.
+pub fn prescan_events(run: &ScanRun) -> Vec<Event> {
+    let b = Builder { run };
+    run.prescripts
+        .iter()
+        .map(|s| b.script_event(s, Place::PreScan, run.start))
+        .collect()
+}
+
+/// The `script-result` events of the run's post-scan scripts, stamped with its end.
+pub fn postscan_events(run: &ScanRun) -> Vec<Event> {
+    let b = Builder { run };
+    let when = b.when(None);
+    run.postscripts
+        .iter()
+        .map(|s| b.script_event(s, Place::PostScan, when))
+        .collect()
 }
 
 /// The `port-open` events for one finished host: one per open port, in the host's order.
@@ -648,7 +997,8 @@ fn addr_order(a: &str) -> (u8, std::net::IpAddr, String) {
     }
 }
 
-/// Writes events as NDJSON: one `port-open` line per open port of each finished host.
+/// Writes events as NDJSON: the pre-scan script results first, then for each finished host
+/// its [`host_events`], then the post-scan script results.
 pub struct EventsWriter<W: Write> {
     out: W,
     opts: OutputOptions,
@@ -680,17 +1030,16 @@ pub fn write_events(out: &mut impl Write, events: &[Event]) -> Result<(), Output
 }
 
 impl<W: Write> Sink for EventsWriter<W> {
-    fn begin(&mut self, _run: &ScanRun) -> Result<(), OutputError> {
-        Ok(())
+    fn begin(&mut self, run: &ScanRun) -> Result<(), OutputError> {
+        write_events(&mut self.out, &prescan_events(run))
     }
 
     fn host(&mut self, run: &ScanRun, host: &Host) -> Result<(), OutputError> {
-        write_events(&mut self.out, &port_open_events(run, host))
+        write_events(&mut self.out, &host_events(run, host))
     }
 
-    fn end(&mut self, _run: &ScanRun) -> Result<(), OutputError> {
-        self.out.flush()?;
-        Ok(())
+    fn end(&mut self, run: &ScanRun) -> Result<(), OutputError> {
+        write_events(&mut self.out, &postscan_events(run))
     }
 }
 
@@ -720,11 +1069,8 @@ mod tests {
         events
             .iter()
             .map(|e| {
-                (
-                    e.destination.ip.clone(),
-                    e.destination.port,
-                    e.event.action.as_str(),
-                )
+                let d = e.destination.as_ref().unwrap();
+                (d.ip.clone(), d.port, e.event.action.as_str())
             })
             .collect()
     }
@@ -841,5 +1187,345 @@ mod tests {
         assert_eq!(ev[0].portolan.port.as_ref().unwrap().state, "unknown");
         assert_eq!(ev[0].service.as_ref().unwrap().name, "http-proxy");
         assert_eq!(ev[0].portolan.reason, None);
+    }
+
+    fn elem(key: &str, value: &str) -> ScriptItem {
+        ScriptItem::Elem {
+            key: Some(key.into()),
+            value: value.into(),
+        }
+    }
+
+    fn table(key: Option<&str>, items: Vec<ScriptItem>) -> ScriptItem {
+        ScriptItem::Table {
+            key: key.map(str::to_string),
+            items,
+        }
+    }
+
+    /// A result as vulns.lua's `Report:make_output` shapes it.
+    fn vuln_table(id: &str, state: &str, title: &str, cves: &[&str]) -> ScriptItem {
+        let ids = cves
+            .iter()
+            .map(|c| ScriptItem::Elem {
+                key: None,
+                value: format!("CVE:{c}"),
+            })
+            .collect();
+        table(
+            Some(id),
+            vec![
+                elem("title", title),
+                elem("state", state),
+                table(Some("ids"), ids),
+                table(
+                    Some("description"),
+                    vec![ScriptItem::Elem {
+                        key: None,
+                        value: "A flaw\n in two lines.\n".into(),
+                    }],
+                ),
+                elem("disclosure", "2017-03-14"),
+                table(
+                    Some("refs"),
+                    vec![ScriptItem::Elem {
+                        key: None,
+                        value: format!("https://cve.mitre.org/cgi-bin/cvename.cgi?name={id}"),
+                    }],
+                ),
+            ],
+        )
+    }
+
+    fn lines_of(r: &ScanRun) -> Vec<serde_json::Value> {
+        let mut w = EventsWriter::new(Vec::new(), OutputOptions::default());
+        w.begin(r).unwrap();
+        for h in &r.hosts {
+            w.host(r, h).unwrap();
+        }
+        w.end(r).unwrap();
+        String::from_utf8(w.into_inner())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn script_results_for_ports_hosts_and_the_run() {
+        let mut h = host(
+            "192.0.2.1",
+            &[
+                (22, PortState::Open, "ssh"),
+                (161, PortState::OpenFiltered, "snmp"),
+            ],
+        );
+        h.ports[0].scripts.push(Script {
+            id: "ssh-hostkey".into(),
+            output: "\n  256 aa:bb (ECDSA)\n  256 cc:dd (ED25519)".into(),
+            content: vec![table(
+                None,
+                vec![elem("type", "ecdsa-sha2-nistp256"), elem("bits", "256")],
+            )],
+        });
+        h.ports[1]
+            .scripts
+            .push(Script::text("snmp-info", "engine id"));
+        h.hostscripts.push(Script::text("clock-skew", "mean: 0s"));
+        let mut r = run(vec![h]);
+        r.prescripts
+            .push(Script::text("broadcast-ping", "  IP: 192.0.2.7"));
+        r.postscripts
+            .push(Script::text("ssh-hostkey", "Possible duplicate hosts"));
+        r.runstats = Some(RunStats {
+            finished: 1_800_000_200,
+            elapsed: 200.0,
+            exit: RunExit::Success,
+            errormsg: None,
+            hosts_up: 1,
+            hosts_down: 0,
+            hosts_total: 1,
+            completeness: None,
+        });
+        let ev = lines_of(&r);
+        let seen: Vec<(String, String, String)> = ev
+            .iter()
+            .map(|e| {
+                (
+                    e["event"]["action"].as_str().unwrap().to_string(),
+                    e["portolan"]["script"]["scope"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    e["destination"]["port"].to_string(),
+                )
+            })
+            .collect();
+        let want = [
+            ("script-result", "prescan", "null"),
+            ("port-open", "", "22"),
+            ("script-result", "port", "22"),
+            ("script-result", "port", "161"),
+            ("script-result", "host", "null"),
+            ("script-result", "postscan", "null"),
+        ];
+        let want: Vec<(String, String, String)> = want
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect();
+        assert_eq!(seen, want);
+
+        let pre = &ev[0];
+        assert_eq!(pre["@timestamp"], "2027-01-15T08:00:00Z");
+        assert_eq!(pre["message"], "broadcast-ping pre-scan: IP: 192.0.2.7");
+        for absent in ["host", "destination", "related", "network", "service"] {
+            assert!(pre.get(absent).is_none(), "{absent} in {pre}");
+        }
+        assert_eq!(ev[5]["@timestamp"], "2027-01-15T08:03:20Z");
+
+        let port = &ev[2];
+        assert_eq!(port["event"]["kind"], "event");
+        assert_eq!(port["event"]["category"][0], "network");
+        assert_eq!(port["event"]["type"][0], "info");
+        assert_eq!(
+            port["message"],
+            "ssh-hostkey 22/tcp on 192.0.2.1: 256 aa:bb (ECDSA)"
+        );
+        assert_eq!(port["network"]["transport"], "tcp");
+        assert_eq!(port["service"]["name"], "ssh");
+        assert_eq!(port["portolan"]["port"]["state"], "open");
+        assert_eq!(port["portolan"]["script"]["id"], "ssh-hostkey");
+        assert_eq!(
+            port["portolan"]["script"]["output"],
+            "\n  256 aa:bb (ECDSA)\n  256 cc:dd (ED25519)"
+        );
+        // The content is -oJ's ScriptItem, keys and all.
+        assert_eq!(
+            port["portolan"]["script"]["content"],
+            serde_json::json!([{"type": "table", "key": null, "items": [
+                {"type": "elem", "key": "type", "value": "ecdsa-sha2-nistp256"},
+                {"type": "elem", "key": "bits", "value": "256"}
+            ]}])
+        );
+        assert!(port.get("vulnerability").is_none());
+        // A port that is not open keeps its own state; text-only output has no content.
+        assert_eq!(ev[3]["portolan"]["port"]["state"], "open|filtered");
+        assert!(ev[3]["portolan"]["script"].get("content").is_none());
+
+        let host_script = &ev[4];
+        assert_eq!(host_script["destination"]["ip"], "192.0.2.1");
+        assert_eq!(host_script["host"]["ip"][0], "192.0.2.1");
+        assert!(host_script.get("network").is_none());
+        assert!(host_script["portolan"].get("port").is_none());
+        assert_eq!(host_script["message"], "clock-skew on 192.0.2.1: mean: 0s");
+
+        // Read back, every event is what was built.
+        let back: Vec<Event> = ev
+            .iter()
+            .map(|v| serde_json::from_value(v.clone()).unwrap())
+            .collect();
+        let mut built = prescan_events(&r);
+        built.extend(host_events(&r, &r.hosts[0]));
+        built.extend(postscan_events(&r));
+        assert_eq!(back, built);
+    }
+
+    #[test]
+    fn a_vulnerable_result_is_an_alert_with_its_cve() {
+        let mut h = host("192.0.2.1", &[(445, PortState::Open, "microsoft-ds")]);
+        h.ports[0].scripts.push(Script {
+            id: "smb-vuln-ms17-010".into(),
+            output: "VULNERABLE: ...".into(),
+            content: vec![vuln_table(
+                "CVE-2017-0143",
+                "VULNERABLE",
+                "Remote Code Execution vulnerability in Microsoft SMBv1 servers (ms17-010)",
+                &["CVE-2017-0143"],
+            )],
+        });
+        h.hostscripts.push(Script {
+            id: "smb-vuln-ms10-054".into(),
+            output: "false".into(),
+            content: vec![vuln_table(
+                "CVE-2010-2550",
+                "NOT VULNERABLE",
+                "SMB Remote Memory Corruption Vulnerability",
+                &["CVE-2010-2550"],
+            )],
+        });
+        // Two findings in one result, one of them only likely, one without a CVE.
+        h.hostscripts.push(Script {
+            id: "two".into(),
+            output: String::new(),
+            content: vec![
+                vuln_table(
+                    "CVE-2014-0160",
+                    "LIKELY VULNERABLE",
+                    "Heartbleed",
+                    &["CVE-2014-0160"],
+                ),
+                vuln_table("OSVDB-1", "VULNERABLE (DoS)", "Old bug", &[]),
+                elem("state", "VULNERABLE"),
+            ],
+        });
+        let r = run(vec![h]);
+        let ev = lines_of(&r);
+        assert_eq!(ev.len(), 4);
+        let alert = &ev[1];
+        assert_eq!(alert["event"]["kind"], "alert");
+        assert_eq!(
+            alert["event"]["category"],
+            serde_json::json!(["vulnerability"])
+        );
+        assert_eq!(alert["event"]["type"], serde_json::json!(["info"]));
+        assert_eq!(
+            alert["vulnerability"]["id"],
+            serde_json::json!(["CVE-2017-0143"])
+        );
+        assert_eq!(
+            alert["vulnerability"]["description"],
+            "A flaw\n in two lines."
+        );
+        assert_eq!(
+            alert["vulnerability"]["reference"][0],
+            "https://cve.mitre.org/cgi-bin/cvename.cgi?name=CVE-2017-0143"
+        );
+        assert_eq!(alert["destination"]["port"], 445);
+        assert_eq!(
+            alert["message"],
+            "smb-vuln-ms17-010 445/tcp on 192.0.2.1: VULNERABLE CVE-2017-0143 \
+             Remote Code Execution vulnerability in Microsoft SMBv1 servers (ms17-010)"
+        );
+
+        let not = &ev[2];
+        assert_eq!(not["event"]["kind"], "event");
+        assert_eq!(not["event"]["category"][0], "network");
+        assert!(not.get("vulnerability").is_none());
+
+        let two = &ev[3];
+        assert_eq!(two["event"]["kind"], "alert");
+        assert_eq!(
+            two["vulnerability"]["id"],
+            serde_json::json!(["CVE-2014-0160", "OSVDB-1"])
+        );
+        // Which description would it be? None, rather than a wrong one.
+        assert!(two["vulnerability"].get("description").is_none());
+        assert!(two["vulnerability"].get("reference").is_none());
+    }
+
+    fn os_match(name: &str, classes: &[(&str, &str, u8)]) -> OsMatch {
+        OsMatch {
+            name: name.into(),
+            accuracy: 96,
+            line: 1,
+            classes: classes
+                .iter()
+                .map(|(vendor, family, accuracy)| OsClass {
+                    kind: Some("general purpose".into()),
+                    vendor: vendor.to_string(),
+                    osfamily: family.to_string(),
+                    osgen: None,
+                    accuracy: *accuracy,
+                    cpes: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn os_fields_on_every_event_of_the_host() {
+        let mut h = host("192.0.2.1", &[(22, PortState::Open, "ssh")]);
+        h.hostscripts.push(Script::text("clock-skew", "0s"));
+        h.os = Some(Os {
+            matches: vec![
+                os_match(
+                    "Linux 4.15 - 5.8",
+                    &[("Linux", "Linux", 90), ("Linux", "Linux", 96)],
+                ),
+                os_match("Microsoft Windows 10", &[("Microsoft", "Windows", 85)]),
+            ],
+            ..Os::default()
+        });
+        let r = run(vec![h.clone()]);
+        let ev = lines_of(&r);
+        assert_eq!(ev.len(), 2);
+        for e in &ev {
+            assert_eq!(
+                e["host"]["os"],
+                serde_json::json!({"full": "Linux 4.15 - 5.8", "family": "linux", "type": "linux"})
+            );
+        }
+        // Change events carry it too.
+        let gone = run(vec![]);
+        let ch = change_events(&gone, &r);
+        assert_eq!(
+            ch[0].host.as_ref().unwrap().os.as_ref().unwrap().full,
+            "Linux 4.15 - 5.8"
+        );
+
+        // No ECS type for Cisco's IOS (Apple's is iOS); family is kept, lower case.
+        h.os = Some(Os {
+            matches: vec![os_match("Cisco 2600 router", &[("Cisco", "IOS", 92)])],
+            ..Os::default()
+        });
+        let os = host_os(&h).unwrap();
+        assert_eq!(os.family.as_deref(), Some("ios"));
+        assert_eq!(os.kind, None);
+        h.os.as_mut().unwrap().matches[0].classes[0].osfamily = "iOS".into();
+        assert_eq!(host_os(&h).unwrap().kind.as_deref(), Some("ios"));
+        h.os.as_mut().unwrap().matches[0].classes[0].osfamily = "Mac OS X".into();
+        assert_eq!(host_os(&h).unwrap().kind.as_deref(), Some("macos"));
+        h.os.as_mut().unwrap().matches[0].classes[0].osfamily = "OpenBSD".into();
+        assert_eq!(host_os(&h).unwrap().kind.as_deref(), Some("unix"));
+        // A host with no match has no host.os.
+        h.os = Some(Os::default());
+        assert_eq!(host_os(&h), None);
+        h.os = None;
+        assert!(port_open_events(&run(vec![h.clone()]), &h)[0]
+            .host
+            .as_ref()
+            .unwrap()
+            .os
+            .is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! -oE events against docs/events.schema.json, with the Python `jsonschema` module (installed
 //! in CI; a missing one skips the test with a message, or fails it under PORTOLAN_LAB=required): every event written
-//! for several runs (hand-built, hostile, imported from Nmap, read back from our JSON) and
-//! every change event between them.
+//! for several runs (hand-built, hostile, with scripts, vulnerabilities and OS matches,
+//! imported from Nmap, read back from our JSON) and every change event between them.
 
 mod common;
 
@@ -76,8 +76,11 @@ fn runs() -> Vec<(String, ScanRun)> {
             "empty".to_string(),
             ScanRun::new("portolan -sn 192.0.2.0/30", 1),
         ),
+        ("vulns".to_string(), vulns_run()),
     ];
-    for name in ["full", "sv", "udp", "v6", "multi", "sn"] {
+    for name in [
+        "full", "sv", "udp", "v6", "multi", "sn", "scripts", "os-a", "os-v", "os-trace",
+    ] {
         let run = read_xml_file(data(&format!("nmap-{name}.xml"))).unwrap();
         out.push((format!("nmap-{name}"), run));
     }
@@ -86,6 +89,66 @@ fn runs() -> Vec<(String, ScanRun)> {
     assert_eq!(events_of(&back), events_of(&sample_run()));
     out.push(("json-round-trip".to_string(), back));
     out
+}
+
+/// `sample_run` with an OS match, a vulnerability found (and one not found) by scripts using
+/// Nmap's vulns library, and pre- and post-scan script results.
+fn vulns_run() -> ScanRun {
+    let elem = |key: Option<&str>, value: &str| ScriptItem::Elem {
+        key: key.map(str::to_string),
+        value: value.into(),
+    };
+    let vuln = |cve: &str, state: &str| ScriptItem::Table {
+        key: Some(cve.into()),
+        items: vec![
+            elem(Some("title"), "A flaw in something"),
+            elem(Some("state"), state),
+            ScriptItem::Table {
+                key: Some("ids".into()),
+                items: vec![elem(None, &format!("CVE:{cve}"))],
+            },
+            elem(
+                Some("description"),
+                "  Something can be made to run code.\n",
+            ),
+            ScriptItem::Table {
+                key: Some("refs".into()),
+                items: vec![elem(None, "https://www.cve.org/CVERecord?id=")],
+            },
+        ],
+    };
+    let mut run = sample_run();
+    run.prescripts
+        .push(Script::text("broadcast-ping", "IP: 192.0.2.7"));
+    run.postscripts.push(Script::text("ssh-hostkey", "none"));
+    let h = &mut run.hosts[0];
+    h.os = Some(Os {
+        matches: vec![OsMatch {
+            name: "Microsoft Windows Server 2016".into(),
+            accuracy: 98,
+            line: 1,
+            classes: vec![OsClass {
+                kind: Some("general purpose".into()),
+                vendor: "Microsoft".into(),
+                osfamily: "Windows".into(),
+                osgen: Some("2016".into()),
+                accuracy: 98,
+                cpes: vec!["cpe:/o:microsoft:windows_server_2016".into()],
+            }],
+        }],
+        ..Os::default()
+    });
+    h.ports[4].scripts.push(Script {
+        id: "smb-vuln-x".into(),
+        output: "VULNERABLE".into(),
+        content: vec![vuln("CVE-2017-0143", "VULNERABLE")],
+    });
+    h.hostscripts.push(Script {
+        id: "smb-vuln-y".into(),
+        output: "NOT VULNERABLE".into(),
+        content: vec![vuln("CVE-2010-2550", "NOT VULNERABLE")],
+    });
+    run
 }
 
 /// `sample_run` a day later: 22 upgraded, 80 filtered, 6379 new, the down host up.
@@ -133,6 +196,30 @@ fn every_event_written_matches_the_schema() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(&format!("events {lines}\n")), "{out}");
     assert!(lines >= 10, "too few events to mean anything: {lines}");
+    // Every kind of event -oE writes is among them.
+    let all: Vec<serde_json::Value> = runs()
+        .iter()
+        .flat_map(|(_, run)| {
+            events_of(run)
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for scope in ["port", "host", "prescan", "postscan"] {
+        assert!(
+            all.iter()
+                .any(|e| e["portolan"]["script"]["scope"] == scope),
+            "no {scope} script result"
+        );
+    }
+    assert!(all.iter().any(|e| e["event"]["kind"] == "alert"));
+    assert!(all.iter().any(|e| e["host"]["os"]["type"] == "windows"));
+    // Nmap's OS matches, read from its XML.
+    assert!(all.iter().any(|e| e["host"]["os"]["type"] == "linux"));
+    assert!(all
+        .iter()
+        .any(|e| e["portolan"]["script"]["content"].is_array()));
 }
 
 #[test]
@@ -182,8 +269,38 @@ fn the_schema_rejects_what_it_should() {
     }
     let good = events_of(&sample_run());
     let first = good.lines().next().unwrap().to_string();
+    let vulns = events_of(&vulns_run());
+    let find = |what: &str| {
+        vulns
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no line with {what}"))
+            .to_string()
+    };
+    let pre = find("\"scope\":\"prescan\"");
+    let alert = find("\"kind\":\"alert\"");
+    let host_script = find("\"scope\":\"host\"");
     let dir = tempfile::tempdir().unwrap();
     let bad = [
+        // An alert must say what the vulnerability is, and only script results alert.
+        alert.replace("\"vulnerability\":{", "\"vulnerabilities\":{"),
+        first.replace("\"kind\":\"event\"", "\"kind\":\"alert\""),
+        alert.replace(
+            "\"category\":[\"vulnerability\"]",
+            "\"category\":[\"network\"]",
+        ),
+        // A pre-scan result belongs to no host; a host script result to no port.
+        pre.replace(
+            "\"portolan\":{",
+            "\"host\":{\"ip\":[\"192.0.2.1\"]},\"portolan\":{",
+        ),
+        host_script.replace("\"ip\":\"192.0.2.10\"", "\"ip\":\"192.0.2.10\",\"port\":1"),
+        alert.replace("\"scope\":\"port\"", "\"scope\":\"service\""),
+        alert.replace("\"type\":\"windows\"", "\"type\":\"Windows\""),
+        first.replace(
+            "\"portolan\":{",
+            "\"portolan\":{\"script\":{\"id\":\"x\",\"scope\":\"port\",\"output\":\"\"},",
+        ),
         first.replace("\"port-open\"", "\"port-opne\""),
         first.replace("\"transport\":\"tcp\"", "\"transport\":\"TCP\""),
         first.replace("\"@timestamp\":\"2026", "\"@timestamp\":\"26"),
@@ -206,12 +323,36 @@ fn sample_events_say_what_a_siem_needs() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    // 22, 80, 443, 631 are open; 25 is filtered; the down host has no ports.
-    let ports: Vec<u64> = events
+    // 22, 80, 443, 631 are open; 25 is filtered; the down host has no ports. 80 and 443 have
+    // a script result each, after their port-open event.
+    let ports: Vec<(u64, &str)> = events
         .iter()
-        .map(|e| e["destination"]["port"].as_u64().unwrap())
+        .map(|e| {
+            (
+                e["destination"]["port"].as_u64().unwrap(),
+                e["event"]["action"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(ports, vec![22, 80, 443, 631]);
+    assert_eq!(
+        ports,
+        vec![
+            (22, "port-open"),
+            (80, "port-open"),
+            (80, "script-result"),
+            (443, "port-open"),
+            (443, "script-result"),
+            (631, "port-open")
+        ]
+    );
+    assert_eq!(
+        events[4]["message"],
+        "ssl-cert 443/tcp on 192.0.2.10 (scanme.example): Subject: commonName=web-1.example.net"
+    );
+    let events: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"]["action"] == "port-open")
+        .collect();
     let ssh = &events[0];
     assert_eq!(ssh["@timestamp"], "2026-11-22T10:40:31Z");
     assert_eq!(ssh["host"]["ip"][0], "192.0.2.10");

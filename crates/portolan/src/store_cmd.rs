@@ -418,7 +418,13 @@ fn print_change_events(
         events.extend(
             portolan_report::events::change_events(&old, &new)
                 .into_iter()
-                .filter(|e| target.is_none_or(|t| e.host.ip.iter().any(|a| t.contains_str(a)))),
+                .filter(|e| {
+                    target.is_none_or(|t| {
+                        e.host
+                            .as_ref()
+                            .is_some_and(|h| h.ip.iter().any(|a| t.contains_str(a)))
+                    })
+                }),
         );
     }
     let mut out = std::io::stdout().lock();

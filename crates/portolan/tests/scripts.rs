@@ -119,6 +119,57 @@ fn forced_script_finds_a_page_title() {
     assert!(normal.contains("|_http-title: Lab page"), "{normal}");
 }
 
+/// -oE: a vulns-library finding is an ECS alert with its CVE, after the port's event. The
+/// service answers every request with 206 Partial Content, which is what
+/// http-vuln-cve2011-3192 (Apache byterange DoS) takes for a vulnerable server.
+#[test]
+fn vulnerable_script_result_is_an_alert_event() {
+    if !nse_installed() {
+        return;
+    }
+    let port = service(
+        b"HTTP/1.1 206 Partial Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        true,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("e.ndjson");
+    let p = port.to_string();
+    let o = run(&[
+        "-sT",
+        "-Pn",
+        "-n",
+        "-p",
+        &p,
+        "--script",
+        "+http-vuln-cve2011-3192",
+        "-oE",
+        events.to_str().unwrap(),
+        "127.0.0.1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&events).unwrap();
+    let ev: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ev.len(), 2, "{text}");
+    assert_eq!(ev[0]["event"]["action"], "port-open");
+    let alert = &ev[1];
+    assert_eq!(alert["event"]["action"], "script-result", "{text}");
+    assert_eq!(alert["event"]["kind"], "alert", "{text}");
+    assert_eq!(alert["event"]["category"][0], "vulnerability");
+    assert_eq!(alert["vulnerability"]["id"][0], "CVE-2011-3192");
+    assert_eq!(alert["destination"]["port"], port);
+    assert_eq!(alert["portolan"]["script"]["id"], "http-vuln-cve2011-3192");
+    assert!(
+        alert["portolan"]["script"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("State: VULNERABLE"),
+        "{text}"
+    );
+}
+
 #[test]
 fn unknown_script_is_refused_before_any_output() {
     if !nse_installed() {
