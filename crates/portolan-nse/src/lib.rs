@@ -3,3 +3,4 @@
 //! implemented in Rust (see docs/nse.md).
 
 pub mod lpeg;
+pub mod openssl;
