@@ -2,5 +2,6 @@
 //! installed Nmap at run time, on an embedded Lua 5.4 with the C interface they expect
 //! implemented in Rust (see docs/nse.md).
 
+pub mod cert;
 pub mod lpeg;
 pub mod openssl;

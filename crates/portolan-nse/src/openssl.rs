@@ -175,15 +175,20 @@ impl Args {
     }
 }
 
-/// Nmap's `NSE_SSL_LUA_ERR`: "OpenSSL error: " and OpenSSL's text for the oldest queued error.
-pub(crate) fn ssl_error(stack: &ErrorStack) -> mlua::Error {
+/// OpenSSL's text (ERR_error_string) for the oldest error of a stack.
+pub(crate) fn ssl_error_text(stack: &ErrorStack) -> String {
     let code = stack.errors().first().map_or(0, |e| e.code());
     let mut buf = [0 as c_char; 256];
     // SAFETY: ERR_error_string_n writes at most buf.len() bytes, NUL included.
     unsafe { ERR_error_string_n(code, buf.as_mut_ptr(), buf.len()) };
     // SAFETY: the buffer holds a NUL-terminated string (ERR_error_string_n always terminates).
     let text = unsafe { CStr::from_ptr(buf.as_ptr()) };
-    mlua::Error::runtime(format!("OpenSSL error: {}", text.to_string_lossy()))
+    text.to_string_lossy().into_owned()
+}
+
+/// Nmap's `NSE_SSL_LUA_ERR`: "OpenSSL error: " and OpenSSL's text for the oldest queued error.
+pub(crate) fn ssl_error(stack: &ErrorStack) -> mlua::Error {
+    mlua::Error::runtime(format!("OpenSSL error: {}", ssl_error_text(stack)))
 }
 
 fn lua_bytes(lua: &Lua, b: impl AsRef<[u8]>) -> mlua::Result<Value> {
@@ -204,10 +209,10 @@ where
         None => {
             let w: Function = lua
                 .load(
-                    r#"local fail, error, rawequal = {}, error, rawequal
-                    local function check(first, ...)
-                      if rawequal(first, fail) then error((...), 0) end
-                      return first, ...
+                    r#"local fail, error, rawequal, select = {}, error, rawequal, select
+                    local function check(...)
+                      if rawequal((...), fail) then error((select(2, ...)), 0) end
+                      return ...
                     end
                     return function(raw)
                       return function(...) return check(raw(...)) end
