@@ -5,3 +5,4 @@
 pub mod cert;
 pub mod lpeg;
 pub mod openssl;
+pub mod zlib;

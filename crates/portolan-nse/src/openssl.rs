@@ -83,6 +83,10 @@ impl Args {
         }
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.vals.len()
+    }
+
     /// Argument `i` (1-based); nil when absent.
     pub(crate) fn get(&self, i: usize) -> Value {
         self.vals.get(i - 1).cloned().unwrap_or(Value::Nil)
@@ -151,6 +155,14 @@ impl Args {
                 }
             }
             _ => Err(self.type_error(i, "number")),
+        }
+    }
+
+    /// `luaL_optinteger`.
+    pub(crate) fn opt_integer(&self, lua: &Lua, i: usize, default: i64) -> mlua::Result<i64> {
+        match self.get(i) {
+            Value::Nil => Ok(default),
+            _ => self.integer(lua, i),
         }
     }
 
