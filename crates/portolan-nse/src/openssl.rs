@@ -1085,4 +1085,80 @@ mod tests {
             .unwrap();
         assert!(ok);
     }
+
+    /// Nmap's own nselib unit tests (`unittest.lua` suites) of the libraries that use
+    /// `openssl` and `zlib`, run on these modules with a minimal stand-in `nmap` module.
+    #[test]
+    fn nmap_nselib_unit_tests_pass() {
+        let nselib = std::path::Path::new("/usr/share/nmap/nselib");
+        if !nselib.join("smbauth.lua").is_file() {
+            eprintln!(
+                "skipped: Nmap's nselib is not installed at {}",
+                nselib.display()
+            );
+            return;
+        }
+        // SAFETY: all standard libraries, `debug` included, as Nmap opens them (strict.lua
+        // needs `debug`); the test runs only Nmap's own Lua.
+        let lua = unsafe { Lua::unsafe_new() };
+        let loaded: Table = lua
+            .globals()
+            .get::<Table>("package")
+            .unwrap()
+            .get("loaded")
+            .unwrap();
+        loaded.set("openssl", open(&lua).unwrap()).unwrap();
+        loaded
+            .set("zlib", crate::zlib::open(&lua).unwrap())
+            .unwrap();
+        loaded
+            .set("lpeg", crate::lpeg::open(&lua).unwrap())
+            .unwrap();
+        let report: String = lua
+            .load(
+                r#"package.path = "/usr/share/nmap/nselib/?.lua"
+                local log = {}
+                nmap = {
+                  socket = {sleep = function() end},
+                  registry = {args = {}},
+                  debugging = function() return 1 end,
+                  verbosity = function() return 0 end,
+                  log_write = function(_, s) log[#log + 1] = s end,
+                  clock = os.clock,
+                  address_family = function() return "inet" end,
+                }
+                package.loaded.nmap = nmap
+                local unittest = require "unittest"
+                unittest.run_tests({})  -- turns testing on
+                local out = {}
+                for _, lib in ipairs({"smbauth", "sasl", "vnc", "tls", "mssql", "http"}) do
+                  local m = require(lib)
+                  local failed, total = m.test_suite()
+                  out[#out + 1] = lib .. "=" .. failed .. "/" .. total
+                end
+                -- Direct calls, with the known NTLM hash of "password".
+                local smbauth = require "smbauth"
+                local stdnse = require "stdnse"
+                out[#out + 1] = stdnse.tohex(select(-1, smbauth.ntlm_create_hash("password")))
+                return table.concat(out, " ") .. "\n" .. table.concat(log, "\n")"#,
+            )
+            .eval()
+            .unwrap();
+        let first = report.lines().next().unwrap_or_default();
+        eprintln!("nselib suites (failed/total): {first}");
+        let mut words = first.split(' ');
+        for lib in ["smbauth", "sasl", "vnc", "tls", "mssql", "http"] {
+            let w = words.next().unwrap_or_default();
+            let (name, counts) = w.split_once('=').unwrap_or_default();
+            let (failed, total) = counts.split_once('/').unwrap_or_default();
+            assert_eq!(name, lib, "{report}");
+            assert_eq!(failed, "0", "{report}");
+            assert_ne!(total, "0", "{report}");
+        }
+        assert_eq!(
+            words.next(),
+            Some("8846f7eaee8fb117ad06bdd830b7586c"),
+            "{report}"
+        );
+    }
 }
