@@ -533,7 +533,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             e,
-            "bad argument #1 to 'parse_ssl_certificate' (string expected, got no value)"
+            "bad argument #1 to 'parse' (string expected, got no value)"
         );
         // A truncated certificate is nil, never a crash.
         let key = ec_key();
@@ -558,9 +558,16 @@ mod tests {
             .load("local ok, e = pcall(cert.digest, {}, 'sha1') return e")
             .eval()
             .unwrap();
+        // Called through pcall, the function has no name Lua can find, as under Nmap.
+        assert_eq!(e, "bad argument #1 to '?' (SSL_CERT expected, got table)");
+        let e: String = lua
+            .load("local ok, e = pcall(function() local d = cert:digest({}) end) return e")
+            .set_name("=t")
+            .eval()
+            .unwrap();
         assert_eq!(
             e,
-            "bad argument #1 to 'digest' (SSL_CERT expected, got table)"
+            "t:1: bad argument #1 to 'digest' (string expected, got table)"
         );
         assert_eq!(eval(&lua, "return tostring(cert.nosuch)"), "nil");
     }

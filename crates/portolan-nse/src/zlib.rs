@@ -13,7 +13,7 @@ use std::ffi::{c_int, CStr};
 use libz_sys as z;
 use mlua::{AnyUserData, Function, Lua, MultiValue, ObjectLike, Table, UserData, Value};
 
-use crate::openssl::{function, Args};
+use crate::openssl::{function, plain_error, Args};
 
 /// lzlib's stream output buffer.
 const LZ_BUFFER_SIZE: usize = 8192;
@@ -337,7 +337,7 @@ impl LzStream {
                         let name = if self.peek { "peek" } else { "read" };
                         let f: Function = match field(obj, name)? {
                             Value::Function(f) => f,
-                            _ => return Err(mlua::Error::runtime("attempt to call a nil value")),
+                            _ => return Err(plain_error("attempt to call a nil value")),
                         };
                         f.call((obj.clone(), hint))?
                     }
@@ -353,11 +353,7 @@ impl LzStream {
                         self.input = Some(bytes);
                     }
                     Value::Nil => {}
-                    _ => {
-                        return Err(mlua::Error::runtime(
-                            "deflate callback must return string or nil",
-                        ))
-                    }
+                    _ => return Err(plain_error("deflate callback must return string or nil")),
                 }
             }
         }
@@ -378,10 +374,10 @@ impl LzStream {
             let mut produced = step.produced;
             if step.ret == z::Z_NEED_DICT {
                 let Some(dict) = self.dictionary.clone() else {
-                    return Err(mlua::Error::runtime("no inflate dictionary provided"));
+                    return Err(plain_error("no inflate dictionary provided"));
                 };
                 if self.z.set_dictionary(&dict) != z::Z_OK {
-                    return Err(mlua::Error::runtime("call to inflateSetDictionnary failed"));
+                    return Err(plain_error("call to inflateSetDictionnary failed"));
                 }
                 step = self
                     .z
@@ -392,7 +388,7 @@ impl LzStream {
             let r = step.ret;
             if r != z::Z_OK && r != z::Z_STREAM_END && r != z::Z_BUF_ERROR {
                 self.z.end();
-                return Err(mlua::Error::runtime(format!("failed to decompress [{r}]")));
+                return Err(plain_error(format!("failed to decompress [{r}]")));
             }
             let avail_in = input.len() - consumed;
             if r == z::Z_STREAM_END {
@@ -404,7 +400,7 @@ impl LzStream {
                     let processed = consumed;
                     let read: Function = match field(&obj, "read")? {
                         Value::Function(f) => f,
-                        _ => return Err(mlua::Error::runtime("attempt to call a nil value")),
+                        _ => return Err(plain_error("attempt to call a nil value")),
                     };
                     read.call::<()>((obj, processed))?;
                 }
@@ -479,7 +475,7 @@ impl LzStream {
             Value::Function(f) => (f.clone(), None),
             obj => match field(obj, "write")? {
                 Value::Function(f) => (f, Some(obj.clone())),
-                _ => return Err(mlua::Error::runtime("attempt to call a nil value")),
+                _ => return Err(plain_error("attempt to call a nil value")),
             },
         };
         let mut buf = vec![0u8; LZ_BUFFER_SIZE];
@@ -751,9 +747,7 @@ fn decompress(lua: &Lua, a: &Args) -> mlua::Result<MultiValue> {
     let window_bits = opt_int(lua, a, 2, 15)?;
     let mut limit = i64::from(opt_int(lua, a, 3, 10 * 1024 * 1024)?);
     let Ok(mut zs) = ZStream::inflate_init(window_bits) else {
-        return Err(mlua::Error::runtime(
-            "failed to initialize zstream structures",
-        ));
+        return Err(plain_error("failed to initialize zstream structures"));
     };
     let mut out = Vec::new();
     let mut buf = vec![0u8; CHUNK];
@@ -771,7 +765,7 @@ fn decompress(lua: &Lua, a: &Args) -> mlua::Result<MultiValue> {
         // case is an error here.
         let stuck = step.ret == z::Z_BUF_ERROR && step.consumed == 0 && step.produced == 0;
         if (step.ret != z::Z_OK && step.ret != z::Z_BUF_ERROR) || stuck {
-            return Err(mlua::Error::runtime("failed to process zlib stream"));
+            return Err(plain_error("failed to process zlib stream"));
         }
     }
     ret1(lstr(lua, &out)?)
@@ -804,7 +798,7 @@ fn inflate(lua: &Lua, a: &Args) -> mlua::Result<MultiValue> {
         window_bits |= 32;
     }
     let Ok(zs) = ZStream::inflate_init(window_bits) else {
-        return Err(mlua::Error::runtime("call to inflateInit2 failed"));
+        return Err(plain_error("call to inflateInit2 failed"));
     };
     let mut s = LzStream::new(zs, &src, lua)?;
     s.dictionary = dictionary;
@@ -837,11 +831,11 @@ fn deflate(lua: &Lua, a: &Args) -> mlua::Result<MultiValue> {
     let strategy = opt_int(lua, a, 6, z::Z_DEFAULT_STRATEGY)?;
     let dictionary = a.opt_bytes(lua, 7)?;
     let Ok(mut zs) = ZStream::deflate_init(level, method, window_bits, mem_level, strategy) else {
-        return Err(mlua::Error::runtime("call to deflateInit2 failed"));
+        return Err(plain_error("call to deflateInit2 failed"));
     };
     if let Some(dict) = dictionary {
         if zs.set_dictionary(&dict) != z::Z_OK {
-            return Err(mlua::Error::runtime("call to deflateSetDictionnary failed"));
+            return Err(plain_error("call to deflateSetDictionnary failed"));
         }
     }
     let s = LzStream::new(zs, &sink, lua)?;
@@ -919,7 +913,7 @@ mod tests {
 
     /// The message a Lua caller gets from pcall.
     fn err(lua: &Lua, code: &str) -> String {
-        let f = lua.load(code).into_function().unwrap();
+        let f = lua.load(code).set_name("=t").into_function().unwrap();
         lua.globals().set("f", f).unwrap();
         eval(
             lua,
@@ -975,7 +969,7 @@ mod tests {
                 &lua,
                 "local s = zlib.inflate(bad) pcall(s.read, s, '*a') s:read('*a')"
             ),
-            "bad argument #1 to 'read' (attempt to use invalid zlib stream)"
+            "t:1: calling 'read' on bad self (attempt to use invalid zlib stream)"
         );
     }
 
@@ -1025,11 +1019,11 @@ mod tests {
         );
         assert_eq!(
             err(&lua, "zlib.inflate(zdata):read('x')"),
-            "bad argument #2 to 'read' (invalid format)"
+            "t:1: bad argument #1 to 'read' (invalid format)"
         );
         assert_eq!(
             err(&lua, "zlib.inflate(zdata):read('xl')"),
-            "bad argument #2 to 'read' (invalid option)"
+            "t:1: bad argument #1 to 'read' (invalid option)"
         );
     }
 
@@ -1062,11 +1056,11 @@ mod tests {
         assert_eq!(n as usize, 2 * body.len());
         assert_eq!(
             err(&lua, "zlib.inflate({})"),
-            "bad argument #1 to 'inflate' (input parameter does not provide :read function)"
+            "t:1: bad argument #1 to 'inflate' (input parameter does not provide :read function)"
         );
         assert_eq!(
             err(&lua, "zlib.inflate(true)"),
-            "bad argument #1 to 'inflate' (input parameter must be a string, function, table or userdata value)"
+            "t:1: bad argument #1 to 'inflate' (input parameter must be a string, function, table or userdata value)"
         );
         assert_eq!(
             err(&lua, "zlib.inflate(function() return {} end):read('*a')"),
@@ -1108,7 +1102,7 @@ mod tests {
         assert!(n > 0);
         assert_eq!(
             err(&lua, "zlib.deflate(function() end):flush('sometimes')"),
-            "bad argument #2 to 'flush' (invalid option 'sometimes')"
+            "t:1: bad argument #1 to 'flush' (invalid option 'sometimes')"
         );
         assert_eq!(
             err(&lua, "zlib.deflate(function() end, 99)"),
@@ -1116,11 +1110,11 @@ mod tests {
         );
         assert_eq!(
             err(&lua, "zlib.deflate({})"),
-            "bad argument #1 to 'deflate' (output parameter does not provide :write function)"
+            "t:1: bad argument #1 to 'deflate' (output parameter does not provide :write function)"
         );
         assert_eq!(
             err(&lua, "zlib.deflate(function() end):read()"),
-            "bad argument #1 to 'read' (attempt to use invalid zlib stream)"
+            "t:1: calling 'read' on bad self (attempt to use invalid zlib stream)"
         );
     }
 
