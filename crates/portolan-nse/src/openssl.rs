@@ -1205,6 +1205,36 @@ mod tests {
             .contains("bad argument #1 to 'rand_bytes' (number has no integer representation)"));
     }
 
+    /// Every function with every kind of argument: results or Lua errors, never a crash.
+    #[test]
+    fn any_arguments_give_results_or_errors() {
+        let lua = lua();
+        let n: i64 = lua
+            .load(
+                r#"local bn = openssl.bignum_dec2bn("123456789")
+                local values = {nil, 0, -1, 7, 2.5, 1e300, 0/0, "", "abc", "aes-128-cbc", "md5",
+                  "shake128", "rc4", string.rep("k", 16), {}, true, bn, print}
+                local calls = 0
+                for name, f in pairs(openssl) do
+                  for i = 1, #values + 1 do
+                    for j = 1, #values + 1, 3 do
+                      -- bignum_rand's and set_bit's sizes come from the values: all small.
+                      pcall(f, values[i], values[j], values[(i + j) % #values + 1], values[j], values[i])
+                      calls = calls + 1
+                    end
+                  end
+                end
+                for _, m in ipairs({"tobin", "tompi", "todec", "tohex", "num_bits", "num_bytes",
+                    "is_prime", "is_safe_prime", "set_bit", "clear_bit", "is_bit_set"}) do
+                  for i = 1, #values + 1 do pcall(bn[m], bn, values[i]) pcall(bn[m], values[i]) end
+                end
+                return calls"#,
+            )
+            .eval()
+            .unwrap();
+        assert!(n > 1000);
+    }
+
     #[test]
     fn supported_lists_name_the_algorithms() {
         let lua = lua();
@@ -1302,7 +1332,7 @@ mod tests {
 /// The known differences are left out of `CALLS`: RC4 with an empty key (Nmap's C reads past
 /// the Lua string), random bytes, `decompress`'s limit and `read`'s short formats (both as
 /// Nmap's newer source has them, not 7.93), and truncated input to `decompress` (7.93 never
-/// returns).
+/// returns), and reading lines past the end of a truncated stream (Nmap's give "" for ever).
 #[cfg(test)]
 mod nmap_reference {
     use super::*;
@@ -1450,7 +1480,7 @@ try("inflate lines", function() local n, last = 0 for l in z.inflate(c):lines() 
 try("inflate crlf", reads, z.compress("a\r\nb\rc\n\nd"), nil, "*l", "*l", "*l", "*l", "*l", "*l")
 try("inflate corrupt", function() local bad = c:sub(1, 10) .. "XXXXXXXX" .. c:sub(19) return z.inflate(bad):read("*a") end)
 try("inflate truncated", reads, c:sub(1, #c // 2), nil, "*a")
-try("inflate truncated l", reads, c:sub(1, #c // 2), nil, "*l", "*a", "*l")
+try("inflate truncated l", reads, c:sub(1, #c // 2), nil, "*l", "*a")
 try("inflate adler", function() local s = z.inflate(c) s:read("*a") return s:adler() end)
 try("inflate after close", function() local s = z.inflate(c) s:close() local r = s:read("*a") return r end)
 try("inflate close twice", function() local s = z.inflate(c) return s:close(), s:close() end)
@@ -1679,7 +1709,7 @@ inflate lines = integer:201 s:6c617374206c696e6520776974686f757420656e64 n=2
 inflate crlf = s:61 s:62 s:63 s: s:64 nil:nil n=6
 inflate corrupt = ERR failed to decompress [-3]
 inflate truncated = s:7a6c n=1
-inflate truncated l = s:7a6c s: s: n=3
+inflate truncated l = s:7a6c s: n=2
 inflate adler = float:123485596.0 n=1
 inflate after close = ERR diff:146: calling 'read' on bad self (attempt to use invalid zlib stream)
 inflate close twice = boolean:true boolean:true n=2

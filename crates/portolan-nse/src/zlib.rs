@@ -224,6 +224,8 @@ pub struct LzStream {
     z: ZStream,
     peek: bool,
     eos: bool,
+    /// The last inflate call could do nothing: no input came and no output went.
+    stalled: bool,
     /// The source (inflate: function, or object with read/peek) or sink (deflate: function,
     /// or object with write).
     io_cb: Option<Value>,
@@ -304,6 +306,7 @@ impl LzStream {
             z,
             peek: false,
             eos: false,
+            stalled: false,
             io_cb: None,
             input: None,
             input_pos: 0,
@@ -407,6 +410,7 @@ impl LzStream {
             }
             self.input_pos = self.input_len - avail_in;
             self.out.extend_from_slice(&buf[..produced]);
+            self.stalled = consumed == 0 && produced == 0;
         }
         Ok(self.out.len())
     }
@@ -442,7 +446,10 @@ impl LzStream {
                 }
             }
         }
-        let ok = !line.is_empty() || !self.eos || !self.out.is_empty();
+        // Nmap's lzlib also counts "not at the end of the stream" as success, so on a
+        // truncated stream every later read gives "" and a lines() loop never ends; a stream
+        // that can make no more progress ends the lines here instead.
+        let ok = !line.is_empty() || (!self.eos && !self.stalled) || !self.out.is_empty();
         Ok((line, ok))
     }
 
@@ -1153,6 +1160,57 @@ mod tests {
             err(&lua, "zlib.decompress('x', 99)"),
             "failed to initialize zstream structures"
         );
+    }
+
+    /// Corrupted and random input to every reading path ends in data or an error, never a
+    /// crash or a hang.
+    #[test]
+    fn corrupted_input_never_crashes_or_hangs() {
+        let lua = lua();
+        let mut inputs = vec![gzip(b"some text to corrupt, repeated, repeated, repeated")];
+        let mut state: u32 = 12345;
+        for len in [0usize, 1, 2, 10, 100, 1000] {
+            let random: Vec<u8> = (0..len)
+                .map(|_| {
+                    state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (state >> 16) as u8
+                })
+                .collect();
+            inputs.push(random);
+        }
+        let base = inputs[0].clone();
+        for i in 0..base.len() {
+            let mut bad = base.clone();
+            bad[i] ^= 0x5a;
+            inputs.push(bad);
+            inputs.push(base[..i].to_vec());
+        }
+        let f: Function = lua
+            .load(
+                r#"return function(data)
+                  for _, wb in ipairs({15, 31, 47, -15, 0, 8}) do
+                    pcall(zlib.decompress, data, wb)
+                    pcall(function() return zlib.inflate(data, wb):read("*a") end)
+                    pcall(function() for l in zlib.inflate(data, wb):lines() do end end)
+                    pcall(function() return zlib.inflate(data, wb):read(3, 0, "*l", 100) end)
+                  end
+                  return true
+                end"#,
+            )
+            .eval()
+            .unwrap();
+        for input in &inputs {
+            let ok: bool = f.call(lua.create_string(input).unwrap()).unwrap();
+            assert!(ok);
+        }
+        // A truncated stream's lines end (under Nmap this loop never ends).
+        set_bytes(&lua, "cut", &gzip(&sample())[..500]);
+        let (n, after): (i64, Option<String>) = eval(
+            &lua,
+            "local s = zlib.inflate(cut) local n = 0 for l in s:lines() do n = n + 1 end return n, s:read('*l')",
+        );
+        assert!(n > 10, "{n}");
+        assert_eq!(after, None);
     }
 
     #[test]
