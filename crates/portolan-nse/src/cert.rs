@@ -623,7 +623,8 @@ mod tests {
 
 /// The same certificates read by Nmap 7.93 itself: `socket:get_ssl_certificate()` against
 /// `openssl s_server` on 127.0.0.1 serving them, every field serialized by `DUMP` in an NSE
-/// script (the output below is what that script wrote). Ours must serialize the same.
+/// script (the output below is what that script wrote), and `nmap --script ssl-cert` on them.
+/// Ours must serialize the same, and ssl-cert.nse run on ours must print the same.
 #[cfg(test)]
 mod nmap_reference {
     use super::*;
@@ -845,6 +846,95 @@ md5=2113007ed4e1d292d4349e19b940f929 sha1=5ff6419c7e363ba3390a76ddebbd3c404bab35
             .unwrap();
         lua.load(DUMP).exec().unwrap();
         lua.load("return dump_cert(cert)").eval().unwrap()
+    }
+
+    /// ssl-cert's text output for the two certificates, from the same `nmap` run.
+    const RSA_SSL_CERT: &str = r##"Subject: commonName=test.example/organizationName=Portolan Test/countryName=US
+Subject Alternative Name: DNS:test.example, DNS:www.test.example, IP Address:127.0.0.1
+Issuer: commonName=test.example/organizationName=Portolan Test/countryName=US
+Public Key type: rsa
+Public Key bits: 2048
+Signature Algorithm: sha256WithRSAEncryption
+Not valid before: 1999-01-01T00:00:00
+Not valid after:  2049-12-31T23:59:59
+MD5:   ac6ec4c26f00302b05795bbccd2977d6
+SHA-1: 07b123b5d1e51efe4013aac202abed9863e5b3a2"##;
+    const EC_SSL_CERT: &str = r##"Subject: commonName=test.example/organizationName=Portolan Test/countryName=US
+Subject Alternative Name: DNS:test.example, DNS:www.test.example, IP Address:127.0.0.1
+Issuer: commonName=test.example/organizationName=Portolan Test/countryName=US
+Public Key type: ec
+Public Key bits: 256
+Signature Algorithm: ecdsa-with-SHA256
+Not valid before: 2020-02-29T12:00:00
+Not valid after:  2060-01-01T00:00:00
+MD5:   2113007ed4e1d292d4349e19b940f929
+SHA-1: 5ff6419c7e363ba3390a76ddebbd3c404bab35a6"##;
+
+    /// Runs Nmap's own ssl-cert.nse `action` on our certificate object, with `sslcert`'s
+    /// certificate fetch (a TLS socket) stood in for; returns its text output.
+    fn ssl_cert_output(pem: &str) -> Option<String> {
+        let script = std::path::Path::new("/usr/share/nmap/scripts/ssl-cert.nse");
+        if !script.is_file() {
+            eprintln!("skipped: {} is not installed", script.display());
+            return None;
+        }
+        let der = X509::from_pem(pem.as_bytes()).unwrap().to_der().unwrap();
+        // SAFETY: all standard libraries, as Nmap opens them; only Nmap's own Lua runs.
+        let lua = unsafe { Lua::unsafe_new() };
+        let loaded: Table = lua.named_registry_value("_LOADED").unwrap();
+        loaded
+            .set("openssl", crate::openssl::open(&lua).unwrap())
+            .unwrap();
+        loaded
+            .set("lpeg", crate::lpeg::open(&lua).unwrap())
+            .unwrap();
+        lua.globals()
+            .set("CERT", certificate_to_lua(&lua, &der).unwrap())
+            .unwrap();
+        lua.globals()
+            .set("SCRIPT", std::fs::read_to_string(script).unwrap())
+            .unwrap();
+        let out: String = lua
+            .load(
+                r#"package.path = "/usr/share/nmap/nselib/?.lua"
+                nmap = {
+                  socket = {sleep = function() end},
+                  registry = {args = {}},
+                  debugging = function() return 0 end,
+                  -- nse_main.lua adds 1 for a script selected by name, as --script ssl-cert.
+                  verbosity = function() return 1 end,
+                  log_write = function() end,
+                  clock = os.clock,
+                  address_family = function() return "inet" end,
+                }
+                package.loaded.nmap = nmap
+                package.loaded.sslcert = {
+                  getCertificate = function() return true, CERT end,
+                  isPortSupported = function() return false end,
+                  getPrepareTLSWithoutReconnect = function() return false end,
+                }
+                local env = setmetatable({SCRIPT_NAME = "ssl-cert"}, {__index = _G})
+                assert(load(SCRIPT, "=ssl-cert", "t", env))()
+                local host = {ip = "127.0.0.1", targetname = nil, registry = {}}
+                local port = {number = 443, protocol = "tcp", service = "https",
+                  version = {service_tunnel = "ssl"}}
+                local tab, text = env.action(host, port)
+                assert(tab.pubkey.type, "structured output")
+                return text"#,
+            )
+            .eval()
+            .unwrap();
+        Some(out)
+    }
+
+    #[test]
+    fn ssl_cert_script_prints_what_nmap_prints() {
+        if let Some(out) = ssl_cert_output(RSA_PEM) {
+            assert_eq!(out, RSA_SSL_CERT);
+        }
+        if let Some(out) = ssl_cert_output(EC_PEM) {
+            assert_eq!(out, EC_SSL_CERT);
+        }
     }
 
     #[test]
