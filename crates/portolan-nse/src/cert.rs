@@ -354,7 +354,9 @@ pub fn certificate_to_lua(lua: &Lua, der: &[u8]) -> mlua::Result<Value> {
         .unwrap_or(Value::Nil))
 }
 
-/// `nmap.socket.parse_ssl_certificate(der)`: the arguments as Lua passes them.
+/// `nmap.socket.parse_ssl_certificate(der)` on the arguments as Lua passes them. Its argument
+/// error is an `Args` error; register [`parse_ssl_certificate_function`] instead to give Lua
+/// Nmap's plain-string message.
 pub fn parse_ssl_certificate(lua: &Lua, args: Variadic<Value>) -> mlua::Result<MultiValue> {
     let a = Args::new("parse_ssl_certificate", args);
     let der = a.bytes(lua, 1)?;

@@ -310,39 +310,40 @@ fn lua_bytes(lua: &Lua, b: impl AsRef<[u8]>) -> mlua::Result<Value> {
 }
 
 /// Makes a Lua function of `f` whose errors reach Lua as Nmap's C functions raise them: a
-/// plain string message (`luaL_error` from C adds no position), not mlua's error object with
-/// its "" prefix and Rust-side traceback. `f`'s `mlua::Error::RuntimeError`s are
-/// handed to a small Lua wrapper that raises the message with `error(msg, 0)`.
+/// string message, not mlua's error object (with its "runtime error: " prefix and Rust-side
+/// traceback). `f` fails with `mlua::Error::RuntimeError` for C's `luaL_error` (the message
+/// gets the calling Lua code's position), with [`plain_error`] for C's `lua_error` (the
+/// message as it is), and with `Args`' errors for lauxlib's argument checks. A small Lua
+/// wrapper raises the message with `error(msg, 2)` or `error(msg, 0)`.
 pub(crate) fn function<F>(lua: &Lua, name: &'static str, f: F) -> mlua::Result<Function>
 where
     F: Fn(&Lua, &Args) -> mlua::Result<MultiValue> + 'static,
 {
-    const KEY: &str = "portolan.nse.c_function";
-    let wrap: Function = match lua.named_registry_value::<Option<Function>>(KEY)? {
-        Some(w) => w,
-        None => {
-            let w: Function = lua
-                .load(
-                    r#"local fail, error, rawequal, select = {}, error, rawequal, select
-                    local function check(...)
-                      if rawequal((...), fail) then error(select(2, ...)) end
-                      return ...
-                    end
-                    return function(raw)
-                      return function(...) return check(raw(...)) end
-                    end, fail"#,
-                )
-                .set_name("=[C]")
-                .call::<(Function, Table)>(())
-                .map(|(w, fail)| {
-                    let _ = lua.set_named_registry_value("portolan.nse.c_function_fail", fail);
-                    w
-                })?;
-            lua.set_named_registry_value(KEY, &w)?;
-            w
-        }
-    };
-    let fail: Table = lua.named_registry_value("portolan.nse.c_function_fail")?;
+    const WRAP: &str = "portolan.nse.c_function";
+    const FAIL: &str = "portolan.nse.c_function_fail";
+    if lua
+        .named_registry_value::<Option<Function>>(WRAP)?
+        .is_none()
+    {
+        // `fail` marks a failed call's results: fail, message, level.
+        let (wrap, fail): (Function, Table) = lua
+            .load(
+                r#"local fail, error, rawequal, select = {}, error, rawequal, select
+                local function check(...)
+                  if rawequal((...), fail) then error(select(2, ...)) end
+                  return ...
+                end
+                return function(raw)
+                  return function(...) return check(raw(...)) end
+                end, fail"#,
+            )
+            .set_name("=[C]")
+            .call(())?;
+        lua.set_named_registry_value(WRAP, wrap)?;
+        lua.set_named_registry_value(FAIL, fail)?;
+    }
+    let wrap: Function = lua.named_registry_value(WRAP)?;
+    let fail: Table = lua.named_registry_value(FAIL)?;
     let raw = lua.create_function(move |lua, vals: Variadic<Value>| {
         // luaL_error's messages carry the caller's position (level 2), lua_error's none.
         let (msg, level) = match f(lua, &Args::new(name, vals)) {
