@@ -757,14 +757,8 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
                     drop(hub);
                     crate::modules::certificate(lua, &der)
                 }
-                None => Ok(Value::Nil),
+                None => Ok(MultiValue::from_vec(vec![Value::Nil])),
             }
-        })?,
-    )?;
-    p.set(
-        "parse_certificate",
-        lua.create_function(|lua, der: mlua::LuaString| {
-            crate::modules::certificate(lua, &der.as_bytes())
         })?,
     )?;
     let st = state.clone();

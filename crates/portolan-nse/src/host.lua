@@ -544,7 +544,6 @@ socket.sleep = function(secs)
   nse_destructor("add", co, id, function() P.cancel_sleep(id) end)
   return nse_yield()
 end
-socket.parse_ssl_certificate = function(der) return P.parse_certificate(der) end
 socket.get_stats = function() return { connect_attempts = 0 } end
 nmap.new_socket = new_socket
 nmap.socket = socket

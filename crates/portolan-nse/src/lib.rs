@@ -8,11 +8,14 @@
 //! - io.rs: the socket and timer pump (nsock's part).
 //! - hosts.rs: the host and port tables, and results written back into the model.
 
+pub mod cert;
 pub mod engine;
 pub mod hosts;
 pub mod io;
 pub mod lpeg;
 pub mod modules;
+pub mod openssl;
+pub mod zlib;
 
 pub use engine::{locate, Config, Engine, ExcludedPorts, NseError, Phase, PhaseResult};
 pub use hosts::HostContext;

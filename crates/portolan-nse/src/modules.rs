@@ -1,16 +1,25 @@
-//! The C modules Nmap links into its engine besides `nmap` itself: registered into
-//! `package.loaded` and as globals, as nse_main.cc's `luaL_requiref` does.
+//! The C modules Nmap links into its engine besides `nmap` itself (`openssl`, `zlib`):
+//! registered into `package.loaded` and as globals, as nse_main.cc's `luaL_requiref` does.
 
-use mlua::{Lua, Table, Value};
+use mlua::{Lua, MultiValue, Table};
 
-/// Registers the optional modules (`openssl`, `zlib`) that are built.
-pub fn register(_lua: &Lua, _loaded: &Table) -> mlua::Result<()> {
+/// Registers `openssl` and `zlib`, and gives `nmap.socket` Nmap's `parse_ssl_certificate`.
+pub fn register(lua: &Lua, loaded: &Table) -> mlua::Result<()> {
+    let openssl = crate::openssl::open(lua)?;
+    let zlib = crate::zlib::open(lua)?;
+    for (name, module) in [("openssl", openssl), ("zlib", zlib)] {
+        loaded.set(name, module.clone())?;
+        lua.globals().set(name, module)?;
+    }
+    let socket: Table = loaded.get("nmap.socket")?;
+    socket.set(
+        "parse_ssl_certificate",
+        crate::cert::parse_ssl_certificate_function(lua)?,
+    )?;
     Ok(())
 }
 
-/// The certificate table of `get_ssl_certificate` and `parse_ssl_certificate`.
-pub fn certificate(_lua: &Lua, _der: &[u8]) -> mlua::Result<Value> {
-    Err(mlua::Error::runtime(
-        "certificate parsing is not available in this build",
-    ))
+/// What `socket:get_ssl_certificate()` returns for the peer's DER certificate.
+pub fn certificate(lua: &Lua, der: &[u8]) -> mlua::Result<MultiValue> {
+    crate::cert::certificate_results(lua, der)
 }
