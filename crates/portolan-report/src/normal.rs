@@ -377,7 +377,9 @@ fn script_block(id: &str, output: &str) -> Option<String> {
     if output.is_empty() {
         return None;
     }
-    let lines: Vec<&str> = output.split('\n').collect();
+    // As Nmap's loop: a newline ends a line, so a final newline adds no empty line.
+    let body = output.strip_suffix('\n').unwrap_or(output);
+    let lines: Vec<&str> = body.split('\n').collect();
     let n = lines.len();
     let mut out = String::new();
     for (i, line) in lines.iter().enumerate() {
@@ -1092,5 +1094,11 @@ HOP RTT     ADDRESS\n\
         );
         // Nmap prints nothing at all for a script whose output is empty.
         assert_eq!(script_block("x", ""), None);
+        // A final newline adds no empty `|_` line (Nmap's vulns reports end with one).
+        assert_eq!(
+            script_block("v", "VULNERABLE:\n  refs\n").as_deref(),
+            Some("| v: VULNERABLE:\n|_  refs")
+        );
+        assert_eq!(script_block("v", "\n").as_deref(), Some("|_v: "));
     }
 }
