@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# The packages the build links against (and Nmap's scripts, read at run time).
+bash scripts/install-build-deps.sh --runtime
 if [ "$(id -u)" -eq 0 ]; then
     bash scripts/install-lab-deps.sh
     export PORTOLAN_LAB=required
