@@ -284,6 +284,14 @@ impl Hub {
         self.sockets.get(&id).and_then(|s| s.peer_cert.as_deref())
     }
 
+    /// "TCP" or "UDP", for `--script-trace`.
+    pub fn proto_name(&self, id: u64) -> &'static str {
+        match self.sockets.get(&id) {
+            Some(s) if s.udp => "UDP",
+            _ => "TCP",
+        }
+    }
+
     pub fn is_tls(&self, id: u64) -> bool {
         matches!(
             self.sockets.get(&id).and_then(|s| s.conn.as_ref()),
