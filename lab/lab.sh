@@ -452,9 +452,7 @@ write_nse_configs() {
     pid directory = $DIR/run/samba
     passdb backend = tdbsam:$DIR/samba/private/passdb.tdb
     usershare path =
-    log file = $DIR/logs/samba.log
     max log size = 1000
-    logging = file
     map to guest = Bad User
     guest account = nobody
     load printers = no

@@ -55,7 +55,6 @@ DEPS=(
     "mariadb-server:mariadb-install-db"
     "memcached:memcached"
     "samba:/usr/sbin/smbd"
-    "smbclient:smbclient"
     "nftables:nft"
     "iproute2:ip"
     "openssl:openssl"
