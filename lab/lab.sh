@@ -79,13 +79,13 @@ HOSTILE_TCP_OPEN="$(for s in $HOSTILE_SERVE; do printf '%s ' "${s#*=}"; done)$HO
 HOSTILE_SERVICES="tcp/$HOSTILE_HTTP_PORT=http"
 # smb: Debian's Samba smbd (SMB2/3 only, its default), a guest-readable share "public".
 SMB_TCP_OPEN="139 445"
-SMB_SERVICES="tcp/139=netbios-ssn tcp/445=microsoft-ds"
+SMB_SERVICES="tcp/139=netbios-ssn tcp/445=netbios-ssn"  # what -sV names them (Nmap 7.93)
 SMB_SHARE=public
 # smb1: lab/smb1_ms17_010.py, "mode=port": an SMBv1 server that answers like a Windows
 # without MS17-010 ("unpatched") and one that answers like a patched one.
 SMB1_SERVE="unpatched=445 patched=4445"
 SMB1_TCP_OPEN="445 4445"
-SMB1_SERVICES="tcp/445=microsoft-ds"
+SMB1_SERVICES="tcp/445=microsoft-ds tcp/4445=microsoft-ds"
 # web: nginx serving one site with paths Nmap's http-enum knows, over HTTP on 80 and
 # over three TLS setups, "name=port|protocols|TLS <= 1.2 cipher list|DH bits|whose cipher
 # preference".  The legacy one offers TLS 1.0 and 1.1, CBC and anonymous suites and a
