@@ -560,9 +560,18 @@ EOF
 
 start_nse_services() {
     # ---- smb: Samba's smbd in the foreground with its own config; nmbd is not run.
+    # The RPC helpers smbd starts on demand (samba-dcerpcd, rpcd_*) create empty logs in
+    # Debian's /var/log/samba before they read their arguments: smbd runs with
+    # $DIR/logs/samba mounted there, in the mount namespace `ip netns exec` gives it
+    # (its mounts do not propagate back), so nothing lands outside $DIR.
     [ -x /usr/sbin/smbd ] || die "smbd not found (run scripts/install-lab-deps.sh)"
-    setsid ip netns exec "$P-smb" /usr/sbin/smbd --foreground --no-process-group --log-basename="$DIR/logs" \
-        --configfile="$DIR/smb.conf" </dev/null >>"$DIR/logs/smbd.out" 2>&1 &
+    mkdir -p "$DIR/logs/samba"
+    # shellcheck disable=SC2016
+    setsid ip netns exec "$P-smb" sh -c \
+        'if [ -d /var/log/samba ]; then mount --bind "$1" /var/log/samba || exit 1; fi; shift; exec "$@"' \
+        sh "$DIR/logs/samba" /usr/sbin/smbd --foreground --no-process-group \
+        --log-basename="$DIR/logs" --configfile="$DIR/smb.conf" \
+        </dev/null >>"$DIR/logs/smbd.out" 2>&1 &
 
     # ---- smb1: the SMBv1 test service
     local args=() spec
