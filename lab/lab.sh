@@ -21,6 +21,7 @@ PY="${PLAB_PYTHON:-python3}"
 LAB_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LISTENER="$LAB_SRC/listener.py"
 HOSTILE="$LAB_SRC/hostile.py"
+SMB1="$LAB_SRC/smb1_ms17_010.py"
 while [ "${DIR%/}" != "$DIR" ]; do DIR="${DIR%/}"; done
 case "$DIR" in
     /?*) ;;
@@ -36,6 +37,10 @@ LOSSY_IP=198.18.0.13
 SLOW_IP=198.18.0.14
 DB_IP=198.18.0.15
 HOSTILE_IP=198.18.0.16
+# Hosts for the NSE scripts (docs/lab-nse.md).
+SMB_IP=198.18.0.20
+SMB1_IP=198.18.0.21
+WEB_IP=198.18.0.22
 DOWN_IP=198.18.0.99
 # IPv6 (RFC 5180's benchmarking prefix) on the scanner and the filtered host only.
 SUBNET6=2001:2::/64
@@ -45,8 +50,9 @@ FILT_IP6=2001:2::12
 SW="$P-sw"
 SCAN="$P-scan"
 # host short names; namespace is "$P-<name>".  Order matters for down (sw last).
-HOSTS=(svc dns filt lossy slow db hostile)
-ALL_NS=("$SCAN" "$P-svc" "$P-dns" "$P-filt" "$P-lossy" "$P-slow" "$P-db" "$P-hostile" "$SW")
+HOSTS=(svc dns filt lossy slow db hostile smb smb1 web)
+ALL_NS=("$SCAN" "$P-svc" "$P-dns" "$P-filt" "$P-lossy" "$P-slow" "$P-db" "$P-hostile"
+        "$P-smb" "$P-smb1" "$P-web" "$SW")
 
 # ---- ground-truth data (single source for setup and ground-truth.json) ----
 SVC_TCP_OPEN="21 22 80 443 6379 8080 31337"
@@ -71,6 +77,27 @@ HOSTILE_SERVE="stream=7001 silent=7002 garbage=7003 tls-garbage=7004 close=7005"
 HOSTILE_HTTP_PORT=8000
 HOSTILE_TCP_OPEN="$(for s in $HOSTILE_SERVE; do printf '%s ' "${s#*=}"; done)$HOSTILE_HTTP_PORT"
 HOSTILE_SERVICES="tcp/$HOSTILE_HTTP_PORT=http"
+# smb: Debian's Samba smbd (SMB2/3 only, its default), a guest-readable share "public".
+SMB_TCP_OPEN="139 445"
+SMB_SERVICES="tcp/139=netbios-ssn tcp/445=netbios-ssn"  # what -sV names them (Nmap 7.93)
+SMB_SHARE=public
+# smb1: lab/smb1_ms17_010.py, "mode=port": an SMBv1 server that answers like a Windows
+# without MS17-010 ("unpatched") and one that answers like a patched one.
+SMB1_SERVE="unpatched=445 patched=4445"
+SMB1_TCP_OPEN="445 4445"
+SMB1_SERVICES="tcp/445=microsoft-ds tcp/4445=microsoft-ds"
+# web: nginx serving one site with paths Nmap's http-enum knows, over HTTP on 80 and
+# over three TLS setups, "name=port|protocols|TLS <= 1.2 cipher list|DH bits|whose cipher
+# preference".  The legacy one offers TLS 1.0 and 1.1, CBC and anonymous suites and a
+# 1024-bit DH group (OpenSSL's security level 0; Debian's OpenSSL has no 3DES, RC4 or
+# SSLv3 at all).  It prefers its own order, ECDHE first: with the client's, OpenSSL
+# clients (Nmap's http scripts among them) pick DHE first and then refuse the small group.
+WEB_HTTP_PATHS="/admin/ /robots.txt /.git/HEAD /.git/config /.gitignore /backup.zip"
+WEB_TLS="legacy=443|TLSv1 TLSv1.1 TLSv1.2|ALL:@SECLEVEL=0|1024|server
+modern=8443|TLSv1.2 TLSv1.3|ECDHE+AESGCM:ECDHE+CHACHA20||client
+tls13=9443|TLSv1.3|||client"
+WEB_TCP_OPEN="80 $(printf '%s\n' "$WEB_TLS" | sed 's/^[^=]*=\([0-9]*\)|.*/\1/' | tr '\n' ' ')"
+WEB_SERVICES="tcp/80=http tcp/443=https tcp/8443=https tcp/9443=https"
 # PostgreSQL's versioned binaries (Debian keeps them out of PATH); newest wins.
 PG_BIN="${PLAB_PG_BIN:-$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n1)}"
 # Version ground truth, one "proto/port|Nmap product|binary" per line.  The version
@@ -89,6 +116,12 @@ tcp/5432|PostgreSQL DB|$PG_BIN/postgres
 tcp/11211|Memcached|/usr/bin/memcached
 udp/11211|Memcached|/usr/bin/memcached"
 HOSTILE_VERSIONS="tcp/$HOSTILE_HTTP_PORT|SimpleHTTPServer|python:http.server"
+SMB_VERSIONS="tcp/139|Samba smbd|/usr/sbin/smbd
+tcp/445|Samba smbd|/usr/sbin/smbd"
+WEB_VERSIONS="tcp/80|nginx|/usr/sbin/nginx
+tcp/443|nginx|/usr/sbin/nginx
+tcp/8443|nginx|/usr/sbin/nginx
+tcp/9443|nginx|/usr/sbin/nginx"
 
 log()  { printf '[lab] %s\n' "$*" >&2; }
 die()  { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -392,6 +425,172 @@ sysServices 72
 EOF
 }
 
+# ---- NSE hosts: smb (Samba), smb1 (smb1_ms17_010.py), web (nginx, HTTP and TLS).
+# What each seed NSE script finds on them: docs/lab-nse.md.
+write_nse_configs() {
+    mkdir -p "$DIR"/samba/{lock,state,cache,private,ncalrpc,bind-dns} "$DIR/run/samba" \
+        "$DIR/smb/$SMB_SHARE" "$DIR/web/admin" "$DIR/web/.git" "$DIR/nginx-web/tmp" "$DIR/tls-web"
+    chmod 755 "$DIR/smb" "$DIR/smb/$SMB_SHARE"
+    echo "Portolan lab Samba share" > "$DIR/smb/$SMB_SHARE/README.txt"
+
+    # --- Samba: every directory it writes is under $DIR; no nmbd, no winbind, no printing.
+    cat > "$DIR/smb.conf" <<EOF
+[global]
+    workgroup = LAB
+    netbios name = SMB-LAB
+    server string = Portolan lab Samba
+    server role = standalone server
+    interfaces = $SMB_IP
+    bind interfaces only = yes
+    smb ports = 445 139
+    lock directory = $DIR/samba/lock
+    state directory = $DIR/samba/state
+    cache directory = $DIR/samba/cache
+    private dir = $DIR/samba/private
+    ncalrpc dir = $DIR/samba/ncalrpc
+    binddns dir = $DIR/samba/bind-dns
+    pid directory = $DIR/run/samba
+    passdb backend = tdbsam:$DIR/samba/private/passdb.tdb
+    usershare path =
+    max log size = 1000
+    map to guest = Bad User
+    guest account = nobody
+    load printers = no
+    printing = bsd
+    printcap name = /dev/null
+    disable spoolss = yes
+
+[$SMB_SHARE]
+    path = $DIR/smb/$SMB_SHARE
+    comment = Portolan lab public share
+    read only = yes
+    guest ok = yes
+    browseable = yes
+EOF
+
+    # --- web: a site with what http-enum and http-git look for.
+    cat > "$DIR/web/index.html" <<EOF
+<!DOCTYPE html>
+<html><head><title>Portolan lab web</title></head>
+<body>Portolan lab: nginx on web.lab.test</body></html>
+EOF
+    cat > "$DIR/web/admin/index.html" <<EOF
+<!DOCTYPE html>
+<html><head><title>Portolan lab admin</title></head>
+<body><form method="post" action="/admin/login"><input name="user"><input name="pass" type="password"></form></body></html>
+EOF
+    printf 'User-agent: *\nDisallow: /admin/\nDisallow: /backup.zip\n' > "$DIR/web/robots.txt"
+    printf '*.bak\n' > "$DIR/web/.gitignore"
+    printf 'ref: refs/heads/main\n' > "$DIR/web/.git/HEAD"
+    printf 'Portolan lab web site\n' > "$DIR/web/.git/description"
+    cat > "$DIR/web/.git/config" <<EOF
+[core]
+	repositoryformatversion = 0
+	filemode = true
+	bare = false
+[remote "origin"]
+	url = https://git.lab.test/portolan/web.git
+	fetch = +refs/heads/*:refs/remotes/origin/*
+EOF
+    "$PY" -c 'import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    z.writestr(zipfile.ZipInfo("index.html", (2020, 1, 1, 0, 0, 0)), open(sys.argv[2]).read())' \
+        "$DIR/web/backup.zip" "$DIR/web/index.html"
+
+    # --- TLS certificate and the legacy server's weak DH group (kept across runs)
+    if [ ! -s "$DIR/tls-web/cert.pem" ] || [ ! -s "$DIR/tls-web/key.pem" ]; then
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 \
+            -subj "/CN=web.lab.test/O=Portolan Lab" \
+            -addext "subjectAltName=DNS:web.lab.test,IP:$WEB_IP" \
+            -keyout "$DIR/tls-web/key.pem" -out "$DIR/tls-web/cert.pem" >/dev/null 2>&1 \
+            || die "openssl could not create the web certificate"
+        chmod 600 "$DIR/tls-web/key.pem"
+    fi
+    local line name rest port protocols ciphers dh prefer servers=""
+    while IFS= read -r line; do
+        name="${line%%=*}"; rest="${line#*=}"
+        IFS='|' read -r port protocols ciphers dh prefer <<<"$rest"
+        servers+="    server {  # $name
+        listen $WEB_IP:$port ssl;
+        server_name web.lab.test;
+        root $DIR/web;
+        index index.html;
+        ssl_certificate $DIR/tls-web/cert.pem;
+        ssl_certificate_key $DIR/tls-web/key.pem;
+        ssl_protocols $protocols;
+        ssl_prefer_server_ciphers $([ "$prefer" = server ] && echo on || echo off);
+"
+        [ -z "$ciphers" ] || servers+="        ssl_ciphers $ciphers;
+"
+        if [ -n "$dh" ]; then
+            [ -s "$DIR/tls-web/dh$dh.pem" ] || openssl dhparam -out "$DIR/tls-web/dh$dh.pem" "$dh" \
+                >/dev/null 2>&1 || die "openssl could not make $dh-bit DH parameters"
+            servers+="        ssl_dhparam $DIR/tls-web/dh$dh.pem;
+"
+        fi
+        servers+="    }
+"
+    done <<<"$WEB_TLS"
+
+    cat > "$DIR/nginx-web.conf" <<EOF
+user root root;
+worker_processes 1;
+pid $DIR/run/nginx-web.pid;
+error_log $DIR/logs/nginx-web-error.log;
+events { worker_connections 1024; }
+http {
+    access_log $DIR/logs/nginx-web-access.log;
+    client_body_temp_path $DIR/nginx-web/tmp/body;
+    proxy_temp_path $DIR/nginx-web/tmp/proxy;
+    fastcgi_temp_path $DIR/nginx-web/tmp/fastcgi;
+    uwsgi_temp_path $DIR/nginx-web/tmp/uwsgi;
+    scgi_temp_path $DIR/nginx-web/tmp/scgi;
+    types { text/html html; text/plain txt; application/zip zip; }
+    default_type text/plain;
+    server_tokens on;
+    server {
+        listen $WEB_IP:80;
+        server_name web.lab.test;
+        root $DIR/web;
+        index index.html;
+    }
+$servers}
+EOF
+}
+
+start_nse_services() {
+    # ---- smb: Samba's smbd in the foreground with its own config; nmbd is not run.
+    # The RPC helpers smbd starts on demand (samba-dcerpcd, rpcd_*) create empty logs in
+    # Debian's /var/log/samba before they read their arguments: smbd runs with
+    # $DIR/logs/samba mounted there, in the mount namespace `ip netns exec` gives it
+    # (its mounts do not propagate back), so nothing lands outside $DIR.
+    [ -x /usr/sbin/smbd ] || die "smbd not found (run scripts/install-lab-deps.sh)"
+    mkdir -p "$DIR/logs/samba"
+    # shellcheck disable=SC2016
+    setsid ip netns exec "$P-smb" sh -c \
+        'if [ -d /var/log/samba ]; then mount --bind "$1" /var/log/samba || exit 1; fi; shift; exec "$@"' \
+        sh "$DIR/logs/samba" /usr/sbin/smbd --foreground --no-process-group \
+        --log-basename="$DIR/logs" --configfile="$DIR/smb.conf" \
+        </dev/null >>"$DIR/logs/smbd.out" 2>&1 &
+
+    # ---- smb1: the SMBv1 test service
+    local args=() spec
+    for spec in $SMB1_SERVE; do args+=(--serve "$spec"); done
+    setsid ip netns exec "$P-smb1" "$PY" "$SMB1" --bind "$SMB1_IP" \
+        --pidfile "$DIR/run/smb1.pid" "${args[@]}" </dev/null >>"$DIR/logs/smb1.log" 2>&1 &
+
+    # ---- web: nginx, HTTP and the TLS setups
+    nsx "$P-web" nginx -c "$DIR/nginx-web.conf" -e "$DIR/logs/nginx-web-error.log" -p "$DIR/nginx-web" \
+        || die "nginx (web) failed to start (see $DIR/logs/nginx-web-error.log)"
+}
+
+verify_nse_services() {
+    local p
+    for p in $SMB_TCP_OPEN; do wait_listen "$P-smb" tcp "$SMB_IP" "$p" smbd; done
+    for p in $SMB1_TCP_OPEN; do wait_listen "$P-smb1" tcp "$SMB1_IP" "$p" smb1_ms17_010.py; done
+    for p in $WEB_TCP_OPEN; do wait_listen "$P-web" tcp "$WEB_IP" "$p" nginx; done
+}
+
 start_services() {
     # ---- svc: sshd, vsftpd, nginx, redis, listeners
     mkdir -p /run/sshd && chmod 755 /run/sshd
@@ -421,6 +620,9 @@ start_services() {
         --host-record=lossy.lab.test,"$LOSSY_IP" \
         --host-record=db.lab.test,"$DB_IP" \
         --host-record=hostile.lab.test,"$HOSTILE_IP" \
+        --host-record=smb.lab.test,"$SMB_IP" \
+        --host-record=smb1.lab.test,"$SMB1_IP" \
+        --host-record=web.lab.test,"$WEB_IP" \
         --host-record=scan.lab.test,"$SCAN_IP" \
         || die "dnsmasq failed to start (see $DIR/logs/dnsmasq.log)"
     SNMP_PERSISTENT_DIR="$DIR/snmp" MIBS="" nsx "$P-dns" snmpd -C -c "$DIR/snmpd.conf" -I -smux \
@@ -466,6 +668,8 @@ EOF
 
     # ---- hostile: misbehaving services + Python http.server
     start_hostile
+
+    start_nse_services
 }
 
 verify_services() {
@@ -492,13 +696,15 @@ verify_services() {
     wait_listen "$P-db" udp "$DB_IP" 11211 memcached
     for p in $HOSTILE_SERVE; do wait_listen "$P-hostile" tcp "$HOSTILE_IP" "${p#*=}" hostile.py; done
     wait_listen "$P-hostile" tcp "$HOSTILE_IP" "$HOSTILE_HTTP_PORT" "python3 -m http.server"
+    verify_nse_services
     nsx "$P-slow" tc qdisc show dev eth0 | grep -q tbf || die "tbf missing in $P-slow"
     nsx "$P-filt"  nft list table inet plab >/dev/null || die "nft rules missing in $P-filt"
     nsx "$P-lossy" nft list table inet plab >/dev/null || die "nft rules missing in $P-lossy"
     # L2/L3 sanity from the scanner: a TCP connect to one open port per host.
     local target
     for target in "$SVC_IP/22" "$DNS_IP/53" "$FILT_IP/80" "$LOSSY_IP/80" "$SLOW_IP/80" \
-                  "$DB_IP/5432" "$HOSTILE_IP/$HOSTILE_HTTP_PORT"; do
+                  "$DB_IP/5432" "$HOSTILE_IP/$HOSTILE_HTTP_PORT" "$SMB_IP/445" \
+                  "$SMB1_IP/445" "$WEB_IP/80"; do
         tcp_probe "$target" || tcp_probe "$target" || tcp_probe "$target" \
           || die "scanner cannot connect to ${target%/*} port ${target#*/}"
     done
@@ -513,6 +719,8 @@ write_ground_truth() {
     PLAB_GT_PREFIX="$P" PLAB_GT_OUT="$out" \
     PLAB_GT_SVC_VERSIONS="$SVC_VERSIONS" PLAB_GT_DNS_VERSIONS="$DNS_VERSIONS" \
     PLAB_GT_DB_VERSIONS="$DB_VERSIONS" PLAB_GT_HOSTILE_VERSIONS="$HOSTILE_VERSIONS" \
+    PLAB_GT_SMB_VERSIONS="$SMB_VERSIONS" PLAB_GT_WEB_VERSIONS="$WEB_VERSIONS" \
+    PLAB_GT_WEB_TLS="$WEB_TLS" \
     "$PY" - <<EOF
 import json, os, re, subprocess, sys
 P = os.environ["PLAB_GT_PREFIX"]
@@ -582,6 +790,23 @@ hostile = host("hostile", "$HOSTILE_IP", tcp_open="$HOSTILE_TCP_OPEN",
 hostile["hostile"] = {"tcp/" + mp.split("=")[1]: mp.split("=")[0]
                       for mp in "$HOSTILE_SERVE".split()}
 
+smb = host("smb", "$SMB_IP", tcp_open="$SMB_TCP_OPEN", services="$SMB_SERVICES",
+           versions_env="PLAB_GT_SMB_VERSIONS")
+smb["smb"] = {"dialects": "SMB2/3", "shares": ["$SMB_SHARE"], "guest": True}
+smb1 = host("smb1", "$SMB1_IP", tcp_open="$SMB1_TCP_OPEN", services="$SMB1_SERVICES")
+smb1["smb1"] = {"tcp/" + mp.split("=")[1]: mp.split("=")[0] for mp in "$SMB1_SERVE".split()}
+web = host("web", "$WEB_IP", tcp_open="$WEB_TCP_OPEN", services="$WEB_SERVICES",
+           versions_env="PLAB_GT_WEB_VERSIONS")
+web["http_paths"] = {"tcp/80": "$WEB_HTTP_PATHS".split()}
+web["tls"] = {}
+for line in os.environ["PLAB_GT_WEB_TLS"].splitlines():
+    name, rest = line.split("=", 1)
+    port, protocols, ciphers, dh, prefer = rest.split("|")
+    web["tls"]["tcp/" + port] = {"name": name, "protocols": protocols.split(),
+                                 "ciphers": ciphers or None,
+                                 "dh_bits": int(dh) if dh else None,
+                                 "cipher_preference": prefer}
+
 gt = {
     "prefix": P,
     "scanner_ns": "%s-scan" % P,
@@ -600,6 +825,9 @@ gt = {
         host("db", "$DB_IP", tcp_open="$DB_TCP_OPEN", udp_open="$DB_UDP_OPEN",
              services="$DB_SERVICES", versions_env="PLAB_GT_DB_VERSIONS"),
         hostile,
+        smb,
+        smb1,
+        web,
     ],
     "down": ["$DOWN_IP"],
 }
@@ -621,8 +849,10 @@ cmd_up() {
     trap 'rc=$?; if [ $rc -ne 0 ]; then log "up failed; tearing down"; cmd_down || true; fi' EXIT
 
     mkdir -p "$DIR"
-    rm -rf "$DIR/run" "$DIR/logs" "$DIR/nginx" "$DIR/redis" "$DIR/www"
+    rm -rf "$DIR/run" "$DIR/logs" "$DIR/nginx" "$DIR/redis" "$DIR/www" \
+        "$DIR/samba" "$DIR/smb" "$DIR/web" "$DIR/nginx-web"
     write_configs
+    write_nse_configs
 
     log "creating namespaces (prefix '$P')"
     ip netns add "$SW"
@@ -638,6 +868,9 @@ cmd_up() {
     mk_ns slow "$SLOW_IP/24"
     mk_ns db "$DB_IP/24"
     mk_ns hostile "$HOSTILE_IP/24"
+    mk_ns smb "$SMB_IP/24"
+    mk_ns smb1 "$SMB1_IP/24"
+    mk_ns web "$WEB_IP/24"
 
     # Safety check: the scanner must only know the lab subnet.
     local routes

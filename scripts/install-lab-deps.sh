@@ -9,7 +9,7 @@
 # - no service starts during the install (a policy-rc.d that forbids it is in place while apt
 #   runs; an existing one is put back afterwards);
 # - the daemons the lab runs (sshd, nginx, vsftpd, redis, snmpd, PostgreSQL, MariaDB,
-#   memcached) run inside the lab's network namespaces only: for every daemon package this
+#   memcached, Samba) run inside the lab's network namespaces only: for every daemon package this
 #   script installed, the system service it ships is disabled at boot and stopped. The
 #   packages it installed are listed in /var/lib/portolan/lab-installed-packages, so a later
 #   run (after an interrupted one, say) still disables them. A service that was installed and
@@ -54,6 +54,7 @@ DEPS=(
     "postgresql:"
     "mariadb-server:mariadb-install-db"
     "memcached:memcached"
+    "samba:/usr/sbin/smbd"
     "nftables:nft"
     "iproute2:ip"
     "openssl:openssl"
@@ -77,10 +78,11 @@ services_of() {
         postgresql)     echo "postgresql" ;;
         mariadb-server) echo "mariadb" ;;
         memcached)      echo "memcached" ;;
+        samba)          echo "smbd nmbd samba-ad-dc" ;;
         *)              echo "" ;;
     esac
 }
-LAB_DAEMON_PKGS=(openssh-server nginx-light redis-server vsftpd snmpd postgresql mariadb-server memcached)
+LAB_DAEMON_PKGS=(openssh-server nginx-light redis-server vsftpd snmpd postgresql mariadb-server memcached samba)
 
 APT_UPDATED=0
 apt_update_once() {
