@@ -25,6 +25,8 @@ echo "[test] cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "[test] cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "[test] lab services' own tests (python3 unittest)" >&2
+python3 -m unittest discover -s lab -p 'test_*.py'
 echo "[test] cargo test" >&2
 log=$(mktemp)
 cargo test --workspace --locked -- --nocapture 2>&1 | tee "$log"

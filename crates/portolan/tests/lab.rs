@@ -402,6 +402,11 @@ fn lab() {
             dropped_privileges_find_what_root_finds,
         ),
         ("scans_run_without_root", scans_run_without_root),
+        ("scripts_agree_with_nmap", scripts_agree_with_nmap),
+        (
+            "scripts_never_reach_an_excluded_host",
+            scripts_never_reach_an_excluded_host,
+        ),
     ];
     // PORTOLAN_LAB_ONLY=a,b runs only the scenarios named (for working on them).
     let only = std::env::var("PORTOLAN_LAB_ONLY").ok();
@@ -2291,4 +2296,301 @@ fn scans_run_without_root(lab: &Lab) {
         let run = read_xml_file(&xml).expect("interrupted XML reads back");
         assert_eq!(run.runstats.expect("runstats").exit, RunExit::Error);
     }
+}
+
+/// Every script finding of a scan: (host, port or "host"/"pre"/"post", script id) → output.
+fn script_findings(run: &ScanRun) -> BTreeMap<(String, String, String), String> {
+    let mut out = BTreeMap::new();
+    for s in &run.prescripts {
+        out.insert(("-".into(), "pre".into(), s.id.clone()), s.output.clone());
+    }
+    for s in &run.postscripts {
+        out.insert(("-".into(), "post".into(), s.id.clone()), s.output.clone());
+    }
+    for h in &run.hosts {
+        let ip = h.addr_str().to_string();
+        for s in &h.hostscripts {
+            out.insert((ip.clone(), "host".into(), s.id.clone()), s.output.clone());
+        }
+        for p in &h.ports {
+            for s in &p.scripts {
+                let port = format!("{}/{}", p.protocol.as_str(), p.portid);
+                out.insert((ip.clone(), port, s.id.clone()), s.output.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Scripts whose text changes from run to run under Nmap itself (clocks, salts, counters,
+/// connection ids): compared by presence only.
+const VOLATILE_SCRIPTS: &[&str] = &[
+    "ssl-date",
+    "smb2-time",
+    "clock-skew",
+    "mysql-info",
+    "memcached-info",
+    "smb-os-discovery",
+    "nbstat",
+    "redis-info",
+    "ftp-syst",
+    "ntp-info",
+];
+
+/// A script's text with its lines sorted: Nmap prints a plain table's keys in `pairs`
+/// order, which Lua salts per run, so line order alone may differ.
+fn normalised(output: &str) -> Vec<String> {
+    let mut lines: Vec<String> = output.lines().map(|l| l.trim_end().to_string()).collect();
+    lines.sort();
+    lines
+}
+
+/// Runs `args` under Nmap and Portolan on the same hosts, checks Portolan's XML against
+/// Nmap's DTD, and compares the findings script by script and port by port.
+fn scripts_agree(
+    lab: &Lab,
+    tag: &str,
+    args: &[&str],
+) -> BTreeMap<(String, String, String), String> {
+    let (ours, theirs) = (
+        lab.path(&format!("{tag}-ours.xml")),
+        lab.path(&format!("{tag}-nmap.xml")),
+    );
+    let mut a = args.to_vec();
+    a.extend(["-oX", &ours]);
+    let t = Instant::now();
+    ok(&lab.portolan(&a), &format!("portolan {tag}"));
+    let ours_s = t.elapsed().as_secs_f64();
+    let mut b = args.to_vec();
+    b.extend(["-oX", &theirs]);
+    let t = Instant::now();
+    ok(&lab.exec("nmap", &b), &format!("nmap {tag}"));
+    let nmap_s = t.elapsed().as_secs_f64();
+    let dtd = "/usr/share/nmap/nmap.dtd";
+    let v = Command::new("xmllint")
+        .args(["--noout", "--dtdvalid", dtd, &ours])
+        .output()
+        .expect("xmllint installed");
+    ok(&v, &format!("xmllint --dtdvalid {tag}"));
+    let ours = script_findings(&read_xml_file(&ours).expect("our XML"));
+    let nmap = script_findings(&read_xml_file(&theirs).expect("Nmap's XML"));
+    let mut differ = Vec::new();
+    for (k, want) in &nmap {
+        match ours.get(k) {
+            None => differ.push(format!("missing {k:?}: nmap says {want:?}")),
+            Some(_) if VOLATILE_SCRIPTS.contains(&k.2.as_str()) => {}
+            Some(got) if normalised(got) != normalised(want) => {
+                differ.push(format!("{k:?}:\n  nmap:     {want:?}\n  portolan: {got:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for k in ours.keys().filter(|k| !nmap.contains_key(*k)) {
+        differ.push(format!("only portolan: {k:?} = {:?}", ours[k]));
+    }
+    eprintln!(
+        "  scripts {tag}: {} findings, portolan {ours_s:.1}s, nmap {nmap_s:.1}s",
+        nmap.len()
+    );
+    assert!(
+        differ.is_empty(),
+        "{tag}: findings differ from Nmap's:\n{}",
+        differ.join("\n")
+    );
+    ours
+}
+
+/// The seed script commands against the lab's NSE hosts, Portolan against Nmap.
+fn scripts_agree_with_nmap(lab: &Lab) {
+    let (svc, smb, smb1, web) = (lab.ip("svc"), lab.ip("smb"), lab.ip("smb1"), lab.ip("web"));
+    let base = ["-T4", "-n", "-Pn"];
+    let with = |extra: &[&str], hosts: &[&str]| -> Vec<String> {
+        base.iter()
+            .chain(extra)
+            .chain(hosts)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "ms17-010",
+            with(
+                &["--script", "smb-vuln-ms17-010", "-p", "139,445"],
+                &[&smb, &smb1],
+            ),
+        ),
+        (
+            "ms17-010-patched",
+            with(
+                &[
+                    "--script",
+                    "smb-vuln-ms17-010",
+                    "-p",
+                    "4445",
+                    "--script-args",
+                    "smbport=4445,vulns.showall",
+                ],
+                &[&smb1],
+            ),
+        ),
+        (
+            "ssl-enum-ciphers",
+            with(
+                &["--script", "ssl-enum-ciphers", "-p", "443,8443,9443"],
+                &[&web],
+            ),
+        ),
+        (
+            "http-enum",
+            with(&["--script", "http-enum", "-p", "80,443"], &[&web]),
+        ),
+        ("banner", with(&["--script=banner", "-p", "22"], &[&svc])),
+        (
+            "sC",
+            with(&["-sC", "-p", "21,22,80,443,445,139"], &[&svc, &smb1, &web]),
+        ),
+        ("vuln", with(&["--script", "vuln", "-p", "445"], &[&smb1])),
+        (
+            "default-or-safe",
+            with(
+                &[
+                    "--script",
+                    "(default or safe) and not broadcast and not external",
+                    "-p",
+                    "80",
+                ],
+                &[&web],
+            ),
+        ),
+    ];
+    for (tag, args) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let found = scripts_agree(lab, tag, &args);
+        if *tag == "ms17-010" || *tag == "vuln" {
+            let key = (
+                smb1.clone(),
+                "host".to_string(),
+                "smb-vuln-ms17-010".to_string(),
+            );
+            let out = found
+                .get(&key)
+                .unwrap_or_else(|| panic!("{tag}: no ms17-010 finding"));
+            assert!(
+                out.contains("State: VULNERABLE") && out.contains("CVE-2017-0143"),
+                "{out}"
+            );
+        }
+    }
+}
+
+/// Scripts cannot reach an excluded host: a script that tries to connect to it is refused
+/// with a message, and a counter on the host sees not one packet.
+fn scripts_never_reach_an_excluded_host(lab: &Lab) {
+    let ns = format!("{}-filt", lab.prefix);
+    let excluded = lab.ip("filt");
+    let scanner = lab.truth["scanner_ip"]
+        .as_str()
+        .expect("scanner ip")
+        .to_string();
+    let nft = |args: &[&str]| {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &ns, "nft"])
+            .args(args)
+            .output()
+            .expect("nft");
+        assert!(
+            o.status.success(),
+            "nft: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    nft(&["add", "table", "ip", "portolan_nse"]);
+    nft(&[
+        "add",
+        "chain",
+        "ip",
+        "portolan_nse",
+        "input",
+        "{ type filter hook input priority -300; }",
+    ]);
+    nft(&[
+        "add",
+        "rule",
+        "ip",
+        "portolan_nse",
+        "input",
+        "ip",
+        "saddr",
+        &scanner,
+        "counter",
+    ]);
+    let count = || -> u64 {
+        let text = nft(&["list", "table", "ip", "portolan_nse"]);
+        text.split("packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no counter in: {text}"))
+    };
+    let script = lab.path("reach-out.nse");
+    std::fs::write(
+        &script,
+        "description = [[tries to reach the address in reach-out.target]]\ncategories = {\"safe\"}\n\
+         portrule = function(host, port) return port.protocol == 'tcp' end\n\
+         action = function(host, port)\n\
+           local target = require('stdnse').get_script_args('reach-out.target')\n\
+           local s = require('nmap').new_socket()\n\
+           local ok, err = s:connect(target, 80)\n\
+           local u = require('nmap').new_socket('udp')\n\
+           local uok, uerr = u:sendto(target, 53, 'x')\n\
+           return ('tcp: %s %s; udp: %s %s'):format(tostring(ok), tostring(err), tostring(uok), tostring(uerr))\n\
+         end\n",
+    )
+    .expect("script");
+    let before = count();
+    let arg = format!("reach-out.target={excluded}");
+    let xml = lab.path("reach-out.xml");
+    let svc = lab.ip("svc");
+    ok(
+        &lab.portolan(&[
+            "-sT",
+            "-Pn",
+            "-n",
+            "-p",
+            "22,80",
+            "--script",
+            &script,
+            "--script-args",
+            &arg,
+            "--script",
+            "http-title",
+            "--exclude",
+            &excluded,
+            "-oX",
+            &xml,
+            &svc,
+            &excluded,
+        ]),
+        "scripts with --exclude",
+    );
+    assert_eq!(
+        count(),
+        before,
+        "a script sent packets to the excluded host"
+    );
+    let run = read_xml_file(&xml).expect("XML");
+    assert!(
+        run.hosts.iter().all(|h| h.addr_str() != excluded),
+        "the excluded host was scanned"
+    );
+    let found = script_findings(&run);
+    let out = found
+        .get(&(svc.clone(), "tcp/22".into(), "reach-out".into()))
+        .expect("reach-out ran");
+    assert_eq!(
+        out,
+        &format!("tcp: nil {excluded} is excluded from this scan; udp: nil {excluded} is excluded from this scan")
+    );
+    nft(&["delete", "table", "ip", "portolan_nse"]);
 }
