@@ -571,11 +571,11 @@ local lfs = {
     local i = 0
     return function() i = i + 1; return names[i] end
   end,
-  attributes = function(path, field) return P.attributes(tostring(path), field) end,
-  currentdir = function() return P.currentdir() end,
+  link = function(old, new, symbolic) return P.link(tostring(old), tostring(new), symbolic and true or false) end,
   mkdir = function(path) return P.mkdir(tostring(path)) end,
   rmdir = function(path) return P.rmdir(tostring(path)) end,
-  link = function() return nil, "not supported" end,
+  get_path_separator = function() return "/" end,
+  _VERSION = "LuaFileSystem 1.5.0",
 }
 
 -- Called by the engine for each host group.

@@ -160,7 +160,15 @@ fn io_status(e: &std::io::Error) -> String {
     }
 }
 
+/// One TLS client context for the whole run: building one reads the system's CA store,
+/// which cost milliseconds a connection (http-enum over TLS opens hundreds).
 fn tls_connector() -> Result<SslConnector, String> {
+    static CONNECTOR: std::sync::OnceLock<Result<SslConnector, String>> =
+        std::sync::OnceLock::new();
+    CONNECTOR.get_or_init(build_tls_connector).clone()
+}
+
+fn build_tls_connector() -> Result<SslConnector, String> {
     let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
     b.set_verify(SslVerifyMode::NONE);
     // Everything the library offers, old versions and weak suites included, as nsock's

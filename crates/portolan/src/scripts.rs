@@ -216,6 +216,7 @@ impl Sink for ScriptSink<'_> {
     }
 
     fn end(&mut self, run: &ScanRun) -> Result<(), OutputError> {
+        let began = std::time::Instant::now();
         self.flush(run)?;
         let mut run = run.clone();
         if let Some(begun) = &self.run {
@@ -229,6 +230,13 @@ impl Sink for ScriptSink<'_> {
             if self.show {
                 run.postscripts = r.scripts;
             }
+        }
+        // The run ends when its scripts do, as Nmap's "scanned in" counts them: the last
+        // group and the post-scan phase ran after the scan's own clock stopped.
+        if let Some(rs) = run.runstats.as_mut() {
+            let extra = began.elapsed().as_secs_f64();
+            rs.elapsed += extra;
+            rs.finished = portolan_engine::pipeline::now_epoch().max(rs.finished);
         }
         self.inner.end(&run)
     }
