@@ -24,8 +24,8 @@ cleanup() { "$LAB" down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 "$LAB" up >/dev/null
 rm -rf "$OUT"; mkdir -p "$OUT"
-PORTS="${BENCH_PORTS:-21,22,53,80,443,139,445,3306,5432,6379,8443,11211}"
-HOSTS="${BENCH_HOSTS:-198.18.0.10 198.18.0.11 198.18.0.15}"
+PORTS="${BENCH_PORTS:-21,22,80,139,443,445,3306,5432,6379,8443,9443,11211}"
+HOSTS="${BENCH_HOSTS:-198.18.0.10 198.18.0.15 198.18.0.20 198.18.0.21 198.18.0.22}"
 # shellcheck disable=SC2206
 TARGETS=($HOSTS)
 run() { # tool set tag

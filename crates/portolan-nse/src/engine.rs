@@ -437,10 +437,7 @@ fn fetch_values(lua: &Lua, dirs: &[PathBuf], name: &str, script: bool) -> mlua::
             Value::String(lua.create_string(if dir { "directory" } else { "file" })?),
             Value::String(lua.create_string(path_string(&p, dir))?),
         ]),
-        None => MultiValue::from_vec(vec![
-            Value::Nil,
-            Value::String(lua.create_string(format!("no path to file/directory: {name}"))?),
-        ]),
+        None => fail(lua, format!("no path to file/directory: {name}"))?,
     })
 }
 
@@ -744,10 +741,7 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
                     Value::String(lua.create_string(remote.ip().to_string())?),
                     Value::Integer(remote.port().into()),
                 ]),
-                None => MultiValue::from_vec(vec![
-                    Value::Nil,
-                    Value::String(lua.create_string("socket must be connected")?),
-                ]),
+                None => fail(lua, "socket must be connected")?,
             })
         })?,
     )?;
@@ -763,16 +757,12 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
     p.set(
         "socket_bind",
         lua.create_function(
-            move |lua, (id, addr, port): (u64, Option<String>, Option<u16>)| match st
-                .hub
-                .borrow_mut()
-                .bind(id, addr.as_deref(), port.unwrap_or(0))
-            {
-                Ok(()) => Ok(MultiValue::from_vec(vec![Value::Boolean(true)])),
-                Err(e) => Ok(MultiValue::from_vec(vec![
-                    Value::Nil,
-                    Value::String(lua.create_string(e)?),
-                ])),
+            move |lua, (id, addr, port): (u64, Option<String>, Option<u16>)| {
+                let bound = st
+                    .hub
+                    .borrow_mut()
+                    .bind(id, addr.as_deref(), port.unwrap_or(0));
+                status(lua, bound)
             },
         )?,
     )?;
@@ -780,14 +770,15 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
     p.set(
         "socket_close",
         lua.create_function(move |lua, id: u64| {
-            if st.hub.borrow_mut().close(id) {
-                Ok(MultiValue::from_vec(vec![Value::Boolean(true)]))
-            } else {
-                Ok(MultiValue::from_vec(vec![
-                    Value::Nil,
-                    Value::String(lua.create_string("socket already closed")?),
-                ]))
-            }
+            let closed = st.hub.borrow_mut().close(id);
+            status(
+                lua,
+                if closed {
+                    Ok(())
+                } else {
+                    Err("socket already closed")
+                },
+            )
         })?,
     )?;
     let st = state.clone();
@@ -891,10 +882,7 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
                     lua.create_sequence_from(names)?,
                 )]))
             }
-            Err(e) => Ok(MultiValue::from_vec(vec![
-                Value::Nil,
-                Value::String(lua.create_string(format!("cannot open {path}: {e}"))?),
-            ])),
+            Err(e) => fail(lua, format!("cannot open {path}: {e}")),
         })?,
     )?;
     p.set(
@@ -905,40 +893,34 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
             } else {
                 std::fs::hard_link(&old, &new)
             };
-            Ok(match r {
-                Ok(()) => MultiValue::from_vec(vec![Value::Boolean(true)]),
-                Err(e) => MultiValue::from_vec(vec![
-                    Value::Nil,
-                    Value::String(lua.create_string(e.to_string())?),
-                ]),
-            })
+            status(lua, r)
         })?,
     )?;
     p.set(
         "mkdir",
-        lua.create_function(|lua, path: String| {
-            Ok(match std::fs::create_dir(&path) {
-                Ok(()) => MultiValue::from_vec(vec![Value::Boolean(true)]),
-                Err(e) => MultiValue::from_vec(vec![
-                    Value::Nil,
-                    Value::String(lua.create_string(e.to_string())?),
-                ]),
-            })
-        })?,
+        lua.create_function(|lua, path: String| status(lua, std::fs::create_dir(&path)))?,
     )?;
     p.set(
         "rmdir",
-        lua.create_function(|lua, path: String| {
-            Ok(match std::fs::remove_dir(&path) {
-                Ok(()) => MultiValue::from_vec(vec![Value::Boolean(true)]),
-                Err(e) => MultiValue::from_vec(vec![
-                    Value::Nil,
-                    Value::String(lua.create_string(e.to_string())?),
-                ]),
-            })
-        })?,
+        lua.create_function(|lua, path: String| status(lua, std::fs::remove_dir(&path)))?,
     )?;
     Ok(p)
+}
+
+/// Nmap's convention for a call that can fail: `true`, or `nil, message`.
+fn status<E: std::fmt::Display>(lua: &Lua, r: Result<(), E>) -> mlua::Result<MultiValue> {
+    match r {
+        Ok(()) => Ok(MultiValue::from_vec(vec![Value::Boolean(true)])),
+        Err(e) => fail(lua, e),
+    }
+}
+
+/// `nil, message`.
+fn fail(lua: &Lua, message: impl std::fmt::Display) -> mlua::Result<MultiValue> {
+    Ok(MultiValue::from_vec(vec![
+        Value::Nil,
+        Value::String(lua.create_string(message.to_string())?),
+    ]))
 }
 
 /// One `--script-trace` line, as nsock's trace: `NSE: TCP local > remote | what`.
