@@ -825,29 +825,24 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
         })?,
     )?;
     let st = state.clone();
-    p.set(
-        "woken",
-        lua.create_function(move |_, ()| {
-            st.hub.borrow_mut().woken = true;
-            Ok(())
-        })?,
-    )?;
-    let st = state.clone();
     let cancelled = cfg.cancelled.clone();
     let trace_log = cfg.log.clone();
     p.set(
         "pump",
         lua.create_function(move |lua, ms: i64| {
-            if cancelled() {
-                return Err(mlua::Error::runtime("script scan interrupted"));
-            }
-            let ready = st.hub.borrow_mut().pump(ms.max(0) as u64);
-            st.last_pump.set(Instant::now());
-            if ready.is_empty() {
-                return Ok(());
-            }
+            let deadline = Instant::now() + Duration::from_millis(ms.max(0) as u64);
             let restore: Function = lua.named_registry_value("NSE_WAITING_TO_RUNNING")?;
-            for (op, outcome) in ready {
+            let mut first = true;
+            loop {
+                if cancelled() {
+                    return Err(mlua::Error::runtime("script scan interrupted"));
+                }
+                let next = st.hub.borrow_mut().next(deadline, first);
+                first = false;
+                st.last_pump.set(Instant::now());
+                let Some((op, outcome)) = next else {
+                    return Ok(());
+                };
                 if let Some((sock, kind)) = st.traced.borrow_mut().remove(&op) {
                     let what = match (&outcome, kind) {
                         (Outcome::Data(d), "<") => hexify(d),
@@ -864,7 +859,6 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
                     restore.call::<()>(MultiValue::from_vec(args))?;
                 }
             }
-            Ok(())
         })?,
     )?;
 

@@ -26,7 +26,6 @@ end
 
 -- nse_restore: make a waiting thread runnable again; its yield returns `...`.
 local function nse_restore(co, ...)
-  P.woken() -- a thread is runnable: the next pump must not sleep
   _R.NSE_WAITING_TO_RUNNING(co, ...)
 end
 

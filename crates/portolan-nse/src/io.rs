@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Decides whether scripts may reach an address.
 pub type Guard = Arc<dyn Fn(IpAddr) -> Result<(), String> + Send + Sync>;
@@ -128,8 +128,8 @@ pub struct Hub {
     sockets: HashMap<u64, Sock>,
     timers: HashMap<u64, Arc<AtomicBool>>,
     guard: Guard,
-    /// A script thread became runnable without I/O: the next pump must not wait.
-    pub woken: bool,
+    /// Operations and timers started and not yet completed (nsock's pending events).
+    outstanding: usize,
 }
 
 /// Operations a script starts on a socket.
@@ -220,7 +220,7 @@ impl Hub {
             sockets: HashMap::new(),
             timers: HashMap::new(),
             guard,
-            woken: false,
+            outstanding: 0,
         }
     }
 
@@ -450,6 +450,7 @@ impl Hub {
                 });
             }
         }
+        self.outstanding += 1;
         Started::Pending(op_id)
     }
 
@@ -458,6 +459,7 @@ impl Hub {
         let op = self.id();
         let cancelled = Arc::new(AtomicBool::new(false));
         self.timers.insert(op, cancelled.clone());
+        self.outstanding += 1;
         let tx = self.tx.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(ms));
@@ -478,36 +480,42 @@ impl Hub {
     pub fn cancel_sleep(&mut self, op: u64) {
         if let Some(c) = self.timers.remove(&op) {
             c.store(true, Ordering::Relaxed);
+            self.outstanding -= 1;
         }
     }
 
-    /// Waits up to `ms` for completions (not at all when a thread was woken meanwhile) and
-    /// returns every one that is ready, as (operation id, outcome).
-    pub fn pump(&mut self, ms: u64) -> Vec<(u64, Outcome)> {
-        let mut ready = Vec::new();
-        let wait = if self.woken { 0 } else { ms };
-        self.woken = false;
-        let first = if wait == 0 {
-            self.rx.try_recv().ok()
-        } else {
-            self.rx.recv_timeout(Duration::from_millis(wait)).ok()
-        };
-        let mut next = first;
-        while let Some(c) = next {
-            if let Some(out) = self.complete(c) {
-                ready.push(out);
+    /// The next completion, as nsock's loop delivers events: waits until `deadline` while
+    /// operations or timers are outstanding, and returns None at once when none is (so the
+    /// engine's `loop(50)` lasts as long as Nmap's: it ends when nothing is pending, or
+    /// after 50 ms of events). The first call still takes what is ready, deadline or not.
+    pub fn next(&mut self, deadline: Instant, first: bool) -> Option<(u64, Outcome)> {
+        loop {
+            if self.outstanding == 0 {
+                return None;
             }
-            next = self.rx.try_recv().ok();
+            let now = Instant::now();
+            let c = if now >= deadline {
+                if !first {
+                    return None;
+                }
+                self.rx.try_recv().ok()?
+            } else {
+                self.rx.recv_timeout(deadline - now).ok()?
+            };
+            if let Some(out) = self.complete(c) {
+                return Some(out);
+            }
         }
-        ready
     }
 
     fn complete(&mut self, c: Completion) -> Option<(u64, Outcome)> {
         if c.sock.is_none() {
-            // a timer: gone if cancelled
+            // a timer: gone if cancelled (and counted out then)
             self.timers.remove(&c.op)?;
+            self.outstanding -= 1;
             return Some((c.op, c.outcome));
         }
+        self.outstanding = self.outstanding.saturating_sub(1);
         if let Some(s) = c.sock.and_then(|id| self.sockets.get_mut(&id)) {
             s.busy = false;
             if s.closed {

@@ -2473,6 +2473,15 @@ fn scripts_agree_with_nmap(lab: &Lab) {
         ),
         ("vuln", with(&["--script", "vuln", "-p", "445"], &[&smb1])),
         (
+            "sV-sC-vuln",
+            with(
+                &["-sV", "-sC", "--script", "vuln", "-p", "22,80,443,3306"],
+                &[&web],
+            ),
+        ),
+        // -A's script part (its OS detection and traceroute are not compared here).
+        ("A", with(&["-A", "-p", "80,445"], &[&smb1, &web])),
+        (
             "default-or-safe",
             with(
                 &[

@@ -196,3 +196,49 @@ fn unknown_script_is_refused_before_any_output() {
     );
     assert_eq!(std::fs::read_to_string(&xml).unwrap(), "precious");
 }
+
+/// `--script-args` and `--script-args-file` reach the scripts as Nmap passes them
+/// (`stdnse.get_script_args`), and a script named by path runs.
+#[test]
+fn script_arguments_reach_the_script() {
+    if !nse_installed() {
+        return;
+    }
+    let port = service(b"hello\r\n", false);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("echo-args.nse");
+    std::fs::write(
+        &script,
+        "description = [[returns its arguments]]\ncategories = {\"safe\"}\n\
+         portrule = function(host, port) return true end\n\
+         action = function(host, port)\n\
+           local stdnse = require 'stdnse'\n\
+           local a, b = stdnse.get_script_args('echo.a', 'echo.b')\n\
+           return ('a=%s b=%s'):format(tostring(a), tostring(b))\n\
+         end\n",
+    )
+    .unwrap();
+    let file = dir.path().join("args.txt");
+    std::fs::write(&file, "echo.b=from-file\n").unwrap();
+    let p = port.to_string();
+    let o = run(&[
+        "-sT",
+        "-Pn",
+        "-n",
+        "-p",
+        &p,
+        "--script",
+        script.to_str().unwrap(),
+        "--script-args",
+        "echo.a=given",
+        "--script-args-file",
+        file.to_str().unwrap(),
+        "127.0.0.1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let normal = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        normal.contains("|_echo-args: a=given b=from-file"),
+        "{normal}"
+    );
+}
