@@ -5,7 +5,10 @@
 #
 # Nmap's own output is not stable from run to run for some scripts (salts, uptimes, table
 # key order): nmap runs twice, and a finding whose text differs between Nmap's two runs is
-# counted as "unstable in Nmap" rather than compared.
+# counted as "unstable in Nmap" rather than compared. Texts are compared as the lab test
+# compares them: lines sorted (a plain table's keys come in Lua's salted `pairs` order),
+# the ids of a vulns report sorted, HTTP dates left out.
+# BENCH_ANALYSE_ONLY=1 prints the figures again from the outputs of the last run.
 #
 # Env: PORTOLAN_BIN (default target/release/portolan), BENCH_OUT (default
 #      /tmp/portolan-bench-nse), BENCH_SETS (default "sC vuln"), BENCH_PORTS, BENCH_HOSTS.
@@ -21,9 +24,10 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 [ "$(id -u)" -eq 0 ] || { log "must run as root"; exit 1; }
 [ -x "$BIN" ] || (cd "$ROOT" && cargo build --release --locked)
 cleanup() { "$LAB" down >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-"$LAB" up >/dev/null
-rm -rf "$OUT"; mkdir -p "$OUT"
+if [ "${BENCH_ANALYSE_ONLY:-0}" != 1 ]; then
+    trap cleanup EXIT
+    "$LAB" up >/dev/null
+fi
 PORTS="${BENCH_PORTS:-21,22,80,139,443,445,3306,5432,6379,8443,9443,11211}"
 HOSTS="${BENCH_HOSTS:-198.18.0.10 198.18.0.15 198.18.0.20 198.18.0.21 198.18.0.22}"
 # shellcheck disable=SC2206
@@ -39,15 +43,28 @@ run() { # tool set tag
     awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f\n", b-a}' > "$OUT/$1-$2-$3.time"
     log "$1 $2 ($3): $(cat "$OUT/$1-$2-$3.time") s"
 }
-for set in $SETS; do
-    run nmap "$set" a
-    run portolan "$set" a
-    run nmap "$set" b
-done
+if [ "${BENCH_ANALYSE_ONLY:-0}" != 1 ]; then
+    rm -rf "$OUT"; mkdir -p "$OUT"
+    for set in $SETS; do
+        run nmap "$set" a
+        run portolan "$set" a
+        run nmap "$set" b
+    done
+fi
 python3 - "$OUT" "$SETS" <<'PY'
 import os, sys
 import xml.etree.ElementTree as ET
 out, sets = sys.argv[1], sys.argv[2].split()
+def norm(text):
+    lines = []
+    for l in (text or "").split("\n"):
+        l = l.rstrip()
+        if " GMT" in l or l.lstrip().startswith("Cipher Suite: "):
+            continue
+        if l.lstrip().startswith("IDs:"):
+            l = "IDs: " + " ".join(sorted(l.lstrip()[4:].split()))
+        lines.append(l)
+    return "\n".join(sorted(lines))
 def findings(path):
     res = {}
     root = ET.parse(path).getroot()
@@ -55,15 +72,15 @@ def findings(path):
         ip = next(a.get("addr") for a in h.findall("address") if a.get("addrtype") in ("ipv4", "ipv6"))
         for p in h.iter("port"):
             for s in p.findall("script"):
-                res[(ip, p.get("protocol") + "/" + p.get("portid"), s.get("id"))] = s.get("output")
+                res[(ip, p.get("protocol") + "/" + p.get("portid"), s.get("id"))] = norm(s.get("output"))
         hs = h.find("hostscript")
         if hs is not None:
             for s in hs.findall("script"):
-                res[(ip, "host", s.get("id"))] = s.get("output")
+                res[(ip, "host", s.get("id"))] = norm(s.get("output"))
     for tag in ("prescript", "postscript"):
         for el in root.findall(tag):
             for s in el.findall("script"):
-                res[("-", tag, s.get("id"))] = s.get("output")
+                res[("-", tag, s.get("id"))] = norm(s.get("output"))
     return res
 def t(name):
     return float(open(os.path.join(out, name + ".time")).read())

@@ -91,6 +91,9 @@ pub struct Config {
     pub version_intensity: i64,
     /// Nmap's `o.min_parallelism` (0 by default).
     pub min_parallelism: i64,
+    /// `--max-parallelism` (0: not given); script threads holding sockets at once are at
+    /// most the larger of this and 20, as nsock's.
+    pub max_parallelism: i64,
     pub privileged: bool,
     pub inet6: bool,
     pub excluded_ports: Vec<ExcludedPorts>,
@@ -124,6 +127,7 @@ impl Config {
             timing_level: 3,
             version_intensity: 7,
             min_parallelism: 0,
+            max_parallelism: 0,
             privileged: false,
             inet6: false,
             excluded_ports: vec![ExcludedPorts {
@@ -378,6 +382,8 @@ fn settings(lua: &Lua, cfg: &Config) -> mlua::Result<Table> {
         c.set("interface", i.as_str())?;
     }
     c.set("ttl", 64)?;
+    // nse_nsock.cc: MAX_PARALLELISM (20), or --max-parallelism when larger.
+    c.set("socket_threads", cfg.max_parallelism.max(20))?;
     // The fields of cnse that nse_main.lua reads.
     let cnse = lua.create_table()?;
     cnse.set("default", cfg.default)?;
@@ -780,6 +786,11 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
                 },
             )
         })?,
+    )?;
+    let st = state.clone();
+    p.set(
+        "socket_open",
+        lua.create_function(move |_, id: u64| Ok(st.hub.borrow().is_open(id)))?,
     )?;
     let st = state.clone();
     p.set(

@@ -438,8 +438,56 @@ local function port_arg(port)
   return n, nil
 end
 
+-- nsock's per-thread socket limit (nse_nsock.cc's socket_lock): at most max(20,
+-- --max-parallelism) script threads hold open sockets at once; a thread beyond that waits in
+-- connect until one of them has none left open.
+local THREAD_SOCKETS = setmetatable({}, { __mode = "k" }) -- base thread -> its sockets
+local CONNECT_WAITING = setmetatable({}, { __mode = "k" })
+
+local function socket_lock(sock)
+  local base = _R.NSE_BASE and _R.NSE_BASE()
+  if base == nil then return true end
+  local mine = THREAD_SOCKETS[base]
+  if mine then
+    mine[sock] = true
+    return true
+  end
+  local holders = 0
+  for _ in pairs(THREAD_SOCKETS) do holders = holders + 1 end
+  if holders <= C.socket_threads then
+    THREAD_SOCKETS[base] = setmetatable({ [sock] = true }, { __mode = "k" })
+    return true
+  end
+  CONNECT_WAITING[base] = true
+  return false
+end
+
+-- Run by every event pump: a thread that ended, or whose sockets are all closed, gives its
+-- place up (its sockets are closed), and the threads waiting to connect may try again.
+local function socket_unlock()
+  for base, sockets in pairs(THREAD_SOCKETS) do
+    local open = 0
+    if coroutine.status(base) == "suspended" then
+      for s in pairs(sockets) do
+        if P.socket_open(s.id) then open = open + 1 end
+      end
+    end
+    if open == 0 then
+      for s in pairs(sockets) do P.socket_close(s.id) end
+      THREAD_SOCKETS[base] = nil
+      for waiting in pairs(CONNECT_WAITING) do
+        CONNECT_WAITING[waiting] = nil
+        nse_restore(waiting)
+      end
+    end
+  end
+end
+
 function Socket:connect(host, port, protocol)
   check_socket(self)
+  while not socket_lock(self) do
+    nse_yield()
+  end
   local addr, name = target_arg(host)
   local number, default = port_arg(port)
   protocol = protocol or default or self.proto
@@ -533,7 +581,10 @@ Socket.__gc = function(self) P.socket_forget(self.id) end
 
 local socket = {}
 socket.new = new_socket
-socket.loop = function(ms) P.pump(math.tointeger(tonumber(ms)) or 0) end
+socket.loop = function(ms)
+  socket_unlock()
+  P.pump(math.tointeger(tonumber(ms)) or 0)
+end
 socket.sleep = function(secs)
   secs = tonumber(secs)
   if secs == nil then error("bad argument #1 to 'sleep' (number expected)", 2) end

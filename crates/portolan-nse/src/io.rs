@@ -292,6 +292,13 @@ impl Hub {
         self.sockets.get(&id).and_then(|s| s.peer_cert.as_deref())
     }
 
+    /// Whether the socket is connected, or has an operation under way (nsock's `nsiod`).
+    pub fn is_open(&self, id: u64) -> bool {
+        self.sockets
+            .get(&id)
+            .is_some_and(|s| s.conn.is_some() || s.busy)
+    }
+
     /// "TCP" or "UDP", for `--script-trace`.
     pub fn proto_name(&self, id: u64) -> &'static str {
         match self.sockets.get(&id) {

@@ -99,6 +99,8 @@ pub fn config(o: &Options, plan: &ScanPlan, allowed: Arc<Mutex<HashSet<IpAddr>>>
     c.privileged = false;
     c.inet6 = o.ipv6;
     c.cancelled = std::rc::Rc::new(cancelled);
+    c.min_parallelism = o.min_parallelism.unwrap_or(0).into();
+    c.max_parallelism = o.max_parallelism.unwrap_or(0).into();
     if let Some(i) = o.version_intensity {
         c.version_intensity = i.into();
     }
