@@ -56,7 +56,7 @@ fn the_man_page_renders_without_a_warning() {
     assert!(man.contains(".TH PORTOLAN 1"), "{man}");
     for needle in [
         "\\-sV: probe open ports",
-        "(\\-sC, scripts",
+        "\\-sC: run Nmap's default scripts",
         ".SS \"portolan check\"",
         "\\-\\-allow\\-incomplete",
     ] {
