@@ -27,6 +27,15 @@ fn run(args: &[&str]) -> Output {
         .expect("run portolan")
 }
 
+/// A connect scan of `port` on 127.0.0.1 with these script options.
+fn scan(port: u16, extra: &[&str]) -> Output {
+    let p = port.to_string();
+    let mut args = vec!["-sT", "-Pn", "-n", "-p", &p];
+    args.extend_from_slice(extra);
+    args.push("127.0.0.1");
+    run(&args)
+}
+
 /// A loopback service answering every client with `reply` (after reading a request when
 /// `read_first`).
 fn service(reply: &'static [u8], read_first: bool) -> u16 {
@@ -59,21 +68,17 @@ fn banner_result_reaches_every_output() {
     let dir = tempfile::tempdir().unwrap();
     let xml = dir.path().join("s.xml");
     let json = dir.path().join("s.json");
-    let p = port.to_string();
-    let o = run(&[
-        "-sT",
-        "-Pn",
-        "-n",
-        "-p",
-        &p,
-        "--script",
-        "banner",
-        "-oX",
-        xml.to_str().unwrap(),
-        "-oJ",
-        json.to_str().unwrap(),
-        "127.0.0.1",
-    ]);
+    let o = scan(
+        port,
+        &[
+            "--script",
+            "banner",
+            "-oX",
+            xml.to_str().unwrap(),
+            "-oJ",
+            json.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let normal = String::from_utf8_lossy(&o.stdout);
     assert!(normal.contains("|_banner: 220 lab FTP ready"), "{normal}");
@@ -100,20 +105,9 @@ fn forced_script_finds_a_page_title() {
         b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html><head><title>Lab page</title></head></html>",
         true,
     );
-    let p = port.to_string();
     // As Nmap, -sC picks scripts by port or service; `+` runs a script whatever its rule
     // says of this unknown port.
-    let o = run(&[
-        "-sT",
-        "-Pn",
-        "-n",
-        "-p",
-        &p,
-        "-sC",
-        "--script",
-        "+http-title",
-        "127.0.0.1",
-    ]);
+    let o = scan(port, &["-sC", "--script", "+http-title"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let normal = String::from_utf8_lossy(&o.stdout);
     assert!(normal.contains("|_http-title: Lab page"), "{normal}");
@@ -133,19 +127,15 @@ fn vulnerable_script_result_is_an_alert_event() {
     );
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("e.ndjson");
-    let p = port.to_string();
-    let o = run(&[
-        "-sT",
-        "-Pn",
-        "-n",
-        "-p",
-        &p,
-        "--script",
-        "+http-vuln-cve2011-3192",
-        "-oE",
-        events.to_str().unwrap(),
-        "127.0.0.1",
-    ]);
+    let o = scan(
+        port,
+        &[
+            "--script",
+            "+http-vuln-cve2011-3192",
+            "-oE",
+            events.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = std::fs::read_to_string(&events).unwrap();
     let ev: Vec<serde_json::Value> = text
@@ -178,16 +168,10 @@ fn unknown_script_is_refused_before_any_output() {
     let dir = tempfile::tempdir().unwrap();
     let xml = dir.path().join("keep.xml");
     std::fs::write(&xml, "precious").unwrap();
-    let o = run(&[
-        "-sT",
-        "-p",
-        "1",
-        "--script",
-        "no-such-script",
-        "-oX",
-        xml.to_str().unwrap(),
-        "127.0.0.1",
-    ]);
+    let o = scan(
+        1,
+        &["--script", "no-such-script", "-oX", xml.to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -220,21 +204,17 @@ fn script_arguments_reach_the_script() {
     .unwrap();
     let file = dir.path().join("args.txt");
     std::fs::write(&file, "echo.b=from-file\n").unwrap();
-    let p = port.to_string();
-    let o = run(&[
-        "-sT",
-        "-Pn",
-        "-n",
-        "-p",
-        &p,
-        "--script",
-        script.to_str().unwrap(),
-        "--script-args",
-        "echo.a=given",
-        "--script-args-file",
-        file.to_str().unwrap(),
-        "127.0.0.1",
-    ]);
+    let o = scan(
+        port,
+        &[
+            "--script",
+            script.to_str().unwrap(),
+            "--script-args",
+            "echo.a=given",
+            "--script-args-file",
+            file.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let normal = String::from_utf8_lossy(&o.stdout);
     assert!(
