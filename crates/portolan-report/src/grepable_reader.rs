@@ -268,29 +268,35 @@ fn port([id, state, proto, _owner, service, _rpc, version]: [&str; 7]) -> Result
     let mut p = Port::new(proto, id, state, "");
     if !service.is_empty() {
         // "ssl|http?": a TLS tunnel, and a `?` for a name guessed while -sV ran.
-        let (tunnel, name) = match service.strip_prefix("ssl|") {
-            Some(name) => (Some("ssl".to_string()), name),
-            None => (None, service),
-        };
-        let (name, guessed) = match name.strip_suffix('?') {
-            Some(name) => (name, true),
-            None => (name, false),
-        };
-        let probed = !guessed && !version.is_empty();
-        p.service = Some(Service {
-            name: name.to_string(),
-            product: (!version.is_empty()).then(|| version.to_string()),
-            tunnel,
-            method: if probed {
-                ServiceMethod::Probed
-            } else {
-                ServiceMethod::Table
-            },
-            conf: if probed { 10 } else { 3 },
-            ..Service::default()
+        p.service = Some(match service.strip_prefix("ssl|") {
+            Some(name) => logged_service(Some("ssl".to_string()), name, version),
+            None => logged_service(None, service, version),
         });
     }
     Ok(p)
+}
+
+/// A service as the text outputs show it: a name, `?` after it when -sV only guessed it,
+/// and the version text (kept whole as the product). A name with version text that was not
+/// guessed was found by a probe.
+pub(crate) fn logged_service(tunnel: Option<String>, name: &str, version: &str) -> Service {
+    let (name, guessed) = match name.strip_suffix('?') {
+        Some(name) => (name, true),
+        None => (name, false),
+    };
+    let probed = !guessed && !version.is_empty();
+    Service {
+        name: name.to_string(),
+        product: (!version.is_empty()).then(|| version.to_string()),
+        tunnel,
+        method: if probed {
+            ServiceMethod::Probed
+        } else {
+            ServiceMethod::Table
+        },
+        conf: if probed { 10 } else { 3 },
+        ..Service::default()
+    }
 }
 
 /// `closed (998)`.

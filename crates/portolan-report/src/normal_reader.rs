@@ -12,10 +12,10 @@ use std::net::IpAddr;
 
 use portolan_model::{
     ExtraPorts, ExtraReason, Host, HostState, HostStatus, Hostname, HostnameType, Port, PortState,
-    Protocol, ScanRun, Service, ServiceMethod,
+    Protocol, ScanRun,
 };
 
-use crate::grepable_reader::{clip, for_each_line, header, trailer};
+use crate::grepable_reader::{clip, for_each_line, header, logged_service, trailer};
 use crate::xml_reader::ReadError;
 
 /// The last run in a normal-output file (the newest, for `--append-output`).
@@ -242,26 +242,9 @@ fn port_row(line: &str, cols: &Columns) -> Result<Option<Port>, String> {
     // A port without a service shows "unknown", as does one named so: both are read as none.
     let none = service.is_empty() || (service == "unknown" && version.is_empty());
     if !none {
-        let (tunnel, name) = match service.strip_prefix("ssl/") {
-            Some(name) => (Some("ssl".to_string()), name),
-            None => (None, service.as_str()),
-        };
-        let (name, guessed) = match name.strip_suffix('?') {
-            Some(name) => (name, true),
-            None => (name, false),
-        };
-        let probed = !guessed && !version.is_empty();
-        p.service = Some(Service {
-            name: name.to_string(),
-            product: (!version.is_empty()).then(|| version.clone()),
-            tunnel,
-            method: if probed {
-                ServiceMethod::Probed
-            } else {
-                ServiceMethod::Table
-            },
-            conf: if probed { 10 } else { 3 },
-            ..Service::default()
+        p.service = Some(match service.strip_prefix("ssl/") {
+            Some(name) => logged_service(Some("ssl".to_string()), name, &version),
+            None => logged_service(None, &service, &version),
         });
     }
     Ok(Some(p))
@@ -271,7 +254,7 @@ fn port_row(line: &str, cols: &Columns) -> Result<Option<Port>, String> {
 mod tests {
     use super::*;
     use crate::NormalWriter;
-    use portolan_model::{OutputOptions, RunExit, RunStats, Script, Sink};
+    use portolan_model::{OutputOptions, RunExit, RunStats, Script, Service, ServiceMethod, Sink};
 
     fn sample() -> ScanRun {
         let mut run = ScanRun::new(
