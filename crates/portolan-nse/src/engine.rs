@@ -613,8 +613,6 @@ fn primitives(lua: &Lua, state: &Rc<State>, cfg: &Config) -> mlua::Result<Table>
             lua.create_sequence_from(servers)
         })?,
     )?;
-    let guard = cfg.guard.clone();
-    let _ = guard;
     p.set(
         "resolve",
         lua.create_function(|lua, (name, family): (String, Option<String>)| {

@@ -17,23 +17,6 @@ pub struct Hosts {
     pub run_scripts: Vec<Script>,
 }
 
-fn proto_of(s: &str) -> Option<Protocol> {
-    match s {
-        "tcp" => Some(Protocol::Tcp),
-        "udp" => Some(Protocol::Udp),
-        "sctp" => Some(Protocol::Sctp),
-        _ => None,
-    }
-}
-
-/// The address scripts connect to: the host's IPv4 or IPv6 address.
-pub fn host_ip(host: &Host) -> Option<&str> {
-    host.addresses
-        .iter()
-        .find(|a| matches!(a.addrtype, AddrType::Ipv4 | AddrType::Ipv6))
-        .map(|a| a.addr.as_str())
-}
-
 fn mac_bytes(text: &str) -> Option<Vec<u8>> {
     let bytes: Option<Vec<u8>> = text
         .split(':')
@@ -62,7 +45,7 @@ impl Hosts {
         let h = &self.hosts[idx];
         let t = lua.create_table()?;
         t.set("_Target", idx)?;
-        let ip = host_ip(h).unwrap_or("");
+        let ip = h.addr_str();
         t.set("ip", ip)?;
         let ptr = h.hostnames.iter().find(|n| n.kind == HostnameType::Ptr);
         let user = h.hostnames.iter().find(|n| n.kind == HostnameType::User);
@@ -146,7 +129,7 @@ impl Hosts {
         number: u16,
         proto: &str,
     ) -> mlua::Result<Value> {
-        let Some(proto) = proto_of(proto) else {
+        let Some(proto) = proto.parse::<Protocol>().ok() else {
             return Ok(Value::Nil);
         };
         match self.port(idx, number, proto) {
@@ -181,7 +164,8 @@ impl Hosts {
         proto: &str,
         state: &str,
     ) -> mlua::Result<Value> {
-        let (Some(proto), Ok(state)) = (proto_of(proto), state.parse::<PortState>()) else {
+        let (Some(proto), Ok(state)) = (proto.parse::<Protocol>().ok(), state.parse::<PortState>())
+        else {
             return Ok(Value::Nil);
         };
         let Some(h) = self.hosts.get(idx) else {
@@ -201,7 +185,8 @@ impl Hosts {
 
     /// `nmap.set_port_state`: a script saw the port open or closed.
     pub fn set_port_state(&mut self, idx: usize, number: u16, proto: &str, state: &str) {
-        let (Some(proto), Ok(state)) = (proto_of(proto), state.parse::<PortState>()) else {
+        let (Some(proto), Ok(state)) = (proto.parse::<Protocol>().ok(), state.parse::<PortState>())
+        else {
             return;
         };
         if let Some(p) = self.port_mut(idx, number, proto) {
@@ -222,7 +207,7 @@ impl Hosts {
         probestate: &str,
         v: &Table,
     ) -> mlua::Result<()> {
-        let Some(proto) = proto_of(proto) else {
+        let Some(proto) = proto.parse::<Protocol>().ok() else {
             return Ok(());
         };
         let Some(p) = self.port_mut(idx, number, proto) else {
@@ -265,7 +250,11 @@ impl Hosts {
                 }
             }
             (Some(i), Some((number, proto))) => {
-                if let Some(p) = proto_of(proto).and_then(|pr| self.port_mut(i, number, pr)) {
+                if let Some(p) = proto
+                    .parse::<Protocol>()
+                    .ok()
+                    .and_then(|pr| self.port_mut(i, number, pr))
+                {
                     p.scripts.push(script);
                 }
             }

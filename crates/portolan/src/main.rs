@@ -138,10 +138,10 @@ fn main() -> ExitCode {
     // opened or packet sent: an unknown script or missing Nmap install stops here.
     let nse = if scripts::wanted(&opts) && !resolved.plan.dry_run {
         let allowed = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
-        let loaded = scripts::check_installed(&opts).and_then(|()| {
+        // Engine::new itself says where it looked when Nmap's scripts are not installed.
+        let loaded =
             portolan_nse::Engine::new(scripts::config(&opts, &resolved.plan, allowed.clone()))
-                .map_err(|e| anyhow::anyhow!("{e}"))
-        });
+                .map_err(|e| anyhow::anyhow!("{e}"));
         match loaded {
             Ok(engine) => Some((engine, scripts::shown(&opts), allowed)),
             Err(e) => {

@@ -42,7 +42,6 @@ fn version_scripts(o: &Options) -> bool {
 /// `--script-help` (the help of the scripts named, on stdout) and `--script-updatedb`
 /// without a scan: the engine loads, does it, and that is all.
 pub fn engine_only(o: &Options) -> Result<()> {
-    check_installed(o)?;
     let dirs =
         portolan_engine::data::datadir::search_dirs(o.datadir.as_deref().map(std::path::Path::new));
     let nobody: portolan_nse::Guard =
@@ -186,10 +185,6 @@ impl<'a> ScriptSink<'a> {
     }
 }
 
-fn ip_of(h: &Host) -> Option<IpAddr> {
-    h.addresses.iter().find_map(|a| a.addr.parse().ok())
-}
-
 impl Sink for ScriptSink<'_> {
     fn begin(&mut self, run: &ScanRun) -> Result<(), OutputError> {
         let mut run = run.clone();
@@ -205,7 +200,8 @@ impl Sink for ScriptSink<'_> {
     }
 
     fn host(&mut self, run: &ScanRun, host: &Host) -> Result<(), OutputError> {
-        if let (Some(ip), Ok(mut a)) = (ip_of(host), self.allowed.lock()) {
+        if let (Some(ip), Ok(mut a)) = (host.addr_str().parse::<IpAddr>().ok(), self.allowed.lock())
+        {
             a.insert(ip);
         }
         self.group.push(host.clone());
