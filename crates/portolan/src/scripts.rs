@@ -42,8 +42,7 @@ fn version_scripts(o: &Options) -> bool {
 /// `--script-help` (the help of the scripts named, on stdout) and `--script-updatedb`
 /// without a scan: the engine loads, does it, and that is all.
 pub fn engine_only(o: &Options) -> Result<()> {
-    let dirs =
-        portolan_engine::data::datadir::search_dirs(o.datadir.as_deref().map(std::path::Path::new));
+    let dirs = data_dirs(o);
     let nobody: portolan_nse::Guard =
         Arc::new(|ip: IpAddr| Err(format!("{ip}: no scan is running")));
     let rules = match &o.script_help {
@@ -80,8 +79,7 @@ pub fn config(o: &Options, plan: &ScanPlan, allowed: Arc<Mutex<HashSet<IpAddr>>>
             Err(format!("{ip} is not a target of this scan"))
         }
     });
-    let dirs =
-        portolan_engine::data::datadir::search_dirs(o.datadir.as_deref().map(std::path::Path::new));
+    let dirs = data_dirs(o);
     let mut c = Config::new(dirs, o.scripts.clone(), guard);
     c.default = o.script_default;
     c.version = version_scripts(o);
@@ -118,10 +116,14 @@ fn cancelled() -> bool {
     CANCELLED.load(Ordering::SeqCst)
 }
 
+/// Nmap's data folders, in the order Nmap searches them (`--datadir` first).
+fn data_dirs(o: &Options) -> Vec<std::path::PathBuf> {
+    portolan_engine::data::datadir::search_dirs(o.datadir.as_deref().map(std::path::Path::new))
+}
+
 /// Checks that Nmap's scripts are installed, before anything is opened or sent.
 pub fn check_installed(o: &Options) -> Result<()> {
-    let dirs =
-        portolan_engine::data::datadir::search_dirs(o.datadir.as_deref().map(std::path::Path::new));
+    let dirs = data_dirs(o);
     portolan_nse::locate(&dirs)
         .map(|_| ())
         .map_err(|e| anyhow!("{e}"))
