@@ -101,6 +101,8 @@ fn plan(scan: ScanKind, ports: &[u16], targets: Targets) -> ScanPlan {
         out_opts: OutputOptions::default(),
         targets,
         seed: 7,
+        os: None,
+        traceroute: false,
         carried: Vec::new(),
     }
 }

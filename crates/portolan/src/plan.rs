@@ -283,6 +283,8 @@ impl Resolved {
                 randomize: o.randomize_hosts,
             },
             seed: o.seed.unwrap_or_else(seed),
+            os: None,
+            traceroute: false,
             carried: Vec::new(),
         };
         Ok(Resolved {

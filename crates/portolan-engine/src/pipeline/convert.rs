@@ -239,6 +239,8 @@ mod tests {
             out_opts: Default::default(),
             targets: Default::default(),
             seed: 1,
+            os: None,
+            traceroute: false,
             carried: Vec::new(),
         }
     }

@@ -104,6 +104,10 @@ pub struct ScanPlan {
     pub payloads: Arc<PayloadTable>,
     /// -sV: service and version detection.
     pub version: Option<VersionPlan>,
+    /// -O: OS detection.
+    pub os: Option<OsPlan>,
+    /// --traceroute (and -A).
+    pub traceroute: bool,
     /// MAC vendors, when MACs can be learnt (raw sockets: Nmap prints MACs only as root).
     pub mac_vendors: Option<Arc<MacPrefixTable>>,
     /// -r: ports in order.
@@ -119,6 +123,20 @@ pub struct ScanPlan {
     /// Hosts an earlier, interrupted run of this scan finished (--resume): written first, as
     /// they were, and counted in the summary; the targets leave them out.
     pub carried: Vec<portolan_model::Host>,
+}
+
+/// How OS detection (-O) runs.
+#[derive(Debug, Clone)]
+pub struct OsPlan {
+    /// Nmap's nmap-os-db as read at run time; `None` (not installed, or --builtin-data):
+    /// only the coarse guess from our own data, never presented as an Nmap match.
+    pub db: Option<Arc<portolan_os::db::OsDb>>,
+    /// --osscan-limit: only hosts with at least one open and one closed TCP port.
+    pub limit: bool,
+    /// --osscan-guess / --fuzzy: guess aggressively.
+    pub guess: bool,
+    /// --max-os-tries (Nmap's default 5).
+    pub max_tries: u32,
 }
 
 impl ScanPlan {
