@@ -27,6 +27,15 @@ pub struct Outgoing<'a, P> {
     pub packet: &'a [u8],
 }
 
+/// A probe of an engine that builds its own packets (OS detection, traceroute): the words a
+/// dry run prints for it ("OS probe T5", "traceroute ttl 3"), beside its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Described {
+    pub what: &'static str,
+    /// A number that goes with the words (a TTL, a try), when there is one.
+    pub n: Option<u32>,
+}
+
 /// A path packets leave by and answers come back on, with the clock they are timed by.
 pub trait PacketIo<P> {
     /// Sends the first packets of `batch` that the path takes now; returns how many went
@@ -69,6 +78,14 @@ pub trait Backend: Send + Sync {
         src: IpAddr,
         ports: RangeInclusive<u16>,
     ) -> Result<Box<dyn PacketIo<Probe> + Send>, RawError>;
+    /// Opens an IP path like [`Backend::open_ip`] for an engine that builds its own packets
+    /// (OS detection, traceroute): IPv4 packets with their header, sent as they are; the
+    /// answers to probes from `ports` (and ICMP about them) come back whole.
+    fn open_ip_described(
+        &self,
+        src: IpAddr,
+        ports: RangeInclusive<u16>,
+    ) -> Result<Box<dyn PacketIo<Described> + Send>, RawError>;
     /// Opens the ARP path of one interface, for our address `local` on it.
     fn open_arp(
         &self,

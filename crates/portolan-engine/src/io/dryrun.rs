@@ -7,7 +7,7 @@ use crate::core::nd_ping::NdProbe;
 use crate::core::probe::describe;
 use crate::core::scan::Probe;
 use crate::data::payloads::PayloadTable;
-use crate::io::backend::{Backend, Outgoing, PacketIo};
+use crate::io::backend::{Backend, Described, Outgoing, PacketIo};
 use crate::io::linux::LinuxBackend;
 use crate::io::netif::{Interface, NetifError};
 use crate::io::raw::{RawError, Received};
@@ -68,6 +68,18 @@ impl Backend for DryRunBackend {
         }))
     }
 
+    fn open_ip_described(
+        &self,
+        _src: IpAddr,
+        _ports: RangeInclusive<u16>,
+    ) -> Result<Box<dyn PacketIo<Described> + Send>, RawError> {
+        Ok(Box::new(Teller {
+            out: self.out.clone(),
+            now: Instant::now(),
+            text: String::new(),
+        }))
+    }
+
     fn open_arp(
         &self,
         _ifindex: u32,
@@ -115,6 +127,49 @@ impl PacketIo<Probe> for Printer {
         }
         if let Ok(mut w) = self.out.lock() {
             // As before the re-seam: a closed stdout (`| head`) does not stop the scan.
+            let _ = w.write_all(self.text.as_bytes());
+        }
+        Ok(batch.len())
+    }
+    fn recv(&mut self, _out: &mut Vec<Received>, _max: usize) -> Result<usize, RawError> {
+        Ok(0)
+    }
+    fn wait(&mut self, until: Option<Instant>) -> Result<(), RawError> {
+        if let Some(t) = until {
+            self.now = self.now.max(t);
+        }
+        Ok(())
+    }
+    fn now(&self) -> Instant {
+        self.now
+    }
+    fn needs_packets(&self) -> bool {
+        false
+    }
+    fn answers(&self) -> bool {
+        false
+    }
+}
+
+/// Prints the probes of engines that build their own packets: the words they carry, the
+/// destination and the packet's length.
+struct Teller {
+    out: Lines,
+    now: Instant,
+    text: String,
+}
+
+impl PacketIo<Described> for Teller {
+    fn send(&mut self, batch: &[Outgoing<'_, Described>]) -> Result<usize, RawError> {
+        use std::fmt::Write as _;
+        self.text.clear();
+        for o in batch {
+            let _ = match o.probe.n {
+                Some(n) => writeln!(self.text, "{} {} > {}", o.probe.what, n, o.dst),
+                None => writeln!(self.text, "{} > {}", o.probe.what, o.dst),
+            };
+        }
+        if let Ok(mut w) = self.out.lock() {
             let _ = w.write_all(self.text.as_bytes());
         }
         Ok(batch.len())

@@ -5,7 +5,7 @@
 use crate::core::arp_ping::ArpProbe;
 use crate::core::nd_ping::NdProbe;
 use crate::core::scan::Probe;
-use crate::io::backend::{Backend, Outgoing, PacketIo};
+use crate::io::backend::{Backend, Described, Outgoing, PacketIo};
 use crate::io::link::{LinkReceiver, LinkSender};
 use crate::io::netif::{self, Interface, NetifError};
 use crate::io::raw::{RawError, RawReceiver, RawSender, Received, SourceFinder};
@@ -37,6 +37,21 @@ impl Backend for LinuxBackend {
         src: IpAddr,
         ports: RangeInclusive<u16>,
     ) -> Result<Box<dyn PacketIo<Probe> + Send>, RawError> {
+        let (sender, receiver) = match src {
+            IpAddr::V4(s) => (RawSender::new()?, RawReceiver::for_ports(&[s], &[], ports)?),
+            IpAddr::V6(s) => (
+                RawSender::new_v6()?,
+                RawReceiver::for_ports(&[], &[s], ports)?,
+            ),
+        };
+        Ok(Box::new(Path((sender, receiver))))
+    }
+
+    fn open_ip_described(
+        &self,
+        src: IpAddr,
+        ports: RangeInclusive<u16>,
+    ) -> Result<Box<dyn PacketIo<Described> + Send>, RawError> {
         let (sender, receiver) = match src {
             IpAddr::V4(s) => (RawSender::new()?, RawReceiver::for_ports(&[s], &[], ports)?),
             IpAddr::V6(s) => (

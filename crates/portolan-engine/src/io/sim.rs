@@ -7,7 +7,7 @@
 use crate::core::arp_ping::ArpProbe;
 use crate::core::nd_ping::NdProbe;
 use crate::core::scan::Probe;
-use crate::io::backend::{Backend, Outgoing, PacketIo};
+use crate::io::backend::{Backend, Described, Outgoing, PacketIo};
 use crate::io::netif::{Interface, NetifError};
 use crate::io::raw::{RawError, Received};
 use portolan_wire::build::{
@@ -126,6 +126,14 @@ impl Backend for SimBackend {
         _src: IpAddr,
         _ports: RangeInclusive<u16>,
     ) -> Result<Box<dyn PacketIo<Probe> + Send>, RawError> {
+        Ok(Box::new(SimPath::new(self.clone())))
+    }
+
+    fn open_ip_described(
+        &self,
+        _src: IpAddr,
+        _ports: RangeInclusive<u16>,
+    ) -> Result<Box<dyn PacketIo<Described> + Send>, RawError> {
         Ok(Box::new(SimPath::new(self.clone())))
     }
 
