@@ -34,6 +34,9 @@ pub struct Described {
     pub what: &'static str,
     /// A number that goes with the words (a TTL, a try), when there is one.
     pub n: Option<u32>,
+    /// The engine's own handle on the probe (which host, which probe), so that its encoder
+    /// can build the packet; opaque to the paths.
+    pub tag: u64,
 }
 
 /// A path packets leave by and answers come back on, with the clock they are timed by.
