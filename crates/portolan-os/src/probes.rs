@@ -231,11 +231,19 @@ pub fn wanted(h: &HostProbes) -> Vec<OsProbe> {
 }
 
 /// The TCP probe `probe`'s fields: (index into OPTS/WINDOWS, flags, DF, seq, ack, urgent).
-fn tcp_shape(h: &HostProbes, probe: OsProbe, attempt: u8) -> Option<(usize, Flags, bool, u32, u32, u16)> {
+fn tcp_shape(
+    h: &HostProbes,
+    probe: OsProbe,
+    attempt: u8,
+) -> Option<(usize, Flags, bool, u32, u32, u16)> {
     let syn = Flags::SYN;
     Some(match probe {
         OsProbe::Seq(n @ 1..=6) => {
-            let seq = if attempt == 0 { h.seq_number(n) } else { h.seq_base };
+            let seq = if attempt == 0 {
+                h.seq_number(n)
+            } else {
+                h.seq_base
+            };
             (usize::from(n) - 1, syn, false, seq, h.ack, 0)
         }
         // Nmap's reserved value 8 is the top reserved bit (0x800 of the 12-bit field).
@@ -368,16 +376,22 @@ pub fn build(
     Ok(())
 }
 
-/// Which probe a received IPv4 packet (header on) answers, as Nmap's `processResp` decides:
-/// TCP by the destination port's offset from the port base, echo replies by id, port
-/// unreachables by the UDP probe they quote. Addresses are checked; checksums are not (the
-/// tests judge those).
-pub fn classify(h: &HostProbes, packet: &[u8]) -> Option<OsProbe> {
+/// Where a received packet lands among Nmap's probes (osscan2.cc's `processResp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// A TCP reply to the probe sent from `tcp_base + offset` (0-5 SEQ, 6-11 TOPS, 12 ECN,
+    /// 13-19 T1-T7).
+    Tcp(u16),
+    /// An echo reply to IE 1 (0) or IE 2 (1).
+    Echo(u8),
+    /// A port unreachable quoting U1.
+    Unreach,
+}
+
+/// Finds the slot of a received IPv4 packet (header on) from `h.dst` to `h.src`.
+pub(crate) fn locate(h: &HostProbes, packet: &[u8]) -> Option<Slot> {
     let ip = ipv4::Packet::new_checked(packet).ok()?;
-    if ip.src_addr() != h.dst || ip.dst_addr() != h.src {
-        return None;
-    }
-    if ip.frag_offset() != 0 {
+    if ip.src_addr() != h.dst || ip.dst_addr() != h.src || ip.frag_offset() != 0 {
         return None;
     }
     let l4 = ip.payload();
@@ -385,41 +399,54 @@ pub fn classify(h: &HostProbes, packet: &[u8]) -> Option<OsProbe> {
         IpProtocol::TCP => {
             let seg = tcp::Packet::new_checked(l4).ok()?;
             let off = seg.dst_port().checked_sub(h.tcp_base)?;
-            let probe = match off {
-                0..=5 => OsProbe::Seq(off as u8 + 1),
-                6..=11 => OsProbe::Seq(off as u8 - 5),
-                ECN_OFF => OsProbe::Ecn,
-                13..=19 => OsProbe::T((off - T_OFF) as u8 + 1),
-                _ => return None,
-            };
+            if off >= TCP_PORTS {
+                return None;
+            }
             // The reply must come from the port the probe went to.
-            let expect = if matches!(probe, OsProbe::T(5..=7)) {
+            let expect = if (T_OFF + 4..TCP_PORTS).contains(&off) {
                 h.used.closed_tcp
             } else {
                 h.used.open_tcp
             };
-            (Some(seg.src_port()) == expect).then_some(probe)
+            (Some(seg.src_port()) == expect).then_some(Slot::Tcp(off))
         }
         IpProtocol::ICMP => {
             let icmp = icmpv4::Packet::new_checked(l4).ok()?;
             match icmp.msg_type() {
                 Message::ECHO_REPLY => match icmp.echo_ident().wrapping_sub(h.icmp_id) {
-                    0 => Some(OsProbe::Ie(1)),
-                    1 => Some(OsProbe::Ie(2)),
+                    n @ 0..=1 => Some(Slot::Echo(n as u8)),
                     _ => None,
                 },
                 Message::DST_UNREACHABLE if icmp.msg_code() == 3 => {
-                    let quoted = icmp.quoted().ok()?;
-                    let (sport, dport) = quoted.ports()?;
-                    (quoted.ip.protocol == IpProtocol::UDP
-                        && quoted.ip.dst_addr == h.dst
+                    // As Nmap: the quoted header's own length, then the UDP ports.
+                    let quoted = l4.get(8..)?;
+                    let hlen = usize::from(quoted.first()? & 0x0f) * 4;
+                    let udp = quoted.get(hlen..hlen + 8).filter(|_| hlen >= 20)?;
+                    let sport = u16::from_be_bytes([udp[0], udp[1]]);
+                    let dport = u16::from_be_bytes([udp[2], udp[3]]);
+                    (quoted.get(9) == Some(&17)
                         && sport == h.udp_port
                         && Some(dport) == h.used.closed_udp)
-                        .then_some(OsProbe::U1)
+                        .then_some(Slot::Unreach)
                 }
                 _ => None,
             }
         }
         _ => None,
     }
+}
+
+/// Which probe a received IPv4 packet (header on) answers, as Nmap's `processResp` decides:
+/// TCP by the destination port's offset from the port base, echo replies by id, port
+/// unreachables by the UDP probe they quote. Addresses are checked; checksums are not (the
+/// tests judge those).
+pub fn classify(h: &HostProbes, packet: &[u8]) -> Option<OsProbe> {
+    Some(match locate(h, packet)? {
+        Slot::Tcp(off @ 0..=5) => OsProbe::Seq(off as u8 + 1),
+        Slot::Tcp(off @ 6..=11) => OsProbe::Seq(off as u8 - 5),
+        Slot::Tcp(ECN_OFF) => OsProbe::Ecn,
+        Slot::Tcp(off) => OsProbe::T((off - T_OFF) as u8 + 1),
+        Slot::Echo(n) => OsProbe::Ie(n + 1),
+        Slot::Unreach => OsProbe::U1,
+    })
 }
