@@ -1160,6 +1160,63 @@ mod tests {
         }
     }
 
+    #[test]
+    fn nmaps_fingerprint_two_hops_away() {
+        let fx = capture::ROUTED;
+        let frames = capture::frames_of(fx);
+        let fp = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/nmap-routed.fp"
+        ))
+        .unwrap();
+        let nmap = parse_fp(&fp);
+        let mut exact = 0;
+        for round in 0..5 {
+            let (h, start) = capture::round_of(fx, &frames, round);
+            let end = if round < 4 {
+                capture::round_of(fx, &frames, round + 1).1
+            } else {
+                frames.len()
+            };
+            let obs = observe(&frames, &h, start, end);
+            let a = analyse(&h, &obs, &Context::default());
+            assert_eq!(a.distance, Some((2, 'I')), "U1's quoted TTL");
+            assert!(a.good);
+            let mut same = true;
+            for theirs in nmap.iter().filter(|t| t.name != "SCAN") {
+                let mine = a.fingerprint.test(&theirs.name).unwrap();
+                if theirs.name == "SEQ" {
+                    // A round's ISNs may share a factor by chance (GCD); SP and ISR are
+                    // from this round's times. The rest must agree.
+                    let skip = ["SP", "GCD", "ISR"];
+                    let keep = |t: &Test| -> Vec<(String, String)> {
+                        t.attrs
+                            .iter()
+                            .filter(|(k, _)| !skip.contains(&k.as_str()))
+                            .cloned()
+                            .collect()
+                    };
+                    assert_eq!(keep(mine), keep(theirs), "round {round}");
+                    same &= mine == theirs;
+                } else {
+                    assert_eq!(mine, theirs, "round {round}");
+                }
+            }
+            exact += usize::from(same);
+            if round == 4 {
+                // Nmap's -oX for the last round.
+                let seq = a.tcp_seq.unwrap();
+                assert_eq!(seq.index, 256);
+                assert_eq!(seq.values.first().copied(), Some(0xE2D5_9D8E));
+                assert_eq!(a.tcp_ts.unwrap().values.first().copied(), Some(0xCB40_0F20));
+                // <uptime seconds="3" lastboot="02:28:52">, printed at 02:28:55; SEQ 1 left
+                // at 02:28:53.96: 1 s of uptime then.
+                assert_eq!(a.uptime_seconds, Some(1));
+            }
+        }
+        assert!(exact >= 1, "Nmap printed one of the rounds");
+    }
+
     fn host() -> HostProbes {
         let ports = OsPorts {
             open_tcp: Some(80),
