@@ -1625,9 +1625,10 @@ mod tests {
                 );
             }
         }
-        // A bad TCP checksum is not Nmap's concern either: the reply still counts.
+        // Bad IP and TCP checksums are not Nmap's concern either: the replies still count.
         let mut bad = obs.clone();
         for r in &mut bad.replies {
+            r.packet[10] ^= 0x55;
             if r.packet[9] == 6 {
                 r.packet[36] ^= 0x55;
             }

@@ -166,13 +166,16 @@ impl HostProbes {
             closed_tcp: Some(ports.closed_tcp.unwrap_or_else(|| random_port(1))),
             closed_udp: Some(ports.closed_udp.unwrap_or_else(|| random_port(2))),
         };
+        let tcp_base = port_base(r(3));
         HostProbes {
             src,
             dst,
             given: ports,
             used,
-            tcp_base: port_base(r(3)),
-            udp_port: port_base(r(4)),
+            tcp_base,
+            // Nmap draws U1's port apart; right after the TCP ports keeps the receive filter's
+            // range small, and the target cannot tell.
+            udp_port: tcp_base + TCP_PORTS,
             seq_base: r(5) as u32,
             ack: r(6) as u32,
             icmp_id: r(7) as u16,
@@ -192,7 +195,8 @@ impl HostProbes {
         self.given
     }
 
-    /// The source ports the probes use, TCP and UDP (for the receive filter).
+    /// The source ports the probes use, TCP and UDP (for the receive filter): TCP replies
+    /// come back to one of them, U1's port unreachable quotes one.
     pub fn source_ports(&self) -> RangeInclusive<u16> {
         let lo = self.tcp_base.min(self.udp_port);
         let hi = (self.tcp_base + TCP_PORTS - 1).max(self.udp_port);
@@ -777,6 +781,7 @@ mod tests {
             .source_ports()
             .contains(&h.tcp_port(OsProbe::T(7), 0).unwrap()));
         assert!(h.source_ports().contains(&h.udp_port()));
+        assert_eq!(h.source_ports().count(), 21, "twenty TCP ports and U1's");
     }
 
     #[test]
