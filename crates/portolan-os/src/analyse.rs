@@ -746,6 +746,11 @@ struct SeqOut {
     uptime: Option<u64>,
 }
 
+/// As Nmap computes it (`log(x) / log(2.0)`), to round the same way at the edges.
+fn log2(x: f64) -> f64 {
+    x.ln() / 2f64.ln()
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -781,11 +786,12 @@ fn seq_test(st: &State, sent: &[Option<Instant>; 6]) -> SeqOut {
         let g = gcd(&seq_diffs);
         let mut isr = 0u32;
         if g != 0 {
-            isr = (avg_rate.log2() * 8.0 + 0.5) as i64 as u32;
-            let div = if g > 9 { f64::from(g) } else { 1.0 };
+            isr = (log2(avg_rate) * 8.0 + 0.5) as i64 as u32;
+            // Nmap divides the single-precision rates in single precision.
+            let div = if g > 9 { g } else { 1 };
             let mut var = 0f64;
             for &r in &rates {
-                let d = f64::from(r) / div - avg_rate / div;
+                let d = f64::from(r / div as f32) - avg_rate / f64::from(div);
                 var += d * d;
             }
             var /= (n - 2) as f64;
@@ -793,7 +799,7 @@ fn seq_test(st: &State, sent: &[Option<Instant>; 6]) -> SeqOut {
             index = if sd <= 1.0 {
                 0
             } else {
-                (sd.log2() * 8.0 + 0.5) as i64 as u32
+                (log2(sd) * 8.0 + 0.5) as i64 as u32
             };
         }
         attrs.push(attr("SP", hex(index)));
@@ -872,7 +878,7 @@ fn seq_test(st: &State, sent: &[Option<Instant>; 6]) -> SeqOut {
             } else if avg_hz > 150.0 && avg_hz <= 350.0 {
                 8
             } else {
-                (0.5 + avg_hz.log2()) as i64 as u32
+                (0.5 + log2(avg_hz)) as i64 as u32
             };
             attrs.push(attr("TS", hex(v)));
         }
