@@ -830,10 +830,17 @@ fn seq_test(st: &State, sent: &[Option<Instant>; 6]) -> SeqOut {
             attrs.push(attr(name, value));
         }
     }
-    if ti.incremental() && ii.incremental() {
-        let (first, last) = (tcp_ids[0], tcp_ids[tcp_ids.len() - 1]);
-        let avg = last.wrapping_sub(first) / (tcp_ids.len() as u32 - 1);
-        let shared = icmp_ids[0] < last.wrapping_add(avg.wrapping_mul(3));
+    // SS: do echo replies take their IDs from the TCP counter?
+    if let (true, true, Some(&first), Some(&last), Some(&echo)) = (
+        ti.incremental(),
+        ii.incremental(),
+        tcp_ids.first(),
+        tcp_ids.last(),
+        icmp_ids.first(),
+    ) {
+        let steps = (tcp_ids.len() as u32).saturating_sub(1).max(1);
+        let avg = last.wrapping_sub(first) / steps;
+        let shared = echo < last.wrapping_add(avg.wrapping_mul(3));
         attrs.push(attr("SS", if shared { "S" } else { "O" }));
     }
 
