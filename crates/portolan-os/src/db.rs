@@ -641,8 +641,11 @@ impl OsDb {
                 }
             }
         }
-        if !seen_points && !db.prints.is_empty() {
-            err(0, "no MatchPoints section: every reference scores 0".into());
+        if let (false, Some(first)) = (seen_points, db.prints.first()) {
+            err(
+                first.line,
+                "no MatchPoints section in the file: every reference scores 0".into(),
+            );
         }
         for p in &mut db.prints {
             p.tests

@@ -170,14 +170,19 @@ pub fn parse(text: &str) -> Result<Fingerprint, FpError> {
 pub fn parse_full(text: &str) -> Result<(Fingerprint, Option<ScanInfo>), FpError> {
     // Joining the lines undoes the wrapping; plain lines join the same way since every test
     // ends with ')'.
+    // A wrapped line is taken as is after its prefix (a value may hold blanks, and a cut
+    // may fall anywhere); a plain line is trimmed.
     let mut flat = String::with_capacity(text.len());
     for line in text.lines() {
-        let line = line.trim();
-        let line = line.strip_prefix("OS:").unwrap_or(line);
-        if line.is_empty() || line.ends_with("fingerprint:") {
-            continue;
+        match line.strip_prefix("OS:") {
+            Some(chunk) => flat.push_str(chunk),
+            None => {
+                let line = line.trim();
+                if line != "TCP/IP fingerprint:" {
+                    flat.push_str(line);
+                }
+            }
         }
-        flat.push_str(line);
     }
     let mut fp = Fingerprint::default();
     let mut scan = None;
