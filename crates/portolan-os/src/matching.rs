@@ -222,6 +222,9 @@ pub struct Verdict {
     /// Nmap's whole list (up to [`MAX_RESULTS`], best first, one per name): what its OS
     /// classification ("Device type", "Running", "OS CPE") is drawn from.
     pub all: Vec<Match>,
+    /// More than [`MAX_RESULTS`] perfect matches: Nmap stopped matching (OSSCAN_TOOMANYMATCHES,
+    /// as opposed to the more-than-eight rule of its output).
+    pub overflowed: bool,
 }
 
 impl Verdict {
@@ -320,6 +323,36 @@ impl<'a> Matcher<'a> {
             perfect,
             outcome,
             all: list,
+            overflowed: too_many,
+        }
+    }
+
+    /// Nmap's choice among the tries it made on a host (findBestFPs): the first try whose
+    /// best reference scores highest, a try with a perfect match ending the search (Nmap
+    /// stops trying then). None without tries.
+    pub fn judge_tries(
+        &self,
+        tries: &[Fingerprint],
+        opts: &JudgeOptions,
+    ) -> Option<(usize, Verdict)> {
+        let mut best: Option<(usize, Verdict)> = None;
+        let mut best_acc = 0.0;
+        for (i, fp) in tries.iter().enumerate() {
+            let v = self.judge(fp, opts);
+            let top = v.all.first().map(|m| m.accuracy);
+            let perfect = v.perfect > 0;
+            if !v.overflowed && top.is_some_and(|a| a > best_acc) {
+                best_acc = top.unwrap_or(0.0);
+                best = Some((i, v));
+                if perfect {
+                    break;
+                }
+            }
+        }
+        match best {
+            Some(b) => Some(b),
+            // Nothing matched on any try: Nmap judges the first.
+            None => tries.first().map(|fp| (0, self.judge(fp, opts))),
         }
     }
 }
@@ -656,6 +689,34 @@ mod tests {
         let v = judge(&db, &none, &JudgeOptions::default());
         assert_eq!(v.outcome, Outcome::NoMatch);
         assert!(v.matches.is_empty());
+    }
+
+    #[test]
+    fn best_try_is_nmaps() {
+        let (db, _) = OsDb::parse(
+            "MatchPoints\nT1(R=100%DF=20%T=15)\n\n\
+             Fingerprint A\nT1(R=Y%DF=Y%T=40)\n",
+        );
+        let m = Matcher::new(&db);
+        let fp = |t: &str| fingerprint::parse(t).unwrap();
+        let opts = JudgeOptions::default();
+        let (near, exact, none) = (
+            fp("T1(R=Y%DF=Y%T=41)"),
+            fp("T1(R=Y%DF=Y%T=40)"),
+            fp("T1(R=N)"),
+        );
+        let (i, v) = m
+            .judge_tries(&[none.clone(), near.clone(), exact.clone()], &opts)
+            .unwrap();
+        assert_eq!((i, v.outcome), (2, Outcome::Perfect));
+        // Equal bests: the first try stays.
+        let (i, _) = m
+            .judge_tries(&[near.clone(), near, none.clone()], &opts)
+            .unwrap();
+        assert_eq!(i, 0);
+        let (i, v) = m.judge_tries(&[none.clone(), none], &opts).unwrap();
+        assert_eq!((i, v.outcome), (0, Outcome::NoMatch));
+        assert!(m.judge_tries(&[], &opts).is_none());
     }
 
     #[test]
