@@ -68,6 +68,23 @@ use std::fmt::Write as _;
 /// (FP_RESULT_WRAP_LINE_LEN is 74 and Nmap copies while the line length is at most that).
 const WRAP_CHARS: usize = 72;
 
+impl ScanInfo {
+    /// `PV=Y` as Nmap 7.93 decides it (isipprivate): IPv4 in 10/8, 172.16/12, 169.254/16 or
+    /// 192.168/16; never for IPv6 or anything else (loopback and 198.18/15 print `PV=N`).
+    pub fn private_address(ip: std::net::IpAddr) -> bool {
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                let [a, b, ..] = v4.octets();
+                a == 10
+                    || (a == 172 && (16..=31).contains(&b))
+                    || (a, b) == (169, 254)
+                    || (a, b) == (192, 168)
+            }
+            std::net::IpAddr::V6(_) => false,
+        }
+    }
+}
+
 /// A printed fingerprint we could not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FpError {
@@ -364,6 +381,19 @@ OS:D=S)
         };
         let (_, back) = parse_full(&format(&fp, &with_mac)).unwrap();
         assert_eq!(back, Some(with_mac));
+    }
+
+    #[test]
+    fn private_as_nmap_7_93() {
+        let private = |s: &str| ScanInfo::private_address(s.parse().unwrap());
+        assert!(private("10.1.2.3"));
+        assert!(private("172.31.0.1"));
+        assert!(!private("172.32.0.1"));
+        assert!(private("169.254.9.9"));
+        assert!(private("192.168.0.1"));
+        assert!(!private("127.0.0.1"));
+        assert!(!private("198.18.200.66"));
+        assert!(!private("fd00::1"));
     }
 
     #[test]
