@@ -8,7 +8,7 @@
 //! A test missing from the subject, or an attribute missing from a test, is skipped.
 // OWNER: helper "os-db".
 
-use crate::db::{attr_index, test_index, MatchPoints, Observed, OsDb, RefPrint, SCHEMA};
+use crate::db::{MatchPoints, Observed, OsDb, RefPrint, SCHEMA};
 use crate::fingerprint::Fingerprint;
 
 /// Nmap's OSSCAN_GUESS_THRESHOLD: references scoring less are not kept.
@@ -44,29 +44,67 @@ const OFFSETS: [usize; SCHEMA.len()] = {
     out
 };
 
-/// The test's index, by a `match` (this runs for every test of every reference).
+/// A short name as one number (its bytes and its length), so that finding a test or an
+/// attribute among the schema's compares integers rather than strings: this runs for every
+/// attribute of every reference. None for names longer than 7 bytes (none in the schema).
+const fn name_key(b: &[u8]) -> Option<u64> {
+    if b.len() > 7 {
+        return None;
+    }
+    let mut key = (b.len() as u64) << 56;
+    let mut i = 0;
+    while i < b.len() {
+        key |= (b[i] as u64) << (8 * i);
+        i += 1;
+    }
+    Some(key)
+}
+
+/// The widest test of the schema (T2-T7, U1).
+const MAX_ATTRS: usize = 11;
+
+const fn key_or_zero(b: &[u8]) -> u64 {
+    match name_key(b) {
+        Some(k) => k,
+        None => 0,
+    }
+}
+
+/// [`SCHEMA`]'s test names as keys.
+const TEST_KEYS: [u64; SCHEMA.len()] = {
+    let mut out = [0; SCHEMA.len()];
+    let mut i = 0;
+    while i < SCHEMA.len() {
+        out[i] = key_or_zero(SCHEMA[i].0.as_bytes());
+        i += 1;
+    }
+    out
+};
+
+/// [`SCHEMA`]'s attribute names as keys, per test (0 past the end: no name has key 0).
+const ATTR_KEYS: [[u64; MAX_ATTRS]; SCHEMA.len()] = {
+    let mut out = [[0; MAX_ATTRS]; SCHEMA.len()];
+    let mut t = 0;
+    while t < SCHEMA.len() {
+        let attrs = SCHEMA[t].1;
+        let mut a = 0;
+        while a < attrs.len() {
+            out[t][a] = key_or_zero(attrs[a].as_bytes());
+            a += 1;
+        }
+        t += 1;
+    }
+    out
+};
+
 fn test_slot_base(name: &str) -> Option<usize> {
-    let ti = match name {
-        "SEQ" => 0,
-        "OPS" => 1,
-        "WIN" => 2,
-        "ECN" => 3,
-        "T1" => 4,
-        "T2" => 5,
-        "T3" => 6,
-        "T4" => 7,
-        "T5" => 8,
-        "T6" => 9,
-        "T7" => 10,
-        "U1" => 11,
-        "IE" => 12,
-        _ => return test_index(name),
-    };
-    Some(ti)
+    let key = name_key(name.as_bytes())?;
+    TEST_KEYS.iter().position(|k| *k == key)
 }
 
 fn slot_of(ti: usize, attr: &str) -> Option<usize> {
-    let ai = attr_index(ti, attr)?;
+    let key = name_key(attr.as_bytes())?;
+    let ai = ATTR_KEYS.get(ti)?.iter().position(|k| *k == key)?;
     Some(OFFSETS.get(ti)? + ai)
 }
 
@@ -762,12 +800,16 @@ mod tests {
         let m = Matcher::new(&db);
         eprintln!("prepare: {:?}", start.elapsed());
         let start = std::time::Instant::now();
-        for _ in 0..10 {
+        let rounds: u32 = std::env::var("OSDB_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(10);
+        for _ in 0..rounds {
             std::hint::black_box(m.judge(&subject, &JudgeOptions::default()));
         }
         eprintln!(
             "judge: {once:?} (with preparation), {:?} per subject prepared, {} matches",
-            start.elapsed() / 10,
+            start.elapsed() / rounds,
             v.matches.len()
         );
     }
