@@ -1013,3 +1013,542 @@ pub fn analyse(h: &HostProbes, obs: &Observations, cx: &Context) -> Analysis {
         good,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::probes::capture::{self, Frame};
+    use crate::probes::{build, classify, OsPorts};
+
+    /// Parses `SEQ(SP=1%GCD=2)OPS(...)` into tests.
+    fn parse_fp(text: &str) -> Vec<Test> {
+        text.trim()
+            .split_inclusive(')')
+            .map(|t| {
+                let (name, body) = t.trim_end_matches(')').split_once('(').unwrap();
+                Test {
+                    name: name.into(),
+                    attrs: body
+                        .split('%')
+                        .filter(|a| !a.is_empty())
+                        .map(|a| {
+                            let (k, v) = a.split_once('=').unwrap();
+                            (k.into(), v.into())
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Observations of one round of the capture: the replies classify takes, and the SEQ
+    /// probes' send times, as Instants on a clock starting at the capture's first frame.
+    fn observe(frames: &[Frame], h: &HostProbes, start: usize, end: usize) -> Observations {
+        let zero = Instant::now();
+        let origin = frames[0].at;
+        let at = |f: &Frame| zero + (f.at - origin);
+        let mut obs = Observations::default();
+        for f in &frames[start..end] {
+            let ip = &f.ip;
+            if ip[9] == 6 && capture::u16_at(ip, 22) == capture::OPEN {
+                let sport = capture::u16_at(ip, 20);
+                for n in 1..=6u8 {
+                    if Some(sport) == h.tcp_port(OsProbe::Seq(n), 0)
+                        && obs.seq_sent[usize::from(n - 1)].is_none()
+                    {
+                        obs.seq_sent[usize::from(n - 1)] = Some(at(f));
+                    }
+                }
+            }
+            if let Some(probe) = classify(h, ip) {
+                obs.replies.push(Reply {
+                    probe,
+                    at: at(f),
+                    packet: ip.clone(),
+                });
+            }
+        }
+        obs
+    }
+
+    fn localhost() -> Context {
+        Context {
+            on_link: false,
+            localhost: true,
+        }
+    }
+
+    #[test]
+    fn nmaps_fingerprint_from_its_own_capture() {
+        let frames = capture::frames();
+        let fp =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/nmap-lo.fp"))
+                .unwrap();
+        let nmap = parse_fp(&fp);
+        // Every round printed the same tests (Nmap merged them into one); check each round.
+        for round in 0..5 {
+            let (h, start) = capture::round(&frames, round);
+            let end = if round < 4 {
+                capture::round(&frames, round + 1).1
+            } else {
+                frames.len()
+            };
+            let obs = observe(&frames, &h, start, end);
+            let a = analyse(&h, &obs, &localhost());
+            let ours = &a.fingerprint.tests;
+            let names: Vec<&str> = ours.iter().map(|t| t.name.as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    "SEQ", "OPS", "WIN", "ECN", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "U1",
+                    "IE"
+                ]
+            );
+            for theirs in nmap.iter().filter(|t| t.name != "SCAN") {
+                let mine = a.fingerprint.test(&theirs.name).unwrap();
+                if round == 3 && theirs.name == "SEQ" {
+                    // Nmap printed the fingerprint of its best round; round 4's ISN
+                    // differences happen to share a factor of 3, everything else agrees.
+                    let v = &a.tcp_seq.as_ref().unwrap().values;
+                    let diffs: Vec<u32> = v.windows(2).map(|w| mod_diff(w[1], w[0])).collect();
+                    assert_eq!(gcd(&diffs), 3);
+                    let mut fixed = mine.clone();
+                    fixed.attrs[1].1 = "1".into();
+                    assert_eq!(&fixed, theirs);
+                    continue;
+                }
+                assert_eq!(mine, theirs, "round {round}");
+            }
+            assert_eq!(a.distance, Some((0, 'L')));
+            assert!(a.good);
+            let seq = a.tcp_seq.as_ref().unwrap();
+            assert_eq!(seq.values.len(), 6);
+            assert_eq!(seq.difficulty, difficulty(seq.index));
+            assert_eq!(a.ip_id.as_ref().unwrap().class, "All zeros");
+            assert_eq!(a.tcp_ts.as_ref().unwrap().class, "other");
+        }
+    }
+
+    fn host() -> HostProbes {
+        let ports = OsPorts {
+            open_tcp: Some(80),
+            closed_tcp: Some(81),
+            closed_udp: Some(82),
+        };
+        HostProbes::new(
+            Ipv4Addr::new(198, 18, 0, 1),
+            Ipv4Addr::new(198, 18, 0, 2),
+            ports,
+            9,
+        )
+    }
+
+    /// A reply from the target: IPv4 header (TTL 64, DF) around `l4`, checksums right.
+    fn ip_reply(h: &HostProbes, proto: u8, l4: &[u8], id: u16) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0];
+        p.extend(h.dst().octets());
+        p.extend(h.src().octets());
+        let total = (20 + l4.len()) as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p[4..6].copy_from_slice(&id.to_be_bytes());
+        let c = checksum::checksum(&p);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p.extend(l4);
+        p
+    }
+
+    /// A TCP reply to `probe` (from the port it went to), with raw option bytes.
+    fn tcp_reply(
+        h: &HostProbes,
+        probe: OsProbe,
+        flags: u16,
+        seq: u32,
+        ack: u32,
+        opts: &[u8],
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let sport = if matches!(probe, OsProbe::T(5..=7)) {
+            81u16
+        } else {
+            80
+        };
+        let dport = h.tcp_port(probe, 0).unwrap();
+        let hlen = 20 + opts.len().next_multiple_of(4);
+        let mut s = Vec::new();
+        s.extend(sport.to_be_bytes());
+        s.extend(dport.to_be_bytes());
+        s.extend(seq.to_be_bytes());
+        s.extend(ack.to_be_bytes());
+        s.extend((((hlen as u16 / 4) << 12) | flags).to_be_bytes());
+        s.extend(1000u16.to_be_bytes());
+        s.extend([0, 0, 0, 0]);
+        s.extend(opts);
+        s.resize(hlen, 0);
+        s.extend(payload);
+        ip_reply(h, 6, &s, 0)
+    }
+
+    fn reply(probe: OsProbe, packet: Vec<u8>, ms: u64, zero: Instant) -> Reply {
+        Reply {
+            probe,
+            at: zero + Duration::from_millis(ms),
+            packet,
+        }
+    }
+
+    fn remote() -> Context {
+        Context::default()
+    }
+
+    #[test]
+    fn no_reply_gives_r_n_where_nmap_writes_it() {
+        let h = host();
+        let a = analyse(&h, &Observations::default(), &remote());
+        let text: Vec<String> = a
+            .fingerprint
+            .tests
+            .iter()
+            .map(|t| format!("{}{:?}", t.name, t.attrs))
+            .collect();
+        assert_eq!(text[0], "SEQ[]");
+        assert_eq!(a.fingerprint.tests.len(), 1 + 1 + 7 + 2);
+        assert!(a.fingerprint.tests[1..]
+            .iter()
+            .all(|t| t.attrs == vec![attr("R", "N")]));
+        assert_eq!(
+            (a.tcp_seq, a.ip_id, a.tcp_ts, a.uptime_seconds, a.distance),
+            (None, None, None, None, None)
+        );
+        // Nmap's G=Y is about the conditions (ports known, distance), not the answers.
+        assert!(a.good);
+        // Ports not known: no SEQ replies expected of ECN and T1-T7.
+        let bare = HostProbes::new(h.src(), h.dst(), OsPorts::default(), 1);
+        let names: Vec<String> = analyse(&bare, &Observations::default(), &remote())
+            .fingerprint
+            .tests
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["SEQ", "U1", "IE"]);
+        assert!(!analyse(&bare, &Observations::default(), &remote()).good);
+    }
+
+    #[test]
+    fn t_tests_flags_options_quirks_and_rst_data() {
+        let h = host();
+        let zero = Instant::now();
+        // T5: RST|ACK with data, a reserved bit and an urgent pointer without URG.
+        let mut t5 = tcp_reply(
+            &h,
+            OsProbe::T(5),
+            0x814,
+            0,
+            h.seq_number(1) + 1,
+            &[],
+            b"hello",
+        );
+        t5[20 + 18] = 0x12; // urgent pointer
+        let t7 = tcp_reply(
+            &h,
+            OsProbe::T(7),
+            0x014,
+            h.ack_number() + 1,
+            5,
+            &[
+                2, 4, 5, 0xb4, 1, 1, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+            ],
+            &[],
+        );
+        // Bad options (MSS of length 3): O is empty, as Nmap's.
+        let t6 = tcp_reply(
+            &h,
+            OsProbe::T(6),
+            0x004,
+            h.ack_number(),
+            0,
+            &[2, 3, 5, 0],
+            &[],
+        );
+        let obs = Observations {
+            seq_sent: [None; 6],
+            replies: vec![
+                reply(OsProbe::T(5), t5, 1, zero),
+                reply(OsProbe::T(6), t6, 2, zero),
+                reply(OsProbe::T(7), t7, 3, zero),
+            ],
+        };
+        let a = analyse(&h, &obs, &remote());
+        let fp = &a.fingerprint;
+        assert_eq!(fp.get("T5", "F"), Some("AR"));
+        assert_eq!(fp.get("T5", "S"), Some("Z"));
+        assert_eq!(fp.get("T5", "A"), Some("S+"));
+        assert_eq!(
+            fp.get("T5", "RD"),
+            Some(format!("{:X}", crc32(b"hello")).as_str())
+        );
+        assert_eq!(fp.get("T5", "Q"), Some("RU"));
+        assert_eq!(fp.get("T5", "TG"), Some("40"));
+        assert_eq!(fp.get("T5", "T"), None);
+        assert_eq!(fp.get("T5", "W"), Some("3E8"));
+        assert_eq!(fp.get("T6", "O"), Some(""));
+        assert_eq!(fp.get("T6", "S"), Some("A"));
+        assert_eq!(fp.get("T7", "S"), Some("A+"));
+        assert_eq!(fp.get("T7", "A"), Some("O"));
+        assert_eq!(fp.get("T7", "O"), Some("M5B4NNST10NW7LL"));
+        assert_eq!(fp.get("T7", "RD"), Some("0"));
+        // Three closed-port IDs, all zero.
+        assert_eq!(fp.get("SEQ", "CI"), Some("Z"));
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn options_strings_as_nmap_writes_them() {
+        let seg = |opts: &[u8]| {
+            let hlen = 20 + opts.len().next_multiple_of(4);
+            let mut s = vec![0u8; 20];
+            s[12] = ((hlen / 4) as u8) << 4;
+            s.extend(opts);
+            s.resize(hlen, 0);
+            s
+        };
+        assert_eq!(
+            options_string(&seg(&[
+                2, 4, 0xff, 0xd7, 4, 2, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0, 1, 3, 3, 10
+            ])),
+            "MFFD7ST10NWA"
+        );
+        // End of list does not stop Nmap's walk: the padding shows.
+        assert_eq!(options_string(&seg(&[2, 4, 1, 0, 0])), "M100LLLL");
+        assert_eq!(options_string(&seg(&[])), "");
+        assert_eq!(
+            options_string(&seg(&[8, 10, 1, 2])),
+            "",
+            "truncated timestamp"
+        );
+        assert_eq!(options_string(&seg(&[3, 0])), "", "length below 2");
+        assert_eq!(
+            options_string(&seg(&[99, 2, 1])),
+            "NL",
+            "unknown kinds print nothing"
+        );
+        // A data offset beyond the segment: what there is.
+        let mut cut = seg(&[1, 1, 1, 1]);
+        cut[12] = 0xf0;
+        assert_eq!(options_string(&cut), "NNNN");
+        assert_eq!(options_string(&[0u8; 10]), "");
+    }
+
+    fn unreach(h: &HostProbes, quote_len: usize, mutate: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+        let mut u1 = Vec::new();
+        build(h, OsProbe::U1, 0, &mut u1).unwrap();
+        u1[8] -= 2; // two routers on the way
+        let c = checksum::checksum(&{
+            let mut x = u1[..20].to_vec();
+            x[10] = 0;
+            x[11] = 0;
+            x
+        });
+        u1[10..12].copy_from_slice(&c.to_be_bytes());
+        mutate(&mut u1);
+        u1.truncate(quote_len);
+        let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend(&u1);
+        let c = checksum::checksum(&icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        ip_reply(h, 1, &icmp, 7)
+    }
+
+    #[test]
+    fn u1_judges_the_quote() {
+        let h = host();
+        let zero = Instant::now();
+        let run = |p: Vec<u8>| {
+            let obs = Observations {
+                seq_sent: [None; 6],
+                replies: vec![reply(OsProbe::U1, p, 1, zero)],
+            };
+            analyse(&h, &obs, &remote())
+        };
+        let a = run(unreach(&h, 328, |_| {}));
+        let fp = &a.fingerprint;
+        let u1: Vec<_> = fp
+            .test("U1")
+            .unwrap()
+            .attrs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(
+            u1.join("%"),
+            "R=Y%DF=Y%T=42%IPL=164%UN=0%RIPL=G%RID=G%RIPCK=G%RUCK=G%RUD=G"
+        );
+        assert_eq!(a.distance, Some((3, 'I')));
+        assert!(a.good);
+        // Quoted header truncated to 28 bytes: the data check sees nothing, as Nmap's.
+        let a = run(unreach(&h, 28, |_| {}));
+        assert_eq!(a.fingerprint.get("U1", "RUD"), Some("G"));
+        assert_eq!(a.fingerprint.get("U1", "IPL"), Some("38"));
+        // Shorter than IP + UDP headers: no test (Nmap ignores it), so R=N.
+        let a = run(unreach(&h, 24, |_| {}));
+        assert_eq!(a.fingerprint.get("U1", "R"), Some("N"));
+        // Rewritten quote: zeroed IP checksum, other ID and length, bad UDP sum, data.
+        let a = run(unreach(&h, 328, |p| {
+            p[3] = 0x00;
+            p[5] = 0x43;
+            p[10] = 0;
+            p[11] = 0;
+            p[26] ^= 0xff;
+            p[100] = 0;
+        }));
+        let fp = &a.fingerprint;
+        assert_eq!(fp.get("U1", "RIPCK"), Some("Z"));
+        assert_eq!(fp.get("U1", "RID"), Some("1043"));
+        assert_eq!(fp.get("U1", "RIPL"), Some("100"));
+        assert_eq!(fp.get("U1", "RUD"), Some("I"));
+        assert_ne!(fp.get("U1", "RUCK"), Some("G"));
+        // Nmap matches the quote by UDP ports only: a rewritten source is a bad checksum.
+        let a = run(unreach(&h, 328, |p| p[12] ^= 1));
+        assert_eq!(a.fingerprint.get("U1", "RIPCK"), Some("I"));
+    }
+
+    #[test]
+    fn seq_tests_from_crafted_replies() {
+        let h = host();
+        let zero = Instant::now();
+        let mut obs = Observations::default();
+        for n in 1..=6u8 {
+            let i = usize::from(n - 1);
+            obs.seq_sent[i] = Some(zero + SEQ_GAP * u32::from(n - 1));
+            // ISNs 64000 apart per 100 ms, timestamps at 100 Hz, IDs incrementing.
+            let ts = 1_000_000 + 10 * u32::from(n);
+            let mut opts = vec![2, 4, 5, 0xb4, 8, 10];
+            opts.extend(ts.to_be_bytes());
+            opts.extend([0xff; 4]);
+            let mut p = tcp_reply(
+                &h,
+                OsProbe::Seq(n),
+                0x12,
+                64000 * u32::from(n),
+                h.seq_number(n) + 1,
+                &opts,
+                &[],
+            );
+            p[4..6].copy_from_slice(&(1000 + u16::from(n)).to_be_bytes());
+            obs.replies
+                .push(reply(OsProbe::Seq(n), p, 100 * u64::from(n), zero));
+        }
+        // The echo replies share the counter.
+        for n in 1..=2u8 {
+            let mut icmp = vec![0, if n == 1 { 9 } else { 0 }, 0, 0];
+            icmp.extend(h.icmp_id().wrapping_add(u16::from(n - 1)).to_be_bytes());
+            icmp.extend((294 + u16::from(n)).to_be_bytes());
+            let mut p = ip_reply(&h, 1, &icmp, 1006 + u16::from(n));
+            p[6] = if n == 1 { 0x40 } else { 0 };
+            obs.replies
+                .push(reply(OsProbe::Ie(n), p, 700 + u64::from(n), zero));
+        }
+        let a = analyse(&h, &obs, &remote());
+        let fp = &a.fingerprint;
+        assert_eq!(fp.get("SEQ", "GCD"), Some("FA00"));
+        assert_eq!(
+            fp.get("SEQ", "ISR"),
+            Some("9A"),
+            "640000/s: log2 * 8 = 154.3"
+        );
+        assert_eq!(fp.get("SEQ", "SP"), Some("0"));
+        assert_eq!(fp.get("SEQ", "TI"), Some("I"));
+        assert_eq!(fp.get("SEQ", "II"), Some("I"));
+        assert_eq!(fp.get("SEQ", "SS"), Some("S"));
+        assert_eq!(fp.get("SEQ", "TS"), Some("7"));
+        assert_eq!(fp.get("OPS", "O1"), Some("M5B4T11LL"), "padding");
+        assert_eq!(fp.get("WIN", "W6"), Some("3E8"));
+        assert_eq!(fp.get("IE", "DFI"), Some("S"));
+        assert_eq!(fp.get("IE", "CD"), Some("S"));
+        assert_eq!(a.uptime_seconds, Some(10_000));
+        assert_eq!(a.tcp_ts.unwrap().class, "100HZ");
+        assert_eq!(a.ip_id.unwrap().class, "Incremental");
+        assert_eq!(a.tcp_seq.unwrap().difficulty, "Trivial joke");
+        // A duplicate answer does not count twice; the first one wins.
+        let mut dup = obs.clone();
+        let mut late = dup.replies[0].clone();
+        late.at += Duration::from_secs(1);
+        late.packet[24..28].copy_from_slice(&7u32.to_be_bytes());
+        dup.replies.push(late);
+        assert_eq!(analyse(&h, &dup, &remote()).fingerprint, a_fp(&h, &obs));
+    }
+
+    fn a_fp(h: &HostProbes, obs: &Observations) -> Fingerprint {
+        analyse(h, obs, &remote()).fingerprint
+    }
+
+    #[test]
+    fn ipid_classes_as_nmap() {
+        assert_eq!(ipid_class(&[0, 0, 0], false), IpIdClass::Zero);
+        assert_eq!(ipid_class(&[5, 5, 5], false), IpIdClass::Constant);
+        assert_eq!(ipid_class(&[1, 2, 3], false), IpIdClass::Incr);
+        assert_eq!(ipid_class(&[1, 3, 5], false), IpIdClass::IncrBy2);
+        assert_eq!(
+            ipid_class(&[1, 3, 5], true),
+            IpIdClass::Incr,
+            "localhost: our RSTs"
+        );
+        assert_eq!(ipid_class(&[256, 512, 768], false), IpIdClass::BrokenIncr);
+        assert_eq!(ipid_class(&[1, 2000, 4001], false), IpIdClass::Rpi);
+        assert_eq!(ipid_class(&[100, 50, 200], false), IpIdClass::Random);
+        assert_eq!(
+            ipid_class(&[65535, 1, 3], false),
+            IpIdClass::Random,
+            "Nmap sees the wrap as a jump"
+        );
+        assert_eq!(ipid_class(&[1, 13, 25], false), IpIdClass::IncrBy2);
+        assert_eq!(ipid_class(&[1, 14, 27], false), IpIdClass::Unknown);
+        assert_eq!(IpIdClass::Constant.attr(0x1c), Some("1C".into()));
+    }
+
+    #[test]
+    fn cut_and_flipped_replies_never_panic() {
+        let frames = capture::frames();
+        let (h, start) = capture::round(&frames, 0);
+        let obs = observe(&frames, &h, start, frames.len());
+        let zero = Instant::now();
+        for r in &obs.replies {
+            for cut in 0..r.packet.len() {
+                let mut p = r.packet.clone();
+                p.truncate(cut);
+                let _ = analyse(
+                    &h,
+                    &Observations {
+                        seq_sent: obs.seq_sent,
+                        replies: vec![reply(r.probe, p, 0, zero)],
+                    },
+                    &localhost(),
+                );
+            }
+            for i in 0..r.packet.len().min(64) {
+                let mut p = r.packet.clone();
+                p[i] ^= 0xff;
+                let _ = analyse(
+                    &h,
+                    &Observations {
+                        seq_sent: obs.seq_sent,
+                        replies: vec![reply(r.probe, p, 0, zero)],
+                    },
+                    &localhost(),
+                );
+            }
+        }
+        // A bad TCP checksum is not Nmap's concern either: the reply still counts.
+        let mut bad = obs.clone();
+        for r in &mut bad.replies {
+            if r.packet[9] == 6 {
+                r.packet[36] ^= 0x55;
+            }
+        }
+        assert_eq!(
+            analyse(&h, &bad, &localhost()).fingerprint,
+            analyse(&h, &obs, &localhost()).fingerprint
+        );
+    }
+}
