@@ -8,7 +8,9 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
+use portolan_os::analyse::{self, Context, Observations, Reply};
 use portolan_os::db::{OsDb, RefPrint};
+use portolan_os::fingerprint::Fingerprint;
 use portolan_os::probes::{self, HostProbes, OsPorts, OsProbe};
 use portolan_os::synth::Persona;
 use portolan_wire::tcp::{self, Flags, TcpOption};
@@ -527,4 +529,77 @@ fn same_seed_same_replies() {
     let a = exchange(&mut Persona::new(print, 3), &h);
     let b = exchange(&mut Persona::new(print, 3), &h);
     assert_eq!(a, b);
+}
+
+/// The exchange as analyse() takes it: SEQ send times and the classified replies.
+fn observations(
+    h: &HostProbes,
+    answers: &[(OsProbe, Duration, Option<Vec<u8>>)],
+) -> Observations {
+    let start = std::time::Instant::now();
+    let mut obs = Observations::default();
+    for (probe, at, reply) in answers {
+        if let OsProbe::Seq(n) = probe {
+            obs.seq_sent[usize::from(*n) - 1] = Some(start + *at);
+        }
+        if let Some(packet) = reply {
+            obs.replies.push(Reply {
+                probe: probes::classify(h, packet).expect("classified"),
+                // Answers come back 1 ms after their probe.
+                at: start + *at + Duration::from_millis(1),
+                packet: packet.clone(),
+            });
+        }
+    }
+    obs
+}
+
+/// A subject fingerprint from the persona of `print`, through Nmap's probes and analyse().
+fn analysed(print: &RefPrint, seed: u64) -> (Fingerprint, Persona) {
+    let h = hosts(seed);
+    let mut persona = Persona::new(print, seed);
+    let answers = exchange(&mut persona, &h);
+    let obs = observations(&h, &answers);
+    let analysis = analyse::analyse(&h, &obs, &Context::default());
+    (analysis.fingerprint, persona)
+}
+
+fn fingerprint_misses(print: &RefPrint, fp: &Fingerprint) -> Vec<String> {
+    let mut out = Vec::new();
+    for test in &print.tests {
+        for (attr, expr) in &test.attrs {
+            if let Some(v) = fp.get(&test.name, attr) {
+                if !expr.matches(v) {
+                    eprintln!("  {} {}.{attr}: {v:?} not in {expr}", print.line, test.name);
+                    out.push(format!("{}.{attr}", test.name));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The same check with the crate's own analysis (analyse.rs) reading the replies.
+#[test]
+fn analysed_fingerprints_fit_sampled_references() {
+    let Some(db) = load() else { return };
+    let prints = sample(&db, 250, 12);
+    let mut clean = 0;
+    let mut unexplained = Vec::new();
+    for (i, print) in prints.iter().enumerate() {
+        let (fp, persona) = analysed(print, 1000 + i as u64);
+        let missed = fingerprint_misses(print, &fp);
+        clean += usize::from(missed.is_empty());
+        for m in missed {
+            if !persona.approximated().contains(&m) {
+                unexplained.push(format!("{} (line {}): {m}", print.name, print.line));
+            }
+        }
+    }
+    eprintln!("{clean}/{} analysed fingerprints fit their reference", prints.len());
+    for u in unexplained.iter().take(40) {
+        eprintln!("unexplained: {u}");
+    }
+    assert!(unexplained.is_empty(), "{} misses the persona did not report", unexplained.len());
+    assert!(clean * 100 >= prints.len() * 90, "only {clean} of {} clean", prints.len());
 }
