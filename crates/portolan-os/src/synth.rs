@@ -364,7 +364,11 @@ impl Persona {
                 Opt::Eol => TcpOption::EndOfList,
                 Opt::Ts(val, ecr) => TcpOption::Timestamps {
                     tsval: if val { tsval.max(1) } else { 0 },
-                    tsecr: if ecr { probe.tsval.unwrap_or(1).max(1) } else { 0 },
+                    tsecr: if ecr {
+                        probe.tsval.unwrap_or(1).max(1)
+                    } else {
+                        0
+                    },
                 },
             };
             let mut bytes = [0u8; 10];
@@ -669,7 +673,7 @@ impl IdGen {
             IdKind::Incr | IdKind::Broken => 1,
             IdKind::RandPos => loop {
                 let s = 1001 + rng.below(1000) as u16;
-                if s % 256 != 0 {
+                if !s.is_multiple_of(256) {
                     break s;
                 }
             },
@@ -747,7 +751,9 @@ impl Builder<'_> {
     /// A literal picked among the expression's alternatives (numbers as hex).
     fn pick(&mut self, test: &str, attr: &str) -> Option<String> {
         let expr = self.expr(test, attr)?.clone();
-        let alt = expr.alts.get(self.rng.below(expr.alts.len() as u64) as usize)?;
+        let alt = expr
+            .alts
+            .get(self.rng.below(expr.alts.len() as u64) as usize)?;
         Some(match *alt {
             Alt::Str(ref s) => s.clone(),
             ref other => format!("{:X}", self.pick_alt_num(other, u64::MAX)),
@@ -771,7 +777,9 @@ impl Builder<'_> {
     fn num(&mut self, test: &str, attr: &str, max: u64) -> Option<u64> {
         let expr = self.expr(test, attr)?.clone();
         for _ in 0..16 {
-            let alt = expr.alts.get(self.rng.below(expr.alts.len() as u64) as usize)?;
+            let alt = expr
+                .alts
+                .get(self.rng.below(expr.alts.len() as u64) as usize)?;
             if let Alt::Str(s) = alt {
                 if u64::from_str_radix(s, 16).is_err() {
                     continue;
@@ -1051,7 +1059,9 @@ impl Builder<'_> {
     /// `G` (the value as sent: None) or a 16-bit number.
     fn good_or_num(&mut self, test: &str, attr: &str) -> Option<u16> {
         let expr = self.expr(test, attr)?.clone();
-        let alt = expr.alts.get(self.rng.below(expr.alts.len() as u64) as usize)?;
+        let alt = expr
+            .alts
+            .get(self.rng.below(expr.alts.len() as u64) as usize)?;
         match alt {
             Alt::Str(s) if s == "G" => None,
             Alt::Str(s) if u64::from_str_radix(s, 16).is_err() => {
@@ -1118,7 +1128,11 @@ impl Builder<'_> {
             let sp = self.num("SEQ", "SP", 0x120).unwrap_or(0) as f64;
             let rate = (isr / 8.0).exp2();
             let div = if g > 9 { f64::from(g) } else { 1.0 };
-            let spread = if sp == 0.0 { 0.0 } else { (sp / 8.0).exp2() * div };
+            let spread = if sp == 0.0 {
+                0.0
+            } else {
+                (sp / 8.0).exp2() * div
+            };
             let pattern = self.pattern(attempt);
             let mut diffs = [0u32; 5];
             for (d, z) in diffs.iter_mut().zip(pattern) {
@@ -1255,7 +1269,11 @@ impl Builder<'_> {
             kinds,
             icmp_own,
             counters: {
-                let start = if kinds.contains(&IdKind::Broken) { bi } else { b };
+                let start = if kinds.contains(&IdKind::Broken) {
+                    bi
+                } else {
+                    b
+                };
                 // ICMP's own sequence (SS=O) reads 30000 above what TCP sends.
                 let tcp_view = if kinds[TI] == IdKind::Broken {
                     start.swap_bytes()
@@ -1357,7 +1375,11 @@ fn parse_options(text: &str) -> Option<Vec<Opt>> {
             .iter()
             .position(|b| !b.is_ascii_hexdigit())
             .map_or(bytes.len(), |p| from + p);
-        (text.get(from..end).and_then(|s| u32::from_str_radix(s, 16).ok()), end)
+        (
+            text.get(from..end)
+                .and_then(|s| u32::from_str_radix(s, 16).ok()),
+            end,
+        )
     };
     while let Some(&c) = bytes.get(i) {
         i += 1;
@@ -1451,5 +1473,204 @@ impl Rng {
         } else {
             self.next() % n
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::OsDb;
+
+    /// A small reference in nmap-os-db's syntax (made up for the test, Linux-like).
+    const PRINT: &str = "\
+MatchPoints
+SEQ(SP=25%GCD=75%ISR=25%TI=100%CI=50%II=100%SS=80%TS=100)
+
+Fingerprint Test stack
+Class Testvendor | Testos | 1 | general purpose
+SEQ(SP=FB-105%GCD=1-6%ISR=104-10E%TI=Z%CI=I%II=I%SS=S%TS=A)
+OPS(O1=M5B4ST11NW7%O2=M578ST11NW7%O3=M280NNT11NW7%O4=M5B4ST11NW7%O5=M218ST11NW7%O6=M109ST11)
+WIN(W1=FE88%W2=FE88%W3=FE88%W4=FE88%W5=FE88%W6=FE88)
+ECN(R=Y%DF=Y%T=3B-45%TG=40%W=FAF0%O=M5B4NNSNW7%CC=Y%Q=)
+T1(R=Y%DF=Y%T=3B-45%TG=40%S=O%A=S+%F=AS%RD=0%Q=)
+T2(R=N)
+T3(R=N)
+T4(R=Y%DF=Y%T=3B-45%TG=40%W=0%S=A%A=Z%F=R%O=%RD=0%Q=)
+T5(R=Y%DF=Y%T=3B-45%TG=40%W=0%S=Z%A=S+%F=AR%O=%RD=0%Q=)
+T6(R=Y%DF=Y%T=3B-45%TG=40%W=0%S=A%A=Z%F=R%O=%RD=0%Q=)
+T7(R=Y%DF=Y%T=3B-45%TG=40%W=0%S=Z%A=S+%F=AR%O=%RD=0%Q=)
+U1(R=Y%DF=N%T=3B-45%TG=40%IPL=164%UN=0%RIPL=G%RID=G%RIPCK=G%RUCK=G%RUD=G)
+IE(R=Y%DFI=N%T=3B-45%TG=40%CD=S)
+";
+
+    fn persona() -> Persona {
+        let (db, errors) = OsDb::parse(PRINT);
+        assert!(errors.is_empty(), "{errors:?}");
+        Persona::new(&db.prints[0], 1)
+    }
+
+    const ME: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const IT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+    fn tcp_probe(dport: u16, flags: Flags, window: u16) -> Vec<u8> {
+        let mut seg = vec![0u8; tcp::HEADER_LEN];
+        let mut s = tcp::Packet::new_unchecked(&mut seg[..]);
+        s.set_src_port(40000);
+        s.set_dst_port(dport);
+        s.set_seq_number(1000);
+        s.set_ack_number(0);
+        s.set_header_len_and_flags(tcp::HEADER_LEN, flags);
+        s.set_window_len(window);
+        let _ = s.fill_checksum(&IpPair::V4 { src: ME, dst: IT });
+        ip_packet(ME, IT, IpProtocol::TCP, 64, false, 1, &seg)
+    }
+
+    fn tcp_of(reply: &[u8]) -> (u8, Flags, u32, u16) {
+        let ip = ipv4::Packet::new_checked(reply).expect("ip");
+        assert!(ip.verify_checksum());
+        let seg = tcp::Packet::new_checked(ip.payload()).expect("tcp");
+        let ips = IpPair::V4 { src: IT, dst: ME };
+        assert!(seg.verify_checksum(&ips));
+        (ip.ttl(), seg.flags(), seg.ack_number(), seg.window_len())
+    }
+
+    #[test]
+    fn scan_probes_get_answers_consistent_with_the_print() {
+        let mut p = persona();
+        let now = Duration::from_secs(1);
+        // SYN to an open port: SYN/ACK with O1/W1's shape.
+        let r = p
+            .answer(now, &tcp_probe(22, Flags::SYN, 1024), &[22], &[])
+            .expect("SYN/ACK");
+        let (ttl, flags, ack, window) = tcp_of(&r);
+        assert_eq!((ttl, ack, window), (64, 1001, 0xfe88));
+        assert!(flags.contains(Flags::SYN | Flags::ACK));
+        // SYN to a closed port: T5's RST/ACK.
+        let r = p
+            .answer(now, &tcp_probe(23, Flags::SYN, 1024), &[22], &[])
+            .expect("RST");
+        let (_, flags, ack, window) = tcp_of(&r);
+        assert_eq!((flags, ack, window), (Flags::RST | Flags::ACK, 1001, 0));
+        // T2 (NULL to the open port) is R=N; a FIN to an open port gets nothing either.
+        assert!(p
+            .answer(now, &tcp_probe(22, Flags(0), 128), &[22], &[])
+            .is_none());
+        assert!(p
+            .answer(now, &tcp_probe(22, Flags::FIN, 128), &[22], &[])
+            .is_none());
+        // An RST is never answered.
+        assert!(p
+            .answer(now, &tcp_probe(23, Flags::RST, 0), &[22], &[])
+            .is_none());
+    }
+
+    #[test]
+    fn udp_and_echo_answers() {
+        let mut p = persona();
+        let mut dgram = vec![0u8; 8 + 300];
+        dgram[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        dgram[2..4].copy_from_slice(&9u16.to_be_bytes());
+        dgram[4..6].copy_from_slice(&308u16.to_be_bytes());
+        dgram[8..].fill(b'C');
+        let probe = ip_packet(ME, IT, IpProtocol::UDP, 60, false, 0x1042, &dgram);
+        let r = p
+            .answer(Duration::ZERO, &probe, &[], &[])
+            .expect("unreachable");
+        let ip = ipv4::Packet::new_checked(&r[..]).expect("ip");
+        // IPL=164: the whole probe comes back.
+        assert_eq!(ip.total_len(), 0x164);
+        let icmp = icmpv4::Packet::new_checked(ip.payload()).expect("icmp");
+        assert_eq!(
+            (icmp.msg_type(), icmp.msg_code()),
+            (icmpv4::Message::DST_UNREACHABLE, 3)
+        );
+        assert!(icmp.verify_checksum());
+        assert_eq!(&ip.payload()[8..], &probe[..]);
+        // An open UDP port stays silent.
+        assert!(p.answer(Duration::ZERO, &probe, &[], &[9]).is_none());
+
+        let mut echo = vec![8u8, 9, 0, 0, 0, 7, 1, 39];
+        echo.extend([0u8; 120]);
+        let sum = checksum::checksum(&echo);
+        echo[2..4].copy_from_slice(&sum.to_be_bytes());
+        let probe = ip_packet(ME, IT, IpProtocol::ICMP, 60, true, 5, &echo);
+        let r = p
+            .answer(Duration::ZERO, &probe, &[], &[])
+            .expect("echo reply");
+        let ip = ipv4::Packet::new_checked(&r[..]).expect("ip");
+        let icmp = icmpv4::Packet::new_checked(ip.payload()).expect("icmp");
+        // CD=S: the probe's code comes back; DFI=N: no DF.
+        assert_eq!(
+            (icmp.msg_type(), icmp.msg_code()),
+            (icmpv4::Message::ECHO_REPLY, 9)
+        );
+        assert!(!ip.dont_frag());
+        assert_eq!(icmp.echo_ident(), 7);
+        assert!(icmp.verify_checksum());
+    }
+
+    #[test]
+    fn garbage_and_cut_packets_never_panic() {
+        let mut p = persona();
+        let good = tcp_probe(22, Flags::SYN, 1);
+        for len in 0..good.len() {
+            let _ = p.answer(Duration::ZERO, &good[..len], &[22], &[]);
+        }
+        let mut rng = Rng(9);
+        for _ in 0..2000 {
+            let mut bytes: Vec<u8> = (0..rng.below(80)).map(|_| rng.next() as u8).collect();
+            if let Some(b) = bytes.first_mut() {
+                *b = 0x45;
+            }
+            let _ = p.answer(Duration::ZERO, &bytes, &[22], &[9]);
+        }
+    }
+
+    #[test]
+    fn option_strings_parse_and_reject() {
+        assert_eq!(
+            parse_options("M5B4NW7ST11"),
+            Some(vec![
+                Opt::Mss(0x5b4),
+                Opt::Nop,
+                Opt::Ws(7),
+                Opt::Sack,
+                Opt::Ts(true, true)
+            ])
+        );
+        assert_eq!(parse_options(""), Some(vec![]));
+        assert_eq!(parse_options("MT"), None);
+        assert_eq!(parse_options("X"), None);
+    }
+
+    #[test]
+    fn padding_adds_no_letters() {
+        for len in 0..=38 {
+            let mut opts = vec![1u8; len];
+            pad_options(&mut opts);
+            assert_eq!(opts.len() % 4, 0, "from {len}");
+            let nops = opts.iter().filter(|b| **b == 1).count();
+            assert!(nops == len || opts.len() > 36, "from {len}");
+        }
+    }
+
+    #[test]
+    fn forged_rst_data_has_the_wanted_crc() {
+        for target in [0u32, 1, 0xEA6C_967D, 0xffff_ffff, 0x1234_5678] {
+            assert_eq!(crc32(&forge_crc32(target)), target);
+        }
+        // The check value of the standard CRC-32.
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn seq_tests_follow_nmaps_formulas() {
+        // Equal steps of 2: GCD 2, rate 20/s (ISR round(8 log2 20) = 35), no spread.
+        assert_eq!(seq_tests(&[2, 2, 2, 2, 2]), (2, 35, 0));
+        assert_eq!(seq_tests(&[0, 0, 0, 0, 0]), (0, 0, 0));
+        // A big GCD divides the spread.
+        let (g, _, sp) = seq_tests(&[64000, 0, 0, 0, 0]);
+        assert_eq!(g, 64000);
+        assert_eq!(sp, (8.0 * 20f64.sqrt().log2() + 0.5) as u32);
     }
 }

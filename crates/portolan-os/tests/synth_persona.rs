@@ -94,7 +94,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -191,9 +195,21 @@ fn read(h: &HostProbes, answers: &[(OsProbe, Duration, Option<Vec<u8>>)]) -> Sub
                 put("U1", "UN", hx(icmp.rest_of_header()));
                 let q = &raw[8..];
                 let ripl = u16::from_be_bytes([q[2], q[3]]);
-                put("U1", "RIPL", if ripl == 328 { "G".into() } else { hx(ripl) });
+                put(
+                    "U1",
+                    "RIPL",
+                    if ripl == 328 { "G".into() } else { hx(ripl) },
+                );
                 let rid = u16::from_be_bytes([q[4], q[5]]);
-                put("U1", "RID", if rid == probes::U1_IP_ID { "G".into() } else { hx(rid) });
+                put(
+                    "U1",
+                    "RID",
+                    if rid == probes::U1_IP_ID {
+                        "G".into()
+                    } else {
+                        hx(rid)
+                    },
+                );
                 let ck = u16::from_be_bytes([q[10], q[11]]);
                 let mut hdr = q[..20].to_vec();
                 hdr[10..12].fill(0);
@@ -210,7 +226,15 @@ fn read(h: &HostProbes, answers: &[(OsProbe, Duration, Option<Vec<u8>>)]) -> Sub
                 probes::build(h, OsProbe::U1, 0, &mut sent).expect("build");
                 let ruck = u16::from_be_bytes([q[26], q[27]]);
                 let sent_ck = u16::from_be_bytes([sent[26], sent[27]]);
-                put("U1", "RUCK", if ruck == sent_ck { "G".into() } else { hx(ruck) });
+                put(
+                    "U1",
+                    "RUCK",
+                    if ruck == sent_ck {
+                        "G".into()
+                    } else {
+                        hx(ruck)
+                    },
+                );
                 let good = q[28..].iter().all(|b| *b == probes::U1_BYTE);
                 put("U1", "RUD", if good { "G" } else { "I" }.into());
             }
@@ -319,7 +343,11 @@ fn read(h: &HostProbes, answers: &[(OsProbe, Duration, Option<Vec<u8>>)]) -> Sub
         put("IE", "T", hx(ie[1].2));
         put("IE", "TG", hx(ttl_guess(ie[1].2)));
         let cd = if ie[0].1 == ie[1].1 {
-            if ie[0].1 == 0 { "Z".into() } else { hx(ie[0].1) }
+            if ie[0].1 == 0 {
+                "Z".into()
+            } else {
+                hx(ie[0].1)
+            }
         } else if (ie[0].1, ie[1].1) == (9, 0) {
             "S".into()
         } else {
@@ -360,12 +388,19 @@ fn read(h: &HostProbes, answers: &[(OsProbe, Duration, Option<Vec<u8>>)]) -> Sub
             (0, 0)
         } else {
             let div = if g > 9 { f64::from(g) } else { 1.0 };
-            let var = rates.iter().map(|r| (r / div - avg / div).powi(2)).sum::<f64>()
+            let var = rates
+                .iter()
+                .map(|r| (r / div - avg / div).powi(2))
+                .sum::<f64>()
                 / (rates.len() - 1) as f64;
             let sd = var.sqrt();
             (
                 (avg.log2() * 8.0 + 0.5) as u32,
-                if sd <= 1.0 { 0 } else { (sd.log2() * 8.0 + 0.5) as u32 },
+                if sd <= 1.0 {
+                    0
+                } else {
+                    (sd.log2() * 8.0 + 0.5) as u32
+                },
             )
         };
         put("SEQ", "GCD", hx(g));
@@ -373,7 +408,11 @@ fn read(h: &HostProbes, answers: &[(OsProbe, Duration, Option<Vec<u8>>)]) -> Sub
         put("SEQ", "SP", hx(sp));
     }
     let tcp_ids: Vec<u16> = seqs.iter().map(|s| s.3).collect();
-    let ti = if tcp_ids.len() >= 3 { ipid_class(&tcp_ids) } else { None };
+    let ti = if tcp_ids.len() >= 3 {
+        ipid_class(&tcp_ids)
+    } else {
+        None
+    };
     let ci = ipid_class(&closed_ids);
     let ie_ids: Vec<u16> = icmp_ids.iter().take(2).copied().collect();
     let ii = ipid_class(&ie_ids);
@@ -387,7 +426,11 @@ fn read(h: &HostProbes, answers: &[(OsProbe, Duration, Option<Vec<u8>>)]) -> Sub
         let first = u32::from(tcp_ids[0]);
         let last = u32::from(*tcp_ids.last().unwrap_or(&0));
         let avg = last.wrapping_sub(first) / (tcp_ids.len() as u32 - 1);
-        let ss = if u32::from(ie_ids[0]) < last.wrapping_add(3 * avg) { "S" } else { "O" };
+        let ss = if u32::from(ie_ids[0]) < last.wrapping_add(3 * avg) {
+            "S"
+        } else {
+            "O"
+        };
         put("SEQ", "SS", ss.into());
     }
     // Nmap: a reply without timestamps marks them unsupported, one with a zero timestamp
@@ -487,11 +530,18 @@ fn check_prints(prints: &[&RefPrint], clean_percent: usize) {
             }
         }
     }
-    eprintln!("{clean}/{} references fully satisfied; misses {tally:?}", prints.len());
+    eprintln!(
+        "{clean}/{} references fully satisfied; misses {tally:?}",
+        prints.len()
+    );
     for u in unexplained.iter().take(40) {
         eprintln!("unexplained: {u}");
     }
-    assert!(unexplained.is_empty(), "{} misses the persona did not report", unexplained.len());
+    assert!(
+        unexplained.is_empty(),
+        "{} misses the persona did not report",
+        unexplained.len()
+    );
     assert!(
         clean * 100 >= prints.len() * clean_percent,
         "only {clean} of {} clean",
@@ -505,18 +555,28 @@ fn syn_ack_spells_o1_and_w1() {
     let print = db
         .prints
         .iter()
-        .find(|p| p.test("OPS").and_then(|t| t.get("O1")).is_some_and(|e| e.alts.len() == 1))
+        .find(|p| {
+            p.test("OPS")
+                .and_then(|t| t.get("O1"))
+                .is_some_and(|e| e.alts.len() == 1)
+        })
         .expect("a print with one O1");
     let mut persona = Persona::new(print, 7);
     let h = hosts(7);
     let mut buf = Vec::new();
     probes::build(&h, OsProbe::Seq(1), 0, &mut buf).expect("build");
-    let reply = persona.answer(Duration::ZERO, &buf, &[OPEN], &[]).expect("SYN/ACK");
+    let reply = persona
+        .answer(Duration::ZERO, &buf, &[OPEN], &[])
+        .expect("SYN/ACK");
     let ip = ipv4::Packet::new_checked(&reply[..]).expect("ip");
     let seg = tcp::Packet::new_checked(ip.payload()).expect("tcp");
     let o1 = print.test("OPS").and_then(|t| t.get("O1")).expect("O1");
     let w1 = print.test("WIN").and_then(|t| t.get("W1")).expect("W1");
-    assert!(o1.matches(&option_string(seg.options())), "{o1} vs {}", option_string(seg.options()));
+    assert!(
+        o1.matches(&option_string(seg.options())),
+        "{o1} vs {}",
+        option_string(seg.options())
+    );
     assert!(w1.matches(&hx(seg.window_len())));
     assert!(seg.flags().contains(Flags::SYN | Flags::ACK));
 }
@@ -532,10 +592,7 @@ fn same_seed_same_replies() {
 }
 
 /// The exchange as analyse() takes it: SEQ send times and the classified replies.
-fn observations(
-    h: &HostProbes,
-    answers: &[(OsProbe, Duration, Option<Vec<u8>>)],
-) -> Observations {
+fn observations(h: &HostProbes, answers: &[(OsProbe, Duration, Option<Vec<u8>>)]) -> Observations {
     let start = std::time::Instant::now();
     let mut obs = Observations::default();
     for (probe, at, reply) in answers {
@@ -596,10 +653,21 @@ fn analysed_fingerprints_fit_sampled_references() {
             }
         }
     }
-    eprintln!("{clean}/{} analysed fingerprints fit their reference", prints.len());
+    eprintln!(
+        "{clean}/{} analysed fingerprints fit their reference",
+        prints.len()
+    );
     for u in unexplained.iter().take(40) {
         eprintln!("unexplained: {u}");
     }
-    assert!(unexplained.is_empty(), "{} misses the persona did not report", unexplained.len());
-    assert!(clean * 100 >= prints.len() * 90, "only {clean} of {} clean", prints.len());
+    assert!(
+        unexplained.is_empty(),
+        "{} misses the persona did not report",
+        unexplained.len()
+    );
+    assert!(
+        clean * 100 >= prints.len() * 90,
+        "only {clean} of {} clean",
+        prints.len()
+    );
 }
