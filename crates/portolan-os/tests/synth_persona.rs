@@ -687,20 +687,21 @@ fn analysed_fingerprints_fit_sampled_references() {
 /// Nmap's accuracy of `subject` against every reference (osscan.cc's compare_fingerprints:
 /// per attribute both sides have, its MatchPoints; accuracy = points won / points possible).
 /// A stand-in until matching.rs offers the same.
-fn accuracies(db: &OsDb, subject: &Fingerprint) -> Vec<f64> {
+fn accuracies(db: &OsDb, points: &[Vec<Vec<u64>>], subject: &Fingerprint) -> Vec<f64> {
     db.prints
         .iter()
-        .map(|print| {
+        .zip(points)
+        .map(|(print, print_points)| {
             let (mut won, mut possible) = (0u64, 0u64);
-            for test in &print.tests {
+            for (test, test_points) in print.tests.iter().zip(print_points) {
                 let Some(sub) = subject.test(&test.name) else {
                     continue;
                 };
-                for (attr, expr) in &test.attrs {
+                for ((attr, expr), points) in test.attrs.iter().zip(test_points) {
                     let Some((_, v)) = sub.attrs.iter().find(|(a, _)| a == attr) else {
                         continue;
                     };
-                    let points = u64::from(db.match_points.points(&test.name, attr));
+                    let points = *points;
                     possible += points;
                     if expr.matches(v) {
                         won += points;
@@ -731,11 +732,27 @@ fn same_class(a: &RefPrint, b: &RefPrint) -> bool {
 fn top_match_has_the_reference_class() {
     let Some(db) = load() else { return };
     let prints = sample(&db, 250, 12);
+    // MatchPoints per attribute of each reference, looked up once.
+    let points: Vec<Vec<Vec<u64>>> = db
+        .prints
+        .iter()
+        .map(|p| {
+            p.tests
+                .iter()
+                .map(|t| {
+                    t.attrs
+                        .iter()
+                        .map(|(a, _)| u64::from(db.match_points.points(&t.name, a)))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
     let mut pass = 0;
     let mut fails = Vec::new();
     for (i, print) in prints.iter().enumerate() {
         let (fp, _) = analysed(print, 1000 + i as u64);
-        let acc = accuracies(&db, &fp);
+        let acc = accuracies(&db, &points, &fp);
         let best = acc.iter().cloned().fold(0.0, f64::max);
         let top: Vec<&RefPrint> = db
             .prints
