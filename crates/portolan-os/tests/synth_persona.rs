@@ -295,15 +295,18 @@ fn read(h: &HostProbes, answers: &[(OsProbe, Duration, Option<Vec<u8>>)]) -> Sub
                 };
                 let tname = match probe {
                     OsProbe::Seq(n) => {
-                        seqs.push((*n, *at, seg.seq_number(), ip.ident(), {
-                            let mut ts = None;
-                            for o in tcp::options(seg.options()).flatten() {
-                                if let TcpOption::Timestamps { tsval, .. } = o {
-                                    ts = Some(tsval);
+                        // A RST gives OPS, WIN (and T1) but no SEQ sample.
+                        if flags.contains(Flags::SYN | Flags::ACK) {
+                            seqs.push((*n, *at, seg.seq_number(), ip.ident(), {
+                                let mut ts = None;
+                                for o in tcp::options(seg.options()).flatten() {
+                                    if let TcpOption::Timestamps { tsval, .. } = o {
+                                        ts = Some(tsval);
+                                    }
                                 }
-                            }
-                            ts
-                        }));
+                                ts
+                            }));
+                        }
                         put("OPS", &format!("O{n}"), ops.clone());
                         put("WIN", &format!("W{n}"), hx(seg.window_len()));
                         if *n != 1 {
