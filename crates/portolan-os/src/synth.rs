@@ -211,14 +211,13 @@ impl Persona {
         // SEQ 1's reply is also T1's: it is left out of the samples only when T1 says it is
         // no SYN/ACK (it then keeps T1's flags); a SYN/ACK with no options cannot agree
         // with TS.
-        if seq_rst[0] {
-            if seq_reply
+        if seq_rst[0]
+            && seq_reply
                 .as_ref()
                 .is_none_or(|p| p.flags.contains(Flags::SYN | Flags::ACK))
-            {
-                seq_rst[0] = false;
-                b.approx("SEQ", "TS");
-            }
+        {
+            seq_rst[0] = false;
+            b.approx("SEQ", "TS");
         }
         let ecn = b.ecn_plan();
         let t = std::array::from_fn(|i| {
@@ -233,7 +232,7 @@ impl Persona {
         let ie = b.ie_plan();
         // The SEQ replies Nmap samples: not the RSTs, nor a zero ISN.
         let seq1_zero = seq_reply.as_ref().is_some_and(|p| p.seq == SeqRule::Zero);
-        let sampled = std::array::from_fn(|i| !seq_rst[i] && !(i == 0 && seq1_zero));
+        let sampled = std::array::from_fn(|i| !(seq_rst[i] || i == 0 && seq1_zero));
         let isn = b.isn_plan(sampled);
         let ids = b.id_gen();
         Persona {
