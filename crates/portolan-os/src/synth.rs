@@ -10,6 +10,11 @@
 //! apart by flags, window and first option, as Nmap sends them) and ordinary scan probes
 //! (SYN, ACK, FIN/NULL/Xmas, UDP, ICMP echo), consistently.
 //!
+//! Some references record what Nmap saw rather than what a stack sends, and are replayed as
+//! such: an empty option string where TS wants timestamps means that SEQ probe got a RST
+//! (OPS and WIN read it, SEQ leaves it out); `T` one above what `TG` allows means Nmap
+//! misjudged the distance by a hop, so U1's quote carries a TTL one lower.
+//!
 //! Attributes no reply can satisfy (a few odd expressions, or choices that contradict each
 //! other) are approximated and listed by [`Persona::approximated`].
 // OWNER: helper "os-synth".
@@ -25,7 +30,7 @@ use crate::db::{Alt, Expr, RefPrint, RefTest};
 /// Nmap's spacing of the SEQ probes, which the ISN plan assumes.
 const SEQ_GAP_SECS: f64 = 0.1;
 /// The U1 probe's IP total length as Nmap sends it (`RIPL=G`).
-const U1_SENT_LEN: usize = 328;
+const U1_SENT_LEN: usize = 28 + crate::probes::U1_LEN;
 
 /// A stack answering as one reference fingerprint says.
 #[derive(Debug, Clone)]
