@@ -1636,7 +1636,10 @@ IE(R=Y%DFI=N%T=3B-45%TG=40%CD=S)
 
     #[test]
     fn scan_probes_get_answers_consistent_with_the_print() {
+        // The simulated network keeps personas behind a mutex shared across tasks.
+        fn send<T: Send>(_: &T) {}
         let mut p = persona();
+        send(&p);
         let now = Duration::from_secs(1);
         // SYN to an open port: SYN/ACK with O1/W1's shape.
         let r = p
