@@ -566,12 +566,16 @@ impl<P: Rounds> OsScan<P> {
 
 /// The TUI phase's probes in Nmap's order: ICMP first after the SEQ probes' TCP answers
 /// (the IP ID tests compare them), the UDP probe, the unanswered SEQ probes again, ECN,
-/// T2-T4 (open port), T5-T7 (closed port).
+/// T1 (when SEQ 1 got no answer) to T4 (open port), T5-T7 (closed port).
 fn tui_probes(open: bool, answered: impl Fn(OsProbe) -> bool) -> Vec<OsProbe> {
     let mut out = vec![OsProbe::Ie(1), OsProbe::Ie(2), OsProbe::U1];
     if open {
         out.extend((1..=6).map(OsProbe::Seq).filter(|&p| !answered(p)));
         out.push(OsProbe::Ecn);
+        // T1 is the first SEQ probe's answer; without one Nmap sends T1 itself.
+        if !answered(OsProbe::Seq(1)) {
+            out.push(OsProbe::T(1));
+        }
         out.extend((2..=4).map(OsProbe::T));
     }
     out.extend((5..=7).map(OsProbe::T));

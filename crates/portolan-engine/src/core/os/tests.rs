@@ -227,6 +227,7 @@ fn a_silent_host_gets_each_seq_probe_once_and_the_others_four_times_per_round() 
     let count = |p: OsProbe| s.iter().filter(|x| x.1 == p).count();
     // Once in the sequence phase, four more times in the TUI phase (OPS/WIN/T1).
     assert_eq!(count(OsProbe::Seq(1)), 5);
+    assert_eq!(count(OsProbe::T(1)), usize::from(TUI_TRIES));
     for p in [OsProbe::Ie(1), OsProbe::U1, OsProbe::Ecn, OsProbe::T(7)] {
         assert_eq!(count(p), usize::from(TUI_TRIES), "{p:?}");
     }
@@ -301,8 +302,8 @@ fn lost_answers_are_recovered_by_retransmission() {
     let rec = &r.scan.policy().records[0][0];
     // Every probe answered at its second send; the SEQ ones through their resend in
     // the TUI phase.
-    assert_eq!(rec.replies.len(), 16);
-    assert_eq!(r.scan.stats().retransmissions, 10);
+    assert_eq!(rec.replies.len(), 17);
+    assert_eq!(r.scan.stats().retransmissions, 11);
     let seq_again: Vec<u8> = sends_of(&r, 0)
         .iter()
         .filter(|x| x.1 == OsProbe::Seq(3))
