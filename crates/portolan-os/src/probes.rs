@@ -60,7 +60,7 @@ pub const U1_IP_ID: u16 = 0x1042;
 pub const U1_BYTE: u8 = b'C';
 pub const U1_LEN: usize = 300;
 
-/// The TCP options of each probe, as raw bytes (Nmap's `prbOpts`): SEQ 1-6, ECN, T1-T7.
+/// The TCP options of each probe, as raw bytes (Nmap's `prbOpts`): SEQ 1-6, ECN, T2-T7.
 const OPTS: [&[u8]; 13] = [
     b"\x03\x03\x0A\x01\x02\x04\x05\xb4\x08\x0A\xff\xff\xff\xff\x00\x00\x00\x00\x04\x02",
     b"\x02\x04\x05\x78\x03\x03\x00\x04\x02\x08\x0A\xff\xff\xff\xff\x00\x00\x00\x00\x00",
@@ -77,7 +77,7 @@ const OPTS: [&[u8]; 13] = [
     b"\x03\x03\x0f\x01\x02\x04\x01\x09\x08\x0A\xff\xff\xff\xff\x00\x00\x00\x00\x04\x02",
 ];
 
-/// The window of each probe, same numbering (Nmap's `prbWindowSz`).
+/// The window of each probe, same numbering (Nmap's `prbWindowSz`); T1 uses SEQ 1's.
 const WINDOWS: [u16; 13] = [1, 63, 4, 4, 16, 512, 3, 128, 256, 1024, 31337, 32768, 65535];
 
 /// Every per-host choice Nmap makes once per round.
@@ -111,7 +111,52 @@ fn port_base(r: u64) -> u16 {
     (33000 + (r % u64::from(PRIME_32K)) as u32).min(u32::from(u16::MAX - TCP_PORTS)) as u16
 }
 
+/// Nmap's per-round random choices, spelled out (to replay a capture of Nmap's own run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choices {
+    /// Source port of SEQ 1; the other TCP probes follow (TOPS +6.., ECN +12, T1-T7 +13..).
+    pub tcp_base: u16,
+    /// U1's source port.
+    pub udp_port: u16,
+    /// SEQ 1's sequence number.
+    pub seq_base: u32,
+    pub ack: u32,
+    /// IE 1's id.
+    pub icmp_id: u16,
+    pub udp_ttl: u8,
+    /// The closed ports used when `ports` has none.
+    pub closed_tcp: u16,
+    pub closed_udp: u16,
+}
+
 impl HostProbes {
+    /// Probes with the given choices; `seed` still draws the per-packet IP IDs and TTLs.
+    pub fn with_choices(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        ports: OsPorts,
+        choices: Choices,
+        seed: u64,
+    ) -> HostProbes {
+        HostProbes {
+            src,
+            dst,
+            given: ports,
+            used: OsPorts {
+                open_tcp: ports.open_tcp,
+                closed_tcp: Some(ports.closed_tcp.unwrap_or(choices.closed_tcp)),
+                closed_udp: Some(ports.closed_udp.unwrap_or(choices.closed_udp)),
+            },
+            tcp_base: choices.tcp_base.min(u16::MAX - TCP_PORTS),
+            udp_port: choices.udp_port,
+            seq_base: choices.seq_base,
+            ack: choices.ack,
+            icmp_id: choices.icmp_id,
+            udp_ttl: choices.udp_ttl,
+            seed,
+        }
+    }
+
     pub fn new(src: Ipv4Addr, dst: Ipv4Addr, ports: OsPorts, seed: u64) -> HostProbes {
         let r = |i: u64| mix(seed ^ mix(i));
         // Nmap: "pick one at random": 30000 + rand % 14781.
@@ -231,11 +276,19 @@ pub fn wanted(h: &HostProbes) -> Vec<OsProbe> {
 }
 
 /// The TCP probe `probe`'s fields: (index into OPTS/WINDOWS, flags, DF, seq, ack, urgent).
-fn tcp_shape(h: &HostProbes, probe: OsProbe, attempt: u8) -> Option<(usize, Flags, bool, u32, u32, u16)> {
+fn tcp_shape(
+    h: &HostProbes,
+    probe: OsProbe,
+    attempt: u8,
+) -> Option<(usize, Flags, bool, u32, u32, u16)> {
     let syn = Flags::SYN;
     Some(match probe {
         OsProbe::Seq(n @ 1..=6) => {
-            let seq = if attempt == 0 { h.seq_number(n) } else { h.seq_base };
+            let seq = if attempt == 0 {
+                h.seq_number(n)
+            } else {
+                h.seq_base
+            };
             (usize::from(n) - 1, syn, false, seq, h.ack, 0)
         }
         // Nmap's reserved value 8 is the top reserved bit (0x800 of the 12-bit field).
@@ -257,7 +310,9 @@ fn tcp_shape(h: &HostProbes, probe: OsProbe, attempt: u8) -> Option<(usize, Flag
                 6 => (Flags::ACK, true),
                 _ => (Flags::FIN | Flags::PSH | Flags::URG, false),
             };
-            (6 + usize::from(n), flags, df, h.seq_base, h.ack, 0)
+            // T1 repeats SEQ 1's options; T2-T7 have their own.
+            let i = if n == 1 { 0 } else { 5 + usize::from(n) };
+            (i, flags, df, h.seq_base, h.ack, 0)
         }
         _ => return None,
     })
@@ -368,16 +423,22 @@ pub fn build(
     Ok(())
 }
 
-/// Which probe a received IPv4 packet (header on) answers, as Nmap's `processResp` decides:
-/// TCP by the destination port's offset from the port base, echo replies by id, port
-/// unreachables by the UDP probe they quote. Addresses are checked; checksums are not (the
-/// tests judge those).
-pub fn classify(h: &HostProbes, packet: &[u8]) -> Option<OsProbe> {
+/// Where a received packet lands among Nmap's probes (osscan2.cc's `processResp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// A TCP reply to the probe sent from `tcp_base + offset` (0-5 SEQ, 6-11 TOPS, 12 ECN,
+    /// 13-19 T1-T7).
+    Tcp(u16),
+    /// An echo reply to IE 1 (0) or IE 2 (1).
+    Echo(u8),
+    /// A port unreachable quoting U1.
+    Unreach,
+}
+
+/// Finds the slot of a received IPv4 packet (header on) from `h.dst` to `h.src`.
+pub(crate) fn locate(h: &HostProbes, packet: &[u8]) -> Option<Slot> {
     let ip = ipv4::Packet::new_checked(packet).ok()?;
-    if ip.src_addr() != h.dst || ip.dst_addr() != h.src {
-        return None;
-    }
-    if ip.frag_offset() != 0 {
+    if ip.src_addr() != h.dst || ip.dst_addr() != h.src || ip.frag_offset() != 0 {
         return None;
     }
     let l4 = ip.payload();
@@ -385,41 +446,332 @@ pub fn classify(h: &HostProbes, packet: &[u8]) -> Option<OsProbe> {
         IpProtocol::TCP => {
             let seg = tcp::Packet::new_checked(l4).ok()?;
             let off = seg.dst_port().checked_sub(h.tcp_base)?;
-            let probe = match off {
-                0..=5 => OsProbe::Seq(off as u8 + 1),
-                6..=11 => OsProbe::Seq(off as u8 - 5),
-                ECN_OFF => OsProbe::Ecn,
-                13..=19 => OsProbe::T((off - T_OFF) as u8 + 1),
-                _ => return None,
-            };
+            if off >= TCP_PORTS {
+                return None;
+            }
             // The reply must come from the port the probe went to.
-            let expect = if matches!(probe, OsProbe::T(5..=7)) {
+            let expect = if (T_OFF + 4..TCP_PORTS).contains(&off) {
                 h.used.closed_tcp
             } else {
                 h.used.open_tcp
             };
-            (Some(seg.src_port()) == expect).then_some(probe)
+            (Some(seg.src_port()) == expect).then_some(Slot::Tcp(off))
         }
         IpProtocol::ICMP => {
             let icmp = icmpv4::Packet::new_checked(l4).ok()?;
             match icmp.msg_type() {
                 Message::ECHO_REPLY => match icmp.echo_ident().wrapping_sub(h.icmp_id) {
-                    0 => Some(OsProbe::Ie(1)),
-                    1 => Some(OsProbe::Ie(2)),
+                    n @ 0..=1 => Some(Slot::Echo(n as u8)),
                     _ => None,
                 },
                 Message::DST_UNREACHABLE if icmp.msg_code() == 3 => {
-                    let quoted = icmp.quoted().ok()?;
-                    let (sport, dport) = quoted.ports()?;
-                    (quoted.ip.protocol == IpProtocol::UDP
-                        && quoted.ip.dst_addr == h.dst
+                    // As Nmap: the quoted header's own length, then the UDP ports.
+                    let quoted = l4.get(8..)?;
+                    let hlen = usize::from(quoted.first()? & 0x0f) * 4;
+                    let udp = quoted.get(hlen..hlen + 8).filter(|_| hlen >= 20)?;
+                    let sport = u16::from_be_bytes([udp[0], udp[1]]);
+                    let dport = u16::from_be_bytes([udp[2], udp[3]]);
+                    (quoted.get(9) == Some(&17)
                         && sport == h.udp_port
                         && Some(dport) == h.used.closed_udp)
-                        .then_some(OsProbe::U1)
+                        .then_some(Slot::Unreach)
                 }
                 _ => None,
             }
         }
         _ => None,
+    }
+}
+
+/// Which probe a received IPv4 packet (header on) answers, as Nmap's `processResp` decides:
+/// TCP by the destination port's offset from the port base, echo replies by id, port
+/// unreachables by the UDP probe they quote. Addresses are checked; checksums are not (the
+/// tests judge those).
+pub fn classify(h: &HostProbes, packet: &[u8]) -> Option<OsProbe> {
+    Some(match locate(h, packet)? {
+        Slot::Tcp(off @ 0..=5) => OsProbe::Seq(off as u8 + 1),
+        Slot::Tcp(off @ 6..=11) => OsProbe::Seq(off as u8 - 5),
+        Slot::Tcp(ECN_OFF) => OsProbe::Ecn,
+        Slot::Tcp(off) => OsProbe::T((off - T_OFF) as u8 + 1),
+        Slot::Echo(n) => OsProbe::Ie(n + 1),
+        Slot::Unreach => OsProbe::U1,
+    })
+}
+
+/// Reading the loopback capture of Nmap's own OS detection (testdata/nmap-lo.pcap).
+#[cfg(test)]
+pub(crate) mod capture {
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    use super::{Choices, HostProbes, OsPorts};
+
+    pub const OPEN: u16 = 22222;
+    pub const CLOSED: u16 = 22223;
+    pub const LOCAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+    /// One captured IPv4 packet and when it was seen (since the Unix epoch).
+    pub struct Frame {
+        pub at: Duration,
+        pub ip: Vec<u8>,
+    }
+
+    /// The frames of a classic little-endian, microsecond pcap of Ethernet (as tcpdump
+    /// writes `lo`).
+    pub fn frames() -> Vec<Frame> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/nmap-lo.pcap");
+        let data = std::fs::read(path).expect("fixture");
+        assert_eq!(&data[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "LE microsecond pcap");
+        assert_eq!(
+            u32::from_le_bytes(data[20..24].try_into().unwrap()),
+            1,
+            "Ethernet"
+        );
+        let le = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
+        let mut at = 24;
+        let mut out = Vec::new();
+        while at + 16 <= data.len() {
+            let (sec, usec, len) = (le(at), le(at + 4), le(at + 8) as usize);
+            let frame = &data[at + 16..at + 16 + len];
+            at += 16 + len;
+            if frame.len() > 14 && frame[12..14] == [0x08, 0x00] {
+                out.push(Frame {
+                    at: Duration::new(u64::from(sec), usec * 1000),
+                    ip: frame[14..].to_vec(),
+                });
+            }
+        }
+        out
+    }
+
+    pub fn u16_at(b: &[u8], i: usize) -> u16 {
+        u16::from_be_bytes([b[i], b[i + 1]])
+    }
+
+    pub fn u32_at(b: &[u8], i: usize) -> u32 {
+        u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+    }
+
+    /// Nmap's choices in the given round (0-based), read off its probes: SEQ 1 is the
+    /// round's first SYN with window 1, T4 (a bare ACK) carries the ack number, IE 1 the
+    /// echo id, U1 the UDP port and TTL.
+    pub fn round(frames: &[Frame], n: usize) -> (HostProbes, usize) {
+        let tcp_to_open = |f: &&Frame| f.ip[9] == 6 && u16_at(&f.ip, 22) == OPEN;
+        let seq1 = frames
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| tcp_to_open(f) && u16_at(&f.ip, 34) == 1 && f.ip[33] == 0x02)
+            .nth(n)
+            .expect("round")
+            .0;
+        let later = &frames[seq1..];
+        let base = u16_at(&later[0].ip, 20);
+        let seq = u32_at(&later[0].ip, 24);
+        let t4 = later
+            .iter()
+            .find(|f| tcp_to_open(f) && u16_at(&f.ip, 20) == base + 16)
+            .expect("T4");
+        let ie1 = later
+            .iter()
+            .find(|f| f.ip[9] == 1 && f.ip[20] == 8)
+            .expect("IE 1");
+        let u1 = later.iter().find(|f| f.ip[9] == 17).expect("U1");
+        let choices = Choices {
+            tcp_base: base,
+            udp_port: u16_at(&u1.ip, 20),
+            seq_base: seq,
+            ack: u32_at(&t4.ip, 28),
+            icmp_id: u16_at(&ie1.ip, 24),
+            udp_ttl: u1.ip[8],
+            closed_tcp: CLOSED,
+            closed_udp: u16_at(&u1.ip, 22),
+        };
+        let ports = OsPorts {
+            open_tcp: Some(OPEN),
+            closed_tcp: Some(CLOSED),
+            closed_udp: None,
+        };
+        (
+            HostProbes::with_choices(LOCAL, LOCAL, ports, choices, 7),
+            seq1,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capture::{self, u16_at, LOCAL};
+    use super::*;
+
+    fn probes() -> HostProbes {
+        let ports = OsPorts {
+            open_tcp: Some(80),
+            closed_tcp: Some(81),
+            closed_udp: Some(82),
+        };
+        HostProbes::new(LOCAL, Ipv4Addr::new(198, 18, 0, 2), ports, 42)
+    }
+
+    /// Blanks the fields Nmap draws per packet: IP ID, TTL, and the IP checksum they change.
+    fn unrandom(mut p: Vec<u8>) -> Vec<u8> {
+        for i in [4, 5, 8, 10, 11] {
+            p[i] = 0;
+        }
+        p
+    }
+
+    #[test]
+    fn our_probes_are_nmaps_probes() {
+        let frames = capture::frames();
+        let (h, start) = capture::round(&frames, 0);
+        let round = &frames[start..];
+        let sent_from = |proto: u8, sport: u16| {
+            round
+                .iter()
+                .find(|f| f.ip[9] == proto && u16_at(&f.ip, 20) == sport)
+                .map(|f| f.ip.clone())
+        };
+        let mut buf = Vec::new();
+        let mut compared = 0;
+        for probe in wanted(&h) {
+            build(&h, probe, 0, &mut buf).unwrap();
+            let nmap = match probe {
+                OsProbe::Ie(n) => round
+                    .iter()
+                    .find(|f| {
+                        f.ip[9] == 1
+                            && f.ip[20] == 8
+                            && u16_at(&f.ip, 24) == h.icmp_id() + u16::from(n) - 1
+                    })
+                    .map(|f| f.ip.clone()),
+                OsProbe::U1 => sent_from(17, h.udp_port()),
+                _ => sent_from(6, h.tcp_port(probe, 0).unwrap()),
+            };
+            let Some(nmap) = nmap else {
+                panic!("{probe:?} not in the capture");
+            };
+            if probe == OsProbe::U1 {
+                // Fixed IP ID and TTL: the very same bytes.
+                assert_eq!(buf, nmap, "{probe:?}");
+            } else {
+                assert_eq!(unrandom(buf.clone()), unrandom(nmap), "{probe:?}");
+            }
+            compared += 1;
+        }
+        assert_eq!(compared, 16);
+        // The resends: TOPS and T1 are not in this capture (every SEQ probe was answered);
+        // they keep the SEQ options, with the base sequence number.
+        build(&h, OsProbe::Seq(3), 1, &mut buf).unwrap();
+        let seg = tcp::Packet::new_checked(&buf[20..]).unwrap();
+        assert_eq!(seg.src_port(), h.tcp_port(OsProbe::Seq(3), 0).unwrap() + 6);
+        assert_eq!(seg.seq_number(), h.seq_number(1));
+        assert_eq!(seg.window_len(), 4);
+    }
+
+    #[test]
+    fn probes_are_well_formed_and_random_fields_vary() {
+        let h = probes();
+        let mut buf = Vec::new();
+        let mut ids = std::collections::HashSet::new();
+        for probe in wanted(&h) {
+            build(&h, probe, 0, &mut buf).unwrap();
+            let ip = ipv4::Packet::new_checked(&buf[..]).unwrap();
+            assert!(ip.verify_checksum(), "{probe:?}");
+            assert_eq!(usize::from(ip.total_len()), buf.len());
+            let ips = IpPair::V4 {
+                src: h.src(),
+                dst: h.dst(),
+            };
+            match ip.protocol() {
+                IpProtocol::TCP => {
+                    let seg = tcp::Packet::new_checked(ip.payload()).unwrap();
+                    assert!(seg.verify_checksum(&ips));
+                    assert!((37..=59).contains(&ip.ttl()));
+                }
+                IpProtocol::UDP => {
+                    let d = udp::Packet::new_checked(ip.payload()).unwrap();
+                    assert!(d.verify_checksum(&ips));
+                    assert_eq!(ip.ident(), 0x1042);
+                    assert_eq!(d.payload(), &[b'C'; 300][..]);
+                }
+                _ => assert!(icmpv4::Packet::new_checked(ip.payload())
+                    .unwrap()
+                    .verify_checksum()),
+            }
+            ids.insert(ip.ident());
+        }
+        assert!(ids.len() > 10, "IP IDs are drawn per probe");
+        // Same seed, same packets; another seed, other ports.
+        let mut again = Vec::new();
+        build(&probes(), OsProbe::Ecn, 0, &mut again).unwrap();
+        build(&h, OsProbe::Ecn, 0, &mut buf).unwrap();
+        assert_eq!(buf, again);
+        let other = HostProbes::new(LOCAL, h.dst(), h.ports(), 43);
+        assert_ne!(other.tcp_port(OsProbe::Ecn, 0), h.tcp_port(OsProbe::Ecn, 0));
+        assert!(h
+            .source_ports()
+            .contains(&h.tcp_port(OsProbe::T(7), 0).unwrap()));
+        assert!(h.source_ports().contains(&h.udp_port()));
+    }
+
+    #[test]
+    fn wanted_follows_the_ports_known() {
+        let mut h = probes();
+        assert_eq!(wanted(&h).len(), 16);
+        h = HostProbes::new(LOCAL, h.dst(), OsPorts::default(), 1);
+        assert_eq!(
+            wanted(&h),
+            vec![
+                OsProbe::Ie(1),
+                OsProbe::Ie(2),
+                OsProbe::U1,
+                OsProbe::T(5),
+                OsProbe::T(6),
+                OsProbe::T(7)
+            ]
+        );
+        // Nmap picks closed ports at random when none is known.
+        let used = h.ports();
+        assert!((30000..44781).contains(&used.closed_tcp.unwrap()));
+        assert!((30000..44781).contains(&used.closed_udp.unwrap()));
+        assert!(build(&h, OsProbe::Seq(1), 0, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn classify_reads_nmaps_capture() {
+        let frames = capture::frames();
+        let (h, start) = capture::round(&frames, 0);
+        let mut seen = Vec::new();
+        for f in &frames[start..] {
+            if let Some(p) = classify(&h, &f.ip) {
+                if !seen.contains(&p) {
+                    seen.push(p);
+                }
+            }
+        }
+        // Loopback answers all but T2 and T3 (Linux drops those); the probes themselves,
+        // going the other way, are not answers.
+        let mut expect = vec![OsProbe::Ie(1), OsProbe::Ie(2), OsProbe::U1, OsProbe::Ecn];
+        expect.extend((1..=6).map(OsProbe::Seq));
+        expect.extend([4, 5, 6, 7].map(OsProbe::T));
+        seen.sort();
+        expect.sort();
+        assert_eq!(seen, expect);
+        // Nmap 7.93 keeps its port base from round to round and draws new sequence numbers.
+        let (next, _) = capture::round(&frames, 1);
+        assert_eq!(next.tcp_port(OsProbe::Ecn, 0), h.tcp_port(OsProbe::Ecn, 0));
+        assert_ne!(next.seq_number(1), h.seq_number(1));
+    }
+
+    #[test]
+    fn classify_never_panics_on_cut_packets() {
+        let frames = capture::frames();
+        let (h, _) = capture::round(&frames, 0);
+        for f in &frames {
+            for cut in 0..f.ip.len() {
+                let _ = classify(&h, &f.ip[..cut]);
+            }
+        }
+        assert_eq!(classify(&h, &[]), None);
     }
 }
