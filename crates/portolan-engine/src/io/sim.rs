@@ -37,6 +37,18 @@ pub trait Stack: Send {
     ) -> Option<Vec<u8>>;
 }
 
+impl Stack for portolan_os::synth::Persona {
+    fn answer(
+        &mut self,
+        elapsed: Duration,
+        packet: &[u8],
+        open_tcp: &[u16],
+        open_udp: &[u16],
+    ) -> Option<Vec<u8>> {
+        portolan_os::synth::Persona::answer(self, elapsed, packet, open_tcp, open_udp)
+    }
+}
+
 /// A host's own stack, shared by the clones of the network.
 #[derive(Clone)]
 pub struct Persona(pub Arc<Mutex<dyn Stack>>);

@@ -18,9 +18,9 @@ use portolan_model::{
 use portolan_os::db::OsDb;
 use portolan_os::fingerprint::{self, ScanInfo};
 // TEMPORARY until os-probes and os-db land analyse, matching and coarse.
+use portolan_os::analyse::{self, Context, Observations, Reply};
 use portolan_os::probes::{self, HostProbes, OsPorts, OsProbe};
 use portolan_wire::ethernet::MacAddr;
-use shim::analyse::{self, Context, Observations, Reply};
 use shim::coarse;
 use shim::matching::{self, JudgeOptions, Verdict};
 use std::net::{IpAddr, Ipv4Addr};
@@ -411,14 +411,8 @@ impl Rounds for Policy {
 
 /// The host's distance and how it was found: 0 for this machine, 1 on our link, else
 /// from the TTL the closed UDP port's ICMP quoted.
-fn distance_of(t: &Target, a: &analyse::Analysis) -> Option<(u32, char)> {
-    if t.localhost {
-        Some((0, 'L'))
-    } else if t.mac.is_some() {
-        Some((1, 'D'))
-    } else {
-        a.distance.map(|d| (d, 'I'))
-    }
+fn distance_of(_t: &Target, a: &analyse::Analysis) -> Option<(u32, char)> {
+    a.distance
 }
 
 /// Runs the OS scan of `targets` (all from `src`) on a blocking thread.
@@ -693,54 +687,29 @@ fn sequence_reports(a: &analyse::Analysis, now: i64) -> SeqReports {
         seconds,
         lastboot: ctime(now - seconds as i64),
     });
+    let hex = |v: &mut dyn Iterator<Item = u32>| {
+        v.map(|x| format!("{x:X}")).collect::<Vec<_>>().join(",")
+    };
     SeqReports {
         uptime,
-        tcp: a.tcp_seq.clone(),
-        ipid: a.ip_id.clone(),
-        ts: a.tcp_ts.clone(),
+        tcp: a.tcp_seq.as_ref().map(|r| TcpSequence {
+            index: r.index,
+            difficulty: r.difficulty.clone(),
+            values: hex(&mut r.values.iter().copied()),
+        }),
+        ipid: a.ip_id.as_ref().map(|r| IpIdSequence {
+            class: r.class.clone(),
+            values: hex(&mut r.values.iter().map(|&v| u32::from(v))),
+        }),
+        ts: a.tcp_ts.as_ref().map(|r| TcpTsSequence {
+            class: r.class.clone(),
+            values: (!r.values.is_empty()).then(|| hex(&mut r.values.iter().copied())),
+        }),
     }
 }
 
 /// Stand-ins for the parts of portolan-os not merged yet, with the agreed signatures.
 mod shim {
-    pub mod analyse {
-        use portolan_os::fingerprint::Fingerprint;
-        use portolan_os::probes::{HostProbes, OsProbe};
-        use std::time::Instant;
-        pub struct Reply {
-            pub probe: OsProbe,
-            pub at: Instant,
-            pub packet: Vec<u8>,
-        }
-        pub struct Observations {
-            pub seq_sent: [Option<Instant>; 6],
-            pub replies: Vec<Reply>,
-        }
-        pub struct Context {
-            pub on_link: bool,
-            pub localhost: bool,
-        }
-        pub struct Analysis {
-            pub fingerprint: Fingerprint,
-            pub tcp_seq: Option<portolan_model::TcpSequence>,
-            pub ip_id: Option<portolan_model::IpIdSequence>,
-            pub tcp_ts: Option<portolan_model::TcpTsSequence>,
-            pub uptime_seconds: Option<u64>,
-            pub distance: Option<u32>,
-            pub good: bool,
-        }
-        pub fn analyse(_h: &HostProbes, obs: &Observations, _cx: &Context) -> Analysis {
-            Analysis {
-                fingerprint: Fingerprint::default(),
-                tcp_seq: None,
-                ip_id: None,
-                tcp_ts: None,
-                uptime_seconds: None,
-                distance: None,
-                good: !obs.replies.is_empty(),
-            }
-        }
-    }
     pub mod matching {
         use portolan_os::db::OsDb;
         use portolan_os::fingerprint::Fingerprint;
