@@ -151,8 +151,8 @@ enum IdKind {
 struct IdGen {
     kinds: [IdKind; 3],
     icmp_own: bool,
-    /// Per incremental kind (Incr, RandPos, Broken): the shared counter and ICMP's own.
-    counters: [[u16; 2]; 3],
+    /// The counter the incremental kinds share (each with its own step), and ICMP's own.
+    counters: [u16; 2],
     last_random: [u16; 3],
 }
 
@@ -169,12 +169,32 @@ impl Persona {
             print,
             approximated: Vec::new(),
             home_ttl: None,
+            ts_mode: None,
         };
+        let ts = b.ts_clock();
         let seq_reply = b.tcp_plan("T1", Defaults::SYNACK);
+        // One alternative index for all of OPS and WIN: references list their alternatives
+        // in step (O1's second with W1's second...), and mixing them could contradict TS.
+        let r = b.rng.next();
         let seq_shapes = std::array::from_fn(|i| {
             let n = i + 1;
-            let window = b.num("WIN", &format!("W{n}"), 0xffff).unwrap_or(0x7210) as u16;
-            let options = b.options("OPS", &format!("O{n}"));
+            let window = b
+                .aligned("WIN", &format!("W{n}"), r, |_| true)
+                .and_then(|w| u16::from_str_radix(&w, 16).ok())
+                .unwrap_or(0x7210);
+            let ts_mode = b.ts_mode.clone();
+            let options = b
+                .aligned("OPS", &format!("O{n}"), r, |o| ts_fits(&ts_mode, o))
+                .map(|o| {
+                    if !ts_fits(&ts_mode, &o) {
+                        b.approx("SEQ", "TS");
+                    }
+                    parse_options(&o).unwrap_or_else(|| {
+                        b.approx("OPS", &format!("O{n}"));
+                        Vec::new()
+                    })
+                })
+                .unwrap_or_else(|| default_options(&ts_mode));
             (window, options)
         });
         let ecn = b.ecn_plan();
@@ -188,8 +208,8 @@ impl Persona {
         });
         let u1 = b.u1_plan();
         let ie = b.ie_plan();
-        let isn = b.isn_plan();
-        let ts = b.ts_clock();
+        let seq1_zero = seq_reply.as_ref().is_some_and(|p| p.seq == SeqRule::Zero);
+        let isn = b.isn_plan(seq1_zero);
         let ids = b.id_gen();
         Persona {
             rng: b.rng,
@@ -268,9 +288,18 @@ impl Persona {
                 let (window, options) = self.seq_shapes[index.unwrap_or(0)].clone();
                 plan.window = window;
                 plan.options = options;
+                // T1's S rule is judged on SEQ 1 only; the others follow the ISN plan.
+                if index.is_some_and(|i| i > 0) {
+                    plan.seq = SeqRule::Isn;
+                }
                 let isn = match index {
                     Some(0) => {
-                        let isn = self.isn.clock(t);
+                        let isn = match plan.seq {
+                            SeqRule::Zero => 0,
+                            SeqRule::Ack => probe.ack,
+                            SeqRule::AckPlus => probe.ack.wrapping_add(1),
+                            SeqRule::Isn => other_than_ack(self.isn.clock(t), probe.ack),
+                        };
                         self.isn.anchor = Some(isn);
                         isn
                     }
@@ -310,15 +339,10 @@ impl Persona {
             SeqRule::Zero => 0,
             SeqRule::Ack => probe.ack,
             SeqRule::AckPlus => probe.ack.wrapping_add(1),
-            SeqRule::Isn => {
-                let isn = isn.unwrap_or_else(|| self.isn.clock(t));
-                // Keep "other" from reading as Z, A or A+.
-                if isn == 0 || isn == probe.ack || isn == probe.ack.wrapping_add(1) {
-                    isn.wrapping_add(2).max(2)
-                } else {
-                    isn
-                }
-            }
+            SeqRule::Isn => match isn {
+                Some(isn) => isn,
+                None => other_than_ack(self.isn.clock(t), probe.ack),
+            },
         };
         let ack = match plan.ack {
             AckRule::Zero => 0,
@@ -340,7 +364,11 @@ impl Persona {
                 Opt::Eol => TcpOption::EndOfList,
                 Opt::Ts(val, ecr) => TcpOption::Timestamps {
                     tsval: if val { tsval.max(1) } else { 0 },
-                    tsecr: if ecr { probe.tsval.unwrap_or(1).max(1) } else { 0 },
+                    tsecr: if ecr {
+                        probe.tsval.unwrap_or(1).max(1)
+                    } else {
+                        0
+                    },
                 },
             };
             let mut bytes = [0u8; 10];
@@ -541,6 +569,15 @@ impl TcpIn {
     }
 }
 
+/// `isn`, moved off the values that would read as Z, A or A+ rather than O.
+fn other_than_ack(isn: u32, ack: u32) -> u32 {
+    if isn == 0 || isn == ack || isn == ack.wrapping_add(1) {
+        isn.wrapping_add(2).max(2)
+    } else {
+        isn
+    }
+}
+
 /// Which SEQ probe (0..6) a SYN is, by the window and first option Nmap gives each.
 fn seq_index(window: u16, first_option: Option<u8>) -> Option<usize> {
     match (window, first_option) {
@@ -620,7 +657,7 @@ impl TsClock {
 impl IdGen {
     fn next(&mut self, class: usize, rng: &mut Rng) -> u16 {
         let kind = self.kinds[class];
-        let (slot, step) = match kind {
+        let step = match kind {
             IdKind::Zero => return 0,
             IdKind::Const(v) => return v,
             IdKind::Random => {
@@ -633,22 +670,24 @@ impl IdGen {
                 self.last_random[class] = v;
                 return v;
             }
-            IdKind::Incr => (0, 1),
-            IdKind::RandPos => (1, loop {
+            IdKind::Incr | IdKind::Broken => 1,
+            IdKind::RandPos => loop {
                 let s = 1001 + rng.below(1000) as u16;
-                if s % 256 != 0 {
+                if !s.is_multiple_of(256) {
                     break s;
                 }
-            }),
-            IdKind::Broken => (2, 1),
+            },
         };
         let own = usize::from(class == II && self.icmp_own);
-        let c = &mut self.counters[slot][own];
+        // The step comes after the value: a random-increment class then starts right
+        // after what the others sent (SS=S) and jumps between its own packets.
+        let c = &mut self.counters[own];
+        let v = *c;
         *c = c.wrapping_add(step);
         if kind == IdKind::Broken {
-            c.swap_bytes()
+            v.swap_bytes()
         } else {
-            *c
+            v
         }
     }
 }
@@ -696,6 +735,8 @@ struct Builder<'a> {
     approximated: Vec<String>,
     /// The first TTL chosen; later tests keep it when their expressions allow.
     home_ttl: Option<u8>,
+    /// The TS value picked (`U`, `0`, a rate), which the option strings must agree with.
+    ts_mode: Option<String>,
 }
 
 impl Builder<'_> {
@@ -710,7 +751,9 @@ impl Builder<'_> {
     /// A literal picked among the expression's alternatives (numbers as hex).
     fn pick(&mut self, test: &str, attr: &str) -> Option<String> {
         let expr = self.expr(test, attr)?.clone();
-        let alt = expr.alts.get(self.rng.below(expr.alts.len() as u64) as usize)?;
+        let alt = expr
+            .alts
+            .get(self.rng.below(expr.alts.len() as u64) as usize)?;
         Some(match *alt {
             Alt::Str(ref s) => s.clone(),
             ref other => format!("{:X}", self.pick_alt_num(other, u64::MAX)),
@@ -734,7 +777,9 @@ impl Builder<'_> {
     fn num(&mut self, test: &str, attr: &str, max: u64) -> Option<u64> {
         let expr = self.expr(test, attr)?.clone();
         for _ in 0..16 {
-            let alt = expr.alts.get(self.rng.below(expr.alts.len() as u64) as usize)?;
+            let alt = expr
+                .alts
+                .get(self.rng.below(expr.alts.len() as u64) as usize)?;
             if let Alt::Str(s) = alt {
                 if u64::from_str_radix(s, 16).is_err() {
                     continue;
@@ -791,17 +836,57 @@ impl Builder<'_> {
         }
         self.approximated.retain(|a| a != &format!("{test}.T"));
         candidates.extend([64, 128, 255, 32]);
-        let v = candidates.into_iter().find(|v| fits(*v)).unwrap_or_else(|| {
-            self.approx(test, "T");
-            64
-        });
+        // With 0 hops some T values (above FF) cannot be sent: keep TG right then.
+        let guess_fits = |v: u8| {
+            tg.as_ref()
+                .is_none_or(|e| e.matches(&format!("{:X}", initial_ttl(v))))
+        };
+        let v = match candidates.iter().find(|v| fits(**v)) {
+            Some(v) => *v,
+            None => {
+                self.approx(test, "T");
+                candidates
+                    .iter()
+                    .find(|v| guess_fits(**v))
+                    .copied()
+                    .unwrap_or_else(|| {
+                        self.approx(test, "TG");
+                        64
+                    })
+            }
+        };
         self.home_ttl.get_or_insert(v);
         v
     }
 
+    /// The alternative at `r` among those `accept` takes (all, approximated, if none).
+    fn aligned(
+        &mut self,
+        test: &str,
+        attr: &str,
+        r: u64,
+        accept: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let expr = self.expr(test, attr)?.clone();
+        let mut alts: Vec<&Alt> = expr
+            .alts
+            .iter()
+            .filter(|a| !matches!(a, Alt::Str(s) if !accept(s)))
+            .collect();
+        if alts.is_empty() {
+            self.approx(test, attr);
+            alts = expr.alts.iter().collect();
+        }
+        let alt = *alts.get((r % alts.len() as u64) as usize)?;
+        Some(match alt {
+            Alt::Str(s) => s.clone(),
+            other => format!("{:X}", self.pick_alt_num(other, 0xffff)),
+        })
+    }
+
     fn options(&mut self, test: &str, attr: &str) -> Vec<Opt> {
         let Some(text) = self.pick(test, attr) else {
-            return vec![Opt::Mss(0x5b4), Opt::Nop, Opt::Ws(7), Opt::Sack, Opt::Ts(true, true)];
+            return Vec::new();
         };
         match parse_options(&text) {
             Some(o) => o,
@@ -824,7 +909,12 @@ impl Builder<'_> {
         } else {
             Vec::new()
         };
-        let seq = match self.pick(test, "S").as_deref() {
+        // T1's S=O|Z: O, so that all six SEQ replies count for GCD, ISR and SP.
+        let s_pick = match self.expr(test, "S") {
+            Some(e) if test == "T1" && e.matches("O") => Some("O".to_string()),
+            _ => self.pick(test, "S"),
+        };
+        let seq = match s_pick.as_deref() {
             Some("Z") => SeqRule::Zero,
             Some("A") => SeqRule::Ack,
             Some("A+") => SeqRule::AckPlus,
@@ -969,14 +1059,28 @@ impl Builder<'_> {
     /// `G` (the value as sent: None) or a 16-bit number.
     fn good_or_num(&mut self, test: &str, attr: &str) -> Option<u16> {
         let expr = self.expr(test, attr)?.clone();
-        let alt = expr.alts.get(self.rng.below(expr.alts.len() as u64) as usize)?;
+        let alt = expr
+            .alts
+            .get(self.rng.below(expr.alts.len() as u64) as usize)?;
         match alt {
             Alt::Str(s) if s == "G" => None,
             Alt::Str(s) if u64::from_str_radix(s, 16).is_err() => {
                 self.approx(test, attr);
                 None
             }
-            other => Some(self.pick_alt_num(other, 0xffff) as u16),
+            other => {
+                let v = self.pick_alt_num(other, 0xffff) as u16;
+                // The value as sent reads as G, never as the number.
+                let sent = match attr {
+                    "RIPL" => U1_SENT_LEN as u16,
+                    "RID" => crate::probes::U1_IP_ID,
+                    _ => return Some(v),
+                };
+                if v == sent {
+                    self.approx(test, attr);
+                }
+                Some(v)
+            }
         }
     }
 
@@ -1010,7 +1114,9 @@ impl Builder<'_> {
     /// Five SEQ increments whose GCD, ISR and SP (Nmap's formulas, probes 100 ms apart)
     /// fall in the reference's expressions: a random search around the target rate and
     /// spread, checked with those formulas.
-    fn isn_plan(&mut self) -> IsnPlan {
+    fn isn_plan(&mut self, seq1_zero: bool) -> IsnPlan {
+        // Nmap leaves out a zero ISN: with SEQ 1's at zero, four increments count.
+        let first = usize::from(seq1_zero);
         let base = self.rng.next() as u32;
         let has = |b: &Self, a: &str| b.expr("SEQ", a).cloned();
         let (gcd_e, isr_e, sp_e) = (has(self, "GCD"), has(self, "ISR"), has(self, "SP"));
@@ -1022,19 +1128,28 @@ impl Builder<'_> {
             let sp = self.num("SEQ", "SP", 0x120).unwrap_or(0) as f64;
             let rate = (isr / 8.0).exp2();
             let div = if g > 9 { f64::from(g) } else { 1.0 };
-            let spread = if sp == 0.0 { 0.0 } else { (sp / 8.0).exp2() * div };
+            let spread = if sp == 0.0 {
+                0.0
+            } else {
+                (sp / 8.0).exp2() * div
+            };
             let pattern = self.pattern(attempt);
             let mut diffs = [0u32; 5];
             for (d, z) in diffs.iter_mut().zip(pattern) {
                 let r = (rate + spread * z).max(0.0);
+                // Zero steps are allowed: slow clocks with a big GCD move between some
+                // probes only.
                 let k = if g == 0 {
                     0.0
                 } else {
-                    (r * SEQ_GAP_SECS / f64::from(g)).round().max(1.0)
+                    (r * SEQ_GAP_SECS / f64::from(g)).round()
                 };
                 *d = (k * f64::from(g)).min(f64::from(0x7fff_ffffu32)) as u32;
             }
-            let (gg, ii, ss) = seq_tests(&diffs);
+            if g != 0 && diffs.iter().all(|d| *d == 0) {
+                diffs[self.rng.below(5) as usize] = g;
+            }
+            let (gg, ii, ss) = seq_tests(&diffs[first..]);
             let score = [ok(&gcd_e, gg), ok(&isr_e, ii), ok(&sp_e, ss)]
                 .iter()
                 .filter(|b| **b)
@@ -1046,10 +1161,12 @@ impl Builder<'_> {
                 break;
             }
         }
-        self.approximated.retain(|a| !a.starts_with("SEQ."));
+        // The search's failed picks are not misses; the final check below says what is.
+        self.approximated
+            .retain(|a| !matches!(a.as_str(), "SEQ.GCD" | "SEQ.ISR" | "SEQ.SP"));
         let (score, gcd, rate, diffs) = best.unwrap_or((0, 1, 1e6, [100_000; 5]));
         if score < 3 && self.print.test("SEQ").is_some() {
-            let (gg, ii, ss) = seq_tests(&diffs);
+            let (gg, ii, ss) = seq_tests(&diffs[first..]);
             for (e, v, name) in [(&gcd_e, gg, "GCD"), (&isr_e, ii, "ISR"), (&sp_e, ss, "SP")] {
                 if !ok(e, v) {
                     self.approx("SEQ", name);
@@ -1093,7 +1210,8 @@ impl Builder<'_> {
 
     fn ts_clock(&mut self) -> TsClock {
         let base = 1 + (self.rng.next() as u32 >> 2);
-        let hz = match self.pick("SEQ", "TS").as_deref() {
+        self.ts_mode = self.pick("SEQ", "TS");
+        let hz = match self.ts_mode.clone().as_deref() {
             Some("U") | Some("0") => 0.0,
             Some("1") => 2.0,
             Some("7") => 100.0,
@@ -1134,15 +1252,65 @@ impl Builder<'_> {
             };
         }
         let icmp_own = self.pick("SEQ", "SS").as_deref() == Some("O");
+        // One counter read plain by one class and byte-swapped by the other cannot look
+        // shared.
+        let incremental = |k: IdKind| matches!(k, IdKind::Incr | IdKind::RandPos | IdKind::Broken);
+        if !icmp_own
+            && incremental(kinds[TI])
+            && incremental(kinds[II])
+            && (kinds[TI] == IdKind::Broken) != (kinds[II] == IdKind::Broken)
+        {
+            self.approx("SEQ", "SS");
+        }
         let b = 1000 + self.rng.below(19000) as u16;
         // Broken (byte-swapped) counters keep their low byte far from overflowing.
         let bi = (self.rng.below(0x80) as u16) << 8 | self.rng.below(0x20) as u16;
         IdGen {
             kinds,
             icmp_own,
-            counters: [[b, b + 30000], [b, b + 30000], [bi, bi + 0x60]],
+            counters: {
+                let start = if kinds.contains(&IdKind::Broken) {
+                    bi
+                } else {
+                    b
+                };
+                // ICMP's own sequence (SS=O) reads 30000 above what TCP sends.
+                let tcp_view = if kinds[TI] == IdKind::Broken {
+                    start.swap_bytes()
+                } else {
+                    start
+                };
+                let icmp = tcp_view.wrapping_add(30000);
+                let icmp = if kinds[II] == IdKind::Broken {
+                    icmp.swap_bytes()
+                } else {
+                    icmp
+                };
+                [start, icmp]
+            },
             last_random: [0; 3],
         }
+    }
+}
+
+/// Options for a reference without OPS values, agreeing with its TS.
+fn default_options(mode: &Option<String>) -> Vec<Opt> {
+    let text = match mode.as_deref() {
+        Some("U") => "M5B4NW7S",
+        Some("0") => "M5B4NW0NNT00NNS",
+        _ => "M5B4ST11NW7",
+    };
+    parse_options(text).unwrap_or_default()
+}
+
+/// Whether option string `o` agrees with TS `mode`: no timestamp for `U`, zero ones for
+/// `0`, running ones for a rate.
+fn ts_fits(mode: &Option<String>, o: &str) -> bool {
+    match mode.as_deref() {
+        None => true,
+        Some("U") => !o.contains('T'),
+        Some("0") => o.contains("T0") && !o.contains("T1"),
+        Some(_) => o.contains("T1"),
     }
 }
 
@@ -1156,14 +1324,18 @@ fn initial_ttl(ttl: u8) -> u8 {
     }
 }
 
-/// GCD, ISR and SP as Nmap computes them from five ISN increments 100 ms apart.
-fn seq_tests(diffs: &[u32; 5]) -> (u32, u32, u32) {
+/// GCD, ISR and SP as Nmap computes them from ISN increments 100 ms apart.
+fn seq_tests(diffs: &[u32]) -> (u32, u32, u32) {
     let gcd = diffs.iter().fold(0u32, |a, &b| gcd(a, b));
-    if gcd == 0 {
+    if gcd == 0 || diffs.len() < 2 {
         return (0, 0, 0);
     }
-    let rates = diffs.map(|d| f64::from(d as f32 / SEQ_GAP_SECS as f32));
-    let avg = rates.iter().sum::<f64>() / 5.0;
+    let n = diffs.len() as f64;
+    let rates: Vec<f64> = diffs
+        .iter()
+        .map(|&d| f64::from(d as f32 / SEQ_GAP_SECS as f32))
+        .collect();
+    let avg = rates.iter().sum::<f64>() / n;
     let isr = if avg >= 1.0 {
         (avg.log2() * 8.0 + 0.5) as u32
     } else {
@@ -1174,7 +1346,7 @@ fn seq_tests(diffs: &[u32; 5]) -> (u32, u32, u32) {
         .iter()
         .map(|r| (r / div - avg / div).powi(2))
         .sum::<f64>()
-        / 4.0;
+        / (n - 1.0);
     let sd = var.sqrt();
     let sp = if sd <= 1.0 {
         0
@@ -1203,7 +1375,11 @@ fn parse_options(text: &str) -> Option<Vec<Opt>> {
             .iter()
             .position(|b| !b.is_ascii_hexdigit())
             .map_or(bytes.len(), |p| from + p);
-        (text.get(from..end).and_then(|s| u32::from_str_radix(s, 16).ok()), end)
+        (
+            text.get(from..end)
+                .and_then(|s| u32::from_str_radix(s, 16).ok()),
+            end,
+        )
     };
     while let Some(&c) = bytes.get(i) {
         i += 1;
@@ -1297,5 +1473,204 @@ impl Rng {
         } else {
             self.next() % n
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::OsDb;
+
+    /// A small reference in nmap-os-db's syntax (made up for the test, Linux-like).
+    const PRINT: &str = "\
+MatchPoints
+SEQ(SP=25%GCD=75%ISR=25%TI=100%CI=50%II=100%SS=80%TS=100)
+
+Fingerprint Test stack
+Class Testvendor | Testos | 1 | general purpose
+SEQ(SP=FB-105%GCD=1-6%ISR=104-10E%TI=Z%CI=I%II=I%SS=S%TS=A)
+OPS(O1=M5B4ST11NW7%O2=M578ST11NW7%O3=M280NNT11NW7%O4=M5B4ST11NW7%O5=M218ST11NW7%O6=M109ST11)
+WIN(W1=FE88%W2=FE88%W3=FE88%W4=FE88%W5=FE88%W6=FE88)
+ECN(R=Y%DF=Y%T=3B-45%TG=40%W=FAF0%O=M5B4NNSNW7%CC=Y%Q=)
+T1(R=Y%DF=Y%T=3B-45%TG=40%S=O%A=S+%F=AS%RD=0%Q=)
+T2(R=N)
+T3(R=N)
+T4(R=Y%DF=Y%T=3B-45%TG=40%W=0%S=A%A=Z%F=R%O=%RD=0%Q=)
+T5(R=Y%DF=Y%T=3B-45%TG=40%W=0%S=Z%A=S+%F=AR%O=%RD=0%Q=)
+T6(R=Y%DF=Y%T=3B-45%TG=40%W=0%S=A%A=Z%F=R%O=%RD=0%Q=)
+T7(R=Y%DF=Y%T=3B-45%TG=40%W=0%S=Z%A=S+%F=AR%O=%RD=0%Q=)
+U1(R=Y%DF=N%T=3B-45%TG=40%IPL=164%UN=0%RIPL=G%RID=G%RIPCK=G%RUCK=G%RUD=G)
+IE(R=Y%DFI=N%T=3B-45%TG=40%CD=S)
+";
+
+    fn persona() -> Persona {
+        let (db, errors) = OsDb::parse(PRINT);
+        assert!(errors.is_empty(), "{errors:?}");
+        Persona::new(&db.prints[0], 1)
+    }
+
+    const ME: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const IT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+    fn tcp_probe(dport: u16, flags: Flags, window: u16) -> Vec<u8> {
+        let mut seg = vec![0u8; tcp::HEADER_LEN];
+        let mut s = tcp::Packet::new_unchecked(&mut seg[..]);
+        s.set_src_port(40000);
+        s.set_dst_port(dport);
+        s.set_seq_number(1000);
+        s.set_ack_number(0);
+        s.set_header_len_and_flags(tcp::HEADER_LEN, flags);
+        s.set_window_len(window);
+        let _ = s.fill_checksum(&IpPair::V4 { src: ME, dst: IT });
+        ip_packet(ME, IT, IpProtocol::TCP, 64, false, 1, &seg)
+    }
+
+    fn tcp_of(reply: &[u8]) -> (u8, Flags, u32, u16) {
+        let ip = ipv4::Packet::new_checked(reply).expect("ip");
+        assert!(ip.verify_checksum());
+        let seg = tcp::Packet::new_checked(ip.payload()).expect("tcp");
+        let ips = IpPair::V4 { src: IT, dst: ME };
+        assert!(seg.verify_checksum(&ips));
+        (ip.ttl(), seg.flags(), seg.ack_number(), seg.window_len())
+    }
+
+    #[test]
+    fn scan_probes_get_answers_consistent_with_the_print() {
+        let mut p = persona();
+        let now = Duration::from_secs(1);
+        // SYN to an open port: SYN/ACK with O1/W1's shape.
+        let r = p
+            .answer(now, &tcp_probe(22, Flags::SYN, 1024), &[22], &[])
+            .expect("SYN/ACK");
+        let (ttl, flags, ack, window) = tcp_of(&r);
+        assert_eq!((ttl, ack, window), (64, 1001, 0xfe88));
+        assert!(flags.contains(Flags::SYN | Flags::ACK));
+        // SYN to a closed port: T5's RST/ACK.
+        let r = p
+            .answer(now, &tcp_probe(23, Flags::SYN, 1024), &[22], &[])
+            .expect("RST");
+        let (_, flags, ack, window) = tcp_of(&r);
+        assert_eq!((flags, ack, window), (Flags::RST | Flags::ACK, 1001, 0));
+        // T2 (NULL to the open port) is R=N; a FIN to an open port gets nothing either.
+        assert!(p
+            .answer(now, &tcp_probe(22, Flags(0), 128), &[22], &[])
+            .is_none());
+        assert!(p
+            .answer(now, &tcp_probe(22, Flags::FIN, 128), &[22], &[])
+            .is_none());
+        // An RST is never answered.
+        assert!(p
+            .answer(now, &tcp_probe(23, Flags::RST, 0), &[22], &[])
+            .is_none());
+    }
+
+    #[test]
+    fn udp_and_echo_answers() {
+        let mut p = persona();
+        let mut dgram = vec![0u8; 8 + 300];
+        dgram[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        dgram[2..4].copy_from_slice(&9u16.to_be_bytes());
+        dgram[4..6].copy_from_slice(&308u16.to_be_bytes());
+        dgram[8..].fill(b'C');
+        let probe = ip_packet(ME, IT, IpProtocol::UDP, 60, false, 0x1042, &dgram);
+        let r = p
+            .answer(Duration::ZERO, &probe, &[], &[])
+            .expect("unreachable");
+        let ip = ipv4::Packet::new_checked(&r[..]).expect("ip");
+        // IPL=164: the whole probe comes back.
+        assert_eq!(ip.total_len(), 0x164);
+        let icmp = icmpv4::Packet::new_checked(ip.payload()).expect("icmp");
+        assert_eq!(
+            (icmp.msg_type(), icmp.msg_code()),
+            (icmpv4::Message::DST_UNREACHABLE, 3)
+        );
+        assert!(icmp.verify_checksum());
+        assert_eq!(&ip.payload()[8..], &probe[..]);
+        // An open UDP port stays silent.
+        assert!(p.answer(Duration::ZERO, &probe, &[], &[9]).is_none());
+
+        let mut echo = vec![8u8, 9, 0, 0, 0, 7, 1, 39];
+        echo.extend([0u8; 120]);
+        let sum = checksum::checksum(&echo);
+        echo[2..4].copy_from_slice(&sum.to_be_bytes());
+        let probe = ip_packet(ME, IT, IpProtocol::ICMP, 60, true, 5, &echo);
+        let r = p
+            .answer(Duration::ZERO, &probe, &[], &[])
+            .expect("echo reply");
+        let ip = ipv4::Packet::new_checked(&r[..]).expect("ip");
+        let icmp = icmpv4::Packet::new_checked(ip.payload()).expect("icmp");
+        // CD=S: the probe's code comes back; DFI=N: no DF.
+        assert_eq!(
+            (icmp.msg_type(), icmp.msg_code()),
+            (icmpv4::Message::ECHO_REPLY, 9)
+        );
+        assert!(!ip.dont_frag());
+        assert_eq!(icmp.echo_ident(), 7);
+        assert!(icmp.verify_checksum());
+    }
+
+    #[test]
+    fn garbage_and_cut_packets_never_panic() {
+        let mut p = persona();
+        let good = tcp_probe(22, Flags::SYN, 1);
+        for len in 0..good.len() {
+            let _ = p.answer(Duration::ZERO, &good[..len], &[22], &[]);
+        }
+        let mut rng = Rng(9);
+        for _ in 0..2000 {
+            let mut bytes: Vec<u8> = (0..rng.below(80)).map(|_| rng.next() as u8).collect();
+            if let Some(b) = bytes.first_mut() {
+                *b = 0x45;
+            }
+            let _ = p.answer(Duration::ZERO, &bytes, &[22], &[9]);
+        }
+    }
+
+    #[test]
+    fn option_strings_parse_and_reject() {
+        assert_eq!(
+            parse_options("M5B4NW7ST11"),
+            Some(vec![
+                Opt::Mss(0x5b4),
+                Opt::Nop,
+                Opt::Ws(7),
+                Opt::Sack,
+                Opt::Ts(true, true)
+            ])
+        );
+        assert_eq!(parse_options(""), Some(vec![]));
+        assert_eq!(parse_options("MT"), None);
+        assert_eq!(parse_options("X"), None);
+    }
+
+    #[test]
+    fn padding_adds_no_letters() {
+        for len in 0..=38 {
+            let mut opts = vec![1u8; len];
+            pad_options(&mut opts);
+            assert_eq!(opts.len() % 4, 0, "from {len}");
+            let nops = opts.iter().filter(|b| **b == 1).count();
+            assert!(nops == len || opts.len() > 36, "from {len}");
+        }
+    }
+
+    #[test]
+    fn forged_rst_data_has_the_wanted_crc() {
+        for target in [0u32, 1, 0xEA6C_967D, 0xffff_ffff, 0x1234_5678] {
+            assert_eq!(crc32(&forge_crc32(target)), target);
+        }
+        // The check value of the standard CRC-32.
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn seq_tests_follow_nmaps_formulas() {
+        // Equal steps of 2: GCD 2, rate 20/s (ISR round(8 log2 20) = 35), no spread.
+        assert_eq!(seq_tests(&[2, 2, 2, 2, 2]), (2, 35, 0));
+        assert_eq!(seq_tests(&[0, 0, 0, 0, 0]), (0, 0, 0));
+        // A big GCD divides the spread.
+        let (g, _, sp) = seq_tests(&[64000, 0, 0, 0, 0]);
+        assert_eq!(g, 64000);
+        assert_eq!(sp, (8.0 * 20f64.sqrt().log2() + 0.5) as u32);
     }
 }
