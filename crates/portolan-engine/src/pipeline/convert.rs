@@ -217,7 +217,7 @@ pub fn port_results(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::data::services::ServiceTable;
     use crate::pipeline::PortScan;

@@ -642,20 +642,28 @@ fn platform() -> String {
     format!("{}-pc-{}-gnu", std::env::consts::ARCH, std::env::consts::OS)
 }
 
-/// Nmap's ip_is_reserved (the SCAN line's `PV`): private, loopback, link-local,
-/// shared, benchmarking, multicast and reserved IPv4 space.
+/// Nmap's ip_is_reserved (the SCAN line's `PV`): IANA's special-purpose IPv4 blocks.
 fn reserved(a: Ipv4Addr) -> bool {
-    let o = a.octets();
-    a.is_private()
-        || a.is_loopback()
-        || a.is_link_local()
-        || a.is_multicast()
-        || a.is_broadcast()
-        || o[0] == 0
-        || o[0] >= 240
-        || (o[0] == 100 && (64..128).contains(&o[1]))
-        || (o[0] == 198 && (o[1] & 0xfe) == 18)
-        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+    const BLOCKS: [(u32, u8); 14] = [
+        (0x0000_0000, 8),  // 0.0.0.0/8
+        (0x0A00_0000, 8),  // 10.0.0.0/8
+        (0x6440_0000, 10), // 100.64.0.0/10
+        (0x7F00_0000, 8),  // 127.0.0.0/8
+        (0xA9FE_0000, 16), // 169.254.0.0/16
+        (0xAC10_0000, 12), // 172.16.0.0/12
+        (0xC000_0000, 24), // 192.0.0.0/24
+        (0xC000_0200, 24), // 192.0.2.0/24
+        (0xC0A8_0000, 16), // 192.168.0.0/16
+        (0xC612_0000, 15), // 198.18.0.0/15
+        (0xC633_6400, 24), // 198.51.100.0/24
+        (0xCB00_7100, 24), // 203.0.113.0/24
+        (0xF000_0000, 4),  // 240.0.0.0/4
+        (0xFFFF_FFFF, 32), // 255.255.255.255
+    ];
+    let x = u32::from(a);
+    BLOCKS
+        .iter()
+        .any(|&(net, len)| x >> (32 - u32::from(len)) == net >> (32 - u32::from(len)))
 }
 
 /// Month and day of `epoch` in local time, as the SCAN line's `D=`.
