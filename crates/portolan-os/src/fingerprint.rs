@@ -265,7 +265,7 @@ mod tests {
 
     /// A fingerprint Nmap 7.93 printed for a Linux host in our lab (from
     /// crates/portolan-report/tests/data/nmap-os-a.xml, our own scan).
-    pub(crate) const LAB_LINUX: &str = "\
+    const LAB_LINUX: &str = "\
 OS:SCAN(V=7.93%E=4%D=12/4%OT=22%CT=1%CU=35716%PV=N%DS=2%DC=T%G=Y%TM=6B132B2
 OS:F%P=x86_64-pc-linux-gnu)SEQ(SP=107%GCD=1%ISR=106%TI=Z%CI=Z%II=I%TS=21)OP
 OS:S(O1=M5B4ST11NWA%O2=M5B4ST11NWA%O3=M5B4NNT11NWA%O4=M5B4ST11NWA%O5=M5B4ST
