@@ -156,8 +156,13 @@ fn top_match_fits(host: &Host, reference: &RefPrint) -> Result<(), String> {
     if same_class || itself {
         return Ok(());
     }
+    let used: Vec<String> = os
+        .ports_used
+        .iter()
+        .map(|p| format!("{}/{} {}", p.portid, p.proto.as_str(), p.state.as_str()))
+        .collect();
     Err(format!(
-        "top match {:?} ({}%, line {}) is not {:?}",
+        "top match {:?} ({}%, line {}) is not {:?}; ports used {used:?}",
         top.name, top.accuracy, top.line, reference.name
     ))
 }
@@ -197,11 +202,6 @@ async fn sampled_references_are_recognised() {
         ),
     )
     .await;
-    if std::env::var("OS_SIM_DEBUG").is_ok() {
-        for h in hosts.iter().take(3) {
-            eprintln!("{:#?}", h.os);
-        }
-    }
     let mut failures = Vec::new();
     let mut passed = 0;
     for (n, &i) in picked.iter().enumerate() {
@@ -212,13 +212,18 @@ async fn sampled_references_are_recognised() {
         };
         match top_match_fits(host, reference) {
             Ok(()) => passed += 1,
-            Err(why) => failures.push(format!(
-                "{}: line {} {:?}: {why}; persona approximated {:?}",
-                addr(n),
-                reference.line,
-                reference.name,
-                approximated[n]
-            )),
+            Err(why) => {
+                if std::env::var("OS_SIM_DEBUG").is_ok() {
+                    eprintln!("{:#?}", host.os);
+                }
+                failures.push(format!(
+                    "{}: line {} {:?}: {why}; persona approximated {:?}",
+                    addr(n),
+                    reference.line,
+                    reference.name,
+                    approximated[n]
+                ))
+            }
         }
     }
     eprintln!(

@@ -17,12 +17,12 @@ use portolan_model::{
 };
 use portolan_os::db::OsDb;
 use portolan_os::fingerprint::{self, ScanInfo};
-// TEMPORARY until os-probes and os-db land analyse, matching and coarse.
+// TEMPORARY until os-db lands the coarse guess.
 use portolan_os::analyse::{self, Context, Observations, Reply};
+use portolan_os::matching::{self, JudgeOptions, Verdict};
 use portolan_os::probes::{self, HostProbes, OsPorts, OsProbe};
 use portolan_wire::ethernet::MacAddr;
 use shim::coarse;
-use shim::matching::{self, JudgeOptions, Verdict};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,8 +31,6 @@ use std::time::{Duration, Instant};
 const NMAP_VERSION: &str = "7.93";
 /// Nmap's STANDARD_OS2_TRIES: the tries when the fingerprint could not be submitted anyway.
 const STANDARD_TRIES: u32 = 2;
-/// Nmap prints "OS details" for at most this many perfect matches.
-const MAX_PERFECT_SHOWN: usize = 8;
 /// Source ports the OS probes may use (Nmap's bases: 33000 + a number below 32261).
 const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 33000..=65535;
 
@@ -257,8 +255,13 @@ struct RoundResult {
 }
 
 impl RoundResult {
+    /// Perfect matches, when Nmap counts the round a success (its list did not overflow
+    /// with perfect matches: a host that says too little matches everything).
     fn perfect(&self) -> usize {
-        self.verdict.as_ref().map_or(0, |v| v.perfect)
+        self.verdict
+            .as_ref()
+            .filter(|v| v.perfect < matching::MAX_RESULTS)
+            .map_or(0, |v| v.perfect)
     }
     fn best(&self) -> f64 {
         self.verdict
@@ -275,6 +278,8 @@ struct Policy {
     seed: u64,
     db: Option<Arc<OsDb>>,
     guess: bool,
+    /// -d: every perfect match is listed.
+    debug: bool,
     max_tries: u32,
     /// Why no fingerprint of this scan can be submitted whatever the host says (scan
     /// delay, -T5).
@@ -388,7 +393,10 @@ impl Rounds for Policy {
             matching::judge(
                 db,
                 &analysis.fingerprint,
-                &JudgeOptions { guess: self.guess },
+                &JudgeOptions {
+                    guess: self.guess,
+                    debug: self.debug,
+                },
             )
         });
         let answered = !obs.replies.is_empty();
@@ -440,6 +448,7 @@ async fn run_group(
         seed: plan.seed,
         db: os.db.clone(),
         guess: os.guess,
+        debug: plan.out_opts.debugging > 0,
         max_tries: os.max_tries.max(1),
         omit_always,
         udp_scanned: plan.udp,
@@ -555,7 +564,7 @@ fn report(
     let distance = distance_of(t, a);
     let (perfect, any) = match (&policy.db, &r.verdict) {
         (Some(db), Some(v)) => {
-            os.matches = shown_matches(matching::to_model(db, v), v.perfect, debugging > 0);
+            os.matches = matching::to_model(db, v);
             (v.perfect, !v.matches.is_empty())
         }
         _ => {
@@ -591,29 +600,6 @@ fn report(
         ipidsequence: seq.ipid,
         tcptssequence: seq.ts,
     }
-}
-
-/// The osmatch elements Nmap writes: the perfect matches (all with -d, else at most eight,
-/// or none when there are more: "too many"), or without one the best ten within ten
-/// points of the first.
-fn shown_matches(
-    all: Vec<portolan_model::OsMatch>,
-    perfect: usize,
-    debugging: bool,
-) -> Vec<portolan_model::OsMatch> {
-    if perfect > 0 {
-        if perfect > MAX_PERFECT_SHOWN && !debugging {
-            return Vec::new();
-        }
-        return all.into_iter().take(perfect).collect();
-    }
-    let Some(best) = all.first().map(|m| m.accuracy) else {
-        return all;
-    };
-    all.into_iter()
-        .take(10)
-        .filter(|m| u32::from(m.accuracy) + 10 > u32::from(best))
-        .collect()
 }
 
 /// The SCAN line's facts.
@@ -716,31 +702,8 @@ fn sequence_reports(a: &analyse::Analysis, now: i64) -> SeqReports {
     }
 }
 
-/// Stand-ins for the parts of portolan-os not merged yet, with the agreed signatures.
+/// Stand-in for the part of portolan-os not merged yet, with the agreed signature.
 mod shim {
-    pub mod matching {
-        use portolan_os::db::OsDb;
-        use portolan_os::fingerprint::Fingerprint;
-        pub struct JudgeOptions {
-            pub guess: bool,
-        }
-        pub struct Match {
-            pub accuracy: f64,
-        }
-        pub struct Verdict {
-            pub matches: Vec<Match>,
-            pub perfect: usize,
-        }
-        pub fn judge(_db: &OsDb, _fp: &Fingerprint, _o: &JudgeOptions) -> Verdict {
-            Verdict {
-                matches: Vec::new(),
-                perfect: 0,
-            }
-        }
-        pub fn to_model(_db: &OsDb, _v: &Verdict) -> Vec<portolan_model::OsMatch> {
-            Vec::new()
-        }
-    }
     pub mod coarse {
         use portolan_os::fingerprint::Fingerprint;
         pub struct Coarse {

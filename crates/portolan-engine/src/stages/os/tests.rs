@@ -6,7 +6,7 @@ use crate::pipeline::convert::port_results;
 use crate::pipeline::convert::tests::plan;
 use crate::pipeline::PortScan;
 use crate::plan::OsPlan;
-use portolan_model::{HostStatus, OsMatch};
+use portolan_model::HostStatus;
 
 fn os_plan(limit: bool) -> ScanPlan {
     let mut p = plan();
@@ -133,6 +133,7 @@ fn policy(udp: bool) -> Policy {
         seed: 1,
         db: None,
         guess: false,
+        debug: false,
         max_tries: 5,
         omit_always: None,
         udp_scanned: udp,
@@ -192,37 +193,6 @@ fn timing_ratio_is_the_seq_span_over_half_a_second() {
         *s = Some(t0 + Duration::from_millis(150) * k as u32);
     }
     assert!((timing_ratio(&sent) - 1.5).abs() < 1e-9);
-}
-
-fn m(name: &str, accuracy: u8) -> OsMatch {
-    OsMatch {
-        name: name.into(),
-        accuracy,
-        line: 1,
-        classes: Vec::new(),
-    }
-}
-
-#[test]
-fn shown_matches_are_the_perfect_ones_or_the_close_guesses() {
-    let perfect: Vec<OsMatch> = (0..3).map(|i| m(&format!("p{i}"), 100)).collect();
-    let mut all = perfect.clone();
-    all.push(m("q", 95));
-    assert_eq!(shown_matches(all.clone(), 3, false), perfect);
-    // Too many perfect matches: none shown, unless debugging.
-    let many: Vec<OsMatch> = (0..9).map(|i| m(&format!("p{i}"), 100)).collect();
-    assert!(shown_matches(many.clone(), 9, false).is_empty());
-    assert_eq!(shown_matches(many, 9, true).len(), 9);
-    // No perfect match: at most ten within ten points of the best.
-    let mut guesses: Vec<OsMatch> = (0..12).map(|i| m(&format!("g{i}"), 95)).collect();
-    guesses.insert(0, m("best", 96));
-    guesses.push(m("far", 86));
-    let shown = shown_matches(guesses, 0, false);
-    assert_eq!(shown.len(), 10);
-    assert_eq!(shown[0].name, "best");
-    let shown = shown_matches(vec![m("a", 96), m("b", 86), m("c", 87)], 0, false);
-    let names: Vec<&str> = shown.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(names, ["a", "c"]);
 }
 
 #[test]
