@@ -25,7 +25,7 @@ const DB: &str = "/usr/share/nmap/nmap-os-db";
 const LOCAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// Fingerprints sampled from nmap-os-db.
 const SAMPLE: usize = 200;
-const SAMPLE_SEED: u64 = 0x05_2026_12;
+const SAMPLE_SEED: u64 = 0x0520_2612;
 const OPEN: u16 = 22;
 const CLOSED: u16 = 80;
 
@@ -336,4 +336,89 @@ async fn a_host_without_a_closed_port_is_scanned_with_a_random_one() {
         "the random closed port still answers"
     );
     assert_eq!(hosts[0].distance, Some(1));
+}
+
+/// The first reference named like `prefix`.
+fn print_named<'a>(db: &'a OsDb, prefix: &str) -> &'a RefPrint {
+    db.prints
+        .iter()
+        .find(|p| p.name.starts_with(prefix))
+        .expect("reference in nmap-os-db")
+}
+
+#[tokio::test]
+async fn a_recognised_host_gets_nmaps_reports() {
+    let Some(db) = db() else { return };
+    let linux = print_named(&db, "Linux 5.");
+    let net = || {
+        SimNet::new(LOCAL).host(
+            addr(0),
+            SimHost {
+                open_tcp: vec![OPEN],
+                persona: Some(Persona::new(portolan_os::synth::Persona::new(linux, 9))),
+                ..SimHost::default()
+            },
+        )
+    };
+    let hosts = scan(net(), plan(&range(1), Some(db.clone()), 5)).await;
+    let h = &hosts[0];
+    let os = h.os.as_ref().expect("OS detection ran");
+    assert_eq!(os.matches.first().map(|m| m.accuracy), Some(100));
+    assert!(os.matches.iter().any(|m| m.line == linux.line));
+    assert!(os.coarse.is_none());
+    // -d: the fingerprint is shown even with a perfect match; the conditions were not
+    // ideal (no closed UDP port known), so it is the plain form.
+    let fp = os.fingerprints.first().expect("fingerprint under -d");
+    assert!(fp.starts_with("SCAN(V=7.93%E=4%"), "{fp}");
+    assert!(fp.contains("%OT=22%CT=80%CU=%PV=Y%"), "{fp}");
+    assert!(fp.contains("%G=N%"), "{fp}");
+    assert!(!fp.starts_with("OS:"));
+    let seq = h.tcpsequence.as_ref().expect("tcpsequence");
+    assert_eq!(seq.values.split(',').count(), 6, "{seq:?}");
+    assert!(h.ipidsequence.is_some());
+    assert!(h.tcptssequence.is_some());
+    if let Some(u) = &h.uptime {
+        let boot = u.lastboot.as_deref().expect("lastboot");
+        // ctime: "Sat Dec  5 02:27:59 2026".
+        assert_eq!(boot.split_whitespace().count(), 5, "{boot}");
+    }
+    // Without -d a perfect match hides the fingerprint, as Nmap's normal output does.
+    let mut quiet = plan(&range(1), Some(db.clone()), 5);
+    quiet.out_opts.debugging = 0;
+    let hosts = scan(net(), quiet).await;
+    let os = hosts[0].os.as_ref().expect("OS detection ran");
+    assert_eq!(os.matches.first().map(|m| m.accuracy), Some(100));
+    assert!(os.fingerprints.is_empty());
+}
+
+#[tokio::test]
+async fn with_a_closed_udp_port_known_the_fingerprint_is_submittable() {
+    let Some(db) = db() else { return };
+    let linux = print_named(&db, "Linux 5.");
+    let net = SimNet::new(LOCAL).host(
+        addr(0),
+        SimHost {
+            open_tcp: vec![OPEN],
+            persona: Some(Persona::new(portolan_os::synth::Persona::new(linux, 9))),
+            ..SimHost::default()
+        },
+    );
+    let mut p = plan(&range(1), Some(db.clone()), 5);
+    p.udp = true;
+    p.udp_ports = vec![161];
+    let hosts = scan(net, p).await;
+    let os = hosts[0].os.as_ref().expect("OS detection ran");
+    let used: Vec<(Protocol, u16)> = os.ports_used.iter().map(|p| (p.proto, p.portid)).collect();
+    assert_eq!(
+        used,
+        [
+            (Protocol::Tcp, OPEN),
+            (Protocol::Tcp, CLOSED),
+            (Protocol::Udp, 161)
+        ]
+    );
+    let fp = os.fingerprints.first().expect("fingerprint under -d");
+    // Good conditions: Nmap's wrapped submission form, G=Y.
+    assert!(fp.starts_with("OS:SCAN(V=7.93%E=4%"), "{fp}");
+    assert!(fp.replace("\nOS:", "").contains("%G=Y%"), "{fp}");
 }

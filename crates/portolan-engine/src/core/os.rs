@@ -182,6 +182,8 @@ struct HostState<R> {
     /// Until the first answer: the port scan's timeout for this host, if it had one.
     timeout_hint: Option<Duration>,
     cwnd: f64,
+    /// When the window last shrank: one shrink per burst of losses, as Nmap's drop().
+    last_drop: Option<Instant>,
     /// When its first probe went out (for --host-timeout).
     started: Option<Instant>,
     timed_out: bool,
@@ -263,6 +265,7 @@ impl<P: Rounds> OsScan<P> {
                     rtt: RttEstimator::new(timing),
                     timeout_hint: t.timeout,
                     cwnd: INITIAL_CWND,
+                    last_drop: None,
                     started: None,
                     timed_out: false,
                 }
@@ -446,8 +449,12 @@ impl<P: Rounds> OsScan<P> {
                             continue;
                         }
                         h.active.swap_remove(k);
-                        // A drop: the window shrinks as Nmap's does.
-                        h.cwnd = (h.cwnd / 2.0).max(1.0);
+                        // A drop: the window shrinks, once for the probes sent before the
+                        // previous shrink.
+                        if h.last_drop.is_none_or(|d| a.sent > d) {
+                            h.cwnd = (h.cwnd / 2.0).max(1.0);
+                            h.last_drop = Some(now);
+                        }
                         if !seq && a.tries < TUI_TRIES {
                             h.queue.push_front((a.probe, a.tries));
                         }
