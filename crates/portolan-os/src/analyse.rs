@@ -1128,6 +1128,35 @@ mod tests {
             assert_eq!(seq.difficulty, difficulty(seq.index));
             assert_eq!(a.ip_id.as_ref().unwrap().class, "All zeros");
             assert_eq!(a.tcp_ts.as_ref().unwrap().class, "other");
+            if round == 4 {
+                // Nmap's XML (-oX) reports the last round's sequences:
+                // <tcpsequence index="263" difficulty="Good luck!" values="2D0A8EE7,...">
+                // <ipidsequence class="All zeros" values="0,0,0,0,0,0"/>
+                // <tcptssequence class="other" values="63AF3830,..."/>
+                // <uptime seconds="2" lastboot="Sat Dec  5 02:09:36 2026"/>, SEQ 1 left
+                // at 02:09:37.30: an uptime of 1 s at that moment.
+                let hexes = |v: Vec<String>| v.join(",");
+                assert_eq!(seq.index, 263);
+                assert_eq!(seq.difficulty, "Good luck!");
+                assert_eq!(
+                    hexes(seq.values.iter().map(|v| format!("{v:X}")).collect()),
+                    "2D0A8EE7,87F100F1,105FBA1,B13AA2AA,B8207194,3FFFB810"
+                );
+                assert_eq!(a.ip_id.as_ref().unwrap().values, vec![0; 6]);
+                assert_eq!(
+                    hexes(
+                        a.tcp_ts
+                            .as_ref()
+                            .unwrap()
+                            .values
+                            .iter()
+                            .map(|v| format!("{v:X}"))
+                            .collect()
+                    ),
+                    "63AF3830,93D329B2,E58EF167,AC3BD0C4,72A89318,A961E080"
+                );
+                assert_eq!(a.uptime_seconds, Some(1));
+            }
         }
     }
 

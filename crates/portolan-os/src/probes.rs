@@ -260,6 +260,10 @@ impl HostProbes {
 
 /// The probes Nmap sends to this host, in its order: SEQ 1-6 (open port), IE 1-2, U1, ECN and
 /// T2-T4 (open port), T5-T7.
+///
+/// Nmap sends the six SEQ probes first, [`SEQ_GAP`] apart, and never resends them within a
+/// round; the others follow, each resent (same ports and numbers) until answered, at most
+/// three tries. For SEQ probes left unanswered it adds the resends [`seq_resends`] lists.
 pub fn wanted(h: &HostProbes) -> Vec<OsProbe> {
     let open = h.used.open_tcp.is_some();
     let mut list = Vec::with_capacity(16);
@@ -272,6 +276,23 @@ pub fn wanted(h: &HostProbes) -> Vec<OsProbe> {
         list.extend((2..=4).map(OsProbe::T));
     }
     list.extend((5..=7).map(OsProbe::T));
+    list
+}
+
+/// What Nmap adds to its second phase for the SEQ probes not answered (`answered[i]` for
+/// SEQ i+1): the same options again from another port (Nmap's TOPS, `attempt` 1, for OPS and
+/// WIN), and T1 when SEQ 1 got nothing. Empty without an open port.
+pub fn seq_resends(h: &HostProbes, answered: [bool; 6]) -> Vec<(OsProbe, u8)> {
+    if h.used.open_tcp.is_none() {
+        return Vec::new();
+    }
+    let mut list: Vec<(OsProbe, u8)> = (1..=6u8)
+        .filter(|&n| !answered[usize::from(n - 1)])
+        .map(|n| (OsProbe::Seq(n), 1))
+        .collect();
+    if !answered[0] {
+        list.push((OsProbe::T(1), 0));
+    }
     list
 }
 
@@ -735,6 +756,28 @@ mod tests {
         assert!((30000..44781).contains(&used.closed_tcp.unwrap()));
         assert!((30000..44781).contains(&used.closed_udp.unwrap()));
         assert!(build(&h, OsProbe::Seq(1), 0, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn seq_resends_are_tops_and_t1() {
+        let h = probes();
+        assert!(seq_resends(&h, [true; 6]).is_empty());
+        let r = seq_resends(&h, [false, true, true, false, true, true]);
+        assert_eq!(
+            r,
+            vec![
+                (OsProbe::Seq(1), 1),
+                (OsProbe::Seq(4), 1),
+                (OsProbe::T(1), 0)
+            ]
+        );
+        let mut buf = Vec::new();
+        build(&h, OsProbe::T(1), 0, &mut buf).unwrap();
+        let t1 = tcp::Packet::new_checked(&buf[20..]).unwrap();
+        assert_eq!(t1.window_len(), 1);
+        assert_eq!(t1.options(), OPTS[0]);
+        // Replies to the resends land where Nmap's processResp puts them.
+        assert_eq!(t1.src_port(), h.tcp_port(OsProbe::Seq(1), 0).unwrap() + 13);
     }
 
     #[test]

@@ -105,6 +105,8 @@ struct U1Plan {
     ripck: char,
     ruck: Option<u16>,
     rud_good: bool,
+    /// Lowered from the quoted TTL (the skew).
+    ttl_drop: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -170,7 +172,9 @@ impl Persona {
             approximated: Vec::new(),
             home_ttl: None,
             ts_mode: None,
+            skew: 0,
         };
+        b.skew = b.decide_skew();
         let ts = b.ts_clock();
         let seq_reply = b.tcp_plan("T1", Defaults::SYNACK);
         // One alternative index for all of OPS and WIN: references list their alternatives
@@ -442,6 +446,7 @@ impl Persona {
         if let Some(v) = plan.rid {
             quoted[4..6].copy_from_slice(&v.to_be_bytes());
         }
+        quoted[8] = quoted[8].saturating_sub(plan.ttl_drop).max(1);
         quoted[10..12].fill(0);
         let good = checksum::checksum(&quoted[..ihl]);
         let ck = match plan.ripck {
@@ -737,6 +742,10 @@ struct Builder<'a> {
     home_ttl: Option<u8>,
     /// The TS value picked (`U`, `0`, a rate), which the option strings must agree with.
     ts_mode: Option<String>,
+    /// Extra hops U1's quote suggests (its quoted TTL lowered by this much): Nmap then adds
+    /// them to every T, as it did for references taken at a distance it misjudged by one
+    /// (T=41 with TG=40).
+    skew: u8,
 }
 
 impl Builder<'_> {
@@ -806,12 +815,43 @@ impl Builder<'_> {
         }
     }
 
+    /// The skew (0-3) that lets the most tests' T and TG hold together, the smallest of
+    /// equals.
+    fn decide_skew(&self) -> u8 {
+        let tests = ["ECN", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "U1", "IE"];
+        let fit = |k: u32| {
+            tests
+                .iter()
+                .filter(|name| {
+                    let Some(t) = self.expr(name, "T") else {
+                        return true;
+                    };
+                    let tg = self.expr(name, "TG");
+                    (1..=255u8).any(|v| {
+                        t.matches(&format!("{:X}", u32::from(v) + k))
+                            && tg.is_none_or(|e| e.matches(&format!("{:X}", initial_ttl(v))))
+                    })
+                })
+                .count()
+        };
+        let mut best = (fit(0), 0);
+        for k in 1..=3 {
+            let n = fit(k);
+            if n > best.0 {
+                best = (n, k);
+            }
+        }
+        best.1 as u8
+    }
+
     /// A TTL for `test` inside its T and TG expressions (0 hops: T is the TTL sent).
     fn ttl(&mut self, test: &str) -> u8 {
         let t = self.expr(test, "T").cloned();
         let tg = self.expr(test, "TG").cloned();
+        let skew = self.skew;
         let fits = |v: u8| {
-            t.as_ref().is_none_or(|e| e.matches(&format!("{v:X}")))
+            t.as_ref()
+                .is_none_or(|e| e.matches(&format!("{:X}", u32::from(v) + u32::from(skew))))
                 && tg
                     .as_ref()
                     .is_none_or(|e| e.matches(&format!("{:X}", initial_ttl(v))))
@@ -830,8 +870,10 @@ impl Builder<'_> {
             }
         }
         for _ in 0..8 {
-            if let Some(v) = self.num(test, "T", 255) {
-                candidates.push(v as u8);
+            if let Some(v) = self.num(test, "T", 255 + u64::from(skew)) {
+                if let Ok(v) = u8::try_from(v.saturating_sub(u64::from(skew))) {
+                    candidates.push(v);
+                }
             }
         }
         self.approximated.retain(|a| a != &format!("{test}.T"));
@@ -1053,6 +1095,7 @@ impl Builder<'_> {
             ripck,
             ruck,
             rud_good,
+            ttl_drop: self.skew,
         })
     }
 
