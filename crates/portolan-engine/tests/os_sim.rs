@@ -422,3 +422,28 @@ async fn with_a_closed_udp_port_known_the_fingerprint_is_submittable() {
     assert!(fp.starts_with("OS:SCAN(V=7.93%E=4%"), "{fp}");
     assert!(fp.replace("\nOS:", "").contains("%G=Y%"), "{fp}");
 }
+
+#[tokio::test]
+async fn without_nmap_os_db_only_a_coarse_guess_is_given() {
+    // The database is read only to build the persona; the scan has none.
+    let Some(db) = db() else { return };
+    let linux = print_named(&db, "Linux 5.");
+    let net = SimNet::new(LOCAL).host(
+        addr(0),
+        SimHost {
+            open_tcp: vec![OPEN],
+            persona: Some(Persona::new(portolan_os::synth::Persona::new(linux, 9))),
+            ..SimHost::default()
+        },
+    );
+    let hosts = scan(net, plan(&range(1), None, 5)).await;
+    let os = hosts[0].os.as_ref().expect("OS detection ran");
+    assert!(
+        os.matches.is_empty(),
+        "never an Nmap match: {:?}",
+        os.matches
+    );
+    let coarse = os.coarse.as_deref().expect("a coarse guess");
+    assert!(coarse.starts_with("Linux (from "), "{coarse}");
+    assert!(coarse.contains("no nmap-os-db"), "{coarse}");
+}

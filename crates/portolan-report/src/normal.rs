@@ -961,6 +961,23 @@ No OS matches for host\n"
     }
 
     #[test]
+    fn a_coarse_guess_is_labelled_as_ours() {
+        let os = Os {
+            ports_used: open_and_closed(),
+            matches: Vec::new(),
+            fingerprints: Vec::new(),
+            coarse: Some("Linux (from initial TTL 64; no nmap-os-db, not an Nmap match)".into()),
+        };
+        let mut s = String::new();
+        render_os(&mut s, &os, false);
+        assert_eq!(
+            s,
+            "No OS matches for host\n\
+Coarse OS guess: Linux (from initial TTL 64; no nmap-os-db, not an Nmap match)\n"
+        );
+    }
+
+    #[test]
     fn os_guesses_when_conditions_were_not_ideal() {
         let os = Os {
             ports_used: open_and_closed(),

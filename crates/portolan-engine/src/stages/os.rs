@@ -15,14 +15,13 @@ use crate::stages::version::Detected;
 use portolan_model::{
     IpIdSequence, Os, PortState, PortUsed, Protocol, TcpSequence, TcpTsSequence, Uptime,
 };
+use portolan_os::analyse::{self, Context, Observations, Reply};
+use portolan_os::coarse;
 use portolan_os::db::OsDb;
 use portolan_os::fingerprint::{self, ScanInfo};
-// TEMPORARY until os-db lands the coarse guess.
-use portolan_os::analyse::{self, Context, Observations, Reply};
 use portolan_os::matching::{self, JudgeOptions, Verdict};
 use portolan_os::probes::{self, HostProbes, OsPorts, OsProbe};
 use portolan_wire::ethernet::MacAddr;
-use shim::coarse;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -699,20 +698,6 @@ fn sequence_reports(a: &analyse::Analysis, now: i64) -> SeqReports {
             class: r.class.clone(),
             values: (!r.values.is_empty()).then(|| hex(&mut r.values.iter().copied())),
         }),
-    }
-}
-
-/// Stand-in for the part of portolan-os not merged yet, with the agreed signature.
-mod shim {
-    pub mod coarse {
-        use portolan_os::fingerprint::Fingerprint;
-        pub struct Coarse {
-            pub family: String,
-            pub reason: String,
-        }
-        pub fn guess(_fp: &Fingerprint) -> Option<Coarse> {
-            None
-        }
     }
 }
 
