@@ -165,7 +165,9 @@ fn first(ports: &[PortResult], proto: Protocol, state: PortState) -> Option<u16>
 
 /// The ports of `host` as Nmap's initScanStats picks them: the first open TCP port (with
 /// -sV, the first not tcpwrapped if there is one), the first closed TCP port or else an
-/// unfiltered one, likewise for UDP.
+/// unfiltered one (else a random one each round, not reported), likewise for UDP, where
+/// Nmap 7.93 keeps and reports whatever port it used, a random one included
+/// (`portused` proto="udp", the SCAN line's CU, observed with `nmap -O` on loopback).
 pub fn choose_ports(plan: &ScanPlan, host: &HostRecord) -> ChosenPorts {
     let ports = host.scan.as_ref().map_or(&[][..], |s| &s.ports[..]);
     let mut open = first(ports, Protocol::Tcp, PortState::Open);
@@ -193,18 +195,28 @@ pub fn choose_ports(plan: &ScanPlan, host: &HostRecord) -> ChosenPorts {
         }
     }
     let closed_tcp = first(ports, Protocol::Tcp, PortState::Closed);
-    let closed_udp = first(ports, Protocol::Udp, PortState::Closed);
+    let closed_udp = first(ports, Protocol::Udp, PortState::Closed)
+        .or_else(|| first(ports, Protocol::Udp, PortState::Unfiltered))
+        .unwrap_or_else(|| random_port(plan.seed, host.ip));
     let known = OsPorts {
         open_tcp: open,
         closed_tcp,
-        closed_udp,
+        closed_udp: Some(closed_udp),
     };
     let aim = OsPorts {
-        open_tcp: open,
         closed_tcp: closed_tcp.or_else(|| first(ports, Protocol::Tcp, PortState::Unfiltered)),
-        closed_udp: closed_udp.or_else(|| first(ports, Protocol::Udp, PortState::Unfiltered)),
+        ..known
     };
     ChosenPorts { aim, known }
+}
+
+/// Nmap's pick of a port presumed closed: 30000 + a number below 14781.
+fn random_port(seed: u64, ip: IpAddr) -> u16 {
+    let ip = match ip {
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a) as u64,
+    };
+    30000 + (mix(&[seed, ip, 0x5544_5000]) % 14781) as u16
 }
 
 /// Whether --osscan-limit leaves `host` out: no open TCP port, or no closed or
@@ -627,28 +639,21 @@ fn platform() -> String {
     format!("{}-pc-{}-gnu", std::env::consts::ARCH, std::env::consts::OS)
 }
 
-/// Nmap's ip_is_reserved (the SCAN line's `PV`): IANA's special-purpose IPv4 blocks.
+/// The SCAN line's `PV`, as Nmap 7.93 writes it: its ip_is_reserved() of the time (0/8,
+/// 10/8, 127/8, 172.16/12, 192.0.2/24, 192.88.99/24, 192.168/16, 198.18/15,
+/// 198.51.100/24, 169.254/16, 203.0.113/24, 224/3) applied to the address's bytes in
+/// reverse order. Observed: 7.93 writes PV=N for 127.0.0.1, 198.18.200.62 and
+/// 198.18.200.66, all of them reserved.
 fn reserved(a: Ipv4Addr) -> bool {
-    const BLOCKS: [(u32, u8); 14] = [
-        (0x0000_0000, 8),  // 0.0.0.0/8
-        (0x0A00_0000, 8),  // 10.0.0.0/8
-        (0x6440_0000, 10), // 100.64.0.0/10
-        (0x7F00_0000, 8),  // 127.0.0.0/8
-        (0xA9FE_0000, 16), // 169.254.0.0/16
-        (0xAC10_0000, 12), // 172.16.0.0/12
-        (0xC000_0000, 24), // 192.0.0.0/24
-        (0xC000_0200, 24), // 192.0.2.0/24
-        (0xC0A8_0000, 16), // 192.168.0.0/16
-        (0xC612_0000, 15), // 198.18.0.0/15
-        (0xC633_6400, 24), // 198.51.100.0/24
-        (0xCB00_7100, 24), // 203.0.113.0/24
-        (0xF000_0000, 4),  // 240.0.0.0/4
-        (0xFFFF_FFFF, 32), // 255.255.255.255
-    ];
-    let x = u32::from(a);
-    BLOCKS
-        .iter()
-        .any(|&(net, len)| x >> (32 - u32::from(len)) == net >> (32 - u32::from(len)))
+    let [_, b, c, d] = a.octets();
+    let (i1, i2, i3) = (d, c, b);
+    matches!(i1, 0 | 10 | 127)
+        || (i1 == 172 && (16..=31).contains(&i2))
+        || (i1 == 192 && ((i2 == 0 && i3 == 2) || (i2 == 88 && i3 == 99) || i2 == 168))
+        || (i1 == 198 && (i2 == 18 || i2 == 19 || (i2 == 51 && i3 == 100)))
+        || (i1 == 169 && i2 == 254)
+        || (i1 == 203 && i2 == 0 && i3 == 113)
+        || i1 >= 224
 }
 
 /// Month and day of `epoch` in local time, as the SCAN line's `D=`.
