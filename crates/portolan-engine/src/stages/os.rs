@@ -18,7 +18,7 @@ use portolan_model::{
 use portolan_os::analyse::{self, Context, Observations, Reply};
 use portolan_os::coarse;
 use portolan_os::db::OsDb;
-use portolan_os::fingerprint::{self, ScanInfo};
+use portolan_os::fingerprint::{self, Fingerprint, ScanInfo};
 use portolan_os::matching::{self, JudgeOptions, Verdict};
 use portolan_os::probes::{self, HostProbes, OsPorts, OsProbe};
 use portolan_wire::ethernet::MacAddr;
@@ -573,10 +573,10 @@ fn report(
         });
     }
     let distance = distance_of(t, a);
-    let (perfect, any) = match (&policy.db, &r.verdict) {
+    let perfect = match (&policy.db, &r.verdict) {
         (Some(db), Some(v)) => {
             os.matches = matching::to_model(db, v);
-            (v.perfect, !v.matches.is_empty())
+            v.perfect
         }
         _ => {
             os.coarse = coarse::guess(&a.fingerprint).map(|c| {
@@ -585,21 +585,24 @@ fn report(
                     c.family, c.reason
                 )
             });
-            (0, false)
+            0
         }
     };
     // When Nmap prints the fingerprint (output.cc's printosscanoutput).
     let loud = debugging > 0 || verbose > 1;
     // With perfect matches (or too many) only -d or -vv shows it; without, Nmap asks for
     // a submission when the conditions were good.
-    let print = loud || (perfect == 0 && r.omit.is_none());
-    let _ = any;
+    // Whether it could be submitted is judged at the end (the last round has seen the
+    // largest timing ratio).
+    let omit = rounds.last().and_then(|x| x.omit.as_deref());
+    let print = loud || (perfect == 0 && omit.is_none());
     if print {
-        let info = scan_info(t, r, distance, now);
-        os.fingerprints.push(if r.omit.is_none() {
-            fingerprint::format(&a.fingerprint, &info)
+        let info = scan_info(t, omit.is_none(), distance, now);
+        let merged = merged(rounds);
+        os.fingerprints.push(if omit.is_none() {
+            fingerprint::format(&merged, &info)
         } else {
-            fingerprint::format_plain(&a.fingerprint, &info)
+            fingerprint::format_plain(&merged, &info)
         });
     }
     let seq = sequence_reports(a, now);
@@ -613,8 +616,22 @@ fn report(
     }
 }
 
+/// The fingerprints of every round as one, as Nmap 7.93's mergeFPs: each round's tests in
+/// round order, a test identical to an earlier one left out (the format orders them).
+fn merged(rounds: &[RoundResult]) -> Fingerprint {
+    let mut out = Fingerprint::default();
+    for r in rounds {
+        for t in &r.analysis.fingerprint.tests {
+            if !out.tests.contains(t) {
+                out.tests.push(t.clone());
+            }
+        }
+    }
+    out
+}
+
 /// The SCAN line's facts.
-fn scan_info(t: &Target, r: &RoundResult, distance: Option<(u32, char)>, now: i64) -> ScanInfo {
+fn scan_info(t: &Target, good: bool, distance: Option<(u32, char)>, now: i64) -> ScanInfo {
     let (month, day) = month_day(now);
     ScanInfo {
         version: NMAP_VERSION.into(),
@@ -627,7 +644,7 @@ fn scan_info(t: &Target, r: &RoundResult, distance: Option<(u32, char)>, now: i6
         private: reserved(t.dst),
         distance: distance.map(|(d, _)| d),
         distance_method: distance.map(|(_, m)| m),
-        good: r.omit.is_none(),
+        good,
         mac_prefix: t.mac.map(|m| [m.0[0], m.0[1], m.0[2]]),
         time: now,
         platform: platform(),
