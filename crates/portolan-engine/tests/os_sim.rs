@@ -366,7 +366,11 @@ async fn a_recognised_host_gets_nmaps_reports() {
     assert!(os.coarse.is_none());
     // -d: the fingerprint is shown even with a perfect match; good conditions (an open
     // and a closed TCP port, and a UDP port), so Nmap's wrapped submission form.
-    let fp = os.fingerprints.first().expect("fingerprint under -d").replace("\nOS:", "");
+    let fp = os
+        .fingerprints
+        .first()
+        .expect("fingerprint under -d")
+        .replace("\nOS:", "");
     assert!(fp.starts_with("OS:SCAN(V=7.93%E=4%"), "{fp}");
     assert!(fp.contains("%OT=22%CT=80%CU=3"), "{fp}");
     assert!(fp.contains("%PV=N%DS=1%DC=I%G=Y%"), "{fp}");
@@ -481,4 +485,61 @@ async fn loopback_with_raw_sockets() {
     assert_eq!(h.distance, Some(0));
     assert!(!os.matches.is_empty());
     drop(listener);
+}
+
+/// A buffer the dry run prints into.
+#[derive(Clone, Default)]
+struct Printed(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Printed {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(b);
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_prints_one_round_of_os_probes() {
+    let printed = Printed::default();
+    let backend = portolan_engine::io::dryrun::DryRunBackend::new(
+        Arc::new(std::sync::Mutex::new(printed.clone())),
+        Default::default(),
+    );
+    let mut p = plan(&range(1), None, 5);
+    p.dry_run = true;
+    let scanner = Scanner {
+        backend: Arc::new(backend),
+        observer: &Quiet,
+    };
+    let mut sink = Collect::default();
+    scanner
+        .run(&mut p, &mut sink, &CancellationToken::new())
+        .await
+        .expect("dry run");
+    let text = String::from_utf8(printed.0.lock().unwrap().clone()).unwrap();
+    let os: Vec<&str> = text.lines().filter(|l| l.starts_with("OS probe")).collect();
+    // No port is known in a dry run: the ICMP, UDP and closed-port probes, each with its
+    // retransmissions, one round.
+    let dst = addr(0);
+    assert_eq!(
+        os.iter()
+            .filter(|l| **l == format!("OS probe IE 1 > {dst}"))
+            .count(),
+        4,
+        "{text}"
+    );
+    assert_eq!(
+        os.iter()
+            .filter(|l| **l == format!("OS probe T7 > {dst}"))
+            .count(),
+        4,
+        "{text}"
+    );
+    assert_eq!(os.len(), 6 * 4, "{text}");
+    assert!(sink.hosts.is_empty());
 }

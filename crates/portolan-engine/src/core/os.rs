@@ -110,13 +110,27 @@ impl OsSend {
         })
     }
 
-    /// As a dry run prints it: "OS probe SEQ 3", "OS probe T5".
+    /// As a dry run prints it: "OS probe SEQ 3", "OS probe IE 1", "OS probe T5".
     pub fn described(self) -> Described {
         let (what, n) = match self.probe {
             OsProbe::Seq(i) => ("OS probe SEQ", Some(u32::from(i))),
             OsProbe::Ie(i) => ("OS probe IE", Some(u32::from(i))),
             OsProbe::Ecn => ("OS probe ECN", None),
-            OsProbe::T(i) => ("OS probe T", Some(u32::from(i))),
+            OsProbe::T(i) => {
+                const T: [&str; 7] = [
+                    "OS probe T1",
+                    "OS probe T2",
+                    "OS probe T3",
+                    "OS probe T4",
+                    "OS probe T5",
+                    "OS probe T6",
+                    "OS probe T7",
+                ];
+                match T.get(usize::from(i).wrapping_sub(1)) {
+                    Some(w) => (*w, None),
+                    None => ("OS probe T", Some(u32::from(i))),
+                }
+            }
             OsProbe::U1 => ("OS probe U1", None),
         };
         Described {

@@ -64,7 +64,9 @@ impl Stage for OsStage {
             let plan = cx.plan;
             let mut jobs = Vec::new();
             for (i, h) in batch.hosts.iter().enumerate() {
-                if h.written || !h.is_up() {
+                // A dry run's hosts are "written" (never reported) by the port scan; their
+                // OS probes are still printed.
+                if (h.written && !plan.dry_run) || !h.is_up() {
                     continue;
                 }
                 match chosen(plan, h) {
@@ -460,7 +462,8 @@ async fn run_group(
         db: os.db.clone(),
         guess: os.guess,
         debug: plan.out_opts.debugging > 0,
-        max_tries: os.max_tries.max(1),
+        // A dry run prints one round: the probes a first try sends.
+        max_tries: if plan.dry_run { 1 } else { os.max_tries.max(1) },
         omit_always,
         udp_scanned: plan.udp,
         timing_ratio: vec![0.0; targets.len()],

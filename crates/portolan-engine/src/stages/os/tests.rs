@@ -271,5 +271,8 @@ fn rounds_merge_as_nmap_793_merges_them() {
     let info = ScanInfo::default();
     let plain = fingerprint::format_plain(&m, &info);
     let order: Vec<&str> = plain.lines().skip(1).collect();
-    assert_eq!(order, ["ECN(R=Y)", "ECN(R=N)", "T1(R=Y)", "IE(R=Y)", "IE(R=N)"]);
+    assert_eq!(
+        order,
+        ["ECN(R=Y)", "ECN(R=N)", "T1(R=Y)", "IE(R=Y)", "IE(R=N)"]
+    );
 }
