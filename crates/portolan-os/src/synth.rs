@@ -35,6 +35,8 @@ pub struct Persona {
     seq_reply: Option<TcpPlan>,
     /// Per SEQ probe (index 0..6): WIN's window and OPS's options.
     seq_shapes: [(u16, Vec<Opt>); 6],
+    /// SEQ probes answered with a RST (see [`Persona::new`]).
+    seq_rst: [bool; 6],
     ecn: Option<TcpPlan>,
     /// T2..=T7 at index 0..6.
     t: [Option<TcpPlan>; 6],
@@ -180,6 +182,7 @@ impl Persona {
         // One alternative index for all of OPS and WIN: references list their alternatives
         // in step (O1's second with W1's second...), and mixing them could contradict TS.
         let r = b.rng.next();
+        let mut seq_rst = [false; 6];
         let seq_shapes = std::array::from_fn(|i| {
             let n = i + 1;
             let window = b
@@ -190,7 +193,11 @@ impl Persona {
             let options = b
                 .aligned("OPS", &format!("O{n}"), r, |o| ts_fits(&ts_mode, o))
                 .map(|o| {
-                    if !ts_fits(&ts_mode, &o) {
+                    // No options where TS wants timestamps: that probe got a RST, which
+                    // gives OPS and WIN but no SEQ sample (osscan2.cc's processResp).
+                    if o.is_empty() && ts_mode.as_deref().is_some_and(|m| m != "U") {
+                        seq_rst[i] = true;
+                    } else if !ts_fits(&ts_mode, &o) {
                         b.approx("SEQ", "TS");
                     }
                     parse_options(&o).unwrap_or_else(|| {
@@ -201,6 +208,17 @@ impl Persona {
                 .unwrap_or_else(|| default_options(&ts_mode));
             (window, options)
         });
+        // SEQ 1's reply is also T1's: it is left out of the samples only when T1 says it is
+        // no SYN/ACK (it then keeps T1's flags); a SYN/ACK with no options cannot agree
+        // with TS.
+        if seq_rst[0]
+            && seq_reply
+                .as_ref()
+                .is_none_or(|p| p.flags.contains(Flags::SYN | Flags::ACK))
+        {
+            seq_rst[0] = false;
+            b.approx("SEQ", "TS");
+        }
         let ecn = b.ecn_plan();
         let t = std::array::from_fn(|i| {
             let defaults = match i + 2 {
@@ -212,13 +230,16 @@ impl Persona {
         });
         let u1 = b.u1_plan();
         let ie = b.ie_plan();
+        // The SEQ replies Nmap samples: not the RSTs, nor a zero ISN.
         let seq1_zero = seq_reply.as_ref().is_some_and(|p| p.seq == SeqRule::Zero);
-        let isn = b.isn_plan(seq1_zero);
+        let sampled = std::array::from_fn(|i| !(seq_rst[i] || i == 0 && seq1_zero));
+        let isn = b.isn_plan(sampled);
         let ids = b.id_gen();
         Persona {
             rng: b.rng,
             seq_reply,
             seq_shapes,
+            seq_rst,
             ecn,
             t,
             u1,
@@ -292,6 +313,17 @@ impl Persona {
                 let (window, options) = self.seq_shapes[index.unwrap_or(0)].clone();
                 plan.window = window;
                 plan.options = options;
+                if index.is_some_and(|i| i > 0 && self.seq_rst[i]) {
+                    plan.flags = Flags::RST | Flags::ACK;
+                    plan.seq = SeqRule::Zero;
+                    plan.ack = AckRule::SeqPlus;
+                    // Nmap takes no IP ID from it; keeping the counter keeps SS as the
+                    // reference saw it.
+                    let counters = self.ids.counters;
+                    let reply = self.tcp_reply(t, &plan, &probe, TI, Some(0));
+                    self.ids.counters = counters;
+                    return Some(reply);
+                }
                 // T1's S rule is judged on SEQ 1 only; the others follow the ISN plan.
                 if index.is_some_and(|i| i > 0) {
                     plan.seq = SeqRule::Isn;
@@ -1157,9 +1189,7 @@ impl Builder<'_> {
     /// Five SEQ increments whose GCD, ISR and SP (Nmap's formulas, probes 100 ms apart)
     /// fall in the reference's expressions: a random search around the target rate and
     /// spread, checked with those formulas.
-    fn isn_plan(&mut self, seq1_zero: bool) -> IsnPlan {
-        // Nmap leaves out a zero ISN: with SEQ 1's at zero, four increments count.
-        let first = usize::from(seq1_zero);
+    fn isn_plan(&mut self, sampled: [bool; 6]) -> IsnPlan {
         let base = self.rng.next() as u32;
         let has = |b: &Self, a: &str| b.expr("SEQ", a).cloned();
         let (gcd_e, isr_e, sp_e) = (has(self, "GCD"), has(self, "ISR"), has(self, "SP"));
@@ -1192,7 +1222,7 @@ impl Builder<'_> {
             if g != 0 && diffs.iter().all(|d| *d == 0) {
                 diffs[self.rng.below(5) as usize] = g;
             }
-            let (gg, ii, ss) = seq_tests(&diffs[first..]);
+            let (gg, ii, ss) = seq_tests(&sampled_steps(&diffs, &sampled));
             let score = [ok(&gcd_e, gg), ok(&isr_e, ii), ok(&sp_e, ss)]
                 .iter()
                 .filter(|b| **b)
@@ -1209,7 +1239,7 @@ impl Builder<'_> {
             .retain(|a| !matches!(a.as_str(), "SEQ.GCD" | "SEQ.ISR" | "SEQ.SP"));
         let (score, gcd, rate, diffs) = best.unwrap_or((0, 1, 1e6, [100_000; 5]));
         if score < 3 && self.print.test("SEQ").is_some() {
-            let (gg, ii, ss) = seq_tests(&diffs[first..]);
+            let (gg, ii, ss) = seq_tests(&sampled_steps(&diffs, &sampled));
             for (e, v, name) in [(&gcd_e, gg, "GCD"), (&isr_e, ii, "ISR"), (&sp_e, ss, "SP")] {
                 if !ok(e, v) {
                     self.approx("SEQ", name);
@@ -1367,16 +1397,30 @@ fn initial_ttl(ttl: u8) -> u8 {
     }
 }
 
-/// GCD, ISR and SP as Nmap computes them from ISN increments 100 ms apart.
-fn seq_tests(diffs: &[u32]) -> (u32, u32, u32) {
-    let gcd = diffs.iter().fold(0u32, |a, &b| gcd(a, b));
-    if gcd == 0 || diffs.len() < 2 {
+/// The ISN steps Nmap sees between the sampled SEQ replies, with their seconds: a reply
+/// left out joins its two neighbouring steps.
+fn sampled_steps(diffs: &[u32; 5], sampled: &[bool; 6]) -> Vec<(u32, f64)> {
+    let used: Vec<usize> = (0..6).filter(|&i| sampled[i]).collect();
+    used.windows(2)
+        .map(|w| {
+            let d = diffs[w[0]..w[1]]
+                .iter()
+                .fold(0u32, |a, &b| a.wrapping_add(b));
+            (d, (w[1] - w[0]) as f64 * SEQ_GAP_SECS)
+        })
+        .collect()
+}
+
+/// GCD, ISR and SP as Nmap computes them from ISN steps (increment, seconds).
+fn seq_tests(steps: &[(u32, f64)]) -> (u32, u32, u32) {
+    let gcd = steps.iter().fold(0u32, |a, &(b, _)| gcd(a, b));
+    if gcd == 0 || steps.len() < 2 {
         return (0, 0, 0);
     }
-    let n = diffs.len() as f64;
-    let rates: Vec<f64> = diffs
+    let n = steps.len() as f64;
+    let rates: Vec<f64> = steps
         .iter()
-        .map(|&d| f64::from(d as f32 / SEQ_GAP_SECS as f32))
+        .map(|&(d, t)| f64::from(d as f32 / t as f32))
         .collect();
     let avg = rates.iter().sum::<f64>() / n;
     let isr = if avg >= 1.0 {
@@ -1709,10 +1753,15 @@ IE(R=Y%DFI=N%T=3B-45%TG=40%CD=S)
     #[test]
     fn seq_tests_follow_nmaps_formulas() {
         // Equal steps of 2: GCD 2, rate 20/s (ISR round(8 log2 20) = 35), no spread.
-        assert_eq!(seq_tests(&[2, 2, 2, 2, 2]), (2, 35, 0));
-        assert_eq!(seq_tests(&[0, 0, 0, 0, 0]), (0, 0, 0));
+        let all = [true; 6];
+        assert_eq!(seq_tests(&sampled_steps(&[2; 5], &all)), (2, 35, 0));
+        assert_eq!(seq_tests(&sampled_steps(&[0; 5], &all)), (0, 0, 0));
+        // A reply left out: one step of 4 over 200 ms, the same rate.
+        let gap = [true, true, false, true, true, true];
+        assert_eq!(sampled_steps(&[2; 5], &gap)[1], (4, 0.2));
+        assert_eq!(seq_tests(&sampled_steps(&[2; 5], &gap)), (2, 35, 0));
         // A big GCD divides the spread.
-        let (g, _, sp) = seq_tests(&[64000, 0, 0, 0, 0]);
+        let (g, _, sp) = seq_tests(&sampled_steps(&[64000, 0, 0, 0, 0], &all));
         assert_eq!(g, 64000);
         assert_eq!(sp, (8.0 * 20f64.sqrt().log2() + 0.5) as u32);
     }
