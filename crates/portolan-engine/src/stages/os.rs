@@ -601,11 +601,15 @@ fn report(
     let print = loud || (perfect == 0 && omit.is_none());
     if print {
         let info = scan_info(t, omit.is_none(), distance, now);
-        let merged = merged(rounds);
+        // Every round's tests, merged as Nmap 7.93's mergeFPs does.
+        let tries: Vec<Fingerprint> = rounds
+            .iter()
+            .map(|x| x.analysis.fingerprint.clone())
+            .collect();
         os.fingerprints.push(if omit.is_none() {
-            fingerprint::format(&merged, &info)
+            fingerprint::format_tries(&tries, &info)
         } else {
-            fingerprint::format_plain(&merged, &info)
+            fingerprint::format_tries_plain(&tries, &info)
         });
     }
     let seq = sequence_reports(a, now);
@@ -619,20 +623,6 @@ fn report(
     }
 }
 
-/// The fingerprints of every round as one, as Nmap 7.93's mergeFPs: each round's tests in
-/// round order, a test identical to an earlier one left out (the format orders them).
-fn merged(rounds: &[RoundResult]) -> Fingerprint {
-    let mut out = Fingerprint::default();
-    for r in rounds {
-        for t in &r.analysis.fingerprint.tests {
-            if !out.tests.contains(t) {
-                out.tests.push(t.clone());
-            }
-        }
-    }
-    out
-}
-
 /// The SCAN line's facts.
 fn scan_info(t: &Target, good: bool, distance: Option<(u32, char)>, now: i64) -> ScanInfo {
     let (month, day) = month_day(now);
@@ -644,7 +634,7 @@ fn scan_info(t: &Target, good: bool, distance: Option<(u32, char)>, now: i64) ->
         open_tcp: t.ports.known.open_tcp,
         closed_tcp: t.ports.known.closed_tcp,
         closed_udp: t.ports.known.closed_udp,
-        private: reserved(t.dst),
+        private: ScanInfo::private_address(IpAddr::V4(t.dst)),
         distance: distance.map(|(d, _)| d),
         distance_method: distance.map(|(_, m)| m),
         good,
@@ -657,23 +647,6 @@ fn scan_info(t: &Target, good: bool, distance: Option<(u32, char)>, now: i64) ->
 /// Nmap's NMAP_PLATFORM for this build (`x86_64-pc-linux-gnu`).
 fn platform() -> String {
     format!("{}-pc-{}-gnu", std::env::consts::ARCH, std::env::consts::OS)
-}
-
-/// The SCAN line's `PV`, as Nmap 7.93 writes it: its ip_is_reserved() of the time (0/8,
-/// 10/8, 127/8, 172.16/12, 192.0.2/24, 192.88.99/24, 192.168/16, 198.18/15,
-/// 198.51.100/24, 169.254/16, 203.0.113/24, 224/3) applied to the address's bytes in
-/// reverse order. Observed: 7.93 writes PV=N for 127.0.0.1, 198.18.200.62 and
-/// 198.18.200.66, all of them reserved.
-fn reserved(a: Ipv4Addr) -> bool {
-    let [_, b, c, d] = a.octets();
-    let (i1, i2, i3) = (d, c, b);
-    matches!(i1, 0 | 10 | 127)
-        || (i1 == 172 && (16..=31).contains(&i2))
-        || (i1 == 192 && ((i2 == 0 && i3 == 2) || (i2 == 88 && i3 == 99) || i2 == 168))
-        || (i1 == 198 && (i2 == 18 || i2 == 19 || (i2 == 51 && i3 == 100)))
-        || (i1 == 169 && i2 == 254)
-        || (i1 == 203 && i2 == 0 && i3 == 113)
-        || i1 >= 224
 }
 
 /// Month and day of `epoch` in local time, as the SCAN line's `D=`.

@@ -209,70 +209,9 @@ fn timing_ratio_is_the_seq_span_over_half_a_second() {
 }
 
 #[test]
-fn pv_is_nmap_793s_reserved_check_on_reversed_bytes() {
-    // What Nmap 7.93 wrote for these targets.
-    for a in ["127.0.0.1", "198.18.200.62", "198.18.200.66"] {
-        assert!(!reserved(a.parse().unwrap()), "{a}");
-    }
-    // Reversed, these are 10/8, 127/8, 192.168/16 and multicast.
-    for a in ["198.18.0.10", "1.0.0.127", "5.1.168.192", "1.2.3.230"] {
-        assert!(reserved(a.parse().unwrap()), "{a}");
-    }
-}
-
-#[test]
 fn seeds_differ_per_host_and_round() {
     let a = mix(&[1, 2, 0]);
     assert_ne!(a, mix(&[1, 2, 1]));
     assert_ne!(a, mix(&[1, 3, 0]));
     assert_eq!(a, mix(&[1, 2, 0]));
-}
-
-fn round_with(tests: &[(&str, &str)]) -> RoundResult {
-    let fingerprint = Fingerprint {
-        tests: tests
-            .iter()
-            .map(|(name, r)| portolan_os::fingerprint::Test {
-                name: name.to_string(),
-                attrs: vec![("R".to_string(), r.to_string())],
-            })
-            .collect(),
-    };
-    RoundResult {
-        analysis: analyse::Analysis {
-            fingerprint,
-            tcp_seq: None,
-            ip_id: None,
-            tcp_ts: None,
-            uptime_seconds: None,
-            distance: None,
-            good: false,
-        },
-        verdict: None,
-        omit: None,
-    }
-}
-
-#[test]
-fn rounds_merge_as_nmap_793_merges_them() {
-    let rounds = [
-        round_with(&[("ECN", "Y"), ("T1", "Y"), ("IE", "Y")]),
-        round_with(&[("ECN", "N"), ("T1", "Y"), ("IE", "N")]),
-        round_with(&[("ECN", "Y"), ("T1", "Y"), ("IE", "N")]),
-    ];
-    let m = merged(&rounds);
-    let text: Vec<String> = m
-        .tests
-        .iter()
-        .map(|t| format!("{}={}", t.name, t.attrs[0].1))
-        .collect();
-    // Round order within a name, duplicates once; the format puts names in Nmap's order.
-    assert_eq!(text, ["ECN=Y", "T1=Y", "IE=Y", "ECN=N", "IE=N"]);
-    let info = ScanInfo::default();
-    let plain = fingerprint::format_plain(&m, &info);
-    let order: Vec<&str> = plain.lines().skip(1).collect();
-    assert_eq!(
-        order,
-        ["ECN(R=Y)", "ECN(R=N)", "T1(R=Y)", "IE(R=Y)", "IE(R=N)"]
-    );
 }
