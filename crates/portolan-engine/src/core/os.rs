@@ -170,6 +170,8 @@ enum Phase {
     Pause(Instant),
     Seq,
     Tui,
+    /// The round is over; its analysis waits for a moment when no probe is due.
+    Ended,
     Done,
 }
 
@@ -344,6 +346,7 @@ impl<P: Rounds> OsScan<P> {
         let mut soon = |t: Instant| wake = Some(wake.map_or(t, |w: Instant| w.min(t)));
         let mut all_done = true;
         let mut sendable = None;
+        let mut ended = None;
         for k in 0..n {
             let i = (self.cursor + k) % n;
             let h = &self.hosts[i];
@@ -352,6 +355,11 @@ impl<P: Rounds> OsScan<P> {
                 Phase::Pause(t) => {
                     all_done = false;
                     soon(t);
+                    continue;
+                }
+                Phase::Ended => {
+                    all_done = false;
+                    ended.get_or_insert(i);
                     continue;
                 }
                 Phase::Seq | Phase::Tui => all_done = false,
@@ -388,6 +396,12 @@ impl<P: Rounds> OsScan<P> {
             }
             self.cursor = (i + 1) % n;
             return Poll::Send(self.send(i, now));
+        }
+        // Analysing and matching a round takes milliseconds: done only when no probe is
+        // due, one at a time, so other hosts' SEQ probes keep their spacing.
+        if let Some(i) = ended {
+            self.end_round(i, now);
+            return Poll::WaitUntil(now);
         }
         match wake {
             Some(t) if t > now => Poll::WaitUntil(t),
@@ -485,8 +499,10 @@ impl<P: Rounds> OsScan<P> {
                         h.queue = probes.into_iter().map(|p| (p, 0)).collect();
                         continue;
                     }
-                    self.end_round(i, now);
+                    h.phase = Phase::Ended;
+                    return;
                 }
+                Phase::Ended => return,
             }
         }
     }
