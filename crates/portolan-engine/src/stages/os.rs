@@ -80,6 +80,18 @@ impl Stage for OsStage {
                     None => {}
                 }
             }
+            let v6 = batch
+                .hosts
+                .iter()
+                // Written already (no stage applies to them), but port scanned.
+                .filter(|h| h.is_up() && h.scan.is_some() && h.ip.is_ipv6())
+                .count();
+            if v6 > 0 && !plan.dry_run {
+                cx.observer.note(&format!(
+                    "WARNING: OS detection of IPv6 hosts is not supported yet: {v6} host{} without OS results",
+                    if v6 == 1 { "" } else { "s" }
+                ));
+            }
             if jobs.is_empty() {
                 return Ok(());
             }
