@@ -277,6 +277,8 @@ struct RoundResult {
     verdict: Option<Verdict>,
     /// Why the fingerprint could not be submitted (Nmap's OmitSubmissionFP), if so.
     omit: Option<String>,
+    /// When it was analysed, Unix epoch seconds (the uptime counts back from there).
+    analysed: i64,
 }
 
 impl RoundResult {
@@ -426,6 +428,7 @@ impl Rounds for Policy {
         });
         let answered = !obs.replies.is_empty();
         let result = RoundResult {
+            analysed: now_epoch(),
             analysis,
             verdict,
             omit,
@@ -624,7 +627,7 @@ fn report(
             fingerprint::format_tries_plain(&tries, &info)
         });
     }
-    let seq = sequence_reports(a, now);
+    let seq = sequence_reports(a, r.analysed, now);
     OsFound {
         os,
         uptime: seq.uptime,
@@ -685,10 +688,15 @@ struct SeqReports {
 }
 
 /// Uptime and the sequence analyses as Nmap writes them.
-fn sequence_reports(a: &analyse::Analysis, now: i64) -> SeqReports {
-    let uptime = a.uptime_seconds.filter(|&s| s > 0).map(|seconds| Uptime {
-        seconds,
-        lastboot: ctime(now - seconds as i64),
+/// Uptime as Nmap reports it: the boot time from the round's probes, and the seconds from
+/// then to the report (`now`).
+fn sequence_reports(a: &analyse::Analysis, analysed: i64, now: i64) -> SeqReports {
+    let uptime = a.uptime_seconds.filter(|&s| s > 0).map(|up| {
+        let boot = analysed.saturating_sub(i64::try_from(up).unwrap_or(i64::MAX));
+        Uptime {
+            seconds: u64::try_from(now.saturating_sub(boot)).unwrap_or(up),
+            lastboot: ctime(boot),
+        }
     });
     let hex = |v: &mut dyn Iterator<Item = u32>| {
         v.map(|x| format!("{x:X}")).collect::<Vec<_>>().join(",")

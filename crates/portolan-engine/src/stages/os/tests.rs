@@ -215,3 +215,40 @@ fn seeds_differ_per_host_and_round() {
     assert_ne!(a, mix(&[1, 3, 0]));
     assert_eq!(a, mix(&[1, 2, 0]));
 }
+
+#[test]
+fn reports_are_written_as_nmap_writes_them() {
+    let a = analyse::Analysis {
+        fingerprint: Fingerprint::default(),
+        tcp_seq: Some(analyse::SeqReport {
+            index: 260,
+            difficulty: "Good luck!".into(),
+            values: vec![0x1A, 0xFFFF_FFFF],
+        }),
+        ip_id: Some(analyse::IdReport {
+            class: "All zeros".into(),
+            values: vec![0, 0x10],
+        }),
+        tcp_ts: Some(analyse::TsReport {
+            class: "none returned (unsupported)".into(),
+            values: Vec::new(),
+        }),
+        uptime_seconds: Some(100),
+        distance: Some((1, 'D')),
+        good: true,
+    };
+    let r = sequence_reports(&a, 1_000_000, 1_000_010);
+    // Seconds from the boot time to the report, as Nmap's difftime(now, lastboot).
+    let up = r.uptime.expect("uptime");
+    assert_eq!(up.seconds, 110);
+    assert_eq!(up.lastboot, ctime(1_000_000 - 100));
+    assert_eq!(r.tcp.map(|t| t.values), Some("1A,FFFFFFFF".to_string()));
+    assert_eq!(r.ipid.map(|t| t.values), Some("0,10".to_string()));
+    let ts = r.ts.expect("tcptssequence");
+    assert_eq!(ts.values, None);
+    let none = analyse::Analysis {
+        uptime_seconds: None,
+        ..a
+    };
+    assert!(sequence_reports(&none, 0, 0).uptime.is_none());
+}
