@@ -47,6 +47,14 @@ fn sample(db: &OsDb, n: usize, seed: u64) -> Vec<&RefPrint> {
 /// Sends Nmap's probes in its order (SEQ 100 ms apart, then the others) and collects the
 /// answers with their send times.
 fn exchange(persona: &mut Persona, h: &HostProbes) -> Vec<(OsProbe, Duration, Option<Vec<u8>>)> {
+    exchange_spaced(persona, h, probes::SEQ_GAP)
+}
+
+fn exchange_spaced(
+    persona: &mut Persona,
+    h: &HostProbes,
+    seq_gap: Duration,
+) -> Vec<(OsProbe, Duration, Option<Vec<u8>>)> {
     let mut out = Vec::new();
     let mut buf = Vec::new();
     let mut at = Duration::ZERO;
@@ -58,7 +66,7 @@ fn exchange(persona: &mut Persona, h: &HostProbes) -> Vec<(OsProbe, Duration, Op
         }
         out.push((probe, at, reply));
         at += if matches!(probe, OsProbe::Seq(_)) {
-            probes::SEQ_GAP
+            seq_gap
         } else {
             Duration::from_millis(20)
         };
@@ -629,9 +637,13 @@ fn observations(h: &HostProbes, answers: &[(OsProbe, Duration, Option<Vec<u8>>)]
 
 /// A subject fingerprint from the persona of `print`, through Nmap's probes and analyse().
 fn analysed(print: &RefPrint, seed: u64) -> (Fingerprint, Persona) {
+    analysed_spaced(print, seed, probes::SEQ_GAP)
+}
+
+fn analysed_spaced(print: &RefPrint, seed: u64, seq_gap: Duration) -> (Fingerprint, Persona) {
     let h = hosts(seed);
     let mut persona = Persona::new(print, seed);
-    let answers = exchange(&mut persona, &h);
+    let answers = exchange_spaced(&mut persona, &h, seq_gap);
     let obs = observations(&h, &answers);
     let analysis = analyse::analyse(&h, &obs, &Context::default());
     (analysis.fingerprint, persona)
@@ -760,4 +772,22 @@ fn top_match_check(db: &OsDb, prints: &[&RefPrint], percent: usize) {
         "only {pass} of {}",
         prints.len()
     );
+}
+
+/// SEQ probes 4 ms later than Nmap's 100 ms (a driver with a coarser clock) still give the
+/// references' GCD, ISR and SP: the ISN plans leave room for it.
+#[test]
+fn seq_tests_survive_a_slightly_slow_driver() {
+    let Some(db) = load() else { return };
+    let prints = sample(&db, 250, 12);
+    let mut bad = Vec::new();
+    for (i, print) in prints.iter().enumerate() {
+        let (fp, persona) = analysed_spaced(print, 1000 + i as u64, Duration::from_millis(104));
+        for m in fingerprint_misses(print, &fp) {
+            if m.starts_with("SEQ.") && !persona.approximated().contains(&m) {
+                bad.push(format!("{} (line {}): {m}", print.name, print.line));
+            }
+        }
+    }
+    assert!(bad.len() <= 2, "{bad:?}");
 }
