@@ -287,14 +287,16 @@ impl RoundResult {
     fn perfect(&self) -> usize {
         self.verdict
             .as_ref()
-            .filter(|v| v.perfect < matching::MAX_RESULTS)
+            .filter(|v| !v.overflowed)
             .map_or(0, |v| v.perfect)
     }
-    fn best(&self) -> f64 {
-        self.verdict
-            .as_ref()
-            .and_then(|v| v.matches.first())
-            .map_or(0.0, |m| m.accuracy)
+    /// The accuracy of the best reference, when the round's verdict counts.
+    fn best(&self) -> Option<f64> {
+        let v = self.verdict.as_ref()?;
+        if v.overflowed {
+            return None;
+        }
+        v.all.first().map(|m| m.accuracy)
     }
 }
 
@@ -414,7 +416,7 @@ impl Rounds for Policy {
             localhost: t.localhost,
         };
         let analysis = analyse::analyse(&probes.0, &obs, &cx);
-        let distance = distance_of(t, &analysis).map(|(d, _)| d);
+        let distance = analysis.distance.map(|(d, _)| d);
         let omit = self.omit(t, distance, max_ratio);
         let verdict = self.db.as_ref().map(|db| {
             matching::judge(
@@ -443,12 +445,6 @@ impl Rounds for Policy {
         // Without nmap-os-db a round that got answers is all the coarse guess needs.
         perfect || (self.db.is_none() && answered) || round + 1 >= tries
     }
-}
-
-/// The host's distance and how it was found: 0 for this machine, 1 on our link, else
-/// from the TTL the closed UDP port's ICMP quoted.
-fn distance_of(_t: &Target, a: &analyse::Analysis) -> Option<(u32, char)> {
-    a.distance
 }
 
 /// Runs the OS scan of `targets` (all from `src`) on a blocking thread.
@@ -539,20 +535,22 @@ async fn run_group(
     Ok(out)
 }
 
-/// The round Nmap reports (findBestFPs): the first with a perfect match, else the one
-/// whose best match is the most accurate (the first of equals), else the last.
+/// The round whose matches Nmap reports (findBestFPs): the first with a perfect match,
+/// else the one whose best reference is the most accurate (the first of equals), else the
+/// first.
 fn best_round(rounds: &[RoundResult]) -> Option<&RoundResult> {
     if let Some(r) = rounds.iter().find(|r| r.perfect() > 0) {
         return Some(r);
     }
-    let mut best: Option<&RoundResult> = None;
+    let mut best: Option<(&RoundResult, f64)> = None;
     for r in rounds {
-        let has = r.verdict.as_ref().is_some_and(|v| !v.matches.is_empty());
-        if has && best.is_none_or(|b| r.best() > b.best()) {
-            best = Some(r);
+        if let Some(acc) = r.best() {
+            if best.is_none_or(|(_, b)| acc > b) {
+                best = Some((r, acc));
+            }
         }
     }
-    best.or(rounds.last())
+    best.map(|(r, _)| r).or(rounds.first())
 }
 
 /// What Nmap reports for target `k`.
@@ -564,10 +562,12 @@ fn report(
     now: i64,
 ) -> OsFound {
     let rounds = &policy.rounds[k];
-    let Some(r) = best_round(rounds) else {
+    let (Some(r), Some(last)) = (best_round(rounds), rounds.last()) else {
         return OsFound::default();
     };
-    let a = &r.analysis;
+    // Matches come from the best round; distance and the sequence reports from the last,
+    // as Nmap keeps them (endRound and findBestFPs copy the round's own state).
+    let a = &last.analysis;
     let mut os = Os::default();
     if let Some(p) = t.ports.known.open_tcp {
         os.ports_used.push(PortUsed {
@@ -590,7 +590,7 @@ fn report(
             portid: p,
         });
     }
-    let distance = distance_of(t, a);
+    let distance = a.distance;
     let perfect = match (&policy.db, &r.verdict) {
         (Some(db), Some(v)) => {
             os.matches = matching::to_model(db, v);
@@ -612,7 +612,7 @@ fn report(
     // a submission when the conditions were good.
     // Whether it could be submitted is judged at the end (the last round has seen the
     // largest timing ratio).
-    let omit = rounds.last().and_then(|x| x.omit.as_deref());
+    let omit = last.omit.as_deref();
     let print = loud || (perfect == 0 && omit.is_none());
     if print {
         let info = scan_info(t, omit.is_none(), distance, now);
@@ -627,7 +627,7 @@ fn report(
             fingerprint::format_tries_plain(&tries, &info)
         });
     }
-    let seq = sequence_reports(a, r.analysed, now);
+    let seq = sequence_reports(a, last.analysed, now);
     OsFound {
         os,
         uptime: seq.uptime,

@@ -252,3 +252,58 @@ fn reports_are_written_as_nmap_writes_them() {
     };
     assert!(sequence_reports(&none, 0, 0).uptime.is_none());
 }
+
+fn judged(best: f64, perfect: usize, analysed: i64) -> RoundResult {
+    use portolan_os::matching::{Match, Outcome, Verdict};
+    let all: Vec<Match> = (0..perfect.max(1))
+        .map(|print| Match {
+            print,
+            accuracy: best,
+        })
+        .collect();
+    RoundResult {
+        analysis: analyse::Analysis {
+            fingerprint: Fingerprint::default(),
+            tcp_seq: None,
+            ip_id: None,
+            tcp_ts: None,
+            uptime_seconds: None,
+            distance: None,
+            good: true,
+        },
+        verdict: Some(Verdict {
+            matches: all.clone(),
+            perfect,
+            outcome: if perfect > 0 {
+                Outcome::Perfect
+            } else {
+                Outcome::Guesses
+            },
+            overflowed: perfect >= matching::MAX_RESULTS,
+            all,
+        }),
+        omit: None,
+        analysed,
+    }
+}
+
+#[test]
+fn the_reported_round_is_nmaps_best() {
+    let pick = |rounds: &[RoundResult]| best_round(rounds).map(|r| r.analysed);
+    // The most accurate, the first of equals.
+    let r = [judged(0.90, 0, 0), judged(0.95, 0, 1), judged(0.95, 0, 2)];
+    assert_eq!(pick(&r), Some(1));
+    // A perfect match wins at once.
+    let r = [judged(0.97, 0, 0), judged(1.0, 2, 1), judged(1.0, 1, 2)];
+    assert_eq!(pick(&r), Some(1));
+    // A list overflowing with perfect matches is no success: the other round is taken.
+    let r = [judged(1.0, matching::MAX_RESULTS, 0), judged(0.88, 0, 1)];
+    assert_eq!(pick(&r), Some(1));
+    // Nothing judged (no nmap-os-db): the first.
+    let mut none = judged(0.9, 0, 0);
+    none.verdict = None;
+    let mut other = judged(0.9, 0, 1);
+    other.verdict = None;
+    assert_eq!(pick(&[none, other]), Some(0));
+    assert_eq!(pick(&[]), None);
+}
