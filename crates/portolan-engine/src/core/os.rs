@@ -395,7 +395,9 @@ impl<P: Rounds> OsScan<P> {
                 self.pacer.take();
             }
             self.cursor = (i + 1) % n;
-            return Poll::Send(self.send(i, now));
+            if let Some(send) = self.send(i, now) {
+                return Poll::Send(send);
+            }
         }
         // Analysing and matching a round takes milliseconds: done only when no probe is
         // due, one at a time, so other hosts' SEQ probes keep their spacing.
@@ -411,9 +413,10 @@ impl<P: Rounds> OsScan<P> {
         }
     }
 
-    fn send(&mut self, i: usize, now: Instant) -> OsSend {
+    /// Sends `i`'s next queued probe.
+    fn send(&mut self, i: usize, now: Instant) -> Option<OsSend> {
         let h = &mut self.hosts[i];
-        let (probe, tries) = h.queue.pop_front().unwrap_or((OsProbe::U1, 0));
+        let (probe, tries) = h.queue.pop_front()?;
         h.active.push(Active {
             probe,
             sent: now,
@@ -436,11 +439,11 @@ impl<P: Rounds> OsScan<P> {
             (Phase::Tui, OsProbe::Seq(_)) => tries + 1,
             _ => tries,
         };
-        OsSend {
+        Some(OsSend {
             host: i,
             probe,
             attempt,
-        }
+        })
     }
 
     /// Moves `host` on at `now`: timeouts, the end of a phase or round, the next round.
