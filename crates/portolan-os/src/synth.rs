@@ -162,6 +162,8 @@ struct IdGen {
     icmp_own: bool,
     /// The counter the incremental kinds share (each with its own step), and ICMP's own.
     counters: [u16; 2],
+    /// Where the counters started (see [`IdGen::rebase_if_far`]).
+    start: [u16; 2],
     last_random: [u16; 3],
 }
 
@@ -332,6 +334,9 @@ impl Persona {
                 // T1's S rule is judged on SEQ 1 only; the others follow the ISN plan.
                 if index.is_some_and(|i| i > 0) {
                     plan.seq = SeqRule::Isn;
+                }
+                if index == Some(0) {
+                    self.ids.rebase_if_far();
                 }
                 let isn = match index {
                     Some(0) => {
@@ -697,6 +702,30 @@ impl TsClock {
 }
 
 impl IdGen {
+    fn started(mut self) -> Self {
+        self.start = self.counters;
+        self
+    }
+
+    /// Back to the start when a long port scan has carried the counters far: a 16-bit
+    /// wrap (or a byte-swapped counter's carry) among Nmap's samples would read as RD.
+    /// Called as OS detection begins (SEQ 1), so no sample straddles the jump.
+    fn rebase_if_far(&mut self) {
+        let limit = if self.kinds.contains(&IdKind::Broken) {
+            0x40
+        } else {
+            0x4000
+        };
+        let far = self
+            .counters
+            .iter()
+            .zip(self.start)
+            .any(|(c, s)| c.wrapping_sub(s) > limit);
+        if far {
+            self.counters = self.start;
+        }
+    }
+
     fn next(&mut self, class: usize, rng: &mut Rng) -> u16 {
         let kind = self.kinds[class];
         let step = match kind {
@@ -1374,8 +1403,10 @@ impl Builder<'_> {
                 };
                 [start, icmp]
             },
+            start: [0; 2],
             last_random: [0; 3],
         }
+        .started()
     }
 }
 
@@ -1636,7 +1667,10 @@ IE(R=Y%DFI=N%T=3B-45%TG=40%CD=S)
 
     #[test]
     fn scan_probes_get_answers_consistent_with_the_print() {
+        // The simulated network keeps personas behind a mutex shared across tasks.
+        fn send<T: Send>(_: &T) {}
         let mut p = persona();
+        send(&p);
         let now = Duration::from_secs(1);
         // SYN to an open port: SYN/ACK with O1/W1's shape.
         let r = p
@@ -1662,6 +1696,32 @@ IE(R=Y%DFI=N%T=3B-45%TG=40%CD=S)
         assert!(p
             .answer(now, &tcp_probe(23, Flags::RST, 0), &[22], &[])
             .is_none());
+    }
+
+    #[test]
+    fn random_increments_survive_a_long_port_scan() {
+        let text = PRINT.replace("TI=Z%CI=I%II=I", "TI=RI%CI=RI%II=RI");
+        let (db, _) = OsDb::parse(&text);
+        // Scans of every length over a few turns of the 16-bit counter.
+        for scanned in 0..150 {
+            let mut p = Persona::new(&db.prints[0], 2);
+            for _ in 0..scanned {
+                let _ = p.answer(Duration::ZERO, &tcp_probe(23, Flags::SYN, 1024), &[22], &[]);
+            }
+            let ids: Vec<u16> = [1, 63, 4, 4, 16, 512]
+                .iter()
+                .map(|w| {
+                    let r = p
+                        .answer(Duration::ZERO, &tcp_probe(22, Flags::SYN, *w), &[22], &[])
+                        .expect("SYN/ACK");
+                    ipv4::Packet::new_checked(&r[..]).expect("ip").ident()
+                })
+                .collect();
+            for w in ids.windows(2) {
+                let d = w[1].wrapping_sub(w[0]);
+                assert!(w[1] > w[0] && d > 1000 && d <= 20000, "{scanned}: {ids:?}");
+            }
+        }
     }
 
     #[test]
