@@ -8,10 +8,11 @@ use crate::data::macvendor::MacPrefixTable;
 use crate::pipeline::{now_epoch, HostRecord, PortResult, StageCx};
 use crate::plan::timing::RttEstimator;
 use crate::plan::{ScanKind, ScanPlan};
+use crate::stages::traceroute::HostTrace;
 use crate::stages::version::Detected;
 use portolan_model::{
-    AddrType, Address, Completeness, Host, Hostname, HostnameType, Port, PortState, Protocol,
-    Service, ServiceMethod, Times,
+    AddrType, Address, Completeness, Hop, Host, Hostname, HostnameType, Port, PortState, Protocol,
+    Service, ServiceMethod, Times, Trace,
 };
 use portolan_wire::ethernet::MacAddr;
 use std::time::Duration;
@@ -49,6 +50,7 @@ pub fn host(plan: &ScanPlan, rec: &HostRecord) -> Host {
             kind: HostnameType::Ptr,
         });
     }
+    h.trace = rec.trace.as_deref().map(trace);
     let now = now_epoch();
     let Some(scan) = &rec.scan else {
         // Not port scanned: the ping's timing.
@@ -65,6 +67,36 @@ pub fn host(plan: &ScanPlan, rec: &HostRecord) -> Host {
     h.ports = ports.into_iter().map(|p| port(plan, p)).collect();
     h.collapse_ports(COLLAPSE_THRESHOLD, plan.out_opts.open_only);
     h
+}
+
+/// A host's route as Nmap's `<trace>`: the probe's port and protocol (none for a host on
+/// our link), the hops that answered with their round trip in milliseconds (`%.2f`, `--`
+/// unknown); timed-out hops are left out, as in Nmap's XML.
+fn trace(t: &HostTrace) -> Trace {
+    let (port, proto) = match t.probe {
+        Some(p) => {
+            let (port, proto) = p.port_proto();
+            (port, Some(proto.to_string()))
+        }
+        None => (None, None),
+    };
+    let hops = t
+        .hops
+        .iter()
+        .filter_map(|h| {
+            let addr = h.addr?;
+            Some(Hop {
+                ttl: u32::from(h.ttl),
+                ipaddr: Some(addr.to_string()),
+                rtt: Some(match h.rtt {
+                    Some(d) => format!("{:.2}", d.as_secs_f64() * 1000.0),
+                    None => "--".to_string(),
+                }),
+                host: h.name.clone(),
+            })
+        })
+        .collect();
+    Trace { port, proto, hops }
 }
 
 /// One port: named from the services table as Nmap does without -sV (`unknown` when the

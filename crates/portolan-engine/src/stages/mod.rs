@@ -1,9 +1,10 @@
 //! The stages of a scan, each one module behind [`crate::pipeline::Stage`], run in
-//! [`crate::pipeline::STAGES`] order: discovery, reverse DNS, port scan, version detection.
+//! [`crate::pipeline::STAGES`] order: discovery, reverse DNS, port scan, version detection, traceroute.
 
 pub mod discovery;
 pub mod portscan;
 pub mod rdns;
+pub mod traceroute;
 pub mod version;
 
 use crate::core::scan::{Mode, Share, Slot};

@@ -1,0 +1,342 @@
+//! --traceroute (and -A): the route to every host found up, as Nmap traces it. Hosts on our
+//! own link are one hop away without a probe; the others are traced together by
+//! [`crate::core::trace`] with the probe that got the best answer from them during the
+//! scan (Nmap's ping-probe choice), then their hops are named by reverse DNS unless -n.
+
+use crate::core::probe::Slot;
+use crate::core::trace::{TraceConfig, TraceProbe, TraceTarget, Tracer, SOURCE_PORTS};
+use crate::core::Poll;
+use crate::io::backend::{Backend, Described};
+use crate::io::dns::reverse_lookup_many;
+use crate::io::drive::{drive, Core};
+use crate::io::netif::{self, Interface};
+use crate::io::raw::RawError;
+use crate::pipeline::{Batch, BoxFuture, HostRecord, ScanError, Stage, StageCx};
+use crate::plan::{Dns, ScanKind, ScanPlan, RDNS_DEADLINE};
+use crate::stages::cancel_flag;
+use portolan_model::{PortState, Protocol};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+pub struct TracerouteStage;
+
+/// A host's route, as the stage found it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTrace {
+    /// The probe used; `None` for a host on our link (nothing was sent).
+    pub probe: Option<TraceProbe>,
+    /// By ascending TTL, timed-out hops included.
+    pub hops: Vec<HopRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HopRecord {
+    pub ttl: u8,
+    /// `None`: the hop timed out.
+    pub addr: Option<IpAddr>,
+    pub rtt: Option<Duration>,
+    /// Its reverse DNS name.
+    pub name: Option<String>,
+}
+
+impl Stage for TracerouteStage {
+    fn wanted(&self, plan: &ScanPlan) -> bool {
+        plan.traceroute && plan.scan != ScanKind::List
+    }
+
+    fn applies(&self, plan: &ScanPlan, host: &HostRecord) -> bool {
+        plan.traceroute && host.is_up()
+    }
+
+    fn run<'a>(
+        &'a self,
+        cx: &'a mut StageCx<'_>,
+        batch: &'a mut Batch,
+    ) -> BoxFuture<'a, Result<(), ScanError>> {
+        Box::pin(async move {
+            if cx.cancel.is_cancelled() {
+                return Ok(());
+            }
+            let plan = cx.plan;
+            let ifaces = cx
+                .backend
+                .interfaces()
+                .map_err(|e| ScanError::Network(e.to_string()))?;
+            let mut remote: Vec<(usize, TraceTarget)> = Vec::new();
+            for (i, h) in batch.hosts.iter_mut().enumerate() {
+                if !h.is_up() || h.written {
+                    continue;
+                }
+                let IpAddr::V4(ip) = h.ip else { continue };
+                if ip.is_loopback() || own_address(&ifaces, ip) {
+                    continue;
+                }
+                if netif::on_link_in(&ifaces, ip).is_some() {
+                    h.trace = Some(Box::new(direct(h)));
+                } else {
+                    remote.push((i, target_for(plan, h, ip)));
+                }
+            }
+            if remote.is_empty() {
+                return Ok(());
+            }
+            let config = TraceConfig {
+                max_resends: plan.timing.max_retries.min(crate::core::trace::MAX_RESENDS),
+                scan_delay: plan.timing.scan_delay,
+                seed: plan.seed,
+                ..TraceConfig::default()
+            };
+            let targets: Vec<TraceTarget> = remote.iter().map(|(_, t)| t.clone()).collect();
+            let backend = cx.backend.clone();
+            let (flag, watcher) = cancel_flag(cx.cancel);
+            let traced = tokio::task::spawn_blocking(move || {
+                trace_all(backend.as_ref(), config, targets, &flag)
+            })
+            .await;
+            watcher.abort();
+            let results = traced
+                .map_err(|e| ScanError::Network(format!("traceroute thread: {e}")))?
+                .map_err(|e| ScanError::Network(e.to_string()))?;
+            if plan.dry_run {
+                return Ok(());
+            }
+            let mut traces: Vec<(usize, HostTrace)> = remote
+                .iter()
+                .zip(results)
+                .map(|((i, t), r)| {
+                    let hops = r
+                        .hops
+                        .iter()
+                        .map(|h| HopRecord {
+                            ttl: h.ttl,
+                            addr: h.addr.map(IpAddr::V4),
+                            rtt: h.rtt,
+                            name: None,
+                        })
+                        .collect();
+                    (
+                        *i,
+                        HostTrace {
+                            probe: Some(t.probe),
+                            hops,
+                        },
+                    )
+                })
+                .collect();
+            if plan.dns != Dns::Never {
+                name_hops(cx, &mut traces).await;
+            }
+            for (i, t) in traces {
+                if let Some(h) = batch.hosts.get_mut(i) {
+                    h.trace = Some(Box::new(t));
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+fn own_address(ifaces: &[Interface], ip: Ipv4Addr) -> bool {
+    ifaces.iter().any(|f| f.ipv4.iter().any(|(a, _)| *a == ip))
+}
+
+/// A host on our link: one hop, itself, at the round trip the scan measured (Nmap sends
+/// nothing for it).
+fn direct(h: &HostRecord) -> HostTrace {
+    let srtt = h
+        .scan
+        .as_ref()
+        .and_then(|s| s.times)
+        .and_then(|t| u64::try_from(t.srtt).ok())
+        .map(Duration::from_micros)
+        .or(h.ping_rtt);
+    HostTrace {
+        probe: None,
+        hops: vec![HopRecord {
+            ttl: 1,
+            addr: Some(h.ip),
+            rtt: srtt,
+            name: h.ptr.clone(),
+        }],
+    }
+}
+
+/// Nmap's preference among probes that got an answer (pingprobe_score): a RST from a
+/// closed port first, a SYN/ACK from an open one (SYN floods) after an ICMP echo reply.
+fn score(probe: TraceProbe, state: PortState, udp_payloads: usize) -> u32 {
+    match probe {
+        TraceProbe::TcpSyn { .. } | TraceProbe::TcpAck { .. } if state == PortState::Filtered => 20,
+        TraceProbe::TcpSyn { .. } if state == PortState::Open => 30,
+        TraceProbe::TcpSyn { port } | TraceProbe::TcpAck { port } => {
+            if [25, 113, 135, 139, 445].contains(&port) {
+                50
+            } else {
+                60
+            }
+        }
+        TraceProbe::IcmpEcho => 50,
+        TraceProbe::Udp { .. } => match udp_payloads {
+            0 | 1 => 20,
+            n => 20u32.saturating_sub(n as u32),
+        },
+    }
+}
+
+/// The probe a host is traced with: the best-scoring one it answered during discovery or
+/// the port scan (the first of equals), else an ICMP echo, as Nmap.
+fn choose_probe(plan: &ScanPlan, h: &HostRecord) -> TraceProbe {
+    let payloads = |port: u16| plan.payloads.for_port(port).len();
+    let mut best: Option<(u32, TraceProbe)> = None;
+    let mut consider = |probe: TraceProbe, state: PortState| {
+        let udp = match probe {
+            TraceProbe::Udp { port } => payloads(port),
+            _ => 0,
+        };
+        let s = score(probe, state, udp);
+        if best.is_none_or(|(b, _)| s > b) {
+            best = Some((s, probe));
+        }
+    };
+    // What answered the ping: the first probe of the kind its reason names.
+    let slots = &plan.discovery.slots;
+    let first = |f: &dyn Fn(&Slot) -> Option<TraceProbe>| slots.iter().find_map(f);
+    let from_ping = match h.status.reason.as_str() {
+        "echo-reply" | "timestamp-reply" | "addressmask-reply" => Some(TraceProbe::IcmpEcho),
+        "syn-ack" => first(&|s| match *s {
+            Slot::Syn(port) => Some(TraceProbe::TcpSyn { port }),
+            _ => None,
+        }),
+        "reset" => first(&|s| match *s {
+            Slot::Ack(port) => Some(TraceProbe::TcpAck { port }),
+            _ => None,
+        })
+        .or_else(|| {
+            first(&|s| match *s {
+                Slot::Syn(port) => Some(TraceProbe::TcpSyn { port }),
+                _ => None,
+            })
+        }),
+        "udp-response" | "port-unreach" => first(&|s| match *s {
+            Slot::Udp(port) => Some(TraceProbe::Udp { port }),
+            _ => None,
+        }),
+        _ => None,
+    };
+    if let Some(p) = from_ping {
+        let state = match p {
+            TraceProbe::TcpSyn { .. } if h.status.reason == "syn-ack" => PortState::Open,
+            _ => PortState::Closed,
+        };
+        consider(p, state);
+    }
+    // The port scan's answers (a connect scan's count for less than any ping).
+    let raw = matches!(plan.scan, ScanKind::Syn | ScanKind::Udp);
+    for r in h.scan.iter().flat_map(|s| s.ports.iter()) {
+        if r.reason == "no-response" || r.reason.is_empty() {
+            continue;
+        }
+        match r.proto {
+            Protocol::Tcp if raw && plan.scan == ScanKind::Syn => {
+                consider(TraceProbe::TcpSyn { port: r.port }, r.state)
+            }
+            Protocol::Udp if raw && r.state != PortState::Filtered => {
+                consider(TraceProbe::Udp { port: r.port }, r.state)
+            }
+            _ => {}
+        }
+    }
+    best.map_or(TraceProbe::IcmpEcho, |(_, p)| p)
+}
+
+fn target_for(plan: &ScanPlan, h: &HostRecord, ip: Ipv4Addr) -> TraceTarget {
+    let probe = choose_probe(plan, h);
+    let payload = match probe {
+        TraceProbe::Udp { port } => plan
+            .payloads
+            .for_port(port)
+            .first()
+            .cloned()
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    TraceTarget {
+        ip,
+        probe,
+        payload,
+        distance: None,
+    }
+}
+
+impl Core for Tracer {
+    type Probe = Described;
+    fn poll(&mut self, now: Instant) -> Poll<Described> {
+        Tracer::poll(self, now)
+    }
+    fn on_packet(&mut self, now: Instant, packet: &[u8]) {
+        Tracer::on_packet(self, now, packet)
+    }
+}
+
+/// Traces `targets` over the backend, one group per source address; returns their traces
+/// in the order given.
+fn trace_all(
+    backend: &dyn Backend,
+    config: TraceConfig,
+    targets: Vec<TraceTarget>,
+    cancel: &AtomicBool,
+) -> Result<Vec<crate::core::trace::TraceResult>, RawError> {
+    let mut groups: Vec<(Ipv4Addr, Vec<usize>)> = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let src = match backend.source_for(IpAddr::V4(t.ip)) {
+            Ok(IpAddr::V4(s)) => s,
+            _ => Ipv4Addr::UNSPECIFIED,
+        };
+        match groups.iter_mut().find(|g| g.0 == src) {
+            Some(g) => g.1.push(i),
+            None => groups.push((src, vec![i])),
+        }
+    }
+    let mut out = vec![
+        crate::core::trace::TraceResult {
+            hops: Vec::new(),
+            distance: None,
+        };
+        targets.len()
+    ];
+    for (src, members) in groups {
+        let group: Vec<TraceTarget> = members.iter().map(|&i| targets[i].clone()).collect();
+        let mut tracer = Tracer::new(config, group);
+        let mut io = backend.open_ip_described(IpAddr::V4(src), SOURCE_PORTS)?;
+        let mut encode = |t: &Tracer, d: &Described, buf: &mut Vec<u8>, build: bool| {
+            t.encode(d, src, buf, build)
+        };
+        drive(&mut tracer, &mut encode, io.as_mut(), cancel, &mut |_| {})?;
+        for (&i, r) in members.iter().zip(tracer.results()) {
+            out[i] = r;
+        }
+    }
+    Ok(out)
+}
+
+/// Names every hop that answered by reverse DNS (each address asked once).
+async fn name_hops(cx: &StageCx<'_>, traces: &mut [(usize, HostTrace)]) {
+    let addrs: Vec<IpAddr> = traces
+        .iter()
+        .flat_map(|(_, t)| t.hops.iter().filter_map(|h| h.addr))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let names = tokio::select! {
+        names = reverse_lookup_many(&addrs, RDNS_DEADLINE) => names,
+        _ = cx.cancel.cancelled() => return,
+    };
+    for (_, t) in traces.iter_mut() {
+        for hop in t.hops.iter_mut() {
+            if let Some(k) = hop.addr.and_then(|a| addrs.binary_search(&a).ok()) {
+                hop.name = names.get(k).cloned().flatten();
+            }
+        }
+    }
+}
