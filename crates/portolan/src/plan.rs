@@ -320,7 +320,6 @@ fn os_and_trace(o: &Options, scan: ScanKind, raw_ok: &Result<(), String>) -> Res
 }
 
 /// Most malformed nmap-os-db lines named one by one; the rest are counted.
-#[allow(dead_code)] // used once the nmap-os-db reader is merged
 const OS_DB_ERRORS_SHOWN: usize = 10;
 
 /// The plan of -O: Nmap's nmap-os-db found as Nmap finds its data files (none with
@@ -329,6 +328,9 @@ const OS_DB_ERRORS_SHOWN: usize = 10;
 fn os_plan(o: &Options, datadir: Option<&Path>) -> OsPlan {
     OsPlan {
         db: if o.builtin_data {
+            if o.verbose > 0 {
+                eprintln!("--builtin-data: no nmap-os-db, OS detection gives only a coarse guess");
+            }
             None
         } else {
             load_os_db(datadir)
@@ -349,9 +351,30 @@ fn load_os_db(datadir: Option<&Path>) -> Option<Arc<portolan_os::db::OsDb>> {
         eprintln!("WARNING: no nmap-os-db found (--datadir, $NMAPDIR, ~/.nmap, /usr/local/share/nmap, /usr/share/nmap): {coarse}");
         return None;
     };
-    // The nmap-os-db reader (portolan_os::db::OsDb::load) is not merged yet.
-    eprintln!("WARNING: {} cannot be read yet: {coarse}", path.display());
-    None
+    match portolan_os::db::OsDb::load(&path) {
+        Ok((db, errors)) => {
+            // DbError names the file and the line: "nmap-os-db line 12: ...".
+            for e in errors.iter().take(OS_DB_ERRORS_SHOWN) {
+                eprintln!("WARNING: {e} (in {})", path.display());
+            }
+            if errors.len() > OS_DB_ERRORS_SHOWN {
+                eprintln!(
+                    "WARNING: {}: {} more malformed lines skipped",
+                    path.display(),
+                    errors.len() - OS_DB_ERRORS_SHOWN
+                );
+            }
+            if db.prints.is_empty() {
+                eprintln!("WARNING: {} holds no fingerprint: {coarse}", path.display());
+                return None;
+            }
+            Some(Arc::new(db))
+        }
+        Err(e) => {
+            eprintln!("WARNING: cannot read {}: {e}: {coarse}", path.display());
+            None
+        }
+    }
 }
 
 /// Why raw sockets are refused, without a suggestion: what works instead depends on what
