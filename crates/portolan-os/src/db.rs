@@ -1,6 +1,51 @@
-//! The `nmap-os-db` reader: MatchPoints and the reference fingerprints.
+//! The `nmap-os-db` reader: MatchPoints and the reference fingerprints, and the expression
+//! language of their values.
+//!
+//! The reader follows Nmap's `parse_fingerprint_file`: a malformed line is reported with its
+//! line number and skipped, the rest loads. Where Nmap would stop with a fatal error (a bad
+//! Class, CPE or MatchPoints line) we report the line and go on. A malformed test line ends its
+//! entry's block as in Nmap: the entry is KEPT with the tests read before that line, and the
+//! remaining lines of the block are read as top-level lines (each reported, as Nmap does).
 // OWNER: helper "os-db". The types below are the agreed interface; keep their names and
 // fields (add fields or functions freely).
+
+use std::cmp::Ordering;
+use std::path::Path;
+
+/// The tests of a fingerprint and their attributes, in Nmap's order (its `test_attrs`).
+/// Printing, matching and the MatchPoints section all go by this order.
+pub const SCHEMA: &[(&str, &[&str])] = &[
+    ("SEQ", &["SP", "GCD", "ISR", "TI", "CI", "II", "SS", "TS"]),
+    ("OPS", &["O1", "O2", "O3", "O4", "O5", "O6"]),
+    ("WIN", &["W1", "W2", "W3", "W4", "W5", "W6"]),
+    ("ECN", &["R", "DF", "T", "TG", "W", "O", "CC", "Q"]),
+    ("T1", &["R", "DF", "T", "TG", "S", "A", "F", "RD", "Q"]),
+    ("T2", T_ATTRS),
+    ("T3", T_ATTRS),
+    ("T4", T_ATTRS),
+    ("T5", T_ATTRS),
+    ("T6", T_ATTRS),
+    ("T7", T_ATTRS),
+    (
+        "U1",
+        &[
+            "R", "DF", "T", "TG", "IPL", "UN", "RIPL", "RID", "RIPCK", "RUCK", "RUD",
+        ],
+    ),
+    ("IE", &["R", "DFI", "T", "TG", "CD"]),
+];
+
+const T_ATTRS: &[&str] = &["R", "DF", "T", "TG", "W", "S", "A", "F", "O", "RD", "Q"];
+
+/// Index of a test in [`SCHEMA`].
+pub fn test_index(name: &str) -> Option<usize> {
+    SCHEMA.iter().position(|(t, _)| *t == name)
+}
+
+/// Index of an attribute within test `test` of [`SCHEMA`].
+pub fn attr_index(test: usize, attr: &str) -> Option<usize> {
+    SCHEMA.get(test)?.1.iter().position(|a| *a == attr)
+}
 
 /// The whole database.
 #[derive(Debug, Clone, Default)]
@@ -16,6 +61,17 @@ pub struct MatchPoints {
     pub tests: Vec<(String, Vec<(String, u32)>)>,
 }
 
+impl MatchPoints {
+    /// The points of `test.attr`; 0 when the section does not name it (as Nmap's default).
+    pub fn points(&self, test: &str, attr: &str) -> u32 {
+        self.tests
+            .iter()
+            .find(|(t, _)| t == test)
+            .and_then(|(_, attrs)| attrs.iter().find(|(a, _)| a == attr))
+            .map_or(0, |(_, p)| *p)
+    }
+}
+
 /// One `Fingerprint` entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RefPrint {
@@ -24,7 +80,15 @@ pub struct RefPrint {
     /// 1-based line of the `Fingerprint` line (Nmap's `osmatch@line`).
     pub line: u32,
     pub classes: Vec<RefClass>,
+    /// In [`SCHEMA`] order, attributes too. Tests with an `R` attribute carry it explicitly:
+    /// `R=Y` is added when the file leaves it implicit, a test with no attributes is `R=N`.
     pub tests: Vec<RefTest>,
+}
+
+impl RefPrint {
+    pub fn test(&self, name: &str) -> Option<&RefTest> {
+        self.tests.iter().find(|t| t.name == name)
+    }
 }
 
 /// One `Class vendor | family | gen | type` line and the `CPE` lines after it.
@@ -44,6 +108,12 @@ pub struct RefClass {
 pub struct RefTest {
     pub name: String,
     pub attrs: Vec<(String, Expr)>,
+}
+
+impl RefTest {
+    pub fn get(&self, attr: &str) -> Option<&Expr> {
+        self.attrs.iter().find(|(a, _)| a == attr).map(|(_, e)| e)
+    }
 }
 
 /// An attribute's expression: alternatives separated by `|`.
@@ -72,4 +142,550 @@ pub enum Alt {
 pub struct DbError {
     pub line: u32,
     pub message: String,
+}
+
+fn is_hex(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn hex_u64(s: &str) -> Option<u64> {
+    if is_hex(s) {
+        u64::from_str_radix(s, 16).ok()
+    } else {
+        None
+    }
+}
+
+/// Nmap's numeric comparison of a value that starts with a hex digit (leading zeros already
+/// dropped) with a bound: a longer string is larger, equal lengths compare byte by byte
+/// against the bound's upper-case hex digits. For upper-case hex values this is the numeric
+/// order; for the odd value that merely starts with a hex digit ("BI") it is what Nmap does.
+fn nmap_hex_cmp(value: &[u8], bound: u64) -> Ordering {
+    let digits = if bound == 0 {
+        1
+    } else {
+        (64 - bound.leading_zeros()).div_ceil(4) as usize
+    };
+    if value.len() != digits {
+        return value.len().cmp(&digits);
+    }
+    for (i, &b) in value.iter().enumerate() {
+        let shift = 4 * (digits - 1 - i);
+        let d = ((bound >> shift) & 0xF) as usize;
+        let c = b"0123456789ABCDEF"[d];
+        match b.cmp(&c) {
+            Ordering::Equal => continue,
+            other => return other,
+        }
+    }
+    Ordering::Equal
+}
+
+fn strip_zeros(s: &str) -> &str {
+    let t = s.trim_start_matches('0');
+    if t.is_empty() && !s.is_empty() {
+        // Keep one zero, as Nmap keeps the last character.
+        &s[s.len() - 1..]
+    } else {
+        t
+    }
+}
+
+impl Alt {
+    fn parse(s: &str) -> Alt {
+        if let Some(rest) = s.strip_prefix('>') {
+            if let Some(n) = hex_u64(rest) {
+                return Alt::Gt(n);
+            }
+        } else if let Some(rest) = s.strip_prefix('<') {
+            if let Some(n) = hex_u64(rest) {
+                return Alt::Lt(n);
+            }
+        } else if let Some((a, b)) = s.split_once('-') {
+            if let (Some(a), Some(b)) = (hex_u64(a), hex_u64(b)) {
+                return Alt::Range(a, b);
+            }
+        }
+        Alt::Str(s.to_string())
+    }
+
+    /// `value` is already known to be non-empty.
+    fn matches(&self, value: &str) -> bool {
+        let starts_hex = value.as_bytes().first().is_some_and(u8::is_ascii_hexdigit);
+        if !starts_hex {
+            // Nmap compares such a value as a string, the expression written as in the file.
+            return match self {
+                Alt::Str(s) => s == value,
+                _ => false,
+            };
+        }
+        let v = strip_zeros(value).as_bytes();
+        match self {
+            Alt::Gt(n) => nmap_hex_cmp(v, *n) == Ordering::Greater,
+            Alt::Lt(n) => nmap_hex_cmp(v, *n) == Ordering::Less,
+            Alt::Range(a, b) => {
+                nmap_hex_cmp(v, *a) != Ordering::Less && nmap_hex_cmp(v, *b) != Ordering::Greater
+            }
+            Alt::Str(s) => {
+                // A literal that does not start with a hex digit never matches a hex value.
+                s.as_bytes().first().is_some_and(u8::is_ascii_hexdigit)
+                    && strip_zeros(s).as_bytes() == v
+            }
+        }
+    }
+}
+
+impl Expr {
+    /// Parses a reference value: `|`-separated alternatives, each a literal (possibly empty),
+    /// a hex range `A-B`, `>A` or `<A`.
+    pub fn parse(s: &str) -> Result<Expr, String> {
+        if let Some(c) = s
+            .chars()
+            .find(|c| matches!(c, '%' | '(' | ')' | '[' | ']' | '\n'))
+        {
+            return Err(format!("unexpected {c:?} in expression {s:?}"));
+        }
+        Ok(Expr {
+            alts: s.split('|').map(Alt::parse).collect(),
+        })
+    }
+
+    /// Whether an observed value satisfies the expression, with Nmap's `expr_match` rules:
+    /// an empty value matches only an empty alternative; a value starting with a hex digit
+    /// compares numerically (leading zeros ignored) with ranges, bounds and hex literals;
+    /// anything else is a string comparison.
+    pub fn matches(&self, value: &str) -> bool {
+        if value.is_empty() {
+            return self
+                .alts
+                .iter()
+                .any(|a| matches!(a, Alt::Str(s) if s.is_empty()));
+        }
+        self.alts.iter().any(|a| a.matches(value))
+    }
+}
+
+impl std::fmt::Display for Alt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Alt::Str(s) => f.write_str(s),
+            Alt::Range(a, b) => write!(f, "{a:X}-{b:X}"),
+            Alt::Gt(n) => write!(f, ">{n:X}"),
+            Alt::Lt(n) => write!(f, "<{n:X}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, a) in self.alts.iter().enumerate() {
+            if i > 0 {
+                f.write_str("|")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `NAME(a=v%b=w)` split into the name and the text between the parentheses (Nmap reads up
+/// to the first `)`, ignoring what follows).
+fn split_test(line: &str) -> Result<(&str, &str), String> {
+    let (name, rest) = line
+        .split_once('(')
+        .ok_or_else(|| "no '(' in test line".to_string())?;
+    let (body, _) = rest
+        .split_once(')')
+        .ok_or_else(|| "no ')' in test line".to_string())?;
+    Ok((name, body))
+}
+
+/// A reference test line, checked against [`SCHEMA`] as Nmap's `str2AVal`.
+fn parse_test(line: &str) -> Result<RefTest, String> {
+    let (name, body) = split_test(line)?;
+    let ti = test_index(name).ok_or_else(|| format!("unknown test {name:?}"))?;
+    let attrs_def = SCHEMA.get(ti).map_or(&[][..], |t| t.1);
+    let has_r = attrs_def.first() == Some(&"R");
+    // Nmap: a test without R written as R=N (or empty) has no values at all.
+    if !has_r && "R=N".starts_with(body) {
+        return Ok(RefTest {
+            name: name.to_string(),
+            attrs: Vec::new(),
+        });
+    }
+    let mut values: Vec<Option<Expr>> = vec![None; attrs_def.len()];
+    if !body.is_empty() {
+        for pair in body.split('%') {
+            let (attr, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("no '=' in {pair:?}"))?;
+            let ai =
+                attr_index(ti, attr).ok_or_else(|| format!("unknown attribute {name}.{attr}"))?;
+            let slot = values
+                .get_mut(ai)
+                .ok_or_else(|| format!("unknown attribute {name}.{attr}"))?;
+            if slot.is_some() {
+                return Err(format!("attribute {name}.{attr} given twice"));
+            }
+            *slot = Some(Expr::parse(value)?);
+        }
+    }
+    if has_r {
+        let others = values.iter().skip(1).any(Option::is_some);
+        match values.first_mut() {
+            Some(r @ None) => {
+                let v = if others { "Y" } else { "N" };
+                *r = Some(Expr::parse(v)?);
+            }
+            Some(Some(r)) => {
+                let text = r.to_string();
+                if others && !text.contains('Y') {
+                    return Err(format!("test with values but R={text}"));
+                }
+                if !others && text != "N" {
+                    return Err(format!("R={text} without other values"));
+                }
+            }
+            None => {}
+        }
+    }
+    let attrs = values
+        .into_iter()
+        .zip(attrs_def.iter())
+        .filter_map(|(v, a)| v.map(|v| (a.to_string(), v)))
+        .collect();
+    Ok(RefTest {
+        name: name.to_string(),
+        attrs,
+    })
+}
+
+/// A MatchPoints line: `T1(R=100%DF=20%...)`, every value a positive decimal.
+fn parse_points(line: &str) -> Result<(String, Vec<(String, u32)>), String> {
+    let (name, body) = split_test(line)?;
+    let ti = test_index(name).ok_or_else(|| format!("unknown test {name:?}"))?;
+    let mut out = Vec::new();
+    for pair in body.split('%').filter(|p| !p.is_empty()) {
+        let (attr, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("no '=' in {pair:?}"))?;
+        attr_index(ti, attr).ok_or_else(|| format!("unknown attribute {name}.{attr}"))?;
+        let points: u32 = value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("bad points {value:?} for {name}.{attr}"))?;
+        out.push((attr.to_string(), points));
+    }
+    Ok((name.to_string(), out))
+}
+
+/// `Class vendor | family | gen | type`. `Ok(None)`: a line with nothing in it, which Nmap
+/// ignores.
+fn parse_class(line: &str) -> Result<Option<RefClass>, String> {
+    let rest = line.get(6..).unwrap_or("");
+    if rest.chars().all(|c| c == '|' || c.is_whitespace()) {
+        return Ok(None);
+    }
+    let mut parts = rest.splitn(4, '|');
+    let mut next = || {
+        parts
+            .next()
+            .ok_or_else(|| "Class line needs 4 fields".to_string())
+    };
+    let vendor = next()?.trim().to_string();
+    let family = next()?.trim().to_string();
+    let gen = next()?.trim();
+    let kind = next()?.trim().to_string();
+    Ok(Some(RefClass {
+        vendor,
+        family,
+        gen: (!gen.is_empty()).then(|| gen.to_string()),
+        kind,
+        cpes: Vec::new(),
+    }))
+}
+
+/// Where the reader is: between entries, inside the MatchPoints block, inside an entry.
+enum State {
+    Top,
+    Points,
+    Print,
+}
+
+impl OsDb {
+    /// Reads the whole file; never fails, the lines it could not take come back as errors.
+    pub fn parse(text: &str) -> (OsDb, Vec<DbError>) {
+        let mut db = OsDb::default();
+        let mut errors = Vec::new();
+        let mut state = State::Top;
+        let mut seen_points = false;
+        let mut err = |line: u32, message: String| errors.push(DbError { line, message });
+
+        for (i, raw) in text.split('\n').enumerate() {
+            let lineno = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            if line.starts_with('#') {
+                continue;
+            }
+            // Within a block, "Fingerprint " starts the next entry; at the top any line
+            // starting "Fingerprint" does (Nmap compares 12 and 11 characters).
+            let header = match state {
+                State::Top => line.starts_with("Fingerprint") || line.starts_with("MatchPoints"),
+                _ => line.starts_with("Fingerprint "),
+            };
+            if header {
+                state = State::Top;
+            }
+            match state {
+                State::Top => {
+                    if line.is_empty() || line.starts_with("This nmap-os-db") {
+                        continue;
+                    }
+                    if line.starts_with("MatchPoints") {
+                        if seen_points {
+                            err(lineno, "a second MatchPoints section".into());
+                            // Read and drop it, as a block.
+                            state = State::Points;
+                            continue;
+                        }
+                        seen_points = true;
+                        state = State::Points;
+                        continue;
+                    }
+                    if let Some(rest) = line.strip_prefix("Fingerprint") {
+                        let name = rest.split('#').next().unwrap_or("").trim();
+                        if name.is_empty() {
+                            err(lineno, "Fingerprint line without a name".into());
+                            continue;
+                        }
+                        db.prints.push(RefPrint {
+                            name: name.to_string(),
+                            line: lineno,
+                            classes: Vec::new(),
+                            tests: Vec::new(),
+                        });
+                        state = State::Print;
+                        continue;
+                    }
+                    err(lineno, format!("unexpected line {line:?}"));
+                }
+                State::Points => {
+                    if line.is_empty() {
+                        state = State::Top;
+                        continue;
+                    }
+                    match parse_points(line) {
+                        Ok(t) if db.match_points.tests.iter().all(|(n, _)| *n != t.0) => {
+                            db.match_points.tests.push(t);
+                        }
+                        Ok(t) => err(lineno, format!("MatchPoints for {} given twice", t.0)),
+                        Err(e) => err(lineno, e),
+                    }
+                }
+                State::Print => {
+                    if line.is_empty() {
+                        state = State::Top;
+                        continue;
+                    }
+                    let Some(print) = db.prints.last_mut() else {
+                        state = State::Top;
+                        continue;
+                    };
+                    if line.starts_with("Class ") {
+                        match parse_class(line) {
+                            Ok(Some(c)) => print.classes.push(c),
+                            Ok(None) => {}
+                            Err(e) => err(lineno, e),
+                        }
+                    } else if let Some(rest) = line.strip_prefix("CPE ") {
+                        // Flags after the CPE ("auto") are dropped, as Nmap does.
+                        match (print.classes.last_mut(), rest.split_whitespace().next()) {
+                            (Some(class), Some(cpe)) => class.cpes.push(cpe.to_string()),
+                            (None, _) => err(lineno, "CPE line without a Class before it".into()),
+                            (_, None) => err(lineno, "empty CPE line".into()),
+                        }
+                    } else {
+                        match parse_test(line) {
+                            Ok(t) => {
+                                // A repeated test replaces the earlier one, as in Nmap.
+                                print.tests.retain(|old| old.name != t.name);
+                                print.tests.push(t);
+                            }
+                            Err(e) => {
+                                err(lineno, e);
+                                // Nmap leaves the entry here; the rest of its block is read
+                                // as top-level lines.
+                                state = State::Top;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !seen_points && !db.prints.is_empty() {
+            err(0, "no MatchPoints section: every reference scores 0".into());
+        }
+        for p in &mut db.prints {
+            p.tests
+                .sort_by_key(|t| test_index(&t.name).unwrap_or(usize::MAX));
+        }
+        (db, errors)
+    }
+
+    /// Reads a file (the installed `nmap-os-db`, usually).
+    pub fn load(path: &Path) -> std::io::Result<(OsDb, Vec<DbError>)> {
+        let bytes = std::fs::read(path)?;
+        Ok(OsDb::parse(&String::from_utf8_lossy(&bytes)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(s: &str) -> Expr {
+        Expr::parse(s).unwrap()
+    }
+
+    #[test]
+    fn expressions_follow_nmap() {
+        assert!(e("3B-45").matches("40"));
+        assert!(e("3B-45").matches("3B"));
+        assert!(e("3B-45").matches("045"));
+        assert!(!e("3B-45").matches("46"));
+        assert!(!e("3B-45").matches("3A"));
+        assert!(e("FA-104").matches("100"));
+        assert!(!e("FA-104").matches("F9"));
+        assert!(e(">10").matches("11"));
+        assert!(!e(">10").matches("10"));
+        assert!(e("<10").matches("F"));
+        assert!(!e("<10").matches("10"));
+        assert!(e("8|A").matches("A"));
+        assert!(e("8|A").matches("08"));
+        assert!(!e("8|A").matches("9"));
+        assert!(e("I|RD").matches("RD"));
+        assert!(!e("I|RD").matches("RI"));
+        assert!(e("M5B4ST11NW7").matches("M5B4ST11NW7"));
+        assert!(!e("M5B4ST11NW7").matches("M5B4ST11NW8"));
+        // Empty values and alternatives.
+        assert!(e("").matches(""));
+        assert!(!e("").matches("0"));
+        assert!(e("Z|").matches(""));
+        assert!(!e("Z|A").matches(""));
+        assert!(e("AS").matches("AS"));
+        assert!(!e("AS").matches("AR"));
+        // Nmap's quirk: a value that merely starts with a hex digit compares by length.
+        assert!(e(">5").matches("BI"));
+    }
+
+    #[test]
+    fn expression_rejects_structure_characters() {
+        assert!(Expr::parse("A%B").is_err());
+        assert!(Expr::parse("M[>500]").is_err());
+        assert_eq!(e("0-5|>A|Z").to_string(), "0-5|>A|Z");
+    }
+
+    const SMALL: &str = "\
+# our own test data
+MatchPoints
+SEQ(SP=25%GCD=75)
+T1(R=100%DF=20%T=15)
+U1(R=50%DF=20)
+
+Fingerprint Test OS one
+Class Acme | AcmeOS | 1.X | general purpose
+CPE cpe:/o:acme:acmeos:1 auto
+CPE cpe:/o:acme:acmeos
+SEQ(SP=0-5%GCD=1|2)
+T1(DF=Y%T=40)
+U1(R=N)
+
+Fingerprint Test OS two
+Class Acme | AcmeOS | | router
+T1(DF=Y%BOGUS=1)
+T2(R=N)
+Class Acme | Never | 2 | router
+
+Fingerprint Test OS three # comment
+SEQ(R=N)
+T1(R=N)
+";
+
+    #[test]
+    fn reads_entries_and_reports_bad_lines() {
+        let (db, errors) = OsDb::parse(SMALL);
+        assert_eq!(db.match_points.points("T1", "DF"), 20);
+        assert_eq!(db.match_points.points("IE", "CD"), 0);
+        assert_eq!(db.prints.len(), 3);
+        let one = &db.prints[0];
+        assert_eq!(one.name, "Test OS one");
+        assert_eq!(one.line, 7);
+        assert_eq!(
+            one.classes[0].cpes,
+            ["cpe:/o:acme:acmeos:1", "cpe:/o:acme:acmeos"]
+        );
+        assert_eq!(one.classes[0].gen.as_deref(), Some("1.X"));
+        let t1 = one.test("T1").unwrap();
+        assert_eq!(t1.attrs[0].0, "R");
+        assert!(t1.get("R").unwrap().matches("Y"));
+        assert!(one.test("U1").unwrap().get("R").unwrap().matches("N"));
+        // The bad test line is named; its entry stays with what came before; the rest of
+        // the block is read at the top level and reported line by line, as Nmap does.
+        let two = &db.prints[1];
+        assert_eq!(two.classes.len(), 1);
+        assert_eq!(two.classes[0].gen, None);
+        assert!(two.tests.is_empty());
+        let lines: Vec<u32> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [17, 18, 19]);
+        let three = &db.prints[2];
+        assert_eq!(three.name, "Test OS three");
+        assert!(three.test("SEQ").unwrap().attrs.is_empty());
+    }
+
+    #[test]
+    fn installed_db_loads_cleanly() {
+        let path = Path::new("/usr/share/nmap/nmap-os-db");
+        let Ok(text) = std::fs::read_to_string(path) else {
+            eprintln!("no {}: skipped", path.display());
+            return;
+        };
+        let (db, errors) = OsDb::parse(&text);
+        assert!(errors.is_empty(), "{:?}", &errors[..errors.len().min(5)]);
+        let count = text
+            .lines()
+            .filter(|l| l.starts_with("Fingerprint "))
+            .count();
+        assert_eq!(db.prints.len(), count);
+        assert_eq!(db.match_points.tests.len(), SCHEMA.len());
+        assert!(db.prints.iter().all(|p| !p.tests.is_empty()));
+    }
+
+    #[test]
+    fn installed_db_with_damage_still_loads() {
+        let Ok(text) = std::fs::read_to_string("/usr/share/nmap/nmap-os-db") else {
+            return;
+        };
+        let good = OsDb::parse(&text).0.prints.len();
+        // Break one test line somewhere in the middle.
+        let target = text
+            .lines()
+            .position(|l| l.starts_with("T3(") && l.contains("W="))
+            .unwrap();
+        let damaged: Vec<String> = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == target {
+                    l.replacen("W=", "XX=", 1)
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        let (db, errors) = OsDb::parse(&damaged.join("\n"));
+        assert_eq!(db.prints.len(), good);
+        assert_eq!(errors.first().map(|e| e.line), Some(target as u32 + 1));
+    }
 }
