@@ -34,8 +34,6 @@ pub const DEFAULT_INITIAL_TTL: u8 = 10;
 /// Source ports of TCP and UDP probes: the token is the offset in this range (apart from
 /// the port scan's, so that a receiver can take only traceroute answers).
 pub const SOURCE_PORTS: RangeInclusive<u16> = 56_000..=60_999;
-/// What a dry run prints before each probe's TTL.
-pub const DESCRIPTION: &str = "traceroute ttl";
 
 const TOKENS: u16 = *SOURCE_PORTS.end() - *SOURCE_PORTS.start() + 1;
 
@@ -49,6 +47,16 @@ pub enum TraceProbe {
 }
 
 impl TraceProbe {
+    /// What a dry run prints before the probe's TTL.
+    pub fn description(&self) -> &'static str {
+        match self {
+            TraceProbe::TcpSyn { .. } => "traceroute TCP SYN ttl",
+            TraceProbe::TcpAck { .. } => "traceroute TCP ACK ttl",
+            TraceProbe::Udp { .. } => "traceroute UDP ttl",
+            TraceProbe::IcmpEcho => "traceroute ICMP echo ttl",
+        }
+    }
+
     /// The port and protocol name Nmap writes in `<trace port= proto=>`.
     pub fn port_proto(&self) -> (Option<u16>, &'static str) {
         match *self {
@@ -325,7 +333,7 @@ impl Tracer {
     fn describe(&self, p: usize) -> Described {
         let probe = &self.probes[p];
         Described {
-            what: DESCRIPTION,
+            what: self.hosts[probe.host].target.probe.description(),
             n: Some(u32::from(probe.ttl)),
             tag: p as u64,
         }

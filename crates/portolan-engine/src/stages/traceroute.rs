@@ -66,7 +66,9 @@ impl Stage for TracerouteStage {
                 .map_err(|e| ScanError::Network(e.to_string()))?;
             let mut remote: Vec<(usize, TraceTarget)> = Vec::new();
             for (i, h) in batch.hosts.iter_mut().enumerate() {
-                if !h.is_up() || h.written {
+                // A dry run's port scan marks its hosts written (nothing is reported), yet
+                // their trace probes are printed.
+                if !h.is_up() || (h.written && !plan.dry_run) {
                     continue;
                 }
                 let IpAddr::V4(ip) = h.ip else { continue };
