@@ -407,6 +407,7 @@ fn lab() {
             "scripts_never_reach_an_excluded_host",
             scripts_never_reach_an_excluded_host,
         ),
+        ("traceroute_agrees_with_nmap", traceroute_agrees_with_nmap),
     ];
     // PORTOLAN_LAB_ONLY=a,b runs only the scenarios named (for working on them).
     let only = std::env::var("PORTOLAN_LAB_ONLY").ok();
@@ -2638,4 +2639,97 @@ fn scripts_never_reach_an_excluded_host(lab: &Lab) {
         &format!("tcp: nil {excluded} is excluded from this scan; udp: nil {excluded} is excluded from this scan")
     );
     nft(&["delete", "table", "ip", "portolan_nse"]);
+}
+
+// ---- traceroute (the routed part of the lab: r1, a silent r2, r3, then far1 and far2) ----
+
+/// The hops of every traced host of a run: (ttl, address), as the XML has them.
+fn trace_hops(run: &ScanRun) -> BTreeMap<String, Vec<(u32, String)>> {
+    run.hosts
+        .iter()
+        .filter_map(|h| {
+            let t = h.trace.as_ref()?;
+            let hops = t
+                .hops
+                .iter()
+                .map(|hop| (hop.ttl, hop.ipaddr.clone().unwrap_or_default()))
+                .collect();
+            Some((h.addr_str().to_string(), hops))
+        })
+        .collect()
+}
+
+/// `--traceroute` with a SYN scan and with a ping scan: Portolan finds the hops Nmap finds
+/// (TTL and address; round trips differ), which are the lab's path with the silent router's
+/// hop missing; a host on our link is one hop away without a probe, in both.
+fn traceroute_agrees_with_nmap(lab: &Lab) {
+    let routed = &lab.truth["routed"];
+    let far: Vec<String> = routed["hosts"]
+        .as_array()
+        .expect("routed hosts")
+        .iter()
+        .map(|h| h["ip"].as_str().expect("ip").to_string())
+        .collect();
+    let path: Vec<Option<String>> = routed["path"]
+        .as_array()
+        .expect("routed path")
+        .iter()
+        .map(|h| h.as_str().map(str::to_string))
+        .collect();
+    let lan = lab.ip("svc");
+    let scans: [(&str, &[&str]); 2] = [("syn", &["-sS", "-p", "22,80"]), ("ping", &["-sn"])];
+    for (tag, scan) in scans {
+        let ours = lab.path(&format!("trace-{tag}-ours.xml"));
+        let theirs = lab.path(&format!("trace-{tag}-nmap.xml"));
+        let mut base: Vec<&str> = scan.to_vec();
+        base.extend(["--traceroute", "-n"]);
+        base.extend(far.iter().map(String::as_str));
+        base.push(&lan);
+        let mut a = base.clone();
+        a.extend(["-oX", &ours]);
+        let out = lab.portolan(&a);
+        ok(&out, &format!("portolan --traceroute {tag}"));
+        let mut b = base.clone();
+        b.extend(["-oX", &theirs]);
+        ok(&lab.exec("nmap", &b), &format!("nmap --traceroute {tag}"));
+        let ours_run = read_xml_file(&ours).expect("our XML");
+        let nmap_run = read_xml_file(&theirs).expect("Nmap's XML");
+        let (o, n) = (trace_hops(&ours_run), trace_hops(&nmap_run));
+        assert_eq!(o, n, "{tag}: hops differ from Nmap's");
+        for ip in &far {
+            let mut want: Vec<(u32, String)> = path
+                .iter()
+                .enumerate()
+                .filter_map(|(i, hop)| Some((i as u32 + 1, hop.clone()?)))
+                .collect();
+            want.push((path.len() as u32 + 1, ip.clone()));
+            assert_eq!(o.get(ip), Some(&want), "{tag}: {ip}'s hops");
+        }
+        assert_eq!(
+            o.get(&lan),
+            Some(&vec![(1, lan.clone())]),
+            "{tag}: on-link host"
+        );
+        for run in [&ours_run, &nmap_run] {
+            for h in &run.hosts {
+                let t = h.trace.as_ref().expect("traced");
+                let routed = far.iter().any(|ip| ip == h.addr_str());
+                // A probe's port and protocol for routed hosts; none for the on-link one.
+                assert_eq!(
+                    t.proto.is_some(),
+                    routed,
+                    "{tag}: {} trace probe",
+                    h.addr_str()
+                );
+            }
+        }
+        // The silent hop shows as Nmap shows it, and the second host's first hops are
+        // folded into one line naming the first.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("\n2   ...\n"), "{tag}: {stdout}");
+        assert!(
+            stdout.contains(&format!("Hops 1-{} are the same as for ", path.len())),
+            "{tag}: {stdout}"
+        );
+    }
 }
