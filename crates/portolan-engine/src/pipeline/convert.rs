@@ -240,7 +240,7 @@ pub fn port_results(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::data::services::ServiceTable;
     use crate::pipeline::PortScan;
@@ -308,6 +308,56 @@ mod tests {
         assert_eq!(names, vec!["ssh", "https", "unknown"]);
         assert_eq!(host.ports[0].service.as_ref().map(|s| s.conf), Some(3));
         assert_eq!(host.times.map(|t| t.srtt), Some(2000));
+    }
+
+    #[test]
+    fn traces_as_nmaps_xml_has_them() {
+        use crate::core::trace::TraceProbe;
+        use crate::stages::traceroute::HopRecord;
+        let hop = |ttl, addr: Option<&str>, rtt: Option<u64>, name: Option<&str>| HopRecord {
+            ttl,
+            addr: addr.map(|a| a.parse().unwrap()),
+            rtt: rtt.map(Duration::from_micros),
+            name: name.map(str::to_string),
+        };
+        let t = HostTrace {
+            probe: Some(TraceProbe::IcmpEcho),
+            hops: vec![
+                hop(1, Some("198.18.0.2"), Some(140), Some("r1.lab.test")),
+                hop(2, None, None, None),
+                hop(3, Some("198.18.1.6"), None, None),
+                hop(4, Some("198.18.2.10"), Some(12_345), None),
+            ],
+        };
+        let m = trace(&t);
+        assert_eq!((m.port, m.proto.as_deref()), (None, Some("icmp")));
+        let hops: Vec<(u32, &str, &str, Option<&str>)> = m
+            .hops
+            .iter()
+            .map(|h| {
+                let (a, r) = (h.ipaddr.as_deref(), h.rtt.as_deref());
+                (h.ttl, a.unwrap(), r.unwrap(), h.host.as_deref())
+            })
+            .collect();
+        assert_eq!(
+            hops,
+            [
+                (1, "198.18.0.2", "0.14", Some("r1.lab.test")),
+                (3, "198.18.1.6", "--", None),
+                (4, "198.18.2.10", "12.35", None),
+            ]
+        );
+        let syn = HostTrace {
+            probe: Some(TraceProbe::TcpSyn { port: 22 }),
+            hops: Vec::new(),
+        };
+        let m = trace(&syn);
+        assert_eq!((m.port, m.proto.as_deref()), (Some(22), Some("tcp")));
+        let direct = HostTrace {
+            probe: None,
+            hops: Vec::new(),
+        };
+        assert_eq!((trace(&direct).port, trace(&direct).proto), (None, None));
     }
 
     #[test]

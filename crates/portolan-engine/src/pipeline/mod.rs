@@ -8,7 +8,7 @@
 
 pub mod convert;
 
-use crate::core::scan::ScanStats;
+use crate::core::scan::{ScanStats, Slot};
 use crate::core::scheduler::Stats as ConnectStats;
 use crate::io::backend::Backend;
 use crate::io::connect::Progress;
@@ -112,6 +112,8 @@ pub struct HostRecord {
     pub status: HostStatus,
     /// The round trip of the ping that found it up.
     pub ping_rtt: Option<Duration>,
+    /// The raw discovery probe it answered, if one found it up.
+    pub ping_slot: Option<Slot>,
     pub mac: Option<MacAddr>,
     /// Its reverse DNS name.
     pub ptr: Option<String>,
@@ -131,6 +133,7 @@ impl HostRecord {
             user_name,
             status: HostStatus::down("no-response"),
             ping_rtt: None,
+            ping_slot: None,
             mac: None,
             ptr: None,
             scan: None,

@@ -201,37 +201,18 @@ fn choose_probe(plan: &ScanPlan, h: &HostRecord) -> TraceProbe {
             best = Some((s, probe));
         }
     };
-    // What answered the ping: the first probe of the kind its reason names.
-    let slots = &plan.discovery.slots;
-    let first = |f: &dyn Fn(&Slot) -> Option<TraceProbe>| slots.iter().find_map(f);
-    let from_ping = match h.status.reason.as_str() {
-        "echo-reply" | "timestamp-reply" | "addressmask-reply" => Some(TraceProbe::IcmpEcho),
-        "syn-ack" => first(&|s| match *s {
-            Slot::Syn(port) => Some(TraceProbe::TcpSyn { port }),
-            _ => None,
-        }),
-        "reset" => first(&|s| match *s {
-            Slot::Ack(port) => Some(TraceProbe::TcpAck { port }),
-            _ => None,
-        })
-        .or_else(|| {
-            first(&|s| match *s {
-                Slot::Syn(port) => Some(TraceProbe::TcpSyn { port }),
-                _ => None,
-            })
-        }),
-        "udp-response" | "port-unreach" => first(&|s| match *s {
-            Slot::Udp(port) => Some(TraceProbe::Udp { port }),
-            _ => None,
-        }),
-        _ => None,
-    };
-    if let Some(p) = from_ping {
-        let state = match p {
-            TraceProbe::TcpSyn { .. } if h.status.reason == "syn-ack" => PortState::Open,
-            _ => PortState::Closed,
+    // The discovery probe that found it up (an ICMP timestamp or mask reply: traced with
+    // echo requests, our only ICMP trace probe).
+    if let Some(slot) = h.ping_slot {
+        let open = h.status.reason == "syn-ack";
+        let (probe, state) = match slot {
+            Slot::Syn(port) if open => (TraceProbe::TcpSyn { port }, PortState::Open),
+            Slot::Syn(port) => (TraceProbe::TcpSyn { port }, PortState::Closed),
+            Slot::Ack(port) => (TraceProbe::TcpAck { port }, PortState::Closed),
+            Slot::Udp(port) => (TraceProbe::Udp { port }, PortState::Open),
+            Slot::Echo | Slot::Timestamp | Slot::Netmask => (TraceProbe::IcmpEcho, PortState::Open),
         };
-        consider(p, state);
+        consider(probe, state);
     }
     // The port scan's answers (a connect scan's count for less than any ping).
     let raw = matches!(plan.scan, ScanKind::Syn | ScanKind::Udp);
@@ -340,5 +321,88 @@ async fn name_hops(cx: &StageCx<'_>, traces: &mut [(usize, HostTrace)]) {
                 hop.name = names.get(k).cloned().flatten();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::convert::tests::plan;
+    use crate::pipeline::{PortResult, PortScan};
+    use portolan_model::HostStatus;
+
+    fn host(
+        reason: &str,
+        slot: Option<Slot>,
+        ports: &[(u16, PortState, &'static str)],
+    ) -> HostRecord {
+        let mut h = HostRecord::new("198.18.2.10".parse().unwrap(), None);
+        h.status = HostStatus::up(reason);
+        h.ping_slot = slot;
+        h.scan = Some(Box::new(PortScan {
+            ports: ports
+                .iter()
+                .map(|&(port, state, reason)| PortResult {
+                    proto: Protocol::Tcp,
+                    port,
+                    state,
+                    reason,
+                    ttl: 61,
+                    detected: None,
+                })
+                .collect(),
+            times: None,
+            started: 0,
+            ended: None,
+        }));
+        h
+    }
+
+    #[test]
+    fn the_probe_is_the_one_nmap_would_pick() {
+        let mut syn = plan();
+        syn.scan = ScanKind::Syn;
+        let echo = Some(Slot::Echo);
+        let open = (80, PortState::Open, "syn-ack");
+        let closed = (22, PortState::Closed, "reset");
+        let spoofed = (25, PortState::Closed, "reset");
+        let silent = (23, PortState::Filtered, "no-response");
+        // A closed port's RST beats an echo reply, which beats a SYN/ACK.
+        let h = host("echo-reply", echo, &[open, closed]);
+        assert_eq!(choose_probe(&syn, &h), TraceProbe::TcpSyn { port: 22 });
+        let h = host("echo-reply", echo, &[open, silent]);
+        assert_eq!(choose_probe(&syn, &h), TraceProbe::IcmpEcho);
+        // Ports often spoofed rank with echo; the first of equals stays.
+        let h = host("echo-reply", echo, &[spoofed]);
+        assert_eq!(choose_probe(&syn, &h), TraceProbe::IcmpEcho);
+        let h = host("reset", Some(Slot::Ack(80)), &[closed]);
+        assert_eq!(choose_probe(&syn, &h), TraceProbe::TcpAck { port: 80 });
+        let h = host("syn-ack", Some(Slot::Syn(443)), &[]);
+        assert_eq!(choose_probe(&syn, &h), TraceProbe::TcpSyn { port: 443 });
+        // Nothing answered (-Pn, no port scan): an echo request.
+        let h = host("user-set", None, &[silent]);
+        assert_eq!(choose_probe(&syn, &h), TraceProbe::IcmpEcho);
+        // A connect scan's ports are not raw probes.
+        let connect = plan();
+        let h = host("user-set", None, &[closed]);
+        assert_eq!(choose_probe(&connect, &h), TraceProbe::IcmpEcho);
+    }
+
+    #[test]
+    fn an_on_link_host_is_one_hop_at_its_round_trip() {
+        let mut h = host("arp-response", None, &[]);
+        h.ptr = Some("svc.lab.test".into());
+        h.ping_rtt = Some(Duration::from_micros(250));
+        let t = direct(&h);
+        assert_eq!(t.probe, None);
+        assert_eq!(
+            t.hops,
+            [HopRecord {
+                ttl: 1,
+                addr: Some(h.ip),
+                rtt: Some(Duration::from_micros(250)),
+                name: Some("svc.lab.test".into()),
+            }]
+        );
     }
 }
