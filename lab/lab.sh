@@ -64,6 +64,9 @@ FAR2_IP=198.18.2.11
 FAR1_TCP_OPEN="80"
 # What a trace from the scanner sees: one hop per TTL ("-" for the silent router).
 ROUTED_PATH="$R1_IP - $R3_LINK"
+# Names of the routed part for reverse DNS in the scanner namespace only: ip netns exec
+# mounts /etc/netns/<scanner>/hosts over /etc/hosts (the lab hosts keep no name there).
+ROUTED_NAMES="$R1_IP=r1.lab.test $R3_LINK=r3.lab.test $FAR1_IP=far1.lab.test $FAR2_IP=far2.lab.test"
 
 SW="$P-sw"
 SCAN="$P-scan"
@@ -179,6 +182,12 @@ cmd_down() {
             ip netns del "$ns" 2>/dev/null || log "warning: could not delete netns $ns"
         fi
     done
+    # The scanner namespace's hosts file (mk_routed).
+    if [ -d "/etc/netns/$SCAN" ]; then
+        rm -f "/etc/netns/$SCAN/hosts"
+        rmdir "/etc/netns/$SCAN" 2>/dev/null || true
+        rmdir /etc/netns 2>/dev/null || true
+    fi
     if [ -d "$DIR/run" ]; then
         rm -f "$DIR"/run/*.pid 2>/dev/null || true
     fi
@@ -290,6 +299,12 @@ EOF
     mk_far far2 "$FAR2_IP"
     nsx "$SCAN" ip route add "$LINK_SUBNET" via "$R1_IP"
     nsx "$SCAN" ip route add "$FAR_SUBNET" via "$R1_IP"
+    local n
+    mkdir -p "/etc/netns/$SCAN"
+    {
+        cat /etc/hosts
+        for n in $ROUTED_NAMES; do printf '%s %s\n' "${n%%=*}" "${n#*=}"; done
+    } > "/etc/netns/$SCAN/hosts"
 }
 
 start_listener() {  # ns ip tag listener-args...
@@ -931,6 +946,7 @@ gt = {
             dict(host("far2", "$FAR2_IP"), distance=4),
         ],
         "path": [None if h == "-" else h for h in "$ROUTED_PATH".split()],
+        "names": dict(n.split("=", 1) for n in "$ROUTED_NAMES".split()),
     },
 }
 tmp = os.environ["PLAB_GT_OUT"] + ".tmp"

@@ -2645,6 +2645,15 @@ fn scripts_never_reach_an_excluded_host(lab: &Lab) {
 
 /// The hops of every traced host of a run: (ttl, address), as the XML has them.
 fn trace_hops(run: &ScanRun) -> BTreeMap<String, Vec<(u32, String)>> {
+    trace_names(run)
+        .into_iter()
+        .map(|(ip, hops)| (ip, hops.into_iter().map(|(t, a, _)| (t, a)).collect()))
+        .collect()
+}
+
+/// The hops of every traced host of a run with their names: (ttl, address, name).
+#[allow(clippy::type_complexity)]
+fn trace_names(run: &ScanRun) -> BTreeMap<String, Vec<(u32, String, Option<String>)>> {
     run.hosts
         .iter()
         .filter_map(|h| {
@@ -2652,7 +2661,10 @@ fn trace_hops(run: &ScanRun) -> BTreeMap<String, Vec<(u32, String)>> {
             let hops = t
                 .hops
                 .iter()
-                .map(|hop| (hop.ttl, hop.ipaddr.clone().unwrap_or_default()))
+                .map(|hop| {
+                    let addr = hop.ipaddr.clone().unwrap_or_default();
+                    (hop.ttl, addr, hop.host.clone())
+                })
                 .collect();
             Some((h.addr_str().to_string(), hops))
         })
@@ -2661,7 +2673,8 @@ fn trace_hops(run: &ScanRun) -> BTreeMap<String, Vec<(u32, String)>> {
 
 /// `--traceroute` with a SYN scan and with a ping scan: Portolan finds the hops Nmap finds
 /// (TTL and address; round trips differ), which are the lab's path with the silent router's
-/// hop missing; a host on our link is one hop away without a probe, in both.
+/// hop missing; a host on our link is one hop away without a probe, in both. Without -n,
+/// the hops have the names the scanner's hosts file gives them, in both.
 fn traceroute_agrees_with_nmap(lab: &Lab) {
     let routed = &lab.truth["routed"];
     let far: Vec<String> = routed["hosts"]
@@ -2677,12 +2690,16 @@ fn traceroute_agrees_with_nmap(lab: &Lab) {
         .map(|h| h.as_str().map(str::to_string))
         .collect();
     let lan = lab.ip("svc");
-    let scans: [(&str, &[&str]); 2] = [("syn", &["-sS", "-p", "22,80"]), ("ping", &["-sn"])];
+    let scans: [(&str, &[&str]); 3] = [
+        ("syn", &["-sS", "-p", "22,80", "-n"]),
+        ("ping", &["-sn", "-n"]),
+        ("names", &["-sn"]),
+    ];
     for (tag, scan) in scans {
         let ours = lab.path(&format!("trace-{tag}-ours.xml"));
         let theirs = lab.path(&format!("trace-{tag}-nmap.xml"));
         let mut base: Vec<&str> = scan.to_vec();
-        base.extend(["--traceroute", "-n"]);
+        base.push("--traceroute");
         base.extend(far.iter().map(String::as_str));
         base.push(&lan);
         let mut a = base.clone();
@@ -2696,6 +2713,17 @@ fn traceroute_agrees_with_nmap(lab: &Lab) {
         let nmap_run = read_xml_file(&theirs).expect("Nmap's XML");
         let (o, n) = (trace_hops(&ours_run), trace_hops(&nmap_run));
         assert_eq!(o, n, "{tag}: hops differ from Nmap's");
+        let names = trace_names(&ours_run);
+        assert_eq!(names, trace_names(&nmap_run), "{tag}: hop names differ");
+        let named = names
+            .values()
+            .flatten()
+            .filter(|(_, a, name)| name.is_some() && name.as_deref() == routed["names"][a].as_str())
+            .count();
+        if tag == "names" {
+            // Every routed hop named, the on-link host not (it has no name in the file).
+            assert_eq!(named, names.values().flatten().count() - 1, "{names:?}");
+        }
         for ip in &far {
             let mut want: Vec<(u32, String)> = path
                 .iter()
