@@ -328,6 +328,7 @@ pub(crate) mod tests {
                 hop(3, Some("198.18.1.6"), None, None),
                 hop(4, Some("198.18.2.10"), Some(12_345), None),
             ],
+            distance: Some(4),
         };
         let m = trace(&t);
         assert_eq!((m.port, m.proto.as_deref()), (None, Some("icmp")));
@@ -350,12 +351,14 @@ pub(crate) mod tests {
         let syn = HostTrace {
             probe: Some(TraceProbe::TcpSyn { port: 22 }),
             hops: Vec::new(),
+            distance: None,
         };
         let m = trace(&syn);
         assert_eq!((m.port, m.proto.as_deref()), (Some(22), Some("tcp")));
         let direct = HostTrace {
             probe: None,
             hops: Vec::new(),
+            distance: None,
         };
         assert_eq!((trace(&direct).port, trace(&direct).proto), (None, None));
     }

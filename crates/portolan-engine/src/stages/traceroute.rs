@@ -29,6 +29,9 @@ pub struct HostTrace {
     pub probe: Option<TraceProbe>,
     /// By ascending TTL, timed-out hops included.
     pub hops: Vec<HopRecord>,
+    /// The TTL at which the host itself answered (Nmap then reports it as the host's
+    /// distance, over OS detection's); `None` on our link or without an answer.
+    pub distance: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +126,7 @@ impl Stage for TracerouteStage {
                         HostTrace {
                             probe: Some(t.probe),
                             hops,
+                            distance: r.distance,
                         },
                     )
                 })
@@ -162,6 +166,7 @@ fn direct(h: &HostRecord) -> HostTrace {
             rtt: srtt,
             name: h.ptr.clone(),
         }],
+        distance: None,
     }
 }
 
