@@ -70,8 +70,9 @@ pub fn host(plan: &ScanPlan, rec: &HostRecord) -> Host {
 }
 
 /// A host's route as Nmap's `<trace>`: the probe's port and protocol (none for a host on
-/// our link), the hops that answered with their round trip in milliseconds (`%.2f`, `--`
-/// unknown); timed-out hops are left out, as in Nmap's XML.
+/// our link), the hops with their round trip in milliseconds (`%.2f`, `--` unknown) and
+/// the target whose trace found them; timed-out hops have no address (the XML leaves them
+/// out, normal output shows them).
 fn trace(t: &HostTrace) -> Trace {
     let (port, proto) = match t.probe {
         Some(p) => {
@@ -83,17 +84,15 @@ fn trace(t: &HostTrace) -> Trace {
     let hops = t
         .hops
         .iter()
-        .filter_map(|h| {
-            let addr = h.addr?;
-            Some(Hop {
-                ttl: u32::from(h.ttl),
-                ipaddr: Some(addr.to_string()),
-                rtt: Some(match h.rtt {
-                    Some(d) => format!("{:.2}", d.as_secs_f64() * 1000.0),
-                    None => "--".to_string(),
-                }),
-                host: h.name.clone(),
-            })
+        .map(|h| Hop {
+            ttl: u32::from(h.ttl),
+            ipaddr: h.addr.map(|a| a.to_string()),
+            rtt: h.addr.map(|_| match h.rtt {
+                Some(d) => format!("{:.2}", d.as_secs_f64() * 1000.0),
+                None => "--".to_string(),
+            }),
+            host: h.name.clone(),
+            tag: Some(h.tag.to_string()),
         })
         .collect();
     Trace { port, proto, hops }
@@ -319,6 +318,7 @@ pub(crate) mod tests {
             addr: addr.map(|a| a.parse().unwrap()),
             rtt: rtt.map(Duration::from_micros),
             name: name.map(str::to_string),
+            tag: "198.18.2.10".parse().unwrap(),
         };
         let t = HostTrace {
             probe: Some(TraceProbe::IcmpEcho),
@@ -332,22 +332,27 @@ pub(crate) mod tests {
         };
         let m = trace(&t);
         assert_eq!((m.port, m.proto.as_deref()), (None, Some("icmp")));
-        let hops: Vec<(u32, &str, &str, Option<&str>)> = m
+        let hops: Vec<(u32, Option<&str>, Option<&str>, Option<&str>)> = m
             .hops
             .iter()
             .map(|h| {
                 let (a, r) = (h.ipaddr.as_deref(), h.rtt.as_deref());
-                (h.ttl, a.unwrap(), r.unwrap(), h.host.as_deref())
+                (h.ttl, a, r, h.host.as_deref())
             })
             .collect();
         assert_eq!(
             hops,
             [
-                (1, "198.18.0.2", "0.14", Some("r1.lab.test")),
-                (3, "198.18.1.6", "--", None),
-                (4, "198.18.2.10", "12.35", None),
+                (1, Some("198.18.0.2"), Some("0.14"), Some("r1.lab.test")),
+                (2, None, None, None),
+                (3, Some("198.18.1.6"), Some("--"), None),
+                (4, Some("198.18.2.10"), Some("12.35"), None),
             ]
         );
+        assert!(m
+            .hops
+            .iter()
+            .all(|h| h.tag.as_deref() == Some("198.18.2.10")));
         let syn = HostTrace {
             probe: Some(TraceProbe::TcpSyn { port: 22 }),
             hops: Vec::new(),

@@ -42,6 +42,8 @@ pub struct HopRecord {
     pub rtt: Option<Duration>,
     /// Its reverse DNS name.
     pub name: Option<String>,
+    /// The target whose trace found it (another's: the hop is shared).
+    pub tag: IpAddr,
 }
 
 impl Stage for TracerouteStage {
@@ -119,6 +121,7 @@ impl Stage for TracerouteStage {
                             addr: h.addr.map(IpAddr::V4),
                             rtt: h.rtt,
                             name: None,
+                            tag: IpAddr::V4(h.tag),
                         })
                         .collect();
                     (
@@ -165,6 +168,7 @@ fn direct(h: &HostRecord) -> HostTrace {
             addr: Some(h.ip),
             rtt: srtt,
             name: h.ptr.clone(),
+            tag: h.ip,
         }],
         distance: None,
     }
@@ -407,6 +411,7 @@ mod tests {
                 addr: Some(h.ip),
                 rtt: Some(Duration::from_micros(250)),
                 name: Some("svc.lab.test".into()),
+                tag: h.ip,
             }]
         );
     }
