@@ -332,7 +332,8 @@ pub(crate) mod tests {
         };
         let m = trace(&t);
         assert_eq!((m.port, m.proto.as_deref()), (None, Some("icmp")));
-        let hops: Vec<(u32, Option<&str>, Option<&str>, Option<&str>)> = m
+        type Row<'a> = (u32, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        let hops: Vec<Row> = m
             .hops
             .iter()
             .map(|h| {
