@@ -2,6 +2,7 @@
 //! own link are one hop away without a probe; the others are traced together by
 //! [`crate::core::trace`] with the probe that got the best answer from them during the
 //! scan (Nmap's ping-probe choice), then their hops are named by reverse DNS unless -n.
+//! IPv6 hosts beyond our link are not traced yet.
 
 use crate::core::probe::Slot;
 use crate::core::trace::{TraceConfig, TraceProbe, TraceTarget, Tracer, SOURCE_PORTS};
@@ -76,7 +77,16 @@ impl Stage for TracerouteStage {
                 if !h.is_up() || (h.written && !plan.dry_run) {
                     continue;
                 }
-                let IpAddr::V4(ip) = h.ip else { continue };
+                let ip = match h.ip {
+                    IpAddr::V4(ip) => ip,
+                    // IPv6: on our link one hop as for IPv4; no probes beyond it (yet).
+                    IpAddr::V6(ip) => {
+                        if netif::on_link_v6_in(&ifaces, ip).is_some() {
+                            h.trace = Some(Box::new(direct(h)));
+                        }
+                        continue;
+                    }
+                };
                 if ip.is_loopback() || own_address(&ifaces, ip) {
                     continue;
                 }
