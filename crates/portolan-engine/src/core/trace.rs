@@ -31,9 +31,10 @@ pub const MAX_RESENDS: u32 = 2;
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// The first TTL tried when the distance to a host is not known.
 pub const DEFAULT_INITIAL_TTL: u8 = 10;
-/// Source ports of TCP and UDP probes: the token is the offset in this range (apart from
-/// the port scan's, so that a receiver can take only traceroute answers).
-pub const SOURCE_PORTS: RangeInclusive<u16> = 56_000..=60_999;
+/// Source ports of TCP and UDP probes: the token is the offset in this range. Apart from
+/// the port scan's (so that a receiver takes only traceroute answers) and below Linux's
+/// ephemeral ports (no clash with the kernel's own connections, -sV's among them).
+pub const SOURCE_PORTS: RangeInclusive<u16> = 29_000..=31_999;
 
 const TOKENS: u16 = *SOURCE_PORTS.end() - *SOURCE_PORTS.start() + 1;
 
