@@ -753,7 +753,7 @@ pub struct Hop {
     /// The target whose trace found this hop, when the scan knows it (Nmap's XML does not
     /// say): normal output folds a host's first hops that another target's trace found
     /// into one "Hops 1-N are the same as for" row, as Nmap does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub tag: Option<String>,
 }
 
