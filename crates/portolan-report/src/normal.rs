@@ -483,6 +483,10 @@ fn render_os(s: &mut String, os: &Os, guess_flag: bool) {
     } else {
         s.push_str("No OS matches for host\n");
     }
+    // Ours, not Nmap's: the guess made without nmap-os-db.
+    if let Some(c) = &os.coarse {
+        let _ = writeln!(s, "Coarse OS guess: {}", escape::text(c));
+    }
 }
 
 /// "Device type:", "Running:" and "OS CPE:" from the classes of the matches, as Nmap's
@@ -932,6 +936,7 @@ mod tests {
                 ),
             ],
             fingerprints: Vec::new(),
+            coarse: None,
         };
         let mut s = String::new();
         render_os(&mut s, &os, false);
@@ -955,6 +960,7 @@ OS details: Linux 4.15 - 5.6, Linux 5.4\n"
             ports_used: vec![used(PortState::Open, 22)],
             matches: Vec::new(),
             fingerprints: Vec::new(),
+            coarse: None,
         };
         let mut s = String::new();
         render_os(&mut s, &os, false);
@@ -987,6 +993,23 @@ No OS matches for host\n"
         assert_eq!(
             s,
             "Too many fingerprints match this host to give specific OS details\n"
+        );
+    }
+
+    #[test]
+    fn a_coarse_guess_is_labelled_as_ours() {
+        let os = Os {
+            ports_used: open_and_closed(),
+            matches: Vec::new(),
+            fingerprints: Vec::new(),
+            coarse: Some("Linux (from initial TTL 64; no nmap-os-db, not an Nmap match)".into()),
+        };
+        let mut s = String::new();
+        render_os(&mut s, &os, false);
+        assert_eq!(
+            s,
+            "No OS matches for host\n\
+Coarse OS guess: Linux (from initial TTL 64; no nmap-os-db, not an Nmap match)\n"
         );
     }
 
@@ -1025,6 +1048,7 @@ No OS matches for host\n"
             ],
             // No fingerprint printed: Nmap judged it unfit for submission, and guesses.
             fingerprints: Vec::new(),
+            coarse: None,
         };
         let mut s = String::new();
         render_os(&mut s, &os, false);

@@ -49,6 +49,15 @@ pub fn host(plan: &ScanPlan, rec: &HostRecord) -> Host {
             kind: HostnameType::Ptr,
         });
     }
+    if let Some(found) = &rec.os {
+        let f = &**found;
+        h.os = Some(f.os.clone());
+        h.uptime = f.uptime.clone();
+        h.distance = f.distance;
+        h.tcpsequence = f.tcpsequence.clone();
+        h.ipidsequence = f.ipidsequence.clone();
+        h.tcptssequence = f.tcptssequence.clone();
+    }
     let now = now_epoch();
     let Some(scan) = &rec.scan else {
         // Not port scanned: the ping's timing.
@@ -208,7 +217,7 @@ pub fn port_results(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::data::services::ServiceTable;
     use crate::pipeline::PortScan;

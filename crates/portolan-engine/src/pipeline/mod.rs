@@ -13,6 +13,7 @@ use crate::core::scheduler::Stats as ConnectStats;
 use crate::io::backend::Backend;
 use crate::io::connect::Progress;
 use crate::plan::ScanPlan;
+use crate::stages::os::OsStage;
 use crate::stages::version::Detected;
 use crate::stages::version::VersionStage;
 use crate::stages::{discovery::DiscoveryStage, portscan::PortScanStage, rdns::ReverseDnsStage};
@@ -117,6 +118,8 @@ pub struct HostRecord {
     /// What its port scan found; `None` until (and unless) it is port scanned. Boxed: a
     /// discovery sweep holds a batch of 65,536 records, most never port scanned.
     pub scan: Option<Box<PortScan>>,
+    /// What OS detection found (-O).
+    pub os: Option<Box<crate::stages::os::OsFound>>,
     /// Written to the sink already.
     pub written: bool,
 }
@@ -131,6 +134,7 @@ impl HostRecord {
             mac: None,
             ptr: None,
             scan: None,
+            os: None,
             written: false,
         }
     }
@@ -246,6 +250,7 @@ pub static STAGES: &[&dyn Stage] = &[
     &ReverseDnsStage,
     &PortScanStage,
     &VersionStage,
+    &OsStage,
 ];
 
 /// Runs scans over a backend, telling an observer how they go.

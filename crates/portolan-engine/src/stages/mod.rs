@@ -1,7 +1,8 @@
 //! The stages of a scan, each one module behind [`crate::pipeline::Stage`], run in
-//! [`crate::pipeline::STAGES`] order: discovery, reverse DNS, port scan, version detection.
+//! [`crate::pipeline::STAGES`] order: discovery, reverse DNS, port scan, version detection, OS detection.
 
 pub mod discovery;
+pub mod os;
 pub mod portscan;
 pub mod rdns;
 pub mod version;
