@@ -435,8 +435,12 @@ fn render_os(s: &mut String, os: &Os, guess_flag: bool) {
     // Too many perfect matches: Nmap writes neither matches nor fingerprint. Without an open
     // port most references match what little the closed ports say, so an empty result there
     // is that case (an empty result with an open port is "No OS matches").
-    let too_many =
-        perfect > 8 || (os.matches.is_empty() && fingerprint.is_none() && !used(PortState::Open));
+    // (Our coarse guess, made without nmap-os-db, has no match either.)
+    let too_many = perfect > 8
+        || (os.matches.is_empty()
+            && fingerprint.is_none()
+            && os.coarse.is_none()
+            && !used(PortState::Open));
     let reliable = used(PortState::Open) && used(PortState::Closed);
     if !reliable && !too_many {
         s.push_str("Warning: OSScan results may be unreliable because we could not find at least 1 open and 1 closed port\n");
@@ -987,6 +991,7 @@ No OS matches for host\n"
             }],
             matches: Vec::new(),
             fingerprints: Vec::new(),
+            coarse: None,
         };
         let mut s = String::new();
         render_os(&mut s, &os, false);
