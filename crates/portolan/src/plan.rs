@@ -246,7 +246,8 @@ impl Resolved {
         }
 
         let out_opts = OutputOptions {
-            reason: o.reason,
+            // As Nmap: -vv shows the reasons too.
+            reason: o.reason || o.verbose > 1,
             verbose: o.verbose,
             debugging: o.debug,
             open_only: o.open_only,
