@@ -2649,8 +2649,9 @@ const OS_HOSTS: [&str; 3] = ["svc", "oswin", "osttl"];
 const OS_PORTS: &str = "1,22,80,135,445,3389";
 
 /// Fingerprint tests as `test -> attribute -> value`, from an `OS:` block, without what
-/// differs from run to run: the SCAN line (date, time, ports, version) and the values the
-/// ISNs and timestamp clocks give (SP, GCD, ISR, TS).
+/// differs from run to run: in the SCAN line the date, time and platform (D, TM, P) and the
+/// random closed UDP port's number (CU: only whether there is one), and the values the
+/// ISNs and timestamp clocks give (SEQ's SP, GCD, ISR, TS).
 fn stable_fingerprint(fp: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     let joined: String = fp
         .lines()
@@ -2661,14 +2662,19 @@ fn stable_fingerprint(fp: &str) -> BTreeMap<String, BTreeMap<String, String>> {
         let Some((name, attrs)) = part.split_once('(') else {
             continue;
         };
-        if name == "SCAN" {
-            continue;
-        }
+        let varies = |k: &str| match name {
+            "SCAN" => matches!(k, "D" | "TM" | "P"),
+            "SEQ" => matches!(k, "SP" | "GCD" | "ISR" | "TS"),
+            _ => false,
+        };
         let attrs: BTreeMap<String, String> = attrs
             .split('%')
             .filter_map(|kv| kv.split_once('='))
-            .filter(|(k, _)| !(name == "SEQ" && matches!(*k, "SP" | "GCD" | "ISR" | "TS")))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .filter(|(k, _)| !varies(k))
+            .map(|(k, v)| match (name, k) {
+                ("SCAN", "CU") => (k.to_string(), (!v.is_empty()).to_string()),
+                _ => (k.to_string(), v.to_string()),
+            })
             .collect();
         tests.insert(name.to_string(), attrs);
     }
@@ -2738,6 +2744,14 @@ fn os_agrees_with_nmap(lab: &Lab) {
             "{name}: our top match {our_top:?}, Nmap's {:?}",
             nmaps.iter().map(|(_, t)| t).collect::<Vec<_>>()
         );
+        // The ports used: the same kinds (the closed UDP port is a random one).
+        let kinds = |os: &portolan_model::Os| {
+            os.ports_used
+                .iter()
+                .map(|p| (p.state, p.proto))
+                .collect::<BTreeSet<_>>()
+        };
+        assert_eq!(kinds(&ours), kinds(nmap), "{name}: ports used");
         if let Some(fp) = nmap.fingerprints.first() {
             let ours = ours
                 .fingerprints
