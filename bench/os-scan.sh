@@ -33,8 +33,9 @@ ip_of() {
     python3 -c 'import json,sys; print(next(h["ip"] for h in json.load(open(sys.argv[1]))["hosts"] if h["name"] == sys.argv[2]))' \
         "$PLAB_DIR/ground-truth.json" "$1"
 }
-# An open port on each OS host and closed ones, so both tools get ideal conditions.
-PORTS="1,22,80,135,445,3389"
+# An open port on every lab host (22, 53, 80, 135, 5432, 8000 among them) and closed ones,
+# so both tools get ideal conditions.
+PORTS="1,22,53,80,135,445,3389,5432,8000"
 
 # run TAG TOOL ARGS...: one timed run in the scanner namespace, XML in $OUT/TAG-TOOL.xml.
 run() {
@@ -88,7 +89,7 @@ for tag in tags:
     for ip in sorted(set(nt) | set(pt), key=lambda s: tuple(int(x) for x in s.split(".")) if s.count(".") == 3 else (999,)):
         a, b = nt.get(ip), pt.get(ip)
         show = lambda t: "%s (%s%%)" % (t[1][0], t[0]) if t else "no match"
-        agree = bool(a and b and a[0] == b[0] and set(b[1]) & set(a[1]))
+        agree = (a is None and b is None) or bool(a and b and a[0] == b[0] and set(b[1]) & set(a[1]))
         print("    %-15s %s | %s | %s" % (ip, show(a), show(b), "yes" if agree else "NO"))
 single = [t for t in tags if t.startswith("host-")]
 worst = max(wall(t, "portolan") / wall(t, "nmap") for t in single)
