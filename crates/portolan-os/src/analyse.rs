@@ -746,6 +746,11 @@ struct SeqOut {
     uptime: Option<u64>,
 }
 
+/// As Nmap computes it (`log(x) / log(2.0)`), to round the same way at the edges.
+fn log2(x: f64) -> f64 {
+    x.ln() / 2f64.ln()
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -781,11 +786,12 @@ fn seq_test(st: &State, sent: &[Option<Instant>; 6]) -> SeqOut {
         let g = gcd(&seq_diffs);
         let mut isr = 0u32;
         if g != 0 {
-            isr = (avg_rate.log2() * 8.0 + 0.5) as i64 as u32;
-            let div = if g > 9 { f64::from(g) } else { 1.0 };
+            isr = (log2(avg_rate) * 8.0 + 0.5) as i64 as u32;
+            // Nmap divides the single-precision rates in single precision.
+            let div = if g > 9 { g } else { 1 };
             let mut var = 0f64;
             for &r in &rates {
-                let d = f64::from(r) / div - avg_rate / div;
+                let d = f64::from(r / div as f32) - avg_rate / f64::from(div);
                 var += d * d;
             }
             var /= (n - 2) as f64;
@@ -793,7 +799,7 @@ fn seq_test(st: &State, sent: &[Option<Instant>; 6]) -> SeqOut {
             index = if sd <= 1.0 {
                 0
             } else {
-                (sd.log2() * 8.0 + 0.5) as i64 as u32
+                (log2(sd) * 8.0 + 0.5) as i64 as u32
             };
         }
         attrs.push(attr("SP", hex(index)));
@@ -824,10 +830,17 @@ fn seq_test(st: &State, sent: &[Option<Instant>; 6]) -> SeqOut {
             attrs.push(attr(name, value));
         }
     }
-    if ti.incremental() && ii.incremental() {
-        let (first, last) = (tcp_ids[0], tcp_ids[tcp_ids.len() - 1]);
-        let avg = last.wrapping_sub(first) / (tcp_ids.len() as u32 - 1);
-        let shared = icmp_ids[0] < last.wrapping_add(avg.wrapping_mul(3));
+    // SS: do echo replies take their IDs from the TCP counter?
+    if let (true, true, Some(&first), Some(&last), Some(&echo)) = (
+        ti.incremental(),
+        ii.incremental(),
+        tcp_ids.first(),
+        tcp_ids.last(),
+        icmp_ids.first(),
+    ) {
+        let steps = (tcp_ids.len() as u32).saturating_sub(1).max(1);
+        let avg = last.wrapping_sub(first) / steps;
+        let shared = echo < last.wrapping_add(avg.wrapping_mul(3));
         attrs.push(attr("SS", if shared { "S" } else { "O" }));
     }
 
@@ -872,7 +885,7 @@ fn seq_test(st: &State, sent: &[Option<Instant>; 6]) -> SeqOut {
             } else if avg_hz > 150.0 && avg_hz <= 350.0 {
                 8
             } else {
-                (0.5 + avg_hz.log2()) as i64 as u32
+                (0.5 + log2(avg_hz)) as i64 as u32
             };
             attrs.push(attr("TS", hex(v)));
         }
@@ -1158,6 +1171,63 @@ mod tests {
                 assert_eq!(a.uptime_seconds, Some(1));
             }
         }
+    }
+
+    #[test]
+    fn nmaps_fingerprint_two_hops_away() {
+        let fx = capture::ROUTED;
+        let frames = capture::frames_of(fx);
+        let fp = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/nmap-routed.fp"
+        ))
+        .unwrap();
+        let nmap = parse_fp(&fp);
+        let mut exact = 0;
+        for round in 0..5 {
+            let (h, start) = capture::round_of(fx, &frames, round);
+            let end = if round < 4 {
+                capture::round_of(fx, &frames, round + 1).1
+            } else {
+                frames.len()
+            };
+            let obs = observe(&frames, &h, start, end);
+            let a = analyse(&h, &obs, &Context::default());
+            assert_eq!(a.distance, Some((2, 'I')), "U1's quoted TTL");
+            assert!(a.good);
+            let mut same = true;
+            for theirs in nmap.iter().filter(|t| t.name != "SCAN") {
+                let mine = a.fingerprint.test(&theirs.name).unwrap();
+                if theirs.name == "SEQ" {
+                    // A round's ISNs may share a factor by chance (GCD); SP and ISR are
+                    // from this round's times. The rest must agree.
+                    let skip = ["SP", "GCD", "ISR"];
+                    let keep = |t: &Test| -> Vec<(String, String)> {
+                        t.attrs
+                            .iter()
+                            .filter(|(k, _)| !skip.contains(&k.as_str()))
+                            .cloned()
+                            .collect()
+                    };
+                    assert_eq!(keep(mine), keep(theirs), "round {round}");
+                    same &= mine == theirs;
+                } else {
+                    assert_eq!(mine, theirs, "round {round}");
+                }
+            }
+            exact += usize::from(same);
+            if round == 4 {
+                // Nmap's -oX for the last round.
+                let seq = a.tcp_seq.unwrap();
+                assert_eq!(seq.index, 256);
+                assert_eq!(seq.values.first().copied(), Some(0xE2D5_9D8E));
+                assert_eq!(a.tcp_ts.unwrap().values.first().copied(), Some(0xCB40_0F20));
+                // <uptime seconds="3" lastboot="02:28:52">, printed at 02:28:55; SEQ 1 left
+                // at 02:28:53.96: 1 s of uptime then.
+                assert_eq!(a.uptime_seconds, Some(1));
+            }
+        }
+        assert!(exact >= 1, "Nmap printed one of the rounds");
     }
 
     fn host() -> HostProbes {
@@ -1568,9 +1638,10 @@ mod tests {
                 );
             }
         }
-        // A bad TCP checksum is not Nmap's concern either: the reply still counts.
+        // Bad IP and TCP checksums are not Nmap's concern either: the replies still count.
         let mut bad = obs.clone();
         for r in &mut bad.replies {
+            r.packet[10] ^= 0x55;
             if r.packet[9] == 6 {
                 r.packet[36] ^= 0x55;
             }

@@ -7,9 +7,12 @@
 //!
 //! The reader follows Nmap's `parse_fingerprint_file`: a malformed line is reported with its
 //! line number and skipped, the rest loads. Where Nmap would stop with a fatal error (a bad
-//! Class, CPE or MatchPoints line) we report the line and go on. A malformed test line ends its
-//! entry's block as in Nmap: the entry is KEPT with the tests read before that line, and the
-//! remaining lines of the block are read as top-level lines (each reported, as Nmap does).
+//! Class, CPE or MatchPoints line) we report the line and go on. A test line without its
+//! parentheses ends its entry's block as in Nmap: the entry is KEPT with the tests read
+//! before that line, and the remaining lines of the block are read as top-level lines (each
+//! reported, as Nmap does). A test line Nmap would store but we check against its test
+//! schema (unknown test or attribute, an attribute twice, `=` missing) is reported and
+//! skipped alone, the entry keeping its other tests.
 // OWNER: helper "os-db". The types below are the agreed interface; keep their names and
 // fields (add fields or functions freely).
 
@@ -547,9 +550,13 @@ impl OsDb {
                 continue;
             }
             // Within a block, "Fingerprint " starts the next entry; at the top any line
-            // starting "Fingerprint" does (Nmap compares 12 and 11 characters).
+            // starting "Fingerprint" or "MatchPoints" in any case does (as Nmap 7.93).
+            let starts = |word: &str| {
+                line.get(..word.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(word))
+            };
             let header = match state {
-                State::Top => line.starts_with("Fingerprint") || line.starts_with("MatchPoints"),
+                State::Top => starts("Fingerprint") || starts("MatchPoints"),
                 _ => line.starts_with("Fingerprint "),
             };
             if header {
@@ -560,7 +567,7 @@ impl OsDb {
                     if line.is_empty() || line.starts_with("This nmap-os-db") {
                         continue;
                     }
-                    if line.starts_with("MatchPoints") {
+                    if starts("MatchPoints") {
                         if seen_points {
                             err(lineno, "a second MatchPoints section".into());
                             // Read and drop it, as a block.
@@ -571,7 +578,9 @@ impl OsDb {
                         state = State::Points;
                         continue;
                     }
-                    if let Some(rest) = line.strip_prefix("Fingerprint") {
+                    if starts("Fingerprint") {
+                        // Nmap skips the separator after the word, whatever it is.
+                        let rest = line.get(12..).unwrap_or("");
                         let name = rest.split('#').next().unwrap_or("").trim();
                         if name.is_empty() {
                             err(lineno, "Fingerprint line without a name".into());
@@ -631,18 +640,25 @@ impl OsDb {
                                 print.tests.push(t);
                             }
                             Err(e) => {
+                                // A line without its parentheses makes Nmap leave the entry
+                                // (the rest of its block is read as top-level lines); one
+                                // it could store but we cannot check (unknown test or
+                                // attribute...) is skipped alone.
+                                if split_test(line).is_err() {
+                                    state = State::Top;
+                                }
                                 err(lineno, e);
-                                // Nmap leaves the entry here; the rest of its block is read
-                                // as top-level lines.
-                                state = State::Top;
                             }
                         }
                     }
                 }
             }
         }
-        if !seen_points && !db.prints.is_empty() {
-            err(0, "no MatchPoints section: every reference scores 0".into());
+        if let (false, Some(first)) = (seen_points, db.prints.first()) {
+            err(
+                first.line,
+                "no MatchPoints section in the file: every reference scores 0".into(),
+            );
         }
         for p in &mut db.prints {
             p.tests
@@ -738,6 +754,11 @@ Class Acme | Never | 2 | router
 Fingerprint Test OS three # comment
 SEQ(R=N)
 T1(R=N)
+T2 R=N
+T3(R=N)
+
+fingerprint Test OS four
+T1(R=N)
 ";
 
     #[test]
@@ -745,7 +766,6 @@ T1(R=N)
         let (db, errors) = OsDb::parse(SMALL);
         assert_eq!(db.match_points.points("T1", "DF"), 20);
         assert_eq!(db.match_points.points("IE", "CD"), 0);
-        assert_eq!(db.prints.len(), 3);
         let one = &db.prints[0];
         assert_eq!(one.name, "Test OS one");
         assert_eq!(one.line, 7);
@@ -758,17 +778,22 @@ T1(R=N)
         assert_eq!(t1.attrs[0].0, "DF");
         assert!(t1.get("R").is_none());
         assert!(one.test("U1").unwrap().get("R").unwrap().matches("N"));
-        // The bad test line is named; its entry stays with what came before; the rest of
-        // the block is read at the top level and reported line by line, as Nmap does.
+        // A test line naming an unknown attribute is named and skipped alone.
         let two = &db.prints[1];
-        assert_eq!(two.classes.len(), 1);
+        assert_eq!(two.classes.len(), 2);
         assert_eq!(two.classes[0].gen, None);
-        assert!(two.tests.is_empty());
+        assert_eq!(two.tests.len(), 1);
+        // A line without parentheses ends its entry, as in Nmap: the entry stays with what
+        // came before, the rest of the block is read at the top level and reported.
         let lines: Vec<u32> = errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines, [17, 18, 19]);
+        assert_eq!(lines, [17, 24, 25]);
         let three = &db.prints[2];
         assert_eq!(three.name, "Test OS three");
         assert!(three.test("SEQ").unwrap().attrs.is_empty());
+        assert!(three.test("T3").is_none());
+        // Nmap 7.93 takes the keyword in any case at the top.
+        assert_eq!(db.prints[3].name, "Test OS four");
+        assert_eq!(db.prints.len(), 4);
     }
 
     #[test]

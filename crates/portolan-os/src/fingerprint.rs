@@ -68,6 +68,23 @@ use std::fmt::Write as _;
 /// (FP_RESULT_WRAP_LINE_LEN is 74 and Nmap copies while the line length is at most that).
 const WRAP_CHARS: usize = 72;
 
+impl ScanInfo {
+    /// `PV=Y` as Nmap 7.93 decides it (isipprivate): IPv4 in 10/8, 172.16/12, 169.254/16 or
+    /// 192.168/16; never for IPv6 or anything else (loopback and 198.18/15 print `PV=N`).
+    pub fn private_address(ip: std::net::IpAddr) -> bool {
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                let [a, b, ..] = v4.octets();
+                a == 10
+                    || (a == 172 && (16..=31).contains(&b))
+                    || (a, b) == (169, 254)
+                    || (a, b) == (192, 168)
+            }
+            std::net::IpAddr::V6(_) => false,
+        }
+    }
+}
+
 /// A printed fingerprint we could not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FpError {
@@ -124,18 +141,38 @@ fn test_text(t: &Test) -> String {
 }
 
 /// The tests in Nmap's order (SEQ, OPS, WIN, ECN, T1-T7, U1, IE; others after).
-fn ordered(fp: &Fingerprint) -> Vec<&Test> {
-    let mut tests: Vec<&Test> = fp.tests.iter().collect();
-    tests.sort_by_key(|t| test_index(&t.name).unwrap_or(usize::MAX));
-    tests
+/// The tests of every try in Nmap's order (SEQ, OPS, WIN, ECN, T1-T7, U1, IE; others
+/// after), tries in turn within a name. Nmap 7.93 (mergeFPs) prints a test of a later try
+/// only when its attribute NAMES differ from an earlier one's: values are not compared, so
+/// what is printed is, in effect, the first try's.
+fn merged(tries: &[Fingerprint]) -> Vec<&Test> {
+    let mut all: Vec<&Test> = tries.iter().flat_map(|fp| fp.tests.iter()).collect();
+    all.sort_by_key(|t| test_index(&t.name).unwrap_or(usize::MAX));
+    let mut kept: Vec<&Test> = Vec::with_capacity(all.len());
+    for t in all {
+        let same_names = |k: &&Test| {
+            k.name == t.name
+                && k.attrs.len() == t.attrs.len()
+                && k.attrs.iter().zip(&t.attrs).all(|(a, b)| a.0 == b.0)
+        };
+        if !kept.iter().any(same_names) {
+            kept.push(t);
+        }
+    }
+    kept
 }
 
 /// The fingerprint as Nmap prints it for submission (XML `osfingerprint@fingerprint` and the
 /// normal output's block after "TCP/IP fingerprint:"): the SCAN line and the tests run
 /// together, cut into `OS:` lines of 72 characters, each line ending in a newline.
 pub fn format(fp: &Fingerprint, scan: &ScanInfo) -> String {
+    format_tries(std::slice::from_ref(fp), scan)
+}
+
+/// [`format`] for all the tries Nmap made on a host (it prints them merged).
+pub fn format_tries(tries: &[Fingerprint], scan: &ScanInfo) -> String {
     let mut flat = scan_line(scan);
-    for t in ordered(fp) {
+    for t in merged(tries) {
         flat.push_str(&test_text(t));
     }
     let mut out = String::with_capacity(flat.len() + flat.len() / WRAP_CHARS * 4 + 4);
@@ -151,9 +188,14 @@ pub fn format(fp: &Fingerprint, scan: &ScanInfo) -> String {
 /// The unwrapped form Nmap prints when conditions were not ideal: one line per test, the
 /// SCAN line first, each ending in a newline.
 pub fn format_plain(fp: &Fingerprint, scan: &ScanInfo) -> String {
+    format_tries_plain(std::slice::from_ref(fp), scan)
+}
+
+/// [`format_plain`] for all the tries Nmap made on a host.
+pub fn format_tries_plain(tries: &[Fingerprint], scan: &ScanInfo) -> String {
     let mut out = scan_line(scan);
     out.push('\n');
-    for t in ordered(fp) {
+    for t in merged(tries) {
         out.push_str(&test_text(t));
         out.push('\n');
     }
@@ -170,14 +212,19 @@ pub fn parse(text: &str) -> Result<Fingerprint, FpError> {
 pub fn parse_full(text: &str) -> Result<(Fingerprint, Option<ScanInfo>), FpError> {
     // Joining the lines undoes the wrapping; plain lines join the same way since every test
     // ends with ')'.
+    // A wrapped line is taken as is after its prefix (a value may hold blanks, and a cut
+    // may fall anywhere); a plain line is trimmed.
     let mut flat = String::with_capacity(text.len());
     for line in text.lines() {
-        let line = line.trim();
-        let line = line.strip_prefix("OS:").unwrap_or(line);
-        if line.is_empty() || line.ends_with("fingerprint:") {
-            continue;
+        match line.strip_prefix("OS:") {
+            Some(chunk) => flat.push_str(chunk),
+            None => {
+                let line = line.trim();
+                if line != "TCP/IP fingerprint:" {
+                    flat.push_str(line);
+                }
+            }
         }
-        flat.push_str(line);
     }
     let mut fp = Fingerprint::default();
     let mut scan = None;
@@ -337,6 +384,19 @@ OS:D=S)
     }
 
     #[test]
+    fn private_as_nmap_7_93() {
+        let private = |s: &str| ScanInfo::private_address(s.parse().unwrap());
+        assert!(private("10.1.2.3"));
+        assert!(private("172.31.0.1"));
+        assert!(!private("172.32.0.1"));
+        assert!(private("169.254.9.9"));
+        assert!(private("192.168.0.1"));
+        assert!(!private("127.0.0.1"));
+        assert!(!private("198.18.200.66"));
+        assert!(!private("fd00::1"));
+    }
+
+    #[test]
     fn tests_and_attributes_come_out_in_nmap_order() {
         let fp = Fingerprint {
             tests: vec![
@@ -352,6 +412,19 @@ OS:D=S)
         };
         let plain = format_plain(&fp, &ScanInfo::default());
         assert!(plain.ends_with("\nSEQ(CI=Z)\nT1(R=Y%DF=Y)\n"), "{plain}");
+    }
+
+    #[test]
+    fn tries_merge_as_nmap_7_93_does() {
+        let one = parse("SEQ(SP=1%TS=U)T1(R=Y%DF=Y)U1(R=N)").unwrap();
+        // Same attribute names, other values: not printed again. Other names: printed.
+        let two = parse("SEQ(SP=2%TS=U)T1(R=N)U1(R=N)").unwrap();
+        let plain = format_tries_plain(&[one, two], &ScanInfo::default());
+        let tests: Vec<&str> = plain.lines().skip(1).collect();
+        assert_eq!(
+            tests,
+            ["SEQ(SP=1%TS=U)", "T1(R=Y%DF=Y)", "T1(R=N)", "U1(R=N)"]
+        );
     }
 
     #[test]

@@ -166,13 +166,16 @@ impl HostProbes {
             closed_tcp: Some(ports.closed_tcp.unwrap_or_else(|| random_port(1))),
             closed_udp: Some(ports.closed_udp.unwrap_or_else(|| random_port(2))),
         };
+        let tcp_base = port_base(r(3));
         HostProbes {
             src,
             dst,
             given: ports,
             used,
-            tcp_base: port_base(r(3)),
-            udp_port: port_base(r(4)),
+            tcp_base,
+            // Nmap draws U1's port apart; right after the TCP ports keeps the receive filter's
+            // range small, and the target cannot tell.
+            udp_port: tcp_base + TCP_PORTS,
             seq_base: r(5) as u32,
             ack: r(6) as u32,
             icmp_id: r(7) as u16,
@@ -192,7 +195,8 @@ impl HostProbes {
         self.given
     }
 
-    /// The source ports the probes use, TCP and UDP (for the receive filter).
+    /// The source ports the probes use, TCP and UDP (for the receive filter): TCP replies
+    /// come back to one of them, U1's port unreachable quotes one.
     pub fn source_ports(&self) -> RangeInclusive<u16> {
         let lo = self.tcp_base.min(self.udp_port);
         let hi = (self.tcp_base + TCP_PORTS - 1).max(self.udp_port);
@@ -531,6 +535,35 @@ pub(crate) mod capture {
     pub const CLOSED: u16 = 22223;
     pub const LOCAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
+    /// A capture of Nmap's OS detection (testdata/README.md): the file, and who scanned whom.
+    #[derive(Clone, Copy)]
+    pub struct Fixture {
+        pub name: &'static str,
+        pub src: Ipv4Addr,
+        pub dst: Ipv4Addr,
+    }
+
+    /// Loopback: Nmap against its own host.
+    pub const LO: Fixture = Fixture {
+        name: "nmap-lo",
+        src: LOCAL,
+        dst: LOCAL,
+    };
+    /// Two namespaces with a router between them.
+    pub const ROUTED: Fixture = Fixture {
+        name: "nmap-routed",
+        src: Ipv4Addr::new(198, 18, 77, 1),
+        dst: Ipv4Addr::new(198, 18, 77, 6),
+    };
+
+    pub fn frames() -> Vec<Frame> {
+        frames_of(LO)
+    }
+
+    pub fn round(frames: &[Frame], n: usize) -> (HostProbes, usize) {
+        round_of(LO, frames, n)
+    }
+
     /// One captured IPv4 packet and when it was seen (since the Unix epoch).
     pub struct Frame {
         pub at: Duration,
@@ -539,8 +572,8 @@ pub(crate) mod capture {
 
     /// The frames of a classic little-endian, microsecond pcap of Ethernet (as tcpdump
     /// writes `lo`).
-    pub fn frames() -> Vec<Frame> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/nmap-lo.pcap");
+    pub fn frames_of(fx: Fixture) -> Vec<Frame> {
+        let path = format!("{}/testdata/{}.pcap", env!("CARGO_MANIFEST_DIR"), fx.name);
         let data = std::fs::read(path).expect("fixture");
         assert_eq!(&data[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "LE microsecond pcap");
         assert_eq!(
@@ -576,8 +609,10 @@ pub(crate) mod capture {
     /// Nmap's choices in the given round (0-based), read off its probes: SEQ 1 is the
     /// round's first SYN with window 1, T4 (a bare ACK) carries the ack number, IE 1 the
     /// echo id, U1 the UDP port and TTL.
-    pub fn round(frames: &[Frame], n: usize) -> (HostProbes, usize) {
-        let tcp_to_open = |f: &&Frame| f.ip[9] == 6 && u16_at(&f.ip, 22) == OPEN;
+    pub fn round_of(fx: Fixture, frames: &[Frame], n: usize) -> (HostProbes, usize) {
+        let from_us =
+            |f: &Frame| f.ip[12..16] == fx.src.octets() && f.ip[16..20] == fx.dst.octets();
+        let tcp_to_open = |f: &&Frame| from_us(f) && f.ip[9] == 6 && u16_at(&f.ip, 22) == OPEN;
         let seq1 = frames
             .iter()
             .enumerate()
@@ -594,9 +629,12 @@ pub(crate) mod capture {
             .expect("T4");
         let ie1 = later
             .iter()
-            .find(|f| f.ip[9] == 1 && f.ip[20] == 8)
+            .find(|f| from_us(f) && f.ip[9] == 1 && f.ip[20] == 8)
             .expect("IE 1");
-        let u1 = later.iter().find(|f| f.ip[9] == 17).expect("U1");
+        let u1 = later
+            .iter()
+            .find(|f| from_us(f) && f.ip[9] == 17)
+            .expect("U1");
         let choices = Choices {
             tcp_base: base,
             udp_port: u16_at(&u1.ip, 20),
@@ -613,7 +651,7 @@ pub(crate) mod capture {
             closed_udp: None,
         };
         (
-            HostProbes::with_choices(LOCAL, LOCAL, ports, choices, 7),
+            HostProbes::with_choices(fx.src, fx.dst, ports, choices, 7),
             seq1,
         )
     }
@@ -643,13 +681,23 @@ mod tests {
 
     #[test]
     fn our_probes_are_nmaps_probes() {
-        let frames = capture::frames();
-        let (h, start) = capture::round(&frames, 0);
+        for fx in [capture::LO, capture::ROUTED] {
+            nmaps_probes(fx);
+        }
+    }
+
+    fn nmaps_probes(fx: capture::Fixture) {
+        let frames = capture::frames_of(fx);
+        let (h, start) = capture::round_of(fx, &frames, 0);
         let round = &frames[start..];
         let sent_from = |proto: u8, sport: u16| {
             round
                 .iter()
-                .find(|f| f.ip[9] == proto && u16_at(&f.ip, 20) == sport)
+                .find(|f| {
+                    f.ip[12..16] == fx.src.octets()
+                        && f.ip[9] == proto
+                        && u16_at(&f.ip, 20) == sport
+                })
                 .map(|f| f.ip.clone())
         };
         let mut buf = Vec::new();
@@ -733,6 +781,7 @@ mod tests {
             .source_ports()
             .contains(&h.tcp_port(OsProbe::T(7), 0).unwrap()));
         assert!(h.source_ports().contains(&h.udp_port()));
+        assert_eq!(h.source_ports().count(), 21, "twenty TCP ports and U1's");
     }
 
     #[test]
@@ -782,8 +831,14 @@ mod tests {
 
     #[test]
     fn classify_reads_nmaps_capture() {
-        let frames = capture::frames();
-        let (h, start) = capture::round(&frames, 0);
+        for fx in [capture::LO, capture::ROUTED] {
+            nmaps_replies(fx);
+        }
+    }
+
+    fn nmaps_replies(fx: capture::Fixture) {
+        let frames = capture::frames_of(fx);
+        let (h, start) = capture::round_of(fx, &frames, 0);
         let mut seen = Vec::new();
         for f in &frames[start..] {
             if let Some(p) = classify(&h, &f.ip) {
@@ -801,7 +856,7 @@ mod tests {
         expect.sort();
         assert_eq!(seen, expect);
         // Nmap 7.93 keeps its port base from round to round and draws new sequence numbers.
-        let (next, _) = capture::round(&frames, 1);
+        let (next, _) = capture::round_of(fx, &frames, 1);
         assert_eq!(next.tcp_port(OsProbe::Ecn, 0), h.tcp_port(OsProbe::Ecn, 0));
         assert_ne!(next.seq_number(1), h.seq_number(1));
     }

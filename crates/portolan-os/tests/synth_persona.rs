@@ -11,6 +11,7 @@ use std::time::Duration;
 use portolan_os::analyse::{self, Context, Observations, Reply};
 use portolan_os::db::{OsDb, RefPrint};
 use portolan_os::fingerprint::Fingerprint;
+use portolan_os::matching::{accuracy, JudgeOptions, Matcher};
 use portolan_os::probes::{self, HostProbes, OsPorts, OsProbe};
 use portolan_os::synth::Persona;
 use portolan_wire::tcp::{self, Flags, TcpOption};
@@ -46,6 +47,14 @@ fn sample(db: &OsDb, n: usize, seed: u64) -> Vec<&RefPrint> {
 /// Sends Nmap's probes in its order (SEQ 100 ms apart, then the others) and collects the
 /// answers with their send times.
 fn exchange(persona: &mut Persona, h: &HostProbes) -> Vec<(OsProbe, Duration, Option<Vec<u8>>)> {
+    exchange_spaced(persona, h, probes::SEQ_GAP)
+}
+
+fn exchange_spaced(
+    persona: &mut Persona,
+    h: &HostProbes,
+    seq_gap: Duration,
+) -> Vec<(OsProbe, Duration, Option<Vec<u8>>)> {
     let mut out = Vec::new();
     let mut buf = Vec::new();
     let mut at = Duration::ZERO;
@@ -57,7 +66,7 @@ fn exchange(persona: &mut Persona, h: &HostProbes) -> Vec<(OsProbe, Duration, Op
         }
         out.push((probe, at, reply));
         at += if matches!(probe, OsProbe::Seq(_)) {
-            probes::SEQ_GAP
+            seq_gap
         } else {
             Duration::from_millis(20)
         };
@@ -294,15 +303,18 @@ fn read(h: &HostProbes, answers: &[(OsProbe, Duration, Option<Vec<u8>>)]) -> Sub
                 };
                 let tname = match probe {
                     OsProbe::Seq(n) => {
-                        seqs.push((*n, *at, seg.seq_number(), ip.ident(), {
-                            let mut ts = None;
-                            for o in tcp::options(seg.options()).flatten() {
-                                if let TcpOption::Timestamps { tsval, .. } = o {
-                                    ts = Some(tsval);
+                        // A RST gives OPS, WIN (and T1) but no SEQ sample.
+                        if flags.contains(Flags::SYN | Flags::ACK) {
+                            seqs.push((*n, *at, seg.seq_number(), ip.ident(), {
+                                let mut ts = None;
+                                for o in tcp::options(seg.options()).flatten() {
+                                    if let TcpOption::Timestamps { tsval, .. } = o {
+                                        ts = Some(tsval);
+                                    }
                                 }
-                            }
-                            ts
-                        }));
+                                ts
+                            }));
+                        }
                         put("OPS", &format!("O{n}"), ops.clone());
                         put("WIN", &format!("W{n}"), hx(seg.window_len()));
                         if *n != 1 {
@@ -625,9 +637,13 @@ fn observations(h: &HostProbes, answers: &[(OsProbe, Duration, Option<Vec<u8>>)]
 
 /// A subject fingerprint from the persona of `print`, through Nmap's probes and analyse().
 fn analysed(print: &RefPrint, seed: u64) -> (Fingerprint, Persona) {
+    analysed_spaced(print, seed, probes::SEQ_GAP)
+}
+
+fn analysed_spaced(print: &RefPrint, seed: u64, seq_gap: Duration) -> (Fingerprint, Persona) {
     let h = hosts(seed);
     let mut persona = Persona::new(print, seed);
-    let answers = exchange(&mut persona, &h);
+    let answers = exchange_spaced(&mut persona, &h, seq_gap);
     let obs = observations(&h, &answers);
     let analysis = analyse::analyse(&h, &obs, &Context::default());
     (analysis.fingerprint, persona)
@@ -684,39 +700,6 @@ fn analysed_fingerprints_fit_sampled_references() {
     );
 }
 
-/// Nmap's accuracy of `subject` against every reference (osscan.cc's compare_fingerprints:
-/// per attribute both sides have, its MatchPoints; accuracy = points won / points possible).
-/// A stand-in until matching.rs offers the same.
-fn accuracies(db: &OsDb, points: &[Vec<Vec<u64>>], subject: &Fingerprint) -> Vec<f64> {
-    db.prints
-        .iter()
-        .zip(points)
-        .map(|(print, print_points)| {
-            let (mut won, mut possible) = (0u64, 0u64);
-            for (test, test_points) in print.tests.iter().zip(print_points) {
-                let Some(sub) = subject.test(&test.name) else {
-                    continue;
-                };
-                for ((attr, expr), points) in test.attrs.iter().zip(test_points) {
-                    let Some((_, v)) = sub.attrs.iter().find(|(a, _)| a == attr) else {
-                        continue;
-                    };
-                    let points = *points;
-                    possible += points;
-                    if expr.matches(v) {
-                        won += points;
-                    }
-                }
-            }
-            if possible == 0 {
-                0.0
-            } else {
-                won as f64 / possible as f64
-            }
-        })
-        .collect()
-}
-
 fn same_class(a: &RefPrint, b: &RefPrint) -> bool {
     a.classes.iter().any(|x| {
         b.classes
@@ -731,55 +714,80 @@ fn same_class(a: &RefPrint, b: &RefPrint) -> bool {
 #[test]
 fn top_match_has_the_reference_class() {
     let Some(db) = load() else { return };
-    let prints = sample(&db, 250, 12);
-    // MatchPoints per attribute of each reference, looked up once.
-    let points: Vec<Vec<Vec<u64>>> = db
-        .prints
-        .iter()
-        .map(|p| {
-            p.tests
-                .iter()
-                .map(|t| {
-                    t.attrs
-                        .iter()
-                        .map(|(a, _)| u64::from(db.match_points.points(&t.name, a)))
-                        .collect()
-                })
-                .collect()
-        })
-        .collect();
+    top_match_check(&db, &sample(&db, 250, 12), 95);
+}
+
+/// The same for every reference (slow in debug builds): `cargo test -- --ignored`.
+#[test]
+#[ignore]
+fn top_match_has_the_reference_class_for_all() {
+    let Some(db) = load() else { return };
+    let all: Vec<&RefPrint> = db.prints.iter().collect();
+    top_match_check(&db, &all, 95);
+}
+
+fn top_match_check(db: &OsDb, prints: &[&RefPrint], percent: usize) {
+    let mut perfect = 0;
+    let matcher = Matcher::new(db);
     let mut pass = 0;
     let mut fails = Vec::new();
     for (i, print) in prints.iter().enumerate() {
         let (fp, _) = analysed(print, 1000 + i as u64);
-        let acc = accuracies(&db, &points, &fp);
-        let best = acc.iter().cloned().fold(0.0, f64::max);
-        let top: Vec<&RefPrint> = db
-            .prints
+        let verdict = matcher.judge(&fp, &JudgeOptions::default());
+        perfect += usize::from(accuracy(print, &fp, &db.match_points) == 1.0);
+        let best = verdict.all.first().map_or(0.0, |m| m.accuracy);
+        let top: Vec<&RefPrint> = verdict
+            .all
             .iter()
-            .zip(&acc)
-            .filter(|(_, a)| **a >= best - 1e-9)
-            .map(|(p, _)| p)
+            .take_while(|m| m.accuracy >= best)
+            .filter_map(|m| db.prints.get(m.print))
             .collect();
-        let own = top.iter().any(|p| p.line == print.line);
+        // Nmap keeps one entry per name: the reference may stand under its namesake.
+        let own = top
+            .iter()
+            .any(|p| p.line == print.line || p.name == print.name);
         if own || top.iter().any(|p| same_class(p, print)) {
             pass += 1;
         } else {
-            let own_acc = db
-                .prints
-                .iter()
-                .zip(&acc)
-                .find(|(p, _)| p.line == print.line)
-                .map_or(0.0, |(_, a)| *a);
+            let own_acc = accuracy(print, &fp, &db.match_points);
+            let first = top
+                .first()
+                .map_or(("none", 0), |p| (p.name.as_str(), p.line));
             fails.push(format!(
-                "{} (line {}): own {:.3}, top {:.3} {} (line {})",
-                print.name, print.line, own_acc, best, top[0].name, top[0].line
+                "{} (line {}): own {own_acc:.3}, top {best:.3} {} (line {})",
+                print.name, print.line, first.0, first.1
             ));
         }
     }
-    eprintln!("{pass}/{} top matches of the reference's class", prints.len());
+    eprintln!(
+        "{pass}/{} top matches of the reference's class ({perfect} match their reference \
+         perfectly)",
+        prints.len()
+    );
     for f in &fails {
         eprintln!("fail: {f}");
     }
-    assert!(pass * 100 >= prints.len() * 95, "only {pass} of {}", prints.len());
+    assert!(
+        pass * 100 >= prints.len() * percent,
+        "only {pass} of {}",
+        prints.len()
+    );
+}
+
+/// SEQ probes 4 ms later than Nmap's 100 ms (a driver with a coarser clock) still give the
+/// references' GCD, ISR and SP: the ISN plans leave room for it.
+#[test]
+fn seq_tests_survive_a_slightly_slow_driver() {
+    let Some(db) = load() else { return };
+    let prints = sample(&db, 250, 12);
+    let mut bad = Vec::new();
+    for (i, print) in prints.iter().enumerate() {
+        let (fp, persona) = analysed_spaced(print, 1000 + i as u64, Duration::from_millis(104));
+        for m in fingerprint_misses(print, &fp) {
+            if m.starts_with("SEQ.") && !persona.approximated().contains(&m) {
+                bad.push(format!("{} (line {}): {m}", print.name, print.line));
+            }
+        }
+    }
+    assert!(bad.len() <= 2, "{bad:?}");
 }

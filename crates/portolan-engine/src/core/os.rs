@@ -110,13 +110,27 @@ impl OsSend {
         })
     }
 
-    /// As a dry run prints it: "OS probe SEQ 3", "OS probe T5".
+    /// As a dry run prints it: "OS probe SEQ 3", "OS probe IE 1", "OS probe T5".
     pub fn described(self) -> Described {
         let (what, n) = match self.probe {
             OsProbe::Seq(i) => ("OS probe SEQ", Some(u32::from(i))),
             OsProbe::Ie(i) => ("OS probe IE", Some(u32::from(i))),
             OsProbe::Ecn => ("OS probe ECN", None),
-            OsProbe::T(i) => ("OS probe T", Some(u32::from(i))),
+            OsProbe::T(i) => {
+                const T: [&str; 7] = [
+                    "OS probe T1",
+                    "OS probe T2",
+                    "OS probe T3",
+                    "OS probe T4",
+                    "OS probe T5",
+                    "OS probe T6",
+                    "OS probe T7",
+                ];
+                match T.get(usize::from(i).wrapping_sub(1)) {
+                    Some(w) => (*w, None),
+                    None => ("OS probe T", Some(u32::from(i))),
+                }
+            }
             OsProbe::U1 => ("OS probe U1", None),
         };
         Described {
@@ -156,6 +170,8 @@ enum Phase {
     Pause(Instant),
     Seq,
     Tui,
+    /// The round is over; its analysis waits for a moment when no probe is due.
+    Ended,
     Done,
 }
 
@@ -330,6 +346,7 @@ impl<P: Rounds> OsScan<P> {
         let mut soon = |t: Instant| wake = Some(wake.map_or(t, |w: Instant| w.min(t)));
         let mut all_done = true;
         let mut sendable = None;
+        let mut ended = None;
         for k in 0..n {
             let i = (self.cursor + k) % n;
             let h = &self.hosts[i];
@@ -338,6 +355,11 @@ impl<P: Rounds> OsScan<P> {
                 Phase::Pause(t) => {
                     all_done = false;
                     soon(t);
+                    continue;
+                }
+                Phase::Ended => {
+                    all_done = false;
+                    ended.get_or_insert(i);
                     continue;
                 }
                 Phase::Seq | Phase::Tui => all_done = false,
@@ -373,7 +395,15 @@ impl<P: Rounds> OsScan<P> {
                 self.pacer.take();
             }
             self.cursor = (i + 1) % n;
-            return Poll::Send(self.send(i, now));
+            if let Some(send) = self.send(i, now) {
+                return Poll::Send(send);
+            }
+        }
+        // Analysing and matching a round takes milliseconds: done only when no probe is
+        // due, one at a time, so other hosts' SEQ probes keep their spacing.
+        if let Some(i) = ended {
+            self.end_round(i, now);
+            return Poll::WaitUntil(now);
         }
         match wake {
             Some(t) if t > now => Poll::WaitUntil(t),
@@ -383,9 +413,10 @@ impl<P: Rounds> OsScan<P> {
         }
     }
 
-    fn send(&mut self, i: usize, now: Instant) -> OsSend {
+    /// Sends `i`'s next queued probe.
+    fn send(&mut self, i: usize, now: Instant) -> Option<OsSend> {
         let h = &mut self.hosts[i];
-        let (probe, tries) = h.queue.pop_front().unwrap_or((OsProbe::U1, 0));
+        let (probe, tries) = h.queue.pop_front()?;
         h.active.push(Active {
             probe,
             sent: now,
@@ -408,11 +439,11 @@ impl<P: Rounds> OsScan<P> {
             (Phase::Tui, OsProbe::Seq(_)) => tries + 1,
             _ => tries,
         };
-        OsSend {
+        Some(OsSend {
             host: i,
             probe,
             attempt,
-        }
+        })
     }
 
     /// Moves `host` on at `now`: timeouts, the end of a phase or round, the next round.
@@ -471,8 +502,10 @@ impl<P: Rounds> OsScan<P> {
                         h.queue = probes.into_iter().map(|p| (p, 0)).collect();
                         continue;
                     }
-                    self.end_round(i, now);
+                    h.phase = Phase::Ended;
+                    return;
                 }
+                Phase::Ended => return,
             }
         }
     }

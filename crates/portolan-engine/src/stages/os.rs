@@ -18,7 +18,7 @@ use portolan_model::{
 use portolan_os::analyse::{self, Context, Observations, Reply};
 use portolan_os::coarse;
 use portolan_os::db::OsDb;
-use portolan_os::fingerprint::{self, ScanInfo};
+use portolan_os::fingerprint::{self, Fingerprint, ScanInfo};
 use portolan_os::matching::{self, JudgeOptions, Verdict};
 use portolan_os::probes::{self, HostProbes, OsPorts, OsProbe};
 use portolan_wire::ethernet::MacAddr;
@@ -64,7 +64,9 @@ impl Stage for OsStage {
             let plan = cx.plan;
             let mut jobs = Vec::new();
             for (i, h) in batch.hosts.iter().enumerate() {
-                if h.written || !h.is_up() {
+                // A dry run's hosts are "written" (never reported) by the port scan; their
+                // OS probes are still printed.
+                if (h.written && !plan.dry_run) || !h.is_up() {
                     continue;
                 }
                 match chosen(plan, h) {
@@ -77,6 +79,18 @@ impl Stage for OsStage {
                     }
                     None => {}
                 }
+            }
+            let v6 = batch
+                .hosts
+                .iter()
+                // Written already (no stage applies to them), but port scanned.
+                .filter(|h| h.is_up() && h.scan.is_some() && h.ip.is_ipv6())
+                .count();
+            if v6 > 0 && !plan.dry_run {
+                cx.observer.note(&format!(
+                    "WARNING: OS detection of IPv6 hosts is not supported yet: {v6} host{} without OS results",
+                    if v6 == 1 { "" } else { "s" }
+                ));
             }
             if jobs.is_empty() {
                 return Ok(());
@@ -165,7 +179,9 @@ fn first(ports: &[PortResult], proto: Protocol, state: PortState) -> Option<u16>
 
 /// The ports of `host` as Nmap's initScanStats picks them: the first open TCP port (with
 /// -sV, the first not tcpwrapped if there is one), the first closed TCP port or else an
-/// unfiltered one, likewise for UDP.
+/// unfiltered one (else a random one each round, not reported), likewise for UDP, where
+/// Nmap 7.93 keeps and reports whatever port it used, a random one included
+/// (`portused` proto="udp", the SCAN line's CU, observed with `nmap -O` on loopback).
 pub fn choose_ports(plan: &ScanPlan, host: &HostRecord) -> ChosenPorts {
     let ports = host.scan.as_ref().map_or(&[][..], |s| &s.ports[..]);
     let mut open = first(ports, Protocol::Tcp, PortState::Open);
@@ -193,18 +209,28 @@ pub fn choose_ports(plan: &ScanPlan, host: &HostRecord) -> ChosenPorts {
         }
     }
     let closed_tcp = first(ports, Protocol::Tcp, PortState::Closed);
-    let closed_udp = first(ports, Protocol::Udp, PortState::Closed);
+    let closed_udp = first(ports, Protocol::Udp, PortState::Closed)
+        .or_else(|| first(ports, Protocol::Udp, PortState::Unfiltered))
+        .unwrap_or_else(|| random_port(plan.seed, host.ip));
     let known = OsPorts {
         open_tcp: open,
         closed_tcp,
-        closed_udp,
+        closed_udp: Some(closed_udp),
     };
     let aim = OsPorts {
-        open_tcp: open,
         closed_tcp: closed_tcp.or_else(|| first(ports, Protocol::Tcp, PortState::Unfiltered)),
-        closed_udp: closed_udp.or_else(|| first(ports, Protocol::Udp, PortState::Unfiltered)),
+        ..known
     };
     ChosenPorts { aim, known }
+}
+
+/// Nmap's pick of a port presumed closed: 30000 + a number below 14781.
+fn random_port(seed: u64, ip: IpAddr) -> u16 {
+    let ip = match ip {
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a) as u64,
+    };
+    30000 + (mix(&[seed, ip, 0x5544_5000]) % 14781) as u16
 }
 
 /// Whether --osscan-limit leaves `host` out: no open TCP port, or no closed or
@@ -251,6 +277,8 @@ struct RoundResult {
     verdict: Option<Verdict>,
     /// Why the fingerprint could not be submitted (Nmap's OmitSubmissionFP), if so.
     omit: Option<String>,
+    /// When it was analysed, Unix epoch seconds (the uptime counts back from there).
+    analysed: i64,
 }
 
 impl RoundResult {
@@ -259,14 +287,16 @@ impl RoundResult {
     fn perfect(&self) -> usize {
         self.verdict
             .as_ref()
-            .filter(|v| v.perfect < matching::MAX_RESULTS)
+            .filter(|v| !v.overflowed)
             .map_or(0, |v| v.perfect)
     }
-    fn best(&self) -> f64 {
-        self.verdict
-            .as_ref()
-            .and_then(|v| v.matches.first())
-            .map_or(0.0, |m| m.accuracy)
+    /// The accuracy of the best reference, when the round's verdict counts.
+    fn best(&self) -> Option<f64> {
+        let v = self.verdict.as_ref()?;
+        if v.overflowed {
+            return None;
+        }
+        v.all.first().map(|m| m.accuracy)
     }
 }
 
@@ -386,7 +416,7 @@ impl Rounds for Policy {
             localhost: t.localhost,
         };
         let analysis = analyse::analyse(&probes.0, &obs, &cx);
-        let distance = distance_of(t, &analysis).map(|(d, _)| d);
+        let distance = analysis.distance.map(|(d, _)| d);
         let omit = self.omit(t, distance, max_ratio);
         let verdict = self.db.as_ref().map(|db| {
             matching::judge(
@@ -400,6 +430,7 @@ impl Rounds for Policy {
         });
         let answered = !obs.replies.is_empty();
         let result = RoundResult {
+            analysed: now_epoch(),
             analysis,
             verdict,
             omit,
@@ -414,12 +445,6 @@ impl Rounds for Policy {
         // Without nmap-os-db a round that got answers is all the coarse guess needs.
         perfect || (self.db.is_none() && answered) || round + 1 >= tries
     }
-}
-
-/// The host's distance and how it was found: 0 for this machine, 1 on our link, else
-/// from the TTL the closed UDP port's ICMP quoted.
-fn distance_of(_t: &Target, a: &analyse::Analysis) -> Option<(u32, char)> {
-    a.distance
 }
 
 /// Runs the OS scan of `targets` (all from `src`) on a blocking thread.
@@ -448,7 +473,8 @@ async fn run_group(
         db: os.db.clone(),
         guess: os.guess,
         debug: plan.out_opts.debugging > 0,
-        max_tries: os.max_tries.max(1),
+        // A dry run prints one round: the probes a first try sends.
+        max_tries: if plan.dry_run { 1 } else { os.max_tries.max(1) },
         omit_always,
         udp_scanned: plan.udp,
         timing_ratio: vec![0.0; targets.len()],
@@ -509,20 +535,22 @@ async fn run_group(
     Ok(out)
 }
 
-/// The round Nmap reports (findBestFPs): the first with a perfect match, else the one
-/// whose best match is the most accurate (the first of equals), else the last.
+/// The round whose matches Nmap reports (findBestFPs): the first with a perfect match,
+/// else the one whose best reference is the most accurate (the first of equals), else the
+/// first.
 fn best_round(rounds: &[RoundResult]) -> Option<&RoundResult> {
     if let Some(r) = rounds.iter().find(|r| r.perfect() > 0) {
         return Some(r);
     }
-    let mut best: Option<&RoundResult> = None;
+    let mut best: Option<(&RoundResult, f64)> = None;
     for r in rounds {
-        let has = r.verdict.as_ref().is_some_and(|v| !v.matches.is_empty());
-        if has && best.is_none_or(|b| r.best() > b.best()) {
-            best = Some(r);
+        if let Some(acc) = r.best() {
+            if best.is_none_or(|(_, b)| acc > b) {
+                best = Some((r, acc));
+            }
         }
     }
-    best.or(rounds.last())
+    best.map(|(r, _)| r).or(rounds.first())
 }
 
 /// What Nmap reports for target `k`.
@@ -534,10 +562,12 @@ fn report(
     now: i64,
 ) -> OsFound {
     let rounds = &policy.rounds[k];
-    let Some(r) = best_round(rounds) else {
+    let (Some(r), Some(last)) = (best_round(rounds), rounds.last()) else {
         return OsFound::default();
     };
-    let a = &r.analysis;
+    // Matches come from the best round; distance and the sequence reports from the last,
+    // as Nmap keeps them (endRound and findBestFPs copy the round's own state).
+    let a = &last.analysis;
     let mut os = Os::default();
     if let Some(p) = t.ports.known.open_tcp {
         os.ports_used.push(PortUsed {
@@ -560,11 +590,11 @@ fn report(
             portid: p,
         });
     }
-    let distance = distance_of(t, a);
-    let (perfect, any) = match (&policy.db, &r.verdict) {
+    let distance = a.distance;
+    let perfect = match (&policy.db, &r.verdict) {
         (Some(db), Some(v)) => {
             os.matches = matching::to_model(db, v);
-            (v.perfect, !v.matches.is_empty())
+            v.perfect
         }
         _ => {
             os.coarse = coarse::guess(&a.fingerprint).map(|c| {
@@ -573,24 +603,31 @@ fn report(
                     c.family, c.reason
                 )
             });
-            (0, false)
+            0
         }
     };
     // When Nmap prints the fingerprint (output.cc's printosscanoutput).
     let loud = debugging > 0 || verbose > 1;
     // With perfect matches (or too many) only -d or -vv shows it; without, Nmap asks for
     // a submission when the conditions were good.
-    let print = loud || (perfect == 0 && r.omit.is_none());
-    let _ = any;
+    // Whether it could be submitted is judged at the end (the last round has seen the
+    // largest timing ratio).
+    let omit = last.omit.as_deref();
+    let print = loud || (perfect == 0 && omit.is_none());
     if print {
-        let info = scan_info(t, r, distance, now);
-        os.fingerprints.push(if r.omit.is_none() {
-            fingerprint::format(&a.fingerprint, &info)
+        let info = scan_info(t, omit.is_none(), distance, now);
+        // Every round's tests, merged as Nmap 7.93's mergeFPs does.
+        let tries: Vec<Fingerprint> = rounds
+            .iter()
+            .map(|x| x.analysis.fingerprint.clone())
+            .collect();
+        os.fingerprints.push(if omit.is_none() {
+            fingerprint::format_tries(&tries, &info)
         } else {
-            fingerprint::format_plain(&a.fingerprint, &info)
+            fingerprint::format_tries_plain(&tries, &info)
         });
     }
-    let seq = sequence_reports(a, now);
+    let seq = sequence_reports(a, last.analysed, now);
     OsFound {
         os,
         uptime: seq.uptime,
@@ -602,7 +639,7 @@ fn report(
 }
 
 /// The SCAN line's facts.
-fn scan_info(t: &Target, r: &RoundResult, distance: Option<(u32, char)>, now: i64) -> ScanInfo {
+fn scan_info(t: &Target, good: bool, distance: Option<(u32, char)>, now: i64) -> ScanInfo {
     let (month, day) = month_day(now);
     ScanInfo {
         version: NMAP_VERSION.into(),
@@ -612,10 +649,10 @@ fn scan_info(t: &Target, r: &RoundResult, distance: Option<(u32, char)>, now: i6
         open_tcp: t.ports.known.open_tcp,
         closed_tcp: t.ports.known.closed_tcp,
         closed_udp: t.ports.known.closed_udp,
-        private: reserved(t.dst),
+        private: ScanInfo::private_address(IpAddr::V4(t.dst)),
         distance: distance.map(|(d, _)| d),
         distance_method: distance.map(|(_, m)| m),
-        good: r.omit.is_none(),
+        good,
         mac_prefix: t.mac.map(|m| [m.0[0], m.0[1], m.0[2]]),
         time: now,
         platform: platform(),
@@ -625,30 +662,6 @@ fn scan_info(t: &Target, r: &RoundResult, distance: Option<(u32, char)>, now: i6
 /// Nmap's NMAP_PLATFORM for this build (`x86_64-pc-linux-gnu`).
 fn platform() -> String {
     format!("{}-pc-{}-gnu", std::env::consts::ARCH, std::env::consts::OS)
-}
-
-/// Nmap's ip_is_reserved (the SCAN line's `PV`): IANA's special-purpose IPv4 blocks.
-fn reserved(a: Ipv4Addr) -> bool {
-    const BLOCKS: [(u32, u8); 14] = [
-        (0x0000_0000, 8),  // 0.0.0.0/8
-        (0x0A00_0000, 8),  // 10.0.0.0/8
-        (0x6440_0000, 10), // 100.64.0.0/10
-        (0x7F00_0000, 8),  // 127.0.0.0/8
-        (0xA9FE_0000, 16), // 169.254.0.0/16
-        (0xAC10_0000, 12), // 172.16.0.0/12
-        (0xC000_0000, 24), // 192.0.0.0/24
-        (0xC000_0200, 24), // 192.0.2.0/24
-        (0xC0A8_0000, 16), // 192.168.0.0/16
-        (0xC612_0000, 15), // 198.18.0.0/15
-        (0xC633_6400, 24), // 198.51.100.0/24
-        (0xCB00_7100, 24), // 203.0.113.0/24
-        (0xF000_0000, 4),  // 240.0.0.0/4
-        (0xFFFF_FFFF, 32), // 255.255.255.255
-    ];
-    let x = u32::from(a);
-    BLOCKS
-        .iter()
-        .any(|&(net, len)| x >> (32 - u32::from(len)) == net >> (32 - u32::from(len)))
 }
 
 /// Month and day of `epoch` in local time, as the SCAN line's `D=`.
@@ -675,10 +688,15 @@ struct SeqReports {
 }
 
 /// Uptime and the sequence analyses as Nmap writes them.
-fn sequence_reports(a: &analyse::Analysis, now: i64) -> SeqReports {
-    let uptime = a.uptime_seconds.filter(|&s| s > 0).map(|seconds| Uptime {
-        seconds,
-        lastboot: ctime(now - seconds as i64),
+/// Uptime as Nmap reports it: the boot time from the round's probes, and the seconds from
+/// then to the report (`now`).
+fn sequence_reports(a: &analyse::Analysis, analysed: i64, now: i64) -> SeqReports {
+    let uptime = a.uptime_seconds.filter(|&s| s > 0).map(|up| {
+        let boot = analysed.saturating_sub(i64::try_from(up).unwrap_or(i64::MAX));
+        Uptime {
+            seconds: u64::try_from(now.saturating_sub(boot)).unwrap_or(up),
+            lastboot: ctime(boot),
+        }
     });
     let hex = |v: &mut dyn Iterator<Item = u32>| {
         v.map(|x| format!("{x:X}")).collect::<Vec<_>>().join(",")

@@ -78,10 +78,23 @@ fn unfiltered_ports_are_aimed_at_but_not_reported_as_used() {
     ]);
     let c = choose_ports(&os_plan(false), &h);
     assert_eq!(c.aim.closed_tcp, Some(80));
-    assert_eq!(c.aim.closed_udp, Some(99));
     assert_eq!(c.known.closed_tcp, None);
-    assert_eq!(c.known.closed_udp, None);
+    // Nmap 7.93 reports the UDP port it used, whatever it was.
+    assert_eq!(c.aim.closed_udp, Some(99));
+    assert_eq!(c.known.closed_udp, Some(99));
     assert!(!c.reliable());
+}
+
+#[test]
+fn without_a_known_udp_port_a_random_one_is_used_and_reported() {
+    let h = host(&[(Tcp, 22, Open), (Tcp, 80, Closed)]);
+    let c = choose_ports(&os_plan(false), &h);
+    let udp = c.known.closed_udp.expect("a random UDP port");
+    assert!((30000..44781).contains(&udp), "{udp}");
+    assert_eq!(c.aim.closed_udp, Some(udp));
+    // The same every time (every round) for the same scan.
+    assert_eq!(choose_ports(&os_plan(false), &h), c);
+    assert_eq!(c.aim.closed_tcp, Some(80));
 }
 
 #[test]
@@ -196,36 +209,101 @@ fn timing_ratio_is_the_seq_span_over_half_a_second() {
 }
 
 #[test]
-fn private_and_reserved_addresses_are_marked() {
-    for a in [
-        "198.18.0.1",
-        "198.19.255.255",
-        "10.1.2.3",
-        "192.168.0.1",
-        "127.0.0.1",
-        "100.64.0.1",
-        "203.0.113.9",
-        "255.255.255.255",
-        "0.1.2.3",
-    ] {
-        assert!(reserved(a.parse().unwrap()), "{a}");
-    }
-    // Multicast is not on Nmap's list.
-    for a in [
-        "8.8.8.8",
-        "198.20.0.1",
-        "100.128.0.1",
-        "224.0.0.1",
-        "172.32.0.1",
-    ] {
-        assert!(!reserved(a.parse().unwrap()), "{a}");
-    }
-}
-
-#[test]
 fn seeds_differ_per_host_and_round() {
     let a = mix(&[1, 2, 0]);
     assert_ne!(a, mix(&[1, 2, 1]));
     assert_ne!(a, mix(&[1, 3, 0]));
     assert_eq!(a, mix(&[1, 2, 0]));
+}
+
+#[test]
+fn reports_are_written_as_nmap_writes_them() {
+    let a = analyse::Analysis {
+        fingerprint: Fingerprint::default(),
+        tcp_seq: Some(analyse::SeqReport {
+            index: 260,
+            difficulty: "Good luck!".into(),
+            values: vec![0x1A, 0xFFFF_FFFF],
+        }),
+        ip_id: Some(analyse::IdReport {
+            class: "All zeros".into(),
+            values: vec![0, 0x10],
+        }),
+        tcp_ts: Some(analyse::TsReport {
+            class: "none returned (unsupported)".into(),
+            values: Vec::new(),
+        }),
+        uptime_seconds: Some(100),
+        distance: Some((1, 'D')),
+        good: true,
+    };
+    let r = sequence_reports(&a, 1_000_000, 1_000_010);
+    // Seconds from the boot time to the report, as Nmap's difftime(now, lastboot).
+    let up = r.uptime.expect("uptime");
+    assert_eq!(up.seconds, 110);
+    assert_eq!(up.lastboot, ctime(1_000_000 - 100));
+    assert_eq!(r.tcp.map(|t| t.values), Some("1A,FFFFFFFF".to_string()));
+    assert_eq!(r.ipid.map(|t| t.values), Some("0,10".to_string()));
+    let ts = r.ts.expect("tcptssequence");
+    assert_eq!(ts.values, None);
+    let none = analyse::Analysis {
+        uptime_seconds: None,
+        ..a
+    };
+    assert!(sequence_reports(&none, 0, 0).uptime.is_none());
+}
+
+fn judged(best: f64, perfect: usize, analysed: i64) -> RoundResult {
+    use portolan_os::matching::{Match, Outcome, Verdict};
+    let all: Vec<Match> = (0..perfect.max(1))
+        .map(|print| Match {
+            print,
+            accuracy: best,
+        })
+        .collect();
+    RoundResult {
+        analysis: analyse::Analysis {
+            fingerprint: Fingerprint::default(),
+            tcp_seq: None,
+            ip_id: None,
+            tcp_ts: None,
+            uptime_seconds: None,
+            distance: None,
+            good: true,
+        },
+        verdict: Some(Verdict {
+            matches: all.clone(),
+            perfect,
+            outcome: if perfect > 0 {
+                Outcome::Perfect
+            } else {
+                Outcome::Guesses
+            },
+            overflowed: perfect >= matching::MAX_RESULTS,
+            all,
+        }),
+        omit: None,
+        analysed,
+    }
+}
+
+#[test]
+fn the_reported_round_is_nmaps_best() {
+    let pick = |rounds: &[RoundResult]| best_round(rounds).map(|r| r.analysed);
+    // The most accurate, the first of equals.
+    let r = [judged(0.90, 0, 0), judged(0.95, 0, 1), judged(0.95, 0, 2)];
+    assert_eq!(pick(&r), Some(1));
+    // A perfect match wins at once.
+    let r = [judged(0.97, 0, 0), judged(1.0, 2, 1), judged(1.0, 1, 2)];
+    assert_eq!(pick(&r), Some(1));
+    // A list overflowing with perfect matches is no success: the other round is taken.
+    let r = [judged(1.0, matching::MAX_RESULTS, 0), judged(0.88, 0, 1)];
+    assert_eq!(pick(&r), Some(1));
+    // Nothing judged (no nmap-os-db): the first.
+    let mut none = judged(0.9, 0, 0);
+    none.verdict = None;
+    let mut other = judged(0.9, 0, 1);
+    other.verdict = None;
+    assert_eq!(pick(&[none, other]), Some(0));
+    assert_eq!(pick(&[]), None);
 }
