@@ -940,7 +940,6 @@ cmd_up() {
     mk_ns smb "$SMB_IP/24"
     mk_ns smb1 "$SMB1_IP/24"
     mk_ns web "$WEB_IP/24"
-    start_os_hosts
 
     # Safety check: the scanner must only know the lab subnet.
     local routes
@@ -951,6 +950,7 @@ cmd_up() {
 
     log "starting services"
     start_services
+    start_os_hosts
     verify_services
     verify_os_hosts
     write_ground_truth
