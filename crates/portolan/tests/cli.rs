@@ -727,3 +727,30 @@ fn malformed_os_db_lines_are_named_and_the_scan_goes_on() {
     assert_eq!(e.matches("coarse guess").count(), 1, "{e}");
     drop(listener);
 }
+
+/// -A as root plans OS detection (and -sV, -sC, traceroute): a dry run prints Nmap's OS
+/// probes, sending nothing; without -O or -A there are none.
+#[test]
+fn aggressive_as_root_plans_os_detection() {
+    if !is_root() {
+        eprintln!("skipped: needs raw sockets");
+        return;
+    }
+    let printed = |args: &[&str]| {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    for flag in ["-A", "-O"] {
+        let out = printed(&[flag, "--dryrun", "-p", "22", "127.0.0.1"]);
+        for probe in ["OS probe IE 1", "OS probe U1", "OS probe T7"] {
+            assert!(out.contains(probe), "{flag}: no {probe:?} in {out}");
+        }
+    }
+    let out = printed(&["-sV", "--dryrun", "-p", "22", "127.0.0.1"]);
+    assert!(!out.contains("OS probe"), "{out}");
+}
