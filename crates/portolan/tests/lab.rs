@@ -2047,6 +2047,8 @@ const NMAP_OS_TRIES: usize = 3;
 /// (any of Nmap's equally accurate first ones) at the same accuracy as one of Nmap's runs,
 /// and the same fingerprint tests apart from the fields that vary by run.
 fn os_agrees_with_nmap(lab: &Lab) {
+    // Per host, the (accuracy, name) first matches its runs gave: Nmap's and ours.
+    let mut accepted: BTreeMap<String, BTreeSet<(u8, String)>> = BTreeMap::new();
     for name in OS_HOSTS {
         let ip = lab.ip(name);
         let base = ["-O", "-vv", "-n", "-Pn", "-p", OS_PORTS, &ip];
@@ -2092,6 +2094,13 @@ fn os_agrees_with_nmap(lab: &Lab) {
                 break;
             }
         }
+        let firsts = accepted.entry(ip.clone()).or_default();
+        firsts.insert((our_top.1, our_top.0.clone()));
+        for (n, (_, acc)) in &nmaps {
+            for m in n.matches.iter().filter(|m| m.accuracy == *acc) {
+                firsts.insert((m.accuracy, m.name.clone()));
+            }
+        }
         let (nmap, nmap_top) = nmaps.last().expect("one Nmap run");
         assert!(
             nmaps.iter().any(|(n, (_, acc))| *acc == our_top.1
@@ -2120,6 +2129,28 @@ fn os_agrees_with_nmap(lab: &Lab) {
                 "{name}: fingerprints differ ({nmap_top:?})"
             );
         }
+    }
+    // All of them in one run, their probes in flight together: each host keeps the answer
+    // it got alone (or one of Nmap's).
+    let all = lab.path("os-all-ours.xml");
+    let ips: Vec<String> = OS_HOSTS.iter().map(|n| lab.ip(n)).collect();
+    let mut args = vec!["-O", "-n", "-Pn", "-p", OS_PORTS, "-oX", &all];
+    args.extend(ips.iter().map(String::as_str));
+    ok(&lab.portolan(&args), "portolan -O on every OS host");
+    let run = read_xml_file(&all).expect("our XML");
+    for ip in &ips {
+        let first = run
+            .hosts
+            .iter()
+            .find(|h| h.addr_str() == ip)
+            .and_then(|h| h.os.as_ref())
+            .and_then(|o| o.matches.first())
+            .map(|m| (m.accuracy, m.name.clone()));
+        let want = &accepted[ip];
+        assert!(
+            first.as_ref().is_some_and(|f| want.contains(f)),
+            "{ip} scanned with the others: {first:?}, alone or by Nmap: {want:?}"
+        );
     }
     // The retuned stacks do not all look alike (else the comparison proves little).
     let looks: BTreeSet<String> = OS_HOSTS
