@@ -665,6 +665,10 @@ pub struct Os {
     pub matches: Vec<OsMatch>,
     /// `osfingerprint@fingerprint`: the submission fingerprint (`OS:` lines), when printed.
     pub fingerprints: Vec<String>,
+    /// Without nmap-os-db: our own coarse guess (family and why), never an Nmap match.
+    /// Not in Nmap's XML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coarse: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,15 +1,21 @@
 //! The `nmap-os-db` reader: MatchPoints and the reference fingerprints, and the expression
 //! language of their values.
 //!
+//! We follow Nmap 7.93, the version installed and the one Portolan claims to be (its
+//! matcher differs from later Nmap sources: no implied `R=Y`, and the expression quirks
+//! listed at [`Expr::matches`]); its results are checked against 7.93's XML in matching.rs.
+//!
 //! The reader follows Nmap's `parse_fingerprint_file`: a malformed line is reported with its
 //! line number and skipped, the rest loads. Where Nmap would stop with a fatal error (a bad
-//! Class, CPE or MatchPoints line) we report the line and go on. A malformed test line ends its
-//! entry's block as in Nmap: the entry is KEPT with the tests read before that line, and the
-//! remaining lines of the block are read as top-level lines (each reported, as Nmap does).
+//! Class, CPE or MatchPoints line) we report the line and go on. A test line without its
+//! parentheses ends its entry's block as in Nmap: the entry is KEPT with the tests read
+//! before that line, and the remaining lines of the block are read as top-level lines (each
+//! reported, as Nmap does). A test line Nmap would store but we check against its test
+//! schema (unknown test or attribute, an attribute twice, `=` missing) is reported and
+//! skipped alone, the entry keeping its other tests.
 // OWNER: helper "os-db". The types below are the agreed interface; keep their names and
 // fields (add fields or functions freely).
 
-use std::cmp::Ordering;
 use std::path::Path;
 
 /// The tests of a fingerprint and their attributes, in Nmap's order (its `test_attrs`).
@@ -80,8 +86,8 @@ pub struct RefPrint {
     /// 1-based line of the `Fingerprint` line (Nmap's `osmatch@line`).
     pub line: u32,
     pub classes: Vec<RefClass>,
-    /// In [`SCHEMA`] order, attributes too. Tests with an `R` attribute carry it explicitly:
-    /// `R=Y` is added when the file leaves it implicit, a test with no attributes is `R=N`.
+    /// In [`SCHEMA`] order, attributes too, as written: Nmap 7.93 does not add the `R=Y`
+    /// a line like `U1(DF=N%...)` implies (later versions do), so such an `R` is not scored.
     pub tests: Vec<RefTest>,
 }
 
@@ -156,39 +162,60 @@ fn hex_u64(s: &str) -> Option<u64> {
     }
 }
 
-/// Nmap's numeric comparison of a value that starts with a hex digit (leading zeros already
-/// dropped) with a bound: a longer string is larger, equal lengths compare byte by byte
-/// against the bound's upper-case hex digits. For upper-case hex values this is the numeric
-/// order; for the odd value that merely starts with a hex digit ("BI") it is what Nmap does.
-fn nmap_hex_cmp(value: &[u8], bound: u64) -> Ordering {
-    let digits = if bound == 0 {
-        1
-    } else {
-        (64 - bound.leading_zeros()).div_ceil(4) as usize
-    };
-    if value.len() != digits {
-        return value.len().cmp(&digits);
+/// C's `strtol(s, &end, 16)`: optional blanks and sign, an optional `0x`, hex digits,
+/// saturating at the `long` limits. Returns the value and how many bytes were read (0 when
+/// there was no digit, as C then sets `end` to the start).
+fn strtol16(s: &[u8]) -> (i64, usize) {
+    let mut i = 0;
+    while s
+        .get(i)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+    {
+        i += 1;
     }
-    for (i, &b) in value.iter().enumerate() {
-        let shift = 4 * (digits - 1 - i);
-        let d = ((bound >> shift) & 0xF) as usize;
-        let c = b"0123456789ABCDEF"[d];
-        match b.cmp(&c) {
-            Ordering::Equal => continue,
-            other => return other,
+    let negative = s.get(i) == Some(&b'-');
+    if matches!(s.get(i), Some(b'-' | b'+')) {
+        i += 1;
+    }
+    if s.get(i) == Some(&b'0')
+        && matches!(s.get(i + 1), Some(b'x' | b'X'))
+        && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+    {
+        i += 2;
+    }
+    let digits_start = i;
+    let mut value: i64 = 0;
+    let mut overflow = false;
+    while let Some(d) = s.get(i).and_then(|b| (*b as char).to_digit(16)) {
+        match value
+            .checked_mul(16)
+            .and_then(|v| v.checked_add(i64::from(d)))
+        {
+            Some(v) => value = v,
+            None => overflow = true,
         }
+        i += 1;
     }
-    Ordering::Equal
+    if i == digits_start {
+        return (0, 0);
+    }
+    let value = match (overflow, negative) {
+        (true, false) => i64::MAX,
+        (true, true) => i64::MIN,
+        (false, false) => value,
+        (false, true) => -value,
+    };
+    (value, i)
 }
 
-fn strip_zeros(s: &str) -> &str {
-    let t = s.trim_start_matches('0');
-    if t.is_empty() && !s.is_empty() {
-        // Keep one zero, as Nmap keeps the last character.
-        &s[s.len() - 1..]
-    } else {
-        t
-    }
+/// A `long` stored in a C `unsigned int`, as Nmap 7.93 keeps its numbers.
+fn c_uint(v: i64) -> u32 {
+    v as u32
+}
+
+/// A bound read from the file as Nmap 7.93 holds it (`strtol` then `unsigned int`).
+fn bound(n: u64) -> u32 {
+    c_uint(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
 impl Alt {
@@ -209,32 +236,33 @@ impl Alt {
         Alt::Str(s.to_string())
     }
 
-    /// `value` is already known to be non-empty.
-    fn matches(&self, value: &str) -> bool {
-        let starts_hex = value.as_bytes().first().is_some_and(u8::is_ascii_hexdigit);
-        if !starts_hex {
-            // Nmap compares such a value as a string, the expression written as in the file.
-            return match self {
-                Alt::Str(s) => s == value,
-                _ => false,
-            };
-        }
-        let v = strip_zeros(value).as_bytes();
+    fn has_dash(&self) -> bool {
         match self {
-            Alt::Gt(n) => nmap_hex_cmp(v, *n) == Ordering::Greater,
-            Alt::Lt(n) => nmap_hex_cmp(v, *n) == Ordering::Less,
-            Alt::Range(a, b) => {
-                nmap_hex_cmp(v, *a) != Ordering::Less && nmap_hex_cmp(v, *b) != Ordering::Greater
-            }
-            Alt::Str(s) => {
-                // A literal that does not start with a hex digit never matches a hex value.
-                s.as_bytes().first().is_some_and(u8::is_ascii_hexdigit)
-                    && strip_zeros(s).as_bytes() == v
-            }
+            Alt::Range(..) => true,
+            Alt::Str(s) => s.contains('-'),
+            Alt::Gt(_) | Alt::Lt(_) => false,
         }
     }
 }
 
+/// A literal alternative that reads as `<N`/`>N` or `A-B` under C's strtol rules (blanks,
+/// signs, `0x`) without being plain hex: Nmap 7.93 still compares it as a number.
+fn str_numeric_branch(s: &str, num: u32) -> Option<bool> {
+    let b = s.as_bytes();
+    match b.first() {
+        Some(op @ (b'<' | b'>')) => {
+            let rest = b.get(1..).unwrap_or(&[]);
+            let (n, used) = strtol16(rest);
+            // Nmap wants the number to fill the alternative; an empty one reads as 0.
+            if used != rest.len() && !(used == 0 && rest.is_empty()) {
+                return Some(false);
+            }
+            let n = c_uint(n);
+            Some(if *op == b'<' { num < n } else { num > n })
+        }
+        _ => None,
+    }
+}
 impl Expr {
     /// Parses a reference value: `|`-separated alternatives, each a literal (possibly empty),
     /// a hex range `A-B`, `>A` or `<A`.
@@ -250,18 +278,129 @@ impl Expr {
         })
     }
 
-    /// Whether an observed value satisfies the expression, with Nmap's `expr_match` rules:
-    /// an empty value matches only an empty alternative; a value starting with a hex digit
-    /// compares numerically (leading zeros ignored) with ranges, bounds and hex literals;
-    /// anything else is a string comparison.
+    /// Whether an observed value satisfies the expression, with Nmap 7.93's `expr_match`
+    /// (the version installed and the one we claim to be compatible with), quirks included:
+    /// - a value that reads entirely as hex (the empty value too, as 0) is "numeric";
+    /// - with a numeric value, `>N`/`<N` compare numbers; an alternative is compared as a
+    ///   range when the first `-` of the REST of the expression is its own (so in `0|5-8`
+    ///   the `0` never matches); a range never falls back to a string comparison;
+    /// - otherwise strings: every alternative but the last matches when the value STARTS
+    ///   with it (`40|80` matches `400`; an empty alternative before a `|` matches
+    ///   anything), the last one must be equal.
     pub fn matches(&self, value: &str) -> bool {
-        if value.is_empty() {
-            return self
-                .alts
-                .iter()
-                .any(|a| matches!(a, Alt::Str(s) if s.is_empty()));
+        self.matches_observed(&Observed::new(value))
+    }
+
+    /// [`Expr::matches`] for a value read once ([`Observed`]), when one value meets many
+    /// expressions.
+    pub fn matches_observed(&self, value: &Observed<'_>) -> bool {
+        let (numeric, num) = (value.numeric, value.num);
+        // Alternatives up to the last one holding a '-' are ranges or nothing (numeric value).
+        let last_dash = if numeric {
+            self.alts.iter().rposition(Alt::has_dash)
+        } else {
+            None
+        };
+        let last = self.alts.len().saturating_sub(1);
+        for (i, alt) in self.alts.iter().enumerate() {
+            if numeric {
+                match alt {
+                    Alt::Gt(n) => {
+                        if num > bound(*n) {
+                            return true;
+                        }
+                        continue;
+                    }
+                    Alt::Lt(n) => {
+                        if num < bound(*n) {
+                            return true;
+                        }
+                        continue;
+                    }
+                    Alt::Str(s) => {
+                        if let Some(hit) = str_numeric_branch(s, num) {
+                            if hit {
+                                return true;
+                            }
+                            continue;
+                        }
+                    }
+                    Alt::Range(..) => {}
+                }
+                if last_dash.is_some_and(|d| i <= d) {
+                    if alt.has_dash() && in_range(alt, num) {
+                        return true;
+                    }
+                    continue;
+                }
+            }
+            let text = value.text;
+            let hit = match alt {
+                Alt::Str(s) if i < last => text.starts_with(s.as_str()),
+                Alt::Str(s) => text == s,
+                // Only a value holding '<', '>' or '-' could equal such text.
+                other => {
+                    if text.contains(['<', '>', '-']) {
+                        let alt_text = other.to_string();
+                        if i < last {
+                            text.starts_with(&alt_text)
+                        } else {
+                            text == alt_text
+                        }
+                    } else {
+                        false
+                    }
+                }
+            };
+            if hit {
+                return true;
+            }
         }
-        self.alts.iter().any(|a| a.matches(value))
+        false
+    }
+}
+
+/// An observed value as Nmap 7.93's `expr_match` reads it: the text, and whether it is
+/// entirely a hex number (the empty value is, as 0) with that number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed<'a> {
+    pub text: &'a str,
+    pub numeric: bool,
+    pub num: u32,
+}
+
+impl<'a> Observed<'a> {
+    pub fn new(text: &'a str) -> Observed<'a> {
+        let (num, used) = strtol16(text.as_bytes());
+        Observed {
+            text,
+            numeric: used == text.len(),
+            num: c_uint(num),
+        }
+    }
+}
+
+/// The range test of Nmap 7.93 for an alternative holding a `-`: the number before it must
+/// end exactly at the dash, the one after it must fill the rest.
+fn in_range(alt: &Alt, num: u32) -> bool {
+    match alt {
+        Alt::Range(a, b) => num >= bound(*a) && num <= bound(*b),
+        Alt::Str(s) => {
+            let Some(dash) = s.find('-') else {
+                return false;
+            };
+            let (lo, lo_used) = strtol16(s.as_bytes());
+            if lo_used != dash || dash == 0 {
+                return false;
+            }
+            let rest = s.get(dash + 1..).unwrap_or("");
+            let (hi, hi_used) = strtol16(rest.as_bytes());
+            if hi_used != rest.len() {
+                return false;
+            }
+            num >= c_uint(lo) && num <= c_uint(hi)
+        }
+        _ => false,
     }
 }
 
@@ -328,25 +467,6 @@ fn parse_test(line: &str) -> Result<RefTest, String> {
                 return Err(format!("attribute {name}.{attr} given twice"));
             }
             *slot = Some(Expr::parse(value)?);
-        }
-    }
-    if has_r {
-        let others = values.iter().skip(1).any(Option::is_some);
-        match values.first_mut() {
-            Some(r @ None) => {
-                let v = if others { "Y" } else { "N" };
-                *r = Some(Expr::parse(v)?);
-            }
-            Some(Some(r)) => {
-                let text = r.to_string();
-                if others && !text.contains('Y') {
-                    return Err(format!("test with values but R={text}"));
-                }
-                if !others && text != "N" {
-                    return Err(format!("R={text} without other values"));
-                }
-            }
-            None => {}
         }
     }
     let attrs = values
@@ -430,9 +550,13 @@ impl OsDb {
                 continue;
             }
             // Within a block, "Fingerprint " starts the next entry; at the top any line
-            // starting "Fingerprint" does (Nmap compares 12 and 11 characters).
+            // starting "Fingerprint" or "MatchPoints" in any case does (as Nmap 7.93).
+            let starts = |word: &str| {
+                line.get(..word.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(word))
+            };
             let header = match state {
-                State::Top => line.starts_with("Fingerprint") || line.starts_with("MatchPoints"),
+                State::Top => starts("Fingerprint") || starts("MatchPoints"),
                 _ => line.starts_with("Fingerprint "),
             };
             if header {
@@ -443,7 +567,7 @@ impl OsDb {
                     if line.is_empty() || line.starts_with("This nmap-os-db") {
                         continue;
                     }
-                    if line.starts_with("MatchPoints") {
+                    if starts("MatchPoints") {
                         if seen_points {
                             err(lineno, "a second MatchPoints section".into());
                             // Read and drop it, as a block.
@@ -454,7 +578,9 @@ impl OsDb {
                         state = State::Points;
                         continue;
                     }
-                    if let Some(rest) = line.strip_prefix("Fingerprint") {
+                    if starts("Fingerprint") {
+                        // Nmap skips the separator after the word, whatever it is.
+                        let rest = line.get(12..).unwrap_or("");
                         let name = rest.split('#').next().unwrap_or("").trim();
                         if name.is_empty() {
                             err(lineno, "Fingerprint line without a name".into());
@@ -514,18 +640,25 @@ impl OsDb {
                                 print.tests.push(t);
                             }
                             Err(e) => {
+                                // A line without its parentheses makes Nmap leave the entry
+                                // (the rest of its block is read as top-level lines); one
+                                // it could store but we cannot check (unknown test or
+                                // attribute...) is skipped alone.
+                                if split_test(line).is_err() {
+                                    state = State::Top;
+                                }
                                 err(lineno, e);
-                                // Nmap leaves the entry here; the rest of its block is read
-                                // as top-level lines.
-                                state = State::Top;
                             }
                         }
                     }
                 }
             }
         }
-        if !seen_points && !db.prints.is_empty() {
-            err(0, "no MatchPoints section: every reference scores 0".into());
+        if let (false, Some(first)) = (seen_points, db.prints.first()) {
+            err(
+                first.line,
+                "no MatchPoints section in the file: every reference scores 0".into(),
+            );
         }
         for p in &mut db.prints {
             p.tests
@@ -563,7 +696,7 @@ mod tests {
         assert!(e("<10").matches("F"));
         assert!(!e("<10").matches("10"));
         assert!(e("8|A").matches("A"));
-        assert!(e("8|A").matches("08"));
+        assert!(!e("8|A").matches("08"));
         assert!(!e("8|A").matches("9"));
         assert!(e("I|RD").matches("RD"));
         assert!(!e("I|RD").matches("RI"));
@@ -576,8 +709,18 @@ mod tests {
         assert!(!e("Z|A").matches(""));
         assert!(e("AS").matches("AS"));
         assert!(!e("AS").matches("AR"));
-        // Nmap's quirk: a value that merely starts with a hex digit compares by length.
-        assert!(e(">5").matches("BI"));
+        assert!(!e(">5").matches("BI"));
+        // Nmap 7.93's quirks: a '-' later in the expression spoils the literals before it;
+        // literals but the last match a prefix; the empty value is the number 0.
+        assert!(!e("0|5-8").matches("0"));
+        assert!(e("0|5-8").matches("6"));
+        assert!(e("5-8|0").matches("0"));
+        assert!(e("40|80").matches("400"));
+        assert!(!e("80|40").matches("400"));
+        assert!(e("|Z").matches("anything"));
+        assert!(e("0-5").matches(""));
+        assert!(e("0x10").matches("0x10"));
+        assert!(e(">F").matches("0x10"));
     }
 
     #[test]
@@ -611,6 +754,11 @@ Class Acme | Never | 2 | router
 Fingerprint Test OS three # comment
 SEQ(R=N)
 T1(R=N)
+T2 R=N
+T3(R=N)
+
+fingerprint Test OS four
+T1(R=N)
 ";
 
     #[test]
@@ -618,7 +766,6 @@ T1(R=N)
         let (db, errors) = OsDb::parse(SMALL);
         assert_eq!(db.match_points.points("T1", "DF"), 20);
         assert_eq!(db.match_points.points("IE", "CD"), 0);
-        assert_eq!(db.prints.len(), 3);
         let one = &db.prints[0];
         assert_eq!(one.name, "Test OS one");
         assert_eq!(one.line, 7);
@@ -628,20 +775,25 @@ T1(R=N)
         );
         assert_eq!(one.classes[0].gen.as_deref(), Some("1.X"));
         let t1 = one.test("T1").unwrap();
-        assert_eq!(t1.attrs[0].0, "R");
-        assert!(t1.get("R").unwrap().matches("Y"));
+        assert_eq!(t1.attrs[0].0, "DF");
+        assert!(t1.get("R").is_none());
         assert!(one.test("U1").unwrap().get("R").unwrap().matches("N"));
-        // The bad test line is named; its entry stays with what came before; the rest of
-        // the block is read at the top level and reported line by line, as Nmap does.
+        // A test line naming an unknown attribute is named and skipped alone.
         let two = &db.prints[1];
-        assert_eq!(two.classes.len(), 1);
+        assert_eq!(two.classes.len(), 2);
         assert_eq!(two.classes[0].gen, None);
-        assert!(two.tests.is_empty());
+        assert_eq!(two.tests.len(), 1);
+        // A line without parentheses ends its entry, as in Nmap: the entry stays with what
+        // came before, the rest of the block is read at the top level and reported.
         let lines: Vec<u32> = errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines, [17, 18, 19]);
+        assert_eq!(lines, [17, 24, 25]);
         let three = &db.prints[2];
         assert_eq!(three.name, "Test OS three");
         assert!(three.test("SEQ").unwrap().attrs.is_empty());
+        assert!(three.test("T3").is_none());
+        // Nmap 7.93 takes the keyword in any case at the top.
+        assert_eq!(db.prints[3].name, "Test OS four");
+        assert_eq!(db.prints.len(), 4);
     }
 
     #[test]

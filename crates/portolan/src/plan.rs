@@ -246,7 +246,8 @@ impl Resolved {
         }
 
         let out_opts = OutputOptions {
-            reason: o.reason,
+            // As Nmap: -vv shows the reasons too.
+            reason: o.reason || o.verbose > 1,
             verbose: o.verbose,
             debugging: o.debug,
             open_only: o.open_only,
@@ -701,5 +702,55 @@ mod tests {
             ..Options::default()
         };
         assert!(d(&o, true).is_err());
+    }
+
+    #[test]
+    fn os_and_traceroute_follow_nmaps_rules() {
+        let raw: Result<(), String> = Ok(());
+        let no_raw: Result<(), String> = Err("no".into());
+        let a = crate::args::parse(["-A"]).unwrap();
+        // -A: -sV -sC always, -O and --traceroute with raw sockets only, silently.
+        assert!(a.version && a.script_default);
+        assert_eq!(os_and_trace(&a, ScanKind::Syn, &raw).unwrap(), (true, true));
+        assert_eq!(
+            os_and_trace(&a, ScanKind::Connect, &no_raw).unwrap(),
+            (false, false)
+        );
+        assert!(os_and_trace(&a, ScanKind::PingOnly, &raw).is_err());
+        let o = crate::args::parse(["-O"]).unwrap();
+        // -O with a connect scan is Nmap's too (as root).
+        assert_eq!(
+            os_and_trace(&o, ScanKind::Connect, &raw).unwrap(),
+            (true, false)
+        );
+        let e = os_and_trace(&o, ScanKind::Syn, &no_raw).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "TCP/IP fingerprinting (for OS scan) requires root privileges."
+        );
+        for k in [ScanKind::PingOnly, ScanKind::List] {
+            assert!(os_and_trace(&o, k, &raw).is_err(), "{k:?}");
+        }
+        let t = crate::args::parse(["--traceroute"]).unwrap();
+        assert_eq!(
+            os_and_trace(&t, ScanKind::PingOnly, &raw).unwrap(),
+            (false, true)
+        );
+        let e = os_and_trace(&t, ScanKind::Connect, &no_raw).unwrap_err();
+        assert_eq!(e.to_string(), "Traceroute has to be run as root");
+    }
+
+    #[test]
+    fn os_plan_takes_the_flags_and_builtin_data_means_no_database() {
+        let o = crate::args::parse(
+            "-O --osscan-limit --fuzzy --max-os-tries 2 --builtin-data".split(' '),
+        )
+        .unwrap();
+        let plan = os_plan(&o, None);
+        assert!(plan.db.is_none() && plan.limit && plan.guess);
+        assert_eq!(plan.max_tries, 2);
+        let plan = os_plan(&crate::args::parse(["-O", "--builtin-data"]).unwrap(), None);
+        assert!(!plan.limit && !plan.guess);
+        assert_eq!(plan.max_tries, DEFAULT_MAX_OS_TRIES);
     }
 }

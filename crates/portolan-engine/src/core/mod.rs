@@ -3,6 +3,7 @@
 pub mod arp_ping;
 pub mod link_ping;
 pub mod nd_ping;
+pub mod os;
 pub mod permutation;
 pub mod poll;
 pub mod probe;

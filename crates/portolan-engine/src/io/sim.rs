@@ -24,6 +24,48 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// A whole simulated TCP/IP stack for a host (e.g. one answering as an nmap-os-db
+/// reference fingerprint describes): it answers every IPv4 packet sent to the host.
+pub trait Stack: Send {
+    /// The answer to `packet` (an IPv4 packet to the host), `elapsed` after the simulated
+    /// network came up, given the host's open ports.
+    fn answer(
+        &mut self,
+        elapsed: Duration,
+        packet: &[u8],
+        open_tcp: &[u16],
+        open_udp: &[u16],
+    ) -> Option<Vec<u8>>;
+}
+
+impl Stack for portolan_os::synth::Persona {
+    fn answer(
+        &mut self,
+        elapsed: Duration,
+        packet: &[u8],
+        open_tcp: &[u16],
+        open_udp: &[u16],
+    ) -> Option<Vec<u8>> {
+        portolan_os::synth::Persona::answer(self, elapsed, packet, open_tcp, open_udp)
+    }
+}
+
+/// A host's own stack, shared by the clones of the network.
+#[derive(Clone)]
+pub struct Persona(pub Arc<Mutex<dyn Stack>>);
+
+impl Persona {
+    pub fn new(stack: impl Stack + 'static) -> Self {
+        Persona(Arc::new(Mutex::new(stack)))
+    }
+}
+
+impl std::fmt::Debug for Persona {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Persona")
+    }
+}
+
 /// One simulated host. Ports not listed are closed (RST, ICMP port unreachable).
 #[derive(Debug, Clone, Default)]
 pub struct SimHost {
@@ -34,6 +76,9 @@ pub struct SimHost {
     pub echo: bool,
     /// Its MAC, if it is on our link (then it answers ARP).
     pub mac: Option<MacAddr>,
+    /// Its own stack, answering every IPv4 packet in place of the behaviour above
+    /// (filtered ports still drop TCP).
+    pub persona: Option<Persona>,
     /// The routers before it, nearest first (`None`: one that sends no ICMP time
     /// exceeded): a probe whose TTL runs out on the way is answered by the router.
     pub path: Vec<Option<Ipv4Addr>>,
@@ -71,6 +116,8 @@ impl SimNet {
 #[derive(Clone)]
 pub struct SimBackend {
     net: Arc<SimNet>,
+    /// When the network came up: personas are told the time since.
+    epoch: Instant,
     sent: Arc<Mutex<Vec<Ipv4Addr>>>,
     /// Cancels the token once this many packets were sent: an interrupt mid-scan.
     trip: Option<(usize, CancellationToken)>,
@@ -84,6 +131,7 @@ impl SimBackend {
     pub fn new(net: SimNet) -> Self {
         SimBackend {
             net: Arc::new(net),
+            epoch: Instant::now(),
             sent: Arc::default(),
             trip: None,
         }
@@ -196,7 +244,8 @@ impl<P> PacketIo<P> for SimPath {
         let net = &self.backend.net;
         for o in batch {
             let (dst, answer) = if o.packet.first().map(|b| b >> 4) == Some(4) {
-                answer_ip(net, o.packet)
+                let elapsed = self.now.saturating_duration_since(self.backend.epoch);
+                answer_ip(net, o.packet, elapsed)
             } else {
                 answer_arp(net, o.packet)
             };
@@ -261,7 +310,11 @@ fn v4_params(src: Ipv4Addr, dst: Ipv4Addr) -> Ipv4Params {
 }
 
 /// The destination of an IPv4 probe and the host's answer to it, if any.
-fn answer_ip(net: &SimNet, packet: &[u8]) -> (Option<Ipv4Addr>, Option<Vec<u8>>) {
+fn answer_ip(
+    net: &SimNet,
+    packet: &[u8],
+    elapsed: Duration,
+) -> (Option<Ipv4Addr>, Option<Vec<u8>>) {
     let Ok(ip) = ipv4::Packet::new_checked(packet) else {
         return (None, None);
     };
@@ -274,6 +327,19 @@ fn answer_ip(net: &SimNet, packet: &[u8]) -> (Option<Ipv4Addr>, Option<Vec<u8>>)
             Some(dst),
             router.and_then(|r| time_exceeded(r, src, packet)),
         );
+    }
+    if let Some(p) = &host.persona {
+        let filtered = ip.protocol() == IpProtocol::TCP
+            && tcp::Packet::new_checked(ip.payload())
+                .is_ok_and(|t| host.filtered_tcp.contains(&t.dst_port()));
+        if filtered {
+            return (Some(dst), None);
+        }
+        let answer =
+            p.0.lock()
+                .ok()
+                .and_then(|mut s| s.answer(elapsed, packet, &host.open_tcp, &host.open_udp));
+        return (Some(dst), answer);
     }
     let mut reply = v4_params(dst, src);
     reply.ttl = 64u8.saturating_sub(host.path.len().min(63) as u8);

@@ -50,7 +50,20 @@ pub fn host(plan: &ScanPlan, rec: &HostRecord) -> Host {
             kind: HostnameType::Ptr,
         });
     }
+    if let Some(found) = &rec.os {
+        let f = &**found;
+        h.os = Some(f.os.clone());
+        h.uptime = f.uptime.clone();
+        h.distance = f.distance;
+        h.tcpsequence = f.tcpsequence.clone();
+        h.ipidsequence = f.ipidsequence.clone();
+        h.tcptssequence = f.tcptssequence.clone();
+    }
     h.trace = rec.trace.as_deref().map(trace);
+    // OS detection's distance gives way to the trace's, as in Nmap.
+    if let (Some(_), Some(d)) = (&rec.os, rec.trace.as_ref().and_then(|t| t.distance)) {
+        h.distance = Some(u32::from(d));
+    }
     let now = now_epoch();
     let Some(scan) = &rec.scan else {
         // Not port scanned: the ping's timing.

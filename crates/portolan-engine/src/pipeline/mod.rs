@@ -13,6 +13,7 @@ use crate::core::scheduler::Stats as ConnectStats;
 use crate::io::backend::Backend;
 use crate::io::connect::Progress;
 use crate::plan::ScanPlan;
+use crate::stages::os::OsStage;
 use crate::stages::traceroute::{HostTrace, TracerouteStage};
 use crate::stages::version::Detected;
 use crate::stages::version::VersionStage;
@@ -120,6 +121,8 @@ pub struct HostRecord {
     /// What its port scan found; `None` until (and unless) it is port scanned. Boxed: a
     /// discovery sweep holds a batch of 65,536 records, most never port scanned.
     pub scan: Option<Box<PortScan>>,
+    /// What OS detection found (-O).
+    pub os: Option<Box<crate::stages::os::OsFound>>,
     /// Its route (--traceroute).
     pub trace: Option<Box<HostTrace>>,
     /// Written to the sink already.
@@ -137,6 +140,7 @@ impl HostRecord {
             mac: None,
             ptr: None,
             scan: None,
+            os: None,
             trace: None,
             written: false,
         }
@@ -253,6 +257,7 @@ pub static STAGES: &[&dyn Stage] = &[
     &ReverseDnsStage,
     &PortScanStage,
     &VersionStage,
+    &OsStage,
     &TracerouteStage,
 ];
 

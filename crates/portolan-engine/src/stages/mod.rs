@@ -1,7 +1,9 @@
 //! The stages of a scan, each one module behind [`crate::pipeline::Stage`], run in
-//! [`crate::pipeline::STAGES`] order: discovery, reverse DNS, port scan, version detection, traceroute.
+//! [`crate::pipeline::STAGES`] order: discovery, reverse DNS, port scan, version detection, OS
+//! detection, traceroute.
 
 pub mod discovery;
+pub mod os;
 pub mod portscan;
 pub mod rdns;
 pub mod traceroute;

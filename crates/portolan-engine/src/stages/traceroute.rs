@@ -267,7 +267,12 @@ fn target_for(plan: &ScanPlan, h: &HostRecord, ip: Ipv4Addr) -> TraceTarget {
         ip,
         probe,
         payload,
-        distance: None,
+        // OS detection's distance, when it ran: the trace starts there, as Nmap's.
+        distance: h
+            .os
+            .as_ref()
+            .and_then(|o| o.distance)
+            .and_then(|d| u8::try_from(d).ok()),
     }
 }
 
