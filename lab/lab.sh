@@ -47,12 +47,48 @@ SUBNET6=2001:2::/64
 SCAN_IP6=2001:2::1
 FILT_IP6=2001:2::12
 
+# A routed path for traceroute: scanner -> r1 -> r2 -> r3 -> 198.18.2.0/24, where far1
+# and far2 sit on a second bridge.  r1's LAN side is on the lab bridge; the routers are
+# chained by veth pairs (/30 links in 198.18.1.0/24).  r2 never answers with ICMP time
+# exceeded (nft drops it), so hop 2 is missing from every trace.
+R1_IP=198.18.0.2
+R1_LINK=198.18.1.1
+R2_LINK_IN=198.18.1.2
+R2_LINK_OUT=198.18.1.5
+R3_LINK=198.18.1.6
+R3_LAN=198.18.2.1
+FAR_SUBNET=198.18.2.0/24
+LINK_SUBNET=198.18.1.0/24
+FAR1_IP=198.18.2.10
+FAR2_IP=198.18.2.11
+# What a trace from the scanner sees: one hop per TTL ("-" for the silent router).
+ROUTED_PATH="$R1_IP - $R3_LINK"
+# Names of the routed part for reverse DNS in the scanner namespace only: ip netns exec
+# mounts /etc/netns/<scanner>/hosts over /etc/hosts (the lab hosts keep no name there).
+ROUTED_NAMES="$R1_IP=r1.lab.test $R3_LINK=r3.lab.test $FAR1_IP=far1.lab.test $FAR2_IP=far2.lab.test"
+
 SW="$P-sw"
 SCAN="$P-scan"
 # host short names; namespace is "$P-<name>".  Order matters for down (sw last).
 HOSTS=(svc dns filt lossy slow db hostile smb smb1 web)
+ROUTED_NS=("$P-r1" "$P-r2" "$P-r3" "$P-far1" "$P-far2")
 ALL_NS=("$SCAN" "$P-svc" "$P-dns" "$P-filt" "$P-lossy" "$P-slow" "$P-db" "$P-hostile"
-        "$P-smb" "$P-smb1" "$P-web" "$SW")
+        "$P-smb" "$P-smb1" "$P-web" "${ROUTED_NS[@]}" "$SW")
+
+# ---- OS detection hosts (issue 12): plain listeners on stacks retuned by per-namespace
+# sysctls, so that Nmap's OS probes get answers unlike the default Linux namespaces' (TTL,
+# options, window, ECN).  One "name|ip|open tcp ports|sysctls" a line.
+OS_LAB_HOSTS="oswin|198.18.0.30|135 445 3389|net.ipv4.ip_default_ttl=128 net.ipv4.tcp_timestamps=0 net.ipv4.tcp_sack=0 net.ipv4.tcp_window_scaling=0 net.ipv4.tcp_ecn=0
+osttl|198.18.0.31|22 80|net.ipv4.ip_default_ttl=255 net.ipv4.tcp_window_scaling=0 net.ipv4.tcp_sack=0"
+os_lab_field() {  # field-number: that field of every OS_LAB_HOSTS line
+    printf '%s\n' "$OS_LAB_HOSTS" | cut -d'|' -f"$1"
+}
+for _os_host in $(os_lab_field 1); do
+    HOSTS+=("$_os_host")
+    # Before the switch, which goes last.
+    ALL_NS=("${ALL_NS[@]:0:${#ALL_NS[@]}-1}" "$P-$_os_host" "$SW")
+done
+unset _os_host
 
 # ---- ground-truth data (single source for setup and ground-truth.json) ----
 SVC_TCP_OPEN="21 22 80 443 6379 8080 31337"
@@ -160,6 +196,12 @@ cmd_down() {
             ip netns del "$ns" 2>/dev/null || log "warning: could not delete netns $ns"
         fi
     done
+    # The scanner namespace's hosts file (mk_routed).
+    if [ -d "/etc/netns/$SCAN" ]; then
+        rm -f "/etc/netns/$SCAN/hosts"
+        rmdir "/etc/netns/$SCAN" 2>/dev/null || true
+        rmdir /etc/netns 2>/dev/null || true
+    fi
     if [ -d "$DIR/run" ]; then
         rm -f "$DIR"/run/*.pid 2>/dev/null || true
     fi
@@ -201,6 +243,84 @@ mk_ns() {  # name ip/cidr [ip6/cidr] — creates "$P-<name>" and a veth to the s
     nsx "$ns" ip addr add "$addr" dev eth0
     [ -n "$addr6" ] && nsx "$ns" ip -6 addr add "$addr6" dev eth0 nodad
     nsx "$ns" ip link set eth0 up
+}
+
+mk_router() {  # name: a namespace that forwards IPv4 and answers ICMP without rate limits
+    local ns="$P-$1"
+    ip netns add "$ns"
+    nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 >/dev/null
+    nsx "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.icmp_ratelimit=0 >/dev/null
+    nsx "$ns" ip link set lo up
+}
+
+link_ns() {  # ns-a dev-a ip-a/cidr ns-b dev-b ip-b/cidr: a veth pair between two lab namespaces
+    ip -n "$1" link add "$2" type veth peer name "$5" netns "$4"
+    nsx "$1" ip addr add "$3" dev "$2"
+    nsx "$4" ip addr add "$6" dev "$5"
+    nsx "$1" ip link set "$2" up
+    nsx "$4" ip link set "$5" up
+}
+
+mk_far() {  # name ip: a host on the far bridge (br1), reached through the routers
+    local name="$1" ns="$P-$1"
+    ip netns add "$ns"
+    nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 >/dev/null
+    nsx "$ns" sysctl -qw net.ipv4.icmp_ratelimit=0 >/dev/null
+    nsx "$ns" ip link set lo up
+    ip -n "$SW" link add "f-$name" type veth peer name eth0 netns "$ns"
+    ip -n "$SW" link set "f-$name" master br1
+    ip -n "$SW" link set "f-$name" up
+    nsx "$ns" ip addr add "$2/24" dev eth0
+    nsx "$ns" ip link set eth0 up
+    nsx "$ns" ip route add "$SUBNET" via "$R3_LAN"
+    nsx "$ns" ip route add "$LINK_SUBNET" via "$R3_LAN"
+}
+
+# The routed part of the lab (see ROUTED_PATH).  Only specific routes, no default.
+mk_routed() {
+    nsx "$SW" ip link add br1 type bridge stp_state 0 forward_delay 0
+    nsx "$SW" ip link set br1 up
+    mk_router r1
+    ip -n "$SW" link add "v-r1" type veth peer name eth0 netns "$P-r1"
+    ip -n "$SW" link set "v-r1" master br0
+    ip -n "$SW" link set "v-r1" up
+    nsx "$P-r1" ip addr add "$R1_IP/24" dev eth0
+    nsx "$P-r1" ip link set eth0 up
+    mk_router r2
+    mk_router r3
+    link_ns "$P-r1" eth1 "$R1_LINK/30" "$P-r2" eth0 "$R2_LINK_IN/30"
+    link_ns "$P-r2" eth1 "$R2_LINK_OUT/30" "$P-r3" eth0 "$R3_LINK/30"
+    ip -n "$SW" link add "v-r3" type veth peer name eth1 netns "$P-r3"
+    ip -n "$SW" link set "v-r3" master br1
+    ip -n "$SW" link set "v-r3" up
+    nsx "$P-r3" ip addr add "$R3_LAN/24" dev eth1
+    nsx "$P-r3" ip link set eth1 up
+    nsx "$P-r1" ip route add 198.18.1.4/30 via "$R2_LINK_IN"
+    nsx "$P-r1" ip route add "$FAR_SUBNET" via "$R2_LINK_IN"
+    nsx "$P-r2" ip route add "$SUBNET" via "$R1_LINK"
+    nsx "$P-r2" ip route add "$FAR_SUBNET" via "$R3_LINK"
+    nsx "$P-r3" ip route add "$SUBNET" via "$R2_LINK_OUT"
+    nsx "$P-r3" ip route add 198.18.1.0/30 via "$R2_LINK_OUT"
+    nsx "$P-r2" nft -f - <<EOF
+table ip plab {
+    chain output {
+        type filter hook output priority 0; policy accept;
+        icmp type time-exceeded drop
+    }
+}
+EOF
+    # Nothing listens on them: every port closed (a silent port would keep -sV and -sC
+    # waiting), which is also the probe Nmap prefers for a trace.
+    mk_far far1 "$FAR1_IP"
+    mk_far far2 "$FAR2_IP"
+    nsx "$SCAN" ip route add "$LINK_SUBNET" via "$R1_IP"
+    nsx "$SCAN" ip route add "$FAR_SUBNET" via "$R1_IP"
+    local n
+    mkdir -p "/etc/netns/$SCAN"
+    {
+        cat /etc/hosts
+        for n in $ROUTED_NAMES; do printf '%s %s\n' "${n%%=*}" "${n#*=}"; done
+    } > "/etc/netns/$SCAN/hosts"
 }
 
 start_listener() {  # ns ip tag listener-args...
@@ -697,6 +817,16 @@ verify_services() {
     for p in $HOSTILE_SERVE; do wait_listen "$P-hostile" tcp "$HOSTILE_IP" "${p#*=}" hostile.py; done
     wait_listen "$P-hostile" tcp "$HOSTILE_IP" "$HOSTILE_HTTP_PORT" "python3 -m http.server"
     verify_nse_services
+    nsx "$P-r2" nft list table ip plab >/dev/null || die "nft rules missing in $P-r2"
+    # The routed hosts answer through the routers (a RST: nothing listens there).
+    local far out
+    for far in "$FAR1_IP" "$FAR2_IP"; do
+        out="$(nsx "$SCAN" timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/80"' _ "$far" 2>&1 || true)"
+        case "$out" in
+            *refused*) ;;
+            *) die "scanner cannot reach $far through the routers: $out" ;;
+        esac
+    done
     nsx "$P-slow" tc qdisc show dev eth0 | grep -q tbf || die "tbf missing in $P-slow"
     nsx "$P-filt"  nft list table inet plab >/dev/null || die "nft rules missing in $P-filt"
     nsx "$P-lossy" nft list table inet plab >/dev/null || die "nft rules missing in $P-lossy"
@@ -830,12 +960,75 @@ gt = {
         web,
     ],
     "down": ["$DOWN_IP"],
+    # Hosts behind routers, and the hops a trace from the scanner sees (None: silent).
+    "routed": {
+        "hosts": [
+            dict(host("far1", "$FAR1_IP"), distance=4),
+            dict(host("far2", "$FAR2_IP"), distance=4),
+        ],
+        "path": [None if h == "-" else h for h in "$ROUTED_PATH".split()],
+        "names": dict(n.split("=", 1) for n in "$ROUTED_NAMES".split()),
+    },
 }
 tmp = os.environ["PLAB_GT_OUT"] + ".tmp"
 with open(tmp, "w") as f:
     json.dump(gt, f, indent=2)
     f.write("\n")
 os.replace(tmp, os.environ["PLAB_GT_OUT"])
+EOF
+}
+
+# The OS detection hosts: namespace, sysctls, listeners (up), listening (verify), and their
+# entries in the ground truth, "os" giving the sysctls each was set up with.
+start_os_hosts() {
+    local name ip open sysctls p args
+    while IFS='|' read -r name ip open sysctls; do
+        [ -n "$name" ] || continue
+        mk_ns "$name" "$ip/24"
+        # shellcheck disable=SC2086
+        nsx "$P-$name" sysctl -qw $sysctls >/dev/null
+        args=()
+        for p in $open; do args+=(--port "$p"); done
+        start_listener "$P-$name" "$ip" "$name" "${args[@]}"
+    done <<<"$OS_LAB_HOSTS"
+}
+
+verify_os_hosts() {
+    local name ip open sysctls p kv
+    while IFS='|' read -r name ip open sysctls; do
+        [ -n "$name" ] || continue
+        for kv in $sysctls; do
+            [ "$(nsx "$P-$name" sysctl -n "${kv%%=*}")" = "${kv#*=}" ] \
+                || die "$P-$name: sysctl ${kv%%=*} is not ${kv#*=}"
+        done
+        for p in $open; do wait_listen "$P-$name" tcp "$ip" "$p" listener.py; done
+        tcp_probe "$ip/${open%% *}" || tcp_probe "$ip/${open%% *}" \
+            || die "scanner cannot connect to $ip port ${open%% *}"
+    done <<<"$OS_LAB_HOSTS"
+}
+
+add_os_ground_truth() {
+    PLAB_GT_OUT="$DIR/ground-truth.json" PLAB_GT_PREFIX="$P" PLAB_GT_OS="$OS_LAB_HOSTS" \
+    "$PY" - <<'EOF'
+import json, os
+path = os.environ["PLAB_GT_OUT"]
+with open(path) as f:
+    gt = json.load(f)
+for line in os.environ["PLAB_GT_OS"].splitlines():
+    if not line.strip():
+        continue
+    name, ip, tcp_open, sysctls = line.split("|")
+    gt["hosts"].append({
+        "name": name, "ns": "%s-%s" % (os.environ["PLAB_GT_PREFIX"], name), "ip": ip,
+        "up": True, "tcp_default": "closed",
+        "tcp": {p: "open" for p in sorted(tcp_open.split(), key=int)},
+        "udp": {}, "services": {}, "versions": {}, "lossy": False,
+        "os": dict(kv.split("=", 1) for kv in sysctls.split()),
+    })
+with open(path + ".tmp", "w") as f:
+    json.dump(gt, f, indent=2)
+    f.write("\n")
+os.replace(path + ".tmp", path)
 EOF
 }
 
@@ -871,18 +1064,22 @@ cmd_up() {
     mk_ns smb "$SMB_IP/24"
     mk_ns smb1 "$SMB1_IP/24"
     mk_ns web "$WEB_IP/24"
+    mk_routed
 
-    # Safety check: the scanner must only know the lab subnet.
+    # Safety check: the scanner must only know the lab subnets.
     local routes
     routes="$(nsx "$SCAN" ip -4 route show | awk '{print $1}' | sort -u | tr '\n' ' ')"
-    [ "$routes" = "$SUBNET " ] || die "unexpected routes in $SCAN: $routes"
+    [ "$routes" = "$SUBNET $LINK_SUBNET $FAR_SUBNET " ] || die "unexpected routes in $SCAN: $routes"
     routes="$(nsx "$SCAN" ip -6 route show | awk '{print $1}' | sort -u | tr '\n' ' ')"
     [ "$routes" = "$SUBNET6 fe80::/64 " ] || die "unexpected IPv6 routes in $SCAN: $routes"
 
     log "starting services"
     start_services
+    start_os_hosts
     verify_services
+    verify_os_hosts
     write_ground_truth
+    add_os_ground_truth
     trap - EXIT
 
     log "lab '$P' is up"

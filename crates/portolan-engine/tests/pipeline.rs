@@ -543,3 +543,87 @@ async fn a_broadcast_address_in_the_range_is_skipped() {
         "{notes:?}"
     );
 }
+
+/// --traceroute on the simulated network: two hosts behind the same three routers (the
+/// middle one silent) are traced with the probe Nmap would pick (a SYN to a closed port
+/// over an echo request or a SYN to an open port); a host on our link is one hop away.
+#[tokio::test]
+async fn traceroute_through_simulated_routers() {
+    let r = |s: &str| Some(s.parse::<Ipv4Addr>().unwrap());
+    let path = vec![r("198.18.0.2"), None, r("198.18.1.6")];
+    let far = SimHost {
+        echo: true,
+        path,
+        ..SimHost::default()
+    };
+    let net = SimNet::new("198.18.0.1".parse().unwrap())
+        .host(
+            "198.18.2.10".parse().unwrap(),
+            SimHost {
+                open_tcp: vec![80],
+                ..far.clone()
+            },
+        )
+        .host("198.18.2.11".parse().unwrap(), far)
+        .host(
+            "198.18.0.10".parse().unwrap(),
+            SimHost {
+                open_tcp: vec![22],
+                echo: true,
+                mac: Some(MAC_10),
+                ..SimHost::default()
+            },
+        );
+    let specs = ["198.18.2.10-11", "198.18.0.10"];
+    let mut p = plan(ScanKind::Syn, &[22, 80], targets(&specs, &[]));
+    p.traceroute = true;
+    // Found up by an echo request, which a closed port's RST then outranks.
+    p.discovery.slots = vec![Slot::Echo];
+    let mut sink = Collect::default();
+    let summary = scanner_on(SimBackend::new(net), &Quiet)
+        .run(&mut p, &mut sink, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(summary.hosts_up, 3);
+    let trace = |ip: &str| {
+        let h = sink.hosts.iter().find(|h| h.addr_str() == ip).expect(ip);
+        h.trace.clone().expect("traced")
+    };
+    for ip in ["198.18.2.10", "198.18.2.11"] {
+        let t = trace(ip);
+        assert_eq!(
+            (t.port, t.proto.as_deref()),
+            (Some(22), Some("tcp")),
+            "{ip}"
+        );
+        let hops: Vec<(u32, &str, &str)> = t
+            .hops
+            .iter()
+            .filter(|h| h.ipaddr.is_some())
+            .map(|h| {
+                let (a, rtt) = (h.ipaddr.as_deref(), h.rtt.as_deref());
+                (h.ttl, a.unwrap_or(""), rtt.unwrap_or(""))
+            })
+            .collect();
+        // The silent router's hop timed out (no address: Nmap's XML leaves it out).
+        assert_eq!(t.hops[1].ttl, 2);
+        assert_eq!((&t.hops[1].ipaddr, &t.hops[1].rtt), (&None, &None));
+        assert_eq!(
+            hops,
+            [
+                (1, "198.18.0.2", "1.00"),
+                (3, "198.18.1.6", "1.00"),
+                (4, ip, "1.00")
+            ],
+            "{ip}"
+        );
+    }
+    let lan = trace("198.18.0.10");
+    assert_eq!((lan.port, lan.proto), (None, None));
+    let hops: Vec<(u32, Option<&str>)> = lan
+        .hops
+        .iter()
+        .map(|h| (h.ttl, h.ipaddr.as_deref()))
+        .collect();
+    assert_eq!(hops, [(1, Some("198.18.0.10"))]);
+}

@@ -740,18 +740,25 @@ pub struct Trace {
     pub port: Option<u16>,
     /// "tcp", "udp", "sctp", or a protocol name such as "icmp".
     pub proto: Option<String>,
-    /// Hops that answered, by ttl (Nmap leaves out the ones that timed out).
+    /// Hops by ttl. Nmap's XML has only the ones that answered; a scan's own trace also
+    /// holds the ones that timed out (no address), which Nmap's normal output shows.
     pub hops: Vec<Hop>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Hop {
     pub ttl: u32,
+    /// `None`: the hop timed out (never written to XML, as Nmap).
     pub ipaddr: Option<String>,
     /// Milliseconds as Nmap writes them (`0.23`), or `--` when unknown.
     pub rtt: Option<String>,
     /// Reverse DNS name of the hop.
     pub host: Option<String>,
+    /// The target whose trace found this hop, when the scan knows it (Nmap's XML does not
+    /// say): normal output folds a host's first hops that another target's trace found
+    /// into one "Hops 1-N are the same as for" row, as Nmap does.
+    #[serde(default)]
+    pub tag: Option<String>,
 }
 
 /// Timing of a host, microseconds, as Nmap's `times` element.

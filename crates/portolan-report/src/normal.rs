@@ -33,6 +33,9 @@ pub struct NormalWriter<W: Write> {
     /// trace had it: a later host whose first hops are known shows them as one "Hops 1-N
     /// are the same as for X" row, as Nmap does.
     hops_seen: HashMap<Hop, String>,
+    /// A host with OS results was written: the run did OS detection (-A says so only when
+    /// it ran with raw sockets).
+    os_seen: bool,
 }
 
 impl<W: Write> NormalWriter<W> {
@@ -48,6 +51,7 @@ impl<W: Write> NormalWriter<W> {
             zone: Zone::Local,
             tally: Tally::default(),
             hops_seen: HashMap::new(),
+            os_seen: false,
         }
     }
 
@@ -170,12 +174,15 @@ impl<W: Write> NormalWriter<W> {
             render_script_list(&mut s, &host.hostscripts);
         }
         if let Some(t) = &host.trace {
-            let shared = if self.opts.debugging == 0 {
-                shared_hops(&self.hops_seen, &t.hops)
-            } else {
+            let debugging = self.opts.debugging > 0;
+            let shared = if debugging {
                 None
+            } else if t.hops.iter().any(|h| h.tag.is_some()) {
+                tagged_hops(&t.hops, host.addr_str())
+            } else {
+                shared_hops(&self.hops_seen, &t.hops)
             };
-            render_trace(&mut s, t, shared);
+            render_trace(&mut s, t, shared, debugging);
         }
         // Nmap closes each port-scanned host with a blank line (not ping-only ones, unless
         // they were traced or had scripts run).
@@ -422,13 +429,21 @@ const MAX_OS_CLASS_MEMBERS: usize = 8;
 fn render_os(s: &mut String, os: &Os, guess_flag: bool) {
     let perfect = os.matches.iter().take_while(|m| m.accuracy >= 100).count();
     let fingerprint = os.fingerprints.first();
-    let too_many = perfect > 8;
     // The ports used say whether Nmap found both an open and a closed TCP port.
     let used = |state: PortState| {
         os.ports_used
             .iter()
             .any(|p| p.state == state && p.proto == portolan_model::Protocol::Tcp)
     };
+    // Too many perfect matches: Nmap writes neither matches nor fingerprint. Without an open
+    // port most references match what little the closed ports say, so an empty result there
+    // is that case (an empty result with an open port is "No OS matches").
+    // (Our coarse guess, made without nmap-os-db, has no match either.)
+    let too_many = perfect > 8
+        || (os.matches.is_empty()
+            && fingerprint.is_none()
+            && os.coarse.is_none()
+            && !used(PortState::Open));
     let reliable = used(PortState::Open) && used(PortState::Closed);
     if !reliable && !too_many {
         s.push_str("Warning: OSScan results may be unreliable because we could not find at least 1 open and 1 closed port\n");
@@ -621,10 +636,27 @@ fn shared_hops(earlier: &HashMap<Hop, String>, hops: &[Hop]) -> Option<(usize, S
     shared.filter(|(n, _)| *n < hops.len())
 }
 
-/// The TRACEROUTE table (Nmap's printtraceroute_normal). Hops that timed out are not in
-/// the file; the gaps they leave in the ttls are shown as Nmap shows them, `...` rows.
-/// `shared`: the first hops an earlier host's trace holds, folded into one row.
-fn render_trace(s: &mut String, t: &portolan_model::Trace, shared: Option<(usize, String)>) {
+/// How many of a scan's own trace's hops, from the first, another target's trace found
+/// (their tag is not `addr`), and that target: Nmap's folding, exactly.
+fn tagged_hops(hops: &[Hop], addr: &str) -> Option<(usize, String)> {
+    let n = hops
+        .iter()
+        .take_while(|h| h.tag.as_deref().is_some_and(|t| t != addr))
+        .count();
+    let tag = hops.get(n.checked_sub(1)?)?.tag.clone()?;
+    Some((n, tag))
+}
+
+/// The TRACEROUTE table (Nmap's printtraceroute_normal). Hops that timed out are `...`
+/// rows, consecutive ones in one row unless `debugging`; a trace read from XML has none,
+/// and the gaps they left in its ttls are shown the same way. `shared`: the first hops
+/// another target's trace found, folded into one row.
+fn render_trace(
+    s: &mut String,
+    t: &portolan_model::Trace,
+    shared: Option<(usize, String)>,
+    debugging: bool,
+) {
     if t.hops.is_empty() {
         return;
     }
@@ -673,7 +705,24 @@ fn render_trace(s: &mut String, t: &portolan_model::Trace, shared: Option<(usize
         }
         hops = rest;
     }
-    for h in hops {
+    let mut rest = hops.iter().peekable();
+    while let Some(h) = rest.next() {
+        if h.ipaddr.is_none() {
+            // Timed out: with the ones that follow, unless debugging (Nmap's rows).
+            let mut last = h.ttl;
+            while let Some(next) = rest.peek().filter(|n| n.ipaddr.is_none() && !debugging) {
+                last = next.ttl;
+                rest.next();
+            }
+            let rtt = if last == h.ttl {
+                "...".to_string()
+            } else {
+                format!("... {last}")
+            };
+            rows.push(Row::Cells(vec![h.ttl.to_string(), rtt]));
+            next_ttl = last.saturating_add(1);
+            continue;
+        }
         if h.ttl > next_ttl {
             let last = h.ttl - 1;
             let rtt = if last == next_ttl {
@@ -771,6 +820,7 @@ impl<W: Write> Sink for NormalWriter<W> {
 
     fn host(&mut self, run: &ScanRun, host: &Host) -> Result<(), OutputError> {
         self.tally.add(host);
+        self.os_seen |= host.os.is_some();
         let s = self.render_host(run, host);
         if let Some(t) = &host.trace {
             for h in &t.hops {
@@ -794,6 +844,12 @@ impl<W: Write> Sink for NormalWriter<W> {
         if !run.postscripts.is_empty() {
             s.push_str("Post-scan script results:\n");
             render_script_list(&mut s, &run.postscripts);
+        }
+        if stats.hosts_up > 0 {
+            if let Some(plea) = text::detection_plea(run, self.os_seen) {
+                s.push_str(plea);
+                s.push('\n');
+            }
         }
         if let Some(c) = &stats.completeness {
             s.push_str(&escape::text(&text::completeness(c)));
@@ -960,6 +1016,28 @@ No OS matches for host\n"
         assert_eq!(s, "No OS matches for host\n");
     }
 
+    /// Nmap's XML of a host whose ports were all closed holds no match and no fingerprint:
+    /// every reference matched the little it said ("Too many fingerprints", no warning).
+    #[test]
+    fn an_empty_result_without_an_open_port_is_too_many_matches() {
+        let os = Os {
+            ports_used: vec![PortUsed {
+                state: PortState::Closed,
+                proto: Protocol::Tcp,
+                portid: 1,
+            }],
+            matches: Vec::new(),
+            fingerprints: Vec::new(),
+            coarse: None,
+        };
+        let mut s = String::new();
+        render_os(&mut s, &os, false);
+        assert_eq!(
+            s,
+            "Too many fingerprints match this host to give specific OS details\n"
+        );
+    }
+
     #[test]
     fn a_coarse_guess_is_labelled_as_ours() {
         let os = Os {
@@ -1033,6 +1111,7 @@ No exact OS matches for host (test conditions non-ideal).\n"
             ipaddr: Some(ip.into()),
             rtt: Some(rtt.into()),
             host: host.map(str::to_string),
+            tag: None,
         };
         let t = Trace {
             port: None,
@@ -1044,7 +1123,7 @@ No exact OS matches for host (test conditions non-ideal).\n"
             ],
         };
         let mut s = String::new();
-        render_trace(&mut s, &t, None);
+        render_trace(&mut s, &t, None, false);
         assert_eq!(
             s,
             "\nTRACEROUTE (using proto 1/icmp)\n\
@@ -1058,12 +1137,59 @@ HOP RTT      ADDRESS\n\
     }
 
     #[test]
+    fn a_scans_own_trace_folds_by_tag_and_shows_its_timeouts() {
+        let hop = |ttl: u32, ip: Option<&str>, tag: &str| Hop {
+            ttl,
+            ipaddr: ip.map(str::to_string),
+            rtt: ip.map(|_| "0.10".to_string()),
+            host: None,
+            tag: Some(tag.into()),
+        };
+        // Hops 1-3 found by 198.18.2.10's trace (the second timed out), the host itself at
+        // 4: as Nmap prints it, even though that host comes later in the output.
+        let (other, me) = ("198.18.2.10", "198.18.2.99");
+        let mut hops = vec![
+            hop(1, Some("198.18.0.2"), other),
+            hop(2, None, other),
+            hop(3, Some("198.18.1.6"), other),
+            hop(4, Some("198.18.1.6"), me),
+        ];
+        hops.extend((5..=30).map(|ttl| hop(ttl, None, me)));
+        let shared = tagged_hops(&hops, me);
+        assert_eq!(shared, Some((3, other.to_string())));
+        let t = Trace {
+            port: None,
+            proto: Some("icmp".into()),
+            hops,
+        };
+        let mut s = String::new();
+        render_trace(&mut s, &t, shared, false);
+        assert_eq!(
+            s,
+            "\nTRACEROUTE (using proto 1/icmp)\n\
+HOP RTT     ADDRESS\n\
+-   Hops 1-3 are the same as for 198.18.2.10\n\
+4   0.10 ms 198.18.1.6\n\
+5   ... 30\n"
+        );
+        // Debugging: nothing folded, every timed-out hop its own row.
+        let mut s = String::new();
+        render_trace(&mut s, &t, None, true);
+        assert!(s.contains("\n2   ...\n3   0.10 ms 198.18.1.6\n"), "{s}");
+        assert!(s.contains("\n5   ...\n6   ...\n"), "{s}");
+        assert!(s.ends_with("\n30  ...\n"), "{s}");
+        // A trace all its own is not folded.
+        assert_eq!(tagged_hops(&t.hops[3..], me), None);
+    }
+
+    #[test]
     fn hops_an_earlier_trace_holds_are_folded() {
         let hop = |ttl: u32, ip: &str, rtt: &str| Hop {
             ttl,
             ipaddr: Some(ip.into()),
             rtt: Some(rtt.into()),
             host: None,
+            tag: None,
         };
         let first = vec![
             hop(1, "192.0.2.1", "0.50"),
@@ -1092,7 +1218,7 @@ HOP RTT      ADDRESS\n\
             hops: second,
         };
         let mut s = String::new();
-        render_trace(&mut s, &t, shared);
+        render_trace(&mut s, &t, shared, false);
         assert_eq!(
             s,
             "\nTRACEROUTE (using port 80/tcp)\n\

@@ -263,7 +263,8 @@ fn render_os_and_after(s: &mut String, host: &Host) {
         }
         opt_attr(s, "proto", t.proto.as_deref());
         s.push_str(">\n");
-        for h in &t.hops {
+        // Nmap's XML leaves out the hops that timed out.
+        for h in t.hops.iter().filter(|h| h.ipaddr.is_some()) {
             s.push_str("<hop");
             attr(s, "ttl", &h.ttl.to_string());
             opt_attr(s, "ipaddr", h.ipaddr.as_deref());
@@ -487,6 +488,37 @@ mod tests {
         assert!(web.contains(
             "<?xml-stylesheet href=\"https://example.org/a.xsl?x=1&amp;y=2\" type=\"text/xsl\"?>\n"
         ));
+    }
+
+    #[test]
+    fn timed_out_hops_stay_out_of_the_trace() {
+        let mut h = Host::new("198.18.2.10".parse().unwrap(), HostStatus::up("echo-reply"));
+        let hop = |ttl, ip: Option<&str>| Hop {
+            ttl,
+            ipaddr: ip.map(str::to_string),
+            rtt: ip.map(|_| "0.10".to_string()),
+            host: None,
+            tag: Some("198.18.2.10".into()),
+        };
+        h.trace = Some(Trace {
+            port: None,
+            proto: Some("icmp".into()),
+            hops: vec![
+                hop(1, Some("198.18.0.2")),
+                hop(2, None),
+                hop(3, Some("198.18.2.10")),
+            ],
+        });
+        let xml = render_host(&h);
+        assert!(
+            xml.contains(
+                "<trace proto=\"icmp\">\n\
+<hop ttl=\"1\" ipaddr=\"198.18.0.2\" rtt=\"0.10\"/>\n\
+<hop ttl=\"3\" ipaddr=\"198.18.2.10\" rtt=\"0.10\"/>\n\
+</trace>\n"
+            ),
+            "{xml}"
+        );
     }
 
     #[test]

@@ -1001,6 +1001,7 @@ impl<R: BufRead> Parser<R> {
                 ipaddr: attr(&el, "ipaddr").map(str::to_string),
                 rtt: attr(&el, "rtt").map(str::to_string),
                 host: attr(&el, "host").map(str::to_string),
+                tag: None,
             });
             p.finish(&el, open)
         })?;

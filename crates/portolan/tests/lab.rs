@@ -389,6 +389,7 @@ fn lab() {
             "version_detection_agrees_with_nmap",
             version_detection_agrees_with_nmap,
         ),
+        ("os_agrees_with_nmap", os_agrees_with_nmap),
         (
             "version_detection_survives_hostile_services",
             version_detection_survives_hostile_services,
@@ -407,6 +408,7 @@ fn lab() {
             "scripts_never_reach_an_excluded_host",
             scripts_never_reach_an_excluded_host,
         ),
+        ("traceroute_agrees_with_nmap", traceroute_agrees_with_nmap),
     ];
     // PORTOLAN_LAB_ONLY=a,b runs only the scenarios named (for working on them).
     let only = std::env::var("PORTOLAN_LAB_ONLY").ok();
@@ -1997,6 +1999,183 @@ fn version_detection_agrees_with_nmap(lab: &Lab) {
     }
 }
 
+// ---- OS detection (issue 12) -------------------------------------------------------------
+
+/// The hosts -O is compared on: a default Linux namespace and the lab's retuned stacks.
+const OS_HOSTS: [&str; 3] = ["svc", "oswin", "osttl"];
+/// An open port on each of them, and closed ones.
+const OS_PORTS: &str = "1,22,80,135,445,3389";
+
+/// Fingerprint tests as `test -> attribute -> value`, from an `OS:` block, without what
+/// differs from run to run: in the SCAN line the date, time and platform (D, TM, P) and the
+/// random closed UDP port's number (CU: only whether there is one), and the values the
+/// ISNs and timestamp clocks give (SEQ's SP, GCD, ISR, TS).
+fn stable_fingerprint(fp: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let joined: String = fp
+        .lines()
+        .map(|l| l.trim().strip_prefix("OS:").unwrap_or(l.trim()))
+        .collect();
+    let mut tests = BTreeMap::new();
+    for part in joined.split(')') {
+        let Some((name, attrs)) = part.split_once('(') else {
+            continue;
+        };
+        let varies = |k: &str| match name {
+            "SCAN" => matches!(k, "D" | "TM" | "P"),
+            "SEQ" => matches!(k, "SP" | "GCD" | "ISR" | "TS"),
+            _ => false,
+        };
+        let attrs: BTreeMap<String, String> = attrs
+            .split('%')
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| !varies(k))
+            .map(|(k, v)| match (name, k) {
+                ("SCAN", "CU") => (k.to_string(), (!v.is_empty()).to_string()),
+                _ => (k.to_string(), v.to_string()),
+            })
+            .collect();
+        tests.insert(name.to_string(), attrs);
+    }
+    tests
+}
+
+/// Nmap's tries at one host before its accuracy is taken as differing from ours: the
+/// sequence fields (SP, ISR) come from random ISNs, and the score moves by a point or two
+/// with them from one Nmap run to the next.
+const NMAP_OS_TRIES: usize = 3;
+
+/// `portolan -O` and `nmap -O` on the same hosts, one host at a time: the same top match
+/// (any of Nmap's equally accurate first ones) at the same accuracy as one of Nmap's runs,
+/// and the same fingerprint tests apart from the fields that vary by run.
+fn os_agrees_with_nmap(lab: &Lab) {
+    // Per host, the (accuracy, name) first matches its runs gave: Nmap's and ours.
+    let mut accepted: BTreeMap<String, BTreeSet<(u8, String)>> = BTreeMap::new();
+    for name in OS_HOSTS {
+        let ip = lab.ip(name);
+        let base = ["-O", "-vv", "-n", "-Pn", "-p", OS_PORTS, &ip];
+        let os_of = |path: &str, who: &str| {
+            let run = read_xml_file(path).unwrap_or_else(|e| panic!("{who}'s XML: {e}"));
+            let host = run.hosts.into_iter().find(|h| h.addr_str() == ip);
+            host.and_then(|h| h.os)
+                .unwrap_or_else(|| panic!("{who}: no OS result for {name}"))
+        };
+        let top =
+            |os: &portolan_model::Os| os.matches.first().map(|m| (m.name.clone(), m.accuracy));
+        let ours_xml = lab.path(&format!("os-{name}-ours.xml"));
+        let t = Instant::now();
+        ok(
+            &lab.portolan(&[&base[..], &["-oX", &ours_xml]].concat()),
+            "portolan -O",
+        );
+        let our_time = t.elapsed();
+        let ours = os_of(&ours_xml, "portolan");
+        let our_top = top(&ours).unwrap_or_else(|| panic!("portolan found no match for {name}"));
+        let mut nmaps = Vec::new();
+        for n in 0..NMAP_OS_TRIES {
+            let theirs = lab.path(&format!("os-{name}-nmap{n}.xml"));
+            let t = Instant::now();
+            ok(
+                &lab.exec("nmap", &[&base[..], &["-oX", &theirs]].concat()),
+                "nmap -O",
+            );
+            let nmap = os_of(&theirs, "nmap");
+            let nmap_top = top(&nmap).unwrap_or_else(|| panic!("nmap found no match for {name}"));
+            eprintln!(
+                "  -O {name}: portolan {our_top:?} in {:.1}s, nmap {nmap_top:?} in {:.1}s",
+                our_time.as_secs_f64(),
+                t.elapsed().as_secs_f64()
+            );
+            let agree = nmap_top.1 == our_top.1
+                && nmap
+                    .matches
+                    .iter()
+                    .any(|m| m.accuracy == nmap_top.1 && m.name == our_top.0);
+            nmaps.push((nmap, nmap_top));
+            if agree {
+                break;
+            }
+        }
+        let firsts = accepted.entry(ip.clone()).or_default();
+        firsts.insert((our_top.1, our_top.0.clone()));
+        for (n, (_, acc)) in &nmaps {
+            for m in n.matches.iter().filter(|m| m.accuracy == *acc) {
+                firsts.insert((m.accuracy, m.name.clone()));
+            }
+        }
+        let (nmap, nmap_top) = nmaps.last().expect("one Nmap run");
+        assert!(
+            nmaps.iter().any(|(n, (_, acc))| *acc == our_top.1
+                && n.matches
+                    .iter()
+                    .any(|m| m.accuracy == *acc && m.name == our_top.0)),
+            "{name}: our top match {our_top:?}, Nmap's {:?}",
+            nmaps.iter().map(|(_, t)| t).collect::<Vec<_>>()
+        );
+        // The ports used: the same kinds (the closed UDP port is a random one).
+        let kinds = |os: &portolan_model::Os| {
+            os.ports_used
+                .iter()
+                .map(|p| (p.state, p.proto))
+                .collect::<BTreeSet<_>>()
+        };
+        assert_eq!(kinds(&ours), kinds(nmap), "{name}: ports used");
+        if let Some(fp) = nmap.fingerprints.first() {
+            let ours = ours
+                .fingerprints
+                .first()
+                .unwrap_or_else(|| panic!("{name}: Nmap printed a fingerprint, we did not"));
+            assert_eq!(
+                stable_fingerprint(ours),
+                stable_fingerprint(fp),
+                "{name}: fingerprints differ ({nmap_top:?})"
+            );
+        }
+    }
+    // All of them in one run, their probes in flight together: each host keeps the answer
+    // it got alone (or one of Nmap's).
+    let all = lab.path("os-all-ours.xml");
+    let ips: Vec<String> = OS_HOSTS.iter().map(|n| lab.ip(n)).collect();
+    let mut args = vec!["-O", "-n", "-Pn", "-p", OS_PORTS, "-oX", &all];
+    args.extend(ips.iter().map(String::as_str));
+    ok(&lab.portolan(&args), "portolan -O on every OS host");
+    let run = read_xml_file(&all).expect("our XML");
+    for ip in &ips {
+        let first = run
+            .hosts
+            .iter()
+            .find(|h| h.addr_str() == ip)
+            .and_then(|h| h.os.as_ref())
+            .and_then(|o| o.matches.first())
+            .map(|m| (m.accuracy, m.name.clone()));
+        let want = &accepted[ip];
+        assert!(
+            first.as_ref().is_some_and(|f| want.contains(f)),
+            "{ip} scanned with the others: {first:?}, alone or by Nmap: {want:?}"
+        );
+    }
+    // The retuned stacks do not all look alike (else the comparison proves little).
+    let looks: BTreeSet<String> = OS_HOSTS
+        .iter()
+        .map(|n| {
+            let run = read_xml_file(lab.path(&format!("os-{n}-nmap0.xml"))).expect("XML");
+            let os = run.hosts.into_iter().next().and_then(|h| h.os);
+            let top = os
+                .as_ref()
+                .and_then(|o| o.matches.first())
+                .map(|m| m.name.clone());
+            let fp = os
+                .as_ref()
+                .and_then(|o| o.fingerprints.first())
+                .map(|f| stable_fingerprint(f));
+            format!("{top:?} {fp:?}")
+        })
+        .collect();
+    assert!(
+        looks.len() == OS_HOSTS.len(),
+        "lab hosts answered alike: {looks:?}"
+    );
+}
+
 /// Services that stream megabytes, never answer, send garbage or TLS garbage, or close at
 /// once: every port finishes within its probes' budget, memory stays bounded, and the
 /// outputs stay valid.
@@ -2638,4 +2817,125 @@ fn scripts_never_reach_an_excluded_host(lab: &Lab) {
         &format!("tcp: nil {excluded} is excluded from this scan; udp: nil {excluded} is excluded from this scan")
     );
     nft(&["delete", "table", "ip", "portolan_nse"]);
+}
+
+// ---- traceroute (the routed part of the lab: r1, a silent r2, r3, then far1 and far2) ----
+
+/// The hops of every traced host of a run: (ttl, address), as the XML has them.
+fn trace_hops(run: &ScanRun) -> BTreeMap<String, Vec<(u32, String)>> {
+    trace_names(run)
+        .into_iter()
+        .map(|(ip, hops)| (ip, hops.into_iter().map(|(t, a, _)| (t, a)).collect()))
+        .collect()
+}
+
+/// The hops of every traced host of a run with their names: (ttl, address, name).
+#[allow(clippy::type_complexity)]
+fn trace_names(run: &ScanRun) -> BTreeMap<String, Vec<(u32, String, Option<String>)>> {
+    run.hosts
+        .iter()
+        .filter_map(|h| {
+            let t = h.trace.as_ref()?;
+            let hops = t
+                .hops
+                .iter()
+                .map(|hop| {
+                    let addr = hop.ipaddr.clone().unwrap_or_default();
+                    (hop.ttl, addr, hop.host.clone())
+                })
+                .collect();
+            Some((h.addr_str().to_string(), hops))
+        })
+        .collect()
+}
+
+/// `--traceroute` with a SYN scan and with a ping scan: Portolan finds the hops Nmap finds
+/// (TTL and address; round trips differ), which are the lab's path with the silent router's
+/// hop missing; a host on our link is one hop away without a probe, in both. Without -n,
+/// the hops have the names the scanner's hosts file gives them, in both.
+fn traceroute_agrees_with_nmap(lab: &Lab) {
+    let routed = &lab.truth["routed"];
+    let far: Vec<String> = routed["hosts"]
+        .as_array()
+        .expect("routed hosts")
+        .iter()
+        .map(|h| h["ip"].as_str().expect("ip").to_string())
+        .collect();
+    let path: Vec<Option<String>> = routed["path"]
+        .as_array()
+        .expect("routed path")
+        .iter()
+        .map(|h| h.as_str().map(str::to_string))
+        .collect();
+    let lan = lab.ip("svc");
+    let scans: [(&str, &[&str]); 3] = [
+        ("syn", &["-sS", "-p", "22,80", "-n"]),
+        ("ping", &["-sn", "-n"]),
+        ("names", &["-sn"]),
+    ];
+    for (tag, scan) in scans {
+        let ours = lab.path(&format!("trace-{tag}-ours.xml"));
+        let theirs = lab.path(&format!("trace-{tag}-nmap.xml"));
+        let mut base: Vec<&str> = scan.to_vec();
+        base.push("--traceroute");
+        base.extend(far.iter().map(String::as_str));
+        base.push(&lan);
+        let mut a = base.clone();
+        a.extend(["-oX", &ours]);
+        let out = lab.portolan(&a);
+        ok(&out, &format!("portolan --traceroute {tag}"));
+        let mut b = base.clone();
+        b.extend(["-oX", &theirs]);
+        ok(&lab.exec("nmap", &b), &format!("nmap --traceroute {tag}"));
+        let ours_run = read_xml_file(&ours).expect("our XML");
+        let nmap_run = read_xml_file(&theirs).expect("Nmap's XML");
+        let (o, n) = (trace_hops(&ours_run), trace_hops(&nmap_run));
+        assert_eq!(o, n, "{tag}: hops differ from Nmap's");
+        let names = trace_names(&ours_run);
+        assert_eq!(names, trace_names(&nmap_run), "{tag}: hop names differ");
+        let named = names
+            .values()
+            .flatten()
+            .filter(|(_, a, name)| name.is_some() && name.as_deref() == routed["names"][a].as_str())
+            .count();
+        if tag == "names" {
+            // Every routed hop named, the on-link host not (it has no name in the file).
+            assert_eq!(named, names.values().flatten().count() - 1, "{names:?}");
+        }
+        for ip in &far {
+            let mut want: Vec<(u32, String)> = path
+                .iter()
+                .enumerate()
+                .filter_map(|(i, hop)| Some((i as u32 + 1, hop.clone()?)))
+                .collect();
+            want.push((path.len() as u32 + 1, ip.clone()));
+            assert_eq!(o.get(ip), Some(&want), "{tag}: {ip}'s hops");
+        }
+        assert_eq!(
+            o.get(&lan),
+            Some(&vec![(1, lan.clone())]),
+            "{tag}: on-link host"
+        );
+        for run in [&ours_run, &nmap_run] {
+            for h in &run.hosts {
+                let t = h.trace.as_ref().expect("traced");
+                let routed = far.iter().any(|ip| ip == h.addr_str());
+                // A probe's port and protocol for routed hosts; none for the on-link one.
+                assert_eq!(
+                    t.proto.is_some(),
+                    routed,
+                    "{tag}: {} trace probe",
+                    h.addr_str()
+                );
+            }
+        }
+        // The silent hop shows as Nmap shows it, and the second host's first hops are
+        // folded into one line naming the first.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("\n2   ...\n"), "{tag}: {stdout}");
+        assert!(
+            stdout.contains(&format!("Hops 1-{} are the same as for ", path.len())),
+            "{tag}: {stdout}"
+        );
+    }
 }

@@ -9,4 +9,5 @@ pub mod poll;
 pub mod probe;
 pub mod scan;
 pub mod scheduler;
+pub mod trace;
 pub use poll::Poll;

@@ -146,11 +146,13 @@ pub struct SlotResult {
     pub ttl: u8,
 }
 
-/// A host's discovery verdict: the reason of its first answer, and that answer's TTL.
+/// A host's discovery verdict: the reason of its first answer, that answer's TTL, and the
+/// probe it answered (traceroute probes the host the same way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostAnswer {
     pub reason: &'static str,
     pub ttl: u8,
+    pub slot: Slot,
 }
 
 /// Source ports of our probes: outside Linux's default ephemeral range, so the kernel's
@@ -723,6 +725,7 @@ impl RawScan {
             out[host] = Some(HostAnswer {
                 reason,
                 ttl: self.ttl[i],
+                slot,
             });
         }
         out

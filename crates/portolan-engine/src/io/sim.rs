@@ -1,6 +1,7 @@
 //! A simulated IPv4 network for tests, on a virtual clock: hosts with open, closed and
 //! filtered TCP and UDP ports that answer SYNs, ACKs, UDP datagrams, ICMP echo requests and
-//! ARP requests as a Linux host does, after a fixed round trip. No root, no sockets: the
+//! ARP requests as a Linux host does, after a fixed round trip; a host behind routers has
+//! its probes' TTL run out on the way (ICMP time exceeded), for traceroute. No root, no sockets: the
 //! whole pipeline (discovery, port scan, the conversion to model hosts) runs under test.
 //! Every packet sent is recorded, so a test can check that nothing went where it must not.
 
@@ -78,6 +79,9 @@ pub struct SimHost {
     /// Its own stack, answering every IPv4 packet in place of the behaviour above
     /// (filtered ports still drop TCP).
     pub persona: Option<Persona>,
+    /// The routers before it, nearest first (`None`: one that sends no ICMP time
+    /// exceeded): a probe whose TTL runs out on the way is answered by the router.
+    pub path: Vec<Option<Ipv4Addr>>,
 }
 
 /// The network: our interface and the hosts on it or behind it.
@@ -318,6 +322,12 @@ fn answer_ip(
     let Some(host) = net.hosts.get(&dst) else {
         return (Some(dst), None);
     };
+    if let Some(router) = host.path.get(usize::from(ip.ttl()).wrapping_sub(1)) {
+        return (
+            Some(dst),
+            router.and_then(|r| time_exceeded(r, src, packet)),
+        );
+    }
     if let Some(p) = &host.persona {
         let filtered = ip.protocol() == IpProtocol::TCP
             && tcp::Packet::new_checked(ip.payload())
@@ -331,7 +341,8 @@ fn answer_ip(
                 .and_then(|mut s| s.answer(elapsed, packet, &host.open_tcp, &host.open_udp));
         return (Some(dst), answer);
     }
-    let reply = v4_params(dst, src);
+    let mut reply = v4_params(dst, src);
+    reply.ttl = 64u8.saturating_sub(host.path.len().min(63) as u8);
     let mut buf = vec![0u8; 128 + packet.len()];
     let len = match ip.protocol() {
         IpProtocol::TCP => {
@@ -410,6 +421,19 @@ fn answer_ip(
         }
         Err(_) => (Some(dst), None),
     }
+}
+
+/// A router's ICMP time exceeded about `packet` (its header and 8 bytes quoted).
+fn time_exceeded(router: Ipv4Addr, to: Ipv4Addr, packet: &[u8]) -> Option<Vec<u8>> {
+    let quote = packet.get(..28).unwrap_or(packet);
+    let mut buf = vec![0u8; 128];
+    let te = icmpv4::Repr::TimeExceeded {
+        code: 0,
+        inner: quote,
+    };
+    let len = build_icmpv4(&mut buf, None, &v4_params(router, to), &te).ok()?;
+    buf.truncate(len);
+    Some(buf)
 }
 
 /// The address an ARP request asks for, and the host's reply if it is on our link.

@@ -8,10 +8,11 @@ use crate::data::macvendor::MacPrefixTable;
 use crate::pipeline::{now_epoch, HostRecord, PortResult, StageCx};
 use crate::plan::timing::RttEstimator;
 use crate::plan::{ScanKind, ScanPlan};
+use crate::stages::traceroute::HostTrace;
 use crate::stages::version::Detected;
 use portolan_model::{
-    AddrType, Address, Completeness, Host, Hostname, HostnameType, Port, PortState, Protocol,
-    Service, ServiceMethod, Times,
+    AddrType, Address, Completeness, Hop, Host, Hostname, HostnameType, Port, PortState, Protocol,
+    Service, ServiceMethod, Times, Trace,
 };
 use portolan_wire::ethernet::MacAddr;
 use std::time::Duration;
@@ -58,6 +59,11 @@ pub fn host(plan: &ScanPlan, rec: &HostRecord) -> Host {
         h.ipidsequence = f.ipidsequence.clone();
         h.tcptssequence = f.tcptssequence.clone();
     }
+    h.trace = rec.trace.as_deref().map(trace);
+    // OS detection's distance gives way to the trace's, as in Nmap.
+    if let (Some(_), Some(d)) = (&rec.os, rec.trace.as_ref().and_then(|t| t.distance)) {
+        h.distance = Some(u32::from(d));
+    }
     let now = now_epoch();
     let Some(scan) = &rec.scan else {
         // Not port scanned: the ping's timing.
@@ -74,6 +80,35 @@ pub fn host(plan: &ScanPlan, rec: &HostRecord) -> Host {
     h.ports = ports.into_iter().map(|p| port(plan, p)).collect();
     h.collapse_ports(COLLAPSE_THRESHOLD, plan.out_opts.open_only);
     h
+}
+
+/// A host's route as Nmap's `<trace>`: the probe's port and protocol (none for a host on
+/// our link), the hops with their round trip in milliseconds (`%.2f`, `--` unknown) and
+/// the target whose trace found them; timed-out hops have no address (the XML leaves them
+/// out, normal output shows them).
+fn trace(t: &HostTrace) -> Trace {
+    let (port, proto) = match t.probe {
+        Some(p) => {
+            let (port, proto) = p.port_proto();
+            (port, Some(proto.to_string()))
+        }
+        None => (None, None),
+    };
+    let hops = t
+        .hops
+        .iter()
+        .map(|h| Hop {
+            ttl: u32::from(h.ttl),
+            ipaddr: h.addr.map(|a| a.to_string()),
+            rtt: h.addr.map(|_| match h.rtt {
+                Some(d) => format!("{:.2}", d.as_secs_f64() * 1000.0),
+                None => "--".to_string(),
+            }),
+            host: h.name.clone(),
+            tag: Some(h.tag.to_string()),
+        })
+        .collect();
+    Trace { port, proto, hops }
 }
 
 /// One port: named from the services table as Nmap does without -sV (`unknown` when the
@@ -285,6 +320,66 @@ pub(crate) mod tests {
         assert_eq!(names, vec!["ssh", "https", "unknown"]);
         assert_eq!(host.ports[0].service.as_ref().map(|s| s.conf), Some(3));
         assert_eq!(host.times.map(|t| t.srtt), Some(2000));
+    }
+
+    #[test]
+    fn traces_as_nmaps_xml_has_them() {
+        use crate::core::trace::TraceProbe;
+        use crate::stages::traceroute::HopRecord;
+        let hop = |ttl, addr: Option<&str>, rtt: Option<u64>, name: Option<&str>| HopRecord {
+            ttl,
+            addr: addr.map(|a| a.parse().unwrap()),
+            rtt: rtt.map(Duration::from_micros),
+            name: name.map(str::to_string),
+            tag: "198.18.2.10".parse().unwrap(),
+        };
+        let t = HostTrace {
+            probe: Some(TraceProbe::IcmpEcho),
+            hops: vec![
+                hop(1, Some("198.18.0.2"), Some(140), Some("r1.lab.test")),
+                hop(2, None, None, None),
+                hop(3, Some("198.18.1.6"), None, None),
+                hop(4, Some("198.18.2.10"), Some(12_345), None),
+            ],
+            distance: Some(4),
+        };
+        let m = trace(&t);
+        assert_eq!((m.port, m.proto.as_deref()), (None, Some("icmp")));
+        type Row<'a> = (u32, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        let hops: Vec<Row> = m
+            .hops
+            .iter()
+            .map(|h| {
+                let (a, r) = (h.ipaddr.as_deref(), h.rtt.as_deref());
+                (h.ttl, a, r, h.host.as_deref())
+            })
+            .collect();
+        assert_eq!(
+            hops,
+            [
+                (1, Some("198.18.0.2"), Some("0.14"), Some("r1.lab.test")),
+                (2, None, None, None),
+                (3, Some("198.18.1.6"), Some("--"), None),
+                (4, Some("198.18.2.10"), Some("12.35"), None),
+            ]
+        );
+        assert!(m
+            .hops
+            .iter()
+            .all(|h| h.tag.as_deref() == Some("198.18.2.10")));
+        let syn = HostTrace {
+            probe: Some(TraceProbe::TcpSyn { port: 22 }),
+            hops: Vec::new(),
+            distance: None,
+        };
+        let m = trace(&syn);
+        assert_eq!((m.port, m.proto.as_deref()), (Some(22), Some("tcp")));
+        let direct = HostTrace {
+            probe: None,
+            hops: Vec::new(),
+            distance: None,
+        };
+        assert_eq!((trace(&direct).port, trace(&direct).proto), (None, None));
     }
 
     #[test]

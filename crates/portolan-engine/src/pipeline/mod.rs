@@ -8,12 +8,13 @@
 
 pub mod convert;
 
-use crate::core::scan::ScanStats;
+use crate::core::scan::{ScanStats, Slot};
 use crate::core::scheduler::Stats as ConnectStats;
 use crate::io::backend::Backend;
 use crate::io::connect::Progress;
 use crate::plan::ScanPlan;
 use crate::stages::os::OsStage;
+use crate::stages::traceroute::{HostTrace, TracerouteStage};
 use crate::stages::version::Detected;
 use crate::stages::version::VersionStage;
 use crate::stages::{discovery::DiscoveryStage, portscan::PortScanStage, rdns::ReverseDnsStage};
@@ -112,6 +113,8 @@ pub struct HostRecord {
     pub status: HostStatus,
     /// The round trip of the ping that found it up.
     pub ping_rtt: Option<Duration>,
+    /// The raw discovery probe it answered, if one found it up.
+    pub ping_slot: Option<Slot>,
     pub mac: Option<MacAddr>,
     /// Its reverse DNS name.
     pub ptr: Option<String>,
@@ -120,6 +123,8 @@ pub struct HostRecord {
     pub scan: Option<Box<PortScan>>,
     /// What OS detection found (-O).
     pub os: Option<Box<crate::stages::os::OsFound>>,
+    /// Its route (--traceroute).
+    pub trace: Option<Box<HostTrace>>,
     /// Written to the sink already.
     pub written: bool,
 }
@@ -131,10 +136,12 @@ impl HostRecord {
             user_name,
             status: HostStatus::down("no-response"),
             ping_rtt: None,
+            ping_slot: None,
             mac: None,
             ptr: None,
             scan: None,
             os: None,
+            trace: None,
             written: false,
         }
     }
@@ -251,6 +258,7 @@ pub static STAGES: &[&dyn Stage] = &[
     &PortScanStage,
     &VersionStage,
     &OsStage,
+    &TracerouteStage,
 ];
 
 /// Runs scans over a backend, telling an observer how they go.

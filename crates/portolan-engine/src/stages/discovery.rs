@@ -153,6 +153,7 @@ async fn discover(cx: &StageCx<'_>, hosts: &mut [HostRecord]) -> Result<(), Scan
                     reason: a.reason.into(),
                     reason_ttl: a.ttl,
                 };
+                h.ping_slot = Some(a.slot);
             }
         }
     }

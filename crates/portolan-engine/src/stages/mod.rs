@@ -1,10 +1,12 @@
 //! The stages of a scan, each one module behind [`crate::pipeline::Stage`], run in
-//! [`crate::pipeline::STAGES`] order: discovery, reverse DNS, port scan, version detection, OS detection.
+//! [`crate::pipeline::STAGES`] order: discovery, reverse DNS, port scan, version detection, OS
+//! detection, traceroute.
 
 pub mod discovery;
 pub mod os;
 pub mod portscan;
 pub mod rdns;
+pub mod traceroute;
 pub mod version;
 
 use crate::core::scan::{Mode, Share, Slot};
