@@ -98,21 +98,6 @@ fn option_string(options: &[u8]) -> String {
     s
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 fn ttl_guess(ttl: u8) -> u8 {
     match ttl {
         0..=32 => 32,
@@ -297,7 +282,7 @@ fn read(h: &HostProbes, answers: &[(OsProbe, Duration, Option<Vec<u8>>)]) -> Sub
                     _ => "O",
                 };
                 let rd = if flags.contains(Flags::RST) && !seg.payload().is_empty() {
-                    hx(crc32(seg.payload()))
+                    hx(crc32fast::hash(seg.payload()))
                 } else {
                     "0".into()
                 };

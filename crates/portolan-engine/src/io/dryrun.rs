@@ -60,12 +60,20 @@ impl Backend for DryRunBackend {
         _src: IpAddr,
         _ports: RangeInclusive<u16>,
     ) -> Result<Box<dyn PacketIo<Probe> + Send>, RawError> {
-        Ok(Box::new(Printer {
-            out: self.out.clone(),
-            payloads: self.payloads.clone(),
-            now: Instant::now(),
-            text: String::new(),
-        }))
+        let payloads = self.payloads.clone();
+        let describe_probe = move |text: &mut String, o: &Outgoing<'_, Probe>| {
+            let payload = |port: u16| {
+                payloads
+                    .for_port(port)
+                    .first()
+                    .map_or(&[][..], Vec::as_slice)
+            };
+            describe(text, o.probe, &payload);
+        };
+        Ok(Box::new(Printer::new(
+            self.out.clone(),
+            Box::new(describe_probe),
+        )))
     }
 
     fn open_ip_described(
@@ -73,11 +81,16 @@ impl Backend for DryRunBackend {
         _src: IpAddr,
         _ports: RangeInclusive<u16>,
     ) -> Result<Box<dyn PacketIo<Described> + Send>, RawError> {
-        Ok(Box::new(Teller {
-            out: self.out.clone(),
-            now: Instant::now(),
-            text: String::new(),
-        }))
+        // Engines that build their own packets: the words each probe carries and where
+        // it goes.
+        let tell = |text: &mut String, o: &Outgoing<'_, Described>| {
+            use std::fmt::Write as _;
+            let _ = match o.probe.n {
+                Some(n) => writeln!(text, "{} {} > {}", o.probe.what, n, o.dst),
+                None => writeln!(text, "{} > {}", o.probe.what, o.dst),
+            };
+        };
+        Ok(Box::new(Printer::new(self.out.clone(), Box::new(tell))))
     }
 
     fn open_arp(
@@ -105,71 +118,36 @@ impl Backend for DryRunBackend {
     }
 }
 
-struct Printer {
+/// How a path's probes are printed: one line (or more) per packet into the text.
+type Describe<P> = Box<dyn Fn(&mut String, &Outgoing<'_, P>) + Send>;
+
+/// A path that prints what it is given to send, on a virtual clock.
+struct Printer<P> {
     out: Lines,
-    payloads: Arc<PayloadTable>,
     now: Instant,
     text: String,
+    describe: Describe<P>,
 }
 
-impl PacketIo<Probe> for Printer {
-    fn send(&mut self, batch: &[Outgoing<'_, Probe>]) -> Result<usize, RawError> {
+impl<P> Printer<P> {
+    fn new(out: Lines, describe: Describe<P>) -> Self {
+        Printer {
+            out,
+            now: Instant::now(),
+            text: String::new(),
+            describe,
+        }
+    }
+}
+
+impl<P> PacketIo<P> for Printer<P> {
+    fn send(&mut self, batch: &[Outgoing<'_, P>]) -> Result<usize, RawError> {
         self.text.clear();
-        let payloads = &self.payloads;
-        let payload = |port: u16| {
-            payloads
-                .for_port(port)
-                .first()
-                .map_or(&[][..], Vec::as_slice)
-        };
         for o in batch {
-            describe(&mut self.text, o.probe, &payload);
+            (self.describe)(&mut self.text, o);
         }
         if let Ok(mut w) = self.out.lock() {
             // As before the re-seam: a closed stdout (`| head`) does not stop the scan.
-            let _ = w.write_all(self.text.as_bytes());
-        }
-        Ok(batch.len())
-    }
-    fn recv(&mut self, _out: &mut Vec<Received>, _max: usize) -> Result<usize, RawError> {
-        Ok(0)
-    }
-    fn wait(&mut self, until: Option<Instant>) -> Result<(), RawError> {
-        if let Some(t) = until {
-            self.now = self.now.max(t);
-        }
-        Ok(())
-    }
-    fn now(&self) -> Instant {
-        self.now
-    }
-    fn needs_packets(&self) -> bool {
-        false
-    }
-    fn answers(&self) -> bool {
-        false
-    }
-}
-
-/// Prints the probes of engines that build their own packets: the words they carry, the
-/// destination and the packet's length.
-struct Teller {
-    out: Lines,
-    now: Instant,
-    text: String,
-}
-
-impl PacketIo<Described> for Teller {
-    fn send(&mut self, batch: &[Outgoing<'_, Described>]) -> Result<usize, RawError> {
-        use std::fmt::Write as _;
-        self.text.clear();
-        for o in batch {
-            let _ = match o.probe.n {
-                Some(n) => writeln!(self.text, "{} {} > {}", o.probe.what, n, o.dst),
-                None => writeln!(self.text, "{} > {}", o.probe.what, o.dst),
-            };
-        }
-        if let Ok(mut w) = self.out.lock() {
             let _ = w.write_all(self.text.as_bytes());
         }
         Ok(batch.len())

@@ -37,14 +37,7 @@ impl Backend for LinuxBackend {
         src: IpAddr,
         ports: RangeInclusive<u16>,
     ) -> Result<Box<dyn PacketIo<Probe> + Send>, RawError> {
-        let (sender, receiver) = match src {
-            IpAddr::V4(s) => (RawSender::new()?, RawReceiver::for_ports(&[s], &[], ports)?),
-            IpAddr::V6(s) => (
-                RawSender::new_v6()?,
-                RawReceiver::for_ports(&[], &[s], ports)?,
-            ),
-        };
-        Ok(Box::new(Path((sender, receiver))))
+        Ok(Box::new(Path(ip_sockets(src, ports)?)))
     }
 
     fn open_ip_described(
@@ -52,14 +45,7 @@ impl Backend for LinuxBackend {
         src: IpAddr,
         ports: RangeInclusive<u16>,
     ) -> Result<Box<dyn PacketIo<Described> + Send>, RawError> {
-        let (sender, receiver) = match src {
-            IpAddr::V4(s) => (RawSender::new()?, RawReceiver::for_ports(&[s], &[], ports)?),
-            IpAddr::V6(s) => (
-                RawSender::new_v6()?,
-                RawReceiver::for_ports(&[], &[s], ports)?,
-            ),
-        };
-        Ok(Box::new(Path((sender, receiver))))
+        Ok(Box::new(Path(ip_sockets(src, ports)?)))
     }
 
     fn open_arp(
@@ -83,6 +69,20 @@ impl Backend for LinuxBackend {
     fn neighbours(&self) -> Vec<(Ipv4Addr, MacAddr)> {
         netif::arp_cache()
     }
+}
+
+/// A raw sender for `src`'s family and a receiver of the answers to probes from `ports`.
+fn ip_sockets(
+    src: IpAddr,
+    ports: RangeInclusive<u16>,
+) -> Result<(RawSender, RawReceiver), RawError> {
+    Ok(match src {
+        IpAddr::V4(s) => (RawSender::new()?, RawReceiver::for_ports(&[s], &[], ports)?),
+        IpAddr::V6(s) => (
+            RawSender::new_v6()?,
+            RawReceiver::for_ports(&[], &[s], ports)?,
+        ),
+    })
 }
 
 /// How long to wait at most: until `until`, never more than [`MAX_SLEEP`].
