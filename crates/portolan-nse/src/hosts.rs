@@ -102,6 +102,15 @@ impl Hosts {
             }
             t.set("traceroute", hops)?;
         }
+        if let Some(os) = &h.os {
+            if let Some(matches) = os_table(lua, os)? {
+                t.set("os", matches)?;
+            }
+            // Nmap gives the raw fingerprint; ours is kept only where it is printed.
+            if let Some(fp) = os.fingerprints.first() {
+                t.set("os_fp", fp.as_str())?;
+            }
+        }
         Ok(t)
     }
 
@@ -335,4 +344,52 @@ pub fn items_from_lua(t: &Table) -> mlua::Result<Vec<ScriptItem>> {
         }
     }
     Ok(out)
+}
+
+/// `host.os` (Nmap's set_hostinfo): only perfect matches, and only when there are one to
+/// eight of them; each with the classes of the host's classification (here: of the perfect
+/// matches, each class once).
+fn os_table(lua: &Lua, os: &portolan_model::Os) -> mlua::Result<Option<Table>> {
+    let perfect: Vec<&portolan_model::OsMatch> =
+        os.matches.iter().filter(|m| m.accuracy == 100).collect();
+    if perfect.is_empty() || perfect.len() > 8 {
+        return Ok(None);
+    }
+    let mut classes: Vec<&portolan_model::OsClass> = Vec::new();
+    for c in perfect.iter().flat_map(|m| &m.classes) {
+        let same = |k: &&portolan_model::OsClass| {
+            k.vendor == c.vendor
+                && k.osfamily == c.osfamily
+                && k.osgen == c.osgen
+                && k.kind == c.kind
+        };
+        if !classes.iter().any(same) {
+            classes.push(c);
+        }
+    }
+    let list = lua.create_table()?;
+    for m in perfect {
+        let mt = lua.create_table()?;
+        mt.set("name", m.name.as_str())?;
+        let ct = lua.create_table()?;
+        for c in &classes {
+            let one = lua.create_table()?;
+            one.set("vendor", c.vendor.as_str())?;
+            one.set("osfamily", c.osfamily.as_str())?;
+            if let Some(g) = &c.osgen {
+                one.set("osgen", g.as_str())?;
+            }
+            if let Some(k) = &c.kind {
+                one.set("type", k.as_str())?;
+            }
+            one.set(
+                "cpe",
+                lua.create_sequence_from(c.cpes.iter().map(String::as_str))?,
+            )?;
+            ct.push(one)?;
+        }
+        mt.set("classes", ct)?;
+        list.push(mt)?;
+    }
+    Ok(Some(list))
 }

@@ -239,3 +239,52 @@ fn missing_nmap_names_where_it_looked() {
     assert!(msg.contains(&tmp.path().display().to_string()), "{msg}");
     assert!(msg.contains("apt install nmap-common"), "{msg}");
 }
+
+/// Scripts see `host.os` as Nmap gives it: the perfect matches only, with their classes.
+#[test]
+fn scripts_see_the_perfect_os_matches() {
+    use portolan_model::{Os, OsClass, OsMatch};
+    let Some(dirs) = dirs() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = vec![script(
+        tmp.path(),
+        "t-os",
+        "local names = {} for _, m in ipairs(host.os or {}) do \
+         names[#names + 1] = m.name .. '/' .. m.classes[1].osfamily .. '/' .. m.classes[1].cpe[1] \
+         end return table.concat(names, ';')",
+    )];
+    let port = greeter(b"hello\r\n");
+    let class = |family: &str, cpe: &str| OsClass {
+        kind: Some("general purpose".into()),
+        vendor: "V".into(),
+        osfamily: family.into(),
+        osgen: None,
+        accuracy: 100,
+        cpes: vec![cpe.into()],
+    };
+    let mut host = host_with(port, "x");
+    host.os = Some(Os {
+        ports_used: Vec::new(),
+        matches: vec![
+            OsMatch {
+                name: "Exact".into(),
+                accuracy: 100,
+                line: 1,
+                classes: vec![class("Linux", "cpe:/o:v:linux")],
+            },
+            OsMatch {
+                name: "Guess".into(),
+                accuracy: 95,
+                line: 2,
+                classes: vec![class("BSD", "cpe:/o:v:bsd")],
+            },
+        ],
+        fingerprints: Vec::new(),
+        coarse: None,
+    });
+    let engine = Engine::new(Config::new(dirs, rules, loopback_only())).unwrap();
+    let r = engine.run(Phase::Scan, vec![host]);
+    assert!(r.error.is_none(), "{:?}", r.error);
+    let s = &r.hosts[0].ports[0].scripts[0];
+    assert_eq!(s.output, "Exact/Linux/cpe:/o:v:linux");
+}
