@@ -54,6 +54,21 @@ HOSTS=(svc dns filt lossy slow db hostile smb smb1 web)
 ALL_NS=("$SCAN" "$P-svc" "$P-dns" "$P-filt" "$P-lossy" "$P-slow" "$P-db" "$P-hostile"
         "$P-smb" "$P-smb1" "$P-web" "$SW")
 
+# ---- OS detection hosts (issue 12): plain listeners on stacks retuned by per-namespace
+# sysctls, so that Nmap's OS probes get answers unlike the default Linux namespaces' (TTL,
+# options, window, ECN).  One "name|ip|open tcp ports|sysctls" a line.
+OS_LAB_HOSTS="oswin|198.18.0.30|135 445 3389|net.ipv4.ip_default_ttl=128 net.ipv4.tcp_timestamps=0 net.ipv4.tcp_sack=0 net.ipv4.tcp_window_scaling=0 net.ipv4.tcp_ecn=0
+osttl|198.18.0.31|22 80|net.ipv4.ip_default_ttl=255 net.ipv4.tcp_window_scaling=0 net.ipv4.tcp_sack=0"
+os_lab_field() {  # field-number: that field of every OS_LAB_HOSTS line
+    printf '%s\n' "$OS_LAB_HOSTS" | cut -d'|' -f"$1"
+}
+for _os_host in $(os_lab_field 1); do
+    HOSTS+=("$_os_host")
+    # Before the switch, which goes last.
+    ALL_NS=("${ALL_NS[@]:0:${#ALL_NS[@]}-1}" "$P-$_os_host" "$SW")
+done
+unset _os_host
+
 # ---- ground-truth data (single source for setup and ground-truth.json) ----
 SVC_TCP_OPEN="21 22 80 443 6379 8080 31337"
 SVC_SERVICES="tcp/21=ftp tcp/22=ssh tcp/80=http tcp/443=https tcp/6379=redis"
@@ -839,6 +854,60 @@ os.replace(tmp, os.environ["PLAB_GT_OUT"])
 EOF
 }
 
+# The OS detection hosts: namespace, sysctls, listeners (up), listening (verify), and their
+# entries in the ground truth, "os" giving the sysctls each was set up with.
+start_os_hosts() {
+    local name ip open sysctls p args
+    while IFS='|' read -r name ip open sysctls; do
+        [ -n "$name" ] || continue
+        mk_ns "$name" "$ip/24"
+        # shellcheck disable=SC2086
+        nsx "$P-$name" sysctl -qw $sysctls >/dev/null
+        args=()
+        for p in $open; do args+=(--port "$p"); done
+        start_listener "$P-$name" "$ip" "$name" "${args[@]}"
+    done <<<"$OS_LAB_HOSTS"
+}
+
+verify_os_hosts() {
+    local name ip open sysctls p kv
+    while IFS='|' read -r name ip open sysctls; do
+        [ -n "$name" ] || continue
+        for kv in $sysctls; do
+            [ "$(nsx "$P-$name" sysctl -n "${kv%%=*}")" = "${kv#*=}" ] \
+                || die "$P-$name: sysctl ${kv%%=*} is not ${kv#*=}"
+        done
+        for p in $open; do wait_listen "$P-$name" tcp "$ip" "$p" listener.py; done
+        tcp_probe "$ip/${open%% *}" || tcp_probe "$ip/${open%% *}" \
+            || die "scanner cannot connect to $ip port ${open%% *}"
+    done <<<"$OS_LAB_HOSTS"
+}
+
+add_os_ground_truth() {
+    PLAB_GT_OUT="$DIR/ground-truth.json" PLAB_GT_PREFIX="$P" PLAB_GT_OS="$OS_LAB_HOSTS" \
+    "$PY" - <<'EOF'
+import json, os
+path = os.environ["PLAB_GT_OUT"]
+with open(path) as f:
+    gt = json.load(f)
+for line in os.environ["PLAB_GT_OS"].splitlines():
+    if not line.strip():
+        continue
+    name, ip, tcp_open, sysctls = line.split("|")
+    gt["hosts"].append({
+        "name": name, "ns": "%s-%s" % (os.environ["PLAB_GT_PREFIX"], name), "ip": ip,
+        "up": True, "tcp_default": "closed",
+        "tcp": {p: "open" for p in sorted(tcp_open.split(), key=int)},
+        "udp": {}, "services": {}, "versions": {}, "lossy": False,
+        "os": dict(kv.split("=", 1) for kv in sysctls.split()),
+    })
+with open(path + ".tmp", "w") as f:
+    json.dump(gt, f, indent=2)
+    f.write("\n")
+os.replace(path + ".tmp", path)
+EOF
+}
+
 cmd_up() {
     need_root
     local ns
@@ -881,8 +950,11 @@ cmd_up() {
 
     log "starting services"
     start_services
+    start_os_hosts
     verify_services
+    verify_os_hosts
     write_ground_truth
+    add_os_ground_truth
     trap - EXIT
 
     log "lab '$P' is up"

@@ -33,6 +33,9 @@ pub struct NormalWriter<W: Write> {
     /// trace had it: a later host whose first hops are known shows them as one "Hops 1-N
     /// are the same as for X" row, as Nmap does.
     hops_seen: HashMap<Hop, String>,
+    /// A host with OS results was written: the run did OS detection (-A says so only when
+    /// it ran with raw sockets).
+    os_seen: bool,
 }
 
 impl<W: Write> NormalWriter<W> {
@@ -48,6 +51,7 @@ impl<W: Write> NormalWriter<W> {
             zone: Zone::Local,
             tally: Tally::default(),
             hops_seen: HashMap::new(),
+            os_seen: false,
         }
     }
 
@@ -422,13 +426,21 @@ const MAX_OS_CLASS_MEMBERS: usize = 8;
 fn render_os(s: &mut String, os: &Os, guess_flag: bool) {
     let perfect = os.matches.iter().take_while(|m| m.accuracy >= 100).count();
     let fingerprint = os.fingerprints.first();
-    let too_many = perfect > 8;
     // The ports used say whether Nmap found both an open and a closed TCP port.
     let used = |state: PortState| {
         os.ports_used
             .iter()
             .any(|p| p.state == state && p.proto == portolan_model::Protocol::Tcp)
     };
+    // Too many perfect matches: Nmap writes neither matches nor fingerprint. Without an open
+    // port most references match what little the closed ports say, so an empty result there
+    // is that case (an empty result with an open port is "No OS matches").
+    // (Our coarse guess, made without nmap-os-db, has no match either.)
+    let too_many = perfect > 8
+        || (os.matches.is_empty()
+            && fingerprint.is_none()
+            && os.coarse.is_none()
+            && !used(PortState::Open));
     let reliable = used(PortState::Open) && used(PortState::Closed);
     if !reliable && !too_many {
         s.push_str("Warning: OSScan results may be unreliable because we could not find at least 1 open and 1 closed port\n");
@@ -771,6 +783,7 @@ impl<W: Write> Sink for NormalWriter<W> {
 
     fn host(&mut self, run: &ScanRun, host: &Host) -> Result<(), OutputError> {
         self.tally.add(host);
+        self.os_seen |= host.os.is_some();
         let s = self.render_host(run, host);
         if let Some(t) = &host.trace {
             for h in &t.hops {
@@ -794,6 +807,12 @@ impl<W: Write> Sink for NormalWriter<W> {
         if !run.postscripts.is_empty() {
             s.push_str("Post-scan script results:\n");
             render_script_list(&mut s, &run.postscripts);
+        }
+        if stats.hosts_up > 0 {
+            if let Some(plea) = text::detection_plea(run, self.os_seen) {
+                s.push_str(plea);
+                s.push('\n');
+            }
         }
         if let Some(c) = &stats.completeness {
             s.push_str(&escape::text(&text::completeness(c)));
@@ -958,6 +977,28 @@ No OS matches for host\n"
         let mut s = String::new();
         render_os(&mut s, &os, false);
         assert_eq!(s, "No OS matches for host\n");
+    }
+
+    /// Nmap's XML of a host whose ports were all closed holds no match and no fingerprint:
+    /// every reference matched the little it said ("Too many fingerprints", no warning).
+    #[test]
+    fn an_empty_result_without_an_open_port_is_too_many_matches() {
+        let os = Os {
+            ports_used: vec![PortUsed {
+                state: PortState::Closed,
+                proto: Protocol::Tcp,
+                portid: 1,
+            }],
+            matches: Vec::new(),
+            fingerprints: Vec::new(),
+            coarse: None,
+        };
+        let mut s = String::new();
+        render_os(&mut s, &os, false);
+        assert_eq!(
+            s,
+            "Too many fingerprints match this host to give specific OS details\n"
+        );
     }
 
     #[test]

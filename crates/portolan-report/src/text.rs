@@ -219,6 +219,26 @@ pub(crate) fn ping_scan_in_full(run: &ScanRun) -> bool {
         })
 }
 
+/// The line Nmap ends a run with when it detected versions or OSes on a host that was up
+/// (its printfinaloutput). The options are read from the command line; OS detection also
+/// from the hosts (`-A` adds it only with raw sockets). Version detection needs a port scan.
+pub(crate) fn detection_plea(run: &ScanRun, os_seen: bool) -> Option<&'static str> {
+    let words = || run.args.split_whitespace().skip(1);
+    let os = os_seen || words().any(|w| w == "-O" || w == "-O2");
+    let service = !run.scaninfo.is_empty()
+        && words().any(|w| {
+            w == "-A"
+                || w.strip_prefix("-s")
+                    .is_some_and(|t| !t.starts_with('-') && t.contains(['V', 'R']))
+        });
+    match (os, service) {
+        (true, true) => Some("OS and Service detection performed. Please report any incorrect results at https://nmap.org/submit/ ."),
+        (true, false) => Some("OS detection performed. Please report any incorrect results at https://nmap.org/submit/ ."),
+        (false, true) => Some("Service detection performed. Please report any incorrect results at https://nmap.org/submit/ ."),
+        (false, false) => None,
+    }
+}
+
 pub(crate) fn plural(n: u32, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 {
         one

@@ -97,12 +97,15 @@ fn all_ports_ignored_and_ping_only_hosts() {
     assert!(out.contains(
         "Host is up (0.012s latency).\nrDNS record for 192.0.2.10: web-1.example.net\n\
 All 995 scanned ports on scanme.example (192.0.2.10) are in ignored states.\n\
-Not shown: 995 closed tcp ports (reset)\n\n# Portolan done"
+Not shown: 995 closed tcp ports (reset)\n\n\
+Service detection performed. Please report any incorrect results at https://nmap.org/submit/ .\n\
+# Portolan done"
     ));
     let g = grepable_of(&run, OutputOptions::default());
     assert!(g.contains("\tPorts: \tIgnored State: closed (995)\n"));
 
-    // -sn: no port section at all, no latency without times.
+    // -sn: no port section at all, no latency without times (and no version detection).
+    run.scaninfo.clear();
     let host = &mut run.hosts[0];
     host.extraports.clear();
     host.times = None;

@@ -11,16 +11,9 @@ use portolan_report::*;
 
 /// Lines Nmap prints from outside its per-host output.
 fn outside_the_writers(line: &str) -> bool {
-    [
-        "Warning: ",
-        "WARNING: ",
-        "Read data files from:",
-        "Service detection performed.",
-        "OS and Service detection performed.",
-        "OS detection performed.",
-    ]
-    .iter()
-    .any(|p| line.starts_with(p))
+    ["Warning: ", "WARNING: ", "Read data files from:"]
+        .iter()
+        .any(|p| line.starts_with(p))
 }
 
 fn nmap_text(name: &str) -> String {
@@ -69,6 +62,11 @@ const CASES: &[(&str, bool, u8)] = &[
     ("sn-trace", false, 0),
     // -A against 127.0.0.1 (OS matches without a fingerprint line).
     ("full", false, 0),
+    // -O --traceroute on 127.0.0.1 with every port closed: too many fingerprints match.
+    ("os-closed", false, 0),
+    // -v -O --traceroute on 127.0.0.1 with a listener: no exact match, the fingerprint,
+    // uptime and sequence lines.
+    ("os-lo-v", false, 1),
 ];
 
 #[test]

@@ -76,8 +76,19 @@ pub struct Options {
     pub keep_privileges: bool,
     /// `-sV` (or `-A`): service and version detection.
     pub version: bool,
-    /// `-A` was given (its other parts are not supported yet).
+    /// `-A` was given: -sV and -sC always; -O and --traceroute too when raw sockets are
+    /// allowed (as Nmap, which drops those two silently without root). The plan decides.
     pub aggressive: bool,
+    /// `-O`: OS detection.
+    pub os: bool,
+    /// `--osscan-limit`: OS detection only on hosts with an open and a closed TCP port.
+    pub osscan_limit: bool,
+    /// `--osscan-guess` / `--fuzzy`.
+    pub osscan_guess: bool,
+    /// `--max-os-tries` (1 to 50; Nmap's default 5).
+    pub max_os_tries: Option<u32>,
+    /// `--traceroute`.
+    pub traceroute: bool,
     /// NSE: `--script` rules (comma-separated, as Nmap splits them), `-sC`, and the rest of
     /// the `--script-*` options.
     pub scripts: Vec<String>,
@@ -175,6 +186,11 @@ impl Default for Options {
             keep_privileges: false,
             version: false,
             aggressive: false,
+            os: false,
+            osscan_limit: false,
+            osscan_guess: false,
+            max_os_tries: None,
+            traceroute: false,
             scripts: Vec::new(),
             script_default: false,
             script_args: None,
@@ -474,7 +490,32 @@ mod tests {
         assert_eq!(p("--version-light").unwrap().version_intensity, Some(2));
         assert!(p("--version-intensity 10").is_err());
         let a = p("-A").unwrap();
-        assert!(a.version && a.aggressive);
+        assert!(a.version && a.aggressive && a.script_default);
+        // -O and --traceroute of -A are the plan's to add: they depend on raw sockets.
+        assert!(!a.os && !a.traceroute);
+    }
+
+    #[test]
+    fn os_detection_flags() {
+        let o = p("-O --osscan-limit --fuzzy --max-os-tries 3 --traceroute").unwrap();
+        assert!(o.os && o.osscan_limit && o.osscan_guess && o.traceroute);
+        assert_eq!(o.max_os_tries, Some(3));
+        assert!(p("-O2").unwrap().os);
+        assert!(p("--osscan-guess").unwrap().osscan_guess);
+        // As Nmap: -O1 is gone, other values are unknown, tries are 1 to 50.
+        let e = p("-O1").unwrap_err().to_string();
+        assert!(e.contains("-O1) is no longer supported"), "{e}");
+        assert!(p("-O3").is_err());
+        for bad in ["0", "51", "abc", "-1", ""] {
+            assert!(
+                matches!(
+                    p(&format!("--max-os-tries={bad}")),
+                    Err(ArgError::Invalid { .. } | ArgError::MissingValue(_))
+                ),
+                "--max-os-tries={bad}"
+            );
+        }
+        assert_eq!(p("--max-os-tries 50").unwrap().max_os_tries, Some(50));
     }
 
     #[test]
@@ -490,11 +531,10 @@ mod tests {
     #[test]
     fn unsupported_flags_are_refused_by_name() {
         for (cmd, name) in [
-            ("-O", "-O"),
             ("-PY", "-PY"),
             ("-sI zombie", "-sI"),
             ("-sF", "-sF"),
-            ("--traceroute", "--traceroute"),
+            ("--scanflags URG", "--scanflags"),
             ("-D 198.18.0.9", "-D"),
         ] {
             assert_eq!(p(cmd), Err(ArgError::NotSupported(name.into())), "{cmd}");

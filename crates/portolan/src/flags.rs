@@ -195,7 +195,8 @@ pub const FLAGS: &[FlagDef] = &[
         Switch(|o| o.dns = Dns::Always)),
     f("--dns-servers", R, "<serv1[,serv2],...>", Discovery, "Specify custom DNS servers", NotSupported),
     f("--system-dns", N, "", Discovery, "Use OS's DNS resolver (always the case)", Ignored),
-    f("--traceroute", N, "", Discovery, "Trace hop path to each host", NotSupported),
+    f("--traceroute", N, "", Discovery, "Trace hop path to each host (raw sockets: root or CAP_NET_RAW)",
+        Switch(|o| o.traceroute = true)),
     f("--disable-arp-ping", N, "", Discovery, "No ARP or ND ping",
         Switch(|o| o.disable_arp_ping = true)),
     f("--discovery-ignore-rst", N, "", Discovery, "Ignore RST replies in discovery", NotSupported),
@@ -245,11 +246,16 @@ pub const FLAGS: &[FlagDef] = &[
     f("--script-help", R, "<scripts>", Script, "Show help about scripts", Text(|o, v| o.script_help = Some(v.into()))),
     f("--script-timeout", R, "<time>", Script, "Script time limit", Time(|o, d| o.script_timeout = Some(d))),
     // OS detection
-    f("-O", N, "", Os, "Enable OS detection", NotSupported),
-    f("--osscan-limit", N, "", Os, "Limit OS detection to promising targets", NotSupported),
-    f("--osscan-guess", N, "", Os, "Guess OS more aggressively", NotSupported),
-    f("--fuzzy", N, "", Os, "Guess OS more aggressively", NotSupported),
-    f("--max-os-tries", R, "<num>", Os, "Tries of OS detection per target", NotSupported),
+    f("-O", O, "", Os, "Enable OS detection (raw sockets: root or CAP_NET_RAW; matched against Nmap's nmap-os-db, else a coarse guess)",
+        Custom(os_scan)),
+    f("--osscan-limit", N, "", Os, "Limit OS detection to promising targets",
+        Switch(|o| o.osscan_limit = true)),
+    f("--osscan-guess", N, "", Os, "Guess OS more aggressively",
+        Switch(|o| o.osscan_guess = true)),
+    f("--fuzzy", N, "", Os, "Guess OS more aggressively",
+        Switch(|o| o.osscan_guess = true)),
+    f("--max-os-tries", R, "<num>", Os, "Tries of OS detection per target (1 to 50)",
+        Count(1, 50, |o, n| o.max_os_tries = Some(n as u32))),
     // Timing
     f("-T", R, "<0-5>", Timing, "Set timing template (higher is faster)",
         Custom(template)),
@@ -357,7 +363,7 @@ pub const FLAGS: &[FlagDef] = &[
     f("-6", N, "", Misc, "Enable IPv6 scanning",
         Switch(|o| o.ipv6 = true)),
     f("-4", N, "", Misc, "IPv4 scanning (the default)", Ignored),
-    f("-A", N, "", Misc, "Enable OS detection, version detection, script scanning, and traceroute (-sV and -sC for now: OS detection and traceroute are not supported yet and are said so)",
+    f("-A", N, "", Misc, "Enable OS detection, version detection, script scanning, and traceroute (-O and --traceroute only with raw sockets, as Nmap)",
         Switch(|o| { o.aggressive = true; o.version = true; o.script_default = true })),
     f("--datadir", R, "<dirname>", Misc, "Specify custom Nmap data file location",
         Text(|o, v| o.datadir = Some(v.into()))),
@@ -481,6 +487,22 @@ fn excludes(o: &mut Options, v: Option<&str>) -> Result<(), FlagError> {
     }
     o.excludes.extend(list);
     Ok(())
+}
+
+/// `-O`, or `-O2` (the second generation, the only one): Nmap refuses the old `-O1`.
+fn os_scan(o: &mut Options, v: Option<&str>) -> Result<(), FlagError> {
+    match v {
+        None | Some("2") => {
+            o.os = true;
+            Ok(())
+        }
+        Some("1") => Err(FlagError::Invalid(
+            "first-generation OS detection (-O1) is no longer supported. Use -O instead".into(),
+        )),
+        Some(other) => Err(FlagError::Invalid(format!(
+            "unknown argument to -O: {other:?}"
+        ))),
+    }
 }
 
 /// `-s` with its letters, bundled as Nmap takes them (`-sSU`, `-sTV`).
@@ -746,7 +768,7 @@ mod tests {
         ("R", "-R", Sets(|o| o.dns = Dns::Always)),
         ("dns-servers", "--dns-servers 192.0.2.53", Refused),
         ("system-dns", "--system-dns", Sets(|_| {})),
-        ("traceroute", "--traceroute", Refused),
+        ("traceroute", "--traceroute", Sets(|o| o.traceroute = true)),
         ("disable-arp-ping", "--disable-arp-ping", Sets(|o| o.disable_arp_ping = true)),
         ("discovery-ignore-rst", "--discovery-ignore-rst", Refused),
         ("s", "-sSUV", Sets(|o| { o.scan = Some(ScanKind::Syn); o.udp = true; o.version = true })),
@@ -774,11 +796,11 @@ mod tests {
         ("script-updatedb", "--script-updatedb", Sets(|o| o.script_updatedb = true)),
         ("script-help", "--script-help http-title", Sets(|o| o.script_help = Some("http-title".into()))),
         ("script-timeout", "--script-timeout 5s", Sets(|o| o.script_timeout = Some(Duration::from_secs(5)))),
-        ("O", "-O", Refused),
-        ("osscan-limit", "--osscan-limit", Refused),
-        ("osscan-guess", "--osscan-guess", Refused),
-        ("fuzzy", "--fuzzy", Refused),
-        ("max-os-tries", "--max-os-tries 2", Refused),
+        ("O", "-O", Sets(|o| o.os = true)),
+        ("osscan-limit", "--osscan-limit", Sets(|o| o.osscan_limit = true)),
+        ("osscan-guess", "--osscan-guess", Sets(|o| o.osscan_guess = true)),
+        ("fuzzy", "--fuzzy", Sets(|o| o.osscan_guess = true)),
+        ("max-os-tries", "--max-os-tries 2", Sets(|o| o.max_os_tries = Some(2))),
         ("T", "-T4", Sets(|o| o.template = Template::Aggressive)),
         ("min-hostgroup", "--min-hostgroup 8", Sets(|o| o.min_hostgroup = Some(8))),
         ("max-hostgroup", "--max-hostgroup 64", Sets(|o| o.max_hostgroup = Some(64))),

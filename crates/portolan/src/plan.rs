@@ -18,7 +18,7 @@ use portolan_engine::plan::targets::{
     SystemResolver, TargetError, TargetSpec,
 };
 use portolan_engine::plan::timing::Timing;
-use portolan_engine::plan::{Discovery, ScanPlan, Targets, VersionPlan};
+use portolan_engine::plan::{Discovery, OsPlan, ScanPlan, Targets, VersionPlan};
 use portolan_engine::stages::version::VersionOptions;
 use portolan_model::OutputOptions;
 use portolan_probes::ProbeDb;
@@ -34,11 +34,6 @@ const DEFAULT_HOST_GROUP: usize = 64;
 fn version_plan(o: &Options, datadir: Option<&Path>) -> Result<Option<VersionPlan>> {
     if !o.version {
         return Ok(None);
-    }
-    if o.aggressive {
-        eprintln!(
-            "WARNING: -A: OS detection (-O) and --traceroute are not supported yet; running version detection (-sV) and the default scripts (-sC)"
-        );
     }
     let installed = if o.builtin_data {
         None
@@ -130,6 +125,7 @@ impl Resolved {
                 }
             }
         }
+        let (os_wanted, traceroute) = os_and_trace(&o, scan, &raw_ok)?;
         if o.dry_run && scan == ScanKind::Connect {
             bail!("--dryrun needs a raw-packet scan (-sS, -sU or -sn with raw probes), not -sT");
         }
@@ -250,7 +246,8 @@ impl Resolved {
         }
 
         let out_opts = OutputOptions {
-            reason: o.reason,
+            // As Nmap: -vv shows the reasons too.
+            reason: o.reason || o.verbose > 1,
             verbose: o.verbose,
             debugging: o.debug,
             open_only: o.open_only,
@@ -283,8 +280,12 @@ impl Resolved {
                 randomize: o.randomize_hosts,
             },
             seed: o.seed.unwrap_or_else(seed),
-            os: None,
-            traceroute: false,
+            os: if os_wanted {
+                Some(os_plan(&o, datadir))
+            } else {
+                None
+            },
+            traceroute,
             carried: Vec::new(),
         };
         Ok(Resolved {
@@ -294,6 +295,89 @@ impl Resolved {
         })
     }
 }
+/// Whether OS detection and traceroute run, by Nmap's rules: asked for, they need raw
+/// sockets (Nmap's messages when refused); `-A` adds them only when raw sockets are allowed,
+/// silently otherwise, as Nmap does for a user without root. OS detection needs a port scan.
+fn os_and_trace(o: &Options, scan: ScanKind, raw_ok: &Result<(), String>) -> Result<(bool, bool)> {
+    let raw = raw_ok.is_ok();
+    if o.os && !raw {
+        bail!("TCP/IP fingerprinting (for OS scan) requires root privileges.");
+    }
+    let os = o.os || (o.aggressive && raw);
+    if os && matches!(scan, ScanKind::PingOnly | ScanKind::List) {
+        bail!(
+            "OS Scan is unreliable without a port scan.  You need to use a scan type along with \
+             it, such as -sS or -sT instead of -sn"
+        );
+    }
+    if os && o.ipv6 {
+        bail!("not supported yet: -O with -6 (IPv6 OS detection)");
+    }
+    if o.traceroute && !raw {
+        bail!("Traceroute has to be run as root");
+    }
+    let traceroute = o.traceroute || (o.aggressive && raw);
+    Ok((os, traceroute))
+}
+
+/// Most malformed nmap-os-db lines named one by one; the rest are counted.
+const OS_DB_ERRORS_SHOWN: usize = 10;
+
+/// The plan of -O: Nmap's nmap-os-db found as Nmap finds its data files (none with
+/// --builtin-data). A malformed line is reported by number and the rest loads; without a
+/// usable file only the coarse guess is given, and the user is told so.
+fn os_plan(o: &Options, datadir: Option<&Path>) -> OsPlan {
+    OsPlan {
+        db: if o.builtin_data {
+            if o.verbose > 0 {
+                eprintln!("--builtin-data: no nmap-os-db, OS detection gives only a coarse guess");
+            }
+            None
+        } else {
+            load_os_db(datadir)
+        },
+        limit: o.osscan_limit,
+        guess: o.osscan_guess,
+        max_tries: o.max_os_tries.unwrap_or(DEFAULT_MAX_OS_TRIES),
+    }
+}
+
+/// Nmap's default --max-os-tries.
+const DEFAULT_MAX_OS_TRIES: u32 = 5;
+
+fn load_os_db(datadir: Option<&Path>) -> Option<Arc<portolan_os::db::OsDb>> {
+    let coarse =
+        "OS detection will give only a coarse guess (TTL, window, options), not Nmap's matches";
+    let Some(path) = portolan_engine::data::datadir::find_data_file("nmap-os-db", datadir) else {
+        eprintln!("WARNING: no nmap-os-db found (--datadir, $NMAPDIR, ~/.nmap, /usr/local/share/nmap, /usr/share/nmap): {coarse}");
+        return None;
+    };
+    match portolan_os::db::OsDb::load(&path) {
+        Ok((db, errors)) => {
+            // DbError names the file and the line: "nmap-os-db line 12: ...".
+            for e in errors.iter().take(OS_DB_ERRORS_SHOWN) {
+                eprintln!("WARNING: {e} (in {})", path.display());
+            }
+            if errors.len() > OS_DB_ERRORS_SHOWN {
+                eprintln!(
+                    "WARNING: {}: {} more malformed lines skipped",
+                    path.display(),
+                    errors.len() - OS_DB_ERRORS_SHOWN
+                );
+            }
+            if db.prints.is_empty() {
+                eprintln!("WARNING: {} holds no fingerprint: {coarse}", path.display());
+                return None;
+            }
+            Some(Arc::new(db))
+        }
+        Err(e) => {
+            eprintln!("WARNING: cannot read {}: {e}: {coarse}", path.display());
+            None
+        }
+    }
+}
+
 /// Why raw sockets are refused, without a suggestion: what works instead depends on what
 /// needed them (-sT replaces -sS, but not -sU nor the raw pings).
 const NEED_RAW: &str = "raw sockets need root or CAP_NET_RAW: run as root, or grant it with \
@@ -618,5 +702,55 @@ mod tests {
             ..Options::default()
         };
         assert!(d(&o, true).is_err());
+    }
+
+    #[test]
+    fn os_and_traceroute_follow_nmaps_rules() {
+        let raw: Result<(), String> = Ok(());
+        let no_raw: Result<(), String> = Err("no".into());
+        let a = crate::args::parse(["-A"]).unwrap();
+        // -A: -sV -sC always, -O and --traceroute with raw sockets only, silently.
+        assert!(a.version && a.script_default);
+        assert_eq!(os_and_trace(&a, ScanKind::Syn, &raw).unwrap(), (true, true));
+        assert_eq!(
+            os_and_trace(&a, ScanKind::Connect, &no_raw).unwrap(),
+            (false, false)
+        );
+        assert!(os_and_trace(&a, ScanKind::PingOnly, &raw).is_err());
+        let o = crate::args::parse(["-O"]).unwrap();
+        // -O with a connect scan is Nmap's too (as root).
+        assert_eq!(
+            os_and_trace(&o, ScanKind::Connect, &raw).unwrap(),
+            (true, false)
+        );
+        let e = os_and_trace(&o, ScanKind::Syn, &no_raw).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "TCP/IP fingerprinting (for OS scan) requires root privileges."
+        );
+        for k in [ScanKind::PingOnly, ScanKind::List] {
+            assert!(os_and_trace(&o, k, &raw).is_err(), "{k:?}");
+        }
+        let t = crate::args::parse(["--traceroute"]).unwrap();
+        assert_eq!(
+            os_and_trace(&t, ScanKind::PingOnly, &raw).unwrap(),
+            (false, true)
+        );
+        let e = os_and_trace(&t, ScanKind::Connect, &no_raw).unwrap_err();
+        assert_eq!(e.to_string(), "Traceroute has to be run as root");
+    }
+
+    #[test]
+    fn os_plan_takes_the_flags_and_builtin_data_means_no_database() {
+        let o = crate::args::parse(
+            "-O --osscan-limit --fuzzy --max-os-tries 2 --builtin-data".split(' '),
+        )
+        .unwrap();
+        let plan = os_plan(&o, None);
+        assert!(plan.db.is_none() && plan.limit && plan.guess);
+        assert_eq!(plan.max_tries, 2);
+        let plan = os_plan(&crate::args::parse(["-O", "--builtin-data"]).unwrap(), None);
+        assert!(!plan.limit && !plan.guess);
+        assert_eq!(plan.max_tries, DEFAULT_MAX_OS_TRIES);
     }
 }

@@ -56,7 +56,6 @@ fn malformed_ports_and_values_give_the_valid_range() {
 #[test]
 fn unsupported_and_unknown_flags_are_refused() {
     refused(&["-sF", "127.0.0.1"], "not supported yet: -sF");
-    refused(&["-O", "127.0.0.1"], "not supported yet: -O");
     refused(&["-sI", "zombie", "127.0.0.1"], "not supported yet: -sI");
     refused(
         &["--frobnicate", "127.0.0.1"],
@@ -234,21 +233,7 @@ fn low_descriptor_limit_still_scans_everything() {
 /// to a connect scan, as Nmap's does. Run as "nobody" when the tests run as root.
 #[test]
 fn unprivileged_syn_scan_is_refused_with_advice_and_default_falls_back() {
-    let as_nobody = |args: &[&str]| {
-        Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-                BIN,
-            ])
-            .args(args)
-            .output()
-            .expect("setpriv (util-linux)")
-    };
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { geteuid() } != 0 {
+    if !is_root() {
         // Already unprivileged: run directly.
         let o = run(&["-sS", "-p", "80", "127.0.0.1"]);
         assert_eq!(o.status.code(), Some(2));
@@ -550,4 +535,222 @@ fn no_status_lines_without_stats_every() {
         "--stats-every prints them: {}",
         stderr(&o)
     );
+}
+
+/// Runs the binary as "nobody" without capabilities (the tests may run as root).
+fn as_nobody(args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            BIN,
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { geteuid() == 0 }
+}
+
+/// The OS detection flags refuse what Nmap refuses, before anything is sent.
+#[test]
+fn os_detection_values_are_checked_as_nmap_checks_them() {
+    for bad in ["0", "51", "abc", "-3"] {
+        refused(
+            &["-O", "--max-os-tries", bad, "-p", "80", "127.0.0.1"],
+            "--max-os-tries",
+        );
+    }
+    refused(&["--max-os-tries=0", "127.0.0.1"], "from 1 to 50");
+    refused(
+        &["-O1", "127.0.0.1"],
+        "(-O1) is no longer supported. Use -O instead",
+    );
+    refused(&["-O3", "127.0.0.1"], "unknown argument to -O");
+    // Nmap's order: without raw sockets the privilege message comes first.
+    refused(
+        &["--unprivileged", "-O", "-sn", "127.0.0.1"],
+        "TCP/IP fingerprinting (for OS scan) requires root privileges.",
+    );
+    if is_root() {
+        refused(
+            &["-O", "-sn", "127.0.0.1"],
+            "OS Scan is unreliable without a port scan",
+        );
+        refused(
+            &["-A", "-sn", "127.0.0.1"],
+            "OS Scan is unreliable without a port scan",
+        );
+        refused(&["-O", "-6", "-p", "80", "::1"], "-O with -6");
+    }
+}
+
+/// -O and --traceroute without raw sockets: Nmap's messages, then QUITTING!, exit 2, and
+/// nothing sent (no scan report, no "Starting" line). -A drops the two parts silently and
+/// runs the rest, as Nmap does for a user without root.
+#[test]
+fn os_detection_and_traceroute_need_raw_sockets() {
+    let unprivileged = |args: &[&str]| {
+        if is_root() {
+            as_nobody(args)
+        } else {
+            run(args)
+        }
+    };
+    for (args, message) in [
+        (
+            &["-O", "-p", "80", "-n", "127.0.0.1"][..],
+            "TCP/IP fingerprinting (for OS scan) requires root privileges.\nQUITTING!\n",
+        ),
+        (
+            &["-sT", "--traceroute", "-p", "80", "-n", "127.0.0.1"],
+            "Traceroute has to be run as root\nQUITTING!\n",
+        ),
+        (
+            &["-O", "--traceroute", "-p", "80", "-n", "127.0.0.1"],
+            "TCP/IP fingerprinting (for OS scan) requires root privileges.\nQUITTING!\n",
+        ),
+    ] {
+        for o in [
+            unprivileged(args),
+            run(&[&["--unprivileged"], args].concat()),
+        ] {
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+            assert!(stderr(&o).ends_with(message), "{args:?}: {}", stderr(&o));
+            assert!(o.stdout.is_empty(), "{args:?} printed {:?}", o.stdout);
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let o = unprivileged(&["-A", "-p", &port, "-n", "-Pn", "-oX", "-", "127.0.0.1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let xml = String::from_utf8_lossy(&o.stdout);
+    assert!(xml.contains("<scaninfo type=\"connect\""), "{xml}");
+    assert!(!xml.contains("<os>") && !xml.contains("<trace"), "{xml}");
+    assert!(!stderr(&o).contains("not supported"), "{}", stderr(&o));
+}
+
+/// A copy of the installed nmap-os-db with `bad` lines put first, in a fresh --datadir.
+fn os_db_with_bad_lines(bad: usize) -> Option<tempfile::TempDir> {
+    let db = std::fs::read_to_string("/usr/share/nmap/nmap-os-db").ok()?;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text: String = (1..=bad)
+        .map(|i| format!("not a line of nmap-os-db {i}\n"))
+        .collect();
+    text.push_str(&db);
+    std::fs::write(dir.path().join("nmap-os-db"), text).unwrap();
+    Some(dir)
+}
+
+/// A malformed nmap-os-db in --datadir: each bad line named by number (ten at most, then a
+/// count), and the scan goes on with the rest. --builtin-data reads no nmap-os-db at all.
+#[test]
+fn malformed_os_db_lines_are_named_and_the_scan_goes_on() {
+    if !is_root() {
+        eprintln!("skipped: -O needs raw sockets");
+        return;
+    }
+    let Some(dir) = os_db_with_bad_lines(13) else {
+        eprintln!("skipped: no /usr/share/nmap/nmap-os-db");
+        return;
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let datadir = dir.path().to_str().unwrap();
+    let o = run(&[
+        "-O",
+        "--datadir",
+        datadir,
+        "-p",
+        &port,
+        "-n",
+        "-oX",
+        "-",
+        "127.0.0.1",
+    ]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    for line in 1..=10 {
+        assert!(
+            e.contains(&format!("nmap-os-db line {line}: unexpected line")),
+            "line {line} not named: {e}"
+        );
+    }
+    assert!(!e.contains("nmap-os-db line 11:"), "{e}");
+    assert!(e.contains("3 more malformed lines skipped"), "{e}");
+    assert!(
+        !e.contains("coarse guess"),
+        "the rest of the file was not used: {e}"
+    );
+    let xml = String::from_utf8_lossy(&o.stdout);
+    assert!(xml.contains(&format!("portid=\"{port}\"")), "{xml}");
+
+    // --builtin-data: the bad file is not even read.
+    let o = run(&[
+        "-O",
+        "-v",
+        "--builtin-data",
+        "--datadir",
+        datadir,
+        "-p",
+        &port,
+        "-n",
+        "-oX",
+        "-",
+        "127.0.0.1",
+    ]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(!e.contains("nmap-os-db line"), "{e}");
+    assert!(e.contains("only a coarse guess"), "{e}");
+
+    // No nmap-os-db anywhere: said once, the scan goes on.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("nmap-os-db"), "# nothing\n").unwrap();
+    let o = run(&[
+        "-O",
+        "--datadir",
+        empty.path().to_str().unwrap(),
+        "-p",
+        &port,
+        "-n",
+        "127.0.0.1",
+    ]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert_eq!(e.matches("coarse guess").count(), 1, "{e}");
+    drop(listener);
+}
+
+/// -A as root plans OS detection (and -sV, -sC, traceroute): a dry run prints Nmap's OS
+/// probes, sending nothing; without -O or -A there are none.
+#[test]
+fn aggressive_as_root_plans_os_detection() {
+    if !is_root() {
+        eprintln!("skipped: needs raw sockets");
+        return;
+    }
+    let printed = |args: &[&str]| {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    for flag in ["-A", "-O"] {
+        let out = printed(&[flag, "--dryrun", "-p", "22", "127.0.0.1"]);
+        for probe in ["OS probe IE 1", "OS probe U1", "OS probe T7"] {
+            assert!(out.contains(probe), "{flag}: no {probe:?} in {out}");
+        }
+    }
+    let out = printed(&["-sV", "--dryrun", "-p", "22", "127.0.0.1"]);
+    assert!(!out.contains("OS probe"), "{out}");
 }

@@ -389,6 +389,7 @@ fn lab() {
             "version_detection_agrees_with_nmap",
             version_detection_agrees_with_nmap,
         ),
+        ("os_agrees_with_nmap", os_agrees_with_nmap),
         (
             "version_detection_survives_hostile_services",
             version_detection_survives_hostile_services,
@@ -1995,6 +1996,183 @@ fn version_detection_agrees_with_nmap(lab: &Lab) {
     for (port, want) in &nmap {
         assert_eq!(ours.get(port), Some(want), "{port:?}");
     }
+}
+
+// ---- OS detection (issue 12) -------------------------------------------------------------
+
+/// The hosts -O is compared on: a default Linux namespace and the lab's retuned stacks.
+const OS_HOSTS: [&str; 3] = ["svc", "oswin", "osttl"];
+/// An open port on each of them, and closed ones.
+const OS_PORTS: &str = "1,22,80,135,445,3389";
+
+/// Fingerprint tests as `test -> attribute -> value`, from an `OS:` block, without what
+/// differs from run to run: in the SCAN line the date, time and platform (D, TM, P) and the
+/// random closed UDP port's number (CU: only whether there is one), and the values the
+/// ISNs and timestamp clocks give (SEQ's SP, GCD, ISR, TS).
+fn stable_fingerprint(fp: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let joined: String = fp
+        .lines()
+        .map(|l| l.trim().strip_prefix("OS:").unwrap_or(l.trim()))
+        .collect();
+    let mut tests = BTreeMap::new();
+    for part in joined.split(')') {
+        let Some((name, attrs)) = part.split_once('(') else {
+            continue;
+        };
+        let varies = |k: &str| match name {
+            "SCAN" => matches!(k, "D" | "TM" | "P"),
+            "SEQ" => matches!(k, "SP" | "GCD" | "ISR" | "TS"),
+            _ => false,
+        };
+        let attrs: BTreeMap<String, String> = attrs
+            .split('%')
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| !varies(k))
+            .map(|(k, v)| match (name, k) {
+                ("SCAN", "CU") => (k.to_string(), (!v.is_empty()).to_string()),
+                _ => (k.to_string(), v.to_string()),
+            })
+            .collect();
+        tests.insert(name.to_string(), attrs);
+    }
+    tests
+}
+
+/// Nmap's tries at one host before its accuracy is taken as differing from ours: the
+/// sequence fields (SP, ISR) come from random ISNs, and the score moves by a point or two
+/// with them from one Nmap run to the next.
+const NMAP_OS_TRIES: usize = 3;
+
+/// `portolan -O` and `nmap -O` on the same hosts, one host at a time: the same top match
+/// (any of Nmap's equally accurate first ones) at the same accuracy as one of Nmap's runs,
+/// and the same fingerprint tests apart from the fields that vary by run.
+fn os_agrees_with_nmap(lab: &Lab) {
+    // Per host, the (accuracy, name) first matches its runs gave: Nmap's and ours.
+    let mut accepted: BTreeMap<String, BTreeSet<(u8, String)>> = BTreeMap::new();
+    for name in OS_HOSTS {
+        let ip = lab.ip(name);
+        let base = ["-O", "-vv", "-n", "-Pn", "-p", OS_PORTS, &ip];
+        let os_of = |path: &str, who: &str| {
+            let run = read_xml_file(path).unwrap_or_else(|e| panic!("{who}'s XML: {e}"));
+            let host = run.hosts.into_iter().find(|h| h.addr_str() == ip);
+            host.and_then(|h| h.os)
+                .unwrap_or_else(|| panic!("{who}: no OS result for {name}"))
+        };
+        let top =
+            |os: &portolan_model::Os| os.matches.first().map(|m| (m.name.clone(), m.accuracy));
+        let ours_xml = lab.path(&format!("os-{name}-ours.xml"));
+        let t = Instant::now();
+        ok(
+            &lab.portolan(&[&base[..], &["-oX", &ours_xml]].concat()),
+            "portolan -O",
+        );
+        let our_time = t.elapsed();
+        let ours = os_of(&ours_xml, "portolan");
+        let our_top = top(&ours).unwrap_or_else(|| panic!("portolan found no match for {name}"));
+        let mut nmaps = Vec::new();
+        for n in 0..NMAP_OS_TRIES {
+            let theirs = lab.path(&format!("os-{name}-nmap{n}.xml"));
+            let t = Instant::now();
+            ok(
+                &lab.exec("nmap", &[&base[..], &["-oX", &theirs]].concat()),
+                "nmap -O",
+            );
+            let nmap = os_of(&theirs, "nmap");
+            let nmap_top = top(&nmap).unwrap_or_else(|| panic!("nmap found no match for {name}"));
+            eprintln!(
+                "  -O {name}: portolan {our_top:?} in {:.1}s, nmap {nmap_top:?} in {:.1}s",
+                our_time.as_secs_f64(),
+                t.elapsed().as_secs_f64()
+            );
+            let agree = nmap_top.1 == our_top.1
+                && nmap
+                    .matches
+                    .iter()
+                    .any(|m| m.accuracy == nmap_top.1 && m.name == our_top.0);
+            nmaps.push((nmap, nmap_top));
+            if agree {
+                break;
+            }
+        }
+        let firsts = accepted.entry(ip.clone()).or_default();
+        firsts.insert((our_top.1, our_top.0.clone()));
+        for (n, (_, acc)) in &nmaps {
+            for m in n.matches.iter().filter(|m| m.accuracy == *acc) {
+                firsts.insert((m.accuracy, m.name.clone()));
+            }
+        }
+        let (nmap, nmap_top) = nmaps.last().expect("one Nmap run");
+        assert!(
+            nmaps.iter().any(|(n, (_, acc))| *acc == our_top.1
+                && n.matches
+                    .iter()
+                    .any(|m| m.accuracy == *acc && m.name == our_top.0)),
+            "{name}: our top match {our_top:?}, Nmap's {:?}",
+            nmaps.iter().map(|(_, t)| t).collect::<Vec<_>>()
+        );
+        // The ports used: the same kinds (the closed UDP port is a random one).
+        let kinds = |os: &portolan_model::Os| {
+            os.ports_used
+                .iter()
+                .map(|p| (p.state, p.proto))
+                .collect::<BTreeSet<_>>()
+        };
+        assert_eq!(kinds(&ours), kinds(nmap), "{name}: ports used");
+        if let Some(fp) = nmap.fingerprints.first() {
+            let ours = ours
+                .fingerprints
+                .first()
+                .unwrap_or_else(|| panic!("{name}: Nmap printed a fingerprint, we did not"));
+            assert_eq!(
+                stable_fingerprint(ours),
+                stable_fingerprint(fp),
+                "{name}: fingerprints differ ({nmap_top:?})"
+            );
+        }
+    }
+    // All of them in one run, their probes in flight together: each host keeps the answer
+    // it got alone (or one of Nmap's).
+    let all = lab.path("os-all-ours.xml");
+    let ips: Vec<String> = OS_HOSTS.iter().map(|n| lab.ip(n)).collect();
+    let mut args = vec!["-O", "-n", "-Pn", "-p", OS_PORTS, "-oX", &all];
+    args.extend(ips.iter().map(String::as_str));
+    ok(&lab.portolan(&args), "portolan -O on every OS host");
+    let run = read_xml_file(&all).expect("our XML");
+    for ip in &ips {
+        let first = run
+            .hosts
+            .iter()
+            .find(|h| h.addr_str() == ip)
+            .and_then(|h| h.os.as_ref())
+            .and_then(|o| o.matches.first())
+            .map(|m| (m.accuracy, m.name.clone()));
+        let want = &accepted[ip];
+        assert!(
+            first.as_ref().is_some_and(|f| want.contains(f)),
+            "{ip} scanned with the others: {first:?}, alone or by Nmap: {want:?}"
+        );
+    }
+    // The retuned stacks do not all look alike (else the comparison proves little).
+    let looks: BTreeSet<String> = OS_HOSTS
+        .iter()
+        .map(|n| {
+            let run = read_xml_file(lab.path(&format!("os-{n}-nmap0.xml"))).expect("XML");
+            let os = run.hosts.into_iter().next().and_then(|h| h.os);
+            let top = os
+                .as_ref()
+                .and_then(|o| o.matches.first())
+                .map(|m| m.name.clone());
+            let fp = os
+                .as_ref()
+                .and_then(|o| o.fingerprints.first())
+                .map(|f| stable_fingerprint(f));
+            format!("{top:?} {fp:?}")
+        })
+        .collect();
+    assert!(
+        looks.len() == OS_HOSTS.len(),
+        "lab hosts answered alike: {looks:?}"
+    );
 }
 
 /// Services that stream megabytes, never answer, send garbage or TLS garbage, or close at
