@@ -117,11 +117,15 @@ impl Stage for OsStage {
                     ports,
                     mac: h.mac,
                     localhost: dst.is_loopback() || dst == src,
+                    // The RTT the port scan measured (not its timeout, which has Nmap's
+                    // 100 ms floor): the core sets its own.
                     timeout: h
                         .scan
                         .as_ref()
                         .and_then(|s| s.times)
-                        .and_then(|t| u64::try_from(t.to).ok())
+                        .and_then(|t| {
+                            u64::try_from(t.srtt.saturating_add(t.rttvar.saturating_mul(4))).ok()
+                        })
                         .map(Duration::from_micros),
                 };
                 match by_src.iter_mut().find(|(s, _)| *s == src) {
