@@ -5,10 +5,17 @@
 //! open TCP port, 100 ms apart (never retransmitted: their spacing is the test), and waits
 //! until each is answered or timed out. The TUI phase then sends, in Nmap's order (the IP
 //! ID tests depend on it), the two ICMP echoes, the UDP probe, the SEQ probes that got no
-//! answer again (for OPS/WIN/T1), ECN and T2-T7, at least 25 ms apart, retransmitting a
-//! silent probe up to three times. When the round ends the caller ([`Rounds::finish`])
-//! analyses it and says whether the host is done (a perfect match, or out of tries); a new
-//! round starts one second later (two and a half before the fourth), as Nmap sleeps.
+//! answer again (for OPS/WIN/T1), ECN and T2-T7, back to back, retransmitting a silent
+//! probe up to three times. When the round ends the caller ([`Rounds::finish`]) analyses
+//! it and says whether the host is done (a perfect match, or out of tries).
+//!
+//! Where Nmap waits on fixed times this core waits only for the host: the next round starts
+//! as soon as the previous one is analysed (Nmap sleeps a second between rounds and two and
+//! a half before the fourth; nothing in the tests depends on it, and a round elicits one
+//! rate-limited ICMP error, U1's, well within Linux's burst of six), the TUI probes are not
+//! spaced 25 ms apart (Nmap's OS_PROBE_DELAY, a courtesy no test reads), and a probe times
+//! out after the RTT measured for its host (srtt + 4 rttvar, from the port scan until the
+//! OS probes are answered) with a floor of [`MIN_TIMEOUT`] instead of Nmap's 100 ms.
 //!
 //! Every host keeps its own phases, spacing and timeouts: the probes of many hosts are in
 //! flight together and no host waits for another. `--max-parallelism` bounds the probes
@@ -24,14 +31,12 @@ use std::time::{Duration, Instant};
 
 /// Nmap's OS_SEQ_PROBE_DELAY: the spacing of the six SEQ probes.
 pub const SEQ_GAP: Duration = Duration::from_millis(100);
-/// Nmap's OS_PROBE_DELAY: the least spacing of the other probes to one host.
-pub const PROBE_GAP: Duration = Duration::from_millis(25);
 /// Sends of one TUI probe per round: the first and three retransmissions.
 pub const TUI_TRIES: u8 = 4;
-/// The pause before a host's next round (Nmap sleeps a second before each retry)...
-pub const ROUND_PAUSE: Duration = Duration::from_secs(1);
-/// ... and the longer one before the fourth round "just in case it matters".
-pub const FOURTH_ROUND_PAUSE: Duration = Duration::from_millis(2500);
+/// The least timeout of a probe to a host that answers (unless --min-rtt-timeout says
+/// otherwise): far above a LAN's jitter, a fraction of Nmap's 100 ms floor that made
+/// the probes no host answers (T2, T3 on Linux) cost most of a round.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(20);
 /// Congestion window per host: start and ceiling (Nmap's host_initial_cwnd and max_cwnd).
 const INITIAL_CWND: f64 = 10.0;
 const MAX_CWND: f64 = 300.0;
@@ -197,6 +202,10 @@ struct HostState<R> {
     rtt: RttEstimator,
     /// Until the first answer: the port scan's timeout for this host, if it had one.
     timeout_hint: Option<Duration>,
+    /// The least timeout once the host answered.
+    floor: Duration,
+    /// The most.
+    ceiling: Duration,
     cwnd: f64,
     /// When the window last shrank: one shrink per burst of losses, as Nmap's drop().
     last_drop: Option<Instant>,
@@ -207,21 +216,25 @@ struct HostState<R> {
 
 impl<R: HostRound> HostState<R> {
     fn timeout(&self) -> Duration {
-        match (self.rtt.srtt(), self.timeout_hint) {
+        let measured = match (self.rtt.srtt(), self.timeout_hint) {
+            (Some(srtt), _) => srtt + self.rtt.rttvar() * 4,
             (None, Some(t)) => t,
-            _ => self.rtt.timeout(),
-        }
+            // Never heard from: the scan's initial timeout, as Nmap.
+            (None, None) => return self.rtt.timeout(),
+        };
+        measured.clamp(self.floor, self.ceiling.max(self.floor))
     }
 
     fn answered(&self, probe: OsProbe) -> bool {
         self.record.replies.iter().any(|r| r.probe == probe)
     }
 
-    /// The least gap to the previous probe in the current phase.
+    /// The least gap to the previous probe: SEQ_GAP between the SEQ probes of a round
+    /// (the first follows the previous round at once), --scan-delay between any two.
     fn gap(&self, scan_delay: Duration) -> Duration {
         match self.phase {
-            Phase::Seq => SEQ_GAP.max(scan_delay),
-            _ => PROBE_GAP.max(scan_delay),
+            Phase::Seq if self.record.sent > 0 => SEQ_GAP.max(scan_delay),
+            _ => scan_delay,
         }
     }
 }
@@ -250,8 +263,8 @@ pub struct OsScan<P: Rounds> {
     stats: OsStats,
 }
 
-/// One host to scan: its address and, if the port scan measured it, the probe timeout
-/// to start from.
+/// One host to scan: its address and, if the port scan measured its RTT, the probe
+/// timeout to start from (srtt + 4 rttvar; the core applies its floor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OsTarget {
     pub dst: Ipv4Addr,
@@ -263,6 +276,12 @@ impl<P: Rounds> OsScan<P> {
     /// starting at `now`.
     pub fn new(timing: &Timing, targets: &[OsTarget], policy: P, now: Instant) -> Self {
         let mut index = HashMap::new();
+        // A --min-rtt-timeout other than the template's is the user's word: kept.
+        let floor = if timing.min_rtt_timeout != timing.template.timing().min_rtt_timeout {
+            timing.min_rtt_timeout
+        } else {
+            MIN_TIMEOUT
+        };
         let hosts = targets
             .iter()
             .enumerate()
@@ -280,6 +299,8 @@ impl<P: Rounds> OsScan<P> {
                     last_sent: None,
                     rtt: RttEstimator::new(timing),
                     timeout_hint: t.timeout,
+                    floor,
+                    ceiling: timing.max_rtt_timeout,
                     cwnd: INITIAL_CWND,
                     last_drop: None,
                     started: None,
@@ -538,16 +559,8 @@ impl<P: Rounds> OsScan<P> {
         let done = self.policy.finish(i, round, &r, record);
         let h = &mut self.hosts[i];
         h.round = Some(r);
-        h.phase = if done {
-            Phase::Done
-        } else {
-            let pause = if h.rounds == 3 {
-                FOURTH_ROUND_PAUSE
-            } else {
-                ROUND_PAUSE
-            };
-            Phase::Pause(now + pause)
-        };
+        // The next round at once: the previous one's answers are in (or timed out).
+        h.phase = if done { Phase::Done } else { Phase::Pause(now) };
     }
 
     /// Digests one received IPv4 packet: the first answer to each probe of a host's round

@@ -117,12 +117,7 @@ impl Stage for OsStage {
                     ports,
                     mac: h.mac,
                     localhost: dst.is_loopback() || dst == src,
-                    timeout: h
-                        .scan
-                        .as_ref()
-                        .and_then(|s| s.times)
-                        .and_then(|t| u64::try_from(t.to).ok())
-                        .map(Duration::from_micros),
+                    timeout: h.scan.as_ref().and_then(|s| s.times).and_then(rtt_timeout),
                 };
                 match by_src.iter_mut().find(|(s, _)| *s == src) {
                     Some((_, v)) => v.push(target),
@@ -143,6 +138,13 @@ impl Stage for OsStage {
             Ok(())
         })
     }
+}
+
+/// The OS probes' first timeout from the port scan's `times`: the RTT it measured,
+/// srtt + 4 rttvar (not its `to`, which has Nmap's 100 ms floor: the core sets its own).
+fn rtt_timeout(t: portolan_model::Times) -> Option<Duration> {
+    let us = t.srtt.saturating_add(t.rttvar.saturating_mul(4));
+    u64::try_from(us).ok().map(Duration::from_micros)
 }
 
 /// The ports OS detection aims at on one host.

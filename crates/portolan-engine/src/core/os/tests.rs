@@ -23,6 +23,8 @@ enum Behaviour {
     FromAttempt(u8),
     /// Every probe but the SEQ probes.
     NoSeq,
+    /// As Linux: every probe but T2 and T3.
+    Linux,
 }
 
 struct FakeRound {
@@ -94,11 +96,22 @@ struct Run {
 }
 
 fn run(timing: &Timing, hosts: &[(bool, Behaviour)], tries: u32, extra: &[Vec<u8>]) -> Run {
+    run_hinted(timing, hosts, tries, extra, None)
+}
+
+/// As [`run`], every host with the port scan's timeout `hint`.
+fn run_hinted(
+    timing: &Timing,
+    hosts: &[(bool, Behaviour)],
+    tries: u32,
+    extra: &[Vec<u8>],
+    hint: Option<Duration>,
+) -> Run {
     let start = Instant::now();
     let targets: Vec<OsTarget> = (0..hosts.len())
         .map(|i| OsTarget {
             dst: host(i),
-            timeout: None,
+            timeout: hint,
         })
         .collect();
     let policy = Fake {
@@ -134,6 +147,7 @@ fn run(timing: &Timing, hosts: &[(bool, Behaviour)], tries: u32, extra: &[Vec<u8
                     Behaviour::Silent => false,
                     Behaviour::FromAttempt(a) => s.attempt >= a,
                     Behaviour::NoSeq => !matches!(s.probe, OsProbe::Seq(_)),
+                    Behaviour::Linux => !matches!(s.probe, OsProbe::T(2) | OsProbe::T(3)),
                 };
                 if answers {
                     pending.push((now + RTT, answer(host(s.host), s.probe)));
@@ -184,12 +198,13 @@ fn one_round_sends_the_probes_in_nmaps_order_and_spacing() {
     want.extend([OsProbe::Ie(1), OsProbe::Ie(2), OsProbe::U1, OsProbe::Ecn]);
     want.extend((2..=7).map(OsProbe::T));
     assert_eq!(probes, want);
-    // SEQ probes exactly 100 ms apart; the others at least 25 ms apart.
+    // SEQ probes exactly 100 ms apart; the others back to back as soon as the last SEQ
+    // probe is answered.
     for w in s[..6].windows(2) {
         assert_eq!(w[1].0 - w[0].0, SEQ_GAP);
     }
-    for w in s[6..].windows(2) {
-        assert!(w[1].0 - w[0].0 >= PROBE_GAP, "{w:?}");
+    for x in &s[6..] {
+        assert_eq!(x.0, SEQ_GAP * 5 + RTT, "{x:?}");
     }
     assert!(s.iter().all(|x| x.2 == 0));
     let rec = &r.scan.policy().records[0];
@@ -244,7 +259,7 @@ fn a_silent_host_gets_each_seq_probe_once_and_the_others_four_times_per_round() 
 }
 
 #[test]
-fn max_tries_bounds_the_rounds_and_rounds_are_a_second_apart() {
+fn max_tries_bounds_the_rounds_and_a_round_follows_the_last_timeout_at_once() {
     let r = run(&t4(), &[(true, Behaviour::Silent)], 1, &[]);
     assert_eq!(r.scan.rounds(0), 1);
     assert_eq!(r.scan.policy().records[0].len(), 1);
@@ -264,11 +279,77 @@ fn max_tries_bounds_the_rounds_and_rounds_are_a_second_apart() {
             .max()
             .unwrap()
     };
-    // A round ends one timeout after its last send; the next starts a second later
-    // (two and a half before the fourth).
+    // A round ends one timeout after its last send (a host never heard from: the
+    // initial timeout) and the next starts then, without Nmap's pauses of 1 s and 2.5 s.
     let to = t4().initial_rtt_timeout;
-    assert_eq!(firsts[1] - last_of_round(0), to + ROUND_PAUSE);
-    assert_eq!(firsts[3] - last_of_round(2), to + FOURTH_ROUND_PAUSE);
+    for k in 0..4 {
+        assert_eq!(firsts[k + 1] - last_of_round(k), to, "round {k}");
+    }
+}
+
+#[test]
+fn a_round_follows_the_previous_ones_last_answer_without_a_pause() {
+    let r = run(&t4(), &[(true, Behaviour::All)], 3, &[]);
+    let s = sends_of(&r, 0);
+    assert_eq!(s.len(), 48);
+    // Every probe answered RTT after its send: round k + 1's first SEQ probe leaves when
+    // round k's last answer arrives.
+    for k in 0..2 {
+        assert_eq!(s[16 * k + 16].1, OsProbe::Seq(1));
+        assert_eq!(s[16 * k + 16].0 - s[16 * k + 15].0, RTT, "round {k}");
+    }
+    assert_eq!(r.scan.policy().records[0].len(), 3);
+}
+
+#[test]
+fn silent_probes_of_an_answering_host_time_out_after_its_rtt_with_a_floor() {
+    // RTT 2 ms: srtt + 4 rttvar is below the floor, which sets the retransmissions apart.
+    let r = run(&t4(), &[(true, Behaviour::Linux)], 1, &[]);
+    let t2: Vec<Duration> = sends_of(&r, 0)
+        .iter()
+        .filter(|x| x.1 == OsProbe::T(2))
+        .map(|x| x.0)
+        .collect();
+    assert_eq!(t2.len(), usize::from(TUI_TRIES));
+    for w in t2.windows(2) {
+        assert_eq!(w[1] - w[0], MIN_TIMEOUT, "{t2:?}");
+    }
+    // The round ends one timeout after T2's and T3's last sends.
+    assert_eq!(r.end - r.start, t2[3] + MIN_TIMEOUT);
+    assert_eq!(r.scan.policy().records[0][0].replies.len(), 14);
+}
+
+#[test]
+fn the_port_scans_rtt_times_a_silent_host_and_min_rtt_timeout_overrides_the_floor() {
+    let ie = |r: &Run| -> Vec<Duration> {
+        sends_of(r, 0)
+            .iter()
+            .filter(|x| x.1 == OsProbe::Ie(1))
+            .map(|x| x.0)
+            .collect()
+    };
+    let hint = Some(Duration::from_millis(3));
+    let r = run_hinted(&t4(), &[(true, Behaviour::Silent)], 1, &[], hint);
+    for w in ie(&r).windows(2) {
+        assert_eq!(w[1] - w[0], MIN_TIMEOUT);
+    }
+    let hint = Some(Duration::from_millis(70));
+    let r = run_hinted(&t4(), &[(true, Behaviour::Silent)], 1, &[], hint);
+    for w in ie(&r).windows(2) {
+        assert_eq!(w[1] - w[0], Duration::from_millis(70));
+    }
+    let mut t = t4();
+    t.min_rtt_timeout = Duration::from_millis(50);
+    let r = run_hinted(
+        &t,
+        &[(true, Behaviour::Silent)],
+        1,
+        &[],
+        Some(Duration::from_millis(3)),
+    );
+    for w in ie(&r).windows(2) {
+        assert_eq!(w[1] - w[0], Duration::from_millis(50));
+    }
 }
 
 #[test]

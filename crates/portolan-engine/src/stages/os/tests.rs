@@ -307,3 +307,19 @@ fn the_reported_round_is_nmaps_best() {
     assert_eq!(pick(&[none, other]), Some(0));
     assert_eq!(pick(&[]), None);
 }
+
+#[test]
+fn the_port_scans_rtt_not_its_floored_timeout_starts_the_os_probes() {
+    let t = portolan_model::Times {
+        srtt: 300,
+        rttvar: 1000,
+        to: 100_000,
+    };
+    assert_eq!(rtt_timeout(t), Some(Duration::from_micros(4300)));
+    let bad = portolan_model::Times {
+        srtt: -5,
+        rttvar: 0,
+        to: 100_000,
+    };
+    assert_eq!(rtt_timeout(bad), None);
+}
