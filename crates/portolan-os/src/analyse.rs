@@ -165,8 +165,9 @@ pub fn difficulty(index: u32) -> &'static str {
     }
 }
 
-/// Nmap's initial TTL guess from a received one.
-pub fn initial_ttl_guess(ttl: u8) -> u32 {
+/// Nmap's initial TTL guess from a received one (`get_initial_ttl_guess`): the common
+/// starting TTL at or above it.
+pub fn initial_ttl_guess(ttl: u8) -> u8 {
     match ttl {
         0..=32 => 32,
         33..=64 => 64,
@@ -914,7 +915,7 @@ fn settle_ttl(test: &mut Test, distance: Option<i64>) {
     match distance {
         Some(d) => test.attrs[pos].1 = hex((i64::from(ttl) + d - 1) as u32),
         None => {
-            test.attrs[pos] = attr("TG", hex(initial_ttl_guess(ttl.min(255) as u8)));
+            test.attrs[pos] = attr("TG", hex(u32::from(initial_ttl_guess(ttl.min(255) as u8))));
         }
     }
 }

@@ -25,6 +25,7 @@ use std::time::Duration;
 use portolan_wire::tcp::{Flags, TcpOption};
 use portolan_wire::{checksum, icmpv4, ipv4, tcp, udp, IpPair, IpProtocol};
 
+use crate::analyse::initial_ttl_guess;
 use crate::db::{Alt, Expr, RefPrint, RefTest};
 
 /// Nmap's spacing of the SEQ probes, which the ISN plan assumes.
@@ -895,7 +896,7 @@ impl Builder<'_> {
                     let tg = self.expr(name, "TG");
                     (1..=255u8).any(|v| {
                         t.matches(&format!("{:X}", u32::from(v) + k))
-                            && tg.is_none_or(|e| e.matches(&format!("{:X}", initial_ttl(v))))
+                            && tg.is_none_or(|e| e.matches(&format!("{:X}", initial_ttl_guess(v))))
                     })
                 })
                 .count()
@@ -920,7 +921,7 @@ impl Builder<'_> {
                 .is_none_or(|e| e.matches(&format!("{:X}", u32::from(v) + u32::from(skew))))
                 && tg
                     .as_ref()
-                    .is_none_or(|e| e.matches(&format!("{:X}", initial_ttl(v))))
+                    .is_none_or(|e| e.matches(&format!("{:X}", initial_ttl_guess(v))))
         };
         if let Some(home) = self.home_ttl.filter(|v| fits(*v)) {
             return home;
@@ -947,7 +948,7 @@ impl Builder<'_> {
         // With 0 hops some T values (above FF) cannot be sent: keep TG right then.
         let guess_fits = |v: u8| {
             tg.as_ref()
-                .is_none_or(|e| e.matches(&format!("{:X}", initial_ttl(v))))
+                .is_none_or(|e| e.matches(&format!("{:X}", initial_ttl_guess(v))))
         };
         let v = match candidates.iter().find(|v| fits(**v)) {
             Some(v) => *v,
@@ -1428,16 +1429,6 @@ fn ts_fits(mode: &Option<String>, o: &str) -> bool {
         Some("U") => !o.contains('T'),
         Some("0") => o.contains("T0") && !o.contains("T1"),
         Some(_) => o.contains("T1"),
-    }
-}
-
-/// Nmap's initial TTL guess (`get_initial_ttl_guess`).
-fn initial_ttl(ttl: u8) -> u8 {
-    match ttl {
-        0..=32 => 32,
-        33..=64 => 64,
-        65..=128 => 128,
-        _ => 255,
     }
 }
 

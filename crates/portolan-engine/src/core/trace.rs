@@ -11,6 +11,7 @@
 
 use crate::core::Poll;
 use crate::io::backend::Described;
+use portolan_os::analyse::initial_ttl_guess;
 use portolan_wire::build::{
     build_icmpv4, build_tcp_v4, build_udp_v4, Ipv4Params, TcpParams, UdpParams,
 };
@@ -212,16 +213,6 @@ pub struct Tracer {
     next_send: Option<Instant>,
     next_token: u16,
     ident: u16,
-}
-
-/// The TTL a host most likely started its answer with (Nmap's guess).
-fn initial_ttl_guess(ttl: u8) -> u8 {
-    match ttl {
-        0..=32 => 32,
-        33..=64 => 64,
-        65..=128 => 128,
-        _ => 255,
-    }
 }
 
 /// A well-mixed 64-bit value from `x` (splitmix64): the probes' random-looking fields.
