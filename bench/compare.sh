@@ -12,12 +12,14 @@
 #      BENCH_PROTO (tcp, the default: open and filtered ports compared; udp: open ports
 #      only, since which silent ports a target's ICMP rate limit lets either tool call
 #      closed differs from run to run),
-#      BENCH_TIMEOUT per scan in seconds (default 900), PLAB_PREFIX, PLAB_DIR.
+#      BENCH_TIMEOUT per scan in seconds (default 900), PLAB_PREFIX, PLAB_DIR,
+#      BENCH_LAB (the lab script, default lab/lab.sh; it takes up and down, and names its
+#      scanner namespace "$PLAB_PREFIX-scan").
 # Exits 0 even when Portolan fails or produces no output (that is reported).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LAB="$ROOT/lab/lab.sh"
+LAB="${BENCH_LAB:-$ROOT/lab/lab.sh}"
 DEFAULT_BIN="$ROOT/target/release/portolan"
 BIN="${PORTOLAN_BIN:-$DEFAULT_BIN}"
 LABEL="${1:?usage: compare.sh LABEL SCAN_ARGS...}"; shift

@@ -45,6 +45,11 @@ pub struct ScanSummary {
 const DEFAULT_CEILING: usize = 4096;
 /// Descriptors kept free for outputs, DNS and the runtime.
 const FD_RESERVE: u64 = 64;
+/// Ports each shard gets at least. A shard's window opens only on the answers to its own
+/// ports: with a handful of ports per host, split over shards, a sparse network's rare
+/// answers leave each window nearly shut (issue 13: 3 ports over two shards, one of them
+/// seeing a single answer in a /24).
+const MIN_PORTS_PER_SHARD: usize = 16;
 
 /// What to scan on each host.
 pub struct ConnectScan {
@@ -93,7 +98,8 @@ impl ConnectScan {
         let shards = if serial {
             1
         } else {
-            self.shards.clamp(1, self.ports.len().max(1))
+            self.shards
+                .clamp(1, (self.ports.len() / MIN_PORTS_PER_SHARD).max(1))
         };
         if shards == 1 {
             return run_shard(
