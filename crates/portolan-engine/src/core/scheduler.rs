@@ -38,6 +38,10 @@ pub struct Probe {
     pub try_no: u8,
     /// How long the driver waits for an answer.
     pub timeout: Duration,
+    /// The host had not answered when the probe left: the wait shortens to
+    /// [`Scheduler::group_timeout`] if that becomes shorter meanwhile (as Nmap re-reads a
+    /// probe's timeout while it is out).
+    pub follows_group: bool,
 }
 
 /// What became of a probe.
@@ -259,6 +263,11 @@ impl Scheduler {
         self.cwnd
     }
 
+    /// The wait for a host that has not answered, once any host has.
+    pub fn group_timeout(&self) -> Option<Duration> {
+        self.group_rtt.srtt().map(|_| self.group_rtt.timeout())
+    }
+
     /// Finished hosts, in the order they finished.
     pub fn take_done(&mut self) -> Option<HostDone> {
         self.done.pop_front()
@@ -321,6 +330,7 @@ impl Scheduler {
                 idx,
                 try_no,
                 timeout: probe_timeout(&h.rtt, &self.group_rtt),
+                follows_group: h.rtt.srtt().is_none(),
             };
             self.cursor = (slot + 1) % self.active.len();
             self.in_flight += 1;
@@ -908,6 +918,40 @@ mod tests {
         // Every silent port still gets its one retry, as Nmap's.
         assert_eq!(stats.retransmissions, 253 * 3);
         assert!(took < Duration::from_secs(30), "took {took:?}");
+    }
+
+    /// A probe to a host that never answered follows the group's timeout, which exists
+    /// once any host has answered; a host's own answers take it off the group's.
+    #[test]
+    fn silent_hosts_follow_the_group_timeout() {
+        let now = Instant::now();
+        let mut s = Scheduler::new(Template::Normal.timing(), 1000);
+        s.add_host("198.18.0.10".parse().unwrap(), 0, vec![1, 2], now);
+        s.add_host("198.18.0.11".parse().unwrap(), 1, vec![1, 2], now);
+        assert_eq!(s.group_timeout(), None);
+        let mut sent = Vec::new();
+        for _ in 0..2 {
+            match s.next(now) {
+                Poll::Send(p) => sent.push(p),
+                o => panic!("{o:?}"),
+            }
+        }
+        assert!(sent.iter().all(|p| p.follows_group));
+        assert_eq!(sent[0].timeout, Duration::from_secs(1));
+        let live = sent.iter().find(|p| p.host == 0).copied().unwrap();
+        s.on_outcome(live, Outcome::Refused, Duration::from_millis(1), now);
+        assert_eq!(s.group_timeout(), Some(Duration::from_millis(100)));
+        let mut next = Vec::new();
+        for _ in 0..2 {
+            match s.next(now) {
+                Poll::Send(p) => next.push(p),
+                o => panic!("{o:?}"),
+            }
+        }
+        let of = |h: usize| next.iter().find(|p| p.host == h).copied().unwrap();
+        assert!(!of(0).follows_group);
+        assert!(of(1).follows_group);
+        assert_eq!(of(1).timeout, Duration::from_millis(100));
     }
 
     /// A host-unreachable error answering a retry (ARP failing seconds after the first
