@@ -12,12 +12,15 @@
 #      BENCH_PROTO (tcp, the default: open and filtered ports compared; udp: open ports
 #      only, since which silent ports a target's ICMP rate limit lets either tool call
 #      closed differs from run to run),
-#      BENCH_TIMEOUT per scan in seconds (default 900), PLAB_PREFIX, PLAB_DIR.
+#      BENCH_TIMEOUT per scan in seconds (default 900), PLAB_PREFIX, PLAB_DIR,
+#      BENCH_LAB (the lab script, default lab/lab.sh; it takes up and down, and names its
+#      scanner namespace "$PLAB_PREFIX-scan"), BENCH_BEFORE_RUN (a shell command run in the
+#      scanner namespace before each scan, untimed: state one run leaves for the next).
 # Exits 0 even when Portolan fails or produces no output (that is reported).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LAB="$ROOT/lab/lab.sh"
+LAB="${BENCH_LAB:-$ROOT/lab/lab.sh}"
 DEFAULT_BIN="$ROOT/target/release/portolan"
 BIN="${PORTOLAN_BIN:-$DEFAULT_BIN}"
 LABEL="${1:?usage: compare.sh LABEL SCAN_ARGS...}"; shift
@@ -61,6 +64,9 @@ rm -rf "$OUT"; mkdir -p "$OUT"
 run_scan() {
     local tool="$1" i="$2"; shift 2
     local xml="$OUT/$tool-$i.xml" t0 t1 rc=0
+    if [ -n "${BENCH_BEFORE_RUN:-}" ]; then
+        ip netns exec "$SCAN_NS" sh -c "$BENCH_BEFORE_RUN" || log "BENCH_BEFORE_RUN failed"
+    fi
     t0="$(date +%s.%N)"
     ip netns exec "$SCAN_NS" timeout "$TMO" "$@" -oX "$xml" >"$OUT/$tool-$i.log" 2>&1 || rc=$?
     t1="$(date +%s.%N)"

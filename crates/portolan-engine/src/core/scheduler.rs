@@ -4,8 +4,13 @@
 //!
 //! Policy, after Nmap's (nmap-formats.md §3):
 //! - a congestion window of probes in flight: slow start (+1 per reply) up to `ssthresh`,
-//!   then +1/cwnd; halved when a retransmitted probe is answered (its first try was lost),
-//!   at most once per timeout period;
+//!   then +1/cwnd, both scaled by how many outcomes each answer stands for (timeouts
+//!   count, up to 50: on a sparse network the rare answers must open the window); halved
+//!   when a retransmitted probe is answered (its first try was lost), at most once per
+//!   timeout period. An ICMP error (filtered) answering a retry changes nothing: such
+//!   errors are rate-limited or come from a router, not a sign of congestion;
+//! - a host that never answered waits as long as the group's answers show necessary, not
+//!   the initial timeout: on a sparse network nearly every host is such a host;
 //! - a ceiling from `--max-parallelism` and from the file-descriptor limit; `--min-parallelism`
 //!   as a floor; `--min-rate` lets the window be exceeded while sending is behind the rate;
 //!   `--max-rate` paces launches; `--scan-delay` spaces probes to one host;
@@ -33,6 +38,10 @@ pub struct Probe {
     pub try_no: u8,
     /// How long the driver waits for an answer.
     pub timeout: Duration,
+    /// The host had not answered when the probe left: the wait shortens to
+    /// [`Scheduler::group_timeout`] if that becomes shorter meanwhile (as Nmap re-reads a
+    /// probe's timeout while it is out).
+    pub follows_group: bool,
 }
 
 /// What became of a probe.
@@ -123,6 +132,12 @@ pub struct Scheduler {
     floor: usize,
     in_flight: usize,
     last_cut: Option<Instant>,
+    /// Every host's answers: the timeout of a host that has not answered yet.
+    group_rtt: RttEstimator,
+    /// Outcomes that bear on the window (answers and timeouts), and the answers among
+    /// them: their ratio scales the window's growth.
+    outcomes: u64,
+    answers: u64,
     first_send: Option<Instant>,
     /// `--max-rate` pacing.
     pacer: TokenBucket,
@@ -154,6 +169,19 @@ const RATE_BURST: Duration = Duration::from_millis(10);
 /// The ceiling never drops below this after local errors (unless asked for fewer).
 const MIN_CEILING: usize = 4;
 
+/// The most one answer may grow the window by (Nmap's cc_scale_max).
+const MAX_GROWTH_SCALE: f64 = 50.0;
+
+/// How long to wait for a host's answer: its own estimate once it has answered, else the
+/// group's once any host has, else the initial timeout.
+fn probe_timeout(host: &RttEstimator, group: &RttEstimator) -> Duration {
+    if host.srtt().is_none() && group.srtt().is_some() {
+        group.timeout()
+    } else {
+        host.timeout()
+    }
+}
+
 impl Scheduler {
     /// `fd_ceiling`: the most probes that may be in flight for local reasons (descriptors).
     pub fn new(timing: Timing, fd_ceiling: usize) -> Self {
@@ -172,6 +200,7 @@ impl Scheduler {
             3 => 10.0,
             _ => 32.0,
         };
+        let group_rtt = RttEstimator::new(&timing);
         Scheduler {
             cwnd: f64::max(initial, floor as f64).min(ceiling as f64),
             ssthresh: 75.0_f64.max(ceiling as f64 / 4.0),
@@ -184,6 +213,9 @@ impl Scheduler {
             cursor: 0,
             in_flight: 0,
             last_cut: None,
+            group_rtt,
+            outcomes: 0,
+            answers: 0,
             first_send: None,
             pacer: TokenBucket::default(),
             sent: 0,
@@ -229,6 +261,11 @@ impl Scheduler {
 
     pub fn window(&self) -> f64 {
         self.cwnd
+    }
+
+    /// The wait for a host that has not answered, once any host has.
+    pub fn group_timeout(&self) -> Option<Duration> {
+        self.group_rtt.srtt().map(|_| self.group_rtt.timeout())
     }
 
     /// Finished hosts, in the order they finished.
@@ -292,7 +329,8 @@ impl Scheduler {
                 port: h.ports[idx as usize],
                 idx,
                 try_no,
-                timeout: h.rtt.timeout(),
+                timeout: probe_timeout(&h.rtt, &self.group_rtt),
+                follows_group: h.rtt.srtt().is_none(),
             };
             self.cursor = (slot + 1) % self.active.len();
             self.in_flight += 1;
@@ -360,10 +398,7 @@ impl Scheduler {
                 }
                 h.replies += 1;
                 h.rtt.sample(rtt);
-                h.max_answered_try = Some(
-                    h.max_answered_try
-                        .map_or(probe.try_no, |t| t.max(probe.try_no)),
-                );
+                self.group_rtt.sample(rtt);
                 if let Some(slot) = h.slots.get_mut(probe.idx as usize) {
                     if *slot == Slot::Pending {
                         *slot = Slot::Done(state, reason);
@@ -371,6 +406,22 @@ impl Scheduler {
                         self.stats.ports_done += 1;
                     }
                 }
+                // An ICMP error answering a retry says nothing about congestion (rate
+                // limits, a router's neighbour resolution failing late): as Nmap, it
+                // neither cuts the window nor deepens the retries.
+                let adjust = !(matches!(outcome, Outcome::Unreachable(_)) && probe.try_no > 0);
+                if !adjust {
+                    self.finish_if_done(probe.host, now);
+                    return;
+                }
+                h.max_answered_try = Some(
+                    h.max_answered_try
+                        .map_or(probe.try_no, |t| t.max(probe.try_no)),
+                );
+                self.outcomes += 1;
+                self.answers += 1;
+                // Each answer stands for the timeouts since: growth scaled by their ratio.
+                let scale = (self.outcomes as f64 / self.answers as f64).min(MAX_GROWTH_SCALE);
                 let timeout = h.rtt.timeout();
                 if probe.try_no > 0 {
                     // The first try went unanswered but a later one was answered: a drop.
@@ -384,14 +435,15 @@ impl Scheduler {
                         self.last_cut = Some(now);
                     }
                 } else if self.cwnd < self.ssthresh {
-                    self.cwnd += 1.0;
+                    self.cwnd = (self.cwnd + scale).min(self.ssthresh);
                 } else {
-                    self.cwnd += 1.0 / self.cwnd;
+                    self.cwnd += scale / self.cwnd;
                 }
                 self.cwnd = self.cwnd.min(self.ceiling as f64);
             }
             None => {
                 self.stats.timeouts += 1;
+                self.outcomes += 1;
                 if (probe.try_no as u32) < h.allowed_retries(max_retries) {
                     h.retries.push_back((probe.idx, probe.try_no + 1));
                 } else if let Some(slot) = h.slots.get_mut(probe.idx as usize) {
@@ -524,7 +576,7 @@ mod tests {
         let mut now = start;
         let mut s = Scheduler::new(timing, 10_000);
         for (i, _) in hosts.iter().enumerate() {
-            let ip: IpAddr = format!("198.18.0.{}", 10 + i).parse().unwrap();
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0xc612_000a + i as u32));
             s.add_host(ip, i, ports.clone(), now);
         }
         // (completion time, probe, outcome, rtt)
@@ -834,6 +886,105 @@ mod tests {
         let d = s.take_done().unwrap();
         assert_eq!(d.ports.len(), 2);
         assert_eq!(s.stats.retransmissions, 0);
+    }
+
+    /// Issue 13: a /24 where one host answers and the rest drop everything (a black hole).
+    /// The silent hosts must wait only as long as the live host's answers show necessary,
+    /// and the rare answers must open the window: with each silent host held to the
+    /// initial 1 s timeout through a window of 10, the scan took 1524 probe-seconds / 10.
+    #[test]
+    fn sparse_network_is_not_held_to_the_initial_timeout() {
+        let ports = vec![22, 80, 443];
+        let hosts: Vec<SimHost> = (0..254)
+            .map(|i| SimHost {
+                open: if i == 10 { vec![80] } else { vec![] },
+                dropped: if i == 10 { vec![] } else { ports.clone() },
+                lose_first_every: 0,
+            })
+            .collect();
+        let (done, stats, took) = simulate(
+            Template::Normal.timing(),
+            hosts,
+            ports,
+            Duration::from_micros(300),
+        );
+        assert_eq!(done.len(), 254);
+        let live = done.iter().find(|d| d.tag == 10).unwrap();
+        assert_eq!(states(live)[&80], PortState::Open);
+        assert_eq!(states(live)[&22], PortState::Closed);
+        for d in done.iter().filter(|d| d.tag != 10) {
+            assert!(states(d).values().all(|s| *s == PortState::Filtered));
+        }
+        // Every silent port still gets its one retry, as Nmap's.
+        assert_eq!(stats.retransmissions, 253 * 3);
+        assert!(took < Duration::from_secs(30), "took {took:?}");
+    }
+
+    /// A probe to a host that never answered follows the group's timeout, which exists
+    /// once any host has answered; a host's own answers take it off the group's.
+    #[test]
+    fn silent_hosts_follow_the_group_timeout() {
+        let now = Instant::now();
+        let mut s = Scheduler::new(Template::Normal.timing(), 1000);
+        s.add_host("198.18.0.10".parse().unwrap(), 0, vec![1, 2], now);
+        s.add_host("198.18.0.11".parse().unwrap(), 1, vec![1, 2], now);
+        assert_eq!(s.group_timeout(), None);
+        let mut sent = Vec::new();
+        for _ in 0..2 {
+            match s.next(now) {
+                Poll::Send(p) => sent.push(p),
+                o => panic!("{o:?}"),
+            }
+        }
+        assert!(sent.iter().all(|p| p.follows_group));
+        assert_eq!(sent[0].timeout, Duration::from_secs(1));
+        let live = sent.iter().find(|p| p.host == 0).copied().unwrap();
+        s.on_outcome(live, Outcome::Refused, Duration::from_millis(1), now);
+        assert_eq!(s.group_timeout(), Some(Duration::from_millis(100)));
+        let mut next = Vec::new();
+        for _ in 0..2 {
+            match s.next(now) {
+                Poll::Send(p) => next.push(p),
+                o => panic!("{o:?}"),
+            }
+        }
+        let of = |h: usize| next.iter().find(|p| p.host == h).copied().unwrap();
+        assert!(!of(0).follows_group);
+        assert!(of(1).follows_group);
+        assert_eq!(of(1).timeout, Duration::from_millis(100));
+    }
+
+    /// A host-unreachable error answering a retry (ARP failing seconds after the first
+    /// try, or a rate-limited router) is no sign of congestion: the window stays.
+    #[test]
+    fn filtered_answer_to_a_retry_keeps_the_window() {
+        let mut t = Template::Normal.timing();
+        t.max_retries = 3;
+        let now = Instant::now();
+        let mut s = Scheduler::new(t, 1000);
+        s.add_host("198.18.0.10".parse().unwrap(), 0, vec![1], now);
+        let first = match s.next(now) {
+            Poll::Send(p) => p,
+            o => panic!("{o:?}"),
+        };
+        s.on_outcome(first, Outcome::Timeout, first.timeout, now);
+        let retry = match s.next(now) {
+            Poll::Send(p) => p,
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(retry.try_no, 1);
+        let before = s.window();
+        let later = now + Duration::from_secs(3);
+        s.on_outcome(
+            retry,
+            Outcome::Unreachable("host-unreach"),
+            Duration::from_secs(2),
+            later,
+        );
+        assert_eq!(s.window(), before);
+        assert_eq!(s.stats.drops_detected, 0);
+        let d = s.take_done().unwrap();
+        assert_eq!(d.ports, vec![(1, PortState::Filtered, "host-unreach")]);
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub struct ScanSummary {
 const DEFAULT_CEILING: usize = 4096;
 /// Descriptors kept free for outputs, DNS and the runtime.
 const FD_RESERVE: u64 = 64;
+/// Ports each shard gets at least. A shard's window opens only on the answers to its own
+/// ports: with a handful of ports per host, split over shards, a sparse network's rare
+/// answers leave each window nearly shut (issue 13: 3 ports over two shards, one of them
+/// seeing a single answer in a /24).
+const MIN_PORTS_PER_SHARD: usize = 16;
 
 /// What to scan on each host.
 pub struct ConnectScan {
@@ -93,7 +98,8 @@ impl ConnectScan {
         let shards = if serial {
             1
         } else {
-            self.shards.clamp(1, self.ports.len().max(1))
+            self.shards
+                .clamp(1, (self.ports.len() / MIN_PORTS_PER_SHARD).max(1))
         };
         if shards == 1 {
             return run_shard(
@@ -257,6 +263,8 @@ where
     let mut tasks: JoinSet<(Probe, Outcome, Duration)> = JoinSet::new();
     let mut interrupted = false;
     let group = host_group.max(1);
+    // The group's timeout, for probes out to hosts that had not answered yet.
+    let (group_to, group_rx) = tokio::sync::watch::channel(None::<Duration>);
     loop {
         while !exhausted && sched.active_hosts() < group {
             match targets.next() {
@@ -272,6 +280,8 @@ where
         while let Some(res) = tasks.try_join_next() {
             settle(&mut sched, res, &progress);
         }
+        let now_group = sched.group_timeout();
+        group_to.send_if_modified(|g| std::mem::replace(g, now_group) != now_group);
         while let Some(d) = sched.take_done() {
             on_host(d);
         }
@@ -281,9 +291,10 @@ where
         }
         match sched.next(Instant::now()) {
             Poll::Send(p) => {
+                let group_rx = p.follows_group.then(|| group_rx.clone());
                 tasks.spawn(async move {
                     let started = Instant::now();
-                    let outcome = connect_once(p.ip, p.port, p.timeout).await;
+                    let outcome = connect_watching(p.ip, p.port, p.timeout, group_rx).await;
                     (p, outcome, started.elapsed())
                 });
             }
@@ -356,6 +367,34 @@ pub async fn connect_once(ip: IpAddr, port: u16, timeout: Duration) -> Outcome {
             Outcome::Connected
         }
         Ok(Err(e)) => classify_error(&e),
+    }
+}
+
+/// [`connect_once`], whose wait shortens to the group's timeout (`group`) whenever that
+/// becomes shorter while the connect is out.
+async fn connect_watching(
+    ip: IpAddr,
+    port: u16,
+    timeout: Duration,
+    group: Option<tokio::sync::watch::Receiver<Option<Duration>>>,
+) -> Outcome {
+    let Some(mut group) = group else {
+        return connect_once(ip, port, timeout).await;
+    };
+    let started = tokio::time::Instant::now();
+    let attempt = connect_once(ip, port, timeout);
+    tokio::pin!(attempt);
+    let mut watching = true;
+    loop {
+        let wait = match *group.borrow_and_update() {
+            Some(g) => timeout.min(g),
+            None => timeout,
+        };
+        tokio::select! {
+            outcome = &mut attempt => return outcome,
+            _ = tokio::time::sleep_until(started + wait) => return Outcome::Timeout,
+            changed = group.changed(), if watching => watching = changed.is_ok(),
+        }
     }
 }
 
