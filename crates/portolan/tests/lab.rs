@@ -2066,13 +2066,18 @@ fn os_agrees_with_nmap(lab: &Lab) {
         // first matches of one of Nmap's runs.
         let mut ours_runs: Vec<(portolan_model::Os, (String, u8))> = Vec::new();
         let mut nmaps: Vec<(portolan_model::Os, (String, u8))> = Vec::new();
-        let agrees = |our_top: &(String, u8), nmap: &(portolan_model::Os, (String, u8))| {
-            nmap.1 .1 == our_top.1
-                && nmap
-                    .0
-                    .matches
-                    .iter()
-                    .any(|m| m.accuracy == our_top.1 && m.name == our_top.0)
+        // A stack with many near-equal references (oswin) can have its first place taken by
+        // another reference at the same score in one Nmap run and not the next: our top
+        // agrees when Nmap also lists it, within the point the ISN-derived fields move.
+        let lists = |os: &portolan_model::Os, top: &(String, u8)| {
+            os.matches
+                .iter()
+                .any(|m| m.accuracy.abs_diff(top.1) <= 1 && m.name == top.0)
+        };
+        let agrees = |ours: &(portolan_model::Os, (String, u8)),
+                      nmap: &(portolan_model::Os, (String, u8))| {
+            nmap.1 .1.abs_diff(ours.1 .1) <= 1
+                && (lists(&nmap.0, &ours.1) || lists(&ours.0, &nmap.1))
         };
         for n in 0..NMAP_OS_TRIES {
             let ours_xml = lab.path(&format!("os-{name}-ours{n}.xml"));
@@ -2100,10 +2105,7 @@ fn os_agrees_with_nmap(lab: &Lab) {
                 t.elapsed().as_secs_f64()
             );
             nmaps.push((nmap, nmap_top));
-            if ours_runs
-                .iter()
-                .any(|(_, o)| nmaps.iter().any(|n| agrees(o, n)))
-            {
+            if ours_runs.iter().any(|o| nmaps.iter().any(|n| agrees(o, n))) {
                 break;
             }
         }
@@ -2117,9 +2119,7 @@ fn os_agrees_with_nmap(lab: &Lab) {
             }
         }
         assert!(
-            ours_runs
-                .iter()
-                .any(|(_, o)| nmaps.iter().any(|n| agrees(o, n))),
+            ours_runs.iter().any(|o| nmaps.iter().any(|n| agrees(o, n))),
             "{name}: our top matches {:?}, Nmap's {:?}",
             ours_runs.iter().map(|(_, t)| t).collect::<Vec<_>>(),
             nmaps.iter().map(|(_, t)| t).collect::<Vec<_>>()
@@ -2168,7 +2168,11 @@ fn os_agrees_with_nmap(lab: &Lab) {
                 .and_then(|h| h.os.as_ref())
                 .and_then(|o| o.matches.first())
                 .map(|m| (m.accuracy, m.name.clone()));
-            let ok = first.as_ref().is_some_and(|f| accepted[*ip].contains(f));
+            let ok = first.as_ref().is_some_and(|(acc, name)| {
+                accepted[*ip]
+                    .iter()
+                    .any(|(a, n)| n == name && a.abs_diff(*acc) <= 1)
+            });
             seen.entry(*ip).or_default().push(first);
             !ok
         });
