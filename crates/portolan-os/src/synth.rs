@@ -518,8 +518,7 @@ impl Persona {
         icmp[1] = 3;
         icmp[4..8].copy_from_slice(&plan.unused.to_be_bytes());
         icmp.extend_from_slice(&quoted);
-        let sum = checksum::checksum(&icmp);
-        icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+        fill_icmp_checksum(&mut icmp);
         let ident = self.ids.next(II, &mut self.rng);
         Some(ip_packet(
             ip.dst_addr(),
@@ -560,9 +559,7 @@ impl Persona {
         let mut reply = ip.payload().to_vec();
         reply[0] = 0;
         reply[1] = code;
-        reply[2..4].fill(0);
-        let sum = checksum::checksum(&reply);
-        reply[2..4].copy_from_slice(&sum.to_be_bytes());
+        fill_icmp_checksum(&mut reply);
         let ident = self.ids.next(II, &mut self.rng);
         Some(ip_packet(
             ip.dst_addr(),
@@ -573,6 +570,17 @@ impl Persona {
             ident,
             &reply,
         ))
+    }
+}
+
+/// Sets the checksum of an ICMP message (at least its 8-byte header) over the whole message.
+fn fill_icmp_checksum(msg: &mut [u8]) {
+    if let Some(field) = msg.get_mut(2..4) {
+        field.fill(0);
+    }
+    let sum = checksum::checksum(msg);
+    if let Some(field) = msg.get_mut(2..4) {
+        field.copy_from_slice(&sum.to_be_bytes());
     }
 }
 
