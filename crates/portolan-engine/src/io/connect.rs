@@ -2,6 +2,11 @@
 //! shard thread asks its [`Scheduler`] what to send, starts each connect on a non-blocking
 //! socket, watches those still out with one epoll set and their deadlines, and feeds the
 //! outcomes back. Hosts stream out as soon as each is finished.
+//!
+//! The cost of a scan is the kernel's work in `connect` (the SYN, and on a LAN its
+//! answer, processed within the call). Batching the connects through io_uring was
+//! measured (`-p-` of a lab host: 0.81 s of kernel time against 0.77 s for plain calls)
+//! and does not pay; reusing refused sockets does (1.08 s with a fresh socket each).
 
 use crate::core::scheduler::{HostDone, Outcome, Probe, Scheduler, Stats};
 use crate::core::Poll;
