@@ -378,16 +378,19 @@ impl Outstanding {
         let started = Instant::now();
         let addr = SockAddr::from(SocketAddr::new(p.ip, p.port));
         let domain = Domain::for_address(addr.as_socket()?);
-        let sock = match self.spare.take() {
-            Some((d, s)) if d == domain => s,
+        let (sock, reused) = match self.spare.take() {
+            Some((d, s)) if d == domain => (s, true),
             _ => match Socket::new(domain, Type::STREAM.nonblocking().cloexec(), None) {
-                Ok(s) => s,
+                Ok(s) => (s, false),
                 Err(e) => return Some((classify_error(&e), started.elapsed())),
             },
         };
         match sock.connect(&addr) {
             Ok(()) => return Some((connected(sock), started.elapsed())),
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            // Whatever a reused socket says at once is its own state, not the port's:
+            // try again on a fresh one (the spare is gone, so this recurses once).
+            Err(_) if reused => return self.launch(p),
             Err(e) => return Some((classify_error(&e), started.elapsed())),
         }
         // A second connect tells a pending attempt (EALREADY) from a finished one.
@@ -398,14 +401,13 @@ impl Outstanding {
             }
             Err(e) if e.raw_os_error() == Some(libc::EALREADY) => {}
             Err(e) => {
-                let outcome = classify_error(&e);
-                if outcome == Outcome::Refused {
+                if e.raw_os_error() == Some(libc::ECONNREFUSED) {
                     // A refused connect leaves the socket unconnected, and Linux lets it
                     // connect again: the next probe saves a socket() and a close(), a
                     // quarter of a closed port's cost.
                     self.spare = Some((domain, sock));
                 }
-                return Some((outcome, started.elapsed()));
+                return Some((classify_error(&e), started.elapsed()));
             }
         }
         let slot = self.free.pop().unwrap_or(self.slots.len());
