@@ -671,6 +671,47 @@ mod tests {
         );
     }
 
+    /// A listener whose accept queue is full: it drops SYNs, so a connect to it stays out.
+    fn silent_listener() -> (Socket, std::net::TcpStream, SocketAddr) {
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        listener
+            .bind(&SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 0))))
+            .unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let queued = std::net::TcpStream::connect(addr).unwrap();
+        (listener, queued, addr)
+    }
+
+    #[test]
+    fn a_probe_to_a_silent_host_waits_only_as_long_as_the_group_timeout() {
+        let (_l, _q, addr) = silent_listener();
+        let mut out = Outstanding::new().unwrap();
+        let probe = Probe {
+            host: 0,
+            ip: addr.ip(),
+            port: addr.port(),
+            idx: 0,
+            try_no: 0,
+            timeout: Duration::from_secs(3600),
+            follows_group: true,
+        };
+        assert_eq!(out.launch(probe), None);
+        // The group's timeout, learnt while the probe is out, cuts its hour short.
+        let mut settled = Vec::new();
+        for _ in 0..20 {
+            let until = Instant::now() + Duration::from_millis(100);
+            out.wait(until, Some(Duration::from_millis(10)), &mut settled)
+                .unwrap();
+            if !settled.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(settled.len(), 1);
+        assert_eq!(settled[0].1, Outcome::Timeout);
+        assert!(out.is_empty());
+    }
+
     #[test]
     fn errors_map_to_nmaps_reasons() {
         let e = |n| std::io::Error::from_raw_os_error(n);
