@@ -248,6 +248,7 @@ pub fn port_results(
             reason,
             ttl,
             detected: None,
+            servicefp: None,
         })
 }
 

@@ -19,7 +19,12 @@
 //! TLS: when the answer is the `ssl` service, the port is probed again inside a TLS
 //! session (any certificate accepted), with the probes' `sslports`, and reported as the
 //! inner service with `tunnel="ssl"`, as Nmap's `ssl/http`.
+//!
+//! A port that matched nothing, or only soft-matched, comes with Nmap's service fingerprint
+//! ([`portolan_probes::servicefp`]): the answers of the probes Nmap would have sent that got
+//! data and did not hard-match, in order, those through TLS after those in the clear.
 
+use portolan_probes::servicefp::{self, FpHeader};
 use portolan_probes::{Found, ProbeDb, Proto};
 use std::collections::BTreeMap;
 use std::io;
@@ -282,35 +287,90 @@ async fn exchange_on(
 }
 
 /// Detects the service on UDP `ip:port`: the database's UDP probes in Nmap's order, a
-/// dozen at a time, judged in order. A match means the port answered: it is open.
+/// dozen at a time, judged in order. A match means the port answered: it is open. With
+/// the verdict, Nmap's service fingerprint when it would print one.
 pub async fn detect_udp(
     db: Arc<ProbeDb>,
     ip: IpAddr,
     port: u16,
     opts: &VersionOptions,
-) -> Detected {
-    detect_layer(&db, ip, port, Transport::Udp, opts).await
+) -> (Detected, Option<String>) {
+    let (d, answers) = detect_layer(&db, ip, port, Transport::Udp, opts).await;
+    let fp = fingerprint(&db, port, Proto::Udp, opts, &d, &answers, &[]);
+    (d, fp)
 }
 
-/// Detects the service on `ip:port` (TCP).
+/// Detects the service on `ip:port` (TCP). With the verdict, Nmap's service fingerprint
+/// when it would print one.
 pub async fn detect(
     db: Arc<ProbeDb>,
     ip: IpAddr,
     port: u16,
     opts: &VersionOptions,
     tls: &TlsConnector,
-) -> Detected {
-    let plain = detect_layer(&db, ip, port, Transport::Tcp, opts).await;
-    match plain {
+) -> (Detected, Option<String>) {
+    let (plain, answers) = detect_layer(&db, ip, port, Transport::Tcp, opts).await;
+    let (d, inner) = match plain {
         Detected::Match { ref found, .. } if found.service == "ssl" && !found.soft => {
             match detect_layer(&db, ip, port, Transport::Tls(tls), opts).await {
-                Detected::Match { found, .. } => Detected::Match { found, ssl: true },
+                (Detected::Match { found, .. }, inner) => {
+                    (Detected::Match { found, ssl: true }, inner)
+                }
                 // TLS but nothing recognised inside.
-                _ => Detected::SslUnknown,
+                (_, inner) => (Detected::SslUnknown, inner),
             }
         }
-        other => other,
+        other => (other, Vec::new()),
+    };
+    let fp = fingerprint(&db, port, Proto::Tcp, opts, &d, &answers, &inner);
+    (d, fp)
+}
+
+/// A probe's answer that went into no hard match: (probe index, data).
+type Answer = (usize, Vec<u8>);
+
+/// Nmap's service fingerprint of a port, from the unmatched answers in the clear then
+/// through TLS; None where Nmap prints none: after a hard match, after a soft one below the
+/// default intensity, or without data.
+fn fingerprint(
+    db: &ProbeDb,
+    port: u16,
+    proto: Proto,
+    opts: &VersionOptions,
+    d: &Detected,
+    plain: &[Answer],
+    tls: &[Answer],
+) -> Option<String> {
+    match d {
+        Detected::Match { found, .. } if !found.soft => return None,
+        Detected::Match { .. } if opts.intensity < portolan_probes::INTENSITY_DEFAULT => {
+            return None
+        }
+        Detected::TcpWrapped => return None,
+        _ => {}
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| i64::try_from(t.as_secs()).unwrap_or(0));
+    let (month, day) = super::os::month_day(now);
+    let platform = super::os::platform();
+    let header = FpHeader {
+        port,
+        proto,
+        // Nmap writes the header with the first answer: `%T=SSL` when it came through TLS.
+        ssl: plain.is_empty(),
+        version: super::os::NMAP_VERSION,
+        intensity: opts.intensity,
+        month,
+        day,
+        time: now,
+        platform: &platform,
+    };
+    let answers = plain.iter().chain(tls).filter_map(|(probe, data)| {
+        let name = db.probes.get(*probe)?.name.as_str();
+        Some((name, data.as_slice()))
+    });
+    servicefp::service_fingerprint(&header, answers)
 }
 
 /// What a probe travels over.
@@ -321,14 +381,16 @@ enum Transport<'a> {
     Udp,
 }
 
-/// One pass of Nmap's probe sequence, over plain TCP, inside TLS, or over UDP.
+/// One pass of Nmap's probe sequence, over plain TCP, inside TLS, or over UDP: the verdict,
+/// and the answers with data that made no hard match, of the probes Nmap would have sent
+/// (after a soft match, only those that can name that service), in order.
 async fn detect_layer(
     db: &Arc<ProbeDb>,
     ip: IpAddr,
     port: u16,
     transport: Transport<'_>,
     opts: &VersionOptions,
-) -> Detected {
+) -> (Detected, Vec<Answer>) {
     let (proto, tls, udp) = match transport {
         Transport::Tcp => (Proto::Tcp, None, false),
         Transport::Tls(t) => (Proto::Tcp, Some(t), false),
@@ -337,7 +399,7 @@ async fn detect_layer(
     let ssl = tls.is_some();
     let order = db.probe_order(proto, port, ssl, opts.intensity);
     if order.is_empty() {
-        return Detected::Unknown;
+        return (Detected::Unknown, Vec::new());
     }
     let addr = SocketAddr::new(ip, port);
     let null = db.null_probe();
@@ -386,6 +448,7 @@ async fn detect_layer(
     let mut results: BTreeMap<usize, Response> = BTreeMap::new();
     let mut next = 0usize;
     let mut soft: Option<Found> = None;
+    let mut answers: Vec<Answer> = Vec::new();
     let verdict = loop {
         // Judge, in order, every answer that is in.
         let mut decided = None;
@@ -414,6 +477,13 @@ async fn detect_layer(
             }
             if !r.data.is_empty() {
                 let narrowed = soft.as_ref().map(|s| s.service.clone());
+                // Nmap sends no probe after a soft match that cannot name that service.
+                let sent = match &narrowed {
+                    Some(s) if opts.intensity < portolan_probes::INTENSITY_ALL => {
+                        db.probes[probe].service_is_possible(s)
+                    }
+                    _ => true,
+                };
                 match db.match_response(probe, &r.data, narrowed.as_deref()) {
                     Some(f) if !f.soft => {
                         decided = Some(Detected::Match {
@@ -424,6 +494,9 @@ async fn detect_layer(
                     }
                     Some(f) if soft.is_none() => soft = Some(f),
                     _ => {}
+                }
+                if sent {
+                    answers.push((probe, r.data.clone()));
                 }
             }
             next += 1;
@@ -471,7 +544,7 @@ async fn detect_layer(
         }
     };
     launcher.abort();
-    verdict
+    (verdict, answers)
 }
 
 /// Ports probed at once by -sV (each with a few probe connections of its own).
@@ -539,12 +612,12 @@ async fn detect_versions(
             let (ip, portid) = (h.ip, port.port);
             tasks.spawn(async move {
                 let _permit = slots.acquire_owned().await;
-                let d = if udp {
+                let (d, fp) = if udp {
                     detect_udp(db, ip, portid, &opts).await
                 } else {
                     detect(db, ip, portid, &opts, &tls).await
                 };
-                (hi, pi, d)
+                (hi, pi, d, fp)
             });
         }
     }
@@ -559,7 +632,7 @@ async fn detect_versions(
         let Some(joined) = next else {
             break;
         };
-        let Ok((hi, pi, d)) = joined else {
+        let Ok((hi, pi, d, fp)) = joined else {
             continue;
         };
         let port = hosts
@@ -577,5 +650,6 @@ async fn detect_versions(
             port.reason = "udp-response";
         }
         port.detected = Some(d);
+        port.servicefp = fp;
     }
 }
