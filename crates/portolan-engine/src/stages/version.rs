@@ -22,7 +22,8 @@
 //!
 //! A port that matched nothing, or only soft-matched, comes with Nmap's service fingerprint
 //! ([`portolan_probes::servicefp`]): the answers of the probes Nmap would have sent that got
-//! data and did not hard-match, in order, those through TLS after those in the clear.
+//! data and did not hard-match, in order; behind TLS only those through TLS, as Nmap starts
+//! the fingerprint afresh when it tunnels.
 
 use portolan_probes::servicefp::{self, FpHeader};
 use portolan_probes::{Found, ProbeDb, Proto};
@@ -296,7 +297,7 @@ pub async fn detect_udp(
     opts: &VersionOptions,
 ) -> (Detected, Option<String>) {
     let (d, answers) = detect_layer(&db, ip, port, Transport::Udp, opts).await;
-    let fp = fingerprint(&db, port, Proto::Udp, opts, &d, &answers, &[]);
+    let fp = fingerprint(&db, port, Proto::Udp, opts, &d, &answers, false);
     (d, fp)
 }
 
@@ -310,27 +311,27 @@ pub async fn detect(
     tls: &TlsConnector,
 ) -> (Detected, Option<String>) {
     let (plain, answers) = detect_layer(&db, ip, port, Transport::Tcp, opts).await;
-    let (d, inner) = match plain {
+    let (d, answers, ssl) = match plain {
         Detected::Match { ref found, .. } if found.service == "ssl" && !found.soft => {
             match detect_layer(&db, ip, port, Transport::Tls(tls), opts).await {
                 (Detected::Match { found, .. }, inner) => {
-                    (Detected::Match { found, ssl: true }, inner)
+                    (Detected::Match { found, ssl: true }, inner, true)
                 }
                 // TLS but nothing recognised inside.
-                (_, inner) => (Detected::SslUnknown, inner),
+                (_, inner) => (Detected::SslUnknown, inner, true),
             }
         }
-        other => (other, Vec::new()),
+        other => (other, answers, false),
     };
-    let fp = fingerprint(&db, port, Proto::Tcp, opts, &d, &answers, &inner);
+    let fp = fingerprint(&db, port, Proto::Tcp, opts, &d, &answers, ssl);
     (d, fp)
 }
 
 /// A probe's answer that went into no hard match: (probe index, data).
 type Answer = (usize, Vec<u8>);
 
-/// Nmap's service fingerprint of a port, from the unmatched answers in the clear then
-/// through TLS; None where Nmap prints none: after a hard match, after a soft one below the
+/// Nmap's service fingerprint of a port, from the unmatched answers (through TLS when
+/// `ssl`); None where Nmap prints none: after a hard match, after a soft one below the
 /// default intensity, or without data.
 fn fingerprint(
     db: &ProbeDb,
@@ -338,8 +339,8 @@ fn fingerprint(
     proto: Proto,
     opts: &VersionOptions,
     d: &Detected,
-    plain: &[Answer],
-    tls: &[Answer],
+    answers: &[Answer],
+    ssl: bool,
 ) -> Option<String> {
     match d {
         Detected::Match { found, .. } if !found.soft => return None,
@@ -357,8 +358,7 @@ fn fingerprint(
     let header = FpHeader {
         port,
         proto,
-        // Nmap writes the header with the first answer: `%T=SSL` when it came through TLS.
-        ssl: plain.is_empty(),
+        ssl,
         version: super::os::NMAP_VERSION,
         intensity: opts.intensity,
         month,
@@ -366,7 +366,7 @@ fn fingerprint(
         time: now,
         platform: &platform,
     };
-    let answers = plain.iter().chain(tls).filter_map(|(probe, data)| {
+    let answers = answers.iter().filter_map(|(probe, data)| {
         let name = db.probes.get(*probe)?.name.as_str();
         Some((name, data.as_slice()))
     });
