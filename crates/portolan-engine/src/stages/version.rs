@@ -653,3 +653,97 @@ async fn detect_versions(
         port.servicefp = fp;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// NULL and two probes; `zorg` is soft-matched by a banner and can be named only by Help.
+    const PROBES: &str = "\
+Probe TCP NULL q||
+totalwaitms 2000
+softmatch zorg m|^ZORG |
+Probe TCP GenericLines q|\\r\\n\\r\\n|
+rarity 1
+totalwaitms 2000
+match other m|^NEVER|
+Probe TCP Help q|HELP\\r\\n|
+rarity 1
+totalwaitms 2000
+match zorg m|^ZORGLUB (\\d+)| v/$1/
+";
+
+    /// A loopback server that sends `banner` on each connection and closes it.
+    async fn server(banner: &'static [u8]) -> u16 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let _ = s.write_all(banner).await;
+                let _ = s.shutdown().await;
+            }
+        });
+        port
+    }
+
+    async fn run(banner: &'static [u8], intensity: u8) -> (Detected, Option<String>) {
+        let (db, errors) = portolan_probes::parse(PROBES);
+        assert!(errors.is_empty(), "{errors:?}");
+        let port = server(banner).await;
+        let opts = VersionOptions {
+            intensity,
+            connect_timeout: Duration::from_secs(2),
+            trace: false,
+        };
+        let tls = tls_connector().unwrap();
+        detect(
+            Arc::new(db),
+            "127.0.0.1".parse().unwrap(),
+            port,
+            &opts,
+            &tls,
+        )
+        .await
+    }
+
+    /// The fingerprint without its header (which holds the port, date and time).
+    fn answers(fp: &str) -> &str {
+        &fp[fp.find("%r(").expect("an answer")..]
+    }
+
+    #[tokio::test]
+    async fn an_unknown_service_has_every_answer_in_its_fingerprint() {
+        let (d, fp) = run(b"hello\r\n", 7).await;
+        assert_eq!(d, Detected::Unknown);
+        let fp = fp.expect("a fingerprint");
+        assert!(fp.starts_with("SF-Port"), "{fp}");
+        assert!(fp.contains("-TCP:V=7.93%I=7%D="), "{fp}");
+        assert_eq!(
+            answers(&fp),
+            "%r(NULL,7,\"hello\\r\\n\")%r(GenericLines,7,\"hello\\r\\n\")\
+             %r(Help,7,\"hello\\r\\n\");"
+        );
+    }
+
+    #[tokio::test]
+    async fn after_a_soft_match_only_the_probes_nmap_sends_count() {
+        let (d, fp) = run(b"ZORG 1\r\n", 7).await;
+        assert!(
+            matches!(&d, Detected::Match { found, .. } if found.soft && found.service == "zorg")
+        );
+        // GenericLines cannot name zorg: Nmap would not have sent it.
+        assert_eq!(
+            answers(&fp.expect("a fingerprint")),
+            "%r(NULL,8,\"ZORG\\x201\\r\\n\")%r(Help,8,\"ZORG\\x201\\r\\n\");"
+        );
+        // Below the default intensity Nmap prints none for a soft match.
+        assert_eq!(run(b"ZORG 1\r\n", 5).await.1, None);
+    }
+
+    #[tokio::test]
+    async fn a_hard_match_has_no_fingerprint() {
+        let (d, fp) = run(b"ZORGLUB 7\r\n", 7).await;
+        assert!(matches!(&d, Detected::Match { found, .. } if !found.soft));
+        assert_eq!(fp, None);
+    }
+}
