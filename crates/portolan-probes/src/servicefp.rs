@@ -261,14 +261,14 @@ SF:\\x20command:\\x20GET\\x20/\\x20HTTP/1\\.0\\r\\n\\r\\n\\x00123\\xff\\r\\n\");
         // Each entry: 900 shown bytes (as \xhh: 3600 characters), so the second one comes
         // after the cap and is left out; the first is kept whole.
         let data = vec![0x01u8; 950];
-        let fp = service_fingerprint(&header(), [("A", &data[..]), ("B", &data[..])])
-            .expect("data");
+        let fp =
+            service_fingerprint(&header(), [("A", &data[..]), ("B", &data[..])]).expect("data");
         assert!(fp.contains("%r(A,3B6,"));
         assert!(!fp.contains("%r(B,"));
-        // Just under the cap, one more entry still goes in.
+        // Under the cap, the next answer still goes in.
         let short = vec![b'x'; 2000];
-        let fp = service_fingerprint(&header(), [("A", &short[..900]), ("B", &b"y"[..])])
-            .expect("data");
+        let fp =
+            service_fingerprint(&header(), [("A", &short[..900]), ("B", &b"y"[..])]).expect("data");
         assert!(fp.contains("%r(B,1,\"y\")"));
     }
 

@@ -1219,7 +1219,10 @@ SF:0\\[ok\\]\\x20\\$\\^\\|\\*\\+\\?\\.\\\\\\x20\\\"q\\\"\\r\\n\");";
     fn the_final_semicolon_is_never_wrapped() {
         let line = "x".repeat(SERVICEFP_WRAP);
         assert_eq!(wrap_servicefp(&format!("{line};")), format!("{line};"));
-        assert_eq!(wrap_servicefp(&format!("{line}y;")), format!("{line}\nSF:y;"));
+        assert_eq!(
+            wrap_servicefp(&format!("{line}y;")),
+            format!("{line}\nSF:y;")
+        );
         let second = "y".repeat(SERVICEFP_WRAP - 3);
         assert_eq!(
             wrap_servicefp(&format!("{line}{second}z;")),
