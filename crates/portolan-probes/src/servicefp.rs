@@ -143,7 +143,7 @@ mod tests {
         let body = fp.strip_suffix(';').unwrap_or(fp);
         let mut out = String::new();
         for (i, c) in body.chars().enumerate() {
-            if i >= WRAP_AT && (i - WRAP_AT) % (WRAP_AT - 3) == 0 {
+            if i >= WRAP_AT && (i - WRAP_AT).is_multiple_of(WRAP_AT - 3) {
                 out.push_str("\nSF:");
             }
             out.push(c);

@@ -368,7 +368,7 @@ fn wrap_servicefp(fp: &str) -> String {
     let body = fp.strip_suffix(';').unwrap_or(&fp);
     let mut out = String::with_capacity(fp.len() + fp.len() / 16);
     for (i, c) in body.chars().enumerate() {
-        if i >= SERVICEFP_WRAP && (i - SERVICEFP_WRAP) % (SERVICEFP_WRAP - 3) == 0 {
+        if i >= SERVICEFP_WRAP && (i - SERVICEFP_WRAP).is_multiple_of(SERVICEFP_WRAP - 3) {
             out.push_str("\nSF:");
         }
         out.push(c);
