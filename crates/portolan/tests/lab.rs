@@ -2739,10 +2739,6 @@ const VOLATILE_SCRIPTS: &[&str] = &[
 /// not offer yet: they fail alone (docs/nse.md), so Nmap's findings from them are missing.
 const RAW_PACKET_SCRIPTS: &[&str] = &["ipidseq", "path-mtu", "tls-ticketbleed"];
 
-/// Scripts that read what Portolan's -sV does not give yet: fingerprint-strings prints the
-/// service fingerprint (`SF-Port...` lines) of a port -sV could not name for sure.
-const NEEDS_SERVICE_FINGERPRINTS: &[&str] = &["fingerprint-strings"];
-
 /// Scripts that report only when what they measure crosses a line that varies from run to
 /// run: clock-skew speaks when the skews other scripts recorded (to the second) disagree.
 const SOMETIMES_SILENT: &[&str] = &["clock-skew"];
@@ -2803,7 +2799,6 @@ fn scripts_agree(
         match ours.get(k) {
             None if RAW_PACKET_SCRIPTS.contains(&k.2.as_str()) => {}
             None if SOMETIMES_SILENT.contains(&k.2.as_str()) => {}
-            None if NEEDS_SERVICE_FINGERPRINTS.contains(&k.2.as_str()) => {}
             None => differ.push(format!("missing {k:?}: nmap says {want:?}")),
             Some(_) if VOLATILE_SCRIPTS.contains(&k.2.as_str()) => {}
             Some(got) if normalised(got) != normalised(want) => {
