@@ -243,7 +243,12 @@ impl Hosts {
             method: ServiceMethod::Probed,
             conf: if probestate == "tcpwrapped" { 8 } else { 10 },
             tunnel: get("service_tunnel")?.filter(|t| t == "ssl"),
-            servicefp: if hard { None } else { get("service_fp")? },
+            // Kept on one line, as XML holds it: a script may hand back Nmap's wrapped form.
+            servicefp: if hard {
+                None
+            } else {
+                get("service_fp")?.map(|fp| fp.replace("\nSF:", ""))
+            },
             cpes,
         });
         Ok(())

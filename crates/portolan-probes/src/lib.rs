@@ -23,6 +23,7 @@ use pcre2::bytes::{Captures, Regex};
 
 pub mod parse;
 pub mod ports;
+pub mod servicefp;
 pub mod template;
 
 pub use parse::{parse, ParseError, ParseErrorKind};

@@ -318,7 +318,65 @@ impl<W: Write> NormalWriter<W> {
             }
         }
         s.push_str(&render_table(&rows));
+        render_servicefps(s, host);
     }
+}
+
+/// The most fingerprints printed for one host (Nmap keeps one more once it has 8).
+const MAX_SERVICEFPS: usize = 9;
+/// Characters on each line of a printed fingerprint, its `SF:` prefix included.
+const SERVICEFP_WRAP: usize = 74;
+
+/// After the port table, as Nmap: the fingerprints of the services -sV could not name, for
+/// the user to submit.
+fn render_servicefps(s: &mut String, host: &Host) {
+    let fps: Vec<&str> = host
+        .ports
+        .iter()
+        .filter_map(|p| p.service.as_ref()?.servicefp.as_deref())
+        .take(MAX_SERVICEFPS)
+        .collect();
+    if fps.is_empty() {
+        return;
+    }
+    let n = fps.len();
+    let _ = writeln!(
+        s,
+        "{n} {} unrecognized despite returning data. If you know the service/version, please \
+         submit the following {} at https://nmap.org/cgi-bin/submit.cgi?new-service :",
+        text::plural(n as u32, "service", "services"),
+        text::plural(n as u32, "fingerprint", "fingerprints"),
+    );
+    for fp in fps {
+        if n > 1 {
+            s.push_str(
+                "==============NEXT SERVICE FINGERPRINT (SUBMIT INDIVIDUALLY)==============\n",
+            );
+        }
+        // Control characters (none in a fingerprint Nmap or Portolan wrote) escaped, as
+        // everywhere in normal output.
+        s.push_str(&escape::text_lines(&wrap_servicefp(fp)));
+        s.push('\n');
+    }
+}
+
+/// A service fingerprint as Nmap prints it (XML holds it on one line): lines of
+/// [`SERVICEFP_WRAP`] characters, each after the first starting with `SF:`; the final `;` is
+/// never wrapped.
+fn wrap_servicefp(fp: &str) -> String {
+    let fp = fp.replace("\nSF:", "");
+    let body = fp.strip_suffix(';').unwrap_or(&fp);
+    let mut out = String::with_capacity(fp.len() + fp.len() / 16);
+    for (i, c) in body.chars().enumerate() {
+        if i >= SERVICEFP_WRAP && (i - SERVICEFP_WRAP).is_multiple_of(SERVICEFP_WRAP - 3) {
+            out.push_str("\nSF:");
+        }
+        out.push(c);
+    }
+    if fp.ends_with(';') {
+        out.push(';');
+    }
+    out
 }
 
 enum Row {
@@ -867,7 +925,7 @@ impl<W: Write> Sink for NormalWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portolan_model::{OsClass, OsMatch, PortUsed, Protocol, Trace};
+    use portolan_model::{OsClass, OsMatch, Port, PortUsed, Protocol, Service, Trace};
 
     #[test]
     fn table_pads_and_trims() {
@@ -1101,6 +1159,74 @@ Running (JUST GUESSING): Linux 5.X|2.6.X (96%), AXIS embedded (94%)\n\
 OS CPE: cpe:/o:linux:linux_kernel:5 cpe:/o:linux:linux_kernel:2.6.17 cpe:/h:axis:210a\n\
 Aggressive OS guesses: Linux 5.3 - 5.4 (96%), AXIS camera (Linux 2.6.17) (94%)\n\
 No exact OS matches for host (test conditions non-ideal).\n"
+        );
+    }
+
+    /// A fingerprint as nmap 7.93 printed it (a listener answering with a banner).
+    const NMAP_FP: &str = "\
+SF-Port47811-TCP:V=7.93%I=7%D=12/5%Time=6B139F57%P=x86_64-pc-linux-gnu%r(N
+SF:ULL,3A,\"ZORGLUB-7\\x20\\0\\x01\\x02\\x20weird\\tbanner\\x20ready\\x20\\(x=1\\)\\x2
+SF:0\\[ok\\]\\x20\\$\\^\\|\\*\\+\\?\\.\\\\\\x20\\\"q\\\"\\r\\n\");";
+
+    fn host_with_fps(fps: &[Option<&str>]) -> Host {
+        let mut h = Host::new(
+            "192.0.2.1".parse().unwrap(),
+            portolan_model::HostStatus::up("syn-ack"),
+        );
+        for (i, fp) in fps.iter().enumerate() {
+            let mut p = Port::new(Protocol::Tcp, 1000 + i as u16, PortState::Open, "syn-ack");
+            p.service = Some(Service {
+                servicefp: fp.map(|f| f.replace("\nSF:", "")),
+                ..Service::from_table("unknown")
+            });
+            h.ports.push(p);
+        }
+        h
+    }
+
+    #[test]
+    fn one_fingerprint_is_printed_wrapped_as_nmap_does() {
+        let mut s = String::new();
+        render_servicefps(&mut s, &host_with_fps(&[None, Some(NMAP_FP)]));
+        assert_eq!(
+            s,
+            format!(
+                "1 service unrecognized despite returning data. If you know the \
+                 service/version, please submit the following fingerprint at \
+                 https://nmap.org/cgi-bin/submit.cgi?new-service :\n{NMAP_FP}\n"
+            )
+        );
+        let mut s = String::new();
+        render_servicefps(&mut s, &host_with_fps(&[None]));
+        assert_eq!(s, "");
+    }
+
+    #[test]
+    fn several_fingerprints_are_separated_and_at_most_nine() {
+        let fps = vec![Some(NMAP_FP); 12];
+        let mut s = String::new();
+        render_servicefps(&mut s, &host_with_fps(&fps));
+        assert!(s.starts_with(
+            "9 services unrecognized despite returning data. If you know the service/version, \
+             please submit the following fingerprints at"
+        ));
+        let sep = "==============NEXT SERVICE FINGERPRINT (SUBMIT INDIVIDUALLY)==============\n";
+        assert_eq!(s.matches(sep).count(), 9);
+        assert!(s.contains(&format!("{sep}{NMAP_FP}\n{sep}")));
+    }
+
+    #[test]
+    fn the_final_semicolon_is_never_wrapped() {
+        let line = "x".repeat(SERVICEFP_WRAP);
+        assert_eq!(wrap_servicefp(&format!("{line};")), format!("{line};"));
+        assert_eq!(
+            wrap_servicefp(&format!("{line}y;")),
+            format!("{line}\nSF:y;")
+        );
+        let second = "y".repeat(SERVICEFP_WRAP - 3);
+        assert_eq!(
+            wrap_servicefp(&format!("{line}{second}z;")),
+            format!("{line}\nSF:{second}\nSF:z;")
         );
     }
 

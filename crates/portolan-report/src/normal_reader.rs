@@ -407,6 +407,9 @@ PORT    STATE    SERVICE VERSION\n\
 |_  256 aa:bb (ED25519)\n\
 80/tcp  open     http    nginx 1.18.0 (Ubuntu)\n\
 111/tcp filtered rpcbind\n\
+1 service unrecognized despite returning data. If you know the service/version, please submit the following fingerprint at https://nmap.org/cgi-bin/submit.cgi?new-service :\n\
+SF-Port47811-TCP:V=7.93%I=7%D=12/5%Time=6B139F57%P=x86_64-pc-linux-gnu%r(N\n\
+SF:ULL,5,\"12/tcp\");\n\
 MAC Address: 02:00:00:00:00:01 (Unknown)\n\
 Service Info: OS: Linux; CPE: cpe:/o:linux:linux_kernel\n\
 \n\

@@ -235,11 +235,11 @@ fn build_sink(
         };
         let is_file = !out.to_stdout;
         let sink: Box<dyn Sink + Send> = match out.format {
-            Format::Normal => Box::new(portolan_report::normal::NormalWriter::new(
-                w,
-                opts.clone(),
-                is_file,
-            )),
+            // Nmap shows the VERSION column whenever -sV ran, even if nothing was named.
+            Format::Normal => Box::new(
+                portolan_report::normal::NormalWriter::new(w, opts.clone(), is_file)
+                    .version_scan(o.version),
+            ),
             Format::Xml => {
                 let x = portolan_report::xml::XmlWriter::new(w, opts.clone())
                     .with_stylesheet(stylesheet.clone());

@@ -391,6 +391,10 @@ fn lab() {
         ),
         ("os_agrees_with_nmap", os_agrees_with_nmap),
         (
+            "service_fingerprints_agree_with_nmap",
+            service_fingerprints_agree_with_nmap,
+        ),
+        (
             "version_detection_survives_hostile_services",
             version_detection_survives_hostile_services,
         ),
@@ -1999,6 +2003,187 @@ fn version_detection_agrees_with_nmap(lab: &Lab) {
     }
 }
 
+// ---- Service fingerprints (issue 13) ------------------------------------------------------
+
+/// One service fingerprint as compared: the header's fields, with the values that differ
+/// between runs and tools masked (V, D, Time, P), then each probe's answer as (probe,
+/// length, escaped text). A length of 4096 bytes or more shows as `>=1000`: Nmap stops
+/// reading at 4096 bytes, so past that its count is whatever its last read brought.
+type FpFields = (Vec<String>, Vec<(String, String, String)>);
+
+fn fp_fields(fp: &str) -> FpFields {
+    let body = fp
+        .strip_suffix(';')
+        .unwrap_or_else(|| panic!("no final ';': {fp}"));
+    let (head, mut rest) = body.split_once("%r(").unwrap_or((body, ""));
+    let header = head
+        .split(['%', ':'])
+        .map(|f| match f.split_once('=') {
+            Some((k @ ("V" | "D" | "Time" | "P"), _)) => format!("{k}=*"),
+            _ => f.to_string(),
+        })
+        .collect();
+    let mut answers = Vec::new();
+    while !rest.is_empty() {
+        let (probe, r) = rest.split_once(',').expect("probe name");
+        let (len, r) = r.split_once(",\"").expect("length");
+        // The text runs to the first unescaped quote.
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in r.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let end = end.unwrap_or_else(|| panic!("unterminated answer in {fp}"));
+        let len = match u32::from_str_radix(len, 16) {
+            Ok(n) if n >= 4096 => ">=1000".to_string(),
+            _ => len.to_string(),
+        };
+        answers.push((probe.to_string(), len, r[..end].to_string()));
+        rest = r[end + 1..].strip_prefix(')').expect("')' after an answer");
+        rest = rest.strip_prefix("%r(").unwrap_or(rest);
+    }
+    (header, answers)
+}
+
+/// The fingerprint block of normal output: its first line, the separators, and each
+/// fingerprint as printed (wrapped).
+fn fp_block(normal: &str) -> (String, usize, Vec<String>) {
+    let mut lines = normal
+        .lines()
+        .skip_while(|l| !l.contains(" unrecognized despite returning data."));
+    let Some(first) = lines.next() else {
+        return (String::new(), 0, Vec::new());
+    };
+    let mut seps = 0;
+    let mut fps: Vec<String> = Vec::new();
+    for l in lines {
+        if l.starts_with("==============NEXT SERVICE FINGERPRINT") {
+            seps += 1;
+        } else if l.starts_with("SF-Port") {
+            fps.push(l.to_string());
+        } else if let (true, Some(fp)) = (l.starts_with("SF:"), fps.last_mut()) {
+            fp.push('\n');
+            fp.push_str(l);
+        } else {
+            break;
+        }
+    }
+    (first.to_string(), seps, fps)
+}
+
+/// Nmap's wrapping, checked on both tools' output: lines of 74 characters (`SF:` included)
+/// but the last, which may have one more for the final `;`.
+fn assert_wrapped_as_nmap(fp: &str, who: &str) {
+    let lines: Vec<&str> = fp.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        let last = i + 1 == lines.len();
+        let n = l.chars().count();
+        assert!(
+            (!last && n == 74) || (last && (n <= 74 || (n == 75 && l.ends_with(';')))),
+            "{who}: line {i} of {n} characters in\n{fp}"
+        );
+    }
+}
+
+/// The servicefp attribute of every port that has one: `addr:port -> fingerprint`.
+fn xml_fps(run: &ScanRun) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for h in &run.hosts {
+        for p in &h.ports {
+            if let Some(fp) = p.service.as_ref().and_then(|s| s.servicefp.clone()) {
+                out.insert(format!("{}:{}", h.addr_str(), p.portid), fp);
+            }
+        }
+    }
+    out
+}
+
+/// -sV on services that no match line names (a banner, an endless stream, binary garbage,
+/// a TLS port whose handshake fails, a silent port): Portolan prints the same service
+/// fingerprints as Nmap, in normal output and in XML, but for the values of the date, time,
+/// version and platform (and lengths past 4096 bytes).
+fn service_fingerprints_agree_with_nmap(lab: &Lab) {
+    let (dns, hostile) = (lab.ip("dns"), lab.ip("hostile"));
+    let args = [
+        "-sV",
+        "-T4",
+        "-n",
+        "-Pn",
+        "-p",
+        "2222,9999,7001,7003,7004",
+        &dns,
+        &hostile,
+    ];
+    let mut outs = Vec::new();
+    for (who, ours) in [("ours", true), ("nmap", false)] {
+        let (normal, xml) = (
+            lab.path(&format!("sf-{who}.nmap")),
+            lab.path(&format!("sf-{who}.xml")),
+        );
+        let mut a = args.to_vec();
+        a.extend(["-oN", &normal, "-oX", &xml]);
+        let t = Instant::now();
+        let out = if ours {
+            lab.portolan(&a)
+        } else {
+            lab.exec("nmap", &a)
+        };
+        ok(&out, &format!("{who} -sV"));
+        eprintln!("  {who}: {:.1}s", t.elapsed().as_secs_f64());
+        let normal = std::fs::read_to_string(&normal).expect("normal output");
+        let run = read_xml_file(&xml).expect("XML");
+        outs.push((who, normal, xml_fps(&run)));
+    }
+    let (_, nmap_normal, nmap_xml) = &outs[1];
+    let (_, our_normal, our_xml) = &outs[0];
+    assert!(
+        nmap_xml.len() >= 3,
+        "Nmap printed fewer fingerprints than the lab expects: {nmap_xml:?}"
+    );
+    let (nmap_first, nmap_seps, nmap_fps) = fp_block(nmap_normal);
+    let (our_first, our_seps, our_fps) = fp_block(our_normal);
+    assert_eq!(our_first, nmap_first);
+    assert_eq!(our_seps, nmap_seps);
+    assert_eq!(
+        our_fps.len(),
+        nmap_fps.len(),
+        "fingerprints in normal output"
+    );
+    for (who, fps, xml) in [("nmap", &nmap_fps, nmap_xml), ("ours", &our_fps, our_xml)] {
+        for fp in fps.iter() {
+            assert_wrapped_as_nmap(fp, who);
+            // Normal output's text, unwrapped, is the XML attribute of its port.
+            let one_line = fp.replace("\nSF:", "");
+            assert!(
+                xml.values().any(|x| *x == one_line),
+                "{who}: no XML servicefp is {one_line}"
+            );
+        }
+    }
+    for (n, o) in nmap_fps.iter().zip(&our_fps) {
+        assert_eq!(
+            fp_fields(&o.replace("\nSF:", "")),
+            fp_fields(&n.replace("\nSF:", "")),
+            "\nnmap: {n}\nours: {o}"
+        );
+    }
+    assert_eq!(
+        our_xml.keys().collect::<Vec<_>>(),
+        nmap_xml.keys().collect::<Vec<_>>()
+    );
+    for (port, want) in nmap_xml {
+        assert_eq!(fp_fields(&our_xml[port]), fp_fields(want), "{port}");
+    }
+}
+
 // ---- OS detection (issue 12) -------------------------------------------------------------
 
 /// The hosts -O is compared on: a default Linux namespace and the lab's retuned stacks.
@@ -2554,10 +2739,6 @@ const VOLATILE_SCRIPTS: &[&str] = &[
 /// not offer yet: they fail alone (docs/nse.md), so Nmap's findings from them are missing.
 const RAW_PACKET_SCRIPTS: &[&str] = &["ipidseq", "path-mtu", "tls-ticketbleed"];
 
-/// Scripts that read what Portolan's -sV does not give yet: fingerprint-strings prints the
-/// service fingerprint (`SF-Port...` lines) of a port -sV could not name for sure.
-const NEEDS_SERVICE_FINGERPRINTS: &[&str] = &["fingerprint-strings"];
-
 /// Scripts that report only when what they measure crosses a line that varies from run to
 /// run: clock-skew speaks when the skews other scripts recorded (to the second) disagree.
 const SOMETIMES_SILENT: &[&str] = &["clock-skew"];
@@ -2618,7 +2799,6 @@ fn scripts_agree(
         match ours.get(k) {
             None if RAW_PACKET_SCRIPTS.contains(&k.2.as_str()) => {}
             None if SOMETIMES_SILENT.contains(&k.2.as_str()) => {}
-            None if NEEDS_SERVICE_FINGERPRINTS.contains(&k.2.as_str()) => {}
             None => differ.push(format!("missing {k:?}: nmap says {want:?}")),
             Some(_) if VOLATILE_SCRIPTS.contains(&k.2.as_str()) => {}
             Some(got) if normalised(got) != normalised(want) => {

@@ -134,7 +134,7 @@ fn port(plan: &ScanPlan, r: &PortResult) -> Port {
                 method: ServiceMethod::Probed,
                 conf: 10,
                 tunnel: ssl.then(|| "ssl".to_string()),
-                servicefp: None,
+                servicefp: r.servicefp.clone(),
                 cpes: found.cpes,
             }
         }
@@ -146,9 +146,14 @@ fn port(plan: &ScanPlan, r: &PortResult) -> Port {
         },
         Some(Detected::SslUnknown) => Service {
             tunnel: Some("ssl".into()),
+            servicefp: r.servicefp.clone(),
             ..table()
         },
-        Some(Detected::Unknown) | None => table(),
+        Some(Detected::Unknown) => Service {
+            servicefp: r.servicefp.clone(),
+            ..table()
+        },
+        None => table(),
     });
     port
 }
@@ -248,6 +253,7 @@ pub fn port_results(
             reason,
             ttl,
             detected: None,
+            servicefp: None,
         })
 }
 
@@ -414,5 +420,29 @@ pub(crate) mod tests {
         assert_eq!((svc.name.as_str(), svc.conf), ("tcpwrapped", 8));
         assert_eq!(host.ports[1].service.as_ref().unwrap().name, "domain");
         assert_eq!(host.ports[1].reason_ttl, 64);
+    }
+
+    #[test]
+    fn an_unrecognised_service_carries_its_fingerprint() {
+        let mut rec = HostRecord::new("198.18.0.10".parse().unwrap(), None);
+        rec.status = HostStatus::up("arp-response");
+        let mut ports: Vec<PortResult> =
+            port_results(Protocol::Tcp, [(80, PortState::Open, "syn-ack", 64)]).collect();
+        ports[0].detected = Some(Detected::Unknown);
+        ports[0].servicefp = Some("SF-Port80-TCP:V=7.93%r(NULL,1,\"x\");".into());
+        rec.scan = Some(Box::new(PortScan {
+            started: 1,
+            ended: None,
+            times: None,
+            ports,
+        }));
+        let host = host(&plan(), &rec);
+        let svc = host.ports[0].service.as_ref().unwrap();
+        // Named from the table, as Nmap does, with the fingerprint beside it.
+        assert_eq!((svc.name.as_str(), svc.conf), ("http", 3));
+        assert_eq!(
+            svc.servicefp.as_deref(),
+            Some("SF-Port80-TCP:V=7.93%r(NULL,1,\"x\");")
+        );
     }
 }

@@ -90,6 +90,8 @@ pub struct PortResult {
     pub ttl: u8,
     /// What -sV found (None: not probed).
     pub detected: Option<Detected>,
+    /// Nmap's service fingerprint, when -sV named nothing for sure (see `stages::version`).
+    pub servicefp: Option<String>,
 }
 
 /// What the port scan (and later stages) found on one host.

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The version whose fingerprint format and database we follow (the `V=` of the SCAN line).
-const NMAP_VERSION: &str = "7.93";
+pub(crate) const NMAP_VERSION: &str = "7.93";
 /// Nmap's STANDARD_OS2_TRIES: the tries when the fingerprint could not be submitted anyway.
 const STANDARD_TRIES: u32 = 2;
 /// Source ports the OS probes may use (Nmap's bases: 33000 + a number below 32261).
@@ -662,12 +662,12 @@ fn scan_info(t: &Target, good: bool, distance: Option<(u32, char)>, now: i64) ->
 }
 
 /// Nmap's NMAP_PLATFORM for this build (`x86_64-pc-linux-gnu`).
-fn platform() -> String {
+pub(crate) fn platform() -> String {
     format!("{}-pc-{}-gnu", std::env::consts::ARCH, std::env::consts::OS)
 }
 
 /// Month and day of `epoch` in local time, as the SCAN line's `D=`.
-fn month_day(epoch: i64) -> (u8, u8) {
+pub(crate) fn month_day(epoch: i64) -> (u8, u8) {
     use chrono::{Datelike, Local, TimeZone};
     match Local.timestamp_opt(epoch, 0).earliest() {
         Some(t) => (t.month() as u8, t.day() as u8),

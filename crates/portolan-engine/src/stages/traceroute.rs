@@ -373,6 +373,7 @@ mod tests {
                     reason,
                     ttl: 61,
                     detected: None,
+                    servicefp: None,
                 })
                 .collect(),
             times: None,

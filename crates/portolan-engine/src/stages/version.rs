@@ -19,7 +19,13 @@
 //! TLS: when the answer is the `ssl` service, the port is probed again inside a TLS
 //! session (any certificate accepted), with the probes' `sslports`, and reported as the
 //! inner service with `tunnel="ssl"`, as Nmap's `ssl/http`.
+//!
+//! A port that matched nothing, or only soft-matched, comes with Nmap's service fingerprint
+//! ([`portolan_probes::servicefp`]): the answers of the probes Nmap would have sent that got
+//! data and did not hard-match, in order; behind TLS only those through TLS, as Nmap starts
+//! the fingerprint afresh when it tunnels.
 
+use portolan_probes::servicefp::{self, FpHeader};
 use portolan_probes::{Found, ProbeDb, Proto};
 use std::collections::BTreeMap;
 use std::io;
@@ -282,35 +288,89 @@ async fn exchange_on(
 }
 
 /// Detects the service on UDP `ip:port`: the database's UDP probes in Nmap's order, a
-/// dozen at a time, judged in order. A match means the port answered: it is open.
+/// dozen at a time, judged in order. A match means the port answered: it is open. With
+/// the verdict, Nmap's service fingerprint when it would print one.
 pub async fn detect_udp(
     db: Arc<ProbeDb>,
     ip: IpAddr,
     port: u16,
     opts: &VersionOptions,
-) -> Detected {
-    detect_layer(&db, ip, port, Transport::Udp, opts).await
+) -> (Detected, Option<String>) {
+    let (d, answers) = detect_layer(&db, ip, port, Transport::Udp, opts).await;
+    let fp = fingerprint(&db, port, Proto::Udp, opts, &d, &answers, false);
+    (d, fp)
 }
 
-/// Detects the service on `ip:port` (TCP).
+/// Detects the service on `ip:port` (TCP). With the verdict, Nmap's service fingerprint
+/// when it would print one.
 pub async fn detect(
     db: Arc<ProbeDb>,
     ip: IpAddr,
     port: u16,
     opts: &VersionOptions,
     tls: &TlsConnector,
-) -> Detected {
-    let plain = detect_layer(&db, ip, port, Transport::Tcp, opts).await;
-    match plain {
+) -> (Detected, Option<String>) {
+    let (plain, answers) = detect_layer(&db, ip, port, Transport::Tcp, opts).await;
+    let (d, answers, ssl) = match plain {
         Detected::Match { ref found, .. } if found.service == "ssl" && !found.soft => {
             match detect_layer(&db, ip, port, Transport::Tls(tls), opts).await {
-                Detected::Match { found, .. } => Detected::Match { found, ssl: true },
+                (Detected::Match { found, .. }, inner) => {
+                    (Detected::Match { found, ssl: true }, inner, true)
+                }
                 // TLS but nothing recognised inside.
-                _ => Detected::SslUnknown,
+                (_, inner) => (Detected::SslUnknown, inner, true),
             }
         }
-        other => other,
+        other => (other, answers, false),
+    };
+    let fp = fingerprint(&db, port, Proto::Tcp, opts, &d, &answers, ssl);
+    (d, fp)
+}
+
+/// A probe's answer that went into no hard match: (probe index, data).
+type Answer = (usize, Vec<u8>);
+
+/// Nmap's service fingerprint of a port, from the unmatched answers (through TLS when
+/// `ssl`); None where Nmap prints none: after a hard match, after a soft one below the
+/// default intensity, or without data.
+fn fingerprint(
+    db: &ProbeDb,
+    port: u16,
+    proto: Proto,
+    opts: &VersionOptions,
+    d: &Detected,
+    answers: &[Answer],
+    ssl: bool,
+) -> Option<String> {
+    match d {
+        Detected::Match { found, .. } if !found.soft => return None,
+        Detected::Match { .. } if opts.intensity < portolan_probes::INTENSITY_DEFAULT => {
+            return None
+        }
+        Detected::TcpWrapped => return None,
+        _ => {}
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| i64::try_from(t.as_secs()).unwrap_or(0));
+    let (month, day) = super::os::month_day(now);
+    let platform = super::os::platform();
+    let header = FpHeader {
+        port,
+        proto,
+        ssl,
+        version: super::os::NMAP_VERSION,
+        intensity: opts.intensity,
+        month,
+        day,
+        time: now,
+        platform: &platform,
+    };
+    let answers = answers.iter().filter_map(|(probe, data)| {
+        let name = db.probes.get(*probe)?.name.as_str();
+        Some((name, data.as_slice()))
+    });
+    servicefp::service_fingerprint(&header, answers)
 }
 
 /// What a probe travels over.
@@ -321,14 +381,16 @@ enum Transport<'a> {
     Udp,
 }
 
-/// One pass of Nmap's probe sequence, over plain TCP, inside TLS, or over UDP.
+/// One pass of Nmap's probe sequence, over plain TCP, inside TLS, or over UDP: the verdict,
+/// and the answers with data that made no hard match, of the probes Nmap would have sent
+/// (after a soft match, only those that can name that service), in order.
 async fn detect_layer(
     db: &Arc<ProbeDb>,
     ip: IpAddr,
     port: u16,
     transport: Transport<'_>,
     opts: &VersionOptions,
-) -> Detected {
+) -> (Detected, Vec<Answer>) {
     let (proto, tls, udp) = match transport {
         Transport::Tcp => (Proto::Tcp, None, false),
         Transport::Tls(t) => (Proto::Tcp, Some(t), false),
@@ -337,7 +399,7 @@ async fn detect_layer(
     let ssl = tls.is_some();
     let order = db.probe_order(proto, port, ssl, opts.intensity);
     if order.is_empty() {
-        return Detected::Unknown;
+        return (Detected::Unknown, Vec::new());
     }
     let addr = SocketAddr::new(ip, port);
     let null = db.null_probe();
@@ -386,6 +448,7 @@ async fn detect_layer(
     let mut results: BTreeMap<usize, Response> = BTreeMap::new();
     let mut next = 0usize;
     let mut soft: Option<Found> = None;
+    let mut answers: Vec<Answer> = Vec::new();
     let verdict = loop {
         // Judge, in order, every answer that is in.
         let mut decided = None;
@@ -414,6 +477,13 @@ async fn detect_layer(
             }
             if !r.data.is_empty() {
                 let narrowed = soft.as_ref().map(|s| s.service.clone());
+                // Nmap sends no probe after a soft match that cannot name that service.
+                let sent = match &narrowed {
+                    Some(s) if opts.intensity < portolan_probes::INTENSITY_ALL => {
+                        db.probes[probe].service_is_possible(s)
+                    }
+                    _ => true,
+                };
                 match db.match_response(probe, &r.data, narrowed.as_deref()) {
                     Some(f) if !f.soft => {
                         decided = Some(Detected::Match {
@@ -424,6 +494,9 @@ async fn detect_layer(
                     }
                     Some(f) if soft.is_none() => soft = Some(f),
                     _ => {}
+                }
+                if sent {
+                    answers.push((probe, r.data.clone()));
                 }
             }
             next += 1;
@@ -471,7 +544,7 @@ async fn detect_layer(
         }
     };
     launcher.abort();
-    verdict
+    (verdict, answers)
 }
 
 /// Ports probed at once by -sV (each with a few probe connections of its own).
@@ -539,12 +612,12 @@ async fn detect_versions(
             let (ip, portid) = (h.ip, port.port);
             tasks.spawn(async move {
                 let _permit = slots.acquire_owned().await;
-                let d = if udp {
+                let (d, fp) = if udp {
                     detect_udp(db, ip, portid, &opts).await
                 } else {
                     detect(db, ip, portid, &opts, &tls).await
                 };
-                (hi, pi, d)
+                (hi, pi, d, fp)
             });
         }
     }
@@ -559,7 +632,7 @@ async fn detect_versions(
         let Some(joined) = next else {
             break;
         };
-        let Ok((hi, pi, d)) = joined else {
+        let Ok((hi, pi, d, fp)) = joined else {
             continue;
         };
         let port = hosts
@@ -577,5 +650,100 @@ async fn detect_versions(
             port.reason = "udp-response";
         }
         port.detected = Some(d);
+        port.servicefp = fp;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// NULL and two probes; `zorg` is soft-matched by a banner and can be named only by Help.
+    const PROBES: &str = "\
+Probe TCP NULL q||
+totalwaitms 2000
+softmatch zorg m|^ZORG |
+Probe TCP GenericLines q|\\r\\n\\r\\n|
+rarity 1
+totalwaitms 2000
+match other m|^NEVER|
+Probe TCP Help q|HELP\\r\\n|
+rarity 1
+totalwaitms 2000
+match zorg m|^ZORGLUB (\\d+)| v/$1/
+";
+
+    /// A loopback server that sends `banner` on each connection and closes it.
+    async fn server(banner: &'static [u8]) -> u16 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let _ = s.write_all(banner).await;
+                let _ = s.shutdown().await;
+            }
+        });
+        port
+    }
+
+    async fn run(banner: &'static [u8], intensity: u8) -> (Detected, Option<String>) {
+        let (db, errors) = portolan_probes::parse(PROBES);
+        assert!(errors.is_empty(), "{errors:?}");
+        let port = server(banner).await;
+        let opts = VersionOptions {
+            intensity,
+            connect_timeout: Duration::from_secs(2),
+            trace: false,
+        };
+        let tls = tls_connector().unwrap();
+        detect(
+            Arc::new(db),
+            "127.0.0.1".parse().unwrap(),
+            port,
+            &opts,
+            &tls,
+        )
+        .await
+    }
+
+    /// The fingerprint without its header (which holds the port, date and time).
+    fn answers(fp: &str) -> &str {
+        &fp[fp.find("%r(").expect("an answer")..]
+    }
+
+    #[tokio::test]
+    async fn an_unknown_service_has_every_answer_in_its_fingerprint() {
+        let (d, fp) = run(b"hello\r\n", 7).await;
+        assert_eq!(d, Detected::Unknown);
+        let fp = fp.expect("a fingerprint");
+        assert!(fp.starts_with("SF-Port"), "{fp}");
+        assert!(fp.contains("-TCP:V=7.93%I=7%D="), "{fp}");
+        assert_eq!(
+            answers(&fp),
+            "%r(NULL,7,\"hello\\r\\n\")%r(GenericLines,7,\"hello\\r\\n\")\
+             %r(Help,7,\"hello\\r\\n\");"
+        );
+    }
+
+    #[tokio::test]
+    async fn after_a_soft_match_only_the_probes_nmap_sends_count() {
+        let (d, fp) = run(b"ZORG 1\r\n", 7).await;
+        assert!(
+            matches!(&d, Detected::Match { found, .. } if found.soft && found.service == "zorg")
+        );
+        // GenericLines cannot name zorg: Nmap would not have sent it.
+        assert_eq!(
+            answers(&fp.expect("a fingerprint")),
+            "%r(NULL,8,\"ZORG\\x201\\r\\n\")%r(Help,8,\"ZORG\\x201\\r\\n\");"
+        );
+        // Below the default intensity Nmap prints none for a soft match.
+        assert_eq!(run(b"ZORG 1\r\n", 5).await.1, None);
+    }
+
+    #[tokio::test]
+    async fn a_hard_match_has_no_fingerprint() {
+        let (d, fp) = run(b"ZORGLUB 7\r\n", 7).await;
+        assert!(matches!(&d, Detected::Match { found, .. } if !found.soft));
+        assert_eq!(fp, None);
     }
 }
