@@ -1,6 +1,14 @@
 //! The real network: raw IP sockets to send (`sendmmsg`), AF_PACKET sockets with BPF
 //! filters to receive (`recvmmsg`), AF_PACKET for ARP and neighbour discovery, the kernel's
 //! routes for source addresses and its neighbour cache for MACs.
+//!
+//! An IPv4 scan from an address of an Ethernet interface sends the probes to on-link
+//! hosts whose MAC the kernel has resolved through a TX ring ([`crate::io::ring`]): each
+//! IP packet gets an Ethernet header and skips the sending side's IP stack. Probes to
+//! other destinations (through a gateway, not yet resolved) go by the raw socket, whose
+//! kernel route lookup also resolves the neighbour: the MAC is read back from the
+//! neighbour cache soon after, and the host's later probes take the ring.
+//! `PORTOLAN_TX_RING=0` in the environment turns the ring off (raw socket only).
 
 use crate::core::arp_ping::ArpProbe;
 use crate::core::nd_ping::NdProbe;
@@ -9,7 +17,9 @@ use crate::io::backend::{Backend, Described, Outgoing, PacketIo};
 use crate::io::link::{LinkReceiver, LinkSender};
 use crate::io::netif::{self, Interface, NetifError};
 use crate::io::raw::{RawError, RawReceiver, RawSender, Received, SourceFinder};
+use crate::io::ring::{ipv4_frame, RingSender, ETH_HEADER_LEN};
 use portolan_wire::ethernet::MacAddr;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::RangeInclusive;
 use std::sync::Mutex;
@@ -17,6 +27,8 @@ use std::time::{Duration, Instant};
 
 /// Longest sleep between looks at the cancel flag.
 const MAX_SLEEP: Duration = Duration::from_millis(5);
+/// Shortest time between two reads of the neighbour cache for on-link hosts without a MAC.
+const NEIGHBOUR_REFRESH: Duration = Duration::from_millis(20);
 
 /// Raw sockets and AF_PACKET on this machine's interfaces.
 #[derive(Default)]
@@ -37,7 +49,13 @@ impl Backend for LinuxBackend {
         src: IpAddr,
         ports: RangeInclusive<u16>,
     ) -> Result<Box<dyn PacketIo<Probe> + Send>, RawError> {
-        Ok(Box::new(Path(ip_sockets(src, ports)?)))
+        let (raw, rx) = ip_sockets(src, ports)?;
+        if let IpAddr::V4(src) = src {
+            if let Some(link) = IpLink::open(src) {
+                return Ok(Box::new(Path((link, raw, rx))));
+            }
+        }
+        Ok(Box::new(Path((raw, rx))))
     }
 
     fn open_ip_described(
@@ -98,7 +116,7 @@ fn sleep_for(until: Option<Instant>) -> Duration {
 trait Sockets {
     fn send(&mut self, batch: &[(IpAddr, &[u8])]) -> Result<usize, RawError>;
     fn recv(&mut self, out: &mut Vec<Received>, max: usize) -> Result<usize, RawError>;
-    fn wait_readable(&self, timeout: Duration) -> Result<bool, RawError>;
+    fn wait_readable(&mut self, timeout: Duration) -> Result<bool, RawError>;
     fn drops(&self) -> u64;
 }
 
@@ -109,7 +127,7 @@ impl Sockets for (RawSender, RawReceiver) {
     fn recv(&mut self, out: &mut Vec<Received>, max: usize) -> Result<usize, RawError> {
         self.1.recv_batch(out, max)
     }
-    fn wait_readable(&self, timeout: Duration) -> Result<bool, RawError> {
+    fn wait_readable(&mut self, timeout: Duration) -> Result<bool, RawError> {
         self.1.wait_readable(timeout)
     }
     fn drops(&self) -> u64 {
@@ -126,11 +144,151 @@ impl Sockets for (LinkSender, LinkReceiver) {
     fn recv(&mut self, out: &mut Vec<Received>, max: usize) -> Result<usize, RawError> {
         self.1.recv_batch(out, max)
     }
-    fn wait_readable(&self, timeout: Duration) -> Result<bool, RawError> {
+    fn wait_readable(&mut self, timeout: Duration) -> Result<bool, RawError> {
         self.1.wait_readable(timeout)
     }
     fn drops(&self) -> u64 {
         0
+    }
+}
+
+/// The link-layer side of an IPv4 path: a TX ring on the interface that holds our source
+/// address, and the MACs of the on-link hosts the kernel has resolved.
+struct IpLink {
+    ring: RingSender,
+    src_mac: [u8; 6],
+    /// Our address and prefix on the interface: destinations within are on-link.
+    net: (Ipv4Addr, u8),
+    neighbours: HashMap<Ipv4Addr, [u8; 6]>,
+    /// When the neighbour cache was last read, and whether a probe since went to an
+    /// on-link host it had no MAC for.
+    refreshed: Instant,
+    missing: bool,
+}
+
+impl IpLink {
+    /// The ring for `src`'s interface, if it is Ethernet and the ring can be set up (root,
+    /// a kernel with TPACKET_V2) and not turned off by `PORTOLAN_TX_RING=0`.
+    fn open(src: Ipv4Addr) -> Option<IpLink> {
+        if std::env::var("PORTOLAN_TX_RING").as_deref() == Ok("0") {
+            return None;
+        }
+        let ifaces = netif::interfaces().ok()?;
+        let (iface, prefix) = ifaces.iter().find_map(|i| {
+            let p = i.ipv4.iter().find(|&&(a, _)| a == src)?.1;
+            Some((i, p))
+        })?;
+        if !iface.is_arp_capable() || prefix >= 32 {
+            return None;
+        }
+        let ring = RingSender::new(iface.ifindex).ok()?;
+        let mut link = IpLink {
+            ring,
+            src_mac: iface.mac?.0,
+            net: (src, prefix),
+            neighbours: HashMap::new(),
+            refreshed: Instant::now(),
+            missing: false,
+        };
+        link.refresh();
+        Some(link)
+    }
+
+    fn refresh(&mut self) {
+        self.neighbours = netif::arp_cache()
+            .into_iter()
+            .filter(|&(ip, _)| self.on_link(ip))
+            .map(|(ip, mac)| (ip, mac.0))
+            .collect();
+        self.refreshed = Instant::now();
+        self.missing = false;
+    }
+
+    fn on_link(&self, dst: Ipv4Addr) -> bool {
+        let (net, prefix) = self.net;
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(prefix.min(32)))
+            .unwrap_or(0);
+        dst != net && u32::from(dst) & mask == u32::from(net) & mask
+    }
+
+    /// The MAC to frame a packet to `dst` of `len` bytes for, if it can go by the ring.
+    fn mac_for(&mut self, dst: IpAddr, len: usize) -> Option<[u8; 6]> {
+        let IpAddr::V4(dst) = dst else { return None };
+        if len + ETH_HEADER_LEN > self.ring.max_frame() {
+            return None;
+        }
+        let mac = self.neighbours.get(&dst).copied();
+        if mac.is_none() && self.on_link(dst) {
+            self.missing = true;
+        }
+        mac
+    }
+
+    /// Reads the neighbour cache again if a probe went without a MAC a while ago.
+    fn maybe_refresh(&mut self) {
+        if self.missing && self.refreshed.elapsed() >= NEIGHBOUR_REFRESH {
+            self.refresh();
+        }
+    }
+}
+
+impl Sockets for (IpLink, RawSender, RawReceiver) {
+    /// Runs of packets the ring can frame go by the ring, the others by the raw socket, in
+    /// order; stops at the first that cannot go now.
+    fn send(&mut self, batch: &[(IpAddr, &[u8])]) -> Result<usize, RawError> {
+        let (link, raw, _) = self;
+        link.maybe_refresh();
+        let mut i = 0;
+        while let Some(&(dst, packet)) = batch.get(i) {
+            if let Some(mac) = link.mac_for(dst, packet.len()) {
+                let src_mac = link.src_mac;
+                let pushed = link
+                    .ring
+                    .ring()
+                    .push_with(|slot| ipv4_frame(slot, mac, src_mac, packet));
+                if pushed != Ok(true) {
+                    // Full (or, not possible here, too long): send what is in, stop.
+                    link.ring.kick()?;
+                    return Ok(i);
+                }
+                i += 1;
+                continue;
+            }
+            // The raw socket sends in order after what the ring holds.
+            link.ring.kick()?;
+            let end = (i + 1..batch.len())
+                .find(|&j| {
+                    batch
+                        .get(j)
+                        .is_some_and(|&(d, p)| link.mac_for(d, p.len()).is_some())
+                })
+                .unwrap_or(batch.len());
+            let run = batch.get(i..end).unwrap_or_default();
+            match raw.send_batch(run) {
+                Ok(n) => {
+                    i += n;
+                    if n < run.len() {
+                        return Ok(i);
+                    }
+                }
+                Err(e) if i == 0 => return Err(e),
+                Err(_) => return Ok(i),
+            }
+        }
+        link.ring.kick()?;
+        Ok(i)
+    }
+    fn recv(&mut self, out: &mut Vec<Received>, max: usize) -> Result<usize, RawError> {
+        self.2.recv_batch(out, max)
+    }
+    fn wait_readable(&mut self, timeout: Duration) -> Result<bool, RawError> {
+        // Frames a kick left in the ring (a full device queue) go before any waiting.
+        self.0.ring.flush()?;
+        self.2.wait_readable(timeout)
+    }
+    fn drops(&self) -> u64 {
+        self.2.drops()
     }
 }
 
