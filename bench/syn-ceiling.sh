@@ -37,7 +37,7 @@ log() { printf '[ceiling] %s\n' "$*" >&2; }
 
 if [ -z "${PORTOLAN_BIN:-}" ] || [ -z "${CEILING_BIN:-}" ]; then
     log "building portolan and the syn_ceiling example (release)"
-    (cd "$ROOT" && cargo build --release -p portolan -p portolan-engine --example syn_ceiling) >&2
+    (cd "$ROOT" && cargo build --release -p portolan && cargo build --release -p portolan-engine --example syn_ceiling) >&2
 fi
 
 cleanup() { "$ROOT/lab/lab.sh" down >/dev/null 2>&1 || true; }

@@ -7,8 +7,9 @@
 //!   syn_ceiling --target 198.18.0.10 [--rate PPS] [--threads N] [--ports LO-HI]
 //!               [--wait-ms MS] [--raw]
 //!
-//! `--threads` (default: the cores, at most 8, as Portolan's SYN scan) splits the ports
-//! and the source ports between threads, each with its own ring and receiver. `--raw`
+//! `--threads` (default: the cores, at most 8, as Portolan's SYN scan) claim the ports in
+//! runs of 256 from one counter (as Portolan's engines do) and split the source ports,
+//! each thread with its own ring and receiver. `--raw`
 //! sends through the raw IP socket Portolan falls back to instead of the ring. The target
 //! must be on-link (its MAC is read from the neighbour cache, after one probe to make the
 //! kernel resolve it). Prints one line of `key=value`s: probes sent, answers, the share
@@ -28,6 +29,8 @@ use std::time::{Duration, Instant};
 
 /// Frames written per kick of the ring (or packets per sendmmsg).
 const BATCH: usize = 256;
+/// Ports a thread claims at once.
+const CLAIM: u64 = 256;
 /// Source ports: each thread takes a share of this range.
 const SPORTS: (u16, u16) = (40_000, 59_999);
 
@@ -113,6 +116,7 @@ struct Shared {
     /// One bit per target port: answered.
     seen: Vec<AtomicU64>,
     answers: AtomicU64,
+    next_port: AtomicU64,
     /// The longest sending phase so far (ns), and how many threads are done sending.
     sending: AtomicU64,
     done_sending: AtomicU64,
@@ -139,7 +143,7 @@ fn mark(shared: &Shared, rx: &mut RawReceiver, buf: &mut Vec<Received>) {
     }
 }
 
-/// Thread `k` of `n`: every `n`th port from the `k`th, from its own source ports.
+/// Thread `k` of `n`: runs of ports claimed until none is left, from its own source ports.
 fn run_thread(shared: &Shared, k: usize, n: usize) -> Result<(), String> {
     let a = &shared.args;
     let span = (usize::from(SPORTS.1 - SPORTS.0) + 1) / n;
@@ -161,21 +165,37 @@ fn run_thread(shared: &Shared, k: usize, n: usize) -> Result<(), String> {
         let ifindex = ifindex_of(shared.src).ok_or("no Ethernet interface for the source")?;
         let t = TcpTemplateV4::new(Some(&shared.eth), &ip, &TcpParams::syn(0, 0, 0));
         (
-            Sender::Ring(RingSender::new(ifindex).map_err(|e| e.to_string())?),
+            Sender::Ring(RingSender::new(ifindex, true).map_err(|e| e.to_string())?),
             t,
         )
     };
     let template = template.as_mut().map_err(|e| e.to_string())?;
-    let ports: Vec<u16> = (a.ports.0..=a.ports.1).skip(k).step_by(n).collect();
+    // Ports are claimed in runs from one counter, as Portolan's engines claim probes: a
+    // thread that gets less of the machine sends less.
+    let total_ports = u64::from(a.ports.1 - a.ports.0) + 1;
+    let claim = || {
+        let first = shared.next_port.fetch_add(CLAIM, Ordering::Relaxed);
+        let last = (first + CLAIM).min(total_ports);
+        (first..last).map(|i| a.ports.0 + i as u16).collect::<Vec<u16>>()
+    };
+    let mut ports: Vec<u16> = Vec::new();
     let rate = a.rate.map(|r| r / n as f64);
     let start = Instant::now();
     let mut recv_buf = Vec::new();
     let mut raw_batch: Vec<Vec<u8>> = Vec::new();
     let mut i = 0;
-    while i < ports.len() {
+    let mut sent_here = 0usize;
+    loop {
+        if i >= ports.len() {
+            ports = claim();
+            i = 0;
+            if ports.is_empty() {
+                break;
+            }
+        }
         if let Some(rate) = rate {
             // Paced: the batch is due when the probes before it are, at `rate`.
-            let due = start + Duration::from_secs_f64(i as f64 / rate);
+            let due = start + Duration::from_secs_f64(sent_here as f64 / rate);
             while Instant::now() < due {
                 mark(shared, &mut rx, &mut recv_buf);
                 std::thread::sleep(
@@ -223,6 +243,7 @@ fn run_thread(shared: &Shared, k: usize, n: usize) -> Result<(), String> {
             }
         };
         i += sent;
+        sent_here += sent;
         mark(shared, &mut rx, &mut recv_buf);
         if sent == 0 {
             std::thread::sleep(Duration::from_micros(50));
@@ -301,6 +322,7 @@ fn main() {
         },
         seen: (0..1024).map(|_| AtomicU64::new(0)).collect(),
         answers: AtomicU64::new(0),
+        next_port: AtomicU64::new(0),
         sending: AtomicU64::new(0),
         done_sending: AtomicU64::new(0),
         stop: AtomicBool::new(false),

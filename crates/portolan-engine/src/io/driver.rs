@@ -280,6 +280,12 @@ fn run_core(
         };
         let interrupted = drive(&mut scan, &mut encode, io.as_mut(), cancel, &mut count)?;
         drops = io.drops();
+        // Closing a packet socket waits out an RCU grace period (synchronize_net in the
+        // kernel's packet_release), milliseconds each: the path is closed on a thread of
+        // its own while the results are gathered and printed.
+        let _ = std::thread::Builder::new()
+            .name("close-path".into())
+            .spawn(move || drop(io));
         interrupted
     };
     // Each mode reads only what it needs: a discovery sweep's per-probe results would be

@@ -8,7 +8,10 @@
 //! other destinations (through a gateway, not yet resolved) go by the raw socket, whose
 //! kernel route lookup also resolves the neighbour: the MAC is read back from the
 //! neighbour cache soon after, and the host's later probes take the ring.
-//! `PORTOLAN_TX_RING=0` in the environment turns the ring off (raw socket only).
+//! The ring goes through the qdisc (unlike the fastest setting, which bypasses it), so that
+//! packet captures on this machine see the probes and a real NIC's full queue holds them.
+//! `PORTOLAN_TX_RING=0` in the environment turns the ring off (raw socket only),
+//! `PORTOLAN_TX_RING=bypass` makes it bypass the qdisc (benchmarks).
 
 use crate::core::arp_ping::ArpProbe;
 use crate::core::nd_ping::NdProbe;
@@ -27,6 +30,9 @@ use std::time::{Duration, Instant};
 
 /// Longest sleep between looks at the cancel flag.
 const MAX_SLEEP: Duration = Duration::from_millis(5);
+/// The `PORTOLAN_TX_RING` value that makes the ring bypass the qdisc (see
+/// [`RingSender::new`]).
+const BYPASS_SETTING: &str = "bypass";
 /// Shortest time between two reads of the neighbour cache for on-link hosts without a MAC.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_millis(20);
 
@@ -170,7 +176,8 @@ impl IpLink {
     /// The ring for `src`'s interface, if it is Ethernet and the ring can be set up (root,
     /// a kernel with TPACKET_V2) and not turned off by `PORTOLAN_TX_RING=0`.
     fn open(src: Ipv4Addr) -> Option<IpLink> {
-        if std::env::var("PORTOLAN_TX_RING").as_deref() == Ok("0") {
+        let setting = std::env::var("PORTOLAN_TX_RING").unwrap_or_default();
+        if setting == "0" {
             return None;
         }
         let ifaces = netif::interfaces().ok()?;
@@ -181,7 +188,9 @@ impl IpLink {
         if !iface.is_arp_capable() || prefix >= 32 {
             return None;
         }
-        let ring = RingSender::new(iface.ifindex).ok()?;
+        // Through the qdisc unless told: captures on this machine see the probes, and a
+        // full device queue holds them rather than dropping them.
+        let ring = RingSender::new(iface.ifindex, setting == BYPASS_SETTING).ok()?;
         let mut link = IpLink {
             ring,
             src_mac: iface.mac?.0,

@@ -46,8 +46,10 @@ const TP_LEN: usize = 4;
 
 /// Bytes per slot: room for a 1500-byte packet with its Ethernet header.
 pub const FRAME_SIZE: usize = 2048;
-/// Slots in the ring (4 MiB of memory).
-pub const FRAME_NR: usize = 2048;
+/// Slots in the ring (1 MiB of memory, zeroed by the kernel at setup: a millisecond a
+/// MiB). Twice the driver's batch: on a veth the kernel sends and frees each frame within
+/// the `sendto`, so the ring rarely holds more than one batch.
+pub const FRAME_NR: usize = 512;
 /// Bytes per kernel block (a multiple of the page size and of [`FRAME_SIZE`], so that
 /// slots lie back to back across blocks).
 const BLOCK_SIZE: usize = 1 << 16;
@@ -168,8 +170,7 @@ impl Ring {
     }
 }
 
-/// Sends Ethernet frames on one interface through a memory-mapped TX ring that bypasses
-/// the qdisc.
+/// Sends Ethernet frames on one interface through a memory-mapped TX ring.
 pub struct RingSender {
     fd: OwnedFd,
     map: *mut c_void,
@@ -187,15 +188,21 @@ unsafe impl Send for RingSender {}
 
 impl RingSender {
     /// Opens the socket on interface `ifindex`: `TPACKET_V2` TX ring of [`FRAME_NR`] slots,
-    /// qdisc bypass (best effort: kernels before 3.14 lack it), malformed frames skipped
-    /// rather than stopping the ring (`PACKET_LOSS`). Bound to protocol 0, so it receives
-    /// nothing.
-    pub fn new(ifindex: u32) -> Result<Self, RawError> {
+    /// malformed frames skipped rather than stopping the ring (`PACKET_LOSS`), bound to
+    /// protocol 0 (so it receives nothing).
+    ///
+    /// `bypass_qdisc` sends straight to the driver (best effort: kernels before 3.14 lack
+    /// it). It is the fastest, but the frames are invisible to packet captures on this
+    /// machine (tcpdump sees nothing), and a full device queue drops them rather than
+    /// queueing them: right for measuring a path, not for a scan.
+    pub fn new(ifindex: u32, bypass_qdisc: bool) -> Result<Self, RawError> {
         let fd = new_socket(libc::AF_PACKET, libc::SOCK_RAW, 0)?;
         set_opt(&fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2)
             .map_err(|e| RawError::io("setsockopt(PACKET_VERSION)", e))?;
         let one: c_int = 1;
-        let _ = set_opt(&fd, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &one);
+        if bypass_qdisc {
+            let _ = set_opt(&fd, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &one);
+        }
         let _ = set_opt(&fd, libc::SOL_PACKET, PACKET_LOSS, &one);
         let req = TpacketReq {
             block_size: BLOCK_SIZE as c_uint,
