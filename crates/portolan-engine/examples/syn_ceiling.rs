@@ -176,7 +176,9 @@ fn run_thread(shared: &Shared, k: usize, n: usize) -> Result<(), String> {
     let claim = || {
         let first = shared.next_port.fetch_add(CLAIM, Ordering::Relaxed);
         let last = (first + CLAIM).min(total_ports);
-        (first..last).map(|i| a.ports.0 + i as u16).collect::<Vec<u16>>()
+        (first..last)
+            .map(|i| a.ports.0 + i as u16)
+            .collect::<Vec<u16>>()
     };
     let mut ports: Vec<u16> = Vec::new();
     let rate = a.rate.map(|r| r / n as f64);

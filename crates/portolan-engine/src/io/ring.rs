@@ -351,7 +351,7 @@ pub fn ipv4_frame(out: &mut [u8], dst: [u8; 6], src: [u8; 6], packet: &[u8]) -> 
     len
 }
 
-const _: () = assert!(BLOCK_SIZE % FRAME_SIZE == 0 && FRAME_SIZE % 16 == 0);
+const _: () = assert!(BLOCK_SIZE.is_multiple_of(FRAME_SIZE) && FRAME_SIZE.is_multiple_of(16));
 const _: () = assert!(size_of::<TpacketReq>() == 16);
 
 #[cfg(test)]
