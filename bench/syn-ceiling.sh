@@ -5,14 +5,15 @@
 #
 # 1. The ceiling: the syn_ceiling example (crates/portolan-engine/examples/syn_ceiling.rs)
 #    sends SYNs to the 65535 ports of 198.18.0.10 through an AF_PACKET TX ring that
-#    bypasses the qdisc (the fastest sender this machine has: no pktgen), flat out and
-#    then at lower rates, and counts the SYN-ACKs and RSTs. The ceiling is the highest
-#    sending rate (probes/s over the sending phase, median of BENCH_RUNS) at which at
-#    least CEIL_SHARE of the SYNs were answered. For reference it also measures the raw IP
-#    socket (Portolan's fallback sender) flat out.
-# 2. Portolan and Nmap: -sS -T4 -p- -n -Pn 198.18.0.10, interleaved, BENCH_RUNS each.
-#    Portolan's rate is ports/s over the whole scan (65535 / wall time, process start to
-#    exit: startup, sending, the last answers), a lower bound of its sending rate.
+#    bypasses the qdisc (the fastest sender this machine has: no pktgen), flat out, and
+#    counts the SYN-ACKs and RSTs. The ceiling is the highest sending rate (probes/s over
+#    the sending phase, median of BENCH_RUNS) at which at least CEIL_SHARE of the SYNs were
+#    answered: flat out if that kept up, else stepping down from there with --rate. For
+#    reference the raw IP socket (Portolan's fallback sender) is measured flat out too.
+# 2. Portolan and Nmap: -sS -T4 -p- -n -Pn 198.18.0.10, BENCH_RUNS each, in the same
+#    rounds as the ceiling's runs. Portolan's rate is ports/s over the whole scan (65535 /
+#    wall time, process start to exit: startup, sending, the last answers), a lower bound
+#    of its sending rate.
 #
 # Env: PORTOLAN_BIN (default target/release/portolan), CEILING_BIN (default the example,
 #      built with cargo), BENCH_RUNS (default 3), CEIL_SHARE (default 0.99), PLAB_PREFIX
@@ -49,39 +50,15 @@ rm -rf "$OUT"; mkdir -p "$OUT"
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "nan"}'; }
 field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p"; }
 
-# ceiling_runs NAME ARGS...: BENCH_RUNS runs; prints "median_rate min_share"
-ceiling_runs() {
+# ceiling NAME ARGS...: one run of the ceiling tool, its line appended to $OUT/NAME.txt
+ceiling() {
     local name="$1"; shift
-    local i
-    for i in $(seq 1 "$RUNS"); do
-        ip netns exec "$NS" "$CEIL" --target "$TARGET" "$@" | tee -a "$OUT/$name.txt" >&2
-    done
-    local rate share
-    rate="$(field send_rate < "$OUT/$name.txt" | median)"
-    share="$(field answered_share < "$OUT/$name.txt" | sort -g | head -n1)"
-    echo "$rate $share"
+    ip netns exec "$NS" "$CEIL" --target "$TARGET" "$@" | tee -a "$OUT/$name.txt" >&2
 }
-
-log "ring, flat out"
-read -r flat flat_share < <(ceiling_runs ring-flat)
-ceiling=""
-if awk -v s="$flat_share" -v t="$SHARE" 'BEGIN{exit !(s >= t)}'; then
-    ceiling="$flat"
-else
-    # Answers were lost flat out: step down from the rate reached until they are not.
-    for f in 0.9 0.8 0.7 0.6 0.5 0.4 0.3 0.2; do
-        rate="$(awk -v r="$flat" -v f="$f" 'BEGIN{printf "%.0f", r*f}')"
-        log "ring at $rate probes/s"
-        read -r got share < <(ceiling_runs "ring-$rate" --rate "$rate")
-        if awk -v s="$share" -v t="$SHARE" 'BEGIN{exit !(s >= t)}'; then
-            ceiling="$got"; break
-        fi
-    done
-fi
-log "raw socket, flat out (reference)"
-read -r raw_flat raw_share < <(ceiling_runs raw-flat --raw)
-
-# Portolan and Nmap, interleaved.
+# rate_share NAME: "median_rate lowest_share" of NAME's runs
+rate_share() {
+    echo "$(field send_rate < "$OUT/$1.txt" | median) $(field answered_share < "$OUT/$1.txt" | sort -g | head -n1)"
+}
 run() {  # tool i cmd...
     local tool="$1" i="$2"; shift 2
     local t0 t1
@@ -92,10 +69,33 @@ run() {  # tool i cmd...
     awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f\n", b-a}' >> "$OUT/$tool.times"
     log "$tool run $i: $(tail -n1 "$OUT/$tool.times")s"
 }
+
+# Rounds of: the ring flat out, the raw socket flat out, Nmap and Portolan (alternating
+# which goes first), so that the ceiling is measured under the same load as the scans
+# (the machine is shared: its load drifts within a minute).
 for i in $(seq 1 "$RUNS"); do
+    ceiling ring-flat
+    ceiling raw-flat --raw
     if [ $((i % 2)) -eq 1 ]; then run nmap "$i" nmap; run portolan "$i" "$BIN"
     else run portolan "$i" "$BIN"; run nmap "$i" nmap; fi
 done
+read -r flat flat_share < <(rate_share ring-flat)
+read -r raw_flat raw_share < <(rate_share raw-flat)
+ceiling=""
+if awk -v s="$flat_share" -v t="$SHARE" 'BEGIN{exit !(s >= t)}'; then
+    ceiling="$flat"
+else
+    # Answers were lost flat out: step down from the rate reached until they are not.
+    for f in 0.9 0.8 0.7 0.6 0.5 0.4 0.3 0.2; do
+        rate="$(awk -v r="$flat" -v f="$f" 'BEGIN{printf "%.0f", r*f}')"
+        log "ring at $rate probes/s"
+        for i in $(seq 1 "$RUNS"); do ceiling "ring-$rate" --rate "$rate"; done
+        read -r got share < <(rate_share "ring-$rate")
+        if awk -v s="$share" -v t="$SHARE" 'BEGIN{exit !(s >= t)}'; then
+            ceiling="$got"; break
+        fi
+    done
+fi
 pt="$(median < "$OUT/portolan.times")"
 nt="$(median < "$OUT/nmap.times")"
 

@@ -7,7 +7,8 @@
 //! IP packet gets an Ethernet header and skips the sending side's IP stack. Probes to
 //! other destinations (through a gateway, not yet resolved) go by the raw socket, whose
 //! kernel route lookup also resolves the neighbour: the MAC is read back from the
-//! neighbour cache soon after, and the host's later probes take the ring.
+//! neighbour cache soon after, and the host's later probes take the ring. The ring is set
+//! up on a thread of its own while the first probes take the raw socket.
 //! The ring goes through the qdisc (unlike the fastest setting, which bypasses it), so that
 //! packet captures on this machine see the probes and a real NIC's full queue holds them.
 //! `PORTOLAN_TX_RING=0` in the environment turns the ring off (raw socket only),
@@ -25,6 +26,7 @@ use portolan_wire::ethernet::MacAddr;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::RangeInclusive;
+use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -161,7 +163,12 @@ impl Sockets for (LinkSender, LinkReceiver) {
 /// The link-layer side of an IPv4 path: a TX ring on the interface that holds our source
 /// address, and the MACs of the on-link hosts the kernel has resolved.
 struct IpLink {
-    ring: RingSender,
+    /// The ring, once open; until then (and if it cannot be) every probe takes the raw
+    /// socket.
+    ring: Option<RingSender>,
+    /// The ring being set up on a thread of its own: PACKET_TX_RING waits out an RCU
+    /// grace period (10-20 ms), which the scan's first probes need not wait for.
+    opening: Option<Receiver<RingSender>>,
     src_mac: [u8; 6],
     /// Our address and prefix on the interface: destinations within are on-link.
     net: (Ipv4Addr, u8),
@@ -173,8 +180,9 @@ struct IpLink {
 }
 
 impl IpLink {
-    /// The ring for `src`'s interface, if it is Ethernet and the ring can be set up (root,
-    /// a kernel with TPACKET_V2) and not turned off by `PORTOLAN_TX_RING=0`.
+    /// The link side for `src`'s interface, if it is Ethernet and the ring is not turned
+    /// off by `PORTOLAN_TX_RING=0`. The ring opens in the background; if it cannot (no
+    /// CAP_NET_RAW, no TPACKET_V2), the path keeps the raw socket alone.
     fn open(src: Ipv4Addr) -> Option<IpLink> {
         let setting = std::env::var("PORTOLAN_TX_RING").unwrap_or_default();
         if setting == "0" {
@@ -188,12 +196,24 @@ impl IpLink {
         if !iface.is_arp_capable() || prefix >= 32 {
             return None;
         }
+        let src_mac = iface.mac?.0;
         // Through the qdisc unless told: captures on this machine see the probes, and a
         // full device queue holds them rather than dropping them.
-        let ring = RingSender::new(iface.ifindex, setting == BYPASS_SETTING).ok()?;
+        let (ifindex, bypass) = (iface.ifindex, setting == BYPASS_SETTING);
+        let (tx, rx) = sync_channel(1);
+        std::thread::Builder::new()
+            .name("open-ring".into())
+            .spawn(move || {
+                if let Ok(ring) = RingSender::new(ifindex, bypass) {
+                    // The path may be gone already: then the ring is closed here.
+                    let _ = tx.send(ring);
+                }
+            })
+            .ok()?;
         let mut link = IpLink {
-            ring,
-            src_mac: iface.mac?.0,
+            ring: None,
+            opening: Some(rx),
+            src_mac,
             net: (src, prefix),
             neighbours: HashMap::new(),
             refreshed: Instant::now(),
@@ -201,6 +221,19 @@ impl IpLink {
         };
         link.refresh();
         Some(link)
+    }
+
+    /// Takes the ring once it is open.
+    fn poll_ring(&mut self) {
+        let Some(rx) = &self.opening else { return };
+        match rx.try_recv() {
+            Ok(ring) => {
+                self.ring = Some(ring);
+                self.opening = None;
+            }
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => self.opening = None,
+        }
     }
 
     fn refresh(&mut self) {
@@ -224,7 +257,7 @@ impl IpLink {
     /// The MAC to frame a packet to `dst` of `len` bytes for, if it can go by the ring.
     fn mac_for(&mut self, dst: IpAddr, len: usize) -> Option<[u8; 6]> {
         let IpAddr::V4(dst) = dst else { return None };
-        if len + ETH_HEADER_LEN > self.ring.max_frame() {
+        if len + ETH_HEADER_LEN > self.ring.as_ref()?.max_frame() {
             return None;
         }
         let mac = self.neighbours.get(&dst).copied();
@@ -240,6 +273,36 @@ impl IpLink {
             self.refresh();
         }
     }
+
+    /// Sends what was written into the ring.
+    fn kick(&mut self) -> Result<(), RawError> {
+        match &mut self.ring {
+            Some(ring) => ring.kick(),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes one IP packet to `mac` into the ring; false if it is full.
+    fn push(&mut self, mac: [u8; 6], packet: &[u8]) -> bool {
+        let src_mac = self.src_mac;
+        self.ring.as_mut().is_some_and(|ring| {
+            ring.ring()
+                .push_with(|slot| ipv4_frame(slot, mac, src_mac, packet))
+                == Ok(true)
+        })
+    }
+}
+
+impl Drop for IpLink {
+    fn drop(&mut self) {
+        // Closing the ring waits out an RCU grace period, as closing the receiver does:
+        // on a thread of its own, the two waits overlap.
+        if let Some(ring) = self.ring.take() {
+            let _ = std::thread::Builder::new()
+                .name("close-ring".into())
+                .spawn(move || drop(ring));
+        }
+    }
 }
 
 impl Sockets for (IpLink, RawSender, RawReceiver) {
@@ -247,25 +310,21 @@ impl Sockets for (IpLink, RawSender, RawReceiver) {
     /// order; stops at the first that cannot go now.
     fn send(&mut self, batch: &[(IpAddr, &[u8])]) -> Result<usize, RawError> {
         let (link, raw, _) = self;
+        link.poll_ring();
         link.maybe_refresh();
         let mut i = 0;
         while let Some(&(dst, packet)) = batch.get(i) {
             if let Some(mac) = link.mac_for(dst, packet.len()) {
-                let src_mac = link.src_mac;
-                let pushed = link
-                    .ring
-                    .ring()
-                    .push_with(|slot| ipv4_frame(slot, mac, src_mac, packet));
-                if pushed != Ok(true) {
-                    // Full (or, not possible here, too long): send what is in, stop.
-                    link.ring.kick()?;
+                if !link.push(mac, packet) {
+                    // Full: send what is in, stop.
+                    link.kick()?;
                     return Ok(i);
                 }
                 i += 1;
                 continue;
             }
             // The raw socket sends in order after what the ring holds.
-            link.ring.kick()?;
+            link.kick()?;
             let end = (i + 1..batch.len())
                 .find(|&j| {
                     batch
@@ -285,7 +344,7 @@ impl Sockets for (IpLink, RawSender, RawReceiver) {
                 Err(_) => return Ok(i),
             }
         }
-        link.ring.kick()?;
+        link.kick()?;
         Ok(i)
     }
     fn recv(&mut self, out: &mut Vec<Received>, max: usize) -> Result<usize, RawError> {
@@ -293,7 +352,9 @@ impl Sockets for (IpLink, RawSender, RawReceiver) {
     }
     fn wait_readable(&mut self, timeout: Duration) -> Result<bool, RawError> {
         // Frames a kick left in the ring (a full device queue) go before any waiting.
-        self.0.ring.flush()?;
+        if let Some(ring) = &mut self.0.ring {
+            ring.flush()?;
+        }
         self.2.wait_readable(timeout)
     }
     fn drops(&self) -> u64 {
