@@ -387,3 +387,100 @@ impl<P, S: Sockets> PacketIo<P> for Path<S> {
         self.0.drops()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::raw::tests::{ip, NetnsPair};
+    use portolan_wire::build::{Ipv4Params, TcpParams, TcpTemplateV4};
+
+    /// This thread's namespace's IP OutTransmits (Linux >= 6.3): packets its IP stack
+    /// handed to a device, raw sockets' included.
+    fn ip_out_transmits() -> u64 {
+        let text = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
+        let mut ip_lines = text.lines().filter(|l| l.starts_with("Ip:"));
+        let (names, values) = (ip_lines.next().unwrap(), ip_lines.next().unwrap());
+        let at = names
+            .split_whitespace()
+            .position(|n| n == "OutTransmits")
+            .unwrap();
+        values.split_whitespace().nth(at).unwrap().parse().unwrap()
+    }
+
+    /// The IPv4 path of a scan from an Ethernet interface: with the peer's MAC in the
+    /// neighbour cache, probes go by the ring (the IP stack sends nothing) and are
+    /// answered; the raw socket, for comparison, goes through the IP stack.
+    #[test]
+    fn on_link_probes_take_the_ring_once_the_mac_is_known() {
+        let Some(lab) = NetnsPair::new() else { return };
+        let (a, b) = (lab.a_addr, lab.b_addr);
+        let mac_b = NetnsPair::mac_in(&lab.b);
+        let mac = mac_b.map(|x| format!("{x:02x}")).join(":");
+        ip(&[
+            "-n",
+            &lab.a,
+            "neigh",
+            "replace",
+            &b.to_string(),
+            "lladdr",
+            &mac,
+            "dev",
+            "v0",
+            "nud",
+            "permanent",
+        ]);
+        lab.run(move || {
+            let link = IpLink::open(a).expect("v0 is Ethernet");
+            let raw = RawSender::new().unwrap();
+            let rx = RawReceiver::for_ports(&[a], &[], 40_000..=40_999).unwrap();
+            let mut path = (link, raw, rx);
+            let ip4 = Ipv4Params {
+                src: a,
+                dst: b,
+                ttl: 64,
+                ident: 1,
+                dont_frag: false,
+            };
+            let mut t = TcpTemplateV4::new(None, &ip4, &TcpParams::syn(0, 0, 0)).unwrap();
+            let open = t.probe(b, 40_000, 8080, 1).to_vec();
+            let closed = t.probe(b, 40_001, 8081, 2).to_vec();
+            // The ring opens on a thread of its own: until then, the raw socket.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while path.0.ring.is_none() {
+                assert!(Instant::now() < deadline, "the ring never opened");
+                std::thread::sleep(Duration::from_millis(5));
+                path.0.poll_ring();
+            }
+            let answer = |path: &mut (IpLink, RawSender, RawReceiver), packet: &[u8]| {
+                let before = ip_out_transmits();
+                assert_eq!(Sockets::send(path, &[(IpAddr::V4(b), packet)]).unwrap(), 1);
+                let mut got = Vec::new();
+                while got.is_empty() && Instant::now() < deadline {
+                    if path.wait_readable(Duration::from_millis(50)).unwrap() {
+                        path.recv(&mut got, 64).unwrap();
+                    }
+                }
+                let flags = got
+                    .first()
+                    .and_then(|r| r.data.get(20 + 13).copied())
+                    .expect("an answer");
+                (flags, ip_out_transmits() - before)
+            };
+            // RST-ACK from the closed port; the IP stack sent nothing: the SYN went by the
+            // ring.
+            assert_eq!(answer(&mut path, &closed), (0x14, 0));
+            // SYN-ACK from the open port (which our kernel answers with a RST of its own,
+            // through the IP stack: at most that one).
+            let (flags, sent) = answer(&mut path, &open);
+            assert_eq!(flags, 0x12);
+            assert!(sent <= 1, "{sent}");
+            // Positive control: a packet from the raw socket is counted.
+            let before = ip_out_transmits();
+            assert_eq!(
+                path.1.send_batch(&[(IpAddr::V4(b), &closed[..])]).unwrap(),
+                1
+            );
+            assert!(ip_out_transmits() > before);
+        });
+    }
+}

@@ -357,6 +357,7 @@ const _: () = assert!(size_of::<TpacketReq>() == 16);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// A ring over ordinary memory; `kernel_sends` plays the kernel's part.
     struct Fake {
@@ -465,6 +466,68 @@ mod tests {
         let exact = vec![7u8; SLOT - DATA_OFFSET];
         assert_eq!(f.ring.push(&exact), Ok(true));
         assert_eq!(f.kernel_sends(), vec![exact]);
+    }
+
+    /// TCP answers in `got` from `from`: (their source port, flags byte).
+    fn answers_from(got: &[crate::io::raw::Received], from: std::net::Ipv4Addr) -> Vec<(u16, u8)> {
+        got.iter()
+            .filter_map(|r| {
+                let d = &r.data;
+                let ihl = usize::from(d.first()? & 0x0f) * 4;
+                if *d.get(9)? != 6 || d.get(12..16)? != from.octets() {
+                    return None;
+                }
+                let t = d.get(ihl..)?;
+                Some((u16::from_be_bytes([*t.first()?, *t.get(1)?]), *t.get(13)?))
+            })
+            .collect()
+    }
+
+    /// On a real veth, with and without the qdisc: SYN frames written into the ring reach
+    /// the peer, whose SYN-ACK (open port) and RST (closed port) come back.
+    #[test]
+    fn ring_frames_reach_the_wire() {
+        use crate::io::raw::tests::{collect, NetnsPair};
+        use crate::io::raw::RawReceiver;
+        use portolan_wire::build::{EthernetParams, Ipv4Params, TcpParams, TcpTemplateV4};
+        use portolan_wire::ethernet::MacAddr;
+        let Some(lab) = NetnsPair::new() else { return };
+        let (a, b) = (lab.a_addr, lab.b_addr);
+        let (mac_a, mac_b) = (NetnsPair::mac_in(&lab.a), NetnsPair::mac_in(&lab.b));
+        lab.run(move || {
+            let ifindex = crate::io::netif::interfaces()
+                .unwrap()
+                .into_iter()
+                .find(|i| i.name == "v0")
+                .expect("v0")
+                .ifindex;
+            let eth = EthernetParams {
+                src: MacAddr(mac_a),
+                dst: MacAddr(mac_b),
+            };
+            let ip = Ipv4Params {
+                src: a,
+                dst: b,
+                ttl: 64,
+                ident: 1,
+                dont_frag: false,
+            };
+            let mut t = TcpTemplateV4::new(Some(&eth), &ip, &TcpParams::syn(0, 0, 0)).unwrap();
+            let mut rx = RawReceiver::new(&[a]).unwrap();
+            for (k, bypass) in [false, true].into_iter().enumerate() {
+                let mut tx = RingSender::new(ifindex, bypass).unwrap();
+                let sport = 40_000 + 10 * k as u16;
+                let open = t.probe(b, sport, 8080, 7).to_vec();
+                let closed = t.probe(b, sport + 1, 8081, 9).to_vec();
+                assert_eq!(tx.send_batch(&[&open, &closed]).unwrap(), 2);
+                let got = collect(&mut rx, Duration::from_secs(2), |g| g.len() >= 2);
+                let mut seen = answers_from(&got, b);
+                seen.sort_unstable();
+                // SYN-ACK (0x12) from 8080, RST-ACK (0x14) from 8081.
+                assert_eq!(seen, vec![(8080, 0x12), (8081, 0x14)], "bypass {bypass}");
+                assert_eq!(tx.kick_errors, 0);
+            }
+        });
     }
 
     #[test]
