@@ -404,13 +404,29 @@ impl RawScan {
         self.pos_end = start + last * stride;
         for i in first..last {
             let idx = self.perm.at(start + i * stride) as usize;
+            if self.results.get(idx) != Some(&NOT_PROBED) {
+                continue;
+            }
+            // Discovery: a host this engine already heard from needs no more probes.
+            let up = self.mode == Mode::Discovery && self.host_answered(self.split(idx as u64).0);
             if let Some(r) = self.results.get_mut(idx) {
-                if *r == NOT_PROBED {
+                if up {
+                    *r = SKIPPED;
+                } else {
                     *r = UNANSWERED;
                     self.unanswered_left += 1;
                 }
             }
         }
+    }
+
+    /// Whether any probe of host `h` got an answer.
+    fn host_answered(&self, h: usize) -> bool {
+        (0..self.slots.len()).any(|s| {
+            self.results
+                .get(h + self.hosts.len() * s)
+                .is_some_and(|&c| !matches!(c, UNANSWERED | SKIPPED | NOT_PROBED))
+        })
     }
 
     /// The source ports of this engine's probes.
@@ -1583,6 +1599,49 @@ mod tests {
         assert!(to(a) <= 4 && to(b) <= 4, "a {} b {}", to(a), to(b));
         assert_eq!(to(c), 8);
         assert_eq!(s.stats.unanswered, 4);
+    }
+
+    /// Discovery with claims: the positions of a host this engine already heard from are
+    /// skipped when their run is claimed, not probed.
+    #[test]
+    fn claimed_discovery_skips_hosts_already_up() {
+        let hosts: Vec<IpAddr> = (1..=200)
+            .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 1, i)))
+            .collect();
+        let slots = vec![Slot::Echo, Slot::Syn(443), Slot::Ack(80), Slot::Timestamp];
+        let mut s = scan_slots(
+            Mode::Discovery,
+            hosts.clone(),
+            slots.clone(),
+            Template::Aggressive.timing(),
+        )
+        .with_claims(std::sync::Arc::new(Claims::new()));
+        s.claim_more();
+        assert_eq!(s.unanswered_left, CLAIM);
+        // Every host of the first run answered (its first claimed slot): the second run
+        // holds only slots of hosts left unheard.
+        let first_run: Vec<usize> = (0..CLAIM).map(|i| s.perm.at(i) as usize).collect();
+        let mut up = std::collections::HashSet::new();
+        for &idx in &first_run {
+            let h = s.split(idx as u64).0;
+            if up.insert(h) {
+                s.results[idx] = 3; // an answer code
+            } else {
+                s.results[idx] = SKIPPED;
+            }
+        }
+        s.pos = s.pos_end;
+        s.claim_more();
+        let n = (hosts.len() * slots.len()) as u64;
+        let second: Vec<usize> = (CLAIM..n.min(2 * CLAIM))
+            .map(|i| s.perm.at(i) as usize)
+            .collect();
+        assert!(!second.is_empty());
+        for idx in second {
+            let h = s.split(idx as u64).0;
+            let expected = if up.contains(&h) { SKIPPED } else { UNANSWERED };
+            assert_eq!(s.results[idx], expected, "host {h}");
+        }
     }
 
     /// Engines taking from one pool of claims: a slower one (polled a third as often)
