@@ -184,6 +184,33 @@ const SKIPPED: u8 = 1;
 /// Outside this engine's share.
 const NOT_PROBED: u8 = 2;
 
+/// Positions of a share claimed at once from [`Claims`]: small enough that engines end
+/// their first pass close together, large enough that claiming costs nothing.
+const CLAIM: u64 = 256;
+
+/// The first pass of one share, handed out in runs of [`CLAIM`] positions to the engines
+/// that take from it ([`RawScan::with_claims`]), each taking its next run when it has sent
+/// the last: an engine that gets less of the machine (another process on its core) sends
+/// less, where fixed shares would leave the scan waiting for the slowest.
+#[derive(Debug, Default)]
+pub struct Claims {
+    /// The next run's first index within the share (0, 1, 2...: the share's positions
+    /// counted, not the positions).
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Claims {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next run of share indices, `[first, first + CLAIM)`.
+    fn take(&self) -> u64 {
+        self.next
+            .fetch_add(CLAIM, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Epoch {
     start: Option<Instant>,
@@ -223,6 +250,10 @@ pub struct RawScan {
     ttl: Vec<u8>,
     pass: u32,
     pos: u64,
+    /// Where the positions this engine may send in this pass end (exclusive): the share's
+    /// end, or the end of the run claimed last (first pass with [`Claims`]).
+    pos_end: u64,
+    claims: Option<std::sync::Arc<Claims>>,
     /// Answers to probes sent in the current pass (retransmission depth).
     pass_answers: u64,
     pass_done_at: Option<Instant>,
@@ -311,6 +342,8 @@ impl RawScan {
             share,
             pass: 0,
             pos: share.start,
+            pos_end: n,
+            claims: None,
             pass_answers: 0,
             pass_done_at: None,
             unanswered_left,
@@ -336,6 +369,64 @@ impl RawScan {
     pub fn with_source_ports(mut self, ports: RangeInclusive<u16>) -> Self {
         self.source_ports = ports;
         self
+    }
+
+    /// Takes the first pass's positions from `claims`, shared with the share's other
+    /// engines (each made with the same share), instead of a fixed part of it. Later
+    /// passes retry what this engine sent. Before the first poll only.
+    pub fn with_claims(mut self, claims: std::sync::Arc<Claims>) -> Self {
+        // Nothing is this engine's until claimed.
+        self.results.fill(NOT_PROBED);
+        self.marked = self.n();
+        self.unanswered_left = 0;
+        self.pos_end = self.pos;
+        self.claims = Some(claims);
+        self
+    }
+
+    /// First pass with claims, the last run sent: claims the next one and makes its
+    /// positions this engine's, or ends the pass when none is left.
+    fn claim_more(&mut self) {
+        let Some(claims) = &self.claims else { return };
+        if self.pass > 0 || self.pos < self.pos_end || self.pos >= self.n() {
+            return;
+        }
+        let (start, stride) = (self.share.start, self.share.stride.max(1));
+        let total = self.share.count_below(self.n());
+        let first = claims.take();
+        if first >= total {
+            self.pos = self.n();
+            self.pos_end = self.n();
+            return;
+        }
+        let last = (first + CLAIM).min(total);
+        self.pos = start + first * stride;
+        self.pos_end = start + last * stride;
+        for i in first..last {
+            let idx = self.perm.at(start + i * stride) as usize;
+            if self.results.get(idx) != Some(&NOT_PROBED) {
+                continue;
+            }
+            // Discovery: a host this engine already heard from needs no more probes.
+            let up = self.mode == Mode::Discovery && self.host_answered(self.split(idx as u64).0);
+            if let Some(r) = self.results.get_mut(idx) {
+                if up {
+                    *r = SKIPPED;
+                } else {
+                    *r = UNANSWERED;
+                    self.unanswered_left += 1;
+                }
+            }
+        }
+    }
+
+    /// Whether any probe of host `h` got an answer.
+    fn host_answered(&self, h: usize) -> bool {
+        (0..self.slots.len()).any(|s| {
+            self.results
+                .get(h + self.hosts.len() * s)
+                .is_some_and(|&c| !matches!(c, UNANSWERED | SKIPPED | NOT_PROBED))
+        })
     }
 
     /// The source ports of this engine's probes.
@@ -429,6 +520,7 @@ impl RawScan {
             self.next_review = Some(now + REVIEW_EVERY);
         }
         loop {
+            self.claim_more();
             if self.pos >= self.n() {
                 // The pass is sent: wait for late answers, then decide on another pass.
                 let done_at = *self.pass_done_at.get_or_insert(now);
@@ -446,6 +538,9 @@ impl RawScan {
                 self.pass += 1;
                 self.pass_answers = 0;
                 self.pos = self.share.start;
+                // Retries walk the whole share: what this engine sent is what is
+                // UNANSWERED in its results.
+                self.pos_end = self.n();
                 self.pass_done_at = None;
             }
             // Pacing: a token bucket at the current rate (bursts of at most 4 ms worth);
@@ -458,7 +553,7 @@ impl RawScan {
                 return Poll::WaitUntil(at);
             }
             // The next probe still unanswered in this pass.
-            while self.pos < self.n() {
+            while self.pos < self.pos_end.min(self.n()) {
                 let idx = self.perm.at(self.pos);
                 self.pos += self.share.stride;
                 if self.results[idx as usize] != UNANSWERED {
@@ -1504,6 +1599,174 @@ mod tests {
         assert!(to(a) <= 4 && to(b) <= 4, "a {} b {}", to(a), to(b));
         assert_eq!(to(c), 8);
         assert_eq!(s.stats.unanswered, 4);
+    }
+
+    /// Discovery with claims: the positions of a host this engine already heard from are
+    /// skipped when their run is claimed, not probed.
+    #[test]
+    fn claimed_discovery_skips_hosts_already_up() {
+        let hosts: Vec<IpAddr> = (1..=200)
+            .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 1, i)))
+            .collect();
+        let slots = vec![Slot::Echo, Slot::Syn(443), Slot::Ack(80), Slot::Timestamp];
+        let mut s = scan_slots(
+            Mode::Discovery,
+            hosts.clone(),
+            slots.clone(),
+            Template::Aggressive.timing(),
+        )
+        .with_claims(std::sync::Arc::new(Claims::new()));
+        s.claim_more();
+        assert_eq!(s.unanswered_left, CLAIM);
+        // Every host of the first run answered (its first claimed slot): the second run
+        // holds only slots of hosts left unheard.
+        let first_run: Vec<usize> = (0..CLAIM).map(|i| s.perm.at(i) as usize).collect();
+        let mut up = std::collections::HashSet::new();
+        for &idx in &first_run {
+            let h = s.split(idx as u64).0;
+            if up.insert(h) {
+                s.results[idx] = 3; // an answer code
+            } else {
+                s.results[idx] = SKIPPED;
+            }
+        }
+        s.pos = s.pos_end;
+        s.claim_more();
+        let n = (hosts.len() * slots.len()) as u64;
+        let second: Vec<usize> = (CLAIM..n.min(2 * CLAIM))
+            .map(|i| s.perm.at(i) as usize)
+            .collect();
+        assert!(!second.is_empty());
+        for idx in second {
+            let h = s.split(idx as u64).0;
+            let expected = if up.contains(&h) { SKIPPED } else { UNANSWERED };
+            assert_eq!(s.results[idx], expected, "host {h}");
+        }
+    }
+
+    /// Engines taking from one pool of claims: a slower one (polled a third as often)
+    /// sends less; together their first tries cover the share once; each retries only
+    /// what it sent itself; their results do not overlap and cover the share.
+    #[test]
+    fn claimed_runs_cover_the_share_once_and_follow_speed() {
+        let hosts: Vec<IpAddr> = (1..=5)
+            .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 1, i)))
+            .collect();
+        let slots: Vec<Slot> = (1..=400).map(Slot::Syn).collect();
+        let mut t = Template::Insane.timing();
+        t.max_retries = 1;
+        // Hosts 1..=4 answer (port 80 open), host 5 is silent: its probes are retried.
+        let mut responders: HashMap<IpAddr, Responder> = hosts[..4]
+            .iter()
+            .map(|&h| (h, responder(&[80], &[], false, 0)))
+            .collect();
+        let share = Share {
+            start: 1,
+            stride: 2,
+        };
+        let claims = std::sync::Arc::new(Claims::new());
+        let make = || {
+            RawScan::new(
+                t.clone(),
+                Mode::Ports,
+                IpAddr::V4(SRC),
+                hosts.clone(),
+                slots.clone(),
+                CookieKey::from_seed([1; 16]),
+                9,
+                share,
+            )
+            .with_claims(std::sync::Arc::clone(&claims))
+        };
+        let mut engines = [make(), make()];
+        let mut clocks = [Instant::now(); 2];
+        let mut arrivals: [VecDeque<(Instant, Vec<u8>)>; 2] = Default::default();
+        let mut sent: [Vec<Probe>; 2] = Default::default();
+        let mut done = [false; 2];
+        for round in 0..10_000_000u64 {
+            if done == [true, true] {
+                break;
+            }
+            // Engine 1 gets a step every third round only.
+            for k in 0..2 {
+                if done[k] || (k == 1 && round % 3 != 0) {
+                    continue;
+                }
+                let (scan, now) = (&mut engines[k], &mut clocks[k]);
+                while arrivals[k].front().is_some_and(|a| a.0 <= *now) {
+                    if let Some((_, pkt)) = arrivals[k].pop_front() {
+                        scan.on_packet(*now, &pkt);
+                    }
+                }
+                match scan.poll(*now) {
+                    Poll::Send(p) => {
+                        sent[k].push(p);
+                        if let Some(r) = responders.get_mut(&p.dst).and_then(|h| h.answer(&p)) {
+                            arrivals[k].push_back((*now + Duration::from_micros(300), r));
+                        }
+                    }
+                    Poll::WaitUntil(w) => {
+                        let next = arrivals[k].front().map_or(w, |a| a.0.min(w));
+                        *now = (*now).max(next);
+                    }
+                    Poll::WaitForInput => unreachable!(),
+                    Poll::Done => done[k] = true,
+                }
+            }
+        }
+        assert_eq!(done, [true, true]);
+        let in_share: usize = (0..hosts.len() * slots.len())
+            .filter(|&p| share.contains(p as u64))
+            .count();
+        let mut first: HashMap<(IpAddr, Slot), usize> = HashMap::new();
+        for (k, probes) in sent.iter().enumerate() {
+            let mut mine = std::collections::HashSet::new();
+            for p in probes {
+                if mine.insert((p.dst, p.slot)) {
+                    *first.entry((p.dst, p.slot)).or_insert(0) += 1;
+                }
+            }
+            // Each engine retried (the silent host's probes); that no probe went out from
+            // both engines is checked below (each counted once).
+            assert!(probes.len() > mine.len(), "engine {k} retried nothing");
+        }
+        assert_eq!(first.len(), in_share);
+        assert!(first.values().all(|&n| n == 1));
+        assert!(
+            sent[0].len() > 2 * sent[1].len(),
+            "the faster engine sent {} probes, the slower {}",
+            sent[0].len(),
+            sent[1].len()
+        );
+        let results: Vec<usize> = engines
+            .iter()
+            .map(|e| e.results().iter().map(Vec::len).sum())
+            .collect();
+        assert_eq!(results[0] + results[1], in_share);
+        // What the share holds: (host index, slot) of each of its positions.
+        let e0 = &engines[0];
+        let held: Vec<(usize, Slot)> = (0..e0.n())
+            .filter(|&p| share.contains(p))
+            .map(|p| {
+                let (h, s) = e0.split(e0.perm.at(p));
+                (h, slots[s])
+            })
+            .collect();
+        let open: usize = engines
+            .iter()
+            .flat_map(|e| e.results())
+            .flatten()
+            .filter(|r| r.state == PortState::Open)
+            .count();
+        let open_held = held
+            .iter()
+            .filter(|&&(h, s)| h < 4 && s == Slot::Syn(80))
+            .count();
+        assert_eq!(open, open_held);
+        assert_eq!(
+            engines[0].stats.unanswered + engines[1].stats.unanswered,
+            held.iter().filter(|&&(h, _)| h == 4).count() as u64
+        );
     }
 
     #[test]

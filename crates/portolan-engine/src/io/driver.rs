@@ -9,7 +9,7 @@
 
 use crate::core::probe::{self, tcp::SynTemplateV4};
 use crate::core::scan::{
-    HostAnswer, Mode, Probe, RawScan, ScanStats, Share, Slot, SlotResult, SOURCE_PORTS,
+    Claims, HostAnswer, Mode, Probe, RawScan, ScanStats, Share, Slot, SlotResult, SOURCE_PORTS,
 };
 use crate::io::backend::Backend;
 use crate::io::connect::Progress;
@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// A core gets an engine of its own only for this many probes or more.
 const PROBES_PER_CORE: usize = 4096;
@@ -127,12 +128,15 @@ pub fn run_raw(
             error: std::io::Error::other(e.to_string()),
         })?;
         let ips: Vec<IpAddr> = group.iter().map(|&(_, ip)| ip).collect();
+        // The engines take the first pass's probes from one pool as they go, rather than
+        // a fixed half each: a core shared with another busy process sends less, and the
+        // others make up for it (with fixed shares the scan waited for the slowest).
+        let claims = Arc::new(Claims::new());
         let parts: Vec<Result<CoreRun, RawError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..cores)
                 .map(|k| {
-                    let share = job.share.split(k as u64, cores as u64);
                     let ports = core_source_ports(k, cores);
-                    let scan = RawScan::new(
+                    let mut scan = RawScan::new(
                         timing.clone(),
                         job.mode,
                         src,
@@ -140,9 +144,12 @@ pub fn run_raw(
                         job.slots.to_vec(),
                         key.clone(),
                         job.seed,
-                        share,
+                        job.share,
                     )
                     .with_source_ports(ports);
+                    if cores > 1 {
+                        scan = scan.with_claims(Arc::clone(&claims));
+                    }
                     scope.spawn(move || run_core(scan, src, job, backend, progress, cancel))
                 })
                 .collect();
@@ -273,6 +280,12 @@ fn run_core(
         };
         let interrupted = drive(&mut scan, &mut encode, io.as_mut(), cancel, &mut count)?;
         drops = io.drops();
+        // Closing a packet socket waits out an RCU grace period (synchronize_net in the
+        // kernel's packet_release), milliseconds each: the path is closed on a thread of
+        // its own while the results are gathered and printed.
+        let _ = std::thread::Builder::new()
+            .name("close-path".into())
+            .spawn(move || drop(io));
         interrupted
     };
     // Each mode reads only what it needs: a discovery sweep's per-probe results would be

@@ -40,7 +40,7 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const LINK_RECV_BUFFER: c_int = 1 << 20;
 
 /// Binds a packet socket to `ifindex` for `protocol` (host order; 0 = receive nothing).
-fn bind_packet(fd: &OwnedFd, ifindex: u32, protocol: u16) -> Result<(), RawError> {
+pub(crate) fn bind_packet(fd: &OwnedFd, ifindex: u32, protocol: u16) -> Result<(), RawError> {
     let ifindex = c_int::try_from(ifindex).map_err(|_| {
         RawError::io(
             "bind(AF_PACKET)",

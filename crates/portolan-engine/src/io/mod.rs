@@ -11,5 +11,6 @@ pub mod linux;
 pub mod netif;
 pub mod ping;
 pub mod raw;
+pub mod ring;
 pub mod sim;
 pub mod sys;

@@ -267,9 +267,13 @@ pub fn interfaces() -> Result<Vec<Interface>, NetifError> {
 
 /// The kernel's complete IPv4 neighbour entries (`/proc/net/arp`): what a scan learnt of
 /// on-link hosts' MACs even when it did not ARP them itself (-Pn). Lines that do not parse
-/// are skipped; an unreadable file gives an empty list.
+/// are skipped; an unreadable file gives an empty list. Read through
+/// `/proc/thread-self/net` (Linux >= 3.17), the calling thread's network namespace, which
+/// its sockets use; `/proc/net` is the process leader's, which differs for a thread that
+/// entered another namespace (as the tests' threads do).
 pub fn arp_cache() -> Vec<(Ipv4Addr, MacAddr)> {
-    std::fs::read_to_string("/proc/net/arp")
+    std::fs::read_to_string("/proc/thread-self/net/arp")
+        .or_else(|_| std::fs::read_to_string("/proc/net/arp"))
         .map(|text| parse_arp_cache(&text))
         .unwrap_or_default()
 }

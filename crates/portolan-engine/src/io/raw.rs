@@ -1311,7 +1311,7 @@ pub(crate) mod tests {
     }
 
     /// Reads packets for `within`, or until `done` says the collection is complete.
-    fn collect(
+    pub(crate) fn collect(
         rx: &mut RawReceiver,
         within: Duration,
         mut done: impl FnMut(&[Received]) -> bool,
