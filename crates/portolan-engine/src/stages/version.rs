@@ -16,6 +16,22 @@
 //! the banner is given up on. A server that greets its clients does so at once; one that sends a
 //! banner seconds late is the only case where this can differ from Nmap.
 //!
+//! As Nmap does, when the NULL probe's connection is still open after its wait (no banner,
+//! or one that matched nothing), the second probe goes out on it too, and its answer (after
+//! the banner) is judged when the second probe's own connection got nothing.
+//!
+//! Services that serve one client at a time (net-snmp's SMUX, single-threaded daemons, an
+//! sshd at its `MaxStartups`) answer a pipeline differently from Nmap's one connection at
+//! a time: connections queued behind another are silent, or closed, or answered late. When
+//! a port's answers show that ([`one_at_a_time`]'s signs: a connection refused or the NULL
+//! probe's closed while others were answered, the second probe answered on one of its two
+//! connections only, a probe answered only after another silent connection ended), the
+//! pipeline stops and the port is probed as Nmap does: one connection at a time, in order,
+//! with Nmap's waits, going on after the NULL and second probes when the NULL probe's
+//! connection carried the second one. A false alarm costs only time, never the answer.
+//! A NULL probe's connection closed at once is tcpwrapped only when the rest of the first
+//! wave got nothing either.
+//!
 //! TLS: when the answer is the `ssl` service, the port is probed again inside a TLS
 //! session (any certificate accepted), with the probes' `sslports`, and reported as the
 //! inner service with `tunnel="ssl"`, as Nmap's `ssl/http`.
@@ -380,8 +396,7 @@ async fn detect_layer(
                     serial.why
                 );
             }
-            let rest = order.get(serial.resume_at..).unwrap_or_default();
-            in_order(db, addr, rest, tls, opts, serial.soft).await
+            in_order(db, addr, &order, serial.resume_at, tls, opts, serial.soft).await
         }
         None => verdict,
     }
@@ -778,28 +793,39 @@ fn one_at_a_time(
 /// connection at a time, each judged before the next goes out (`service_scan.cc`). The
 /// NULL probe waits its full time for a banner; if its connection is still open, the next
 /// probe goes out on it and its answer is matched after the banner. A NULL connection
-/// closed at once without a word is tcpwrapped. After a softmatch only the probes that can
-/// name its service are sent (unless --version-all). A connection that cannot be opened
-/// ends the port's detection (Nmap: incomplete).
+/// closed at once without a word is tcpwrapped. After a softmatch Nmap goes on with the
+/// later probes that can name its service, whatever their rarity (all of them with
+/// --version-all). A connection that cannot be opened ends the port's detection (Nmap:
+/// incomplete). Starts at position `start` of `order`, with `soft` found before it.
 async fn in_order(
     db: &Arc<ProbeDb>,
     addr: SocketAddr,
     order: &[usize],
+    start: usize,
     tls: Option<&TlsConnector>,
     opts: &VersionOptions,
     mut soft: Option<Found>,
 ) -> Detected {
     let null = db.null_probe();
+    let (port, ssl) = (addr.port(), tls.is_some());
+    // Nmap's order of every probe, to find "later" in a list recomputed after a softmatch.
+    let every = db.probe_order(Proto::Tcp, port, ssl, portolan_probes::INTENSITY_ALL);
+    let rank = |p: usize| every.iter().position(|&q| q == p);
+    let after_softmatch = |service: &str, last: usize| -> Vec<usize> {
+        db.probe_order_with(Proto::Tcp, port, ssl, opts.intensity, Some(service))
+            .into_iter()
+            .filter(|&p| rank(p) > rank(last))
+            .collect()
+    };
+    let mut queue: Vec<usize> = match (&soft, start.checked_sub(1).and_then(|i| order.get(i))) {
+        (Some(s), Some(&last)) => after_softmatch(&s.service, last),
+        _ => order.get(start..).unwrap_or_default().to_vec(),
+    };
+    queue.reverse();
     // The NULL probe's connection, still open, and what it said.
     let mut kept: Option<(BoxStream, Vec<u8>)> = None;
-    for &probe in order {
+    while let Some(probe) = queue.pop() {
         let p = &db.probes[probe];
-        if let Some(s) = &soft {
-            if opts.intensity < portolan_probes::INTENSITY_ALL && !p.service_is_possible(&s.service)
-            {
-                continue;
-            }
-        }
         let (mut stream, data) = match kept.take() {
             Some(k) => k,
             None => match open(addr, tls, opts.connect_timeout).await {
@@ -834,7 +860,11 @@ async fn in_order(
                         ssl: false,
                     }
                 }
-                Some(f) if soft.is_none() => soft = Some(f),
+                Some(f) if soft.is_none() => {
+                    queue = after_softmatch(&f.service, probe);
+                    queue.reverse();
+                    soft = Some(f);
+                }
                 _ => {}
             }
         }
