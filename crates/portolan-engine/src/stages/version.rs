@@ -610,10 +610,7 @@ async fn pipelined(
             // Waiting for this position's other exchange: the rest of the first wave (a
             // held TcpWrapped), or the NULL probe's connection.
             match rx.recv().await {
-                Some((CONTINUED, r)) => continued = Some(r),
-                Some((i, r)) => {
-                    results.insert(i, r);
-                }
+                Some((i, r)) => store(&mut results, &mut continued, i, r),
                 None if next == 0 => break Detected::TcpWrapped,
                 None => all_in = true,
             }
@@ -652,10 +649,7 @@ async fn pipelined(
             Duration::from_secs(3600)
         };
         match tokio::time::timeout(wait, rx.recv()).await {
-            Ok(Some((CONTINUED, r))) => continued = Some(r),
-            Ok(Some((i, r))) => {
-                results.insert(i, r);
-            }
+            Ok(Some((i, r))) => store(&mut results, &mut continued, i, r),
             Ok(None) => {
                 all_in = true;
                 results.entry(next).or_default();
@@ -725,6 +719,25 @@ async fn pipelined(
         soft,
     };
     (verdict, Some(serial))
+}
+
+/// Files an exchange the pipeline reports: at its position, or as the second probe's on
+/// the NULL probe's connection. A NULL probe given up on stays given up: what its
+/// connection says afterwards counts for nothing.
+fn store(
+    results: &mut BTreeMap<usize, Response>,
+    continued: &mut Option<Response>,
+    i: usize,
+    r: Response,
+) {
+    let null_given_up = results.get(&0).is_some_and(|n| n.given_up);
+    if i == CONTINUED {
+        if !null_given_up {
+            *continued = Some(r);
+        }
+    } else if !(i == 0 && null_given_up) {
+        results.insert(i, r);
+    }
 }
 
 /// A probe's first byte that comes this long after the probe went out, and after another
