@@ -2007,7 +2007,10 @@ fn version_detection_agrees_with_nmap(lab: &Lab) {
     // The services that serve one client at a time are among them.
     for port in [22, 199, 8000] {
         let key = ("198.18.0.17".to_string(), port);
-        assert!(nmap.contains_key(&key), "Nmap did not identify {key:?}: {nmap:?}");
+        assert!(
+            nmap.contains_key(&key),
+            "Nmap did not identify {key:?}: {nmap:?}"
+        );
     }
 }
 
