@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 4's benchmark: portolan -sV -T4 and nmap -sV -T4 on the same lab ports, side by
 # side in one run: the lab's nine known services (vsftpd, OpenSSH, nginx, nginx over TLS,
-# Redis, dnsmasq, MariaDB, PostgreSQL, memcached), a silent listener, and hostile ones
-# (never answers, closes at once). Prints each tool's wall time, the ratio, and whether
+# Redis, dnsmasq, MariaDB, PostgreSQL, memcached), services that serve one client at a
+# time (issue 13: an sshd with MaxStartups 1, net-snmp's SMUX, a single-threaded web
+# server), a silent listener, and hostile ones (never answers, closes at once). Prints each tool's wall time, the ratio, and whether
 # service, product and version agree on every port Nmap identifies.
 #
 # Env: PORTOLAN_BIN (default target/release/portolan), BENCH_RUNS (default 1: Nmap needs
@@ -23,8 +24,8 @@ cleanup() { "$LAB" down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 "$LAB" up >/dev/null
 rm -rf "$OUT"; mkdir -p "$OUT"
-PORTS="21,22,53,80,443,3306,5432,6379,11211"
-HOSTS="198.18.0.10 198.18.0.11 198.18.0.15"
+PORTS="21,22,53,80,199,443,3306,5432,6379,8000,11211"
+HOSTS="198.18.0.10 198.18.0.11 198.18.0.15 198.18.0.17"
 if [ "${SV_HOSTILE:-1}" = 1 ]; then
     PORTS="$PORTS,31337,7002,7005"
     HOSTS="$HOSTS 198.18.0.16"

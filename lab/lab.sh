@@ -22,6 +22,7 @@ LAB_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LISTENER="$LAB_SRC/listener.py"
 HOSTILE="$LAB_SRC/hostile.py"
 SMB1="$LAB_SRC/smb1_ms17_010.py"
+SERIAL="$LAB_SRC/serial.py"
 while [ "${DIR%/}" != "$DIR" ]; do DIR="${DIR%/}"; done
 case "$DIR" in
     /?*) ;;
@@ -37,6 +38,7 @@ LOSSY_IP=198.18.0.13
 SLOW_IP=198.18.0.14
 DB_IP=198.18.0.15
 HOSTILE_IP=198.18.0.16
+SERIAL_IP=198.18.0.17
 # Hosts for the NSE scripts (docs/lab-nse.md).
 SMB_IP=198.18.0.20
 SMB1_IP=198.18.0.21
@@ -70,10 +72,10 @@ ROUTED_NAMES="$R1_IP=r1.lab.test $R3_LINK=r3.lab.test $FAR1_IP=far1.lab.test $FA
 SW="$P-sw"
 SCAN="$P-scan"
 # host short names; namespace is "$P-<name>".  Order matters for down (sw last).
-HOSTS=(svc dns filt lossy slow db hostile smb smb1 web)
+HOSTS=(svc dns filt lossy slow db hostile serial smb smb1 web)
 ROUTED_NS=("$P-r1" "$P-r2" "$P-r3" "$P-far1" "$P-far2")
 ALL_NS=("$SCAN" "$P-svc" "$P-dns" "$P-filt" "$P-lossy" "$P-slow" "$P-db" "$P-hostile"
-        "$P-smb" "$P-smb1" "$P-web" "${ROUTED_NS[@]}" "$SW")
+        "$P-serial" "$P-smb" "$P-smb1" "$P-web" "${ROUTED_NS[@]}" "$SW")
 
 # ---- OS detection hosts (issue 12): plain listeners on stacks retuned by per-namespace
 # sysctls, so that Nmap's OS probes get answers unlike the default Linux namespaces' (TTL,
@@ -113,6 +115,15 @@ HOSTILE_SERVE="stream=7001 silent=7002 garbage=7003 tls-garbage=7004 close=7005"
 HOSTILE_HTTP_PORT=8000
 HOSTILE_TCP_OPEN="$(for s in $HOSTILE_SERVE; do printf '%s ' "${s#*=}"; done)$HOSTILE_HTTP_PORT"
 HOSTILE_SERVICES="tcp/$HOSTILE_HTTP_PORT=http"
+# serial: services that serve one client at a time (issue 13): an sshd that drops every
+# unauthenticated connection beyond the first (MaxStartups 1), net-snmp's SMUX (it reads
+# a new peer's first packet before it serves anyone else), and lab/serial.py, a
+# single-threaded web server.  Their SNMP agent listens on the host's loopback only.
+SERIAL_SSH_PORT=22
+SERIAL_SMUX_PORT=199
+SERIAL_HTTP_PORT=8000
+SERIAL_TCP_OPEN="$SERIAL_SSH_PORT $SERIAL_SMUX_PORT $SERIAL_HTTP_PORT"
+SERIAL_SERVICES="tcp/$SERIAL_SSH_PORT=ssh tcp/$SERIAL_SMUX_PORT=smux tcp/$SERIAL_HTTP_PORT=http"
 # smb: Debian's Samba smbd (SMB2/3 only, its default), a guest-readable share "public".
 SMB_TCP_OPEN="139 445"
 SMB_SERVICES="tcp/139=netbios-ssn tcp/445=netbios-ssn"  # what -sV names them (Nmap 7.93)
@@ -152,6 +163,9 @@ tcp/5432|PostgreSQL DB|$PG_BIN/postgres
 tcp/11211|Memcached|/usr/bin/memcached
 udp/11211|Memcached|/usr/bin/memcached"
 HOSTILE_VERSIONS="tcp/$HOSTILE_HTTP_PORT|SimpleHTTPServer|python:http.server"
+SERIAL_VERSIONS="tcp/$SERIAL_SSH_PORT|OpenSSH|/usr/sbin/sshd
+tcp/$SERIAL_SMUX_PORT|Linux SNMP multiplexer|/usr/sbin/snmpd
+tcp/$SERIAL_HTTP_PORT|SimpleHTTPServer|python:http.server"
 SMB_VERSIONS="tcp/139|Samba smbd|/usr/sbin/smbd
 tcp/445|Samba smbd|/usr/sbin/smbd"
 WEB_VERSIONS="tcp/80|nginx|/usr/sbin/nginx
@@ -426,7 +440,7 @@ start_db() {
 }
 
 write_configs() {
-    mkdir -p "$DIR"/{run,logs,ssh,tls,ftp/pub,vsftpd-empty,redis,snmp,nginx/tmp,www}
+    mkdir -p "$DIR"/{run,logs,ssh,tls,ftp/pub,vsftpd-empty,redis,snmp,snmp-serial,nginx/tmp,www}
     cat > "$DIR/www/index.html" <<EOF
 <!DOCTYPE html>
 <html><head><title>Portolan lab http.server</title></head>
@@ -542,6 +556,17 @@ sysLocation Portolan lab
 sysContact lab@lab.test
 sysName dns.lab.test
 sysServices 72
+EOF
+
+    # --- serial: an sshd that admits one unauthenticated client at a time, SMUX
+    sed -e "s/^ListenAddress .*/ListenAddress $SERIAL_IP/" -e "s/^Port .*/Port $SERIAL_SSH_PORT/" \
+        -e "s|^PidFile .*|PidFile $DIR/run/sshd-serial.pid|" -e "s/^MaxStartups .*/MaxStartups 1/" \
+        "$DIR/sshd_config" > "$DIR/sshd_config-serial"
+    cat > "$DIR/snmpd-serial.conf" <<EOF
+agentaddress udp:127.0.0.1:161
+smuxsocket $SERIAL_IP
+rocommunity public
+sysName serial.lab.test
 EOF
 }
 
@@ -740,6 +765,7 @@ start_services() {
         --host-record=lossy.lab.test,"$LOSSY_IP" \
         --host-record=db.lab.test,"$DB_IP" \
         --host-record=hostile.lab.test,"$HOSTILE_IP" \
+        --host-record=serial.lab.test,"$SERIAL_IP" \
         --host-record=smb.lab.test,"$SMB_IP" \
         --host-record=smb1.lab.test,"$SMB1_IP" \
         --host-record=web.lab.test,"$WEB_IP" \
@@ -789,6 +815,16 @@ EOF
     # ---- hostile: misbehaving services + Python http.server
     start_hostile
 
+    # ---- serial: services that serve one client at a time
+    nsx "$P-serial" /usr/sbin/sshd -f "$DIR/sshd_config-serial" -E "$DIR/logs/sshd-serial.log" \
+        || die "sshd (serial) failed to start (see $DIR/logs/sshd-serial.log)"
+    SNMP_PERSISTENT_DIR="$DIR/snmp-serial" MIBS="" nsx "$P-serial" snmpd -C -c "$DIR/snmpd-serial.conf" \
+        -Lf "$DIR/logs/snmpd-serial.log" -p "$DIR/run/snmpd-serial.pid" \
+        || die "snmpd (serial) failed to start (see $DIR/logs/snmpd-serial.log)"
+    setsid ip netns exec "$P-serial" "$PY" "$SERIAL" --bind "$SERIAL_IP" --port "$SERIAL_HTTP_PORT" \
+        --directory "$DIR/www" --pidfile "$DIR/run/serial.pid" \
+        </dev/null >>"$DIR/logs/serial.log" 2>&1 &
+
     start_nse_services
 }
 
@@ -816,6 +852,9 @@ verify_services() {
     wait_listen "$P-db" udp "$DB_IP" 11211 memcached
     for p in $HOSTILE_SERVE; do wait_listen "$P-hostile" tcp "$HOSTILE_IP" "${p#*=}" hostile.py; done
     wait_listen "$P-hostile" tcp "$HOSTILE_IP" "$HOSTILE_HTTP_PORT" "python3 -m http.server"
+    wait_listen "$P-serial" tcp "$SERIAL_IP" "$SERIAL_SSH_PORT" "sshd (serial)"
+    wait_listen "$P-serial" tcp "$SERIAL_IP" "$SERIAL_SMUX_PORT" "snmpd (serial, SMUX)"
+    wait_listen "$P-serial" tcp "$SERIAL_IP" "$SERIAL_HTTP_PORT" serial.py
     verify_nse_services
     nsx "$P-r2" nft list table ip plab >/dev/null || die "nft rules missing in $P-r2"
     # The routed hosts answer through the routers (a RST: nothing listens there).
@@ -833,7 +872,7 @@ verify_services() {
     # L2/L3 sanity from the scanner: a TCP connect to one open port per host.
     local target
     for target in "$SVC_IP/22" "$DNS_IP/53" "$FILT_IP/80" "$LOSSY_IP/80" "$SLOW_IP/80" \
-                  "$DB_IP/5432" "$HOSTILE_IP/$HOSTILE_HTTP_PORT" "$SMB_IP/445" \
+                  "$DB_IP/5432" "$HOSTILE_IP/$HOSTILE_HTTP_PORT" "$SERIAL_IP/$SERIAL_HTTP_PORT" "$SMB_IP/445" \
                   "$SMB1_IP/445" "$WEB_IP/80"; do
         tcp_probe "$target" || tcp_probe "$target" || tcp_probe "$target" \
           || die "scanner cannot connect to ${target%/*} port ${target#*/}"
@@ -849,6 +888,7 @@ write_ground_truth() {
     PLAB_GT_PREFIX="$P" PLAB_GT_OUT="$out" \
     PLAB_GT_SVC_VERSIONS="$SVC_VERSIONS" PLAB_GT_DNS_VERSIONS="$DNS_VERSIONS" \
     PLAB_GT_DB_VERSIONS="$DB_VERSIONS" PLAB_GT_HOSTILE_VERSIONS="$HOSTILE_VERSIONS" \
+    PLAB_GT_SERIAL_VERSIONS="$SERIAL_VERSIONS" \
     PLAB_GT_SMB_VERSIONS="$SMB_VERSIONS" PLAB_GT_WEB_VERSIONS="$WEB_VERSIONS" \
     PLAB_GT_WEB_TLS="$WEB_TLS" \
     "$PY" - <<EOF
@@ -955,6 +995,8 @@ gt = {
         host("db", "$DB_IP", tcp_open="$DB_TCP_OPEN", udp_open="$DB_UDP_OPEN",
              services="$DB_SERVICES", versions_env="PLAB_GT_DB_VERSIONS"),
         hostile,
+        host("serial", "$SERIAL_IP", tcp_open="$SERIAL_TCP_OPEN", services="$SERIAL_SERVICES",
+             versions_env="PLAB_GT_SERIAL_VERSIONS"),
         smb,
         smb1,
         web,
@@ -1061,6 +1103,7 @@ cmd_up() {
     mk_ns slow "$SLOW_IP/24"
     mk_ns db "$DB_IP/24"
     mk_ns hostile "$HOSTILE_IP/24"
+    mk_ns serial "$SERIAL_IP/24"
     mk_ns smb "$SMB_IP/24"
     mk_ns smb1 "$SMB1_IP/24"
     mk_ns web "$WEB_IP/24"

@@ -1952,9 +1952,16 @@ fn timing_flags_show_on_the_wire(lab: &Lab) {
     assert!((400..=510).contains(&syns.len()), "{} probes", syns.len());
 }
 
-/// The lab's known services, on the hosts that run them.
-const KNOWN_SERVICES: &str = "21,22,53,80,443,3306,5432,6379,8000,11211";
-const SERVICE_HOSTS: [&str; 4] = ["198.18.0.10", "198.18.0.11", "198.18.0.15", "198.18.0.16"];
+/// The lab's known services, on the hosts that run them (serial, 198.18.0.17: services
+/// that serve one client at a time, on 22, 199 and 8000).
+const KNOWN_SERVICES: &str = "21,22,53,80,199,443,3306,5432,6379,8000,11211";
+const SERVICE_HOSTS: [&str; 5] = [
+    "198.18.0.10",
+    "198.18.0.11",
+    "198.18.0.15",
+    "198.18.0.16",
+    "198.18.0.17",
+];
 
 /// (ip, port) -> (service name with ssl/ prefix, product, version), for probed ports.
 fn services(run: &ScanRun) -> BTreeMap<(String, u16), (String, String, String)> {
@@ -2000,6 +2007,14 @@ fn version_detection_agrees_with_nmap(lab: &Lab) {
     assert!(nmap.len() >= 9, "Nmap identified only {nmap:?}");
     for (port, want) in &nmap {
         assert_eq!(ours.get(port), Some(want), "{port:?}");
+    }
+    // The services that serve one client at a time are among them.
+    for port in [22, 199, 8000] {
+        let key = ("198.18.0.17".to_string(), port);
+        assert!(
+            nmap.contains_key(&key),
+            "Nmap did not identify {key:?}: {nmap:?}"
+        );
     }
 }
 
