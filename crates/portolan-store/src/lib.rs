@@ -22,7 +22,9 @@ mod write;
 pub use rusqlite;
 
 pub use cidr::{BadCidr, Cidr};
-pub use query::{Change, ChangeKind, InventoryHost, ScanRecord, ServiceRecord};
+pub use query::{
+    Change, ChangeKind, HostSnapshot, InventoryHost, PortRecord, ScanRecord, ServiceRecord,
+};
 pub use write::{FinishStats, Imported, ScanMeta, Source, StreamedImport};
 
 use rusqlite::{Connection, OpenFlags};

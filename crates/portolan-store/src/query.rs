@@ -125,7 +125,30 @@ pub struct InventoryHost {
     /// The start of the scan it was last seen in, and that scan.
     pub last_seen: i64,
     pub scan_id: i64,
+    /// The best OS match's name (or the coarse guess) when OS detection ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
     /// Its open ports.
+    pub ports: Vec<PortRecord>,
+}
+
+/// A host as one complete scan saw it (see [`Store::host_history`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostSnapshot {
+    pub scan_id: i64,
+    pub started: i64,
+    pub targets: String,
+    pub state: String,
+    pub up: bool,
+    pub hostnames: Vec<String>,
+    pub mac: Option<String>,
+    pub vendor: Option<String>,
+    pub os: Option<Os>,
+    pub hostscripts: Vec<Script>,
+    /// The port set's id: equal ids mean the same ports (compared without reading them).
+    #[serde(skip)]
+    pub portset: Option<i64>,
+    /// Every listed port, in port order.
     pub ports: Vec<PortRecord>,
 }
 
@@ -160,6 +183,12 @@ struct HostRow {
 impl HostRow {
     fn is_up(&self) -> bool {
         self.state == "up"
+    }
+    /// The best OS match's name, else the coarse guess; None when OS detection did not
+    /// run or its JSON is unreadable (the inventory still lists the host).
+    fn os_name(&self) -> Option<String> {
+        let os: Os = serde_json::from_str(self.os.as_deref()?).ok()?;
+        os.matches.first().map(|m| m.name.clone()).or(os.coarse)
     }
     fn names(&self) -> Vec<Hostname> {
         serde_json::from_str(&self.hostnames).unwrap_or_default()
@@ -464,6 +493,7 @@ impl Store {
                     .collect();
                 out.push(InventoryHost {
                     hostnames: h.names().into_iter().map(|n| n.name).collect(),
+                    os: h.os_name(),
                     address: h.address,
                     mac: h.mac,
                     vendor: h.vendor,
@@ -505,6 +535,79 @@ impl Store {
                     port: p.clone(),
                 });
             }
+        }
+        Ok(out)
+    }
+
+    /// One address across every complete scan that reported it, oldest first: its state,
+    /// names, OS and scripts, and its listed ports (all states) in each. The web view's host
+    /// page builds its timeline from it.
+    pub fn host_history(&self, address: &str) -> Result<Vec<HostSnapshot>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT s.id, s.started, s.targets, h.state, h.hostnames, h.mac, h.vendor,
+                    h.portset_id, h.os, h.hostscripts
+             FROM hosts_seen h JOIN scans s ON s.id = h.scan_id
+             WHERE h.address = ?1 AND s.complete = 1
+             ORDER BY s.started, s.id",
+        )?;
+        type Row = (
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+            String,
+        );
+        let rows: Vec<Row> = st
+            .query_map([address], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        let bad = |what: &str, v: &str| StoreError::BadValue(format!("{what} {v:?}"));
+        let mut cache = HashMap::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for (scan_id, started, targets, state, names, mac, vendor, set, os, hostscripts) in rows {
+            let mut ports = self.cached_ports(&mut cache, set)?.to_vec();
+            ports.sort_by(|a, b| (a.port, &a.protocol).cmp(&(b.port, &b.protocol)));
+            out.push(HostSnapshot {
+                scan_id,
+                started,
+                targets,
+                up: state == "up",
+                state,
+                hostnames: serde_json::from_str::<Vec<Hostname>>(&names)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|n| n.name)
+                    .collect(),
+                mac,
+                vendor,
+                os: match os {
+                    Some(text) => {
+                        Some(serde_json::from_str::<Os>(&text).map_err(|_| bad("os", &text))?)
+                    }
+                    None => None,
+                },
+                hostscripts: serde_json::from_str(&hostscripts)
+                    .map_err(|_| bad("host scripts", &hostscripts))?,
+                portset: set,
+                ports,
+            });
         }
         Ok(out)
     }
