@@ -1,0 +1,432 @@
+//! The web view through its router (no port): pages, their JSON and CSV, the filter,
+//! escaping of hostile banners, security headers, methods, listening rules and auth.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use portolan_model::{Host, HostStatus, Port, Protocol, Script, Service};
+use portolan_store::query::now;
+use portolan_store::{FinishStats, ScanMeta, Source, Store};
+use portolan_web::auth::{user_line, Auth};
+use portolan_web::{check_listen, router, WebError};
+use tower::ServiceExt;
+
+const DAY: i64 = 86_400;
+const XSS: &str = "<script>alert(1)</script>";
+
+/// A port: number, product, version, and a script output when given.
+fn host(ip: &str, ports: &[(u16, &str, &str, Option<&str>)]) -> Host {
+    let mut h = Host::new(ip.parse().unwrap(), HostStatus::up("syn-ack"));
+    for (p, product, version, script) in ports {
+        let mut port = Port::new(Protocol::Tcp, *p, "open".parse().unwrap(), "syn-ack");
+        port.service = Some(Service {
+            name: if *p == 22 { "ssh" } else { "http" }.into(),
+            product: Some((*product).into()),
+            version: Some((*version).into()),
+            ..Service::default()
+        });
+        if let Some(out) = script {
+            port.scripts.push(Script::text("banner", *out));
+        }
+        h.ports.push(port);
+    }
+    h
+}
+
+fn scan(store: &mut Store, started: i64, complete: bool, hosts: &[Host]) -> i64 {
+    let meta = ScanMeta {
+        started,
+        args: "portolan -sV 198.18.0.0/24".into(),
+        targets: "198.18.0.0/24".into(),
+        source: Source::Scan,
+        file: None,
+        scanner: "portolan".into(),
+        version: "0.1.0".into(),
+    };
+    let id = store.begin_scan(&meta).unwrap();
+    for h in hosts {
+        store.add_host(id, h).unwrap();
+    }
+    if complete {
+        let stats = FinishStats {
+            finished: started + 60,
+            hosts_up: hosts.len() as u32,
+            hosts_total: 256,
+        };
+        store.finish_scan(id, stats).unwrap();
+    }
+    id.0
+}
+
+/// Three scans: two days ago, yesterday (a port opened, a version changed, a hostile
+/// banner), and an interrupted one today.
+fn app_with(auth: Option<Auth>) -> (tempfile::TempDir, Router) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret-name.db");
+    let mut store = Store::open(&path).unwrap();
+    let t = now();
+    scan(
+        &mut store,
+        t - 2 * DAY,
+        true,
+        &[
+            host("198.18.0.1", &[(22, "OpenSSH", "8.9p1", None)]),
+            host("198.18.0.2", &[(80, "nginx", "1.18.0", None)]),
+        ],
+    );
+    scan(
+        &mut store,
+        t - DAY,
+        true,
+        &[
+            host(
+                "198.18.0.1",
+                &[
+                    (22, "OpenSSH", "9.6p1", None),
+                    (80, "nginx", "1.24.0", None),
+                ],
+            ),
+            host("198.18.0.2", &[(80, XSS, "1.0", Some(XSS))]),
+        ],
+    );
+    scan(&mut store, t, false, &[host("198.18.0.9", &[])]);
+    (dir, router(store, auth))
+}
+
+fn app() -> (tempfile::TempDir, Router) {
+    app_with(None)
+}
+
+struct Got {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Got {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    Got {
+        status,
+        headers,
+        body: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+async fn get(app: &Router, uri: &str) -> Got {
+    send(app, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+fn json(g: &Got) -> serde_json::Value {
+    serde_json::from_str(&g.body).unwrap()
+}
+
+#[tokio::test]
+async fn every_page_answers_with_its_security_headers() {
+    let (_d, app) = app();
+    for uri in [
+        "/",
+        "/api/overview",
+        "/hosts",
+        "/api/hosts",
+        "/api/hosts.csv",
+        "/host/198.18.0.1",
+        "/api/host/198.18.0.1",
+        "/changes",
+        "/api/changes",
+        "/api/changes.csv",
+        "/scans",
+        "/api/scans",
+        "/diff?a=1&b=2",
+        "/api/diff?a=1&b=2",
+        "/static/app.js",
+        "/static/style.css",
+        "/nowhere",
+        "/host/10.9.9.9",
+    ] {
+        let g = get(&app, uri).await;
+        let want = if uri == "/nowhere" || uri == "/host/10.9.9.9" {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(g.status, want, "{uri}: {}", g.body);
+        let csp = g.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
+        assert!(!csp.contains("unsafe-inline"));
+        assert_eq!(g.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        // The store's file name is never shown.
+        assert!(
+            !g.body.contains("secret-name"),
+            "{uri} shows the store's path"
+        );
+        if uri.starts_with("/api/") && !uri.ends_with(".csv") {
+            json(&g);
+        }
+        if g.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+        {
+            // No inline script: only the served file.
+            assert_eq!(g.body.matches("<script").count(), 1, "{uri}");
+            assert!(g
+                .body
+                .contains("<script src=\"/static/app.js\" defer></script>"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_banner_is_shown_as_text() {
+    let (_d, app) = app();
+    for uri in [
+        "/host/198.18.0.2",
+        "/hosts",
+        "/changes",
+        "/diff?a=1&b=2",
+        "/",
+    ] {
+        let g = get(&app, uri).await;
+        assert!(
+            g.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{uri} does not show the banner"
+        );
+        assert_eq!(
+            g.body.matches("<script").count(),
+            1,
+            "{uri} runs the banner"
+        );
+    }
+    // In JSON it is a string, as it came.
+    let g = get(&app, "/api/host/198.18.0.2").await;
+    assert_eq!(json(&g)["current"]["ports"][0]["product"], XSS);
+    assert_eq!(json(&g)["port_scripts"]["80/tcp"][0]["output"], XSS);
+}
+
+#[tokio::test]
+async fn only_reads_are_served() {
+    let (_d, app) = app();
+    for (method, uri) in [
+        ("POST", "/"),
+        ("PUT", "/hosts"),
+        ("DELETE", "/api/hosts"),
+        ("POST", "/nowhere"),
+        ("PATCH", "/host/198.18.0.1"),
+    ] {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        let g = send(&app, req).await;
+        assert_eq!(g.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+        assert_eq!(g.headers[header::ALLOW], "GET, HEAD");
+        assert!(g.headers.contains_key(header::CONTENT_SECURITY_POLICY));
+    }
+    let head = Request::head("/hosts").body(Body::empty()).unwrap();
+    assert_eq!(send(&app, head).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_overview_counts_the_inventory() {
+    let (_d, app) = app();
+    let o = json(&get(&app, "/api/overview").await);
+    assert_eq!(o["hosts_up"], 2);
+    assert_eq!(o["open_ports"], 3);
+    // Yesterday's scan against the one before: 80 opened on .1, 22's version and .2's
+    // product changed.
+    assert_eq!(o["changes_7d"], 3);
+    assert_eq!(o["top_ports"][0], serde_json::json!(["80/tcp", 2]));
+    assert_eq!(o["latest_scans"][0]["complete"], false);
+    let g = get(&app, "/").await;
+    assert!(g.body.contains("<b>2</b> hosts up"));
+    assert!(g.body.contains("incomplete"));
+    assert!(g.body.contains("<svg class=\"bars\""));
+}
+
+#[tokio::test]
+async fn the_filter_narrows_hosts_and_bad_filters_are_refused() {
+    let (_d, app) = app();
+    let addrs = |v: serde_json::Value| -> Vec<String> {
+        v["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["address"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let q = |f: &str| format!("/api/hosts?q={}", portolan_web::html::url(f));
+    assert_eq!(
+        addrs(json(&get(&app, &q("port:22 product:openssh")).await)),
+        ["198.18.0.1"]
+    );
+    assert_eq!(
+        addrs(json(&get(&app, &q("net:198.18.0.0/16 changed:7d")).await)).len(),
+        2
+    );
+    assert_eq!(
+        addrs(json(&get(&app, &q("-port:22")).await)),
+        ["198.18.0.2"]
+    );
+    assert!(addrs(json(&get(&app, &q("changed:1h")).await)).is_empty());
+    assert!(addrs(json(&get(&app, &q("nginx 1.24")).await)) == ["198.18.0.1"]);
+    // Sorting and paging.
+    let v = json(&get(&app, "/api/hosts?sort=address&desc=1&per=1&page=2").await);
+    assert_eq!(addrs(v.clone()), ["198.18.0.1"]);
+    assert_eq!(
+        (v["total"].clone(), v["pages"].clone()),
+        (2.into(), 2.into())
+    );
+    // The HTML table narrows too, and shows the filter escaped in its box.
+    let g = get(
+        &app,
+        &format!("/hosts?q={}", portolan_web::html::url("port:22 '><b>")),
+    )
+    .await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert!(g.body.contains("value=\"port:22 &#39;&gt;&lt;b&gt;\""));
+    let g = get(
+        &app,
+        &format!("/hosts?q={}", portolan_web::html::url("port:22")),
+    )
+    .await;
+    assert!(g.body.contains("/host/198.18.0.1") && !g.body.contains("/host/198.18.0.2"));
+    let bad = get(&app, &q("<red>:x")).await;
+    assert_eq!(bad.status, StatusCode::OK, "not a key: a word");
+    let bad = get(
+        &app,
+        &format!("/hosts?q={}", portolan_web::html::url("port:<b>")),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("&lt;b&gt;") && !bad.body.contains("<b>"));
+}
+
+#[tokio::test]
+async fn hosts_export_as_csv_and_json() {
+    let (_d, app) = app();
+    let g = get(&app, "/api/hosts.csv?q=port:80").await;
+    assert!(g.headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let lines: Vec<&str> = g.body.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", g.body);
+    assert!(lines[0].starts_with("address,hostname,mac"));
+    assert!(lines[1].starts_with("198.18.0.1,"));
+    assert!(lines[1].contains("22/tcp ssh OpenSSH 9.6p1; 80/tcp http nginx 1.24.0"));
+    let all = json(&get(&app, "/api/hosts?page=all&per=1").await);
+    assert_eq!(all["hosts"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_host_page_has_a_timeline() {
+    let (_d, app) = app();
+    let v = json(&get(&app, "/api/host/198.18.0.1").await);
+    let events: Vec<(String, String)> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["what"].as_str().unwrap().to_string(),
+                e["port"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let has = |w: &str, p: &str| events.contains(&(w.to_string(), p.to_string()));
+    assert!(has("first seen up", ""), "{events:?}");
+    assert!(has("port open", "22/tcp"));
+    assert!(has("port opened", "80/tcp"));
+    assert!(has("service changed", "22/tcp"));
+    assert_eq!(v["scans"], 2, "the incomplete scan is not history");
+    let g = get(&app, "/host/198.18.0.1").await;
+    assert!(g.body.contains("ssh OpenSSH 8.9p1") && g.body.contains("ssh OpenSSH 9.6p1"));
+}
+
+#[tokio::test]
+async fn changes_feed_filters_and_exports() {
+    let (_d, app) = app();
+    let v = json(&get(&app, "/api/changes?q=kind:opened").await);
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["changes"][0]["port"], 80);
+    let v = json(&get(&app, "/api/changes?since=1h").await);
+    assert_eq!(v["total"], 0);
+    let v = json(&get(&app, "/api/changes?q=changed:3d%20port:22").await);
+    assert_eq!(v["total"], 1);
+    let g = get(&app, "/api/changes.csv").await;
+    assert_eq!(g.body.lines().count(), 4);
+    let g = get(&app, "/api/changes?since=forever").await;
+    assert_eq!(g.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn scans_show_completeness_and_diff_as_ndiff() {
+    let (_d, app) = app();
+    let v = json(&get(&app, "/api/scans").await);
+    assert_eq!(v["total"], 3);
+    assert_eq!(v["scans"][0]["complete"], false);
+    assert_eq!(v["scans"][1]["previous_of_same_targets"], 1);
+    let g = get(&app, "/diff?a=1&b=2").await;
+    assert!(
+        g.body.contains("-22/tcp open  ssh     OpenSSH 8.9p1"),
+        "{}",
+        g.body
+    );
+    assert!(g.body.contains("+22/tcp open  ssh     OpenSSH 9.6p1"));
+    let d = json(&get(&app, "/api/diff?a=1&b=2").await);
+    assert_eq!(d["changed"], true);
+    assert_eq!(
+        get(&app, "/diff?a=1&b=99").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(get(&app, "/diff?a=1").await.status, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn non_loopback_needs_auth() {
+    for ok in ["127.0.0.1:8080", "[::1]:80", "127.9.9.9:1"] {
+        assert!(check_listen(ok.parse().unwrap(), false).is_ok(), "{ok}");
+    }
+    for far in ["0.0.0.0:8080", "198.18.0.1:80", "[::]:8080"] {
+        let e = check_listen(far.parse().unwrap(), false).unwrap_err();
+        assert!(matches!(e, WebError::NeedsAuth(_)));
+        assert!(e.to_string().contains("--auth FILE"));
+        assert!(check_listen(far.parse().unwrap(), true).is_ok());
+    }
+}
+
+#[tokio::test]
+async fn auth_accepts_the_right_credentials_only() {
+    let token = "a-long-enough-token-1234";
+    let file = format!("token {token}\n{}\n", user_line("ops", "pepper", "s3cret"));
+    let (_d, app) = app_with(Some(Auth::parse(&file).unwrap()));
+    let with = |v: Option<String>| {
+        let mut r = Request::get("/api/hosts");
+        if let Some(v) = v {
+            r = r.header(header::AUTHORIZATION, v);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let g = send(&app, with(None)).await;
+    assert_eq!(g.status, StatusCode::UNAUTHORIZED);
+    assert!(g.headers[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
+    assert!(g.headers.contains_key(header::CONTENT_SECURITY_POLICY));
+    assert!(!g.body.contains("198.18"));
+    let g = send(&app, with(Some(format!("Bearer {token}")))).await;
+    assert_eq!(g.status, StatusCode::OK);
+    let g = send(&app, with(Some("Bearer wrong-token-wrong-token".into()))).await;
+    assert_eq!(g.status, StatusCode::UNAUTHORIZED);
+    // "ops:s3cret" and "ops:wrong" in base64.
+    let g = send(&app, with(Some("Basic b3BzOnMzY3JldA==".into()))).await;
+    assert_eq!(g.status, StatusCode::OK);
+    let g = send(&app, with(Some("Basic b3BzOndyb25n".into()))).await;
+    assert_eq!(g.status, StatusCode::UNAUTHORIZED);
+}
