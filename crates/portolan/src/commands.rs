@@ -23,6 +23,8 @@ const COMMANDS: &[Command] = &[
     (&crate::store_cmd::CHANGES, crate::store_cmd::changes),
     (&crate::store_cmd::HOSTS, crate::store_cmd::hosts),
     (&crate::store_cmd::SERVICES, crate::store_cmd::services),
+    // The store as web pages and JSON (docs/serve.md).
+    (&crate::serve_cmd::SPEC, crate::serve_cmd::run),
 ];
 
 /// Runs the subcommand named `word` with `args`, or returns None when `word` names none

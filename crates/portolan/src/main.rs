@@ -21,6 +21,7 @@ mod resume;
 mod run;
 mod scope;
 mod scripts;
+mod serve_cmd;
 mod store_cmd;
 
 use anyhow::Context;

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The web view's pages on the year-of-daily-/20 store (the one bench/store.sh builds: 365
+# daily scans of 10.20.0.0/20, 4096 hosts): each page's time through `portolan serve` on
+# loopback, median of 3 requests (after one warm-up request).
+#
+#   bench/serve.sh          (BENCH_OUT, default /tmp/portolan-store-bench; DAYS, default 365;
+#                            PORT, default 18080; an existing $BENCH_OUT/year.db is reused)
+#
+# Goal: every page under 300 ms.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${BENCH_OUT:-/tmp/portolan-store-bench}"
+DAYS="${DAYS:-365}"
+PORT="${PORT:-18080}"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+cd "$ROOT"
+cargo build --release -q -p portolan --bin portolan
+cargo build --release -q -p portolan-store --example store_bench
+BIN="$TARGET/release/portolan"
+GEN="$TARGET/release/examples/store_bench"
+
+mkdir -p "$OUT"
+DB="$OUT/year.db"
+if [ ! -s "$DB" ]; then
+    echo "== fill: $DAYS daily scans of 10.20.0.0/20"
+    "$GEN" fill "$DB" "$DAYS"
+fi
+"$BIN" history --db "$DB" | tail -n 1
+
+"$BIN" serve --db "$DB" --listen "127.0.0.1:$PORT" 2>"$OUT/serve.log" &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+    curl -sf -o /dev/null "http://127.0.0.1:$PORT/static/app.js" && break
+    sleep 0.2
+done
+
+last=$("$BIN" history --db "$DB" --json | grep -o '"id": *[0-9]*' | tail -n 1 | grep -o '[0-9]*$')
+prev=$((last - 1))
+echo "== pages (median of 3, seconds; goal < 0.300)"
+for page in "/" "/hosts" "/hosts?q=port:22%20product:openssh" "/hosts?q=net:10.20.3.0/24%20changed:7d" \
+            "/hosts?sort=ports&desc=1&page=20" "/api/hosts?page=all" "/api/hosts.csv" \
+            "/host/10.20.3.7" "/api/host/10.20.3.7" "/changes" "/changes?since=30d" \
+            "/changes?since=365d&q=port:22" "/scans" "/api/scans?page=all" \
+            "/diff?a=$prev&b=$last" "/api/overview"; do
+    url="http://127.0.0.1:$PORT$page"
+    curl -sf -o /dev/null "$url" || { echo "$page: failed"; continue; }
+    times=()
+    for _ in 1 2 3; do
+        times+=("$(curl -sf -o /dev/null -w '%{time_total}' "$url")")
+    done
+    med=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 2p)
+    printf '%-45s %s\n' "$page" "$med"
+done
