@@ -225,6 +225,15 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_user_line_is_right() {
+        let line = user_line("alice", "Xq3v9LpT", "correct horse battery");
+        assert!(include_str!("../../../docs/serve.md").contains(&line));
+        let a = Auth::parse(&line).unwrap();
+        // "alice:correct horse battery"
+        assert!(a.check(Some(b"Basic YWxpY2U6Y29ycmVjdCBob3JzZSBiYXR0ZXJ5")));
+    }
+
+    #[test]
     fn bad_files_are_refused_without_their_secrets() {
         let e = Auth::parse("token tiny1").unwrap_err();
         assert!(matches!(e, AuthError::Bad { line: 1, .. }));
