@@ -520,3 +520,67 @@ fn parallel_scans_into_one_store_all_land() {
         "{svc}"
     );
 }
+
+/// `portolan serve`: a far address is refused without --auth (and without opening the
+/// store); on loopback, pages answer over a real socket with their CSP, and a token file
+/// is enforced.
+#[test]
+fn serve_answers_on_loopback_and_refuses_far_addresses_without_auth() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(&dir);
+    let o = run(&["serve", "--db", &db, "--listen", "0.0.0.0:0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("without --auth FILE"), "{}", err(&o));
+    assert!(!Path::new(&db).exists(), "the refusal opened the store");
+
+    let o = run(&["import", "--db", &db, &fixture("nmap-sv.xml")]);
+    assert!(o.status.success(), "{}", err(&o));
+    let auth = dir.path().join("web.auth");
+    std::fs::write(&auth, "token loopback-test-token-0123\n").unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--db", &db, "--listen", "127.0.0.1:0", "--auth"])
+        .arg(&auth)
+        .env_remove("PORTOLAN_DB")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first line names the address it listens on: "portolan serve: http://ADDR/ ...".
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let fetch = |path: &str, token: Option<&str>| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let page = fetch("/hosts", Some("loopback-test-token-0123"));
+    let refused = fetch("/hosts", None);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page
+        .to_lowercase()
+        .contains("content-security-policy: default-src 'none'"));
+    assert!(page.contains("<h1>Hosts</h1>"));
+    assert!(!page.contains(&db), "the page shows the store's path");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+}
