@@ -262,6 +262,15 @@ impl Store {
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
+    /// A number that changes when another connection (another process, or another
+    /// `Store` on the same file) has committed a write since the last call: a reader that
+    /// keeps results (the web view) knows when to drop them. SQLite's `data_version`.
+    pub fn generation(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
     /// The underlying connection, for ad-hoc SQL (read-only use is advised).
     pub fn connection(&self) -> &Connection {
         &self.conn

@@ -87,7 +87,7 @@ pub fn load_auth(path: &std::path::Path) -> Result<Auth, WebError> {
 /// The shared state: the store (one connection, used by one request at a time: SQLite
 /// reads of this size take milliseconds) and the credentials.
 struct Inner {
-    store: Mutex<Store>,
+    data: Mutex<pages::Data>,
     auth: Option<Auth>,
 }
 
@@ -208,12 +208,12 @@ impl App {
     /// Runs a page's query on a blocking thread with the store.
     async fn run<F>(&self, f: F) -> Response
     where
-        F: FnOnce(&Store) -> Result<Reply, PageError> + Send + 'static,
+        F: FnOnce(&mut pages::Data) -> Result<Reply, PageError> + Send + 'static,
     {
         let app = self.clone();
         let res = tokio::task::spawn_blocking(move || {
-            let store = app.0.store.lock().unwrap_or_else(|p| p.into_inner());
-            f(&store)
+            let mut data = app.0.data.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut data)
         })
         .await;
         match res {
@@ -284,7 +284,7 @@ where
 /// files, authentication when `auth` is given, and the security headers on every response.
 pub fn router(store: Store, auth: Option<Auth>) -> Router {
     let app = App(Arc::new(Inner {
-        store: Mutex::new(store),
+        data: Mutex::new(pages::Data::new(store)),
         auth,
     }));
     Router::new()

@@ -135,6 +135,41 @@ fn host_link(addr: &str) -> String {
     format!("<a href=\"/host/{}\">{}</a>", url(addr), E(addr))
 }
 
+/// The store and what the pages keep between requests.
+pub struct Data {
+    pub store: Store,
+    /// The changes since `.1`, computed at store generation `.0`. Changes since a later
+    /// time are a tail of them (a change is dated by its scan's start), so one computation
+    /// of the widest window asked serves every narrower one until the store changes.
+    changes: Option<(i64, i64, Vec<Change>)>,
+}
+
+impl Data {
+    pub fn new(store: Store) -> Data {
+        Data {
+            store,
+            changes: None,
+        }
+    }
+
+    /// [`Store::changes_since`], from the kept list when it covers `since`.
+    pub fn changes_since(&mut self, since: i64) -> Result<Vec<Change>, StoreError> {
+        let generation = self.store.generation()?;
+        if let Some((g, from, list)) = &self.changes {
+            if *g == generation && *from <= since {
+                return Ok(list
+                    .iter()
+                    .filter(|c| c.first_seen >= since)
+                    .cloned()
+                    .collect());
+            }
+        }
+        let list = self.store.changes_since(since, None)?;
+        self.changes = Some((generation, since, list.clone()));
+        Ok(list)
+    }
+}
+
 // ---------------------------------------------------------------- Overview
 
 #[derive(Serialize)]
@@ -156,8 +191,8 @@ fn top(counts: HashMap<String, usize>, n: usize) -> Vec<(String, usize)> {
     v
 }
 
-pub fn overview(s: &Store, _p: &Params, as_json: bool) -> Result<Reply, PageError> {
-    let hosts = s.hosts()?;
+pub fn overview(d: &mut Data, _p: &Params, as_json: bool) -> Result<Reply, PageError> {
+    let hosts = d.store.hosts()?;
     let mut ports: HashMap<String, usize> = HashMap::new();
     let mut products: HashMap<String, usize> = HashMap::new();
     let mut services = HashSet::new();
@@ -176,10 +211,10 @@ pub fn overview(s: &Store, _p: &Params, as_json: bool) -> Result<Reply, PageErro
             }
         }
     }
-    let mut latest = s.history()?;
+    let mut latest = d.store.history()?;
     latest.reverse();
     latest.truncate(10);
-    let changes = s.changes_since(now() - 7 * 86_400, None)?;
+    let changes = d.changes_since(now() - 7 * 86_400)?;
     let mut by_kind = BTreeMap::new();
     for c in &changes {
         *by_kind.entry(c.kind.as_str()).or_default() += 1;
@@ -234,8 +269,8 @@ struct HostsPage<'a> {
 }
 
 /// The addresses with a change in the last `window` seconds.
-fn changed_addresses(s: &Store, window: i64) -> Result<HashSet<String>, StoreError> {
-    Ok(s.changes_since(now() - window, None)?
+fn changed_addresses(d: &mut Data, window: i64) -> Result<HashSet<String>, StoreError> {
+    Ok(d.changes_since(now() - window)?
         .into_iter()
         .map(|c| c.address)
         .collect())
@@ -265,13 +300,14 @@ fn csv_line(fields: &[String]) -> String {
     l
 }
 
-pub fn hosts(s: &Store, p: &Params, fmt: Format) -> Result<Reply, PageError> {
+pub fn hosts(d: &mut Data, p: &Params, fmt: Format) -> Result<Reply, PageError> {
     let f = filter_of(p)?;
     let changed = match f.changed {
-        Some(w) => changed_addresses(s, w)?,
+        Some(w) => changed_addresses(d, w)?,
         None => HashSet::new(),
     };
-    let mut hosts: Vec<InventoryHost> = s
+    let mut hosts: Vec<InventoryHost> = d
+        .store
         .hosts()?
         .into_iter()
         .filter(|h| f.matches_host(h, &changed))
@@ -495,8 +531,8 @@ pub fn timeline(history: &[HostSnapshot]) -> Vec<Event> {
     out
 }
 
-pub fn host(s: &Store, addr: &str, as_json: bool) -> Result<Reply, PageError> {
-    let history = s.host_history(addr)?;
+pub fn host(d: &mut Data, addr: &str, as_json: bool) -> Result<Reply, PageError> {
+    let history = d.store.host_history(addr)?;
     let Some(current) = history.last() else {
         return Err(PageError::NotFound(format!("no complete scan saw {addr}")));
     };
@@ -634,7 +670,7 @@ struct ChangesPage<'a> {
     changes: &'a [Change],
 }
 
-pub fn changes(s: &Store, p: &Params, fmt: Format) -> Result<Reply, PageError> {
+pub fn changes(d: &mut Data, p: &Params, fmt: Format) -> Result<Reply, PageError> {
     let f = filter_of(p)?;
     let since_text = p.since.clone().unwrap_or_else(|| "7d".into());
     let window = match f.changed {
@@ -643,13 +679,14 @@ pub fn changes(s: &Store, p: &Params, fmt: Format) -> Result<Reply, PageError> {
             .ok_or_else(|| PageError::BadRequest(format!("since: {since_text:?} is not an age")))?,
     };
     let since = now().saturating_sub(window);
-    let mut all = s.changes_since(since, None)?;
+    let mut all = d.changes_since(since)?;
     let needs_os = f
         .terms
         .iter()
         .any(|t| matches!(t.test, crate::filter::Test::Os(_)));
     let os: HashMap<String, String> = if needs_os {
-        s.hosts()?
+        d.store
+            .hosts()?
             .into_iter()
             .filter_map(|h| Some((h.address, h.os?)))
             .collect()
@@ -795,8 +832,8 @@ fn scan_table(scans: &[ScanRecord], prev: &HashMap<i64, i64>) -> String {
     )
 }
 
-pub fn scans(s: &Store, p: &Params, as_json: bool) -> Result<Reply, PageError> {
-    let history = s.history()?;
+pub fn scans(d: &mut Data, p: &Params, as_json: bool) -> Result<Reply, PageError> {
+    let history = d.store.history()?;
     let mut last: HashMap<&str, i64> = HashMap::new();
     let mut prev = HashMap::new();
     for sc in history.iter().filter(|s| s.complete) {
@@ -836,13 +873,13 @@ pub fn scans(s: &Store, p: &Params, as_json: bool) -> Result<Reply, PageError> {
     Ok(Reply::Html(page("Scans", "/scans", &api, &body)))
 }
 
-pub fn diff(s: &Store, p: &Params, as_json: bool) -> Result<Reply, PageError> {
+pub fn diff(d: &mut Data, p: &Params, as_json: bool) -> Result<Reply, PageError> {
     let (Some(a), Some(b)) = (p.a, p.b) else {
         return Err(PageError::BadRequest(
             "give two scans: /diff?a=ID&b=ID".into(),
         ));
     };
-    let load = |id| match s.load_run(ScanId(id)) {
+    let load = |id| match d.store.load_run(ScanId(id)) {
         Err(StoreError::NoSuchScan(_)) => Err(PageError::NotFound(format!("no scan {id}"))),
         r => r.map_err(PageError::from),
     };

@@ -430,3 +430,30 @@ async fn auth_accepts_the_right_credentials_only() {
     let g = send(&app, with(Some("Basic b3BzOndyb25n".into()))).await;
     assert_eq!(g.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn kept_changes_follow_the_store() {
+    let (dir, app) = app();
+    // The widest window first: narrower ones are then cut from it, and must agree.
+    assert_eq!(json(&get(&app, "/api/changes?since=30d").await)["total"], 3);
+    assert_eq!(json(&get(&app, "/api/changes?since=36h").await)["total"], 3);
+    assert_eq!(json(&get(&app, "/api/changes?since=1h").await)["total"], 0);
+    // Another writer records a scan in which 198.18.0.2 is gone: the page sees it.
+    let mut other = Store::open(dir.path().join("secret-name.db")).unwrap();
+    scan(
+        &mut other,
+        now() - 60,
+        true,
+        &[host(
+            "198.18.0.1",
+            &[
+                (22, "OpenSSH", "9.6p1", None),
+                (80, "nginx", "1.24.0", None),
+            ],
+        )],
+    );
+    let v = json(&get(&app, "/api/changes?since=1h").await);
+    assert_eq!(v["total"], 1, "{v}");
+    assert_eq!(v["changes"][0]["kind"], "host_disappeared");
+    assert_eq!(json(&get(&app, "/api/changes?since=30d").await)["total"], 4);
+}
