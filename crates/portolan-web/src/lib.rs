@@ -175,9 +175,10 @@ impl IntoResponse for Reply {
     }
 }
 
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        let (code, msg) = match self {
+impl PageError {
+    /// The status and the message a visitor may see (never a path or a URL).
+    fn public(self) -> (StatusCode, String) {
+        match self {
             PageError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             PageError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             PageError::Store(e) => {
@@ -188,7 +189,19 @@ impl IntoResponse for PageError {
                     "the history store failed (the server's log says why)".to_string(),
                 )
             }
-        };
+        }
+    }
+
+    fn into_json_response(self) -> Response {
+        let (code, msg) = self.public();
+        let body = serde_json::json!({ "error": msg }).to_string();
+        (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (code, msg) = self.public();
         let body = html::page(
             "Error",
             "",
@@ -205,8 +218,8 @@ impl IntoResponse for PageError {
 }
 
 impl App {
-    /// Runs a page's query on a blocking thread with the store.
-    async fn run<F>(&self, f: F) -> Response
+    /// Runs a page's query on a blocking thread with the store; `api`: errors as JSON.
+    async fn run<F>(&self, api: bool, f: F) -> Response
     where
         F: FnOnce(&mut pages::Data) -> Result<Reply, PageError> + Send + 'static,
     {
@@ -218,6 +231,7 @@ impl App {
         .await;
         match res {
             Ok(Ok(reply)) => reply.into_response(),
+            Ok(Err(e)) if api => e.into_json_response(),
             Ok(Err(e)) => e.into_response(),
             Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the page failed\n").into_response(),
         }
@@ -227,32 +241,32 @@ impl App {
 type Q = Query<Params>;
 
 macro_rules! page_route {
-    ($name:ident, $f:path, $json:expr) => {
+    ($name:ident, $f:path, $json:expr, $api:expr) => {
         async fn $name(State(app): State<App>, Query(p): Q) -> Response {
-            app.run(move |s| $f(s, &p, $json)).await
+            app.run($api, move |s| $f(s, &p, $json)).await
         }
     };
 }
 
-page_route!(overview_html, pages::overview, false);
-page_route!(overview_json, pages::overview, true);
-page_route!(hosts_html, pages::hosts, pages::Format::Html);
-page_route!(hosts_json, pages::hosts, pages::Format::Json);
-page_route!(hosts_csv, pages::hosts, pages::Format::Csv);
-page_route!(changes_html, pages::changes, pages::Format::Html);
-page_route!(changes_json, pages::changes, pages::Format::Json);
-page_route!(changes_csv, pages::changes, pages::Format::Csv);
-page_route!(scans_html, pages::scans, false);
-page_route!(scans_json, pages::scans, true);
-page_route!(diff_html, pages::diff, false);
-page_route!(diff_json, pages::diff, true);
+page_route!(overview_html, pages::overview, false, false);
+page_route!(overview_json, pages::overview, true, true);
+page_route!(hosts_html, pages::hosts, pages::Format::Html, false);
+page_route!(hosts_json, pages::hosts, pages::Format::Json, true);
+page_route!(hosts_csv, pages::hosts, pages::Format::Csv, true);
+page_route!(changes_html, pages::changes, pages::Format::Html, false);
+page_route!(changes_json, pages::changes, pages::Format::Json, true);
+page_route!(changes_csv, pages::changes, pages::Format::Csv, true);
+page_route!(scans_html, pages::scans, false, false);
+page_route!(scans_json, pages::scans, true, true);
+page_route!(diff_html, pages::diff, false, false);
+page_route!(diff_json, pages::diff, true, true);
 
 async fn host_html(State(app): State<App>, Path(addr): Path<String>) -> Response {
-    app.run(move |s| pages::host(s, &addr, false)).await
+    app.run(false, move |s| pages::host(s, &addr, false)).await
 }
 
 async fn host_json(State(app): State<App>, Path(addr): Path<String>) -> Response {
-    app.run(move |s| pages::host(s, &addr, true)).await
+    app.run(true, move |s| pages::host(s, &addr, true)).await
 }
 
 async fn style() -> Response {

@@ -457,3 +457,14 @@ async fn kept_changes_follow_the_store() {
     assert_eq!(v["changes"][0]["kind"], "host_disappeared");
     assert_eq!(json(&get(&app, "/api/changes?since=30d").await)["total"], 4);
 }
+
+#[tokio::test]
+async fn api_errors_are_json() {
+    let (_d, app) = app();
+    let g = get(&app, "/api/hosts?q=port:x").await;
+    assert_eq!(g.status, StatusCode::BAD_REQUEST);
+    assert!(json(&g)["error"].as_str().unwrap().contains("port"));
+    let g = get(&app, "/api/host/10.1.1.1").await;
+    assert_eq!(g.status, StatusCode::NOT_FOUND);
+    assert!(json(&g)["error"].is_string());
+}
