@@ -338,18 +338,12 @@ impl Store {
             let Some(first) = scans.iter().position(|(_, t)| *t >= since) else {
                 continue;
             };
-            let mut prev: Option<(i64, HashMap<String, HostRow>)> = None;
-            for &(id, started) in &scans[first.saturating_sub(1)..] {
-                let hosts: HashMap<String, HostRow> = self
-                    .hosts_of(id)?
-                    .into_iter()
-                    .filter(|h| wanted(&h.address))
-                    .map(|h| (h.address.clone(), h))
-                    .collect();
-                if let Some((prev_id, old)) = &prev {
-                    self.diff_hosts(*prev_id, old, id, started, &hosts, &mut cache, &mut out)?;
-                }
-                prev = Some((id, hosts));
+            for pair in scans[first.saturating_sub(1)..].windows(2) {
+                let [(prev_id, _), (id, started)] = pair else {
+                    continue;
+                };
+                let (old, new) = self.differing_hosts(*prev_id, *id, &wanted)?;
+                self.diff_hosts(*prev_id, &old, *id, *started, &new, &mut cache, &mut out)?;
             }
         }
         out.sort_by(|a, b| {
@@ -361,6 +355,72 @@ impl Store {
             ))
         });
         Ok(out)
+    }
+
+    /// The hosts of scans `prev` and `cur` that can differ: in one and not the other, or in
+    /// both with another state or port set (a host with the same state and set in both has
+    /// no change, and most hosts have none: SQLite skips them without handing them over).
+    #[allow(clippy::type_complexity)]
+    fn differing_hosts(
+        &self,
+        prev: i64,
+        cur: i64,
+        wanted: &impl Fn(&str) -> bool,
+    ) -> Result<(HashMap<String, HostRow>, HashMap<String, HostRow>), StoreError> {
+        let mut addrs: Vec<String> = Vec::new();
+        let mut st = self.conn.prepare_cached(
+            "SELECT n.address FROM hosts_seen n
+             LEFT JOIN hosts_seen o ON o.scan_id = ?1 AND o.address = n.address
+             WHERE n.scan_id = ?2
+               AND (o.address IS NULL OR o.state IS NOT n.state
+                    OR o.portset_id IS NOT n.portset_id)
+             UNION ALL
+             SELECT o.address FROM hosts_seen o
+             WHERE o.scan_id = ?1 AND NOT EXISTS
+                (SELECT 1 FROM hosts_seen n WHERE n.scan_id = ?2 AND n.address = o.address)",
+        )?;
+        for a in st.query_map([prev, cur], |r| r.get::<_, String>(0))? {
+            let a = a?;
+            if wanted(&a) {
+                addrs.push(a);
+            }
+        }
+        let (mut old, mut new) = (HashMap::new(), HashMap::new());
+        for a in addrs {
+            if let Some(h) = self.host_row(prev, &a)? {
+                old.insert(a.clone(), h);
+            }
+            if let Some(h) = self.host_row(cur, &a)? {
+                new.insert(a, h);
+            }
+        }
+        Ok((old, new))
+    }
+
+    fn host_row(&self, scan: i64, address: &str) -> Result<Option<HostRow>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT address, addrtype, state, reason, hostnames, mac, vendor, portset_id,
+                    starttime, endtime, os, hostscripts
+             FROM hosts_seen WHERE scan_id = ?1 AND address = ?2",
+        )?;
+        Ok(st
+            .query_row(params![scan, address], |r| {
+                Ok(HostRow {
+                    address: r.get(0)?,
+                    addrtype: r.get(1)?,
+                    state: r.get(2)?,
+                    reason: r.get(3)?,
+                    hostnames: r.get(4)?,
+                    mac: r.get(5)?,
+                    vendor: r.get(6)?,
+                    portset: r.get(7)?,
+                    starttime: r.get(8)?,
+                    endtime: r.get(9)?,
+                    os: r.get(10)?,
+                    hostscripts: r.get(11)?,
+                })
+            })
+            .optional()?)
     }
 
     #[allow(clippy::too_many_arguments)]
