@@ -195,6 +195,9 @@ impl HostRow {
     }
 }
 
+/// A host's address, whether it is up, and its port set: what tells two scans' hosts apart.
+type LightHost = (String, bool, Option<i64>);
+
 /// Sort key for addresses: numeric for IPs, then text.
 fn addr_key(a: &str) -> (u8, u128, String) {
     match a.parse::<IpAddr>() {
@@ -338,12 +341,14 @@ impl Store {
             let Some(first) = scans.iter().position(|(_, t)| *t >= since) else {
                 continue;
             };
-            for pair in scans[first.saturating_sub(1)..].windows(2) {
-                let [(prev_id, _), (id, started)] = pair else {
-                    continue;
-                };
-                let (old, new) = self.differing_hosts(*prev_id, *id, &wanted)?;
-                self.diff_hosts(*prev_id, &old, *id, *started, &new, &mut cache, &mut out)?;
+            let mut prev: Option<(i64, Vec<LightHost>)> = None;
+            for &(id, started) in &scans[first.saturating_sub(1)..] {
+                let light = self.light_hosts(id)?;
+                if let Some((prev_id, before)) = &prev {
+                    let (old, new) = self.differing_hosts(*prev_id, before, id, &light, &wanted)?;
+                    self.diff_hosts(*prev_id, &old, id, started, &new, &mut cache, &mut out)?;
+                }
+                prev = Some((id, light));
             }
         }
         out.sort_by(|a, b| {
@@ -357,41 +362,68 @@ impl Store {
         Ok(out)
     }
 
+    /// A scan's hosts as a comparison needs them first, in address order (the primary
+    /// key's order: no sort).
+    fn light_hosts(&self, scan: i64) -> Result<Vec<LightHost>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT address, state = 'up', portset_id FROM hosts_seen
+             WHERE scan_id = ?1 ORDER BY address",
+        )?;
+        let rows = st.query_map([scan], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The hosts of scans `prev` and `cur` that can differ: in one and not the other, or in
-    /// both with another state or port set (a host with the same state and set in both has
-    /// no change, and most hosts have none: SQLite skips them without handing them over).
+    /// both, up in one only or with another port set. A host up (or not) in both with the
+    /// same set has no change, and most hosts have none: only the others are read whole.
     #[allow(clippy::type_complexity)]
     fn differing_hosts(
         &self,
         prev: i64,
+        before: &[LightHost],
         cur: i64,
+        after: &[LightHost],
         wanted: &impl Fn(&str) -> bool,
     ) -> Result<(HashMap<String, HostRow>, HashMap<String, HostRow>), StoreError> {
-        let mut addrs: Vec<String> = Vec::new();
-        let mut st = self.conn.prepare_cached(
-            "SELECT n.address FROM hosts_seen n
-             LEFT JOIN hosts_seen o ON o.scan_id = ?1 AND o.address = n.address
-             WHERE n.scan_id = ?2
-               AND (o.address IS NULL OR o.state IS NOT n.state
-                    OR o.portset_id IS NOT n.portset_id)
-             UNION ALL
-             SELECT o.address FROM hosts_seen o
-             WHERE o.scan_id = ?1 AND NOT EXISTS
-                (SELECT 1 FROM hosts_seen n WHERE n.scan_id = ?2 AND n.address = o.address)",
-        )?;
-        for a in st.query_map([prev, cur], |r| r.get::<_, String>(0))? {
-            let a = a?;
-            if wanted(&a) {
-                addrs.push(a);
-            }
-        }
         let (mut old, mut new) = (HashMap::new(), HashMap::new());
-        for a in addrs {
-            if let Some(h) = self.host_row(prev, &a)? {
-                old.insert(a.clone(), h);
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let (b, a) = (before.get(i), after.get(j));
+            let (in_old, in_new, addr) = match (b, a) {
+                (None, None) => break,
+                (Some(b), Some(a)) if b.0 == a.0 => {
+                    i += 1;
+                    j += 1;
+                    if b.1 == a.1 && (!a.1 || b.2 == a.2) {
+                        continue;
+                    }
+                    (true, true, &a.0)
+                }
+                (Some(b), Some(a)) if b.0 < a.0 => {
+                    i += 1;
+                    (true, false, &b.0)
+                }
+                (Some(b), None) => {
+                    i += 1;
+                    (true, false, &b.0)
+                }
+                (_, Some(a)) => {
+                    j += 1;
+                    (false, true, &a.0)
+                }
+            };
+            if !wanted(addr) {
+                continue;
             }
-            if let Some(h) = self.host_row(cur, &a)? {
-                new.insert(a, h);
+            if in_old {
+                if let Some(h) = self.host_row(prev, addr)? {
+                    old.insert(addr.clone(), h);
+                }
+            }
+            if in_new {
+                if let Some(h) = self.host_row(cur, addr)? {
+                    new.insert(addr.clone(), h);
+                }
             }
         }
         Ok((old, new))
