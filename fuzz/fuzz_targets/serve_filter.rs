@@ -1,0 +1,58 @@
+//! The web view's filter language (and, on the same bytes, the --auth file parser and the
+//! Authorization header check): must never panic, whatever a browser sends.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use portolan_store::{Change, ChangeKind, InventoryHost, PortRecord};
+use portolan_web::auth::Auth;
+use portolan_web::filter::Filter;
+use std::collections::HashSet;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(f) = Filter::parse(s) {
+        let host = InventoryHost {
+            address: "198.18.0.1".into(),
+            hostnames: vec!["web.example".into()],
+            mac: None,
+            vendor: None,
+            last_seen: 0,
+            scan_id: 1,
+            os: Some("Linux 5.4".into()),
+            ports: vec![PortRecord {
+                protocol: "tcp".into(),
+                port: 22,
+                state: "open".into(),
+                reason: "syn-ack".into(),
+                service: Some("ssh".into()),
+                product: Some("OpenSSH".into()),
+                version: Some("9.6".into()),
+                extrainfo: None,
+                tunnel: None,
+                scripts: "[]".into(),
+            }],
+        };
+        let _ = f.matches_host(&host, &HashSet::new());
+        let change = Change {
+            first_seen: 0,
+            scan_id: 2,
+            previous_scan_id: 1,
+            address: "198.18.0.1".into(),
+            kind: ChangeKind::PortOpened,
+            protocol: Some("tcp".into()),
+            port: Some(22),
+            before: None,
+            after: Some("ssh OpenSSH 9.6".into()),
+        };
+        let _ = f.matches_change(&change, |_| Some("Linux"));
+    }
+    if let Ok(auth) = Auth::parse(s) {
+        let _ = auth.check(Some(b"Bearer 0123456789abcdef"));
+    }
+    let auth = Auth::parse("token 0123456789abcdef\nuser a sha256:s:0000000000000000000000000000000000000000000000000000000000000000").ok();
+    if let Some(a) = auth {
+        let _ = a.check(Some(data));
+    }
+});
