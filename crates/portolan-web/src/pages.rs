@@ -245,7 +245,7 @@ pub fn overview(d: &mut Data, _p: &Params, as_json: bool) -> Result<Reply, PageE
         let parts: Vec<String> = o
             .changes_7d_by_kind
             .iter()
-            .map(|(k, n)| format!("{n} {}", E(k)))
+            .map(|(k, n)| format!("{}: {n}", E(k)))
             .collect();
         b.push_str(&parts.join(", "));
         b.push_str("</p>\n");
@@ -544,8 +544,9 @@ pub fn host(d: &mut Data, addr: &str, as_json: bool) -> Result<Reply, PageError>
             (!v.is_empty()).then(|| (format!("{}/{}", p.port, p.protocol), v))
         })
         .collect();
+    // Newest scan first, each scan's events in their own order.
     let mut tl = timeline(&history);
-    tl.reverse();
+    tl.sort_by_key(|e| std::cmp::Reverse((e.time, e.scan_id)));
     let hp = HostPage {
         address: addr,
         current,

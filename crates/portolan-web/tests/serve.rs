@@ -468,3 +468,18 @@ async fn api_errors_are_json() {
     assert_eq!(g.status, StatusCode::NOT_FOUND);
     assert!(json(&g)["error"].is_string());
 }
+
+#[tokio::test]
+async fn the_timeline_is_newest_scan_first_each_in_order() {
+    let (_d, app) = app();
+    let v = json(&get(&app, "/api/host/198.18.0.1").await);
+    let what: Vec<&str> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(what.last(), Some(&"port open"), "{what:?}");
+    assert_eq!(what[what.len() - 2], "first seen up", "{what:?}");
+    assert!(what[0] == "port opened" || what[0] == "service changed");
+}
