@@ -181,6 +181,7 @@ impl PageError {
         match self {
             PageError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             PageError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            PageError::BadPage(_) => (StatusCode::BAD_REQUEST, "bad request".into()),
             PageError::Store(e) => {
                 // The log gets the detail; the page never shows a path or a URL.
                 eprintln!("portolan serve: {e}");
@@ -201,6 +202,10 @@ impl PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        if let PageError::BadPage(body) = self {
+            let html = [(header::CONTENT_TYPE, "text/html; charset=utf-8")];
+            return (StatusCode::BAD_REQUEST, html, body).into_response();
+        }
         let (code, msg) = self.public();
         let body = html::page(
             "Error",

@@ -28,6 +28,9 @@ pub enum PageError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A 400 with a page of its own (already HTML).
+    #[error("bad request")]
+    BadPage(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -69,6 +72,16 @@ fn json<T: Serialize>(v: &T) -> Result<Reply, PageError> {
 
 fn filter_of(p: &Params) -> Result<Filter, PageError> {
     Filter::parse(p.q.as_deref().unwrap_or("")).map_err(|e| PageError::BadRequest(e.to_string()))
+}
+
+/// A page whose filter was refused: the filter box again, with the reason (status 400).
+fn bad_filter_page(title: &str, path: &str, q: &str, why: &str) -> PageError {
+    let body = format!(
+        "{}<p class=\"error\">Filter refused: {} (docs/serve.md lists the terms)</p>\n",
+        filter_form(path, q, ""),
+        E(why)
+    );
+    PageError::BadPage(page(title, path, "/api/overview", &body))
 }
 
 /// A page of `items`: the slice asked, and (page, pages).
@@ -301,7 +314,17 @@ fn csv_line(fields: &[String]) -> String {
 }
 
 pub fn hosts(d: &mut Data, p: &Params, fmt: Format) -> Result<Reply, PageError> {
-    let f = filter_of(p)?;
+    let f = match filter_of(p) {
+        Err(PageError::BadRequest(why)) if fmt == Format::Html => {
+            return Err(bad_filter_page(
+                "Hosts",
+                "/hosts",
+                p.q.as_deref().unwrap_or(""),
+                &why,
+            ))
+        }
+        r => r?,
+    };
     let changed = match f.changed {
         Some(w) => changed_addresses(d, w)?,
         None => HashSet::new(),
@@ -373,7 +396,14 @@ pub fn hosts(d: &mut Data, p: &Params, fmt: Format) -> Result<Reply, PageError> 
             url(&q)
         )
     };
-    let mut body = filter_form("/hosts", &q, "");
+    // The order chosen survives a new filter.
+    let keep = format!(
+        "<input type=\"hidden\" name=\"sort\" value=\"{}\">\
+         <input type=\"hidden\" name=\"desc\" value=\"{}\">",
+        E(&sort),
+        u8::from(desc)
+    );
+    let mut body = filter_form("/hosts", &q, &keep);
     let _ = writeln!(
         body,
         "<p>{} hosts. Export: <a href=\"/api/hosts.csv?{}\">CSV</a> · \
@@ -672,7 +702,13 @@ struct ChangesPage<'a> {
 }
 
 pub fn changes(d: &mut Data, p: &Params, fmt: Format) -> Result<Reply, PageError> {
-    let f = filter_of(p)?;
+    let f = match filter_of(p) {
+        Err(PageError::BadRequest(why)) if fmt == Format::Html => {
+            let q = p.q.as_deref().unwrap_or("");
+            return Err(bad_filter_page("Changes", "/changes", q, &why));
+        }
+        r => r?,
+    };
     let since_text = p.since.clone().unwrap_or_else(|| "7d".into());
     let window = match f.changed {
         Some(w) => w,

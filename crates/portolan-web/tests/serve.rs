@@ -304,6 +304,12 @@ async fn the_filter_narrows_hosts_and_bad_filters_are_refused() {
     .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("&lt;b&gt;") && !bad.body.contains("<b>"));
+    // The filter box comes back with the reason, to fix the filter in place.
+    assert!(bad.body.contains("Filter refused: port:"), "{}", bad.body);
+    assert!(bad.body.contains("value=\"port:&lt;b&gt;\""));
+    let bad = get(&app, "/changes?q=kind:").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("Filter refused: kind: needs a value"));
 }
 
 #[tokio::test]
