@@ -334,6 +334,16 @@ pub fn router(store: Store, auth: Option<Auth>) -> Router {
 pub async fn serve(cfg: Config) -> Result<(), WebError> {
     check_listen(cfg.listen, cfg.auth.is_some())?;
     let auth = cfg.auth.as_deref().map(load_auth).transpose()?;
+    if let Some(path) = &cfg.auth {
+        use std::os::unix::fs::PermissionsExt;
+        // Hashes in a file others can read can be attacked offline: say so, as ssh does.
+        if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+            eprintln!(
+                "portolan serve: warning: --auth {} can be read by other users (chmod 600 it)",
+                path.display()
+            );
+        }
+    }
     let store = Store::open_existing(&cfg.db)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -538,6 +538,10 @@ fn serve_answers_on_loopback_and_refuses_far_addresses_without_auth() {
     assert!(o.status.success(), "{}", err(&o));
     let auth = dir.path().join("web.auth");
     std::fs::write(&auth, "token loopback-test-token-0123\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let mut child = Command::new(BIN)
         .args(["serve", "--db", &db, "--listen", "127.0.0.1:0", "--auth"])
         .arg(&auth)
@@ -547,11 +551,19 @@ fn serve_answers_on_loopback_and_refuses_far_addresses_without_auth() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The first line names the address it listens on: "portolan serve: http://ADDR/ ...".
+    // A line names the address it listens on: "portolan serve: http://ADDR/ ..." (after
+    // a warning: the file is readable by others).
+    let mut err_lines = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut warned = false;
+    while !line.contains("http://") {
+        line.clear();
+        if err_lines.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        warned |= line.contains("can be read by other users");
+    }
+    assert!(warned, "no warning about a readable auth file");
     let addr = line
         .split("http://")
         .nth(1)
