@@ -120,8 +120,40 @@ async fn security_headers(req: Request, next: Next) -> Response {
     res
 }
 
+/// Whether a Host header names this machine: `localhost` or a loopback address, with or
+/// without a port. A request without one (HTTP/1.0) passes.
+pub fn host_is_loopback(host: Option<&[u8]>) -> bool {
+    let Some(host) = host else { return true };
+    let Ok(host) = std::str::from_utf8(host) else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 async fn require_auth(State(app): State<App>, req: Request, next: Next) -> Response {
     let Some(auth) = &app.0.auth else {
+        // Without credentials the only guard is loopback: a page elsewhere whose name was
+        // made to resolve to 127.0.0.1 (DNS rebinding) must not read the inventory through
+        // the visitor's browser, so the browser must have asked for this machine by name.
+        let host = req.headers().get(header::HOST).map(HeaderValue::as_bytes);
+        if !host_is_loopback(host) {
+            return (
+                StatusCode::FORBIDDEN,
+                "without --auth only requests for localhost or a loopback address are served\n",
+            )
+                .into_response();
+        }
         return next.run(req).await;
     };
     let given = req

@@ -489,3 +489,49 @@ async fn the_timeline_is_newest_scan_first_each_in_order() {
     assert_eq!(what[what.len() - 2], "first seen up", "{what:?}");
     assert!(what[0] == "port opened" || what[0] == "service changed");
 }
+
+#[tokio::test]
+async fn without_auth_only_loopback_host_names_are_served() {
+    let (_d, app) = app();
+    let with_host = |h: &str| {
+        Request::get("/api/overview")
+            .header(header::HOST, h)
+            .body(Body::empty())
+            .unwrap()
+    };
+    for ok in [
+        "localhost:8080",
+        "LOCALHOST",
+        "127.0.0.1:8080",
+        "127.1.2.3",
+        "[::1]:8080",
+        "[::1]",
+    ] {
+        assert_eq!(
+            send(&app, with_host(ok)).await.status,
+            StatusCode::OK,
+            "{ok}"
+        );
+    }
+    // A rebound name, or another address: refused, and nothing of the store shown.
+    for far in [
+        "evil.example",
+        "evil.example:8080",
+        "198.18.0.1:8080",
+        "localhost.evil.example",
+    ] {
+        let g = send(&app, with_host(far)).await;
+        assert_eq!(g.status, StatusCode::FORBIDDEN, "{far}");
+        assert!(!g.body.contains("hosts_up"));
+        assert!(g.headers.contains_key(header::CONTENT_SECURITY_POLICY));
+    }
+    // With --auth, credentials are the guard and any name is served.
+    let token = "a-long-enough-token-1234";
+    let (_d, app) = app_with(Some(Auth::parse(&format!("token {token}")).unwrap()));
+    let req = Request::get("/api/overview")
+        .header(header::HOST, "inventory.example:8443")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, req).await.status, StatusCode::OK);
+}
