@@ -727,3 +727,75 @@ fn a_streamed_import_matches_import_all_and_commits_all_or_nothing() {
     assert_eq!(feed(&mut store, true), Imported::AlreadyThere(id));
     assert_eq!(store.history().unwrap().len(), 1);
 }
+
+#[test]
+fn a_hosts_history_lists_its_complete_scans_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    let mut s = Store::open(&path).unwrap();
+    scan(
+        &mut s,
+        100,
+        "10.0.0.0/24",
+        &[host("10.0.0.1", &[(22, "open", None)])],
+    );
+    scan(
+        &mut s,
+        200,
+        "10.0.0.0/24",
+        &[host("10.0.0.1", &[(22, "open", Some(("OpenSSH", "9.6")))])],
+    );
+    // Interrupted: not history.
+    let id = s.begin_scan(&meta(300, "10.0.0.0/24")).unwrap();
+    s.add_host(id, &host("10.0.0.1", &[])).unwrap();
+    let h = s.host_history("10.0.0.1").unwrap();
+    let seen: Vec<(i64, bool, usize)> =
+        h.iter().map(|x| (x.started, x.up, x.ports.len())).collect();
+    assert_eq!(seen, [(100, true, 1), (200, true, 1)]);
+    assert_eq!(h[1].ports[0].product.as_deref(), Some("OpenSSH"));
+    assert_ne!(h[0].portset, h[1].portset);
+    assert!(s.host_history("10.9.9.9").unwrap().is_empty());
+}
+
+#[test]
+fn the_generation_moves_when_another_connection_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    let reader = Store::open(&path).unwrap();
+    let g = reader.generation().unwrap();
+    assert_eq!(reader.generation().unwrap(), g, "nothing written");
+    let mut writer = Store::open_existing(&path).unwrap();
+    scan(&mut writer, 100, "10.0.0.0/24", &[host("10.0.0.1", &[])]);
+    assert_ne!(reader.generation().unwrap(), g);
+}
+
+#[test]
+fn hosts_listed_down_change_only_when_they_come_up_or_go_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path().join("h.db")).unwrap();
+    let down = || {
+        let mut h = host("10.0.0.5", &[]);
+        h.status = HostStatus::down("no-response");
+        h
+    };
+    let t = "10.0.0.0/24";
+    scan(&mut s, 100, t, &[down()]);
+    scan(&mut s, 200, t, &[host("10.0.0.5", &[(22, "open", None)])]);
+    scan(&mut s, 300, t, &[down()]);
+    scan(&mut s, 400, t, &[down()]);
+    // Gone from the list altogether while down: nothing either.
+    scan(&mut s, 500, t, &[]);
+    let got: Vec<(i64, ChangeKind)> = s
+        .changes_since(0, None)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.first_seen, c.kind))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (200, ChangeKind::HostAppeared),
+            (300, ChangeKind::HostDisappeared)
+        ]
+    );
+}
