@@ -43,9 +43,12 @@ enum Cred {
 #[derive(Debug, Clone)]
 pub struct Auth {
     creds: Vec<Cred>,
-    /// A hash of nothing anyone knows, at the first user's cost: what an unknown name's
-    /// password is verified against.
-    decoy: Option<String>,
+    /// The first user's cost, when there are users...
+    decoy_params: Option<Params>,
+    /// ... and a hash of nothing anyone knows at that cost: what an unknown name's
+    /// password is verified against. Made on first use or by [`Auth::prepare`] (parsing
+    /// hashes nothing, so a file with an absurd cost costs nothing until it is used).
+    decoy: std::sync::OnceLock<Option<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,10 +156,32 @@ impl Auth {
         if creds.is_empty() {
             return Err(AuthError::Empty);
         }
-        let decoy = decoy_params
-            .map(|p| hash_with("portolan: no such user", p))
-            .transpose()?;
-        Ok(Auth { creds, decoy })
+        Ok(Auth {
+            creds,
+            decoy_params,
+            decoy: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Makes the decoy hash now (a server does it before its first request, so the first
+    /// unknown name is not slower than the next ones).
+    pub fn prepare(&self) -> Result<(), AuthError> {
+        if let Some(p) = &self.decoy_params {
+            if self.decoy.get().is_none() {
+                let decoy = hash_with("portolan: no such user", p.clone())?;
+                let _ = self.decoy.set(Some(decoy));
+            }
+        }
+        Ok(())
+    }
+
+    fn decoy(&self) -> Option<&String> {
+        self.decoy
+            .get_or_init(|| {
+                let p = self.decoy_params.clone()?;
+                hash_with("portolan: no such user", p).ok()
+            })
+            .as_ref()
     }
 
     /// Whether users (not only tokens) are configured: then a refusal asks the browser
@@ -168,7 +193,7 @@ impl Auth {
     /// Whether checking this `Authorization` header value verifies a password (slow:
     /// run [`Auth::check`] on a blocking thread).
     pub fn needs_slow_check(&self, header: Option<&[u8]>) -> bool {
-        self.decoy.is_some()
+        self.decoy_params.is_some()
             && header.is_some_and(|h| {
                 h.get(..6)
                     .is_some_and(|s| s.eq_ignore_ascii_case(b"basic "))
@@ -209,7 +234,7 @@ impl Auth {
                 }
             }
             // An unknown name costs a verification too.
-            let Some(phc) = found.or(self.decoy.as_ref()) else {
+            let Some(phc) = found.or_else(|| self.decoy()) else {
                 return false;
             };
             let verified = PasswordHash::new(phc).is_ok_and(|h| {

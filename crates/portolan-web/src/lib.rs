@@ -113,10 +113,15 @@ pub fn load_auth(path: &std::path::Path) -> Result<Auth, WebError> {
         path: path.to_path_buf(),
         source,
     })?;
-    Auth::parse(&text).map_err(|source| WebError::AuthFile {
+    let auth = Auth::parse(&text).map_err(|source| WebError::AuthFile {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    auth.prepare().map_err(|source| WebError::AuthFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(auth)
 }
 
 /// The shared state: the store's connections, each used by one request at a time, and the
