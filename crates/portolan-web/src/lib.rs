@@ -47,9 +47,9 @@ pub const CONNECTIONS: usize = 4;
 /// What a client may cost the server (see [`serve_on`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// From the first byte a connection is waited on for a request (a new connection, or
-    /// the next request on a kept-alive one) to the end of its headers: a client that
-    /// sends half a request, or nothing, is cut off after this.
+    /// From when the server starts waiting for a request (on a new connection, or for the
+    /// next request on a kept-alive one) to the end of its headers: a client that sends
+    /// half a request, or nothing, is cut off after this.
     pub header_read: Duration,
     /// From the request's headers to the response: a page still running after this is
     /// answered 503 (its query ends on its own; its connection is free again).

@@ -599,6 +599,13 @@ async fn a_client_that_stalls_is_disconnected() {
     let whole = String::from_utf8_lossy(&whole);
     assert!(whole.starts_with("HTTP/1.1 200"), "{whole}");
     assert!(whole.contains("hosts_up"));
+    // Kept alive after its answer, a connection that asks nothing more is closed too.
+    let idle = closed(b"GET /api/overview HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let idle =
+        String::from_utf8_lossy(idle.as_deref().expect("an idle connection stayed")).into_owned();
+    assert!(idle.starts_with("HTTP/1.1 200"), "{idle}");
     server.abort();
 }
 
