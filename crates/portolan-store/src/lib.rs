@@ -11,7 +11,8 @@
 //! The file is in WAL mode with a busy timeout, and every write transaction that still
 //! finds the store busy is retried with a growing pause, so a night of parallel scans and
 //! imports into one store all land. Commands that only read open it with
-//! [`Store::open_existing`], which never creates a file.
+//! [`Store::open_existing`], which never creates a file; the web view opens it with
+//! [`Store::open_read_only`], which never writes at all.
 
 pub mod cidr;
 pub mod query;
@@ -58,6 +59,18 @@ pub enum StoreError {
     Corrupt { path: PathBuf, detail: String },
     #[error("the store has schema version {found}, newer than this build's {supported}: upgrade Portolan to use it")]
     TooNew { found: u32, supported: u32 },
+    #[error(
+        "the store has schema version {found}, older than this build's {supported}, and a \
+         reader does not upgrade it: run any store command once (e.g. `portolan history --db \
+         PATH`) to upgrade it"
+    )]
+    TooOld { found: u32, supported: u32 },
+    #[error(
+        "{path}: cannot open the store read-only: {detail} (a reader of a store in WAL mode \
+         needs its -wal and -shm files beside it, created when missing: the store's directory \
+         must be writable by this user, or another process must have the store open)"
+    )]
+    ReadOnlyOpen { path: PathBuf, detail: String },
     #[error("{path}: no such history store (give the path of an existing store; scans and `portolan import` create one)")]
     NotFound { path: PathBuf },
     #[error("{path}: cannot open the store: {}", open_detail(path, source))]
@@ -118,6 +131,16 @@ where
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Created with its schema when missing; upgraded.
+    Create,
+    /// Must exist; upgraded.
+    Existing,
+    /// Must exist and be of this build's schema; never written.
+    ReadOnly,
+}
+
 /// An open store.
 pub struct Store {
     conn: Connection,
@@ -131,18 +154,29 @@ impl Store {
     /// or is empty. A file that is not an SQLite database, or is damaged, is refused with a
     /// typed error and never written to.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
-        Store::open_with(path.as_ref(), true)
+        Store::open_with(path.as_ref(), Mode::Create)
     }
 
     /// Opens a store that must already exist, for commands that only read: a missing path
     /// is [`StoreError::NotFound`] and an empty file [`StoreError::NotADatabase`]; neither
     /// is created nor written.
     pub fn open_existing(path: impl AsRef<Path>) -> Result<Store, StoreError> {
-        Store::open_with(path.as_ref(), false)
+        Store::open_with(path.as_ref(), Mode::Existing)
     }
 
-    fn open_with(path: &Path, create: bool) -> Result<Store, StoreError> {
+    /// Opens a store that must exist through a read-only connection (SQLite's
+    /// `SQLITE_OPEN_READONLY`), for a long-running reader such as the web view: nothing in
+    /// the file changes, neither its journal mode nor its schema. A store whose schema is
+    /// older than this build's is [`StoreError::TooOld`] (a write command upgrades it), a
+    /// newer one [`StoreError::TooNew`]. Writes through [`Store::connection`] fail.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        Store::open_with(path.as_ref(), Mode::ReadOnly)
+    }
+
+    fn open_with(path: &Path, mode: Mode) -> Result<Store, StoreError> {
         let path = path.to_path_buf();
+        let create = mode == Mode::Create;
+        let read_only = mode == Mode::ReadOnly;
         if !create {
             match std::fs::metadata(&path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -179,9 +213,12 @@ impl Store {
                 return Err(not_db());
             }
         }
-        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
+        let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        flags |= if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        };
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         }
@@ -208,12 +245,21 @@ impl Store {
             Err(e) => {
                 return Err(match e.sqlite_error_code() {
                     Some(rusqlite::ErrorCode::NotADatabase) => not_db(),
+                    // A WAL store's reader could not create or map the -shm file.
+                    Some(
+                        rusqlite::ErrorCode::CannotOpen
+                        | rusqlite::ErrorCode::ReadOnly
+                        | rusqlite::ErrorCode::PermissionDenied,
+                    ) if read_only => StoreError::ReadOnlyOpen {
+                        detail: open_detail(&path, &e),
+                        path,
+                    },
                     Some(rusqlite::ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
                         path,
                         detail: e.to_string(),
                     },
                     _ => StoreError::Open { path, source: e },
-                })
+                });
             }
         }
         // A newer schema is refused before this build changes anything in the file.
@@ -222,6 +268,19 @@ impl Store {
             return Err(StoreError::TooNew {
                 found,
                 supported: schema::CURRENT,
+            });
+        }
+        if read_only {
+            if found < schema::CURRENT {
+                return Err(StoreError::TooOld {
+                    found,
+                    supported: schema::CURRENT,
+                });
+            }
+            return Ok(Store {
+                conn,
+                path,
+                retries: BUSY_RETRIES,
             });
         }
         // Turning WAL on takes the file's lock: another process may hold it a moment.

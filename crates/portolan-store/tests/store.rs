@@ -799,3 +799,80 @@ fn hosts_listed_down_change_only_when_they_come_up_or_go_down() {
         ]
     );
 }
+
+/// The web view's store: read through a connection that cannot write, with the file's
+/// journal mode and schema left as they are.
+#[test]
+fn a_read_only_store_reads_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    {
+        let mut store = Store::open(&path).unwrap();
+        scan(&mut store, 100, "10.0.0.0/30", &[host("10.0.0.1", &[])]);
+    }
+    // A store someone switched back to a rollback journal stays so.
+    rusqlite_conn(&path)
+        .pragma_update(None, "journal_mode", "delete")
+        .unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let store = Store::open_read_only(&path).unwrap();
+    assert_eq!(store.history().unwrap().len(), 1);
+    let mode: String = store
+        .connection()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete");
+    assert!(store.connection().execute("DELETE FROM scans", []).is_err());
+    drop(store);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+
+    // In WAL mode (as every write leaves it), after the writer closed: the reader brings
+    // the -shm file back and reads, and sees a later write by another connection.
+    drop(Store::open(&path).unwrap());
+    let reader = Store::open_read_only(&path).unwrap();
+    let mode: String = reader
+        .connection()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let mut writer = Store::open(&path).unwrap();
+    scan(&mut writer, 200, "10.0.0.0/30", &[host("10.0.0.2", &[])]);
+    assert_eq!(reader.history().unwrap().len(), 2);
+
+    let missing = dir.path().join("typo.db");
+    assert!(matches!(
+        Store::open_read_only(&missing),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(!missing.exists());
+}
+
+/// A reader neither upgrades an older schema nor reads a newer one, and says what to do.
+#[test]
+fn a_read_only_store_of_another_schema_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.db");
+    {
+        let c = rusqlite_conn(&old);
+        c.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let before = std::fs::read(&old).unwrap();
+    match Store::open_read_only(&old) {
+        Err(e @ StoreError::TooOld { found: 1, .. }) => {
+            assert!(e.to_string().contains("portolan history --db"), "{e}");
+        }
+        other => panic!("expected TooOld, got {:?}", other.err()),
+    }
+    assert_eq!(std::fs::read(&old).unwrap(), before);
+
+    let new = dir.path().join("new.db");
+    drop(Store::open(&new).unwrap());
+    rusqlite_conn(&new)
+        .pragma_update(None, "user_version", schema::CURRENT + 1)
+        .unwrap();
+    assert!(matches!(
+        Store::open_read_only(&new),
+        Err(StoreError::TooNew { .. })
+    ));
+}

@@ -24,7 +24,9 @@ use pages::{PageError, Params, Reply};
 use portolan_store::{Store, StoreError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// What `portolan serve` was asked.
 #[derive(Debug, Clone)]
@@ -36,6 +38,39 @@ pub struct Config {
 
 /// The default address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// How many read-only connections to the store serve pages at once: a slow page (a year of
+/// changes) does not hold up the others, and SQLite readers in WAL mode never block each
+/// other.
+pub const CONNECTIONS: usize = 4;
+
+/// What a client may cost the server (see [`serve_on`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// From when the server starts waiting for a request (on a new connection, or for the
+    /// next request on a kept-alive one) to the end of its headers: a client that sends
+    /// half a request, or nothing, is cut off after this.
+    pub header_read: Duration,
+    /// From the request's headers to the response: a page still running after this is
+    /// answered 503 (its query ends on its own; its connection is free again).
+    pub request: Duration,
+    /// Connections open at once; the next ones wait in the listener's backlog.
+    pub connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_read: Duration::from_secs(10),
+            request: Duration::from_secs(60),
+            connections: 256,
+        }
+    }
+}
+
+/// Password checks (Argon2, tens of milliseconds and 19 MiB each) running at once: a flood
+/// of wrong passwords queues rather than taking every core and the memory.
+const PASSWORD_CHECKS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
@@ -78,17 +113,57 @@ pub fn load_auth(path: &std::path::Path) -> Result<Auth, WebError> {
         path: path.to_path_buf(),
         source,
     })?;
-    Auth::parse(&text).map_err(|source| WebError::AuthFile {
+    let auth = Auth::parse(&text).map_err(|source| WebError::AuthFile {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    auth.prepare().map_err(|source| WebError::AuthFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(auth)
 }
 
-/// The shared state: the store (one connection, used by one request at a time: SQLite
-/// reads of this size take milliseconds) and the credentials.
+/// The shared state: the store's connections, each used by one request at a time, and the
+/// credentials.
 struct Inner {
-    data: Mutex<pages::Data>,
+    pool: Pool,
     auth: Option<Auth>,
+    password_checks: Semaphore,
+}
+
+/// A few store connections: a request takes a permit, then any free connection (there is
+/// always one: as many permits as connections).
+struct Pool {
+    slots: Vec<Mutex<pages::Data>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Pool {
+    fn new(stores: Vec<Store>) -> Pool {
+        Pool {
+            permits: Arc::new(Semaphore::new(stores.len())),
+            slots: stores
+                .into_iter()
+                .map(|s| Mutex::new(pages::Data::new(s)))
+                .collect(),
+        }
+    }
+
+    /// Runs `f` with a free connection, on the calling (blocking) thread; None when no
+    /// connection was free, which the permit taken before prevents.
+    fn with<T>(&self, f: impl FnOnce(&mut pages::Data) -> T) -> Option<T> {
+        for slot in &self.slots {
+            let mut data = match slot.try_lock() {
+                Ok(d) => d,
+                // A page that panicked left the connection as sound as SQLite keeps it.
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => continue,
+            };
+            return Some(f(&mut data));
+        }
+        None
+    }
 }
 
 #[derive(Clone)]
@@ -159,8 +234,25 @@ async fn require_auth(State(app): State<App>, req: Request, next: Next) -> Respo
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
-    if auth.check(given) {
+        .map(|h| h.as_bytes().to_vec());
+    let ok = if auth.needs_slow_check(given.as_deref()) {
+        // A password check is slow by design: off the async threads, a few at a time.
+        let Ok(_permit) = app.0.password_checks.acquire().await else {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        };
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || {
+            app.0
+                .auth
+                .as_ref()
+                .is_some_and(|a| a.check(given.as_deref()))
+        })
+        .await
+        .unwrap_or(false)
+    } else {
+        auth.check(given.as_deref())
+    };
+    if ok {
         return next.run(req).await;
     }
     let mut res = (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
@@ -261,16 +353,24 @@ impl App {
         F: FnOnce(&mut pages::Data) -> Result<Reply, PageError> + Send + 'static,
     {
         let app = self.clone();
+        // The permit goes with the query: a request that timed out does not free a
+        // connection its query still uses.
+        let Ok(permit) = app.0.pool.permits.clone().acquire_owned().await else {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        };
         let res = tokio::task::spawn_blocking(move || {
-            let mut data = app.0.data.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut data)
+            let res = app.0.pool.with(f);
+            drop(permit);
+            res
         })
         .await;
         match res {
-            Ok(Ok(reply)) => reply.into_response(),
-            Ok(Err(e)) if api => e.into_json_response(),
-            Ok(Err(e)) => e.into_response(),
-            Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the page failed\n").into_response(),
+            Ok(Some(Ok(reply))) => reply.into_response(),
+            Ok(Some(Err(e))) if api => e.into_json_response(),
+            Ok(Some(Err(e))) => e.into_response(),
+            Ok(None) | Err(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "the page failed\n").into_response()
+            }
         }
     }
 }
@@ -331,14 +431,21 @@ where
     get(h).fallback(|| async { not_allowed() })
 }
 
-/// The whole application over an open store: every page, its JSON under /api/, the static
-/// files, authentication when `auth` is given, and the security headers on every response.
+/// The whole application over one store connection (as [`router_with`]).
 pub fn router(store: Store, auth: Option<Auth>) -> Router {
+    router_with(vec![store], auth, Limits::default())
+}
+
+/// The whole application over the store's connections (one request on each at a time):
+/// every page, its JSON under /api/, the static files, authentication when `auth` is
+/// given, the request time limit, and the security headers on every response.
+pub fn router_with(stores: Vec<Store>, auth: Option<Auth>, limits: Limits) -> Router {
     let app = App(Arc::new(Inner {
-        data: Mutex::new(pages::Data::new(store)),
+        pool: Pool::new(stores),
         auth,
+        password_checks: Semaphore::new(PASSWORD_CHECKS),
     }));
-    Router::new()
+    let routes = Router::new()
         .route("/", r(overview_html))
         .route("/api/overview", r(overview_json))
         .route("/hosts", r(hosts_html))
@@ -357,8 +464,68 @@ pub fn router(store: Store, auth: Option<Auth>) -> Router {
         .route("/static/app.js", r(script))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(app.clone(), require_auth))
-        .layer(middleware::from_fn(security_headers))
-        .with_state(app)
+        .with_state(app);
+    limit_time(routes, limits.request).layer(middleware::from_fn(security_headers))
+}
+
+/// Answers 503 to a request not answered within `limit` (password check and page
+/// included), so a slow page cannot hold a client, nor a client a page, forever.
+pub fn limit_time(router: Router, limit: Duration) -> Router {
+    router.layer(middleware::from_fn(
+        move |req: Request, next: Next| async move {
+            match tokio::time::timeout(limit, next.run(req)).await {
+                Ok(res) => res,
+                Err(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the page took too long; try a narrower query\n",
+                )
+                    .into_response(),
+            }
+        },
+    ))
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, within `limits`: a header-read
+/// timeout on every connection (hyper's, which needs the timer axum::serve does not set)
+/// and at most `limits.connections` connections at once.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let open = Arc::new(Semaphore::new(limits.connections.max(1)));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = open.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            () = &mut shutdown => return Ok(()),
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it was taken: the
+                    // listener itself is sound; pause so a persistent error does not spin.
+                    eprintln!("portolan serve: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read);
+        tokio::spawn(async move {
+            // A client that went away or timed out: nothing to report.
+            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+            drop(permit);
+        });
+    }
 }
 
 /// Serves `cfg.db` on `cfg.listen` until Ctrl-C. Refuses a non-loopback address without
@@ -376,7 +543,10 @@ pub async fn serve(cfg: Config) -> Result<(), WebError> {
             );
         }
     }
-    let store = Store::open_existing(&cfg.db)?;
+    // Read-only connections: serving never upgrades the schema nor changes the journal.
+    let stores = (0..CONNECTIONS)
+        .map(|_| Store::open_read_only(&cfg.db))
+        .collect::<Result<Vec<_>, _>>()?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| WebError::Listen {
@@ -385,14 +555,38 @@ pub async fn serve(cfg: Config) -> Result<(), WebError> {
         })?;
     let addr = listener.local_addr().unwrap_or(cfg.listen);
     eprintln!("portolan serve: http://{addr}/ (Ctrl-C stops)");
-    let app = router(store, auth);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+    let limits = Limits::default();
+    let app = router_with(stores, auth, limits);
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    serve_on(listener, app, limits, stop)
         .await
         .map_err(|source| WebError::Listen {
             addr: cfg.listen,
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request finds a free connection while another request holds one.
+    #[test]
+    fn the_pool_uses_a_free_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        drop(Store::open(&path).unwrap());
+        let stores = (0..2)
+            .map(|_| Store::open_read_only(&path).unwrap())
+            .collect();
+        let pool = Pool::new(stores);
+        let busy = pool.slots[0].lock().unwrap();
+        assert_eq!(pool.with(|d| d.store.schema_version().is_ok()), Some(true));
+        let busy_too = pool.slots[1].lock().unwrap();
+        assert_eq!(pool.with(|_| ()), None);
+        drop((busy, busy_too));
+        assert_eq!(pool.with(|_| ()), Some(()));
+    }
 }

@@ -8,8 +8,8 @@ use http_body_util::BodyExt;
 use portolan_model::{Host, HostStatus, Port, Protocol, Script, Service};
 use portolan_store::query::now;
 use portolan_store::{FinishStats, ScanMeta, Source, Store};
-use portolan_web::auth::{user_line, Auth};
-use portolan_web::{check_listen, router, WebError};
+use portolan_web::auth::{user_line_with, Auth};
+use portolan_web::{check_listen, router_with, Limits, WebError};
 use tower::ServiceExt;
 
 const DAY: i64 = 86_400;
@@ -91,7 +91,12 @@ fn app_with(auth: Option<Auth>) -> (tempfile::TempDir, Router) {
         ],
     );
     scan(&mut store, t, false, &[host("198.18.0.9", &[])]);
-    (dir, router(store, auth))
+    drop(store);
+    // As `portolan serve` reads it: through a few read-only connections.
+    let readers = (0..2)
+        .map(|_| Store::open_read_only(&path).unwrap())
+        .collect();
+    (dir, router_with(readers, auth, Limits::default()))
 }
 
 fn app() -> (tempfile::TempDir, Router) {
@@ -409,7 +414,9 @@ fn non_loopback_needs_auth() {
 #[tokio::test]
 async fn auth_accepts_the_right_credentials_only() {
     let token = "a-long-enough-token-1234";
-    let file = format!("token {token}\n{}\n", user_line("ops", "pepper", "s3cret"));
+    let cheap = portolan_web::auth::Params::new(256, 1, 1, None).unwrap();
+    let line = user_line_with("ops", "s3cret", cheap).unwrap();
+    let file = format!("token {token}\n{line}\n");
     let (_d, app) = app_with(Some(Auth::parse(&file).unwrap()));
     let with = |v: Option<String>| {
         let mut r = Request::get("/api/hosts");
@@ -534,4 +541,93 @@ async fn without_auth_only_loopback_host_names_are_served() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(send(&app, req).await.status, StatusCode::OK);
+}
+
+/// A page that never finishes is answered 503 once the request's time is up, with the
+/// security headers still on.
+#[tokio::test]
+async fn a_request_past_its_time_gets_503() {
+    let stuck = Router::new().route("/", axum::routing::get(std::future::pending::<String>));
+    let app = portolan_web::limit_time(stuck, std::time::Duration::from_millis(20));
+    let g = get(&app, "/").await;
+    assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(g.body.contains("took too long"));
+}
+
+/// The real server loop: a client that sends half a request, or nothing, is disconnected
+/// (the header-read timeout), and a whole request is still served. The client's own bound
+/// is generous: it only stops the test from hanging when the server never closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_is_disconnected() {
+    use std::io::{Read, Write};
+    let (_d, app) = app();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = Limits {
+        header_read: std::time::Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let server = tokio::spawn(portolan_web::serve_on(
+        listener,
+        app,
+        limits,
+        std::future::pending(),
+    ));
+    let closed = |half: &'static [u8]| {
+        tokio::task::spawn_blocking(move || {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+                .unwrap();
+            c.write_all(half).unwrap();
+            let mut buf = Vec::new();
+            // Ok: the server closed (an answer such as 408 may come first); Err: the
+            // client's bound passed with the connection still open.
+            c.read_to_end(&mut buf).map(|_| buf)
+        })
+    };
+    let half = closed(b"GET /api/overview HTTP/1.1\r\nHost: local")
+        .await
+        .unwrap();
+    assert!(half.is_ok(), "half a request kept the connection: {half:?}");
+    let nothing = closed(b"").await.unwrap();
+    assert!(nothing.is_ok(), "a silent client kept the connection");
+    let whole =
+        closed(b"GET /api/overview HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap()
+            .unwrap();
+    let whole = String::from_utf8_lossy(&whole);
+    assert!(whole.starts_with("HTTP/1.1 200"), "{whole}");
+    assert!(whole.contains("hosts_up"));
+    // Kept alive after its answer, a connection that asks nothing more is closed too.
+    let idle = closed(b"GET /api/overview HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let idle =
+        String::from_utf8_lossy(idle.as_deref().expect("an idle connection stayed")).into_owned();
+    assert!(idle.starts_with("HTTP/1.1 200"), "{idle}");
+    server.abort();
+}
+
+/// `portolan serve` refuses a store of an older schema, which it would otherwise have had
+/// to upgrade, and leaves it as it is.
+#[tokio::test]
+async fn serve_refuses_an_old_store_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let c = portolan_store::rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(portolan_store::schema::MIGRATIONS[0])
+            .unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let cfg = portolan_web::Config {
+        db: path.clone(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth: None,
+    };
+    let e = portolan_web::serve(cfg).await.unwrap_err();
+    assert!(e.to_string().contains("portolan history --db"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
 }

@@ -13,17 +13,25 @@ const LISTEN: Opt = Opt::value(
 const AUTH: Opt = Opt::value(
     "auth",
     "FILE",
-    "credentials: lines `token TOKEN` or `user NAME sha256:SALT:HEX` (docs/serve.md)",
+    "credentials: lines `token TOKEN` or `user NAME $argon2id$...` (docs/serve.md)",
+);
+const HASH_PASSWORD: Opt = Opt::value(
+    "hash-password",
+    "NAME",
+    "read a password (one line) from standard input and print the --auth line for user NAME",
 );
 
 pub const SPEC: Spec = Spec {
     name: "serve",
     summary: "a read-only web view and JSON API over the history store",
-    usage: &["[--db PATH] [--listen ADDR:PORT] [--auth FILE]"],
+    usage: &[
+        "[--db PATH] [--listen ADDR:PORT] [--auth FILE]",
+        "--hash-password NAME < password",
+    ],
     about: "Serves the history store as web pages (overview, hosts, host timelines, \
             changes, scans and their diffs)\nand the JSON behind each under /api/. \
             Nothing is ever written. Ctrl-C stops it.",
-    opts: &[subargs::DB, LISTEN, AUTH],
+    opts: &[subargs::DB, LISTEN, AUTH, HASH_PASSWORD],
     operands: false,
     footer: "\
 The history store is --db PATH, else $PORTOLAN_DB; it must exist.
@@ -42,6 +50,9 @@ pub fn run(args: &[String]) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Some(name) = p.value(&HASH_PASSWORD) {
+        return hash_password(name);
+    }
     let Some(db) = p.db() else {
         return fail(
             format!(
@@ -74,5 +85,23 @@ pub fn run(args: &[String]) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ portolan_web::WebError::Listen { .. }) => fail(e, 1),
         Err(e) => fail(e, 2),
+    }
+}
+
+/// `--hash-password NAME`: the password is the first line of standard input (so it is
+/// never an argument others can see in `ps`, nor in the shell's history).
+fn hash_password(name: &str) -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        return fail(format!("--hash-password: cannot read the password: {e}"), 2);
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    match portolan_web::auth::hash_password(name, password) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("--hash-password: {e}"), 2),
     }
 }

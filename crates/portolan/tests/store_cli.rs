@@ -596,3 +596,85 @@ fn serve_answers_on_loopback_and_refuses_far_addresses_without_auth() {
     assert!(!page.contains(&db), "the page shows the store's path");
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
 }
+
+/// `portolan serve --hash-password NAME` reads a password from standard input and prints
+/// the auth file line; a server given that line lets the password in, and no other.
+#[test]
+fn serve_hash_password_makes_a_line_the_server_accepts() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(&dir);
+    let o = run(&["import", "--db", &db, &fixture("nmap-sv.xml")]);
+    assert!(o.status.success(), "{}", err(&o));
+    let hash = |name: &str, input: &str| {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--hash-password", name])
+            .env_remove("PORTOLAN_DB")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = hash("alice", "correct horse\n");
+    assert!(o.status.success(), "{}", err(&o));
+    let line = out(&o);
+    assert!(line.starts_with("user alice $argon2id$v=19$"), "{line}");
+    assert!(!line.contains("correct horse"));
+    let o = hash("al:ice", "pw\n");
+    assert_eq!(o.status.code(), Some(2));
+    let o = hash("alice", "\n");
+    assert_eq!(o.status.code(), Some(2), "an empty password was hashed");
+
+    let auth = dir.path().join("web.auth");
+    std::fs::write(&auth, &line).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--db", &db, "--listen", "127.0.0.1:0", "--auth"])
+        .arg(&auth)
+        .env_remove("PORTOLAN_DB")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err_lines = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("http://") {
+        line.clear();
+        if err_lines.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+    }
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let fetch = |basic: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET /api/overview HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    // "alice:correct horse" and "alice:correct hors" in base64.
+    let right = fetch("YWxpY2U6Y29ycmVjdCBob3JzZQ==");
+    let wrong = fetch("YWxpY2U6Y29ycmVjdCBob3Jz");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(right.starts_with("HTTP/1.1 200"), "{right}");
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+}
