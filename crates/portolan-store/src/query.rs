@@ -181,6 +181,28 @@ struct HostRow {
 }
 
 impl HostRow {
+    /// The columns [`HostRow::read`] takes, in its order.
+    const COLUMNS: &'static str = "address, addrtype, state, reason, hostnames, mac, vendor, \
+         portset_id, starttime, endtime, os, hostscripts";
+
+    /// A row of `SELECT {COLUMNS} FROM hosts_seen`.
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRow> {
+        Ok(HostRow {
+            address: r.get(0)?,
+            addrtype: r.get(1)?,
+            state: r.get(2)?,
+            reason: r.get(3)?,
+            hostnames: r.get(4)?,
+            mac: r.get(5)?,
+            vendor: r.get(6)?,
+            portset: r.get(7)?,
+            starttime: r.get(8)?,
+            endtime: r.get(9)?,
+            os: r.get(10)?,
+            hostscripts: r.get(11)?,
+        })
+    }
+
     fn is_up(&self) -> bool {
         self.state == "up"
     }
@@ -241,27 +263,12 @@ impl Store {
     }
 
     fn hosts_of(&self, scan: i64) -> Result<Vec<HostRow>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT address, addrtype, state, reason, hostnames, mac, vendor, portset_id,
-                    starttime, endtime, os, hostscripts
-             FROM hosts_seen WHERE scan_id = ?1",
-        )?;
-        let rows = st.query_map([scan], |r| {
-            Ok(HostRow {
-                address: r.get(0)?,
-                addrtype: r.get(1)?,
-                state: r.get(2)?,
-                reason: r.get(3)?,
-                hostnames: r.get(4)?,
-                mac: r.get(5)?,
-                vendor: r.get(6)?,
-                portset: r.get(7)?,
-                starttime: r.get(8)?,
-                endtime: r.get(9)?,
-                os: r.get(10)?,
-                hostscripts: r.get(11)?,
-            })
-        })?;
+        let sql = format!(
+            "SELECT {} FROM hosts_seen WHERE scan_id = ?1",
+            HostRow::COLUMNS
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map([scan], HostRow::read)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -430,28 +437,13 @@ impl Store {
     }
 
     fn host_row(&self, scan: i64, address: &str) -> Result<Option<HostRow>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT address, addrtype, state, reason, hostnames, mac, vendor, portset_id,
-                    starttime, endtime, os, hostscripts
-             FROM hosts_seen WHERE scan_id = ?1 AND address = ?2",
-        )?;
+        let sql = format!(
+            "SELECT {} FROM hosts_seen WHERE scan_id = ?1 AND address = ?2",
+            HostRow::COLUMNS
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
         Ok(st
-            .query_row(params![scan, address], |r| {
-                Ok(HostRow {
-                    address: r.get(0)?,
-                    addrtype: r.get(1)?,
-                    state: r.get(2)?,
-                    reason: r.get(3)?,
-                    hostnames: r.get(4)?,
-                    mac: r.get(5)?,
-                    vendor: r.get(6)?,
-                    portset: r.get(7)?,
-                    starttime: r.get(8)?,
-                    endtime: r.get(9)?,
-                    os: r.get(10)?,
-                    hostscripts: r.get(11)?,
-                })
-            })
+            .query_row(params![scan, address], HostRow::read)
             .optional()?)
     }
 

@@ -653,14 +653,7 @@ mod tests {
 
     #[test]
     fn an_unanswered_connect_is_watched_until_it_times_out() {
-        // A listener whose accept queue is full drops SYNs: the connect stays out.
-        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        listener
-            .bind(&SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 0))))
-            .unwrap();
-        listener.listen(0).unwrap();
-        let addr = listener.local_addr().unwrap().as_socket().unwrap();
-        let _queued = std::net::TcpStream::connect(addr).unwrap();
+        let (_listener, _queued, addr) = silent_listener();
         let mut timing = Template::Aggressive.timing();
         timing.initial_rtt_timeout = Duration::from_millis(100);
         timing.max_retries = 0;
