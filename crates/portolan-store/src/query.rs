@@ -7,12 +7,12 @@
 //! inventory is the newest complete scan of each group, the newest group winning for an
 //! address found in several.
 
+use crate::backend::vals;
 use crate::{Cidr, ScanId, Store, StoreError};
 use portolan_model::{
     AddrType, Address, ExtraPorts, Host, HostState, HostStatus, Hostname, Os, Port, PortState,
     Protocol, RunExit, RunStats, ScanRun, Script, Service, ServiceMethod,
 };
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -186,7 +186,7 @@ impl HostRow {
          portset_id, starttime, endtime, os, hostscripts";
 
     /// A row of `SELECT {COLUMNS} FROM hosts_seen`.
-    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRow> {
+    fn read(r: &crate::backend::Row) -> Result<HostRow, StoreError> {
         Ok(HostRow {
             address: r.get(0)?,
             addrtype: r.get(1)?,
@@ -240,26 +240,28 @@ pub fn now() -> i64 {
 impl Store {
     /// Every scan, oldest first, complete or not.
     pub fn history(&self) -> Result<Vec<ScanRecord>, StoreError> {
-        let mut st = self.conn.prepare(
+        let rows = self.db.query(
             "SELECT id, started, finished, args, targets, hosts_up, hosts_total, complete,
                     source, file
              FROM scans ORDER BY started, id",
+            &[],
         )?;
-        let rows = st.query_map([], |r| {
-            Ok(ScanRecord {
-                id: r.get(0)?,
-                started: r.get(1)?,
-                finished: r.get(2)?,
-                args: r.get(3)?,
-                targets: r.get(4)?,
-                hosts_up: r.get(5)?,
-                hosts_total: r.get(6)?,
-                complete: r.get(7)?,
-                source: r.get(8)?,
-                file: r.get(9)?,
+        rows.iter()
+            .map(|r| {
+                Ok(ScanRecord {
+                    id: r.get(0)?,
+                    started: r.get(1)?,
+                    finished: r.get(2)?,
+                    args: r.get(3)?,
+                    targets: r.get(4)?,
+                    hosts_up: r.get(5)?,
+                    hosts_total: r.get(6)?,
+                    complete: r.get(7)?,
+                    source: r.get(8)?,
+                    file: r.get(9)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
     }
 
     fn hosts_of(&self, scan: i64) -> Result<Vec<HostRow>, StoreError> {
@@ -267,32 +269,36 @@ impl Store {
             "SELECT {} FROM hosts_seen WHERE scan_id = ?1",
             HostRow::COLUMNS
         );
-        let mut st = self.conn.prepare_cached(&sql)?;
-        let rows = st.query_map([scan], HostRow::read)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db
+            .query(&sql, &vals![scan])?
+            .iter()
+            .map(HostRow::read)
+            .collect()
     }
 
     fn ports_of(&self, set: i64) -> Result<Vec<PortRecord>, StoreError> {
-        let mut st = self.conn.prepare_cached(
+        let rows = self.db.query(
             "SELECT protocol, port, state, reason, service, product, version, extrainfo, tunnel,
                     scripts
              FROM portset_ports WHERE set_id = ?1",
+            &vals![set],
         )?;
-        let rows = st.query_map([set], |r| {
-            Ok(PortRecord {
-                protocol: r.get(0)?,
-                port: r.get(1)?,
-                state: r.get(2)?,
-                reason: r.get(3)?,
-                service: r.get(4)?,
-                product: r.get(5)?,
-                version: r.get(6)?,
-                extrainfo: r.get(7)?,
-                tunnel: r.get(8)?,
-                scripts: r.get(9)?,
+        rows.iter()
+            .map(|r| {
+                Ok(PortRecord {
+                    protocol: r.get(0)?,
+                    port: r.get(1)?,
+                    state: r.get(2)?,
+                    reason: r.get(3)?,
+                    service: r.get(4)?,
+                    product: r.get(5)?,
+                    version: r.get(6)?,
+                    extrainfo: r.get(7)?,
+                    tunnel: r.get(8)?,
+                    scripts: r.get(9)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
     }
 
     /// Port sets, loaded once each.
@@ -310,11 +316,14 @@ impl Store {
 
     /// Complete scans `(id, started, targets)`, oldest first.
     fn complete_scans(&self) -> Result<Vec<(i64, i64, String)>, StoreError> {
-        let mut st = self.conn.prepare(
-            "SELECT id, started, targets FROM scans WHERE complete = 1 ORDER BY started, id",
-        )?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db
+            .query(
+                "SELECT id, started, targets FROM scans WHERE complete = 1 ORDER BY started, id",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .collect()
     }
 
     /// What changed in the last `since` (see [`Store::changes_since`]).
@@ -372,12 +381,15 @@ impl Store {
     /// A scan's hosts as a comparison needs them first, in address order (the primary
     /// key's order: no sort).
     fn light_hosts(&self, scan: i64) -> Result<Vec<LightHost>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT address, state = 'up', portset_id FROM hosts_seen
-             WHERE scan_id = ?1 ORDER BY address",
-        )?;
-        let rows = st.query_map([scan], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db
+            .query(
+                "SELECT address, CASE WHEN state = 'up' THEN 1 ELSE 0 END, portset_id
+                 FROM hosts_seen WHERE scan_id = ?1 ORDER BY address",
+                &vals![scan],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .collect()
     }
 
     /// The hosts of scans `prev` and `cur` that can differ: in one and not the other, or in
@@ -441,10 +453,11 @@ impl Store {
             "SELECT {} FROM hosts_seen WHERE scan_id = ?1 AND address = ?2",
             HostRow::COLUMNS
         );
-        let mut st = self.conn.prepare_cached(&sql)?;
-        Ok(st
-            .query_row(params![scan, address], HostRow::read)
-            .optional()?)
+        self.db
+            .query_opt(&sql, &vals![scan, address])?
+            .as_ref()
+            .map(HostRow::read)
+            .transpose()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -627,13 +640,11 @@ impl Store {
     /// names, OS and scripts, and its listed ports (all states) in each. The web view's host
     /// page builds its timeline from it.
     pub fn host_history(&self, address: &str) -> Result<Vec<HostSnapshot>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT s.id, s.started, s.targets, h.state, h.hostnames, h.mac, h.vendor,
+        let sql = "SELECT s.id, s.started, s.targets, h.state, h.hostnames, h.mac, h.vendor,
                     h.portset_id, h.os, h.hostscripts
              FROM hosts_seen h JOIN scans s ON s.id = h.scan_id
              WHERE h.address = ?1 AND s.complete = 1
-             ORDER BY s.started, s.id",
-        )?;
+             ORDER BY s.started, s.id";
         type Row = (
             i64,
             i64,
@@ -646,8 +657,11 @@ impl Store {
             Option<String>,
             String,
         );
-        let rows: Vec<Row> = st
-            .query_map([address], |r| {
+        let rows: Vec<Row> = self
+            .db
+            .query(sql, &vals![address])?
+            .iter()
+            .map(|r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
@@ -660,8 +674,8 @@ impl Store {
                     r.get(8)?,
                     r.get(9)?,
                 ))
-            })?
-            .collect::<Result<_, _>>()?;
+            })
+            .collect::<Result<_, StoreError>>()?;
         let bad = |what: &str, v: &str| StoreError::BadValue(format!("{what} {v:?}"));
         let mut cache = HashMap::new();
         let mut out = Vec::with_capacity(rows.len());
@@ -704,29 +718,29 @@ impl Store {
         targets: Option<&str>,
     ) -> Result<Option<(ScanRun, ScanRun)>, StoreError> {
         let newest: Option<(i64, i64, String)> = self
-            .conn
-            .query_row(
+            .db
+            .query_opt(
                 "SELECT id, started, targets FROM scans
-                 WHERE complete = 1 AND (?1 IS NULL OR targets = ?1)
+                 WHERE complete = 1 AND (CAST(?1 AS TEXT) IS NULL OR targets = ?1)
                  ORDER BY started DESC, id DESC LIMIT 1",
-                [targets],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
+                &vals![targets],
+            )?
+            .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .transpose()?;
         let Some((id, started, targets)) = newest else {
             return Ok(None);
         };
         let older: Option<i64> = self
-            .conn
-            .query_row(
+            .db
+            .query_opt(
                 "SELECT id FROM scans
                  WHERE complete = 1 AND targets = ?1
                    AND (started < ?2 OR (started = ?2 AND id < ?3))
                  ORDER BY started DESC, id DESC LIMIT 1",
-                params![targets, started, id],
-                |r| r.get(0),
-            )
-            .optional()?;
+                &vals![targets, started, id],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?;
         let Some(older) = older else { return Ok(None) };
         Ok(Some((
             self.load_run(ScanId(older))?,
@@ -751,28 +765,28 @@ impl Store {
             String,
         );
         let row: Option<Row> = self
-            .conn
-            .query_row(
+            .db
+            .query_opt(
                 "SELECT started, finished, args, hosts_up, hosts_total, complete, scanner,
                         version, prescripts, postscripts
                  FROM scans WHERE id = ?1",
-                [scan.0],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                        r.get(9)?,
-                    ))
-                },
-            )
-            .optional()?;
+                &vals![scan.0],
+            )?
+            .map(|r| {
+                Ok::<_, StoreError>((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
+            })
+            .transpose()?;
         let Some((started, finished, args, up, total, complete, scanner, version, pre, post)) = row
         else {
             return Err(StoreError::NoSuchScan(scan));
@@ -840,11 +854,13 @@ impl Store {
             if let Some(set) = h.portset {
                 let extra = match extras.entry(set) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => e.insert(self.conn.query_row(
-                        "SELECT extra FROM portsets WHERE id = ?1",
-                        [set],
-                        |r| r.get::<_, String>(0),
-                    )?),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                        self.db
+                            .query_opt("SELECT extra FROM portsets WHERE id = ?1", &vals![set])?
+                            .map(|r| r.get::<String>(0))
+                            .transpose()?
+                            .unwrap_or_default(),
+                    ),
                 };
                 for piece in extra.split(',').filter(|s| !s.is_empty()) {
                     let (s, n) = piece.rsplit_once('=').ok_or_else(|| bad("extra", piece))?;
