@@ -129,6 +129,17 @@ impl Row {
             ))
         })
     }
+    /// Every column as text.
+    pub(crate) fn texts(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|v| match v {
+                Val::Null => "NULL".into(),
+                Val::Int(i) => i.to_string(),
+                Val::Text(s) => s.clone(),
+            })
+            .collect()
+    }
     /// Column `i` as text, without a copy.
     pub(crate) fn str(&self, i: usize) -> Option<&str> {
         match self.0.get(i) {

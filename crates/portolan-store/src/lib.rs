@@ -435,4 +435,11 @@ impl Store {
     pub fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
         self.db.batch(sql)
     }
+
+    /// The rows of an ad-hoc query without parameters, on either database, each value as
+    /// text (NULL as `NULL`), for tests and tools.
+    #[doc(hidden)]
+    pub fn sql_rows(&self, sql: &str) -> Result<Vec<Vec<String>>, StoreError> {
+        Ok(self.db.query(sql, &[])?.iter().map(|r| r.texts()).collect())
+    }
 }
