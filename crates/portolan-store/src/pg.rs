@@ -50,8 +50,27 @@ impl std::fmt::Debug for PgTarget {
     }
 }
 
+/// A store's location as it may be shown (messages, pages, logs, recorded command lines):
+/// a file's path as it is, a PostgreSQL location without its password.
+pub fn shown(spec: &str) -> String {
+    if is_postgres(spec) {
+        redact(spec)
+    } else {
+        spec.to_string()
+    }
+}
+
+/// A command line's word as it may be shown: a PostgreSQL location (alone or as
+/// `--db=LOCATION`) without its password, any other word as it is.
+pub fn shown_word(word: &str) -> String {
+    match word.strip_prefix("--db=") {
+        Some(v) => format!("--db={}", shown(v)),
+        None => shown(word),
+    }
+}
+
 /// `spec` without any password: the URL's user-info password and `password=` options.
-pub fn redact(spec: &str) -> String {
+fn redact(spec: &str) -> String {
     let s = spec.trim();
     if let Some((scheme, rest)) = s.split_once("://") {
         let (authority, tail) = match rest.find(['/', '?']) {
@@ -540,6 +559,12 @@ mod tests {
             redact("host=h password='s3 cret' dbname=inv"),
             "host=h dbname=inv"
         );
+        assert_eq!(shown("/var/lib/a=b.db"), "/var/lib/a=b.db");
+        assert_eq!(
+            shown_word("--db=postgres://u:pw@h/d"),
+            "--db=postgres://u@h/d"
+        );
+        assert_eq!(shown_word("-sS"), "-sS");
     }
 
     #[test]

@@ -153,6 +153,7 @@ pub fn run(args: &[String]) -> ExitCode {
 fn diff_store(db: &str, opts: DiffOptions, format: Format) -> Result<bool, String> {
     // Only read: a path where no store is is an error, never a new empty store.
     let store = portolan_store::Store::open_existing(db).map_err(|e| e.to_string())?;
+    let db = &portolan_store::pg::shown(db);
     let (old, new) = match store.last_two_of_same_targets(None) {
         Ok(Some(pair)) => pair,
         Ok(None) => {

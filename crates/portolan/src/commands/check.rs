@@ -307,12 +307,14 @@ fn judge(a: &CheckArgs, policy: &Policy) -> Result<Judged, CheckError> {
         }
         // The history store: its latest complete scan.
         ScanSource::Db(path) => {
+            let store =
+                portolan_store::Store::open_existing(path).map_err(CheckError::StoreOpen)?;
+            // As it may be shown: a PostgreSQL store's location without its password.
+            let path = &store.path().to_path_buf();
             let store_err = |source| CheckError::Store {
                 path: path.clone(),
                 source,
             };
-            let store =
-                portolan_store::Store::open_existing(path).map_err(CheckError::StoreOpen)?;
             let scans = store.history().map_err(store_err)?;
             let latest = scans
                 .iter()
