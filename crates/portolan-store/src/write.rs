@@ -296,7 +296,33 @@ impl Store {
     /// before it empties any output file, so a store held by another writer past the wait
     /// is refused while nothing has been touched.
     pub fn check_writable(&mut self) -> Result<(), StoreError> {
-        self.write(|_| Ok(()))
+        self.write(|db| {
+            if db.backend() == crate::Backend::Sqlite {
+                return Ok(());
+            }
+            // PostgreSQL takes no lock up front: ask whether this session could write.
+            let ok = db
+                .query_opt(
+                    "SELECT CASE WHEN has_table_privilege('scans', 'INSERT, UPDATE')
+                         AND has_table_privilege('hosts_seen', 'INSERT, UPDATE')
+                         AND has_table_privilege('portsets', 'INSERT')
+                         AND has_table_privilege('portset_ports', 'INSERT, UPDATE')
+                         AND NOT pg_is_in_recovery()
+                         AND current_setting('transaction_read_only') = 'off'
+                     THEN 1 ELSE 0 END",
+                    &[],
+                )?
+                .map(|r| r.get::<bool>(0))
+                .transpose()?;
+            match ok {
+                Some(true) => Ok(()),
+                _ => Err(StoreError::Postgres(
+                    "this user cannot write the store here (privileges, a standby, or a \
+                     read-only session)"
+                        .into(),
+                )),
+            }
+        })
     }
 
     /// Records a scan that starts now, as incomplete until [`Store::finish_scan`].

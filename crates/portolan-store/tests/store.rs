@@ -1140,3 +1140,23 @@ fn postgres_password_from_the_password_file() {
     assert!(matches!(err, StoreError::Connect { .. }), "{err}");
     std::env::remove_var("PGPASSFILE");
 }
+
+/// A scan asks before it empties any output: a user who may only read is refused there.
+#[test]
+fn postgres_check_writable_refuses_a_reader_only_user() {
+    let Some(pg) = pg() else { return };
+    let db = pg.fresh_db_name("writable");
+    let owner = pg.url(&db);
+    let mut store = Store::open(&owner).unwrap();
+    store.check_writable().unwrap();
+    pg.psql(
+        &db,
+        "CREATE ROLE reader_only LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader_only",
+    )
+    .unwrap();
+    let reader = owner.replace("postgres@", "reader_only@");
+    let mut store = Store::open_existing(&reader).unwrap();
+    assert_eq!(store.history().unwrap().len(), 0);
+    let err = store.check_writable().err().expect("refused");
+    assert!(err.to_string().contains("cannot write"), "{err}");
+}
