@@ -1157,6 +1157,6 @@ fn postgres_check_writable_refuses_a_reader_only_user() {
     let reader = owner.replace("postgres@", "reader_only@");
     let mut store = Store::open_existing(&reader).unwrap();
     assert_eq!(store.history().unwrap().len(), 0);
-    let err = store.check_writable().err().expect("refused");
+    let err = store.check_writable().expect_err("refused");
     assert!(err.to_string().contains("cannot write"), "{err}");
 }
