@@ -588,6 +588,29 @@ mod tests {
     }
 
     #[test]
+    fn services_come_from_the_service_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pg_service.conf");
+        std::fs::write(
+            &file,
+            "# inventory\n[other]\nhost=nowhere\n[inv]\nhost=db.example\nport=6543\n\
+             dbname=inventory\nsslmode=disable\n",
+        )
+        .unwrap();
+        // Read only when a service is named: no other test depends on it.
+        std::env::set_var("PGSERVICEFILE", &file);
+        let t = PgTarget::parse("service=inv user=bob").unwrap();
+        let missing = PgTarget::parse("service=nope");
+        std::env::remove_var("PGSERVICEFILE");
+        assert_eq!(t.config.get_hosts(), &[Host::Tcp("db.example".into())]);
+        assert_eq!(t.config.get_ports(), &[6543]);
+        assert_eq!(t.config.get_dbname(), Some("inventory"));
+        assert_eq!(t.config.get_user(), Some("bob"));
+        assert_eq!(t.tls, Tls::Disable);
+        assert!(matches!(missing, Err(StoreError::BadLocation { .. })));
+    }
+
+    #[test]
     fn password_file_lines() {
         let text = "# comment\nother:5432:*:bob:no\ndb\\:x:*:inv:bob:yes\\:1\n*:*:*:*:any\n";
         assert_eq!(
