@@ -45,7 +45,7 @@ pg_url() {
 }
 
 pg_sql() {
-    psql -h "$PG_DIR" -p "$PG_PORT" -U postgres -X -q -A -t -d postgres -c "$1"
+    PGOPTIONS="--client-min-messages=warning" psql -h "$PG_DIR" -p "$PG_PORT" -U postgres -X -q -A -t -d postgres -c "$1"
 }
 
 # A new empty database $1 (an older one of that name dropped).
