@@ -189,3 +189,78 @@ fn serve_reads_a_postgres_store() {
         );
     }
 }
+
+/// `--resume --db` and `check --db` on PostgreSQL: a scan interrupted for real (SIGINT
+/// after its first host of two) stays incomplete, is finished by `--resume --db`, and
+/// `check` judges the completed scan.
+#[test]
+fn resume_and_check_from_a_postgres_store() {
+    let Some(pg) = TestPg::shared() else { return };
+    let url = pg.fresh_db("cli_resume");
+    // Ten ports 200 ms apart: about 2 s a host, one host at a time.
+    let child = Command::new(BIN)
+        .args(["-sT", "-Pn", "-n", "-p", "1-10", "--scan-delay", "200ms"])
+        .args([
+            "--max-hostgroup",
+            "1",
+            "--db",
+            &url,
+            "127.0.0.1",
+            "127.0.0.2",
+        ])
+        .env_remove("PORTOLAN_DB")
+        .env("PORTOLAN_AUDIT_LOG", "none")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o).1);
+    let h = json(&["history", "--db", &url, "--json"], None);
+    assert_eq!(h[0]["complete"], false, "{h}");
+    assert!(json(&["hosts", "--db", &url, "--json"], None)
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    let o = Command::new(BIN)
+        .args(["--resume", "--db", &url])
+        .env_remove("PORTOLAN_DB")
+        .env("PORTOLAN_AUDIT_LOG", "none")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("1 hosts finished are kept"), "{err}");
+    let h = json(&["history", "--db", &url, "--json"], None);
+    let last = h.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (&last["complete"], &last["hosts_up"]),
+        (&true.into(), &2.into()),
+        "{h}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        "version = 1\n\n[[rule]]\nname = \"no telnet\"\nforbid_ports = [23]\n",
+    )
+    .unwrap();
+    let o = run(
+        &["check", "--policy", policy.to_str().unwrap(), "--db", &url],
+        None,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains(&format!("(scan {})", last["id"])),
+        "{out}{err}"
+    );
+}
