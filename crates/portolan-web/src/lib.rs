@@ -414,6 +414,16 @@ async fn style() -> Response {
         .into_response()
 }
 
+/// The tab's icon: linked from every page, so a browser does not ask for /favicon.ico (a
+/// 404, and an error in its console, on every page).
+async fn icon() -> Response {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        include_str!("../static/icon.svg"),
+    )
+        .into_response()
+}
+
 async fn script() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
@@ -462,6 +472,7 @@ pub fn router_with(stores: Vec<Store>, auth: Option<Auth>, limits: Limits) -> Ro
         .route("/api/diff", r(diff_json))
         .route("/static/style.css", r(style))
         .route("/static/app.js", r(script))
+        .route("/static/icon.svg", r(icon))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(app.clone(), require_auth))
         .with_state(app);
