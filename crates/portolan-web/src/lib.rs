@@ -3,11 +3,13 @@
 //!
 //! This crate owns the HTTP side: the router ([`router`]), the server and its listening
 //! rules ([`serve`], [`check_listen`]), authentication ([`auth`]), the security headers
-//! every response carries, the filter language ([`filter`]) and the pages ([`pages`]).
+//! every response carries, the filter language ([`filter`]), the pages ([`pages`]) and the
+//! change list they share ([`changes`]).
 //! It reads the store only through `portolan-store`'s query functions, never with SQL of
 //! its own, so another store backend serves the same pages.
 
 pub mod auth;
+pub mod changes;
 pub mod filter;
 pub mod html;
 pub mod pages;
@@ -137,16 +139,21 @@ struct Inner {
 struct Pool {
     slots: Vec<Mutex<pages::Data>>,
     permits: Arc<Semaphore>,
+    /// The change list every connection's pages share.
+    changes: Arc<changes::SharedChanges>,
 }
 
 impl Pool {
     fn new(stores: Vec<Store>) -> Pool {
+        // One change list for all: a request finds it whichever connection serves it.
+        let changes = Arc::new(changes::SharedChanges::default());
         Pool {
             permits: Arc::new(Semaphore::new(stores.len())),
             slots: stores
                 .into_iter()
-                .map(|s| Mutex::new(pages::Data::new(s)))
+                .map(|s| Mutex::new(pages::Data::sharing(s, changes.clone())))
                 .collect(),
+            changes,
         }
     }
 
@@ -599,5 +606,29 @@ mod tests {
         assert_eq!(pool.with(|_| ()), None);
         drop((busy, busy_too));
         assert_eq!(pool.with(|_| ()), Some(()));
+    }
+
+    /// A change list computed on one connection serves a request on another.
+    #[test]
+    fn the_pool_shares_its_change_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        drop(Store::open(&path).unwrap());
+        let stores = (0..2)
+            .map(|_| Store::open_read_only(&path).unwrap())
+            .collect();
+        let pool = Pool::new(stores);
+        let since = portolan_store::query::now() - 86_400;
+        let first = pool.slots[0].lock().unwrap().changes_since(since).unwrap();
+        assert_eq!(pool.changes.computed(), 1);
+        let busy = pool.slots[0].lock().unwrap();
+        let second = pool.with(|d| d.changes_since(since).unwrap()).unwrap();
+        drop(busy);
+        assert_eq!((first, second), (vec![], vec![]));
+        assert_eq!(
+            pool.changes.computed(),
+            1,
+            "computed again on the other connection"
+        );
     }
 }
