@@ -8,6 +8,11 @@
 //! store's generation (SQLite's `data_version`, a connection's own number) is not: each
 //! connection reads the key again only when its generation moved, so a request pays for a
 //! query of the scans table only after a write.
+//!
+//! Computing a year of changes reads every scan's hosts (a third of a second on a year of
+//! daily /20 scans), so the whole history is computed in the background as soon as a
+//! request finds it missing ([`SharedChanges::should_warm`]): when the server starts and
+//! after each scan lands. A request for any window then finds it ready.
 
 use portolan_store::{Change, Store, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +34,9 @@ fn basis(store: &Store) -> Result<Basis, StoreError> {
 #[derive(Default)]
 pub struct SharedChanges {
     kept: Mutex<Option<Kept>>,
+    /// The scans a computation of the whole history was last started for (at most one
+    /// per store state, even when it fails).
+    warming: Mutex<Option<Arc<Basis>>>,
     /// How many lists were computed (the others were cut from a kept one).
     computed: AtomicU64,
 }
@@ -71,6 +79,29 @@ impl SharedChanges {
         // A page that panicked while holding it left it whole (each change is one
         // assignment).
         self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the whole history should be computed now ([`SharedChanges::warm`], in the
+    /// background): the kept list does not hold it for the store as `seen` finds it, and
+    /// no computation was started for these scans yet (this call marks it started).
+    pub fn should_warm(&self, store: &Store, seen: &mut Seen) -> Result<bool, StoreError> {
+        let basis = seen.basis(store)?;
+        if let Some(k) = &*self.kept() {
+            if k.basis == basis && k.from == i64::MIN {
+                return Ok(false);
+            }
+        }
+        let mut warming = self.warming.lock().unwrap_or_else(|p| p.into_inner());
+        if warming.as_ref() == Some(&basis) {
+            return Ok(false);
+        }
+        *warming = Some(basis);
+        Ok(true)
+    }
+
+    /// Computes and keeps the whole history.
+    pub fn warm(&self, store: &Store, seen: &mut Seen) -> Result<(), StoreError> {
+        self.since(store, seen, i64::MIN).map(drop)
     }
 
     /// How many change lists were computed from the store so far.
@@ -201,6 +232,42 @@ mod tests {
         assert_eq!(shared.since(&a, &mut seen_a, year).unwrap(), after);
         assert_eq!(shared.since(&b, &mut seen_b, year).unwrap(), after);
         assert_eq!(shared.computed(), 3);
+    }
+
+    /// The whole history is asked for once per store state, then serves every window.
+    #[test]
+    fn the_whole_history_is_warmed_once_per_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let mut writer = Store::open(&path).unwrap();
+        let t = portolan_store::query::now();
+        record(&mut writer, t - 400 * 86_400, &[22]);
+        record(&mut writer, t - 300 * 86_400, &[22, 80]);
+        let (a, b) = (
+            Store::open_read_only(&path).unwrap(),
+            Store::open_read_only(&path).unwrap(),
+        );
+        let shared = SharedChanges::default();
+        let (mut seen_a, mut seen_b) = (Seen::default(), Seen::default());
+        assert!(shared.should_warm(&a, &mut seen_a).unwrap());
+        // Started already: not again, from either connection.
+        assert!(!shared.should_warm(&b, &mut seen_b).unwrap());
+        shared.warm(&a, &mut seen_a).unwrap();
+        assert!(!shared.should_warm(&a, &mut seen_a).unwrap());
+        assert_eq!(shared.computed(), 1);
+        let year = shared.since(&b, &mut seen_b, t - 365 * 86_400).unwrap();
+        assert_eq!(year, b.changes_since(t - 365 * 86_400, None).unwrap());
+        assert_eq!(year.len(), 1);
+        assert_eq!(shared.since(&a, &mut seen_a, 0).unwrap().len(), 1);
+        assert_eq!(shared.computed(), 1);
+        // A scan lands: warmed again, once.
+        record(&mut writer, t - 86_400, &[22]);
+        assert!(shared.should_warm(&b, &mut seen_b).unwrap());
+        assert!(!shared.should_warm(&a, &mut seen_a).unwrap());
+        shared.warm(&b, &mut seen_b).unwrap();
+        let week = shared.since(&a, &mut seen_a, t - 7 * 86_400).unwrap();
+        assert_eq!(week.len(), 1, "80 closed: {week:?}");
+        assert_eq!(shared.computed(), 2);
     }
 
     #[test]

@@ -139,8 +139,6 @@ struct Inner {
 struct Pool {
     slots: Vec<Mutex<pages::Data>>,
     permits: Arc<Semaphore>,
-    /// The change list every connection's pages share.
-    changes: Arc<changes::SharedChanges>,
 }
 
 impl Pool {
@@ -153,7 +151,6 @@ impl Pool {
                 .into_iter()
                 .map(|s| Mutex::new(pages::Data::sharing(s, changes.clone())))
                 .collect(),
-            changes,
         }
     }
 
@@ -365,8 +362,18 @@ impl App {
         let Ok(permit) = app.0.pool.permits.clone().acquire_owned().await else {
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         };
+        let pool = app.clone();
         let res = tokio::task::spawn_blocking(move || {
-            let res = app.0.pool.with(f);
+            let res = pool
+                .0
+                .pool
+                .with(|d| (f(d), d.changes_need_warming()))
+                .map(|(page, warm)| {
+                    if warm {
+                        pool.warm_changes();
+                    }
+                    page
+                });
             drop(permit);
             res
         })
@@ -379,6 +386,30 @@ impl App {
                 (StatusCode::INTERNAL_SERVER_ERROR, "the page failed\n").into_response()
             }
         }
+    }
+}
+
+impl App {
+    /// Computes the whole change history in the background, on a connection of the pool
+    /// taken as a request takes one, so that the first request for a long window (a year
+    /// of changes) finds it ready instead of computing it.
+    fn warm_changes(&self) {
+        let app = self.clone();
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            let Ok(permit) = app.0.pool.permits.clone().acquire_owned().await else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(Err(e)) = app.0.pool.with(|d| d.warm_changes()) {
+                    eprintln!("portolan serve: computing the change history: {e}");
+                }
+                drop(permit);
+            })
+            .await;
+        });
     }
 }
 
@@ -620,15 +651,12 @@ mod tests {
         let pool = Pool::new(stores);
         let since = portolan_store::query::now() - 86_400;
         let first = pool.slots[0].lock().unwrap().changes_since(since).unwrap();
-        assert_eq!(pool.changes.computed(), 1);
         let busy = pool.slots[0].lock().unwrap();
-        let second = pool.with(|d| d.changes_since(since).unwrap()).unwrap();
+        let (second, computed) = pool
+            .with(|d| (d.changes_since(since).unwrap(), d.changes_computed()))
+            .unwrap();
         drop(busy);
         assert_eq!((first, second), (vec![], vec![]));
-        assert_eq!(
-            pool.changes.computed(),
-            1,
-            "computed again on the other connection"
-        );
+        assert_eq!(computed, 1, "computed again on the other connection");
     }
 }

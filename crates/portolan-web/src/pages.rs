@@ -178,6 +178,25 @@ impl Data {
     pub fn changes_since(&mut self, since: i64) -> Result<Vec<Change>, StoreError> {
         self.changes.since(&self.store, &mut self.seen, since)
     }
+
+    /// Whether the shared list should be computed for the whole history now (marked as
+    /// started; see [`SharedChanges::should_warm`]).
+    pub fn changes_need_warming(&mut self) -> bool {
+        // A store that cannot answer now: the page that needs the list will say so.
+        self.changes
+            .should_warm(&self.store, &mut self.seen)
+            .unwrap_or(false)
+    }
+
+    /// How many change lists the pool's connections computed (the rest were kept ones).
+    pub fn changes_computed(&self) -> u64 {
+        self.changes.computed()
+    }
+
+    /// Computes the shared list for the whole history.
+    pub fn warm_changes(&mut self) -> Result<(), StoreError> {
+        self.changes.warm(&self.store, &mut self.seen)
+    }
 }
 
 // ---------------------------------------------------------------- Overview
