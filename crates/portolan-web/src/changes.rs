@@ -86,8 +86,11 @@ impl SharedChanges {
     /// no computation was started for these scans yet (this call marks it started).
     pub fn should_warm(&self, store: &Store, seen: &mut Seen) -> Result<bool, StoreError> {
         let basis = seen.basis(store)?;
+        // A list from before the first scan is the whole history (a page may have asked
+        // for a window that wide).
+        let first = basis.iter().map(|b| b.1).min().unwrap_or(i64::MIN);
         if let Some(k) = &*self.kept() {
-            if k.basis == basis && k.from == i64::MIN {
+            if k.basis == basis && k.from <= first {
                 return Ok(false);
             }
         }
@@ -260,14 +263,18 @@ mod tests {
         assert_eq!(year.len(), 1);
         assert_eq!(shared.since(&a, &mut seen_a, 0).unwrap().len(), 1);
         assert_eq!(shared.computed(), 1);
-        // A scan lands: warmed again, once.
+        // A scan lands: warmed again, once, unless a page asked for the whole history.
+        record(&mut writer, t - 2 * 86_400, &[22, 80]);
+        shared.since(&a, &mut seen_a, t - 401 * 86_400).unwrap();
+        assert!(!shared.should_warm(&b, &mut seen_b).unwrap());
+        assert_eq!(shared.computed(), 2);
         record(&mut writer, t - 86_400, &[22]);
         assert!(shared.should_warm(&b, &mut seen_b).unwrap());
         assert!(!shared.should_warm(&a, &mut seen_a).unwrap());
         shared.warm(&b, &mut seen_b).unwrap();
         let week = shared.since(&a, &mut seen_a, t - 7 * 86_400).unwrap();
         assert_eq!(week.len(), 1, "80 closed: {week:?}");
-        assert_eq!(shared.computed(), 2);
+        assert_eq!(shared.computed(), 3);
     }
 
     #[test]
