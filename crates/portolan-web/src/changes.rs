@@ -12,7 +12,8 @@
 //! Computing a year of changes reads every scan's hosts (a third of a second on a year of
 //! daily /20 scans), so the whole history is computed in the background as soon as a
 //! request finds it missing ([`SharedChanges::should_warm`]): when the server starts and
-//! after each scan lands. A request for any window then finds it ready.
+//! after each scan lands. A request for any window then finds it ready. When the scans that
+//! landed are all newer than the kept list's, only their changes are computed and added.
 
 use portolan_store::{Change, Store, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +38,8 @@ pub struct SharedChanges {
     /// The scans a computation of the whole history was last started for (at most one
     /// per store state, even when it fails).
     warming: Mutex<Option<Arc<Basis>>>,
-    /// How many lists were computed (the others were cut from a kept one).
+    /// How many lists were computed whole (the others were cut from a kept one, or a kept
+    /// one extended with newer scans).
     computed: AtomicU64,
 }
 
@@ -66,6 +68,36 @@ impl Seen {
         }
         Ok(self.basis.clone())
     }
+}
+
+/// When `new` is `old` with scans added that all started after every scan of `old`: the
+/// earliest start among them. Changes first seen from then on are the added scans' only,
+/// and the changes of `old`'s scans stay as they were (each compares with the one before).
+fn appended_since(old: &Basis, new: &Basis) -> Option<i64> {
+    let last_old = old.iter().map(|b| b.1).max()?;
+    let olds: std::collections::HashSet<&(i64, i64, String)> = old.iter().collect();
+    let mut kept = 0;
+    let mut first_new = None::<i64>;
+    for b in new {
+        if olds.contains(b) {
+            kept += 1;
+        } else {
+            first_new = Some(first_new.map_or(b.1, |f| f.min(b.1)));
+        }
+    }
+    // A scan removed, or one that started before the newest kept one (an import of an
+    // older file, a long scan that finished late), changes what came before: not a tail.
+    let first_new = first_new?;
+    (kept == old.len() && first_new > last_old).then_some(first_new)
+}
+
+/// The changes of `list` that come from the scans of `basis`: a scan that landed after the
+/// basis was read must not be in a list kept under it (extending the list with that scan
+/// later would add its changes twice).
+fn of_basis(mut list: Vec<Change>, basis: &Basis) -> Vec<Change> {
+    let ids: std::collections::HashSet<i64> = basis.iter().map(|b| b.0).collect();
+    list.retain(|c| ids.contains(&c.scan_id));
+    list
 }
 
 /// The changes of `list` (oldest first) first seen at or after `since`.
@@ -107,15 +139,16 @@ impl SharedChanges {
         self.since(store, seen, i64::MIN).map(drop)
     }
 
-    /// How many change lists were computed from the store so far.
+    /// How many change lists were computed whole from the store so far.
     pub fn computed(&self) -> u64 {
         self.computed.load(Ordering::Relaxed)
     }
 
     /// [`Store::changes_since`] through `store` (whose view is `seen`): cut from the kept
     /// list when it was computed from the same scans and covers `since` (changes since a
-    /// later time are its tail: a change is dated by its scan's start); otherwise
-    /// computed, and kept when the kept one is stale or narrower.
+    /// later time are its tail: a change is dated by its scan's start); extended with the
+    /// new scans' changes when only newer scans landed since; otherwise computed, and kept
+    /// when the kept one is stale or narrower.
     pub fn since(
         &self,
         store: &Store,
@@ -123,13 +156,40 @@ impl SharedChanges {
         since: i64,
     ) -> Result<Vec<Change>, StoreError> {
         let basis = seen.basis(store)?;
-        if let Some(k) = &*self.kept() {
-            if k.basis == basis && k.from <= since {
-                return Ok(tail(&k.list, since));
+        let older = {
+            let kept = self.kept();
+            match &*kept {
+                Some(k) if k.basis == basis && k.from <= since => {
+                    return Ok(tail(&k.list, since));
+                }
+                Some(k) if k.from <= since => {
+                    appended_since(&k.basis, &basis).map(|first| (first, k.from, k.list.clone()))
+                }
+                _ => None,
             }
-        }
+        };
         // Computed without the lock: pages that the kept list serves are not held up.
-        let list = store.changes_since(since, None)?;
+        if let Some((first, from, list)) = older {
+            // Only scans newer than all the kept list's landed: their changes (each scan
+            // against the one before it of its targets) are all that is new.
+            let newer = of_basis(store.changes_since(first, None)?, &basis);
+            let mut list = Vec::clone(&list);
+            list.extend(newer);
+            let list = Arc::new(list);
+            let mut kept = self.kept();
+            if kept
+                .as_ref()
+                .is_none_or(|k| k.basis != basis || from < k.from)
+            {
+                *kept = Some(Kept {
+                    basis,
+                    from,
+                    list: list.clone(),
+                });
+            }
+            return Ok(tail(&list, since));
+        }
+        let list = of_basis(store.changes_since(since, None)?, &basis);
         self.computed.fetch_add(1, Ordering::Relaxed);
         let mut kept = self.kept();
         let replace = kept
@@ -223,18 +283,43 @@ mod tests {
         assert_eq!(narrow, b.changes_since(week, None).unwrap());
         assert_eq!(shared.computed(), 1);
 
+        // A newer scan lands: each connection sees it, and the kept list is extended with
+        // its changes, not computed again.
         record(&mut writer, t - 86_400, &[22]);
         let after = shared.since(&b, &mut seen_b, month).unwrap();
         assert_eq!(after.len(), 2, "80 closed: {after:?}");
-        assert_eq!(shared.computed(), 2);
-        // The first connection sees the write too, and the list computed after it.
-        assert_eq!(shared.since(&a, &mut seen_a, week).unwrap(), after);
-        assert_eq!(shared.computed(), 2);
+        assert_eq!(after, b.changes_since(month, None).unwrap());
+        assert_eq!(shared.since(&a, &mut seen_a, month).unwrap(), after);
+        assert_eq!(shared.computed(), 1);
         // A wider window is computed, and kept.
         let year = t - 365 * 86_400;
         assert_eq!(shared.since(&a, &mut seen_a, year).unwrap(), after);
         assert_eq!(shared.since(&b, &mut seen_b, year).unwrap(), after);
-        assert_eq!(shared.computed(), 3);
+        assert_eq!(shared.computed(), 2);
+    }
+
+    /// A scan older than the kept list's newest (an import of an old file) changes what
+    /// came after it: the list is computed again.
+    #[test]
+    fn an_older_scan_landing_recomputes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let mut writer = Store::open(&path).unwrap();
+        let t = portolan_store::query::now();
+        record(&mut writer, t - 3 * 86_400, &[22]);
+        record(&mut writer, t - 86_400, &[22, 80]);
+        let a = Store::open_read_only(&path).unwrap();
+        let shared = SharedChanges::default();
+        let mut seen = Seen::default();
+        let month = t - 30 * 86_400;
+        assert_eq!(shared.since(&a, &mut seen, month).unwrap().len(), 1);
+        // Between the two: 80 now opens two days ago, and nothing changes yesterday.
+        record(&mut writer, t - 2 * 86_400, &[22, 80]);
+        let got = shared.since(&a, &mut seen, month).unwrap();
+        assert_eq!(got, a.changes_since(month, None).unwrap());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].first_seen, t - 2 * 86_400);
+        assert_eq!(shared.computed(), 2);
     }
 
     /// The whole history is asked for once per store state, then serves every window.
@@ -263,18 +348,54 @@ mod tests {
         assert_eq!(year.len(), 1);
         assert_eq!(shared.since(&a, &mut seen_a, 0).unwrap().len(), 1);
         assert_eq!(shared.computed(), 1);
-        // A scan lands: warmed again, once, unless a page asked for the whole history.
+        // A scan lands: warmed again, once (by extending the list with its changes),
+        // unless a page asked for the whole history since.
         record(&mut writer, t - 2 * 86_400, &[22, 80]);
         shared.since(&a, &mut seen_a, t - 401 * 86_400).unwrap();
         assert!(!shared.should_warm(&b, &mut seen_b).unwrap());
-        assert_eq!(shared.computed(), 2);
         record(&mut writer, t - 86_400, &[22]);
         assert!(shared.should_warm(&b, &mut seen_b).unwrap());
         assert!(!shared.should_warm(&a, &mut seen_a).unwrap());
         shared.warm(&b, &mut seen_b).unwrap();
         let week = shared.since(&a, &mut seen_a, t - 7 * 86_400).unwrap();
         assert_eq!(week.len(), 1, "80 closed: {week:?}");
-        assert_eq!(shared.computed(), 3);
+        assert_eq!(
+            shared.since(&a, &mut seen_a, 0).unwrap(),
+            a.changes_since(0, None).unwrap()
+        );
+        assert_eq!(shared.computed(), 1);
+    }
+
+    #[test]
+    fn a_list_keeps_the_changes_of_its_basis_only() {
+        let list: Vec<Change> = [1, 2, 5].into_iter().map(change).collect();
+        let basis: Basis = vec![(0, 0, "t".into()), (2, 2, "t".into())];
+        let ids: Vec<i64> = of_basis(list, &basis).iter().map(|c| c.scan_id).collect();
+        assert_eq!(ids, [2]);
+        let older: Basis = vec![(1, 10, "t".into())];
+        let newer = |extra: &[(i64, i64)]| -> Basis {
+            older
+                .iter()
+                .cloned()
+                .chain(extra.iter().map(|&(id, t)| (id, t, "t".to_string())))
+                .collect()
+        };
+        assert_eq!(
+            appended_since(&older, &newer(&[(2, 20), (3, 15)])),
+            Some(15)
+        );
+        assert_eq!(
+            appended_since(&older, &newer(&[(2, 5)])),
+            None,
+            "older scan"
+        );
+        assert_eq!(appended_since(&older, &newer(&[])), None, "nothing new");
+        assert_eq!(
+            appended_since(&older, &vec![(2, 20, "t".into())]),
+            None,
+            "removed"
+        );
+        assert_eq!(appended_since(&vec![], &older), None, "nothing kept");
     }
 
     #[test]
