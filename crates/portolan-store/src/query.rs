@@ -217,6 +217,22 @@ impl HostRow {
     }
 }
 
+/// A port of a row of `portset_ports`, its columns from `first` on.
+fn port_record(r: &crate::backend::Row, first: usize) -> Result<PortRecord, StoreError> {
+    Ok(PortRecord {
+        protocol: r.get(first)?,
+        port: r.get(first + 1)?,
+        state: r.get(first + 2)?,
+        reason: r.get(first + 3)?,
+        service: r.get(first + 4)?,
+        product: r.get(first + 5)?,
+        version: r.get(first + 6)?,
+        extrainfo: r.get(first + 7)?,
+        tunnel: r.get(first + 8)?,
+        scripts: r.get(first + 9)?,
+    })
+}
+
 /// A host's address, whether it is up, and its port set: what tells two scans' hosts apart.
 type LightHost = (String, bool, Option<i64>);
 
@@ -276,29 +292,56 @@ impl Store {
             .collect()
     }
 
+    /// The ports of set `set`, in (protocol, port) order on either database.
     fn ports_of(&self, set: i64) -> Result<Vec<PortRecord>, StoreError> {
         let rows = self.db.query(
             "SELECT protocol, port, state, reason, service, product, version, extrainfo, tunnel,
                     scripts
-             FROM portset_ports WHERE set_id = ?1",
+             FROM portset_ports WHERE set_id = ?1 ORDER BY protocol, port",
             &vals![set],
         )?;
-        rows.iter()
-            .map(|r| {
-                Ok(PortRecord {
-                    protocol: r.get(0)?,
-                    port: r.get(1)?,
-                    state: r.get(2)?,
-                    reason: r.get(3)?,
-                    service: r.get(4)?,
-                    product: r.get(5)?,
-                    version: r.get(6)?,
-                    extrainfo: r.get(7)?,
-                    tunnel: r.get(8)?,
-                    scripts: r.get(9)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| port_record(r, 0)).collect()
+    }
+
+    /// Loads the port sets of scan `scan`'s hosts that `cache` lacks, in one query rather
+    /// than one per set (a round trip each in PostgreSQL).
+    fn preload_ports(
+        &self,
+        cache: &mut HashMap<i64, Vec<PortRecord>>,
+        scan: i64,
+    ) -> Result<(), StoreError> {
+        let sets = self.db.query(
+            "SELECT DISTINCT portset_id FROM hosts_seen
+             WHERE scan_id = ?1 AND portset_id IS NOT NULL",
+            &vals![scan],
+        )?;
+        let mut missing = HashSet::new();
+        for r in &sets {
+            let set: i64 = r.get(0)?;
+            if !cache.contains_key(&set) {
+                missing.insert(set);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let rows = self.db.query(
+            "SELECT set_id, protocol, port, state, reason, service, product, version, extrainfo,
+                    tunnel, scripts
+             FROM portset_ports
+             WHERE set_id IN (SELECT portset_id FROM hosts_seen WHERE scan_id = ?1)
+             ORDER BY set_id, protocol, port",
+            &vals![scan],
+        )?;
+        let mut loaded: HashMap<i64, Vec<PortRecord>> =
+            missing.iter().map(|&set| (set, Vec::new())).collect();
+        for r in &rows {
+            if let Some(ports) = loaded.get_mut(&r.get::<i64>(0)?) {
+                ports.push(port_record(r, 1)?);
+            }
+        }
+        cache.extend(loaded);
+        Ok(())
     }
 
     /// Port sets, loaded once each.
@@ -578,6 +621,7 @@ impl Store {
         let mut cache = HashMap::new();
         let mut out = Vec::new();
         for (id, started) in latest {
+            self.preload_ports(&mut cache, id)?;
             for h in self.hosts_of(id)? {
                 if !seen.insert(h.address.clone()) || !h.is_up() {
                     continue;
@@ -802,6 +846,7 @@ impl Store {
         run.postscripts = scripts("post-scan scripts", &post)?;
         let mut extras: HashMap<i64, String> = HashMap::new();
         let mut cache = HashMap::new();
+        self.preload_ports(&mut cache, scan.0)?;
         let mut rows = self.hosts_of(scan.0)?;
         rows.sort_by_key(|h| addr_key(&h.address));
         for h in rows {

@@ -1160,3 +1160,35 @@ fn postgres_check_writable_refuses_a_reader_only_user() {
     let err = store.check_writable().expect_err("refused");
     assert!(err.to_string().contains("cannot write"), "{err}");
 }
+
+// Ports come back in (protocol, port) order on either database, whatever order they were
+// written in, and hosts without listed ports (only collapsed counts) read as none.
+both!(ports_read_back_in_protocol_and_port_order, |loc| {
+    let mut store = Store::open(loc.path("h.db")).unwrap();
+    let mut h = host("10.0.0.1", &[(443, "open", None), (22, "open", None)]);
+    h.ports.insert(
+        0,
+        Port::new(Protocol::Udp, 53, PortState::Open, "udp-response"),
+    );
+    let mut bare = host("10.0.0.2", &[]);
+    bare.extraports.push(portolan_model::ExtraPorts {
+        state: PortState::Closed,
+        count: 1000,
+        reasons: Vec::new(),
+    });
+    scan(&mut store, 100, "10.0.0.0/24", &[h, bare]);
+    let hosts = store.hosts().unwrap();
+    let ports: Vec<(String, u16)> = hosts[0]
+        .ports
+        .iter()
+        .map(|p| (p.protocol.clone(), p.port))
+        .collect();
+    assert_eq!(
+        ports,
+        [("tcp".into(), 22), ("tcp".into(), 443), ("udp".into(), 53)]
+    );
+    assert!(hosts[1].ports.is_empty());
+    let run = store.load_run(portolan_store::ScanId(1)).unwrap();
+    assert_eq!(run.hosts[1].extraports[0].count, 1000);
+    assert_eq!(run.hosts[0].ports.len(), 3);
+});
