@@ -1,0 +1,738 @@
+//! Matching a service (product, version, CPEs from `-sV`) against the database: which NVD
+//! products it is (CPEs and a small alias table), which `cpeMatch` entries cover its
+//! version, and, for a Debian build, whether Debian's tracker says the installed package
+//! carries the fix. Each [`Finding`] says why it matched.
+
+use crate::cpe;
+use crate::db::VulnDb;
+use crate::error::VulnError;
+use crate::version::{self, compare, debian_compare, DebianVersion};
+use rusqlite::{Connection, OptionalExtension};
+use serde::Serialize;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// What a service announced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ServiceQuery {
+    pub product: Option<String>,
+    pub version: Option<String>,
+    pub extrainfo: Option<String>,
+    pub ostype: Option<String>,
+    pub cpes: Vec<String>,
+}
+
+impl ServiceQuery {
+    pub fn of(s: &portolan_model::Service) -> ServiceQuery {
+        ServiceQuery {
+            product: s.product.clone(),
+            version: s.version.clone(),
+            extrainfo: s.extrainfo.clone(),
+            ostype: s.ostype.clone(),
+            cpes: s.cpes.clone(),
+        }
+    }
+}
+
+/// A known product: how `-sV` names it, its NVD vendor:product pairs, its Debian source
+/// package.
+struct Alias {
+    /// Lower-case prefixes of the product name `-sV` reports.
+    names: &'static [&'static str],
+    nvd: &'static [(&'static str, &'static str)],
+    debian: Option<&'static str>,
+}
+
+/// The built-in alias table: the lab's products and a few common ones.
+const ALIASES: &[Alias] = &[
+    Alias {
+        names: &["openssh"],
+        nvd: &[("openbsd", "openssh")],
+        debian: Some("openssh"),
+    },
+    Alias {
+        names: &["nginx"],
+        nvd: &[("f5", "nginx"), ("nginx", "nginx")],
+        debian: Some("nginx"),
+    },
+    Alias {
+        names: &["redis"],
+        nvd: &[("redis", "redis"), ("redislabs", "redis")],
+        debian: Some("redis"),
+    },
+    Alias {
+        names: &["vsftpd"],
+        nvd: &[("beasts", "vsftpd")],
+        debian: Some("vsftpd"),
+    },
+    Alias {
+        names: &["dnsmasq"],
+        nvd: &[("thekelleys", "dnsmasq")],
+        debian: Some("dnsmasq"),
+    },
+    Alias {
+        names: &["mariadb"],
+        nvd: &[("mariadb", "mariadb")],
+        debian: Some("mariadb"),
+    },
+    Alias {
+        names: &["mysql"],
+        nvd: &[("oracle", "mysql"), ("mysql", "mysql")],
+        debian: None,
+    },
+    Alias {
+        names: &["postgresql"],
+        nvd: &[("postgresql", "postgresql")],
+        // postgresql-MAJOR: see debian_package.
+        debian: Some("postgresql"),
+    },
+    Alias {
+        names: &["apache httpd"],
+        nvd: &[("apache", "http_server")],
+        debian: Some("apache2"),
+    },
+    Alias {
+        names: &["proftpd"],
+        nvd: &[("proftpd", "proftpd")],
+        debian: Some("proftpd-dfsg"),
+    },
+    Alias {
+        names: &["exim"],
+        nvd: &[("exim", "exim")],
+        debian: Some("exim4"),
+    },
+    Alias {
+        names: &["postfix"],
+        nvd: &[("postfix", "postfix")],
+        debian: Some("postfix"),
+    },
+    Alias {
+        names: &["isc bind"],
+        nvd: &[("isc", "bind")],
+        debian: Some("bind9"),
+    },
+    Alias {
+        names: &["samba"],
+        nvd: &[("samba", "samba")],
+        debian: Some("samba"),
+    },
+    Alias {
+        names: &["lighttpd"],
+        nvd: &[("lighttpd", "lighttpd")],
+        debian: Some("lighttpd"),
+    },
+];
+
+/// Debian's code names by major release.
+const DEBIAN_RELEASES: &[(u32, &str)] = &[
+    (8, "jessie"),
+    (9, "stretch"),
+    (10, "buster"),
+    (11, "bullseye"),
+    (12, "bookworm"),
+    (13, "trixie"),
+    (14, "forky"),
+];
+
+/// What a finding's verdict rests on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Basis {
+    /// The upstream version only: distribution fixes are not accounted for.
+    Upstream { note: String },
+    /// Debian's tracker says the installed build lacks the fix (or there is none yet).
+    Debian {
+        package: String,
+        release: String,
+        installed: String,
+        status: String,
+        fixed_version: Option<String>,
+    },
+}
+
+/// A CVE that applies to a service.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub cve: String,
+    pub cvss: Option<f64>,
+    pub cvss_version: Option<String>,
+    pub severity: Option<String>,
+    /// In CISA's Known Exploited Vulnerabilities catalog: the date it was added.
+    pub kev_date_added: Option<String>,
+    pub kev_ransomware: Option<String>,
+    pub epss: Option<f64>,
+    pub epss_percentile: Option<f64>,
+    /// The NVD `vendor:product` matched and the version compared.
+    pub product: String,
+    pub version: String,
+    /// The `cpeMatch` entry that matched and how: `cpe:2.3:a:openbsd:openssh:*:… (>= 8.5p1, < 9.8p1)`.
+    pub matched: String,
+    pub basis: Basis,
+    pub description: String,
+}
+
+impl Finding {
+    pub fn kev(&self) -> bool {
+        self.kev_date_added.is_some()
+    }
+    pub fn upstream_only(&self) -> bool {
+        matches!(self.basis, Basis::Upstream { .. })
+    }
+    /// `https://nvd.nist.gov/vuln/detail/CVE-…`
+    pub fn reference(&self) -> String {
+        format!("https://nvd.nist.gov/vuln/detail/{}", self.cve)
+    }
+}
+
+/// The order a defender acts in: known exploited first, then EPSS, then CVSS (then id).
+pub fn priority(a: &Finding, b: &Finding) -> Ordering {
+    let f = |x: Option<f64>| x.unwrap_or(-1.0);
+    b.kev()
+        .cmp(&a.kev())
+        .then_with(|| f(b.epss).total_cmp(&f(a.epss)))
+        .then_with(|| f(b.cvss).total_cmp(&f(a.cvss)))
+        .then_with(|| a.cve.cmp(&b.cve))
+}
+
+/// A `cpe_match` row.
+#[derive(Debug, Clone)]
+struct MatchRow {
+    cve: String,
+    version: String,
+    start_incl: Option<String>,
+    start_excl: Option<String>,
+    end_incl: Option<String>,
+    end_excl: Option<String>,
+    criteria: String,
+}
+
+#[derive(Debug, Clone)]
+struct CveInfo {
+    cvss: Option<f64>,
+    cvss_version: Option<String>,
+    severity: Option<String>,
+    description: String,
+    kev: Option<(String, Option<String>)>,
+    epss: Option<(f64, f64)>,
+}
+
+/// Whether `version` is in a cpeMatch, and how it was decided; None when not.
+fn covers(row: &MatchRow, version: &str) -> Option<String> {
+    match row.version.as_str() {
+        "*" | "-" => {}
+        exact => {
+            return (compare(version, exact) == Ordering::Equal)
+                .then(|| format!("{} (exact version)", row.criteria));
+        }
+    }
+    let bounds = [
+        (&row.start_incl, ">=", [Ordering::Greater, Ordering::Equal]),
+        (&row.start_excl, ">", [Ordering::Greater, Ordering::Greater]),
+        (&row.end_incl, "<=", [Ordering::Less, Ordering::Equal]),
+        (&row.end_excl, "<", [Ordering::Less, Ordering::Less]),
+    ];
+    let mut said = Vec::new();
+    for (bound, op, ok) in bounds {
+        if let Some(b) = bound {
+            if !ok.contains(&compare(version, b)) {
+                return None;
+            }
+            said.push(format!("{op} {b}"));
+        }
+    }
+    Some(if said.is_empty() {
+        match row.version.as_str() {
+            "-" => format!("{} (NVD gives no version: every version)", row.criteria),
+            _ => format!("{} (every version)", row.criteria),
+        }
+    } else {
+        format!("{} ({})", row.criteria, said.join(", "))
+    })
+}
+
+/// The product `-sV` found, as the matcher understands it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    nvd: Vec<(String, String)>,
+    /// The upstream version compared.
+    version: String,
+    debian_package: Option<String>,
+    /// A Debian build named by the banner: (revision, release code name if known).
+    debian_build: Option<(String, Option<String>)>,
+    /// Whether something (banner, extrainfo, ostype) says Debian even without a revision.
+    says_debian: bool,
+}
+
+fn alias_by_name(product: &str) -> Option<&'static Alias> {
+    let p = product.to_ascii_lowercase();
+    ALIASES
+        .iter()
+        .find(|a| a.names.iter().any(|n| p.starts_with(n)))
+}
+
+fn alias_by_cpe(c: &cpe::Cpe) -> Option<&'static Alias> {
+    // By product name only: Nmap's CPE vendors differ from NVD's (igor_sysoev:nginx).
+    ALIASES
+        .iter()
+        .find(|a| a.nvd.iter().any(|(_, p)| *p == c.product))
+}
+
+/// A version that names a range or a guess ("2.0.8 or later", "9.6.0 - 9.6.7", "5.X"):
+/// nothing precise enough to compare.
+fn imprecise(v: &str) -> bool {
+    let l = v.to_ascii_lowercase();
+    l.contains("or later")
+        || l.contains("or earlier")
+        || l.contains(" - ")
+        || l.split(['.', ' ']).any(|p| p == "x")
+        || !l.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// The Debian revision a banner names: "9.2p1 Debian 2+deb12u3" → "2+deb12u3",
+/// "10.11.6-MariaDB-0+deb12u1" → "0+deb12u1".
+fn debian_revision(version: &str) -> Option<String> {
+    let words: Vec<&str> = version.split_whitespace().collect();
+    if let Some(i) = words.iter().position(|w| w.eq_ignore_ascii_case("debian")) {
+        if let Some(rev) = words.get(i + 1) {
+            if rev.starts_with(|c: char| c.is_ascii_digit()) {
+                return Some(rev.trim_end_matches([',', ')']).to_string());
+            }
+        }
+    }
+    // An inline revision: the last "-N+debXXuY" / "-N~debXXuY" piece.
+    let first = words.first()?;
+    let i = first.find("deb")?;
+    let start = first.get(..i)?.rfind('-')? + 1;
+    first.get(start..).map(str::to_string)
+}
+
+fn release_of(revision: &str) -> Option<String> {
+    let i = revision.find("deb")?;
+    let digits: String = revision
+        .get(i + 3..)?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let n: u32 = digits.parse().ok()?;
+    DEBIAN_RELEASES
+        .iter()
+        .find(|(m, _)| *m == n)
+        .map(|(_, name)| name.to_string())
+}
+
+fn identify(q: &ServiceQuery) -> Option<Identity> {
+    let raw_version = q.version.as_deref().unwrap_or("").trim();
+    let product = q.product.as_deref().unwrap_or("");
+    let mut mariadb = raw_version.to_ascii_lowercase().contains("mariadb");
+    let cpes: Vec<cpe::Cpe> = q.cpes.iter().filter_map(|c| cpe::parse(c)).collect();
+    let alias = if mariadb {
+        alias_by_name("mariadb")
+    } else {
+        alias_by_name(product).or_else(|| cpes.iter().find_map(alias_by_cpe))
+    };
+    if alias.is_some_and(|a| a.names.first() == Some(&"mariadb")) {
+        mariadb = true;
+    }
+    let mut nvd: Vec<(String, String)> = match alias {
+        Some(a) => a
+            .nvd
+            .iter()
+            .map(|(v, p)| (v.to_string(), p.to_string()))
+            .collect(),
+        None => Vec::new(),
+    };
+    // A CPE not in the table is taken as NVD names it (application CPEs only).
+    if alias.is_none() {
+        for c in cpes.iter().filter(|c| c.part == "a") {
+            nvd.push((c.vendor.clone(), c.product.clone()));
+        }
+    }
+    if nvd.is_empty() {
+        return None;
+    }
+    // The version: the banner's, else the first CPE's.
+    let mut text = raw_version.to_string();
+    if mariadb {
+        // MySQL protocol banners of MariaDB: "5.5.5-10.11.6-MariaDB-0+deb12u1".
+        let lower = text.to_ascii_lowercase();
+        if let Some(i) = lower.find("-mariadb") {
+            let head = text.get(..i).unwrap_or("");
+            let tail = text.get(i..).unwrap_or("").to_string();
+            let head = head.strip_prefix("5.5.5-").unwrap_or(head);
+            text = format!("{head}{tail}");
+        }
+    }
+    if text.is_empty() {
+        text = cpes
+            .iter()
+            .find(|c| !matches!(c.version.as_str(), "*" | "-"))
+            .map(|c| c.version.clone())
+            .unwrap_or_default();
+    }
+    if text.is_empty() || imprecise(&text) {
+        return None;
+    }
+    let version = version::upstream(&text).to_string();
+    let debian_package = alias.and_then(|a| a.debian).map(|p| {
+        if p == "postgresql" {
+            let major = version.split('.').next().unwrap_or("");
+            format!("postgresql-{major}")
+        } else {
+            p.to_string()
+        }
+    });
+    let debian_build = debian_revision(&text).map(|rev| {
+        let rel = release_of(&rev);
+        (rev, rel)
+    });
+    let mentions = |s: &Option<String>| {
+        s.as_deref()
+            .is_some_and(|t| t.to_ascii_lowercase().contains("debian"))
+    };
+    let says_debian = debian_build.is_some()
+        || mentions(&q.version)
+        || mentions(&q.extrainfo)
+        || mentions(&q.ostype);
+    Some(Identity {
+        nvd,
+        version,
+        debian_package,
+        debian_build,
+        says_debian,
+    })
+}
+
+/// Matches services against an open database, caching per product and per service.
+pub struct Matcher<'d> {
+    conn: &'d Connection,
+    rows: HashMap<(String, String), Rc<Vec<MatchRow>>>,
+    info: HashMap<String, Option<CveInfo>>,
+    debian_packages: HashMap<String, bool>,
+    results: HashMap<ServiceQuery, Rc<Vec<Finding>>>,
+}
+
+impl VulnDb {
+    pub fn matcher(&self) -> Matcher<'_> {
+        Matcher {
+            conn: self.connection(),
+            rows: HashMap::new(),
+            info: HashMap::new(),
+            debian_packages: HashMap::new(),
+            results: HashMap::new(),
+        }
+    }
+}
+
+impl Matcher<'_> {
+    fn err(&self, source: rusqlite::Error) -> VulnError {
+        VulnError::Db {
+            path: self.conn.path().unwrap_or("").into(),
+            source,
+        }
+    }
+
+    /// The findings of one service, most urgent first; empty when the service is not a
+    /// known product or has no precise version.
+    pub fn service(&mut self, q: &ServiceQuery) -> Result<Rc<Vec<Finding>>, VulnError> {
+        if let Some(r) = self.results.get(q) {
+            return Ok(r.clone());
+        }
+        let found = Rc::new(match identify(q) {
+            Some(id) => self.findings(&id)?,
+            None => Vec::new(),
+        });
+        self.results.insert(q.clone(), found.clone());
+        Ok(found)
+    }
+
+    fn rows_of(&mut self, vendor: &str, product: &str) -> Result<Rc<Vec<MatchRow>>, VulnError> {
+        let key = (vendor.to_string(), product.to_string());
+        if let Some(r) = self.rows.get(&key) {
+            return Ok(r.clone());
+        }
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT cve, version, start_incl, start_excl, end_incl, end_excl, criteria \
+                 FROM cpe_match WHERE product = ?1 AND vendor = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map([product, vendor], |r| {
+                    Ok(MatchRow {
+                        cve: r.get(0)?,
+                        version: r.get(1)?,
+                        start_incl: r.get(2)?,
+                        start_excl: r.get(3)?,
+                        end_incl: r.get(4)?,
+                        end_excl: r.get(5)?,
+                        criteria: r.get(6)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| self.err(e))?;
+        let rows = Rc::new(rows);
+        self.rows.insert(key, rows.clone());
+        Ok(rows)
+    }
+
+    fn cve_info(&mut self, id: &str) -> Result<Option<CveInfo>, VulnError> {
+        if let Some(i) = self.info.get(id) {
+            return Ok(i.clone());
+        }
+        let info = self
+            .conn
+            .prepare_cached(
+                "SELECT c.cvss, c.cvss_version, c.severity, c.description, k.date_added, \
+                 k.ransomware, e.epss, e.percentile FROM cve c \
+                 LEFT JOIN kev k ON k.cve = c.id LEFT JOIN epss e ON e.cve = c.id \
+                 WHERE c.id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([id], |r| {
+                    let kev: Option<String> = r.get(4)?;
+                    let epss: Option<f64> = r.get(6)?;
+                    let pct: Option<f64> = r.get(7)?;
+                    Ok(CveInfo {
+                        cvss: r.get(0)?,
+                        cvss_version: r.get(1)?,
+                        severity: r.get(2)?,
+                        description: r.get(3)?,
+                        kev: kev.map(|d| (d, r.get(5).ok().flatten())),
+                        epss: epss.zip(pct),
+                    })
+                })
+                .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        self.info.insert(id.to_string(), info.clone());
+        Ok(info)
+    }
+
+    fn has_debian_package(&mut self, package: &str) -> Result<bool, VulnError> {
+        if let Some(b) = self.debian_packages.get(package) {
+            return Ok(*b);
+        }
+        let has = self
+            .conn
+            .prepare_cached("SELECT 1 FROM debian WHERE package = ?1 LIMIT 1")
+            .and_then(|mut s| s.exists([package]))
+            .map_err(|e| self.err(e))?;
+        self.debian_packages.insert(package.to_string(), has);
+        Ok(has)
+    }
+
+    fn debian_entry(
+        &self,
+        package: &str,
+        cve: &str,
+        release: &str,
+    ) -> Result<Option<(String, Option<String>)>, VulnError> {
+        self.conn
+            .prepare_cached(
+                "SELECT status, fixed_version FROM debian \
+                 WHERE package = ?1 AND cve = ?2 AND release = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row([package, cve, release], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    fn findings(&mut self, id: &Identity) -> Result<Vec<Finding>, VulnError> {
+        let mut out: Vec<Finding> = Vec::new();
+        for (vendor, product) in &id.nvd {
+            let rows = self.rows_of(vendor, product)?;
+            for row in rows.iter() {
+                if out.iter().any(|f| f.cve == row.cve) {
+                    continue;
+                }
+                let Some(matched) = covers(row, &id.version) else {
+                    continue;
+                };
+                let Some(basis) = self.basis(id, &row.cve)? else {
+                    continue;
+                };
+                let Some(info) = self.cve_info(&row.cve)? else {
+                    continue;
+                };
+                out.push(Finding {
+                    cve: row.cve.clone(),
+                    cvss: info.cvss,
+                    cvss_version: info.cvss_version,
+                    severity: info.severity,
+                    kev_date_added: info.kev.as_ref().map(|k| k.0.clone()),
+                    kev_ransomware: info.kev.and_then(|k| k.1),
+                    epss: info.epss.map(|e| e.0),
+                    epss_percentile: info.epss.map(|e| e.1),
+                    product: format!("{vendor}:{product}"),
+                    version: id.version.clone(),
+                    matched,
+                    basis,
+                    description: info.description,
+                });
+            }
+        }
+        out.sort_by(priority);
+        Ok(out)
+    }
+
+    /// Why the finding stands: Debian's word for a Debian build when the tracker has it,
+    /// else the upstream version. None when Debian says the installed build is fixed or was
+    /// never affected.
+    fn basis(&mut self, id: &Identity, cve: &str) -> Result<Option<Basis>, VulnError> {
+        let upstream = |note: &str| Ok(Some(Basis::Upstream { note: note.into() }));
+        if !id.says_debian {
+            return upstream("upstream version only");
+        }
+        let Some(package) = &id.debian_package else {
+            return upstream("upstream version only: no Debian source package known for this product");
+        };
+        if !self.has_debian_package(package)? {
+            return upstream("upstream version only: no Debian tracker data for this package");
+        }
+        let Some((revision, release)) = &id.debian_build else {
+            return upstream("upstream version only: the banner names no Debian revision");
+        };
+        let Some(release) = release else {
+            return upstream("upstream version only: the Debian release is not known from the revision");
+        };
+        let Some((status, fixed)) = self.debian_entry(package, cve, release)? else {
+            return upstream("upstream version only: Debian's tracker has no entry for this CVE and release");
+        };
+        // The banner carries no epoch: the installed package is taken to have the fixed
+        // version's (Debian epochs of a package rarely change).
+        let epoch = fixed
+            .as_deref()
+            .map(|f| DebianVersion::parse(f).epoch)
+            .unwrap_or(0);
+        let installed = if epoch > 0 {
+            format!("{epoch}:{}-{revision}", id.version)
+        } else {
+            format!("{}-{revision}", id.version)
+        };
+        if status == "resolved" {
+            match fixed.as_deref() {
+                Some("0") => return Ok(None),
+                Some(f) if debian_compare(&installed, f) != Ordering::Less => return Ok(None),
+                _ => {}
+            }
+        } else if status == "not-affected" {
+            return Ok(None);
+        }
+        Ok(Some(Basis::Debian {
+            package: package.clone(),
+            release: release.clone(),
+            installed,
+            status,
+            fixed_version: fixed,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(version: &str, b: [Option<&str>; 4]) -> MatchRow {
+        MatchRow {
+            cve: "CVE-0000-0001".into(),
+            version: version.into(),
+            start_incl: b[0].map(Into::into),
+            start_excl: b[1].map(Into::into),
+            end_incl: b[2].map(Into::into),
+            end_excl: b[3].map(Into::into),
+            criteria: "cpe:2.3:a:x:y:*:*:*:*:*:*:*:*".into(),
+        }
+    }
+
+    #[test]
+    fn every_cpe_match_form() {
+        // Exact.
+        assert!(covers(&row("9.3p1", [None; 4]), "9.3p1").is_some());
+        assert!(covers(&row("9.3p1", [None; 4]), "9.3p2").is_none());
+        // Every version.
+        assert!(covers(&row("*", [None; 4]), "1.0")
+            .unwrap()
+            .contains("every version"));
+        assert!(covers(&row("-", [None; 4]), "1.0")
+            .unwrap()
+            .contains("no version"));
+        // Each bound alone, at and beside its edge.
+        let si = row("*", [Some("8.5p1"), None, None, None]);
+        assert!(covers(&si, "8.5p1").is_some() && covers(&si, "8.4p1").is_none());
+        let se = row("*", [None, Some("8.5p1"), None, None]);
+        assert!(covers(&se, "8.5p1").is_none() && covers(&se, "8.6p1").is_some());
+        let ei = row("*", [None, None, Some("2.77"), None]);
+        assert!(covers(&ei, "2.77").is_some() && covers(&ei, "2.78").is_none());
+        let ee = row("*", [None, None, None, Some("9.3p2")]);
+        assert!(covers(&ee, "9.3p1").is_some() && covers(&ee, "9.3p2").is_none());
+        // Two bounds: regreSSHion's.
+        let both = row("*", [Some("8.5p1"), None, None, Some("9.8p1")]);
+        let why = covers(&both, "9.2p1").unwrap();
+        assert!(why.contains(">= 8.5p1, < 9.8p1"), "{why}");
+        assert!(covers(&both, "8.4p1").is_none() && covers(&both, "9.8p1").is_none());
+    }
+
+    #[test]
+    fn identities_of_real_banners() {
+        let q = |p: &str, v: &str| ServiceQuery {
+            product: Some(p.into()),
+            version: Some(v.into()),
+            ..Default::default()
+        };
+        let id = identify(&q("OpenSSH", "9.2p1 Debian 2+deb12u3")).unwrap();
+        assert_eq!(id.nvd, vec![("openbsd".to_string(), "openssh".to_string())]);
+        assert_eq!(id.version, "9.2p1");
+        assert_eq!(
+            id.debian_build,
+            Some(("2+deb12u3".to_string(), Some("bookworm".to_string())))
+        );
+        let id = identify(&q("MySQL", "5.5.5-10.11.6-MariaDB-0+deb12u1")).unwrap();
+        assert_eq!(id.nvd, vec![("mariadb".to_string(), "mariadb".to_string())]);
+        assert_eq!(id.version, "10.11.6");
+        assert_eq!(id.debian_package.as_deref(), Some("mariadb"));
+        assert_eq!(
+            id.debian_build,
+            Some(("0+deb12u1".to_string(), Some("bookworm".to_string())))
+        );
+        let id = identify(&q("MySQL", "5.7.44-log")).unwrap();
+        assert_eq!(id.version, "5.7.44");
+        assert_eq!(id.debian_build, None);
+        let id = identify(&q("nginx", "1.22.1")).unwrap();
+        assert_eq!(id.nvd.len(), 2);
+        let id = identify(&q("PostgreSQL DB", "15.4")).unwrap();
+        assert_eq!(id.debian_package.as_deref(), Some("postgresql-15"));
+        assert_eq!(identify(&q("vsftpd", "2.0.8 or later")), None);
+        assert_eq!(identify(&q("PostgreSQL DB", "9.6.0 - 9.6.7")), None);
+        assert_eq!(identify(&q("Unknown thing", "1.0")), None);
+        // From a CPE alone, with the vendor Nmap uses.
+        let id = identify(&ServiceQuery {
+            cpes: vec!["cpe:/a:igor_sysoev:nginx:1.20.0".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((id.nvd.len(), id.version.as_str()), (2, "1.20.0"));
+        let id = identify(&ServiceQuery {
+            cpes: vec!["cpe:/a:somevendor:someproduct:2.1".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(id.nvd, vec![("somevendor".into(), "someproduct".into())]);
+    }
+
+    #[test]
+    fn debian_revisions_and_releases() {
+        assert_eq!(debian_revision("9.2p1 Debian 2+deb12u3").as_deref(), Some("2+deb12u3"));
+        assert_eq!(
+            debian_revision("10.11.6-MariaDB-0+deb12u1").as_deref(),
+            Some("0+deb12u1")
+        );
+        assert_eq!(debian_revision("1.22.1"), None);
+        assert_eq!(release_of("2+deb12u3").as_deref(), Some("bookworm"));
+        assert_eq!(release_of("1~deb11u1").as_deref(), Some("bullseye"));
+        assert_eq!(release_of("2"), None);
+    }
+}
