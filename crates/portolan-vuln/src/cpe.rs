@@ -69,7 +69,9 @@ pub fn parse_23(s: &str) -> Option<Cpe> {
 /// Reads a CPE 2.2 URI (`cpe:/a:vendor:product:version`); None when it is not one.
 pub fn parse_22(s: &str) -> Option<Cpe> {
     let rest = s.strip_prefix("cpe:/")?;
-    let mut fields = rest.split(':').map(|f| percent_decode(f).to_ascii_lowercase());
+    let mut fields = rest
+        .split(':')
+        .map(|f| percent_decode(f).to_ascii_lowercase());
     let part = fields.next()?;
     if !matches!(part.as_str(), "a" | "o" | "h") {
         return None;
@@ -133,13 +135,19 @@ mod tests {
     #[test]
     fn escapes_are_read() {
         let c = parse("cpe:2.3:a:vendor\\:x:prod:1.0\\-rc1:*:*:*:*:*:*:*").unwrap();
-        assert_eq!((c.vendor.as_str(), c.version.as_str()), ("vendor:x", "1.0-rc1"));
+        assert_eq!(
+            (c.vendor.as_str(), c.version.as_str()),
+            ("vendor:x", "1.0-rc1")
+        );
     }
 
     #[test]
     fn nmap_uris() {
         let c = parse("cpe:/a:openbsd:openssh:9.2p1").unwrap();
-        assert_eq!((c.product.as_str(), c.version.as_str()), ("openssh", "9.2p1"));
+        assert_eq!(
+            (c.product.as_str(), c.version.as_str()),
+            ("openssh", "9.2p1")
+        );
         let c = parse("cpe:/o:linux:linux_kernel").unwrap();
         assert_eq!((c.part.as_str(), c.version.as_str()), ("o", "*"));
         let c = parse("cpe:/a:igor_sysoev:nginx:1.22.1").unwrap();
@@ -150,7 +158,15 @@ mod tests {
 
     #[test]
     fn not_cpes() {
-        for s in ["", "cpe:", "cpe:/", "cpe:/x:a:b", "cpe:/a:", "cpe:2.3:q:a:b", "nginx"] {
+        for s in [
+            "",
+            "cpe:",
+            "cpe:/",
+            "cpe:/x:a:b",
+            "cpe:/a:",
+            "cpe:2.3:q:a:b",
+            "nginx",
+        ] {
             assert_eq!(parse(s), None, "{s}");
         }
     }

@@ -400,7 +400,13 @@ impl import::Records for Writer<'_> {
                  VALUES(?1, ?2, ?3, ?4, ?5)",
             )
             .and_then(|mut s| {
-                s.execute(params![r.cve, r.date_added, r.due_date, r.ransomware, r.name])
+                s.execute(params![
+                    r.cve,
+                    r.date_added,
+                    r.due_date,
+                    r.ransomware,
+                    r.name
+                ])
             })
             .map_err(|e| self.err(e))?;
         Ok(())

@@ -549,9 +549,7 @@ fn read_nvd(
         timestamp: None,
     };
     let mut de = serde_json::Deserializer::from_reader(input);
-    let done = NvdDoc(&mut st)
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
+    let done = NvdDoc(&mut st).deserialize(&mut de).and_then(|()| de.end());
     done.map_err(|e| json_error(file, &mut st.side, e))?;
     Ok(FileSummary {
         format: Format::Nvd,
@@ -660,7 +658,10 @@ fn read_epss(
         if !header_seen {
             let cols: Vec<&str> = line.split(',').map(str::trim).collect();
             if cols.get(..3) != Some(&["cve", "epss", "percentile"][..]) {
-                return Err(bad(n, format!("expected the header cve,epss,percentile, found {line:?}")));
+                return Err(bad(
+                    n,
+                    format!("expected the header cve,epss,percentile, found {line:?}"),
+                ));
             }
             header_seen = true;
             continue;

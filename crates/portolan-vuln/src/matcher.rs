@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// What a service announced.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -404,18 +404,20 @@ fn identify(q: &ServiceQuery) -> Option<Identity> {
 }
 
 /// Matches services against an open database, caching per product and per service.
-pub struct Matcher<'d> {
-    conn: &'d Connection,
-    rows: HashMap<(String, String), Rc<Vec<MatchRow>>>,
+pub struct Matcher {
+    db: VulnDb,
+    rows: HashMap<(String, String), Arc<Vec<MatchRow>>>,
     info: HashMap<String, Option<CveInfo>>,
-    debian_packages: HashMap<String, bool>,
-    results: HashMap<ServiceQuery, Rc<Vec<Finding>>>,
+    debian_packages: HashMap<String, Option<u64>>,
+    results: HashMap<ServiceQuery, Arc<Vec<Finding>>>,
 }
 
 impl VulnDb {
-    pub fn matcher(&self) -> Matcher<'_> {
+    /// A matcher that owns the database (it can then live in a scan's output sink, sent
+    /// to the engine's threads); [`Matcher::db`] gives it back for reading.
+    pub fn into_matcher(self) -> Matcher {
         Matcher {
-            conn: self.connection(),
+            db: self,
             rows: HashMap::new(),
             info: HashMap::new(),
             debian_packages: HashMap::new(),
@@ -424,21 +426,30 @@ impl VulnDb {
     }
 }
 
-impl Matcher<'_> {
+impl Matcher {
+    /// The database matched against.
+    pub fn db(&self) -> &VulnDb {
+        &self.db
+    }
+
+    fn conn(&self) -> &Connection {
+        self.db().connection()
+    }
+
     fn err(&self, source: rusqlite::Error) -> VulnError {
         VulnError::Db {
-            path: self.conn.path().unwrap_or("").into(),
+            path: self.db().path().into(),
             source,
         }
     }
 
     /// The findings of one service, most urgent first; empty when the service is not a
     /// known product or has no precise version.
-    pub fn service(&mut self, q: &ServiceQuery) -> Result<Rc<Vec<Finding>>, VulnError> {
+    pub fn service(&mut self, q: &ServiceQuery) -> Result<Arc<Vec<Finding>>, VulnError> {
         if let Some(r) = self.results.get(q) {
             return Ok(r.clone());
         }
-        let found = Rc::new(match identify(q) {
+        let found = Arc::new(match identify(q) {
             Some(id) => self.findings(&id)?,
             None => Vec::new(),
         });
@@ -446,13 +457,13 @@ impl Matcher<'_> {
         Ok(found)
     }
 
-    fn rows_of(&mut self, vendor: &str, product: &str) -> Result<Rc<Vec<MatchRow>>, VulnError> {
+    fn rows_of(&mut self, vendor: &str, product: &str) -> Result<Arc<Vec<MatchRow>>, VulnError> {
         let key = (vendor.to_string(), product.to_string());
         if let Some(r) = self.rows.get(&key) {
             return Ok(r.clone());
         }
         let rows = self
-            .conn
+            .conn()
             .prepare_cached(
                 "SELECT cve, version, start_incl, start_excl, end_incl, end_excl, criteria \
                  FROM cpe_match WHERE product = ?1 AND vendor = ?2",
@@ -472,7 +483,7 @@ impl Matcher<'_> {
                 .collect::<Result<Vec<_>, _>>()
             })
             .map_err(|e| self.err(e))?;
-        let rows = Rc::new(rows);
+        let rows = Arc::new(rows);
         self.rows.insert(key, rows.clone());
         Ok(rows)
     }
@@ -482,7 +493,7 @@ impl Matcher<'_> {
             return Ok(i.clone());
         }
         let info = self
-            .conn
+            .conn()
             .prepare_cached(
                 "SELECT c.cvss, c.cvss_version, c.severity, c.description, k.date_added, \
                  k.ransomware, e.epss, e.percentile FROM cve c \
@@ -510,17 +521,30 @@ impl Matcher<'_> {
         Ok(info)
     }
 
-    fn has_debian_package(&mut self, package: &str) -> Result<bool, VulnError> {
+    /// Whether the tracker data holds `package`, and then its epoch (from any version it
+    /// gives: the banner carries none).
+    fn debian_package(&mut self, package: &str) -> Result<Option<u64>, VulnError> {
         if let Some(b) = self.debian_packages.get(package) {
             return Ok(*b);
         }
-        let has = self
-            .conn
-            .prepare_cached("SELECT 1 FROM debian WHERE package = ?1 LIMIT 1")
-            .and_then(|mut s| s.exists([package]))
+        let versions: Vec<Option<String>> = self
+            .conn()
+            .prepare_cached(
+                "SELECT fixed_version FROM debian WHERE package = ?1 \
+                 ORDER BY fixed_version LIKE '%:%' DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_map([package], |r| r.get(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .map_err(|e| self.err(e))?;
-        self.debian_packages.insert(package.to_string(), has);
-        Ok(has)
+        let known = versions.first().map(|v| {
+            v.as_deref()
+                .map(|v| DebianVersion::parse(v).epoch)
+                .unwrap_or(0)
+        });
+        self.debian_packages.insert(package.to_string(), known);
+        Ok(known)
     }
 
     fn debian_entry(
@@ -529,7 +553,7 @@ impl Matcher<'_> {
         cve: &str,
         release: &str,
     ) -> Result<Option<(String, Option<String>)>, VulnError> {
-        self.conn
+        self.conn()
             .prepare_cached(
                 "SELECT status, fixed_version FROM debian \
                  WHERE package = ?1 AND cve = ?2 AND release = ?3",
@@ -588,26 +612,33 @@ impl Matcher<'_> {
             return upstream("upstream version only");
         }
         let Some(package) = &id.debian_package else {
-            return upstream("upstream version only: no Debian source package known for this product");
+            return upstream(
+                "upstream version only: no Debian source package known for this product",
+            );
         };
-        if !self.has_debian_package(package)? {
+        let Some(epoch) = self.debian_package(package)? else {
             return upstream("upstream version only: no Debian tracker data for this package");
-        }
+        };
         let Some((revision, release)) = &id.debian_build else {
             return upstream("upstream version only: the banner names no Debian revision");
         };
         let Some(release) = release else {
-            return upstream("upstream version only: the Debian release is not known from the revision");
+            return upstream(
+                "upstream version only: the Debian release is not known from the revision",
+            );
         };
         let Some((status, fixed)) = self.debian_entry(package, cve, release)? else {
-            return upstream("upstream version only: Debian's tracker has no entry for this CVE and release");
+            return upstream(
+                "upstream version only: Debian's tracker has no entry for this CVE and release",
+            );
         };
         // The banner carries no epoch: the installed package is taken to have the fixed
-        // version's (Debian epochs of a package rarely change).
+        // version's, else the package's (Debian epochs of a package rarely change).
         let epoch = fixed
             .as_deref()
+            .filter(|f| *f != "0")
             .map(|f| DebianVersion::parse(f).epoch)
-            .unwrap_or(0);
+            .unwrap_or(epoch);
         let installed = if epoch > 0 {
             format!("{epoch}:{}-{revision}", id.version)
         } else {
@@ -646,6 +677,12 @@ mod tests {
             end_excl: b[3].map(Into::into),
             criteria: "cpe:2.3:a:x:y:*:*:*:*:*:*:*:*".into(),
         }
+    }
+
+    #[test]
+    fn a_matcher_can_live_in_a_scan_sink() {
+        fn send<T: Send>() {}
+        send::<Matcher>();
     }
 
     #[test]
@@ -725,7 +762,10 @@ mod tests {
 
     #[test]
     fn debian_revisions_and_releases() {
-        assert_eq!(debian_revision("9.2p1 Debian 2+deb12u3").as_deref(), Some("2+deb12u3"));
+        assert_eq!(
+            debian_revision("9.2p1 Debian 2+deb12u3").as_deref(),
+            Some("2+deb12u3")
+        );
         assert_eq!(
             debian_revision("10.11.6-MariaDB-0+deb12u1").as_deref(),
             Some("0+deb12u1")

@@ -24,9 +24,24 @@ pub fn line(f: &Finding) -> String {
     s
 }
 
+/// A finding's title: the first sentence of its description, cut to 120 characters.
+pub fn title(f: &Finding) -> String {
+    let first = f.description.split(". ").next().unwrap_or("").trim();
+    let mut t: String = first.chars().take(120).collect();
+    if t.len() < first.len() {
+        t.push('…');
+    }
+    if t.is_empty() {
+        t = f.cve.clone();
+    }
+    t
+}
+
 /// The CVSS base score as text, `-` when NVD gives none.
 pub fn score(f: &Finding) -> String {
-    f.cvss.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into())
+    f.cvss
+        .map(|c| format!("{c:.1}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// What the verdict rests on, in a few words.
@@ -62,7 +77,26 @@ pub fn script(findings: &[Finding]) -> Script {
             key: Some(k.into()),
             value: v,
         };
+        let list = |k: &str, v: String| ScriptItem::Table {
+            key: Some(k.into()),
+            items: vec![ScriptItem::Elem {
+                key: None,
+                value: v,
+            }],
+        };
+        // Nmap's vulns library layout (title, state, ids, description, refs), which the
+        // events writer turns into ECS alerts, then our own fields.
+        let state = if f.upstream_only() {
+            "LIKELY VULNERABLE"
+        } else {
+            "VULNERABLE"
+        };
         let mut items = vec![
+            elem("title", title(f)),
+            elem("state", state.into()),
+            list("ids", format!("CVE:{}", f.cve)),
+            list("description", f.description.clone()),
+            list("refs", f.reference()),
             elem("id", f.cve.clone()),
             elem("cvss", score(f)),
             elem("type", "cve".into()),
@@ -82,8 +116,10 @@ pub fn script(findings: &[Finding]) -> Script {
         items.push(elem("matched", f.matched.clone()));
         items.push(elem("basis", basis_text(&f.basis)));
         items.push(elem("upstream_only", f.upstream_only().to_string()));
-        items.push(elem("reference", f.reference()));
-        content.push(ScriptItem::Table { key: None, items });
+        content.push(ScriptItem::Table {
+            key: Some(f.cve.clone()),
+            items,
+        });
     }
     Script {
         id: SCRIPT_ID.into(),
@@ -94,7 +130,7 @@ pub fn script(findings: &[Finding]) -> Script {
 
 /// Adds a `vulns` result to every open port of `host` whose service has findings (and
 /// replaces one already there); returns the number of findings.
-pub fn annotate_host(m: &mut Matcher<'_>, host: &mut Host) -> Result<usize, VulnError> {
+pub fn annotate_host(m: &mut Matcher, host: &mut Host) -> Result<usize, VulnError> {
     let mut count = 0;
     for port in host.ports.iter_mut() {
         if port.state != PortState::Open {

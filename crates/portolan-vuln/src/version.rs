@@ -202,8 +202,7 @@ fn verrevcmp(a: &str, b: &str) -> Ordering {
         while b.get(j) == Some(&b'0') {
             j += 1;
         }
-        while a.get(i).is_some_and(u8::is_ascii_digit) && b.get(j).is_some_and(u8::is_ascii_digit)
-        {
+        while a.get(i).is_some_and(u8::is_ascii_digit) && b.get(j).is_some_and(u8::is_ascii_digit) {
             if first_diff == 0 {
                 first_diff = i32::from(a.get(i).copied().unwrap_or(0))
                     - i32::from(b.get(j).copied().unwrap_or(0));
@@ -320,7 +319,10 @@ mod tests {
         let v = DebianVersion::parse("1:9.2p1-2+deb12u3");
         assert_eq!((v.epoch, v.upstream, v.revision), (1, "9.2p1", "2+deb12u3"));
         let v = DebianVersion::parse("10.11.6-0+deb12u1");
-        assert_eq!((v.epoch, v.upstream, v.revision), (0, "10.11.6", "0+deb12u1"));
+        assert_eq!(
+            (v.epoch, v.upstream, v.revision),
+            (0, "10.11.6", "0+deb12u1")
+        );
         let v = DebianVersion::parse("3.0.3");
         assert_eq!((v.epoch, v.upstream, v.revision), (0, "3.0.3", ""));
     }
