@@ -102,6 +102,9 @@ pub fn script(findings: &[Finding]) -> Script {
             elem("type", "cve".into()),
             elem("is_exploit", f.kev().to_string()),
         ];
+        if let Some(v) = &f.cvss_version {
+            items.push(elem("cvss_version", v.clone()));
+        }
         if let Some(s) = &f.severity {
             items.push(elem("severity", s.clone()));
         }
