@@ -44,13 +44,14 @@ const LAB: &[(&str, &str, &str)] = &[
     ("apache", "http_server", ""),
 ];
 
-fn product(rng: &mut Rng, i: u64) -> (String, String) {
-    match LAB.get(i as usize) {
+/// The skew rank of the lab's products: popular (a few thousand entries each, as OpenSSH
+/// has in NVD), not the heaviest (rank 0 gets about 7% of all entries, like the kernel).
+const LAB_RANK: u64 = 20;
+
+fn product(i: u64) -> (String, String) {
+    match i.checked_sub(LAB_RANK).and_then(|k| LAB.get(k as usize)) {
         Some((v, p, _)) => (v.to_string(), p.to_string()),
-        None => {
-            let _ = rng;
-            (format!("vendor{}", i / 3), format!("product{i}"))
-        }
+        None => (format!("vendor{}", i / 3), format!("product{i}")),
     }
 }
 
@@ -65,7 +66,7 @@ fn version(rng: &mut Rng, openssh: bool) -> String {
 
 fn cpe_match(rng: &mut Rng, products: u64) -> Value {
     let i = rng.skewed(products);
-    let (vendor, prod) = product(rng, i);
+    let (vendor, prod) = product(i);
     let openssh = prod == "openssh";
     let mut m = json!({
         "vulnerable": true,
@@ -114,7 +115,8 @@ fn cve(rng: &mut Rng, year: u32, n: u64, products: u64) -> Value {
         let matches: Vec<Value> = (0..1 + rng.skewed(12))
             .map(|_| cpe_match(rng, products))
             .collect();
-        let mut config = json!({"nodes": [{"operator": "OR", "negate": false, "cpeMatch": matches}]});
+        let mut config =
+            json!({"nodes": [{"operator": "OR", "negate": false, "cpeMatch": matches}]});
         if rng.below(5) == 0 {
             // Application running on a platform: the platform is not vulnerable.
             config["operator"] = json!("AND");
@@ -203,7 +205,10 @@ fn main() -> std::io::Result<()> {
     std::fs::write(out.join("kev.json"), serde_json::to_vec(&doc)?)?;
     let f = std::fs::File::create(out.join("epss.csv.gz"))?;
     let mut w = BufWriter::new(GzEncoder::new(f, flate2::Compression::fast()));
-    writeln!(w, "#model_version:v2023.03.01,score_date:2025-01-15T00:00:00+0000")?;
+    writeln!(
+        w,
+        "#model_version:v2023.03.01,score_date:2025-01-15T00:00:00+0000"
+    )?;
     writeln!(w, "cve,epss,percentile")?;
     for id in &ids {
         let e = rng.below(100_000) as f64 / 100_000.0;
@@ -232,26 +237,51 @@ fn main() -> std::io::Result<()> {
         left -= here;
         writeln!(w, "<host starttime=\"1736900000\" endtime=\"1736900010\"><status state=\"up\" reason=\"syn-ack\" reason_ttl=\"64\"/>\n<address addr=\"10.{}.{}.{}\" addrtype=\"ipv4\"/>\n<ports>", (h >> 16) & 255, (h >> 8) & 255, h & 255)?;
         for p in 0..here {
-            let (name, product, version, cpe) = match rng.below(10) {
-                0..=5 => {
-                    let (name, product, cpe) = lab_names[rng.below(lab_names.len() as u64) as usize];
+            let (name, product, version, cpe) = match rng.below(50) {
+                0..=29 => {
+                    let (name, product, cpe) =
+                        lab_names[rng.below(lab_names.len() as u64) as usize];
                     let v = version(&mut rng, product == "OpenSSH");
                     let v = if product == "OpenSSH" && rng.below(2) == 0 {
                         format!("{v} Debian 2+deb12u{}", rng.below(8))
                     } else {
                         v
                     };
-                    (name.to_string(), product.to_string(), v.clone(), format!("cpe:/a:{cpe}:{}", v.split(' ').next().unwrap_or("")))
+                    (
+                        name.to_string(),
+                        product.to_string(),
+                        v.clone(),
+                        format!("cpe:/a:{cpe}:{}", v.split(' ').next().unwrap_or("")),
+                    )
                 }
-                6..=8 => {
-                    let i = 10 + rng.below(products - 10);
-                    let (vendor, prod) = product(&mut rng, i);
+                30..=44 | 45 => {
+                    // Any product of the feed; one in 50 of the heaviest (ranks 0-19).
+                    let i = if rng.below(16) == 0 {
+                        rng.below(LAB_RANK)
+                    } else {
+                        LAB_RANK + 10 + rng.below(products - LAB_RANK - 10)
+                    };
+                    let (vendor, prod) = product(i);
                     let v = version(&mut rng, false);
-                    (prod.clone(), prod.clone(), v.clone(), format!("cpe:/a:{vendor}:{prod}:{v}"))
+                    (
+                        prod.clone(),
+                        prod.clone(),
+                        v.clone(),
+                        format!("cpe:/a:{vendor}:{prod}:{v}"),
+                    )
                 }
-                _ => ("unknown".into(), "Something".into(), "1.0".into(), String::new()),
+                _ => (
+                    "unknown".into(),
+                    "Something".into(),
+                    "1.0".into(),
+                    String::new(),
+                ),
             };
-            let cpe = if cpe.is_empty() { String::new() } else { format!("<cpe>{cpe}</cpe>") };
+            let cpe = if cpe.is_empty() {
+                String::new()
+            } else {
+                format!("<cpe>{cpe}</cpe>")
+            };
             writeln!(w, "<port protocol=\"tcp\" portid=\"{}\"><state state=\"open\" reason=\"syn-ack\" reason_ttl=\"64\"/><service name=\"{name}\" product=\"{product}\" version=\"{version}\" method=\"probed\" conf=\"10\">{cpe}</service></port>", 1 + p)?;
         }
         writeln!(w, "</ports>\n</host>")?;

@@ -6,11 +6,13 @@
 use crate::cpe;
 use crate::db::VulnDb;
 use crate::error::VulnError;
-use crate::version::{self, compare, debian_compare, DebianVersion};
+#[cfg(test)]
+use crate::version::compare;
+use crate::version::{self, debian_compare, DebianVersion, Version};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// What a service announced.
@@ -217,28 +219,44 @@ struct CveInfo {
     epss: Option<(f64, f64)>,
 }
 
-/// Whether `version` is in a cpeMatch, and how it was decided; None when not.
-fn covers(row: &MatchRow, version: &str) -> Option<String> {
-    match row.version.as_str() {
-        "*" | "-" => {}
-        exact => {
-            return (compare(version, exact) == Ordering::Equal)
-                .then(|| format!("{} (exact version)", row.criteria));
-        }
+/// A cpeMatch's bounds, read once.
+#[derive(Debug, Clone)]
+struct Bounds([Option<Version>; 4]);
+
+impl Bounds {
+    fn of(row: &MatchRow) -> Bounds {
+        let p = |b: &Option<String>| b.as_deref().map(Version::parse);
+        Bounds([
+            p(&row.start_incl),
+            p(&row.start_excl),
+            p(&row.end_incl),
+            p(&row.end_excl),
+        ])
     }
-    let bounds = [
-        (&row.start_incl, ">=", [Ordering::Greater, Ordering::Equal]),
-        (&row.start_excl, ">", [Ordering::Greater, Ordering::Greater]),
-        (&row.end_incl, "<=", [Ordering::Less, Ordering::Equal]),
-        (&row.end_excl, "<", [Ordering::Less, Ordering::Less]),
+}
+
+/// Whether `version` is in a cpeMatch's range (`*` or `-` with up to four bounds), and how
+/// it was decided; None when not.
+fn in_range(row: &MatchRow, bounds: &Bounds, version: &Version) -> Option<String> {
+    let texts = [
+        &row.start_incl,
+        &row.start_excl,
+        &row.end_incl,
+        &row.end_excl,
+    ];
+    let rules = [
+        (">=", [Ordering::Greater, Ordering::Equal]),
+        (">", [Ordering::Greater, Ordering::Greater]),
+        ("<=", [Ordering::Less, Ordering::Equal]),
+        ("<", [Ordering::Less, Ordering::Less]),
     ];
     let mut said = Vec::new();
-    for (bound, op, ok) in bounds {
-        if let Some(b) = bound {
-            if !ok.contains(&compare(version, b)) {
+    for ((bound, text), (op, ok)) in bounds.0.iter().zip(texts).zip(rules) {
+        if let (Some(b), Some(t)) = (bound, text) {
+            if !ok.contains(&version.cmp(b)) {
                 return None;
             }
-            said.push(format!("{op} {b}"));
+            said.push(format!("{op} {t}"));
         }
     }
     Some(if said.is_empty() {
@@ -249,6 +267,65 @@ fn covers(row: &MatchRow, version: &str) -> Option<String> {
     } else {
         format!("{} ({})", row.criteria, said.join(", "))
     })
+}
+
+/// Whether `version` is in a cpeMatch, and how it was decided; None when not.
+#[cfg(test)]
+fn covers(row: &MatchRow, version: &str) -> Option<String> {
+    match row.version.as_str() {
+        "*" | "-" => in_range(row, &Bounds::of(row), &Version::parse(version)),
+        exact => (compare(version, exact) == Ordering::Equal)
+            .then(|| format!("{} (exact version)", row.criteria)),
+    }
+}
+
+/// A product's cpeMatch entries, indexed: exact versions by [`Version::key`], ranges with
+/// their bounds read.
+struct ProductIndex {
+    rows: Vec<MatchRow>,
+    exact: HashMap<String, Vec<usize>>,
+    ranges: Vec<(usize, Bounds)>,
+}
+
+impl ProductIndex {
+    fn new(rows: Vec<MatchRow>) -> ProductIndex {
+        let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut ranges = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            match row.version.as_str() {
+                "*" | "-" => ranges.push((i, Bounds::of(row))),
+                v => exact.entry(Version::parse(v).key()).or_default().push(i),
+            }
+        }
+        ProductIndex {
+            rows,
+            exact,
+            ranges,
+        }
+    }
+
+    /// The entries covering `version`, each with how.
+    fn matching(&self, version: &Version) -> Vec<(usize, String)> {
+        let mut out: Vec<(usize, String)> = self
+            .exact
+            .get(&version.key())
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| {
+                let row = self.rows.get(i)?;
+                Some((i, format!("{} (exact version)", row.criteria)))
+            })
+            .collect();
+        for (i, bounds) in &self.ranges {
+            if let Some(row) = self.rows.get(*i) {
+                if let Some(why) = in_range(row, bounds, version) {
+                    out.push((*i, why));
+                }
+            }
+        }
+        out.sort_by_key(|(i, _)| *i);
+        out
+    }
 }
 
 /// The product `-sV` found, as the matcher understands it.
@@ -406,7 +483,9 @@ fn identify(q: &ServiceQuery) -> Option<Identity> {
 /// Matches services against an open database, caching per product and per service.
 pub struct Matcher {
     db: VulnDb,
-    rows: HashMap<(String, String), Arc<Vec<MatchRow>>>,
+    rows: HashMap<(String, String), Arc<ProductIndex>>,
+    /// The entries of a product covering a version: (vendor, product, version key).
+    covered: HashMap<(String, String, String), Arc<Vec<(usize, String)>>>,
     info: HashMap<String, Option<CveInfo>>,
     debian_packages: HashMap<String, Option<u64>>,
     results: HashMap<ServiceQuery, Arc<Vec<Finding>>>,
@@ -419,6 +498,7 @@ impl VulnDb {
         Matcher {
             db: self,
             rows: HashMap::new(),
+            covered: HashMap::new(),
             info: HashMap::new(),
             debian_packages: HashMap::new(),
             results: HashMap::new(),
@@ -457,7 +537,7 @@ impl Matcher {
         Ok(found)
     }
 
-    fn rows_of(&mut self, vendor: &str, product: &str) -> Result<Arc<Vec<MatchRow>>, VulnError> {
+    fn rows_of(&mut self, vendor: &str, product: &str) -> Result<Arc<ProductIndex>, VulnError> {
         let key = (vendor.to_string(), product.to_string());
         if let Some(r) = self.rows.get(&key) {
             return Ok(r.clone());
@@ -483,7 +563,7 @@ impl Matcher {
                 .collect::<Result<Vec<_>, _>>()
             })
             .map_err(|e| self.err(e))?;
-        let rows = Arc::new(rows);
+        let rows = Arc::new(ProductIndex::new(rows));
         self.rows.insert(key, rows.clone());
         Ok(rows)
     }
@@ -567,21 +647,34 @@ impl Matcher {
 
     fn findings(&mut self, id: &Identity) -> Result<Vec<Finding>, VulnError> {
         let mut out: Vec<Finding> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let version = Version::parse(&id.version);
         for (vendor, product) in &id.nvd {
-            let rows = self.rows_of(vendor, product)?;
-            for row in rows.iter() {
-                if out.iter().any(|f| f.cve == row.cve) {
-                    continue;
+            let index = self.rows_of(vendor, product)?;
+            let key = (vendor.clone(), product.clone(), version.key());
+            let covered = match self.covered.get(&key) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(index.matching(&version));
+                    self.covered.insert(key, c.clone());
+                    c
                 }
-                let Some(matched) = covers(row, &id.version) else {
+            };
+            for (i, matched) in covered.iter() {
+                let Some(row) = index.rows.get(*i) else {
                     continue;
                 };
+                if seen.contains(&row.cve) {
+                    continue;
+                }
+                let matched = matched.clone();
                 let Some(basis) = self.basis(id, &row.cve)? else {
                     continue;
                 };
                 let Some(info) = self.cve_info(&row.cve)? else {
                     continue;
                 };
+                seen.insert(row.cve.clone());
                 out.push(Finding {
                     cve: row.cve.clone(),
                     cvss: info.cvss,

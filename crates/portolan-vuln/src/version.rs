@@ -5,21 +5,21 @@
 
 use std::cmp::Ordering;
 
-/// A piece of an upstream version: a number, or a word.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token<'a> {
+/// A piece of an upstream version: a number, or a word (lower case).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Token {
     Num(u64),
     /// A word that marks a release before the one it is attached to (`rc`, `beta`, `alpha`).
-    Pre(&'a str),
+    Pre(String),
     /// Any other word (`p` in OpenSSH's `9.2p1`, `a` in OpenSSL's `1.0.2a`): after it.
-    Post(&'a str),
+    Post(String),
 }
 
 const PRE_WORDS: &[&str] = &[
     "alpha", "beta", "rc", "pre", "preview", "dev", "snapshot", "cr", "m",
 ];
 
-fn tokens(v: &str) -> Vec<Token<'_>> {
+fn tokens(v: &str) -> Vec<Token> {
     let bytes = v.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -41,13 +41,12 @@ fn tokens(v: &str) -> Vec<Token<'_>> {
             while bytes.get(i).is_some_and(u8::is_ascii_alphabetic) {
                 i += 1;
             }
-            let word = v.get(start..i).unwrap_or("");
-            let lower = word.to_ascii_lowercase();
+            let word = v.get(start..i).unwrap_or("").to_ascii_lowercase();
             // `a`/`b` followed by a number are alpha/beta (1.0a1); alone they are a letter
             // release (1.0.2a).
             let followed_by_digit = bytes.get(i).is_some_and(u8::is_ascii_digit);
-            let pre = PRE_WORDS.contains(&lower.as_str())
-                || ((lower == "a" || lower == "b") && followed_by_digit);
+            let pre = PRE_WORDS.contains(&word.as_str())
+                || ((word == "a" || word == "b") && followed_by_digit);
             out.push(if pre {
                 Token::Pre(word)
             } else {
@@ -62,7 +61,7 @@ fn tokens(v: &str) -> Vec<Token<'_>> {
 
 /// Rank of a token that has no counterpart on the other side: a pre-release word makes the
 /// version older than the end, a number other than 0 or another word newer.
-fn alone(t: &Token<'_>) -> Ordering {
+fn alone(t: &Token) -> Ordering {
     match t {
         Token::Pre(_) => Ordering::Less,
         Token::Num(0) => Ordering::Equal,
@@ -70,45 +69,74 @@ fn alone(t: &Token<'_>) -> Ordering {
     }
 }
 
-/// Orders two upstream versions: numbers by value, `rc`/`beta`/`alpha` before the release,
-/// other words (`p1`) after it, separators ignored, trailing `.0`s insignificant.
-pub fn compare(a: &str, b: &str) -> Ordering {
-    let (ta, tb) = (tokens(a), tokens(b));
+fn cmp_tokens(ta: &[Token], tb: &[Token]) -> Ordering {
     let mut ia = ta.iter();
     let mut ib = tb.iter();
     loop {
-        match (ia.next(), ib.next()) {
+        let o = match (ia.next(), ib.next()) {
             (None, None) => return Ordering::Equal,
-            (Some(x), None) => {
-                let o = alone(x);
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-            (None, Some(y)) => {
-                let o = alone(y).reverse();
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-            (Some(x), Some(y)) => {
-                let o = match (x, y) {
-                    (Token::Num(m), Token::Num(n)) => m.cmp(n),
-                    (Token::Pre(m), Token::Pre(n)) | (Token::Post(m), Token::Post(n)) => {
-                        m.to_ascii_lowercase().cmp(&n.to_ascii_lowercase())
-                    }
-                    (Token::Pre(_), _) => Ordering::Less,
-                    (_, Token::Pre(_)) => Ordering::Greater,
-                    // A further number is a later release than a letter one (1.0.1 > 1.0a).
-                    (Token::Num(_), Token::Post(_)) => Ordering::Greater,
-                    (Token::Post(_), Token::Num(_)) => Ordering::Less,
-                };
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
+            (Some(x), None) => alone(x),
+            (None, Some(y)) => alone(y).reverse(),
+            (Some(x), Some(y)) => match (x, y) {
+                (Token::Num(m), Token::Num(n)) => m.cmp(n),
+                (Token::Pre(m), Token::Pre(n)) | (Token::Post(m), Token::Post(n)) => m.cmp(n),
+                (Token::Pre(_), _) => Ordering::Less,
+                (_, Token::Pre(_)) => Ordering::Greater,
+                // A further number is a later release than a letter one (1.0.1 > 1.0a).
+                (Token::Num(_), Token::Post(_)) => Ordering::Greater,
+                (Token::Post(_), Token::Num(_)) => Ordering::Less,
+            },
+        };
+        if o != Ordering::Equal {
+            return o;
         }
     }
+}
+
+/// An upstream version, read once to be compared many times (see [`compare`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version(Vec<Token>);
+
+impl Version {
+    pub fn parse(v: &str) -> Version {
+        Version(tokens(v))
+    }
+
+    /// A text equal for two versions exactly when [`compare`] finds them equal (trailing
+    /// zeros dropped, words lower-cased): for looking exact versions up.
+    pub fn key(&self) -> String {
+        let mut end = self.0.len();
+        while end > 0 && self.0.get(end - 1) == Some(&Token::Num(0)) {
+            end -= 1;
+        }
+        let mut out = String::new();
+        for t in self.0.get(..end).unwrap_or_default() {
+            match t {
+                Token::Num(n) => out.push_str(&format!("{n}.")),
+                Token::Pre(w) => out.push_str(&format!("-{w}.")),
+                Token::Post(w) => out.push_str(&format!("+{w}.")),
+            }
+        }
+        out
+    }
+}
+
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> Ordering {
+        cmp_tokens(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Orders two upstream versions: numbers by value, `rc`/`beta`/`alpha` before the release,
+/// other words (`p1`) after it, separators ignored, trailing `.0`s insignificant.
+pub fn compare(a: &str, b: &str) -> Ordering {
+    cmp_tokens(&tokens(a), &tokens(b))
 }
 
 /// The upstream part of a version as a service announces it: the first word, without
@@ -271,6 +299,20 @@ mod tests {
         order("1.0beta2", "1.0rc1", Less);
         order("1.0a1", "1.0", Less);
         order("1.0rc1", "1.0.1", Less);
+    }
+
+    #[test]
+    fn keys_are_equal_exactly_when_versions_are() {
+        let vs = [
+            "1.0", "1.0.0", "1", "1.0a", "1.0a1", "1.0rc1", "1.0-RC1", "9.3p1", "9.3P1", "9.3.p1",
+            "7.10", "7.1", "1.0.2a", "0", "",
+        ];
+        for a in vs {
+            for b in vs {
+                let (ka, kb) = (Version::parse(a).key(), Version::parse(b).key());
+                assert_eq!(ka == kb, compare(a, b) == Equal, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]
