@@ -120,12 +120,12 @@ fn cve(rng: &mut Rng, year: u32, n: u64, products: u64) -> Value {
         if rng.below(5) == 0 {
             // Application running on a platform: the platform is not vulnerable.
             config["operator"] = json!("AND");
-            config["nodes"].as_array_mut().map(|n| {
+            if let Some(n) = config["nodes"].as_array_mut() {
                 n.push(json!({"operator": "OR", "negate": false, "cpeMatch": [{
                     "vulnerable": false,
                     "criteria": "cpe:2.3:o:debian:debian_linux:12.0:*:*:*:*:*:*:*",
-                    "matchCriteriaId": "00000000-0000-0000-0000-000000000000"}]}))
-            });
+                    "matchCriteriaId": "00000000-0000-0000-0000-000000000000"}]}));
+            }
         }
         configs.push(config);
     }
@@ -254,7 +254,7 @@ fn main() -> std::io::Result<()> {
                         format!("cpe:/a:{cpe}:{}", v.split(' ').next().unwrap_or("")),
                     )
                 }
-                30..=44 | 45 => {
+                30..=45 => {
                     // Any product of the feed; one in 50 of the heaviest (ranks 0-19).
                     let i = if rng.below(16) == 0 {
                         rng.below(LAB_RANK)

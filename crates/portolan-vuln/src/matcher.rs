@@ -279,6 +279,9 @@ fn covers(row: &MatchRow, version: &str) -> Option<String> {
     }
 }
 
+/// The entries of a product that cover a version, each with how (index in its rows).
+type Covered = Vec<(usize, String)>;
+
 /// A product's cpeMatch entries, indexed: exact versions by [`Version::key`], ranges with
 /// their bounds read.
 struct ProductIndex {
@@ -305,8 +308,8 @@ impl ProductIndex {
     }
 
     /// The entries covering `version`, each with how.
-    fn matching(&self, version: &Version) -> Vec<(usize, String)> {
-        let mut out: Vec<(usize, String)> = self
+    fn matching(&self, version: &Version) -> Covered {
+        let mut out: Covered = self
             .exact
             .get(&version.key())
             .into_iter()
@@ -485,7 +488,7 @@ pub struct Matcher {
     db: VulnDb,
     rows: HashMap<(String, String), Arc<ProductIndex>>,
     /// The entries of a product covering a version: (vendor, product, version key).
-    covered: HashMap<(String, String, String), Arc<Vec<(usize, String)>>>,
+    covered: HashMap<(String, String, String), Arc<Covered>>,
     info: HashMap<String, Option<CveInfo>>,
     debian_packages: HashMap<String, Option<u64>>,
     results: HashMap<ServiceQuery, Arc<Vec<Finding>>>,
