@@ -44,9 +44,9 @@ const LAB: &[(&str, &str, &str)] = &[
     ("apache", "http_server", ""),
 ];
 
-/// The skew rank of the lab's products: popular (a few thousand entries each, as OpenSSH
+/// The skew rank of the lab's products: popular (several hundred entries each, as OpenSSH
 /// has in NVD), not the heaviest (rank 0 gets about 7% of all entries, like the kernel).
-const LAB_RANK: u64 = 20;
+const LAB_RANK: u64 = 300;
 
 fn product(i: u64) -> (String, String) {
     match i.checked_sub(LAB_RANK).and_then(|k| LAB.get(k as usize)) {
@@ -72,27 +72,29 @@ fn cpe_match(rng: &mut Rng, products: u64) -> Value {
         "vulnerable": true,
         "matchCriteriaId": format!("{:08X}-0000-0000-0000-{:012X}", rng.next() as u32, rng.next() & 0xffff_ffff_ffff),
     });
-    match rng.below(6) {
-        0 => {
+    // Exact versions (older CVEs list every affected version), ranges of each kind, and a
+    // rare `-` (no version).
+    match rng.below(200) {
+        0..=89 => {
             m["criteria"] = json!(format!(
                 "cpe:2.3:a:{vendor}:{prod}:{}:*:*:*:*:*:*:*",
                 version(rng, openssh)
             ))
         }
-        1 => {
+        90..=149 => {
             m["criteria"] = json!(format!("cpe:2.3:a:{vendor}:{prod}:*:*:*:*:*:*:*:*"));
             m["versionEndExcluding"] = json!(version(rng, openssh));
         }
-        2 => {
+        150..=173 => {
             m["criteria"] = json!(format!("cpe:2.3:a:{vendor}:{prod}:*:*:*:*:*:*:*:*"));
             m["versionStartIncluding"] = json!(version(rng, openssh));
             m["versionEndExcluding"] = json!(version(rng, openssh));
         }
-        3 => {
+        174..=189 => {
             m["criteria"] = json!(format!("cpe:2.3:a:{vendor}:{prod}:*:*:*:*:*:*:*:*"));
             m["versionEndIncluding"] = json!(version(rng, openssh));
         }
-        4 => {
+        190..=198 => {
             m["criteria"] = json!(format!("cpe:2.3:a:{vendor}:{prod}:*:*:*:*:*:*:*:*"));
             m["versionStartExcluding"] = json!(version(rng, openssh));
             m["versionEndIncluding"] = json!(version(rng, openssh));
@@ -218,8 +220,49 @@ fn main() -> std::io::Result<()> {
         .map_err(|e| e.into_error())?
         .finish()?
         .flush()?;
-    // The scan: the lab's products at many versions, products of the feed, and unknowns.
-    let mut w = BufWriter::new(std::fs::File::create(out.join("scan.xml"))?);
+    // The scans: a fleet (each product deployed at a few versions, as images and
+    // packages repeat across a network), and the worst case (every version drawn anew).
+    write_scan(&out.join("scan.xml"), hosts, services, products, true)?;
+    write_scan(
+        &out.join("scan-distinct.xml"),
+        hosts,
+        services,
+        products,
+        false,
+    )?;
+    eprintln!(
+        "wrote {cves} CVEs in {} yearly files, {} KEV, {cves} EPSS, a scan of {hosts} hosts with {services} services, in {}",
+        years.len(),
+        ids.len().div_ceil(230),
+        out.display()
+    );
+    Ok(())
+}
+
+/// A version of `product` as deployed: one of 16 per product in a fleet, else any.
+fn deployed(rng: &mut Rng, fleet: bool, product: &str, openssh: bool) -> String {
+    if !fleet {
+        return version(rng, openssh);
+    }
+    let seed = product.bytes().fold(1469598103934665603u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(1099511628211)
+    });
+    let mut pick = Rng(seed ^ (1 + rng.below(16)).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    version(&mut pick, openssh)
+}
+
+/// An Nmap-style XML scan of `hosts` hosts sharing `services` open services: 60% the
+/// lab's products (half the OpenSSH ones Debian builds), 32% products of the feed, 8%
+/// unknown.
+fn write_scan(
+    path: &Path,
+    hosts: u64,
+    services: u64,
+    products: u64,
+    fleet: bool,
+) -> std::io::Result<()> {
+    let mut w = BufWriter::new(std::fs::File::create(path)?);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     writeln!(w, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<nmaprun scanner=\"nmap\" args=\"nmap -sV synthetic\" start=\"1736900000\" version=\"7.93\" xmloutputversion=\"1.05\">\n<scaninfo type=\"syn\" protocol=\"tcp\" numservices=\"1000\" services=\"1-1000\"/>")?;
     let lab_names = [
         ("ssh", "OpenSSH", "openbsd:openssh"),
@@ -241,7 +284,7 @@ fn main() -> std::io::Result<()> {
                 0..=29 => {
                     let (name, product, cpe) =
                         lab_names[rng.below(lab_names.len() as u64) as usize];
-                    let v = version(&mut rng, product == "OpenSSH");
+                    let v = deployed(&mut rng, fleet, product, product == "OpenSSH");
                     let v = if product == "OpenSSH" && rng.below(2) == 0 {
                         format!("{v} Debian 2+deb12u{}", rng.below(8))
                     } else {
@@ -255,14 +298,14 @@ fn main() -> std::io::Result<()> {
                     )
                 }
                 30..=45 => {
-                    // Any product of the feed; one in 50 of the heaviest (ranks 0-19).
-                    let i = if rng.below(16) == 0 {
-                        rng.below(LAB_RANK)
+                    // Any product of the feed, the heaviest included.
+                    let i = if fleet {
+                        Rng(17 + rng.below(300)).below(products)
                     } else {
-                        LAB_RANK + 10 + rng.below(products - LAB_RANK - 10)
+                        rng.below(products)
                     };
                     let (vendor, prod) = product(i);
-                    let v = version(&mut rng, false);
+                    let v = deployed(&mut rng, fleet, &prod, false);
                     (
                         prod.clone(),
                         prod.clone(),
@@ -288,11 +331,5 @@ fn main() -> std::io::Result<()> {
     }
     writeln!(w, "<runstats><finished time=\"1736900100\" timestr=\"x\" elapsed=\"100\" summary=\"x\" exit=\"success\"/><hosts up=\"{hosts}\" down=\"0\" total=\"{hosts}\"/></runstats>\n</nmaprun>")?;
     w.flush()?;
-    eprintln!(
-        "wrote {cves} CVEs in {} yearly files, {} KEV, {cves} EPSS, a scan of {hosts} hosts with {services} services, in {}",
-        years.len(),
-        ids.len().div_ceil(230),
-        out.display()
-    );
     Ok(())
 }

@@ -201,6 +201,8 @@ pub fn priority(a: &Finding, b: &Finding) -> Ordering {
 #[derive(Debug, Clone)]
 struct MatchRow {
     cve: String,
+    /// The CVE's scores and description, shared by its rows.
+    info: Option<Arc<CveInfo>>,
     version: String,
     start_incl: Option<String>,
     start_excl: Option<String>,
@@ -332,7 +334,7 @@ impl ProductIndex {
 }
 
 /// The product `-sV` found, as the matcher understands it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Identity {
     nvd: Vec<(String, String)>,
     /// The upstream version compared.
@@ -489,9 +491,10 @@ pub struct Matcher {
     rows: HashMap<(String, String), Arc<ProductIndex>>,
     /// The entries of a product covering a version: (vendor, product, version key).
     covered: HashMap<(String, String, String), Arc<Covered>>,
-    info: HashMap<String, Option<CveInfo>>,
     debian_packages: HashMap<String, Option<u64>>,
     results: HashMap<ServiceQuery, Arc<Vec<Finding>>>,
+    /// The same, by what the matching depends on (services that differ in other words).
+    by_identity: HashMap<Identity, Arc<Vec<Finding>>>,
 }
 
 impl VulnDb {
@@ -502,9 +505,9 @@ impl VulnDb {
             db: self,
             rows: HashMap::new(),
             covered: HashMap::new(),
-            info: HashMap::new(),
             debian_packages: HashMap::new(),
             results: HashMap::new(),
+            by_identity: HashMap::new(),
         }
     }
 }
@@ -532,76 +535,81 @@ impl Matcher {
         if let Some(r) = self.results.get(q) {
             return Ok(r.clone());
         }
-        let found = Arc::new(match identify(q) {
-            Some(id) => self.findings(&id)?,
-            None => Vec::new(),
-        });
+        let found = match identify(q) {
+            Some(id) => match self.by_identity.get(&id) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = Arc::new(self.findings(&id)?);
+                    self.by_identity.insert(id, f.clone());
+                    f
+                }
+            },
+            None => Arc::new(Vec::new()),
+        };
         self.results.insert(q.clone(), found.clone());
         Ok(found)
     }
 
+    /// A product's entries with their CVEs' scores, KEV and EPSS, in one query (the
+    /// matching of a large scan reads each product once).
     fn rows_of(&mut self, vendor: &str, product: &str) -> Result<Arc<ProductIndex>, VulnError> {
         let key = (vendor.to_string(), product.to_string());
         if let Some(r) = self.rows.get(&key) {
             return Ok(r.clone());
         }
+        let mut infos: HashMap<String, Arc<CveInfo>> = HashMap::new();
         let rows = self
             .conn()
             .prepare_cached(
-                "SELECT cve, version, start_incl, start_excl, end_incl, end_excl, criteria \
-                 FROM cpe_match WHERE product = ?1 AND vendor = ?2",
+                "SELECT m.cve, m.version, m.start_incl, m.start_excl, m.end_incl, m.end_excl, \
+                 m.criteria, c.id, c.cvss, c.cvss_version, c.severity, c.description, \
+                 k.date_added, k.ransomware, e.epss, e.percentile \
+                 FROM cpe_match m LEFT JOIN cve c ON c.id = m.cve \
+                 LEFT JOIN kev k ON k.cve = m.cve LEFT JOIN epss e ON e.cve = m.cve \
+                 WHERE m.product = ?1 AND m.vendor = ?2",
             )
             .and_then(|mut s| {
-                s.query_map([product, vendor], |r| {
-                    Ok(MatchRow {
-                        cve: r.get(0)?,
+                let mut q = s.query([product, vendor])?;
+                let mut rows = Vec::new();
+                while let Some(r) = q.next()? {
+                    let cve: String = r.get(0)?;
+                    let known: Option<String> = r.get(7)?;
+                    let info = match (known, infos.get(&cve)) {
+                        (None, _) => None,
+                        (Some(_), Some(i)) => Some(i.clone()),
+                        (Some(_), None) => {
+                            let kev: Option<String> = r.get(12)?;
+                            let epss: Option<f64> = r.get(14)?;
+                            let pct: Option<f64> = r.get(15)?;
+                            let i = Arc::new(CveInfo {
+                                cvss: r.get(8)?,
+                                cvss_version: r.get(9)?,
+                                severity: r.get(10)?,
+                                description: r.get(11)?,
+                                kev: kev.map(|d| (d, r.get(13).ok().flatten())),
+                                epss: epss.zip(pct),
+                            });
+                            infos.insert(cve.clone(), i.clone());
+                            Some(i)
+                        }
+                    };
+                    rows.push(MatchRow {
+                        cve,
+                        info,
                         version: r.get(1)?,
                         start_incl: r.get(2)?,
                         start_excl: r.get(3)?,
                         end_incl: r.get(4)?,
                         end_excl: r.get(5)?,
                         criteria: r.get(6)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()
+                    });
+                }
+                Ok(rows)
             })
             .map_err(|e| self.err(e))?;
         let rows = Arc::new(ProductIndex::new(rows));
         self.rows.insert(key, rows.clone());
         Ok(rows)
-    }
-
-    fn cve_info(&mut self, id: &str) -> Result<Option<CveInfo>, VulnError> {
-        if let Some(i) = self.info.get(id) {
-            return Ok(i.clone());
-        }
-        let info = self
-            .conn()
-            .prepare_cached(
-                "SELECT c.cvss, c.cvss_version, c.severity, c.description, k.date_added, \
-                 k.ransomware, e.epss, e.percentile FROM cve c \
-                 LEFT JOIN kev k ON k.cve = c.id LEFT JOIN epss e ON e.cve = c.id \
-                 WHERE c.id = ?1",
-            )
-            .and_then(|mut s| {
-                s.query_row([id], |r| {
-                    let kev: Option<String> = r.get(4)?;
-                    let epss: Option<f64> = r.get(6)?;
-                    let pct: Option<f64> = r.get(7)?;
-                    Ok(CveInfo {
-                        cvss: r.get(0)?,
-                        cvss_version: r.get(1)?,
-                        severity: r.get(2)?,
-                        description: r.get(3)?,
-                        kev: kev.map(|d| (d, r.get(5).ok().flatten())),
-                        epss: epss.zip(pct),
-                    })
-                })
-                .optional()
-            })
-            .map_err(|e| self.err(e))?;
-        self.info.insert(id.to_string(), info.clone());
-        Ok(info)
     }
 
     /// Whether the tracker data holds `package`, and then its epoch (from any version it
@@ -674,24 +682,24 @@ impl Matcher {
                 let Some(basis) = self.basis(id, &row.cve)? else {
                     continue;
                 };
-                let Some(info) = self.cve_info(&row.cve)? else {
+                let Some(info) = row.info.as_deref() else {
                     continue;
                 };
                 seen.insert(row.cve.clone());
                 out.push(Finding {
                     cve: row.cve.clone(),
                     cvss: info.cvss,
-                    cvss_version: info.cvss_version,
-                    severity: info.severity,
+                    cvss_version: info.cvss_version.clone(),
+                    severity: info.severity.clone(),
                     kev_date_added: info.kev.as_ref().map(|k| k.0.clone()),
-                    kev_ransomware: info.kev.and_then(|k| k.1),
+                    kev_ransomware: info.kev.as_ref().and_then(|k| k.1.clone()),
                     epss: info.epss.map(|e| e.0),
                     epss_percentile: info.epss.map(|e| e.1),
                     product: format!("{vendor}:{product}"),
                     version: id.version.clone(),
                     matched,
                     basis,
-                    description: info.description,
+                    description: info.description.clone(),
                 });
             }
         }
@@ -766,6 +774,7 @@ mod tests {
     fn row(version: &str, b: [Option<&str>; 4]) -> MatchRow {
         MatchRow {
             cve: "CVE-0000-0001".into(),
+            info: None,
             version: version.into(),
             start_incl: b[0].map(Into::into),
             start_excl: b[1].map(Into::into),
