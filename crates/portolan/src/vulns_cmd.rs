@@ -236,15 +236,15 @@ fn print_status(st: &portolan_vuln::Status, json: bool) -> ExitCode {
     }
 }
 
-/// A finding on a port of a host.
+/// A finding on a port of a host (borrowed: a large scan has millions).
 #[derive(Debug, Serialize)]
-struct Row {
-    address: String,
+struct Row<'a> {
+    address: &'a str,
     port: u16,
-    protocol: String,
-    service: String,
+    protocol: &'a str,
+    service: &'a str,
     #[serde(flatten)]
-    finding: Finding,
+    finding: &'a Finding,
 }
 
 /// Only the findings the filters keep.
@@ -382,44 +382,47 @@ pub fn vulns(args: &[String]) -> ExitCode {
     };
     let started = std::time::Instant::now();
     let mut m = db.into_matcher();
-    let mut rows = Vec::new();
+    let mut found = Vec::with_capacity(targets.len());
     for t in &targets {
-        let found = match m.service(&t.query) {
-            Ok(f) => f,
+        match m.service(&t.query) {
+            Ok(f) => found.push(f),
             Err(e) => return fail("vulns", e),
-        };
-        for f in found.iter().filter(|f| filter.keeps(f)) {
-            rows.push(Row {
-                address: t.address.clone(),
-                port: t.port,
-                protocol: t.protocol.clone(),
-                service: t.service.clone(),
-                finding: f.clone(),
-            });
         }
     }
-    rows.sort_by(|a, b| priority(&a.finding, &b.finding).then_with(|| a.address.cmp(&b.address)));
+    let matched_in = started.elapsed();
+    let mut rows: Vec<Row> = targets
+        .iter()
+        .zip(&found)
+        .flat_map(|(t, fs)| {
+            let filter = &filter;
+            fs.iter()
+                .filter(move |f| filter.keeps(f))
+                .map(move |f| Row {
+                    address: &t.address,
+                    port: t.port,
+                    protocol: &t.protocol,
+                    service: &t.service,
+                    finding: f,
+                })
+        })
+        .collect();
+    rows.sort_by(|a, b| priority(a.finding, b.finding).then_with(|| a.address.cmp(b.address)));
     if p.flag(&STATS) {
         eprintln!(
-            "portolan vulns: matched {} services in {:.3} s: {} findings",
+            "portolan vulns: matched {} services in {:.3} s: {} findings (listed and sorted in {:.3} s more)",
             targets.len(),
-            started.elapsed().as_secs_f64(),
-            rows.len()
+            matched_in.as_secs_f64(),
+            rows.len(),
+            (started.elapsed() - matched_in).as_secs_f64()
         );
     }
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let written = if p.flag(&JSON) {
-        let doc = serde_json::json!({
-            "database": path.display().to_string(),
-            "scan": shown,
-            "services": targets.len(),
-            "findings": rows,
-        });
-        writeln!(std::io::stdout().lock(), "{doc}")
+        write_json(&mut out, &path, &shown, targets.len(), &rows)
     } else {
-        std::io::stdout()
-            .lock()
-            .write_all(table(&rows, &shown, targets.len()).as_bytes())
-    };
+        write_table(&mut out, &rows, &shown, targets.len())
+    }
+    .and_then(|()| out.flush());
     match written {
         Err(e) => fail("vulns", e),
         Ok(()) if rows.is_empty() => ExitCode::SUCCESS,
@@ -427,7 +430,73 @@ pub fn vulns(args: &[String]) -> ExitCode {
     }
 }
 
-fn table(rows: &[Row], shown: &str, services: usize) -> String {
+/// The JSON document, written a finding at a time.
+fn write_json(
+    out: &mut impl Write,
+    path: &std::path::Path,
+    shown: &str,
+    services: usize,
+    rows: &[Row],
+) -> std::io::Result<()> {
+    let text = |s: &str| serde_json::to_string(s).map_err(std::io::Error::other);
+    write!(
+        out,
+        "{{\"database\":{},\"scan\":{},\"services\":{services},\"findings\":[",
+        text(&path.display().to_string())?,
+        text(shown)?
+    )?;
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, r).map_err(std::io::Error::other)?;
+    }
+    out.write_all(b"]}\n")
+}
+
+fn write_table(
+    out: &mut impl Write,
+    rows: &[Row],
+    shown: &str,
+    services: usize,
+) -> std::io::Result<()> {
+    write!(out, "{}", table_head(rows, shown, services))?;
+    let w_host = rows
+        .iter()
+        .map(|r| r.address.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let w_svc = rows
+        .iter()
+        .map(|r| r.service.len())
+        .max()
+        .unwrap_or(7)
+        .clamp(7, 40);
+    for r in rows {
+        let f = r.finding;
+        let svc: String = r.service.chars().take(w_svc).collect();
+        writeln!(
+            out,
+            "{:<w_host$}  {:<9}  {:<w_svc$}  {:<16}  {:>4}  {:<3}  {:>5}  {}",
+            r.address,
+            format!("{}/{}", r.port, r.protocol),
+            svc,
+            f.cve,
+            portolan_vuln::report::score(f),
+            if f.kev() { "yes" } else { "" },
+            f.epss
+                .map(|e| format!("{e:.3}"))
+                .unwrap_or_else(|| "-".into()),
+            portolan_vuln::report::basis_text(&f.basis),
+        )?;
+        writeln!(out, "{:w_host$}  matched {}", "", f.matched)?;
+    }
+    Ok(())
+}
+
+/// The summary line, and the column heads when there are findings.
+fn table_head(rows: &[Row], shown: &str, services: usize) -> String {
     let mut t = format!(
         "{} finding{} on {services} open service{} of {shown}\n",
         rows.len(),
@@ -453,24 +522,6 @@ fn table(rows: &[Row], shown: &str, services: usize) -> String {
         "\n{:<w_host$}  {:<9}  {:<w_svc$}  {:<16}  {:>4}  {:<3}  {:>5}  BASIS\n",
         "HOST", "PORT", "SERVICE", "CVE", "CVSS", "KEV", "EPSS"
     ));
-    for r in rows {
-        let f = &r.finding;
-        let svc: String = r.service.chars().take(w_svc).collect();
-        t.push_str(&format!(
-            "{:<w_host$}  {:<9}  {:<w_svc$}  {:<16}  {:>4}  {:<3}  {:>5}  {}\n",
-            r.address,
-            format!("{}/{}", r.port, r.protocol),
-            svc,
-            f.cve,
-            portolan_vuln::report::score(f),
-            if f.kev() { "yes" } else { "" },
-            f.epss
-                .map(|e| format!("{e:.3}"))
-                .unwrap_or_else(|| "-".into()),
-            portolan_vuln::report::basis_text(&f.basis),
-        ));
-        t.push_str(&format!("{:w_host$}  matched {}\n", "", f.matched));
-    }
     t
 }
 
