@@ -21,6 +21,7 @@
 
 mod backend;
 pub mod cidr;
+pub mod findings;
 pub mod pg;
 pub mod query;
 pub mod schema;
@@ -31,6 +32,7 @@ pub use rusqlite;
 
 pub use backend::Backend;
 pub use cidr::{BadCidr, Cidr};
+pub use findings::StoredFinding;
 pub use pg::is_postgres;
 pub use query::{
     Change, ChangeKind, HostSnapshot, InventoryHost, PortRecord, ScanRecord, ServiceRecord,

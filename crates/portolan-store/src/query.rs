@@ -41,6 +41,11 @@ pub enum ChangeKind {
     PortOpened,
     PortClosed,
     ServiceChanged,
+    /// A vulnerability finding (the port's `vulns` script result) that the scan before did
+    /// not have, or that the later scan no longer has; only between two scans that both
+    /// looked for findings on the port (see [`crate::findings::difference`]).
+    VulnNew,
+    VulnGone,
 }
 
 impl ChangeKind {
@@ -51,12 +56,14 @@ impl ChangeKind {
             ChangeKind::PortOpened => "port opened",
             ChangeKind::PortClosed => "port closed",
             ChangeKind::ServiceChanged => "service changed",
+            ChangeKind::VulnNew => "vuln new",
+            ChangeKind::VulnGone => "vuln gone",
         }
     }
 }
 
 /// One change between two consecutive complete scans of the same targets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change {
     /// When it was first seen: the start of the scan that showed it.
     pub first_seen: i64,
@@ -70,6 +77,11 @@ pub struct Change {
     /// The port's state or service before and after ("open", "ssh OpenSSH 8.9p1").
     pub before: Option<String>,
     pub after: Option<String>,
+    /// For a finding that appeared or went away: its CVE and CVSS base score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cve: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cvss: Option<f64>,
 }
 
 /// A port as the store holds it.
@@ -491,6 +503,17 @@ impl Store {
         Ok((old, new))
     }
 
+    /// Whether scan `scan` was run with `--vulns` (its command line says so).
+    fn asked_vulns(&self, scan: i64) -> Result<bool, StoreError> {
+        let row = self
+            .db
+            .query_opt("SELECT args FROM scans WHERE id = ?1", &vals![scan])?;
+        Ok(match row {
+            Some(r) => crate::findings::args_ask_vulns(&r.get::<String>(0)?),
+            None => false,
+        })
+    }
+
     fn host_row(&self, scan: i64, address: &str) -> Result<Option<HostRow>, StoreError> {
         let sql = format!(
             "SELECT {} FROM hosts_seen WHERE scan_id = ?1 AND address = ?2",
@@ -524,7 +547,11 @@ impl Store {
             port: port.map(|p| p.port),
             before,
             after,
+            cve: None,
+            cvss: None,
         };
+        // Whether each scan looked for findings (`--vulns`): read only when a port needs it.
+        let mut asked: Option<(bool, bool)> = None;
         for (addr, h) in new {
             let was = old.get(addr).filter(|o| o.is_up());
             match (was, h.is_up()) {
@@ -559,6 +586,32 @@ impl Store {
                                         Some(was),
                                         Some(now),
                                     ));
+                                }
+                                if b.scripts != p.scripts {
+                                    let (a_old, a_new) = match asked {
+                                        Some(x) => x,
+                                        None => *asked.insert((
+                                            self.asked_vulns(prev_id)?,
+                                            self.asked_vulns(id)?,
+                                        )),
+                                    };
+                                    let diff = crate::findings::difference(b, a_old, p, a_new);
+                                    let (appeared, gone) = diff.unwrap_or_default();
+                                    for (kind, f) in gone
+                                        .into_iter()
+                                        .map(|f| (ChangeKind::VulnGone, f))
+                                        .chain(appeared.into_iter().map(|f| (ChangeKind::VulnNew, f)))
+                                    {
+                                        let (before, after) = match kind {
+                                            ChangeKind::VulnGone => (Some(f.summary()), None),
+                                            _ => (None, Some(f.summary())),
+                                        };
+                                        out.push(Change {
+                                            cve: Some(f.cve),
+                                            cvss: f.cvss,
+                                            ..change(addr, kind, Some(p), before, after)
+                                        });
+                                    }
                                 }
                             }
                             Some(b) if b.is_open() => out.push(change(

@@ -402,6 +402,116 @@ both!(changes_between_scans_with_when_first_seen, |loc| {
         .is_empty());
 });
 
+/// A finding as a scan's `--vulns` reports it (portolan-vuln writes the script result).
+fn finding(cve: &str, cvss: f64, kev: bool) -> portolan_vuln::Finding {
+    portolan_vuln::Finding {
+        cve: cve.into(),
+        cvss: Some(cvss),
+        cvss_version: Some("3.1".into()),
+        severity: Some("HIGH".into()),
+        kev_date_added: kev.then(|| "2024-07-01".into()),
+        kev_ransomware: None,
+        epss: Some(0.5),
+        epss_percentile: None,
+        product: "openbsd:openssh".into(),
+        version: "9.2p1".into(),
+        matched: "cpe:2.3:a:openbsd:openssh:*:*:*:*:*:*:*:* (< 9.8p1)".into(),
+        basis: portolan_vuln::Basis::Upstream {
+            note: "upstream version only".into(),
+        },
+        description: format!("{cve}. Details."),
+    }
+}
+
+/// A host with ssh on 22 carrying `findings` as its `vulns` result (none: no result).
+fn vuln_host(ip: &str, findings: &[portolan_vuln::Finding]) -> Host {
+    let mut h = host(ip, &[(22, "open", Some(("OpenSSH", "9.2p1")))]);
+    if !findings.is_empty() {
+        h.ports[0]
+            .scripts
+            .push(portolan_vuln::report::script(findings));
+    }
+    h
+}
+
+/// One complete scan with its own command line.
+fn scan_args(store: &mut Store, started: i64, targets: &str, args: &str, hosts: &[Host]) {
+    let id = store
+        .begin_scan(&ScanMeta {
+            args: args.into(),
+            ..meta(started, targets)
+        })
+        .unwrap();
+    for h in hosts {
+        store.add_host(id, h).unwrap();
+    }
+    let stats = FinishStats {
+        finished: started + 60,
+        hosts_up: hosts.len() as u32,
+        hosts_total: 256,
+    };
+    store.finish_scan(id, stats).unwrap();
+}
+
+both!(changes_report_findings_that_appear_and_go_away, |loc| {
+    let mut store = Store::open(loc.path("v.db")).unwrap();
+    let t = "10.0.0.0/24";
+    let base = 1_700_000_000;
+    let with = "portolan -sV --vulns 10.0.0.0/24";
+    let without = "portolan -sV 10.0.0.0/24";
+    let (a, b, c) = (
+        finding("CVE-2024-6387", 8.1, true),
+        finding("CVE-2023-38408", 9.8, false),
+        finding("CVE-2023-51385", 6.5, false),
+    );
+    // Day 0: a, b. Day 1: b, c (a fixed, c published). Day 2: a scan without --vulns (no
+    // result: says nothing). Day 3: with --vulns again, c only. Day 4: with --vulns, none
+    // left (no result on the port, and the scan looked).
+    let days: [(&str, Vec<portolan_vuln::Finding>); 5] = [
+        (with, vec![a.clone(), b.clone()]),
+        (with, vec![b.clone(), c.clone()]),
+        (without, vec![]),
+        (with, vec![c.clone()]),
+        (with, vec![]),
+    ];
+    for (i, (args, found)) in days.iter().enumerate() {
+        let hosts = [vuln_host("10.0.0.1", found)];
+        scan_args(&mut store, base + i as i64 * DAY, t, args, &hosts);
+    }
+    let all = store.changes_since(base, None).unwrap();
+    let got: Vec<(i64, ChangeKind, Option<&str>, Option<f64>, Option<u16>)> = all
+        .iter()
+        .map(|c| {
+            (
+                (c.first_seen - base) / DAY,
+                c.kind,
+                c.cve.as_deref(),
+                c.cvss,
+                c.port,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, ChangeKind::VulnNew, Some("CVE-2023-51385"), Some(6.5), Some(22)),
+            (1, ChangeKind::VulnGone, Some("CVE-2024-6387"), Some(8.1), Some(22)),
+            (4, ChangeKind::VulnGone, Some("CVE-2023-51385"), Some(6.5), Some(22)),
+        ]
+    );
+    assert_eq!(all[0].after.as_deref(), Some("CVE-2023-51385 (CVSS 6.5)"));
+    assert_eq!(all[1].before.as_deref(), Some("CVE-2024-6387 (CVSS 8.1, KEV)"));
+    let json = serde_json::to_value(&all[0]).unwrap();
+    assert_eq!(json["kind"], "vuln_new");
+    assert_eq!(json["cve"], "CVE-2023-51385");
+    // Other changes carry no CVE fields at all.
+    scan_args(&mut store, base + 5 * DAY, t, with, &[]);
+    let last = store.changes_since(base + 5 * DAY, None).unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].kind, ChangeKind::HostDisappeared);
+    assert!(serde_json::to_value(&last[0]).unwrap().get("cve").is_none());
+});
+
 both!(inventory_is_the_latest_complete_scan_per_host, |loc| {
     let mut store = Store::open(loc.path("h.db")).unwrap();
     let ssh = |v: &'static str| (22, "open", Some(("OpenSSH", v)));

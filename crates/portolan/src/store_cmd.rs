@@ -474,6 +474,8 @@ pub fn changes(args: &[String]) -> ExitCode {
             let detail = match (&c.before, &c.after) {
                 (Some(b), Some(a)) => format!("{b} -> {a}"),
                 (None, Some(a)) => a.clone(),
+                // A finding that went away: the kind says so.
+                (Some(b), None) if c.cve.is_some() => b.clone(),
                 (Some(b), None) => format!("{b} -> gone"),
                 (None, None) => String::new(),
             };
