@@ -47,7 +47,8 @@ impl StoredFinding {
 
 /// A CVSS score as text, `-` when there is none.
 pub fn score_text(cvss: Option<f64>) -> String {
-    cvss.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into())
+    cvss.map(|c| format!("{c:.1}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// The order a defender acts in: known exploited first, then EPSS, then CVSS (then id),
@@ -206,8 +207,14 @@ mod tests {
         ]);
         let f = of_port(&p).unwrap();
         assert_eq!(f.len(), 2);
-        assert_eq!((f[0].cve.as_str(), f[0].cvss, f[0].kev), ("CVE-1", Some(8.1), true));
-        assert_eq!((f[1].cve.as_str(), f[1].cvss, f[1].kev), ("CVE-2", None, false));
+        assert_eq!(
+            (f[0].cve.as_str(), f[0].cvss, f[0].kev),
+            ("CVE-1", Some(8.1), true)
+        );
+        assert_eq!(
+            (f[1].cve.as_str(), f[1].cvss, f[1].kev),
+            ("CVE-2", None, false)
+        );
         assert_eq!(f[0].summary(), "CVE-1 (CVSS 8.1, KEV)");
         assert!(of_port(&port(&[Script::text("other", "vulns")])).is_none());
         assert!(of_scripts_json("[not json vulns").is_none());

@@ -597,10 +597,10 @@ impl Store {
                                     };
                                     let diff = crate::findings::difference(b, a_old, p, a_new);
                                     let (appeared, gone) = diff.unwrap_or_default();
-                                    for (kind, f) in gone
-                                        .into_iter()
-                                        .map(|f| (ChangeKind::VulnGone, f))
-                                        .chain(appeared.into_iter().map(|f| (ChangeKind::VulnNew, f)))
+                                    for (kind, f) in
+                                        gone.into_iter().map(|f| (ChangeKind::VulnGone, f)).chain(
+                                            appeared.into_iter().map(|f| (ChangeKind::VulnNew, f)),
+                                        )
                                     {
                                         let (before, after) = match kind {
                                             ChangeKind::VulnGone => (Some(f.summary()), None),

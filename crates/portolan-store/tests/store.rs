@@ -494,13 +494,34 @@ both!(changes_report_findings_that_appear_and_go_away, |loc| {
     assert_eq!(
         got,
         vec![
-            (1, ChangeKind::VulnNew, Some("CVE-2023-51385"), Some(6.5), Some(22)),
-            (1, ChangeKind::VulnGone, Some("CVE-2024-6387"), Some(8.1), Some(22)),
-            (4, ChangeKind::VulnGone, Some("CVE-2023-51385"), Some(6.5), Some(22)),
+            (
+                1,
+                ChangeKind::VulnNew,
+                Some("CVE-2023-51385"),
+                Some(6.5),
+                Some(22)
+            ),
+            (
+                1,
+                ChangeKind::VulnGone,
+                Some("CVE-2024-6387"),
+                Some(8.1),
+                Some(22)
+            ),
+            (
+                4,
+                ChangeKind::VulnGone,
+                Some("CVE-2023-51385"),
+                Some(6.5),
+                Some(22)
+            ),
         ]
     );
     assert_eq!(all[0].after.as_deref(), Some("CVE-2023-51385 (CVSS 6.5)"));
-    assert_eq!(all[1].before.as_deref(), Some("CVE-2024-6387 (CVSS 8.1, KEV)"));
+    assert_eq!(
+        all[1].before.as_deref(),
+        Some("CVE-2024-6387 (CVSS 8.1, KEV)")
+    );
     let json = serde_json::to_value(&all[0]).unwrap();
     assert_eq!(json["kind"], "vuln_new");
     assert_eq!(json["cve"], "CVE-2023-51385");

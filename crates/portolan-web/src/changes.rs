@@ -221,6 +221,8 @@ mod tests {
             port: Some(22),
             before: None,
             after: Some("ssh".into()),
+            cve: None,
+            cvss: None,
         }
     }
 

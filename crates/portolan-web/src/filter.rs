@@ -1,11 +1,13 @@
-//! The filter language of the Hosts and Changes pages (docs/serve.md):
+//! The filter language of the Hosts, Changes and Vulnerabilities pages (docs/serve.md):
 //! `port:22 product:openssh net:198.18.0.0/16 os:linux changed:7d`, free words matching
-//! anywhere, `-` before a term to exclude what it matches, `"quoted words"` for spaces.
+//! anywhere, `-` before a term to exclude what it matches, `"quoted words"` for spaces;
+//! `cve:`, `kev:` and `cvss:` ask the vulnerability findings stored with the ports.
 //!
 //! This module owns the parser and the matching of a term against a host or a change; it
 //! never reads the store.
 
-use portolan_store::{Change, Cidr, InventoryHost};
+use portolan_store::findings::{self, StoredFinding};
+use portolan_store::{Change, Cidr, InventoryHost, PortRecord};
 use std::collections::HashSet;
 
 /// What one term asks.
@@ -25,8 +27,62 @@ pub enum Test {
     Host(String),
     /// Change kind (`kind:opened`, Changes page only; on hosts it matches nothing).
     Kind(String),
-    /// A free word: anywhere (address, names, MAC, vendor, OS, services, products).
+    /// A free word: anywhere (address, names, MAC, vendor, OS, services, products, and
+    /// a finding's CVE and title).
     Word(String),
+    /// A finding whose CVE id contains this text (`cve:CVE-2024-6387`).
+    Cve(String),
+    /// A finding known exploited, or not (`kev:yes`, `kev:no`).
+    Kev(bool),
+    /// A finding whose CVSS base score compares so (`cvss:>=9`, `cvss:<4`; `cvss:7` is
+    /// 7 or more). A finding without a score never passes.
+    Cvss(Cmp, Score),
+}
+
+/// How `cvss:` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Ge,
+    Gt,
+    Le,
+    Lt,
+    Eq,
+}
+
+/// A CVSS score in tenths (0 to 100), so that terms compare exactly and stay `Eq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Score(pub u8);
+
+impl Cmp {
+    fn holds(self, cvss: Option<f64>, s: Score) -> bool {
+        let Some(c) = cvss else { return false };
+        let c = (c * 10.0).round();
+        let s = f64::from(s.0);
+        match self {
+            Cmp::Ge => c >= s,
+            Cmp::Gt => c > s,
+            Cmp::Le => c <= s,
+            Cmp::Lt => c < s,
+            Cmp::Eq => c == s,
+        }
+    }
+}
+
+fn parse_cvss(v: &str) -> Option<(Cmp, Score)> {
+    let (cmp, n) = [
+        (">=", Cmp::Ge),
+        ("<=", Cmp::Le),
+        (">", Cmp::Gt),
+        ("<", Cmp::Lt),
+        ("=", Cmp::Eq),
+    ]
+    .iter()
+    .find_map(|(op, c)| v.strip_prefix(op).map(|rest| (*c, rest)))
+    .unwrap_or((Cmp::Ge, v));
+    let n: f64 = n.parse().ok()?;
+    (0.0..=10.0)
+        .contains(&n)
+        .then(|| (cmp, Score((n * 10.0).round() as u8)))
 }
 
 /// A term: a test, maybe negated.
@@ -45,7 +101,9 @@ pub struct Filter {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
-    #[error("unknown key {0:?} (keys: port, service, product, net, os, host, kind, changed)")]
+    #[error(
+        "unknown key {0:?} (keys: port, service, product, net, os, host, kind, changed, cve, kev, cvss)"
+    )]
     UnknownKey(String),
     #[error("{key}: needs a value")]
     Empty { key: String },
@@ -55,6 +113,10 @@ pub enum FilterError {
     BadNet(String),
     #[error("changed: {0:?} is not an age (45m, 12h, 7d, 2w)")]
     BadAge(String),
+    #[error("kev: {0:?} is not yes or no")]
+    BadKev(String),
+    #[error("cvss: {0:?} is not a score from 0 to 10, maybe after >=, >, <=, < or =")]
+    BadCvss(String),
     #[error("a quote is not closed")]
     OpenQuote,
     #[error("the filter is too long (at most {MAX_LEN} bytes)")]
@@ -161,6 +223,17 @@ impl Filter {
                 "os" => Test::Os(lower),
                 "host" => Test::Host(lower),
                 "kind" => Test::Kind(lower),
+                "cve" => Test::Cve(lower),
+                "kev" => match lower.as_str() {
+                    "yes" | "true" | "1" => Test::Kev(true),
+                    "no" | "false" | "0" => Test::Kev(false),
+                    _ => return Err(FilterError::BadKev(value.into())),
+                },
+                "cvss" => {
+                    let (c, n) =
+                        parse_cvss(value).ok_or_else(|| FilterError::BadCvss(value.into()))?;
+                    Test::Cvss(c, n)
+                }
                 "net" => {
                     let c = if value.contains('/') {
                         value.parse::<Cidr>()
@@ -200,6 +273,53 @@ impl Filter {
             .iter()
             .all(|t| change_test(&t.test, c, &os_of) != t.negated)
     }
+
+    /// Whether finding `f` of port `p` of host `h` passes every term (the Vulnerabilities
+    /// page): port, service and product ask that port, cve, kev and cvss the finding, the
+    /// rest the host; `changed` as in [`Filter::matches_host`].
+    pub fn matches_finding(
+        &self,
+        h: &InventoryHost,
+        p: &PortRecord,
+        f: &StoredFinding,
+        changed: &HashSet<String>,
+    ) -> bool {
+        if self.changed.is_some() && !changed.contains(&h.address) {
+            return false;
+        }
+        self.terms.iter().all(|t| {
+            let yes = match &t.test {
+                Test::Port(..) | Test::Service(_) | Test::Product(_) => port_test(&t.test, p),
+                Test::Cve(_) | Test::Kev(_) | Test::Cvss(..) => finding_test(&t.test, f),
+                Test::Word(w) => {
+                    host_test(&t.test, h) || has(Some(&f.cve), w) || has(Some(&f.title), w)
+                }
+                Test::Kind(_) => false,
+                _ => host_test(&t.test, h),
+            };
+            yes != t.negated
+        })
+    }
+}
+
+/// A port-level term against one port.
+fn port_test(t: &Test, p: &PortRecord) -> bool {
+    match t {
+        Test::Port(a, b) => (*a..=*b).contains(&p.port),
+        Test::Service(n) => has(p.service.as_deref(), n),
+        Test::Product(n) => has(p.product.as_deref(), n) || has(p.version.as_deref(), n),
+        _ => false,
+    }
+}
+
+/// A finding-level term against one finding.
+fn finding_test(t: &Test, f: &StoredFinding) -> bool {
+    match t {
+        Test::Cve(n) => has(Some(&f.cve), n),
+        Test::Kev(k) => f.kev == *k,
+        Test::Cvss(c, n) => c.holds(f.cvss, *n),
+        _ => false,
+    }
 }
 
 fn has(hay: Option<&str>, needle: &str) -> bool {
@@ -208,12 +328,14 @@ fn has(hay: Option<&str>, needle: &str) -> bool {
 
 fn host_test(t: &Test, h: &InventoryHost) -> bool {
     match t {
-        Test::Port(a, b) => h.ports.iter().any(|p| (*a..=*b).contains(&p.port)),
-        Test::Service(n) => h.ports.iter().any(|p| has(p.service.as_deref(), n)),
-        Test::Product(n) => h
+        Test::Port(..) | Test::Service(_) | Test::Product(_) => {
+            h.ports.iter().any(|p| port_test(t, p))
+        }
+        // A host with a finding that passes.
+        Test::Cve(_) | Test::Kev(_) | Test::Cvss(..) => h
             .ports
             .iter()
-            .any(|p| has(p.product.as_deref(), n) || has(p.version.as_deref(), n)),
+            .any(|p| findings::of_port(p).is_some_and(|fs| fs.iter().any(|f| finding_test(t, f)))),
         Test::Net(c) => c.contains_str(&h.address),
         Test::Os(n) => has(h.os.as_deref(), n),
         Test::Host(n) => has(Some(&h.address), n) || h.hostnames.iter().any(|x| has(Some(x), n)),
@@ -241,6 +363,16 @@ fn change_test<'a>(t: &Test, c: &Change, os_of: &impl Fn(&str) -> Option<&'a str
         Test::Os(n) => has(os_of(&c.address), n),
         Test::Host(n) => has(Some(&c.address), n),
         Test::Kind(n) => has(Some(c.kind.as_str()), n),
+        // Only the changes of findings (vuln new / vuln gone) carry a CVE.
+        Test::Cve(n) => has(c.cve.as_deref(), n),
+        Test::Kev(k) => {
+            c.cve.is_some()
+                && texts()
+                    .iter()
+                    .any(|x| x.is_some_and(|x| x.contains(", KEV)")))
+                    == *k
+        }
+        Test::Cvss(cmp, n) => c.cve.is_some() && cmp.holds(c.cvss, *n),
         Test::Word(w) => {
             has(Some(&c.address), w)
                 || has(Some(c.kind.as_str()), w)
@@ -395,6 +527,29 @@ mod tests {
     }
 
     #[test]
+    fn parses_finding_terms() {
+        let t = |f: &str| Filter::parse(f).map(|f| f.terms[0].test.clone());
+        assert_eq!(
+            t("cve:CVE-2024-6387"),
+            Ok(Test::Cve("cve-2024-6387".into()))
+        );
+        assert_eq!(t("kev:yes"), Ok(Test::Kev(true)));
+        assert_eq!(t("kev:No"), Ok(Test::Kev(false)));
+        assert_eq!(t("cvss:>=9"), Ok(Test::Cvss(Cmp::Ge, Score(90))));
+        assert_eq!(t("cvss:7.5"), Ok(Test::Cvss(Cmp::Ge, Score(75))));
+        assert_eq!(t("cvss:<4"), Ok(Test::Cvss(Cmp::Lt, Score(40))));
+        assert_eq!(t("cvss:=10"), Ok(Test::Cvss(Cmp::Eq, Score(100))));
+        assert_eq!(t("kev:perhaps"), Err(FilterError::BadKev("perhaps".into())));
+        for bad in ["cvss:>=10.5", "cvss:-1", "cvss:>>9", "cvss:NaN", "cvss:inf"] {
+            assert!(matches!(t(bad), Err(FilterError::BadCvss(_))), "{bad}");
+        }
+        // Scores compare in tenths: 8.95 from a feed is 9.0 (NVD gives one decimal).
+        assert!(Cmp::Ge.holds(Some(9.0), Score(90)));
+        assert!(!Cmp::Gt.holds(Some(9.0), Score(90)));
+        assert!(!Cmp::Ge.holds(None, Score(0)), "no score never passes");
+    }
+
+    #[test]
     fn matches_changes() {
         let c = Change {
             first_seen: 0,
@@ -406,6 +561,8 @@ mod tests {
             port: Some(22),
             before: None,
             after: Some("ssh OpenSSH 9.6".into()),
+            cve: None,
+            cvss: None,
         };
         let os = |_: &str| Some("Linux 5.4");
         let keep = |f: &str| Filter::parse(f).unwrap().matches_change(&c, os);

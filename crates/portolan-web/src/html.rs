@@ -72,6 +72,7 @@ pub fn time_text(t: i64) -> String {
 const NAV: &[(&str, &str)] = &[
     ("/", "Overview"),
     ("/hosts", "Hosts"),
+    ("/vulns", "Vulnerabilities"),
     ("/changes", "Changes"),
     ("/scans", "Scans"),
 ];

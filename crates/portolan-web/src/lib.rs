@@ -428,6 +428,9 @@ page_route!(overview_json, pages::overview, true, true);
 page_route!(hosts_html, pages::hosts, pages::Format::Html, false);
 page_route!(hosts_json, pages::hosts, pages::Format::Json, true);
 page_route!(hosts_csv, pages::hosts, pages::Format::Csv, true);
+page_route!(vulns_html, pages::vulns, pages::Format::Html, false);
+page_route!(vulns_json, pages::vulns, pages::Format::Json, true);
+page_route!(vulns_csv, pages::vulns, pages::Format::Csv, true);
 page_route!(changes_html, pages::changes, pages::Format::Html, false);
 page_route!(changes_json, pages::changes, pages::Format::Json, true);
 page_route!(changes_csv, pages::changes, pages::Format::Csv, true);
@@ -501,6 +504,9 @@ pub fn router_with(stores: Vec<Store>, auth: Option<Auth>, limits: Limits) -> Ro
         .route("/api/hosts.csv", r(hosts_csv))
         .route("/host/{addr}", r(host_html))
         .route("/api/host/{addr}", r(host_json))
+        .route("/vulns", r(vulns_html))
+        .route("/api/vulns", r(vulns_json))
+        .route("/api/vulns.csv", r(vulns_csv))
         .route("/changes", r(changes_html))
         .route("/api/changes", r(changes_json))
         .route("/api/changes.csv", r(changes_csv))

@@ -1,5 +1,5 @@
-//! The pages and their JSON: Overview, Hosts, Host, Changes, Scans and the diff of two
-//! scans. Each is one function from the store and the query's parameters to a reply (HTML,
+//! The pages and their JSON: Overview, Hosts, Host, Vulnerabilities, Changes, Scans and
+//! the diff of two scans. Each is one function from the store and the query's parameters to a reply (HTML,
 //! JSON or CSV), run on a blocking thread by the router. The JSON of a page is the data
 //! the HTML shows, built first; the HTML is drawn from it.
 
@@ -8,6 +8,7 @@ use crate::filter::{parse_age, Filter};
 use crate::html::{self, bars, esc, page, table, time, url, E};
 use portolan_model::Script;
 use portolan_report::diff::{diff as diff_runs, DiffOptions};
+use portolan_store::findings::{self, StoredFinding};
 use portolan_store::query::now;
 use portolan_store::{
     Change, HostSnapshot, InventoryHost, PortRecord, ScanId, ScanRecord, Store, StoreError,
@@ -206,6 +207,9 @@ struct Overview {
     hosts_up: usize,
     open_ports: usize,
     services: usize,
+    /// Findings stored with the inventory's open ports, and how many are known exploited.
+    vulns: usize,
+    vulns_kev: usize,
     latest_scans: Vec<ScanRecord>,
     changes_7d: usize,
     changes_7d_by_kind: BTreeMap<&'static str, usize>,
@@ -226,9 +230,14 @@ pub fn overview(d: &mut Data, _p: &Params, as_json: bool) -> Result<Reply, PageE
     let mut products: HashMap<String, usize> = HashMap::new();
     let mut services = HashSet::new();
     let mut open = 0;
+    let (mut vulns, mut vulns_kev) = (0, 0);
     for h in &hosts {
         for p in &h.ports {
             open += 1;
+            if let Some(found) = findings::of_port(p) {
+                vulns += found.len();
+                vulns_kev += found.iter().filter(|f| f.kev).count();
+            }
             *ports
                 .entry(format!("{}/{}", p.port, p.protocol))
                 .or_default() += 1;
@@ -252,6 +261,8 @@ pub fn overview(d: &mut Data, _p: &Params, as_json: bool) -> Result<Reply, PageE
         hosts_up: hosts.len(),
         open_ports: open,
         services: services.len(),
+        vulns,
+        vulns_kev,
         latest_scans: latest,
         changes_7d: changes.len(),
         changes_7d_by_kind: by_kind,
@@ -266,8 +277,9 @@ pub fn overview(d: &mut Data, _p: &Params, as_json: bool) -> Result<Reply, PageE
         b,
         "<ul class=\"stats\"><li><a href=\"/hosts\"><b>{}</b> hosts up</a></li>\
          <li><b>{}</b> open ports</li><li><b>{}</b> services</li>\
+         <li><a href=\"/vulns\"><b>{}</b> known vulnerabilities ({} known exploited)</a></li>\
          <li><a href=\"/changes?since=7d\"><b>{}</b> changes in the last 7 days</a></li></ul>",
-        o.hosts_up, o.open_ports, o.services, o.changes_7d
+        o.hosts_up, o.open_ports, o.services, o.vulns, o.vulns_kev, o.changes_7d
     );
     if !o.changes_7d_by_kind.is_empty() {
         b.push_str("<p>");
@@ -487,6 +499,8 @@ struct HostPage<'a> {
     current: &'a HostSnapshot,
     /// Each listed port's scripts, keyed "22/tcp".
     port_scripts: BTreeMap<String, Vec<Script>>,
+    /// The findings of its open ports (their `vulns` script results), most urgent first.
+    vulns: Vec<PortFinding>,
     scans: usize,
     timeline: Vec<Event>,
 }
@@ -593,10 +607,23 @@ pub fn host(d: &mut Data, addr: &str, as_json: bool) -> Result<Reply, PageError>
     // Newest scan first, each scan's events in their own order.
     let mut tl = timeline(&history);
     tl.sort_by_key(|e| std::cmp::Reverse((e.time, e.scan_id)));
+    let mut vulns: Vec<PortFinding> = current
+        .ports
+        .iter()
+        .filter(|p| current.up && p.state == "open")
+        .flat_map(|p| {
+            findings::of_port(p)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| PortFinding::of(p, f))
+        })
+        .collect();
+    vulns.sort_by(|a, b| findings::priority(&a.finding, &b.finding).then(a.port.cmp(&b.port)));
     let hp = HostPage {
         address: addr,
         current,
         port_scripts,
+        vulns,
         scans: history.len(),
         timeline: tl,
     };
@@ -619,6 +646,18 @@ pub fn host(d: &mut Data, addr: &str, as_json: bool) -> Result<Reply, PageError>
         time(c.started),
         hp.scans
     );
+    if !hp.vulns.is_empty() {
+        let _ = writeln!(
+            b,
+            "<h2>Vulnerabilities</h2>\n<p>{} known vulnerabilities on its open ports \
+             (found by a scan run with <code>--vulns</code>), most urgent first. \
+             <a href=\"/vulns?q={}\">On the Vulnerabilities page</a></p>",
+            hp.vulns.len(),
+            url(&format!("net:{addr}"))
+        );
+        let rows: Vec<Vec<String>> = hp.vulns.iter().map(|v| finding_cells(v, false)).collect();
+        b.push_str(&table(FINDING_HEAD_HOST, &rows));
+    }
     b.push_str("<h2>Ports</h2>\n");
     let rows: Vec<Vec<String>> = c
         .ports
@@ -704,6 +743,243 @@ fn scripts_html(v: &[Script]) -> String {
             )
         })
         .collect()
+}
+
+// ---------------------------------------------------------------- Vulnerabilities
+
+/// A finding of a port (the Host and Vulnerabilities pages).
+#[derive(Debug, Clone, Serialize)]
+pub struct PortFinding {
+    pub port: u16,
+    pub protocol: String,
+    /// "ssh OpenSSH 9.2p1": the service it was found on.
+    pub service: String,
+    #[serde(flatten)]
+    pub finding: StoredFinding,
+}
+
+impl PortFinding {
+    fn of(p: &PortRecord, finding: StoredFinding) -> PortFinding {
+        PortFinding {
+            port: p.port,
+            protocol: p.protocol.clone(),
+            service: p.service_text(),
+            finding,
+        }
+    }
+}
+
+/// A finding of a host of the current inventory.
+#[derive(Debug, Clone, Serialize)]
+struct VulnRow {
+    address: String,
+    hostname: Option<String>,
+    last_seen: i64,
+    scan_id: i64,
+    #[serde(flatten)]
+    port: PortFinding,
+}
+
+#[derive(Serialize)]
+struct VulnsPage<'a> {
+    total: usize,
+    /// Hosts and open services with at least one finding (after the filter).
+    hosts: usize,
+    services: usize,
+    page: usize,
+    pages: usize,
+    findings: &'a [VulnRow],
+}
+
+const FINDING_HEAD_HOST: &[&str] = &[
+    "Port", "Service", "CVE", "CVSS", "KEV", "EPSS", "Title", "Basis",
+];
+
+/// A finding's cells (escaped: every field is text from a feed file or a banner), with the
+/// host's own first when `with_host`.
+fn finding_cells(v: &PortFinding, with_host: bool) -> Vec<String> {
+    let f = &v.finding;
+    let cve = format!(
+        "<a href=\"https://nvd.nist.gov/vuln/detail/{}\" rel=\"noreferrer\">{}</a>",
+        url(&f.cve),
+        E(&f.cve)
+    );
+    let mut cells = Vec::new();
+    if !with_host {
+        cells.push(esc(&format!("{}/{}", v.port, v.protocol)));
+    }
+    cells.extend([
+        esc(&v.service),
+        cve,
+        format!(
+            "<span class=\"sev {}\">{}</span>",
+            severity_class(f.cvss),
+            findings::score_text(f.cvss)
+        ),
+        if f.kev {
+            format!(
+                "<span class=\"bad\" title=\"in CISA's catalog since {}\">known exploited</span>",
+                E(f.kev_date_added.as_deref().unwrap_or("?"))
+            )
+        } else {
+            String::new()
+        },
+        f.epss.map(|e| format!("{e:.3}")).unwrap_or_default(),
+        esc(&f.title),
+        format!("{}<br><small>{}</small>", esc(&f.basis), esc(&f.matched)),
+    ]);
+    cells
+}
+
+/// The CSS class of a score: CVSS v3's bands.
+fn severity_class(cvss: Option<f64>) -> &'static str {
+    match cvss {
+        Some(c) if c >= 9.0 => "critical",
+        Some(c) if c >= 7.0 => "high",
+        Some(c) if c >= 4.0 => "medium",
+        Some(_) => "low",
+        None => "none",
+    }
+}
+
+/// The findings of the current inventory: every open port's stored `vulns` result, most
+/// urgent first (known exploited, EPSS, CVSS), then by address and port.
+pub fn vulns(d: &mut Data, p: &Params, fmt: Format) -> Result<Reply, PageError> {
+    let f = match filter_of(p) {
+        Err(PageError::BadRequest(why)) if fmt == Format::Html => {
+            let q = p.q.as_deref().unwrap_or("");
+            return Err(bad_filter_page("Vulnerabilities", "/vulns", q, &why));
+        }
+        r => r?,
+    };
+    let changed = match f.changed {
+        Some(w) => changed_addresses(d, w)?,
+        None => HashSet::new(),
+    };
+    let hosts = d.store.hosts()?;
+    let mut rows = Vec::new();
+    for h in &hosts {
+        for port in &h.ports {
+            let Some(found) = findings::of_port(port) else {
+                continue;
+            };
+            for fd in found {
+                if !f.matches_finding(h, port, &fd, &changed) {
+                    continue;
+                }
+                rows.push(VulnRow {
+                    address: h.address.clone(),
+                    hostname: h.hostnames.first().cloned(),
+                    last_seen: h.last_seen,
+                    scan_id: h.scan_id,
+                    port: PortFinding::of(port, fd),
+                });
+            }
+        }
+    }
+    // The store gives address order; a stable sort keeps it within equal findings.
+    rows.sort_by(|a, b| {
+        findings::priority(&a.port.finding, &b.port.finding)
+            .then_with(|| (a.port.port, &a.port.protocol).cmp(&(b.port.port, &b.port.protocol)))
+    });
+    let affected: HashSet<&str> = rows.iter().map(|r| r.address.as_str()).collect();
+    let services: HashSet<(&str, u16, &str)> = rows
+        .iter()
+        .map(|r| (r.address.as_str(), r.port.port, r.port.protocol.as_str()))
+        .collect();
+    if fmt == Format::Csv {
+        let mut out = csv_line(
+            &[
+                "address",
+                "hostname",
+                "port",
+                "service",
+                "cve",
+                "cvss",
+                "severity",
+                "kev",
+                "kev_date_added",
+                "epss",
+                "state",
+                "title",
+                "basis",
+                "matched",
+                "last_seen",
+                "scan_id",
+            ]
+            .map(String::from),
+        );
+        for r in &rows {
+            let v = &r.port;
+            let fd = &v.finding;
+            out.push_str(&csv_line(&[
+                r.address.clone(),
+                r.hostname.clone().unwrap_or_default(),
+                format!("{}/{}", v.port, v.protocol),
+                v.service.clone(),
+                fd.cve.clone(),
+                findings::score_text(fd.cvss),
+                fd.severity.clone().unwrap_or_default(),
+                if fd.kev { "yes" } else { "no" }.into(),
+                fd.kev_date_added.clone().unwrap_or_default(),
+                fd.epss.map(|e| format!("{e:.5}")).unwrap_or_default(),
+                fd.state.clone(),
+                fd.title.clone(),
+                fd.basis.clone(),
+                fd.matched.clone(),
+                html::time_text(r.last_seen),
+                r.scan_id.to_string(),
+            ]));
+        }
+        return Ok(Reply::Csv(out));
+    }
+    let (a, b, n, pages) = paged(&rows, p);
+    if fmt == Format::Json {
+        return json(&VulnsPage {
+            total: rows.len(),
+            hosts: affected.len(),
+            services: services.len(),
+            page: n,
+            pages,
+            findings: &rows[a..b],
+        });
+    }
+    let q = p.q.clone().unwrap_or_default();
+    let qs = format!("q={}&", url(&q));
+    let mut body = filter_form("/vulns", &q, "");
+    let kev = rows.iter().filter(|r| r.port.finding.kev).count();
+    let _ = writeln!(
+        body,
+        "<p>{} findings ({kev} known exploited) on {} services of {} hosts, most urgent \
+         first: known exploited, then EPSS, then CVSS. Findings are those recorded by scans \
+         run with <code>--vulns</code> (docs/vulns.md). Export: \
+         <a href=\"/api/vulns.csv?{}\">CSV</a> · <a href=\"/api/vulns?{}page=all\">JSON</a></p>",
+        rows.len(),
+        services.len(),
+        affected.len(),
+        esc(&qs),
+        esc(&qs)
+    );
+    let cells: Vec<Vec<String>> = rows[a..b]
+        .iter()
+        .map(|r| {
+            let mut c = vec![
+                host_link(&r.address),
+                esc(&format!("{}/{}", r.port.port, r.port.protocol)),
+            ];
+            c.extend(finding_cells(&r.port, true));
+            c
+        })
+        .collect();
+    body.push_str(&table(
+        &[
+            "Host", "Port", "Service", "CVE", "CVSS", "KEV", "EPSS", "Title", "Basis",
+        ],
+        &cells,
+    ));
+    body.push_str(&pager("/vulns", &qs, n, pages));
+    let api = format!("/api/vulns?{qs}page={n}");
+    Ok(Reply::Html(page("Vulnerabilities", "/vulns", &api, &body)))
 }
 
 // ---------------------------------------------------------------- Changes

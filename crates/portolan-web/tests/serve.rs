@@ -6,7 +6,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
-use common::{host, readers, scan, DAY, XSS};
+use common::{finding, host, readers, scan, scan_with, with_vulns, DAY, XSS};
 use http_body_util::BodyExt;
 use portolan_store::query::now;
 use portolan_store::Store;
@@ -92,6 +92,9 @@ async fn every_page_answers_with_its_security_headers() {
         "/api/hosts.csv",
         "/host/198.18.0.1",
         "/api/host/198.18.0.1",
+        "/vulns",
+        "/api/vulns",
+        "/api/vulns.csv",
         "/changes",
         "/api/changes",
         "/api/changes.csv",
@@ -583,4 +586,172 @@ async fn serve_refuses_an_old_store_untouched() {
     let e = portolan_web::serve(cfg).await.unwrap_err();
     assert!(e.to_string().contains("portolan history --db"), "{e}");
     assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+/// Two scans run with `--vulns`: two days ago .1's ssh had A (known exploited) and B;
+/// yesterday it has B and C (whose title is hostile), and .2's http, clean before, has D.
+fn vuln_app() -> (tempfile::TempDir, Router) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+    let mut store = Store::open(&path).unwrap();
+    let t = now();
+    let args = "portolan -sV --vulns 198.18.0.0/24";
+    let a = finding("CVE-2024-6387", 8.1, true, 0.4, "regreSSHion");
+    let b = finding("CVE-2023-38408", 9.8, false, 0.05, "ssh-agent PKCS#11");
+    let c = finding("CVE-2023-51385", 6.5, false, 0.2, XSS);
+    let d = finding("CVE-2023-44487", 5.3, true, 0.9, "HTTP/2 rapid reset");
+    let ssh = |v| host("198.18.0.1", &[(22, "OpenSSH", v, None)]);
+    let web = || host("198.18.0.2", &[(80, "nginx", "1.24.0", None)]);
+    scan_with(
+        &mut store,
+        t - 2 * DAY,
+        true,
+        args,
+        &[with_vulns(ssh("9.6p1"), 22, &[a, b.clone()]), web()],
+    );
+    scan_with(
+        &mut store,
+        t - DAY,
+        true,
+        args,
+        &[
+            with_vulns(ssh("9.6p1"), 22, &[b, c]),
+            with_vulns(web(), 80, &[d]),
+        ],
+    );
+    drop(store);
+    (dir, router_with(readers(&path, 2), None, Limits::default()))
+}
+
+fn cves(v: &serde_json::Value, list: &str) -> Vec<String> {
+    v[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["cve"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn vulnerabilities_are_listed_most_urgent_first_and_filter() {
+    let (_d, app) = vuln_app();
+    let v = json(&get(&app, "/api/vulns").await);
+    // Known exploited first, then EPSS, then CVSS: D (KEV), B (9.8 but EPSS 0.05) after C.
+    assert_eq!(
+        cves(&v, "findings"),
+        ["CVE-2023-44487", "CVE-2023-51385", "CVE-2023-38408"]
+    );
+    assert_eq!(
+        (v["total"].clone(), v["hosts"].clone()),
+        (3.into(), 2.into())
+    );
+    assert_eq!(v["findings"][0]["address"], "198.18.0.2");
+    assert_eq!(v["findings"][0]["port"], 80);
+    assert_eq!(v["findings"][0]["kev"], true);
+    assert_eq!(v["findings"][2]["cvss"], 9.8);
+    let q = |f: &str| format!("/api/vulns?q={}", portolan_web::html::url(f));
+    for (filter, want) in [
+        ("cve:CVE-2023-38408", vec!["CVE-2023-38408"]),
+        ("kev:yes", vec!["CVE-2023-44487"]),
+        ("kev:no cvss:>=9", vec!["CVE-2023-38408"]),
+        ("cvss:<6", vec!["CVE-2023-44487"]),
+        ("port:22 -cvss:9.8", vec!["CVE-2023-51385"]),
+        ("net:198.18.0.2", vec!["CVE-2023-44487"]),
+        ("rapid", vec!["CVE-2023-44487"]),
+        ("product:nginx", vec!["CVE-2023-44487"]),
+    ] {
+        let v = json(&get(&app, &q(filter)).await);
+        assert_eq!(cves(&v, "findings"), want, "{filter}");
+    }
+    for bad in ["kev:maybe", "cvss:>=11", "cvss:high"] {
+        let g = get(&app, &format!("/vulns?q={}", portolan_web::html::url(bad))).await;
+        assert_eq!(g.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(g.body.contains("Filter refused"), "{bad}");
+    }
+    // The hosts page takes the same terms: hosts with such a finding.
+    let v = json(&get(&app, "/api/hosts?q=kev:yes").await);
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["hosts"][0]["address"], "198.18.0.2");
+    // The page: the hostile title as text, the nav entry marked, a CSV export.
+    let g = get(&app, "/vulns").await;
+    assert!(g.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert_eq!(g.body.matches("<script").count(), 1, "the title runs");
+    assert!(g
+        .body
+        .contains("<a href=\"/vulns\" class=\"here\">Vulnerabilities</a>"));
+    assert!(g
+        .body
+        .contains("3 findings (1 known exploited) on 2 services of 2 hosts"));
+    let csv = get(&app, "/api/vulns.csv?q=port:22").await;
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", csv.body);
+    assert!(lines[0].starts_with("address,hostname,port,service,cve,cvss"));
+    assert!(lines[1].starts_with("198.18.0.1,,22/tcp,ssh OpenSSH 9.6p1,CVE-2023-51385,6.5,"));
+    // Every page's nav bar has the entry.
+    for uri in ["/", "/hosts", "/changes", "/scans", "/host/198.18.0.1"] {
+        let g = get(&app, uri).await;
+        assert!(g.body.contains("<a href=\"/vulns\""), "{uri}");
+    }
+    let o = json(&get(&app, "/api/overview").await);
+    assert_eq!(
+        (o["vulns"].clone(), o["vulns_kev"].clone()),
+        (3.into(), 1.into())
+    );
+}
+
+#[tokio::test]
+async fn the_host_page_lists_its_findings() {
+    let (_d, app) = vuln_app();
+    let v = json(&get(&app, "/api/host/198.18.0.1").await);
+    assert_eq!(cves(&v, "vulns"), ["CVE-2023-51385", "CVE-2023-38408"]);
+    assert_eq!(v["vulns"][0]["port"], 22);
+    let g = get(&app, "/host/198.18.0.1").await;
+    assert!(g.body.contains("<h2>Vulnerabilities</h2>"));
+    assert!(g.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert_eq!(g.body.matches("<script").count(), 1);
+    assert!(g
+        .body
+        .contains("https://nvd.nist.gov/vuln/detail/CVE-2023-38408"));
+    // A host without findings (no scan ran --vulns) has no such section.
+    let (_p, plain) = app_with(None);
+    let g = get(&plain, "/host/198.18.0.1").await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert!(!g.body.contains("<h2>Vulnerabilities</h2>"));
+    assert_eq!(
+        json(&get(&plain, "/api/host/198.18.0.1").await)["vulns"],
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
+async fn changes_show_findings_that_appeared_and_went_away() {
+    let (_d, app) = vuln_app();
+    let v = json(&get(&app, "/api/changes").await);
+    let got: Vec<(String, String, String)> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["address"].as_str().unwrap().to_string(),
+                c["kind"].as_str().unwrap().to_string(),
+                c["cve"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let has = |a: &str, k: &str, c: &str| got.contains(&(a.into(), k.into(), c.into()));
+    assert!(has("198.18.0.1", "vuln_new", "CVE-2023-51385"), "{got:?}");
+    assert!(has("198.18.0.1", "vuln_gone", "CVE-2024-6387"), "{got:?}");
+    assert!(has("198.18.0.2", "vuln_new", "CVE-2023-44487"), "{got:?}");
+    assert_eq!(got.len(), 3, "{got:?}");
+    let v = json(&get(&app, "/api/changes?q=kind:gone").await);
+    assert_eq!(cves(&v, "changes"), ["CVE-2024-6387"]);
+    let v = json(&get(&app, "/api/changes?q=kev:yes").await);
+    assert_eq!(v["total"], 2);
+    let v = json(&get(&app, "/api/changes?q=cvss:%3E%3D8").await);
+    assert_eq!(cves(&v, "changes"), ["CVE-2024-6387"]);
+    let g = get(&app, "/changes").await;
+    assert!(g
+        .body
+        .contains("<span class=\"k vuln-gone\">vuln gone</span>"));
 }

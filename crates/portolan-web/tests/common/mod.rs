@@ -40,11 +40,58 @@ pub fn named(mut h: Host, name: &str) -> Host {
     h
 }
 
+/// A finding as a scan's `--vulns` reports it; `title` is the first sentence of its
+/// description.
+pub fn finding(cve: &str, cvss: f64, kev: bool, epss: f64, title: &str) -> portolan_vuln::Finding {
+    portolan_vuln::Finding {
+        cve: cve.into(),
+        cvss: Some(cvss),
+        cvss_version: Some("3.1".into()),
+        severity: Some(if cvss >= 9.0 { "CRITICAL" } else { "HIGH" }.into()),
+        kev_date_added: kev.then(|| "2024-07-01".into()),
+        kev_ransomware: None,
+        epss: Some(epss),
+        epss_percentile: None,
+        product: "openbsd:openssh".into(),
+        version: "9.6p1".into(),
+        matched: "cpe:2.3:a:openbsd:openssh:*:*:*:*:*:*:*:* (< 9.8p1)".into(),
+        basis: portolan_vuln::Basis::Upstream {
+            note: "upstream version only: no Debian build named".into(),
+        },
+        description: format!("{title}. More."),
+    }
+}
+
+/// `h` with `findings` as the `vulns` result of its port `port`.
+pub fn with_vulns(mut h: Host, port: u16, findings: &[portolan_vuln::Finding]) -> Host {
+    if let Some(p) = h.ports.iter_mut().find(|p| p.portid == port) {
+        p.scripts.push(portolan_vuln::report::script(findings));
+    }
+    h
+}
+
 /// Records a scan of `hosts` started at `started`, complete or left interrupted; its id.
 pub fn scan(store: &mut Store, started: i64, complete: bool, hosts: &[Host]) -> i64 {
+    scan_with(
+        store,
+        started,
+        complete,
+        "portolan -sV 198.18.0.0/24",
+        hosts,
+    )
+}
+
+/// [`scan`] with its command line (`--vulns` tells a scan that looked for findings).
+pub fn scan_with(
+    store: &mut Store,
+    started: i64,
+    complete: bool,
+    args: &str,
+    hosts: &[Host],
+) -> i64 {
     let meta = ScanMeta {
         started,
-        args: "portolan -sV 198.18.0.0/24".into(),
+        args: args.into(),
         targets: "198.18.0.0/24".into(),
         source: Source::Scan,
         file: None,
