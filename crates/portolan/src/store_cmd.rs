@@ -67,7 +67,8 @@ pub const CHANGES: Spec = Spec {
     usage: &["[--db PATH] [--since AGE] [--target CIDR] [--json | --events]"],
     about: "Lists what changed between each complete scan and the complete scan of the \
             same targets\nbefore it: hosts appeared or disappeared, ports opened or closed, \
-            services changed.",
+            services changed,\nand known vulnerabilities found or gone (vuln new, vuln gone: \
+            between two scans run\nwith --vulns, docs/vulns.md).",
     opts: &[DB, SINCE, TARGET, JSON, EVENTS],
     operands: false,
     footer: FOOTER,

@@ -5,7 +5,7 @@
 
 use crate::commands::subargs::{self, Opt, Parsed, Spec};
 use portolan_model::{Host, OutputError, ScanRun, Service, Sink};
-use portolan_vuln::matcher::priority;
+use portolan_store::StoredFinding;
 use portolan_vuln::{Finding, Matcher, ServiceQuery, VulnDb, VulnError};
 use serde::Serialize;
 use std::io::Write;
@@ -65,6 +65,9 @@ current inventory against the vulnerability database, and lists the findings: kn
 exploited first, then by EPSS, then by CVSS. Each finding says which NVD cpeMatch entry
 matched, and whether Debian's tracker confirmed it for a Debian build or it rests on the
 upstream version only.
+With --db, the services of scans run with --vulns keep the findings those scans stored
+(without the database); the others are matched now. The output says which (`source`:
+stored or matched).
 ",
     opts: &[VULNDB, JSON, DB, MIN_CVSS, KEV, STATS],
     operands: true,
@@ -236,6 +239,72 @@ fn print_status(st: &portolan_vuln::Status, json: bool) -> ExitCode {
     }
 }
 
+/// A finding: matched now against the database, or as a scan run with `--vulns` stored it
+/// in the history store.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Found<'a> {
+    Matched(&'a Finding),
+    Stored(&'a StoredFinding),
+}
+
+impl Found<'_> {
+    fn cve(&self) -> &str {
+        match self {
+            Found::Matched(f) => &f.cve,
+            Found::Stored(f) => &f.cve,
+        }
+    }
+    fn cvss(&self) -> Option<f64> {
+        match self {
+            Found::Matched(f) => f.cvss,
+            Found::Stored(f) => f.cvss,
+        }
+    }
+    fn epss(&self) -> Option<f64> {
+        match self {
+            Found::Matched(f) => f.epss,
+            Found::Stored(f) => f.epss,
+        }
+    }
+    fn kev(&self) -> bool {
+        match self {
+            Found::Matched(f) => f.kev(),
+            Found::Stored(f) => f.kev,
+        }
+    }
+    fn basis(&self) -> String {
+        match self {
+            Found::Matched(f) => portolan_vuln::report::basis_text(&f.basis),
+            Found::Stored(f) => f.basis.clone(),
+        }
+    }
+    fn matched(&self) -> &str {
+        match self {
+            Found::Matched(f) => &f.matched,
+            Found::Stored(f) => &f.matched,
+        }
+    }
+    /// "matched" or "stored": where the finding comes from (in the JSON and the table).
+    fn source(&self) -> &'static str {
+        match self {
+            Found::Matched(_) => "matched",
+            Found::Stored(_) => "stored",
+        }
+    }
+}
+
+/// The order a defender acts in: known exploited first, then EPSS, then CVSS (then id), as
+/// `portolan_vuln::matcher::priority` for either kind of finding.
+fn priority(a: &Found, b: &Found) -> std::cmp::Ordering {
+    let f = |x: Option<f64>| x.unwrap_or(-1.0);
+    b.kev()
+        .cmp(&a.kev())
+        .then_with(|| f(b.epss()).total_cmp(&f(a.epss())))
+        .then_with(|| f(b.cvss()).total_cmp(&f(a.cvss())))
+        .then_with(|| a.cve().cmp(b.cve()))
+}
+
 /// A finding on a port of a host (borrowed: a large scan has millions).
 #[derive(Debug, Serialize)]
 struct Row<'a> {
@@ -243,8 +312,9 @@ struct Row<'a> {
     port: u16,
     protocol: &'a str,
     service: &'a str,
+    source: &'static str,
     #[serde(flatten)]
-    finding: &'a Finding,
+    finding: Found<'a>,
 }
 
 /// Only the findings the filters keep.
@@ -254,18 +324,24 @@ struct Filter {
 }
 
 impl Filter {
-    fn keeps(&self, f: &Finding) -> bool {
-        (!self.kev || f.kev()) && self.min_cvss.is_none_or(|m| f.cvss.is_some_and(|c| c >= m))
+    fn keeps(&self, f: &Found) -> bool {
+        (!self.kev || f.kev())
+            && self
+                .min_cvss
+                .is_none_or(|m| f.cvss().is_some_and(|c| c >= m))
     }
 }
 
-/// One open port's service to match.
+/// One open port's service to match, or whose findings the store holds.
 struct Target {
     address: String,
     port: u16,
     protocol: String,
     service: String,
     query: ServiceQuery,
+    /// The findings a scan run with `--vulns` stored for it (empty: it had none); None:
+    /// to be matched against the database.
+    stored: Option<Vec<StoredFinding>>,
 }
 
 fn service_text(s: &Service) -> String {
@@ -295,6 +371,7 @@ fn targets_of_run(run: &ScanRun) -> Vec<Target> {
                     protocol: p.protocol.as_str().to_string(),
                     service: service_text(s),
                     query: ServiceQuery::of(s),
+                    stored: None,
                 });
             }
         }
@@ -302,14 +379,24 @@ fn targets_of_run(run: &ScanRun) -> Vec<Target> {
     out
 }
 
+/// The inventory's open ports: those of a scan run with `--vulns` (or with a `vulns` result)
+/// with their stored findings, the others to match.
 fn targets_of_store(path: &str) -> Result<Vec<Target>, String> {
     let store = portolan_store::Store::open_read_only(path).map_err(|e| e.to_string())?;
-    let hosts = store
-        .hosts()
-        .map_err(|e| format!("history store {path}: {e}"))?;
+    let failed = |e: portolan_store::StoreError| format!("history store {path}: {e}");
+    let hosts = store.hosts().map_err(failed)?;
+    let asked: std::collections::HashSet<i64> = store
+        .history()
+        .map_err(failed)?
+        .into_iter()
+        .filter(|s| portolan_store::findings::args_ask_vulns(&s.args))
+        .map(|s| s.id)
+        .collect();
     let mut out = Vec::new();
     for h in hosts {
         for p in h.ports {
+            let stored = portolan_store::findings::of_port(&p)
+                .or_else(|| asked.contains(&h.scan_id).then(Vec::new));
             let service = [
                 p.service.as_deref(),
                 p.product.as_deref(),
@@ -331,6 +418,7 @@ fn targets_of_store(path: &str) -> Result<Vec<Target>, String> {
                     ostype: None,
                     cpes: Vec::new(),
                 },
+                stored,
             });
         }
     }
@@ -376,51 +464,72 @@ pub fn vulns(args: &[String]) -> ExitCode {
         (None, []) => return subargs::usage_error(&VULNS_SPEC, "give a scan file or --db PATH"),
         (None, _) => return subargs::usage_error(&VULNS_SPEC, "one scan file at a time"),
     };
-    let db = match VulnDb::open_existing(&path) {
-        Ok(db) => db,
-        Err(e) => return fail("vulns", e),
-    };
+    let stored = targets.iter().filter(|t| t.stored.is_some()).count();
+    // Only the services without stored findings need the database.
     let started = std::time::Instant::now();
-    let mut m = db.into_matcher();
     let mut found = Vec::with_capacity(targets.len());
-    for t in &targets {
-        match m.service(&t.query) {
-            Ok(f) => found.push(f),
+    if stored < targets.len() {
+        let db = match VulnDb::open_existing(&path) {
+            Ok(db) => db,
             Err(e) => return fail("vulns", e),
+        };
+        let mut m = db.into_matcher();
+        for t in &targets {
+            if t.stored.is_some() {
+                found.push(Default::default());
+                continue;
+            }
+            match m.service(&t.query) {
+                Ok(f) => found.push(f),
+                Err(e) => return fail("vulns", e),
+            }
         }
     }
     let matched_in = started.elapsed();
     let mut rows: Vec<Row> = targets
         .iter()
-        .zip(&found)
-        .flat_map(|(t, fs)| {
+        .enumerate()
+        .flat_map(|(i, t)| {
             let filter = &filter;
-            fs.iter()
+            let matched = found
+                .get(i)
+                .into_iter()
+                .flat_map(|f| f.iter())
+                .map(Found::Matched);
+            let kept = t.stored.iter().flatten().map(Found::Stored);
+            matched
+                .chain(kept)
                 .filter(move |f| filter.keeps(f))
                 .map(move |f| Row {
                     address: &t.address,
                     port: t.port,
                     protocol: &t.protocol,
                     service: &t.service,
+                    source: f.source(),
                     finding: f,
                 })
         })
         .collect();
-    rows.sort_by(|a, b| priority(a.finding, b.finding).then_with(|| a.address.cmp(b.address)));
+    rows.sort_by(|a, b| priority(&a.finding, &b.finding).then_with(|| a.address.cmp(b.address)));
+    let how = Sources {
+        stored,
+        matched: targets.len() - stored,
+    };
     if p.flag(&STATS) {
         eprintln!(
-            "portolan vulns: matched {} services in {:.3} s: {} findings (listed and sorted in {:.3} s more)",
-            targets.len(),
+            "portolan vulns: matched {} services in {:.3} s ({} more from stored findings): {} findings (listed and sorted in {:.3} s more)",
+            how.matched,
             matched_in.as_secs_f64(),
+            how.stored,
             rows.len(),
             (started.elapsed() - matched_in).as_secs_f64()
         );
     }
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let written = if p.flag(&JSON) {
-        write_json(&mut out, &path, &shown, targets.len(), &rows)
+        write_json(&mut out, &path, &shown, how, &rows)
     } else {
-        write_table(&mut out, &rows, &shown, targets.len())
+        write_table(&mut out, &rows, &shown, how)
     }
     .and_then(|()| out.flush());
     match written {
@@ -430,20 +539,32 @@ pub fn vulns(args: &[String]) -> ExitCode {
     }
 }
 
+/// How many services' findings were matched now, and how many read as the store holds
+/// them (scans run with `--vulns`).
+#[derive(Debug, Clone, Copy)]
+struct Sources {
+    matched: usize,
+    stored: usize,
+}
+
 /// The JSON document, written a finding at a time.
 fn write_json(
     out: &mut impl Write,
     path: &std::path::Path,
     shown: &str,
-    services: usize,
+    how: Sources,
     rows: &[Row],
 ) -> std::io::Result<()> {
     let text = |s: &str| serde_json::to_string(s).map_err(std::io::Error::other);
     write!(
         out,
-        "{{\"database\":{},\"scan\":{},\"services\":{services},\"findings\":[",
+        "{{\"database\":{},\"scan\":{},\"services\":{},\"services_matched\":{},\
+         \"services_stored\":{},\"findings\":[",
         text(&path.display().to_string())?,
-        text(shown)?
+        text(shown)?,
+        how.matched + how.stored,
+        how.matched,
+        how.stored,
     )?;
     for (i, r) in rows.iter().enumerate() {
         if i > 0 {
@@ -458,9 +579,9 @@ fn write_table(
     out: &mut impl Write,
     rows: &[Row],
     shown: &str,
-    services: usize,
+    how: Sources,
 ) -> std::io::Result<()> {
-    write!(out, "{}", table_head(rows, shown, services))?;
+    write!(out, "{}", table_head(rows, shown, how))?;
     let w_host = rows
         .iter()
         .map(|r| r.address.len())
@@ -474,7 +595,7 @@ fn write_table(
         .unwrap_or(7)
         .clamp(7, 40);
     for r in rows {
-        let f = r.finding;
+        let f = &r.finding;
         let svc: String = r.service.chars().take(w_svc).collect();
         writeln!(
             out,
@@ -482,27 +603,41 @@ fn write_table(
             r.address,
             format!("{}/{}", r.port, r.protocol),
             svc,
-            f.cve,
-            portolan_vuln::report::score(f),
+            f.cve(),
+            portolan_store::findings::score_text(f.cvss()),
             if f.kev() { "yes" } else { "" },
-            f.epss
+            f.epss()
                 .map(|e| format!("{e:.3}"))
                 .unwrap_or_else(|| "-".into()),
-            portolan_vuln::report::basis_text(&f.basis),
+            f.basis(),
         )?;
-        writeln!(out, "{:w_host$}  matched {}", "", f.matched)?;
+        let from = match f {
+            Found::Matched(_) => "",
+            Found::Stored(_) => " (stored by a scan run with --vulns)",
+        };
+        writeln!(out, "{:w_host$}  matched {}{from}", "", f.matched())?;
     }
     Ok(())
 }
 
-/// The summary line, and the column heads when there are findings.
-fn table_head(rows: &[Row], shown: &str, services: usize) -> String {
+/// The summary line (and, when some findings are stored ones, where each kind comes from),
+/// and the column heads when there are findings.
+fn table_head(rows: &[Row], shown: &str, how: Sources) -> String {
+    let services = how.matched + how.stored;
     let mut t = format!(
         "{} finding{} on {services} open service{} of {shown}\n",
         rows.len(),
         if rows.len() == 1 { "" } else { "s" },
         if services == 1 { "" } else { "s" },
     );
+    if how.stored > 0 {
+        t.push_str(&format!(
+            "{} service{} with the findings stored by scans run with --vulns, {} matched now against the database\n",
+            how.stored,
+            if how.stored == 1 { "" } else { "s" },
+            how.matched
+        ));
+    }
     if rows.is_empty() {
         return t;
     }

@@ -171,3 +171,135 @@ fn check_judges_no_kev_and_max_cvss_with_the_database() {
     let out = run(&["check", "--policy", &p, &scan]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+/// A scan run with `--vulns` of another host: OpenSSH with one stored finding (a CVE the
+/// database does not have), and Redis with none (the database would give CVE-2022-0543).
+const VULNS_SCAN: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<nmaprun scanner="portolan" args="portolan -sV --vulns 192.0.2.20" start="1700000100" version="0.1.0" xmloutputversion="1.05">
+<scaninfo type="syn" protocol="tcp" numservices="2" services="22,6379"/>
+<host starttime="1700000100" endtime="1700000110"><status state="up" reason="syn-ack" reason_ttl="64"/>
+<address addr="192.0.2.20" addrtype="ipv4"/>
+<ports>
+<port protocol="tcp" portid="22"><state state="open" reason="syn-ack" reason_ttl="64"/><service name="ssh" product="OpenSSH" version="9.2p1" method="probed" conf="10"/><script id="vulns" output="&#xa;  openbsd:openssh 9.2p1:&#xa;    CVE-2099-0001&#x9;9.1&#x9;KEV"><table key="CVE-2099-0001">
+<elem key="title">A &lt;b&gt;made-up&lt;/b&gt; flaw</elem><elem key="state">LIKELY VULNERABLE</elem>
+<elem key="id">CVE-2099-0001</elem><elem key="cvss">9.1</elem><elem key="is_exploit">true</elem>
+<elem key="kev_date_added">2099-01-01</elem><elem key="epss">0.12345</elem>
+<elem key="product">openbsd:openssh</elem><elem key="version">9.2p1</elem>
+<elem key="matched">cpe:2.3:a:openbsd:openssh:*:*:*:*:*:*:*:* (&lt; 9.9)</elem>
+<elem key="basis">upstream version only</elem><elem key="upstream_only">true</elem>
+</table></script></port>
+<port protocol="tcp" portid="6379"><state state="open" reason="syn-ack" reason_ttl="64"/><service name="redis" product="Redis key-value store" version="7.0.15" method="probed" conf="10"/></port>
+</ports></host>
+<runstats><finished time="1700000110" timestr="x" elapsed="10" summary="x" exit="success"/><hosts up="1" down="0" total="1"/></runstats>
+</nmaprun>
+"#;
+
+#[test]
+fn vulns_from_the_store_reads_stored_findings_and_matches_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, scan) = setup(dir.path());
+    let store = dir.path().join("h.db").to_string_lossy().into_owned();
+    let vscan = dir.path().join("vulns.xml");
+    std::fs::write(&vscan, VULNS_SCAN).unwrap();
+    // Only the scan run with --vulns: its findings, without the database at all.
+    let out = run(&["import", "--db", &store, &vscan.to_string_lossy()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let none = dir
+        .path()
+        .join("absent.sqlite")
+        .to_string_lossy()
+        .into_owned();
+    let out = run(&["vulns", "--vulndb", &none, "--db", &store]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.starts_with("1 finding on 2 open services"), "{t}");
+    assert!(
+        t.contains("2 services with the findings stored by scans run with --vulns, 0 matched now"),
+        "{t}"
+    );
+    assert!(
+        t.contains("CVE-2099-0001") && t.contains("stored by a scan run with --vulns"),
+        "{t}"
+    );
+    // With a scan without --vulns too: its services are matched against the database.
+    let out = run(&["import", "--db", &store, &scan]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&["vulns", "--vulndb", &db, "--db", &store, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            doc["services_stored"].clone(),
+            doc["services_matched"].clone()
+        ),
+        (2.into(), 4.into())
+    );
+    let got: Vec<(&str, u64, &str, &str)> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["address"].as_str().unwrap(),
+                f["port"].as_u64().unwrap(),
+                f["cve"].as_str().unwrap(),
+                f["source"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // The stored KEV first (EPSS .12 after Redis's), nothing matched for 192.0.2.20's Redis.
+    assert!(
+        got.contains(&("192.0.2.20", 22, "CVE-2099-0001", "stored")),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("192.0.2.10", 6379, "CVE-2022-0543", "matched")),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter().any(|g| g.0 == "192.0.2.20" && g.1 == 6379),
+        "{got:?}"
+    );
+    assert_eq!(got.iter().filter(|g| g.3 == "stored").count(), 1);
+    // As from the file, less nginx: known by its CPE only, which the store does not keep.
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert!(!got.iter().any(|g| g.1 == 80), "{got:?}");
+    assert_eq!(
+        &got[..2].iter().map(|g| g.2).collect::<Vec<_>>(),
+        &["CVE-2022-0543", "CVE-2099-0001"]
+    );
+}
+
+#[test]
+fn changes_name_the_findings_that_appeared_and_went_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("h.db").to_string_lossy().into_owned();
+    // The same targets scanned again a day later: CVE-2099-0001 is gone (no result on 22).
+    let later = VULNS_SCAN
+        .replace("1700000100", "1700086500")
+        .replace("1700000110", "1700086510");
+    let cut = later.find("<script id=\"vulns\"").unwrap();
+    let end = later.find("</script>").unwrap() + "</script>".len();
+    let later = format!("{}{}", &later[..cut], &later[end..]);
+    for (name, xml) in [("a.xml", VULNS_SCAN), ("b.xml", later.as_str())] {
+        let f = dir.path().join(name);
+        std::fs::write(&f, xml).unwrap();
+        let out = run(&["import", "--db", &store, &f.to_string_lossy()]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = run(&["changes", "--db", &store, "--since", "5200w", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = doc.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{doc}");
+    assert_eq!(list[0]["kind"], "vuln_gone");
+    assert_eq!(list[0]["cve"], "CVE-2099-0001");
+    assert_eq!(list[0]["cvss"], 9.1);
+    assert_eq!(list[0]["port"], 22);
+    let out = run(&["changes", "--db", &store, "--since", "5200w"]);
+    let t = text(&out);
+    assert!(
+        t.contains("vuln gone") && t.contains("CVE-2099-0001 (CVSS 9.1, KEV)"),
+        "{t}"
+    );
+}
