@@ -479,7 +479,8 @@ both!(changes_report_findings_that_appear_and_go_away, |loc| {
         scan_args(&mut store, base + i as i64 * DAY, t, args, &hosts);
     }
     let all = store.changes_since(base, None).unwrap();
-    let got: Vec<(i64, ChangeKind, Option<&str>, Option<f64>, Option<u16>)> = all
+    type Seen<'a> = (i64, ChangeKind, Option<&'a str>, Option<f64>, Option<u16>);
+    let got: Vec<Seen> = all
         .iter()
         .map(|c| {
             (
