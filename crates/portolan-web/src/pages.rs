@@ -649,10 +649,14 @@ pub fn host(d: &mut Data, addr: &str, as_json: bool) -> Result<Reply, PageError>
     if !hp.vulns.is_empty() {
         let _ = writeln!(
             b,
-            "<h2>Vulnerabilities</h2>\n<p>{} known vulnerabilities on its open ports \
+            "<h2>Vulnerabilities</h2>\n<p>{} on its open ports \
              (found by a scan run with <code>--vulns</code>), most urgent first. \
              <a href=\"/vulns?q={}\">On the Vulnerabilities page</a></p>",
-            hp.vulns.len(),
+            count(
+                hp.vulns.len(),
+                "known vulnerability",
+                "known vulnerabilities"
+            ),
             url(&format!("net:{addr}"))
         );
         let rows: Vec<Vec<String>> = hp.vulns.iter().map(|v| finding_cells(v, false)).collect();
@@ -831,6 +835,11 @@ fn finding_cells(v: &PortFinding, with_host: bool) -> Vec<String> {
     cells
 }
 
+/// "1 finding", "3 findings".
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// The CSS class of a score: CVSS v3's bands.
 fn severity_class(cvss: Option<f64>) -> &'static str {
     match cvss {
@@ -950,13 +959,13 @@ pub fn vulns(d: &mut Data, p: &Params, fmt: Format) -> Result<Reply, PageError> 
     let kev = rows.iter().filter(|r| r.port.finding.kev).count();
     let _ = writeln!(
         body,
-        "<p>{} findings ({kev} known exploited) on {} services of {} hosts, most urgent \
+        "<p>{} ({kev} known exploited) on {} of {}, most urgent \
          first: known exploited, then EPSS, then CVSS. Findings are those recorded by scans \
          run with <code>--vulns</code> (docs/vulns.md). Export: \
          <a href=\"/api/vulns.csv?{}\">CSV</a> · <a href=\"/api/vulns?{}page=all\">JSON</a></p>",
-        rows.len(),
-        services.len(),
-        affected.len(),
+        count(rows.len(), "finding", "findings"),
+        count(services.len(), "service", "services"),
+        count(affected.len(), "host", "hosts"),
         esc(&qs),
         esc(&qs)
     );

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{host, named, readers, scan, DAY};
+use common::{finding, host, named, readers, scan, with_vulns, DAY};
 use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
 use portolan_store::query::now;
@@ -68,7 +68,8 @@ struct Scans {
 
 /// Three complete scans a day apart and an interrupted one today:
 /// - .1: 22 (OpenSSH 8.9p1); then 80 opens; then 80 closes and 22 becomes 9.6p1;
-/// - .2: nginx on 80 throughout; .3: 22 and 443 throughout;
+/// - .2: nginx on 80 throughout; .3: 22 and 443 throughout, and in the third scan two
+///   findings on 443, one with a title and a basis that are would-be scripts;
 /// - .66 (from the second scan): a hostname, product, version and script output that are
 ///   would-be scripts (its product was plain Apache before).
 fn build_store(path: &Path) -> Scans {
@@ -121,6 +122,11 @@ fn build_store(path: &Path) -> Scans {
             hostile("Apache httpd"),
         ],
     );
+    let mut bad = finding("CVE-2023-44487", 7.5, true, 0.9, IMG_ONERROR);
+    bad.basis = portolan_vuln::Basis::Upstream {
+        note: SVG_ONLOAD.into(),
+    };
+    let findings = [bad, finding("CVE-2022-41741", 7.8, false, 0.01, SCRIPT_TAG)];
     let third = scan(
         &mut store,
         t - DAY,
@@ -128,7 +134,7 @@ fn build_store(path: &Path) -> Scans {
         &[
             host("198.18.0.1", &[(22, "OpenSSH", "9.6p1", None)]),
             two,
-            three,
+            with_vulns(three, 443, &findings),
             hostile(SCRIPT_TAG),
         ],
     );
@@ -579,6 +585,36 @@ async fn checks(c: &Client, base: String, s: &Scans) -> Shots {
     assert!(ports.len() < kinds.len(), "the filter narrows the feed");
     assert_eq!(ports, ["22/tcp"], "only .1's 22 changed version");
     assert_eq!(hosts, ["198.18.0.1"]);
+
+    // Vulnerabilities: known exploited first, the feed's text shown as text.
+    v.open("vulns", "/vulns", "Vulnerabilities").await;
+    assert_eq!(
+        column(c, "table", 3).await,
+        ["CVE-2023-44487", "CVE-2022-41741"]
+    );
+    assert_eq!(column(c, "table", 0).await, ["198.18.0.3", "198.18.0.3"]);
+    assert_shows_hostile_text(
+        c,
+        "vulns",
+        "main table",
+        &[IMG_ONERROR, SCRIPT_TAG, SVG_ONLOAD],
+    )
+    .await;
+    let here = texts(c, "header nav a.here").await;
+    assert_eq!(here, ["Vulnerabilities"]);
+    // Filtered from the search box.
+    let search = c
+        .find(Locator::Css("form.filter input[name=q]"))
+        .await
+        .unwrap();
+    search.send_keys("kev:no").await.unwrap();
+    submit_filter(c).await;
+    v.loaded("vulns-filtered", "Vulnerabilities").await;
+    assert_eq!(column(c, "table", 3).await, ["CVE-2022-41741"]);
+    // The host's own list, above its ports.
+    v.open("host-vulns", "/host/198.18.0.3", "198.18.0.3").await;
+    assert_eq!(texts(c, "h2").await[0], "Vulnerabilities");
+    assert_shows_hostile_text(c, "host-vulns", "main table", &[IMG_ONERROR, SCRIPT_TAG]).await;
 
     // Scans, then the diff a link there leads to.
     v.open("scans", "/scans", "Scans").await;
