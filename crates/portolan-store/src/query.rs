@@ -12,7 +12,7 @@ use portolan_model::{
     AddrType, Address, ExtraPorts, Host, HostState, HostStatus, Hostname, Os, Port, PortState,
     Protocol, RunExit, RunStats, ScanRun, Script, Service, ServiceMethod,
 };
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -31,6 +31,21 @@ pub struct ScanRecord {
     pub complete: bool,
     pub source: String,
     pub file: Option<String>,
+    /// A sharded scan's identity, on its parts and on their union; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan_key: Option<String>,
+    /// The round of that identity (see [`crate::shards`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round: Option<i64>,
+    /// K of a part; absent on the union.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<u32>,
+    /// N.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts: Option<u32>,
+    /// A part that ran to its end (its `complete` stays false: a part never counts alone).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub part_done: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -241,9 +256,11 @@ impl Store {
     /// Every scan, oldest first, complete or not.
     pub fn history(&self) -> Result<Vec<ScanRecord>, StoreError> {
         let mut st = self.conn.prepare(
-            "SELECT id, started, finished, args, targets, hosts_up, hosts_total, complete,
-                    source, file
-             FROM scans ORDER BY started, id",
+            "SELECT s.id, s.started, s.finished, s.args, s.targets, s.hosts_up, s.hosts_total,
+                    s.complete, s.source, s.file, s.scan_key, r.round, s.part, s.parts,
+                    s.part_done
+             FROM scans s LEFT JOIN shard_rounds r ON r.id = s.round_id
+             ORDER BY s.started, s.id",
         )?;
         let rows = st.query_map([], |r| {
             Ok(ScanRecord {
@@ -257,42 +274,18 @@ impl Store {
                 complete: r.get(7)?,
                 source: r.get(8)?,
                 file: r.get(9)?,
+                scan_key: r.get(10)?,
+                round: r.get(11)?,
+                part: r.get(12)?,
+                parts: r.get(13)?,
+                part_done: r.get(14)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn hosts_of(&self, scan: i64) -> Result<Vec<HostRow>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM hosts_seen WHERE scan_id = ?1",
-            HostRow::COLUMNS
-        );
-        let mut st = self.conn.prepare_cached(&sql)?;
-        let rows = st.query_map([scan], HostRow::read)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn ports_of(&self, set: i64) -> Result<Vec<PortRecord>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT protocol, port, state, reason, service, product, version, extrainfo, tunnel,
-                    scripts
-             FROM portset_ports WHERE set_id = ?1",
-        )?;
-        let rows = st.query_map([set], |r| {
-            Ok(PortRecord {
-                protocol: r.get(0)?,
-                port: r.get(1)?,
-                state: r.get(2)?,
-                reason: r.get(3)?,
-                service: r.get(4)?,
-                product: r.get(5)?,
-                version: r.get(6)?,
-                extrainfo: r.get(7)?,
-                tunnel: r.get(8)?,
-                scripts: r.get(9)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        hosts_of(&self.conn, scan)
     }
 
     /// Port sets, loaded once each.
@@ -301,11 +294,7 @@ impl Store {
         cache: &'a mut HashMap<i64, Vec<PortRecord>>,
         set: Option<i64>,
     ) -> Result<&'a [PortRecord], StoreError> {
-        let Some(set) = set else { return Ok(&[]) };
-        Ok(match cache.entry(set) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.ports_of(set)?),
-        })
+        cached_ports(&self.conn, cache, set)
     }
 
     /// Complete scans `(id, started, targets)`, oldest first.
@@ -738,165 +727,213 @@ impl Store {
     /// services and scripts, OS detection and host scripts, collapsed counts (without their
     /// reasons), and the run's pre- and post-scan scripts.
     pub fn load_run(&self, scan: ScanId) -> Result<ScanRun, StoreError> {
-        type Row = (
-            i64,
-            Option<i64>,
-            String,
-            u32,
-            u32,
-            bool,
-            String,
-            String,
-            String,
-            String,
-        );
-        let row: Option<Row> = self
-            .conn
-            .query_row(
-                "SELECT started, finished, args, hosts_up, hosts_total, complete, scanner,
-                        version, prescripts, postscripts
-                 FROM scans WHERE id = ?1",
-                [scan.0],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                        r.get(9)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let Some((started, finished, args, up, total, complete, scanner, version, pre, post)) = row
-        else {
-            return Err(StoreError::NoSuchScan(scan));
-        };
-        let bad = |what: &str, v: &str| StoreError::BadValue(format!("{what} {v:?}"));
-        let scripts = |what: &str, v: &str| -> Result<Vec<Script>, StoreError> {
-            serde_json::from_str(v).map_err(|_| bad(what, v))
-        };
-        let mut run = ScanRun::new(args, started);
-        run.scanner = scanner;
-        run.version = version;
-        run.prescripts = scripts("pre-scan scripts", &pre)?;
-        run.postscripts = scripts("post-scan scripts", &post)?;
-        let mut extras: HashMap<i64, String> = HashMap::new();
-        let mut cache = HashMap::new();
-        let mut rows = self.hosts_of(scan.0)?;
-        rows.sort_by_key(|h| addr_key(&h.address));
-        for h in rows {
-            let state: HostState = h.state.parse().map_err(|_| bad("host state", &h.state))?;
-            let mut addresses = vec![Address {
-                addr: h.address.clone(),
-                addrtype: h
-                    .addrtype
-                    .parse()
-                    .map_err(|_| bad("address type", &h.addrtype))?,
-                vendor: None,
-            }];
-            if let Some(mac) = &h.mac {
-                addresses.push(Address {
-                    addr: mac.clone(),
-                    addrtype: AddrType::Mac,
-                    vendor: h.vendor.clone(),
-                });
-            }
-            let mut ports = Vec::new();
-            for p in self.cached_ports(&mut cache, h.portset)? {
-                let protocol: Protocol = p
-                    .protocol
-                    .parse()
-                    .map_err(|_| bad("protocol", &p.protocol))?;
-                let pstate: PortState = p.state.parse().map_err(|_| bad("port state", &p.state))?;
-                let mut port = Port::new(protocol, p.port, pstate, p.reason.clone());
-                port.service = p.service.as_ref().map(|name| {
-                    let probed = p.product.is_some() || p.version.is_some();
-                    Service {
-                        name: name.clone(),
-                        product: p.product.clone(),
-                        version: p.version.clone(),
-                        extrainfo: p.extrainfo.clone(),
-                        tunnel: p.tunnel.clone(),
-                        method: if probed {
-                            ServiceMethod::Probed
-                        } else {
-                            ServiceMethod::Table
-                        },
-                        conf: if probed { 10 } else { 3 },
-                        ..Service::default()
-                    }
-                });
-                port.scripts = scripts("port scripts", &p.scripts)?;
-                ports.push(port);
-            }
-            ports.sort_by_key(|p| (p.protocol, p.portid));
-            let mut extraports = Vec::new();
-            if let Some(set) = h.portset {
-                let extra = match extras.entry(set) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => e.insert(self.conn.query_row(
-                        "SELECT extra FROM portsets WHERE id = ?1",
-                        [set],
-                        |r| r.get::<_, String>(0),
-                    )?),
-                };
-                for piece in extra.split(',').filter(|s| !s.is_empty()) {
-                    let (s, n) = piece.rsplit_once('=').ok_or_else(|| bad("extra", piece))?;
-                    extraports.push(ExtraPorts {
-                        state: s.parse().map_err(|_| bad("extra state", s))?,
-                        count: n.parse().map_err(|_| bad("extra count", n))?,
-                        reasons: Vec::new(),
-                    });
-                }
-            }
-            run.hosts.push(Host {
-                starttime: h.starttime,
-                endtime: h.endtime,
-                status: HostStatus {
-                    state,
-                    reason: h.reason.clone(),
-                    reason_ttl: 0,
-                },
-                hostnames: h.names(),
-                addresses,
-                extraports,
-                ports,
-                os: match &h.os {
-                    Some(text) => {
-                        Some(serde_json::from_str::<Os>(text).map_err(|_| bad("os", text))?)
-                    }
-                    None => None,
-                },
-                uptime: None,
-                distance: None,
-                tcpsequence: None,
-                ipidsequence: None,
-                tcptssequence: None,
-                hostscripts: scripts("host scripts", &h.hostscripts)?,
-                trace: None,
-                times: None,
+        load_run_in(&self.conn, scan)
+    }
+}
+
+/// [`Store::load_run`] on a connection (or a transaction under way).
+pub(crate) fn load_run_in(conn: &Connection, scan: ScanId) -> Result<ScanRun, StoreError> {
+    type Row = (
+        i64,
+        Option<i64>,
+        String,
+        u32,
+        u32,
+        bool,
+        String,
+        String,
+        String,
+        String,
+    );
+    let row: Option<Row> = conn
+        .query_row(
+            "SELECT started, finished, args, hosts_up, hosts_total, complete, scanner,
+                    version, prescripts, postscripts
+             FROM scans WHERE id = ?1",
+            [scan.0],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((started, finished, args, up, total, complete, scanner, version, pre, post)) = row
+    else {
+        return Err(StoreError::NoSuchScan(scan));
+    };
+    let bad = |what: &str, v: &str| StoreError::BadValue(format!("{what} {v:?}"));
+    let scripts = |what: &str, v: &str| -> Result<Vec<Script>, StoreError> {
+        serde_json::from_str(v).map_err(|_| bad(what, v))
+    };
+    let mut run = ScanRun::new(args, started);
+    run.scanner = scanner;
+    run.version = version;
+    run.prescripts = scripts("pre-scan scripts", &pre)?;
+    run.postscripts = scripts("post-scan scripts", &post)?;
+    let mut extras: HashMap<i64, String> = HashMap::new();
+    let mut cache = HashMap::new();
+    let mut rows = hosts_of(conn, scan.0)?;
+    rows.sort_by_key(|h| addr_key(&h.address));
+    for h in rows {
+        let state: HostState = h.state.parse().map_err(|_| bad("host state", &h.state))?;
+        let mut addresses = vec![Address {
+            addr: h.address.clone(),
+            addrtype: h
+                .addrtype
+                .parse()
+                .map_err(|_| bad("address type", &h.addrtype))?,
+            vendor: None,
+        }];
+        if let Some(mac) = &h.mac {
+            addresses.push(Address {
+                addr: mac.clone(),
+                addrtype: AddrType::Mac,
+                vendor: h.vendor.clone(),
             });
         }
-        run.runstats = finished.map(|finished| RunStats {
-            finished,
-            elapsed: (finished - started).max(0) as f64,
-            exit: if complete {
-                RunExit::Success
-            } else {
-                RunExit::Error
+        let mut ports = Vec::new();
+        for p in cached_ports(conn, &mut cache, h.portset)? {
+            let protocol: Protocol = p
+                .protocol
+                .parse()
+                .map_err(|_| bad("protocol", &p.protocol))?;
+            let pstate: PortState = p.state.parse().map_err(|_| bad("port state", &p.state))?;
+            let mut port = Port::new(protocol, p.port, pstate, p.reason.clone());
+            port.service = p.service.as_ref().map(|name| {
+                let probed = p.product.is_some() || p.version.is_some();
+                Service {
+                    name: name.clone(),
+                    product: p.product.clone(),
+                    version: p.version.clone(),
+                    extrainfo: p.extrainfo.clone(),
+                    tunnel: p.tunnel.clone(),
+                    method: if probed {
+                        ServiceMethod::Probed
+                    } else {
+                        ServiceMethod::Table
+                    },
+                    conf: if probed { 10 } else { 3 },
+                    ..Service::default()
+                }
+            });
+            port.scripts = scripts("port scripts", &p.scripts)?;
+            ports.push(port);
+        }
+        ports.sort_by_key(|p| (p.protocol, p.portid));
+        let mut extraports = Vec::new();
+        if let Some(set) = h.portset {
+            let extra = match extras.entry(set) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(conn.query_row(
+                    "SELECT extra FROM portsets WHERE id = ?1",
+                    [set],
+                    |r| r.get::<_, String>(0),
+                )?),
+            };
+            for piece in extra.split(',').filter(|s| !s.is_empty()) {
+                let (s, n) = piece.rsplit_once('=').ok_or_else(|| bad("extra", piece))?;
+                extraports.push(ExtraPorts {
+                    state: s.parse().map_err(|_| bad("extra state", s))?,
+                    count: n.parse().map_err(|_| bad("extra count", n))?,
+                    reasons: Vec::new(),
+                });
+            }
+        }
+        run.hosts.push(Host {
+            starttime: h.starttime,
+            endtime: h.endtime,
+            status: HostStatus {
+                state,
+                reason: h.reason.clone(),
+                reason_ttl: 0,
             },
-            errormsg: None,
-            hosts_up: up,
-            hosts_down: total.saturating_sub(up),
-            hosts_total: total,
-            completeness: None,
+            hostnames: h.names(),
+            addresses,
+            extraports,
+            ports,
+            os: match &h.os {
+                Some(text) => Some(serde_json::from_str::<Os>(text).map_err(|_| bad("os", text))?),
+                None => None,
+            },
+            uptime: None,
+            distance: None,
+            tcpsequence: None,
+            ipidsequence: None,
+            tcptssequence: None,
+            hostscripts: scripts("host scripts", &h.hostscripts)?,
+            trace: None,
+            times: None,
         });
-        Ok(run)
     }
+    run.runstats = finished.map(|finished| RunStats {
+        finished,
+        elapsed: (finished - started).max(0) as f64,
+        exit: if complete {
+            RunExit::Success
+        } else {
+            RunExit::Error
+        },
+        errormsg: None,
+        hosts_up: up,
+        hosts_down: total.saturating_sub(up),
+        hosts_total: total,
+        completeness: None,
+    });
+    Ok(run)
+}
+
+fn hosts_of(conn: &Connection, scan: i64) -> Result<Vec<HostRow>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM hosts_seen WHERE scan_id = ?1",
+        HostRow::COLUMNS
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows = st.query_map([scan], HostRow::read)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn ports_of(conn: &Connection, set: i64) -> Result<Vec<PortRecord>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT protocol, port, state, reason, service, product, version, extrainfo, tunnel,
+                scripts
+         FROM portset_ports WHERE set_id = ?1",
+    )?;
+    let rows = st.query_map([set], |r| {
+        Ok(PortRecord {
+            protocol: r.get(0)?,
+            port: r.get(1)?,
+            state: r.get(2)?,
+            reason: r.get(3)?,
+            service: r.get(4)?,
+            product: r.get(5)?,
+            version: r.get(6)?,
+            extrainfo: r.get(7)?,
+            tunnel: r.get(8)?,
+            scripts: r.get(9)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Port sets, loaded once each.
+fn cached_ports<'a>(
+    conn: &Connection,
+    cache: &'a mut HashMap<i64, Vec<PortRecord>>,
+    set: Option<i64>,
+) -> Result<&'a [PortRecord], StoreError> {
+    let Some(set) = set else { return Ok(&[]) };
+    Ok(match cache.entry(set) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => e.insert(ports_of(conn, set)?),
+    })
 }

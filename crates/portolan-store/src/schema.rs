@@ -95,6 +95,31 @@ pub const MIGRATIONS: &[&str] = &[
         FROM hosts_seen h, json_each(h.os, '$.matches') m
         WHERE h.os IS NOT NULL;
     "#,
+    // 3: sharded scans (`--shard K/N`, docs/shards.md). Each part is a row of `scans` whose
+    // `complete` stays 0, so that no query but the history ever counts a part on its own;
+    // `part_done` says it ran to its end. Parts of one identity form rounds; once every part
+    // of a round is done, the writer that completes it adds the union as one ordinary
+    // complete scan (`shard_rounds.union_id`, with the same identity and no part number).
+    // Plain SQL that PostgreSQL takes as well.
+    r#"
+    CREATE TABLE shard_rounds (
+        id        INTEGER PRIMARY KEY,
+        scan_key  TEXT    NOT NULL,               -- --scan-id, or derived from the plan
+        round     INTEGER NOT NULL,               -- 1, 2, ... for an identity used again
+        parts     INTEGER NOT NULL,               -- N of --shard K/N
+        started   INTEGER NOT NULL,               -- when its first part began
+        union_id  INTEGER REFERENCES scans (id),  -- the union, once every part is done
+        UNIQUE (scan_key, round)
+    );
+    ALTER TABLE scans ADD COLUMN scan_key TEXT;        -- NULL: an unsharded scan
+    ALTER TABLE scans ADD COLUMN part INTEGER;         -- K (1-based); NULL for a union
+    ALTER TABLE scans ADD COLUMN parts INTEGER;        -- N
+    ALTER TABLE scans ADD COLUMN round_id INTEGER REFERENCES shard_rounds (id);
+    ALTER TABLE scans ADD COLUMN part_done INTEGER NOT NULL DEFAULT 0;
+    -- A round counts each part number once.
+    CREATE UNIQUE INDEX shard_parts_done ON scans (round_id, part) WHERE part_done = 1;
+    CREATE INDEX scans_by_round ON scans (round_id);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -156,7 +156,7 @@ fn portset(tx: &Transaction, host: &Host) -> Result<Option<i64>, StoreError> {
     Ok(Some(id))
 }
 
-fn insert_scan(tx: &Transaction, meta: &ScanMeta) -> Result<ScanId, StoreError> {
+pub(crate) fn insert_scan(tx: &Transaction, meta: &ScanMeta) -> Result<ScanId, StoreError> {
     tx.prepare_cached(
         "INSERT INTO scans (started, args, targets, complete, source, file, scanner, version)
          VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7)",
@@ -173,7 +173,7 @@ fn insert_scan(tx: &Transaction, meta: &ScanMeta) -> Result<ScanId, StoreError> 
     Ok(ScanId(tx.last_insert_rowid()))
 }
 
-fn insert_host(tx: &Transaction, scan: ScanId, host: &Host) -> Result<(), StoreError> {
+pub(crate) fn insert_host(tx: &Transaction, scan: ScanId, host: &Host) -> Result<(), StoreError> {
     let set = portset(tx, host)?;
     let (addr, addrtype) = host
         .addresses
@@ -214,7 +214,11 @@ fn insert_host(tx: &Transaction, scan: ScanId, host: &Host) -> Result<(), StoreE
     Ok(())
 }
 
-fn set_run_scripts(tx: &Transaction, scan: ScanId, run: &ScanRun) -> Result<(), StoreError> {
+pub(crate) fn set_run_scripts(
+    tx: &Transaction,
+    scan: ScanId,
+    run: &ScanRun,
+) -> Result<(), StoreError> {
     let n = tx
         .prepare_cached("UPDATE scans SET prescripts = ?2, postscripts = ?3 WHERE id = ?1")?
         .execute(params![
@@ -228,7 +232,7 @@ fn set_run_scripts(tx: &Transaction, scan: ScanId, run: &ScanRun) -> Result<(), 
     Ok(())
 }
 
-fn finish(
+pub(crate) fn finish(
     tx: &Transaction,
     scan: ScanId,
     stats: FinishStats,
@@ -265,7 +269,7 @@ impl Store {
     /// Runs `f` in one immediate transaction (the write lock taken at its start, so it
     /// cannot fail half-way for another writer), tried again from the start while the
     /// store is busy: a night of parallel scans and imports all land.
-    fn write<T>(
+    pub(crate) fn write<T>(
         &mut self,
         mut f: impl FnMut(&Transaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -307,8 +311,10 @@ impl Store {
     }
 
     /// Marks a scan complete: from now on queries take it into account.
+    /// A part of a sharded scan is marked done instead, and when it was the last part its
+    /// round waited for, the union of the parts is recorded as one complete scan.
     pub fn finish_scan(&mut self, scan: ScanId, stats: FinishStats) -> Result<(), StoreError> {
-        self.write(|tx| finish(tx, scan, stats, true))
+        self.write(|tx| crate::shards::finish_any(tx, scan, stats))
     }
 
     /// Records the end of a scan that was interrupted: it keeps its hosts, stays incomplete.
