@@ -446,6 +446,15 @@ impl Store {
         })
     }
 
+    /// Names an unsharded scan (`--scan-id`): shown by the history, nothing else.
+    pub fn set_scan_name(&mut self, scan: ScanId, name: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.prepare_cached("UPDATE scans SET scan_key = ?2 WHERE id = ?1 AND part IS NULL")?
+                .execute(params![scan.0, name])?;
+            Ok(())
+        })
+    }
+
     /// Every round of every sharded scan, oldest first, with each part's state.
     pub fn sharded_scans(&self) -> Result<Vec<ShardedScan>, StoreError> {
         let mut st = self.conn.prepare(
@@ -542,12 +551,20 @@ impl Store {
     }
 
     /// The rounds of sharded scans still waiting for parts: not counted by the inventory,
-    /// the changes or `diff --last` until their last part lands.
+    /// the changes or `diff --last` until their last part lands. A round left behind by a
+    /// later complete round of the same identity (a part killed and never run again) is
+    /// not listed: it will not be completed.
     pub fn incomplete_sharded(&self) -> Result<Vec<ShardedScan>, StoreError> {
-        Ok(self
-            .sharded_scans()?
-            .into_iter()
-            .filter(|s| !s.is_complete())
+        let all = self.sharded_scans()?;
+        Ok(all
+            .iter()
+            .filter(|s| {
+                !s.is_complete()
+                    && !all
+                        .iter()
+                        .any(|t| t.scan_key == s.scan_key && t.round > s.round && t.is_complete())
+            })
+            .cloned()
             .collect())
     }
 }

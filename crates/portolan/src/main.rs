@@ -22,6 +22,7 @@ mod run;
 mod scope;
 mod scripts;
 mod serve_cmd;
+mod shard_id;
 mod store_cmd;
 
 use anyhow::Context;
@@ -153,7 +154,7 @@ fn main() -> ExitCode {
     } else {
         None
     };
-    let opened = match outputs::open(&opts, &resolved.start) {
+    let opened = match outputs::open(&opts, &resolved.start, resolved.shard_part.clone()) {
         Ok(opened) => opened,
         Err(e) => {
             finish_audit(&mut audit, format!("error: {e:#}"), 2);
