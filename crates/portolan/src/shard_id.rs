@@ -127,3 +127,6 @@ mod tests {
         assert!(part_of(&opts("-sS 198.18.0.0/24"), "x").is_none());
     }
 }
+
+#[cfg(test)]
+mod deploy_tests;
