@@ -46,7 +46,7 @@ rm -rf "$OUT"; mkdir -p "$OUT"
 DB="${BENCH_DB:-$OUT/shards.db}"
 
 now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f\n", b-a}'; }
 in_ns() { ip netns exec "$SCAN_NS" "$@"; }
 
 # sharded RUN: N parts at once, one identity per run; appends the wall time.
