@@ -111,7 +111,10 @@ fn run_part(store: &mut Store, key: &str, k: u32, n: u32, kill: bool) -> i64 {
 
 /// What a scan's hosts come to, to compare: address, up, open ports, and per state how
 /// many ports (listed and counted).
-fn digest(hosts: &[Host]) -> Vec<(String, bool, Vec<u16>, Vec<(String, u32)>)> {
+/// (address, up, open ports, ports per state)
+type Digest = (String, bool, Vec<u16>, Vec<(String, u32)>);
+
+fn digest(hosts: &[Host]) -> Vec<Digest> {
     hosts
         .iter()
         .map(|h| {
