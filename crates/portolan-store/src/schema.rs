@@ -100,8 +100,14 @@ pub const MIGRATIONS: &[&str] = &[
     // `part_done` says it ran to its end. Parts of one identity form rounds; once every part
     // of a round is done, the writer that completes it adds the union as one ordinary
     // complete scan (`shard_rounds.union_id`, with the same identity and no part number).
+    // `shard_scans` holds one row per identity, the lock its writers take in turn.
     // Plain SQL that PostgreSQL takes as well.
     r#"
+    -- One row per identity: its lock. Every writer of a part takes it first (a no-op
+    -- update), so that two parts never pick or close rounds of one identity at once.
+    CREATE TABLE shard_scans (
+        scan_key  TEXT    PRIMARY KEY
+    );
     CREATE TABLE shard_rounds (
         id        INTEGER PRIMARY KEY,
         scan_key  TEXT    NOT NULL,               -- --scan-id, or derived from the plan

@@ -11,9 +11,11 @@
 //!   after night (better: `--scan-id nightly-$(date +%F)`) gets a round a night.
 //! - The writer whose part completes a round adds, in the same transaction, the union of
 //!   its parts as one ordinary complete scan (hosts merged: see [`merge_hosts`]), linked
-//!   from the round. Round rows are locked (a no-op `UPDATE`) before parts are counted, so
-//!   two parts finishing at once cannot both miss the last one (PostgreSQL) nor both add
-//!   the union.
+//!   from the round.
+//! - Every writer of a part takes its identity's lock first (its row of `shard_scans`,
+//!   updated to itself), so that the writers of one identity choose and close rounds one
+//!   after the other: in PostgreSQL two parts beginning at once cannot open two rounds,
+//!   and two finishing at once cannot both miss the last one nor both add the union.
 //!
 //! The grouping is decided here in Rust; the SQL is the portable subset (no SQLite-only
 //! functions) so that another backend runs the same statements.
@@ -108,7 +110,7 @@ impl ShardedScan {
 }
 
 /// The round a part of `key` (of `parts` parts) numbered `part` joins: the latest one not
-/// yet complete that misses that part number, else a new one.
+/// yet complete that misses that part number, else a new one. Under the identity's lock.
 fn join_round(
     tx: &Transaction,
     key: &str,
@@ -129,27 +131,28 @@ fn join_round(
     if let Some(id) = open {
         return Ok(id);
     }
-    // Two parts starting a new round at once (PostgreSQL) number it alike: the second
-    // insert does nothing and both join the first's round.
-    tx.prepare_cached(
-        "INSERT INTO shard_rounds (scan_key, round, parts, started)
-         VALUES (?1, (SELECT COALESCE(MAX(round), 0) + 1 FROM shard_rounds WHERE scan_key = ?1),
-                 ?2, ?3)
-         ON CONFLICT (scan_key, round) DO NOTHING",
-    )?
-    .execute(params![key, parts, started])?;
+    // Under the identity's lock (see lock_key): no other writer adds a round meanwhile.
     Ok(tx
         .prepare_cached(
-            "SELECT id FROM shard_rounds WHERE scan_key = ?1 AND parts = ?2
-             ORDER BY round DESC LIMIT 1",
+            "INSERT INTO shard_rounds (scan_key, round, parts, started)
+             VALUES (?1, (SELECT COALESCE(MAX(round), 0) + 1 FROM shard_rounds
+                          WHERE scan_key = ?1), ?2, ?3)
+             RETURNING id",
         )?
-        .query_row(params![key, parts], |r| r.get(0))?)
+        .query_row(params![key, parts, started], |r| r.get(0))?)
 }
 
-/// Takes the round's row lock until the transaction ends (a no-op update: portable).
-fn lock_round(tx: &Transaction, round: i64) -> Result<(), StoreError> {
-    tx.prepare_cached("UPDATE shard_rounds SET parts = parts WHERE id = ?1")?
-        .execute([round])?;
+/// Takes the identity's lock until the transaction ends: its row in `shard_scans`, added
+/// when missing, then updated to itself (portable SQL). In PostgreSQL the writers of one
+/// identity then choose and close rounds one after the other, each seeing what the one
+/// before committed; SQLite's write lock already does that.
+fn lock_key(tx: &Transaction, key: &str) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO shard_scans (scan_key) VALUES (?1) ON CONFLICT (scan_key) DO NOTHING",
+    )?
+    .execute([key])?;
+    tx.prepare_cached("UPDATE shard_scans SET scan_key = scan_key WHERE scan_key = ?1")?
+        .execute([key])?;
     Ok(())
 }
 
@@ -180,7 +183,7 @@ pub(crate) fn finish_any(
     };
     // `complete` stays 0: a part never counts on its own.
     finish(tx, scan, stats, false)?;
-    lock_round(tx, round)?;
+    lock_key(tx, &key)?;
     let taken: bool = tx
         .prepare_cached(
             "SELECT COUNT(*) FROM shard_rounds r
@@ -193,9 +196,7 @@ pub(crate) fn finish_any(
     // The same part already completed its round (run twice at once): this one goes on to
     // the next round that misses it.
     let round = if taken {
-        let next = join_round(tx, &key, part, parts, started)?;
-        lock_round(tx, next)?;
-        next
+        join_round(tx, &key, part, parts, started)?
     } else {
         round
     };
@@ -435,6 +436,7 @@ impl Store {
             )));
         }
         self.write(|tx| {
+            lock_key(tx, &part.scan_key)?;
             let round = join_round(tx, &part.scan_key, part.part, part.parts, meta.started)?;
             let id = insert_scan(tx, meta)?;
             tx.prepare_cached(

@@ -211,33 +211,56 @@ fn an_identity_used_again_starts_a_new_round() {
 }
 
 #[test]
-fn two_processes_finishing_the_last_parts_at_once_add_one_union() {
+fn four_writers_beginning_and_finishing_at_once_make_one_scan() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.db");
     drop(Store::open(&path).unwrap());
     let n = 4;
-    let writers: Vec<_> = (1..=n)
-        .map(|k| {
-            let path = path.clone();
-            std::thread::spawn(move || {
-                let mut store = Store::open(&path).unwrap();
-                run_part(&mut store, "race", k, n, false);
+    // Several identities, each raced by four writers that begin together and finish
+    // together: each must end as one round with one union.
+    let keys = ["race-a", "race-b", "race-c", "race-d", "race-e"];
+    for key in keys {
+        let gate = std::sync::Arc::new(std::sync::Barrier::new(n as usize));
+        let writers: Vec<_> = (1..=n)
+            .map(|k| {
+                let (path, gate) = (path.clone(), gate.clone());
+                std::thread::spawn(move || {
+                    let sp = ShardPart {
+                        scan_key: key.into(),
+                        part: k,
+                        parts: n,
+                    };
+                    let hosts = part(k, n);
+                    // Every writer passes both gates whatever failed, so that a failure
+                    // fails the test rather than leaving the others waiting.
+                    let open = Store::open(&path);
+                    gate.wait();
+                    let begun = open.and_then(|mut store| {
+                        let args = format!("--shard {k}/{n}");
+                        let id = store.begin_part(&meta(100, &args), &sp)?;
+                        store.add_hosts(id, &hosts)?;
+                        Ok((store, id))
+                    });
+                    gate.wait();
+                    let (mut store, id) = begun.unwrap();
+                    store.finish_scan(id, stats(&hosts)).unwrap();
+                })
             })
-        })
-        .collect();
-    for w in writers {
-        w.join().unwrap();
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
     }
     let store = Store::open(&path).unwrap();
     let rounds = store.sharded_scans().unwrap();
-    assert_eq!(rounds.len(), 1, "{rounds:?}");
-    assert!(rounds[0].is_complete());
+    assert_eq!(rounds.len(), keys.len(), "{rounds:?}");
+    assert!(rounds.iter().all(|r| r.is_complete()), "{rounds:?}");
     let unions = store
         .history()
         .unwrap()
         .iter()
         .filter(|s| s.complete)
         .count();
-    assert_eq!(unions, 1);
+    assert_eq!(unions, keys.len());
     assert_eq!(store.hosts().unwrap().len(), 5);
 }
