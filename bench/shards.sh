@@ -8,9 +8,11 @@
 #   bench/shards.sh [SCAN_ARGS...]     default: -sS -T4 -p- -n on four lab hosts
 #
 # Env: PORTOLAN_BIN (default target/release/portolan, built when missing), BENCH_RUNS
-#      (default 3), BENCH_OUT (default /tmp/portolan-bench-shards), BENCH_DB (the store:
-#      default a new SQLite file in BENCH_OUT; a postgres:// URL of an EMPTY database for
-#      PostgreSQL), PLAB_PREFIX (default pbench), PLAB_DIR.
+#      (default 3), BENCH_OUT (default /tmp/portolan-bench-shards), BENCH_BACKEND (sqlite:
+#      a new SQLite file in BENCH_OUT; postgres, the default: a new database of the lab's
+#      own PostgreSQL (the db host's server, fsync off), reached by its unix socket, which
+#      the scanner's namespace shares), BENCH_DB (a store of your own instead: a path, or
+#      the postgres:// URL of an EMPTY database), PLAB_PREFIX (default pbench), PLAB_DIR.
 # The lab is brought up in its own namespaces and torn down on exit.
 set -euo pipefail
 
@@ -43,7 +45,19 @@ trap 'exit 130' INT TERM
 "$LAB" up >/dev/null
 
 rm -rf "$OUT"; mkdir -p "$OUT"
-DB="${BENCH_DB:-$OUT/shards.db}"
+BACKEND="${BENCH_BACKEND:-postgres}"
+if [ -n "${BENCH_DB:-}" ]; then
+    DB="$BENCH_DB"
+elif [ "$BACKEND" = postgres ]; then
+    PG_BIN="$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
+    SOCK="$PLAB_DIR/run/pg"
+    "$PG_BIN/psql" -h "$SOCK" -U postgres -X -q -c "DROP DATABASE IF EXISTS portolan_bench" \
+        -c "CREATE DATABASE portolan_bench" postgres
+    DB="postgresql://postgres@$(printf '%s' "$SOCK" | sed 's|/|%2F|g'):5432/portolan_bench"
+else
+    DB="$OUT/shards.db"
+fi
+log "store: $DB"
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f\n", b-a}'; }
