@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what lab/lab.sh, bench/ and the output tests need (Debian 12), and nothing else.
+# Install what lab/lab.sh, bench/, the output tests and the browser test need (Debian 12),
+# and nothing else.
 # Safe to run repeatedly. Must run as root.
 #
 # What it does to the machine, and what it does not:
@@ -65,6 +66,10 @@ DEPS=(
     "time:/usr/bin/time"
     "zmap:zmap"
     "masscan:masscan"
+    # The web view's browser test (crates/portolan-web/tests/browser.rs): headless Chromium
+    # driven through WebDriver. Its fonts come with it (fontconfig-config needs one).
+    "chromium:chromium"
+    "chromium-driver:chromedriver"
 )
 
 # The system services a package ships that the lab runs its own instances of instead.

@@ -4,8 +4,8 @@
 # network namespaces, compared with ground truth and with Nmap).
 #
 # As root it installs whatever is missing (scripts/install-lab-deps.sh) and requires the
-# lab tests to run. Without root it runs everything that needs no privileges; the lab
-# test then says "skipped".
+# lab tests and the web view's browser test to run. Without root it runs everything that
+# needs no privileges; the lab and browser tests then say "skipped".
 #
 # Last, it builds every fuzz target and runs each a few seconds on its committed corpus
 # (fuzz/smoke.sh; installs cargo-fuzz if missing). PORTOLAN_FUZZ=0 leaves that out.
@@ -17,6 +17,8 @@ bash scripts/install-build-deps.sh --runtime
 if [ "$(id -u)" -eq 0 ]; then
     bash scripts/install-lab-deps.sh
     export PORTOLAN_LAB=required
+    # The web view's test in headless Chromium (installed just above) must run too.
+    export PORTOLAN_BROWSER=required
 else
     echo "[test] not root: lab tests will be skipped (run as root for the full suite)" >&2
 fi

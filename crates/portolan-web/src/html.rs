@@ -92,6 +92,7 @@ pub fn page(title: &str, current: &str, api: &str, body: &str) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} · Portolan</title>\
          <link rel=\"stylesheet\" href=\"/static/style.css\">\
+         <link rel=\"icon\" href=\"/static/icon.svg\" type=\"image/svg+xml\">\
          <script src=\"/static/app.js\" defer></script></head>\n\
          <body><header><strong>Portolan</strong><nav>{nav}</nav>\
          <a class=\"api\" href=\"{}\">JSON</a></header>\n<main>\n<h1>{}</h1>\n{body}</main></body></html>\n",
@@ -119,6 +120,19 @@ pub fn table(head: &[&str], rows: &[Vec<String>]) -> String {
     s
 }
 
+/// The characters of a chart's label that fit its column (at 12 px).
+const LABEL_CHARS: usize = 22;
+
+/// `s` cut to `n` characters, the last of them an ellipsis when cut.
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// A horizontal bar chart as inline SVG (no script, no style attribute: the CSP allows
 /// neither inline): one bar per (label, count), scaled to the largest.
 pub fn bars(title: &str, items: &[(String, usize)]) -> String {
@@ -134,12 +148,16 @@ pub fn bars(title: &str, items: &[(String, usize)]) -> String {
     for (i, (label, n)) in items.iter().enumerate() {
         let y = i * row;
         let w = (*n as f64 / max as f64 * 260.0).round().max(1.0);
+        // The label column is 150 px: a longer label (a banner, say) would run under the
+        // bar, so it is cut, and the whole of it is the row's tooltip.
         let _ = write!(
             s,
-            "<text x=\"0\" y=\"{}\">{}</text><rect x=\"150\" y=\"{}\" width=\"{w}\" height=\"16\"/>\
-             <text x=\"{}\" y=\"{}\">{n}</text>",
-            y + 15,
+            "<g><title>{}</title><text x=\"0\" y=\"{}\">{}</text>\
+             <rect x=\"150\" y=\"{}\" width=\"{w}\" height=\"16\"/>\
+             <text x=\"{}\" y=\"{}\">{n}</text></g>",
             E(label),
+            y + 15,
+            E(&shorten(label, LABEL_CHARS)),
             y + 3,
             155.0 + w,
             y + 15
@@ -171,6 +189,14 @@ mod tests {
         assert!(p.contains("href=\"/api/x?a=1&amp;b=2\""));
         let c = bars("t", &[("<i>".into(), 3), ("ok".into(), 0)]);
         assert!(c.contains("&lt;i&gt;") && !c.contains("<i>"));
+        // A long label is cut in the chart and whole in the tooltip.
+        let long = "x".repeat(LABEL_CHARS + 5);
+        let c = bars("t", &[(long.clone(), 1)]);
+        assert!(c.contains(&format!("<title>{long}</title>")));
+        let cut = format!("{}…", "x".repeat(LABEL_CHARS - 1));
+        assert!(c.contains(&format!(">{cut}</text>")), "{c}");
+        assert_eq!(shorten("é".repeat(3).as_str(), 3), "ééé");
+        assert_eq!(shorten("ééééé", 3), "éé…");
         assert_eq!(time_text(0), "1970-01-01 00:00 UTC");
     }
 }

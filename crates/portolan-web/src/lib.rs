@@ -3,11 +3,13 @@
 //!
 //! This crate owns the HTTP side: the router ([`router`]), the server and its listening
 //! rules ([`serve`], [`check_listen`]), authentication ([`auth`]), the security headers
-//! every response carries, the filter language ([`filter`]) and the pages ([`pages`]).
+//! every response carries, the filter language ([`filter`]), the pages ([`pages`]) and the
+//! change list they share ([`changes`]).
 //! It reads the store only through `portolan-store`'s query functions, never with SQL of
 //! its own, so another store backend serves the same pages.
 
 pub mod auth;
+pub mod changes;
 pub mod filter;
 pub mod html;
 pub mod pages;
@@ -141,11 +143,13 @@ struct Pool {
 
 impl Pool {
     fn new(stores: Vec<Store>) -> Pool {
+        // One change list for all: a request finds it whichever connection serves it.
+        let changes = Arc::new(changes::SharedChanges::default());
         Pool {
             permits: Arc::new(Semaphore::new(stores.len())),
             slots: stores
                 .into_iter()
-                .map(|s| Mutex::new(pages::Data::new(s)))
+                .map(|s| Mutex::new(pages::Data::sharing(s, changes.clone())))
                 .collect(),
         }
     }
@@ -358,8 +362,18 @@ impl App {
         let Ok(permit) = app.0.pool.permits.clone().acquire_owned().await else {
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         };
+        let pool = app.clone();
         let res = tokio::task::spawn_blocking(move || {
-            let res = app.0.pool.with(f);
+            let res = pool
+                .0
+                .pool
+                .with(|d| (f(d), d.changes_need_warming()))
+                .map(|(page, warm)| {
+                    if warm {
+                        pool.warm_changes();
+                    }
+                    page
+                });
             drop(permit);
             res
         })
@@ -372,6 +386,30 @@ impl App {
                 (StatusCode::INTERNAL_SERVER_ERROR, "the page failed\n").into_response()
             }
         }
+    }
+}
+
+impl App {
+    /// Computes the whole change history in the background, on a connection of the pool
+    /// taken as a request takes one, so that the first request for a long window (a year
+    /// of changes) finds it ready instead of computing it.
+    fn warm_changes(&self) {
+        let app = self.clone();
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            let Ok(permit) = app.0.pool.permits.clone().acquire_owned().await else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(Err(e)) = app.0.pool.with(|d| d.warm_changes()) {
+                    eprintln!("portolan serve: computing the change history: {e}");
+                }
+                drop(permit);
+            })
+            .await;
+        });
     }
 }
 
@@ -410,6 +448,16 @@ async fn style() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("../static/style.css"),
+    )
+        .into_response()
+}
+
+/// The tab's icon: linked from every page, so a browser does not ask for /favicon.ico (a
+/// 404, and an error in its console, on every page).
+async fn icon() -> Response {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        include_str!("../static/icon.svg"),
     )
         .into_response()
 }
@@ -462,6 +510,7 @@ pub fn router_with(stores: Vec<Store>, auth: Option<Auth>, limits: Limits) -> Ro
         .route("/api/diff", r(diff_json))
         .route("/static/style.css", r(style))
         .route("/static/app.js", r(script))
+        .route("/static/icon.svg", r(icon))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(app.clone(), require_auth))
         .with_state(app);
@@ -588,5 +637,26 @@ mod tests {
         assert_eq!(pool.with(|_| ()), None);
         drop((busy, busy_too));
         assert_eq!(pool.with(|_| ()), Some(()));
+    }
+
+    /// A change list computed on one connection serves a request on another.
+    #[test]
+    fn the_pool_shares_its_change_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        drop(Store::open(&path).unwrap());
+        let stores = (0..2)
+            .map(|_| Store::open_read_only(&path).unwrap())
+            .collect();
+        let pool = Pool::new(stores);
+        let since = portolan_store::query::now() - 86_400;
+        let first = pool.slots[0].lock().unwrap().changes_since(since).unwrap();
+        let busy = pool.slots[0].lock().unwrap();
+        let (second, computed) = pool
+            .with(|d| (d.changes_since(since).unwrap(), d.changes_computed()))
+            .unwrap();
+        drop(busy);
+        assert_eq!((first, second), (vec![], vec![]));
+        assert_eq!(computed, 1, "computed again on the other connection");
     }
 }

@@ -3,6 +3,7 @@
 //! JSON or CSV), run on a blocking thread by the router. The JSON of a page is the data
 //! the HTML shows, built first; the HTML is drawn from it.
 
+use crate::changes::{Seen, SharedChanges};
 use crate::filter::{parse_age, Filter};
 use crate::html::{self, bars, esc, page, table, time, url, E};
 use portolan_model::Script;
@@ -15,6 +16,7 @@ use portolan_store::{
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// A page's answer.
 pub enum Reply {
@@ -152,35 +154,49 @@ fn host_link(addr: &str) -> String {
 /// The store and what the pages keep between requests.
 pub struct Data {
     pub store: Store,
-    /// The changes since `.1`, computed at store generation `.0`. Changes since a later
-    /// time are a tail of them (a change is dated by its scan's start), so one computation
-    /// of the widest window asked serves every narrower one until the store changes.
-    changes: Option<(i64, i64, Vec<Change>)>,
+    /// The change list, shared with the pool's other connections.
+    changes: Arc<SharedChanges>,
+    /// This connection's last sight of the store's generation.
+    seen: Seen,
 }
 
 impl Data {
+    /// A connection with a change list of its own.
     pub fn new(store: Store) -> Data {
+        Data::sharing(store, Arc::default())
+    }
+
+    /// A connection of a pool whose connections share `changes`.
+    pub fn sharing(store: Store, changes: Arc<SharedChanges>) -> Data {
         Data {
             store,
-            changes: None,
+            changes,
+            seen: Seen::default(),
         }
     }
 
-    /// [`Store::changes_since`], from the kept list when it covers `since`.
+    /// [`Store::changes_since`], from the shared list when it covers `since`.
     pub fn changes_since(&mut self, since: i64) -> Result<Vec<Change>, StoreError> {
-        let generation = self.store.generation()?;
-        if let Some((g, from, list)) = &self.changes {
-            if *g == generation && *from <= since {
-                return Ok(list
-                    .iter()
-                    .filter(|c| c.first_seen >= since)
-                    .cloned()
-                    .collect());
-            }
-        }
-        let list = self.store.changes_since(since, None)?;
-        self.changes = Some((generation, since, list.clone()));
-        Ok(list)
+        self.changes.since(&self.store, &mut self.seen, since)
+    }
+
+    /// Whether the shared list should be computed for the whole history now (marked as
+    /// started; see [`SharedChanges::should_warm`]).
+    pub fn changes_need_warming(&mut self) -> bool {
+        // A store that cannot answer now: the page that needs the list will say so.
+        self.changes
+            .should_warm(&self.store, &mut self.seen)
+            .unwrap_or(false)
+    }
+
+    /// How many change lists the pool's connections computed (the rest were kept ones).
+    pub fn changes_computed(&self) -> u64 {
+        self.changes.computed()
+    }
+
+    /// Computes the shared list for the whole history.
+    pub fn warm_changes(&mut self) -> Result<(), StoreError> {
+        self.changes.warm(&self.store, &mut self.seen)
     }
 }
 

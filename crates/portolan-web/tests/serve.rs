@@ -1,63 +1,18 @@
 //! The web view through its router (no port): pages, their JSON and CSV, the filter,
 //! escaping of hostile banners, security headers, methods, listening rules and auth.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
+use common::{host, readers, scan, DAY, XSS};
 use http_body_util::BodyExt;
-use portolan_model::{Host, HostStatus, Port, Protocol, Script, Service};
 use portolan_store::query::now;
-use portolan_store::{FinishStats, ScanMeta, Source, Store};
+use portolan_store::Store;
 use portolan_web::auth::{user_line_with, Auth};
 use portolan_web::{check_listen, router_with, Limits, WebError};
 use tower::ServiceExt;
-
-const DAY: i64 = 86_400;
-const XSS: &str = "<script>alert(1)</script>";
-
-/// A port: number, product, version, and a script output when given.
-fn host(ip: &str, ports: &[(u16, &str, &str, Option<&str>)]) -> Host {
-    let mut h = Host::new(ip.parse().unwrap(), HostStatus::up("syn-ack"));
-    for (p, product, version, script) in ports {
-        let mut port = Port::new(Protocol::Tcp, *p, "open".parse().unwrap(), "syn-ack");
-        port.service = Some(Service {
-            name: if *p == 22 { "ssh" } else { "http" }.into(),
-            product: Some((*product).into()),
-            version: Some((*version).into()),
-            ..Service::default()
-        });
-        if let Some(out) = script {
-            port.scripts.push(Script::text("banner", *out));
-        }
-        h.ports.push(port);
-    }
-    h
-}
-
-fn scan(store: &mut Store, started: i64, complete: bool, hosts: &[Host]) -> i64 {
-    let meta = ScanMeta {
-        started,
-        args: "portolan -sV 198.18.0.0/24".into(),
-        targets: "198.18.0.0/24".into(),
-        source: Source::Scan,
-        file: None,
-        scanner: "portolan".into(),
-        version: "0.1.0".into(),
-    };
-    let id = store.begin_scan(&meta).unwrap();
-    for h in hosts {
-        store.add_host(id, h).unwrap();
-    }
-    if complete {
-        let stats = FinishStats {
-            finished: started + 60,
-            hosts_up: hosts.len() as u32,
-            hosts_total: 256,
-        };
-        store.finish_scan(id, stats).unwrap();
-    }
-    id.0
-}
 
 /// Three scans: two days ago, yesterday (a port opened, a version changed, a hostile
 /// banner), and an interrupted one today.
@@ -93,10 +48,7 @@ fn app_with(auth: Option<Auth>) -> (tempfile::TempDir, Router) {
     scan(&mut store, t, false, &[host("198.18.0.9", &[])]);
     drop(store);
     // As `portolan serve` reads it: through a few read-only connections.
-    let readers = (0..2)
-        .map(|_| Store::open_read_only(&path).unwrap())
-        .collect();
-    (dir, router_with(readers, auth, Limits::default()))
+    (dir, router_with(readers(&path, 2), auth, Limits::default()))
 }
 
 fn app() -> (tempfile::TempDir, Router) {
@@ -149,6 +101,7 @@ async fn every_page_answers_with_its_security_headers() {
         "/api/diff?a=1&b=2",
         "/static/app.js",
         "/static/style.css",
+        "/static/icon.svg",
         "/nowhere",
         "/host/10.9.9.9",
     ] {

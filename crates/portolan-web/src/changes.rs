@@ -1,0 +1,415 @@
+//! The change list the pages share: the changes since the widest window asked so far, kept
+//! once for all of the pool's connections (any of them serves the next request) until the
+//! store has another scan.
+//!
+//! The list is keyed by what it was computed from: the store's complete scans (id, start,
+//! targets), which is all [`Store::changes_since`] groups and compares (a complete scan's
+//! hosts are not rewritten). That key is the same whichever connection reads it, which a
+//! store's generation (SQLite's `data_version`, a connection's own number) is not: each
+//! connection reads the key again only when its generation moved, so a request pays for a
+//! query of the scans table only after a write.
+//!
+//! Computing a year of changes reads every scan's hosts (a third of a second on a year of
+//! daily /20 scans), so the whole history is computed in the background as soon as a
+//! request finds it missing ([`SharedChanges::should_warm`]): when the server starts and
+//! after each scan lands. A request for any window then finds it ready. When the scans that
+//! landed are all newer than the kept list's, only their changes are computed and added.
+
+use portolan_store::{Change, Store, StoreError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// What a change list is computed from: the complete scans, as (id, started, targets).
+type Basis = Vec<(i64, i64, String)>;
+
+fn basis(store: &Store) -> Result<Basis, StoreError> {
+    Ok(store
+        .history()?
+        .into_iter()
+        .filter(|s| s.complete)
+        .map(|s| (s.id, s.started, s.targets))
+        .collect())
+}
+
+/// The kept list, shared by the pool's connections.
+#[derive(Default)]
+pub struct SharedChanges {
+    kept: Mutex<Option<Kept>>,
+    /// The scans a computation of the whole history was last started for (at most one
+    /// per store state, even when it fails).
+    warming: Mutex<Option<Arc<Basis>>>,
+    /// How many lists were computed whole (the others were cut from a kept one, or a kept
+    /// one extended with newer scans).
+    computed: AtomicU64,
+}
+
+struct Kept {
+    basis: Arc<Basis>,
+    /// The list holds every change first seen at or after this time, oldest first.
+    from: i64,
+    list: Arc<Vec<Change>>,
+}
+
+/// A connection's view of the store: its generation when last asked, and the basis read
+/// then.
+#[derive(Default)]
+pub struct Seen {
+    generation: Option<i64>,
+    basis: Arc<Basis>,
+}
+
+impl Seen {
+    /// The store's basis now, read again only when the connection's generation moved.
+    fn basis(&mut self, store: &Store) -> Result<Arc<Basis>, StoreError> {
+        let generation = store.generation()?;
+        if self.generation != Some(generation) {
+            self.basis = Arc::new(basis(store)?);
+            self.generation = Some(generation);
+        }
+        Ok(self.basis.clone())
+    }
+}
+
+/// When `new` is `old` with scans added that all started after every scan of `old`: the
+/// earliest start among them. Changes first seen from then on are the added scans' only,
+/// and the changes of `old`'s scans stay as they were (each compares with the one before).
+fn appended_since(old: &Basis, new: &Basis) -> Option<i64> {
+    let last_old = old.iter().map(|b| b.1).max()?;
+    let olds: std::collections::HashSet<&(i64, i64, String)> = old.iter().collect();
+    let mut kept = 0;
+    let mut first_new = None::<i64>;
+    for b in new {
+        if olds.contains(b) {
+            kept += 1;
+        } else {
+            first_new = Some(first_new.map_or(b.1, |f| f.min(b.1)));
+        }
+    }
+    // A scan removed, or one that started before the newest kept one (an import of an
+    // older file, a long scan that finished late), changes what came before: not a tail.
+    let first_new = first_new?;
+    (kept == old.len() && first_new > last_old).then_some(first_new)
+}
+
+/// The changes of `list` that come from the scans of `basis`: a scan that landed after the
+/// basis was read must not be in a list kept under it (extending the list with that scan
+/// later would add its changes twice).
+fn of_basis(mut list: Vec<Change>, basis: &Basis) -> Vec<Change> {
+    let ids: std::collections::HashSet<i64> = basis.iter().map(|b| b.0).collect();
+    list.retain(|c| ids.contains(&c.scan_id));
+    list
+}
+
+/// The changes of `list` (oldest first) first seen at or after `since`.
+fn tail(list: &[Change], since: i64) -> Vec<Change> {
+    let start = list.partition_point(|c| c.first_seen < since);
+    list.get(start..).unwrap_or_default().to_vec()
+}
+
+impl SharedChanges {
+    fn kept(&self) -> MutexGuard<'_, Option<Kept>> {
+        // A page that panicked while holding it left it whole (each change is one
+        // assignment).
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the whole history should be computed now ([`SharedChanges::warm`], in the
+    /// background): the kept list does not hold it for the store as `seen` finds it, and
+    /// no computation was started for these scans yet (this call marks it started).
+    pub fn should_warm(&self, store: &Store, seen: &mut Seen) -> Result<bool, StoreError> {
+        let basis = seen.basis(store)?;
+        // A list from before the first scan is the whole history (a page may have asked
+        // for a window that wide).
+        let first = basis.iter().map(|b| b.1).min().unwrap_or(i64::MIN);
+        if let Some(k) = &*self.kept() {
+            if k.basis == basis && k.from <= first {
+                return Ok(false);
+            }
+        }
+        let mut warming = self.warming.lock().unwrap_or_else(|p| p.into_inner());
+        if warming.as_ref() == Some(&basis) {
+            return Ok(false);
+        }
+        *warming = Some(basis);
+        Ok(true)
+    }
+
+    /// Computes and keeps the whole history.
+    pub fn warm(&self, store: &Store, seen: &mut Seen) -> Result<(), StoreError> {
+        self.since(store, seen, i64::MIN).map(drop)
+    }
+
+    /// How many change lists were computed whole from the store so far.
+    pub fn computed(&self) -> u64 {
+        self.computed.load(Ordering::Relaxed)
+    }
+
+    /// [`Store::changes_since`] through `store` (whose view is `seen`): cut from the kept
+    /// list when it was computed from the same scans and covers `since` (changes since a
+    /// later time are its tail: a change is dated by its scan's start); extended with the
+    /// new scans' changes when only newer scans landed since; otherwise computed, and kept
+    /// when the kept one is stale or narrower.
+    pub fn since(
+        &self,
+        store: &Store,
+        seen: &mut Seen,
+        since: i64,
+    ) -> Result<Vec<Change>, StoreError> {
+        let basis = seen.basis(store)?;
+        let older = {
+            let kept = self.kept();
+            match &*kept {
+                Some(k) if k.basis == basis && k.from <= since => {
+                    return Ok(tail(&k.list, since));
+                }
+                Some(k) if k.from <= since => {
+                    appended_since(&k.basis, &basis).map(|first| (first, k.from, k.list.clone()))
+                }
+                _ => None,
+            }
+        };
+        // Computed without the lock: pages that the kept list serves are not held up.
+        if let Some((first, from, list)) = older {
+            // Only scans newer than all the kept list's landed: their changes (each scan
+            // against the one before it of its targets) are all that is new.
+            let newer = of_basis(store.changes_since(first, None)?, &basis);
+            let mut list = Vec::clone(&list);
+            list.extend(newer);
+            let list = Arc::new(list);
+            let mut kept = self.kept();
+            if kept
+                .as_ref()
+                .is_none_or(|k| k.basis != basis || from < k.from)
+            {
+                *kept = Some(Kept {
+                    basis,
+                    from,
+                    list: list.clone(),
+                });
+            }
+            return Ok(tail(&list, since));
+        }
+        let list = of_basis(store.changes_since(since, None)?, &basis);
+        self.computed.fetch_add(1, Ordering::Relaxed);
+        let mut kept = self.kept();
+        let replace = kept
+            .as_ref()
+            .is_none_or(|k| k.basis != basis || since < k.from);
+        if replace {
+            *kept = Some(Kept {
+                basis,
+                from: since,
+                list: Arc::new(list.clone()),
+            });
+        }
+        Ok(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(first_seen: i64) -> Change {
+        Change {
+            first_seen,
+            scan_id: first_seen,
+            previous_scan_id: first_seen - 1,
+            address: format!("198.18.0.{first_seen}"),
+            kind: portolan_store::ChangeKind::PortOpened,
+            protocol: Some("tcp".into()),
+            port: Some(22),
+            before: None,
+            after: Some("ssh".into()),
+        }
+    }
+
+    /// A complete scan at `started` of 198.18.0.1 with `ports` open.
+    fn record(store: &mut Store, started: i64, ports: &[u16]) {
+        use portolan_model::{Host, HostStatus, Port, Protocol};
+        use portolan_store::{FinishStats, ScanMeta, Source};
+        let meta = ScanMeta {
+            started,
+            args: "portolan 198.18.0.0/24".into(),
+            targets: "198.18.0.0/24".into(),
+            source: Source::Scan,
+            file: None,
+            scanner: "portolan".into(),
+            version: "0.1.0".into(),
+        };
+        let id = store.begin_scan(&meta).unwrap();
+        let mut h = Host::new("198.18.0.1".parse().unwrap(), HostStatus::up("syn-ack"));
+        for p in ports {
+            h.ports.push(Port::new(
+                Protocol::Tcp,
+                *p,
+                "open".parse().unwrap(),
+                "syn-ack",
+            ));
+        }
+        store.add_host(id, &h).unwrap();
+        let stats = FinishStats {
+            finished: started + 60,
+            hosts_up: 1,
+            hosts_total: 256,
+        };
+        store.finish_scan(id, stats).unwrap();
+    }
+
+    /// One connection computes, another is served the kept list; after a write each sees
+    /// the new scan, and the list is computed once for both.
+    #[test]
+    fn connections_share_the_list_until_a_scan_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let mut writer = Store::open(&path).unwrap();
+        let t = portolan_store::query::now();
+        record(&mut writer, t - 3 * 86_400, &[22]);
+        record(&mut writer, t - 2 * 86_400, &[22, 80]);
+        let (a, b) = (
+            Store::open_read_only(&path).unwrap(),
+            Store::open_read_only(&path).unwrap(),
+        );
+        let shared = SharedChanges::default();
+        let (mut seen_a, mut seen_b) = (Seen::default(), Seen::default());
+        let month = t - 30 * 86_400;
+        let week = t - 7 * 86_400;
+
+        let wide = shared.since(&a, &mut seen_a, month).unwrap();
+        assert_eq!(wide.len(), 1, "80 opened");
+        assert_eq!(shared.computed(), 1);
+        // Another connection, a narrower window: cut from the kept list.
+        let narrow = shared.since(&b, &mut seen_b, week).unwrap();
+        assert_eq!(narrow, b.changes_since(week, None).unwrap());
+        assert_eq!(shared.computed(), 1);
+
+        // A newer scan lands: each connection sees it, and the kept list is extended with
+        // its changes, not computed again.
+        record(&mut writer, t - 86_400, &[22]);
+        let after = shared.since(&b, &mut seen_b, month).unwrap();
+        assert_eq!(after.len(), 2, "80 closed: {after:?}");
+        assert_eq!(after, b.changes_since(month, None).unwrap());
+        assert_eq!(shared.since(&a, &mut seen_a, month).unwrap(), after);
+        assert_eq!(shared.computed(), 1);
+        // A wider window is computed, and kept.
+        let year = t - 365 * 86_400;
+        assert_eq!(shared.since(&a, &mut seen_a, year).unwrap(), after);
+        assert_eq!(shared.since(&b, &mut seen_b, year).unwrap(), after);
+        assert_eq!(shared.computed(), 2);
+    }
+
+    /// A scan older than the kept list's newest (an import of an old file) changes what
+    /// came after it: the list is computed again.
+    #[test]
+    fn an_older_scan_landing_recomputes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let mut writer = Store::open(&path).unwrap();
+        let t = portolan_store::query::now();
+        record(&mut writer, t - 3 * 86_400, &[22]);
+        record(&mut writer, t - 86_400, &[22, 80]);
+        let a = Store::open_read_only(&path).unwrap();
+        let shared = SharedChanges::default();
+        let mut seen = Seen::default();
+        let month = t - 30 * 86_400;
+        assert_eq!(shared.since(&a, &mut seen, month).unwrap().len(), 1);
+        // Between the two: 80 now opens two days ago, and nothing changes yesterday.
+        record(&mut writer, t - 2 * 86_400, &[22, 80]);
+        let got = shared.since(&a, &mut seen, month).unwrap();
+        assert_eq!(got, a.changes_since(month, None).unwrap());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].first_seen, t - 2 * 86_400);
+        assert_eq!(shared.computed(), 2);
+    }
+
+    /// The whole history is asked for once per store state, then serves every window.
+    #[test]
+    fn the_whole_history_is_warmed_once_per_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let mut writer = Store::open(&path).unwrap();
+        let t = portolan_store::query::now();
+        record(&mut writer, t - 400 * 86_400, &[22]);
+        record(&mut writer, t - 300 * 86_400, &[22, 80]);
+        let (a, b) = (
+            Store::open_read_only(&path).unwrap(),
+            Store::open_read_only(&path).unwrap(),
+        );
+        let shared = SharedChanges::default();
+        let (mut seen_a, mut seen_b) = (Seen::default(), Seen::default());
+        assert!(shared.should_warm(&a, &mut seen_a).unwrap());
+        // Started already: not again, from either connection.
+        assert!(!shared.should_warm(&b, &mut seen_b).unwrap());
+        shared.warm(&a, &mut seen_a).unwrap();
+        assert!(!shared.should_warm(&a, &mut seen_a).unwrap());
+        assert_eq!(shared.computed(), 1);
+        let year = shared.since(&b, &mut seen_b, t - 365 * 86_400).unwrap();
+        assert_eq!(year, b.changes_since(t - 365 * 86_400, None).unwrap());
+        assert_eq!(year.len(), 1);
+        assert_eq!(shared.since(&a, &mut seen_a, 0).unwrap().len(), 1);
+        assert_eq!(shared.computed(), 1);
+        // A scan lands: warmed again, once (by extending the list with its changes),
+        // unless a page asked for the whole history since.
+        record(&mut writer, t - 2 * 86_400, &[22, 80]);
+        shared.since(&a, &mut seen_a, t - 401 * 86_400).unwrap();
+        assert!(!shared.should_warm(&b, &mut seen_b).unwrap());
+        record(&mut writer, t - 86_400, &[22]);
+        assert!(shared.should_warm(&b, &mut seen_b).unwrap());
+        assert!(!shared.should_warm(&a, &mut seen_a).unwrap());
+        shared.warm(&b, &mut seen_b).unwrap();
+        let week = shared.since(&a, &mut seen_a, t - 7 * 86_400).unwrap();
+        assert_eq!(week.len(), 1, "80 closed: {week:?}");
+        assert_eq!(
+            shared.since(&a, &mut seen_a, 0).unwrap(),
+            a.changes_since(0, None).unwrap()
+        );
+        assert_eq!(shared.computed(), 1);
+    }
+
+    #[test]
+    fn a_list_keeps_the_changes_of_its_basis_only() {
+        let list: Vec<Change> = [1, 2, 5].into_iter().map(change).collect();
+        let basis: Basis = vec![(0, 0, "t".into()), (2, 2, "t".into())];
+        let ids: Vec<i64> = of_basis(list, &basis).iter().map(|c| c.scan_id).collect();
+        assert_eq!(ids, [2]);
+        let older: Basis = vec![(1, 10, "t".into())];
+        let newer = |extra: &[(i64, i64)]| -> Basis {
+            older
+                .iter()
+                .cloned()
+                .chain(extra.iter().map(|&(id, t)| (id, t, "t".to_string())))
+                .collect()
+        };
+        assert_eq!(
+            appended_since(&older, &newer(&[(2, 20), (3, 15)])),
+            Some(15)
+        );
+        assert_eq!(
+            appended_since(&older, &newer(&[(2, 5)])),
+            None,
+            "older scan"
+        );
+        assert_eq!(appended_since(&older, &newer(&[])), None, "nothing new");
+        assert_eq!(
+            appended_since(&older, &vec![(2, 20, "t".into())]),
+            None,
+            "removed"
+        );
+        assert_eq!(appended_since(&vec![], &older), None, "nothing kept");
+    }
+
+    #[test]
+    fn a_tail_starts_at_the_first_change_since() {
+        let list: Vec<Change> = [1, 2, 2, 5].into_iter().map(change).collect();
+        let at = |since| {
+            tail(&list, since)
+                .iter()
+                .map(|c| c.first_seen)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at(0), [1, 2, 2, 5]);
+        assert_eq!(at(2), [2, 2, 5]);
+        assert_eq!(at(3), [5]);
+        assert_eq!(at(6), Vec::<i64>::new());
+    }
+}
