@@ -17,6 +17,8 @@ bash scripts/install-build-deps.sh --runtime
 if [ "$(id -u)" -eq 0 ]; then
     bash scripts/install-lab-deps.sh
     export PORTOLAN_LAB=required
+    # The PostgreSQL store's tests start their own cluster (crates/portolan-testpg).
+    export PORTOLAN_PG=required
     # The web view's test in headless Chromium (installed just above) must run too.
     export PORTOLAN_BROWSER=required
 else

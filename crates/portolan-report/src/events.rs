@@ -170,7 +170,41 @@ pub struct Vulnerability {
     /// Its references (URLs), when the result reports one vulnerability.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reference: Vec<String>,
+    /// The CVSS base score, when the finding gives one (`--vulns` findings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<VulnScore>,
+    /// `CRITICAL`, `HIGH`, `MEDIUM`, `LOW` (CVSS), when the finding gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// `CVSS` when a score is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<String>,
+    /// `CVE` for `--vulns` findings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enumeration: Option<String>,
+    /// Who found it: Portolan, for `--vulns` findings (matched offline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scanner: Option<VulnScanner>,
 }
+
+/// ECS `vulnerability.score.*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VulnScore {
+    /// A JSON number (kept exact, and comparable).
+    pub base: serde_json::Number,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// ECS `vulnerability.scanner.*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VulnScanner {
+    pub vendor: String,
+}
+
+/// The script id of Portolan's offline findings (`--vulns`, docs/vulns.md): one table per
+/// CVE, which the events split into one alert each.
+pub const OFFLINE_VULNS_ID: &str = "vulns";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Destination {
@@ -550,10 +584,30 @@ impl Builder<'_> {
                 [v] => Some(v),
                 _ => None,
             };
+            let ours = script.id == OFFLINE_VULNS_ID;
+            let table = match script.content.as_slice() {
+                [ScriptItem::Table { items, .. }] if one.is_some() => Some(items.as_slice()),
+                _ => None,
+            };
+            let score = table
+                .and_then(|t| elem(t, "cvss"))
+                .and_then(|c| c.parse::<f64>().ok())
+                .and_then(serde_json::Number::from_f64)
+                .map(|base| VulnScore {
+                    base,
+                    version: table.and_then(|t| elem(t, "cvss_version")).map(Into::into),
+                });
             e.vulnerability = Some(Vulnerability {
                 id: ids,
                 description: one.and_then(|v| v.description.clone()),
                 reference: one.map(|v| v.refs.clone()).unwrap_or_default(),
+                classification: score.as_ref().map(|_| "CVSS".to_string()),
+                score,
+                severity: table.and_then(|t| elem(t, "severity")).map(Into::into),
+                enumeration: ours.then(|| "CVE".to_string()),
+                scanner: ours.then(|| VulnScanner {
+                    vendor: "Portolan".into(),
+                }),
             });
         }
         e.portolan.script = Some(ScriptFields {
@@ -749,13 +803,41 @@ pub fn host_events(run: &ScanRun, host: &Host) -> Vec<Event> {
             out.push(b.port_event(Action::PortOpen, host, p, when));
         }
         for s in &p.scripts {
-            out.push(b.script_event(s, Place::Port(host, p), when));
+            if s.id == OFFLINE_VULNS_ID && s.content.len() > 1 {
+                // One alert per CVE, as a SIEM alerts and deduplicates on them.
+                for one in split_findings(s) {
+                    out.push(b.script_event(&one, Place::Port(host, p), when));
+                }
+            } else {
+                out.push(b.script_event(s, Place::Port(host, p), when));
+            }
         }
     }
     for s in &host.hostscripts {
         out.push(b.script_event(s, Place::Host(host), when));
     }
     out
+}
+
+/// A `--vulns` result cut into one result per finding (its table, and its line of text).
+fn split_findings(s: &Script) -> Vec<Script> {
+    s.content
+        .iter()
+        .map(|item| {
+            let key = item.key().unwrap_or_default();
+            let line = s
+                .output
+                .lines()
+                .map(str::trim)
+                .find(|l| !key.is_empty() && l.starts_with(key))
+                .unwrap_or(key);
+            Script {
+                id: s.id.clone(),
+                output: line.to_string(),
+                content: vec![item.clone()],
+            }
+        })
+        .collect()
 }
 
 /// The `script-result` events of the run's pre-scan scripts, stamped with the run's start.

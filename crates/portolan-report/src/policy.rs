@@ -14,7 +14,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use portolan_model::{Host, PortState, Protocol, ScanRun, Service};
+use portolan_model::{Host, PortState, Protocol, ScanRun, Script, ScriptItem, Service};
 
 /// The policy format version this build reads.
 pub const POLICY_VERSION: i64 = 1;
@@ -334,6 +334,9 @@ struct RawRule {
     allow_services: Option<Vec<ServiceName>>,
     #[serde(default)]
     must_be_up: Vec<RequiredHost>,
+    #[serde(default)]
+    no_kev: bool,
+    max_cvss: Option<Spanned<f64>>,
     why: Option<String>,
 }
 
@@ -350,8 +353,32 @@ pub struct Rule {
     /// When present, the only ports/services allowed open: anything else is unexpected.
     pub allow: Option<Allow>,
     pub must_be_up: Vec<HostPattern>,
+    /// `no_kev = true`: no known exploited vulnerability (CISA KEV) among the `--vulns`
+    /// findings of an open port (docs/vulns.md).
+    pub no_kev: bool,
+    /// `max_cvss = 8.9`: no `--vulns` finding with a CVSS base score above this.
+    pub max_cvss: Option<Cvss>,
     /// The reason given in the file, repeated in every violation of the rule.
     pub why: Option<String>,
+}
+
+/// A CVSS base score, in tenths (scores have one decimal), so that rules compare exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cvss(pub u8);
+
+impl Cvss {
+    /// A score from 0 to 10, rounded to its tenth; None outside.
+    pub fn from_score(score: f64) -> Option<Cvss> {
+        (0.0..=10.0)
+            .contains(&score)
+            .then(|| Cvss((score * 10.0).round() as u8))
+    }
+}
+
+impl fmt::Display for Cvss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0 / 10, self.0 % 10)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -454,15 +481,30 @@ impl Policy {
                     services: s.unwrap_or_default(),
                 }),
             };
+            let max_cvss =
+                match r.max_cvss {
+                    None => None,
+                    Some(m) => Some(Cvss::from_score(*m.get_ref()).ok_or_else(|| {
+                        PolicyError::Invalid {
+                            line: lines.line(m.span().start),
+                            message: format!(
+                                "rule {name:?}: max_cvss {} is not a CVSS score (0 to 10)",
+                                m.get_ref()
+                            ),
+                        }
+                    })?),
+                };
             if r.forbid_ports.is_empty()
                 && r.forbid_services.is_empty()
                 && allow.is_none()
                 && r.must_be_up.is_empty()
+                && !r.no_kev
+                && max_cvss.is_none()
             {
                 return Err(PolicyError::Invalid {
                     line,
                     message: format!(
-                        "rule {name:?} checks nothing: give it forbid_ports, forbid_services, allow_ports, allow_services or must_be_up"
+                        "rule {name:?} checks nothing: give it forbid_ports, forbid_services, allow_ports, allow_services, must_be_up, no_kev or max_cvss"
                     ),
                 });
             }
@@ -486,6 +528,8 @@ impl Policy {
                 forbid_services: r.forbid_services,
                 allow,
                 must_be_up: r.must_be_up.into_iter().map(|h| h.0).collect(),
+                no_kev: r.no_kev,
+                max_cvss,
                 why: r.why.filter(|w| !w.trim().is_empty()),
             });
         }
@@ -614,6 +658,18 @@ impl Evaluation<'_> {
                         why: with_reason(why, rule),
                     });
                 }
+                for (kind, why) in rule.judge_vulns(&port.scripts) {
+                    self.out.push(Violation {
+                        host: host.addr_str().to_string(),
+                        hostname: host.hostname().map(str::to_string),
+                        port: Some(port.portid),
+                        protocol: Some(port.protocol),
+                        service: port.service.as_ref().map(service_label),
+                        rule: rule.name.clone(),
+                        kind,
+                        why: with_reason(why, rule),
+                    });
+                }
             }
         }
     }
@@ -679,7 +735,59 @@ fn service_label(s: &Service) -> String {
     }
 }
 
+/// The script id of `--vulns` findings (docs/vulns.md): a table per CVE with `id`,
+/// `cvss` and `is_exploit`.
+const VULNS_SCRIPT: &str = "vulns";
+
 impl Rule {
+    /// What `no_kev` and `max_cvss` say of a port's `--vulns` findings: one violation per
+    /// finding that breaks them, in the findings' order.
+    fn judge_vulns(&self, scripts: &[Script]) -> Vec<(ViolationKind, String)> {
+        if !self.no_kev && self.max_cvss.is_none() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for item in scripts
+            .iter()
+            .filter(|s| s.id == VULNS_SCRIPT)
+            .flat_map(|s| &s.content)
+        {
+            let ScriptItem::Table { key, items } = item else {
+                continue;
+            };
+            let value = |k: &str| {
+                items.iter().find_map(|i| match i {
+                    ScriptItem::Elem {
+                        key: Some(ik),
+                        value,
+                    } if ik == k => Some(value.as_str()),
+                    _ => None,
+                })
+            };
+            let Some(id) = value("id").or(key.as_deref()) else {
+                continue;
+            };
+            if self.no_kev && value("is_exploit") == Some("true") {
+                out.push((
+                    ViolationKind::KnownExploited,
+                    format!("{id} is a known exploited vulnerability (CISA KEV; no_kev)"),
+                ));
+            }
+            let score = value("cvss")
+                .and_then(|c| c.parse::<f64>().ok())
+                .and_then(Cvss::from_score);
+            if let (Some(max), Some(score)) = (self.max_cvss, score) {
+                if score > max {
+                    out.push((
+                        ViolationKind::Cvss,
+                        format!("{id} has CVSS {score}, above max_cvss {max}"),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// What this rule says of an open port: None when it has nothing against it.
     /// A forbidden port is reported as such only (not also as unexpected).
     fn judge(
@@ -732,6 +840,10 @@ pub enum ViolationKind {
     Down,
     /// A must-be-up host that the scan does not list.
     Missing,
+    /// A `--vulns` finding in CISA's known exploited catalog, under a `no_kev` rule.
+    KnownExploited,
+    /// A `--vulns` finding scored above a rule's `max_cvss`.
+    Cvss,
 }
 
 impl ViolationKind {
@@ -741,6 +853,8 @@ impl ViolationKind {
             ViolationKind::Unexpected => "unexpected",
             ViolationKind::Down => "down",
             ViolationKind::Missing => "missing",
+            ViolationKind::KnownExploited => "known-exploited",
+            ViolationKind::Cvss => "cvss",
         }
     }
 }
@@ -833,6 +947,85 @@ allow_services = ["http", "ssl/http", "ssh"]
 
     fn err(text: &str) -> PolicyError {
         Policy::parse(text).expect_err("should be refused")
+    }
+
+    /// A `--vulns` finding as portolan-vuln writes it (the fields the rules read).
+    fn finding(cve: &str, cvss: &str, kev: bool) -> ScriptItem {
+        let elem = |k: &str, v: &str| ScriptItem::Elem {
+            key: Some(k.into()),
+            value: v.into(),
+        };
+        ScriptItem::Table {
+            key: Some(cve.into()),
+            items: vec![
+                elem("id", cve),
+                elem("cvss", cvss),
+                elem("is_exploit", &kev.to_string()),
+            ],
+        }
+    }
+
+    #[test]
+    fn known_exploited_and_cvss_rules_judge_vulns_findings() {
+        let p = Policy::parse(
+            "[[rule]]\nname = \"no kev\"\nno_kev = true\n\
+             [[rule]]\nname = \"cvss\"\nhosts = [\"10.0.20.0/24\"]\nmax_cvss = 8.9\n",
+        )
+        .unwrap();
+        assert_eq!(p.rules[1].max_cvss, Some(Cvss(89)));
+        let mut h = host(
+            "10.0.20.5",
+            &[(22, Protocol::Tcp, "ssh"), (6379, Protocol::Tcp, "redis")],
+        );
+        h.ports[0].scripts.push(Script {
+            id: "vulns".into(),
+            output: String::new(),
+            content: vec![
+                finding("CVE-2024-6387", "8.1", false),
+                finding("CVE-2023-38408", "9.8", false),
+                finding("CVE-2000-0001", "-", false),
+            ],
+        });
+        h.ports[1].scripts.push(Script {
+            id: "vulns".into(),
+            output: String::new(),
+            content: vec![finding("CVE-2022-0543", "10.0", true)],
+        });
+        // Another script's tables are not findings.
+        h.ports[1].scripts.push(Script {
+            id: "vulners".into(),
+            output: String::new(),
+            content: vec![finding("CVE-2099-0001", "10.0", true)],
+        });
+        let v = p.evaluate(&run(vec![h.clone()]));
+        let got: Vec<(u16, &str, &str)> = v
+            .iter()
+            .map(|v| (v.port.unwrap(), v.kind.as_str(), v.rule.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (22, "cvss", "cvss"),
+                (6379, "known-exploited", "no kev"),
+                (6379, "cvss", "cvss"),
+            ]
+        );
+        assert!(
+            v[0].why
+                .contains("CVE-2023-38408 has CVSS 9.8, above max_cvss 8.9"),
+            "{}",
+            v[0].why
+        );
+        assert!(v[1].why.contains("CVE-2022-0543"), "{}", v[1].why);
+        // Out of the rule's hosts: only no_kev applies.
+        let mut other = h;
+        other.addresses[0].addr = "192.0.2.1".into();
+        assert_eq!(p.evaluate(&run(vec![other])).len(), 1);
+        // A score outside 0-10 is refused, with its line.
+        let e = err("[[rule]]\nname = \"x\"\nmax_cvss = 11\n");
+        assert!(e.to_string().contains("max_cvss"), "{e}");
+        assert_eq!(e.line(), 3);
+        assert!(Policy::parse("[[rule]]\nname = \"x\"\nno_kev = false\n").is_err());
     }
 
     #[test]

@@ -77,6 +77,7 @@ fn runs() -> Vec<(String, ScanRun)> {
             ScanRun::new("portolan -sn 192.0.2.0/30", 1),
         ),
         ("vulns".to_string(), vulns_run()),
+        ("offline-vulns".to_string(), offline_vulns_run()),
     ];
     for name in [
         "full", "sv", "udp", "v6", "multi", "sn", "scripts", "os-a", "os-v", "os-trace",
@@ -89,6 +90,81 @@ fn runs() -> Vec<(String, ScanRun)> {
     assert_eq!(events_of(&back), events_of(&sample_run()));
     out.push(("json-round-trip".to_string(), back));
     out
+}
+
+/// `sample_run` with `--vulns` findings (portolan-vuln's script result) on a port: one
+/// upstream-only, one confirmed by Debian's tracker, one without a score.
+fn offline_vulns_run() -> ScanRun {
+    use portolan_vuln::{Basis, Finding};
+    let finding = |cve: &str, cvss: Option<f64>, basis: Basis| Finding {
+        cve: cve.into(),
+        cvss,
+        cvss_version: cvss.map(|_| "3.1".into()),
+        severity: cvss.map(|_| "HIGH".into()),
+        kev_date_added: None,
+        kev_ransomware: None,
+        epss: Some(0.5),
+        epss_percentile: Some(0.9),
+        product: "openbsd:openssh".into(),
+        version: "9.2p1".into(),
+        matched: "cpe:2.3:a:openbsd:openssh:*:*:*:*:*:*:*:* (< 9.8p1)".into(),
+        basis,
+        description: "A flaw. More words.".into(),
+    };
+    let upstream = Basis::Upstream {
+        note: "upstream version only".into(),
+    };
+    let debian = Basis::Debian {
+        package: "openssh".into(),
+        release: "bookworm".into(),
+        installed: "1:9.2p1-2+deb12u2".into(),
+        status: "resolved".into(),
+        fixed_version: Some("1:9.2p1-2+deb12u3".into()),
+    };
+    let mut run = sample_run();
+    let all = [
+        finding("CVE-2024-6387", Some(8.1), debian),
+        finding("CVE-2023-38408", Some(9.8), upstream.clone()),
+        finding("CVE-2000-0001", None, upstream),
+    ];
+    run.hosts[0].ports[0]
+        .scripts
+        .push(portolan_vuln::report::script(&all));
+    run.hosts[0].ports[1]
+        .scripts
+        .push(portolan_vuln::report::script(&all[..1]));
+    run
+}
+
+#[test]
+fn offline_findings_are_one_alert_each_with_their_score() {
+    let text = events_of(&offline_vulns_run());
+    let alerts: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"]["kind"] == "alert")
+        .collect();
+    assert_eq!(alerts.len(), 4, "{text}");
+    let v = &alerts[0]["vulnerability"];
+    assert_eq!(v["id"], serde_json::json!(["CVE-2024-6387"]));
+    assert_eq!(v["score"]["base"], 8.1);
+    assert_eq!(v["severity"], "HIGH");
+    assert_eq!(v["scanner"]["vendor"], "Portolan");
+    assert_eq!(v["classification"], "CVSS");
+    assert_eq!(v["enumeration"], "CVE");
+    assert!(v["reference"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("/CVE-2024-6387"));
+    assert!(alerts[2]["vulnerability"].get("score").is_none());
+    assert!(alerts[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("VULNERABLE CVE-2024-6387"));
+    assert!(alerts[1]["message"]
+        .as_str()
+        .unwrap()
+        .contains("LIKELY VULNERABLE CVE-2023-38408"));
 }
 
 /// `sample_run` with an OS match, a vulnerability found (and one not found) by scripts using

@@ -1,5 +1,5 @@
 //! Portolan's history store: every scan run with `--db` and every imported file, in one
-//! SQLite file, and the questions asked of it (what changed, what is on the network now).
+//! SQLite file or one PostgreSQL database, and the questions asked of it (what changed, what is on the network now).
 //!
 //! - Writing: [`Store::begin_scan`] records a scan as incomplete, [`Store::add_host`]
 //!   commits each host as it comes, [`Store::finish_scan`] marks it complete. A scan killed
@@ -16,8 +16,15 @@
 //! imports into one store all land. Commands that only read open it with
 //! [`Store::open_existing`], which never creates a file; the web view opens it with
 //! [`Store::open_read_only`], which never writes at all.
+//!
+//! A location that is a PostgreSQL URL (`postgres://USER@HOST[:PORT]/DB?sslmode=...`), a
+//! `key=value` connection string or `service=NAME` opens a PostgreSQL store instead (see
+//! [`pg`]); every method works the same on both (the SQL is shared, see `backend`). There
+//! writers lock only the rows they write, so parallel scans never wait for each other.
 
+mod backend;
 pub mod cidr;
+pub mod pg;
 pub mod query;
 pub mod schema;
 pub mod shards;
@@ -26,13 +33,16 @@ mod write;
 /// The SQLite binding, for ad-hoc SQL through [`Store::connection`].
 pub use rusqlite;
 
+pub use backend::Backend;
 pub use cidr::{BadCidr, Cidr};
+pub use pg::is_postgres;
 pub use query::{
     Change, ChangeKind, HostSnapshot, InventoryHost, PortRecord, ScanRecord, ServiceRecord,
 };
 pub use shards::{PartRecord, PartState, ShardPart, ShardedScan};
 pub use write::{FinishStats, Imported, ScanMeta, Source, StreamedImport};
 
+use backend::{Db, Pg};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -89,6 +99,14 @@ pub enum StoreError {
     BadValue(String),
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("{location}: not a PostgreSQL store location: {detail}")]
+    BadLocation { location: String, detail: String },
+    #[error("{location}: cannot connect to the PostgreSQL store: {detail}")]
+    Connect { location: String, detail: String },
+    #[error("store (PostgreSQL): {0}")]
+    Pg(#[from] postgres::Error),
+    #[error("store (PostgreSQL): {0}")]
+    Postgres(String),
 }
 
 /// Why a store could not be opened, without SQLite's repetition of the path.
@@ -114,6 +132,19 @@ pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// Whether a transaction failed only for another writer: SQLite's busy store, or
+/// PostgreSQL's serialization failure or deadlock (the transaction was rolled back whole).
+fn is_retryable(e: &StoreError) -> bool {
+    match e {
+        StoreError::Sqlite(e) => is_busy(e),
+        StoreError::Pg(e) => e.code().is_some_and(|c| {
+            *c == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+        }),
+        _ => false,
+    }
+}
+
 /// Runs `f` again while it fails because the store is busy, pausing longer each time.
 pub(crate) fn retry_busy<T, E>(
     retries: u32,
@@ -126,7 +157,7 @@ where
     let mut tries = 0;
     loop {
         match f().map_err(StoreError::from) {
-            Err(StoreError::Sqlite(e)) if is_busy(&e) && tries < retries => {
+            Err(e) if is_retryable(&e) && tries < retries => {
                 tries += 1;
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(MAX_RETRY_PAUSE);
@@ -148,7 +179,7 @@ enum Mode {
 
 /// An open store.
 pub struct Store {
-    conn: Connection,
+    db: Db,
     path: PathBuf,
     /// How many times a busy write is tried again.
     retries: u32,
@@ -179,6 +210,9 @@ impl Store {
     }
 
     fn open_with(path: &Path, mode: Mode) -> Result<Store, StoreError> {
+        if let Some(spec) = path.to_str().filter(|s| pg::is_postgres(s)) {
+            return Store::open_pg(spec, mode);
+        }
         let path = path.to_path_buf();
         let create = mode == Mode::Create;
         let read_only = mode == Mode::ReadOnly;
@@ -283,7 +317,7 @@ impl Store {
                 });
             }
             return Ok(Store {
-                conn,
+                db: Db::Sqlite(conn),
                 path,
                 retries: BUSY_RETRIES,
             });
@@ -295,13 +329,43 @@ impl Store {
         // In WAL mode NORMAL loses nothing on a crash of the program, only on power loss.
         conn.pragma_update(None, "synchronous", "normal")?;
         conn.pragma_update(None, "foreign_keys", "on")?;
-        let mut store = Store {
-            conn,
+        let mut conn = conn;
+        retry_busy(BUSY_RETRIES, || schema::migrate(&mut conn))?;
+        Ok(Store {
+            db: Db::Sqlite(conn),
             path,
             retries: BUSY_RETRIES,
-        };
-        retry_busy(BUSY_RETRIES, || schema::migrate(&mut store.conn))?;
-        Ok(store)
+        })
+    }
+
+    /// Opens a PostgreSQL store. The database must exist; its schema is created or upgraded
+    /// unless `mode` is read-only, and then the session itself is read-only.
+    fn open_pg(spec: &str, mode: Mode) -> Result<Store, StoreError> {
+        let target = pg::PgTarget::parse(spec)?;
+        let db = Db::Pg(Pg::connect(&target)?);
+        let found = schema::pg_version(&db)?;
+        if found > schema::CURRENT {
+            return Err(StoreError::TooNew {
+                found,
+                supported: schema::CURRENT,
+            });
+        }
+        if mode == Mode::ReadOnly {
+            db.batch("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
+            if found < schema::CURRENT {
+                return Err(StoreError::TooOld {
+                    found,
+                    supported: schema::CURRENT,
+                });
+            }
+        } else {
+            retry_busy(BUSY_RETRIES, || schema::pg_migrate(&db))?;
+        }
+        Ok(Store {
+            db,
+            path: PathBuf::from(target.shown()),
+            retries: BUSY_RETRIES,
+        })
     }
 
     /// How long a write waits for other writers before it fails: `wait` in SQLite's busy
@@ -309,34 +373,78 @@ impl Store {
     /// pauses: about ten minutes) suits a night of parallel scans; a test or an impatient
     /// caller may want less.
     pub fn set_patience(&mut self, wait: Duration) -> Result<(), StoreError> {
-        self.conn.busy_timeout(wait)?;
+        match &self.db {
+            Db::Sqlite(c) => c.busy_timeout(wait)?,
+            Db::Pg(_) => self
+                .db
+                .batch(&format!("SET lock_timeout = {}", wait.as_millis().max(1)))?,
+        }
         self.retries = 0;
         Ok(())
     }
 
-    /// The file the store lives in.
+    /// The file the store lives in; for a PostgreSQL store, its location without password.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Which database the store is in.
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+
     /// The schema version of the open store.
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        match &self.db {
+            Db::Sqlite(c) => Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?),
+            Db::Pg(_) => schema::pg_version(&self.db),
+        }
     }
 
     /// A number that changes when another connection (another process, or another
     /// `Store` on the same file) has committed a write since the last call: a reader that
-    /// keeps results (the web view) knows when to drop them. SQLite's `data_version`.
+    /// keeps results (the web view) knows when to drop them. SQLite's `data_version`; in
+    /// PostgreSQL a sequence that every write moves on once it is committed (so a reader
+    /// that sees the new number also sees the write).
     pub fn generation(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        match &self.db {
+            Db::Sqlite(c) => Ok(c.query_row("PRAGMA data_version", [], |r| r.get(0))?),
+            Db::Pg(_) => self
+                .db
+                .query_opt("SELECT last_value FROM portolan_generation", &[])?
+                .map_or(Ok(0), |r| r.get(0)),
+        }
     }
 
-    /// The underlying connection, for ad-hoc SQL (read-only use is advised).
+    /// The underlying SQLite connection, for ad-hoc SQL (read-only use is advised); None
+    /// for a PostgreSQL store.
+    pub fn sqlite(&self) -> Option<&Connection> {
+        match &self.db {
+            Db::Sqlite(c) => Some(c),
+            Db::Pg(_) => None,
+        }
+    }
+
+    /// The underlying SQLite connection, for ad-hoc SQL in SQLite-only tests and tools.
+    ///
+    /// # Panics
+    /// On a PostgreSQL store (see [`Store::sqlite`]).
     pub fn connection(&self) -> &Connection {
-        &self.conn
+        self.sqlite()
+            .expect("Store::connection is for SQLite stores: see Store::sqlite")
+    }
+
+    /// Runs SQL statements without parameters on either database, for tests and tools that
+    /// change a store by hand.
+    #[doc(hidden)]
+    pub fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        self.db.batch(sql)
+    }
+
+    /// The rows of an ad-hoc query without parameters, on either database, each value as
+    /// text (NULL as `NULL`), for tests and tools.
+    #[doc(hidden)]
+    pub fn sql_rows(&self, sql: &str) -> Result<Vec<Vec<String>>, StoreError> {
+        Ok(self.db.query(sql, &[])?.iter().map(|r| r.texts()).collect())
     }
 }

@@ -7,12 +7,12 @@
 //! inventory is the newest complete scan of each group, the newest group winning for an
 //! address found in several.
 
+use crate::backend::{vals, Db};
 use crate::{Cidr, ScanId, Store, StoreError};
 use portolan_model::{
     AddrType, Address, ExtraPorts, Host, HostState, HostStatus, Hostname, Os, Port, PortState,
     Protocol, RunExit, RunStats, ScanRun, Script, Service, ServiceMethod,
 };
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -31,7 +31,8 @@ pub struct ScanRecord {
     pub complete: bool,
     pub source: String,
     pub file: Option<String>,
-    /// A sharded scan's identity, on its parts and on their union; absent otherwise.
+    /// A sharded scan's identity, on its parts and on their union (or the name
+    /// `--scan-id` gave an unsharded scan); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scan_key: Option<String>,
     /// The round of that identity (see [`crate::shards`]).
@@ -201,7 +202,7 @@ impl HostRow {
          portset_id, starttime, endtime, os, hostscripts";
 
     /// A row of `SELECT {COLUMNS} FROM hosts_seen`.
-    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRow> {
+    fn read(r: &crate::backend::Row) -> Result<HostRow, StoreError> {
         Ok(HostRow {
             address: r.get(0)?,
             addrtype: r.get(1)?,
@@ -232,6 +233,22 @@ impl HostRow {
     }
 }
 
+/// A port of a row of `portset_ports`, its columns from `first` on.
+fn port_record(r: &crate::backend::Row, first: usize) -> Result<PortRecord, StoreError> {
+    Ok(PortRecord {
+        protocol: r.get(first)?,
+        port: r.get(first + 1)?,
+        state: r.get(first + 2)?,
+        reason: r.get(first + 3)?,
+        service: r.get(first + 4)?,
+        product: r.get(first + 5)?,
+        version: r.get(first + 6)?,
+        extrainfo: r.get(first + 7)?,
+        tunnel: r.get(first + 8)?,
+        scripts: r.get(first + 9)?,
+    })
+}
+
 /// A host's address, whether it is up, and its port set: what tells two scans' hosts apart.
 type LightHost = (String, bool, Option<i64>);
 
@@ -253,57 +270,79 @@ pub fn now() -> i64 {
 }
 
 impl Store {
-    /// Every scan, oldest first, complete or not.
-    pub fn history(&self) -> Result<Vec<ScanRecord>, StoreError> {
-        let mut st = self.conn.prepare(
-            "SELECT s.id, s.started, s.finished, s.args, s.targets, s.hosts_up, s.hosts_total,
-                    s.complete, s.source, s.file, s.scan_key, r.round, s.part, s.parts,
-                    s.part_done
-             FROM scans s LEFT JOIN shard_rounds r ON r.id = s.round_id
-             ORDER BY s.started, s.id",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(ScanRecord {
-                id: r.get(0)?,
-                started: r.get(1)?,
-                finished: r.get(2)?,
-                args: r.get(3)?,
-                targets: r.get(4)?,
-                hosts_up: r.get(5)?,
-                hosts_total: r.get(6)?,
-                complete: r.get(7)?,
-                source: r.get(8)?,
-                file: r.get(9)?,
-                scan_key: r.get(10)?,
-                round: r.get(11)?,
-                part: r.get(12)?,
-                parts: r.get(13)?,
-                part_done: r.get(14)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
     fn hosts_of(&self, scan: i64) -> Result<Vec<HostRow>, StoreError> {
-        hosts_of(&self.conn, scan)
+        self.conn().hosts_of(scan)
     }
 
-    /// Port sets, loaded once each.
+    fn preload_ports(
+        &self,
+        cache: &mut HashMap<i64, Vec<PortRecord>>,
+        scan: i64,
+    ) -> Result<(), StoreError> {
+        self.conn().preload_ports(cache, scan)
+    }
+
     fn cached_ports<'a>(
         &self,
         cache: &'a mut HashMap<i64, Vec<PortRecord>>,
         set: Option<i64>,
     ) -> Result<&'a [PortRecord], StoreError> {
-        cached_ports(&self.conn, cache, set)
+        self.conn().cached_ports(cache, set)
+    }
+
+    /// A scan rebuilt as a run (see [`Conn::load_run`]).
+    pub fn load_run(&self, scan: ScanId) -> Result<ScanRun, StoreError> {
+        self.conn().load_run(scan)
+    }
+
+    /// Reads through the store's connection.
+    fn conn(&self) -> Conn<'_> {
+        Conn { db: &self.db }
+    }
+
+    /// Every scan, oldest first, complete or not.
+    pub fn history(&self) -> Result<Vec<ScanRecord>, StoreError> {
+        let rows = self.db.query(
+            "SELECT s.id, s.started, s.finished, s.args, s.targets, s.hosts_up, s.hosts_total,
+                    s.complete, s.source, s.file, s.scan_key, r.round, s.part, s.parts,
+                    s.part_done
+             FROM scans s LEFT JOIN shard_rounds r ON r.id = s.round_id
+             ORDER BY s.started, s.id",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(ScanRecord {
+                    id: r.get(0)?,
+                    started: r.get(1)?,
+                    finished: r.get(2)?,
+                    args: r.get(3)?,
+                    targets: r.get(4)?,
+                    hosts_up: r.get(5)?,
+                    hosts_total: r.get(6)?,
+                    complete: r.get(7)?,
+                    source: r.get(8)?,
+                    file: r.get(9)?,
+                    scan_key: r.get(10)?,
+                    round: r.get(11)?,
+                    part: r.get(12)?,
+                    parts: r.get(13)?,
+                    part_done: r.get(14)?,
+                })
+            })
+            .collect()
     }
 
     /// Complete scans `(id, started, targets)`, oldest first.
     fn complete_scans(&self) -> Result<Vec<(i64, i64, String)>, StoreError> {
-        let mut st = self.conn.prepare(
-            "SELECT id, started, targets FROM scans WHERE complete = 1 ORDER BY started, id",
-        )?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db
+            .query(
+                "SELECT id, started, targets FROM scans WHERE complete = 1 ORDER BY started, id",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .collect()
     }
 
     /// What changed in the last `since` (see [`Store::changes_since`]).
@@ -361,12 +400,15 @@ impl Store {
     /// A scan's hosts as a comparison needs them first, in address order (the primary
     /// key's order: no sort).
     fn light_hosts(&self, scan: i64) -> Result<Vec<LightHost>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT address, state = 'up', portset_id FROM hosts_seen
-             WHERE scan_id = ?1 ORDER BY address",
-        )?;
-        let rows = st.query_map([scan], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db
+            .query(
+                "SELECT address, CASE WHEN state = 'up' THEN 1 ELSE 0 END, portset_id
+                 FROM hosts_seen WHERE scan_id = ?1 ORDER BY address",
+                &vals![scan],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .collect()
     }
 
     /// The hosts of scans `prev` and `cur` that can differ: in one and not the other, or in
@@ -430,10 +472,11 @@ impl Store {
             "SELECT {} FROM hosts_seen WHERE scan_id = ?1 AND address = ?2",
             HostRow::COLUMNS
         );
-        let mut st = self.conn.prepare_cached(&sql)?;
-        Ok(st
-            .query_row(params![scan, address], HostRow::read)
-            .optional()?)
+        self.db
+            .query_opt(&sql, &vals![scan, address])?
+            .as_ref()
+            .map(HostRow::read)
+            .transpose()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -554,6 +597,7 @@ impl Store {
         let mut cache = HashMap::new();
         let mut out = Vec::new();
         for (id, started) in latest {
+            self.preload_ports(&mut cache, id)?;
             for h in self.hosts_of(id)? {
                 if !seen.insert(h.address.clone()) || !h.is_up() {
                     continue;
@@ -616,13 +660,11 @@ impl Store {
     /// names, OS and scripts, and its listed ports (all states) in each. The web view's host
     /// page builds its timeline from it.
     pub fn host_history(&self, address: &str) -> Result<Vec<HostSnapshot>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT s.id, s.started, s.targets, h.state, h.hostnames, h.mac, h.vendor,
+        let sql = "SELECT s.id, s.started, s.targets, h.state, h.hostnames, h.mac, h.vendor,
                     h.portset_id, h.os, h.hostscripts
              FROM hosts_seen h JOIN scans s ON s.id = h.scan_id
              WHERE h.address = ?1 AND s.complete = 1
-             ORDER BY s.started, s.id",
-        )?;
+             ORDER BY s.started, s.id";
         type Row = (
             i64,
             i64,
@@ -635,8 +677,11 @@ impl Store {
             Option<String>,
             String,
         );
-        let rows: Vec<Row> = st
-            .query_map([address], |r| {
+        let rows: Vec<Row> = self
+            .db
+            .query(sql, &vals![address])?
+            .iter()
+            .map(|r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
@@ -649,8 +694,8 @@ impl Store {
                     r.get(8)?,
                     r.get(9)?,
                 ))
-            })?
-            .collect::<Result<_, _>>()?;
+            })
+            .collect::<Result<_, StoreError>>()?;
         let bad = |what: &str, v: &str| StoreError::BadValue(format!("{what} {v:?}"));
         let mut cache = HashMap::new();
         let mut out = Vec::with_capacity(rows.len());
@@ -693,66 +738,153 @@ impl Store {
         targets: Option<&str>,
     ) -> Result<Option<(ScanRun, ScanRun)>, StoreError> {
         let newest: Option<(i64, i64, String)> = self
-            .conn
-            .query_row(
+            .db
+            .query_opt(
                 "SELECT id, started, targets FROM scans
-                 WHERE complete = 1 AND (?1 IS NULL OR targets = ?1)
+                 WHERE complete = 1 AND (CAST(?1 AS TEXT) IS NULL OR targets = ?1)
                  ORDER BY started DESC, id DESC LIMIT 1",
-                [targets],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
+                &vals![targets],
+            )?
+            .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .transpose()?;
         let Some((id, started, targets)) = newest else {
             return Ok(None);
         };
         let older: Option<i64> = self
-            .conn
-            .query_row(
+            .db
+            .query_opt(
                 "SELECT id FROM scans
                  WHERE complete = 1 AND targets = ?1
                    AND (started < ?2 OR (started = ?2 AND id < ?3))
                  ORDER BY started DESC, id DESC LIMIT 1",
-                params![targets, started, id],
-                |r| r.get(0),
-            )
-            .optional()?;
+                &vals![targets, started, id],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?;
         let Some(older) = older else { return Ok(None) };
         Ok(Some((
             self.load_run(ScanId(older))?,
             self.load_run(ScanId(id))?,
         )))
     }
+}
+
+/// The reads a transaction under way needs too (the union of a sharded scan's parts is
+/// built from them in the writer's transaction): the store's connection, or that one in
+/// the middle of a write.
+pub(crate) struct Conn<'a> {
+    pub(crate) db: &'a Db,
+}
+
+/// [`Store::load_run`] on a connection in a transaction.
+pub(crate) fn load_run_in(db: &Db, scan: ScanId) -> Result<ScanRun, StoreError> {
+    Conn { db }.load_run(scan)
+}
+
+impl Conn<'_> {
+    fn hosts_of(&self, scan: i64) -> Result<Vec<HostRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM hosts_seen WHERE scan_id = ?1",
+            HostRow::COLUMNS
+        );
+        self.db
+            .query(&sql, &vals![scan])?
+            .iter()
+            .map(HostRow::read)
+            .collect()
+    }
+
+    /// The ports of set `set`, in (protocol, port) order on either database.
+    fn ports_of(&self, set: i64) -> Result<Vec<PortRecord>, StoreError> {
+        let rows = self.db.query(
+            "SELECT protocol, port, state, reason, service, product, version, extrainfo, tunnel,
+                    scripts
+             FROM portset_ports WHERE set_id = ?1 ORDER BY protocol, port",
+            &vals![set],
+        )?;
+        rows.iter().map(|r| port_record(r, 0)).collect()
+    }
+
+    /// Loads the port sets of scan `scan`'s hosts that `cache` lacks, in one query rather
+    /// than one per set (a round trip each in PostgreSQL).
+    fn preload_ports(
+        &self,
+        cache: &mut HashMap<i64, Vec<PortRecord>>,
+        scan: i64,
+    ) -> Result<(), StoreError> {
+        let sets = self.db.query(
+            "SELECT DISTINCT portset_id FROM hosts_seen
+             WHERE scan_id = ?1 AND portset_id IS NOT NULL",
+            &vals![scan],
+        )?;
+        let mut missing = HashSet::new();
+        for r in &sets {
+            let set: i64 = r.get(0)?;
+            if !cache.contains_key(&set) {
+                missing.insert(set);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let rows = self.db.query(
+            "SELECT set_id, protocol, port, state, reason, service, product, version, extrainfo,
+                    tunnel, scripts
+             FROM portset_ports
+             WHERE set_id IN (SELECT portset_id FROM hosts_seen WHERE scan_id = ?1)
+             ORDER BY set_id, protocol, port",
+            &vals![scan],
+        )?;
+        let mut loaded: HashMap<i64, Vec<PortRecord>> =
+            missing.iter().map(|&set| (set, Vec::new())).collect();
+        for r in &rows {
+            if let Some(ports) = loaded.get_mut(&r.get::<i64>(0)?) {
+                ports.push(port_record(r, 1)?);
+            }
+        }
+        cache.extend(loaded);
+        Ok(())
+    }
+
+    /// Port sets, loaded once each.
+    fn cached_ports<'a>(
+        &self,
+        cache: &'a mut HashMap<i64, Vec<PortRecord>>,
+        set: Option<i64>,
+    ) -> Result<&'a [PortRecord], StoreError> {
+        let Some(set) = set else { return Ok(&[]) };
+        Ok(match cache.entry(set) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.ports_of(set)?),
+        })
+    }
 
     /// A scan rebuilt as a run: its hosts with their addresses, names, listed ports,
     /// services and scripts, OS detection and host scripts, collapsed counts (without their
     /// reasons), and the run's pre- and post-scan scripts.
     pub fn load_run(&self, scan: ScanId) -> Result<ScanRun, StoreError> {
-        load_run_in(&self.conn, scan)
-    }
-}
-
-/// [`Store::load_run`] on a connection (or a transaction under way).
-pub(crate) fn load_run_in(conn: &Connection, scan: ScanId) -> Result<ScanRun, StoreError> {
-    type Row = (
-        i64,
-        Option<i64>,
-        String,
-        u32,
-        u32,
-        bool,
-        String,
-        String,
-        String,
-        String,
-    );
-    let row: Option<Row> = conn
-        .query_row(
-            "SELECT started, finished, args, hosts_up, hosts_total, complete, scanner,
-                    version, prescripts, postscripts
-             FROM scans WHERE id = ?1",
-            [scan.0],
-            |r| {
-                Ok((
+        type Row = (
+            i64,
+            Option<i64>,
+            String,
+            u32,
+            u32,
+            bool,
+            String,
+            String,
+            String,
+            String,
+        );
+        let row: Option<Row> = self
+            .db
+            .query_opt(
+                "SELECT started, finished, args, hosts_up, hosts_total, complete, scanner,
+                        version, prescripts, postscripts
+                 FROM scans WHERE id = ?1",
+                &vals![scan.0],
+            )?
+            .map(|r| {
+                Ok::<_, StoreError>((
                     r.get(0)?,
                     r.get(1)?,
                     r.get(2)?,
@@ -764,176 +896,135 @@ pub(crate) fn load_run_in(conn: &Connection, scan: ScanId) -> Result<ScanRun, St
                     r.get(8)?,
                     r.get(9)?,
                 ))
-            },
-        )
-        .optional()?;
-    let Some((started, finished, args, up, total, complete, scanner, version, pre, post)) = row
-    else {
-        return Err(StoreError::NoSuchScan(scan));
-    };
-    let bad = |what: &str, v: &str| StoreError::BadValue(format!("{what} {v:?}"));
-    let scripts = |what: &str, v: &str| -> Result<Vec<Script>, StoreError> {
-        serde_json::from_str(v).map_err(|_| bad(what, v))
-    };
-    let mut run = ScanRun::new(args, started);
-    run.scanner = scanner;
-    run.version = version;
-    run.prescripts = scripts("pre-scan scripts", &pre)?;
-    run.postscripts = scripts("post-scan scripts", &post)?;
-    let mut extras: HashMap<i64, String> = HashMap::new();
-    let mut cache = HashMap::new();
-    let mut rows = hosts_of(conn, scan.0)?;
-    rows.sort_by_key(|h| addr_key(&h.address));
-    for h in rows {
-        let state: HostState = h.state.parse().map_err(|_| bad("host state", &h.state))?;
-        let mut addresses = vec![Address {
-            addr: h.address.clone(),
-            addrtype: h
-                .addrtype
-                .parse()
-                .map_err(|_| bad("address type", &h.addrtype))?,
-            vendor: None,
-        }];
-        if let Some(mac) = &h.mac {
-            addresses.push(Address {
-                addr: mac.clone(),
-                addrtype: AddrType::Mac,
-                vendor: h.vendor.clone(),
-            });
-        }
-        let mut ports = Vec::new();
-        for p in cached_ports(conn, &mut cache, h.portset)? {
-            let protocol: Protocol = p
-                .protocol
-                .parse()
-                .map_err(|_| bad("protocol", &p.protocol))?;
-            let pstate: PortState = p.state.parse().map_err(|_| bad("port state", &p.state))?;
-            let mut port = Port::new(protocol, p.port, pstate, p.reason.clone());
-            port.service = p.service.as_ref().map(|name| {
-                let probed = p.product.is_some() || p.version.is_some();
-                Service {
-                    name: name.clone(),
-                    product: p.product.clone(),
-                    version: p.version.clone(),
-                    extrainfo: p.extrainfo.clone(),
-                    tunnel: p.tunnel.clone(),
-                    method: if probed {
-                        ServiceMethod::Probed
-                    } else {
-                        ServiceMethod::Table
-                    },
-                    conf: if probed { 10 } else { 3 },
-                    ..Service::default()
-                }
-            });
-            port.scripts = scripts("port scripts", &p.scripts)?;
-            ports.push(port);
-        }
-        ports.sort_by_key(|p| (p.protocol, p.portid));
-        let mut extraports = Vec::new();
-        if let Some(set) = h.portset {
-            let extra = match extras.entry(set) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(conn.query_row(
-                    "SELECT extra FROM portsets WHERE id = ?1",
-                    [set],
-                    |r| r.get::<_, String>(0),
-                )?),
-            };
-            for piece in extra.split(',').filter(|s| !s.is_empty()) {
-                let (s, n) = piece.rsplit_once('=').ok_or_else(|| bad("extra", piece))?;
-                extraports.push(ExtraPorts {
-                    state: s.parse().map_err(|_| bad("extra state", s))?,
-                    count: n.parse().map_err(|_| bad("extra count", n))?,
-                    reasons: Vec::new(),
+            })
+            .transpose()?;
+        let Some((started, finished, args, up, total, complete, scanner, version, pre, post)) = row
+        else {
+            return Err(StoreError::NoSuchScan(scan));
+        };
+        let bad = |what: &str, v: &str| StoreError::BadValue(format!("{what} {v:?}"));
+        let scripts = |what: &str, v: &str| -> Result<Vec<Script>, StoreError> {
+            serde_json::from_str(v).map_err(|_| bad(what, v))
+        };
+        let mut run = ScanRun::new(args, started);
+        run.scanner = scanner;
+        run.version = version;
+        run.prescripts = scripts("pre-scan scripts", &pre)?;
+        run.postscripts = scripts("post-scan scripts", &post)?;
+        let mut extras: HashMap<i64, String> = HashMap::new();
+        let mut cache = HashMap::new();
+        self.preload_ports(&mut cache, scan.0)?;
+        let mut rows = self.hosts_of(scan.0)?;
+        rows.sort_by_key(|h| addr_key(&h.address));
+        for h in rows {
+            let state: HostState = h.state.parse().map_err(|_| bad("host state", &h.state))?;
+            let mut addresses = vec![Address {
+                addr: h.address.clone(),
+                addrtype: h
+                    .addrtype
+                    .parse()
+                    .map_err(|_| bad("address type", &h.addrtype))?,
+                vendor: None,
+            }];
+            if let Some(mac) = &h.mac {
+                addresses.push(Address {
+                    addr: mac.clone(),
+                    addrtype: AddrType::Mac,
+                    vendor: h.vendor.clone(),
                 });
             }
+            let mut ports = Vec::new();
+            for p in self.cached_ports(&mut cache, h.portset)? {
+                let protocol: Protocol = p
+                    .protocol
+                    .parse()
+                    .map_err(|_| bad("protocol", &p.protocol))?;
+                let pstate: PortState = p.state.parse().map_err(|_| bad("port state", &p.state))?;
+                let mut port = Port::new(protocol, p.port, pstate, p.reason.clone());
+                port.service = p.service.as_ref().map(|name| {
+                    let probed = p.product.is_some() || p.version.is_some();
+                    Service {
+                        name: name.clone(),
+                        product: p.product.clone(),
+                        version: p.version.clone(),
+                        extrainfo: p.extrainfo.clone(),
+                        tunnel: p.tunnel.clone(),
+                        method: if probed {
+                            ServiceMethod::Probed
+                        } else {
+                            ServiceMethod::Table
+                        },
+                        conf: if probed { 10 } else { 3 },
+                        ..Service::default()
+                    }
+                });
+                port.scripts = scripts("port scripts", &p.scripts)?;
+                ports.push(port);
+            }
+            ports.sort_by_key(|p| (p.protocol, p.portid));
+            let mut extraports = Vec::new();
+            if let Some(set) = h.portset {
+                let extra = match extras.entry(set) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                        self.db
+                            .query_opt("SELECT extra FROM portsets WHERE id = ?1", &vals![set])?
+                            .map(|r| r.get::<String>(0))
+                            .transpose()?
+                            .unwrap_or_default(),
+                    ),
+                };
+                for piece in extra.split(',').filter(|s| !s.is_empty()) {
+                    let (s, n) = piece.rsplit_once('=').ok_or_else(|| bad("extra", piece))?;
+                    extraports.push(ExtraPorts {
+                        state: s.parse().map_err(|_| bad("extra state", s))?,
+                        count: n.parse().map_err(|_| bad("extra count", n))?,
+                        reasons: Vec::new(),
+                    });
+                }
+            }
+            run.hosts.push(Host {
+                starttime: h.starttime,
+                endtime: h.endtime,
+                status: HostStatus {
+                    state,
+                    reason: h.reason.clone(),
+                    reason_ttl: 0,
+                },
+                hostnames: h.names(),
+                addresses,
+                extraports,
+                ports,
+                os: match &h.os {
+                    Some(text) => {
+                        Some(serde_json::from_str::<Os>(text).map_err(|_| bad("os", text))?)
+                    }
+                    None => None,
+                },
+                uptime: None,
+                distance: None,
+                tcpsequence: None,
+                ipidsequence: None,
+                tcptssequence: None,
+                hostscripts: scripts("host scripts", &h.hostscripts)?,
+                trace: None,
+                times: None,
+            });
         }
-        run.hosts.push(Host {
-            starttime: h.starttime,
-            endtime: h.endtime,
-            status: HostStatus {
-                state,
-                reason: h.reason.clone(),
-                reason_ttl: 0,
+        run.runstats = finished.map(|finished| RunStats {
+            finished,
+            elapsed: (finished - started).max(0) as f64,
+            exit: if complete {
+                RunExit::Success
+            } else {
+                RunExit::Error
             },
-            hostnames: h.names(),
-            addresses,
-            extraports,
-            ports,
-            os: match &h.os {
-                Some(text) => Some(serde_json::from_str::<Os>(text).map_err(|_| bad("os", text))?),
-                None => None,
-            },
-            uptime: None,
-            distance: None,
-            tcpsequence: None,
-            ipidsequence: None,
-            tcptssequence: None,
-            hostscripts: scripts("host scripts", &h.hostscripts)?,
-            trace: None,
-            times: None,
+            errormsg: None,
+            hosts_up: up,
+            hosts_down: total.saturating_sub(up),
+            hosts_total: total,
+            completeness: None,
         });
+        Ok(run)
     }
-    run.runstats = finished.map(|finished| RunStats {
-        finished,
-        elapsed: (finished - started).max(0) as f64,
-        exit: if complete {
-            RunExit::Success
-        } else {
-            RunExit::Error
-        },
-        errormsg: None,
-        hosts_up: up,
-        hosts_down: total.saturating_sub(up),
-        hosts_total: total,
-        completeness: None,
-    });
-    Ok(run)
-}
-
-fn hosts_of(conn: &Connection, scan: i64) -> Result<Vec<HostRow>, StoreError> {
-    let sql = format!(
-        "SELECT {} FROM hosts_seen WHERE scan_id = ?1",
-        HostRow::COLUMNS
-    );
-    let mut st = conn.prepare_cached(&sql)?;
-    let rows = st.query_map([scan], HostRow::read)?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn ports_of(conn: &Connection, set: i64) -> Result<Vec<PortRecord>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT protocol, port, state, reason, service, product, version, extrainfo, tunnel,
-                scripts
-         FROM portset_ports WHERE set_id = ?1",
-    )?;
-    let rows = st.query_map([set], |r| {
-        Ok(PortRecord {
-            protocol: r.get(0)?,
-            port: r.get(1)?,
-            state: r.get(2)?,
-            reason: r.get(3)?,
-            service: r.get(4)?,
-            product: r.get(5)?,
-            version: r.get(6)?,
-            extrainfo: r.get(7)?,
-            tunnel: r.get(8)?,
-            scripts: r.get(9)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Port sets, loaded once each.
-fn cached_ports<'a>(
-    conn: &Connection,
-    cache: &'a mut HashMap<i64, Vec<PortRecord>>,
-    set: Option<i64>,
-) -> Result<&'a [PortRecord], StoreError> {
-    let Some(set) = set else { return Ok(&[]) };
-    Ok(match cache.entry(set) {
-        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(e) => e.insert(ports_of(conn, set)?),
-    })
 }

@@ -20,11 +20,11 @@
 //! The grouping is decided here in Rust; the SQL is the portable subset (no SQLite-only
 //! functions) so that another backend runs the same statements.
 
+use crate::backend::{vals, Db};
 use crate::query::load_run_in;
 use crate::write::{finish, insert_host, insert_scan, set_run_scripts};
 use crate::{FinishStats, ScanId, ScanMeta, Store, StoreError};
 use portolan_model::{AddrType, ExtraPorts, Host, PortState, ScanRun};
-use rusqlite::{params, OptionalExtension, Transaction};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -111,70 +111,61 @@ impl ShardedScan {
 
 /// The round a part of `key` (of `parts` parts) numbered `part` joins: the latest one not
 /// yet complete that misses that part number, else a new one. Under the identity's lock.
-fn join_round(
-    tx: &Transaction,
-    key: &str,
-    part: u32,
-    parts: u32,
-    started: i64,
-) -> Result<i64, StoreError> {
-    let open: Option<i64> = tx
-        .prepare_cached(
-            "SELECT r.id FROM shard_rounds r
-             WHERE r.scan_key = ?1 AND r.parts = ?2 AND r.union_id IS NULL
-               AND NOT EXISTS (SELECT 1 FROM scans s
-                               WHERE s.round_id = r.id AND s.part = ?3 AND s.part_done = 1)
-             ORDER BY r.round DESC LIMIT 1",
-        )?
-        .query_row(params![key, parts, part], |r| r.get(0))
-        .optional()?;
-    if let Some(id) = open {
-        return Ok(id);
+fn join_round(tx: &Db, key: &str, part: u32, parts: u32, started: i64) -> Result<i64, StoreError> {
+    let open = tx.query_opt(
+        "SELECT r.id FROM shard_rounds r
+         WHERE r.scan_key = ?1 AND r.parts = ?2 AND r.union_id IS NULL
+           AND NOT EXISTS (SELECT 1 FROM scans s
+                           WHERE s.round_id = r.id AND s.part = ?3 AND s.part_done = 1)
+         ORDER BY r.round DESC LIMIT 1",
+        &vals![key, parts, part],
+    )?;
+    if let Some(r) = open {
+        return r.get(0);
     }
     // Under the identity's lock (see lock_key): no other writer adds a round meanwhile.
-    Ok(tx
-        .prepare_cached(
-            "INSERT INTO shard_rounds (scan_key, round, parts, started)
-             VALUES (?1, (SELECT COALESCE(MAX(round), 0) + 1 FROM shard_rounds
-                          WHERE scan_key = ?1), ?2, ?3)
-             RETURNING id",
-        )?
-        .query_row(params![key, parts, started], |r| r.get(0))?)
+    tx.query_opt(
+        "INSERT INTO shard_rounds (scan_key, round, parts, started)
+         VALUES (?1, (SELECT COALESCE(MAX(round), 0) + 1 FROM shard_rounds WHERE scan_key = ?1),
+                 ?2, ?3)
+         RETURNING id",
+        &vals![key, parts, started],
+    )?
+    .ok_or_else(|| StoreError::BadValue(format!("no round of {key} recorded")))?
+    .get(0)
 }
 
 /// Takes the identity's lock until the transaction ends: its row in `shard_scans`, added
 /// when missing, then updated to itself (portable SQL). In PostgreSQL the writers of one
 /// identity then choose and close rounds one after the other, each seeing what the one
 /// before committed; SQLite's write lock already does that.
-fn lock_key(tx: &Transaction, key: &str) -> Result<(), StoreError> {
-    tx.prepare_cached(
+fn lock_key(tx: &Db, key: &str) -> Result<(), StoreError> {
+    tx.execute(
         "INSERT INTO shard_scans (scan_key) VALUES (?1) ON CONFLICT (scan_key) DO NOTHING",
-    )?
-    .execute([key])?;
-    tx.prepare_cached("UPDATE shard_scans SET scan_key = scan_key WHERE scan_key = ?1")?
-        .execute([key])?;
+        &vals![key],
+    )?;
+    tx.execute(
+        "UPDATE shard_scans SET scan_key = scan_key WHERE scan_key = ?1",
+        &vals![key],
+    )?;
     Ok(())
 }
 
-/// The shard columns of a scan: (key, part, parts, round), all Some for a part.
+/// The shard columns of a scan: (key, part, parts, round, started), all Some for a part.
 type PartRow = (Option<String>, Option<u32>, Option<u32>, Option<i64>, i64);
 
-fn part_of(tx: &Transaction, scan: ScanId) -> Result<Option<PartRow>, StoreError> {
-    Ok(tx
-        .prepare_cached("SELECT scan_key, part, parts, round_id, started FROM scans WHERE id = ?1")?
-        .query_row([scan.0], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .optional()?)
+fn part_of(tx: &Db, scan: ScanId) -> Result<Option<PartRow>, StoreError> {
+    tx.query_opt(
+        "SELECT scan_key, part, parts, round_id, started FROM scans WHERE id = ?1",
+        &vals![scan.0],
+    )?
+    .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+    .transpose()
 }
 
 /// Ends a scan: a part is marked done, and the union added when it was the last one; any
 /// other scan is marked complete. Called by [`Store::finish_scan`].
-pub(crate) fn finish_any(
-    tx: &Transaction,
-    scan: ScanId,
-    stats: FinishStats,
-) -> Result<(), StoreError> {
+pub(crate) fn finish_any(tx: &Db, scan: ScanId, stats: FinishStats) -> Result<(), StoreError> {
     let Some(row) = part_of(tx, scan)? else {
         return Err(StoreError::NoSuchScan(scan));
     };
@@ -184,15 +175,15 @@ pub(crate) fn finish_any(
     // `complete` stays 0: a part never counts on its own.
     finish(tx, scan, stats, false)?;
     lock_key(tx, &key)?;
-    let taken: bool = tx
-        .prepare_cached(
-            "SELECT COUNT(*) FROM shard_rounds r
+    let taken = tx
+        .query_opt(
+            "SELECT 1 FROM shard_rounds r
              WHERE r.id = ?1 AND (r.union_id IS NOT NULL OR EXISTS (
                  SELECT 1 FROM scans s WHERE s.round_id = r.id AND s.part = ?2
                                          AND s.part_done = 1))",
+            &vals![round, part],
         )?
-        .query_row(params![round, part], |r| r.get::<_, i64>(0))?
-        > 0;
+        .is_some();
     // The same part already completed its round (run twice at once): this one goes on to
     // the next round that misses it.
     let round = if taken {
@@ -200,11 +191,18 @@ pub(crate) fn finish_any(
     } else {
         round
     };
-    tx.prepare_cached("UPDATE scans SET part_done = 1, round_id = ?2 WHERE id = ?1")?
-        .execute(params![scan.0, round])?;
+    tx.execute(
+        "UPDATE scans SET part_done = 1, round_id = ?2 WHERE id = ?1",
+        &vals![scan.0, round],
+    )?;
     let done: i64 = tx
-        .prepare_cached("SELECT COUNT(*) FROM scans WHERE round_id = ?1 AND part_done = 1")?
-        .query_row([round], |r| r.get(0))?;
+        .query_opt(
+            "SELECT COUNT(*) FROM scans WHERE round_id = ?1 AND part_done = 1",
+            &vals![round],
+        )?
+        .map(|r| r.get(0))
+        .transpose()?
+        .unwrap_or(0);
     if done >= i64::from(parts) {
         materialise(tx, round, &key, parts)?;
     }
@@ -212,17 +210,16 @@ pub(crate) fn finish_any(
 }
 
 /// Adds the union of a round's parts as one complete scan, and links it from the round.
-fn materialise(tx: &Transaction, round: i64, key: &str, parts: u32) -> Result<(), StoreError> {
-    let rows: Vec<(i64, String, i64, Option<i64>)> = {
-        let mut st = tx.prepare_cached(
+fn materialise(tx: &Db, round: i64, key: &str, parts: u32) -> Result<(), StoreError> {
+    let rows: Vec<(i64, String, i64, Option<i64>)> = tx
+        .query(
             "SELECT id, targets, hosts_total, finished FROM scans
              WHERE round_id = ?1 AND part_done = 1 ORDER BY part",
-        )?;
-        let rows = st.query_map([round], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
-        rows.collect::<Result<_, _>>()?
-    };
+            &vals![round],
+        )?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .collect::<Result<_, StoreError>>()?;
     let runs: Vec<ScanRun> = rows
         .iter()
         .map(|(id, ..)| load_run_in(tx, ScanId(*id)))
@@ -240,8 +237,10 @@ fn materialise(tx: &Transaction, round: i64, key: &str, parts: u32) -> Result<()
         version: first.version.clone(),
     };
     let id = insert_scan(tx, &meta)?;
-    tx.prepare_cached("UPDATE scans SET scan_key = ?2, parts = ?3, round_id = ?4 WHERE id = ?1")?
-        .execute(params![id.0, key, parts, round])?;
+    tx.execute(
+        "UPDATE scans SET scan_key = ?2, parts = ?3, round_id = ?4 WHERE id = ?1",
+        &vals![id.0, key, parts, round],
+    )?;
     let hosts = merge_hosts(runs.iter().map(|r| r.hosts.as_slice()));
     for h in &hosts {
         insert_host(tx, id, h)?;
@@ -275,8 +274,10 @@ fn materialise(tx: &Transaction, round: i64, key: &str, parts: u32) -> Result<()
             .max(hosts.len() as u32),
     };
     finish(tx, id, stats, true)?;
-    tx.prepare_cached("UPDATE shard_rounds SET union_id = ?2 WHERE id = ?1")?
-        .execute(params![round, id.0])?;
+    tx.execute(
+        "UPDATE shard_rounds SET union_id = ?2 WHERE id = ?1",
+        &vals![round, id.0],
+    )?;
     Ok(())
 }
 
@@ -439,11 +440,11 @@ impl Store {
             lock_key(tx, &part.scan_key)?;
             let round = join_round(tx, &part.scan_key, part.part, part.parts, meta.started)?;
             let id = insert_scan(tx, meta)?;
-            tx.prepare_cached(
+            tx.execute(
                 "UPDATE scans SET scan_key = ?2, part = ?3, parts = ?4, round_id = ?5
                  WHERE id = ?1",
-            )?
-            .execute(params![id.0, part.scan_key, part.part, part.parts, round])?;
+                &vals![id.0, &part.scan_key, part.part, part.parts, round],
+            )?;
             Ok(id)
         })
     }
@@ -451,63 +452,37 @@ impl Store {
     /// Names an unsharded scan (`--scan-id`): shown by the history, nothing else.
     pub fn set_scan_name(&mut self, scan: ScanId, name: &str) -> Result<(), StoreError> {
         self.write(|tx| {
-            tx.prepare_cached("UPDATE scans SET scan_key = ?2 WHERE id = ?1 AND part IS NULL")?
-                .execute(params![scan.0, name])?;
+            tx.execute(
+                "UPDATE scans SET scan_key = ?2 WHERE id = ?1 AND part IS NULL",
+                &vals![scan.0, name],
+            )?;
             Ok(())
         })
     }
 
     /// Every round of every sharded scan, oldest first, with each part's state.
     pub fn sharded_scans(&self) -> Result<Vec<ShardedScan>, StoreError> {
-        let mut st = self.conn.prepare(
+        let rows = self.db.query(
             "SELECT r.id, r.scan_key, r.round, r.parts, r.started, r.union_id,
                     s.id, s.part, s.part_done, s.finished, s.targets
              FROM shard_rounds r LEFT JOIN scans s ON s.round_id = r.id AND s.part IS NOT NULL
              ORDER BY r.started, r.id, s.started, s.id",
+            &[],
         )?;
-        type Row = (
-            i64,
-            String,
-            i64,
-            u32,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            Option<u32>,
-            Option<bool>,
-            Option<i64>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = st
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
         let mut out: Vec<(i64, ShardedScan)> = Vec::new();
-        for (rid, key, round, parts, started, union_id, sid, part, done, finished, targets) in rows
-        {
+        for r in &rows {
+            let rid: i64 = r.get(0)?;
             if out.last().is_none_or(|(id, _)| *id != rid) {
+                let parts: u32 = r.get(3)?;
                 out.push((
                     rid,
                     ShardedScan {
-                        scan_key: key,
-                        round,
+                        scan_key: r.get(1)?,
+                        round: r.get(2)?,
                         parts,
-                        started,
+                        started: r.get(4)?,
                         targets: String::new(),
-                        union_id,
+                        union_id: r.get(5)?,
                         part_list: (1..=parts)
                             .map(|part| PartRecord {
                                 part,
@@ -521,11 +496,13 @@ impl Store {
             let Some((_, s)) = out.last_mut() else {
                 continue;
             };
-            let (Some(sid), Some(part)) = (sid, part) else {
+            let (Some(sid), Some(part)) = (r.get::<Option<i64>>(6)?, r.get::<Option<u32>>(7)?)
+            else {
                 continue;
             };
+            let (done, finished): (Option<bool>, Option<i64>) = (r.get(8)?, r.get(9)?);
             if s.targets.is_empty() {
-                s.targets = targets.unwrap_or_default();
+                s.targets = r.get::<Option<String>>(10)?.unwrap_or_default();
             }
             let Some(p) = s.part_list.get_mut(part.saturating_sub(1) as usize) else {
                 continue;

@@ -1,8 +1,8 @@
 //! Writing: scans as they run (one transaction per host) and imports (one per file set).
 
+use crate::backend::{vals, Db};
 use crate::{ScanId, Store, StoreError};
 use portolan_model::{AddrType, Host, Port, RunExit, ScanRun, Script};
-use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 use std::hash::Hasher;
 
 /// Where a scan's results came from.
@@ -113,67 +113,76 @@ fn hash(text: &str) -> i64 {
 }
 
 /// The id of the port set of `host`, added when new; None for a host without ports.
-fn portset(tx: &Transaction, host: &Host) -> Result<Option<i64>, StoreError> {
+fn portset(tx: &Db, host: &Host) -> Result<Option<i64>, StoreError> {
     if host.ports.is_empty() && host.extraports.is_empty() {
         return Ok(None);
     }
     let (text, extra) = canon(host);
     let h = hash(&text);
-    {
-        let mut st = tx.prepare_cached("SELECT id, canon FROM portsets WHERE hash = ?1")?;
-        let mut rows = st.query([h])?;
-        while let Some(r) = rows.next()? {
-            if r.get_ref(1)?.as_str().ok() == Some(text.as_str()) {
-                return Ok(Some(r.get(0)?));
-            }
+    for r in tx.query("SELECT id, canon FROM portsets WHERE hash = ?1", &vals![h])? {
+        if r.str(1) == Some(text.as_str()) {
+            return Ok(Some(r.get(0)?));
         }
     }
-    tx.prepare_cached("INSERT INTO portsets (hash, canon, extra) VALUES (?1, ?2, ?3)")?
-        .execute(params![h, text, extra])?;
-    let id = tx.last_insert_rowid();
-    let mut st = tx.prepare_cached(
-        "INSERT OR REPLACE INTO portset_ports
+    let id: i64 = returned_id(tx.query_opt(
+        "INSERT INTO portsets (hash, canon, extra) VALUES (?1, ?2, ?3) RETURNING id",
+        &vals![h, text, extra],
+    )?)?;
+    // A port listed twice keeps its last row.
+    let sql = "INSERT INTO portset_ports
          (set_id, protocol, port, state, reason, service, product, version, extrainfo, tunnel,
           scripts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (set_id, protocol, port) DO UPDATE SET
+          state = excluded.state, reason = excluded.reason, service = excluded.service,
+          product = excluded.product, version = excluded.version,
+          extrainfo = excluded.extrainfo, tunnel = excluded.tunnel, scripts = excluded.scripts";
     for p in &host.ports {
         let s = p.service.as_ref();
-        st.execute(params![
-            id,
-            p.protocol.as_str(),
-            p.portid,
-            p.state.as_str(),
-            p.reason,
-            s.map(|s| &s.name),
-            s.and_then(|s| s.product.as_ref()),
-            s.and_then(|s| s.version.as_ref()),
-            s.and_then(|s| s.extrainfo.as_ref()),
-            s.and_then(|s| s.tunnel.as_ref()),
-            scripts_json(&p.scripts),
-        ])?;
+        tx.execute(
+            sql,
+            &vals![
+                id,
+                p.protocol.as_str(),
+                p.portid,
+                p.state.as_str(),
+                &p.reason,
+                s.map(|s| &s.name),
+                s.and_then(|s| s.product.as_ref()),
+                s.and_then(|s| s.version.as_ref()),
+                s.and_then(|s| s.extrainfo.as_ref()),
+                s.and_then(|s| s.tunnel.as_ref()),
+                scripts_json(&p.scripts),
+            ],
+        )?;
     }
     Ok(Some(id))
 }
 
-pub(crate) fn insert_scan(tx: &Transaction, meta: &ScanMeta) -> Result<ScanId, StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO scans (started, args, targets, complete, source, file, scanner, version)
-         VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        meta.started,
-        meta.args,
-        meta.targets,
-        meta.source.as_str(),
-        meta.file,
-        meta.scanner,
-        meta.version
-    ])?;
-    Ok(ScanId(tx.last_insert_rowid()))
+/// The id an `INSERT ... RETURNING id` gave.
+fn returned_id(row: Option<crate::backend::Row>) -> Result<i64, StoreError> {
+    row.ok_or_else(|| StoreError::BadValue("an insert returned no id".into()))?
+        .get(0)
 }
 
-pub(crate) fn insert_host(tx: &Transaction, scan: ScanId, host: &Host) -> Result<(), StoreError> {
+pub(crate) fn insert_scan(tx: &Db, meta: &ScanMeta) -> Result<ScanId, StoreError> {
+    let row = tx.query_opt(
+        "INSERT INTO scans (started, args, targets, complete, source, file, scanner, version)
+         VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7) RETURNING id",
+        &vals![
+            meta.started,
+            &meta.args,
+            &meta.targets,
+            meta.source.as_str(),
+            meta.file.as_deref(),
+            &meta.scanner,
+            &meta.version
+        ],
+    )?;
+    Ok(ScanId(returned_id(row)?))
+}
+
+pub(crate) fn insert_host(tx: &Db, scan: ScanId, host: &Host) -> Result<(), StoreError> {
     let set = portset(tx, host)?;
     let (addr, addrtype) = host
         .addresses
@@ -190,42 +199,45 @@ pub(crate) fn insert_host(tx: &Transaction, scan: ScanId, host: &Host) -> Result
         }
         None => None,
     };
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO hosts_seen
+    // A host reported twice keeps its last row.
+    tx.execute(
+        "INSERT INTO hosts_seen
          (scan_id, address, addrtype, state, reason, hostnames, mac, vendor, portset_id,
           starttime, endtime, os, hostscripts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?
-    .execute(params![
-        scan.0,
-        addr,
-        addrtype,
-        host.status.state.as_str(),
-        host.status.reason,
-        names,
-        mac.map(|m| &m.addr),
-        mac.and_then(|m| m.vendor.as_ref()),
-        set,
-        host.starttime,
-        host.endtime,
-        os,
-        scripts_json(&host.hostscripts),
-    ])?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT (scan_id, address) DO UPDATE SET
+          addrtype = excluded.addrtype, state = excluded.state, reason = excluded.reason,
+          hostnames = excluded.hostnames, mac = excluded.mac, vendor = excluded.vendor,
+          portset_id = excluded.portset_id, starttime = excluded.starttime,
+          endtime = excluded.endtime, os = excluded.os, hostscripts = excluded.hostscripts",
+        &vals![
+            scan.0,
+            addr,
+            addrtype,
+            host.status.state.as_str(),
+            &host.status.reason,
+            names,
+            mac.map(|m| &m.addr),
+            mac.and_then(|m| m.vendor.as_ref()),
+            set,
+            host.starttime,
+            host.endtime,
+            os,
+            scripts_json(&host.hostscripts),
+        ],
+    )?;
     Ok(())
 }
 
-pub(crate) fn set_run_scripts(
-    tx: &Transaction,
-    scan: ScanId,
-    run: &ScanRun,
-) -> Result<(), StoreError> {
-    let n = tx
-        .prepare_cached("UPDATE scans SET prescripts = ?2, postscripts = ?3 WHERE id = ?1")?
-        .execute(params![
+pub(crate) fn set_run_scripts(tx: &Db, scan: ScanId, run: &ScanRun) -> Result<(), StoreError> {
+    let n = tx.execute(
+        "UPDATE scans SET prescripts = ?2, postscripts = ?3 WHERE id = ?1",
+        &vals![
             scan.0,
             scripts_json(&run.prescripts),
             scripts_json(&run.postscripts)
-        ])?;
+        ],
+    )?;
     if n == 0 {
         return Err(StoreError::NoSuchScan(scan));
     }
@@ -233,23 +245,22 @@ pub(crate) fn set_run_scripts(
 }
 
 pub(crate) fn finish(
-    tx: &Transaction,
+    tx: &Db,
     scan: ScanId,
     stats: FinishStats,
     complete: bool,
 ) -> Result<(), StoreError> {
-    let n = tx
-        .prepare_cached(
-            "UPDATE scans SET finished = ?2, hosts_up = ?3, hosts_total = ?4, complete = ?5
-             WHERE id = ?1",
-        )?
-        .execute(params![
+    let n = tx.execute(
+        "UPDATE scans SET finished = ?2, hosts_up = ?3, hosts_total = ?4, complete = ?5
+         WHERE id = ?1",
+        &vals![
             scan.0,
             stats.finished,
             stats.hosts_up,
             stats.hosts_total,
             complete
-        ])?;
+        ],
+    )?;
     if n == 0 {
         return Err(StoreError::NoSuchScan(scan));
     }
@@ -266,20 +277,23 @@ pub enum Imported {
 }
 
 impl Store {
-    /// Runs `f` in one immediate transaction (the write lock taken at its start, so it
-    /// cannot fail half-way for another writer), tried again from the start while the
-    /// store is busy: a night of parallel scans and imports all land.
+    /// Runs `f` in one write transaction (see [`Db::begin`]), tried again from the start
+    /// while the store is busy: a night of parallel scans and imports all land.
     pub(crate) fn write<T>(
         &mut self,
-        mut f: impl FnMut(&Transaction) -> Result<T, StoreError>,
+        mut f: impl FnMut(&Db) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let conn = &mut self.conn;
-        crate::retry_busy(self.retries, || {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let v = f(&tx)?;
-            tx.commit()?;
-            Ok::<T, StoreError>(v)
-        })
+        let db = &self.db;
+        let v = crate::retry_busy(self.retries, || {
+            db.begin()?;
+            let r = f(db).and_then(|v| db.batch("COMMIT").map(|_| v));
+            if r.is_err() {
+                db.rollback();
+            }
+            r
+        })?;
+        committed(db);
+        Ok(v)
     }
 
     /// Checks that this store can be written now: takes the write lock (waiting for other
@@ -287,7 +301,33 @@ impl Store {
     /// before it empties any output file, so a store held by another writer past the wait
     /// is refused while nothing has been touched.
     pub fn check_writable(&mut self) -> Result<(), StoreError> {
-        self.write(|_| Ok(()))
+        self.write(|db| {
+            if db.backend() == crate::Backend::Sqlite {
+                return Ok(());
+            }
+            // PostgreSQL takes no lock up front: ask whether this session could write.
+            let ok = db
+                .query_opt(
+                    "SELECT CASE WHEN has_table_privilege('scans', 'INSERT, UPDATE')
+                         AND has_table_privilege('hosts_seen', 'INSERT, UPDATE')
+                         AND has_table_privilege('portsets', 'INSERT')
+                         AND has_table_privilege('portset_ports', 'INSERT, UPDATE')
+                         AND NOT pg_is_in_recovery()
+                         AND current_setting('transaction_read_only') = 'off'
+                     THEN 1 ELSE 0 END",
+                    &[],
+                )?
+                .map(|r| r.get::<bool>(0))
+                .transpose()?;
+            match ok {
+                Some(true) => Ok(()),
+                _ => Err(StoreError::Postgres(
+                    "this user cannot write the store here (privileges, a standby, or a \
+                     read-only session)"
+                        .into(),
+                )),
+            }
+        })
     }
 
     /// Records a scan that starts now, as incomplete until [`Store::finish_scan`].
@@ -346,7 +386,9 @@ impl Store {
 /// file is never held whole: one transaction for every run given (all or none, as
 /// [`Store::import_all`]). Dropped without [`StreamedImport::commit`], nothing is recorded.
 pub struct StreamedImport<'s> {
-    tx: Transaction<'s>,
+    tx: &'s Db,
+    /// Committed (or rolled back after a failed commit): nothing to undo when dropped.
+    done: bool,
     /// The run being recorded: its scan, hosts up and hosts seen; None while no run is open
     /// or when the open run was imported before (its hosts are passed over).
     current: Option<(ScanId, u32, u32)>,
@@ -355,11 +397,29 @@ pub struct StreamedImport<'s> {
 impl Store {
     /// Starts a [`StreamedImport`], waiting for other writers as every write does.
     pub fn begin_import(&mut self) -> Result<StreamedImport<'_>, StoreError> {
-        let conn = &self.conn;
-        let tx = crate::retry_busy(self.retries, || {
-            Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
-        })?;
-        Ok(StreamedImport { tx, current: None })
+        let db = &self.db;
+        crate::retry_busy(self.retries, || db.begin())?;
+        Ok(StreamedImport {
+            tx: db,
+            done: false,
+            current: None,
+        })
+    }
+}
+
+/// After a commit: PostgreSQL readers learn of it from the generation sequence (see
+/// [`Store::generation`]). A failure there is not the write's: it is committed.
+fn committed(db: &Db) {
+    if db.backend() == crate::Backend::Postgres {
+        let _ = db.query("SELECT nextval('portolan_generation')", &[]);
+    }
+}
+
+impl Drop for StreamedImport<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.tx.rollback();
+        }
     }
 }
 
@@ -373,21 +433,14 @@ impl StreamedImport<'_> {
         file: Option<&str>,
         targets: &str,
     ) -> Result<Imported, StoreError> {
-        let known: Option<i64> = self
-            .tx
-            .prepare_cached(
-                "SELECT id FROM scans WHERE source = 'import' AND started = ?1
-                     AND args = ?2 AND file IS ?3",
-            )?
-            .query_row(params![header.start, header.args, file], |r| r.get(0))
-            .optional()?;
+        let known = known_import(self.tx, header, file)?;
         if let Some(id) = known {
             self.current = None;
             return Ok(Imported::AlreadyThere(ScanId(id)));
         }
         let mut meta = ScanMeta::of_run(header, targets, crate::Source::Import);
         meta.file = file.map(str::to_string);
-        let id = insert_scan(&self.tx, &meta)?;
+        let id = insert_scan(self.tx, &meta)?;
         self.current = Some((id, 0, 0));
         Ok(Imported::Added(id))
     }
@@ -395,7 +448,7 @@ impl StreamedImport<'_> {
     /// Records a host of the open run (nothing when the run was imported before).
     pub fn add_host(&mut self, host: &Host) -> Result<(), StoreError> {
         if let Some((id, up, seen)) = self.current.as_mut() {
-            insert_host(&self.tx, *id, host)?;
+            insert_host(self.tx, *id, host)?;
             *seen += 1;
             if host.is_up() {
                 *up += 1;
@@ -409,7 +462,7 @@ impl StreamedImport<'_> {
         let Some((id, up, seen)) = self.current.take() else {
             return Ok(());
         };
-        set_run_scripts(&self.tx, id, run)?;
+        set_run_scripts(self.tx, id, run)?;
         let stats = match &run.runstats {
             Some(rs) => FinishStats {
                 finished: rs.finished,
@@ -426,29 +479,39 @@ impl StreamedImport<'_> {
             .runstats
             .as_ref()
             .is_some_and(|rs| rs.exit == RunExit::Success);
-        finish(&self.tx, id, stats, complete)
+        finish(self.tx, id, stats, complete)
     }
 
     /// Records every run given.
-    pub fn commit(self) -> Result<(), StoreError> {
-        Ok(self.tx.commit()?)
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        let r = self.tx.batch("COMMIT");
+        if r.is_ok() {
+            self.done = true;
+            committed(self.tx);
+        }
+        r
     }
+}
+
+/// The scan a run (start, command line, file) was imported as before, if it was.
+fn known_import(tx: &Db, run: &ScanRun, file: Option<&str>) -> Result<Option<i64>, StoreError> {
+    tx.query_opt(
+        "SELECT id FROM scans WHERE source = 'import' AND started = ?1
+             AND args = ?2 AND file IS NOT DISTINCT FROM ?3",
+        &vals![run.start, &run.args, file],
+    )?
+    .map(|r| r.get(0))
+    .transpose()
 }
 
 /// The body of [`Store::import_all`], in its transaction.
 fn import_runs(
-    tx: &Transaction,
+    tx: &Db,
     runs: &[(&ScanRun, Option<&str>, &str)],
 ) -> Result<Vec<Imported>, StoreError> {
     let mut out = Vec::with_capacity(runs.len());
     for (run, file, targets) in runs {
-        let known: Option<i64> = tx
-            .prepare_cached(
-                "SELECT id FROM scans WHERE source = 'import' AND started = ?1
-                     AND args = ?2 AND file IS ?3",
-            )?
-            .query_row(params![run.start, run.args, file], |r| r.get(0))
-            .optional()?;
+        let known = known_import(tx, run, *file)?;
         if let Some(id) = known {
             out.push(Imported::AlreadyThere(ScanId(id)));
             continue;

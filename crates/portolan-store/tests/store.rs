@@ -5,9 +5,84 @@ use portolan_model::{
     Host, HostStatus, Hostname, HostnameType, Port, PortState, Protocol, ScanRun, Service,
 };
 use portolan_store::{
-    schema, ChangeKind, FinishStats, Imported, ScanMeta, Source, Store, StoreError,
+    schema, Backend, ChangeKind, FinishStats, Imported, ScanMeta, Source, Store, StoreError,
 };
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// Where a test's stores live: files in a temporary directory, or databases of the test
+/// process's PostgreSQL cluster (one new database per store name).
+struct Loc {
+    dir: tempfile::TempDir,
+    pg: Option<(&'static portolan_testpg::TestPg, String)>,
+    made: RefCell<HashMap<String, String>>,
+}
+
+impl Loc {
+    fn sqlite() -> Loc {
+        Loc {
+            dir: tempfile::tempdir().unwrap(),
+            pg: None,
+            made: RefCell::default(),
+        }
+    }
+    /// None (the test said "skipped") when there is no PostgreSQL to test with.
+    fn postgres(test: &str) -> Option<Loc> {
+        let pg = portolan_testpg::TestPg::shared()?;
+        Some(Loc {
+            dir: tempfile::tempdir().unwrap(),
+            pg: Some((pg, test.to_string())),
+            made: RefCell::default(),
+        })
+    }
+    /// The location of the store called `name` in this test: the same each time asked.
+    fn path(&self, name: &str) -> String {
+        let mut made = self.made.borrow_mut();
+        let url = made
+            .entry(name.to_string())
+            .or_insert_with(|| match &self.pg {
+                None => self.dir.path().join(name).to_string_lossy().into_owned(),
+                Some((pg, test)) => pg.fresh_db(&format!("{test}_{name}")),
+            });
+        url.clone()
+    }
+    /// Sets the schema version of the store at `path` by hand.
+    fn set_version(&self, path: &str, v: u32) {
+        let store = Store::open(path).unwrap();
+        let sql = match store.backend() {
+            Backend::Sqlite => format!("PRAGMA user_version = {v}"),
+            Backend::Postgres => format!("UPDATE portolan_schema SET version = {v}"),
+        };
+        store.execute_batch(&sql).unwrap();
+    }
+}
+
+/// Runs a test on SQLite and on PostgreSQL: `NAME::sqlite` and `NAME::postgres`.
+macro_rules! both {
+    ($name:ident, |$loc:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn sqlite() {
+                let $loc = &Loc::sqlite();
+                $body
+            }
+            #[test]
+            fn postgres() {
+                if let Some($loc) = &Loc::postgres(stringify!($name)) {
+                    $body
+                }
+            }
+        }
+    };
+}
+
+/// One number an ad-hoc query gives.
+fn count(store: &Store, sql: &str) -> i64 {
+    store.sql_rows(sql).unwrap()[0][0].parse().unwrap()
+}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -174,10 +249,8 @@ fn a_damaged_store_is_refused_untouched() {
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
 
-#[test]
-fn imports_an_nmap_xml_file_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path().join("h.db")).unwrap();
+both!(imports_an_nmap_xml_file_once, |loc| {
+    let mut store = Store::open(loc.path("h.db")).unwrap();
     let file = fixture("nmap-sv.xml");
     let run = portolan_report::read_xml_file(&file).unwrap();
     let name = file.to_string_lossy().to_string();
@@ -239,12 +312,10 @@ fn imports_an_nmap_xml_file_once() {
         let eb: Vec<_> = b.extraports.iter().map(|e| (e.state, e.count)).collect();
         assert_eq!(ea, eb);
     }
-}
+});
 
-#[test]
-fn imports_every_nmap_fixture() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path().join("h.db")).unwrap();
+both!(imports_every_nmap_fixture, |loc| {
+    let mut store = Store::open(loc.path("h.db")).unwrap();
     let mut n = 0;
     for entry in std::fs::read_dir(fixture("")).unwrap() {
         let path = entry.unwrap().path();
@@ -257,14 +328,12 @@ fn imports_every_nmap_fixture() {
     }
     assert!(n >= 10);
     assert_eq!(store.history().unwrap().len(), n);
-}
+});
 
 const DAY: i64 = 86_400;
 
-#[test]
-fn changes_between_scans_with_when_first_seen() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path().join("h.db")).unwrap();
+both!(changes_between_scans_with_when_first_seen, |loc| {
+    let mut store = Store::open(loc.path("h.db")).unwrap();
     let t = "10.0.0.0/24";
     let base = 1_700_000_000;
     let ssh = |v: &'static str| (22, "open", Some(("OpenSSH", v)));
@@ -331,12 +400,10 @@ fn changes_between_scans_with_when_first_seen() {
         .changes_since(base + 10 * DAY, None)
         .unwrap()
         .is_empty());
-}
+});
 
-#[test]
-fn inventory_is_the_latest_complete_scan_per_host() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path().join("h.db")).unwrap();
+both!(inventory_is_the_latest_complete_scan_per_host, |loc| {
+    let mut store = Store::open(loc.path("h.db")).unwrap();
     let ssh = |v: &'static str| (22, "open", Some(("OpenSSH", v)));
     scan(
         &mut store,
@@ -390,12 +457,10 @@ fn inventory_is_the_latest_complete_scan_per_host() {
     assert_eq!(old.hosts.len(), 2);
     assert_eq!(new.hosts[0].ports.len(), 3);
     assert_eq!(new.hosts[0].ports[2].state, PortState::Closed);
-}
+});
 
-#[test]
-fn an_interrupted_scan_stays_incomplete_and_is_ignored() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("h.db");
+both!(an_interrupted_scan_stays_incomplete_and_is_ignored, |loc| {
+    let path = loc.path("h.db");
     let t = "10.0.0.0/24";
     {
         let mut store = Store::open(&path).unwrap();
@@ -418,26 +483,23 @@ fn an_interrupted_scan_stays_incomplete_and_is_ignored() {
     assert!(!history[1].complete);
     assert_eq!(history[1].finished, None);
     // Its host is kept, but neither the inventory nor changes count it.
-    let kept: i64 = store
-        .connection()
-        .query_row(
-            "SELECT count(*) FROM ports_seen WHERE scan_id = ?1",
-            [history[1].id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let kept = count(
+        &store,
+        &format!(
+            "SELECT count(*) FROM ports_seen WHERE scan_id = {}",
+            history[1].id
+        ),
+    );
     assert_eq!(kept, 1);
     let hosts = store.hosts().unwrap();
     assert_eq!(hosts.len(), 1);
     assert_eq!(hosts[0].address, "10.0.0.1");
     assert!(store.changes_since(0, None).unwrap().is_empty());
     assert!(store.last_two_of_same_targets(None).unwrap().is_none());
-}
+});
 
-#[test]
-fn two_scans_writing_at_once_both_land() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("h.db");
+both!(two_scans_writing_at_once_both_land, |loc| {
+    let path = loc.path("h.db");
     drop(Store::open(&path).unwrap());
     let writers: Vec<_> = (0..2)
         .map(|w| {
@@ -475,12 +537,10 @@ fn two_scans_writing_at_once_both_land() {
     assert_eq!(history.len(), 2);
     assert!(history.iter().all(|s| s.complete));
     assert_eq!(store.hosts().unwrap().len(), 600);
-}
+});
 
-#[test]
-fn a_rebuilt_run_keeps_collapsed_counts_and_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path().join("h.db")).unwrap();
+both!(a_rebuilt_run_keeps_collapsed_counts_and_names, |loc| {
+    let mut store = Store::open(loc.path("h.db")).unwrap();
     let mut h = host("10.0.0.1", &[(22, "open", None)]);
     for p in 1..=30 {
         h.ports.push(Port::new(
@@ -501,7 +561,7 @@ fn a_rebuilt_run_keeps_collapsed_counts_and_names() {
     assert_eq!(back.hosts[0].extraports[0].count, 30);
     assert_eq!(back.hosts[0].ports.len(), 1);
     assert!(back.runstats.is_none(), "never finished");
-}
+});
 
 /// `address → host` of a run, for comparing runs whose host order may differ.
 fn by_address(run: &ScanRun) -> std::collections::BTreeMap<String, &Host> {
@@ -511,10 +571,8 @@ fn by_address(run: &ScanRun) -> std::collections::BTreeMap<String, &Host> {
         .collect()
 }
 
-#[test]
-fn os_matches_and_script_results_are_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path().join("h.db")).unwrap();
+both!(os_matches_and_script_results_are_kept, |loc| {
+    let mut store = Store::open(loc.path("h.db")).unwrap();
     for name in ["nmap-os-a.xml", "nmap-os-trace.xml", "nmap-scripts.xml"] {
         let run = portolan_report::read_xml_file(fixture(name)).unwrap();
         let Imported::Added(id) = store.import(&run, Some(name), "198.18.200.0/24").unwrap() else {
@@ -538,36 +596,23 @@ fn os_matches_and_script_results_are_kept() {
     let run = portolan_report::read_xml_file(fixture("nmap-scripts.xml")).unwrap();
     assert!(!run.prescripts.is_empty() && !run.hosts[0].hostscripts.is_empty());
     // The flat view answers "which hosts look like what".
-    let names: Vec<(String, i64, String)> = {
-        let c = store.connection();
-        let mut st = c
-            .prepare(
-                "SELECT address, rank, name FROM os_matches_seen
-                 WHERE scan_id = 1 ORDER BY address, rank LIMIT 2",
-            )
-            .unwrap();
-        let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap();
-        rows.collect::<Result<_, _>>().unwrap()
-    };
+    let names = store
+        .sql_rows(
+            "SELECT address, rank, name FROM os_matches_seen
+             WHERE scan_id = 1 ORDER BY address, rank LIMIT 2",
+        )
+        .unwrap();
     assert_eq!(
         names,
-        vec![
-            (
-                "198.18.200.66".to_string(),
-                0,
-                "Linux 5.3 - 5.4".to_string()
-            ),
-            ("198.18.200.66".to_string(), 1, "Linux 3.2".to_string()),
+        [
+            ["198.18.200.66", "0", "Linux 5.3 - 5.4"],
+            ["198.18.200.66", "1", "Linux 3.2"],
         ]
     );
-}
+});
 
-#[test]
-fn port_sets_tell_script_results_apart() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path().join("h.db")).unwrap();
+both!(port_sets_tell_script_results_apart, |loc| {
+    let mut store = Store::open(loc.path("h.db")).unwrap();
     let mut with_script = host("10.0.0.1", &[(80, "open", Some(("nginx", "1.22")))]);
     with_script.ports[0]
         .scripts
@@ -580,10 +625,7 @@ fn port_sets_tell_script_results_apart() {
         "10.0.0.0/24",
         &[with_script.clone(), plain, plain_too],
     );
-    let sets: i64 = store
-        .connection()
-        .query_row("SELECT count(*) FROM portsets", [], |r| r.get(0))
-        .unwrap();
+    let sets = count(&store, "SELECT count(*) FROM portsets");
     assert_eq!(
         sets, 2,
         "same ports and no scripts share a set; a script makes another"
@@ -595,7 +637,7 @@ fn port_sets_tell_script_results_apart() {
         with_script.ports[0].scripts
     );
     assert!(got["10.0.0.2"].ports[0].scripts.is_empty());
-}
+});
 
 #[test]
 fn a_version_1_store_upgrades_and_keeps_its_scans() {
@@ -688,50 +730,49 @@ fn a_writer_past_its_patience_fails_and_the_next_one_lands() {
     assert_eq!(writer.history().unwrap().len(), 1);
 }
 
-/// A streamed import (hosts recorded as they are read) records what import_all records, and
-/// nothing at all when it is dropped without commit (a bad file found part-way).
-#[test]
-fn a_streamed_import_matches_import_all_and_commits_all_or_nothing() {
-    let run = portolan_report::read_any(fixture("nmap-sv.xml")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
+// A streamed import (hosts recorded as they are read) records what import_all records, and
+// nothing at all when it is dropped without commit (a bad file found part-way).
+both!(
+    a_streamed_import_matches_import_all_and_commits_all_or_nothing,
+    |loc| {
+        let run = portolan_report::read_any(fixture("nmap-sv.xml")).unwrap();
 
-    let mut whole = Store::open(dir.path().join("whole.db")).unwrap();
-    let Imported::Added(id) = whole.import(&run, Some("sv.xml"), "127.0.0.1").unwrap() else {
-        panic!("a new store has it already");
-    };
-    let expected = whole.load_run(id).unwrap();
+        let mut whole = Store::open(loc.path("whole.db")).unwrap();
+        let Imported::Added(id) = whole.import(&run, Some("sv.xml"), "127.0.0.1").unwrap() else {
+            panic!("a new store has it already");
+        };
+        let expected = whole.load_run(id).unwrap();
 
-    let mut store = Store::open(dir.path().join("streamed.db")).unwrap();
-    let feed = |store: &mut Store, commit: bool| {
-        let mut imp = store.begin_import().unwrap();
-        let mut header = run.clone();
-        header.hosts.clear();
-        let status = imp.begin_run(&header, Some("sv.xml"), "127.0.0.1").unwrap();
-        for h in &run.hosts {
-            imp.add_host(h).unwrap();
-        }
-        imp.end_run(&header).unwrap();
-        if commit {
-            imp.commit().unwrap();
-        }
-        status
-    };
-    feed(&mut store, false);
-    assert!(store.history().unwrap().is_empty(), "dropped: nothing kept");
-    let Imported::Added(id) = feed(&mut store, true) else {
-        panic!("not added");
-    };
-    assert_eq!(store.load_run(id).unwrap(), expected);
-    assert_eq!(store.history().unwrap().len(), 1);
-    // The same run again is said to be there, and its hosts are passed over.
-    assert_eq!(feed(&mut store, true), Imported::AlreadyThere(id));
-    assert_eq!(store.history().unwrap().len(), 1);
-}
+        let mut store = Store::open(loc.path("streamed.db")).unwrap();
+        let feed = |store: &mut Store, commit: bool| {
+            let mut imp = store.begin_import().unwrap();
+            let mut header = run.clone();
+            header.hosts.clear();
+            let status = imp.begin_run(&header, Some("sv.xml"), "127.0.0.1").unwrap();
+            for h in &run.hosts {
+                imp.add_host(h).unwrap();
+            }
+            imp.end_run(&header).unwrap();
+            if commit {
+                imp.commit().unwrap();
+            }
+            status
+        };
+        feed(&mut store, false);
+        assert!(store.history().unwrap().is_empty(), "dropped: nothing kept");
+        let Imported::Added(id) = feed(&mut store, true) else {
+            panic!("not added");
+        };
+        assert_eq!(store.load_run(id).unwrap(), expected);
+        assert_eq!(store.history().unwrap().len(), 1);
+        // The same run again is said to be there, and its hosts are passed over.
+        assert_eq!(feed(&mut store, true), Imported::AlreadyThere(id));
+        assert_eq!(store.history().unwrap().len(), 1);
+    }
+);
 
-#[test]
-fn a_hosts_history_lists_its_complete_scans_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("h.db");
+both!(a_hosts_history_lists_its_complete_scans_in_order, |loc| {
+    let path = loc.path("h.db");
     let mut s = Store::open(&path).unwrap();
     scan(
         &mut s,
@@ -755,50 +796,49 @@ fn a_hosts_history_lists_its_complete_scans_in_order() {
     assert_eq!(h[1].ports[0].product.as_deref(), Some("OpenSSH"));
     assert_ne!(h[0].portset, h[1].portset);
     assert!(s.host_history("10.9.9.9").unwrap().is_empty());
-}
+});
 
-#[test]
-fn the_generation_moves_when_another_connection_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("h.db");
+both!(the_generation_moves_when_another_connection_writes, |loc| {
+    let path = loc.path("h.db");
     let reader = Store::open(&path).unwrap();
     let g = reader.generation().unwrap();
     assert_eq!(reader.generation().unwrap(), g, "nothing written");
     let mut writer = Store::open_existing(&path).unwrap();
     scan(&mut writer, 100, "10.0.0.0/24", &[host("10.0.0.1", &[])]);
     assert_ne!(reader.generation().unwrap(), g);
-}
+});
 
-#[test]
-fn hosts_listed_down_change_only_when_they_come_up_or_go_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = Store::open(dir.path().join("h.db")).unwrap();
-    let down = || {
-        let mut h = host("10.0.0.5", &[]);
-        h.status = HostStatus::down("no-response");
-        h
-    };
-    let t = "10.0.0.0/24";
-    scan(&mut s, 100, t, &[down()]);
-    scan(&mut s, 200, t, &[host("10.0.0.5", &[(22, "open", None)])]);
-    scan(&mut s, 300, t, &[down()]);
-    scan(&mut s, 400, t, &[down()]);
-    // Gone from the list altogether while down: nothing either.
-    scan(&mut s, 500, t, &[]);
-    let got: Vec<(i64, ChangeKind)> = s
-        .changes_since(0, None)
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.first_seen, c.kind))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            (200, ChangeKind::HostAppeared),
-            (300, ChangeKind::HostDisappeared)
-        ]
-    );
-}
+both!(
+    hosts_listed_down_change_only_when_they_come_up_or_go_down,
+    |loc| {
+        let mut s = Store::open(loc.path("h.db")).unwrap();
+        let down = || {
+            let mut h = host("10.0.0.5", &[]);
+            h.status = HostStatus::down("no-response");
+            h
+        };
+        let t = "10.0.0.0/24";
+        scan(&mut s, 100, t, &[down()]);
+        scan(&mut s, 200, t, &[host("10.0.0.5", &[(22, "open", None)])]);
+        scan(&mut s, 300, t, &[down()]);
+        scan(&mut s, 400, t, &[down()]);
+        // Gone from the list altogether while down: nothing either.
+        scan(&mut s, 500, t, &[]);
+        let got: Vec<(i64, ChangeKind)> = s
+            .changes_since(0, None)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.first_seen, c.kind))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (200, ChangeKind::HostAppeared),
+                (300, ChangeKind::HostDisappeared)
+            ]
+        );
+    }
+);
 
 /// The web view's store: read through a connection that cannot write, with the file's
 /// journal mode and schema left as they are.
@@ -876,3 +916,279 @@ fn a_read_only_store_of_another_schema_is_refused_untouched() {
         Err(StoreError::TooNew { .. })
     ));
 }
+
+// (The SQLite file's bytes are compared in a_store_from_a_newer_version_is_refused_untouched.)
+both!(
+    a_newer_schema_is_refused_untouched_on_either_backend,
+    |loc| {
+        let path = loc.path("h.db");
+        drop(Store::open(&path).unwrap());
+        loc.set_version(&path, schema::CURRENT + 1);
+        for open in [Store::open, Store::open_existing, Store::open_read_only] {
+            match open(path.as_str()) {
+                Err(StoreError::TooNew { found, supported }) => {
+                    assert_eq!((found, supported), (schema::CURRENT + 1, schema::CURRENT));
+                }
+                other => panic!("expected TooNew, got {:?}", other.err()),
+            }
+        }
+        // Each open after the first still found the newer version: none changed it.
+    }
+);
+
+/// The PostgreSQL half of the tests, when there is a cluster to test with.
+fn pg() -> Option<&'static portolan_testpg::TestPg> {
+    portolan_testpg::TestPg::shared()
+}
+
+#[test]
+fn postgres_migrates_a_new_database_once_under_concurrent_opens() {
+    let Some(pg) = pg() else { return };
+    let url = pg.fresh_db("concurrent_opens");
+    let openers: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || Store::open(&url).map(|s| s.schema_version().unwrap()))
+        })
+        .collect();
+    for o in openers {
+        assert_eq!(o.join().unwrap().unwrap(), schema::CURRENT);
+    }
+    let store = Store::open(&url).unwrap();
+    assert_eq!(store.backend(), Backend::Postgres);
+    assert_eq!(count(&store, "SELECT count(*) FROM portolan_schema"), 1);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name IN
+             ('scans','hosts_seen','portsets','portset_ports','ports_seen','os_matches_seen')"
+        ),
+        6
+    );
+}
+
+/// The web view's PostgreSQL store: reads, never writes, never upgrades.
+#[test]
+fn postgres_read_only_store_reads_and_cannot_write() {
+    let Some(pg) = pg() else { return };
+    let url = pg.fresh_db("read_only");
+    {
+        let mut store = Store::open(&url).unwrap();
+        scan(&mut store, 100, "10.0.0.0/30", &[host("10.0.0.1", &[])]);
+    }
+    let reader = Store::open_read_only(&url).unwrap();
+    assert_eq!(reader.history().unwrap().len(), 1);
+    let g = reader.generation().unwrap();
+    assert!(reader.execute_batch("DELETE FROM hosts_seen").is_err());
+    let mut writer = Store::open(&url).unwrap();
+    scan(&mut writer, 200, "10.0.0.0/30", &[host("10.0.0.2", &[])]);
+    assert_eq!(reader.history().unwrap().len(), 2);
+    assert_ne!(reader.generation().unwrap(), g);
+
+    // An older schema is not upgraded by a reader; an empty database is not a store yet.
+    let old = pg.fresh_db("read_only_old");
+    writer = Store::open(&old).unwrap();
+    writer
+        .execute_batch("UPDATE portolan_schema SET version = 1")
+        .unwrap();
+    assert!(matches!(
+        Store::open_read_only(&old),
+        Err(StoreError::TooOld { found: 1, .. })
+    ));
+    assert_eq!(writer.schema_version().unwrap(), 1);
+    assert!(matches!(
+        Store::open_read_only(pg.fresh_db("read_only_empty")),
+        Err(StoreError::TooOld { found: 0, .. })
+    ));
+}
+
+/// A wrong password, no server, or no such database: a typed error naming the store,
+/// never its password.
+#[test]
+fn postgres_connection_failures_are_clear_and_never_show_the_password() {
+    let Some(pg) = pg() else { return };
+    let db = pg.fresh_db_name("failures");
+    let secret = "Sw0rdfish-not-the-password";
+    let wrong = format!(
+        "postgres://postgres:{secret}@127.0.0.1:{}/{db}?sslmode=disable",
+        pg.port()
+    );
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cases = [
+        (wrong, "password authentication failed"),
+        (
+            format!("postgres://postgres:{secret}@127.0.0.1:{free}/{db}?sslmode=disable"),
+            "onnection refused",
+        ),
+        (
+            format!(
+                "postgres://postgres:{}@127.0.0.1:{}/no_such_db?sslmode=disable",
+                pg.password(),
+                pg.port()
+            ),
+            "does not exist",
+        ),
+    ];
+    for (url, why) in cases {
+        let err = Store::open(&url).err().expect("refused");
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Connect { .. }), "{text}");
+        assert!(text.contains(why), "{text}");
+        assert!(text.contains("postgres@127.0.0.1"), "{text}");
+        assert!(
+            !text.contains(secret) && !text.contains(pg.password()),
+            "{text}"
+        );
+        assert!(!format!("{err:?}").contains(secret), "{err:?}");
+    }
+    // The right password over TCP works.
+    let ok = format!(
+        "postgres://postgres:{}@127.0.0.1:{}/{db}?sslmode=disable",
+        pg.password(),
+        pg.port()
+    );
+    assert_eq!(
+        Store::open(&ok).unwrap().schema_version().unwrap(),
+        schema::CURRENT
+    );
+}
+
+/// Whether the store's own connection is encrypted, as the server sees it.
+fn uses_tls(store: &Store) -> bool {
+    count(
+        store,
+        "SELECT CASE WHEN ssl THEN 1 ELSE 0 END FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    ) == 1
+}
+
+#[test]
+fn postgres_tls_modes_as_libpq_means_them() {
+    let Some(pg) = pg() else { return };
+    let db = pg.fresh_db_name("tls");
+    let base = pg.tcp_url(&db, true);
+    let ca = pg.ca_cert();
+    let ca = ca.to_string_lossy();
+    let open = |q: &str| Store::open(format!("{base}?{q}"));
+    assert!(!uses_tls(&open("sslmode=disable").unwrap()));
+    assert!(uses_tls(&open("sslmode=prefer").unwrap()));
+    assert!(uses_tls(&open("sslmode=require").unwrap()));
+    assert!(uses_tls(
+        &open(&format!("sslmode=verify-full&sslrootcert={ca}")).unwrap()
+    ));
+    assert!(uses_tls(
+        &open(&format!("sslmode=verify-ca&sslrootcert={ca}")).unwrap()
+    ));
+    // Another authority: the server's certificate is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.crt");
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(dir.path().join("other.key"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let err = open(&format!(
+            "sslmode={mode}&sslrootcert={}",
+            other.to_string_lossy()
+        ))
+        .err()
+        .unwrap_or_else(|| panic!("{mode}: a certificate of another authority accepted"));
+        assert!(matches!(err, StoreError::Connect { .. }), "{err}");
+        assert!(err.to_string().contains("certificate"), "{err}");
+    }
+    assert!(matches!(
+        open("sslmode=sometimes"),
+        Err(StoreError::BadLocation { .. })
+    ));
+}
+
+/// The password file: used when private to its owner, ignored otherwise (as libpq).
+#[test]
+fn postgres_password_from_the_password_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(pg) = pg() else { return };
+    let db = pg.fresh_db_name("pgpass");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgpass");
+    std::fs::write(
+        &file,
+        format!(
+            "# test\n127.0.0.1:{}:{db}:postgres:{}\n",
+            pg.port(),
+            pg.password()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Only this test sets it; others give passwords or use the socket.
+    std::env::set_var("PGPASSFILE", &file);
+    let url = format!("{}?sslmode=disable", pg.tcp_url(&db, false));
+    assert!(Store::open(&url).is_ok());
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = Store::open(&url)
+        .err()
+        .expect("a readable password file is ignored");
+    assert!(matches!(err, StoreError::Connect { .. }), "{err}");
+    std::env::remove_var("PGPASSFILE");
+}
+
+/// A scan asks before it empties any output: a user who may only read is refused there.
+#[test]
+fn postgres_check_writable_refuses_a_reader_only_user() {
+    let Some(pg) = pg() else { return };
+    let db = pg.fresh_db_name("writable");
+    let owner = pg.url(&db);
+    let mut store = Store::open(&owner).unwrap();
+    store.check_writable().unwrap();
+    pg.psql(
+        &db,
+        "CREATE ROLE reader_only LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader_only",
+    )
+    .unwrap();
+    let reader = owner.replace("postgres@", "reader_only@");
+    let mut store = Store::open_existing(&reader).unwrap();
+    assert_eq!(store.history().unwrap().len(), 0);
+    let err = store.check_writable().expect_err("refused");
+    assert!(err.to_string().contains("cannot write"), "{err}");
+}
+
+// Ports come back in (protocol, port) order on either database, whatever order they were
+// written in, and hosts without listed ports (only collapsed counts) read as none.
+both!(ports_read_back_in_protocol_and_port_order, |loc| {
+    let mut store = Store::open(loc.path("h.db")).unwrap();
+    let mut h = host("10.0.0.1", &[(443, "open", None), (22, "open", None)]);
+    h.ports.insert(
+        0,
+        Port::new(Protocol::Udp, 53, PortState::Open, "udp-response"),
+    );
+    let mut bare = host("10.0.0.2", &[]);
+    bare.extraports.push(portolan_model::ExtraPorts {
+        state: PortState::Closed,
+        count: 1000,
+        reasons: Vec::new(),
+    });
+    scan(&mut store, 100, "10.0.0.0/24", &[h, bare]);
+    let hosts = store.hosts().unwrap();
+    let ports: Vec<(String, u16)> = hosts[0]
+        .ports
+        .iter()
+        .map(|p| (p.protocol.clone(), p.port))
+        .collect();
+    assert_eq!(
+        ports,
+        [("tcp".into(), 22), ("tcp".into(), 443), ("udp".into(), 53)]
+    );
+    assert!(hosts[1].ports.is_empty());
+    let run = store.load_run(portolan_store::ScanId(1)).unwrap();
+    assert_eq!(run.hosts[1].extraports[0].count, 1000);
+    assert_eq!(run.hosts[0].ports.len(), 3);
+});

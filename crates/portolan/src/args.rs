@@ -139,6 +139,9 @@ pub struct Options {
     pub no_stylesheet: bool,
     /// `--db PATH`: record the scan in this history store.
     pub db: Option<String>,
+    /// `--vulns`: known vulnerabilities under each port; `--vulndb PATH`: their database.
+    pub vulns: bool,
+    pub vulndb: Option<String>,
     /// --resume: the output of an interrupted scan to continue.
     pub resume: Option<String>,
     /// --scope: the scope file the scan must stay inside.
@@ -238,6 +241,8 @@ impl Default for Options {
             stylesheet: None,
             no_stylesheet: false,
             db: None,
+            vulns: false,
+            vulndb: None,
             resume: None,
             scope: None,
             audit_log: None,

@@ -25,6 +25,9 @@ const COMMANDS: &[Command] = &[
     (&crate::store_cmd::SERVICES, crate::store_cmd::services),
     // The store as web pages and JSON (docs/serve.md).
     (&crate::serve_cmd::SPEC, crate::serve_cmd::run),
+    // The offline vulnerability database and the findings of a scan (docs/vulns.md).
+    (&crate::vulns_cmd::VULNDB_SPEC, crate::vulns_cmd::vulndb),
+    (&crate::vulns_cmd::VULNS_SPEC, crate::vulns_cmd::vulns),
 ];
 
 /// Runs the subcommand named `word` with `args`, or returns None when `word` names none

@@ -163,6 +163,7 @@ fn diff_store(db: &str, opts: DiffOptions, format: Format) -> Result<bool, Strin
             s.parts
         );
     }
+    let db = &portolan_store::pg::shown(db);
     let (old, new) = match store.last_two_of_same_targets(None) {
         Ok(Some(pair)) => pair,
         Ok(None) => {

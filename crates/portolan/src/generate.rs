@@ -136,7 +136,8 @@ fn man() -> String {
         ".SH ENVIRONMENT\n\
          .TP\n\
          .B PORTOLAN_DB\n\
-         The history store used when \\fB\\-\\-db\\fR is not given.\n\
+         The history store used when \\fB\\-\\-db\\fR is not given: a file, or a\n\
+         PostgreSQL URL (postgres://USER@HOST[:PORT]/DB?sslmode=MODE).\n\
          .SH EXIT STATUS\n\
          A scan exits 0 when it ran, 2 on a usage error, 130 or 143 when interrupted.\n\
          Each command says its own in its section above.\n\

@@ -24,6 +24,7 @@ mod scripts;
 mod serve_cmd;
 mod shard_id;
 mod store_cmd;
+mod vulns_cmd;
 
 use anyhow::Context;
 use std::process::ExitCode;
@@ -154,6 +155,20 @@ fn main() -> ExitCode {
     } else {
         None
     };
+    // --vulns: the database is opened (and checked) before any output or packet.
+    let vulns = match (opts.vulns && !resolved.plan.dry_run)
+        .then(|| vulns_cmd::open_for_scan(opts.vulndb.as_deref()))
+        .transpose()
+    {
+        Ok(v) => v,
+        Err(e) => {
+            finish_audit(&mut audit, format!("error: {e:#}"), 2);
+            return quit(&e);
+        }
+    };
+    if vulns.is_some() && !opts.version {
+        eprintln!("WARNING: --vulns without -sV: only services with a product and version are matched, and without -sV there are none");
+    }
     let opened = match outputs::open(&opts, &resolved.start, resolved.shard_part.clone()) {
         Ok(opened) => opened,
         Err(e) => {
@@ -170,7 +185,15 @@ fn main() -> ExitCode {
     }
     // Only now, with nothing left to refuse the scan, are existing files emptied.
     let sink = match opened.start(&resolved.plan.out_opts, &opts) {
-        Ok(sink) => sink,
+        Ok(sink) => match vulns {
+            Some(matcher) => portolan_model::Tee {
+                sinks: vec![Box::new(vulns_cmd::VulnSink {
+                    matcher,
+                    inner: sink,
+                })],
+            },
+            None => sink,
+        },
         Err(e) => {
             finish_audit(&mut audit, format!("error: {e:#}"), 2);
             return quit(&e);

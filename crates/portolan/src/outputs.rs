@@ -282,6 +282,7 @@ impl Guarded {
     /// Says once that the store failed, and goes on without it.
     fn store_failed(&mut self, e: OutputError) {
         if let Some((path, _)) = self.store.take() {
+            let path = portolan_store::pg::shown(&path);
             STORE_FAILED.store(true, Ordering::Relaxed);
             eprintln!(
                 "portolan: cannot record the scan in the history store {path}: {e}\n\

@@ -279,7 +279,12 @@ impl Resolved {
             open_only: o.open_only,
         };
         let plan = ScanPlan {
-            args_line: argv.join(" "),
+            // A store's password is not recorded with the command line (outputs, store).
+            args_line: argv
+                .iter()
+                .map(|w| portolan_store::pg::shown_word(w.as_ref()))
+                .collect::<Vec<_>>()
+                .join(" "),
             start: start.timestamp(),
             scan,
             udp: o.udp,

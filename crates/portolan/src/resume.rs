@@ -40,9 +40,10 @@ pub fn load(path: &str) -> Result<Prior> {
 }
 
 /// The latest incomplete scan in the history store at `db`.
-pub fn load_from_store(db: &str) -> Result<Prior> {
-    let store =
-        portolan_store::Store::open_existing(db).with_context(|| format!("--resume --db {db}"))?;
+pub fn load_from_store(spec: &str) -> Result<Prior> {
+    let db = &portolan_store::pg::shown(spec);
+    let store = portolan_store::Store::open_existing(spec)
+        .with_context(|| format!("--resume --db {db}"))?;
     let last = store
         .history()
         .with_context(|| format!("--resume --db {db}"))?

@@ -34,7 +34,8 @@ pub const SPEC: Spec = Spec {
     opts: &[subargs::DB, LISTEN, AUTH, HASH_PASSWORD],
     operands: false,
     footer: "\
-The history store is --db PATH, else $PORTOLAN_DB; it must exist.
+The history store is --db PATH, else $PORTOLAN_DB; it must exist. PATH may be a
+PostgreSQL URL (postgres://USER@HOST/DB), read through read-only sessions.
 Exit status: 0 stopped, 1 the server failed, 2 bad usage, a refused address or an unreadable
 store or auth file.",
 };

@@ -36,6 +36,8 @@ const FOOTER: &str = "\
 The history store is --db PATH, else $PORTOLAN_DB. Only `import` and a scan with --db
 create it; the other commands refuse a path where no store is. A writer waits for others
 holding the store (about ten minutes; PORTOLAN_DB_WAIT=SECONDS to change that).
+PATH may be a PostgreSQL database instead: postgres://USER@HOST[:PORT]/DB?sslmode=MODE
+or service=NAME (the password from PGPASSWORD or ~/.pgpass; see docs/store.md).
 Exit status: 0 done, 1 the store failed, 2 bad usage or an unreadable store or file.";
 
 pub const IMPORT: Spec = Spec {

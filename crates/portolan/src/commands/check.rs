@@ -26,6 +26,12 @@ const DB: Opt = subargs::DB.help(
     "check the latest complete scan in the history store (without a scan file: $PORTOLAN_DB)",
 );
 
+const VULNDB: Opt = Opt::value(
+    "vulndb",
+    "PATH",
+    "match the scan's services against this vulnerability database first, for no_kev and max_cvss rules (docs/vulns.md)",
+);
+
 const ALLOW_INCOMPLETE: Opt = Opt::switch(
     "allow-incomplete",
     "judge an interrupted scan too (what it did not reach is reported missing or down)",
@@ -35,8 +41,8 @@ pub const SPEC: Spec = Spec {
     name: "check",
     summary: "list every violation of a baseline policy in a scan (docs/policy.md)",
     usage: &[
-        "--policy FILE [--json] [--run N] [--allow-incomplete] SCAN_FILE",
-        "--policy FILE [--json] [--allow-incomplete] --db PATH",
+        "--policy FILE [--json] [--run N] [--allow-incomplete] [--vulndb PATH] SCAN_FILE",
+        "--policy FILE [--json] [--allow-incomplete] [--vulndb PATH] --db PATH",
     ],
     about: "
 Lists every violation of the baseline policy FILE (TOML, see docs/policy.md) in SCAN_FILE,
@@ -44,7 +50,7 @@ an Nmap or Portolan XML file (-oX) or a Portolan JSON file (-oJ). In a file hold
 several runs (--append-output) the last is judged, unless --run N. An interrupted scan is
 refused (exit 2) unless --allow-incomplete.
 ",
-    opts: &[POLICY, JSON, DB, RUN, ALLOW_INCOMPLETE],
+    opts: &[POLICY, JSON, DB, RUN, ALLOW_INCOMPLETE, VULNDB],
     operands: true,
     footer: "Exit status: 0 no violation, 1 violations found, 2 error.",
 };
@@ -65,6 +71,8 @@ struct CheckArgs {
     /// `--run N` of a scan file (None: the last).
     run: Option<usize>,
     allow_incomplete: bool,
+    /// `--vulndb PATH`: findings added to the scan before it is judged.
+    vulndb: Option<PathBuf>,
 }
 
 /// Why `check` could not give an answer (exit code 2).
@@ -96,6 +104,8 @@ enum CheckError {
     StoreOpen(portolan_store::StoreError),
     #[error("history store {}: no complete scan recorded", path.display())]
     NoScan { path: PathBuf },
+    #[error("{0}")]
+    Vulns(portolan_vuln::VulnError),
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -163,6 +173,7 @@ fn check_args(p: Parsed) -> Result<CheckArgs, CheckError> {
         json: p.flag(&JSON),
         run,
         allow_incomplete: p.flag(&ALLOW_INCOMPLETE),
+        vulndb: p.value(&VULNDB).map(PathBuf::from),
     })
 }
 
@@ -229,6 +240,8 @@ struct Judged {
 /// violations, not with the file.
 struct Streamed<'p> {
     policy: &'p Policy,
+    /// `--vulndb`: each host's findings are added before it is judged.
+    vulns: Option<portolan_vuln::Matcher>,
     want: Option<usize>,
     /// Runs ended so far.
     count: usize,
@@ -244,8 +257,12 @@ impl Streamed<'_> {
 }
 
 impl portolan_report::xml_reader::RunStream for Streamed<'_> {
-    fn host(&mut self, host: portolan_model::Host) -> Result<(), ReadError> {
+    fn host(&mut self, mut host: portolan_model::Host) -> Result<(), ReadError> {
         if self.wanted() {
+            if let Some(m) = self.vulns.as_mut() {
+                portolan_vuln::report::annotate_host(m, &mut host)
+                    .map_err(|e| ReadError::Io(std::io::Error::other(e.to_string())))?;
+            }
             self.current
                 .get_or_insert_with(|| self.policy.evaluation())
                 .host(&host);
@@ -269,10 +286,19 @@ impl portolan_report::xml_reader::RunStream for Streamed<'_> {
 
 /// The scan to check, judged, and how to name it in the report.
 fn judge(a: &CheckArgs, policy: &Policy) -> Result<Judged, CheckError> {
-    let (run, shown) = match &a.source {
+    let mut vulns = match &a.vulndb {
+        Some(path) => Some(
+            portolan_vuln::VulnDb::open_existing(path)
+                .map_err(CheckError::Vulns)?
+                .into_matcher(),
+        ),
+        None => None,
+    };
+    let (mut run, shown) = match &a.source {
         ScanSource::File(path) => {
             let mut s = Streamed {
                 policy,
+                vulns: vulns.take(),
                 want: a.run,
                 count: 0,
                 current: None,
@@ -307,12 +333,14 @@ fn judge(a: &CheckArgs, policy: &Policy) -> Result<Judged, CheckError> {
         }
         // The history store: its latest complete scan.
         ScanSource::Db(path) => {
+            let store =
+                portolan_store::Store::open_existing(path).map_err(CheckError::StoreOpen)?;
+            // As it may be shown: a PostgreSQL store's location without its password.
+            let path = &store.path().to_path_buf();
             let store_err = |source| CheckError::Store {
                 path: path.clone(),
                 source,
             };
-            let store =
-                portolan_store::Store::open_existing(path).map_err(CheckError::StoreOpen)?;
             let scans = store.history().map_err(store_err)?;
             let latest = scans
                 .iter()
@@ -344,6 +372,11 @@ fn judge(a: &CheckArgs, policy: &Policy) -> Result<Judged, CheckError> {
             (run, shown)
         }
     };
+    if let Some(m) = vulns.as_mut() {
+        for h in run.hosts.iter_mut() {
+            portolan_vuln::report::annotate_host(m, h).map_err(CheckError::Vulns)?;
+        }
+    }
     Ok(Judged {
         violations: policy.evaluate(&run),
         hosts_up: run.hosts.iter().filter(|h| h.is_up()).count(),

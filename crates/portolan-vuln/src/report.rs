@@ -1,0 +1,154 @@
+//! Findings as a port's script result (`vulns`), so that normal, XML, grepable and JSON
+//! output and every Nmap-XML reader show them: text like the vulners script's, and the same
+//! as structured elements (one table per CVE).
+
+use crate::error::VulnError;
+use crate::matcher::{Basis, Finding, Matcher, ServiceQuery};
+use portolan_model::{Host, PortState, Script, ScriptItem};
+
+/// The script id the findings are reported under.
+pub const SCRIPT_ID: &str = "vulns";
+
+/// One line of a finding: id, CVSS, KEV, EPSS, reference, basis.
+pub fn line(f: &Finding) -> String {
+    let mut s = format!("{}\t{}", f.cve, score(f));
+    if f.kev() {
+        s.push_str("\tKEV");
+    }
+    if let Some(e) = f.epss {
+        s.push_str(&format!("\tEPSS {e:.3}"));
+    }
+    s.push('\t');
+    s.push_str(&f.reference());
+    s.push_str(&format!("\t({})", basis_text(&f.basis)));
+    s
+}
+
+/// A finding's title: the first sentence of its description, cut to 120 characters.
+pub fn title(f: &Finding) -> String {
+    let first = f.description.split(". ").next().unwrap_or("").trim();
+    let mut t: String = first.chars().take(120).collect();
+    if t.len() < first.len() {
+        t.push('…');
+    }
+    if t.is_empty() {
+        t = f.cve.clone();
+    }
+    t
+}
+
+/// The CVSS base score as text, `-` when NVD gives none.
+pub fn score(f: &Finding) -> String {
+    f.cvss
+        .map(|c| format!("{c:.1}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// What the verdict rests on, in a few words.
+pub fn basis_text(b: &Basis) -> String {
+    match b {
+        Basis::Upstream { note } => note.clone(),
+        Basis::Debian {
+            package,
+            release,
+            installed,
+            status,
+            fixed_version,
+        } => match fixed_version {
+            Some(f) if status == "resolved" => {
+                format!("Debian {release} {package}: fixed in {f}, installed {installed}")
+            }
+            _ => format!("Debian {release} {package}: {status}, no fix, installed {installed}"),
+        },
+    }
+}
+
+/// The `vulns` script result of one service's findings (not empty).
+pub fn script(findings: &[Finding]) -> Script {
+    let mut output = String::new();
+    let mut content = Vec::new();
+    if let Some(first) = findings.first() {
+        output.push_str(&format!("\n  {} {}:", first.product, first.version));
+    }
+    for f in findings {
+        output.push_str("\n    ");
+        output.push_str(&line(f));
+        let elem = |k: &str, v: String| ScriptItem::Elem {
+            key: Some(k.into()),
+            value: v,
+        };
+        let list = |k: &str, v: String| ScriptItem::Table {
+            key: Some(k.into()),
+            items: vec![ScriptItem::Elem {
+                key: None,
+                value: v,
+            }],
+        };
+        // Nmap's vulns library layout (title, state, ids, description, refs), which the
+        // events writer turns into ECS alerts, then our own fields.
+        let state = if f.upstream_only() {
+            "LIKELY VULNERABLE"
+        } else {
+            "VULNERABLE"
+        };
+        let mut items = vec![
+            elem("title", title(f)),
+            elem("state", state.into()),
+            list("ids", format!("CVE:{}", f.cve)),
+            list("description", f.description.clone()),
+            list("refs", f.reference()),
+            elem("id", f.cve.clone()),
+            elem("cvss", score(f)),
+            elem("type", "cve".into()),
+            elem("is_exploit", f.kev().to_string()),
+        ];
+        if let Some(v) = &f.cvss_version {
+            items.push(elem("cvss_version", v.clone()));
+        }
+        if let Some(s) = &f.severity {
+            items.push(elem("severity", s.clone()));
+        }
+        if let Some(d) = &f.kev_date_added {
+            items.push(elem("kev_date_added", d.clone()));
+        }
+        if let Some(e) = f.epss {
+            items.push(elem("epss", format!("{e:.5}")));
+        }
+        items.push(elem("product", f.product.clone()));
+        items.push(elem("version", f.version.clone()));
+        items.push(elem("matched", f.matched.clone()));
+        items.push(elem("basis", basis_text(&f.basis)));
+        items.push(elem("upstream_only", f.upstream_only().to_string()));
+        content.push(ScriptItem::Table {
+            key: Some(f.cve.clone()),
+            items,
+        });
+    }
+    Script {
+        id: SCRIPT_ID.into(),
+        output,
+        content,
+    }
+}
+
+/// Adds a `vulns` result to every open port of `host` whose service has findings (and
+/// replaces one already there); returns the number of findings.
+pub fn annotate_host(m: &mut Matcher, host: &mut Host) -> Result<usize, VulnError> {
+    let mut count = 0;
+    for port in host.ports.iter_mut() {
+        if port.state != PortState::Open {
+            continue;
+        }
+        let Some(service) = &port.service else {
+            continue;
+        };
+        let found = m.service(&ServiceQuery::of(service))?;
+        port.scripts.retain(|s| s.id != SCRIPT_ID);
+        if found.is_empty() {
+            continue;
+        }
+        count += found.len();
+        port.scripts.push(script(&found));
+    }
+    Ok(count)
+}

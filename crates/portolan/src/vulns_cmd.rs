@@ -1,0 +1,560 @@
+//! `portolan vulndb import|status` (the offline vulnerability database, docs/vulns.md),
+//! `portolan vulns SCAN_FILE | --db PATH` (the findings of a scan or of the history store's
+//! inventory), and the sink behind a scan's `--vulns`, which adds the findings to each
+//! port as a `vulns` script result before the outputs see the host.
+
+use crate::commands::subargs::{self, Opt, Parsed, Spec};
+use portolan_model::{Host, OutputError, ScanRun, Service, Sink};
+use portolan_vuln::matcher::priority;
+use portolan_vuln::{Finding, Matcher, ServiceQuery, VulnDb, VulnError};
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The environment variable naming the vulnerability database when `--vulndb` is not given.
+pub const VULNDB_ENV: &str = "PORTOLAN_VULNDB";
+
+const VULNDB: Opt = Opt::value(
+    "vulndb",
+    "PATH",
+    "the vulnerability database (default: $PORTOLAN_VULNDB, else $XDG_DATA_HOME/portolan/vulndb.sqlite or ~/.local/share/portolan/vulndb.sqlite)",
+);
+const JSON: Opt = subargs::JSON;
+const DB: Opt =
+    subargs::DB.help("the latest inventory of this history store instead of a scan file");
+const MIN_CVSS: Opt = Opt::value(
+    "min-cvss",
+    "N",
+    "only findings with a CVSS base score of N or more",
+);
+const KEV: Opt = Opt::switch("kev", "only known exploited vulnerabilities (CISA KEV)");
+const STATS: Opt = Opt::switch(
+    "stats",
+    "say on stderr how many services were matched, and how fast",
+);
+
+pub const VULNDB_SPEC: Spec = Spec {
+    name: "vulndb",
+    summary: "import vulnerability feeds (NVD, CISA KEV, EPSS, Debian) and show the database (docs/vulns.md)",
+    usage: &["import [--vulndb PATH] [--json] FILE...", "status [--vulndb PATH] [--json]"],
+    about: "
+import: reads each FILE (NVD CVE JSON 2.0 yearly or modified feed, CISA KEV JSON, FIRST EPSS
+CSV, Debian security tracker JSON; plain or .gz, the format told from the content) and
+records them all in one transaction: a bad file is named with its line or JSON path and
+nothing is imported. A CVE whose configurations are malformed is reported and skipped.
+status: the sources imported, counts and dates.
+",
+    opts: &[VULNDB, JSON],
+    operands: true,
+    footer: "Exit status: 0 done, 2 bad usage or a file or database that cannot be used.",
+};
+
+pub const VULNS_SPEC: Spec = Spec {
+    name: "vulns",
+    summary:
+        "known vulnerabilities of the services in a scan or the inventory, offline (docs/vulns.md)",
+    usage: &[
+        "[--vulndb PATH] [--json] [--min-cvss N] [--kev] SCAN_FILE",
+        "[--vulndb PATH] [--json] [--min-cvss N] [--kev] --db PATH",
+    ],
+    about: "
+Matches every open port's service (-sV product, version and CPEs) of SCAN_FILE (Nmap's or
+Portolan's XML, or Portolan's JSON; the last run of the file) or of the history store's
+current inventory against the vulnerability database, and lists the findings: known
+exploited first, then by EPSS, then by CVSS. Each finding says which NVD cpeMatch entry
+matched, and whether Debian's tracker confirmed it for a Debian build or it rests on the
+upstream version only.
+",
+    opts: &[VULNDB, JSON, DB, MIN_CVSS, KEV, STATS],
+    operands: true,
+    footer: "Exit status: 0 no finding, 1 findings, 2 error.",
+};
+
+/// The database path: `--vulndb`, else `PORTOLAN_VULNDB`, else the default under the
+/// user's data directory.
+pub fn vulndb_path(flag: Option<&str>) -> Option<PathBuf> {
+    flag.map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os(VULNDB_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .or_else(portolan_vuln::default_path)
+}
+
+fn path_or_usage(spec: &Spec, p: &Parsed) -> Result<PathBuf, ExitCode> {
+    vulndb_path(p.value(&VULNDB)).ok_or_else(|| {
+        subargs::usage_error(
+            spec,
+            "no vulnerability database: give --vulndb PATH (or set PORTOLAN_VULNDB, XDG_DATA_HOME or HOME)",
+        )
+    })
+}
+
+fn fail(cmd: &str, e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("portolan {cmd}: {e}");
+    ExitCode::from(2)
+}
+
+/// Runs `portolan vulndb`; the words after it.
+pub fn vulndb(args: &[String]) -> ExitCode {
+    let p = match subargs::parse_or_exit(&VULNDB_SPEC, args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let path = match path_or_usage(&VULNDB_SPEC, &p) {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
+    let json = p.flag(&JSON);
+    match p.operands.split_first() {
+        Some((cmd, files)) if cmd == "import" => {
+            if files.is_empty() {
+                return subargs::usage_error(&VULNDB_SPEC, "import needs FILE...");
+            }
+            let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+            match VulnDb::open(&path).and_then(|mut db| db.import(&files)) {
+                Ok(r) => print_import(&path, &r, json),
+                Err(e) => fail("vulndb import", format!("{e}\nNothing was imported.")),
+            }
+        }
+        Some((cmd, rest)) if cmd == "status" && rest.is_empty() => {
+            match VulnDb::open_existing(&path).and_then(|db| db.status()) {
+                Ok(st) => print_status(&st, json),
+                Err(e) => fail("vulndb status", e),
+            }
+        }
+        Some((cmd, _)) => subargs::usage_error(
+            &VULNDB_SPEC,
+            format!("unknown vulndb command {cmd:?}: import FILE... or status"),
+        ),
+        None => subargs::usage_error(&VULNDB_SPEC, "give a command: import FILE... or status"),
+    }
+}
+
+fn print_import(path: &std::path::Path, r: &portolan_vuln::ImportReport, json: bool) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        let files: Vec<serde_json::Value> = r
+            .files
+            .iter()
+            .map(|(f, s)| {
+                serde_json::json!({
+                    "file": f.display().to_string(),
+                    "format": s.format.as_str(),
+                    "records": s.records,
+                    "data_date": s.data_date,
+                    "skipped": s.skipped.iter().map(|k| serde_json::json!({
+                        "cve": k.cve, "path": k.path, "reason": k.reason
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "database": path.display().to_string(),
+            "files": files,
+            "older_than_stored": r.older_than_stored,
+        });
+        writeln!(out, "{doc}")
+    } else {
+        let mut text = String::new();
+        for (f, s) in &r.files {
+            text.push_str(&format!(
+                "{}: {} {} record{}{}\n",
+                f.display(),
+                s.format.as_str(),
+                s.records,
+                if s.records == 1 { "" } else { "s" },
+                s.data_date
+                    .as_deref()
+                    .map(|d| format!(" (data of {d})"))
+                    .unwrap_or_default()
+            ));
+            for k in &s.skipped {
+                text.push_str(&format!(
+                    "  skipped {} at {}: {}\n",
+                    k.cve, k.path, k.reason
+                ));
+            }
+        }
+        if r.older_than_stored > 0 {
+            text.push_str(&format!(
+                "{} CVE record(s) kept: the database holds a newer version\n",
+                r.older_than_stored
+            ));
+        }
+        text.push_str(&format!("Imported into {}\n", path.display()));
+        out.write_all(text.as_bytes())
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail("vulndb import", e),
+    }
+}
+
+fn print_status(st: &portolan_vuln::Status, json: bool) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        serde_json::to_string(st)
+            .map_err(std::io::Error::other)
+            .and_then(|s| writeln!(out, "{s}"))
+    } else {
+        let mut t = format!(
+            "Vulnerability database {} (schema {})\n\
+             CVEs: {}  cpeMatch entries: {}  known exploited: {}  EPSS scores: {}  Debian entries: {}\n",
+            st.path, st.schema_version, st.cves, st.cpe_matches, st.kev, st.epss, st.debian
+        );
+        if let Some(d) = &st.newest_cve_change {
+            t.push_str(&format!("Newest CVE change: {d}\n"));
+        }
+        if st.sources.is_empty() {
+            t.push_str("Nothing imported yet.\n");
+        } else {
+            t.push_str(
+                "\nIMPORTED             FORMAT  RECORDS  SKIPPED  DATA OF                   FILE\n",
+            );
+            for s in &st.sources {
+                t.push_str(&format!(
+                    "{:<20} {:<7} {:>7}  {:>7}  {:<24}  {}\n",
+                    chrono::DateTime::from_timestamp(s.imported_at, 0)
+                        .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_default(),
+                    s.format,
+                    s.records,
+                    s.skipped,
+                    s.data_date.as_deref().unwrap_or("-"),
+                    s.file
+                ));
+            }
+        }
+        out.write_all(t.as_bytes())
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail("vulndb status", e),
+    }
+}
+
+/// A finding on a port of a host (borrowed: a large scan has millions).
+#[derive(Debug, Serialize)]
+struct Row<'a> {
+    address: &'a str,
+    port: u16,
+    protocol: &'a str,
+    service: &'a str,
+    #[serde(flatten)]
+    finding: &'a Finding,
+}
+
+/// Only the findings the filters keep.
+struct Filter {
+    min_cvss: Option<f64>,
+    kev: bool,
+}
+
+impl Filter {
+    fn keeps(&self, f: &Finding) -> bool {
+        (!self.kev || f.kev()) && self.min_cvss.is_none_or(|m| f.cvss.is_some_and(|c| c >= m))
+    }
+}
+
+/// One open port's service to match.
+struct Target {
+    address: String,
+    port: u16,
+    protocol: String,
+    service: String,
+    query: ServiceQuery,
+}
+
+fn service_text(s: &Service) -> String {
+    [
+        Some(s.name.as_str()),
+        s.product.as_deref(),
+        s.version.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|t| !t.is_empty())
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+fn targets_of_run(run: &ScanRun) -> Vec<Target> {
+    let mut out = Vec::new();
+    for h in &run.hosts {
+        for p in &h.ports {
+            if p.state != portolan_model::PortState::Open {
+                continue;
+            }
+            if let Some(s) = &p.service {
+                out.push(Target {
+                    address: h.addr_str().to_string(),
+                    port: p.portid,
+                    protocol: p.protocol.as_str().to_string(),
+                    service: service_text(s),
+                    query: ServiceQuery::of(s),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn targets_of_store(path: &str) -> Result<Vec<Target>, String> {
+    let store = portolan_store::Store::open_read_only(path).map_err(|e| e.to_string())?;
+    let hosts = store
+        .hosts()
+        .map_err(|e| format!("history store {path}: {e}"))?;
+    let mut out = Vec::new();
+    for h in hosts {
+        for p in h.ports {
+            let service = [
+                p.service.as_deref(),
+                p.product.as_deref(),
+                p.version.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+            out.push(Target {
+                address: h.address.clone(),
+                port: p.port,
+                protocol: p.protocol.clone(),
+                service,
+                query: ServiceQuery {
+                    product: p.product,
+                    version: p.version,
+                    extrainfo: p.extrainfo,
+                    ostype: None,
+                    cpes: Vec::new(),
+                },
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `portolan vulns`; the words after it.
+pub fn vulns(args: &[String]) -> ExitCode {
+    let p = match subargs::parse_or_exit(&VULNS_SPEC, args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let path = match path_or_usage(&VULNS_SPEC, &p) {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
+    let min_cvss = match p.value(&MIN_CVSS).map(str::parse::<f64>) {
+        None => None,
+        Some(Ok(n)) if (0.0..=10.0).contains(&n) => Some(n),
+        Some(_) => {
+            return subargs::usage_error(&VULNS_SPEC, "--min-cvss takes a score from 0 to 10")
+        }
+    };
+    let filter = Filter {
+        min_cvss,
+        kev: p.flag(&KEV),
+    };
+    let (targets, shown) = match (p.value(&DB), p.operands.as_slice()) {
+        (Some(db), []) => match targets_of_store(db) {
+            Ok(t) => (t, format!("history store {db} (current inventory)")),
+            Err(e) => return fail("vulns", e),
+        },
+        (None, [file]) => match portolan_report::read_all(file) {
+            Ok(runs) => match runs.last() {
+                Some(run) => (targets_of_run(run), file.clone()),
+                None => return fail("vulns", format!("{file}: no scan run in the file")),
+            },
+            Err(e) => return fail("vulns", format!("{file}: {e}")),
+        },
+        (Some(_), _) => {
+            return subargs::usage_error(&VULNS_SPEC, "give either a scan file or --db, not both")
+        }
+        (None, []) => return subargs::usage_error(&VULNS_SPEC, "give a scan file or --db PATH"),
+        (None, _) => return subargs::usage_error(&VULNS_SPEC, "one scan file at a time"),
+    };
+    let db = match VulnDb::open_existing(&path) {
+        Ok(db) => db,
+        Err(e) => return fail("vulns", e),
+    };
+    let started = std::time::Instant::now();
+    let mut m = db.into_matcher();
+    let mut found = Vec::with_capacity(targets.len());
+    for t in &targets {
+        match m.service(&t.query) {
+            Ok(f) => found.push(f),
+            Err(e) => return fail("vulns", e),
+        }
+    }
+    let matched_in = started.elapsed();
+    let mut rows: Vec<Row> = targets
+        .iter()
+        .zip(&found)
+        .flat_map(|(t, fs)| {
+            let filter = &filter;
+            fs.iter()
+                .filter(move |f| filter.keeps(f))
+                .map(move |f| Row {
+                    address: &t.address,
+                    port: t.port,
+                    protocol: &t.protocol,
+                    service: &t.service,
+                    finding: f,
+                })
+        })
+        .collect();
+    rows.sort_by(|a, b| priority(a.finding, b.finding).then_with(|| a.address.cmp(b.address)));
+    if p.flag(&STATS) {
+        eprintln!(
+            "portolan vulns: matched {} services in {:.3} s: {} findings (listed and sorted in {:.3} s more)",
+            targets.len(),
+            matched_in.as_secs_f64(),
+            rows.len(),
+            (started.elapsed() - matched_in).as_secs_f64()
+        );
+    }
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let written = if p.flag(&JSON) {
+        write_json(&mut out, &path, &shown, targets.len(), &rows)
+    } else {
+        write_table(&mut out, &rows, &shown, targets.len())
+    }
+    .and_then(|()| out.flush());
+    match written {
+        Err(e) => fail("vulns", e),
+        Ok(()) if rows.is_empty() => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(1),
+    }
+}
+
+/// The JSON document, written a finding at a time.
+fn write_json(
+    out: &mut impl Write,
+    path: &std::path::Path,
+    shown: &str,
+    services: usize,
+    rows: &[Row],
+) -> std::io::Result<()> {
+    let text = |s: &str| serde_json::to_string(s).map_err(std::io::Error::other);
+    write!(
+        out,
+        "{{\"database\":{},\"scan\":{},\"services\":{services},\"findings\":[",
+        text(&path.display().to_string())?,
+        text(shown)?
+    )?;
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, r).map_err(std::io::Error::other)?;
+    }
+    out.write_all(b"]}\n")
+}
+
+fn write_table(
+    out: &mut impl Write,
+    rows: &[Row],
+    shown: &str,
+    services: usize,
+) -> std::io::Result<()> {
+    write!(out, "{}", table_head(rows, shown, services))?;
+    let w_host = rows
+        .iter()
+        .map(|r| r.address.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let w_svc = rows
+        .iter()
+        .map(|r| r.service.len())
+        .max()
+        .unwrap_or(7)
+        .clamp(7, 40);
+    for r in rows {
+        let f = r.finding;
+        let svc: String = r.service.chars().take(w_svc).collect();
+        writeln!(
+            out,
+            "{:<w_host$}  {:<9}  {:<w_svc$}  {:<16}  {:>4}  {:<3}  {:>5}  {}",
+            r.address,
+            format!("{}/{}", r.port, r.protocol),
+            svc,
+            f.cve,
+            portolan_vuln::report::score(f),
+            if f.kev() { "yes" } else { "" },
+            f.epss
+                .map(|e| format!("{e:.3}"))
+                .unwrap_or_else(|| "-".into()),
+            portolan_vuln::report::basis_text(&f.basis),
+        )?;
+        writeln!(out, "{:w_host$}  matched {}", "", f.matched)?;
+    }
+    Ok(())
+}
+
+/// The summary line, and the column heads when there are findings.
+fn table_head(rows: &[Row], shown: &str, services: usize) -> String {
+    let mut t = format!(
+        "{} finding{} on {services} open service{} of {shown}\n",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" },
+        if services == 1 { "" } else { "s" },
+    );
+    if rows.is_empty() {
+        return t;
+    }
+    let w_host = rows
+        .iter()
+        .map(|r| r.address.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let w_svc = rows
+        .iter()
+        .map(|r| r.service.len())
+        .max()
+        .unwrap_or(7)
+        .clamp(7, 40);
+    t.push_str(&format!(
+        "\n{:<w_host$}  {:<9}  {:<w_svc$}  {:<16}  {:>4}  {:<3}  {:>5}  BASIS\n",
+        "HOST", "PORT", "SERVICE", "CVE", "CVSS", "KEV", "EPSS"
+    ));
+    t
+}
+
+/// Opens the database for a scan's `--vulns`, before any packet is sent.
+pub fn open_for_scan(flag: Option<&str>) -> anyhow::Result<Matcher> {
+    let path = vulndb_path(flag).ok_or_else(|| {
+        anyhow::anyhow!("--vulns: no vulnerability database (give --vulndb PATH)")
+    })?;
+    let db = VulnDb::open_existing(&path).map_err(|e| anyhow::anyhow!("--vulns: {e}"))?;
+    Ok(db.into_matcher())
+}
+
+/// A sink that adds the `vulns` script result to each host's ports, then hands the host on.
+pub struct VulnSink<S> {
+    pub matcher: Matcher,
+    pub inner: S,
+}
+
+impl<S: Sink> Sink for VulnSink<S> {
+    fn begin(&mut self, run: &ScanRun) -> Result<(), OutputError> {
+        self.inner.begin(run)
+    }
+    fn host(&mut self, run: &ScanRun, host: &Host) -> Result<(), OutputError> {
+        let mut annotated = host.clone();
+        match portolan_vuln::report::annotate_host(&mut self.matcher, &mut annotated) {
+            Ok(_) => self.inner.host(run, &annotated),
+            Err(VulnError::Db { path, source }) => Err(OutputError::Io(std::io::Error::other(
+                format!("vulnerability database {}: {source}", path.display()),
+            ))),
+            Err(e) => Err(OutputError::Io(std::io::Error::other(e.to_string()))),
+        }
+    }
+    fn end(&mut self, run: &ScanRun) -> Result<(), OutputError> {
+        self.inner.end(run)
+    }
+}
