@@ -290,7 +290,9 @@ impl Store {
         self.conn().cached_ports(cache, set)
     }
 
-    /// A scan rebuilt as a run (see [`Conn::load_run`]).
+    /// A scan rebuilt as a run: its hosts with their addresses, names, listed ports,
+    /// services and scripts, OS detection and host scripts, collapsed counts (without their
+    /// reasons), and the run's pre- and post-scan scripts.
     pub fn load_run(&self, scan: ScanId) -> Result<ScanRun, StoreError> {
         self.conn().load_run(scan)
     }
@@ -859,9 +861,7 @@ impl Conn<'_> {
         })
     }
 
-    /// A scan rebuilt as a run: its hosts with their addresses, names, listed ports,
-    /// services and scripts, OS detection and host scripts, collapsed counts (without their
-    /// reasons), and the run's pre- and post-scan scripts.
+    /// [`Store::load_run`]'s body.
     pub fn load_run(&self, scan: ScanId) -> Result<ScanRun, StoreError> {
         type Row = (
             i64,
