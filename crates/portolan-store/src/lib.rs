@@ -5,6 +5,9 @@
 //!   commits each host as it comes, [`Store::finish_scan`] marks it complete. A scan killed
 //!   half-way stays incomplete, and every query but [`Store::history`] ignores it.
 //!   [`Store::import`] adds a whole file in one transaction.
+//! - Sharded scans: [`Store::begin_part`] records a part of a `--shard K/N` scan; parts
+//!   never count on their own, and the union of a round's parts is recorded as one
+//!   complete scan when the last part finishes (see [`shards`]).
 //! - Reading: [`Store::history`], [`Store::changes`], [`Store::hosts`], [`Store::services`],
 //!   [`Store::last_two_of_same_targets`] (see [`query`]).
 //!
@@ -25,6 +28,7 @@ pub mod findings;
 pub mod pg;
 pub mod query;
 pub mod schema;
+pub mod shards;
 mod write;
 
 /// The SQLite binding, for ad-hoc SQL through [`Store::connection`].
@@ -37,6 +41,7 @@ pub use pg::is_postgres;
 pub use query::{
     Change, ChangeKind, HostSnapshot, InventoryHost, PortRecord, ScanRecord, ServiceRecord,
 };
+pub use shards::{PartRecord, PartState, ShardPart, ShardedScan};
 pub use write::{FinishStats, Imported, ScanMeta, Source, StreamedImport};
 
 use backend::{Db, Pg};

@@ -7,7 +7,7 @@
 //! inventory is the newest complete scan of each group, the newest group winning for an
 //! address found in several.
 
-use crate::backend::vals;
+use crate::backend::{vals, Db};
 use crate::{Cidr, ScanId, Store, StoreError};
 use portolan_model::{
     AddrType, Address, ExtraPorts, Host, HostState, HostStatus, Hostname, Os, Port, PortState,
@@ -31,6 +31,22 @@ pub struct ScanRecord {
     pub complete: bool,
     pub source: String,
     pub file: Option<String>,
+    /// A sharded scan's identity, on its parts and on their union (or the name
+    /// `--scan-id` gave an unsharded scan); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan_key: Option<String>,
+    /// The round of that identity (see [`crate::shards`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round: Option<i64>,
+    /// K of a part; absent on the union.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<u32>,
+    /// N.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts: Option<u32>,
+    /// A part that ran to its end (its `complete` stays false: a part never counts alone).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub part_done: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -266,12 +282,46 @@ pub fn now() -> i64 {
 }
 
 impl Store {
+    fn hosts_of(&self, scan: i64) -> Result<Vec<HostRow>, StoreError> {
+        self.conn().hosts_of(scan)
+    }
+
+    fn preload_ports(
+        &self,
+        cache: &mut HashMap<i64, Vec<PortRecord>>,
+        scan: i64,
+    ) -> Result<(), StoreError> {
+        self.conn().preload_ports(cache, scan)
+    }
+
+    fn cached_ports<'a>(
+        &self,
+        cache: &'a mut HashMap<i64, Vec<PortRecord>>,
+        set: Option<i64>,
+    ) -> Result<&'a [PortRecord], StoreError> {
+        self.conn().cached_ports(cache, set)
+    }
+
+    /// A scan rebuilt as a run: its hosts with their addresses, names, listed ports,
+    /// services and scripts, OS detection and host scripts, collapsed counts (without their
+    /// reasons), and the run's pre- and post-scan scripts.
+    pub fn load_run(&self, scan: ScanId) -> Result<ScanRun, StoreError> {
+        self.conn().load_run(scan)
+    }
+
+    /// Reads through the store's connection.
+    fn conn(&self) -> Conn<'_> {
+        Conn { db: &self.db }
+    }
+
     /// Every scan, oldest first, complete or not.
     pub fn history(&self) -> Result<Vec<ScanRecord>, StoreError> {
         let rows = self.db.query(
-            "SELECT id, started, finished, args, targets, hosts_up, hosts_total, complete,
-                    source, file
-             FROM scans ORDER BY started, id",
+            "SELECT s.id, s.started, s.finished, s.args, s.targets, s.hosts_up, s.hosts_total,
+                    s.complete, s.source, s.file, s.scan_key, r.round, s.part, s.parts,
+                    s.part_done
+             FROM scans s LEFT JOIN shard_rounds r ON r.id = s.round_id
+             ORDER BY s.started, s.id",
             &[],
         )?;
         rows.iter()
@@ -287,86 +337,14 @@ impl Store {
                     complete: r.get(7)?,
                     source: r.get(8)?,
                     file: r.get(9)?,
+                    scan_key: r.get(10)?,
+                    round: r.get(11)?,
+                    part: r.get(12)?,
+                    parts: r.get(13)?,
+                    part_done: r.get(14)?,
                 })
             })
             .collect()
-    }
-
-    fn hosts_of(&self, scan: i64) -> Result<Vec<HostRow>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM hosts_seen WHERE scan_id = ?1",
-            HostRow::COLUMNS
-        );
-        self.db
-            .query(&sql, &vals![scan])?
-            .iter()
-            .map(HostRow::read)
-            .collect()
-    }
-
-    /// The ports of set `set`, in (protocol, port) order on either database.
-    fn ports_of(&self, set: i64) -> Result<Vec<PortRecord>, StoreError> {
-        let rows = self.db.query(
-            "SELECT protocol, port, state, reason, service, product, version, extrainfo, tunnel,
-                    scripts
-             FROM portset_ports WHERE set_id = ?1 ORDER BY protocol, port",
-            &vals![set],
-        )?;
-        rows.iter().map(|r| port_record(r, 0)).collect()
-    }
-
-    /// Loads the port sets of scan `scan`'s hosts that `cache` lacks, in one query rather
-    /// than one per set (a round trip each in PostgreSQL).
-    fn preload_ports(
-        &self,
-        cache: &mut HashMap<i64, Vec<PortRecord>>,
-        scan: i64,
-    ) -> Result<(), StoreError> {
-        let sets = self.db.query(
-            "SELECT DISTINCT portset_id FROM hosts_seen
-             WHERE scan_id = ?1 AND portset_id IS NOT NULL",
-            &vals![scan],
-        )?;
-        let mut missing = HashSet::new();
-        for r in &sets {
-            let set: i64 = r.get(0)?;
-            if !cache.contains_key(&set) {
-                missing.insert(set);
-            }
-        }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let rows = self.db.query(
-            "SELECT set_id, protocol, port, state, reason, service, product, version, extrainfo,
-                    tunnel, scripts
-             FROM portset_ports
-             WHERE set_id IN (SELECT portset_id FROM hosts_seen WHERE scan_id = ?1)
-             ORDER BY set_id, protocol, port",
-            &vals![scan],
-        )?;
-        let mut loaded: HashMap<i64, Vec<PortRecord>> =
-            missing.iter().map(|&set| (set, Vec::new())).collect();
-        for r in &rows {
-            if let Some(ports) = loaded.get_mut(&r.get::<i64>(0)?) {
-                ports.push(port_record(r, 1)?);
-            }
-        }
-        cache.extend(loaded);
-        Ok(())
-    }
-
-    /// Port sets, loaded once each.
-    fn cached_ports<'a>(
-        &self,
-        cache: &'a mut HashMap<i64, Vec<PortRecord>>,
-        set: Option<i64>,
-    ) -> Result<&'a [PortRecord], StoreError> {
-        let Some(set) = set else { return Ok(&[]) };
-        Ok(match cache.entry(set) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.ports_of(set)?),
-        })
     }
 
     /// Complete scans `(id, started, targets)`, oldest first.
@@ -844,10 +822,99 @@ impl Store {
             self.load_run(ScanId(id))?,
         )))
     }
+}
 
-    /// A scan rebuilt as a run: its hosts with their addresses, names, listed ports,
-    /// services and scripts, OS detection and host scripts, collapsed counts (without their
-    /// reasons), and the run's pre- and post-scan scripts.
+/// The reads a transaction under way needs too (the union of a sharded scan's parts is
+/// built from them in the writer's transaction): the store's connection, or that one in
+/// the middle of a write.
+pub(crate) struct Conn<'a> {
+    pub(crate) db: &'a Db,
+}
+
+/// [`Store::load_run`] on a connection in a transaction.
+pub(crate) fn load_run_in(db: &Db, scan: ScanId) -> Result<ScanRun, StoreError> {
+    Conn { db }.load_run(scan)
+}
+
+impl Conn<'_> {
+    fn hosts_of(&self, scan: i64) -> Result<Vec<HostRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM hosts_seen WHERE scan_id = ?1",
+            HostRow::COLUMNS
+        );
+        self.db
+            .query(&sql, &vals![scan])?
+            .iter()
+            .map(HostRow::read)
+            .collect()
+    }
+
+    /// The ports of set `set`, in (protocol, port) order on either database.
+    fn ports_of(&self, set: i64) -> Result<Vec<PortRecord>, StoreError> {
+        let rows = self.db.query(
+            "SELECT protocol, port, state, reason, service, product, version, extrainfo, tunnel,
+                    scripts
+             FROM portset_ports WHERE set_id = ?1 ORDER BY protocol, port",
+            &vals![set],
+        )?;
+        rows.iter().map(|r| port_record(r, 0)).collect()
+    }
+
+    /// Loads the port sets of scan `scan`'s hosts that `cache` lacks, in one query rather
+    /// than one per set (a round trip each in PostgreSQL).
+    fn preload_ports(
+        &self,
+        cache: &mut HashMap<i64, Vec<PortRecord>>,
+        scan: i64,
+    ) -> Result<(), StoreError> {
+        let sets = self.db.query(
+            "SELECT DISTINCT portset_id FROM hosts_seen
+             WHERE scan_id = ?1 AND portset_id IS NOT NULL",
+            &vals![scan],
+        )?;
+        let mut missing = HashSet::new();
+        for r in &sets {
+            let set: i64 = r.get(0)?;
+            if !cache.contains_key(&set) {
+                missing.insert(set);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let rows = self.db.query(
+            "SELECT set_id, protocol, port, state, reason, service, product, version, extrainfo,
+                    tunnel, scripts
+             FROM portset_ports
+             WHERE set_id IN (SELECT portset_id FROM hosts_seen WHERE scan_id = ?1)
+             ORDER BY set_id, protocol, port",
+            &vals![scan],
+        )?;
+        let mut loaded: HashMap<i64, Vec<PortRecord>> =
+            missing.iter().map(|&set| (set, Vec::new())).collect();
+        for r in &rows {
+            if let Some(ports) = loaded.get_mut(&r.get::<i64>(0)?) {
+                ports.push(port_record(r, 1)?);
+            }
+        }
+        cache.extend(loaded);
+        Ok(())
+    }
+
+    /// Port sets, loaded once each.
+    fn cached_ports<'a>(
+        &self,
+        cache: &'a mut HashMap<i64, Vec<PortRecord>>,
+        set: Option<i64>,
+    ) -> Result<&'a [PortRecord], StoreError> {
+        let Some(set) = set else { return Ok(&[]) };
+        Ok(match cache.entry(set) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.ports_of(set)?),
+        })
+    }
+
+    /// [`Store::load_run`]'s body.
     pub fn load_run(&self, scan: ScanId) -> Result<ScanRun, StoreError> {
         type Row = (
             i64,

@@ -165,7 +165,7 @@ fn returned_id(row: Option<crate::backend::Row>) -> Result<i64, StoreError> {
         .get(0)
 }
 
-fn insert_scan(tx: &Db, meta: &ScanMeta) -> Result<ScanId, StoreError> {
+pub(crate) fn insert_scan(tx: &Db, meta: &ScanMeta) -> Result<ScanId, StoreError> {
     let row = tx.query_opt(
         "INSERT INTO scans (started, args, targets, complete, source, file, scanner, version)
          VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7) RETURNING id",
@@ -182,7 +182,7 @@ fn insert_scan(tx: &Db, meta: &ScanMeta) -> Result<ScanId, StoreError> {
     Ok(ScanId(returned_id(row)?))
 }
 
-fn insert_host(tx: &Db, scan: ScanId, host: &Host) -> Result<(), StoreError> {
+pub(crate) fn insert_host(tx: &Db, scan: ScanId, host: &Host) -> Result<(), StoreError> {
     let set = portset(tx, host)?;
     let (addr, addrtype) = host
         .addresses
@@ -229,7 +229,7 @@ fn insert_host(tx: &Db, scan: ScanId, host: &Host) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn set_run_scripts(tx: &Db, scan: ScanId, run: &ScanRun) -> Result<(), StoreError> {
+pub(crate) fn set_run_scripts(tx: &Db, scan: ScanId, run: &ScanRun) -> Result<(), StoreError> {
     let n = tx.execute(
         "UPDATE scans SET prescripts = ?2, postscripts = ?3 WHERE id = ?1",
         &vals![
@@ -244,7 +244,12 @@ fn set_run_scripts(tx: &Db, scan: ScanId, run: &ScanRun) -> Result<(), StoreErro
     Ok(())
 }
 
-fn finish(tx: &Db, scan: ScanId, stats: FinishStats, complete: bool) -> Result<(), StoreError> {
+pub(crate) fn finish(
+    tx: &Db,
+    scan: ScanId,
+    stats: FinishStats,
+    complete: bool,
+) -> Result<(), StoreError> {
     let n = tx.execute(
         "UPDATE scans SET finished = ?2, hosts_up = ?3, hosts_total = ?4, complete = ?5
          WHERE id = ?1",
@@ -274,7 +279,7 @@ pub enum Imported {
 impl Store {
     /// Runs `f` in one write transaction (see [`Db::begin`]), tried again from the start
     /// while the store is busy: a night of parallel scans and imports all land.
-    fn write<T>(
+    pub(crate) fn write<T>(
         &mut self,
         mut f: impl FnMut(&Db) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -346,8 +351,10 @@ impl Store {
     }
 
     /// Marks a scan complete: from now on queries take it into account.
+    /// A part of a sharded scan is marked done instead, and when it was the last part its
+    /// round waited for, the union of the parts is recorded as one complete scan.
     pub fn finish_scan(&mut self, scan: ScanId, stats: FinishStats) -> Result<(), StoreError> {
-        self.write(|tx| finish(tx, scan, stats, true))
+        self.write(|tx| crate::shards::finish_any(tx, scan, stats))
     }
 
     /// Records the end of a scan that was interrupted: it keeps its hosts, stays incomplete.

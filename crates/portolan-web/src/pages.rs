@@ -11,7 +11,8 @@ use portolan_report::diff::{diff as diff_runs, DiffOptions};
 use portolan_store::findings::{self, StoredFinding};
 use portolan_store::query::now;
 use portolan_store::{
-    Change, HostSnapshot, InventoryHost, PortRecord, ScanId, ScanRecord, Store, StoreError,
+    Change, HostSnapshot, InventoryHost, PartState, PortRecord, ScanId, ScanRecord, ShardedScan,
+    Store, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -1140,6 +1141,85 @@ struct ScanRow<'a> {
     previous_of_same_targets: Option<i64>,
 }
 
+/// A scan's state: complete or not; for a sharded scan, its part or its union, and its
+/// name (`--scan-id`, or the derived identity).
+fn scan_state(s: &ScanRecord) -> String {
+    let name = match (&s.scan_key, s.round) {
+        (Some(k), Some(r)) => format!(" <small>{} round {r}</small>", E(k)),
+        (Some(k), None) => format!(" <small>{}</small>", E(k)),
+        _ => String::new(),
+    };
+    let state = match (s.part, s.parts) {
+        (Some(k), Some(n)) if s.part_done => {
+            format!("<span class=\"ok\">part {k}/{n} done</span>")
+        }
+        (Some(k), Some(n)) if s.finished.is_none() => {
+            format!("<span class=\"bad\">part {k}/{n} running</span>")
+        }
+        (Some(k), Some(n)) => format!("<span class=\"bad\">part {k}/{n} interrupted</span>"),
+        (None, Some(n)) if s.complete => {
+            format!("<span class=\"ok\">complete</span> ({n} parts)")
+        }
+        _ if s.complete => "<span class=\"ok\">complete</span>".into(),
+        _ => "<span class=\"bad\">incomplete</span>".into(),
+    };
+    state + &name
+}
+
+/// The sharded scans, newest first: each with its parts' states and whether it counts yet.
+fn sharded_table(rounds: &[ShardedScan]) -> String {
+    let rows: Vec<Vec<String>> = rounds
+        .iter()
+        .rev()
+        .map(|r| {
+            let status = match r.union_id {
+                Some(id) => {
+                    format!("<span class=\"ok\">complete</span> as <a href=\"#s{id}\">#{id}</a>")
+                }
+                None => format!(
+                    "<span class=\"bad\">{} of {} parts complete, not counted yet</span>",
+                    r.parts_complete(),
+                    r.parts
+                ),
+            };
+            let parts: Vec<String> = r
+                .part_list
+                .iter()
+                .map(|p| {
+                    let links: Vec<String> = p
+                        .scans
+                        .iter()
+                        .map(|i| format!("<a href=\"#s{i}\">#{i}</a>"))
+                        .collect();
+                    let class = if p.state == PartState::Complete {
+                        "ok"
+                    } else {
+                        "bad"
+                    };
+                    format!(
+                        "{}: <span class=\"{class}\">{}</span> {}",
+                        p.part,
+                        p.state.as_str(),
+                        links.join(" ")
+                    )
+                })
+                .collect();
+            vec![
+                esc(&r.scan_key),
+                r.round.to_string(),
+                time(r.started),
+                esc(&r.targets),
+                status,
+                parts.join("<br>"),
+            ]
+        })
+        .collect();
+    table(
+        &["Scan", "Round", "Started", "Targets", "State", "Parts"],
+        &rows,
+    )
+}
+
 fn scan_table(scans: &[ScanRecord], prev: &HashMap<i64, i64>) -> String {
     let rows: Vec<Vec<String>> = scans
         .iter()
@@ -1147,11 +1227,7 @@ fn scan_table(scans: &[ScanRecord], prev: &HashMap<i64, i64>) -> String {
             vec![
                 format!("<span id=\"s{}\">{}</span>", s.id, s.id),
                 time(s.started),
-                if s.complete {
-                    "<span class=\"ok\">complete</span>".into()
-                } else {
-                    "<span class=\"bad\">incomplete</span>".into()
-                },
+                scan_state(s),
                 format!("{}/{}", s.hosts_up, s.hosts_total),
                 esc(&s.source),
                 esc(&s.targets),
@@ -1172,6 +1248,7 @@ fn scan_table(scans: &[ScanRecord], prev: &HashMap<i64, i64>) -> String {
 
 pub fn scans(d: &mut Data, p: &Params, as_json: bool) -> Result<Reply, PageError> {
     let history = d.store.history()?;
+    let rounds = d.store.sharded_scans()?;
     let mut last: HashMap<&str, i64> = HashMap::new();
     let mut prev = HashMap::new();
     for sc in history.iter().filter(|s| s.complete) {
@@ -1191,7 +1268,8 @@ pub fn scans(d: &mut Data, p: &Params, as_json: bool) -> Result<Reply, PageError
             })
             .collect();
         return json(&serde_json::json!({
-            "total": history.len(), "page": n, "pages": pages, "scans": rows
+            "total": history.len(), "page": n, "pages": pages, "scans": rows,
+            "sharded": rounds,
         }));
     }
     let mut body = String::from(
@@ -1205,6 +1283,14 @@ pub fn scans(d: &mut Data, p: &Params, as_json: bool) -> Result<Reply, PageError
         history.len(),
         history.iter().filter(|s| s.complete).count()
     );
+    if !rounds.is_empty() {
+        body.push_str(
+            "<h2>Sharded scans</h2>\n<p>A scan run in parts (<code>--shard K/N</code>) counts \
+             once every part is complete, as one scan.</p>\n",
+        );
+        body.push_str(&sharded_table(&rounds));
+        body.push_str("<h2>All scans</h2>\n");
+    }
     body.push_str(&scan_table(&newest, &prev));
     body.push_str(&pager("/scans", "", n, pages));
     let api = format!("/api/scans?page={n}");
@@ -1266,5 +1352,79 @@ mod tests {
         assert_eq!(paged(&items, &p("x")), (0, 100, 1, 3));
         assert_eq!(paged(&items, &p("all")), (0, 250, 1, 1));
         assert_eq!(paged::<u32>(&[], &p("1")), (0, 0, 1, 1));
+    }
+
+    /// A store with one sharded scan of two parts, `done` of them complete; the name is
+    /// hostile HTML (a --scan-id is the user's text).
+    fn sharded_store(dir: &std::path::Path, done: u32) -> Data {
+        let path = dir.join("h.db");
+        let mut store = Store::open(&path).unwrap();
+        for k in 1..=2 {
+            let meta = portolan_store::ScanMeta {
+                started: 100,
+                args: format!("portolan -sS --shard {k}/2 198.18.0.0/24"),
+                targets: "198.18.0.0/24".into(),
+                source: portolan_store::Source::Scan,
+                file: None,
+                scanner: "portolan".into(),
+                version: "0".into(),
+            };
+            let part = portolan_store::ShardPart {
+                scan_key: "<b>night</b>".into(),
+                part: k,
+                parts: 2,
+            };
+            let id = store.begin_part(&meta, &part).unwrap();
+            if k <= done {
+                let stats = portolan_store::FinishStats {
+                    finished: 200,
+                    hosts_up: 0,
+                    hosts_total: 256,
+                };
+                store.finish_scan(id, stats).unwrap();
+            }
+        }
+        Data::new(Store::open_read_only(&path).unwrap())
+    }
+
+    fn text(r: Reply) -> String {
+        match r {
+            Reply::Html(s) | Reply::Json(s) | Reply::Csv(s) => s,
+        }
+    }
+
+    #[test]
+    fn the_scans_page_shows_parts_and_completeness() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = sharded_store(dir.path(), 1);
+        let html = text(scans(&mut d, &Params::default(), false).unwrap());
+        assert!(
+            html.contains("1 of 2 parts complete, not counted yet"),
+            "{html}"
+        );
+        assert!(html.contains("part 2/2 running"), "{html}");
+        assert!(!html.contains("<b>night"), "the name is escaped: {html}");
+        let api: serde_json::Value =
+            serde_json::from_str(&text(scans(&mut d, &Params::default(), true).unwrap())).unwrap();
+        let round = &api["sharded"][0];
+        assert_eq!(round["union_id"], serde_json::Value::Null, "{api}");
+        assert_eq!(round["part_list"][0]["state"], "complete", "{api}");
+        assert_eq!(round["part_list"][1]["state"], "running", "{api}");
+        assert_eq!(api["scans"][0]["part"], 2, "{api}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = sharded_store(dir.path(), 2);
+        let api: serde_json::Value =
+            serde_json::from_str(&text(scans(&mut d, &Params::default(), true).unwrap())).unwrap();
+        let union = api["sharded"][0]["union_id"].as_i64().expect("a union");
+        let row = api["scans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == union)
+            .expect("the union is listed");
+        assert_eq!(row["complete"], true, "{api}");
+        let html = text(scans(&mut d, &Params::default(), false).unwrap());
+        assert!(html.contains("(2 parts)"), "{html}");
     }
 }

@@ -68,6 +68,9 @@ pub struct Options {
     pub udp: bool,
     /// `--shard K/N`.
     pub shard: Option<String>,
+    /// `--scan-id NAME`: the scan's name in the store; the identity that makes the parts
+    /// of a sharded scan one scan (see shard_id.rs).
+    pub scan_id: Option<String>,
     /// `--dryrun`: print the probes instead of sending them.
     pub dry_run: bool,
     /// `--unprivileged`: act as if raw sockets were not allowed.
@@ -184,6 +187,7 @@ impl Default for Options {
             disable_arp_ping: false,
             udp: false,
             shard: None,
+            scan_id: None,
             dry_run: false,
             unprivileged: false,
             keep_privileges: false,

@@ -153,6 +153,16 @@ pub fn run(args: &[String]) -> ExitCode {
 fn diff_store(db: &str, opts: DiffOptions, format: Format) -> Result<bool, String> {
     // Only read: a path where no store is is an error, never a new empty store.
     let store = portolan_store::Store::open_existing(db).map_err(|e| e.to_string())?;
+    // A sharded scan still missing parts is not a scan yet: say so, as `changes` does.
+    for s in store.incomplete_sharded().unwrap_or_default() {
+        eprintln!(
+            "scan {} (round {}): {} of {} parts complete, not counted yet",
+            s.scan_key,
+            s.round,
+            s.parts_complete(),
+            s.parts
+        );
+    }
     let db = &portolan_store::pg::shown(db);
     let (old, new) = match store.last_two_of_same_targets(None) {
         Ok(Some(pair)) => pair,

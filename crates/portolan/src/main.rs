@@ -22,6 +22,7 @@ mod run;
 mod scope;
 mod scripts;
 mod serve_cmd;
+mod shard_id;
 mod store_cmd;
 mod vulns_cmd;
 
@@ -168,7 +169,7 @@ fn main() -> ExitCode {
     if vulns.is_some() && !opts.version {
         eprintln!("WARNING: --vulns without -sV: only services with a product and version are matched, and without -sV there are none");
     }
-    let opened = match outputs::open(&opts, &resolved.start) {
+    let opened = match outputs::open(&opts, &resolved.start, resolved.shard_part.clone()) {
         Ok(opened) => opened,
         Err(e) => {
             finish_audit(&mut audit, format!("error: {e:#}"), 2);

@@ -43,14 +43,18 @@ pub struct Opened {
 /// Opens every output the options name (files are named with `start`, for `%D` and the
 /// like) and the store; an error names the first that cannot be opened, and then no
 /// existing file has been changed. [`Opened::start`] empties the existing files.
-pub fn open(o: &Options, start: &DateTime<Local>) -> Result<Opened> {
+pub fn open(
+    o: &Options,
+    start: &DateTime<Local>,
+    part: Option<portolan_store::ShardPart>,
+) -> Result<Opened> {
     let outputs = open_outputs(o, start)?;
     // The history store, opened (and checked) before a packet leaves, and before any file
     // is emptied.
     let store = match crate::store_cmd::db_path(o.db.as_deref()).filter(|_| !o.dry_run) {
         Some(db) => {
             match crate::store_cmd::StoreSink::open(&db, crate::store_cmd::targets_text(o)) {
-                Ok(s) => Some((db, s)),
+                Ok(s) => Some((db, s.named(part, o.scan_id.clone()))),
                 Err(e) => {
                     discard(outputs);
                     // Its own words only: the error already names the path once.

@@ -82,6 +82,8 @@ pub struct Resolved {
     pub start: DateTime<Local>,
     /// --stats-every.
     pub stats_every: Option<Duration>,
+    /// With --shard: the part this run records in the store (identity, K, N).
+    pub shard_part: Option<portolan_store::ShardPart>,
 }
 
 impl Resolved {
@@ -245,6 +247,30 @@ impl Resolved {
             }
         }
 
+        // The parts of a sharded scan: the same seed on every machine even without --seed,
+        // and the identity that makes them one scan in the store.
+        let canonical = crate::shard_id::canonical_plan(
+            &o,
+            scan,
+            &tokens,
+            &ports,
+            &udp_ports,
+            share.stride as u32,
+        );
+        let shard_part = crate::shard_id::part_of(&o, &canonical);
+        let seed = match (o.seed, &shard_part) {
+            (Some(s), _) => s,
+            (None, Some(_)) => {
+                if o.verbose > 0 {
+                    eprintln!(
+                        "--shard without --seed: the seed is derived from the plan (targets, \
+                         ports, scan type, N, --scan-id), the same on every machine"
+                    );
+                }
+                crate::shard_id::derived_seed(&canonical, o.scan_id.as_deref())
+            }
+            (None, None) => seed(),
+        };
         let out_opts = OutputOptions {
             // As Nmap: -vv shows the reasons too.
             reason: o.reason || o.verbose > 1,
@@ -284,7 +310,7 @@ impl Resolved {
                 excludes,
                 randomize: o.randomize_hosts,
             },
-            seed: o.seed.unwrap_or_else(seed),
+            seed,
             os: if os_wanted {
                 Some(os_plan(&o, datadir))
             } else {
@@ -297,6 +323,7 @@ impl Resolved {
             plan,
             start,
             stats_every: o.stats_every,
+            shard_part,
         })
     }
 }

@@ -3,7 +3,10 @@
 
 use crate::commands::subargs::{self, Opt, Parsed, Spec};
 use portolan_model::{Host, OutputError, RunExit, ScanRun, Sink};
-use portolan_store::{Cidr, FinishStats, Imported, ScanId, ScanMeta, Source, Store, StoreError};
+use portolan_store::{
+    Cidr, FinishStats, Imported, ScanId, ScanMeta, ShardPart, ShardedScan, Source, Store,
+    StoreError,
+};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -356,6 +359,66 @@ pub fn import(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// "nightly (round 2)": a sharded scan's name in messages.
+fn round_name(s: &ShardedScan) -> String {
+    format!("{} (round {})", s.scan_key, s.round)
+}
+
+/// Says on stderr which sharded scans are not counted yet (their parts still missing),
+/// for the commands whose answer leaves them out.
+fn note_incomplete(store: &Store) {
+    for s in store.incomplete_sharded().unwrap_or_default() {
+        eprintln!(
+            "scan {}: {} of {} parts complete, not counted yet",
+            round_name(&s),
+            s.parts_complete(),
+            s.parts
+        );
+    }
+}
+
+/// A round's parts, as `history` lists them: "part 1 complete (scan 3), part 2 missing".
+fn parts_text(s: &ShardedScan) -> String {
+    s.part_list
+        .iter()
+        .map(|p| {
+            let scans = p
+                .scans
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if scans.is_empty() {
+                format!("part {} {}", p.part, p.state.as_str())
+            } else {
+                let s = if p.scans.len() > 1 { "scans" } else { "scan" };
+                format!("part {} {} ({s} {scans})", p.part, p.state.as_str())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A history row as JSON: the scan's record, and for a part or union of a sharded scan
+/// where its whole scan stands (`shard`: every part's state, missing ones included).
+fn history_json(s: &portolan_store::ScanRecord, rounds: &[ShardedScan]) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    let round = rounds
+        .iter()
+        .find(|r| Some(&r.scan_key) == s.scan_key.as_ref() && Some(r.round) == s.round);
+    if let (Some(r), Some(obj)) = (round, v.as_object_mut()) {
+        obj.insert(
+            "shard".into(),
+            serde_json::json!({
+                "scan_key": r.scan_key, "round": r.round, "parts": r.parts,
+                "parts_complete": r.parts_complete(), "complete": r.is_complete(),
+                "union_id": r.union_id, "part_states": r.part_list,
+            }),
+        );
+    }
+    v
+}
+
 /// `portolan history`: every scan in the store.
 pub fn history(args: &[String]) -> ExitCode {
     let (w, store) = match open(&HISTORY, args) {
@@ -366,8 +429,13 @@ pub fn history(args: &[String]) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let rounds = match or_fail(store.sharded_scans()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     if w.flag(&JSON) {
-        return print_json(&scans);
+        let rows: Vec<serde_json::Value> = scans.iter().map(|s| history_json(s, &rounds)).collect();
+        return print_json(&rows);
     }
     let rows: Vec<Vec<String>> = scans
         .iter()
@@ -375,10 +443,20 @@ pub fn history(args: &[String]) -> ExitCode {
             vec![
                 s.id.to_string(),
                 local(s.started),
-                if s.complete {
-                    "complete".into()
-                } else {
-                    "incomplete".into()
+                match (s.part, s.parts) {
+                    (Some(k), Some(n)) => {
+                        let state = if s.part_done {
+                            "done"
+                        } else if s.finished.is_none() {
+                            "running"
+                        } else {
+                            "interrupted"
+                        };
+                        format!("part {k}/{n} {state}")
+                    }
+                    (None, Some(n)) if s.complete => format!("complete ({n} parts)"),
+                    _ if s.complete => "complete".into(),
+                    _ => "incomplete".into(),
                 },
                 format!("{}/{}", s.hosts_up, s.hosts_total),
                 s.source.clone(),
@@ -393,6 +471,20 @@ pub fn history(args: &[String]) -> ExitCode {
         ],
         &rows,
     );
+    if !rounds.is_empty() {
+        println!("\nSharded scans:");
+        for r in &rounds {
+            let status = match r.union_id {
+                Some(id) => format!("complete as scan {id}"),
+                None => format!(
+                    "{} of {} parts complete, not counted yet",
+                    r.parts_complete(),
+                    r.parts
+                ),
+            };
+            println!("  {}: {status}; {}", round_name(r), parts_text(r));
+        }
+    }
     ExitCode::SUCCESS
 }
 
@@ -455,6 +547,7 @@ pub fn changes(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    note_incomplete(&store);
     if w.flag(&EVENTS) {
         return print_change_events(&store, &changes, target.as_ref());
     }
@@ -503,6 +596,7 @@ pub fn hosts(args: &[String]) -> ExitCode {
         Ok(h) => h,
         Err(code) => return code,
     };
+    note_incomplete(&store);
     if w.flag(&JSON) {
         return print_json(&hosts);
     }
@@ -548,6 +642,7 @@ pub fn services(args: &[String]) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    note_incomplete(&store);
     if w.flag(&JSON) {
         return print_json(&services);
     }
@@ -593,6 +688,10 @@ pub struct StoreSink {
     store: Store,
     targets: String,
     scan: Option<ScanId>,
+    /// With --shard: the part this run is (docs/shards.md).
+    part: Option<ShardPart>,
+    /// --scan-id of an unsharded scan.
+    name: Option<String>,
 }
 
 impl StoreSink {
@@ -614,7 +713,16 @@ impl StoreSink {
             store,
             targets,
             scan: None,
+            part: None,
+            name: None,
         })
+    }
+
+    /// Records the run as `part` of a sharded scan, or under the name `name`.
+    pub fn named(mut self, part: Option<ShardPart>, name: Option<String>) -> StoreSink {
+        self.part = part;
+        self.name = name;
+        self
     }
 }
 
@@ -625,7 +733,15 @@ fn out_err(e: StoreError) -> OutputError {
 impl Sink for StoreSink {
     fn begin(&mut self, run: &ScanRun) -> Result<(), OutputError> {
         let meta = ScanMeta::of_run(run, self.targets.clone(), Source::Scan);
-        self.scan = Some(self.store.begin_scan(&meta).map_err(out_err)?);
+        let id = match &self.part {
+            Some(part) => self.store.begin_part(&meta, part),
+            None => self.store.begin_scan(&meta),
+        }
+        .map_err(out_err)?;
+        if let (None, Some(name)) = (&self.part, &self.name) {
+            self.store.set_scan_name(id, name).map_err(out_err)?;
+        }
+        self.scan = Some(id);
         Ok(())
     }
 

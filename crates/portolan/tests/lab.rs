@@ -365,6 +365,7 @@ fn lab() {
         ("syn_and_udp_in_one_scan", syn_and_udp_in_one_scan),
         ("raw_discovery_probe_types", raw_discovery_probe_types),
         ("shards_split_the_scan", shards_split_the_scan),
+        ("shards_form_one_scan", shards_form_one_scan),
         ("dry_run_sends_nothing", dry_run_sends_nothing),
         (
             "resume_finishes_interrupted_scans",
@@ -3350,4 +3351,157 @@ fn vulns_from_version_detection(lab: &Lab) {
     assert_eq!(listed, ssh);
     // Known exploited first.
     assert_eq!(doc["findings"][0]["cve"], "CVE-2022-0543");
+}
+
+/// Issue 14, shards are one scan: four `--shard K/4` processes record into one store at
+/// once; the one killed midway leaves the scan incomplete (in the history, out of the
+/// inventory and the changes); run again, it completes the scan, whose union is what an
+/// unsharded scan of the same targets finds. Into SQLite, then into PostgreSQL (the test
+/// process's throwaway cluster, reached from the scanner's namespace by its unix socket;
+/// or `PORTOLAN_SHARDS_DB`, a store URL, when given).
+fn shards_form_one_scan(lab: &Lab) {
+    shards_into(lab, &lab.path("shards.db"));
+    let pg = std::env::var("PORTOLAN_SHARDS_DB")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .or_else(|| portolan_testpg::TestPg::shared().map(|pg| pg.fresh_db("lab_shards")));
+    match pg {
+        Some(url) => shards_into(lab, &url),
+        None => eprintln!("shards_form_one_scan: no PostgreSQL here, SQLite only"),
+    }
+}
+
+fn shards_into(lab: &Lab, db: &str) {
+    let db = db.to_string();
+    let mut targets: Vec<String> = ["svc", "dns", "filt", "db"]
+        .iter()
+        .map(|n| lab.ip(n))
+        .collect();
+    targets.push("198.18.0.99".into());
+    let scan = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["-sS", "--seed", "1414", "-p", "1-2000", "-n", "--db", &db]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.extend(targets.iter().cloned());
+        a
+    };
+    let part = |k: u32, extra: &[&str]| {
+        let shard = format!("{k}/4");
+        let mut a = vec!["--shard", shard.as_str(), "--scan-id", "lab-shards"];
+        a.extend_from_slice(extra);
+        scan(&a)
+    };
+    let history = || -> Vec<Value> {
+        let o = Command::new(BIN)
+            .args(["history", "--db", &db, "--json"])
+            .output()
+            .expect("portolan history");
+        ok(&o, "history");
+        let h: Value = serde_json::from_slice(&o.stdout).expect("history --json");
+        h.as_array().expect("a list of scans").clone()
+    };
+
+    // Part 4 slowed down, so that it is surely killed before its end.
+    let slow = part(4, &["--max-rate", "20"]);
+    let slow: Vec<&str> = slow.iter().map(String::as_str).collect();
+    let mut killed = spawn_scan(lab, &slow);
+    let others: Vec<_> = (1..=3)
+        .map(|k| {
+            let a = part(k, &[]);
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            spawn_scan(lab, &a)
+        })
+        .collect();
+    let mut said = String::new();
+    for (k, c) in others.into_iter().enumerate() {
+        let o = c.wait_with_output().expect("wait");
+        ok(&o, &format!("part {}/4", k + 1));
+        said.push_str(&String::from_utf8_lossy(&o.stderr));
+    }
+    // Killed once it is recorded as running.
+    while !history().iter().any(|s| s["part"] == 4) {
+        assert!(
+            killed.try_wait().expect("try_wait").is_none(),
+            "part 4 ended before it was recorded"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(killed.id(), "KILL");
+    let _ = killed.wait();
+
+    let h = history();
+    assert!(h.iter().all(|s| s["complete"] == false), "{h:?}");
+    let shard = &h.iter().find(|s| s["part"] == 4).expect("part 4")["shard"];
+    assert_eq!(shard["parts_complete"], 3, "{shard}\n{said}");
+    assert_eq!(shard["complete"], false, "{shard}");
+    assert_eq!(shard["part_states"][3]["state"], "running", "{shard}");
+    for cmd in ["hosts", "changes"] {
+        let o = Command::new(BIN)
+            .args([cmd, "--db", &db, "--json"])
+            .output()
+            .expect("portolan");
+        ok(&o, cmd);
+        let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        assert_eq!(
+            v,
+            Value::Array(Vec::new()),
+            "{cmd} counts an incomplete scan"
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("lab-shards (round 1): 3 of 4 parts complete, not counted yet"),
+            "{cmd}: {err}"
+        );
+    }
+
+    // Part 4 again completes the scan.
+    let again = part(4, &[]);
+    let again: Vec<&str> = again.iter().map(String::as_str).collect();
+    ok(&lab.portolan(&again), "part 4/4 again");
+    let whole = scan(&[]);
+    let whole: Vec<&str> = whole.iter().map(String::as_str).collect();
+    ok(&lab.portolan(&whole), "the unsharded scan");
+
+    let h = history();
+    let complete: Vec<&Value> = h.iter().filter(|s| s["complete"] == true).collect();
+    assert_eq!(complete.len(), 2, "{h:?}");
+    let union = complete[0];
+    assert_eq!(union["shard"]["complete"], true, "{union}");
+    assert_eq!(
+        union["shard"]["part_states"][3]["scans"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(union["targets"], complete[1]["targets"]);
+    let (union_id, whole_id) = (
+        union["id"].as_i64().expect("id"),
+        complete[1]["id"].as_i64().expect("id"),
+    );
+    let store = portolan_store::Store::open_existing(&db).expect("store");
+    let load = |id| store.load_run(portolan_store::ScanId(id)).expect("load");
+    let digest = |run: &ScanRun| {
+        let ups: BTreeMap<String, bool> = run
+            .hosts
+            .iter()
+            .map(|h| (h.addr_str().to_string(), h.is_up()))
+            .collect();
+        (ups, state_counts(run))
+    };
+    let (u, w) = (load(union_id), load(whole_id));
+    let up = u.hosts.iter().filter(|h| h.is_up()).count();
+    assert_eq!(up, 4, "{:?}", digest(&u));
+    assert_eq!(digest(&u), digest(&w));
+    // Nothing changed between them: the union and the unsharded scan agree.
+    let o = Command::new(BIN)
+        .args(["changes", "--db", &db, "--json"])
+        .output()
+        .expect("portolan changes");
+    ok(&o, "changes");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&o.stdout).expect("JSON"),
+        Value::Array(Vec::new())
+    );
 }
