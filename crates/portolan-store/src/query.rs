@@ -273,6 +273,37 @@ fn addr_key(a: &str) -> (u8, u128, String) {
     }
 }
 
+/// The `vuln new` / `vuln gone` changes of port `p` against its record `b` in the scan
+/// before (both open), `checked`: whether each scan looked for findings; `at` gives the
+/// change's scans, address and port.
+fn vuln_changes(
+    b: &PortRecord,
+    p: &PortRecord,
+    checked: (bool, bool),
+    at: &Change,
+    out: &mut Vec<Change>,
+) {
+    let Some((appeared, gone)) = crate::findings::difference(b, checked.0, p, checked.1) else {
+        return;
+    };
+    let gone = gone.into_iter().map(|f| (ChangeKind::VulnGone, f));
+    let appeared = appeared.into_iter().map(|f| (ChangeKind::VulnNew, f));
+    for (kind, f) in gone.chain(appeared) {
+        let (before, after) = match kind {
+            ChangeKind::VulnGone => (Some(f.summary()), None),
+            _ => (None, Some(f.summary())),
+        };
+        out.push(Change {
+            kind,
+            before,
+            after,
+            cvss: f.cvss,
+            cve: Some(f.cve),
+            ..at.clone()
+        });
+    }
+}
+
 /// Now, in Unix epoch seconds.
 pub fn now() -> i64 {
     SystemTime::now()
@@ -386,16 +417,34 @@ impl Store {
             Some(c) => c.contains_str(a),
             None => true,
         };
+        let asked = self.scans_asking_vulns()?;
         for scans in groups.values() {
             let Some(first) = scans.iter().position(|(_, t)| *t >= since) else {
                 continue;
             };
+            let start = first.saturating_sub(1);
+            // The latest scan run with --vulns so far: findings compare with it.
+            let mut last_vulns = scans
+                .get(..start)
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .find(|(id, _)| asked.contains(id))
+                .map(|(id, _)| *id);
             let mut prev: Option<(i64, Vec<LightHost>)> = None;
-            for &(id, started) in &scans[first.saturating_sub(1)..] {
+            for &(id, started) in &scans[start..] {
                 let light = self.light_hosts(id)?;
                 if let Some((prev_id, before)) = &prev {
                     let (old, new) = self.differing_hosts(*prev_id, before, id, &light, &wanted)?;
-                    self.diff_hosts(*prev_id, &old, id, started, &new, &mut cache, &mut out)?;
+                    self.diff_hosts(
+                        *prev_id, &old, id, started, &new, &asked, &mut cache, &mut out,
+                    )?;
+                    if let Some(last) = last_vulns.filter(|l| asked.contains(&id) && l != prev_id) {
+                        self.diff_findings(last, id, started, &wanted, &mut cache, &mut out)?;
+                    }
+                }
+                if asked.contains(&id) {
+                    last_vulns = Some(id);
                 }
                 prev = Some((id, light));
             }
@@ -481,15 +530,77 @@ impl Store {
         Ok((old, new))
     }
 
-    /// Whether scan `scan` was run with `--vulns` (its command line says so).
-    fn asked_vulns(&self, scan: i64) -> Result<bool, StoreError> {
-        let row = self
+    /// The complete scans run with `--vulns` (their command lines say so).
+    fn scans_asking_vulns(&self) -> Result<HashSet<i64>, StoreError> {
+        let mut out = HashSet::new();
+        for r in self
             .db
-            .query_opt("SELECT args FROM scans WHERE id = ?1", &vals![scan])?;
-        Ok(match row {
-            Some(r) => crate::findings::args_ask_vulns(&r.get::<String>(0)?),
-            None => false,
-        })
+            .query("SELECT id, args FROM scans WHERE complete = 1", &[])?
+        {
+            if crate::findings::args_ask_vulns(&r.get::<String>(1)?) {
+                out.insert(r.get(0)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The findings that appeared or went away between scan `last`, the latest run with
+    /// `--vulns` before scan `id`, when scans without it came between: each consecutive pair
+    /// says nothing of findings then, this one does. Only hosts up in both, ports open in
+    /// both; the changes are dated by `id`'s start and name `last` as the scan before.
+    fn diff_findings(
+        &self,
+        last: i64,
+        id: i64,
+        started: i64,
+        wanted: &impl Fn(&str) -> bool,
+        cache: &mut HashMap<i64, Vec<PortRecord>>,
+        out: &mut Vec<Change>,
+    ) -> Result<(), StoreError> {
+        self.preload_ports(cache, last)?;
+        self.preload_ports(cache, id)?;
+        let old: HashMap<String, HostRow> = self
+            .hosts_of(last)?
+            .into_iter()
+            .filter(|h| h.is_up())
+            .map(|h| (h.address.clone(), h))
+            .collect();
+        for h in self.hosts_of(id)? {
+            let Some(o) = old.get(&h.address) else {
+                continue;
+            };
+            if !h.is_up() || o.portset == h.portset || !wanted(&h.address) {
+                continue;
+            }
+            let before: HashMap<(String, u16), PortRecord> = self
+                .cached_ports(cache, o.portset)?
+                .iter()
+                .filter(|p| p.is_open())
+                .map(|p| ((p.protocol.clone(), p.port), p.clone()))
+                .collect();
+            for p in self.cached_ports(cache, h.portset)? {
+                let Some(b) = before.get(&(p.protocol.clone(), p.port)) else {
+                    continue;
+                };
+                if p.is_open() && b.scripts != p.scripts {
+                    let at = Change {
+                        first_seen: started,
+                        scan_id: id,
+                        previous_scan_id: last,
+                        address: h.address.clone(),
+                        kind: ChangeKind::VulnNew,
+                        protocol: Some(p.protocol.clone()),
+                        port: Some(p.port),
+                        before: None,
+                        after: None,
+                        cve: None,
+                        cvss: None,
+                    };
+                    vuln_changes(b, p, (true, true), &at, out);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn host_row(&self, scan: i64, address: &str) -> Result<Option<HostRow>, StoreError> {
@@ -504,6 +615,8 @@ impl Store {
             .transpose()
     }
 
+    /// The changes between hosts `old` of scan `prev_id` and `new` of scan `id`; `asked`:
+    /// the scans run with `--vulns`.
     #[allow(clippy::too_many_arguments)]
     fn diff_hosts(
         &self,
@@ -512,6 +625,7 @@ impl Store {
         id: i64,
         started: i64,
         new: &HashMap<String, HostRow>,
+        asked: &HashSet<i64>,
         cache: &mut HashMap<i64, Vec<PortRecord>>,
         out: &mut Vec<Change>,
     ) -> Result<(), StoreError> {
@@ -528,8 +642,6 @@ impl Store {
             cve: None,
             cvss: None,
         };
-        // Whether each scan looked for findings (`--vulns`): read only when a port needs it.
-        let mut asked: Option<(bool, bool)> = None;
         for (addr, h) in new {
             let was = old.get(addr).filter(|o| o.is_up());
             match (was, h.is_up()) {
@@ -566,30 +678,9 @@ impl Store {
                                     ));
                                 }
                                 if b.scripts != p.scripts {
-                                    let (a_old, a_new) = match asked {
-                                        Some(x) => x,
-                                        None => *asked.insert((
-                                            self.asked_vulns(prev_id)?,
-                                            self.asked_vulns(id)?,
-                                        )),
-                                    };
-                                    let diff = crate::findings::difference(b, a_old, p, a_new);
-                                    let (appeared, gone) = diff.unwrap_or_default();
-                                    for (kind, f) in
-                                        gone.into_iter().map(|f| (ChangeKind::VulnGone, f)).chain(
-                                            appeared.into_iter().map(|f| (ChangeKind::VulnNew, f)),
-                                        )
-                                    {
-                                        let (before, after) = match kind {
-                                            ChangeKind::VulnGone => (Some(f.summary()), None),
-                                            _ => (None, Some(f.summary())),
-                                        };
-                                        out.push(Change {
-                                            cve: Some(f.cve),
-                                            cvss: f.cvss,
-                                            ..change(addr, kind, Some(p), before, after)
-                                        });
-                                    }
+                                    let checked = (asked.contains(&prev_id), asked.contains(&id));
+                                    let at = change(addr, ChangeKind::VulnNew, Some(p), None, None);
+                                    vuln_changes(b, p, checked, &at, out);
                                 }
                             }
                             Some(b) if b.is_open() => out.push(change(

@@ -465,8 +465,8 @@ both!(changes_report_findings_that_appear_and_go_away, |loc| {
         finding("CVE-2023-51385", 6.5, false),
     );
     // Day 0: a, b. Day 1: b, c (a fixed, c published). Day 2: a scan without --vulns (no
-    // result: says nothing). Day 3: with --vulns again, c only. Day 4: with --vulns, none
-    // left (no result on the port, and the scan looked).
+    // result: says nothing). Day 3: with --vulns again, c only: b is gone since day 1.
+    // Day 4: with --vulns, none left (no result on the port, and the scan looked).
     let days: [(&str, Vec<portolan_vuln::Finding>); 5] = [
         (with, vec![a.clone(), b.clone()]),
         (with, vec![b.clone(), c.clone()]),
@@ -510,6 +510,13 @@ both!(changes_report_findings_that_appear_and_go_away, |loc| {
                 Some(22)
             ),
             (
+                3,
+                ChangeKind::VulnGone,
+                Some("CVE-2023-38408"),
+                Some(9.8),
+                Some(22)
+            ),
+            (
                 4,
                 ChangeKind::VulnGone,
                 Some("CVE-2023-51385"),
@@ -518,6 +525,12 @@ both!(changes_report_findings_that_appear_and_go_away, |loc| {
             ),
         ]
     );
+    // Day 3 was compared with day 1, the scan before it that looked.
+    assert_eq!(all[2].scan_id - all[2].previous_scan_id, 2);
+    // Asked from day 3 on, the same: the scan that looked is found before the window.
+    let from3 = store.changes_since(base + 3 * DAY, None).unwrap();
+    assert_eq!(from3.len(), 2);
+    assert_eq!(from3[0], all[2]);
     assert_eq!(all[0].after.as_deref(), Some("CVE-2023-51385 (CVSS 6.5)"));
     assert_eq!(
         all[1].before.as_deref(),
