@@ -495,8 +495,11 @@ fn print_change_events(
     changes: &[portolan_store::Change],
     target: Option<&Cidr>,
 ) -> ExitCode {
+    // Findings that appeared or went away have no events (yet), and may compare a scan with
+    // an earlier one than the scan just before it: their pairs would bring other changes.
     let mut pairs: Vec<(i64, i64)> = changes
         .iter()
+        .filter(|c| c.cve.is_none())
         .map(|c| (c.previous_scan_id, c.scan_id))
         .collect();
     pairs.sort_unstable();

@@ -303,3 +303,40 @@ fn changes_name_the_findings_that_appeared_and_went_away() {
         "{t}"
     );
 }
+
+#[test]
+fn changes_compare_findings_across_scans_without_vulns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("h.db").to_string_lossy().into_owned();
+    let at = |xml: &str, day: i64| {
+        xml.replace("1700000100", &(1_700_000_100 + day * 86_400).to_string())
+            .replace("1700000110", &(1_700_000_110 + day * 86_400).to_string())
+    };
+    let cut = VULNS_SCAN.find("<script id=\"vulns\"").unwrap();
+    let end = VULNS_SCAN.find("</script>").unwrap() + "</script>".len();
+    let clean = format!("{}{}", &VULNS_SCAN[..cut], &VULNS_SCAN[end..]);
+    // Day 0 with --vulns and the finding; day 1 a scan without --vulns; day 2 with --vulns
+    // and no finding left.
+    let plain = at(&clean, 1).replace("portolan -sV --vulns", "portolan -sV");
+    for (i, xml) in [at(VULNS_SCAN, 0), plain, at(&clean, 2)].iter().enumerate() {
+        let f = dir.path().join(format!("{i}.xml"));
+        std::fs::write(&f, xml).unwrap();
+        let out = run(&["import", "--db", &store, &f.to_string_lossy()]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = run(&["changes", "--db", &store, "--since", "5200w", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = doc.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{doc}");
+    assert_eq!(list[0]["kind"], "vuln_gone");
+    let id = |k: &str| list[0][k].as_i64().unwrap();
+    assert_eq!(
+        id("scan_id") - id("previous_scan_id"),
+        2,
+        "compared with day 0"
+    );
+    // No SIEM event for it, nor for other changes between day 0 and day 2 (there are none).
+    let out = run(&["changes", "--db", &store, "--since", "5200w", "--events"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+}
