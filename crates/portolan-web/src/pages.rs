@@ -507,10 +507,12 @@ struct HostPage<'a> {
 }
 
 /// When each port opened and closed and each version changed, comparing every snapshot
-/// with the one before it from scans of the same targets.
-pub fn timeline(history: &[HostSnapshot]) -> Vec<Event> {
+/// with the one before it from scans of the same targets; and when each finding appeared or
+/// went away (as `changes` says: `asked` holds the scans run with `--vulns`).
+pub fn timeline(history: &[HostSnapshot], asked: &HashSet<i64>) -> Vec<Event> {
     let mut last: HashMap<&str, &HostSnapshot> = HashMap::new();
     let mut out = Vec::new();
+    let mut found = finding_events(history, asked);
     for snap in history {
         let ev = |what, port: Option<&PortRecord>, before, after| Event {
             time: snap.started,
@@ -589,6 +591,61 @@ pub fn timeline(history: &[HostSnapshot]) -> Vec<Event> {
             }
         }
     }
+    // After the port events: a stable sort by scan keeps them last within their scan.
+    out.append(&mut found);
+    out
+}
+
+/// The findings that appeared and went away on the host's ports open in both of two
+/// snapshots of the same targets: a snapshot of a scan run with `--vulns` against the last
+/// such snapshot, any other against the one before it (then only ports whose `vulns`
+/// results say something count, see [`findings::difference`]).
+fn finding_events(history: &[HostSnapshot], asked: &HashSet<i64>) -> Vec<Event> {
+    let mut prev: HashMap<&str, &HostSnapshot> = HashMap::new();
+    let mut last_asked: HashMap<&str, &HostSnapshot> = HashMap::new();
+    let mut out = Vec::new();
+    for snap in history {
+        let did = |s: &HostSnapshot| asked.contains(&s.scan_id);
+        let base = if did(snap) {
+            last_asked.get(snap.targets.as_str())
+        } else {
+            prev.get(snap.targets.as_str())
+        };
+        if let Some(base) = base.filter(|b| b.up && snap.up && b.portset != snap.portset) {
+            for p in snap.ports.iter().filter(|p| p.state == "open") {
+                let Some(b) = base
+                    .ports
+                    .iter()
+                    .find(|b| (b.port, &b.protocol) == (p.port, &p.protocol) && b.state == "open")
+                else {
+                    continue;
+                };
+                if b.scripts == p.scripts {
+                    continue;
+                }
+                let Some((new, gone)) = findings::difference(b, did(base), p, did(snap)) else {
+                    continue;
+                };
+                let ev = |what, before, after| Event {
+                    time: snap.started,
+                    scan_id: snap.scan_id,
+                    what,
+                    port: Some(format!("{}/{}", p.port, p.protocol)),
+                    before,
+                    after,
+                };
+                out.extend(
+                    gone.iter()
+                        .map(|f| ev("vuln gone", Some(f.summary()), None)),
+                );
+                out.extend(new.iter().map(|f| ev("vuln new", None, Some(f.summary()))));
+            }
+        }
+        prev.insert(&snap.targets, snap);
+        if did(snap) {
+            last_asked.insert(&snap.targets, snap);
+        }
+    }
     out
 }
 
@@ -605,8 +662,15 @@ pub fn host(d: &mut Data, addr: &str, as_json: bool) -> Result<Reply, PageError>
             (!v.is_empty()).then(|| (format!("{}/{}", p.port, p.protocol), v))
         })
         .collect();
+    let asked: HashSet<i64> = d
+        .store
+        .history()?
+        .into_iter()
+        .filter(|s| findings::args_ask_vulns(&s.args))
+        .map(|s| s.id)
+        .collect();
     // Newest scan first, each scan's events in their own order.
-    let mut tl = timeline(&history);
+    let mut tl = timeline(&history, &asked);
     tl.sort_by_key(|e| std::cmp::Reverse((e.time, e.scan_id)));
     let mut vulns: Vec<PortFinding> = current
         .ports

@@ -712,6 +712,25 @@ async fn the_host_page_lists_its_findings() {
     assert!(g
         .body
         .contains("https://nvd.nist.gov/vuln/detail/CVE-2023-38408"));
+    // Its timeline says when each finding appeared and went away.
+    let events: Vec<(String, String)> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let text = e["after"].as_str().or(e["before"].as_str()).unwrap_or("");
+            (e["what"].as_str().unwrap().to_string(), text.to_string())
+        })
+        .collect();
+    let vuln_events: Vec<&(String, String)> =
+        events.iter().filter(|e| e.0.starts_with("vuln")).collect();
+    assert_eq!(vuln_events.len(), 2, "{events:?}");
+    assert_eq!(vuln_events[0].0, "vuln gone");
+    assert!(vuln_events[0]
+        .1
+        .starts_with("CVE-2024-6387 (CVSS 8.1, KEV)"));
+    assert_eq!(vuln_events[1].0, "vuln new");
+    assert!(vuln_events[1].1.starts_with("CVE-2023-51385"));
     // A host without findings (no scan ran --vulns) has no such section.
     let (_p, plain) = app_with(None);
     let g = get(&plain, "/host/198.18.0.1").await;
