@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portolan_store::{Change, ChangeKind, InventoryHost, PortRecord};
+use portolan_store::{Change, ChangeKind, InventoryHost, PortRecord, StoredFinding};
 use portolan_web::auth::Auth;
 use portolan_web::filter::Filter;
 use std::collections::HashSet;
@@ -35,6 +35,24 @@ fuzz_target!(|data: &[u8]| {
             }],
         };
         let _ = f.matches_host(&host, &HashSet::new());
+        let finding = StoredFinding {
+            cve: "CVE-2024-6387".into(),
+            title: "regreSSHion".into(),
+            state: "LIKELY VULNERABLE".into(),
+            cvss: Some(8.1),
+            severity: Some("HIGH".into()),
+            kev: true,
+            kev_date_added: None,
+            epss: Some(0.4),
+            product: "openbsd:openssh".into(),
+            version: "9.6".into(),
+            matched: String::new(),
+            basis: String::new(),
+            upstream_only: true,
+        };
+        if let Some(port) = host.ports.first() {
+            let _ = f.matches_finding(&host, port, &finding, &HashSet::new());
+        }
         let change = Change {
             first_seen: 0,
             scan_id: 2,
@@ -45,8 +63,19 @@ fuzz_target!(|data: &[u8]| {
             port: Some(22),
             before: None,
             after: Some("ssh OpenSSH 9.6".into()),
+            cve: None,
+            cvss: None,
         };
         let _ = f.matches_change(&change, |_| Some("Linux"));
+        let vuln = Change {
+            kind: ChangeKind::VulnGone,
+            before: Some(finding.summary()),
+            after: None,
+            cve: Some(finding.cve.clone()),
+            cvss: finding.cvss,
+            ..change
+        };
+        let _ = f.matches_change(&vuln, |_| None);
     }
     if let Ok(auth) = Auth::parse(s) {
         let _ = auth.check(Some(b"Bearer 0123456789abcdef"));
