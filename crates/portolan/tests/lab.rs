@@ -3229,11 +3229,12 @@ fn vulns_from_version_detection(lab: &Lab) {
         .expect("portolan vulndb import");
     ok(&out, "portolan vulndb import");
     let (svc, dns, dbh) = (lab.ip("svc"), lab.ip("dns"), lab.ip("db"));
-    let (xml, normal, json, events) = (
+    let (xml, normal, json, events, store) = (
         lab.path("vulns.xml"),
         lab.path("vulns.nmap"),
         lab.path("vulns.json"),
         lab.path("vulns.ndjson"),
+        lab.path("vulns-history.db"),
     );
     let out = lab.portolan(&[
         "-sV",
@@ -3253,6 +3254,8 @@ fn vulns_from_version_detection(lab: &Lab) {
         &json,
         "-oE",
         &events,
+        "--db",
+        &store,
         &svc,
         &dns,
         &dbh,
@@ -3351,6 +3354,38 @@ fn vulns_from_version_detection(lab: &Lab) {
     assert_eq!(listed, ssh);
     // Known exploited first.
     assert_eq!(doc["findings"][0]["cve"], "CVE-2022-0543");
+    // The history store kept them: `vulns --db` lists the same findings from the store,
+    // without the database (every service was scanned with --vulns).
+    let keys = |doc: &Value| -> BTreeSet<(String, u64, String)> {
+        doc["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|f| {
+                let s = |k: &str| f[k].as_str().unwrap_or_default().to_string();
+                (s("address"), f["port"].as_u64().unwrap_or(0), s("cve"))
+            })
+            .collect()
+    };
+    let absent = lab.path("no-vulndb.sqlite");
+    let out = Command::new(BIN)
+        .args(["vulns", "--vulndb", &absent, "--json", "--db", &store])
+        .output()
+        .expect("portolan vulns --db");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored: Value = serde_json::from_slice(&out.stdout).expect("vulns --db JSON");
+    assert_eq!(stored["services_matched"], 0);
+    assert_eq!(keys(&stored), keys(&doc));
+    assert!(stored["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .all(|f| f["source"] == "stored"));
 }
 
 /// Issue 14, shards are one scan: four `--shard K/4` processes record into one store at
