@@ -480,20 +480,17 @@ fn parallel_imports_into_one_store_all_land() {
     assert_eq!(imported, want);
 }
 
-/// Scans of the loopback recording into one store at once: every one lands, complete,
-/// with the listener's port.
-#[test]
-fn parallel_scans_into_one_store_all_land() {
+/// Many processes scanning into one store at once (`db`: a file or a PostgreSQL URL): every
+/// scan lands, complete, and the inventory reads them.
+fn parallel_scans_all_land(db: &str) {
     const N: usize = 6;
-    let dir = tempfile::tempdir().unwrap();
-    let db = db(&dir);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port_n = l.local_addr().unwrap().port();
     let port = port_n.to_string();
     let children: Vec<std::process::Child> = (0..N)
         .map(|_| {
             Command::new(BIN)
-                .args(["-sT", "-p", &port, "--db", &db, "127.0.0.1"])
+                .args(["-sT", "-p", &port, "--db", db, "127.0.0.1"])
                 .env_remove("PORTOLAN_DB")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -506,7 +503,7 @@ fn parallel_scans_into_one_store_all_land() {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", err(&o));
     }
-    let h = json(&["history", "--db", &db, "--json"]);
+    let h = json(&["history", "--db", db, "--json"]);
     let h = h.as_array().unwrap();
     assert_eq!(h.len(), N, "{h:?}");
     assert!(
@@ -514,11 +511,27 @@ fn parallel_scans_into_one_store_all_land() {
             .all(|s| s["complete"] == true && s["hosts_up"] == 1),
         "{h:?}"
     );
-    let svc = json(&["services", "--db", &db, "--json"]);
+    let svc = json(&["services", "--db", db, "--json"]);
     assert!(
         svc.as_array().unwrap().iter().any(|s| s["port"] == port_n),
         "{svc}"
     );
+}
+
+#[test]
+fn parallel_scans_into_one_store_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    parallel_scans_all_land(&db(&dir));
+}
+
+/// The same on PostgreSQL (the test process's own cluster; "skipped" without root or
+/// PostgreSQL, as in store_pg.rs).
+#[test]
+fn parallel_scans_into_one_postgres_store_all_land() {
+    let Some(pg) = portolan_testpg::TestPg::shared() else {
+        return;
+    };
+    parallel_scans_all_land(&pg.fresh_db("cli_parallel"));
 }
 
 /// `portolan serve`: a far address is refused without --auth (and without opening the

@@ -1,8 +1,8 @@
 //! The history store in PostgreSQL through the command line: a loopback scan recorded with
-//! `--db postgres://...` (or `PORTOLAN_DB`) and read back by every store command, parallel
-//! scans into one database, and `serve`. The cluster is the test process's own
-//! (portolan-testpg); without root or PostgreSQL these tests say "skipped". No packet to
-//! anything but 127.0.0.1.
+//! `--db postgres://...` (or `PORTOLAN_DB`) and read back by every store command, and
+//! `serve` (parallel scans into one database: store_cli.rs, on both backends). The cluster
+//! is the test process's own (portolan-testpg); without root or PostgreSQL these tests say
+//! "skipped". No packet to anything but 127.0.0.1.
 
 use portolan_testpg::TestPg;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -94,40 +94,6 @@ fn a_loopback_scan_recorded_in_postgres_is_read_back_by_every_command() {
         "{err}"
     );
     assert!(!err.contains(pg.password()), "{err}");
-}
-
-/// Many processes scanning into one PostgreSQL store at once: every scan lands, complete.
-#[test]
-fn parallel_scans_into_one_postgres_store_all_land() {
-    const N: usize = 6;
-    let Some(pg) = TestPg::shared() else { return };
-    let url = pg.fresh_db("cli_parallel");
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port().to_string();
-    let children: Vec<std::process::Child> = (0..N)
-        .map(|_| {
-            Command::new(BIN)
-                .args(["-sT", "-p", &port, "--db", &url, "127.0.0.1"])
-                .env_remove("PORTOLAN_DB")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for c in children {
-        let o = c.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", text(&o).1);
-    }
-    let h = json(&["history", "--db", &url, "--json"], None);
-    let h = h.as_array().unwrap();
-    assert_eq!(h.len(), N, "{h:?}");
-    assert!(
-        h.iter()
-            .all(|s| s["complete"] == true && s["hosts_up"] == 1),
-        "{h:?}"
-    );
 }
 
 /// `portolan serve` on a PostgreSQL store: pages answer, and never show the password.
