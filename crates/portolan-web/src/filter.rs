@@ -291,8 +291,12 @@ impl Filter {
             let yes = match &t.test {
                 Test::Port(..) | Test::Service(_) | Test::Product(_) => port_test(&t.test, p),
                 Test::Cve(_) | Test::Kev(_) | Test::Cvss(..) => finding_test(&t.test, f),
+                // The host's own fields, this port's (not its other ports'), the finding's.
                 Test::Word(w) => {
-                    host_test(&t.test, h) || has(Some(&f.cve), w) || has(Some(&f.title), w)
+                    host_word(h, w)
+                        || port_word(p, w)
+                        || has(Some(&f.cve), w)
+                        || has(Some(&f.title), w)
                 }
                 Test::Kind(_) => false,
                 _ => host_test(&t.test, h),
@@ -340,18 +344,22 @@ fn host_test(t: &Test, h: &InventoryHost) -> bool {
         Test::Os(n) => has(h.os.as_deref(), n),
         Test::Host(n) => has(Some(&h.address), n) || h.hostnames.iter().any(|x| has(Some(x), n)),
         Test::Kind(_) => false,
-        Test::Word(w) => {
-            has(Some(&h.address), w)
-                || h.hostnames.iter().any(|x| has(Some(x), w))
-                || has(h.mac.as_deref(), w)
-                || has(h.vendor.as_deref(), w)
-                || has(h.os.as_deref(), w)
-                || h.ports.iter().any(|p| {
-                    has(Some(&p.service_text()), w)
-                        || has(Some(&format!("{}/{}", p.port, p.protocol)), w)
-                })
-        }
+        Test::Word(w) => host_word(h, w) || h.ports.iter().any(|p| port_word(p, w)),
     }
+}
+
+/// A free word in a host's own fields: address, names, MAC, vendor, OS.
+fn host_word(h: &InventoryHost, w: &str) -> bool {
+    has(Some(&h.address), w)
+        || h.hostnames.iter().any(|x| has(Some(x), w))
+        || has(h.mac.as_deref(), w)
+        || has(h.vendor.as_deref(), w)
+        || has(h.os.as_deref(), w)
+}
+
+/// A free word in a port's service text or its `22/tcp`.
+fn port_word(p: &PortRecord, w: &str) -> bool {
+    has(Some(&p.service_text()), w) || has(Some(&format!("{}/{}", p.port, p.protocol)), w)
 }
 
 fn change_test<'a>(t: &Test, c: &Change, os_of: &impl Fn(&str) -> Option<&'a str>) -> bool {

@@ -588,8 +588,9 @@ async fn serve_refuses_an_old_store_untouched() {
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
 
-/// Two scans run with `--vulns`: two days ago .1's ssh had A (known exploited) and B;
-/// yesterday it has B and C (whose title is hostile), and .2's http, clean before, has D.
+/// Two scans run with `--vulns`: two days ago .1's ssh had A (known exploited) and B (its
+/// nginx has none); yesterday it has B and C (whose title is hostile), and .2's http, clean
+/// before, has D.
 fn vuln_app() -> (tempfile::TempDir, Router) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.db");
@@ -600,7 +601,12 @@ fn vuln_app() -> (tempfile::TempDir, Router) {
     let b = finding("CVE-2023-38408", 9.8, false, 0.05, "ssh-agent PKCS#11");
     let c = finding("CVE-2023-51385", 6.5, false, 0.2, XSS);
     let d = finding("CVE-2023-44487", 5.3, true, 0.9, "HTTP/2 rapid reset");
-    let ssh = |v| host("198.18.0.1", &[(22, "OpenSSH", v, None)]);
+    let ssh = |v| {
+        host(
+            "198.18.0.1",
+            &[(22, "OpenSSH", v, None), (80, "nginx", "1.24.0", None)],
+        )
+    };
     let web = || host("198.18.0.2", &[(80, "nginx", "1.24.0", None)]);
     scan_with(
         &mut store,
@@ -658,6 +664,9 @@ async fn vulnerabilities_are_listed_most_urgent_first_and_filter() {
         ("port:22 -cvss:9.8", vec!["CVE-2023-51385"]),
         ("net:198.18.0.2", vec!["CVE-2023-44487"]),
         ("rapid", vec!["CVE-2023-44487"]),
+        // A word matches the finding's own port, not the host's others (.1 has nginx too).
+        ("nginx", vec!["CVE-2023-44487"]),
+        ("9.6p1", vec!["CVE-2023-51385", "CVE-2023-38408"]),
         ("product:nginx", vec!["CVE-2023-44487"]),
     ] {
         let v = json(&get(&app, &q(filter)).await);
