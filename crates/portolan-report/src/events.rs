@@ -48,6 +48,11 @@ pub enum Action {
     ServiceChanged,
     /// What one NSE script returned (for a port, a host, or before or after the scan).
     ScriptResult,
+    /// A known vulnerability (a `--vulns` finding) on a port open in both runs that the
+    /// previous run did not have (`portolan changes --events`).
+    VulnNew,
+    /// One the previous run had and this one no longer has.
+    VulnGone,
 }
 
 impl Action {
@@ -60,6 +65,8 @@ impl Action {
             Action::HostDisappeared => "host-disappeared",
             Action::ServiceChanged => "service-changed",
             Action::ScriptResult => "script-result",
+            Action::VulnNew => "vuln-new",
+            Action::VulnGone => "vuln-gone",
         }
     }
 
@@ -71,7 +78,9 @@ impl Action {
             | Action::PortClosed
             | Action::HostAppeared
             | Action::HostDisappeared
-            | Action::ServiceChanged => "change",
+            | Action::ServiceChanged
+            | Action::VulnNew
+            | Action::VulnGone => "change",
         }
     }
 }
@@ -477,6 +486,8 @@ impl Builder<'_> {
             Action::PortOpened => "newly open",
             Action::PortClosed => "no longer open",
             Action::ServiceChanged => "open with a changed service",
+            Action::VulnNew => "open with a new known vulnerability",
+            Action::VulnGone => "open without a known vulnerability it had",
             Action::HostAppeared | Action::HostDisappeared | Action::ScriptResult => "",
         };
         let mut message = format!(
@@ -987,6 +998,58 @@ pub fn change_events(old: &ScanRun, new: &ScanRun) -> Vec<Event> {
         }
     }
     out
+}
+
+/// The event of a finding that appeared (`gone` false) or went away on port `port` of
+/// `host` as run `new` saw it (`portolan changes --events`, from the history store's
+/// comparison of the ports' `vulns` results): a change event with the `vulnerability`
+/// fields, an `alert` when it appeared.
+pub fn finding_change_event(
+    new: &ScanRun,
+    host: &Host,
+    port: &Port,
+    cve: &str,
+    cvss: Option<f64>,
+    gone: bool,
+) -> Event {
+    let b = Builder { run: new };
+    let action = if gone {
+        Action::VulnGone
+    } else {
+        Action::VulnNew
+    };
+    let when = b.when(Some(host));
+    let mut e = b.port_event(action, host, port, when);
+    e.message = format!(
+        "{}/{} on {}: {cve} {}",
+        port.portid,
+        port.protocol,
+        named(host),
+        if gone { "no longer found" } else { "found" }
+    );
+    if !gone {
+        e.event.kind = "alert".into();
+    }
+    e.event.category = vec!["vulnerability".into()];
+    let score = cvss
+        .and_then(serde_json::Number::from_f64)
+        .map(|base| VulnScore {
+            base,
+            version: None,
+        });
+    e.vulnerability = Some(Vulnerability {
+        id: vec![cve.to_string()],
+        description: None,
+        reference: vec![format!("https://nvd.nist.gov/vuln/detail/{cve}")],
+        classification: score.as_ref().map(|_| "CVSS".to_string()),
+        score,
+        severity: None,
+        enumeration: Some("CVE".into()),
+        scanner: Some(VulnScanner {
+            vendor: "Portolan".into(),
+        }),
+    });
+    e
 }
 
 /// Port events for a host up in both runs.

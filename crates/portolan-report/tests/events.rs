@@ -324,6 +324,25 @@ fn every_change_event_matches_the_schema() {
         std::fs::write(&path, ndjson(&events)).unwrap();
         files.push(path);
     }
+    // A finding that appeared and one that went away (`changes --events`), on an open port.
+    let run = sample_run();
+    let (host, port) = run
+        .hosts
+        .iter()
+        .find_map(|h| Some((h, h.ports.iter().find(|p| p.state == PortState::Open)?)))
+        .expect("an open port");
+    let found: Vec<Event> = [(Some(9.8), false), (None, true)]
+        .iter()
+        .map(|&(cvss, gone)| {
+            events::finding_change_event(&run, host, port, "CVE-2024-6387", cvss, gone)
+        })
+        .collect();
+    assert_eq!(found[0].event.kind, "alert");
+    assert_eq!(found[1].event.kind, "event");
+    actions.extend(found.iter().map(|e| e.event.action));
+    let path = dir.path().join("findings.ndjson");
+    std::fs::write(&path, ndjson(&found)).unwrap();
+    files.push(path);
     // Every kind of change is covered.
     for a in [
         events::Action::PortOpened,
@@ -331,6 +350,8 @@ fn every_change_event_matches_the_schema() {
         events::Action::HostAppeared,
         events::Action::HostDisappeared,
         events::Action::ServiceChanged,
+        events::Action::VulnNew,
+        events::Action::VulnGone,
     ] {
         assert!(actions.contains(&a), "no {a:?} event in the test pairs");
     }
@@ -356,8 +377,22 @@ fn the_schema_rejects_what_it_should() {
     let pre = find("\"scope\":\"prescan\"");
     let alert = find("\"kind\":\"alert\"");
     let host_script = find("\"scope\":\"host\"");
+    let run = sample_run();
+    let (host, port) = run
+        .hosts
+        .iter()
+        .find_map(|h| Some((h, h.ports.iter().find(|p| p.state == PortState::Open)?)))
+        .expect("an open port");
+    let gone = ndjson(&[events::finding_change_event(
+        &run, host, port, "CVE-1", None, true,
+    )]);
+    let gone = gone.trim_end().to_string();
     let dir = tempfile::tempdir().unwrap();
     let bad = [
+        // A finding gone is no alert, and names the finding.
+        gone.replace("\"kind\":\"event\"", "\"kind\":\"alert\""),
+        gone.replace("\"vulnerability\":{", "\"vulnerabilities\":{"),
+        gone.replace("\"vuln-gone\"", "\"port-opened\""),
         // An alert must say what the vulnerability is, and only script results alert.
         alert.replace("\"vulnerability\":{", "\"vulnerabilities\":{"),
         first.replace("\"kind\":\"event\"", "\"kind\":\"alert\""),

@@ -495,8 +495,9 @@ fn print_change_events(
     changes: &[portolan_store::Change],
     target: Option<&Cidr>,
 ) -> ExitCode {
-    // Findings that appeared or went away have no events (yet), and may compare a scan with
-    // an earlier one than the scan just before it: their pairs would bring other changes.
+    // Findings that appeared or went away are events of their own (below), and may compare
+    // a scan with an earlier one than the scan just before it: their pairs would bring
+    // other changes.
     let mut pairs: Vec<(i64, i64)> = changes
         .iter()
         .filter(|c| c.cve.is_none())
@@ -524,6 +525,40 @@ fn print_change_events(
                     })
                 }),
         );
+    }
+    // `changes` filtered them by --target already.
+    let mut runs: std::collections::HashMap<i64, portolan_model::ScanRun> = Default::default();
+    for c in changes.iter().filter(|c| c.cve.is_some()) {
+        let run = match runs.entry(c.scan_id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                match or_fail(store.load_run(portolan_store::ScanId(c.scan_id))) {
+                    Ok(r) => e.insert(r),
+                    Err(code) => return code,
+                }
+            }
+        };
+        let run = &*run;
+        let port = run
+            .hosts
+            .iter()
+            .find(|h| h.addr_str() == c.address)
+            .and_then(|h| {
+                let p = h.ports.iter().find(|p| {
+                    Some(p.portid) == c.port && Some(p.protocol.as_str()) == c.protocol.as_deref()
+                })?;
+                Some((h, p))
+            });
+        if let (Some((host, port)), Some(cve)) = (port, &c.cve) {
+            events.push(portolan_report::events::finding_change_event(
+                run,
+                host,
+                port,
+                cve,
+                c.cvss,
+                c.kind == portolan_store::ChangeKind::VulnGone,
+            ));
+        }
     }
     let mut out = std::io::stdout().lock();
     match portolan_report::events::write_events(&mut out, &events) {

@@ -335,8 +335,48 @@ fn changes_compare_findings_across_scans_without_vulns() {
         2,
         "compared with day 0"
     );
-    // No SIEM event for it, nor for other changes between day 0 and day 2 (there are none).
+    // As a SIEM event: one, for it (no other change between day 0 and day 2).
     let out = run(&["changes", "--db", &store, "--since", "5200w", "--events"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(out.stdout.is_empty(), "{}", text(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", text(&out));
+    let e = &lines[0];
+    assert_eq!(e["event"]["action"], "vuln-gone");
+    assert_eq!(e["event"]["type"][0], "change");
+    assert_eq!(e["event"]["category"][0], "vulnerability");
+    assert_eq!(e["vulnerability"]["id"][0], "CVE-2099-0001");
+    assert_eq!(e["vulnerability"]["score"]["base"], 9.1);
+    assert_eq!(e["destination"]["port"], 22);
+}
+
+#[test]
+fn a_finding_that_appears_is_an_alert_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("h.db").to_string_lossy().into_owned();
+    let cut = VULNS_SCAN.find("<script id=\"vulns\"").unwrap();
+    let end = VULNS_SCAN.find("</script>").unwrap() + "</script>".len();
+    // Day 0 clean, day 1 with the finding (both with --vulns).
+    let clean = format!("{}{}", &VULNS_SCAN[..cut], &VULNS_SCAN[end..]);
+    let later = VULNS_SCAN
+        .replace("1700000100", "1700086500")
+        .replace("1700000110", "1700086510");
+    for (i, xml) in [clean, later].iter().enumerate() {
+        let f = dir.path().join(format!("{i}.xml"));
+        std::fs::write(&f, xml).unwrap();
+        let out = run(&["import", "--db", &store, &f.to_string_lossy()]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = run(&["changes", "--db", &store, "--since", "5200w", "--events"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["event"]["action"], "vuln-new");
+    assert_eq!(e["event"]["kind"], "alert");
+    assert_eq!(e["vulnerability"]["scanner"]["vendor"], "Portolan");
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .contains("CVE-2099-0001 found"));
 }
