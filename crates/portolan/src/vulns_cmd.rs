@@ -582,18 +582,7 @@ fn write_table(
     how: Sources,
 ) -> std::io::Result<()> {
     write!(out, "{}", table_head(rows, shown, how))?;
-    let w_host = rows
-        .iter()
-        .map(|r| r.address.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let w_svc = rows
-        .iter()
-        .map(|r| r.service.len())
-        .max()
-        .unwrap_or(7)
-        .clamp(7, 40);
+    let (w_host, w_svc) = widths(rows);
     for r in rows {
         let f = &r.finding;
         let svc: String = r.service.chars().take(w_svc).collect();
@@ -622,6 +611,15 @@ fn write_table(
 
 /// The summary line (and, when some findings are stored ones, where each kind comes from),
 /// and the column heads when there are findings.
+/// The table's host and service column widths (the service column is cut at 40).
+fn widths(rows: &[Row]) -> (usize, usize) {
+    let widest = |f: fn(&Row) -> usize| rows.iter().map(f).max().unwrap_or(0);
+    (
+        widest(|r| r.address.len()).max(4),
+        widest(|r| r.service.len()).clamp(7, 40),
+    )
+}
+
 fn table_head(rows: &[Row], shown: &str, how: Sources) -> String {
     let services = how.matched + how.stored;
     let mut t = format!(
@@ -641,18 +639,7 @@ fn table_head(rows: &[Row], shown: &str, how: Sources) -> String {
     if rows.is_empty() {
         return t;
     }
-    let w_host = rows
-        .iter()
-        .map(|r| r.address.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let w_svc = rows
-        .iter()
-        .map(|r| r.service.len())
-        .max()
-        .unwrap_or(7)
-        .clamp(7, 40);
+    let (w_host, w_svc) = widths(rows);
     t.push_str(&format!(
         "\n{:<w_host$}  {:<9}  {:<w_svc$}  {:<16}  {:>4}  {:<3}  {:>5}  BASIS\n",
         "HOST", "PORT", "SERVICE", "CVE", "CVSS", "KEV", "EPSS"
