@@ -1,6 +1,8 @@
 //! The history store's commands (`import`, `history`, `changes`, `hosts`, `services`) and a
 //! loopback scan recorded with `--db`. No packet to anything but 127.0.0.1.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -539,7 +541,6 @@ fn parallel_scans_into_one_postgres_store_all_land() {
 /// is enforced.
 #[test]
 fn serve_answers_on_loopback_and_refuses_far_addresses_without_auth() {
-    use std::io::{BufRead, BufReader, Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let db = db(&dir);
     let o = run(&["serve", "--db", &db, "--listen", "0.0.0.0:0"]);
@@ -555,52 +556,25 @@ fn serve_answers_on_loopback_and_refuses_far_addresses_without_auth() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let mut child = Command::new(BIN)
-        .args(["serve", "--db", &db, "--listen", "127.0.0.1:0", "--auth"])
-        .arg(&auth)
-        .env_remove("PORTOLAN_DB")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A line names the address it listens on: "portolan serve: http://ADDR/ ..." (after
-    // a warning: the file is readable by others).
-    let mut err_lines = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let mut warned = false;
-    while !line.contains("http://") {
-        line.clear();
-        if err_lines.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        warned |= line.contains("can be read by other users");
-    }
-    assert!(warned, "no warning about a readable auth file");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    let fetch = |path: &str, token: Option<&str>| {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
-    let page = fetch("/hosts", Some("loopback-test-token-0123"));
-    let refused = fetch("/hosts", None);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let served = common::serve(&[
+        "--db".as_ref(),
+        db.as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--auth".as_ref(),
+        auth.as_os_str(),
+    ]);
+    // The address comes after a warning: the file is readable by others.
+    assert!(
+        served.said.contains("can be read by other users"),
+        "no warning about a readable auth file"
+    );
+    let page = served.get(
+        "/hosts",
+        "Authorization: Bearer loopback-test-token-0123\r\n",
+    );
+    let refused = served.get("/hosts", "");
+    served.stop();
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page
         .to_lowercase()
@@ -614,7 +588,7 @@ fn serve_answers_on_loopback_and_refuses_far_addresses_without_auth() {
 /// the auth file line; a server given that line lets the password in, and no other.
 #[test]
 fn serve_hash_password_makes_a_line_the_server_accepts() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let db = db(&dir);
     let o = run(&["import", "--db", &db, &fixture("nmap-sv.xml")]);
@@ -648,46 +622,24 @@ fn serve_hash_password_makes_a_line_the_server_accepts() {
 
     let auth = dir.path().join("web.auth");
     std::fs::write(&auth, &line).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--db", &db, "--listen", "127.0.0.1:0", "--auth"])
-        .arg(&auth)
-        .env_remove("PORTOLAN_DB")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err_lines = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("http://") {
-        line.clear();
-        if err_lines.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-    }
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let served = common::serve(&[
+        "--db".as_ref(),
+        db.as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--auth".as_ref(),
+        auth.as_os_str(),
+    ]);
     let fetch = |basic: &str| {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "GET /api/overview HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\n\
-             Connection: close\r\n\r\n"
+        served.get(
+            "/api/overview",
+            &format!("Authorization: Basic {basic}\r\n"),
         )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
     };
     // "alice:correct horse" and "alice:correct hors" in base64.
     let right = fetch("YWxpY2U6Y29ycmVjdCBob3JzZQ==");
     let wrong = fetch("YWxpY2U6Y29ycmVjdCBob3Jz");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    served.stop();
     assert!(right.starts_with("HTTP/1.1 200"), "{right}");
     assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
 }

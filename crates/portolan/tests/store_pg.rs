@@ -4,8 +4,9 @@
 //! is the test process's own (portolan-testpg); without root or PostgreSQL these tests say
 //! "skipped". No packet to anything but 127.0.0.1.
 
+mod common;
+
 use portolan_testpg::TestPg;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 
@@ -107,45 +108,11 @@ fn serve_reads_a_postgres_store() {
     );
     let o = run(&["import", "--db", &url, fixture], None);
     assert!(o.status.success(), "{}", text(&o).1);
-    let mut child = Command::new(BIN)
-        .args(["serve", "--db", &url, "--listen", "127.0.0.1:0"])
-        .env_remove("PORTOLAN_DB")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err_lines = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let mut said = String::new();
-    while !line.contains("http://") {
-        line.clear();
-        if err_lines.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        said.push_str(&line);
-    }
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {said:?}"))
-        .to_string();
-    let fetch = |path: &str| {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
-    let hosts = fetch("/hosts");
-    let history = fetch("/");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let served = common::serve(&["--db", &url, "--listen", "127.0.0.1:0"]);
+    let hosts = served.get("/hosts", "");
+    let history = served.get("/", "");
+    let said = served.said.clone();
+    served.stop();
     assert!(hosts.starts_with("HTTP/1.1 200"), "{hosts}");
     assert!(hosts.contains("127.0.0.1"), "{hosts}");
     for page in [&hosts, &history, &said] {
