@@ -993,3 +993,28 @@ mod tests {
         assert_eq!("connect".parse::<ScanType>(), Ok(ScanType::Connect));
     }
 }
+
+/// What decides which known vulnerability a defender acts on first: one order for the
+/// findings matched now, those kept with a scan, and every list of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Urgency<'a> {
+    /// On CISA's known-exploited list.
+    pub kev: bool,
+    pub epss: Option<f64>,
+    pub cvss: Option<f64>,
+    pub cve: &'a str,
+}
+
+impl Urgency<'_> {
+    /// Known exploited first, then the higher EPSS, then the higher CVSS (an unknown score
+    /// below every known one), then the id: `Less` when `self` comes first.
+    pub fn first(&self, other: &Urgency) -> std::cmp::Ordering {
+        let f = |x: Option<f64>| x.unwrap_or(-1.0);
+        other
+            .kev
+            .cmp(&self.kev)
+            .then_with(|| f(other.epss).total_cmp(&f(self.epss)))
+            .then_with(|| f(other.cvss).total_cmp(&f(self.cvss)))
+            .then_with(|| self.cve.cmp(other.cve))
+    }
+}

@@ -6,7 +6,7 @@
 //! scan run with `--vulns` has none, in a scan run without it nothing is known.
 
 use crate::PortRecord;
-use portolan_model::{Script, ScriptItem};
+use portolan_model::{Script, ScriptItem, Urgency};
 use serde::Serialize;
 use std::cmp::Ordering;
 
@@ -54,12 +54,19 @@ pub fn score_text(cvss: Option<f64>) -> String {
 /// The order a defender acts in: known exploited first, then EPSS, then CVSS (then id),
 /// as portolan-vuln's `priority`.
 pub fn priority(a: &StoredFinding, b: &StoredFinding) -> Ordering {
-    let f = |x: Option<f64>| x.unwrap_or(-1.0);
-    b.kev
-        .cmp(&a.kev)
-        .then_with(|| f(b.epss).total_cmp(&f(a.epss)))
-        .then_with(|| f(b.cvss).total_cmp(&f(a.cvss)))
-        .then_with(|| a.cve.cmp(&b.cve))
+    a.urgency().first(&b.urgency())
+}
+
+impl StoredFinding {
+    /// What orders it among findings ([`Urgency::first`]).
+    pub fn urgency(&self) -> Urgency<'_> {
+        Urgency {
+            kev: self.kev,
+            epss: self.epss,
+            cvss: self.cvss,
+            cve: &self.cve,
+        }
+    }
 }
 
 /// The findings of a `vulns` script result; a table that names no CVE is skipped.

@@ -9,6 +9,7 @@ use crate::error::VulnError;
 #[cfg(test)]
 use crate::version::compare;
 use crate::version::{self, debian_compare, DebianVersion, Version};
+use portolan_model::Urgency;
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use std::cmp::Ordering;
@@ -178,6 +179,15 @@ impl Finding {
     pub fn kev(&self) -> bool {
         self.kev_date_added.is_some()
     }
+    /// What orders it among findings ([`Urgency::first`]).
+    pub fn urgency(&self) -> Urgency<'_> {
+        Urgency {
+            kev: self.kev(),
+            epss: self.epss,
+            cvss: self.cvss,
+            cve: &self.cve,
+        }
+    }
     pub fn upstream_only(&self) -> bool {
         matches!(self.basis, Basis::Upstream { .. })
     }
@@ -189,12 +199,7 @@ impl Finding {
 
 /// The order a defender acts in: known exploited first, then EPSS, then CVSS (then id).
 pub fn priority(a: &Finding, b: &Finding) -> Ordering {
-    let f = |x: Option<f64>| x.unwrap_or(-1.0);
-    b.kev()
-        .cmp(&a.kev())
-        .then_with(|| f(b.epss).total_cmp(&f(a.epss)))
-        .then_with(|| f(b.cvss).total_cmp(&f(a.cvss)))
-        .then_with(|| a.cve.cmp(&b.cve))
+    a.urgency().first(&b.urgency())
 }
 
 /// A `cpe_match` row.

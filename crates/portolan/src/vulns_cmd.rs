@@ -249,6 +249,12 @@ enum Found<'a> {
 }
 
 impl Found<'_> {
+    fn urgency(&self) -> portolan_model::Urgency<'_> {
+        match self {
+            Found::Matched(f) => f.urgency(),
+            Found::Stored(f) => f.urgency(),
+        }
+    }
     fn cve(&self) -> &str {
         match self {
             Found::Matched(f) => &f.cve,
@@ -294,15 +300,10 @@ impl Found<'_> {
     }
 }
 
-/// The order a defender acts in: known exploited first, then EPSS, then CVSS (then id), as
-/// `portolan_vuln::matcher::priority` for either kind of finding.
+/// The order a defender acts in ([`portolan_model::Urgency::first`]), for either kind of
+/// finding.
 fn priority(a: &Found, b: &Found) -> std::cmp::Ordering {
-    let f = |x: Option<f64>| x.unwrap_or(-1.0);
-    b.kev()
-        .cmp(&a.kev())
-        .then_with(|| f(b.epss()).total_cmp(&f(a.epss())))
-        .then_with(|| f(b.cvss()).total_cmp(&f(a.cvss())))
-        .then_with(|| a.cve().cmp(b.cve()))
+    a.urgency().first(&b.urgency())
 }
 
 /// A finding on a port of a host (borrowed: a large scan has millions).
