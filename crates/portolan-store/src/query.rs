@@ -265,7 +265,7 @@ fn port_record(r: &crate::backend::Row, first: usize) -> Result<PortRecord, Stor
 type LightHost = (String, bool, Option<i64>);
 
 /// Sort key for addresses: numeric for IPs, then text.
-fn addr_key(a: &str) -> (u8, u128, String) {
+pub(crate) fn addr_key(a: &str) -> (u8, u128, String) {
     match a.parse::<IpAddr>() {
         Ok(IpAddr::V4(v)) => (0, u32::from(v) as u128, String::new()),
         Ok(IpAddr::V6(v)) => (1, u128::from(v), String::new()),

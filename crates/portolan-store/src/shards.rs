@@ -21,7 +21,7 @@
 //! functions) so that another backend runs the same statements.
 
 use crate::backend::{vals, Db};
-use crate::query::load_run_in;
+use crate::query::{addr_key, load_run_in};
 use crate::write::{finish, insert_host, insert_scan, set_run_scripts};
 use crate::{FinishStats, ScanId, ScanMeta, Store, StoreError};
 use portolan_model::{AddrType, ExtraPorts, Host, PortState, ScanRun};
@@ -313,14 +313,6 @@ pub fn merge_hosts<'a>(parts: impl IntoIterator<Item = &'a [Host]>) -> Vec<Host>
         recollapse(h);
     }
     out
-}
-
-fn addr_key(a: &str) -> (u8, u128, String) {
-    match a.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(v)) => (0, u32::from(v) as u128, String::new()),
-        Ok(std::net::IpAddr::V6(v)) => (1, u128::from(v), String::new()),
-        Err(_) => (2, 0, a.to_string()),
-    }
 }
 
 fn merge_into(m: &mut Host, h: &Host) {
