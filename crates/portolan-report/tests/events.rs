@@ -109,6 +109,7 @@ fn offline_vulns_run() -> ScanRun {
         version: "9.2p1".into(),
         matched: "cpe:2.3:a:openbsd:openssh:*:*:*:*:*:*:*:* (< 9.8p1)".into(),
         basis,
+        condition: None,
         description: "A flaw. More words.".into(),
     };
     let upstream = Basis::Upstream {

@@ -31,6 +31,10 @@ pub struct StoredFinding {
     pub matched: String,
     pub basis: String,
     pub upstream_only: bool,
+    /// What must hold for it to apply, when the scan did not tell the platform an NVD AND
+    /// configuration requires ("only when running on …").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
 }
 
 impl StoredFinding {
@@ -108,6 +112,7 @@ pub fn of_script(script: &Script) -> Vec<StoredFinding> {
             matched: text("matched"),
             basis: text("basis"),
             upstream_only: elem("upstream_only") == Some("true"),
+            condition: elem("condition").map(str::to_string),
             cve,
         });
     }

@@ -419,7 +419,8 @@ fn finding(cve: &str, cvss: f64, kev: bool) -> portolan_vuln::Finding {
         basis: portolan_vuln::Basis::Upstream {
             note: "upstream version only".into(),
         },
-        description: format!("{cve}. Details."),
+        condition: None,
+        description: format!("{cve}. Details.").into(),
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// The schema this Portolan writes; a database with a newer one is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,8 +42,26 @@ CREATE TABLE IF NOT EXISTS cpe_match(
     start_excl TEXT,
     end_incl TEXT,
     end_excl TEXT,
+    criteria TEXT NOT NULL,
+    config INTEGER,
+    node INTEGER
+);
+CREATE TABLE IF NOT EXISTS cpe_node(
+    cve TEXT NOT NULL,
+    config INTEGER NOT NULL,
+    node INTEGER NOT NULL,
+    negate INTEGER NOT NULL,
+    part TEXT NOT NULL,
+    vendor TEXT NOT NULL,
+    product TEXT NOT NULL,
+    version TEXT NOT NULL,
+    start_incl TEXT,
+    start_excl TEXT,
+    end_incl TEXT,
+    end_excl TEXT,
     criteria TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS cpe_node_cve ON cpe_node(cve, config);
 CREATE INDEX IF NOT EXISTS cpe_match_product ON cpe_match(product, vendor);
 CREATE INDEX IF NOT EXISTS cpe_match_cve ON cpe_match(cve);
 CREATE TABLE IF NOT EXISTS kev(
@@ -112,6 +130,8 @@ pub struct Status {
     pub schema_version: u32,
     pub cves: i64,
     pub cpe_matches: i64,
+    /// Entries of the nodes of AND configurations (the platforms a match requires).
+    pub platform_entries: i64,
     pub kev: i64,
     pub epss: i64,
     pub debian: i64,
@@ -119,6 +139,10 @@ pub struct Status {
     pub newest_cve_change: Option<String>,
     /// Every import, oldest first.
     pub sources: Vec<SourceRow>,
+    /// CVEs imported by a Portolan that did not keep the platforms of AND configurations
+    /// (schema 1), until the NVD files are imported again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platforms_missing: Option<i64>,
 }
 
 impl VulnDb {
@@ -196,6 +220,20 @@ impl VulnDb {
                 found: v,
                 supported: SCHEMA_VERSION,
             }),
+            Some(1) => {
+                // Version 2 keeps the entries of AND configurations (cpe_node) and the node
+                // of each match; CVEs imported before lack them until imported again.
+                let tx = self.conn.transaction().map_err(err)?;
+                tx.execute_batch(
+                    "ALTER TABLE cpe_match ADD COLUMN config INTEGER; \
+                     ALTER TABLE cpe_match ADD COLUMN node INTEGER; \
+                     INSERT OR REPLACE INTO meta(key, value) \
+                       SELECT 'platforms_missing', COUNT(*) FROM cve HAVING COUNT(*) > 0; \
+                     UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+                )
+                .map_err(err)?;
+                tx.commit().map_err(err)
+            }
             Some(_) => Ok(()),
             None => {
                 self.conn
@@ -229,6 +267,7 @@ impl VulnDb {
             path: &path,
             cleared: HashSet::new(),
             older: 0,
+            stored: 0,
         };
         let mut out = Vec::new();
         for file in files {
@@ -253,6 +292,15 @@ impl VulnDb {
             out.push((file.clone(), summary));
         }
         let older = writer.older;
+        // A database from schema 1 lacks the platforms of AND configurations until its
+        // CVEs are imported again: as many as it held then.
+        if writer.stored > 0 {
+            tx.execute(
+                "DELETE FROM meta WHERE key = 'platforms_missing' AND CAST(value AS INTEGER) <= ?1",
+                [writer.stored as i64],
+            )
+            .map_err(err)?;
+        }
         tx.commit().map_err(err)?;
         Ok(ImportReport {
             files: out,
@@ -293,6 +341,7 @@ impl VulnDb {
             schema_version: SCHEMA_VERSION,
             cves: count("cve")?,
             cpe_matches: count("cpe_match")?,
+            platform_entries: count("cpe_node")?,
             kev: count("kev")?,
             epss: count("epss")?,
             debian: count("debian")?,
@@ -301,6 +350,15 @@ impl VulnDb {
                 .query_row("SELECT MAX(last_modified) FROM cve", [], |r| r.get(0))
                 .map_err(&err)?,
             sources,
+            platforms_missing: self
+                .conn
+                .query_row(
+                    "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'platforms_missing'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(&err)?,
         })
     }
 }
@@ -319,6 +377,8 @@ struct Writer<'t> {
     /// Snapshot sources already emptied in this import.
     cleared: HashSet<Format>,
     older: u64,
+    /// NVD records written.
+    stored: u64,
 }
 
 impl Writer<'_> {
@@ -353,10 +413,13 @@ impl import::Records for Writer<'_> {
                 self.older += 1;
                 return Ok(());
             }
-            tx.prepare_cached("DELETE FROM cpe_match WHERE cve = ?1")
-                .and_then(|mut s| s.execute([&r.id]))
-                .map_err(|e| self.err(e))?;
+            for table in ["cpe_match", "cpe_node"] {
+                tx.prepare_cached(&format!("DELETE FROM {table} WHERE cve = ?1"))
+                    .and_then(|mut s| s.execute([&r.id]))
+                    .map_err(|e| self.err(e))?;
+            }
         }
+        self.stored += 1;
         tx.prepare_cached(
             "INSERT OR REPLACE INTO cve(id, published, last_modified, cvss, cvss_version, \
              severity, description) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -376,13 +439,41 @@ impl import::Records for Writer<'_> {
         let mut ins = tx
             .prepare_cached(
                 "INSERT INTO cpe_match(cve, part, vendor, product, version, start_incl, \
-                 start_excl, end_incl, end_excl, criteria) \
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 start_excl, end_incl, end_excl, criteria, config, node) \
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )
             .map_err(|e| self.err(e))?;
         for m in &r.matches {
             ins.execute(params![
                 r.id,
+                m.part,
+                m.vendor,
+                m.product,
+                m.version,
+                m.start_including,
+                m.start_excluding,
+                m.end_including,
+                m.end_excluding,
+                m.criteria,
+                m.and_node.map(|n| n.0),
+                m.and_node.map(|n| n.1)
+            ])
+            .map_err(|e| self.err(e))?;
+        }
+        let mut ins = tx
+            .prepare_cached(
+                "INSERT INTO cpe_node(cve, config, node, negate, part, vendor, product, version, \
+                 start_incl, start_excl, end_incl, end_excl, criteria) \
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )
+            .map_err(|e| self.err(e))?;
+        for p in &r.platforms {
+            let m = &p.entry;
+            ins.execute(params![
+                r.id,
+                p.config,
+                p.node,
+                p.negate,
                 m.part,
                 m.vendor,
                 m.product,

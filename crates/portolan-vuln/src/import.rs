@@ -47,6 +47,10 @@ pub struct CveRecord {
     pub description: String,
     /// Every vulnerable `cpeMatch` of its configurations.
     pub matches: Vec<MatchRecord>,
+    /// Every `cpeMatch` of its AND configurations, vulnerable or not: a vulnerable match
+    /// of such a configuration applies only where the configuration's other nodes hold
+    /// (the platform it runs on, most often).
+    pub platforms: Vec<PlatformRecord>,
 }
 
 /// A vulnerable `cpeMatch`: the product, and the versions it covers (an exact version, or
@@ -63,6 +67,18 @@ pub struct MatchRecord {
     pub end_including: Option<String>,
     pub end_excluding: Option<String>,
     pub criteria: String,
+    /// In an AND configuration: its index in the CVE's configurations and its node's.
+    pub and_node: Option<(u32, u32)>,
+}
+
+/// A `cpeMatch` of a node of an AND configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformRecord {
+    pub config: u32,
+    pub node: u32,
+    /// The node is negated: it holds when none of its entries does.
+    pub negate: bool,
+    pub entry: MatchRecord,
 }
 
 /// An entry of CISA's Known Exploited Vulnerabilities catalog.
@@ -344,6 +360,8 @@ struct RawCvssData {
 
 #[derive(Deserialize)]
 struct RawConfig {
+    /// `AND`: every node must hold; absent or `OR`: any node.
+    operator: Option<String>,
     nodes: Vec<RawNode>,
 }
 
@@ -391,11 +409,18 @@ impl RawCve {
     }
 }
 
-/// The vulnerable matches of a CVE's configurations, or why they are malformed.
-fn matches_of(value: serde_json::Value) -> Result<Vec<MatchRecord>, String> {
+/// The vulnerable matches of a CVE's configurations and the entries of its AND
+/// configurations, or why they are malformed.
+fn matches_of(value: serde_json::Value) -> Result<(Vec<MatchRecord>, Vec<PlatformRecord>), String> {
     let configs: Vec<RawConfig> = serde_json::from_value(value).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
+    let mut platforms = Vec::new();
     for (c, config) in configs.into_iter().enumerate() {
+        let and = match config.operator.as_deref() {
+            None | Some("OR") => false,
+            Some("AND") => config.nodes.len() > 1,
+            Some(other) => return Err(format!("[{c}].operator: neither AND nor OR: {other:?}")),
+        };
         for (n, node) in config.nodes.into_iter().enumerate() {
             for (m, raw) in node.cpe_match.into_iter().enumerate() {
                 let parsed = cpe::parse_23(&raw.criteria).ok_or_else(|| {
@@ -404,12 +429,7 @@ fn matches_of(value: serde_json::Value) -> Result<Vec<MatchRecord>, String> {
                         raw.criteria
                     )
                 })?;
-                // Negated nodes and non-vulnerable platforms ("running on") name what is
-                // not the vulnerable software.
-                if !raw.vulnerable || node.negate {
-                    continue;
-                }
-                out.push(MatchRecord {
+                let record = MatchRecord {
                     version: parsed.full_version(),
                     part: parsed.part,
                     vendor: parsed.vendor,
@@ -419,11 +439,28 @@ fn matches_of(value: serde_json::Value) -> Result<Vec<MatchRecord>, String> {
                     end_including: raw.version_end_including,
                     end_excluding: raw.version_end_excluding,
                     criteria: raw.criteria,
-                });
+                    and_node: and.then_some((c as u32, n as u32)),
+                };
+                if and {
+                    platforms.push(PlatformRecord {
+                        config: c as u32,
+                        node: n as u32,
+                        negate: node.negate,
+                        entry: MatchRecord {
+                            and_node: None,
+                            ..record.clone()
+                        },
+                    });
+                }
+                // Negated nodes and non-vulnerable platforms ("running on") name what is
+                // not the vulnerable software.
+                if raw.vulnerable && !node.negate {
+                    out.push(record);
+                }
             }
         }
     }
-    Ok(out)
+    Ok((out, platforms))
 }
 
 struct NvdState<'a> {
@@ -494,8 +531,8 @@ impl<'de> Visitor<'de> for NvdList<'_, '_> {
             };
             let cve = raw.cve;
             let (cvss, cvss_version, severity) = cve.score();
-            let matches = match cve.configurations {
-                None => Vec::new(),
+            let (matches, platforms) = match cve.configurations {
+                None => (Vec::new(), Vec::new()),
                 Some(v) => match matches_of(v) {
                     Ok(m) => m,
                     Err(reason) => {
@@ -524,6 +561,7 @@ impl<'de> Visitor<'de> for NvdList<'_, '_> {
                 severity,
                 description,
                 matches,
+                platforms,
             };
             if let Err(e) = st.sink.cve(rec) {
                 st.side.error = Some(e);

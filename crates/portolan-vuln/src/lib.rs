@@ -10,6 +10,7 @@ pub mod db;
 mod error;
 pub mod import;
 pub mod matcher;
+pub mod platform;
 pub mod report;
 pub mod version;
 

@@ -1,19 +1,20 @@
 //! Matching a service (product, version, CPEs from `-sV`) against the database: which NVD
 //! products it is (CPEs and a small alias table), which `cpeMatch` entries cover its
-//! version, and, for a Debian build, whether Debian's tracker says the installed package
-//! carries the fix. Each [`Finding`] says why it matched.
+//! version, whether the platform an AND configuration requires is the service's
+//! ([`crate::platform`]), and, for a Debian build, whether Debian's tracker says the installed
+//! package carries the fix. Each [`Finding`] says why it matched.
 
 use crate::cpe;
 use crate::db::VulnDb;
 use crate::error::VulnError;
-#[cfg(test)]
-use crate::version::compare;
-use crate::version::{self, debian_compare, DebianVersion, Version};
+use crate::platform::{self, Holds, Platform};
+use crate::version::{self, debian_compare, Bounds, DebianVersion, Version};
 use portolan_model::Urgency;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What a service announced.
@@ -24,6 +25,8 @@ pub struct ServiceQuery {
     pub extrainfo: Option<String>,
     pub ostype: Option<String>,
     pub cpes: Vec<String>,
+    /// The CPEs of the host's operating system, from OS detection (its best match).
+    pub host_os: Vec<String>,
 }
 
 impl ServiceQuery {
@@ -34,8 +37,35 @@ impl ServiceQuery {
             extrainfo: s.extrainfo.clone(),
             ostype: s.ostype.clone(),
             cpes: s.cpes.clone(),
+            host_os: Vec::new(),
         }
     }
+
+    /// A service with what OS detection found of its host ([`host_os`]).
+    pub fn on(host: &portolan_model::Host, s: &portolan_model::Service) -> ServiceQuery {
+        ServiceQuery {
+            host_os: host_os(host),
+            ..ServiceQuery::of(s)
+        }
+    }
+}
+
+/// The OS CPEs of a host's best OS match, when it is a confident one (95% or more).
+pub fn host_os(host: &portolan_model::Host) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if let Some(best) = host
+        .os
+        .as_ref()
+        .and_then(|os| os.matches.first())
+        .filter(|m| m.accuracy >= 95)
+    {
+        for c in best.classes.iter().flat_map(|c| &c.cpes) {
+            if !out.contains(c) {
+                out.push(c.clone());
+            }
+        }
+    }
+    out
 }
 
 /// A known product: how `-sV` names it, its NVD vendor:product pairs, its Debian source
@@ -143,36 +173,42 @@ const DEBIAN_RELEASES: &[(u32, &str)] = &[
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Basis {
     /// The upstream version only: distribution fixes are not accounted for.
-    Upstream { note: String },
+    Upstream { note: Cow<'static, str> },
     /// Debian's tracker says the installed build lacks the fix (or there is none yet).
     Debian {
-        package: String,
-        release: String,
-        installed: String,
-        status: String,
-        fixed_version: Option<String>,
+        package: Arc<str>,
+        release: Arc<str>,
+        installed: Arc<str>,
+        status: Arc<str>,
+        fixed_version: Option<Arc<str>>,
     },
 }
 
-/// A CVE that applies to a service.
+/// A CVE that applies to a service. Its texts are shared with the matcher's caches and the
+/// other services' findings of the same CVE: a large scan has millions of findings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
-    pub cve: String,
+    pub cve: Arc<str>,
     pub cvss: Option<f64>,
-    pub cvss_version: Option<String>,
-    pub severity: Option<String>,
+    pub cvss_version: Option<Arc<str>>,
+    pub severity: Option<Arc<str>>,
     /// In CISA's Known Exploited Vulnerabilities catalog: the date it was added.
-    pub kev_date_added: Option<String>,
-    pub kev_ransomware: Option<String>,
+    pub kev_date_added: Option<Arc<str>>,
+    pub kev_ransomware: Option<Arc<str>>,
     pub epss: Option<f64>,
     pub epss_percentile: Option<f64>,
     /// The NVD `vendor:product` matched and the version compared.
-    pub product: String,
-    pub version: String,
-    /// The `cpeMatch` entry that matched and how: `cpe:2.3:a:openbsd:openssh:*:… (>= 8.5p1, < 9.8p1)`.
-    pub matched: String,
+    pub product: Arc<str>,
+    pub version: Arc<str>,
+    /// The `cpeMatch` entry that matched and how: `cpe:2.3:a:openbsd:openssh:*:… (>= 8.5p1,
+    /// < 9.8p1)`, with the platform that held for an AND configuration.
+    pub matched: Arc<str>,
+    /// For an AND configuration whose platform the scan does not tell: what must hold for
+    /// the finding to apply ("only when running on cpe:2.3:o:debian:debian_linux:11.0…").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Arc<str>>,
     pub basis: Basis,
-    pub description: String,
+    pub description: Arc<str>,
 }
 
 impl Finding {
@@ -188,6 +224,7 @@ impl Finding {
             cve: &self.cve,
         }
     }
+    /// Whether the verdict rests on the upstream version alone (no distribution's word).
     pub fn upstream_only(&self) -> bool {
         matches!(self.basis, Basis::Upstream { .. })
     }
@@ -202,138 +239,121 @@ pub fn priority(a: &Finding, b: &Finding) -> Ordering {
     a.urgency().first(&b.urgency())
 }
 
-/// A `cpe_match` row.
+/// A `cpe_match` row, read once per product.
 #[derive(Debug, Clone)]
 struct MatchRow {
-    cve: String,
+    cve: Arc<str>,
     /// The CVE's scores and description, shared by its rows.
     info: Option<Arc<CveInfo>>,
     version: String,
-    start_incl: Option<String>,
-    start_excl: Option<String>,
-    end_incl: Option<String>,
-    end_excl: Option<String>,
-    criteria: String,
+    bounds: Bounds,
+    /// How the entry matches, the same for every version it covers: `criteria (>= 8.5p1,
+    /// < 9.8p1)`, `criteria (exact version)`.
+    why: Arc<str>,
+    /// In an AND configuration: (configuration, node).
+    and_node: Option<(i64, i64)>,
+}
+
+impl MatchRow {
+    /// A row as read: its bounds parsed and its explanation written once.
+    fn new(
+        cve: Arc<str>,
+        info: Option<Arc<CveInfo>>,
+        version: String,
+        texts: [Option<String>; 4],
+        criteria: &str,
+        and_node: Option<(i64, i64)>,
+    ) -> MatchRow {
+        let said: Vec<String> = [">=", ">", "<=", "<"]
+            .iter()
+            .zip(&texts)
+            .filter_map(|(op, t)| t.as_ref().map(|t| format!("{op} {t}")))
+            .collect();
+        let why = match version.as_str() {
+            "*" | "-" if said.is_empty() => format!("{criteria} (every version)"),
+            "*" | "-" => format!("{criteria} ({})", said.join(", ")),
+            _ => format!("{criteria} (exact version)"),
+        };
+        MatchRow {
+            cve,
+            info,
+            bounds: Bounds::parse(texts.each_ref().map(|t| t.as_deref())),
+            version,
+            why: why.into(),
+            and_node,
+        }
+    }
+
+    /// Whether the entry covers `version`. A `-` (NA: "no version") entry covers none: in
+    /// CPE name matching a specific version and NA are disjoint, and NVD writes `-` for
+    /// software it does not track by version (Debian's own Redis build in CVE-2022-0543).
+    fn covers(&self, version: &Version) -> bool {
+        match self.version.as_str() {
+            "-" => false,
+            "*" => self.bounds.contain(version),
+            exact => Version::parse(exact).key() == version.key(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 struct CveInfo {
     cvss: Option<f64>,
-    cvss_version: Option<String>,
-    severity: Option<String>,
-    description: String,
-    kev: Option<(String, Option<String>)>,
+    cvss_version: Option<Arc<str>>,
+    severity: Option<Arc<str>>,
+    description: Arc<str>,
+    kev: Option<(Arc<str>, Option<Arc<str>>)>,
     epss: Option<(f64, f64)>,
 }
 
-/// A cpeMatch's bounds, read once.
-#[derive(Debug, Clone)]
-struct Bounds([Option<Version>; 4]);
-
-impl Bounds {
-    fn of(row: &MatchRow) -> Bounds {
-        let p = |b: &Option<String>| b.as_deref().map(Version::parse);
-        Bounds([
-            p(&row.start_incl),
-            p(&row.start_excl),
-            p(&row.end_incl),
-            p(&row.end_excl),
-        ])
-    }
-}
-
-/// Whether `version` is in a cpeMatch's range (`*` or `-` with up to four bounds), and how
-/// it was decided; None when not.
-fn in_range(row: &MatchRow, bounds: &Bounds, version: &Version) -> Option<String> {
-    let texts = [
-        &row.start_incl,
-        &row.start_excl,
-        &row.end_incl,
-        &row.end_excl,
-    ];
-    let rules = [
-        (">=", [Ordering::Greater, Ordering::Equal]),
-        (">", [Ordering::Greater, Ordering::Greater]),
-        ("<=", [Ordering::Less, Ordering::Equal]),
-        ("<", [Ordering::Less, Ordering::Less]),
-    ];
-    let mut said = Vec::new();
-    for ((bound, text), (op, ok)) in bounds.0.iter().zip(texts).zip(rules) {
-        if let (Some(b), Some(t)) = (bound, text) {
-            if !ok.contains(&version.cmp(b)) {
-                return None;
-            }
-            said.push(format!("{op} {t}"));
-        }
-    }
-    Some(if said.is_empty() {
-        match row.version.as_str() {
-            "-" => format!("{} (NVD gives no version: every version)", row.criteria),
-            _ => format!("{} (every version)", row.criteria),
-        }
-    } else {
-        format!("{} ({})", row.criteria, said.join(", "))
-    })
-}
-
-/// Whether `version` is in a cpeMatch, and how it was decided; None when not.
+/// Whether a cpeMatch covers `version`, and how; None when not.
 #[cfg(test)]
 fn covers(row: &MatchRow, version: &str) -> Option<String> {
-    match row.version.as_str() {
-        "*" | "-" => in_range(row, &Bounds::of(row), &Version::parse(version)),
-        exact => (compare(version, exact) == Ordering::Equal)
-            .then(|| format!("{} (exact version)", row.criteria)),
-    }
+    row.covers(&Version::parse(version))
+        .then(|| row.why.to_string())
 }
 
-/// The entries of a product that cover a version, each with how (index in its rows).
-type Covered = Vec<(usize, String)>;
-
-/// A product's cpeMatch entries, indexed: exact versions by [`Version::key`], ranges with
-/// their bounds read.
+/// A product's cpeMatch entries, indexed: exact versions by [`Version::key`], ranges apart;
+/// and the nodes of the AND configurations its entries are in.
 struct ProductIndex {
+    /// `vendor:product`.
+    name: Arc<str>,
     rows: Vec<MatchRow>,
     exact: HashMap<String, Vec<usize>>,
-    ranges: Vec<(usize, Bounds)>,
+    ranges: Vec<usize>,
+    platforms: Platforms,
 }
 
 impl ProductIndex {
-    fn new(rows: Vec<MatchRow>) -> ProductIndex {
+    fn new(name: Arc<str>, rows: Vec<MatchRow>, platforms: Platforms) -> ProductIndex {
         let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
         let mut ranges = Vec::new();
         for (i, row) in rows.iter().enumerate() {
             match row.version.as_str() {
-                "*" | "-" => ranges.push((i, Bounds::of(row))),
+                "-" => {}
+                "*" => ranges.push(i),
                 v => exact.entry(Version::parse(v).key()).or_default().push(i),
             }
         }
         ProductIndex {
+            name,
             rows,
             exact,
             ranges,
+            platforms,
         }
     }
 
-    /// The entries covering `version`, each with how.
-    fn matching(&self, version: &Version) -> Covered {
-        let mut out: Covered = self
-            .exact
-            .get(&version.key())
-            .into_iter()
-            .flatten()
-            .filter_map(|&i| {
-                let row = self.rows.get(i)?;
-                Some((i, format!("{} (exact version)", row.criteria)))
-            })
-            .collect();
-        for (i, bounds) in &self.ranges {
-            if let Some(row) = self.rows.get(*i) {
-                if let Some(why) = in_range(row, bounds, version) {
-                    out.push((*i, why));
-                }
-            }
-        }
-        out.sort_by_key(|(i, _)| *i);
+    /// The entries covering `version`, in the order read.
+    fn matching(&self, version: &Version) -> Vec<usize> {
+        let mut out: Vec<usize> = self.exact.get(&version.key()).cloned().unwrap_or_default();
+        out.extend(
+            self.ranges
+                .iter()
+                .copied()
+                .filter(|&i| self.rows.get(i).is_some_and(|row| row.covers(version))),
+        );
+        out.sort_unstable();
         out
     }
 }
@@ -349,6 +369,8 @@ struct Identity {
     debian_build: Option<(String, Option<String>)>,
     /// Whether something (banner, extrainfo, ostype) says Debian even without a revision.
     says_debian: bool,
+    /// What is known of the platform it runs on, for AND configurations.
+    platform: Platform,
 }
 
 fn alias_by_name(product: &str) -> Option<&'static Alias> {
@@ -394,14 +416,19 @@ fn debian_revision(version: &str) -> Option<String> {
     first.get(start..).map(str::to_string)
 }
 
-fn release_of(revision: &str) -> Option<String> {
+/// The Debian major release a revision names: "2+deb12u3" → 12.
+fn release_major(revision: &str) -> Option<u32> {
     let i = revision.find("deb")?;
     let digits: String = revision
         .get(i + 3..)?
         .chars()
         .take_while(char::is_ascii_digit)
         .collect();
-    let n: u32 = digits.parse().ok()?;
+    digits.parse().ok()
+}
+
+fn release_of(revision: &str) -> Option<String> {
+    let n = release_major(revision)?;
     DEBIAN_RELEASES
         .iter()
         .find(|(m, _)| *m == n)
@@ -481,13 +508,67 @@ fn identify(q: &ServiceQuery) -> Option<Identity> {
         || mentions(&q.version)
         || mentions(&q.extrainfo)
         || mentions(&q.ostype);
+    let mut platform = Platform::default();
+    match debian_revision(&text).as_deref().map(release_major) {
+        Some(Some(major)) => platform.debian(Some(major), "the banner's Debian revision"),
+        _ if says_debian => platform.debian(None, "the service says Debian"),
+        _ => {}
+    }
+    if let Some(os) = &q.ostype {
+        platform.ostype(os);
+    }
+    for c in q.cpes.iter().filter_map(|c| cpe::parse(c)) {
+        platform.cpe(&c, "the service's CPE");
+    }
+    for c in q.host_os.iter().filter_map(|c| cpe::parse(c)) {
+        platform.cpe(&c, "OS detection");
+    }
     Some(Identity {
         nvd,
         version,
         debian_package,
         debian_build,
         says_debian,
+        platform,
     })
+}
+
+/// Debian's word on a CVE in one release: (release, status, fixed version).
+type TrackerEntry = (String, Arc<str>, Option<Arc<str>>);
+
+/// The nodes of the AND configurations of a product's entries, by (CVE, configuration).
+type Platforms = HashMap<(Arc<str>, i64), Vec<platform::Node>>;
+
+/// What Debian's tracker says of one source package: per CVE, per release, the status and
+/// the fixed version; and the package's epoch (from any version it gives: banners carry
+/// none).
+struct DebianPackage {
+    epoch: u64,
+    entries: HashMap<Arc<str>, Vec<TrackerEntry>>,
+}
+
+impl DebianPackage {
+    fn entry(&self, cve: &str, release: &str) -> Option<(&Arc<str>, Option<&Arc<str>>)> {
+        self.entries
+            .get(cve)?
+            .iter()
+            .find(|(r, _, _)| r == release)
+            .map(|(_, s, f)| (s, f.as_ref()))
+    }
+}
+
+/// How a service's findings are judged, decided once per service: on the upstream version
+/// (and why), or on a Debian build the tracker knows.
+enum Judge {
+    Upstream(&'static str),
+    Debian {
+        package: Arc<str>,
+        release: Arc<str>,
+        /// The installed version with the package's epoch.
+        installed: Arc<str>,
+        revision: String,
+        tracker: Arc<DebianPackage>,
+    },
 }
 
 /// Matches services against an open database, caching per product and per service.
@@ -495,8 +576,8 @@ pub struct Matcher {
     db: VulnDb,
     rows: HashMap<(String, String), Arc<ProductIndex>>,
     /// The entries of a product covering a version: (vendor, product, version key).
-    covered: HashMap<(String, String, String), Arc<Covered>>,
-    debian_packages: HashMap<String, Option<u64>>,
+    covered: HashMap<(String, String, String), Arc<Vec<usize>>>,
+    debian_packages: HashMap<String, Option<Arc<DebianPackage>>>,
     results: HashMap<ServiceQuery, Arc<Vec<Finding>>>,
     /// The same, by what the matching depends on (services that differ in other words).
     by_identity: HashMap<Identity, Arc<Vec<Finding>>>,
@@ -515,6 +596,10 @@ impl VulnDb {
             by_identity: HashMap::new(),
         }
     }
+}
+
+fn text(s: Option<String>) -> Option<Arc<str>> {
+    s.map(Arc::from)
 }
 
 impl Matcher {
@@ -555,8 +640,9 @@ impl Matcher {
         Ok(found)
     }
 
-    /// A product's entries with their CVEs' scores, KEV and EPSS, in one query (the
-    /// matching of a large scan reads each product once).
+    /// A product's entries with their CVEs' scores, KEV and EPSS, in one query, and the
+    /// nodes of its AND configurations in another (the matching of a large scan reads each
+    /// product once).
     fn rows_of(&mut self, vendor: &str, product: &str) -> Result<Arc<ProductIndex>, VulnError> {
         let key = (vendor.to_string(), product.to_string());
         if let Some(r) = self.rows.get(&key) {
@@ -568,7 +654,7 @@ impl Matcher {
             .prepare_cached(
                 "SELECT m.cve, m.version, m.start_incl, m.start_excl, m.end_incl, m.end_excl, \
                  m.criteria, c.id, c.cvss, c.cvss_version, c.severity, c.description, \
-                 k.date_added, k.ransomware, e.epss, e.percentile \
+                 k.date_added, k.ransomware, e.epss, e.percentile, m.config, m.node \
                  FROM cpe_match m LEFT JOIN cve c ON c.id = m.cve \
                  LEFT JOIN kev k ON k.cve = m.cve LEFT JOIN epss e ON e.cve = m.cve \
                  WHERE m.product = ?1 AND m.vendor = ?2",
@@ -576,6 +662,7 @@ impl Matcher {
             .and_then(|mut s| {
                 let mut q = s.query([product, vendor])?;
                 let mut rows = Vec::new();
+                let mut ids: HashMap<String, Arc<str>> = HashMap::new();
                 while let Some(r) = q.next()? {
                     let cve: String = r.get(0)?;
                     let known: Option<String> = r.get(7)?;
@@ -586,85 +673,185 @@ impl Matcher {
                             let kev: Option<String> = r.get(12)?;
                             let epss: Option<f64> = r.get(14)?;
                             let pct: Option<f64> = r.get(15)?;
+                            let ransomware: Option<String> = r.get(13)?;
                             let i = Arc::new(CveInfo {
                                 cvss: r.get(8)?,
-                                cvss_version: r.get(9)?,
-                                severity: r.get(10)?,
-                                description: r.get(11)?,
-                                kev: kev.map(|d| (d, r.get(13).ok().flatten())),
+                                cvss_version: text(r.get(9)?),
+                                severity: text(r.get(10)?),
+                                description: r.get::<_, String>(11)?.into(),
+                                kev: kev.map(|d| (d.into(), text(ransomware))),
                                 epss: epss.zip(pct),
                             });
                             infos.insert(cve.clone(), i.clone());
                             Some(i)
                         }
                     };
-                    rows.push(MatchRow {
-                        cve,
+                    let config: Option<i64> = r.get(16)?;
+                    let node: Option<i64> = r.get(17)?;
+                    let id = ids
+                        .entry(cve)
+                        .or_insert_with_key(|c| Arc::from(c.as_str()))
+                        .clone();
+                    let criteria: String = r.get(6)?;
+                    rows.push(MatchRow::new(
+                        id,
                         info,
-                        version: r.get(1)?,
-                        start_incl: r.get(2)?,
-                        start_excl: r.get(3)?,
-                        end_incl: r.get(4)?,
-                        end_excl: r.get(5)?,
-                        criteria: r.get(6)?,
-                    });
+                        r.get(1)?,
+                        [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?],
+                        &criteria,
+                        config.zip(node),
+                    ));
                 }
                 Ok(rows)
             })
             .map_err(|e| self.err(e))?;
-        let rows = Arc::new(ProductIndex::new(rows));
+        let platforms = if rows.iter().any(|r| r.and_node.is_some()) {
+            self.platforms_of(vendor, product, &rows)?
+        } else {
+            HashMap::new()
+        };
+        let name: Arc<str> = format!("{vendor}:{product}").into();
+        let rows = Arc::new(ProductIndex::new(name, rows, platforms));
         self.rows.insert(key, rows.clone());
         Ok(rows)
     }
 
-    /// Whether the tracker data holds `package`, and then its epoch (from any version it
-    /// gives: the banner carries none).
-    fn debian_package(&mut self, package: &str) -> Result<Option<u64>, VulnError> {
-        if let Some(b) = self.debian_packages.get(package) {
-            return Ok(*b);
-        }
-        let versions: Vec<Option<String>> = self
-            .conn()
+    /// The nodes of the AND configurations a product's entries are in, by (CVE,
+    /// configuration).
+    fn platforms_of(
+        &self,
+        vendor: &str,
+        product: &str,
+        rows: &[MatchRow],
+    ) -> Result<Platforms, VulnError> {
+        let ids: HashMap<&str, &Arc<str>> = rows.iter().map(|r| (&*r.cve, &r.cve)).collect();
+        let mut out: Platforms = HashMap::new();
+        self.conn()
             .prepare_cached(
-                "SELECT fixed_version FROM debian WHERE package = ?1 \
-                 ORDER BY fixed_version LIKE '%:%' DESC LIMIT 1",
+                "SELECT n.cve, n.config, n.node, n.negate, n.part, n.vendor, n.product, \
+                 n.version, n.start_incl, n.start_excl, n.end_incl, n.end_excl, n.criteria \
+                 FROM cpe_node n WHERE (n.cve, n.config) IN \
+                 (SELECT cve, config FROM cpe_match \
+                  WHERE product = ?1 AND vendor = ?2 AND config IS NOT NULL) \
+                 ORDER BY n.cve, n.config, n.node",
             )
             .and_then(|mut s| {
-                s.query_map([package], |r| r.get(0))?
-                    .collect::<Result<Vec<_>, _>>()
+                let mut q = s.query([product, vendor])?;
+                while let Some(r) = q.next()? {
+                    let cve: String = r.get(0)?;
+                    let Some(id) = ids.get(cve.as_str()) else {
+                        continue;
+                    };
+                    let nodes = out.entry(((*id).clone(), r.get(1)?)).or_default();
+                    let node: i64 = r.get(2)?;
+                    if nodes.last().is_none_or(|n| n.node != node) {
+                        nodes.push(platform::Node {
+                            node,
+                            negate: r.get(3)?,
+                            entries: Vec::new(),
+                        });
+                    }
+                    if let Some(n) = nodes.last_mut() {
+                        n.entries.push(platform::Entry {
+                            part: r.get(4)?,
+                            vendor: r.get(5)?,
+                            product: r.get(6)?,
+                            version: r.get(7)?,
+                            bounds: [r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?],
+                            criteria: r.get(12)?,
+                        });
+                    }
+                }
+                Ok(())
             })
             .map_err(|e| self.err(e))?;
-        let known = versions.first().map(|v| {
-            v.as_deref()
-                .map(|v| DebianVersion::parse(v).epoch)
-                .unwrap_or(0)
+        Ok(out)
+    }
+
+    /// What the tracker data holds of `package` (None: nothing), read once.
+    fn debian_package(&mut self, package: &str) -> Result<Option<Arc<DebianPackage>>, VulnError> {
+        if let Some(b) = self.debian_packages.get(package) {
+            return Ok(b.clone());
+        }
+        let mut entries: HashMap<Arc<str>, Vec<TrackerEntry>> = HashMap::new();
+        let mut epoch = None;
+        self.conn()
+            .prepare_cached(
+                "SELECT cve, release, status, fixed_version FROM debian WHERE package = ?1",
+            )
+            .and_then(|mut s| {
+                let mut q = s.query([package])?;
+                while let Some(r) = q.next()? {
+                    let cve: String = r.get(0)?;
+                    let fixed: Option<String> = r.get(3)?;
+                    if epoch.is_none() {
+                        epoch = fixed
+                            .as_deref()
+                            .filter(|f| f.contains(':'))
+                            .map(|f| DebianVersion::parse(f).epoch);
+                    }
+                    entries.entry(cve.into()).or_default().push((
+                        r.get(1)?,
+                        r.get::<_, String>(2)?.into(),
+                        text(fixed),
+                    ));
+                }
+                Ok(())
+            })
+            .map_err(|e| self.err(e))?;
+        let known = (!entries.is_empty()).then(|| {
+            Arc::new(DebianPackage {
+                epoch: epoch.unwrap_or(0),
+                entries,
+            })
         });
-        self.debian_packages.insert(package.to_string(), known);
+        self.debian_packages
+            .insert(package.to_string(), known.clone());
         Ok(known)
     }
 
-    fn debian_entry(
-        &self,
-        package: &str,
-        cve: &str,
-        release: &str,
-    ) -> Result<Option<(String, Option<String>)>, VulnError> {
-        self.conn()
-            .prepare_cached(
-                "SELECT status, fixed_version FROM debian \
-                 WHERE package = ?1 AND cve = ?2 AND release = ?3",
-            )
-            .and_then(|mut s| {
-                s.query_row([package, cve, release], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
-            .map_err(|e| self.err(e))
+    /// How the findings of a service are judged: Debian's tracker when the banner names a
+    /// Debian build of a package it knows, else the upstream version and why.
+    fn judge(&mut self, id: &Identity) -> Result<Judge, VulnError> {
+        if !id.says_debian {
+            return Ok(Judge::Upstream("upstream version only"));
+        }
+        let Some(package) = &id.debian_package else {
+            return Ok(Judge::Upstream(
+                "upstream version only: no Debian source package known for this product",
+            ));
+        };
+        let Some(tracker) = self.debian_package(package)? else {
+            return Ok(Judge::Upstream(
+                "upstream version only: no Debian tracker data for this package",
+            ));
+        };
+        let Some((revision, release)) = &id.debian_build else {
+            return Ok(Judge::Upstream(
+                "upstream version only: the banner names no Debian revision",
+            ));
+        };
+        let Some(release) = release else {
+            return Ok(Judge::Upstream(
+                "upstream version only: the Debian release is not known from the revision",
+            ));
+        };
+        Ok(Judge::Debian {
+            package: package.as_str().into(),
+            release: release.as_str().into(),
+            installed: installed(tracker.epoch, &id.version, revision).into(),
+            revision: revision.clone(),
+            tracker,
+        })
     }
 
     fn findings(&mut self, id: &Identity) -> Result<Vec<Finding>, VulnError> {
         let mut out: Vec<Finding> = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
+        // Where each CVE's finding is in `out`.
+        let mut seen: HashMap<Arc<str>, usize> = HashMap::new();
         let version = Version::parse(&id.version);
+        let version_text: Arc<str> = id.version.as_str().into();
+        let judge = self.judge(id)?;
         for (vendor, product) in &id.nvd {
             let index = self.rows_of(vendor, product)?;
             let key = (vendor.clone(), product.clone(), version.key());
@@ -676,22 +863,40 @@ impl Matcher {
                     c
                 }
             };
-            for (i, matched) in covered.iter() {
-                let Some(row) = index.rows.get(*i) else {
-                    continue;
-                };
-                if seen.contains(&row.cve) {
-                    continue;
-                }
-                let matched = matched.clone();
-                let Some(basis) = self.basis(id, &row.cve)? else {
+            for &i in covered.iter() {
+                let Some(row) = index.rows.get(i) else {
                     continue;
                 };
                 let Some(info) = row.info.as_deref() else {
                     continue;
                 };
-                seen.insert(row.cve.clone());
-                out.push(Finding {
+                let before = seen.get(&row.cve).copied();
+                // A CVE found unconditionally stays so.
+                if before.is_some_and(|b| out.get(b).is_some_and(|f| f.condition.is_none())) {
+                    continue;
+                }
+                let (matched, condition) = match row.and_node {
+                    None => (row.why.clone(), None),
+                    Some((config, node)) => {
+                        let nodes = index
+                            .platforms
+                            .get(&(row.cve.clone(), config))
+                            .map(Vec::as_slice)
+                            .unwrap_or_default();
+                        match platform::condition(nodes, node, &id.platform) {
+                            (Holds::No, _) => continue,
+                            (Holds::Yes, why) => (format!("{}; {why}", row.why).into(), None),
+                            (Holds::Unknown, why) => (row.why.clone(), Some(why.into())),
+                        }
+                    }
+                };
+                if before.is_some() && condition.is_some() {
+                    continue;
+                }
+                let Some(basis) = basis(&judge, &id.version, &row.cve) else {
+                    continue;
+                };
+                let finding = Finding {
                     cve: row.cve.clone(),
                     cvss: info.cvss,
                     cvss_version: info.cvss_version.clone(),
@@ -700,76 +905,87 @@ impl Matcher {
                     kev_ransomware: info.kev.as_ref().and_then(|k| k.1.clone()),
                     epss: info.epss.map(|e| e.0),
                     epss_percentile: info.epss.map(|e| e.1),
-                    product: format!("{vendor}:{product}"),
-                    version: id.version.clone(),
+                    product: index.name.clone(),
+                    version: version_text.clone(),
                     matched,
+                    condition,
                     basis,
                     description: info.description.clone(),
-                });
+                };
+                match before.and_then(|b| out.get_mut(b)) {
+                    Some(slot) => *slot = finding,
+                    None => {
+                        seen.insert(row.cve.clone(), out.len());
+                        out.push(finding);
+                    }
+                }
             }
         }
         out.sort_by(priority);
         Ok(out)
     }
+}
 
-    /// Why the finding stands: Debian's word for a Debian build when the tracker has it,
-    /// else the upstream version. None when Debian says the installed build is fixed or was
-    /// never affected.
-    fn basis(&mut self, id: &Identity, cve: &str) -> Result<Option<Basis>, VulnError> {
-        let upstream = |note: &str| Ok(Some(Basis::Upstream { note: note.into() }));
-        if !id.says_debian {
-            return upstream("upstream version only");
-        }
-        let Some(package) = &id.debian_package else {
-            return upstream(
-                "upstream version only: no Debian source package known for this product",
-            );
-        };
-        let Some(epoch) = self.debian_package(package)? else {
-            return upstream("upstream version only: no Debian tracker data for this package");
-        };
-        let Some((revision, release)) = &id.debian_build else {
-            return upstream("upstream version only: the banner names no Debian revision");
-        };
-        let Some(release) = release else {
-            return upstream(
-                "upstream version only: the Debian release is not known from the revision",
-            );
-        };
-        let Some((status, fixed)) = self.debian_entry(package, cve, release)? else {
-            return upstream(
-                "upstream version only: Debian's tracker has no entry for this CVE and release",
-            );
-        };
-        // The banner carries no epoch: the installed package is taken to have the fixed
-        // version's, else the package's (Debian epochs of a package rarely change).
-        let epoch = fixed
-            .as_deref()
-            .filter(|f| *f != "0")
-            .map(|f| DebianVersion::parse(f).epoch)
-            .unwrap_or(epoch);
-        let installed = if epoch > 0 {
-            format!("{epoch}:{}-{revision}", id.version)
-        } else {
-            format!("{}-{revision}", id.version)
-        };
-        if status == "resolved" {
-            match fixed.as_deref() {
-                Some("0") => return Ok(None),
-                Some(f) if debian_compare(&installed, f) != Ordering::Less => return Ok(None),
-                _ => {}
-            }
-        } else if status == "not-affected" {
-            return Ok(None);
-        }
-        Ok(Some(Basis::Debian {
-            package: package.clone(),
-            release: release.clone(),
-            installed,
-            status,
-            fixed_version: fixed,
-        }))
+/// A Debian package version from the banner's upstream version and revision.
+fn installed(epoch: u64, version: &str, revision: &str) -> String {
+    if epoch > 0 {
+        format!("{epoch}:{version}-{revision}")
+    } else {
+        format!("{version}-{revision}")
     }
+}
+
+/// Why a finding stands: Debian's word for a Debian build when the tracker has it, else
+/// the upstream version. None when Debian says the installed build is fixed or was never
+/// affected.
+fn basis(judge: &Judge, version: &str, cve: &str) -> Option<Basis> {
+    let upstream = |note: &'static str| {
+        Some(Basis::Upstream {
+            note: Cow::Borrowed(note),
+        })
+    };
+    let (package, release, installed_text, revision, tracker) = match judge {
+        Judge::Upstream(note) => return upstream(note),
+        Judge::Debian {
+            package,
+            release,
+            installed,
+            revision,
+            tracker,
+        } => (package, release, installed, revision, tracker),
+    };
+    let Some((status, fixed)) = tracker.entry(cve, release) else {
+        return upstream(
+            "upstream version only: Debian's tracker has no entry for this CVE and release",
+        );
+    };
+    // The banner carries no epoch: the installed package is taken to have the fixed
+    // version's, else the package's (Debian epochs of a package rarely change).
+    let epoch = fixed
+        .filter(|f| &***f != "0")
+        .map(|f| DebianVersion::parse(f).epoch)
+        .unwrap_or(tracker.epoch);
+    let installed_text: Arc<str> = if epoch == tracker.epoch {
+        installed_text.clone()
+    } else {
+        installed(epoch, version, revision).into()
+    };
+    match &**status {
+        "resolved" => match fixed.map(|f| &**f) {
+            Some("0") => return None,
+            Some(f) if debian_compare(&installed_text, f) != Ordering::Less => return None,
+            _ => {}
+        },
+        "not-affected" => return None,
+        _ => {}
+    }
+    Some(Basis::Debian {
+        package: package.clone(),
+        release: release.clone(),
+        installed: installed_text,
+        status: status.clone(),
+        fixed_version: fixed.cloned(),
+    })
 }
 
 #[cfg(test)]
@@ -777,16 +993,14 @@ mod tests {
     use super::*;
 
     fn row(version: &str, b: [Option<&str>; 4]) -> MatchRow {
-        MatchRow {
-            cve: "CVE-0000-0001".into(),
-            info: None,
-            version: version.into(),
-            start_incl: b[0].map(Into::into),
-            start_excl: b[1].map(Into::into),
-            end_incl: b[2].map(Into::into),
-            end_excl: b[3].map(Into::into),
-            criteria: "cpe:2.3:a:x:y:*:*:*:*:*:*:*:*".into(),
-        }
+        MatchRow::new(
+            "CVE-0000-0001".into(),
+            None,
+            version.into(),
+            b.map(|b| b.map(Into::into)),
+            "cpe:2.3:a:x:y:*:*:*:*:*:*:*:*",
+            None,
+        )
     }
 
     #[test]
@@ -804,9 +1018,8 @@ mod tests {
         assert!(covers(&row("*", [None; 4]), "1.0")
             .unwrap()
             .contains("every version"));
-        assert!(covers(&row("-", [None; 4]), "1.0")
-            .unwrap()
-            .contains("no version"));
+        // `-` is NA ("no version"): disjoint from any version a service announces.
+        assert!(covers(&row("-", [None; 4]), "1.0").is_none());
         // Each bound alone, at and beside its edge.
         let si = row("*", [Some("8.5p1"), None, None, None]);
         assert!(covers(&si, "8.5p1").is_some() && covers(&si, "8.4p1").is_none());

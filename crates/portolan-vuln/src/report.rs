@@ -3,7 +3,7 @@
 //! as structured elements (one table per CVE).
 
 use crate::error::VulnError;
-use crate::matcher::{Basis, Finding, Matcher, ServiceQuery};
+use crate::matcher::{host_os, Basis, Finding, Matcher, ServiceQuery};
 use portolan_model::{Host, PortState, Script, ScriptItem};
 
 /// The script id the findings are reported under.
@@ -21,6 +21,9 @@ pub fn line(f: &Finding) -> String {
     s.push('\t');
     s.push_str(&f.reference());
     s.push_str(&format!("\t({})", basis_text(&f.basis)));
+    if let Some(c) = &f.condition {
+        s.push_str(&format!(" ({c})"));
+    }
     s
 }
 
@@ -32,7 +35,7 @@ pub fn title(f: &Finding) -> String {
         t.push('…');
     }
     if t.is_empty() {
-        t = f.cve.clone();
+        t = f.cve.to_string();
     }
     t
 }
@@ -47,7 +50,7 @@ pub fn score(f: &Finding) -> String {
 /// What the verdict rests on, in a few words.
 pub fn basis_text(b: &Basis) -> String {
     match b {
-        Basis::Upstream { note } => note.clone(),
+        Basis::Upstream { note } => note.to_string(),
         Basis::Debian {
             package,
             release,
@@ -55,7 +58,7 @@ pub fn basis_text(b: &Basis) -> String {
             status,
             fixed_version,
         } => match fixed_version {
-            Some(f) if status == "resolved" => {
+            Some(f) if &**status == "resolved" => {
                 format!("Debian {release} {package}: fixed in {f}, installed {installed}")
             }
             _ => format!("Debian {release} {package}: {status}, no fix, installed {installed}"),
@@ -86,7 +89,7 @@ pub fn script(findings: &[Finding]) -> Script {
         };
         // Nmap's vulns library layout (title, state, ids, description, refs), which the
         // events writer turns into ECS alerts, then our own fields.
-        let state = if f.upstream_only() {
+        let state = if f.upstream_only() || f.condition.is_some() {
             "LIKELY VULNERABLE"
         } else {
             "VULNERABLE"
@@ -95,32 +98,35 @@ pub fn script(findings: &[Finding]) -> Script {
             elem("title", title(f)),
             elem("state", state.into()),
             list("ids", format!("CVE:{}", f.cve)),
-            list("description", f.description.clone()),
+            list("description", f.description.to_string()),
             list("refs", f.reference()),
-            elem("id", f.cve.clone()),
+            elem("id", f.cve.to_string()),
             elem("cvss", score(f)),
             elem("type", "cve".into()),
             elem("is_exploit", f.kev().to_string()),
         ];
         if let Some(v) = &f.cvss_version {
-            items.push(elem("cvss_version", v.clone()));
+            items.push(elem("cvss_version", v.to_string()));
         }
         if let Some(s) = &f.severity {
-            items.push(elem("severity", s.clone()));
+            items.push(elem("severity", s.to_string()));
         }
         if let Some(d) = &f.kev_date_added {
-            items.push(elem("kev_date_added", d.clone()));
+            items.push(elem("kev_date_added", d.to_string()));
         }
         if let Some(e) = f.epss {
             items.push(elem("epss", format!("{e:.5}")));
         }
-        items.push(elem("product", f.product.clone()));
-        items.push(elem("version", f.version.clone()));
-        items.push(elem("matched", f.matched.clone()));
+        items.push(elem("product", f.product.to_string()));
+        items.push(elem("version", f.version.to_string()));
+        items.push(elem("matched", f.matched.to_string()));
+        if let Some(c) = &f.condition {
+            items.push(elem("condition", c.to_string()));
+        }
         items.push(elem("basis", basis_text(&f.basis)));
         items.push(elem("upstream_only", f.upstream_only().to_string()));
         content.push(ScriptItem::Table {
-            key: Some(f.cve.clone()),
+            key: Some(f.cve.to_string()),
             items,
         });
     }
@@ -135,6 +141,7 @@ pub fn script(findings: &[Finding]) -> Script {
 /// replaces one already there); returns the number of findings.
 pub fn annotate_host(m: &mut Matcher, host: &mut Host) -> Result<usize, VulnError> {
     let mut count = 0;
+    let os = host_os(host);
     for port in host.ports.iter_mut() {
         if port.state != PortState::Open {
             continue;
@@ -142,7 +149,10 @@ pub fn annotate_host(m: &mut Matcher, host: &mut Host) -> Result<usize, VulnErro
         let Some(service) = &port.service else {
             continue;
         };
-        let found = m.service(&ServiceQuery::of(service))?;
+        let found = m.service(&ServiceQuery {
+            host_os: os.clone(),
+            ..ServiceQuery::of(service)
+        })?;
         port.scripts.retain(|s| s.id != SCRIPT_ID);
         if found.is_empty() {
             continue;

@@ -133,6 +133,31 @@ impl PartialOrd for Version {
     }
 }
 
+/// A cpeMatch's bounds (start including, start excluding, end including, end excluding),
+/// read once to be checked against many versions.
+#[derive(Debug, Clone, Default)]
+pub struct Bounds([Option<Version>; 4]);
+
+impl Bounds {
+    pub fn parse(texts: [Option<&str>; 4]) -> Bounds {
+        Bounds(texts.map(|t| t.map(Version::parse)))
+    }
+
+    /// Whether no bound is given.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(Option::is_none)
+    }
+
+    /// Whether `v` is within every bound given.
+    pub fn contain(&self, v: &Version) -> bool {
+        let [si, se, ei, ee] = &self.0;
+        si.as_ref().is_none_or(|b| v >= b)
+            && se.as_ref().is_none_or(|b| v > b)
+            && ei.as_ref().is_none_or(|b| v <= b)
+            && ee.as_ref().is_none_or(|b| v < b)
+    }
+}
+
 /// Orders two upstream versions: numbers by value, `rc`/`beta`/`alpha` before the release,
 /// other words (`p1`) after it, separators ignored, trailing `.0`s insignificant.
 pub fn compare(a: &str, b: &str) -> Ordering {

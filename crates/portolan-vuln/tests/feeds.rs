@@ -50,7 +50,7 @@ fn service(product: &str, version: &str) -> ServiceQuery {
 }
 
 fn ids(found: &[Finding]) -> Vec<&str> {
-    found.iter().map(|f| f.cve.as_str()).collect()
+    found.iter().map(|f| &*f.cve).collect()
 }
 
 #[test]
@@ -71,10 +71,12 @@ fn formats_are_told_from_the_content_and_status_counts_them() {
         [Format::Nvd, Format::Kev, Format::Epss, Format::Debian]
     );
     let st = db.status().unwrap();
-    assert_eq!((st.cves, st.kev, st.epss), (10, 1, 10));
-    // Nine vulnerable cpeMatch entries of the single-product CVEs, plus PostgreSQL's five and MySQL's three; the
-    // Debian platform of the Redis CVE is not vulnerable and not stored.
-    assert_eq!(st.cpe_matches, 9 + 5 + 3);
+    assert_eq!((st.cves, st.kev, st.epss), (11, 2, 11));
+    // Ten vulnerable cpeMatch entries of the single-product CVEs, plus PostgreSQL's five and
+    // MySQL's three; the Debian platforms of the Redis CVE are not vulnerable and are kept
+    // apart, with the Redis entry, as the nodes of its AND configuration.
+    assert_eq!(st.cpe_matches, 10 + 5 + 3);
+    assert_eq!(st.platform_entries, 1 + 3);
     assert_eq!(st.debian, 13);
     assert_eq!(st.sources.len(), 4);
     assert_eq!(
@@ -107,7 +109,7 @@ fn openssh_upstream_and_debian_builds() {
         ]
     );
     assert!(up.iter().all(Finding::upstream_only));
-    let regression = up.iter().find(|f| f.cve == "CVE-2024-6387").unwrap();
+    let regression = up.iter().find(|f| &*f.cve == "CVE-2024-6387").unwrap();
     assert!(
         regression.matched.contains(">= 8.5p1, < 9.8p1"),
         "{}",
@@ -120,7 +122,7 @@ fn openssh_upstream_and_debian_builds() {
     let mut got = ids(&u2);
     got.sort();
     assert_eq!(got, ["CVE-2023-51767", "CVE-2024-6387"]);
-    let f = u2.iter().find(|f| f.cve == "CVE-2024-6387").unwrap();
+    let f = u2.iter().find(|f| &*f.cve == "CVE-2024-6387").unwrap();
     assert_eq!(
         f.basis,
         Basis::Debian {
@@ -138,7 +140,7 @@ fn openssh_upstream_and_debian_builds() {
     assert_eq!(ids(&u10), ["CVE-2023-51767"]);
     assert!(
         matches!(&u10[0].basis, Basis::Debian { status, installed, .. }
-            if status == "open" && installed == "1:9.2p1-2+deb12u10"),
+            if &**status == "open" && &**installed == "1:9.2p1-2+deb12u10"),
         "{:?}",
         u10[0].basis
     );
@@ -159,11 +161,13 @@ fn the_lab_products_against_their_ranges() {
         let found = m.service(&service(p, v)).unwrap();
         assert_eq!(ids(&found), want, "{p} {v}");
     };
-    check("nginx", "1.20.0", &["CVE-2021-23017"]);
+    check("nginx", "1.20.0", &["CVE-2023-44487", "CVE-2021-23017"]);
     check("nginx", "0.6.18", &["CVE-2021-23017"]);
     check("nginx", "0.6.17", &[]);
-    check("nginx", "1.20.1", &[]);
-    check("nginx", "1.22.1", &[]);
+    check("nginx", "1.20.1", &["CVE-2023-44487"]);
+    check("nginx", "1.22.1", &["CVE-2023-44487"]);
+    check("nginx", "1.25.2", &["CVE-2023-44487"]);
+    check("nginx", "1.25.3", &[]);
     check("vsftpd", "2.3.4", &["CVE-2011-2523"]);
     check("vsftpd", "3.0.3", &[]);
     check("vsftpd", "2.0.8 or later", &[]);
@@ -177,8 +181,10 @@ fn the_lab_products_against_their_ranges() {
     check("PostgreSQL DB", "15.3", &["CVE-2023-39417"]);
     check("PostgreSQL DB", "15.18", &[]);
     check("PostgreSQL DB", "14.9", &[]);
-    // NVD gives Redis no version (`-`): every version is reported.
-    check("Redis key-value store", "7.0.15", &["CVE-2022-0543"]);
+    // NVD names Debian's Redis build without a version (`-`, NA) and only on Debian 9 to
+    // 11: no Redis version is it (CPE matching: a version and NA are disjoint).
+    check("Redis key-value store", "7.0.15", &[]);
+    check("Redis key-value store", "6.0.16", &[]);
     check("Unknown server", "1.0", &[]);
 }
 
@@ -189,19 +195,20 @@ fn scores_kev_epss_and_order() {
     let mut all: Vec<Finding> = Vec::new();
     for (p, v) in [
         ("OpenSSH", "9.2p1"),
-        ("Redis key-value store", "7.0.15"),
+        ("nginx", "1.22.1"),
         ("dnsmasq", "2.77"),
         ("vsftpd", "2.3.4"),
     ] {
         all.extend(m.service(&service(p, v)).unwrap().iter().cloned());
     }
     all.sort_by(priority);
-    // Known exploited first (Redis), then by EPSS: vsftpd .91, dnsmasq/Terrapin .60 (CVSS
-    // breaks the tie: 9.8 before 5.9), 38408 .55, regreSSHion .45, 51767.
+    // Known exploited first (HTTP/2 Rapid Reset on nginx), then by EPSS: vsftpd .91,
+    // dnsmasq/Terrapin .60 (CVSS breaks the tie: 9.8 before 5.9), 38408 .55, regreSSHion
+    // .45, 51767.
     assert_eq!(
         ids(&all),
         [
-            "CVE-2022-0543",
+            "CVE-2023-44487",
             "CVE-2011-2523",
             "CVE-2017-14491",
             "CVE-2023-48795",
@@ -210,10 +217,10 @@ fn scores_kev_epss_and_order() {
             "CVE-2023-51767"
         ]
     );
-    let redis = &all[0];
-    assert_eq!(redis.kev_date_added.as_deref(), Some("2022-03-28"));
-    assert_eq!(redis.cvss, Some(10.0));
-    assert_eq!(redis.severity.as_deref(), Some("CRITICAL"));
+    let rapid_reset = &all[0];
+    assert_eq!(rapid_reset.kev_date_added.as_deref(), Some("2023-10-10"));
+    assert_eq!(rapid_reset.cvss, Some(7.5));
+    assert_eq!(rapid_reset.severity.as_deref(), Some("HIGH"));
     let dns = &all[2];
     // CVSS 3.0 taken before 2.0.
     assert_eq!(
@@ -231,7 +238,10 @@ fn cpes_from_nmap_xml_match_too() {
         cpes: vec!["cpe:/a:igor_sysoev:nginx:1.18.0".into()],
         ..Default::default()
     };
-    assert_eq!(ids(&m.service(&q).unwrap()), ["CVE-2021-23017"]);
+    assert_eq!(
+        ids(&m.service(&q).unwrap()),
+        ["CVE-2023-44487", "CVE-2021-23017"]
+    );
     let q = ServiceQuery {
         cpes: vec!["cpe:/a:openbsd:openssh:9.7p1".into()],
         ..Default::default()
@@ -404,4 +414,132 @@ fn a_newer_schema_is_refused() {
         VulnDb::open_existing(dir.path().join("none.sqlite")),
         Err(VulnError::NoDatabase { .. })
     ));
+}
+
+/// A feed of one CVE: `x:server` from 2.0 below 2.4 only on Debian 12 (NVD's "running on"
+/// AND configuration), and unconditionally on 1.x.
+const RUNNING_ON: &str = r#"{"format": "NVD_CVE", "vulnerabilities": [
+  {"cve": {"id": "CVE-2000-0100", "descriptions": [{"lang": "en", "value": "x"}],
+   "configurations": [
+    {"operator": "AND", "nodes": [
+      {"operator": "OR", "negate": false, "cpeMatch": [
+        {"vulnerable": true, "criteria": "cpe:2.3:a:x:server:*:*:*:*:*:*:*:*",
+         "versionStartIncluding": "2.0", "versionEndExcluding": "2.4"}]},
+      {"operator": "OR", "negate": false, "cpeMatch": [
+        {"vulnerable": false, "criteria": "cpe:2.3:o:debian:debian_linux:12.0:*:*:*:*:*:*:*"}]}]},
+    {"nodes": [{"operator": "OR", "negate": false, "cpeMatch": [
+        {"vulnerable": true, "criteria": "cpe:2.3:a:x:server:*:*:*:*:*:*:*:*",
+         "versionEndExcluding": "2.0"}]}]}]}}]}"#;
+
+#[test]
+fn and_configurations_apply_only_on_their_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("nvd.json");
+    std::fs::write(&feed, RUNNING_ON).unwrap();
+    let mut db = VulnDb::open(dir.path().join("v.sqlite")).unwrap();
+    db.import(&[feed]).unwrap();
+    assert_eq!(db.status().unwrap().platform_entries, 2);
+    let mut m = db.into_matcher();
+    let q = |version: &str, ostype: Option<&str>, host_os: &[&str]| ServiceQuery {
+        cpes: vec![format!(
+            "cpe:/a:x:server:{}",
+            version.split(' ').next().unwrap()
+        )],
+        version: Some(version.into()),
+        ostype: ostype.map(Into::into),
+        host_os: host_os.iter().map(|c| c.to_string()).collect(),
+        ..Default::default()
+    };
+    // The banner names a Debian 12 build: the platform holds, and the finding says how.
+    let on = m.service(&q("2.2 Debian 1+deb12u1", None, &[])).unwrap();
+    assert_eq!(ids(&on), ["CVE-2000-0100"]);
+    assert!(on[0].condition.is_none());
+    assert!(
+        on[0].matched.contains(">= 2.0, < 2.4")
+            && on[0]
+                .matched
+                .contains("running on cpe:2.3:o:debian:debian_linux:12.0")
+            && on[0].matched.contains("the banner's Debian revision"),
+        "{}",
+        on[0].matched
+    );
+    // A Debian 11 build, or a Windows host: it does not apply.
+    assert!(m
+        .service(&q("2.2 Debian 1+deb11u1", None, &[]))
+        .unwrap()
+        .is_empty());
+    assert!(m
+        .service(&q("2.2", Some("Windows"), &[]))
+        .unwrap()
+        .is_empty());
+    assert!(m
+        .service(&q("2.2", None, &["cpe:/o:microsoft:windows_server_2019"]))
+        .unwrap()
+        .is_empty());
+    // Nothing known of the platform (or only "Linux"): reported, with the condition.
+    for (ostype, os) in [
+        (None, &[][..]),
+        (Some("Linux"), &["cpe:/o:linux:linux_kernel:5"][..]),
+    ] {
+        let open = m.service(&q("2.2", ostype, os)).unwrap();
+        assert_eq!(ids(&open), ["CVE-2000-0100"]);
+        let c = open[0].condition.as_deref().unwrap_or("");
+        assert_eq!(
+            c,
+            "only when running on cpe:2.3:o:debian:debian_linux:12.0:*:*:*:*:*:*:*"
+        );
+        let line = portolan_vuln::report::line(&open[0]);
+        assert!(line.contains(c), "{line}");
+        let script = portolan_vuln::report::script(&open);
+        assert!(format!("{:?}", script.content).contains("LIKELY VULNERABLE"));
+    }
+    // Outside the AND configuration's range, the plain one decides, on any platform.
+    let old = m.service(&q("1.9", Some("Windows"), &[])).unwrap();
+    assert_eq!(ids(&old), ["CVE-2000-0100"]);
+    assert!(old[0].condition.is_none() && !old[0].matched.contains("running on"));
+    assert!(m.service(&q("2.4", None, &[])).unwrap().is_empty());
+}
+
+#[test]
+fn a_schema_1_database_is_migrated_and_asks_for_a_new_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sqlite");
+    // Schema 1 as an earlier Portolan wrote it: no platforms, no nodes.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         INSERT INTO meta VALUES('schema_version', '1');
+         CREATE TABLE cve(id TEXT PRIMARY KEY, published TEXT, last_modified TEXT, cvss REAL,
+           cvss_version TEXT, severity TEXT, description TEXT NOT NULL) WITHOUT ROWID;
+         INSERT INTO cve(id, description) VALUES('CVE-2000-0100', 'x');
+         CREATE TABLE cpe_match(cve TEXT NOT NULL, part TEXT NOT NULL, vendor TEXT NOT NULL,
+           product TEXT NOT NULL, version TEXT NOT NULL, start_incl TEXT, start_excl TEXT,
+           end_incl TEXT, end_excl TEXT, criteria TEXT NOT NULL);
+         INSERT INTO cpe_match VALUES('CVE-2000-0100', 'a', 'x', 'server', '*', '2.0', NULL,
+           NULL, '2.4', 'cpe:2.3:a:x:server:*:*:*:*:*:*:*:*');",
+    )
+    .unwrap();
+    drop(conn);
+    let mut db = VulnDb::open(&path).unwrap();
+    let st = db.status().unwrap();
+    assert_eq!((st.schema_version, st.platforms_missing), (2, Some(1)));
+    // Its rows still match (unconditionally, as schema 1 knew them)...
+    let mut m = db.into_matcher();
+    assert_eq!(
+        ids(&m
+            .service(&ServiceQuery {
+                cpes: vec!["cpe:/a:x:server:2.2".into()],
+                ..Default::default()
+            })
+            .unwrap()),
+        ["CVE-2000-0100"]
+    );
+    // ...until the feed is imported again.
+    db = VulnDb::open(&path).unwrap();
+    drop(m);
+    let feed = dir.path().join("nvd.json");
+    std::fs::write(&feed, RUNNING_ON).unwrap();
+    db.import(&[feed]).unwrap();
+    let st = db.status().unwrap();
+    assert_eq!((st.platforms_missing, st.platform_entries), (None, 2));
 }

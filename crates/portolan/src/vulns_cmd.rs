@@ -211,6 +211,12 @@ fn print_status(st: &portolan_vuln::Status, json: bool) -> ExitCode {
         if let Some(d) = &st.newest_cve_change {
             t.push_str(&format!("Newest CVE change: {d}\n"));
         }
+        if let Some(n) = st.platforms_missing {
+            t.push_str(&format!(
+                "Note: {n} CVEs were imported by an older Portolan that did not keep the \
+                 platforms their AND configurations require; import the NVD files again.\n"
+            ));
+        }
         if st.sources.is_empty() {
             t.push_str("Nothing imported yet.\n");
         } else {
@@ -289,6 +295,12 @@ impl Found<'_> {
         match self {
             Found::Matched(f) => &f.matched,
             Found::Stored(f) => &f.matched,
+        }
+    }
+    fn condition(&self) -> Option<&str> {
+        match self {
+            Found::Matched(f) => f.condition.as_deref(),
+            Found::Stored(f) => f.condition.as_deref(),
         }
     }
     /// "matched" or "stored": where the finding comes from (in the JSON and the table).
@@ -371,7 +383,7 @@ fn targets_of_run(run: &ScanRun) -> Vec<Target> {
                     port: p.portid,
                     protocol: p.protocol.as_str().to_string(),
                     service: service_text(s),
-                    query: ServiceQuery::of(s),
+                    query: ServiceQuery::on(h, s),
                     stored: None,
                 });
             }
@@ -418,6 +430,7 @@ fn targets_of_store(path: &str) -> Result<Vec<Target>, String> {
                     extrainfo: p.extrainfo,
                     ostype: None,
                     cpes: Vec::new(),
+                    host_os: Vec::new(),
                 },
                 stored,
             });
@@ -606,6 +619,9 @@ fn write_table(
             Found::Stored(_) => " (stored by a scan run with --vulns)",
         };
         writeln!(out, "{:w_host$}  matched {}{from}", "", f.matched())?;
+        if let Some(c) = f.condition() {
+            writeln!(out, "{:w_host$}  applies {c}", "")?;
+        }
     }
     Ok(())
 }

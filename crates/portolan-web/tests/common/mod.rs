@@ -58,7 +58,8 @@ pub fn finding(cve: &str, cvss: f64, kev: bool, epss: f64, title: &str) -> porto
         basis: portolan_vuln::Basis::Upstream {
             note: "upstream version only: no Debian build named".into(),
         },
-        description: format!("{title}. More."),
+        condition: None,
+        description: format!("{title}. More.").into(),
     }
 }
 
