@@ -95,22 +95,26 @@ fn runs() -> Vec<(String, ScanRun)> {
 /// `sample_run` with `--vulns` findings (portolan-vuln's script result) on a port: one
 /// upstream-only, one confirmed by Debian's tracker, one without a score.
 fn offline_vulns_run() -> ScanRun {
+    use portolan_vuln::matcher::Cve;
     use portolan_vuln::{Basis, Finding};
+    use std::sync::Arc;
     let finding = |cve: &str, cvss: Option<f64>, basis: Basis| Finding {
-        cve: cve.into(),
-        cvss,
-        cvss_version: cvss.map(|_| "3.1".into()),
-        severity: cvss.map(|_| "HIGH".into()),
-        kev_date_added: None,
-        kev_ransomware: None,
-        epss: Some(0.5),
-        epss_percentile: Some(0.9),
+        cve: Arc::new(Cve {
+            id: cve.into(),
+            cvss,
+            cvss_version: cvss.map(|_| "3.1".into()),
+            severity: cvss.map(|_| "HIGH".into()),
+            kev_date_added: None,
+            kev_ransomware: None,
+            epss: Some(0.5),
+            epss_percentile: Some(0.9),
+            description: "A flaw. More words.".into(),
+        }),
         product: "openbsd:openssh".into(),
         version: "9.2p1".into(),
         matched: "cpe:2.3:a:openbsd:openssh:*:*:*:*:*:*:*:* (< 9.8p1)".into(),
-        basis,
         condition: None,
-        description: "A flaw. More words.".into(),
+        basis: Arc::new(basis),
     };
     let upstream = Basis::Upstream {
         note: "upstream version only".into(),

@@ -405,22 +405,24 @@ both!(changes_between_scans_with_when_first_seen, |loc| {
 /// A finding as a scan's `--vulns` reports it (portolan-vuln writes the script result).
 fn finding(cve: &str, cvss: f64, kev: bool) -> portolan_vuln::Finding {
     portolan_vuln::Finding {
-        cve: cve.into(),
-        cvss: Some(cvss),
-        cvss_version: Some("3.1".into()),
-        severity: Some("HIGH".into()),
-        kev_date_added: kev.then(|| "2024-07-01".into()),
-        kev_ransomware: None,
-        epss: Some(0.5),
-        epss_percentile: None,
+        cve: std::sync::Arc::new(portolan_vuln::matcher::Cve {
+            id: cve.into(),
+            cvss: Some(cvss),
+            cvss_version: Some("3.1".into()),
+            severity: Some("HIGH".into()),
+            kev_date_added: kev.then(|| "2024-07-01".into()),
+            kev_ransomware: None,
+            epss: Some(0.5),
+            epss_percentile: None,
+            description: format!("{cve}. Details.").into(),
+        }),
         product: "openbsd:openssh".into(),
         version: "9.2p1".into(),
         matched: "cpe:2.3:a:openbsd:openssh:*:*:*:*:*:*:*:* (< 9.8p1)".into(),
-        basis: portolan_vuln::Basis::Upstream {
-            note: "upstream version only".into(),
-        },
         condition: None,
-        description: format!("{cve}. Details.").into(),
+        basis: std::sync::Arc::new(portolan_vuln::Basis::Upstream {
+            note: "upstream version only".into(),
+        }),
     }
 }
 

@@ -32,11 +32,14 @@ CREATE TABLE IF NOT EXISTS cve(
     severity TEXT,
     description TEXT NOT NULL
 ) WITHOUT ROWID;
+-- Clustered by product: matching reads a product's entries at once.
 CREATE TABLE IF NOT EXISTS cpe_match(
-    cve TEXT NOT NULL,
-    part TEXT NOT NULL,
-    vendor TEXT NOT NULL,
     product TEXT NOT NULL,
+    vendor TEXT NOT NULL,
+    cve TEXT NOT NULL,
+    -- The entry's place among the CVE's (NVD's order).
+    seq INTEGER NOT NULL,
+    part TEXT NOT NULL,
     version TEXT NOT NULL,
     start_incl TEXT,
     start_excl TEXT,
@@ -44,25 +47,16 @@ CREATE TABLE IF NOT EXISTS cpe_match(
     end_excl TEXT,
     criteria TEXT NOT NULL,
     config INTEGER,
-    node INTEGER
-);
-CREATE TABLE IF NOT EXISTS cpe_node(
+    node INTEGER,
+    PRIMARY KEY(product, vendor, cve, seq)
+) WITHOUT ROWID;
+-- The AND configurations: every node, as JSON (platform::Node), for the matches in them.
+CREATE TABLE IF NOT EXISTS cpe_config(
     cve TEXT NOT NULL,
     config INTEGER NOT NULL,
-    node INTEGER NOT NULL,
-    negate INTEGER NOT NULL,
-    part TEXT NOT NULL,
-    vendor TEXT NOT NULL,
-    product TEXT NOT NULL,
-    version TEXT NOT NULL,
-    start_incl TEXT,
-    start_excl TEXT,
-    end_incl TEXT,
-    end_excl TEXT,
-    criteria TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS cpe_node_cve ON cpe_node(cve, config);
-CREATE INDEX IF NOT EXISTS cpe_match_product ON cpe_match(product, vendor);
+    nodes TEXT NOT NULL,
+    PRIMARY KEY(cve, config)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS cpe_match_cve ON cpe_match(cve);
 CREATE TABLE IF NOT EXISTS kev(
     cve TEXT PRIMARY KEY,
@@ -130,8 +124,8 @@ pub struct Status {
     pub schema_version: u32,
     pub cves: i64,
     pub cpe_matches: i64,
-    /// Entries of the nodes of AND configurations (the platforms a match requires).
-    pub platform_entries: i64,
+    /// AND configurations (a product and the platform it requires, most often).
+    pub and_configurations: i64,
     pub kev: i64,
     pub epss: i64,
     pub debian: i64,
@@ -222,11 +216,22 @@ impl VulnDb {
             }),
             Some(1) => {
                 // Version 2 keeps the entries of AND configurations (cpe_node) and the node
-                // of each match; CVEs imported before lack them until imported again.
+                // of each match, and clusters the matches by product; CVEs imported before
+                // lack their platforms until imported again.
                 let tx = self.conn.transaction().map_err(err)?;
                 tx.execute_batch(
-                    "ALTER TABLE cpe_match ADD COLUMN config INTEGER; \
-                     ALTER TABLE cpe_match ADD COLUMN node INTEGER; \
+                    "CREATE TABLE cpe_match_v2(product TEXT NOT NULL, vendor TEXT NOT NULL, \
+                       cve TEXT NOT NULL, seq INTEGER NOT NULL, part TEXT NOT NULL, \
+                       version TEXT NOT NULL, start_incl TEXT, start_excl TEXT, end_incl TEXT, \
+                       end_excl TEXT, criteria TEXT NOT NULL, config INTEGER, node INTEGER, \
+                       PRIMARY KEY(product, vendor, cve, seq)) WITHOUT ROWID; \
+                     INSERT INTO cpe_match_v2(product, vendor, cve, seq, part, version, \
+                       start_incl, start_excl, end_incl, end_excl, criteria) \
+                       SELECT product, vendor, cve, rowid, part, version, start_incl, \
+                       start_excl, end_incl, end_excl, criteria FROM cpe_match; \
+                     DROP TABLE cpe_match; \
+                     ALTER TABLE cpe_match_v2 RENAME TO cpe_match; \
+                     CREATE INDEX cpe_match_cve ON cpe_match(cve); \
                      INSERT OR REPLACE INTO meta(key, value) \
                        SELECT 'platforms_missing', COUNT(*) FROM cve HAVING COUNT(*) > 0; \
                      UPDATE meta SET value = '2' WHERE key = 'schema_version';",
@@ -341,7 +346,7 @@ impl VulnDb {
             schema_version: SCHEMA_VERSION,
             cves: count("cve")?,
             cpe_matches: count("cpe_match")?,
-            platform_entries: count("cpe_node")?,
+            and_configurations: count("cpe_config")?,
             kev: count("kev")?,
             epss: count("epss")?,
             debian: count("debian")?,
@@ -413,7 +418,7 @@ impl import::Records for Writer<'_> {
                 self.older += 1;
                 return Ok(());
             }
-            for table in ["cpe_match", "cpe_node"] {
+            for table in ["cpe_match", "cpe_config"] {
                 tx.prepare_cached(&format!("DELETE FROM {table} WHERE cve = ?1"))
                     .and_then(|mut s| s.execute([&r.id]))
                     .map_err(|e| self.err(e))?;
@@ -439,11 +444,11 @@ impl import::Records for Writer<'_> {
         let mut ins = tx
             .prepare_cached(
                 "INSERT INTO cpe_match(cve, part, vendor, product, version, start_incl, \
-                 start_excl, end_incl, end_excl, criteria, config, node) \
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 start_excl, end_incl, end_excl, criteria, config, node, seq) \
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .map_err(|e| self.err(e))?;
-        for m in &r.matches {
+        for (seq, m) in r.matches.iter().enumerate() {
             ins.execute(params![
                 r.id,
                 m.part,
@@ -456,35 +461,21 @@ impl import::Records for Writer<'_> {
                 m.end_excluding,
                 m.criteria,
                 m.and_node.map(|n| n.0),
-                m.and_node.map(|n| n.1)
+                m.and_node.map(|n| n.1),
+                seq as i64
             ])
             .map_err(|e| self.err(e))?;
         }
         let mut ins = tx
-            .prepare_cached(
-                "INSERT INTO cpe_node(cve, config, node, negate, part, vendor, product, version, \
-                 start_incl, start_excl, end_incl, end_excl, criteria) \
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )
+            .prepare_cached("INSERT INTO cpe_config(cve, config, nodes) VALUES(?1, ?2, ?3)")
             .map_err(|e| self.err(e))?;
-        for p in &r.platforms {
-            let m = &p.entry;
-            ins.execute(params![
-                r.id,
-                p.config,
-                p.node,
-                p.negate,
-                m.part,
-                m.vendor,
-                m.product,
-                m.version,
-                m.start_including,
-                m.start_excluding,
-                m.end_including,
-                m.end_excluding,
-                m.criteria
-            ])
-            .map_err(|e| self.err(e))?;
+        for c in &r.and_configs {
+            let nodes = serde_json::to_string(&c.nodes).map_err(|e| VulnError::Corrupt {
+                path: self.path.into(),
+                what: format!("{}: configuration {}: {e}", r.id, c.config),
+            })?;
+            ins.execute(params![r.id, c.config, nodes])
+                .map_err(|e| self.err(e))?;
         }
         Ok(())
     }

@@ -45,6 +45,8 @@ pub enum VulnError {
         found: u32,
         supported: u32,
     },
+    #[error("vulnerability database {}: {what}", path.display())]
+    Corrupt { path: PathBuf, what: String },
     #[error("vulnerability database {}: not found (import feeds first: portolan vulndb import FILE...)", path.display())]
     NoDatabase { path: PathBuf },
 }

@@ -33,7 +33,7 @@ impl Format {
 }
 
 /// One CVE of an NVD feed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct CveRecord {
     pub id: String,
     pub published: Option<String>,
@@ -47,10 +47,9 @@ pub struct CveRecord {
     pub description: String,
     /// Every vulnerable `cpeMatch` of its configurations.
     pub matches: Vec<MatchRecord>,
-    /// Every `cpeMatch` of its AND configurations, vulnerable or not: a vulnerable match
-    /// of such a configuration applies only where the configuration's other nodes hold
-    /// (the platform it runs on, most often).
-    pub platforms: Vec<PlatformRecord>,
+    /// Its AND configurations, every entry of them (vulnerable or not): a vulnerable match
+    /// of such a configuration applies only where the configuration's other nodes hold.
+    pub and_configs: Vec<AndConfig>,
 }
 
 /// A vulnerable `cpeMatch`: the product, and the versions it covers (an exact version, or
@@ -71,14 +70,13 @@ pub struct MatchRecord {
     pub and_node: Option<(u32, u32)>,
 }
 
-/// A `cpeMatch` of a node of an AND configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlatformRecord {
+/// An AND configuration: every node must hold (a vulnerable product and the platform it
+/// runs on, most often).
+#[derive(Debug, Clone)]
+pub struct AndConfig {
+    /// Its index in the CVE's configurations.
     pub config: u32,
-    pub node: u32,
-    /// The node is negated: it holds when none of its entries does.
-    pub negate: bool,
-    pub entry: MatchRecord,
+    pub nodes: Vec<crate::platform::Node>,
 }
 
 /// An entry of CISA's Known Exploited Vulnerabilities catalog.
@@ -411,17 +409,19 @@ impl RawCve {
 
 /// The vulnerable matches of a CVE's configurations and the entries of its AND
 /// configurations, or why they are malformed.
-fn matches_of(value: serde_json::Value) -> Result<(Vec<MatchRecord>, Vec<PlatformRecord>), String> {
+fn matches_of(value: serde_json::Value) -> Result<(Vec<MatchRecord>, Vec<AndConfig>), String> {
     let configs: Vec<RawConfig> = serde_json::from_value(value).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    let mut platforms = Vec::new();
+    let mut and_configs = Vec::new();
     for (c, config) in configs.into_iter().enumerate() {
         let and = match config.operator.as_deref() {
             None | Some("OR") => false,
             Some("AND") => config.nodes.len() > 1,
             Some(other) => return Err(format!("[{c}].operator: neither AND nor OR: {other:?}")),
         };
+        let mut nodes = Vec::new();
         for (n, node) in config.nodes.into_iter().enumerate() {
+            let mut entries = Vec::new();
             for (m, raw) in node.cpe_match.into_iter().enumerate() {
                 let parsed = cpe::parse_23(&raw.criteria).ok_or_else(|| {
                     format!(
@@ -442,14 +442,18 @@ fn matches_of(value: serde_json::Value) -> Result<(Vec<MatchRecord>, Vec<Platfor
                     and_node: and.then_some((c as u32, n as u32)),
                 };
                 if and {
-                    platforms.push(PlatformRecord {
-                        config: c as u32,
-                        node: n as u32,
-                        negate: node.negate,
-                        entry: MatchRecord {
-                            and_node: None,
-                            ..record.clone()
-                        },
+                    entries.push(crate::platform::Entry {
+                        part: record.part.clone(),
+                        vendor: record.vendor.clone(),
+                        product: record.product.clone(),
+                        version: record.version.clone(),
+                        bounds: [
+                            record.start_including.clone(),
+                            record.start_excluding.clone(),
+                            record.end_including.clone(),
+                            record.end_excluding.clone(),
+                        ],
+                        criteria: record.criteria.clone(),
                     });
                 }
                 // Negated nodes and non-vulnerable platforms ("running on") name what is
@@ -458,9 +462,22 @@ fn matches_of(value: serde_json::Value) -> Result<(Vec<MatchRecord>, Vec<Platfor
                     out.push(record);
                 }
             }
+            if and {
+                nodes.push(crate::platform::Node {
+                    node: n as i64,
+                    negate: node.negate,
+                    entries,
+                });
+            }
+        }
+        if and {
+            and_configs.push(AndConfig {
+                config: c as u32,
+                nodes,
+            });
         }
     }
-    Ok((out, platforms))
+    Ok((out, and_configs))
 }
 
 struct NvdState<'a> {
@@ -531,7 +548,7 @@ impl<'de> Visitor<'de> for NvdList<'_, '_> {
             };
             let cve = raw.cve;
             let (cvss, cvss_version, severity) = cve.score();
-            let (matches, platforms) = match cve.configurations {
+            let (matches, and_configs) = match cve.configurations {
                 None => (Vec::new(), Vec::new()),
                 Some(v) => match matches_of(v) {
                     Ok(m) => m,
@@ -561,7 +578,7 @@ impl<'de> Visitor<'de> for NvdList<'_, '_> {
                 severity,
                 description,
                 matches,
-                platforms,
+                and_configs,
             };
             if let Err(e) = st.sink.cve(rec) {
                 st.side.error = Some(e);

@@ -16,4 +16,4 @@ pub mod version;
 
 pub use db::{default_path, ImportReport, Status, VulnDb};
 pub use error::VulnError;
-pub use matcher::{Basis, Finding, Matcher, ServiceQuery};
+pub use matcher::{Basis, Cve, Finding, Matcher, ServiceQuery};

@@ -10,7 +10,7 @@ use crate::error::VulnError;
 use crate::platform::{self, Holds, Platform};
 use crate::version::{self, debian_compare, Bounds, DebianVersion, Version};
 use portolan_model::Urgency;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -184,11 +184,12 @@ pub enum Basis {
     },
 }
 
-/// A CVE that applies to a service. Its texts are shared with the matcher's caches and the
-/// other services' findings of the same CVE: a large scan has millions of findings.
+/// What the database holds of a CVE: its scores, KEV and EPSS entries and description,
+/// shared by every finding of it (a scan of 20,000 services has millions of findings).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Finding {
-    pub cve: Arc<str>,
+pub struct Cve {
+    #[serde(rename = "cve")]
+    pub id: Arc<str>,
     pub cvss: Option<f64>,
     pub cvss_version: Option<Arc<str>>,
     pub severity: Option<Arc<str>>,
@@ -197,6 +198,15 @@ pub struct Finding {
     pub kev_ransomware: Option<Arc<str>>,
     pub epss: Option<f64>,
     pub epss_percentile: Option<f64>,
+    pub description: Arc<str>,
+}
+
+/// A CVE that applies to a service (in JSON, the CVE's fields and the finding's side by
+/// side).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    #[serde(flatten)]
+    pub cve: Arc<Cve>,
     /// The NVD `vendor:product` matched and the version compared.
     pub product: Arc<str>,
     pub version: Arc<str>,
@@ -207,11 +217,10 @@ pub struct Finding {
     /// the finding to apply ("only when running on cpe:2.3:o:debian:debian_linux:11.0…").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub condition: Option<Arc<str>>,
-    pub basis: Basis,
-    pub description: Arc<str>,
+    pub basis: Arc<Basis>,
 }
 
-impl Finding {
+impl Cve {
     pub fn kev(&self) -> bool {
         self.kev_date_added.is_some()
     }
@@ -221,16 +230,29 @@ impl Finding {
             kev: self.kev(),
             epss: self.epss,
             cvss: self.cvss,
-            cve: &self.cve,
+            cve: &self.id,
         }
+    }
+}
+
+impl Finding {
+    pub fn id(&self) -> &str {
+        &self.cve.id
+    }
+    pub fn kev(&self) -> bool {
+        self.cve.kev()
+    }
+    /// What orders it among findings ([`Urgency::first`]).
+    pub fn urgency(&self) -> Urgency<'_> {
+        self.cve.urgency()
     }
     /// Whether the verdict rests on the upstream version alone (no distribution's word).
     pub fn upstream_only(&self) -> bool {
-        matches!(self.basis, Basis::Upstream { .. })
+        matches!(*self.basis, Basis::Upstream { .. })
     }
     /// `https://nvd.nist.gov/vuln/detail/CVE-…`
     pub fn reference(&self) -> String {
-        format!("https://nvd.nist.gov/vuln/detail/{}", self.cve)
+        format!("https://nvd.nist.gov/vuln/detail/{}", self.cve.id)
     }
 }
 
@@ -243,8 +265,8 @@ pub fn priority(a: &Finding, b: &Finding) -> Ordering {
 #[derive(Debug, Clone)]
 struct MatchRow {
     cve: Arc<str>,
-    /// The CVE's scores and description, shared by its rows.
-    info: Option<Arc<CveInfo>>,
+    /// The CVE's place among the product's ([`ProductIndex::cves`]).
+    slot: u32,
     version: String,
     bounds: Bounds,
     /// How the entry matches, the same for every version it covers: `criteria (>= 8.5p1,
@@ -258,7 +280,7 @@ impl MatchRow {
     /// A row as read: its bounds parsed and its explanation written once.
     fn new(
         cve: Arc<str>,
-        info: Option<Arc<CveInfo>>,
+        slot: u32,
         version: String,
         texts: [Option<String>; 4],
         criteria: &str,
@@ -276,7 +298,7 @@ impl MatchRow {
         };
         MatchRow {
             cve,
-            info,
+            slot,
             bounds: Bounds::parse(texts.each_ref().map(|t| t.as_deref())),
             version,
             why: why.into(),
@@ -296,16 +318,6 @@ impl MatchRow {
     }
 }
 
-#[derive(Debug, Clone)]
-struct CveInfo {
-    cvss: Option<f64>,
-    cvss_version: Option<Arc<str>>,
-    severity: Option<Arc<str>>,
-    description: Arc<str>,
-    kev: Option<(Arc<str>, Option<Arc<str>>)>,
-    epss: Option<(f64, f64)>,
-}
-
 /// Whether a cpeMatch covers `version`, and how; None when not.
 #[cfg(test)]
 fn covers(row: &MatchRow, version: &str) -> Option<String> {
@@ -313,19 +325,26 @@ fn covers(row: &MatchRow, version: &str) -> Option<String> {
         .then(|| row.why.to_string())
 }
 
-/// A product's cpeMatch entries, indexed: exact versions by [`Version::key`], ranges apart;
-/// and the nodes of the AND configurations its entries are in.
+/// A product's cpeMatch entries, indexed: exact versions by [`Version::key`], ranges apart.
 struct ProductIndex {
     /// `vendor:product`.
     name: Arc<str>,
     rows: Vec<MatchRow>,
+    /// What the database holds of each of its CVEs, read when one of its entries first
+    /// covers a service (None inside: only its entries are known).
+    cves: Vec<std::sync::OnceLock<Option<Arc<Cve>>>>,
+    /// For each entry of an AND configuration, whether its other nodes hold where nothing
+    /// is known of the platform (most services): decided once.
+    bare: Vec<std::sync::OnceLock<(Holds, Arc<str>)>>,
     exact: HashMap<String, Vec<usize>>,
     ranges: Vec<usize>,
-    platforms: Platforms,
 }
 
 impl ProductIndex {
-    fn new(name: Arc<str>, rows: Vec<MatchRow>, platforms: Platforms) -> ProductIndex {
+    fn new(name: Arc<str>, rows: Vec<MatchRow>, cves: usize) -> ProductIndex {
+        let bare = (0..rows.len())
+            .map(|_| std::sync::OnceLock::new())
+            .collect();
         let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
         let mut ranges = Vec::new();
         for (i, row) in rows.iter().enumerate() {
@@ -338,9 +357,10 @@ impl ProductIndex {
         ProductIndex {
             name,
             rows,
+            cves: (0..cves).map(|_| std::sync::OnceLock::new()).collect(),
+            bare,
             exact,
             ranges,
-            platforms,
         }
     }
 
@@ -536,8 +556,11 @@ fn identify(q: &ServiceQuery) -> Option<Identity> {
 /// Debian's word on a CVE in one release: (release, status, fixed version).
 type TrackerEntry = (String, Arc<str>, Option<Arc<str>>);
 
-/// The nodes of the AND configurations of a product's entries, by (CVE, configuration).
-type Platforms = HashMap<(Arc<str>, i64), Vec<platform::Node>>;
+/// After how many CVEs read the matcher reads the whole EPSS table.
+const EPSS_WHOLE_AFTER: u64 = 20_000;
+
+/// CISA's catalog by CVE: the date added and the ransomware use.
+type KevMap = HashMap<String, (Arc<str>, Option<Arc<str>>)>;
 
 /// What Debian's tracker says of one source package: per CVE, per release, the status and
 /// the fixed version; and the package's epoch (from any version it gives: banners carry
@@ -578,6 +601,13 @@ pub struct Matcher {
     /// The entries of a product covering a version: (vendor, product, version key).
     covered: HashMap<(String, String, String), Arc<Vec<usize>>>,
     debian_packages: HashMap<String, Option<Arc<DebianPackage>>>,
+    kev: Option<Arc<KevMap>>,
+    /// Every EPSS score, once many CVEs have been read ([`Matcher::epss_whole_after`]).
+    epss: Option<HashMap<String, (f64, f64)>>,
+    cves_read: u64,
+    epss_whole_after: u64,
+    /// The nodes of each AND configuration met: (CVE, configuration).
+    configs: HashMap<(Arc<str>, i64), Arc<Vec<platform::Node>>>,
     results: HashMap<ServiceQuery, Arc<Vec<Finding>>>,
     /// The same, by what the matching depends on (services that differ in other words).
     by_identity: HashMap<Identity, Arc<Vec<Finding>>>,
@@ -592,6 +622,11 @@ impl VulnDb {
             rows: HashMap::new(),
             covered: HashMap::new(),
             debian_packages: HashMap::new(),
+            kev: None,
+            epss: None,
+            cves_read: 0,
+            epss_whole_after: EPSS_WHOLE_AFTER,
+            configs: HashMap::new(),
             results: HashMap::new(),
             by_identity: HashMap::new(),
         }
@@ -603,6 +638,13 @@ fn text(s: Option<String>) -> Option<Arc<str>> {
 }
 
 impl Matcher {
+    /// Reads the whole EPSS table once `n` CVEs have been read (20,000 by default): for
+    /// tests, and for tuning.
+    pub fn epss_whole_after(mut self, n: u64) -> Matcher {
+        self.epss_whole_after = n;
+        self
+    }
+
     /// The database matched against.
     pub fn db(&self) -> &VulnDb {
         &self.db
@@ -629,7 +671,15 @@ impl Matcher {
             Some(id) => match self.by_identity.get(&id) {
                 Some(f) => f.clone(),
                 None => {
-                    let f = Arc::new(self.findings(&id)?);
+                    // One read transaction for the service's queries: SQLite otherwise
+                    // takes and drops its file locks around each of them.
+                    self.conn()
+                        .execute_batch("BEGIN")
+                        .map_err(|e| self.err(e))?;
+                    let found = self.findings(&id);
+                    let end = if found.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                    self.conn().execute_batch(end).map_err(|e| self.err(e))?;
+                    let f = Arc::new(found?);
                     self.by_identity.insert(id, f.clone());
                     f
                 }
@@ -640,132 +690,188 @@ impl Matcher {
         Ok(found)
     }
 
-    /// A product's entries with their CVEs' scores, KEV and EPSS, in one query, and the
-    /// nodes of its AND configurations in another (the matching of a large scan reads each
-    /// product once).
+    /// Every EPSS score, by CVE.
+    fn all_epss(&self) -> Result<HashMap<String, (f64, f64)>, VulnError> {
+        self.conn()
+            .prepare("SELECT cve, epss, percentile FROM epss")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+                    .collect()
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// CISA's catalog, read whole once (about a thousand entries): by CVE, the date added
+    /// and the ransomware use.
+    fn kev(&mut self) -> Result<Arc<KevMap>, VulnError> {
+        if let Some(k) = &self.kev {
+            return Ok(k.clone());
+        }
+        let map: KevMap = self
+            .conn()
+            .prepare("SELECT cve, date_added, ransomware FROM kev")
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        (
+                            Arc::from(r.get::<_, String>(1)?),
+                            text(r.get::<_, Option<String>>(2)?),
+                        ),
+                    ))
+                })?
+                .collect()
+            })
+            .map_err(|e| self.err(e))?;
+        let map = Arc::new(map);
+        self.kev = Some(map.clone());
+        Ok(map)
+    }
+
+    /// What the database holds of a CVE (scores, EPSS, description; KEV from
+    /// [`Matcher::kev`]), read when one of its entries first covers a service.
+    fn cve(&mut self, index: &ProductIndex, row: &MatchRow) -> Result<Option<Arc<Cve>>, VulnError> {
+        let Some(cell) = index.cves.get(row.slot as usize) else {
+            return Ok(None);
+        };
+        if let Some(c) = cell.get() {
+            return Ok(c.clone());
+        }
+        let id = &row.cve;
+        let kev = self.kev()?;
+        // EPSS scores from the join while few CVEs have been read; past that, all of them
+        // at once (a large scan reads most CVEs of its products, and a lookup per CVE in a
+        // second index costs more than the one scan of the EPSS table).
+        self.cves_read += 1;
+        if self.epss.is_none() && self.cves_read > self.epss_whole_after {
+            self.epss = Some(self.all_epss()?);
+        }
+        let sql = if self.epss.is_some() {
+            "SELECT c.cvss, c.cvss_version, c.severity, c.description, NULL, NULL \
+             FROM cve c WHERE c.id = ?1"
+        } else {
+            "SELECT c.cvss, c.cvss_version, c.severity, c.description, e.epss, e.percentile \
+             FROM cve c LEFT JOIN epss e ON e.cve = c.id WHERE c.id = ?1"
+        };
+        let all_epss = self.epss.as_ref();
+        let found = self
+            .conn()
+            .prepare_cached(sql)
+            .and_then(|mut s| {
+                let mut q = s.query([&**id])?;
+                let Some(r) = q.next()? else {
+                    return Ok(None);
+                };
+                let (epss, pct): (Option<f64>, Option<f64>) = match all_epss {
+                    Some(m) => m
+                        .get(&**id)
+                        .map(|&(e, p)| (Some(e), Some(p)))
+                        .unwrap_or_default(),
+                    None => (r.get(4)?, r.get(5)?),
+                };
+                let known = kev.get(&**id);
+                Ok(Some(Arc::new(Cve {
+                    id: id.clone(),
+                    cvss: r.get(0)?,
+                    cvss_version: text(r.get(1)?),
+                    severity: text(r.get(2)?),
+                    kev_date_added: known.map(|k| k.0.clone()),
+                    kev_ransomware: known.and_then(|k| k.1.clone()),
+                    // A score comes with its percentile.
+                    epss: epss.filter(|_| pct.is_some()),
+                    epss_percentile: pct.filter(|_| epss.is_some()),
+                    description: r.get::<_, String>(3)?.into(),
+                })))
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(cell.get_or_init(|| found).clone())
+    }
+
+    /// The nodes of an AND configuration, read when one of its entries first covers a
+    /// service.
+    fn config(
+        &mut self,
+        cve: &Arc<str>,
+        config: i64,
+    ) -> Result<Arc<Vec<platform::Node>>, VulnError> {
+        let key = (cve.clone(), config);
+        if let Some(n) = self.configs.get(&key) {
+            return Ok(n.clone());
+        }
+        let json: Option<String> = self
+            .conn()
+            .prepare_cached("SELECT nodes FROM cpe_config WHERE cve = ?1 AND config = ?2")
+            .and_then(|mut s| {
+                s.query_row(rusqlite::params![&**cve, config], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        let nodes: Vec<platform::Node> = match json {
+            Some(j) => serde_json::from_str(&j).map_err(|e| VulnError::Corrupt {
+                path: self.db().path().into(),
+                what: format!("{cve}: configuration {config}: {e}"),
+            })?,
+            None => Vec::new(),
+        };
+        let nodes = Arc::new(nodes);
+        self.configs.insert(key, nodes.clone());
+        Ok(nodes)
+    }
+
+    /// A product's entries (one range of the clustered table): the matching of a large
+    /// scan reads each product once.
     fn rows_of(&mut self, vendor: &str, product: &str) -> Result<Arc<ProductIndex>, VulnError> {
         let key = (vendor.to_string(), product.to_string());
         if let Some(r) = self.rows.get(&key) {
             return Ok(r.clone());
         }
-        let mut infos: HashMap<String, Arc<CveInfo>> = HashMap::new();
-        let rows = self
+        type Raw = (
+            String,
+            String,
+            [Option<String>; 4],
+            String,
+            Option<(i64, i64)>,
+        );
+        let raw: Vec<Raw> = self
             .conn()
             .prepare_cached(
-                "SELECT m.cve, m.version, m.start_incl, m.start_excl, m.end_incl, m.end_excl, \
-                 m.criteria, c.id, c.cvss, c.cvss_version, c.severity, c.description, \
-                 k.date_added, k.ransomware, e.epss, e.percentile, m.config, m.node \
-                 FROM cpe_match m LEFT JOIN cve c ON c.id = m.cve \
-                 LEFT JOIN kev k ON k.cve = m.cve LEFT JOIN epss e ON e.cve = m.cve \
-                 WHERE m.product = ?1 AND m.vendor = ?2",
+                "SELECT cve, version, start_incl, start_excl, end_incl, end_excl, criteria, \
+                 config, node FROM cpe_match WHERE product = ?1 AND vendor = ?2",
             )
             .and_then(|mut s| {
-                let mut q = s.query([product, vendor])?;
-                let mut rows = Vec::new();
-                let mut ids: HashMap<String, Arc<str>> = HashMap::new();
-                while let Some(r) = q.next()? {
-                    let cve: String = r.get(0)?;
-                    let known: Option<String> = r.get(7)?;
-                    let info = match (known, infos.get(&cve)) {
-                        (None, _) => None,
-                        (Some(_), Some(i)) => Some(i.clone()),
-                        (Some(_), None) => {
-                            let kev: Option<String> = r.get(12)?;
-                            let epss: Option<f64> = r.get(14)?;
-                            let pct: Option<f64> = r.get(15)?;
-                            let ransomware: Option<String> = r.get(13)?;
-                            let i = Arc::new(CveInfo {
-                                cvss: r.get(8)?,
-                                cvss_version: text(r.get(9)?),
-                                severity: text(r.get(10)?),
-                                description: r.get::<_, String>(11)?.into(),
-                                kev: kev.map(|d| (d.into(), text(ransomware))),
-                                epss: epss.zip(pct),
-                            });
-                            infos.insert(cve.clone(), i.clone());
-                            Some(i)
-                        }
-                    };
-                    let config: Option<i64> = r.get(16)?;
-                    let node: Option<i64> = r.get(17)?;
-                    let id = ids
-                        .entry(cve)
-                        .or_insert_with_key(|c| Arc::from(c.as_str()))
-                        .clone();
-                    let criteria: String = r.get(6)?;
-                    rows.push(MatchRow::new(
-                        id,
-                        info,
+                s.query_map([product, vendor], |r| {
+                    let config: Option<i64> = r.get(7)?;
+                    let node: Option<i64> = r.get(8)?;
+                    Ok((
+                        r.get(0)?,
                         r.get(1)?,
                         [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?],
-                        &criteria,
+                        r.get(6)?,
                         config.zip(node),
-                    ));
-                }
-                Ok(rows)
+                    ))
+                })?
+                .collect()
             })
             .map_err(|e| self.err(e))?;
-        let platforms = if rows.iter().any(|r| r.and_node.is_some()) {
-            self.platforms_of(vendor, product, &rows)?
-        } else {
-            HashMap::new()
-        };
+        let mut rows: Vec<MatchRow> = Vec::with_capacity(raw.len());
+        let mut cves = 0;
+        for (cve, version, bounds, criteria, and_node) in raw {
+            // Clustered by CVE: a CVE's rows are together, and share its place.
+            let (id, slot) = match rows.last() {
+                Some(last) if *last.cve == *cve => (last.cve.clone(), last.slot),
+                _ => {
+                    cves += 1;
+                    (Arc::from(cve.as_str()), cves - 1)
+                }
+            };
+            rows.push(MatchRow::new(
+                id, slot, version, bounds, &criteria, and_node,
+            ));
+        }
         let name: Arc<str> = format!("{vendor}:{product}").into();
-        let rows = Arc::new(ProductIndex::new(name, rows, platforms));
+        let rows = Arc::new(ProductIndex::new(name, rows, cves as usize));
         self.rows.insert(key, rows.clone());
         Ok(rows)
-    }
-
-    /// The nodes of the AND configurations a product's entries are in, by (CVE,
-    /// configuration).
-    fn platforms_of(
-        &self,
-        vendor: &str,
-        product: &str,
-        rows: &[MatchRow],
-    ) -> Result<Platforms, VulnError> {
-        let ids: HashMap<&str, &Arc<str>> = rows.iter().map(|r| (&*r.cve, &r.cve)).collect();
-        let mut out: Platforms = HashMap::new();
-        self.conn()
-            .prepare_cached(
-                "SELECT n.cve, n.config, n.node, n.negate, n.part, n.vendor, n.product, \
-                 n.version, n.start_incl, n.start_excl, n.end_incl, n.end_excl, n.criteria \
-                 FROM cpe_node n WHERE (n.cve, n.config) IN \
-                 (SELECT cve, config FROM cpe_match \
-                  WHERE product = ?1 AND vendor = ?2 AND config IS NOT NULL) \
-                 ORDER BY n.cve, n.config, n.node",
-            )
-            .and_then(|mut s| {
-                let mut q = s.query([product, vendor])?;
-                while let Some(r) = q.next()? {
-                    let cve: String = r.get(0)?;
-                    let Some(id) = ids.get(cve.as_str()) else {
-                        continue;
-                    };
-                    let nodes = out.entry(((*id).clone(), r.get(1)?)).or_default();
-                    let node: i64 = r.get(2)?;
-                    if nodes.last().is_none_or(|n| n.node != node) {
-                        nodes.push(platform::Node {
-                            node,
-                            negate: r.get(3)?,
-                            entries: Vec::new(),
-                        });
-                    }
-                    if let Some(n) = nodes.last_mut() {
-                        n.entries.push(platform::Entry {
-                            part: r.get(4)?,
-                            vendor: r.get(5)?,
-                            product: r.get(6)?,
-                            version: r.get(7)?,
-                            bounds: [r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?],
-                            criteria: r.get(12)?,
-                        });
-                    }
-                }
-                Ok(())
-            })
-            .map_err(|e| self.err(e))?;
-        Ok(out)
     }
 
     /// What the tracker data holds of `package` (None: nothing), read once.
@@ -847,11 +953,21 @@ impl Matcher {
 
     fn findings(&mut self, id: &Identity) -> Result<Vec<Finding>, VulnError> {
         let mut out: Vec<Finding> = Vec::new();
-        // Where each CVE's finding is in `out`.
-        let mut seen: HashMap<Arc<str>, usize> = HashMap::new();
+        // Where each CVE's finding is in `out`: the last one's (a product's entries of a CVE
+        // are together), and, for a service of two NVD products, every one's.
+        let mut seen: Option<HashMap<Arc<str>, usize>> = (id.nvd.len() > 1).then(HashMap::new);
         let version = Version::parse(&id.version);
         let version_text: Arc<str> = id.version.as_str().into();
         let judge = self.judge(id)?;
+        // The upstream basis is the same for every finding of the service.
+        let upstream = match &judge {
+            Judge::Upstream(note) => Arc::new(Basis::Upstream {
+                note: Cow::Borrowed(note),
+            }),
+            Judge::Debian { .. } => Arc::new(Basis::Upstream {
+                note: Cow::Borrowed(NO_TRACKER_ENTRY),
+            }),
+        };
         for (vendor, product) in &id.nvd {
             let index = self.rows_of(vendor, product)?;
             let key = (vendor.clone(), product.clone(), version.key());
@@ -863,59 +979,72 @@ impl Matcher {
                     c
                 }
             };
+            out.reserve(covered.len());
+            let mut last: Option<(u32, usize)> = None;
             for &i in covered.iter() {
                 let Some(row) = index.rows.get(i) else {
                     continue;
                 };
-                let Some(info) = row.info.as_deref() else {
-                    continue;
+                let before = match last {
+                    Some((slot, at)) if slot == row.slot => Some(at),
+                    _ => seen.as_ref().and_then(|m| m.get(&row.cve)).copied(),
                 };
-                let before = seen.get(&row.cve).copied();
                 // A CVE found unconditionally stays so.
                 if before.is_some_and(|b| out.get(b).is_some_and(|f| f.condition.is_none())) {
                     continue;
                 }
+                let Some(cve) = self.cve(&index, row)? else {
+                    continue;
+                };
                 let (matched, condition) = match row.and_node {
                     None => (row.why.clone(), None),
                     Some((config, node)) => {
-                        let nodes = index
-                            .platforms
-                            .get(&(row.cve.clone(), config))
-                            .map(Vec::as_slice)
-                            .unwrap_or_default();
-                        match platform::condition(nodes, node, &id.platform) {
-                            (Holds::No, _) => continue,
-                            (Holds::Yes, why) => (format!("{}; {why}", row.why).into(), None),
-                            (Holds::Unknown, why) => (row.why.clone(), Some(why.into())),
+                        let bare = id.platform.is_empty().then(|| index.bare.get(i)).flatten();
+                        let (holds, why) = match bare.and_then(|b| b.get()) {
+                            Some(known) => known.clone(),
+                            None => {
+                                let nodes = self.config(&row.cve, config)?;
+                                let (h, why) = platform::condition(&nodes, node, &id.platform);
+                                let decided = (h, Arc::<str>::from(why));
+                                if let Some(b) = bare {
+                                    let _ = b.set(decided.clone());
+                                }
+                                decided
+                            }
+                        };
+                        match holds {
+                            Holds::No => continue,
+                            Holds::Yes => (format!("{}; {why}", row.why).into(), None),
+                            Holds::Unknown => (row.why.clone(), Some(why)),
                         }
                     }
                 };
                 if before.is_some() && condition.is_some() {
                     continue;
                 }
-                let Some(basis) = basis(&judge, &id.version, &row.cve) else {
-                    continue;
+                let basis = match debian_basis(&judge, &id.version, &row.cve) {
+                    Verdict::Fixed => continue,
+                    Verdict::Upstream => upstream.clone(),
+                    Verdict::Debian(b) => Arc::new(b),
                 };
                 let finding = Finding {
-                    cve: row.cve.clone(),
-                    cvss: info.cvss,
-                    cvss_version: info.cvss_version.clone(),
-                    severity: info.severity.clone(),
-                    kev_date_added: info.kev.as_ref().map(|k| k.0.clone()),
-                    kev_ransomware: info.kev.as_ref().and_then(|k| k.1.clone()),
-                    epss: info.epss.map(|e| e.0),
-                    epss_percentile: info.epss.map(|e| e.1),
+                    cve,
                     product: index.name.clone(),
                     version: version_text.clone(),
                     matched,
                     condition,
                     basis,
-                    description: info.description.clone(),
                 };
-                match before.and_then(|b| out.get_mut(b)) {
-                    Some(slot) => *slot = finding,
+                match before.and_then(|b| out.get_mut(b).map(|f| (b, f))) {
+                    Some((at, f)) => {
+                        *f = finding;
+                        last = Some((row.slot, at));
+                    }
                     None => {
-                        seen.insert(row.cve.clone(), out.len());
+                        if let Some(m) = &mut seen {
+                            m.insert(row.cve.clone(), out.len());
+                        }
+                        last = Some((row.slot, out.len()));
                         out.push(finding);
                     }
                 }
@@ -935,29 +1064,35 @@ fn installed(epoch: u64, version: &str, revision: &str) -> String {
     }
 }
 
+const NO_TRACKER_ENTRY: &str =
+    "upstream version only: Debian's tracker has no entry for this CVE and release";
+
+/// What Debian's tracker makes of a finding.
+enum Verdict {
+    /// The installed build is fixed, or was never affected: no finding.
+    Fixed,
+    /// The tracker has no word on it (or the service is not judged by it): the upstream
+    /// version decides.
+    Upstream,
+    /// The installed build lacks the fix, or there is none yet.
+    Debian(Basis),
+}
+
 /// Why a finding stands: Debian's word for a Debian build when the tracker has it, else
-/// the upstream version. None when Debian says the installed build is fixed or was never
-/// affected.
-fn basis(judge: &Judge, version: &str, cve: &str) -> Option<Basis> {
-    let upstream = |note: &'static str| {
-        Some(Basis::Upstream {
-            note: Cow::Borrowed(note),
-        })
-    };
-    let (package, release, installed_text, revision, tracker) = match judge {
-        Judge::Upstream(note) => return upstream(note),
-        Judge::Debian {
-            package,
-            release,
-            installed,
-            revision,
-            tracker,
-        } => (package, release, installed, revision, tracker),
+/// the upstream version.
+fn debian_basis(judge: &Judge, version: &str, cve: &str) -> Verdict {
+    let Judge::Debian {
+        package,
+        release,
+        installed: installed_text,
+        revision,
+        tracker,
+    } = judge
+    else {
+        return Verdict::Upstream;
     };
     let Some((status, fixed)) = tracker.entry(cve, release) else {
-        return upstream(
-            "upstream version only: Debian's tracker has no entry for this CVE and release",
-        );
+        return Verdict::Upstream;
     };
     // The banner carries no epoch: the installed package is taken to have the fixed
     // version's, else the package's (Debian epochs of a package rarely change).
@@ -972,14 +1107,16 @@ fn basis(judge: &Judge, version: &str, cve: &str) -> Option<Basis> {
     };
     match &**status {
         "resolved" => match fixed.map(|f| &**f) {
-            Some("0") => return None,
-            Some(f) if debian_compare(&installed_text, f) != Ordering::Less => return None,
+            Some("0") => return Verdict::Fixed,
+            Some(f) if debian_compare(&installed_text, f) != Ordering::Less => {
+                return Verdict::Fixed
+            }
             _ => {}
         },
-        "not-affected" => return None,
+        "not-affected" => return Verdict::Fixed,
         _ => {}
     }
-    Some(Basis::Debian {
+    Verdict::Debian(Basis::Debian {
         package: package.clone(),
         release: release.clone(),
         installed: installed_text,
@@ -995,7 +1132,7 @@ mod tests {
     fn row(version: &str, b: [Option<&str>; 4]) -> MatchRow {
         MatchRow::new(
             "CVE-0000-0001".into(),
-            None,
+            0,
             version.into(),
             b.map(|b| b.map(Into::into)),
             "cpe:2.3:a:x:y:*:*:*:*:*:*:*:*",

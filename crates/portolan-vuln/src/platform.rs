@@ -8,6 +8,7 @@
 
 use crate::cpe::Cpe;
 use crate::version::{compare, Bounds, Version};
+use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 
 /// A three-valued answer, ordered no < not known < yes (OR takes the greatest, AND the
@@ -46,6 +47,11 @@ pub struct Platform {
 }
 
 impl Platform {
+    /// Whether nothing is known.
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty() && self.family.is_none()
+    }
+
     fn add(&mut self, vendor: &str, product: &str, version: Option<String>, how: &'static str) {
         let k = Known {
             vendor: vendor.into(),
@@ -106,7 +112,7 @@ impl Platform {
 }
 
 /// A `cpeMatch` of an AND configuration's node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub part: String,
     pub vendor: String,
@@ -171,7 +177,7 @@ impl Entry {
 }
 
 /// A node of an AND configuration: any of its entries (none, when negated).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
     pub node: i64,
     pub negate: bool,

@@ -11,11 +11,11 @@ pub const SCRIPT_ID: &str = "vulns";
 
 /// One line of a finding: id, CVSS, KEV, EPSS, reference, basis.
 pub fn line(f: &Finding) -> String {
-    let mut s = format!("{}\t{}", f.cve, score(f));
+    let mut s = format!("{}\t{}", f.cve.id, score(f));
     if f.kev() {
         s.push_str("\tKEV");
     }
-    if let Some(e) = f.epss {
+    if let Some(e) = f.cve.epss {
         s.push_str(&format!("\tEPSS {e:.3}"));
     }
     s.push('\t');
@@ -29,20 +29,21 @@ pub fn line(f: &Finding) -> String {
 
 /// A finding's title: the first sentence of its description, cut to 120 characters.
 pub fn title(f: &Finding) -> String {
-    let first = f.description.split(". ").next().unwrap_or("").trim();
+    let first = f.cve.description.split(". ").next().unwrap_or("").trim();
     let mut t: String = first.chars().take(120).collect();
     if t.len() < first.len() {
         t.push('…');
     }
     if t.is_empty() {
-        t = f.cve.to_string();
+        t = f.cve.id.to_string();
     }
     t
 }
 
 /// The CVSS base score as text, `-` when NVD gives none.
 pub fn score(f: &Finding) -> String {
-    f.cvss
+    f.cve
+        .cvss
         .map(|c| format!("{c:.1}"))
         .unwrap_or_else(|| "-".into())
 }
@@ -97,24 +98,24 @@ pub fn script(findings: &[Finding]) -> Script {
         let mut items = vec![
             elem("title", title(f)),
             elem("state", state.into()),
-            list("ids", format!("CVE:{}", f.cve)),
-            list("description", f.description.to_string()),
+            list("ids", format!("CVE:{}", f.cve.id)),
+            list("description", f.cve.description.to_string()),
             list("refs", f.reference()),
-            elem("id", f.cve.to_string()),
+            elem("id", f.cve.id.to_string()),
             elem("cvss", score(f)),
             elem("type", "cve".into()),
             elem("is_exploit", f.kev().to_string()),
         ];
-        if let Some(v) = &f.cvss_version {
+        if let Some(v) = &f.cve.cvss_version {
             items.push(elem("cvss_version", v.to_string()));
         }
-        if let Some(s) = &f.severity {
+        if let Some(s) = &f.cve.severity {
             items.push(elem("severity", s.to_string()));
         }
-        if let Some(d) = &f.kev_date_added {
+        if let Some(d) = &f.cve.kev_date_added {
             items.push(elem("kev_date_added", d.to_string()));
         }
-        if let Some(e) = f.epss {
+        if let Some(e) = f.cve.epss {
             items.push(elem("epss", format!("{e:.5}")));
         }
         items.push(elem("product", f.product.to_string()));
@@ -126,7 +127,7 @@ pub fn script(findings: &[Finding]) -> Script {
         items.push(elem("basis", basis_text(&f.basis)));
         items.push(elem("upstream_only", f.upstream_only().to_string()));
         content.push(ScriptItem::Table {
-            key: Some(f.cve.to_string()),
+            key: Some(f.cve.id.to_string()),
             items,
         });
     }

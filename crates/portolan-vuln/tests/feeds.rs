@@ -50,7 +50,7 @@ fn service(product: &str, version: &str) -> ServiceQuery {
 }
 
 fn ids(found: &[Finding]) -> Vec<&str> {
-    found.iter().map(|f| &*f.cve).collect()
+    found.iter().map(|f| f.id()).collect()
 }
 
 #[test]
@@ -74,9 +74,9 @@ fn formats_are_told_from_the_content_and_status_counts_them() {
     assert_eq!((st.cves, st.kev, st.epss), (11, 2, 11));
     // Ten vulnerable cpeMatch entries of the single-product CVEs, plus PostgreSQL's five and
     // MySQL's three; the Debian platforms of the Redis CVE are not vulnerable and are kept
-    // apart, with the Redis entry, as the nodes of its AND configuration.
+    // apart, with the Redis entry, as its AND configuration.
     assert_eq!(st.cpe_matches, 10 + 5 + 3);
-    assert_eq!(st.platform_entries, 1 + 3);
+    assert_eq!(st.and_configurations, 1);
     assert_eq!(st.debian, 13);
     assert_eq!(st.sources.len(), 4);
     assert_eq!(
@@ -109,7 +109,7 @@ fn openssh_upstream_and_debian_builds() {
         ]
     );
     assert!(up.iter().all(Finding::upstream_only));
-    let regression = up.iter().find(|f| &*f.cve == "CVE-2024-6387").unwrap();
+    let regression = up.iter().find(|f| f.id() == "CVE-2024-6387").unwrap();
     assert!(
         regression.matched.contains(">= 8.5p1, < 9.8p1"),
         "{}",
@@ -122,9 +122,9 @@ fn openssh_upstream_and_debian_builds() {
     let mut got = ids(&u2);
     got.sort();
     assert_eq!(got, ["CVE-2023-51767", "CVE-2024-6387"]);
-    let f = u2.iter().find(|f| &*f.cve == "CVE-2024-6387").unwrap();
+    let f = u2.iter().find(|f| f.id() == "CVE-2024-6387").unwrap();
     assert_eq!(
-        f.basis,
+        *f.basis,
         Basis::Debian {
             package: "openssh".into(),
             release: "bookworm".into(),
@@ -139,7 +139,7 @@ fn openssh_upstream_and_debian_builds() {
         .unwrap();
     assert_eq!(ids(&u10), ["CVE-2023-51767"]);
     assert!(
-        matches!(&u10[0].basis, Basis::Debian { status, installed, .. }
+        matches!(&*u10[0].basis, Basis::Debian { status, installed, .. }
             if &**status == "open" && &**installed == "1:9.2p1-2+deb12u10"),
         "{:?}",
         u10[0].basis
@@ -149,7 +149,7 @@ fn openssh_upstream_and_debian_builds() {
     // A Debian build of a release the revision does not name: upstream only, said so.
     let plain = m.service(&service("OpenSSH", "9.2p1 Debian 2")).unwrap();
     assert_eq!(plain.len(), 4);
-    assert!(plain.iter().all(|f| matches!(&f.basis,
+    assert!(plain.iter().all(|f| matches!(&*f.basis,
         Basis::Upstream { note } if note.contains("no Debian revision") || note.contains("release"))));
 }
 
@@ -218,13 +218,16 @@ fn scores_kev_epss_and_order() {
         ]
     );
     let rapid_reset = &all[0];
-    assert_eq!(rapid_reset.kev_date_added.as_deref(), Some("2023-10-10"));
-    assert_eq!(rapid_reset.cvss, Some(7.5));
-    assert_eq!(rapid_reset.severity.as_deref(), Some("HIGH"));
+    assert_eq!(
+        rapid_reset.cve.kev_date_added.as_deref(),
+        Some("2023-10-10")
+    );
+    assert_eq!(rapid_reset.cve.cvss, Some(7.5));
+    assert_eq!(rapid_reset.cve.severity.as_deref(), Some("HIGH"));
     let dns = &all[2];
     // CVSS 3.0 taken before 2.0.
     assert_eq!(
-        (dns.cvss, dns.cvss_version.as_deref()),
+        (dns.cve.cvss, dns.cve.cvss_version.as_deref()),
         (Some(9.8), Some("3.0"))
     );
     assert!(dns.matched.contains("<= 2.77"));
@@ -438,7 +441,7 @@ fn and_configurations_apply_only_on_their_platform() {
     std::fs::write(&feed, RUNNING_ON).unwrap();
     let mut db = VulnDb::open(dir.path().join("v.sqlite")).unwrap();
     db.import(&[feed]).unwrap();
-    assert_eq!(db.status().unwrap().platform_entries, 2);
+    assert_eq!(db.status().unwrap().and_configurations, 1);
     let mut m = db.into_matcher();
     let q = |version: &str, ostype: Option<&str>, host_os: &[&str]| ServiceQuery {
         cpes: vec![format!(
@@ -541,5 +544,32 @@ fn a_schema_1_database_is_migrated_and_asks_for_a_new_import() {
     std::fs::write(&feed, RUNNING_ON).unwrap();
     db.import(&[feed]).unwrap();
     let st = db.status().unwrap();
-    assert_eq!((st.platforms_missing, st.platform_entries), (None, 2));
+    assert_eq!((st.platforms_missing, st.and_configurations), (None, 1));
+}
+
+#[test]
+fn epss_read_whole_or_per_cve_gives_the_same_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    imported(dir.path());
+    let path = dir.path().join("vulndb.sqlite");
+    let services = [
+        ("OpenSSH", "9.2p1 Debian 2+deb12u2"),
+        ("nginx", "1.20.0"),
+        ("dnsmasq", "2.77"),
+        ("vsftpd", "2.3.4"),
+    ];
+    let mut per_cve = VulnDb::open(&path).unwrap().into_matcher();
+    // From the second CVE read on, every score comes from the whole table.
+    let mut whole = VulnDb::open(&path)
+        .unwrap()
+        .into_matcher()
+        .epss_whole_after(1);
+    let mut seen = 0;
+    for (p, v) in services {
+        let a = per_cve.service(&service(p, v)).unwrap();
+        let b = whole.service(&service(p, v)).unwrap();
+        assert_eq!(a, b, "{p} {v}");
+        seen += a.iter().filter(|f| f.cve.epss.is_some()).count();
+    }
+    assert!(seen >= 5, "scores were compared: {seen}");
 }

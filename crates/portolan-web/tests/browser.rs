@@ -123,9 +123,9 @@ fn build_store(path: &Path) -> Scans {
         ],
     );
     let mut bad = finding("CVE-2023-44487", 7.5, true, 0.9, IMG_ONERROR);
-    bad.basis = portolan_vuln::Basis::Upstream {
+    bad.basis = std::sync::Arc::new(portolan_vuln::Basis::Upstream {
         note: SVG_ONLOAD.into(),
-    };
+    });
     let findings = [bad, finding("CVE-2022-41741", 7.8, false, 0.01, SCRIPT_TAG)];
     let third = scan(
         &mut store,

@@ -254,8 +254,8 @@ enum Found<'a> {
     Stored(&'a StoredFinding),
 }
 
-impl Found<'_> {
-    fn urgency(&self) -> portolan_model::Urgency<'_> {
+impl<'a> Found<'a> {
+    fn urgency(&self) -> portolan_model::Urgency<'a> {
         match self {
             Found::Matched(f) => f.urgency(),
             Found::Stored(f) => f.urgency(),
@@ -263,19 +263,19 @@ impl Found<'_> {
     }
     fn cve(&self) -> &str {
         match self {
-            Found::Matched(f) => &f.cve,
+            Found::Matched(f) => f.id(),
             Found::Stored(f) => &f.cve,
         }
     }
     fn cvss(&self) -> Option<f64> {
         match self {
-            Found::Matched(f) => f.cvss,
+            Found::Matched(f) => f.cve.cvss,
             Found::Stored(f) => f.cvss,
         }
     }
     fn epss(&self) -> Option<f64> {
         match self {
-            Found::Matched(f) => f.epss,
+            Found::Matched(f) => f.cve.epss,
             Found::Stored(f) => f.epss,
         }
     }
@@ -310,12 +310,6 @@ impl Found<'_> {
             Found::Stored(_) => "stored",
         }
     }
-}
-
-/// The order a defender acts in ([`portolan_model::Urgency::first`]), for either kind of
-/// finding.
-fn priority(a: &Found, b: &Found) -> std::cmp::Ordering {
-    a.urgency().first(&b.urgency())
 }
 
 /// A finding on a port of a host (borrowed: a large scan has millions).
@@ -482,12 +476,14 @@ pub fn vulns(args: &[String]) -> ExitCode {
     // Only the services without stored findings need the database.
     let started = std::time::Instant::now();
     let mut found = Vec::with_capacity(targets.len());
+    // Kept to the end: dropping its caches is no part of matching.
+    let mut matcher = None;
     if stored < targets.len() {
         let db = match VulnDb::open_existing(&path) {
             Ok(db) => db,
             Err(e) => return fail("vulns", e),
         };
-        let mut m = db.into_matcher();
+        let m = matcher.insert(db.into_matcher());
         for t in &targets {
             if t.stored.is_some() {
                 found.push(Default::default());
@@ -500,7 +496,7 @@ pub fn vulns(args: &[String]) -> ExitCode {
         }
     }
     let matched_in = started.elapsed();
-    let mut rows: Vec<Row> = targets
+    let rows: Vec<Row> = targets
         .iter()
         .enumerate()
         .flat_map(|(i, t)| {
@@ -524,7 +520,12 @@ pub fn vulns(args: &[String]) -> ExitCode {
                 })
         })
         .collect();
-    rows.sort_by(|a, b| priority(&a.finding, &b.finding).then_with(|| a.address.cmp(b.address)));
+    // Each row's urgency read once: compared through the shared CVE records, millions of
+    // rows made the sort chase pointers.
+    let mut keyed: Vec<(portolan_model::Urgency, Row)> =
+        rows.into_iter().map(|r| (r.finding.urgency(), r)).collect();
+    keyed.sort_by(|a, b| a.0.first(&b.0).then_with(|| a.1.address.cmp(b.1.address)));
+    let rows: Vec<Row> = keyed.into_iter().map(|(_, r)| r).collect();
     let how = Sources {
         stored,
         matched: targets.len() - stored,

@@ -44,22 +44,24 @@ pub fn named(mut h: Host, name: &str) -> Host {
 /// description.
 pub fn finding(cve: &str, cvss: f64, kev: bool, epss: f64, title: &str) -> portolan_vuln::Finding {
     portolan_vuln::Finding {
-        cve: cve.into(),
-        cvss: Some(cvss),
-        cvss_version: Some("3.1".into()),
-        severity: Some(if cvss >= 9.0 { "CRITICAL" } else { "HIGH" }.into()),
-        kev_date_added: kev.then(|| "2024-07-01".into()),
-        kev_ransomware: None,
-        epss: Some(epss),
-        epss_percentile: None,
+        cve: std::sync::Arc::new(portolan_vuln::matcher::Cve {
+            id: cve.into(),
+            cvss: Some(cvss),
+            cvss_version: Some("3.1".into()),
+            severity: Some(if cvss >= 9.0 { "CRITICAL" } else { "HIGH" }.into()),
+            kev_date_added: kev.then(|| "2024-07-01".into()),
+            kev_ransomware: None,
+            epss: Some(epss),
+            epss_percentile: None,
+            description: format!("{title}. More.").into(),
+        }),
         product: "openbsd:openssh".into(),
         version: "9.6p1".into(),
         matched: "cpe:2.3:a:openbsd:openssh:*:*:*:*:*:*:*:* (< 9.8p1)".into(),
-        basis: portolan_vuln::Basis::Upstream {
-            note: "upstream version only: no Debian build named".into(),
-        },
         condition: None,
-        description: format!("{title}. More.").into(),
+        basis: std::sync::Arc::new(portolan_vuln::Basis::Upstream {
+            note: "upstream version only: no Debian build named".into(),
+        }),
     }
 }
 
