@@ -390,6 +390,20 @@ impl App {
 }
 
 impl App {
+    /// Starts computing the whole change history in the background (see
+    /// [`App::warm_changes`]), marked as under way before any request is taken: the first
+    /// request for a long window, however soon it comes, waits for it rather than
+    /// computing the same beside it.
+    async fn warm_at_start(&self) {
+        let app = self.clone();
+        let started =
+            tokio::task::spawn_blocking(move || app.0.pool.with(|d| d.changes_need_warming()))
+                .await;
+        if let Ok(Some(true)) = started {
+            self.warm_changes();
+        }
+    }
+
     /// Computes the whole change history in the background, on a connection of the pool
     /// taken as a request takes one, so that the first request for a long window (a year
     /// of changes) finds it ready instead of computing it.
@@ -491,6 +505,11 @@ pub fn router(store: Store, auth: Option<Auth>) -> Router {
 /// every page, its JSON under /api/, the static files, authentication when `auth` is
 /// given, the request time limit, and the security headers on every response.
 pub fn router_with(stores: Vec<Store>, auth: Option<Auth>, limits: Limits) -> Router {
+    app_and_router(stores, auth, limits).1
+}
+
+/// [`router_with`], and the state its routes share.
+fn app_and_router(stores: Vec<Store>, auth: Option<Auth>, limits: Limits) -> (App, Router) {
     let app = App(Arc::new(Inner {
         pool: Pool::new(stores),
         auth,
@@ -519,8 +538,9 @@ pub fn router_with(stores: Vec<Store>, auth: Option<Auth>, limits: Limits) -> Ro
         .route("/static/icon.svg", r(icon))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(app.clone(), require_auth))
-        .with_state(app);
-    limit_time(routes, limits.request).layer(middleware::from_fn(security_headers))
+        .with_state(app.clone());
+    let router = limit_time(routes, limits.request).layer(middleware::from_fn(security_headers));
+    (app, router)
 }
 
 /// Answers 503 to a request not answered within `limit` (password check and page
@@ -611,11 +631,12 @@ pub async fn serve(cfg: Config) -> Result<(), WebError> {
     let addr = listener.local_addr().unwrap_or(cfg.listen);
     eprintln!("portolan serve: http://{addr}/ (Ctrl-C stops)");
     let limits = Limits::default();
-    let app = router_with(stores, auth, limits);
+    let (app, router) = app_and_router(stores, auth, limits);
+    app.warm_at_start().await;
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    serve_on(listener, app, limits, stop)
+    serve_on(listener, router, limits, stop)
         .await
         .map_err(|source| WebError::Listen {
             addr: cfg.listen,
