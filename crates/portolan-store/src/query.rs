@@ -452,6 +452,9 @@ fn placeholders(n: usize) -> String {
     marks.join(", ")
 }
 
+/// A group's complete scans, (id, start), oldest first.
+type GroupScans = [(i64, i64)];
+
 /// Now, in Unix epoch seconds.
 pub fn now() -> i64 {
     SystemTime::now()
@@ -550,15 +553,27 @@ impl Store {
     /// Changes seen by complete scans started at or after `since` (epoch seconds), each
     /// against the complete scan of the same targets before it, oldest first; only for
     /// addresses in `target` when given.
+    pub fn changes_since(
+        &self,
+        since: i64,
+        target: Option<Cidr>,
+    ) -> Result<Vec<Change>, StoreError> {
+        self.changes_between(since, i64::MAX, target)
+    }
+
+    /// [`Store::changes_since`] `since`, of the scans started before `until` only: the
+    /// changes of two spans that meet, each computed apart (on two connections at once),
+    /// are those of the whole, one list after the other.
     ///
     /// Read set by set rather than scan by scan: the hosts (address, state, port set) of a
     /// group's scans in the window come a few dozen scans per query, consecutive scans are
     /// compared in memory, and the port sets the differing hosts need are read together
     /// after. A year of daily scans takes a dozen queries, not thousands (each a round trip
     /// in PostgreSQL).
-    pub fn changes_since(
+    pub fn changes_between(
         &self,
         since: i64,
+        until: i64,
         target: Option<Cidr>,
     ) -> Result<Vec<Change>, StoreError> {
         let mut groups: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
@@ -569,18 +584,19 @@ impl Store {
             Some(c) => c.contains_str(a),
             None => true,
         };
-        // Each group's scans, and where its window starts: at the scan before the first
-        // one started since then.
-        let windows: Vec<(&[(i64, i64)], usize)> = groups
+        // Each group's scans, and its window: from the scan before the first one started
+        // since then, to the last one started before `until`.
+        let windows: Vec<(&GroupScans, usize, usize)> = groups
             .values()
             .filter_map(|scans| {
                 let first = scans.iter().position(|(_, t)| *t >= since)?;
-                Some((&scans[..], first.saturating_sub(1)))
+                let end = scans.partition_point(|(_, t)| *t < until);
+                (end > first).then_some((&scans[..], first.saturating_sub(1), end))
             })
             .collect();
         let mut pairs = Vec::new();
-        for &(scans, start) in &windows {
-            let window = scans.get(start..).unwrap_or_default();
+        for &(scans, start, end) in &windows {
+            let window = scans.get(start..end).unwrap_or_default();
             self.differing_pairs(window, &wanted, &mut pairs)?;
         }
         let mut cache = HashMap::new();
@@ -589,7 +605,7 @@ impl Store {
         let asked = self.scans_asking_vulns()?;
         let mut pairs = pairs.into_iter();
         let mut out = Vec::new();
-        for &(scans, start) in &windows {
+        for &(scans, start, end) in &windows {
             // The latest scan run with --vulns so far: findings compare with it.
             let mut last_vulns = scans
                 .get(..start)
@@ -599,7 +615,7 @@ impl Store {
                 .find(|(id, _)| asked.contains(id))
                 .map(|(id, _)| *id);
             let mut prev: Option<i64> = None;
-            for &(id, started) in scans.get(start..).unwrap_or_default() {
+            for &(id, started) in scans.get(start..end).unwrap_or_default() {
                 if let Some(prev_id) = prev {
                     // One pair per two consecutive scans, in this order (differing_pairs).
                     let pair = pairs

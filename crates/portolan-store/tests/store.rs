@@ -710,6 +710,15 @@ both!(changes_agree_with_comparing_whole_scans, |loc| {
                     }
                 }
             }
+            // Two spans that meet, computed apart: the whole, one after the other.
+            let mid = base + 65 * DAY + 1800;
+            let mut halves = store.changes_between(since, mid, target).unwrap();
+            halves.extend(
+                store
+                    .changes_between(since.max(mid), i64::MAX, target)
+                    .unwrap(),
+            );
+            assert_eq!(halves, got);
             got.sort_by_key(key);
             want.sort_by_key(key);
             assert_eq!(got, want, "since {since}, target {target:?}");

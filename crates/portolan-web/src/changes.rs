@@ -115,6 +115,17 @@ fn of_basis(mut list: Vec<Change>, basis: &Basis) -> Vec<Change> {
     list
 }
 
+/// Where to cut the whole history in two, to compute each half on its own connection: the
+/// start of the middle scan. None for a history too short to be worth it.
+fn halfway(basis: &Basis) -> Option<i64> {
+    if basis.len() <= OWN_WINDOW {
+        return None;
+    }
+    let mut starts: Vec<i64> = basis.iter().map(|b| b.1).collect();
+    starts.sort_unstable();
+    starts.get(starts.len() / 2).copied()
+}
+
 /// The changes of `list` (oldest first) first seen at or after `since`.
 fn tail(list: &[Change], since: i64) -> Vec<Change> {
     let start = list.partition_point(|c| c.first_seen < since);
@@ -159,6 +170,17 @@ impl SharedChanges {
     /// Computes and keeps the whole history (started by [`SharedChanges::should_warm`]),
     /// then wakes the requests waiting for it.
     pub fn warm(&self, store: &Store, seen: &mut Seen) -> Result<(), StoreError> {
+        self.warm_with(store, seen, None)
+    }
+
+    /// [`SharedChanges::warm`], the older half of a long history computed at the same time
+    /// on `helper`, another connection (with its view), when it sees the same scans.
+    pub fn warm_with(
+        &self,
+        store: &Store,
+        seen: &mut Seen,
+        helper: Option<(&mut Store, &mut Seen)>,
+    ) -> Result<(), StoreError> {
         /// Marks the computation ended however it ends (a panic included): a waiting
         /// request then computes its own list.
         struct Ended<'a>(&'a SharedChanges);
@@ -170,7 +192,28 @@ impl SharedChanges {
         }
         let _ended = Ended(self);
         let basis = seen.basis(store)?;
-        self.compute(store, basis, i64::MIN).map(drop)
+        let mut helper = helper;
+        if let Some((other, view)) = &mut helper {
+            if view.basis(other)? != basis {
+                helper = None;
+            }
+        }
+        let helper = helper.map(|(other, _)| other);
+        let (Some(other), Some(mid)) = (helper, halfway(&basis)) else {
+            return self.compute(store, basis, i64::MIN).map(drop);
+        };
+        let (older, newer) = std::thread::scope(|s| {
+            let older = s.spawn(move || other.changes_between(i64::MIN, mid, None));
+            (older.join(), store.changes_between(mid, i64::MAX, None))
+        });
+        let older = older.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        // Each half holds the changes first seen in its span: one after the other, the
+        // whole history in order.
+        let mut list = of_basis(older, &basis);
+        list.extend(of_basis(newer?, &basis));
+        self.computed.fetch_add(1, Ordering::Relaxed);
+        self.keep(basis, i64::MIN, Arc::new(list));
+        Ok(())
     }
 
     /// Waits while the whole history is being computed for the store as `basis` says,
@@ -239,33 +282,25 @@ impl SharedChanges {
             let mut list = Vec::clone(&list);
             list.extend(newer);
             let list = Arc::new(list);
-            let mut kept = self.kept();
-            if kept
-                .as_ref()
-                .is_none_or(|k| k.basis != basis || from < k.from)
-            {
-                *kept = Some(Kept {
-                    basis,
-                    from,
-                    list: list.clone(),
-                });
-            }
+            self.keep(basis, from, list.clone());
             return Ok(tail(&list, since));
         }
         let list = of_basis(store.changes_since(since, None)?, &basis);
         self.computed.fetch_add(1, Ordering::Relaxed);
-        let mut kept = self.kept();
-        let replace = kept
-            .as_ref()
-            .is_none_or(|k| k.basis != basis || since < k.from);
-        if replace {
-            *kept = Some(Kept {
-                basis,
-                from: since,
-                list: Arc::new(list.clone()),
-            });
-        }
+        self.keep(basis, since, Arc::new(list.clone()));
         Ok(list)
+    }
+
+    /// Keeps `list`, the changes since `from` of the store as `basis` says, when the kept
+    /// one is stale or narrower.
+    fn keep(&self, basis: Arc<Basis>, from: i64, list: Arc<Vec<Change>>) {
+        let mut kept = self.kept();
+        if kept
+            .as_ref()
+            .is_none_or(|k| k.basis != basis || from < k.from)
+        {
+            *kept = Some(Kept { basis, from, list });
+        }
     }
 }
 
@@ -461,6 +496,40 @@ mod tests {
         assert_eq!(got, a.changes_since(year, None).unwrap());
         assert_eq!(got.len(), days as usize - 1, "80 opened or closed each day");
         assert_eq!(shared.computed(), 1, "computed by the warming only");
+    }
+
+    /// The whole history computed in two halves on two connections at once is the one
+    /// computed whole, kept as one computation.
+    #[test]
+    fn two_connections_warm_the_history_in_halves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let mut writer = Store::open(&path).unwrap();
+        let t = portolan_store::query::now();
+        let days = OWN_WINDOW as i64 * 2;
+        for d in 0..days {
+            let ports: &[u16] = if d % 3 == 0 {
+                &[22]
+            } else {
+                &[22, 80 + d as u16]
+            };
+            record(&mut writer, t - (days - d) * 86_400, ports);
+        }
+        let (a, mut b) = (
+            Store::open_read_only(&path).unwrap(),
+            Store::open_read_only(&path).unwrap(),
+        );
+        let shared = SharedChanges::default();
+        let (mut seen_a, mut seen_b) = (Seen::default(), Seen::default());
+        assert!(shared.should_warm(&a, &mut seen_a).unwrap());
+        shared
+            .warm_with(&a, &mut seen_a, Some((&mut b, &mut seen_b)))
+            .unwrap();
+        assert!(!shared.should_warm(&a, &mut seen_a).unwrap());
+        let whole = a.changes_since(i64::MIN, None).unwrap();
+        assert!(whole.len() as i64 > days, "{}", whole.len());
+        assert_eq!(shared.since(&a, &mut seen_a, i64::MIN).unwrap(), whole);
+        assert_eq!(shared.computed(), 1);
     }
 
     #[test]

@@ -168,6 +168,17 @@ impl Pool {
         }
         None
     }
+
+    /// [`Pool::with`] with two free connections (two permits taken before).
+    fn with_two<T>(&self, f: impl FnOnce(&mut pages::Data, &mut pages::Data) -> T) -> Option<T> {
+        let mut free = self.slots.iter().filter_map(|slot| match slot.try_lock() {
+            Ok(d) => Some(d),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        });
+        let (mut a, mut b) = (free.next()?, free.next()?);
+        Some(f(&mut a, &mut b))
+    }
 }
 
 #[derive(Clone)]
@@ -413,14 +424,23 @@ impl App {
             return;
         };
         rt.spawn(async move {
-            let Ok(permit) = app.0.pool.permits.clone().acquire_owned().await else {
+            let permits = app.0.pool.permits.clone();
+            let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
+            // A second connection when one is free: the history computed in two halves at
+            // once.
+            let second = permits.try_acquire_owned().ok();
             let _ = tokio::task::spawn_blocking(move || {
-                if let Some(Err(e)) = app.0.pool.with(|d| d.warm_changes()) {
+                let pool = &app.0.pool;
+                let done = second
+                    .as_ref()
+                    .and_then(|_| pool.with_two(|d, helper| d.warm_changes_with(helper)))
+                    .or_else(|| pool.with(|d| d.warm_changes()));
+                if let Some(Err(e)) = done {
                     eprintln!("portolan serve: computing the change history: {e}");
                 }
-                drop(permit);
+                drop((permit, second));
             })
             .await;
         });
