@@ -2,9 +2,9 @@
 # The web view's pages on the year-of-daily-/20 store (the one bench/store.sh builds: 365
 # daily scans of 10.20.0.0/20, 4096 hosts): each page's time through `portolan serve` on
 # loopback: the first request, then the median of 3 more. The server's pooled connections
-# share one change list, of the widest window asked, until a scan lands; the first request
-# also starts computing the whole history in the background, so a long window asked a
-# moment later (the order below asks 7 days, then 30, then 365) finds it ready.
+# share one change list, of the widest window asked, until a scan lands; the server computes
+# the whole history in the background from its start (and again after a scan lands), and a
+# long window asked meanwhile waits for it.
 #
 #   bench/serve.sh          (BENCH_OUT, default /tmp/portolan-store-bench; DAYS, default 365;
 #                            PORT, default 18080; an existing $BENCH_OUT/year.db is reused;

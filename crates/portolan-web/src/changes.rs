@@ -50,7 +50,8 @@ struct Warming {
     /// The scans a computation of the whole history was last started for (at most one
     /// per store state, even when it fails).
     basis: Option<Arc<Basis>>,
-    /// Whether it is under way.
+    /// Whether it is under way: it has its connection (a request waiting for it while it
+    /// waits for a connection that request holds would wait forever).
     running: bool,
 }
 
@@ -156,11 +157,21 @@ impl SharedChanges {
         if warming.basis.as_ref() == Some(&basis) {
             return Ok(false);
         }
-        *warming = Warming {
-            basis: Some(basis),
-            running: true,
-        };
+        warming.basis = Some(basis);
         Ok(true)
+    }
+
+    /// Marks the computation of the whole history under way, by a caller that holds the
+    /// connection it runs on: long windows asked from now on wait for it.
+    pub fn warming_started(&self) {
+        self.warming().running = true;
+    }
+
+    /// Marks it ended, and wakes the requests waiting for it (done by
+    /// [`SharedChanges::warm_with`] however it ends).
+    pub fn warming_ended(&self) {
+        self.warming().running = false;
+        self.warmed.notify_all();
     }
 
     fn warming(&self) -> MutexGuard<'_, Warming> {
@@ -168,7 +179,7 @@ impl SharedChanges {
     }
 
     /// Computes and keeps the whole history (started by [`SharedChanges::should_warm`]),
-    /// then wakes the requests waiting for it.
+    /// then wakes the requests waiting for it (see [`SharedChanges::warming_started`]).
     pub fn warm(&self, store: &Store, seen: &mut Seen) -> Result<(), StoreError> {
         self.warm_with(store, seen, None)
     }
@@ -186,8 +197,7 @@ impl SharedChanges {
         struct Ended<'a>(&'a SharedChanges);
         impl Drop for Ended<'_> {
             fn drop(&mut self) {
-                self.0.warming().running = false;
-                self.0.warmed.notify_all();
+                self.0.warming_ended();
             }
         }
         let _ended = Ended(self);
@@ -486,6 +496,7 @@ mod tests {
         let shared = Arc::new(SharedChanges::default());
         let (mut seen_a, mut seen_b) = (Seen::default(), Seen::default());
         assert!(shared.should_warm(&a, &mut seen_a).unwrap());
+        shared.warming_started();
         let year = t - 365 * 86_400;
         let waiting = {
             let shared = shared.clone();

@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// What `portolan serve` was asked.
 #[derive(Debug, Clone)]
@@ -139,6 +139,8 @@ struct Inner {
 struct Pool {
     slots: Vec<Mutex<pages::Data>>,
     permits: Arc<Semaphore>,
+    /// The change list the connections share.
+    changes: Arc<changes::SharedChanges>,
 }
 
 impl Pool {
@@ -151,6 +153,7 @@ impl Pool {
                 .into_iter()
                 .map(|s| Mutex::new(pages::Data::sharing(s, changes.clone())))
                 .collect(),
+            changes,
         }
     }
 
@@ -402,16 +405,19 @@ impl App {
 
 impl App {
     /// Starts computing the whole change history in the background (see
-    /// [`App::warm_changes`]), marked as under way before any request is taken: the first
-    /// request for a long window, however soon it comes, waits for it rather than
-    /// computing the same beside it.
+    /// [`App::warm_changes`]), under way before any request is taken: the first request
+    /// for a long window, however soon it comes, waits for it rather than computing the
+    /// same beside it.
     async fn warm_at_start(&self) {
         let app = self.clone();
-        let started =
+        let wanted =
             tokio::task::spawn_blocking(move || app.0.pool.with(|d| d.changes_need_warming()))
                 .await;
-        if let Ok(Some(true)) = started {
-            self.warm_changes();
+        if let Ok(Some(true)) = wanted {
+            // Every connection is free yet.
+            if let Ok(permit) = self.0.pool.permits.clone().acquire_owned().await {
+                self.start_warming(permit);
+            }
         }
     }
 
@@ -424,25 +430,34 @@ impl App {
             return;
         };
         rt.spawn(async move {
-            let permits = app.0.pool.permits.clone();
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
-            // A second connection when one is free: the history computed in two halves at
-            // once.
-            let second = permits.try_acquire_owned().ok();
-            let _ = tokio::task::spawn_blocking(move || {
-                let pool = &app.0.pool;
-                let done = second
-                    .as_ref()
-                    .and_then(|_| pool.with_two(|d, helper| d.warm_changes_with(helper)))
-                    .or_else(|| pool.with(|d| d.warm_changes()));
-                if let Some(Err(e)) = done {
-                    eprintln!("portolan serve: computing the change history: {e}");
-                }
-                drop((permit, second));
-            })
-            .await;
+            if let Ok(permit) = app.0.pool.permits.clone().acquire_owned().await {
+                app.start_warming(permit);
+            }
+        });
+    }
+
+    /// [`App::warm_changes`] once a connection is ours (`permit`): marked under way, then
+    /// computed on a blocking thread, with a second connection when one is free (the
+    /// history computed in two halves at once).
+    fn start_warming(&self, permit: OwnedSemaphorePermit) {
+        let pool = &self.0.pool;
+        pool.changes.warming_started();
+        let second = pool.permits.clone().try_acquire_owned().ok();
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let pool = &app.0.pool;
+            let done = second
+                .as_ref()
+                .and_then(|_| pool.with_two(|d, helper| d.warm_changes_with(helper)))
+                .or_else(|| pool.with(|d| d.warm_changes()));
+            match done {
+                Some(Err(e)) => eprintln!("portolan serve: computing the change history: {e}"),
+                Some(Ok(())) => {}
+                // No connection after all (the permit says there is one): never leave
+                // requests waiting.
+                None => pool.changes.warming_ended(),
+            }
+            drop((permit, second));
         });
     }
 }
