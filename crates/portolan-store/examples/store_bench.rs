@@ -4,6 +4,8 @@
 //!   each with services), the last one starting an hour ago, with a few changes a day
 //!   (ports opening and closing, versions changing, hosts leaving and coming back).
 //! - `last-two DB`: times `last_two_of_same_targets` (what `diff --last` reads).
+//! - `changes DB DAYS`: times `changes_since` over the last DAYS days (the web view's change
+//!   feed when the server has none kept), 3 runs on one connection.
 //! - `xml FILE HOSTS PORTS [later]`: writes an Nmap-style XML file of HOSTS hosts with PORTS
 //!   open ports each, for timing `portolan import`; `later`, the same network scanned again
 //!   with changes, for `portolan diff` (bench/diff-memory.sh): every 50th host gone, as many
@@ -159,6 +161,21 @@ fn last_two(db: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+fn changes(db: &str, days: i64) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Store::open(db)?;
+    let since = portolan_store::query::now() - days * 86_400;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let list = store.changes_since(since, None)?;
+        println!(
+            "changes over {days} days: {} in {:.3} s",
+            list.len(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
 fn xml(file: &str, hosts: u32, ports: u16, later: bool) -> Result<(), Box<dyn std::error::Error>> {
     let w = std::io::BufWriter::new(std::fs::File::create(file)?);
     let mut x = portolan_report::xml::XmlWriter::new(Box::new(w), OutputOptions::default());
@@ -214,10 +231,11 @@ fn xml(file: &str, hosts: u32, ports: u16, later: bool) -> Result<(), Box<dyn st
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: store_bench fill DB DAYS | last-two DB | xml FILE HOSTS PORTS [later]";
+    let usage = "usage: store_bench fill DB DAYS | last-two DB | changes DB DAYS | xml FILE HOSTS PORTS [later]";
     match a.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["fill", db, days] => fill(db, days.parse()?),
         ["last-two", db] => last_two(db),
+        ["changes", db, days] => changes(db, days.parse()?),
         ["xml", f, h, p] => xml(f, h.parse()?, p.parse()?, false),
         ["xml", f, h, p, "later"] => xml(f, h.parse()?, p.parse()?, true),
         _ => Err(usage.into()),

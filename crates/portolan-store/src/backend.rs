@@ -149,6 +149,61 @@ impl Row {
     }
 }
 
+/// A row read in place by [`Db::query_each`]: integers (PostgreSQL's of any width) and
+/// text, borrowed from the database's buffer.
+pub(crate) enum RowRef<'a> {
+    Sqlite(&'a rusqlite::Row<'a>),
+    Pg(&'a postgres::Row),
+}
+
+impl RowRef<'_> {
+    fn bad(i: usize, what: &str) -> StoreError {
+        StoreError::BadValue(format!("column {i} is not {what}"))
+    }
+
+    /// Column `i`, an integer or NULL.
+    pub(crate) fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        use postgres::types::Type;
+        match self {
+            RowRef::Sqlite(r) => match r.get_ref(i)? {
+                rusqlite::types::ValueRef::Null => Ok(None),
+                rusqlite::types::ValueRef::Integer(v) => Ok(Some(v)),
+                _ => Err(Self::bad(i, "an integer")),
+            },
+            RowRef::Pg(r) => match r.columns().get(i).map(|c| c.type_().clone()) {
+                Some(Type::INT8) => Ok(r.try_get::<_, Option<i64>>(i)?),
+                Some(Type::INT4) => Ok(r.try_get::<_, Option<i32>>(i)?.map(i64::from)),
+                Some(Type::INT2) => Ok(r.try_get::<_, Option<i16>>(i)?.map(i64::from)),
+                _ => Err(Self::bad(i, "an integer")),
+            },
+        }
+    }
+
+    /// Column `i`, an integer.
+    pub(crate) fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.opt_int(i)?.ok_or_else(|| Self::bad(i, "an integer"))
+    }
+
+    /// Column `i`, text or NULL.
+    pub(crate) fn opt_text(&self, i: usize) -> Result<Option<&str>, StoreError> {
+        match self {
+            RowRef::Sqlite(r) => match r.get_ref(i)? {
+                rusqlite::types::ValueRef::Null => Ok(None),
+                rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t)
+                    .map(Some)
+                    .map_err(|_| Self::bad(i, "UTF-8 text")),
+                _ => Err(Self::bad(i, "text")),
+            },
+            RowRef::Pg(r) => Ok(r.try_get::<_, Option<&str>>(i)?),
+        }
+    }
+
+    /// Column `i`, text.
+    pub(crate) fn text(&self, i: usize) -> Result<&str, StoreError> {
+        self.opt_text(i)?.ok_or_else(|| Self::bad(i, "text"))
+    }
+}
+
 /// Which database a store is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -218,6 +273,35 @@ impl Db {
                     let rows = c.client.query(&st, &refs(&params))?;
                     rows.iter().map(pg_row).collect()
                 })
+            }
+        }
+    }
+
+    /// Runs a query and hands each row to `f` as it is read, without copying its columns:
+    /// for reads of many rows of which few are kept (a year of scans' hosts, to compare).
+    /// PostgreSQL's rows come back whole from its connection's thread, then are read here.
+    pub(crate) fn query_each(
+        &self,
+        sql: &str,
+        params: &[Val],
+        mut f: impl FnMut(&RowRef<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(c) => {
+                let mut st = c.prepare_cached(sql)?;
+                let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
+                while let Some(r) = rows.next()? {
+                    f(&RowRef::Sqlite(r))?;
+                }
+                Ok(())
+            }
+            Db::Pg(pg) => {
+                let (sql, params) = (pg_sql(sql), params.to_vec());
+                let rows = pg.call(move |c| -> Result<Vec<postgres::Row>, StoreError> {
+                    let st = c.prepare(&sql)?;
+                    Ok(c.client.query(&st, &refs(&params))?)
+                })?;
+                rows.iter().try_for_each(|r| f(&RowRef::Pg(r)))
             }
         }
     }

@@ -14,7 +14,7 @@ use portolan_model::{
     Protocol, RunExit, RunStats, ScanRun, Script, Service, ServiceMethod,
 };
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -261,8 +261,149 @@ fn port_record(r: &crate::backend::Row, first: usize) -> Result<PortRecord, Stor
     })
 }
 
-/// A host's address, whether it is up, and its port set: what tells two scans' hosts apart.
-type LightHost = (String, bool, Option<i64>);
+/// A host of a scan as a comparison needs it: its address, its state when not up, and its
+/// port set (what tells two scans' hosts apart).
+#[derive(Debug, Clone)]
+struct LightHost {
+    address: String,
+    /// None when up, the most common state (no copy of it per host and scan).
+    down: Option<String>,
+    portset: Option<i64>,
+}
+
+impl LightHost {
+    fn is_up(&self) -> bool {
+        self.down.is_none()
+    }
+    fn state(&self) -> &str {
+        self.down.as_deref().unwrap_or("up")
+    }
+}
+
+/// Two consecutive complete scans of the same targets and their hosts that can differ, by
+/// address: in one and not the other, or in both, up in one only or with another port set.
+struct ScanPair {
+    prev: i64,
+    id: i64,
+    /// The later scan's start, which dates its changes.
+    started: i64,
+    old: BTreeMap<String, LightHost>,
+    new: BTreeMap<String, LightHost>,
+}
+
+impl ScanPair {
+    /// The port sets its comparison reads: of the hosts up in both with other sets.
+    fn port_sets(&self) -> impl Iterator<Item = i64> + '_ {
+        self.new.iter().flat_map(|(addr, h)| {
+            let o = self.old.get(addr).filter(|o| o.is_up() && h.is_up());
+            let both = o.filter(|o| o.portset != h.portset);
+            [both.and_then(|o| o.portset), both.and(h.portset)]
+                .into_iter()
+                .flatten()
+        })
+    }
+}
+
+/// A scan's hosts as a comparison needs them, in little memory (a year of scans is read):
+/// the addresses in one buffer, and each host's state when not up and its port set.
+#[derive(Default)]
+struct ScanHosts {
+    text: String,
+    hosts: Vec<SlimHost>,
+}
+
+struct SlimHost {
+    /// The address, `text[start..end]`.
+    start: usize,
+    end: usize,
+    down: Option<Box<str>>,
+    portset: Option<i64>,
+}
+
+impl ScanHosts {
+    fn push(&mut self, address: &str, down: Option<Box<str>>, portset: Option<i64>) {
+        let start = self.text.len();
+        self.text.push_str(address);
+        self.hosts.push(SlimHost {
+            start,
+            end: self.text.len(),
+            down,
+            portset,
+        });
+    }
+
+    fn address(&self, h: &SlimHost) -> &str {
+        self.text.get(h.start..h.end).unwrap_or_default()
+    }
+
+    /// Host `i` as a [`LightHost`].
+    fn light(&self, i: usize) -> Option<LightHost> {
+        let h = self.hosts.get(i)?;
+        Some(LightHost {
+            address: self.address(h).to_string(),
+            down: h.down.as_deref().map(String::from),
+            portset: h.portset,
+        })
+    }
+
+    /// In address order (byte order), if not already.
+    fn sort(&mut self) {
+        let text = std::mem::take(&mut self.text);
+        let addr = |h: &SlimHost| text.get(h.start..h.end).unwrap_or_default();
+        if !self.hosts.is_sorted_by(|a, b| addr(a) <= addr(b)) {
+            self.hosts.sort_by(|a, b| addr(a).cmp(addr(b)));
+        }
+        self.text = text;
+    }
+}
+
+/// The hosts of `before` and `after` (a scan's hosts each, in address order) that can
+/// differ (see [`ScanPair`]), of the addresses `wanted`. A host up (or not) in both with
+/// the same set has no change, and most hosts have none.
+#[allow(clippy::type_complexity)]
+fn differing_hosts(
+    before: &ScanHosts,
+    after: &ScanHosts,
+    wanted: &impl Fn(&str) -> bool,
+) -> (BTreeMap<String, LightHost>, BTreeMap<String, LightHost>) {
+    let (mut old, mut new) = (BTreeMap::new(), BTreeMap::new());
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let (b, a) = (before.hosts.get(i), after.hosts.get(j));
+        let (b, a) = match (b, a) {
+            (None, None) => break,
+            (Some(b), Some(a)) if before.address(b) == after.address(a) => {
+                i += 1;
+                j += 1;
+                let (b_up, a_up) = (b.down.is_none(), a.down.is_none());
+                if b_up == a_up && (!a_up || b.portset == a.portset) {
+                    continue;
+                }
+                (Some(i - 1), Some(j - 1))
+            }
+            (Some(b), Some(a)) if before.address(b) < after.address(a) => {
+                i += 1;
+                (Some(i - 1), None)
+            }
+            (Some(_), None) => {
+                i += 1;
+                (Some(i - 1), None)
+            }
+            (_, _) => {
+                j += 1;
+                (None, Some(j - 1))
+            }
+        };
+        for (side, hosts, k) in [(&mut old, before, b), (&mut new, after, a)] {
+            if let Some(h) = k.and_then(|k| hosts.light(k)) {
+                if wanted(&h.address) {
+                    side.insert(h.address.clone(), h);
+                }
+            }
+        }
+    }
+    (old, new)
+}
 
 /// Sort key for addresses: numeric for IPs, then text.
 pub(crate) fn addr_key(a: &str) -> (u8, u128, String) {
@@ -303,6 +444,16 @@ fn vuln_changes(
         });
     }
 }
+
+/// `?1, ?2, ..., ?n`: a fixed-length list of parameters for `IN (...)`, so that one
+/// statement (prepared once) serves lists of any length up to `n`, padded.
+fn placeholders(n: usize) -> String {
+    let marks: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+    marks.join(", ")
+}
+
+/// A group's complete scans, (id, start), oldest first.
+type GroupScans = [(i64, i64)];
 
 /// Now, in Unix epoch seconds.
 pub fn now() -> i64 {
@@ -407,22 +558,54 @@ impl Store {
         since: i64,
         target: Option<Cidr>,
     ) -> Result<Vec<Change>, StoreError> {
+        self.changes_between(since, i64::MAX, target)
+    }
+
+    /// [`Store::changes_since`] `since`, of the scans started before `until` only: the
+    /// changes of two spans that meet, each computed apart (on two connections at once),
+    /// are those of the whole, one list after the other.
+    ///
+    /// Read set by set rather than scan by scan: the hosts (address, state, port set) of a
+    /// group's scans in the window come a few dozen scans per query, consecutive scans are
+    /// compared in memory, and the port sets the differing hosts need are read together
+    /// after. A year of daily scans takes a dozen queries, not thousands (each a round trip
+    /// in PostgreSQL).
+    pub fn changes_between(
+        &self,
+        since: i64,
+        until: i64,
+        target: Option<Cidr>,
+    ) -> Result<Vec<Change>, StoreError> {
         let mut groups: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
         for (id, started, targets) in self.complete_scans()? {
             groups.entry(targets).or_default().push((id, started));
         }
-        let mut cache = HashMap::new();
-        let mut out = Vec::new();
         let wanted = |a: &str| match target {
             Some(c) => c.contains_str(a),
             None => true,
         };
+        // Each group's scans, and its window: from the scan before the first one started
+        // since then, to the last one started before `until`.
+        let windows: Vec<(&GroupScans, usize, usize)> = groups
+            .values()
+            .filter_map(|scans| {
+                let first = scans.iter().position(|(_, t)| *t >= since)?;
+                let end = scans.partition_point(|(_, t)| *t < until);
+                (end > first).then_some((&scans[..], first.saturating_sub(1), end))
+            })
+            .collect();
+        let mut pairs = Vec::new();
+        for &(scans, start, end) in &windows {
+            let window = scans.get(start..end).unwrap_or_default();
+            self.differing_pairs(window, &wanted, &mut pairs)?;
+        }
+        let mut cache = HashMap::new();
+        let sets: BTreeSet<i64> = pairs.iter().flat_map(ScanPair::port_sets).collect();
+        self.conn().load_port_sets(&mut cache, &sets)?;
         let asked = self.scans_asking_vulns()?;
-        for scans in groups.values() {
-            let Some(first) = scans.iter().position(|(_, t)| *t >= since) else {
-                continue;
-            };
-            let start = first.saturating_sub(1);
+        let mut pairs = pairs.into_iter();
+        let mut out = Vec::new();
+        for &(scans, start, end) in &windows {
             // The latest scan run with --vulns so far: findings compare with it.
             let mut last_vulns = scans
                 .get(..start)
@@ -431,22 +614,24 @@ impl Store {
                 .rev()
                 .find(|(id, _)| asked.contains(id))
                 .map(|(id, _)| *id);
-            let mut prev: Option<(i64, Vec<LightHost>)> = None;
-            for &(id, started) in &scans[start..] {
-                let light = self.light_hosts(id)?;
-                if let Some((prev_id, before)) = &prev {
-                    let (old, new) = self.differing_hosts(*prev_id, before, id, &light, &wanted)?;
-                    self.diff_hosts(
-                        *prev_id, &old, id, started, &new, &asked, &mut cache, &mut out,
-                    )?;
-                    if let Some(last) = last_vulns.filter(|l| asked.contains(&id) && l != prev_id) {
+            let mut prev: Option<i64> = None;
+            for &(id, started) in scans.get(start..end).unwrap_or_default() {
+                if let Some(prev_id) = prev {
+                    // One pair per two consecutive scans, in this order (differing_pairs).
+                    let pair = pairs
+                        .next()
+                        .filter(|p| p.prev == prev_id && p.id == id)
+                        .ok_or_else(|| StoreError::BadValue("scan pairs out of step".into()))?;
+                    self.diff_hosts(&pair, &asked, &mut cache, &mut out)?;
+                    if let Some(last) = last_vulns.filter(|l| asked.contains(&id) && *l != prev_id)
+                    {
                         self.diff_findings(last, id, started, &wanted, &mut cache, &mut out)?;
                     }
                 }
                 if asked.contains(&id) {
                     last_vulns = Some(id);
                 }
-                prev = Some((id, light));
+                prev = Some(id);
             }
         }
         out.sort_by(|a, b| {
@@ -460,74 +645,69 @@ impl Store {
         Ok(out)
     }
 
-    /// A scan's hosts as a comparison needs them first, in address order (the primary
-    /// key's order: no sort).
-    fn light_hosts(&self, scan: i64) -> Result<Vec<LightHost>, StoreError> {
-        self.db
-            .query(
-                "SELECT address, CASE WHEN state = 'up' THEN 1 ELSE 0 END, portset_id
-                 FROM hosts_seen WHERE scan_id = ?1 ORDER BY address",
-                &vals![scan],
-            )?
-            .iter()
-            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .collect()
-    }
-
-    /// The hosts of scans `prev` and `cur` that can differ: in one and not the other, or in
-    /// both, up in one only or with another port set. A host up (or not) in both with the
-    /// same set has no change, and most hosts have none: only the others are read whole.
-    #[allow(clippy::type_complexity)]
-    fn differing_hosts(
+    /// Scans `window` (consecutive complete scans of the same targets, oldest first) compared two
+    /// by two: for each pair, its hosts that can differ, added to `out` in order.
+    fn differing_pairs(
         &self,
-        prev: i64,
-        before: &[LightHost],
-        cur: i64,
-        after: &[LightHost],
+        window: &[(i64, i64)],
         wanted: &impl Fn(&str) -> bool,
-    ) -> Result<(HashMap<String, HostRow>, HashMap<String, HostRow>), StoreError> {
-        let (mut old, mut new) = (HashMap::new(), HashMap::new());
-        let (mut i, mut j) = (0, 0);
-        loop {
-            let (b, a) = (before.get(i), after.get(j));
-            let (in_old, in_new, addr) = match (b, a) {
-                (None, None) => break,
-                (Some(b), Some(a)) if b.0 == a.0 => {
-                    i += 1;
-                    j += 1;
-                    if b.1 == a.1 && (!a.1 || b.2 == a.2) {
-                        continue;
-                    }
-                    (true, true, &a.0)
-                }
-                (Some(b), Some(a)) if b.0 < a.0 => {
-                    i += 1;
-                    (true, false, &b.0)
-                }
-                (Some(b), None) => {
-                    i += 1;
-                    (true, false, &b.0)
-                }
-                (_, Some(a)) => {
-                    j += 1;
-                    (false, true, &a.0)
-                }
-            };
-            if !wanted(addr) {
+        out: &mut Vec<ScanPair>,
+    ) -> Result<(), StoreError> {
+        // Scans per query: few round trips, and a bounded number of rows held at once.
+        const CHUNK: usize = 48;
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            // In the primary key's order: an index range per scan, nothing to sort.
+            format!(
+                "SELECT scan_id, address, CASE WHEN state = 'up' THEN NULL ELSE state END,
+                        portset_id
+                 FROM hosts_seen WHERE scan_id IN ({})
+                 ORDER BY scan_id, address",
+                placeholders(CHUNK)
+            )
+        });
+        let mut prev: Option<(i64, ScanHosts)> = None;
+        for chunk in window.chunks(CHUNK) {
+            let Some(&(first, _)) = chunk.first() else {
                 continue;
-            }
-            if in_old {
-                if let Some(h) = self.host_row(prev, addr)? {
-                    old.insert(addr.clone(), h);
+            };
+            let params: Vec<crate::backend::Val> = (0..CHUNK)
+                .map(|i| chunk.get(i).map_or(first, |c| c.0).into())
+                .collect();
+            let mut hosts: HashMap<i64, ScanHosts> = HashMap::new();
+            let mut current: Option<(i64, ScanHosts)> = None;
+            self.db.query_each(sql, &params, |r| {
+                let scan = r.int(0)?;
+                if current.as_ref().map(|c| c.0) != Some(scan) {
+                    hosts.extend(current.take());
+                    current = Some((scan, ScanHosts::default()));
                 }
-            }
-            if in_new {
-                if let Some(h) = self.host_row(cur, addr)? {
-                    new.insert(addr.clone(), h);
+                if let Some((_, list)) = current.as_mut() {
+                    let down = r.opt_text(2)?.map(Box::from);
+                    list.push(r.text(1)?, down, r.opt_int(3)?);
                 }
+                Ok(())
+            })?;
+            hosts.extend(current.take());
+            for &(id, started) in chunk {
+                let mut after = hosts.remove(&id).unwrap_or_default();
+                // The merge below needs address order; the query gives it (byte order in
+                // both databases), this only guards it.
+                after.sort();
+                if let Some((prev_id, before)) = &prev {
+                    let (old, new) = differing_hosts(before, &after, wanted);
+                    out.push(ScanPair {
+                        prev: *prev_id,
+                        id,
+                        started,
+                        old,
+                        new,
+                    });
+                }
+                prev = Some((id, after));
             }
         }
-        Ok((old, new))
+        Ok(())
     }
 
     /// The complete scans run with `--vulns` (their command lines say so).
@@ -603,34 +783,18 @@ impl Store {
         Ok(())
     }
 
-    fn host_row(&self, scan: i64, address: &str) -> Result<Option<HostRow>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM hosts_seen WHERE scan_id = ?1 AND address = ?2",
-            HostRow::COLUMNS
-        );
-        self.db
-            .query_opt(&sql, &vals![scan, address])?
-            .as_ref()
-            .map(HostRow::read)
-            .transpose()
-    }
-
-    /// The changes between hosts `old` of scan `prev_id` and `new` of scan `id`; `asked`:
-    /// the scans run with `--vulns`.
-    #[allow(clippy::too_many_arguments)]
+    /// The changes between the differing hosts of `pair`; `asked`: the scans run with
+    /// `--vulns`.
     fn diff_hosts(
         &self,
-        prev_id: i64,
-        old: &HashMap<String, HostRow>,
-        id: i64,
-        started: i64,
-        new: &HashMap<String, HostRow>,
+        pair: &ScanPair,
         asked: &HashSet<i64>,
         cache: &mut HashMap<i64, Vec<PortRecord>>,
         out: &mut Vec<Change>,
     ) -> Result<(), StoreError> {
+        let (prev_id, id) = (pair.prev, pair.id);
         let change = |address: &str, kind, port: Option<&PortRecord>, before, after| Change {
-            first_seen: started,
+            first_seen: pair.started,
             scan_id: id,
             previous_scan_id: prev_id,
             address: address.to_string(),
@@ -642,8 +806,8 @@ impl Store {
             cve: None,
             cvss: None,
         };
-        for (addr, h) in new {
-            let was = old.get(addr).filter(|o| o.is_up());
+        for (addr, h) in &pair.new {
+            let was = pair.old.get(addr).filter(|o| o.is_up());
             match (was, h.is_up()) {
                 (None, true) => out.push(change(addr, ChangeKind::HostAppeared, None, None, None)),
                 (Some(_), false) => out.push(change(
@@ -651,19 +815,19 @@ impl Store {
                     ChangeKind::HostDisappeared,
                     None,
                     Some("up".into()),
-                    Some(h.state.clone()),
+                    Some(h.state().to_string()),
                 )),
                 (Some(o), true) if o.portset != h.portset => {
-                    let before: HashMap<(String, u16), PortRecord> = self
-                        .cached_ports(cache, o.portset)?
+                    let before: Vec<PortRecord> = self.cached_ports(cache, o.portset)?.to_vec();
+                    let by_key: HashMap<(&str, u16), &PortRecord> = before
                         .iter()
-                        .map(|p| ((p.protocol.clone(), p.port), p.clone()))
+                        .map(|p| ((p.protocol.as_str(), p.port), p))
                         .collect();
                     let after = self.cached_ports(cache, h.portset)?;
                     let mut seen = HashSet::new();
                     for p in after {
-                        let key = (p.protocol.clone(), p.port);
-                        let b = before.get(&key);
+                        let key = (p.protocol.as_str(), p.port);
+                        let b = by_key.get(&key).copied();
                         seen.insert(key);
                         match b {
                             Some(b) if b.is_open() && p.is_open() => {
@@ -700,8 +864,8 @@ impl Store {
                             _ => {}
                         }
                     }
-                    for (key, b) in &before {
-                        if b.is_open() && !seen.contains(key) {
+                    for b in &before {
+                        if b.is_open() && !seen.contains(&(b.protocol.as_str(), b.port)) {
                             out.push(change(
                                 addr,
                                 ChangeKind::PortClosed,
@@ -715,8 +879,8 @@ impl Store {
                 _ => {}
             }
         }
-        for (addr, o) in old {
-            if o.is_up() && !new.contains_key(addr) {
+        for (addr, o) in &pair.old {
+            if o.is_up() && !pair.new.contains_key(addr) {
                 out.push(change(
                     addr,
                     ChangeKind::HostDisappeared,
@@ -728,7 +892,6 @@ impl Store {
         }
         Ok(())
     }
-
     /// The current inventory: hosts up in the newest complete scan of each set of targets,
     /// by address, with their open ports.
     pub fn hosts(&self) -> Result<Vec<InventoryHost>, StoreError> {
@@ -989,6 +1152,49 @@ impl Conn<'_> {
             }
         }
         cache.extend(loaded);
+        Ok(())
+    }
+
+    /// Loads the port sets `sets` that `cache` lacks, a few dozen per query.
+    fn load_port_sets(
+        &self,
+        cache: &mut HashMap<i64, Vec<PortRecord>>,
+        sets: &BTreeSet<i64>,
+    ) -> Result<(), StoreError> {
+        // One statement text whatever the count (a cached statement): short chunks are
+        // padded with their first id.
+        const CHUNK: usize = 64;
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            format!(
+                "SELECT set_id, protocol, port, state, reason, service, product, version,
+                        extrainfo, tunnel, scripts
+                 FROM portset_ports WHERE set_id IN ({})
+                 ORDER BY set_id, protocol, port",
+                placeholders(CHUNK)
+            )
+        });
+        let missing: Vec<i64> = sets
+            .iter()
+            .copied()
+            .filter(|s| !cache.contains_key(s))
+            .collect();
+        for chunk in missing.chunks(CHUNK) {
+            let Some(&first) = chunk.first() else {
+                continue;
+            };
+            let params: Vec<crate::backend::Val> = (0..CHUNK)
+                .map(|i| chunk.get(i).copied().unwrap_or(first).into())
+                .collect();
+            for &set in chunk {
+                cache.insert(set, Vec::new());
+            }
+            for r in &self.db.query(sql, &params)? {
+                if let Some(ports) = cache.get_mut(&r.get::<i64>(0)?) {
+                    ports.push(port_record(r, 1)?);
+                }
+            }
+        }
         Ok(())
     }
 

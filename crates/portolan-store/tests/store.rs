@@ -402,6 +402,336 @@ both!(changes_between_scans_with_when_first_seen, |loc| {
         .is_empty());
 });
 
+/// The changes between scans `prev` and `id` (started at `started`; their hosts rebuilt
+/// whole by `load_run`, by address) found by comparing them host by host and port by port:
+/// the meaning `changes_since` has, computed the plain way.
+fn changes_of_whole_scans(
+    (prev, old): (i64, &HashMap<String, Host>),
+    (id, new): (i64, &HashMap<String, Host>),
+    started: i64,
+    target: Option<portolan_store::Cidr>,
+    out: &mut Vec<portolan_store::Change>,
+) {
+    use portolan_model::HostState;
+    use portolan_store::Change;
+    let wanted = |a: &String| target.is_none_or(|c| c.contains_str(a));
+    let old: HashMap<&String, &Host> = old.iter().filter(|(a, _)| wanted(a)).collect();
+    let new: HashMap<&String, &Host> = new.iter().filter(|(a, _)| wanted(a)).collect();
+    let up = |h: &Host| h.status.state == HostState::Up;
+    let text = |p: &Port| {
+        let s = p.service.as_ref().unwrap();
+        let mut words = vec![format!(
+            "{}{}",
+            s.tunnel
+                .as_ref()
+                .map(|t| format!("{t}/"))
+                .unwrap_or_default(),
+            s.name
+        )];
+        words.extend(s.product.clone());
+        words.extend(s.version.clone());
+        words.extend(s.extrainfo.as_ref().map(|e| format!("({e})")));
+        words.join(" ")
+    };
+    let change = |address: &str, kind, port: Option<&Port>, before, after| Change {
+        first_seen: started,
+        scan_id: id,
+        previous_scan_id: prev,
+        address: address.to_string(),
+        kind,
+        protocol: port.map(|p| p.protocol.as_str().to_string()),
+        port: port.map(|p| p.portid),
+        before,
+        after,
+        cve: None,
+        cvss: None,
+    };
+    for (addr, o) in &old {
+        match new.get(addr) {
+            Some(h) if up(o) && !up(h) => out.push(change(
+                addr,
+                ChangeKind::HostDisappeared,
+                None,
+                Some("up".into()),
+                Some(h.status.state.as_str().into()),
+            )),
+            None if up(o) => out.push(change(
+                addr,
+                ChangeKind::HostDisappeared,
+                None,
+                Some("up".into()),
+                None,
+            )),
+            _ => {}
+        }
+    }
+    for (addr, h) in &new {
+        let Some(o) = old.get(addr).filter(|o| up(o)) else {
+            if up(h) {
+                out.push(change(addr, ChangeKind::HostAppeared, None, None, None));
+            }
+            continue;
+        };
+        if !up(h) {
+            continue;
+        }
+        let open = |p: &Port| p.state == PortState::Open;
+        let find = |ports: &[Port], p: &Port| {
+            ports
+                .iter()
+                .find(|q| (q.protocol, q.portid) == (p.protocol, p.portid))
+                .cloned()
+        };
+        for p in &h.ports {
+            match find(&o.ports, p) {
+                Some(b) if open(&b) && open(p) && text(&b) != text(p) => out.push(change(
+                    addr,
+                    ChangeKind::ServiceChanged,
+                    Some(p),
+                    Some(text(&b)),
+                    Some(text(p)),
+                )),
+                Some(b) if open(&b) && !open(p) => out.push(change(
+                    addr,
+                    ChangeKind::PortClosed,
+                    Some(p),
+                    Some(b.state.as_str().into()),
+                    Some(p.state.as_str().into()),
+                )),
+                b if open(p) && !b.as_ref().is_some_and(open) => out.push(change(
+                    addr,
+                    ChangeKind::PortOpened,
+                    Some(p),
+                    b.map(|b| b.state.as_str().into()),
+                    Some(text(p)),
+                )),
+                _ => {}
+            }
+        }
+        for b in &o.ports {
+            if open(b) && find(&h.ports, b).is_none() {
+                out.push(change(
+                    addr,
+                    ChangeKind::PortClosed,
+                    Some(b),
+                    Some(b.state.as_str().into()),
+                    None,
+                ));
+            }
+        }
+    }
+}
+
+// The change feed (read a few dozen scans per query, compared in memory) against the plain
+// comparison of each two consecutive complete scans rebuilt whole, on a random history of
+// more scans than one read takes: hosts appearing, going down and disappearing, ports
+// opening and closing (TCP and UDP on one number), versions changing, two sets of targets
+// scanned in turn, scans left incomplete or interrupted (never compared), and sharded scans
+// (their union compared, never a part).
+both!(changes_agree_with_comparing_whole_scans, |loc| {
+    use portolan_store::ShardPart;
+    let mut store = Store::open(loc.path("h.db")).unwrap();
+    let base = 1_700_000_000;
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    // Per group, per host: None when absent, else (up, ports as (udp, number, state, version)).
+    type Ports = Vec<(bool, u16, &'static str, u8)>;
+    let groups = ["10.1.0.0/24", "10.2.0.0/24"];
+    let mut state: Vec<Vec<Option<(bool, Ports)>>> = groups
+        .iter()
+        .map(|_| {
+            (0..24)
+                .map(|i| Some((true, vec![(false, 22, "open", i % 3)])))
+                .collect()
+        })
+        .collect();
+    let to_host = |net: usize, i: usize, up: bool, ports: &Ports| {
+        let ip = format!("10.{}.0.{}", net + 1, i + 1);
+        let status = if up {
+            HostStatus::up("syn-ack")
+        } else {
+            HostStatus::down("no-response")
+        };
+        let mut h = Host::new(ip.parse().unwrap(), status);
+        for &(udp, n, st, v) in ports {
+            let proto = if udp { Protocol::Udp } else { Protocol::Tcp };
+            let mut port = Port::new(proto, n, st.parse().unwrap(), "syn-ack");
+            port.service = Some(Service {
+                name: if n == 53 {
+                    "domain".into()
+                } else {
+                    "svc".into()
+                },
+                product: Some("P".into()),
+                version: Some(format!("1.{v}")),
+                ..Service::default()
+            });
+            h.ports.push(port);
+        }
+        h.ports.sort_by_key(|p| (p.protocol, p.portid));
+        h
+    };
+    let days = 130;
+    for day in 0..days {
+        for (g, targets) in groups.iter().enumerate() {
+            for _ in 0..4 {
+                let slot = &mut state[g][rand(24) as usize];
+                match (rand(7), slot.as_mut()) {
+                    (0, Some((_, ports))) => {
+                        let n = [53, 80, 443][rand(3) as usize];
+                        let udp = rand(2) == 0;
+                        ports.retain(|p| (p.0, p.1) != (udp, n));
+                        ports.push((udp, n, ["open", "closed", "filtered"][rand(3) as usize], 0));
+                    }
+                    (1, Some((_, ports))) if !ports.is_empty() => {
+                        ports.remove(rand(ports.len() as u64) as usize);
+                    }
+                    (2, Some((_, ports))) if !ports.is_empty() => {
+                        let k = rand(ports.len() as u64) as usize;
+                        ports[k].3 = rand(5) as u8;
+                    }
+                    (3, Some((_, ports))) if !ports.is_empty() => {
+                        let k = rand(ports.len() as u64) as usize;
+                        ports[k].2 = if ports[k].2 == "open" {
+                            "closed"
+                        } else {
+                            "open"
+                        };
+                    }
+                    (4, Some((up, _))) => *up = !*up,
+                    (5, _) => {
+                        *slot = match slot.take() {
+                            Some(_) => None,
+                            None => Some((true, vec![(false, 22, "open", 0)])),
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let hosts: Vec<Host> = state[g]
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.as_ref().map(|(up, ports)| to_host(g, i, *up, ports)))
+                .collect();
+            let started = base + day * DAY + g as i64 * 3600;
+            let stats = FinishStats {
+                finished: started + 60,
+                hosts_up: hosts.len() as u32,
+                hosts_total: 256,
+            };
+            if g == 0 && day % 9 == 4 {
+                // Left incomplete (killed) or interrupted: out of the feed, whatever it saw.
+                let id = store.begin_scan(&meta(started - 60, targets)).unwrap();
+                store.add_hosts(id, &hosts[..hosts.len() / 2]).unwrap();
+                if day % 2 == 0 {
+                    store.interrupt_scan(id, stats).unwrap();
+                }
+            }
+            if g == 1 && day % 6 == 1 {
+                // Two shards, each of every other host: their union is the day's scan.
+                for part in 1..=2u32 {
+                    let shard = ShardPart {
+                        scan_key: format!("day{day}"),
+                        part,
+                        parts: 2,
+                    };
+                    let id = store.begin_part(&meta(started, targets), &shard).unwrap();
+                    let mine: Vec<Host> = hosts
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| i % 2 == part as usize - 1)
+                        .map(|(_, h)| h.clone())
+                        .collect();
+                    store.add_hosts(id, &mine).unwrap();
+                    store.finish_scan(id, stats).unwrap();
+                }
+            } else {
+                scan(&mut store, started, targets, &hosts);
+            }
+        }
+    }
+    let mut complete: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    let history = store.history().unwrap();
+    assert!(history.iter().any(|s| s.part.is_some()) && history.iter().any(|s| !s.complete));
+    for s in history.iter().filter(|s| s.complete) {
+        complete
+            .entry(s.targets.clone())
+            .or_default()
+            .push((s.id, s.started));
+    }
+    assert_eq!(
+        complete.values().map(Vec::len).sum::<usize>(),
+        2 * days as usize
+    );
+    let runs: HashMap<i64, HashMap<String, Host>> = complete
+        .values()
+        .flatten()
+        .map(|&(id, _)| {
+            let run = store.load_run(portolan_store::ScanId(id)).unwrap();
+            let hosts = run
+                .hosts
+                .into_iter()
+                .map(|h| (h.addresses[0].addr.clone(), h));
+            (id, hosts.collect())
+        })
+        .collect();
+    let key = |c: &portolan_store::Change| {
+        (
+            c.scan_id,
+            c.address.clone(),
+            c.protocol.clone(),
+            c.port,
+            c.kind as u8,
+            c.before.clone(),
+            c.after.clone(),
+        )
+    };
+    for since in [
+        0,
+        base + 70 * DAY,
+        base + (days - 1) * DAY,
+        base + 1000 * DAY,
+    ] {
+        for target in [None, Some("10.1.0.0/28".parse().unwrap())] {
+            let mut got = store.changes_since(since, target).unwrap();
+            assert!(got.windows(2).all(|w| w[0].first_seen <= w[1].first_seen));
+            let mut want = Vec::new();
+            for scans in complete.values() {
+                for w in scans.windows(2) {
+                    if w[1].1 >= since {
+                        let (a, b) = (w[0].0, w[1].0);
+                        let (old, new) = ((a, &runs[&a]), (b, &runs[&b]));
+                        changes_of_whole_scans(old, new, w[1].1, target, &mut want);
+                    }
+                }
+            }
+            // Two spans that meet, computed apart: the whole, one after the other.
+            let mid = base + 65 * DAY + 1800;
+            let mut halves = store.changes_between(since, mid, target).unwrap();
+            halves.extend(
+                store
+                    .changes_between(since.max(mid), i64::MAX, target)
+                    .unwrap(),
+            );
+            assert_eq!(halves, got);
+            got.sort_by_key(key);
+            want.sort_by_key(key);
+            assert_eq!(got, want, "since {since}, target {target:?}");
+            if since == 0 && target.is_none() {
+                let kinds: std::collections::HashSet<u8> =
+                    got.iter().map(|c| c.kind as u8).collect();
+                assert_eq!(kinds.len(), 5, "every kind but findings: {kinds:?}");
+                assert!(got.iter().any(|c| c.protocol.as_deref() == Some("udp")));
+            }
+        }
+    }
+});
+
 /// A finding as a scan's `--vulns` reports it (portolan-vuln writes the script result).
 fn finding(cve: &str, cvss: f64, kev: bool) -> portolan_vuln::Finding {
     portolan_vuln::Finding {

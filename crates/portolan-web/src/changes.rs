@@ -9,15 +9,17 @@
 //! connection reads the key again only when its generation moved, so a request pays for a
 //! query of the scans table only after a write.
 //!
-//! Computing a year of changes reads every scan's hosts (a third of a second on a year of
-//! daily /20 scans), so the whole history is computed in the background as soon as a
-//! request finds it missing ([`SharedChanges::should_warm`]): when the server starts and
-//! after each scan lands. A request for any window then finds it ready. When the scans that
-//! landed are all newer than the kept list's, only their changes are computed and added.
+//! Computing a year of changes reads every scan's hosts (a fifth of a second on a year of
+//! daily /20 scans), so the whole history is computed in the background when the server
+//! starts and as soon as a request finds it missing ([`SharedChanges::should_warm`]): after
+//! each scan lands. A request for a long window that comes while it is under way waits for
+//! it rather than computing the same again beside it (a short one computes its own, sooner
+//! done). When the scans that landed are all newer than the kept list's, only their changes
+//! are computed and added.
 
 use portolan_store::{Change, Store, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// What a change list is computed from: the complete scans, as (id, started, targets).
 type Basis = Vec<(i64, i64, String)>;
@@ -35,13 +37,27 @@ fn basis(store: &Store) -> Result<Basis, StoreError> {
 #[derive(Default)]
 pub struct SharedChanges {
     kept: Mutex<Option<Kept>>,
-    /// The scans a computation of the whole history was last started for (at most one
-    /// per store state, even when it fails).
-    warming: Mutex<Option<Arc<Basis>>>,
+    warming: Mutex<Warming>,
+    /// Signalled when a computation of the whole history ends.
+    warmed: Condvar,
     /// How many lists were computed whole (the others were cut from a kept one, or a kept
     /// one extended with newer scans).
     computed: AtomicU64,
 }
+
+#[derive(Default)]
+struct Warming {
+    /// The scans a computation of the whole history was last started for (at most one
+    /// per store state, even when it fails).
+    basis: Option<Arc<Basis>>,
+    /// Whether it is under way: it has its connection (a request waiting for it while it
+    /// waits for a connection that request holds would wait forever).
+    running: bool,
+}
+
+/// A window of at most this many scans is computed by the request that asks for it even
+/// while the whole history is (a week of daily scans: a few milliseconds).
+const OWN_WINDOW: usize = 64;
 
 struct Kept {
     basis: Arc<Basis>,
@@ -100,6 +116,17 @@ fn of_basis(mut list: Vec<Change>, basis: &Basis) -> Vec<Change> {
     list
 }
 
+/// Where to cut the whole history in two, to compute each half on its own connection: the
+/// start of the middle scan. None for a history too short to be worth it.
+fn halfway(basis: &Basis) -> Option<i64> {
+    if basis.len() <= OWN_WINDOW {
+        return None;
+    }
+    let mut starts: Vec<i64> = basis.iter().map(|b| b.1).collect();
+    starts.sort_unstable();
+    starts.get(starts.len() / 2).copied()
+}
+
 /// The changes of `list` (oldest first) first seen at or after `since`.
 fn tail(list: &[Change], since: i64) -> Vec<Change> {
     let start = list.partition_point(|c| c.first_seen < since);
@@ -126,17 +153,94 @@ impl SharedChanges {
                 return Ok(false);
             }
         }
-        let mut warming = self.warming.lock().unwrap_or_else(|p| p.into_inner());
-        if warming.as_ref() == Some(&basis) {
+        let mut warming = self.warming();
+        if warming.basis.as_ref() == Some(&basis) {
             return Ok(false);
         }
-        *warming = Some(basis);
+        warming.basis = Some(basis);
         Ok(true)
     }
 
-    /// Computes and keeps the whole history.
+    /// Marks the computation of the whole history under way, by a caller that holds the
+    /// connection it runs on: long windows asked from now on wait for it.
+    pub fn warming_started(&self) {
+        self.warming().running = true;
+    }
+
+    /// Marks it ended, and wakes the requests waiting for it (done by
+    /// [`SharedChanges::warm_with`] however it ends).
+    pub fn warming_ended(&self) {
+        self.warming().running = false;
+        self.warmed.notify_all();
+    }
+
+    fn warming(&self) -> MutexGuard<'_, Warming> {
+        self.warming.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Computes and keeps the whole history (started by [`SharedChanges::should_warm`]),
+    /// then wakes the requests waiting for it (see [`SharedChanges::warming_started`]).
     pub fn warm(&self, store: &Store, seen: &mut Seen) -> Result<(), StoreError> {
-        self.since(store, seen, i64::MIN).map(drop)
+        self.warm_with(store, seen, None)
+    }
+
+    /// [`SharedChanges::warm`], the older half of a long history computed at the same time
+    /// on `helper`, another connection (with its view), when it sees the same scans.
+    pub fn warm_with(
+        &self,
+        store: &Store,
+        seen: &mut Seen,
+        helper: Option<(&mut Store, &mut Seen)>,
+    ) -> Result<(), StoreError> {
+        /// Marks the computation ended however it ends (a panic included): a waiting
+        /// request then computes its own list.
+        struct Ended<'a>(&'a SharedChanges);
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                self.0.warming_ended();
+            }
+        }
+        let _ended = Ended(self);
+        let basis = seen.basis(store)?;
+        let mut helper = helper;
+        if let Some((other, view)) = &mut helper {
+            if view.basis(other)? != basis {
+                helper = None;
+            }
+        }
+        let helper = helper.map(|(other, _)| other);
+        let (Some(other), Some(mid)) = (helper, halfway(&basis)) else {
+            return self.compute(store, basis, i64::MIN).map(drop);
+        };
+        let (older, newer) = std::thread::scope(|s| {
+            let older = s.spawn(move || other.changes_between(i64::MIN, mid, None));
+            (older.join(), store.changes_between(mid, i64::MAX, None))
+        });
+        let older = older.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        // Each half holds the changes first seen in its span: one after the other, the
+        // whole history in order.
+        let mut list = of_basis(older, &basis);
+        list.extend(of_basis(newer?, &basis));
+        self.computed.fetch_add(1, Ordering::Relaxed);
+        self.keep(basis, i64::MIN, Arc::new(list));
+        Ok(())
+    }
+
+    /// Waits while the whole history is being computed for the store as `basis` says,
+    /// unless the window from `since` is short or the kept list serves it already.
+    fn wait_for_warming(&self, basis: &Arc<Basis>, since: i64) {
+        if basis.iter().filter(|b| b.1 >= since).count() <= OWN_WINDOW {
+            return;
+        }
+        if let Some(k) = &*self.kept() {
+            if &k.basis == basis && k.from <= since {
+                return;
+            }
+        }
+        let mut warming = self.warming();
+        while warming.running && warming.basis.as_ref() == Some(basis) {
+            warming = self.warmed.wait(warming).unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     /// How many change lists were computed whole from the store so far.
@@ -148,7 +252,8 @@ impl SharedChanges {
     /// list when it was computed from the same scans and covers `since` (changes since a
     /// later time are its tail: a change is dated by its scan's start); extended with the
     /// new scans' changes when only newer scans landed since; otherwise computed, and kept
-    /// when the kept one is stale or narrower.
+    /// when the kept one is stale or narrower. A long window waits for the whole history
+    /// when it is being computed, then is cut from it.
     pub fn since(
         &self,
         store: &Store,
@@ -156,6 +261,17 @@ impl SharedChanges {
         since: i64,
     ) -> Result<Vec<Change>, StoreError> {
         let basis = seen.basis(store)?;
+        self.wait_for_warming(&basis, since);
+        self.compute(store, basis, since)
+    }
+
+    /// [`SharedChanges::since`] without waiting, the store being as `basis` says.
+    fn compute(
+        &self,
+        store: &Store,
+        basis: Arc<Basis>,
+        since: i64,
+    ) -> Result<Vec<Change>, StoreError> {
         let older = {
             let kept = self.kept();
             match &*kept {
@@ -176,33 +292,25 @@ impl SharedChanges {
             let mut list = Vec::clone(&list);
             list.extend(newer);
             let list = Arc::new(list);
-            let mut kept = self.kept();
-            if kept
-                .as_ref()
-                .is_none_or(|k| k.basis != basis || from < k.from)
-            {
-                *kept = Some(Kept {
-                    basis,
-                    from,
-                    list: list.clone(),
-                });
-            }
+            self.keep(basis, from, list.clone());
             return Ok(tail(&list, since));
         }
         let list = of_basis(store.changes_since(since, None)?, &basis);
         self.computed.fetch_add(1, Ordering::Relaxed);
-        let mut kept = self.kept();
-        let replace = kept
-            .as_ref()
-            .is_none_or(|k| k.basis != basis || since < k.from);
-        if replace {
-            *kept = Some(Kept {
-                basis,
-                from: since,
-                list: Arc::new(list.clone()),
-            });
-        }
+        self.keep(basis, since, Arc::new(list.clone()));
         Ok(list)
+    }
+
+    /// Keeps `list`, the changes since `from` of the store as `basis` says, when the kept
+    /// one is stale or narrower.
+    fn keep(&self, basis: Arc<Basis>, from: i64, list: Arc<Vec<Change>>) {
+        let mut kept = self.kept();
+        if kept
+            .as_ref()
+            .is_none_or(|k| k.basis != basis || from < k.from)
+        {
+            *kept = Some(Kept { basis, from, list });
+        }
     }
 }
 
@@ -365,6 +473,73 @@ mod tests {
             shared.since(&a, &mut seen_a, 0).unwrap(),
             a.changes_since(0, None).unwrap()
         );
+        assert_eq!(shared.computed(), 1);
+    }
+
+    /// A request for a long window while the whole history is being computed waits for
+    /// it and is cut from it: one computation, the same answer as the store's.
+    #[test]
+    fn a_long_window_waits_for_the_history_under_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let mut writer = Store::open(&path).unwrap();
+        let t = portolan_store::query::now();
+        let days = OWN_WINDOW as i64 + 6;
+        for d in 0..days {
+            let ports: &[u16] = if d % 2 == 0 { &[22] } else { &[22, 80] };
+            record(&mut writer, t - (days - d) * 86_400, ports);
+        }
+        let (a, b) = (
+            Store::open_read_only(&path).unwrap(),
+            Store::open_read_only(&path).unwrap(),
+        );
+        let shared = Arc::new(SharedChanges::default());
+        let (mut seen_a, mut seen_b) = (Seen::default(), Seen::default());
+        assert!(shared.should_warm(&a, &mut seen_a).unwrap());
+        shared.warming_started();
+        let year = t - 365 * 86_400;
+        let waiting = {
+            let shared = shared.clone();
+            std::thread::spawn(move || shared.since(&b, &mut seen_b, year).unwrap())
+        };
+        shared.warm(&a, &mut seen_a).unwrap();
+        let got = waiting.join().unwrap();
+        assert_eq!(got, a.changes_since(year, None).unwrap());
+        assert_eq!(got.len(), days as usize - 1, "80 opened or closed each day");
+        assert_eq!(shared.computed(), 1, "computed by the warming only");
+    }
+
+    /// The whole history computed in two halves on two connections at once is the one
+    /// computed whole, kept as one computation.
+    #[test]
+    fn two_connections_warm_the_history_in_halves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let mut writer = Store::open(&path).unwrap();
+        let t = portolan_store::query::now();
+        let days = OWN_WINDOW as i64 * 2;
+        for d in 0..days {
+            let ports: &[u16] = if d % 3 == 0 {
+                &[22]
+            } else {
+                &[22, 80 + d as u16]
+            };
+            record(&mut writer, t - (days - d) * 86_400, ports);
+        }
+        let (a, mut b) = (
+            Store::open_read_only(&path).unwrap(),
+            Store::open_read_only(&path).unwrap(),
+        );
+        let shared = SharedChanges::default();
+        let (mut seen_a, mut seen_b) = (Seen::default(), Seen::default());
+        assert!(shared.should_warm(&a, &mut seen_a).unwrap());
+        shared
+            .warm_with(&a, &mut seen_a, Some((&mut b, &mut seen_b)))
+            .unwrap();
+        assert!(!shared.should_warm(&a, &mut seen_a).unwrap());
+        let whole = a.changes_since(i64::MIN, None).unwrap();
+        assert!(whole.len() as i64 > days, "{}", whole.len());
+        assert_eq!(shared.since(&a, &mut seen_a, i64::MIN).unwrap(), whole);
         assert_eq!(shared.computed(), 1);
     }
 

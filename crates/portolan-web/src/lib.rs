@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// What `portolan serve` was asked.
 #[derive(Debug, Clone)]
@@ -139,6 +139,8 @@ struct Inner {
 struct Pool {
     slots: Vec<Mutex<pages::Data>>,
     permits: Arc<Semaphore>,
+    /// The change list the connections share.
+    changes: Arc<changes::SharedChanges>,
 }
 
 impl Pool {
@@ -151,6 +153,7 @@ impl Pool {
                 .into_iter()
                 .map(|s| Mutex::new(pages::Data::sharing(s, changes.clone())))
                 .collect(),
+            changes,
         }
     }
 
@@ -167,6 +170,17 @@ impl Pool {
             return Some(f(&mut data));
         }
         None
+    }
+
+    /// [`Pool::with`] with two free connections (two permits taken before).
+    fn with_two<T>(&self, f: impl FnOnce(&mut pages::Data, &mut pages::Data) -> T) -> Option<T> {
+        let mut free = self.slots.iter().filter_map(|slot| match slot.try_lock() {
+            Ok(d) => Some(d),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        });
+        let (mut a, mut b) = (free.next()?, free.next()?);
+        Some(f(&mut a, &mut b))
     }
 }
 
@@ -390,6 +404,23 @@ impl App {
 }
 
 impl App {
+    /// Starts computing the whole change history in the background (see
+    /// [`App::warm_changes`]), under way before any request is taken: the first request
+    /// for a long window, however soon it comes, waits for it rather than computing the
+    /// same beside it.
+    async fn warm_at_start(&self) {
+        let app = self.clone();
+        let wanted =
+            tokio::task::spawn_blocking(move || app.0.pool.with(|d| d.changes_need_warming()))
+                .await;
+        if let Ok(Some(true)) = wanted {
+            // Every connection is free yet.
+            if let Ok(permit) = self.0.pool.permits.clone().acquire_owned().await {
+                self.start_warming(permit);
+            }
+        }
+    }
+
     /// Computes the whole change history in the background, on a connection of the pool
     /// taken as a request takes one, so that the first request for a long window (a year
     /// of changes) finds it ready instead of computing it.
@@ -399,16 +430,34 @@ impl App {
             return;
         };
         rt.spawn(async move {
-            let Ok(permit) = app.0.pool.permits.clone().acquire_owned().await else {
-                return;
-            };
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Some(Err(e)) = app.0.pool.with(|d| d.warm_changes()) {
-                    eprintln!("portolan serve: computing the change history: {e}");
-                }
-                drop(permit);
-            })
-            .await;
+            if let Ok(permit) = app.0.pool.permits.clone().acquire_owned().await {
+                app.start_warming(permit);
+            }
+        });
+    }
+
+    /// [`App::warm_changes`] once a connection is ours (`permit`): marked under way, then
+    /// computed on a blocking thread, with a second connection when one is free (the
+    /// history computed in two halves at once).
+    fn start_warming(&self, permit: OwnedSemaphorePermit) {
+        let pool = &self.0.pool;
+        pool.changes.warming_started();
+        let second = pool.permits.clone().try_acquire_owned().ok();
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let pool = &app.0.pool;
+            let done = second
+                .as_ref()
+                .and_then(|_| pool.with_two(|d, helper| d.warm_changes_with(helper)))
+                .or_else(|| pool.with(|d| d.warm_changes()));
+            match done {
+                Some(Err(e)) => eprintln!("portolan serve: computing the change history: {e}"),
+                Some(Ok(())) => {}
+                // No connection after all (the permit says there is one): never leave
+                // requests waiting.
+                None => pool.changes.warming_ended(),
+            }
+            drop((permit, second));
         });
     }
 }
@@ -491,6 +540,11 @@ pub fn router(store: Store, auth: Option<Auth>) -> Router {
 /// every page, its JSON under /api/, the static files, authentication when `auth` is
 /// given, the request time limit, and the security headers on every response.
 pub fn router_with(stores: Vec<Store>, auth: Option<Auth>, limits: Limits) -> Router {
+    app_and_router(stores, auth, limits).1
+}
+
+/// [`router_with`], and the state its routes share.
+fn app_and_router(stores: Vec<Store>, auth: Option<Auth>, limits: Limits) -> (App, Router) {
     let app = App(Arc::new(Inner {
         pool: Pool::new(stores),
         auth,
@@ -519,8 +573,9 @@ pub fn router_with(stores: Vec<Store>, auth: Option<Auth>, limits: Limits) -> Ro
         .route("/static/icon.svg", r(icon))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(app.clone(), require_auth))
-        .with_state(app);
-    limit_time(routes, limits.request).layer(middleware::from_fn(security_headers))
+        .with_state(app.clone());
+    let router = limit_time(routes, limits.request).layer(middleware::from_fn(security_headers));
+    (app, router)
 }
 
 /// Answers 503 to a request not answered within `limit` (password check and page
@@ -611,11 +666,12 @@ pub async fn serve(cfg: Config) -> Result<(), WebError> {
     let addr = listener.local_addr().unwrap_or(cfg.listen);
     eprintln!("portolan serve: http://{addr}/ (Ctrl-C stops)");
     let limits = Limits::default();
-    let app = router_with(stores, auth, limits);
+    let (app, router) = app_and_router(stores, auth, limits);
+    app.warm_at_start().await;
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    serve_on(listener, app, limits, stop)
+    serve_on(listener, router, limits, stop)
         .await
         .map_err(|source| WebError::Listen {
             addr: cfg.listen,

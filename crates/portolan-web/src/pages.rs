@@ -199,6 +199,16 @@ impl Data {
     pub fn warm_changes(&mut self) -> Result<(), StoreError> {
         self.changes.warm(&self.store, &mut self.seen)
     }
+
+    /// [`Data::warm_changes`], its older half computed on `helper`'s connection at the
+    /// same time (see [`SharedChanges::warm_with`]).
+    pub fn warm_changes_with(&mut self, helper: &mut Data) -> Result<(), StoreError> {
+        self.changes.warm_with(
+            &self.store,
+            &mut self.seen,
+            Some((&mut helper.store, &mut helper.seen)),
+        )
+    }
 }
 
 // ---------------------------------------------------------------- Overview
