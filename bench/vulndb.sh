@@ -70,7 +70,7 @@ for scan in scan scan-distinct; do
     matches=(); walls=()
     for _ in 1 2 3; do
         walls+=("$(timed "$BIN" vulns --vulndb "$DB" --json --stats "$OUT/$scan.xml")")
-        matches+=("$(sed -n 's/.* in \([0-9.]*\) s:.*/\1/p' "$OUT/last.err")")
+        matches+=("$(sed -n 's/.*services in \([0-9.]*\) s.*/\1/p' "$OUT/last.err")")
     done
     cat "$OUT/last.err"
     match=$(printf '%s\n' "${matches[@]}" | median)

@@ -15,6 +15,7 @@ use serde::Serialize;
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// What a service announced.
@@ -556,8 +557,43 @@ fn identify(q: &ServiceQuery) -> Option<Identity> {
 /// Debian's word on a CVE in one release: (release, status, fixed version).
 type TrackerEntry = (String, Arc<str>, Option<Arc<str>>);
 
+/// What a worker of [`Matcher::services`] matched: each service's place and findings.
+type Share = Vec<(usize, Arc<Vec<Finding>>)>;
+
+/// From how many services [`Matcher::services`] matches on several threads, and on how
+/// many at most.
+const PARALLEL_FROM: usize = 2_000;
+const MAX_THREADS: usize = 4;
+/// The most services of a product one worker takes at a time.
+const CHUNK: usize = 256;
+
 /// After how many CVEs read the matcher reads the whole EPSS table.
 const EPSS_WHOLE_AFTER: u64 = 20_000;
+
+/// Every EPSS score, by CVE number ([`cve_number`]), sorted: a table of a few MB read
+/// without an allocation per row.
+struct EpssTable(Vec<(u64, f64, f64)>);
+
+impl EpssTable {
+    fn get(&self, cve: &str) -> Option<(f64, f64)> {
+        let n = cve_number(cve)?;
+        let i = self.0.binary_search_by_key(&n, |e| e.0).ok()?;
+        self.0.get(i).map(|e| (e.1, e.2))
+    }
+}
+
+/// `CVE-2024-6387` as one number (year, then the sequence, up to 12 digits); None for
+/// anything else.
+fn cve_number(id: &str) -> Option<u64> {
+    let rest = id.strip_prefix("CVE-")?;
+    let (year, seq) = rest.split_once('-')?;
+    if year.len() != 4 || seq.is_empty() || seq.len() > 12 {
+        return None;
+    }
+    let year: u64 = year.parse().ok()?;
+    let seq: u64 = seq.parse().ok()?;
+    Some(year * 1_000_000_000_000 + seq)
+}
 
 /// CISA's catalog by CVE: the date added and the ransomware use.
 type KevMap = HashMap<String, (Arc<str>, Option<Arc<str>>)>;
@@ -603,7 +639,7 @@ pub struct Matcher {
     debian_packages: HashMap<String, Option<Arc<DebianPackage>>>,
     kev: Option<Arc<KevMap>>,
     /// Every EPSS score, once many CVEs have been read ([`Matcher::epss_whole_after`]).
-    epss: Option<HashMap<String, (f64, f64)>>,
+    epss: Option<EpssTable>,
     cves_read: u64,
     epss_whole_after: u64,
     /// The nodes of each AND configuration met: (CVE, configuration).
@@ -661,6 +697,79 @@ impl Matcher {
         }
     }
 
+    /// The findings of many services, in their order: on several threads for a large
+    /// batch, each with its own connection and caches and its own share of the products
+    /// (so that each product is still read once).
+    pub fn services(
+        &mut self,
+        queries: &[&ServiceQuery],
+    ) -> Result<Vec<Arc<Vec<Finding>>>, VulnError> {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(MAX_THREADS);
+        if threads < 2 || queries.len() < PARALLEL_FROM {
+            return queries.iter().map(|q| self.service(q)).collect();
+        }
+        // The services of a product together, in chunks that the workers take in turn,
+        // the largest first: a product of many services is shared out (reading it once
+        // per worker costs less than one worker building all its findings).
+        let mut groups: HashMap<Option<(String, String)>, Vec<usize>> = HashMap::new();
+        for (i, q) in queries.iter().enumerate() {
+            let product = identify(q).and_then(|id| id.nvd.into_iter().next());
+            groups.entry(product).or_default().push(i);
+        }
+        let mut chunks: Vec<Vec<usize>> = Vec::new();
+        for g in groups.into_values() {
+            chunks.extend(g.chunks(CHUNK).map(<[usize]>::to_vec));
+        }
+        chunks.sort_by_key(|c| std::cmp::Reverse(c.len()));
+        let next = AtomicUsize::new(0);
+        let path = self.db().path().to_path_buf();
+        let whole_after = self.epss_whole_after;
+        let done: Vec<Result<Share, VulnError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (path, chunks, next) = (&path, &chunks, &next);
+                    scope.spawn(move || {
+                        let mut m = VulnDb::open_existing(path)?
+                            .into_matcher()
+                            .epss_whole_after(whole_after);
+                        let mut done = Vec::new();
+                        while let Some(chunk) = chunks.get(next.fetch_add(1, Relaxed)) {
+                            for &i in chunk {
+                                if let Some(q) = queries.get(i) {
+                                    done.push((i, m.service(q)?));
+                                }
+                            }
+                        }
+                        Ok(done)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(VulnError::Corrupt {
+                            path: path.clone(),
+                            what: "a matching thread failed".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut out: Vec<Arc<Vec<Finding>>> = vec![Arc::default(); queries.len()];
+        for part in done {
+            for (i, f) in part? {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = f;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The findings of one service, most urgent first; empty when the service is not a
     /// known product or has no precise version.
     pub fn service(&mut self, q: &ServiceQuery) -> Result<Arc<Vec<Finding>>, VulnError> {
@@ -691,14 +800,22 @@ impl Matcher {
     }
 
     /// Every EPSS score, by CVE.
-    fn all_epss(&self) -> Result<HashMap<String, (f64, f64)>, VulnError> {
-        self.conn()
+    fn all_epss(&self) -> Result<EpssTable, VulnError> {
+        let mut out: Vec<(u64, f64, f64)> = self
+            .conn()
             .prepare("SELECT cve, epss, percentile FROM epss")
             .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
-                    .collect()
+                s.query_map([], |r| {
+                    let n = cve_number(r.get_ref(0)?.as_str()?);
+                    let (e, p): (f64, f64) = (r.get(1)?, r.get(2)?);
+                    Ok(n.map(|n| (n, e, p)))
+                })?
+                .filter_map(Result::transpose)
+                .collect()
             })
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        out.sort_unstable_by_key(|e| e.0);
+        Ok(EpssTable(out))
     }
 
     /// CISA's catalog, read whole once (about a thousand entries): by CVE, the date added
@@ -763,9 +880,9 @@ impl Matcher {
                     return Ok(None);
                 };
                 let (epss, pct): (Option<f64>, Option<f64>) = match all_epss {
-                    Some(m) => m
-                        .get(&**id)
-                        .map(|&(e, p)| (Some(e), Some(p)))
+                    Some(t) => t
+                        .get(id)
+                        .map(|(e, p)| (Some(e), Some(p)))
                         .unwrap_or_default(),
                     None => (r.get(4)?, r.get(5)?),
                 };
@@ -1138,6 +1255,19 @@ mod tests {
             "cpe:2.3:a:x:y:*:*:*:*:*:*:*:*",
             None,
         )
+    }
+
+    #[test]
+    fn cve_numbers_for_the_epss_table() {
+        assert_eq!(cve_number("CVE-2024-6387"), Some(2_024_000_000_006_387));
+        assert_eq!(cve_number("CVE-2021-0001"), Some(2_021_000_000_000_001));
+        assert!(cve_number("CVE-2021-10001") > cve_number("CVE-2021-9999"));
+        for bad in ["GHSA-xxxx", "CVE-24-1", "CVE-2024-", "CVE-2024-12a", "cve-2024-1"] {
+            assert_eq!(cve_number(bad), None, "{bad}");
+        }
+        let t = EpssTable(vec![(2_021_000_000_000_001, 0.5, 0.9)]);
+        assert_eq!(t.get("CVE-2021-0001"), Some((0.5, 0.9)));
+        assert_eq!(t.get("CVE-2021-0002"), None);
     }
 
     #[test]

@@ -573,3 +573,46 @@ fn epss_read_whole_or_per_cve_gives_the_same_findings() {
     }
     assert!(seen >= 5, "scores were compared: {seen}");
 }
+
+#[test]
+fn a_large_batch_matched_on_threads_equals_one_service_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    imported(dir.path());
+    let path = dir.path().join("vulndb.sqlite");
+    let products = [
+        "OpenSSH",
+        "nginx",
+        "dnsmasq",
+        "vsftpd",
+        "MySQL",
+        "PostgreSQL DB",
+        "Unknown",
+    ];
+    // Enough services for the threaded path (2,000 or more), at many versions.
+    let queries: Vec<ServiceQuery> = (0..3000)
+        .map(|i| {
+            let p = products[i % products.len()];
+            let v = match p {
+                "OpenSSH" if i % 2 == 0 => format!("9.{}p1 Debian 2+deb12u{}", i % 9, i % 11),
+                "OpenSSH" => format!("{}.{}p1", 7 + i % 3, i % 10),
+                _ => format!("{}.{}.{}", i % 16, i % 30, i % 7),
+            };
+            service(p, &v)
+        })
+        .collect();
+    let refs: Vec<&ServiceQuery> = queries.iter().collect();
+    let batch = VulnDb::open(&path)
+        .unwrap()
+        .into_matcher()
+        .services(&refs)
+        .unwrap();
+    let mut one = VulnDb::open(&path).unwrap().into_matcher();
+    assert_eq!(batch.len(), queries.len());
+    let mut findings = 0;
+    for (q, b) in queries.iter().zip(&batch) {
+        let a = one.service(q).unwrap();
+        assert_eq!(*a, **b, "{q:?}");
+        findings += a.len();
+    }
+    assert!(findings > 1000, "{findings} findings compared");
+}

@@ -205,8 +205,16 @@ fn print_status(st: &portolan_vuln::Status, json: bool) -> ExitCode {
     } else {
         let mut t = format!(
             "Vulnerability database {} (schema {})\n\
-             CVEs: {}  cpeMatch entries: {}  known exploited: {}  EPSS scores: {}  Debian entries: {}\n",
-            st.path, st.schema_version, st.cves, st.cpe_matches, st.kev, st.epss, st.debian
+             CVEs: {}  cpeMatch entries: {}  AND configurations: {}  known exploited: {}  \
+             EPSS scores: {}  Debian entries: {}\n",
+            st.path,
+            st.schema_version,
+            st.cves,
+            st.cpe_matches,
+            st.and_configurations,
+            st.kev,
+            st.epss,
+            st.debian
         );
         if let Some(d) = &st.newest_cve_change {
             t.push_str(&format!("Newest CVE change: {d}\n"));
@@ -484,15 +492,20 @@ pub fn vulns(args: &[String]) -> ExitCode {
             Err(e) => return fail("vulns", e),
         };
         let m = matcher.insert(db.into_matcher());
+        let asked: Vec<&ServiceQuery> = targets
+            .iter()
+            .filter(|t| t.stored.is_none())
+            .map(|t| &t.query)
+            .collect();
+        let mut matched = match m.services(&asked) {
+            Ok(f) => f.into_iter(),
+            Err(e) => return fail("vulns", e),
+        };
         for t in &targets {
-            if t.stored.is_some() {
-                found.push(Default::default());
-                continue;
-            }
-            match m.service(&t.query) {
-                Ok(f) => found.push(f),
-                Err(e) => return fail("vulns", e),
-            }
+            found.push(match t.stored {
+                Some(_) => Default::default(),
+                None => matched.next().unwrap_or_default(),
+            });
         }
     }
     let matched_in = started.elapsed();
