@@ -33,7 +33,7 @@ impl Format {
 }
 
 /// One CVE of an NVD feed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CveRecord {
     pub id: String,
     pub published: Option<String>,
@@ -72,7 +72,7 @@ pub struct MatchRecord {
 
 /// An AND configuration: every node must hold (a vulnerable product and the platform it
 /// runs on, most often).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AndConfig {
     /// Its index in the CVE's configurations.
     pub config: u32,
