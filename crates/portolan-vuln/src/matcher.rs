@@ -1262,7 +1262,13 @@ mod tests {
         assert_eq!(cve_number("CVE-2024-6387"), Some(2_024_000_000_006_387));
         assert_eq!(cve_number("CVE-2021-0001"), Some(2_021_000_000_000_001));
         assert!(cve_number("CVE-2021-10001") > cve_number("CVE-2021-9999"));
-        for bad in ["GHSA-xxxx", "CVE-24-1", "CVE-2024-", "CVE-2024-12a", "cve-2024-1"] {
+        for bad in [
+            "GHSA-xxxx",
+            "CVE-24-1",
+            "CVE-2024-",
+            "CVE-2024-12a",
+            "cve-2024-1",
+        ] {
             assert_eq!(cve_number(bad), None, "{bad}");
         }
         let t = EpssTable(vec![(2_021_000_000_000_001, 0.5, 0.9)]);

@@ -289,6 +289,18 @@ mod tests {
         ]
     }
 
+    /// Redis (node 0) on the one platform entry of node 1.
+    fn redis_on(criteria: &str, bounds: [Option<&str>; 4], negate: bool) -> Vec<Node> {
+        vec![
+            redis_on_debian().remove(0),
+            Node {
+                node: 1,
+                negate,
+                entries: vec![entry(criteria, bounds)],
+            },
+        ]
+    }
+
     #[test]
     fn a_debian_release_from_the_banner_decides() {
         let nodes = redis_on_debian();
@@ -326,17 +338,11 @@ mod tests {
             "{why}"
         );
         // A Debian host rules out Ubuntu; a Linux one rules out Windows.
-        let ubuntu = vec![
-            redis_on_debian().remove(0),
-            Node {
-                node: 1,
-                negate: false,
-                entries: vec![entry(
-                    "cpe:2.3:o:canonical:ubuntu_linux:20.04:*:*:*:lts:*:*:*",
-                    [None; 4],
-                )],
-            },
-        ];
+        let ubuntu = redis_on(
+            "cpe:2.3:o:canonical:ubuntu_linux:20.04:*:*:*:lts:*:*:*",
+            [None; 4],
+            false,
+        );
         let mut debian = Platform::default();
         debian.debian(None, "the banner says Debian");
         assert_eq!(condition(&ubuntu, 0, &debian).0, Holds::No);
@@ -345,53 +351,33 @@ mod tests {
 
     #[test]
     fn ranges_negation_and_os_detection() {
-        let kernel = |neg: bool| {
-            vec![
-                redis_on_debian().remove(0),
-                Node {
-                    node: 1,
-                    negate: neg,
-                    entries: vec![entry(
-                        "cpe:2.3:o:linux:linux_kernel:*:*:*:*:*:*:*:*",
-                        [None, None, None, Some("5.0")],
-                    )],
-                },
-            ]
-        };
+        let old_kernel = redis_on(
+            "cpe:2.3:o:linux:linux_kernel:*:*:*:*:*:*:*:*",
+            [None, None, None, Some("5.0")],
+            false,
+        );
         // OS detection names the kernel, not its version: a bounded entry is not known...
         let mut p = Platform::default();
         p.cpe(
             &cpe::parse("cpe:/o:linux:linux_kernel:4").unwrap(),
             "OS detection",
         );
-        assert_eq!(condition(&kernel(false), 0, &p).0, Holds::Unknown);
+        assert_eq!(condition(&old_kernel, 0, &p).0, Holds::Unknown);
         // ...an every-version entry is.
-        let any_kernel = vec![
-            redis_on_debian().remove(0),
-            Node {
-                node: 1,
-                negate: false,
-                entries: vec![entry(
-                    "cpe:2.3:o:linux:linux_kernel:*:*:*:*:*:*:*:*",
-                    [None; 4],
-                )],
-            },
-        ];
+        let any_kernel = redis_on(
+            "cpe:2.3:o:linux:linux_kernel:*:*:*:*:*:*:*:*",
+            [None; 4],
+            false,
+        );
         let (h, why) = condition(&any_kernel, 0, &p);
         assert_eq!(h, Holds::Yes);
         assert!(why.contains("OS detection"), "{why}");
         // Negated: "not on Windows" holds on Linux, fails on Windows.
-        let not_windows = vec![
-            redis_on_debian().remove(0),
-            Node {
-                node: 1,
-                negate: true,
-                entries: vec![entry(
-                    "cpe:2.3:o:microsoft:windows:*:*:*:*:*:*:*:*",
-                    [None; 4],
-                )],
-            },
-        ];
+        let not_windows = redis_on(
+            "cpe:2.3:o:microsoft:windows:*:*:*:*:*:*:*:*",
+            [None; 4],
+            true,
+        );
         assert_eq!(condition(&not_windows, 0, &p).0, Holds::Yes);
         let mut w = Platform::default();
         w.cpe(
@@ -405,17 +391,11 @@ mod tests {
             p.debian(Some(major), "the banner's Debian revision");
             p
         };
-        let range = vec![
-            redis_on_debian().remove(0),
-            Node {
-                node: 1,
-                negate: false,
-                entries: vec![entry(
-                    "cpe:2.3:o:debian:debian_linux:*:*:*:*:*:*:*:*",
-                    [Some("10.0"), None, None, Some("12.0")],
-                )],
-            },
-        ];
+        let range = redis_on(
+            "cpe:2.3:o:debian:debian_linux:*:*:*:*:*:*:*:*",
+            [Some("10.0"), None, None, Some("12.0")],
+            false,
+        );
         assert_eq!(condition(&range, 0, &deb(11)).0, Holds::Yes);
         assert_eq!(condition(&range, 0, &deb(12)).0, Holds::No);
         // The node the match is in is not its own condition: from node 1, what remains

@@ -550,8 +550,7 @@ fn a_schema_1_database_is_migrated_and_asks_for_a_new_import() {
 #[test]
 fn epss_read_whole_or_per_cve_gives_the_same_findings() {
     let dir = tempfile::tempdir().unwrap();
-    imported(dir.path());
-    let path = dir.path().join("vulndb.sqlite");
+    let path = imported(dir.path()).path().to_path_buf();
     let services = [
         ("OpenSSH", "9.2p1 Debian 2+deb12u2"),
         ("nginx", "1.20.0"),
@@ -577,8 +576,7 @@ fn epss_read_whole_or_per_cve_gives_the_same_findings() {
 #[test]
 fn a_large_batch_matched_on_threads_equals_one_service_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
-    imported(dir.path());
-    let path = dir.path().join("vulndb.sqlite");
+    let path = imported(dir.path()).path().to_path_buf();
     let products = [
         "OpenSSH",
         "nginx",

@@ -334,6 +334,15 @@ mod tests {
         }
     }
 
+    /// A new store in a directory of its own (kept while the first item lives), its path,
+    /// a writer, and now.
+    fn new_store() -> (tempfile::TempDir, std::path::PathBuf, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let writer = Store::open(&path).unwrap();
+        (dir, path, writer, portolan_store::query::now())
+    }
+
     /// A complete scan at `started` of 198.18.0.1 with `ports` open.
     fn record(store: &mut Store, started: i64, ports: &[u16]) {
         use portolan_model::{Host, HostStatus, Port, Protocol};
@@ -370,10 +379,7 @@ mod tests {
     /// the new scan, and the list is computed once for both.
     #[test]
     fn connections_share_the_list_until_a_scan_lands() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("h.db");
-        let mut writer = Store::open(&path).unwrap();
-        let t = portolan_store::query::now();
+        let (_dir, path, mut writer, t) = new_store();
         record(&mut writer, t - 3 * 86_400, &[22]);
         record(&mut writer, t - 2 * 86_400, &[22, 80]);
         let (a, b) = (
@@ -412,10 +418,7 @@ mod tests {
     /// came after it: the list is computed again.
     #[test]
     fn an_older_scan_landing_recomputes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("h.db");
-        let mut writer = Store::open(&path).unwrap();
-        let t = portolan_store::query::now();
+        let (_dir, path, mut writer, t) = new_store();
         record(&mut writer, t - 3 * 86_400, &[22]);
         record(&mut writer, t - 86_400, &[22, 80]);
         let a = Store::open_read_only(&path).unwrap();
@@ -435,10 +438,7 @@ mod tests {
     /// The whole history is asked for once per store state, then serves every window.
     #[test]
     fn the_whole_history_is_warmed_once_per_scan() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("h.db");
-        let mut writer = Store::open(&path).unwrap();
-        let t = portolan_store::query::now();
+        let (_dir, path, mut writer, t) = new_store();
         record(&mut writer, t - 400 * 86_400, &[22]);
         record(&mut writer, t - 300 * 86_400, &[22, 80]);
         let (a, b) = (
@@ -480,10 +480,7 @@ mod tests {
     /// it and is cut from it: one computation, the same answer as the store's.
     #[test]
     fn a_long_window_waits_for_the_history_under_way() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("h.db");
-        let mut writer = Store::open(&path).unwrap();
-        let t = portolan_store::query::now();
+        let (_dir, path, mut writer, t) = new_store();
         let days = OWN_WINDOW as i64 + 6;
         for d in 0..days {
             let ports: &[u16] = if d % 2 == 0 { &[22] } else { &[22, 80] };
@@ -513,10 +510,7 @@ mod tests {
     /// computed whole, kept as one computation.
     #[test]
     fn two_connections_warm_the_history_in_halves() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("h.db");
-        let mut writer = Store::open(&path).unwrap();
-        let t = portolan_store::query::now();
+        let (_dir, path, mut writer, t) = new_store();
         let days = OWN_WINDOW as i64 * 2;
         for d in 0..days {
             let ports: &[u16] = if d % 3 == 0 {
