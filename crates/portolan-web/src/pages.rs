@@ -905,7 +905,15 @@ fn finding_cells(v: &PortFinding, with_host: bool) -> Vec<String> {
         },
         f.epss.map(|e| format!("{e:.3}")).unwrap_or_default(),
         esc(&f.title),
-        format!("{}<br><small>{}</small>", esc(&f.basis), esc(&f.matched)),
+        match &f.condition {
+            Some(c) => format!(
+                "{}<br><small>{}</small><br><small>applies {}</small>",
+                esc(&f.basis),
+                esc(&f.matched),
+                esc(c)
+            ),
+            None => format!("{}<br><small>{}</small>", esc(&f.basis), esc(&f.matched)),
+        },
     ]);
     cells
 }
@@ -988,6 +996,7 @@ pub fn vulns(d: &mut Data, p: &Params, fmt: Format) -> Result<Reply, PageError> 
                 "title",
                 "basis",
                 "matched",
+                "condition",
                 "last_seen",
                 "scan_id",
             ]
@@ -1011,6 +1020,7 @@ pub fn vulns(d: &mut Data, p: &Params, fmt: Format) -> Result<Reply, PageError> 
                 fd.title.clone(),
                 fd.basis.clone(),
                 fd.matched.clone(),
+                fd.condition.clone().unwrap_or_default(),
                 html::time_text(r.last_seen),
                 r.scan_id.to_string(),
             ]));

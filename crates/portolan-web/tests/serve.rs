@@ -591,6 +591,9 @@ async fn serve_refuses_an_old_store_untouched() {
 /// Two scans run with `--vulns`: two days ago .1's ssh had A (known exploited) and B (its
 /// nginx has none); yesterday it has B and C (whose title is hostile), and .2's http, clean
 /// before, has D.
+/// The condition of a finding whose AND configuration's platform the scan did not tell.
+const RUNNING_ON: &str = "only when running on cpe:2.3:o:debian:debian_linux:12.0:*:*:*:*:*:*:*";
+
 fn vuln_app() -> (tempfile::TempDir, Router) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.db");
@@ -600,7 +603,8 @@ fn vuln_app() -> (tempfile::TempDir, Router) {
     let a = finding("CVE-2024-6387", 8.1, true, 0.4, "regreSSHion");
     let b = finding("CVE-2023-38408", 9.8, false, 0.05, "ssh-agent PKCS#11");
     let c = finding("CVE-2023-51385", 6.5, false, 0.2, XSS);
-    let d = finding("CVE-2023-44487", 5.3, true, 0.9, "HTTP/2 rapid reset");
+    let mut d = finding("CVE-2023-44487", 5.3, true, 0.9, "HTTP/2 rapid reset");
+    d.condition = Some(RUNNING_ON.into());
     let ssh = |v| {
         host(
             "198.18.0.1",
@@ -654,6 +658,8 @@ async fn vulnerabilities_are_listed_most_urgent_first_and_filter() {
     assert_eq!(v["findings"][0]["address"], "198.18.0.2");
     assert_eq!(v["findings"][0]["port"], 80);
     assert_eq!(v["findings"][0]["kev"], true);
+    assert_eq!(v["findings"][0]["condition"], RUNNING_ON);
+    assert!(v["findings"][1].get("condition").is_none());
     assert_eq!(v["findings"][2]["cvss"], 9.8);
     let q = |f: &str| format!("/api/vulns?q={}", portolan_web::html::url(f));
     for (filter, want) in [
@@ -696,6 +702,16 @@ async fn vulnerabilities_are_listed_most_urgent_first_and_filter() {
     assert_eq!(lines.len(), 3, "{}", csv.body);
     assert!(lines[0].starts_with("address,hostname,port,service,cve,cvss"));
     assert!(lines[1].starts_with("198.18.0.1,,22/tcp,ssh OpenSSH 9.6p1,CVE-2023-51385,6.5,"));
+    // The condition is said on the page and in its column of the export.
+    assert!(g.body.contains(&format!("applies {RUNNING_ON}")));
+    let csv = get(&app, "/api/vulns.csv?q=port:80").await;
+    assert!(csv
+        .body
+        .lines()
+        .next()
+        .unwrap()
+        .contains(",matched,condition,"));
+    assert!(csv.body.contains(RUNNING_ON), "{}", csv.body);
     // Every page's nav bar has the entry.
     for uri in ["/", "/hosts", "/changes", "/scans", "/host/198.18.0.1"] {
         let g = get(&app, uri).await;
