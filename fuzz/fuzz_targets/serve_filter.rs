@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
             matched: String::new(),
             basis: String::new(),
             upstream_only: true,
+            condition: None,
         };
         if let Some(port) = host.ports.first() {
             let _ = f.matches_finding(&host, port, &finding, &HashSet::new());
