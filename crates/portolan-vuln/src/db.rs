@@ -215,23 +215,25 @@ impl VulnDb {
                 supported: SCHEMA_VERSION,
             }),
             Some(1) => {
-                // Version 2 keeps the entries of AND configurations (cpe_node) and the node
+                // Version 2 keeps the AND configurations (cpe_config) and the node
                 // of each match, and clusters the matches by product; CVEs imported before
                 // lack their platforms until imported again.
                 let tx = self.conn.transaction().map_err(err)?;
+                // The old table is set aside (its indexes dropped, their names reused) and
+                // the schema's own definition makes the new one.
                 tx.execute_batch(
-                    "CREATE TABLE cpe_match_v2(product TEXT NOT NULL, vendor TEXT NOT NULL, \
-                       cve TEXT NOT NULL, seq INTEGER NOT NULL, part TEXT NOT NULL, \
-                       version TEXT NOT NULL, start_incl TEXT, start_excl TEXT, end_incl TEXT, \
-                       end_excl TEXT, criteria TEXT NOT NULL, config INTEGER, node INTEGER, \
-                       PRIMARY KEY(product, vendor, cve, seq)) WITHOUT ROWID; \
-                     INSERT INTO cpe_match_v2(product, vendor, cve, seq, part, version, \
+                    "DROP INDEX IF EXISTS cpe_match_cve; \
+                     DROP INDEX IF EXISTS cpe_match_product; \
+                     ALTER TABLE cpe_match RENAME TO cpe_match_v1;",
+                )
+                .map_err(err)?;
+                tx.execute_batch(SCHEMA).map_err(err)?;
+                tx.execute_batch(
+                    "INSERT INTO cpe_match(product, vendor, cve, seq, part, version, \
                        start_incl, start_excl, end_incl, end_excl, criteria) \
                        SELECT product, vendor, cve, rowid, part, version, start_incl, \
-                       start_excl, end_incl, end_excl, criteria FROM cpe_match; \
-                     DROP TABLE cpe_match; \
-                     ALTER TABLE cpe_match_v2 RENAME TO cpe_match; \
-                     CREATE INDEX cpe_match_cve ON cpe_match(cve); \
+                       start_excl, end_incl, end_excl, criteria FROM cpe_match_v1; \
+                     DROP TABLE cpe_match_v1; \
                      INSERT OR REPLACE INTO meta(key, value) \
                        SELECT 'platforms_missing', COUNT(*) FROM cve HAVING COUNT(*) > 0; \
                      UPDATE meta SET value = '2' WHERE key = 'schema_version';",

@@ -526,6 +526,20 @@ fn a_schema_1_database_is_migrated_and_asks_for_a_new_import() {
     let mut db = VulnDb::open(&path).unwrap();
     let st = db.status().unwrap();
     assert_eq!((st.schema_version, st.platforms_missing), (2, Some(1)));
+    // The new table is the schema's, clustered by product, with its index on the CVE.
+    let plan: String = db
+        .connection()
+        .query_row(
+            "SELECT group_concat(name) FROM sqlite_master WHERE tbl_name = 'cpe_match' \
+             AND (type = 'index' OR sql LIKE '%WITHOUT ROWID%')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        plan.contains("cpe_match_cve") && plan.split(',').any(|n| n == "cpe_match"),
+        "{plan}"
+    );
     // Its rows still match (unconditionally, as schema 1 knew them)...
     let mut m = db.into_matcher();
     assert_eq!(
