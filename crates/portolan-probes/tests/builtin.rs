@@ -151,3 +151,25 @@ fn binary_protocols() {
     let f = answer(&db, "SMBNegotiate", b"\0\0\0\x55\xfeSMB\x40\0");
     assert_eq!(f.service, "microsoft-ds");
 }
+
+/// Regression: PCRE2 10.43 (bundled by pcre2-sys 0.2.9) had a race in its JIT allocator,
+/// so threads compiling and freeing patterns at once crashed now and then (CI saw a stack
+/// overflow in `binary_protocols` while the other tests ran beside it). Several threads
+/// each load the database, match and drop it, many rounds over (with 10.43 one run of this test in five crashed here).
+#[test]
+fn databases_load_and_match_on_several_threads_at_once() {
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(|| {
+                for _ in 0..200 {
+                    let db = db();
+                    let f = answer(&db, "NULL", b"SSH-2.0-OpenSSH_9.2p1\r\n");
+                    assert_eq!(f.service, "ssh");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a loading thread panicked");
+    }
+}
