@@ -109,16 +109,30 @@ impl ShardedScan {
     }
 }
 
-/// The round a part of `key` (of `parts` parts) numbered `part` joins: the latest one not
-/// yet complete that misses that part number, else a new one. Under the identity's lock.
-fn join_round(tx: &Db, key: &str, part: u32, parts: u32, started: i64) -> Result<i64, StoreError> {
+/// The round a part of `key` (of `parts` parts) numbered `part`, of `targets`, joins: the
+/// latest one not yet complete that misses that part number and whose parts have the same
+/// targets, else a new one. Under the identity's lock.
+///
+/// Parts of other targets are another scan even under one `--scan-id`: their hosts would
+/// not add up to either. Neither is refused (a round left open by a night whose targets
+/// changed since must not block the nights after); each round completes with its own.
+fn join_round(
+    tx: &Db,
+    key: &str,
+    part: u32,
+    parts: u32,
+    targets: &str,
+    started: i64,
+) -> Result<i64, StoreError> {
     let open = tx.query_opt(
         "SELECT r.id FROM shard_rounds r
          WHERE r.scan_key = ?1 AND r.parts = ?2 AND r.union_id IS NULL
            AND NOT EXISTS (SELECT 1 FROM scans s
                            WHERE s.round_id = r.id AND s.part = ?3 AND s.part_done = 1)
+           AND NOT EXISTS (SELECT 1 FROM scans s
+                           WHERE s.round_id = r.id AND s.targets <> ?4)
          ORDER BY r.round DESC LIMIT 1",
-        &vals![key, parts, part],
+        &vals![key, parts, part, targets],
     )?;
     if let Some(r) = open {
         return r.get(0);
@@ -151,15 +165,32 @@ fn lock_key(tx: &Db, key: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The shard columns of a scan: (key, part, parts, round, started), all Some for a part.
-type PartRow = (Option<String>, Option<u32>, Option<u32>, Option<i64>, i64);
+/// The shard columns of a scan: (key, part, parts, round, started, targets), the first
+/// four Some for a part.
+type PartRow = (
+    Option<String>,
+    Option<u32>,
+    Option<u32>,
+    Option<i64>,
+    i64,
+    String,
+);
 
 fn part_of(tx: &Db, scan: ScanId) -> Result<Option<PartRow>, StoreError> {
     tx.query_opt(
-        "SELECT scan_key, part, parts, round_id, started FROM scans WHERE id = ?1",
+        "SELECT scan_key, part, parts, round_id, started, targets FROM scans WHERE id = ?1",
         &vals![scan.0],
     )?
-    .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+    .map(|r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    })
     .transpose()
 }
 
@@ -169,7 +200,7 @@ pub(crate) fn finish_any(tx: &Db, scan: ScanId, stats: FinishStats) -> Result<()
     let Some(row) = part_of(tx, scan)? else {
         return Err(StoreError::NoSuchScan(scan));
     };
-    let (Some(key), Some(part), Some(parts), Some(round), started) = row else {
+    let (Some(key), Some(part), Some(parts), Some(round), started, targets) = row else {
         return finish(tx, scan, stats, true);
     };
     // `complete` stays 0: a part never counts on its own.
@@ -187,7 +218,7 @@ pub(crate) fn finish_any(tx: &Db, scan: ScanId, stats: FinishStats) -> Result<()
     // The same part already completed its round (run twice at once): this one goes on to
     // the next round that misses it.
     let round = if taken {
-        join_round(tx, &key, part, parts, started)?
+        join_round(tx, &key, part, parts, &targets, started)?
     } else {
         round
     };
@@ -430,7 +461,14 @@ impl Store {
         }
         self.write(|tx| {
             lock_key(tx, &part.scan_key)?;
-            let round = join_round(tx, &part.scan_key, part.part, part.parts, meta.started)?;
+            let round = join_round(
+                tx,
+                &part.scan_key,
+                part.part,
+                part.parts,
+                &meta.targets,
+                meta.started,
+            )?;
             let id = insert_scan(tx, meta)?;
             tx.execute(
                 "UPDATE scans SET scan_key = ?2, part = ?3, parts = ?4, round_id = ?5

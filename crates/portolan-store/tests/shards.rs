@@ -246,6 +246,39 @@ both!(an_identity_used_again_starts_a_new_round, |path| {
 });
 
 both!(
+    parts_of_other_targets_under_one_identity_are_another_scan,
+    |path| {
+        let mut store = Store::open(&path).unwrap();
+        run_part(&mut store, "nightly", 1, 2, false);
+        // The same --scan-id, part 2, but of other targets: it must not complete round 1 (the
+        // union would be half of each network); it starts a round of its own.
+        let other = ShardPart {
+            scan_key: "nightly".into(),
+            part: 2,
+            parts: 2,
+        };
+        let mut m = meta(102, "--shard 2/2");
+        m.targets = "10.9.0.0/29".into();
+        m.args = m.args.replace(TARGETS, &m.targets);
+        let id = store.begin_part(&m, &other).unwrap();
+        store.finish_scan(id, stats(&[])).unwrap();
+        let rounds = store.sharded_scans().unwrap();
+        assert_eq!(rounds.len(), 2, "{rounds:?}");
+        assert!(rounds.iter().all(|r| !r.is_complete()));
+        assert_eq!(rounds[1].targets, "10.9.0.0/29");
+        assert!(store.history().unwrap().iter().all(|s| !s.complete));
+        // Part 2 of the first targets completes the first round, and only it.
+        run_part(&mut store, "nightly", 2, 2, false);
+        let rounds = store.sharded_scans().unwrap();
+        assert_eq!(rounds.len(), 2);
+        assert!(rounds[0].is_complete());
+        assert_eq!(rounds[0].targets, TARGETS);
+        assert!(!rounds[1].is_complete());
+        assert_eq!(store.hosts().unwrap().len(), 5);
+    }
+);
+
+both!(
     four_writers_beginning_and_finishing_at_once_make_one_scan,
     |path| {
         drop(Store::open(&path).unwrap());
