@@ -387,6 +387,23 @@ enum Row {
     Lead(Vec<String>, String),
 }
 
+/// The terminal's first line, `Starting Portolan 0.1.0 ( ... ) at 2026-12-05 14:41 UTC`,
+/// for a run that prints something other than hosts (`--iflist`).
+pub fn starting_line(run: &ScanRun) -> String {
+    format!(
+        "Starting {} ( {} ) at {}\n",
+        text::scanner_title(run),
+        text::project_url(run),
+        Zone::Local.starting(run.start)
+    )
+}
+
+/// Rows of cells aligned as Nmap's tables are (see [`render_table`]).
+pub fn table(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Row> = rows.iter().map(|r| Row::Cells(r.clone())).collect();
+    render_table(&rows)
+}
+
 /// Columns left-aligned, each as wide as its widest cell plus one space, trailing blanks cut.
 fn render_table(rows: &[Row]) -> String {
     let mut widths: Vec<usize> = Vec::new();

@@ -133,6 +133,8 @@ pub struct Options {
     pub verbose: u8,
     pub debug: u8,
     pub reason: bool,
+    /// --iflist: print this host's interfaces and routes, and end.
+    pub iflist: bool,
     pub open_only: bool,
     pub stats_every: Option<Duration>,
     pub stylesheet: Option<String>,
@@ -236,6 +238,7 @@ impl Default for Options {
             verbose: 0,
             debug: 0,
             reason: false,
+            iflist: false,
             open_only: false,
             stats_every: None,
             stylesheet: None,

@@ -12,6 +12,7 @@ mod commands;
 mod diff_cmd;
 mod flags;
 mod generate;
+mod iflist;
 mod outname;
 mod outputs;
 mod plan;
@@ -91,6 +92,19 @@ fn main() -> ExitCode {
             std::env::consts::OS
         );
         return ExitCode::SUCCESS;
+    }
+    // --iflist: Nmap prints the lists and ends, whatever else was asked.
+    if opts.iflist {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        return match iflist::text(now) {
+            Ok(t) => {
+                print!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => quit(&e),
+        };
     }
     // --script-help, and --script-updatedb without targets: the engine does it and the run
     // ends, as Nmap's.

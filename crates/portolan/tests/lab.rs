@@ -415,6 +415,7 @@ fn lab() {
         ),
         ("traceroute_agrees_with_nmap", traceroute_agrees_with_nmap),
         ("vulns_from_version_detection", vulns_from_version_detection),
+        ("iflist_agrees_with_nmap", iflist_agrees_with_nmap),
     ];
     // PORTOLAN_LAB_ONLY=a,b runs only the scenarios named (for working on them).
     let only = std::env::var("PORTOLAN_LAB_ONLY").ok();
@@ -3546,4 +3547,90 @@ fn shards_into(lab: &Lab, db: &str) {
         serde_json::from_slice::<Value>(&o.stdout).expect("JSON"),
         Value::Array(Vec::new())
     );
+}
+
+/// Network namespaces of a scenario's own, deleted when it ends (even by a panic).
+struct OwnNamespaces(Vec<String>);
+
+impl Drop for OwnNamespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// `--iflist` prints what Nmap's prints, line for line after the "Starting" line: in the
+/// lab's scanner namespace, and in a namespace of this scenario's with what the lab lacks
+/// (an interface down, an IPv6-only one, routes through gateways with metrics).
+fn iflist_agrees_with_nmap(lab: &Lab) {
+    let tables = |out: Output, who: &str| {
+        assert!(out.status.success(), "{who} --iflist: {out:?}");
+        let text = String::from_utf8(out.stdout).expect("UTF-8");
+        let (_, rest) = text.split_once('\n').expect("a Starting line");
+        assert!(rest.contains("**ROUTES**"), "{who}: {text}");
+        rest.to_string()
+    };
+    assert_eq!(
+        tables(lab.portolan(&["--iflist"]), "portolan"),
+        tables(lab.exec("nmap", &["--iflist"]), "nmap"),
+        "in {}",
+        lab.scan_ns()
+    );
+
+    let (a, b) = (format!("{}-ifa", lab.prefix), format!("{}-ifb", lab.prefix));
+    let _guard = OwnNamespaces(vec![a.clone(), b.clone()]);
+    let ip = |args: &str| {
+        let out = Command::new("ip")
+            .args(args.split_whitespace())
+            .output()
+            .expect("ip");
+        assert!(out.status.success(), "ip {args}: {out:?}");
+    };
+    ip(&format!("netns add {a}"));
+    ip(&format!("netns add {b}"));
+    ip(&format!(
+        "link add ifv0 netns {a} type veth peer name ifv1 netns {b}"
+    ));
+    ip(&format!("-n {a} link add ifv2 type veth peer name ifv3"));
+    for (ns, dev) in [(&a, "lo"), (&a, "ifv0"), (&b, "ifv1"), (&a, "ifv2")] {
+        ip(&format!("-n {ns} link set {dev} up"));
+    }
+    ip(&format!("-n {a} link set ifv0 mtu 1400"));
+    ip(&format!("-n {a} addr add 198.18.200.1/24 dev ifv0"));
+    ip(&format!("-n {a} -6 addr add 2001:db8::1/64 dev ifv0 nodad"));
+    ip(&format!(
+        "-n {a} -6 addr add 2001:db8:5::1/48 dev ifv2 nodad"
+    ));
+    ip(&format!("-n {a} addr add 198.18.202.1/25 dev ifv3"));
+    ip(&format!(
+        "-n {a} route add 198.19.0.0/16 via 198.18.200.2 metric 7"
+    ));
+    ip(&format!("-n {a} route add 198.18.64.0/18 via 198.18.200.3"));
+    ip(&format!("-n {a} route add default via 198.18.200.2"));
+    let run = |program: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", &a, program, "--iflist"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("ip netns exec")
+    };
+    let ours = tables(run(BIN), "portolan");
+    assert_eq!(ours, tables(run("nmap"), "nmap"), "in {a}");
+    // What this namespace was made to show, columns aside.
+    let lines: Vec<String> = ours
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for line in [
+        "ifv2 (ifv2) (none)/0 ethernet up 1500",
+        "ifv3 (ifv3) 198.18.202.1/25 ethernet down 1500",
+        "198.19.0.0/16 ifv0 7 198.18.200.2",
+        "2001:db8:5::/48 ifv2 256",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(line)),
+            "{line:?} in {ours}"
+        );
+    }
 }

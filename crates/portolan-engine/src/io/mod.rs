@@ -5,6 +5,7 @@ pub mod dns;
 pub mod drive;
 pub mod driver;
 pub mod dryrun;
+pub mod iflist;
 pub mod link;
 pub mod link_ping;
 pub mod linux;
