@@ -10,6 +10,7 @@ pub mod link;
 pub mod link_ping;
 pub mod linux;
 pub mod netif;
+pub mod packet_trace;
 pub mod ping;
 pub mod raw;
 pub mod ring;
