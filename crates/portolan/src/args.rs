@@ -135,6 +135,8 @@ pub struct Options {
     pub reason: bool,
     /// --iflist: print this host's interfaces and routes, and end.
     pub iflist: bool,
+    /// --packet-trace: print every raw packet sent and received.
+    pub packet_trace: bool,
     pub open_only: bool,
     pub stats_every: Option<Duration>,
     pub stylesheet: Option<String>,
@@ -239,6 +241,7 @@ impl Default for Options {
             debug: 0,
             reason: false,
             iflist: false,
+            packet_trace: false,
             open_only: false,
             stats_every: None,
             stylesheet: None,

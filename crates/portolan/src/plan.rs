@@ -82,6 +82,8 @@ pub struct Resolved {
     pub start: DateTime<Local>,
     /// --stats-every.
     pub stats_every: Option<Duration>,
+    /// --packet-trace.
+    pub packet_trace: bool,
     /// With --shard: the part this run records in the store (identity, K, N).
     pub shard_part: Option<portolan_store::ShardPart>,
 }
@@ -323,6 +325,7 @@ impl Resolved {
             plan,
             start,
             stats_every: o.stats_every,
+            packet_trace: o.packet_trace,
             shard_part,
         })
     }

@@ -15,6 +15,7 @@ use portolan_engine::io::backend::Backend;
 use portolan_engine::io::connect::Progress;
 use portolan_engine::io::dryrun::DryRunBackend;
 use portolan_engine::io::linux::LinuxBackend;
+use portolan_engine::io::packet_trace::TraceBackend;
 use portolan_engine::pipeline::{BoxFuture, Observer};
 use portolan_engine::Scanner;
 use portolan_model::{HostState, OutputError, RunExit, RunStats, ScanRun, Sink, Tee};
@@ -235,6 +236,27 @@ impl Observer for Terminal {
     }
 }
 
+/// The parts of a scan that send through sockets rather than raw packets, which
+/// --packet-trace does not show (Nmap shows them as CONN and NSOCK lines).
+fn untraced_parts(plan: &portolan_engine::plan::ScanPlan, scripts: bool) -> Option<String> {
+    use portolan_engine::plan::ScanKind;
+    let mut parts = Vec::new();
+    if plan.scan == ScanKind::Connect || !plan.discovery.connect_ports.is_empty() {
+        parts.push("connect() probes");
+    }
+    if plan.version.is_some() {
+        parts.push("-sV's sockets");
+    }
+    if scripts {
+        parts.push("-sC/--script sockets");
+    }
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join(" and "))
+    }
+}
+
 pub async fn run(
     resolved: Resolved,
     sink: Tee,
@@ -244,8 +266,11 @@ pub async fn run(
     let Resolved {
         mut plan,
         stats_every,
+        packet_trace,
         ..
     } = resolved;
+    // --packet-trace times its lines from here, the scan's start.
+    let started = std::time::Instant::now();
     let cancel = CancellationToken::new();
     let outputs = Arc::new(Mutex::new(Outputs {
         sink,
@@ -258,7 +283,20 @@ pub async fn run(
         std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()),
     ));
     let backend: Arc<dyn Backend> = if plan.dry_run {
+        // The dry run's lines already show every probe; --packet-trace adds nothing to them.
         Arc::new(DryRunBackend::new(stdout.clone(), plan.payloads.clone()))
+    } else if packet_trace {
+        if let Some(untraced) = untraced_parts(&plan, nse.is_some()) {
+            eprintln!("--packet-trace: only raw packets are traced; {untraced} are not");
+        }
+        // Straight to stdout, a batch of lines at a time, so that they come before the
+        // report lines of the hosts they found, as Nmap's do.
+        let lines: Arc<Mutex<dyn std::io::Write + Send>> = Arc::new(Mutex::new(std::io::stdout()));
+        Arc::new(TraceBackend::new(
+            Arc::new(LinuxBackend::default()),
+            lines,
+            started,
+        ))
     } else {
         Arc::new(LinuxBackend::default())
     };
