@@ -237,7 +237,8 @@ impl Observer for Terminal {
 }
 
 /// The parts of a scan that send through sockets rather than raw packets, which
-/// --packet-trace does not show (Nmap shows them as CONN and NSOCK lines).
+/// --packet-trace does not show (Nmap shows them as CONN and NSOCK lines). The names the
+/// scan resolves before it starts are not among them: Nmap does not trace those either.
 fn untraced_parts(plan: &portolan_engine::plan::ScanPlan, scripts: bool) -> Option<String> {
     use portolan_engine::plan::ScanKind;
     let mut parts = Vec::new();
@@ -250,10 +251,13 @@ fn untraced_parts(plan: &portolan_engine::plan::ScanPlan, scripts: bool) -> Opti
     if scripts {
         parts.push("-sC/--script sockets");
     }
+    if plan.dns != portolan_engine::plan::Dns::Never {
+        parts.push("reverse-DNS queries");
+    }
     if parts.is_empty() {
         None
     } else {
-        Some(parts.join(" and "))
+        Some(parts.join(", "))
     }
 }
 
