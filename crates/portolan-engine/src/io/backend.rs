@@ -3,7 +3,8 @@
 //! (source addresses, interfaces, the neighbour cache). Three backends exist:
 //! [`crate::io::linux::LinuxBackend`] (raw IP sockets and AF_PACKET),
 //! [`crate::io::dryrun::DryRunBackend`] (prints every probe, sends nothing) and
-//! [`crate::io::sim::SimBackend`] (a simulated network on a virtual clock, for tests).
+//! [`crate::io::sim::SimBackend`] (a simulated network on a virtual clock, for tests);
+//! [`crate::io::packet_trace::TraceBackend`] wraps any of them for `--packet-trace`.
 //!
 //! The one driver loop ([`crate::io::drive::drive`]) runs any sans-I/O core over any
 //! [`PacketIo`], so every backend runs exactly the scan code the others do.
