@@ -202,6 +202,29 @@ impl RowRef<'_> {
     pub(crate) fn text(&self, i: usize) -> Result<&str, StoreError> {
         self.opt_text(i)?.ok_or_else(|| Self::bad(i, "text"))
     }
+
+    /// Column `i`, a PostgreSQL array of text, its elements text or NULL, borrowed (SQLite
+    /// has no arrays: an error there).
+    pub(crate) fn opt_text_array(&self, i: usize) -> Result<Vec<Option<&str>>, StoreError> {
+        match self {
+            RowRef::Sqlite(_) => Err(Self::bad(i, "an array")),
+            RowRef::Pg(r) => Ok(r.try_get::<_, Vec<Option<&str>>>(i)?),
+        }
+    }
+
+    /// Column `i`, a PostgreSQL array of integers (of any width) or NULLs.
+    pub(crate) fn opt_int_array(&self, i: usize) -> Result<Vec<Option<i64>>, StoreError> {
+        use postgres::types::Type;
+        let RowRef::Pg(r) = self else {
+            return Err(Self::bad(i, "an array"));
+        };
+        let widen = |v: Vec<Option<i32>>| v.into_iter().map(|x| x.map(i64::from)).collect();
+        match r.columns().get(i).map(|c| c.type_().clone()) {
+            Some(Type::INT8_ARRAY) => Ok(r.try_get::<_, Vec<Option<i64>>>(i)?),
+            Some(Type::INT4_ARRAY) => Ok(widen(r.try_get(i)?)),
+            _ => Err(Self::bad(i, "an array of integers")),
+        }
+    }
 }
 
 /// Which database a store is in.

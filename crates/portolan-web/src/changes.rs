@@ -214,7 +214,10 @@ impl SharedChanges {
         };
         let (older, newer) = std::thread::scope(|s| {
             let older = s.spawn(move || other.changes_between(i64::MIN, mid, None));
-            (older.join(), store.changes_between(mid, i64::MAX, None))
+            // The newer half first, then the wait for the older one: the other way round
+            // (a tuple's elements are evaluated in order) the halves ran one after the other.
+            let newer = store.changes_between(mid, i64::MAX, None);
+            (older.join(), newer)
         });
         let older = older.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         // Each half holds the changes first seen in its span: one after the other, the
