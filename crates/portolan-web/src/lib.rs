@@ -654,9 +654,20 @@ pub async fn serve(cfg: Config) -> Result<(), WebError> {
         }
     }
     // Read-only connections: serving never upgrades the schema nor changes the journal.
-    let stores = (0..CONNECTIONS)
-        .map(|_| Store::open_read_only(&cfg.db))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Opened at once: a PostgreSQL connection takes tens of milliseconds to set up, and the
+    // change history's warm-up (the first request's wait) starts once they are open.
+    let stores = std::thread::scope(|s| {
+        let opening: Vec<_> = (0..CONNECTIONS)
+            .map(|_| s.spawn(|| Store::open_read_only(&cfg.db)))
+            .collect();
+        opening
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| WebError::Listen {
