@@ -289,7 +289,8 @@ struct MatchRow {
 
 impl MatchRow {
     /// A row as read: its bounds parsed and its explanation written once (the texts are
-    /// borrowed from the statement: a large product has a hundred thousand rows).
+    /// borrowed from the statement, the explanation written in `why`, a buffer reused from
+    /// row to row: a large product has a hundred thousand rows).
     fn new(
         cve: Arc<str>,
         slot: u32,
@@ -297,8 +298,9 @@ impl MatchRow {
         texts: [Option<&str>; 4],
         criteria: &str,
         and_node: Option<(i64, i64)>,
+        why: &mut String,
     ) -> MatchRow {
-        let mut why = String::with_capacity(criteria.len() + 32);
+        why.clear();
         why.push_str(criteria);
         let covers = match version {
             "*" | "-" => {
@@ -328,7 +330,7 @@ impl MatchRow {
             cve,
             slot,
             covers,
-            why: why.into(),
+            why: Arc::from(why.as_str()),
             and_node,
         }
     }
@@ -615,7 +617,27 @@ type Share = Vec<(usize, Arc<Vec<Finding>>)>;
 const PARALLEL_FROM: usize = 2_000;
 const MAX_THREADS: usize = 4;
 /// The most services of a product one worker takes at a time.
-const CHUNK: usize = 256;
+const CHUNK: usize = 1024;
+
+/// How many CVE records one statement reads ([`Matcher::read_cves`]).
+const CVE_BATCH: usize = 64;
+
+/// The statements reading a batch of CVE records: without, then with their EPSS scores
+/// (`id IN (?1, …)`).
+static CVE_SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+    let places: Vec<String> = (1..=CVE_BATCH).map(|i| format!("?{i}")).collect();
+    let places = places.join(", ");
+    [
+        format!(
+            "SELECT c.id, c.cvss, c.cvss_version, c.severity, c.description, NULL, NULL \
+             FROM cve c WHERE c.id IN ({places})"
+        ),
+        format!(
+            "SELECT c.id, c.cvss, c.cvss_version, c.severity, c.description, e.epss, \
+             e.percentile FROM cve c LEFT JOIN epss e ON e.cve = c.id WHERE c.id IN ({places})"
+        ),
+    ]
+});
 
 /// After how many CVEs read the matcher reads the whole EPSS table.
 const EPSS_WHOLE_AFTER: u64 = 20_000;
@@ -679,6 +701,15 @@ enum Judge {
     },
 }
 
+/// A product's entries once read ([`Shared::products`]).
+type ProductSlot = Mutex<Option<Arc<ProductIndex>>>;
+
+/// The nodes of each AND configuration met: (CVE, configuration).
+type Configs = HashMap<(Arc<str>, i64), Arc<Vec<platform::Node>>>;
+
+/// A CVE record to read, and where it goes.
+type CveCell<'a> = (&'a Arc<str>, &'a OnceLock<Option<Arc<Cve>>>);
+
 /// What a matcher and the workers of its [`Matcher::services`] share: each product, CVE
 /// record, AND configuration and table is read once for all of them (a large scan's
 /// products are shared out between the workers, and their CVEs overlap).
@@ -686,14 +717,31 @@ enum Judge {
 struct Shared {
     /// Each product's entries, behind a lock of its own: a worker that wants a product
     /// another is reading waits for it rather than reading it again.
-    products: Mutex<HashMap<(String, String), Arc<Mutex<Option<Arc<ProductIndex>>>>>>,
+    products: Mutex<HashMap<(String, String), Arc<ProductSlot>>>,
     /// CVE records by id, whichever product's entries they were read for.
     cves: Mutex<HashMap<Arc<str>, Option<Arc<Cve>>>>,
-    configs: Mutex<HashMap<(Arc<str>, i64), Arc<Vec<platform::Node>>>>,
+    configs: Mutex<Configs>,
     kev: Mutex<Option<Arc<KevMap>>>,
     epss: Mutex<Option<Arc<EpssTable>>>,
     /// CVE records read from the database, by all of them.
     cves_read: AtomicU64,
+}
+
+/// The few texts that CVE records repeat (CVSS versions, severities), shared rather than
+/// allocated for each of a hundred thousand records.
+#[derive(Default)]
+struct Words(std::collections::HashSet<Arc<str>>);
+
+impl Words {
+    fn get(&mut self, text: Option<&str>) -> Option<Arc<str>> {
+        let text = text?;
+        if let Some(w) = self.0.get(text) {
+            return Some(w.clone());
+        }
+        let w: Arc<str> = text.into();
+        self.0.insert(w.clone());
+        Some(w)
+    }
 }
 
 /// A lock whose holder panicked still guards complete entries (each is inserted whole).
@@ -711,11 +759,12 @@ pub struct Matcher {
     covered: HashMap<(String, String, String), Arc<Vec<usize>>>,
     debian_packages: HashMap<String, Option<Arc<DebianPackage>>>,
     kev: Option<Arc<KevMap>>,
+    words: Words,
     /// Every EPSS score, once many CVEs have been read ([`Matcher::epss_whole_after`]).
     epss: Option<Arc<EpssTable>>,
     epss_whole_after: u64,
     /// The nodes of each AND configuration met: (CVE, configuration).
-    configs: HashMap<(Arc<str>, i64), Arc<Vec<platform::Node>>>,
+    configs: Configs,
     results: HashMap<ServiceQuery, Arc<Vec<Finding>>>,
     /// The same, by what the matching depends on (services that differ in other words).
     by_identity: HashMap<Identity, Arc<Vec<Finding>>>,
@@ -739,6 +788,7 @@ impl VulnDb {
             covered: HashMap::new(),
             debian_packages: HashMap::new(),
             kev: None,
+            words: Words::default(),
             epss: None,
             epss_whole_after: EPSS_WHOLE_AFTER,
             configs: HashMap::new(),
@@ -799,11 +849,15 @@ impl Matcher {
             let product = identify(q).and_then(|id| id.nvd.into_iter().next());
             groups.entry(product).or_default().push(i);
         }
-        let mut chunks: Vec<Vec<usize>> = Vec::new();
+        let mut chunks: Vec<(usize, Vec<usize>)> = Vec::new();
         for g in groups.into_values() {
-            chunks.extend(g.chunks(CHUNK).map(<[usize]>::to_vec));
+            chunks.extend(g.chunks(CHUNK).map(<[usize]>::to_vec).enumerate());
         }
-        chunks.sort_by_key(|c| std::cmp::Reverse(c.len()));
+        // Of chunks of one size, each product's first, then each one's second...: the
+        // workers do not start on the same product (one would read it while the others
+        // wait).
+        chunks.sort_by_key(|(round, c)| (std::cmp::Reverse(c.len()), *round));
+        let chunks: Vec<Vec<usize>> = chunks.into_iter().map(|(_, c)| c).collect();
         let next = AtomicUsize::new(0);
         let path = self.db().path().to_path_buf();
         let whole_after = self.epss_whole_after;
@@ -948,66 +1002,123 @@ impl Matcher {
         if let Some(c) = cell.get() {
             return Ok(c.clone());
         }
-        let id = &row.cve;
-        // Read already for another product (or by another worker)?
-        if let Some(c) = lock(&self.shared.cves).get(id) {
-            return Ok(cell.get_or_init(|| c.clone()).clone());
+        self.read_cves(index, std::iter::once(row))?;
+        Ok(cell.get().cloned().flatten())
+    }
+
+    /// Reads the CVE records of the product's entries `rows` that are not known yet (not
+    /// read for this product, another or by another worker), [`CVE_BATCH`] in one
+    /// statement: SQLite then seeks them in order, and one statement for many costs far
+    /// less than one each.
+    fn read_cves<'r>(
+        &mut self,
+        index: &ProductIndex,
+        rows: impl Iterator<Item = &'r MatchRow>,
+    ) -> Result<(), VulnError> {
+        let mut missing: Vec<CveCell> = Vec::new();
+        {
+            let known = lock(&self.shared.cves);
+            let mut last = None;
+            for row in rows {
+                // A CVE's entries are together.
+                if last == Some(row.slot) {
+                    continue;
+                }
+                last = Some(row.slot);
+                let Some(cell) = index.cves.get(row.slot as usize) else {
+                    continue;
+                };
+                if cell.get().is_some() {
+                    continue;
+                }
+                match known.get(&row.cve) {
+                    Some(c) => {
+                        let _ = cell.set(c.clone());
+                    }
+                    None => missing.push((&row.cve, cell)),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
         }
         let kev = self.kev()?;
-        // EPSS scores from the join while few CVEs have been read; past that, all of them
-        // at once (a large scan reads most CVEs of its products, and a lookup per CVE in a
-        // second index costs more than the one scan of the EPSS table).
-        let read = self.shared.cves_read.fetch_add(1, Relaxed) + 1;
-        if self.epss.is_none() && read > self.epss_whole_after {
-            let shared = self.shared.clone();
-            let mut whole = lock(&shared.epss);
-            let table = match &*whole {
-                Some(t) => t.clone(),
-                None => Arc::new(self.all_epss()?),
-            };
-            *whole = Some(table.clone());
-            self.epss = Some(table);
+        for batch in missing.chunks(CVE_BATCH) {
+            // EPSS scores from the join while few CVEs have been read; past that, all of
+            // them at once (a large scan reads most CVEs of its products, and a lookup per
+            // CVE in a second index costs more than the one scan of the EPSS table).
+            let read = self.shared.cves_read.fetch_add(batch.len() as u64, Relaxed);
+            if self.epss.is_none() && read + batch.len() as u64 > self.epss_whole_after {
+                let shared = self.shared.clone();
+                let mut whole = lock(&shared.epss);
+                let table = match &*whole {
+                    Some(t) => t.clone(),
+                    None => Arc::new(self.all_epss()?),
+                };
+                *whole = Some(table.clone());
+                self.epss = Some(table);
+            }
+            let all_epss = self.epss.as_deref();
+            let sql = &CVE_SQL[usize::from(all_epss.is_none())];
+            let words = &mut self.words;
+            let mut found: Vec<Option<Arc<Cve>>> = vec![None; batch.len()];
+            self.db
+                .connection()
+                .prepare_cached(sql)
+                .and_then(|mut s| {
+                    // Unused places are NULL, which no id equals: one statement for
+                    // every batch.
+                    let ids = batch
+                        .iter()
+                        .map(|(id, _)| Some(&***id))
+                        .chain(std::iter::repeat(None))
+                        .take(CVE_BATCH);
+                    let mut q = s.query(rusqlite::params_from_iter(ids))?;
+                    while let Some(r) = q.next()? {
+                        let got = r.get_ref(0)?.as_str()?;
+                        // The product's entries are in CVE order, and so the batch.
+                        let at = batch
+                            .binary_search_by(|(id, _)| (***id).cmp(got))
+                            .ok()
+                            .or_else(|| batch.iter().position(|(id, _)| ***id == *got));
+                        let Some((at, (id, _))) = at.and_then(|a| batch.get(a).map(|b| (a, b)))
+                        else {
+                            continue;
+                        };
+                        let (epss, pct): (Option<f64>, Option<f64>) = match all_epss {
+                            Some(t) => t
+                                .get(id)
+                                .map(|(e, p)| (Some(e), Some(p)))
+                                .unwrap_or_default(),
+                            None => (r.get(5)?, r.get(6)?),
+                        };
+                        let known = kev.get(&***id);
+                        let cve = Arc::new(Cve {
+                            id: (*id).clone(),
+                            cvss: r.get(1)?,
+                            cvss_version: words.get(r.get_ref(2)?.as_str_or_null()?),
+                            severity: words.get(r.get_ref(3)?.as_str_or_null()?),
+                            kev_date_added: known.map(|k| k.0.clone()),
+                            kev_ransomware: known.and_then(|k| k.1.clone()),
+                            // A score comes with its percentile.
+                            epss: epss.filter(|_| pct.is_some()),
+                            epss_percentile: pct.filter(|_| epss.is_some()),
+                            description: r.get_ref(4)?.as_str()?.into(),
+                        });
+                        if let Some(f) = found.get_mut(at) {
+                            *f = Some(cve);
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(|e| self.err(e))?;
+            let mut known = lock(&self.shared.cves);
+            for ((id, cell), cve) in batch.iter().zip(found) {
+                known.insert((*id).clone(), cve.clone());
+                let _ = cell.set(cve);
+            }
         }
-        let sql = if self.epss.is_some() {
-            "SELECT c.cvss, c.cvss_version, c.severity, c.description, NULL, NULL \
-             FROM cve c WHERE c.id = ?1"
-        } else {
-            "SELECT c.cvss, c.cvss_version, c.severity, c.description, e.epss, e.percentile \
-             FROM cve c LEFT JOIN epss e ON e.cve = c.id WHERE c.id = ?1"
-        };
-        let all_epss = self.epss.as_deref();
-        let found = self
-            .conn()
-            .prepare_cached(sql)
-            .and_then(|mut s| {
-                let mut q = s.query([&**id])?;
-                let Some(r) = q.next()? else {
-                    return Ok(None);
-                };
-                let (epss, pct): (Option<f64>, Option<f64>) = match all_epss {
-                    Some(t) => t
-                        .get(id)
-                        .map(|(e, p)| (Some(e), Some(p)))
-                        .unwrap_or_default(),
-                    None => (r.get(4)?, r.get(5)?),
-                };
-                let known = kev.get(&**id);
-                Ok(Some(Arc::new(Cve {
-                    id: id.clone(),
-                    cvss: r.get(0)?,
-                    cvss_version: text(r.get(1)?),
-                    severity: text(r.get(2)?),
-                    kev_date_added: known.map(|k| k.0.clone()),
-                    kev_ransomware: known.and_then(|k| k.1.clone()),
-                    // A score comes with its percentile.
-                    epss: epss.filter(|_| pct.is_some()),
-                    epss_percentile: pct.filter(|_| epss.is_some()),
-                    description: r.get::<_, String>(3)?.into(),
-                })))
-            })
-            .map_err(|e| self.err(e))?;
-        lock(&self.shared.cves).insert(id.clone(), found.clone());
-        Ok(cell.get_or_init(|| found).clone())
+        Ok(())
     }
 
     /// The nodes of an AND configuration, read when one of its entries first covers a
@@ -1064,6 +1175,7 @@ impl Matcher {
         }
         let mut rows: Vec<MatchRow> = Vec::new();
         let mut cves = 0;
+        let mut why = String::new();
         self.conn()
             .prepare_cached(
                 "SELECT cve, version, start_incl, start_excl, end_incl, end_excl, criteria, \
@@ -1093,6 +1205,7 @@ impl Matcher {
                         [bound(2)?, bound(3)?, bound(4)?, bound(5)?],
                         r.get_ref(6)?.as_str()?,
                         config.zip(node),
+                        &mut why,
                     ));
                 }
                 Ok(())
@@ -1210,6 +1323,8 @@ impl Matcher {
                     c
                 }
             };
+            // The CVE records of the entries, the ones not known yet read together.
+            self.read_cves(&index, covered.iter().filter_map(|&i| index.rows.get(i)))?;
             out.reserve(covered.len());
             let mut last: Option<(u32, usize)> = None;
             for &i in covered.iter() {
@@ -1365,10 +1480,11 @@ mod tests {
         MatchRow::new(
             "CVE-0000-0001".into(),
             0,
-            version.into(),
-            b.map(|b| b.map(Into::into)),
+            version,
+            b,
             "cpe:2.3:a:x:y:*:*:*:*:*:*:*:*",
             None,
+            &mut String::new(),
         )
     }
 
@@ -1389,6 +1505,113 @@ mod tests {
         let t = EpssTable(HashMap::from([(2_021_000_000_000_001, (0.5, 0.9))]));
         assert_eq!(t.get("CVE-2021-0001"), Some((0.5, 0.9)));
         assert_eq!(t.get("CVE-2021-0002"), None);
+    }
+
+    /// A database of `n` CVEs of x:y, each covering every version below 2.0, with scores,
+    /// EPSS for the even ones and KEV for every seventh; and an entry of a CVE without a
+    /// record.
+    fn many_cves(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+        let path = dir.join("v.sqlite");
+        let db = VulnDb::open(&path).unwrap();
+        let c = db.connection();
+        for i in 0..n {
+            let id = format!("CVE-2020-{}", 1000 + i);
+            c.execute(
+                "INSERT INTO cve(id, cvss, cvss_version, severity, description) \
+                 VALUES(?1, ?2, '3.1', 'HIGH', ?3)",
+                rusqlite::params![id, (i % 10) as f64, format!("flaw {i}")],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO cpe_match(product, vendor, cve, seq, part, version, end_excl, \
+                 criteria) VALUES('y', 'x', ?1, 0, 'a', '*', '2.0', 'cpe:2.3:a:x:y:*')",
+                [&id],
+            )
+            .unwrap();
+            if i % 2 == 0 {
+                c.execute(
+                    "INSERT INTO epss(cve, epss, percentile) VALUES(?1, ?2, 0.5)",
+                    rusqlite::params![id, i as f64 / 1000.0],
+                )
+                .unwrap();
+            }
+            if i % 7 == 0 {
+                c.execute(
+                    "INSERT INTO kev(cve, date_added) VALUES(?1, '2024-01-01')",
+                    [&id],
+                )
+                .unwrap();
+            }
+        }
+        c.execute(
+            "INSERT INTO cpe_match(product, vendor, cve, seq, part, version, criteria) \
+             VALUES('y', 'x', 'CVE-2020-0001', 0, 'a', '*', 'cpe:2.3:a:x:y:*')",
+            [],
+        )
+        .unwrap();
+        path
+    }
+
+    fn at(version: &str) -> ServiceQuery {
+        ServiceQuery {
+            cpes: vec![format!("cpe:/a:x:y:{version}")],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cve_records_read_in_batches_are_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        // Several batches, the last one partial.
+        let n = 2 * CVE_BATCH + 7;
+        let path = many_cves(dir.path(), n);
+        let found = VulnDb::open(&path)
+            .unwrap()
+            .into_matcher()
+            .service(&at("1.0"))
+            .unwrap();
+        // The CVE without a record gives none.
+        assert_eq!(found.len(), n);
+        for f in found.iter() {
+            let i: usize = f.id().trim_start_matches("CVE-2020-").parse().unwrap();
+            let i = i - 1000;
+            assert_eq!(f.cve.cvss, Some((i % 10) as f64), "{}", f.id());
+            assert_eq!(&*f.cve.description, format!("flaw {i}"));
+            assert_eq!(f.cve.severity.as_deref(), Some("HIGH"));
+            assert_eq!(f.cve.epss, (i % 2 == 0).then(|| i as f64 / 1000.0));
+            assert_eq!(f.kev(), i % 7 == 0, "{}", f.id());
+        }
+        // EPSS from the whole table, read at once, gives the same.
+        let whole = VulnDb::open(&path)
+            .unwrap()
+            .into_matcher()
+            .epss_whole_after(0)
+            .service(&at("1.0"))
+            .unwrap();
+        assert_eq!(whole, found);
+    }
+
+    #[test]
+    fn batches_on_threads_share_their_reads_and_keep_their_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = many_cves(dir.path(), CVE_BATCH + 3);
+        let queries: Vec<ServiceQuery> = (0..PARALLEL_FROM + 500)
+            .map(|i| at(&format!("1.{}.{}", i % 3, i)))
+            .collect();
+        let refs: Vec<&ServiceQuery> = queries.iter().collect();
+        let mut m = VulnDb::open(&path).unwrap().into_matcher();
+        let first = m.services(&refs).unwrap();
+        let workers = m.workers.len();
+        // Again, on the workers kept (and their caches).
+        let again = m.services(&refs).unwrap();
+        assert_eq!(m.workers.len(), workers);
+        let mut one = VulnDb::open(&path).unwrap().into_matcher();
+        for ((q, a), b) in queries.iter().zip(&first).zip(&again) {
+            let want = one.service(q).unwrap();
+            assert_eq!(**a, *want, "{q:?}");
+            assert_eq!(**b, *want, "{q:?}");
+            assert_eq!(want.len(), CVE_BATCH + 3);
+        }
     }
 
     #[test]
