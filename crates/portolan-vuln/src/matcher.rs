@@ -1578,8 +1578,8 @@ mod tests {
             assert_eq!(f.cve.cvss, Some((i % 10) as f64), "{}", f.id());
             assert_eq!(&*f.cve.description, format!("flaw {i}"));
             assert_eq!(f.cve.severity.as_deref(), Some("HIGH"));
-            assert_eq!(f.cve.epss, (i % 2 == 0).then(|| i as f64 / 1000.0));
-            assert_eq!(f.kev(), i % 7 == 0, "{}", f.id());
+            assert_eq!(f.cve.epss, i.is_multiple_of(2).then(|| i as f64 / 1000.0));
+            assert_eq!(f.kev(), i.is_multiple_of(7), "{}", f.id());
         }
         // EPSS from the whole table, read at once, gives the same.
         let whole = VulnDb::open(&path)
