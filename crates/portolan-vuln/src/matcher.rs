@@ -268,9 +268,10 @@ enum Covers {
     /// NVD's `-` (NA, "no version").
     None,
     /// One version, by its [`Version::key`].
-    Exact(String),
-    /// `*`, within its bounds (every version without any).
-    Range(Bounds),
+    Exact(Box<str>),
+    /// `*`, within its bounds (every version without any). Boxed, as the key: a large
+    /// product's hundred thousand rows are then half the size to grow and copy.
+    Range(Box<Bounds>),
 }
 
 /// A `cpe_match` row, read once per product.
@@ -318,12 +319,12 @@ impl MatchRow {
                 if version == "-" {
                     Covers::None
                 } else {
-                    Covers::Range(Bounds::parse(texts))
+                    Covers::Range(Box::new(Bounds::parse(texts)))
                 }
             }
             exact => {
                 why.push_str(" (exact version)");
-                Covers::Exact(Version::parse(exact).key())
+                Covers::Exact(Version::parse(exact).key().into())
             }
         };
         MatchRow {
@@ -342,7 +343,7 @@ impl MatchRow {
         match &self.covers {
             Covers::None => false,
             Covers::Range(bounds) => bounds.contain(version),
-            Covers::Exact(key) => *key == version.key(),
+            Covers::Exact(key) => **key == version.key(),
         }
     }
 }
@@ -384,7 +385,7 @@ impl ProductIndex {
             }
         }
         let key = |i: &usize| match rows.get(*i).map(|r| &r.covers) {
-            Some(Covers::Exact(k)) => k.as_str(),
+            Some(Covers::Exact(k)) => &**k,
             _ => "",
         };
         // Stable: a key's entries stay in the order read.
