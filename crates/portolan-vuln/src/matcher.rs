@@ -267,10 +267,10 @@ pub fn priority(a: &Finding, b: &Finding) -> Ordering {
 enum Covers {
     /// NVD's `-` (NA, "no version").
     None,
-    /// One version, by its [`Version::key`].
-    Exact(Box<str>),
-    /// `*`, within its bounds (every version without any). Boxed, as the key: a large
-    /// product's hundred thousand rows are then half the size to grow and copy.
+    /// One version, by its [`Version::key`] (as written: boxing it would copy it again).
+    Exact(String),
+    /// `*`, within its bounds (every version without any). Boxed: a large product's
+    /// hundred thousand rows are then half the size to grow and copy.
     Range(Box<Bounds>),
 }
 
@@ -324,7 +324,7 @@ impl MatchRow {
             }
             exact => {
                 why.push_str(" (exact version)");
-                Covers::Exact(Version::parse(exact).key().into())
+                Covers::Exact(Version::parse(exact).key())
             }
         };
         MatchRow {
@@ -343,7 +343,7 @@ impl MatchRow {
         match &self.covers {
             Covers::None => false,
             Covers::Range(bounds) => bounds.contain(version),
-            Covers::Exact(key) => **key == version.key(),
+            Covers::Exact(key) => *key == version.key(),
         }
     }
 }
@@ -385,7 +385,7 @@ impl ProductIndex {
             }
         }
         let key = |i: &usize| match rows.get(*i).map(|r| &r.covers) {
-            Some(Covers::Exact(k)) => &**k,
+            Some(Covers::Exact(k)) => k.as_str(),
             _ => "",
         };
         // Stable: a key's entries stay in the order read.
