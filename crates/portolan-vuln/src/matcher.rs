@@ -15,8 +15,8 @@ use serde::Serialize;
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// What a service announced.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -262,14 +262,25 @@ pub fn priority(a: &Finding, b: &Finding) -> Ordering {
     a.urgency().first(&b.urgency())
 }
 
+/// The versions a `cpe_match` entry covers.
+#[derive(Debug, Clone)]
+enum Covers {
+    /// NVD's `-` (NA, "no version").
+    None,
+    /// One version, by its [`Version::key`] (as written: boxing it would copy it again).
+    Exact(String),
+    /// `*`, within its bounds (every version without any). Boxed: a large product's
+    /// hundred thousand rows are then half the size to grow and copy.
+    Range(Box<Bounds>),
+}
+
 /// A `cpe_match` row, read once per product.
 #[derive(Debug, Clone)]
 struct MatchRow {
     cve: Arc<str>,
     /// The CVE's place among the product's ([`ProductIndex::cves`]).
     slot: u32,
-    version: String,
-    bounds: Bounds,
+    covers: Covers,
     /// How the entry matches, the same for every version it covers: `criteria (>= 8.5p1,
     /// < 9.8p1)`, `criteria (exact version)`.
     why: Arc<str>,
@@ -278,31 +289,49 @@ struct MatchRow {
 }
 
 impl MatchRow {
-    /// A row as read: its bounds parsed and its explanation written once.
+    /// A row as read: its bounds parsed and its explanation written once (the texts are
+    /// borrowed from the statement, the explanation written in `why`, a buffer reused from
+    /// row to row: a large product has a hundred thousand rows).
     fn new(
         cve: Arc<str>,
         slot: u32,
-        version: String,
-        texts: [Option<String>; 4],
+        version: &str,
+        texts: [Option<&str>; 4],
         criteria: &str,
         and_node: Option<(i64, i64)>,
+        why: &mut String,
     ) -> MatchRow {
-        let said: Vec<String> = [">=", ">", "<=", "<"]
-            .iter()
-            .zip(&texts)
-            .filter_map(|(op, t)| t.as_ref().map(|t| format!("{op} {t}")))
-            .collect();
-        let why = match version.as_str() {
-            "*" | "-" if said.is_empty() => format!("{criteria} (every version)"),
-            "*" | "-" => format!("{criteria} ({})", said.join(", ")),
-            _ => format!("{criteria} (exact version)"),
+        why.clear();
+        why.push_str(criteria);
+        let covers = match version {
+            "*" | "-" => {
+                let mut first = true;
+                for (op, t) in [">=", ">", "<=", "<"].iter().zip(texts) {
+                    if let Some(t) = t {
+                        why.push_str(if first { " (" } else { ", " });
+                        why.push_str(op);
+                        why.push(' ');
+                        why.push_str(t);
+                        first = false;
+                    }
+                }
+                why.push_str(if first { " (every version)" } else { ")" });
+                if version == "-" {
+                    Covers::None
+                } else {
+                    Covers::Range(Box::new(Bounds::parse(texts)))
+                }
+            }
+            exact => {
+                why.push_str(" (exact version)");
+                Covers::Exact(Version::parse(exact).key())
+            }
         };
         MatchRow {
             cve,
             slot,
-            bounds: Bounds::parse(texts.each_ref().map(|t| t.as_deref())),
-            version,
-            why: why.into(),
+            covers,
+            why: Arc::from(why.as_str()),
             and_node,
         }
     }
@@ -311,10 +340,10 @@ impl MatchRow {
     /// CPE name matching a specific version and NA are disjoint, and NVD writes `-` for
     /// software it does not track by version (Debian's own Redis build in CVE-2022-0543).
     fn covers(&self, version: &Version) -> bool {
-        match self.version.as_str() {
-            "-" => false,
-            "*" => self.bounds.contain(version),
-            exact => Version::parse(exact).key() == version.key(),
+        match &self.covers {
+            Covers::None => false,
+            Covers::Range(bounds) => bounds.contain(version),
+            Covers::Exact(key) => *key == version.key(),
         }
     }
 }
@@ -333,41 +362,65 @@ struct ProductIndex {
     rows: Vec<MatchRow>,
     /// What the database holds of each of its CVEs, read when one of its entries first
     /// covers a service (None inside: only its entries are known).
-    cves: Vec<std::sync::OnceLock<Option<Arc<Cve>>>>,
+    cves: Vec<OnceLock<Option<Arc<Cve>>>>,
     /// For each entry of an AND configuration, whether its other nodes hold where nothing
     /// is known of the platform (most services): decided once.
-    bare: Vec<std::sync::OnceLock<(Holds, Arc<str>)>>,
-    exact: HashMap<String, Vec<usize>>,
+    bare: Vec<OnceLock<(Holds, Arc<str>)>>,
+    /// The exact-version entries, ordered by their key (then as read): searched, not
+    /// hashed, so that the keys are not copied.
+    exact: Vec<usize>,
     ranges: Vec<usize>,
 }
 
 impl ProductIndex {
     fn new(name: Arc<str>, rows: Vec<MatchRow>, cves: usize) -> ProductIndex {
-        let bare = (0..rows.len())
-            .map(|_| std::sync::OnceLock::new())
-            .collect();
-        let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
+        let bare = (0..rows.len()).map(|_| OnceLock::new()).collect();
+        let mut exact = Vec::new();
         let mut ranges = Vec::new();
         for (i, row) in rows.iter().enumerate() {
-            match row.version.as_str() {
-                "-" => {}
-                "*" => ranges.push(i),
-                v => exact.entry(Version::parse(v).key()).or_default().push(i),
+            match row.covers {
+                Covers::None => {}
+                Covers::Range(_) => ranges.push(i),
+                Covers::Exact(_) => exact.push(i),
             }
         }
+        let key = |i: &usize| match rows.get(*i).map(|r| &r.covers) {
+            Some(Covers::Exact(k)) => k.as_str(),
+            _ => "",
+        };
+        // Stable: a key's entries stay in the order read.
+        exact.sort_by(|a, b| key(a).cmp(key(b)));
         ProductIndex {
             name,
-            rows,
-            cves: (0..cves).map(|_| std::sync::OnceLock::new()).collect(),
+            cves: (0..cves).map(|_| OnceLock::new()).collect(),
             bare,
             exact,
             ranges,
+            rows,
+        }
+    }
+
+    fn exact_key(&self, i: usize) -> &str {
+        match self.rows.get(i).map(|r| &r.covers) {
+            Some(Covers::Exact(k)) => k,
+            _ => "",
         }
     }
 
     /// The entries covering `version`, in the order read.
     fn matching(&self, version: &Version) -> Vec<usize> {
-        let mut out: Vec<usize> = self.exact.get(&version.key()).cloned().unwrap_or_default();
+        let key = version.key();
+        let from = self
+            .exact
+            .partition_point(|&i| self.exact_key(i) < key.as_str());
+        let mut out: Vec<usize> = self
+            .exact
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .copied()
+            .take_while(|&i| self.exact_key(i) == key)
+            .collect();
         out.extend(
             self.ranges
                 .iter()
@@ -565,20 +618,39 @@ type Share = Vec<(usize, Arc<Vec<Finding>>)>;
 const PARALLEL_FROM: usize = 2_000;
 const MAX_THREADS: usize = 4;
 /// The most services of a product one worker takes at a time.
-const CHUNK: usize = 256;
+const CHUNK: usize = 1024;
+
+/// How many CVE records one statement reads ([`Matcher::read_cves`]).
+const CVE_BATCH: usize = 64;
+
+/// The statements reading a batch of CVE records: without, then with their EPSS scores
+/// (`id IN (?1, …)`).
+static CVE_SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+    let places: Vec<String> = (1..=CVE_BATCH).map(|i| format!("?{i}")).collect();
+    let places = places.join(", ");
+    [
+        format!(
+            "SELECT c.id, c.cvss, c.cvss_version, c.severity, c.description, NULL, NULL \
+             FROM cve c WHERE c.id IN ({places})"
+        ),
+        format!(
+            "SELECT c.id, c.cvss, c.cvss_version, c.severity, c.description, e.epss, \
+             e.percentile FROM cve c LEFT JOIN epss e ON e.cve = c.id WHERE c.id IN ({places})"
+        ),
+    ]
+});
 
 /// After how many CVEs read the matcher reads the whole EPSS table.
 const EPSS_WHOLE_AFTER: u64 = 20_000;
 
-/// Every EPSS score, by CVE number ([`cve_number`]), sorted: a table of a few MB read
-/// without an allocation per row.
-struct EpssTable(Vec<(u64, f64, f64)>);
+/// Every EPSS score, by CVE number ([`cve_number`]): a table of a few MB read without an
+/// allocation per row, hashed (a binary search of 300,000 scores per CVE read missed the
+/// processor's caches at every step).
+struct EpssTable(HashMap<u64, (f64, f64)>);
 
 impl EpssTable {
     fn get(&self, cve: &str) -> Option<(f64, f64)> {
-        let n = cve_number(cve)?;
-        let i = self.0.binary_search_by_key(&n, |e| e.0).ok()?;
-        self.0.get(i).map(|e| (e.1, e.2))
+        self.0.get(&cve_number(cve)?).copied()
     }
 }
 
@@ -630,41 +702,100 @@ enum Judge {
     },
 }
 
+/// A product's entries once read ([`Shared::products`]).
+type ProductSlot = Mutex<Option<Arc<ProductIndex>>>;
+
+/// The nodes of each AND configuration met: (CVE, configuration).
+type Configs = HashMap<(Arc<str>, i64), Arc<Vec<platform::Node>>>;
+
+/// A CVE record to read, and where it goes.
+type CveCell<'a> = (&'a Arc<str>, &'a OnceLock<Option<Arc<Cve>>>);
+
+/// What a matcher and the workers of its [`Matcher::services`] share: each product, CVE
+/// record, AND configuration and table is read once for all of them (a large scan's
+/// products are shared out between the workers, and their CVEs overlap).
+#[derive(Default)]
+struct Shared {
+    /// Each product's entries, behind a lock of its own: a worker that wants a product
+    /// another is reading waits for it rather than reading it again.
+    products: Mutex<HashMap<(String, String), Arc<ProductSlot>>>,
+    /// CVE records by id, whichever product's entries they were read for.
+    cves: Mutex<HashMap<Arc<str>, Option<Arc<Cve>>>>,
+    configs: Mutex<Configs>,
+    kev: Mutex<Option<Arc<KevMap>>>,
+    epss: Mutex<Option<Arc<EpssTable>>>,
+    /// CVE records read from the database, by all of them.
+    cves_read: AtomicU64,
+}
+
+/// The few texts that CVE records repeat (CVSS versions, severities), shared rather than
+/// allocated for each of a hundred thousand records.
+#[derive(Default)]
+struct Words(std::collections::HashSet<Arc<str>>);
+
+impl Words {
+    fn get(&mut self, text: Option<&str>) -> Option<Arc<str>> {
+        let text = text?;
+        if let Some(w) = self.0.get(text) {
+            return Some(w.clone());
+        }
+        let w: Arc<str> = text.into();
+        self.0.insert(w.clone());
+        Some(w)
+    }
+}
+
+/// A lock whose holder panicked still guards complete entries (each is inserted whole).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Matches services against an open database, caching per product and per service.
 pub struct Matcher {
     db: VulnDb,
+    shared: Arc<Shared>,
+    /// The products this matcher met (a first look before [`Shared::products`]).
     rows: HashMap<(String, String), Arc<ProductIndex>>,
     /// The entries of a product covering a version: (vendor, product, version key).
     covered: HashMap<(String, String, String), Arc<Vec<usize>>>,
     debian_packages: HashMap<String, Option<Arc<DebianPackage>>>,
     kev: Option<Arc<KevMap>>,
+    words: Words,
     /// Every EPSS score, once many CVEs have been read ([`Matcher::epss_whole_after`]).
-    epss: Option<EpssTable>,
-    cves_read: u64,
+    epss: Option<Arc<EpssTable>>,
     epss_whole_after: u64,
     /// The nodes of each AND configuration met: (CVE, configuration).
-    configs: HashMap<(Arc<str>, i64), Arc<Vec<platform::Node>>>,
+    configs: Configs,
     results: HashMap<ServiceQuery, Arc<Vec<Finding>>>,
     /// The same, by what the matching depends on (services that differ in other words).
     by_identity: HashMap<Identity, Arc<Vec<Finding>>>,
+    /// The matchers of [`Matcher::services`]' threads, each with its connection, kept
+    /// for the next batch (and their caches dropped with this one, not while matching).
+    workers: Vec<Matcher>,
 }
 
 impl VulnDb {
     /// A matcher that owns the database (it can then live in a scan's output sink, sent
     /// to the engine's threads); [`Matcher::db`] gives it back for reading.
     pub fn into_matcher(self) -> Matcher {
+        self.matcher_sharing(Arc::default())
+    }
+
+    fn matcher_sharing(self, shared: Arc<Shared>) -> Matcher {
         Matcher {
             db: self,
+            shared,
             rows: HashMap::new(),
             covered: HashMap::new(),
             debian_packages: HashMap::new(),
             kev: None,
+            words: Words::default(),
             epss: None,
-            cves_read: 0,
             epss_whole_after: EPSS_WHOLE_AFTER,
             configs: HashMap::new(),
             results: HashMap::new(),
             by_identity: HashMap::new(),
+            workers: Vec::new(),
         }
     }
 }
@@ -719,22 +850,32 @@ impl Matcher {
             let product = identify(q).and_then(|id| id.nvd.into_iter().next());
             groups.entry(product).or_default().push(i);
         }
-        let mut chunks: Vec<Vec<usize>> = Vec::new();
+        let mut chunks: Vec<(usize, Vec<usize>)> = Vec::new();
         for g in groups.into_values() {
-            chunks.extend(g.chunks(CHUNK).map(<[usize]>::to_vec));
+            chunks.extend(g.chunks(CHUNK).map(<[usize]>::to_vec).enumerate());
         }
-        chunks.sort_by_key(|c| std::cmp::Reverse(c.len()));
+        // Of chunks of one size, each product's first, then each one's second...: the
+        // workers do not start on the same product (one would read it while the others
+        // wait).
+        chunks.sort_by_key(|(round, c)| (std::cmp::Reverse(c.len()), *round));
+        let chunks: Vec<Vec<usize>> = chunks.into_iter().map(|(_, c)| c).collect();
         let next = AtomicUsize::new(0);
         let path = self.db().path().to_path_buf();
         let whole_after = self.epss_whole_after;
-        let done: Vec<Result<Share, VulnError>> = std::thread::scope(|scope| {
+        let shared = &self.shared;
+        let mut kept = std::mem::take(&mut self.workers).into_iter();
+        let done: Vec<Result<(Share, Matcher), VulnError>> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     let (path, chunks, next) = (&path, &chunks, &next);
+                    let kept = kept.next();
                     scope.spawn(move || {
-                        let mut m = VulnDb::open_existing(path)?
-                            .into_matcher()
-                            .epss_whole_after(whole_after);
+                        let mut m = match kept {
+                            Some(m) => m,
+                            None => VulnDb::open_existing(path)?
+                                .matcher_sharing(shared.clone())
+                                .epss_whole_after(whole_after),
+                        };
                         let mut done = Vec::new();
                         while let Some(chunk) = chunks.get(next.fetch_add(1, Relaxed)) {
                             for &i in chunk {
@@ -743,7 +884,7 @@ impl Matcher {
                                 }
                             }
                         }
-                        Ok(done)
+                        Ok((done, m))
                     })
                 })
                 .collect();
@@ -761,7 +902,9 @@ impl Matcher {
         });
         let mut out: Vec<Arc<Vec<Finding>>> = vec![Arc::default(); queries.len()];
         for part in done {
-            for (i, f) in part? {
+            let (part, worker) = part?;
+            self.workers.push(worker);
+            for (i, f) in part {
                 if let Some(slot) = out.get_mut(i) {
                     *slot = f;
                 }
@@ -801,20 +944,19 @@ impl Matcher {
 
     /// Every EPSS score, by CVE.
     fn all_epss(&self) -> Result<EpssTable, VulnError> {
-        let mut out: Vec<(u64, f64, f64)> = self
+        let out: HashMap<u64, (f64, f64)> = self
             .conn()
             .prepare("SELECT cve, epss, percentile FROM epss")
             .and_then(|mut s| {
                 s.query_map([], |r| {
                     let n = cve_number(r.get_ref(0)?.as_str()?);
                     let (e, p): (f64, f64) = (r.get(1)?, r.get(2)?);
-                    Ok(n.map(|n| (n, e, p)))
+                    Ok(n.map(|n| (n, (e, p))))
                 })?
                 .filter_map(Result::transpose)
                 .collect()
             })
             .map_err(|e| self.err(e))?;
-        out.sort_unstable_by_key(|e| e.0);
         Ok(EpssTable(out))
     }
 
@@ -822,6 +964,12 @@ impl Matcher {
     /// and the ransomware use.
     fn kev(&mut self) -> Result<Arc<KevMap>, VulnError> {
         if let Some(k) = &self.kev {
+            return Ok(k.clone());
+        }
+        let shared = self.shared.clone();
+        let mut known = lock(&shared.kev);
+        if let Some(k) = &*known {
+            self.kev = Some(k.clone());
             return Ok(k.clone());
         }
         let map: KevMap = self
@@ -841,6 +989,7 @@ impl Matcher {
             })
             .map_err(|e| self.err(e))?;
         let map = Arc::new(map);
+        *known = Some(map.clone());
         self.kev = Some(map.clone());
         Ok(map)
     }
@@ -854,54 +1003,123 @@ impl Matcher {
         if let Some(c) = cell.get() {
             return Ok(c.clone());
         }
-        let id = &row.cve;
-        let kev = self.kev()?;
-        // EPSS scores from the join while few CVEs have been read; past that, all of them
-        // at once (a large scan reads most CVEs of its products, and a lookup per CVE in a
-        // second index costs more than the one scan of the EPSS table).
-        self.cves_read += 1;
-        if self.epss.is_none() && self.cves_read > self.epss_whole_after {
-            self.epss = Some(self.all_epss()?);
+        self.read_cves(index, std::iter::once(row))?;
+        Ok(cell.get().cloned().flatten())
+    }
+
+    /// Reads the CVE records of the product's entries `rows` that are not known yet (not
+    /// read for this product, another or by another worker), [`CVE_BATCH`] in one
+    /// statement: SQLite then seeks them in order, and one statement for many costs far
+    /// less than one each.
+    fn read_cves<'r>(
+        &mut self,
+        index: &ProductIndex,
+        rows: impl Iterator<Item = &'r MatchRow>,
+    ) -> Result<(), VulnError> {
+        let mut missing: Vec<CveCell> = Vec::new();
+        {
+            let known = lock(&self.shared.cves);
+            let mut last = None;
+            for row in rows {
+                // A CVE's entries are together.
+                if last == Some(row.slot) {
+                    continue;
+                }
+                last = Some(row.slot);
+                let Some(cell) = index.cves.get(row.slot as usize) else {
+                    continue;
+                };
+                if cell.get().is_some() {
+                    continue;
+                }
+                match known.get(&row.cve) {
+                    Some(c) => {
+                        let _ = cell.set(c.clone());
+                    }
+                    None => missing.push((&row.cve, cell)),
+                }
+            }
         }
-        let sql = if self.epss.is_some() {
-            "SELECT c.cvss, c.cvss_version, c.severity, c.description, NULL, NULL \
-             FROM cve c WHERE c.id = ?1"
-        } else {
-            "SELECT c.cvss, c.cvss_version, c.severity, c.description, e.epss, e.percentile \
-             FROM cve c LEFT JOIN epss e ON e.cve = c.id WHERE c.id = ?1"
-        };
-        let all_epss = self.epss.as_ref();
-        let found = self
-            .conn()
-            .prepare_cached(sql)
-            .and_then(|mut s| {
-                let mut q = s.query([&**id])?;
-                let Some(r) = q.next()? else {
-                    return Ok(None);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let kev = self.kev()?;
+        for batch in missing.chunks(CVE_BATCH) {
+            // EPSS scores from the join while few CVEs have been read; past that, all of
+            // them at once (a large scan reads most CVEs of its products, and a lookup per
+            // CVE in a second index costs more than the one scan of the EPSS table).
+            let read = self.shared.cves_read.fetch_add(batch.len() as u64, Relaxed);
+            if self.epss.is_none() && read + batch.len() as u64 > self.epss_whole_after {
+                let shared = self.shared.clone();
+                let mut whole = lock(&shared.epss);
+                let table = match &*whole {
+                    Some(t) => t.clone(),
+                    None => Arc::new(self.all_epss()?),
                 };
-                let (epss, pct): (Option<f64>, Option<f64>) = match all_epss {
-                    Some(t) => t
-                        .get(id)
-                        .map(|(e, p)| (Some(e), Some(p)))
-                        .unwrap_or_default(),
-                    None => (r.get(4)?, r.get(5)?),
-                };
-                let known = kev.get(&**id);
-                Ok(Some(Arc::new(Cve {
-                    id: id.clone(),
-                    cvss: r.get(0)?,
-                    cvss_version: text(r.get(1)?),
-                    severity: text(r.get(2)?),
-                    kev_date_added: known.map(|k| k.0.clone()),
-                    kev_ransomware: known.and_then(|k| k.1.clone()),
-                    // A score comes with its percentile.
-                    epss: epss.filter(|_| pct.is_some()),
-                    epss_percentile: pct.filter(|_| epss.is_some()),
-                    description: r.get::<_, String>(3)?.into(),
-                })))
-            })
-            .map_err(|e| self.err(e))?;
-        Ok(cell.get_or_init(|| found).clone())
+                *whole = Some(table.clone());
+                self.epss = Some(table);
+            }
+            let all_epss = self.epss.as_deref();
+            let sql = &CVE_SQL[usize::from(all_epss.is_none())];
+            let words = &mut self.words;
+            let mut found: Vec<Option<Arc<Cve>>> = vec![None; batch.len()];
+            self.db
+                .connection()
+                .prepare_cached(sql)
+                .and_then(|mut s| {
+                    // Unused places are NULL, which no id equals: one statement for
+                    // every batch.
+                    let ids = batch
+                        .iter()
+                        .map(|(id, _)| Some(&***id))
+                        .chain(std::iter::repeat(None))
+                        .take(CVE_BATCH);
+                    let mut q = s.query(rusqlite::params_from_iter(ids))?;
+                    while let Some(r) = q.next()? {
+                        let got = r.get_ref(0)?.as_str()?;
+                        // The product's entries are in CVE order, and so the batch.
+                        let at = batch
+                            .binary_search_by(|(id, _)| (***id).cmp(got))
+                            .ok()
+                            .or_else(|| batch.iter().position(|(id, _)| ***id == *got));
+                        let Some((at, (id, _))) = at.and_then(|a| batch.get(a).map(|b| (a, b)))
+                        else {
+                            continue;
+                        };
+                        let (epss, pct): (Option<f64>, Option<f64>) = match all_epss {
+                            Some(t) => t
+                                .get(id)
+                                .map(|(e, p)| (Some(e), Some(p)))
+                                .unwrap_or_default(),
+                            None => (r.get(5)?, r.get(6)?),
+                        };
+                        let known = kev.get(&***id);
+                        let cve = Arc::new(Cve {
+                            id: (*id).clone(),
+                            cvss: r.get(1)?,
+                            cvss_version: words.get(r.get_ref(2)?.as_str_or_null()?),
+                            severity: words.get(r.get_ref(3)?.as_str_or_null()?),
+                            kev_date_added: known.map(|k| k.0.clone()),
+                            kev_ransomware: known.and_then(|k| k.1.clone()),
+                            // A score comes with its percentile.
+                            epss: epss.filter(|_| pct.is_some()),
+                            epss_percentile: pct.filter(|_| epss.is_some()),
+                            description: r.get_ref(4)?.as_str()?.into(),
+                        });
+                        if let Some(f) = found.get_mut(at) {
+                            *f = Some(cve);
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(|e| self.err(e))?;
+            let mut known = lock(&self.shared.cves);
+            for ((id, cell), cve) in batch.iter().zip(found) {
+                known.insert((*id).clone(), cve.clone());
+                let _ = cell.set(cve);
+            }
+        }
+        Ok(())
     }
 
     /// The nodes of an AND configuration, read when one of its entries first covers a
@@ -913,6 +1131,10 @@ impl Matcher {
     ) -> Result<Arc<Vec<platform::Node>>, VulnError> {
         let key = (cve.clone(), config);
         if let Some(n) = self.configs.get(&key) {
+            return Ok(n.clone());
+        }
+        if let Some(n) = lock(&self.shared.configs).get(&key) {
+            self.configs.insert(key, n.clone());
             return Ok(n.clone());
         }
         let json: Option<String> = self
@@ -931,6 +1153,7 @@ impl Matcher {
             None => Vec::new(),
         };
         let nodes = Arc::new(nodes);
+        lock(&self.shared.configs).insert(key.clone(), nodes.clone());
         self.configs.insert(key, nodes.clone());
         Ok(nodes)
     }
@@ -942,51 +1165,56 @@ impl Matcher {
         if let Some(r) = self.rows.get(&key) {
             return Ok(r.clone());
         }
-        type Raw = (
-            String,
-            String,
-            [Option<String>; 4],
-            String,
-            Option<(i64, i64)>,
-        );
-        let raw: Vec<Raw> = self
-            .conn()
+        let slot = lock(&self.shared.products)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let mut read = lock(&slot);
+        if let Some(r) = &*read {
+            self.rows.insert(key, r.clone());
+            return Ok(r.clone());
+        }
+        let mut rows: Vec<MatchRow> = Vec::new();
+        let mut cves = 0;
+        let mut why = String::new();
+        self.conn()
             .prepare_cached(
                 "SELECT cve, version, start_incl, start_excl, end_incl, end_excl, criteria, \
                  config, node FROM cpe_match WHERE product = ?1 AND vendor = ?2",
             )
             .and_then(|mut s| {
-                s.query_map([product, vendor], |r| {
+                let mut q = s.query([product, vendor])?;
+                while let Some(r) = q.next()? {
+                    let bound = |i: usize| -> rusqlite::Result<Option<&str>> {
+                        Ok(r.get_ref(i)?.as_str_or_null()?)
+                    };
+                    let cve = r.get_ref(0)?.as_str()?;
                     let config: Option<i64> = r.get(7)?;
                     let node: Option<i64> = r.get(8)?;
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?],
-                        r.get(6)?,
+                    // Clustered by CVE: a CVE's rows are together, and share its place.
+                    let (id, slot) = match rows.last() {
+                        Some(last) if *last.cve == *cve => (last.cve.clone(), last.slot),
+                        _ => {
+                            cves += 1;
+                            (Arc::from(cve), cves - 1)
+                        }
+                    };
+                    rows.push(MatchRow::new(
+                        id,
+                        slot,
+                        r.get_ref(1)?.as_str()?,
+                        [bound(2)?, bound(3)?, bound(4)?, bound(5)?],
+                        r.get_ref(6)?.as_str()?,
                         config.zip(node),
-                    ))
-                })?
-                .collect()
+                        &mut why,
+                    ));
+                }
+                Ok(())
             })
             .map_err(|e| self.err(e))?;
-        let mut rows: Vec<MatchRow> = Vec::with_capacity(raw.len());
-        let mut cves = 0;
-        for (cve, version, bounds, criteria, and_node) in raw {
-            // Clustered by CVE: a CVE's rows are together, and share its place.
-            let (id, slot) = match rows.last() {
-                Some(last) if *last.cve == *cve => (last.cve.clone(), last.slot),
-                _ => {
-                    cves += 1;
-                    (Arc::from(cve.as_str()), cves - 1)
-                }
-            };
-            rows.push(MatchRow::new(
-                id, slot, version, bounds, &criteria, and_node,
-            ));
-        }
         let name: Arc<str> = format!("{vendor}:{product}").into();
         let rows = Arc::new(ProductIndex::new(name, rows, cves as usize));
+        *read = Some(rows.clone());
         self.rows.insert(key, rows.clone());
         Ok(rows)
     }
@@ -1096,6 +1324,8 @@ impl Matcher {
                     c
                 }
             };
+            // The CVE records of the entries, the ones not known yet read together.
+            self.read_cves(&index, covered.iter().filter_map(|&i| index.rows.get(i)))?;
             out.reserve(covered.len());
             let mut last: Option<(u32, usize)> = None;
             for &i in covered.iter() {
@@ -1167,7 +1397,8 @@ impl Matcher {
                 }
             }
         }
-        out.sort_by(priority);
+        // Unstable is enough: a service's findings are of distinct CVEs.
+        out.sort_unstable_by(priority);
         Ok(out)
     }
 }
@@ -1250,10 +1481,11 @@ mod tests {
         MatchRow::new(
             "CVE-0000-0001".into(),
             0,
-            version.into(),
-            b.map(|b| b.map(Into::into)),
+            version,
+            b,
             "cpe:2.3:a:x:y:*:*:*:*:*:*:*:*",
             None,
+            &mut String::new(),
         )
     }
 
@@ -1271,9 +1503,116 @@ mod tests {
         ] {
             assert_eq!(cve_number(bad), None, "{bad}");
         }
-        let t = EpssTable(vec![(2_021_000_000_000_001, 0.5, 0.9)]);
+        let t = EpssTable(HashMap::from([(2_021_000_000_000_001, (0.5, 0.9))]));
         assert_eq!(t.get("CVE-2021-0001"), Some((0.5, 0.9)));
         assert_eq!(t.get("CVE-2021-0002"), None);
+    }
+
+    /// A database of `n` CVEs of x:y, each covering every version below 2.0, with scores,
+    /// EPSS for the even ones and KEV for every seventh; and an entry of a CVE without a
+    /// record.
+    fn many_cves(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+        let path = dir.join("v.sqlite");
+        let db = VulnDb::open(&path).unwrap();
+        let c = db.connection();
+        for i in 0..n {
+            let id = format!("CVE-2020-{}", 1000 + i);
+            c.execute(
+                "INSERT INTO cve(id, cvss, cvss_version, severity, description) \
+                 VALUES(?1, ?2, '3.1', 'HIGH', ?3)",
+                rusqlite::params![id, (i % 10) as f64, format!("flaw {i}")],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO cpe_match(product, vendor, cve, seq, part, version, end_excl, \
+                 criteria) VALUES('y', 'x', ?1, 0, 'a', '*', '2.0', 'cpe:2.3:a:x:y:*')",
+                [&id],
+            )
+            .unwrap();
+            if i % 2 == 0 {
+                c.execute(
+                    "INSERT INTO epss(cve, epss, percentile) VALUES(?1, ?2, 0.5)",
+                    rusqlite::params![id, i as f64 / 1000.0],
+                )
+                .unwrap();
+            }
+            if i % 7 == 0 {
+                c.execute(
+                    "INSERT INTO kev(cve, date_added) VALUES(?1, '2024-01-01')",
+                    [&id],
+                )
+                .unwrap();
+            }
+        }
+        c.execute(
+            "INSERT INTO cpe_match(product, vendor, cve, seq, part, version, criteria) \
+             VALUES('y', 'x', 'CVE-2020-0001', 0, 'a', '*', 'cpe:2.3:a:x:y:*')",
+            [],
+        )
+        .unwrap();
+        path
+    }
+
+    fn at(version: &str) -> ServiceQuery {
+        ServiceQuery {
+            cpes: vec![format!("cpe:/a:x:y:{version}")],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cve_records_read_in_batches_are_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        // Several batches, the last one partial.
+        let n = 2 * CVE_BATCH + 7;
+        let path = many_cves(dir.path(), n);
+        let found = VulnDb::open(&path)
+            .unwrap()
+            .into_matcher()
+            .service(&at("1.0"))
+            .unwrap();
+        // The CVE without a record gives none.
+        assert_eq!(found.len(), n);
+        for f in found.iter() {
+            let i: usize = f.id().trim_start_matches("CVE-2020-").parse().unwrap();
+            let i = i - 1000;
+            assert_eq!(f.cve.cvss, Some((i % 10) as f64), "{}", f.id());
+            assert_eq!(&*f.cve.description, format!("flaw {i}"));
+            assert_eq!(f.cve.severity.as_deref(), Some("HIGH"));
+            assert_eq!(f.cve.epss, i.is_multiple_of(2).then(|| i as f64 / 1000.0));
+            assert_eq!(f.kev(), i.is_multiple_of(7), "{}", f.id());
+        }
+        // EPSS from the whole table, read at once, gives the same.
+        let whole = VulnDb::open(&path)
+            .unwrap()
+            .into_matcher()
+            .epss_whole_after(0)
+            .service(&at("1.0"))
+            .unwrap();
+        assert_eq!(whole, found);
+    }
+
+    #[test]
+    fn batches_on_threads_share_their_reads_and_keep_their_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = many_cves(dir.path(), CVE_BATCH + 3);
+        let queries: Vec<ServiceQuery> = (0..PARALLEL_FROM + 500)
+            .map(|i| at(&format!("1.{}.{}", i % 3, i)))
+            .collect();
+        let refs: Vec<&ServiceQuery> = queries.iter().collect();
+        let mut m = VulnDb::open(&path).unwrap().into_matcher();
+        let first = m.services(&refs).unwrap();
+        let workers = m.workers.len();
+        // Again, on the workers kept (and their caches).
+        let again = m.services(&refs).unwrap();
+        assert_eq!(m.workers.len(), workers);
+        let mut one = VulnDb::open(&path).unwrap().into_matcher();
+        for ((q, a), b) in queries.iter().zip(&first).zip(&again) {
+            let want = one.service(q).unwrap();
+            assert_eq!(**a, *want, "{q:?}");
+            assert_eq!(**b, *want, "{q:?}");
+            assert_eq!(want.len(), CVE_BATCH + 3);
+        }
     }
 
     #[test]

@@ -109,13 +109,15 @@ impl Version {
         while end > 0 && self.0.get(end - 1) == Some(&Token::Num(0)) {
             end -= 1;
         }
-        let mut out = String::new();
+        // Written in place: a product's exact versions are keyed when it is read.
+        use std::fmt::Write;
+        let mut out = String::with_capacity(4 * end);
         for t in self.0.get(..end).unwrap_or_default() {
-            match t {
-                Token::Num(n) => out.push_str(&format!("{n}.")),
-                Token::Pre(w) => out.push_str(&format!("-{w}.")),
-                Token::Post(w) => out.push_str(&format!("+{w}.")),
-            }
+            let _ = match t {
+                Token::Num(n) => write!(out, "{n}."),
+                Token::Pre(w) => write!(out, "-{w}."),
+                Token::Post(w) => write!(out, "+{w}."),
+            };
         }
         out
     }
