@@ -18,10 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use portolan_wire::ethernet::MacAddr;
 
-use super::netif::{self, Interface, NetifError};
-
-/// `ARPHRD_ETHER` from <linux/if_arp.h>.
-const ARPHRD_ETHER: u16 = 1;
+use super::netif::{self, Interface, NetifError, ARPHRD_ETHER};
 /// `RTF_UP` from <linux/route.h>.
 const RTF_UP: u32 = 0x1;
 
@@ -212,18 +209,8 @@ pub fn route_rows(kernel: &[KernelRoute], rows: &[IfRow]) -> Vec<RouteRow> {
 /// Whether `addr` lies in `net`/`prefix` (of the same family).
 fn in_prefix(net: IpAddr, prefix: u8, addr: IpAddr) -> bool {
     match (net, addr) {
-        (IpAddr::V4(n), IpAddr::V4(a)) => {
-            let m = u32::MAX
-                .checked_shl(32 - u32::from(prefix.min(32)))
-                .unwrap_or(0);
-            u32::from(n) & m == u32::from(a) & m
-        }
-        (IpAddr::V6(n), IpAddr::V6(a)) => {
-            let m = u128::MAX
-                .checked_shl(128 - u32::from(prefix.min(128)))
-                .unwrap_or(0);
-            u128::from(n) & m == u128::from(a) & m
-        }
+        (IpAddr::V4(n), IpAddr::V4(a)) => netif::in_subnet(a, n, prefix),
+        (IpAddr::V6(n), IpAddr::V6(a)) => netif::in_prefix_v6(a, n, prefix),
         _ => false,
     }
 }

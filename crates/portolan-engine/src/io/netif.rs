@@ -17,7 +17,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use portolan_wire::ethernet::MacAddr;
 
 /// `ARPHRD_ETHER` from <linux/if_arp.h>.
-const ARPHRD_ETHER: u16 = 1;
+pub(crate) const ARPHRD_ETHER: u16 = 1;
 
 /// Why the interface list could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -69,14 +69,16 @@ pub struct OnLink<A = Ipv4Addr> {
 /// On-link facts for an IPv6 destination.
 pub type OnLinkV6 = OnLink<Ipv6Addr>;
 
-fn in_subnet(addr: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
+/// Whether `addr` lies in `net`/`prefix`.
+pub(crate) fn in_subnet(addr: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
     let mask = u32::MAX
         .checked_shl(32 - u32::from(prefix.min(32)))
         .unwrap_or(0);
     u32::from(addr) & mask == u32::from(net) & mask
 }
 
-fn in_prefix_v6(addr: Ipv6Addr, net: Ipv6Addr, prefix: u8) -> bool {
+/// [`in_subnet`] for IPv6.
+pub(crate) fn in_prefix_v6(addr: Ipv6Addr, net: Ipv6Addr, prefix: u8) -> bool {
     let mask = u128::MAX
         .checked_shl(128 - u32::from(prefix.min(128)))
         .unwrap_or(0);
