@@ -16,7 +16,7 @@ use crate::io::backend::{Backend, Described, Outgoing, PacketIo};
 use crate::io::dryrun::Lines;
 use crate::io::netif::{Interface, NetifError};
 use crate::io::raw::{RawError, Received};
-use portolan_wire::ethernet::{EtherType, MacAddr};
+use portolan_wire::ethernet::{self, EtherType, MacAddr};
 use portolan_wire::{icmpv4, icmpv6, ipv4, ipv6, tcp, udp, IpProtocol};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
@@ -72,14 +72,11 @@ pub fn describe(dir: Direction, kind: PathKind, bytes: &[u8]) -> String {
     }
 }
 
-/// The Ethernet type and payload of a frame (an 802.1Q tag is skipped).
+/// The Ethernet type and payload of a frame (a VLAN tag is skipped), by portolan-wire's
+/// frame view.
 fn ethernet_payload(frame: &[u8]) -> Option<(EtherType, &[u8])> {
-    let ty = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
-    if EtherType(ty) == EtherType::VLAN {
-        let inner = u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]);
-        return Some((EtherType(inner), frame.get(18..)?));
-    }
-    Some((EtherType(ty), frame.get(14..)?))
+    let f = ethernet::Packet::new_checked(frame).ok()?;
+    Some((f.payload_ethertype(), f.payload()))
 }
 
 /// An ARP packet (from its hardware type on) as Nmap's ARP tracer prints it.
@@ -128,7 +125,7 @@ pub fn describe_nd(ip: &[u8]) -> Option<String> {
                     match first {
                         Some(Ok(icmpv6::NdpOption::TargetLinkLayerAddr(mac))) => {
                             match MacAddr::from_bytes(mac) {
-                                Some(mac) => format!("{t} is at {}", lower_mac(&mac)),
+                                Some(mac) => format!("{t} is at {mac}"),
                                 None => "no link-layer address".to_string(),
                             }
                         }
@@ -140,11 +137,6 @@ pub fn describe_nd(ip: &[u8]) -> Option<String> {
         _ => return None,
     };
     Some(format!("{label} {src} > {dst} {desc}"))
-}
-
-fn lower_mac(mac: &MacAddr) -> String {
-    let parts: Vec<String> = mac.0.iter().map(|b| format!("{b:02x}")).collect();
-    parts.join(":")
 }
 
 /// The bytes an IP header covers, from `start` on, within what was captured.
