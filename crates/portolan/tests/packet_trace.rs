@@ -60,6 +60,13 @@ fn closed_port() -> u16 {
     l.local_addr().expect("address").port()
 }
 
+/// A port this test listens on (open while the listener lives) and one nothing listens on.
+fn open_and_closed_ports() -> (TcpListener, u16, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    let open = listener.local_addr().expect("address").port();
+    (listener, open, closed_port())
+}
+
 #[test]
 fn syn_scan_on_loopback_is_traced_as_nmap_traces_it() {
     if !is_root() {
@@ -69,9 +76,7 @@ fn syn_scan_on_loopback_is_traced_as_nmap_traces_it() {
         eprintln!("skipped: the --packet-trace SYN scan needs root");
         return;
     }
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
-    let open = listener.local_addr().expect("address").port();
-    let closed = closed_port();
+    let (listener, open, closed) = open_and_closed_ports();
     let ports = format!("{open},{closed}");
     let args = ["-sS", "-n", "-p", &ports, "--packet-trace", "127.0.0.1"];
     let out = run(BIN, &args);
@@ -112,9 +117,7 @@ fn syn_scan_on_loopback_is_traced_as_nmap_traces_it() {
         eprintln!("nmap not installed: line shapes not compared");
         return;
     }
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
-    let open = listener.local_addr().expect("address").port();
-    let closed = closed_port();
+    let (listener, open, closed) = open_and_closed_ports();
     let ports = format!("{open},{closed}");
     let args = ["-sS", "-n", "-p", &ports, "--packet-trace", "127.0.0.1"];
     let ours: BTreeSet<String> = trace_lines(&run(BIN, &args))
